@@ -1,0 +1,28 @@
+/** Status codes returned by the WASM core (mirror of assembly/status.ts). */
+export const enum Status {
+  OK = 0,
+  BAD_CHECKSUM = 1,
+  BAD_BLOCKNR = 2,
+  BAD_FLAGS = 3,
+  BAD_MAX_ENTRIES = 4,
+  BAD_NR_ENTRIES = 5,
+  BAD_VALUE_SIZE = 6,
+  KEYS_OUT_OF_ORDER = 7,
+  TOO_DEEP = 8,
+  HOST_ERROR = 9,
+}
+
+/** thin_check-like wording for a status. */
+export function statusText(s: number): string {
+  switch (s) {
+    case Status.BAD_CHECKSUM: return 'bad checksum';
+    case Status.BAD_BLOCKNR: return 'bad block nr';
+    case Status.BAD_FLAGS: return 'bad flags';
+    case Status.BAD_MAX_ENTRIES: return 'bad max_entries';
+    case Status.BAD_NR_ENTRIES: return 'bad nr_entries';
+    case Status.BAD_VALUE_SIZE: return 'value size mismatch';
+    case Status.KEYS_OUT_OF_ORDER: return 'keys are out of order';
+    case Status.TOO_DEEP: return 'walk exceeded its depth bound (cycle?)';
+    default: return `status ${s}`;
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The block-device interface: the lowest layer. Everything above (block cache, data I/O of volumes) reads and
+ * writes through it, and tests substitute memory, crash-simulating, fault-injecting and recording devices.
+ *
+ * Contract:
+ * - All calls are synchronous. Offsets and lengths are in bytes; any alignment is allowed unless the
+ *   implementation says otherwise (the engine issues 4 KiB-aligned metadata I/O and arbitrary data I/O).
+ * - `read` fills `buf` completely. Bytes never written, or beyond `sizeBytes`, read as zeros.
+ * - `write` stores `buf` at `offsetBytes`; a write past `sizeBytes` grows the device (files stay sparse).
+ *   A write is durable only after a later `flush` returns: a crash may lose it, keep it, or tear it at 512-byte
+ *   sector granularity.
+ * - `flush` makes every write that returned before it durable (fdatasync for files).
+ * - `resize` sets `sizeBytes`; growing leaves holes (zeros), shrinking drops the tail.
+ * - Failures throw `ThinpoolError` with code `EIO` (or the typed error of the device); after `close` every call
+ *   throws.
+ */
+export interface BlockDevice {
+  /** Current size in bytes. */
+  readonly sizeBytes: number;
+  read(buf: Uint8Array, offsetBytes: number): void;
+  write(buf: Uint8Array, offsetBytes: number): void;
+  flush(): void;
+  resize(sizeBytes: number): void;
+  /**
+   * Release `lengthBytes` at `offsetBytes` to the host (hole punching) where the implementation can; afterwards
+   * the range reads as zeros. Returns false when the device cannot release space (the range is then unchanged).
+   */
+  discard(offsetBytes: number, lengthBytes: number): boolean;
+  close(): void;
+}

@@ -1,0 +1,192 @@
+/**
+ * A `BlockDevice` over a regular (sparse) file.
+ *
+ * Contract (beyond `BlockDevice`):
+ * - `flush` is fdatasync. `close` does not flush.
+ * - A device opened with `readOnly` rejects `write` and `resize` with EROFS and never discards.
+ * - `discard` punches a hole with util-linux `fallocate --punch-hole --keep-size` for ranges of at least
+ *   `PUNCH_MIN_BYTES`; smaller ranges, a missing `fallocate` or a failed punch return false (range unchanged).
+ *   After one failure the device stops trying; a missing binary disables punching process-wide.
+ * - fs errors surface as `ThinpoolError` EIO (ENOENT / EEXIST when opening or creating).
+ */
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { ThinpoolError, type ErrorCode } from '../errors.js';
+import type { BlockDevice } from './block-device.js';
+import { checkRange, checkSize } from './memory-device.js';
+
+/** Smallest range `FileDevice.discard` tries to punch. */
+export const PUNCH_MIN_BYTES = 64 * 1024;
+
+/** Set once `fallocate` is found missing: no device tries again. */
+let fallocateMissing = false;
+
+function fsError(e: unknown, what: string, path: string): ThinpoolError {
+  const errno = (e as NodeJS.ErrnoException | undefined)?.code;
+  const code: ErrorCode = errno === 'ENOENT' ? 'ENOENT' : errno === 'EEXIST' ? 'EEXIST' : 'EIO';
+  const msg = e instanceof Error ? e.message : String(e);
+  return new ThinpoolError(code, `${what} ${path}: ${msg}`, { cause: e });
+}
+
+/** Bytes the host file system has allocated to `path` (st_blocks × 512). */
+export function allocatedBytes(path: string): number {
+  try {
+    return fs.statSync(path).blocks * 512;
+  } catch (e) {
+    throw fsError(e, 'stat', path);
+  }
+}
+
+export interface FileDeviceOptions {
+  readOnly?: boolean;
+}
+
+export class FileDevice implements BlockDevice {
+  readonly path: string;
+  readonly readOnly: boolean;
+  #fd: number;
+  #size: number;
+  #closed = false;
+  #punchFailed = false;
+
+  private constructor(path: string, fd: number, sizeBytes: number, readOnly: boolean) {
+    this.path = path;
+    this.#fd = fd;
+    this.#size = sizeBytes;
+    this.readOnly = readOnly;
+  }
+
+  /** Opens an existing file; its current length is the device size. */
+  static open(path: string, options: FileDeviceOptions = {}): FileDevice {
+    const readOnly = options.readOnly ?? false;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+    } catch (e) {
+      throw fsError(e, 'open', path);
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new ThinpoolError('EINVAL', `not a regular file: ${path}`);
+      return new FileDevice(path, fd, st.size, readOnly);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e instanceof ThinpoolError ? e : fsError(e, 'stat', path);
+    }
+  }
+
+  /** Creates a new sparse file of `sizeBytes`; throws EEXIST if `path` exists. */
+  static create(path: string, sizeBytes: number): FileDevice {
+    checkSize(sizeBytes);
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'wx+');
+    } catch (e) {
+      throw fsError(e, 'create', path);
+    }
+    try {
+      fs.ftruncateSync(fd, sizeBytes);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw fsError(e, 'ftruncate', path);
+    }
+    return new FileDevice(path, fd, sizeBytes, false);
+  }
+
+  get sizeBytes(): number {
+    return this.#size;
+  }
+
+  read(buf: Uint8Array, offsetBytes: number): void {
+    this.#checkOpen();
+    checkRange(offsetBytes, buf.length);
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const n = fs.readSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
+        if (n === 0) break; // EOF
+        done += n;
+      }
+    } catch (e) {
+      throw fsError(e, 'read', this.path);
+    }
+    buf.fill(0, done);
+  }
+
+  write(buf: Uint8Array, offsetBytes: number): void {
+    this.#checkWritable();
+    checkRange(offsetBytes, buf.length);
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        done += fs.writeSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
+      }
+    } catch (e) {
+      throw fsError(e, 'write', this.path);
+    }
+    if (buf.length > 0) this.#size = Math.max(this.#size, offsetBytes + buf.length);
+  }
+
+  flush(): void {
+    this.#checkOpen();
+    if (this.readOnly) return;
+    try {
+      fs.fdatasyncSync(this.#fd);
+    } catch (e) {
+      throw fsError(e, 'fdatasync', this.path);
+    }
+  }
+
+  resize(sizeBytes: number): void {
+    this.#checkWritable();
+    checkSize(sizeBytes);
+    try {
+      fs.ftruncateSync(this.#fd, sizeBytes);
+    } catch (e) {
+      throw fsError(e, 'ftruncate', this.path);
+    }
+    this.#size = sizeBytes;
+  }
+
+  discard(offsetBytes: number, lengthBytes: number): boolean {
+    this.#checkOpen();
+    checkRange(offsetBytes, lengthBytes);
+    const length = Math.min(offsetBytes + lengthBytes, this.#size) - offsetBytes;
+    if (length <= 0) return true; // nothing stored there: already reads as zeros
+    if (this.readOnly || fallocateMissing || this.#punchFailed || length < PUNCH_MIN_BYTES) return false;
+    const r = spawnSync(
+      'fallocate',
+      ['--punch-hole', '--keep-size', '--offset', String(offsetBytes), '--length', String(length), this.path],
+      { stdio: 'ignore' },
+    );
+    if (r.error) {
+      if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') fallocateMissing = true;
+      else this.#punchFailed = true;
+      return false;
+    }
+    if (r.status !== 0) {
+      this.#punchFailed = true;
+      return false;
+    }
+    return true;
+  }
+
+  close(): void {
+    this.#checkOpen();
+    this.#closed = true;
+    try {
+      fs.closeSync(this.#fd);
+    } catch (e) {
+      throw fsError(e, 'close', this.path);
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ThinpoolError('ECLOSED', `file device is closed: ${this.path}`);
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.readOnly) throw new ThinpoolError('EROFS', `file device is read-only: ${this.path}`);
+  }
+}

@@ -1,0 +1,7 @@
+/** The block-device layer: the interface and its implementations. */
+export type { BlockDevice } from './block-device.js';
+export { FileDevice, allocatedBytes, PUNCH_MIN_BYTES, type FileDeviceOptions } from './file-device.js';
+export { MemoryDevice, MEMORY_CHUNK_BYTES, checkRange, checkSize } from './memory-device.js';
+export { CrashClock, CrashDevice, SECTOR_BYTES } from './crash-device.js';
+export { FaultDevice, type FaultPlan } from './fault-device.js';
+export { RecordingDevice, type RecordedEvent } from './recording-device.js';

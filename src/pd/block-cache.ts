@@ -1,0 +1,239 @@
+/**
+ * Block cache: which metadata block sits in which 4 KiB slot of WASM memory.
+ *
+ * Contract:
+ * - `get(mblock, kind, leafVs)` returns the address of the block's bytes, reading and validating it on a miss
+ *   (checksum with the kind's salt, self block number, and for nodes the structural checks). A block that fails
+ *   validation is never cached; the error names the structure and block.
+ * - Addresses stay valid until the next cache call unless the block is pinned: inside `op()` every block
+ *   returned by `get`/`create` is pinned until the outermost op returns.
+ * - `create(mblock, kind)` gives a zeroed, dirty slot for a block newly allocated in this transaction (no read).
+ * - Dirty blocks are only ever blocks the committed superblock cannot reach (the transaction manager is the
+ *   only caller of `create`/`markDirty`), so they may be written back early when evicted: that is what lets a
+ *   transaction be larger than the cache. Checksums are computed (in WASM) when a block is written.
+ * - `writeDirty()` writes every dirty block; `drop()` forgets every slot (abort: dirty blocks are discarded).
+ */
+import type { BlockDevice } from '../io/block-device.js';
+import type { Core } from '../core/wasm.js';
+import { Status, statusText } from '../core/status.js';
+import { ThinpoolError } from '../errors.js';
+import { BlockKind, KIND_NAME, SALT, BLOCK_SIZE } from './block-kinds.js';
+
+const NO_BLOCK = -1;
+
+export class BlockCache {
+  private readonly core: Core;
+  private readonly dev: BlockDevice;
+  private readonly nrSlots: number;
+  private readonly slotOf = new Map<number, number>();
+  private readonly blockOf: Float64Array;
+  private readonly kindOf: Int8Array;
+  private readonly vsOf: Int32Array;
+  private readonly dirty: Uint8Array;
+  private readonly ref: Uint8Array;
+  private readonly pins: Uint16Array;
+  private readonly pinned: number[] = [];
+  private hand = 0;
+  private opDepth = 0;
+  private nrDirty = 0;
+  /** Statistics for status and benchmarks. */
+  reads = 0;
+  writes = 0;
+  /** Last error raised from inside the `host.node` import (WASM cannot carry it). */
+  lastError: unknown;
+
+  constructor(core: Core, dev: BlockDevice) {
+    this.core = core;
+    this.dev = dev;
+    this.nrSlots = core.nrSlots;
+    this.blockOf = new Float64Array(this.nrSlots).fill(NO_BLOCK);
+    this.kindOf = new Int8Array(this.nrSlots);
+    this.vsOf = new Int32Array(this.nrSlots);
+    this.dirty = new Uint8Array(this.nrSlots);
+    this.ref = new Uint8Array(this.nrSlots);
+    this.pins = new Uint16Array(this.nrSlots);
+    core.nodeProvider = (lo, hi, vs) => {
+      try {
+        return this.get(lo + hi * 4294967296, BlockKind.Node, vs);
+      } catch (e) {
+        this.lastError = e;
+        return 0;
+      }
+    };
+  }
+
+  get device(): BlockDevice {
+    return this.dev;
+  }
+
+  /** Run fn with every block it touches pinned; pins are released when the outermost op returns. */
+  op<T>(fn: () => T): T {
+    this.opDepth++;
+    try {
+      return fn();
+    } finally {
+      if (--this.opDepth === 0) {
+        for (const s of this.pinned) this.pins[s]--;
+        this.pinned.length = 0;
+      }
+    }
+  }
+
+  private touch(slot: number): number {
+    this.ref[slot] = 1;
+    if (this.opDepth > 0) {
+      this.pins[slot]++;
+      this.pinned.push(slot);
+    }
+    return this.core.slotAddr(slot);
+  }
+
+  /** Address of a validated block. */
+  get(mblock: number, kind: BlockKind, leafVs = 0): number {
+    const slot = this.slotOf.get(mblock);
+    if (slot !== undefined) {
+      if (this.kindOf[slot] !== kind || (kind === BlockKind.Node && this.vsOf[slot] !== leafVs)) {
+        this.validate(slot, mblock, kind, leafVs);
+      }
+      return this.touch(slot);
+    }
+    return this.touch(this.load(mblock, kind, leafVs));
+  }
+
+  /** Is the block resident (for tests and statistics)? */
+  has(mblock: number): boolean {
+    return this.slotOf.has(mblock);
+  }
+
+  /** A zeroed, dirty slot for a block allocated in this transaction. */
+  create(mblock: number, kind: BlockKind): number {
+    let slot = this.slotOf.get(mblock);
+    if (slot === undefined) {
+      slot = this.victim();
+      this.slotOf.set(mblock, slot);
+      this.blockOf[slot] = mblock;
+    }
+    this.kindOf[slot] = kind;
+    this.vsOf[slot] = -1;
+    const addr = this.core.slotAddr(slot);
+    this.core.u8.fill(0, addr, addr + BLOCK_SIZE);
+    this.setDirty(slot);
+    return this.touch(slot);
+  }
+
+  /** Mark a resident block dirty; `kind` decides the salt used when it is written. */
+  markDirty(mblock: number, kind: BlockKind): void {
+    const slot = this.slotOf.get(mblock);
+    if (slot === undefined) throw new ThinpoolError('EFAILED', `block ${mblock} marked dirty while not resident`);
+    this.kindOf[slot] = kind;
+    this.vsOf[slot] = -1;
+    this.setDirty(slot);
+  }
+
+  private setDirty(slot: number): void {
+    if (!this.dirty[slot]) {
+      this.dirty[slot] = 1;
+      this.nrDirty++;
+    }
+  }
+
+  private load(mblock: number, kind: BlockKind, leafVs: number): number {
+    if (!(mblock > 0 || kind === BlockKind.Superblock) || mblock * BLOCK_SIZE >= this.dev.sizeBytes) {
+      throw ThinpoolError.metadata('EBADBLOCKNR', `block number ${mblock} out of range`, KIND_NAME[kind], mblock);
+    }
+    const slot = this.victim();
+    const addr = this.core.slotAddr(slot);
+    const view = new Uint8Array(this.core.memory.buffer, addr, BLOCK_SIZE);
+    this.dev.read(view, mblock * BLOCK_SIZE);
+    this.reads++;
+    this.validate(slot, mblock, kind, leafVs);
+    this.slotOf.set(mblock, slot);
+    this.blockOf[slot] = mblock;
+    return slot;
+  }
+
+  private validate(slot: number, mblock: number, kind: BlockKind, leafVs: number): void {
+    const addr = this.core.slotAddr(slot);
+    const lo = mblock >>> 0;
+    const hi = Math.floor(mblock / 4294967296);
+    // Dirty blocks were produced by this process and carry no checksum yet: only check their structure kind.
+    const s = this.dirty[slot]
+      ? Status.OK
+      : kind === BlockKind.Node
+        ? this.core.x.nodeCheck(addr, lo, hi, leafVs)
+        : this.core.x.blockCheck(addr, SALT[kind], lo, hi);
+    if (s !== Status.OK) {
+      const code = s === Status.BAD_CHECKSUM ? 'EBADCSUM' : s === Status.BAD_BLOCKNR ? 'EBADBLOCKNR' : 'EBADNODE';
+      throw ThinpoolError.metadata(code, statusText(s), KIND_NAME[kind], mblock);
+    }
+    this.kindOf[slot] = kind;
+    this.vsOf[slot] = kind === BlockKind.Node ? leafVs : 0;
+  }
+
+  /** Pick a slot to reuse (clock), writing it back first when dirty. */
+  private victim(): number {
+    for (let sweeps = 0; sweeps < 3 * this.nrSlots; sweeps++) {
+      const s = this.hand;
+      this.hand = (this.hand + 1) % this.nrSlots;
+      if (this.pins[s]) continue;
+      if (this.blockOf[s] === NO_BLOCK) return s;
+      if (this.ref[s]) {
+        this.ref[s] = 0;
+        continue;
+      }
+      if (this.dirty[s]) this.writeSlot(s);
+      this.slotOf.delete(this.blockOf[s]);
+      this.blockOf[s] = NO_BLOCK;
+      return s;
+    }
+    throw new ThinpoolError('EFAILED', `metadata cache exhausted: all ${this.nrSlots} slots pinned`);
+  }
+
+  private writeSlot(s: number): void {
+    const addr = this.core.slotAddr(s);
+    this.core.x.blockPrepare(addr, SALT[this.kindOf[s]]);
+    this.dev.write(new Uint8Array(this.core.memory.buffer, addr, BLOCK_SIZE), this.blockOf[s] * BLOCK_SIZE);
+    this.writes++;
+    this.dirty[s] = 0;
+    this.nrDirty--;
+  }
+
+  /** Write every dirty block (not flushed). */
+  writeDirty(): void {
+    if (this.nrDirty === 0) return;
+    const order: number[] = [];
+    for (let s = 0; s < this.nrSlots; s++) if (this.dirty[s]) order.push(s);
+    order.sort((a, b) => this.blockOf[a] - this.blockOf[b]);
+    for (const s of order) this.writeSlot(s);
+  }
+
+  get dirtyCount(): number {
+    return this.nrDirty;
+  }
+
+  /** Forget a block (it was freed in this transaction and its contents no longer matter). */
+  forget(mblock: number): void {
+    const s = this.slotOf.get(mblock);
+    if (s === undefined || this.pins[s]) return;
+    if (this.dirty[s]) {
+      this.dirty[s] = 0;
+      this.nrDirty--;
+    }
+    this.slotOf.delete(mblock);
+    this.blockOf[s] = NO_BLOCK;
+  }
+
+  /** Forget every slot; dirty contents are discarded (abort to the last commit). */
+  drop(): void {
+    this.slotOf.clear();
+    this.blockOf.fill(NO_BLOCK);
+    this.dirty.fill(0);
+    this.pins.fill(0);
+    this.pinned.length = 0;
+    this.nrDirty = 0;
+  }
+
+  get slots(): number {
+    return this.nrSlots;
+  }
+}

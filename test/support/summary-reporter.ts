@@ -1,0 +1,59 @@
+/**
+ * A vitest 4 reporter that prints, as the very last line of a run, a plain summary CI can read:
+ *
+ *   N passed, N failed, N skipped
+ *
+ * Counting: every test case by its final state (passed / failed / skipped, `todo` counts as skipped; a test
+ * left pending by an interrupted run counts as failed). A test file or suite with its own errors (failed to
+ * import or collect, or a failing beforeAll/afterAll hook) counts as one more failure, as does a file that never
+ * ran. Each unhandled error counts as one failure.
+ */
+import type { SerializedError } from 'vitest';
+import type { Reporter, TestModule, TestRunEndReason } from 'vitest/node';
+
+export interface SummaryCounts {
+  passed: number;
+  failed: number;
+  skipped: number;
+}
+
+export function countResults(
+  testModules: ReadonlyArray<TestModule>,
+  unhandledErrors: ReadonlyArray<SerializedError>,
+): SummaryCounts {
+  const c: SummaryCounts = { passed: 0, failed: 0, skipped: 0 };
+  for (const mod of testModules) {
+    let tests = 0;
+    for (const test of mod.children.allTests()) {
+      tests++;
+      const state = test.result().state;
+      if (state === 'passed') c.passed++;
+      else if (state === 'skipped') c.skipped++;
+      else c.failed++; // 'failed', or 'pending' in an interrupted run
+    }
+    if (mod.errors().length > 0) c.failed++;
+    for (const suite of mod.children.allSuites()) {
+      if (suite.errors().length > 0) c.failed++;
+    }
+    const state = mod.state();
+    if (tests === 0 && mod.errors().length === 0 && (state === 'failed' || state === 'queued' || state === 'pending')) {
+      c.failed++;
+    }
+  }
+  c.failed += unhandledErrors.length;
+  return c;
+}
+
+export function formatSummary(c: SummaryCounts): string {
+  return `${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`;
+}
+
+export default class SummaryReporter implements Reporter {
+  onTestRunEnd(
+    testModules: ReadonlyArray<TestModule>,
+    unhandledErrors: ReadonlyArray<SerializedError>,
+    _reason: TestRunEndReason,
+  ): void {
+    process.stdout.write(`${formatSummary(countResults(testModules, unhandledErrors))}\n`);
+  }
+}
