@@ -198,10 +198,9 @@ export class MetadataSpaceMap {
   }
 
   /**
-   * Write the map's on-disk form for this transaction's counts. `newBlock` allocates and creates a slot
-   * (through the transaction manager). Returns the root to store in the superblock.
+   * Write the map's on-disk form for this transaction's counts; returns the root to store in the superblock.
    */
-  prepareCommit(cache: BlockCache, refTree: RefTreeCodec, newBlock: (kind: BlockKind) => number): SpaceMapRoot {
+  prepareCommit(cache: BlockCache, refTree: RefTreeCodec): SpaceMapRoot {
     this.inCommit = true;
     try {
       const { x } = this.core;
@@ -235,7 +234,6 @@ export class MetadataSpaceMap {
         }
         if (!moved) break;
       }
-      void newBlock;
       for (const j of this.dirtyBitmaps) {
         const b = this.bitmapBlocks[j];
         const p = cache.get(b, BlockKind.Bitmap);

@@ -1,0 +1,584 @@
+/**
+ * Thin metadata (dm-thin-metadata.c): devices, their two-level mapping tree, the device-details tree and both
+ * space maps, over one metadata block device, with the kernel's transaction and commit protocol.
+ *
+ * Contract:
+ * - Every change happens in the current transaction; `commit()` makes it durable and atomic: dirty metadata
+ *   blocks are written and flushed, then block 0 is written and flushed (spec 7.1). The caller must have
+ *   flushed the data device first (data before mappings).
+ * - `abort()` drops the transaction and reloads the last committed state.
+ * - Each device's current level-1 root is kept in core; level 0 and the details tree are brought up to date at
+ *   commit. Before a device's level-1 tree is first modified in a transaction its level-0 path is shadowed, so
+ *   copies of shared level-0 leaves (a held metadata snapshot) take their references first (top-down, as the
+ *   kernel does).
+ * - Mapping values are (data block << 24) | time (spec 5.2); `shared` follows the time rule (5.4).
+ */
+import type { BlockDevice } from '../io/block-device.js';
+import { Core } from '../core/wasm.js';
+import { ThinpoolError } from '../errors.js';
+import { BlockCache } from '../pd/block-cache.js';
+import { BlockKind } from '../pd/block-kinds.js';
+import { BTree, type ValueType } from '../pd/btree.js';
+import { DataSpaceMap } from '../pd/space-map-data.js';
+import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
+import { TransactionManager } from '../pd/transaction-manager.js';
+import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, SUPERBLOCK_SALT, type Superblock } from './superblock.js';
+
+export const MAX_DEVICE_ID = 0xffffff;
+export const MAX_TIME = 0xffffff;
+export const DEFAULT_CACHE_BLOCKS = 8192;
+const TWO24 = 16777216;
+const TWO32 = 4294967296;
+
+export interface DeviceDetails {
+  mappedBlocks: number;
+  transactionId: number;
+  creationTime: number;
+  snapshottedTime: number;
+}
+
+interface DeviceState extends DeviceDetails {
+  id: number;
+  /** Current level-1 root (may be ahead of level 0 until commit). */
+  root: number;
+  /** Level-1 root as stored in level 0 (undefined: not inserted yet). */
+  storedRoot: number;
+  detailsDirty: boolean;
+  l0Shadowed: boolean;
+}
+
+export interface Mapping {
+  dblock: number;
+  time: number;
+}
+
+export type MetadataMode = 'write' | 'read-only' | 'fail';
+
+export interface MetadataOpenOptions {
+  /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size). */
+  cacheBlocks?: number;
+  readOnly?: boolean;
+}
+
+export interface FormatOptions extends MetadataOpenOptions {
+  nrDataBlocks: number;
+  dataBlockSectors: number;
+}
+
+export class ThinMetadata {
+  readonly dev: BlockDevice;
+  readonly core: Core;
+  readonly cache: BlockCache;
+  readonly msm: MetadataSpaceMap;
+  readonly tm: TransactionManager;
+  readonly dsm: DataSpaceMap;
+  /** Level 0 of the mapping tree: device id -> level-1 root. */
+  readonly l0: BTree;
+  /** Level 1: virtual block -> block-time. */
+  readonly l1: BTree;
+  readonly details: BTree;
+  readonly refTree: BTree;
+  readonly refCodec: RefTreeCodec;
+  private sb!: Superblock;
+  private committedSb!: Superblock;
+  private devices = new Map<number, DeviceState>();
+  private sbDirty = false;
+  mode: MetadataMode = 'write';
+
+  private constructor(dev: BlockDevice, nrMetaBlocks: number, opts: MetadataOpenOptions) {
+    this.dev = dev;
+    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, nrMetaBlocks + 8));
+    this.core = new Core(slots, nrMetaBlocks);
+    this.cache = new BlockCache(this.core, dev);
+    this.msm = new MetadataSpaceMap(this.core, nrMetaBlocks);
+    this.tm = new TransactionManager(this.core, this.cache, this.msm);
+    const dsmRef: { dsm?: DataSpaceMap } = {};
+    const l1Values: ValueType = {
+      size: 8,
+      inc: (lo, hi) => dsmRef.dsm!.inc(hi * 256 + (lo >>> 24)),
+      dec: (lo, hi) => void dsmRef.dsm!.dec(hi * 256 + (lo >>> 24)),
+    };
+    this.l1 = new BTree(this.tm, l1Values, 'mapping tree (level 1)');
+    this.l0 = new BTree(this.tm, {
+      size: 8,
+      inc: (lo, hi) => this.tm.inc(lo + hi * TWO32),
+      dec: (lo, hi) => this.l1.del(lo + hi * TWO32),
+    }, 'mapping tree (level 0)');
+    this.details = new BTree(this.tm, { size: 24 }, 'device details tree');
+    this.refTree = new BTree(this.tm, { size: 4 }, 'metadata ref-count tree');
+    const dataIndex = new BTree(this.tm, { size: 16 }, 'data space map index');
+    const dataRef = new BTree(this.tm, { size: 4 }, 'data ref-count tree');
+    this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
+    dsmRef.dsm = this.dsm;
+    this.refCodec = {
+      read: (root, onEntry, onNode) => this.refTree.walk(root, (k, v) => onEntry(k, this.core.u32[v >>> 2]), (b) => onNode(b)),
+      build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i, a) => { this.core.u32[a >>> 2] = entries[i][1]; }),
+    };
+    if (opts.readOnly) this.mode = 'read-only';
+  }
+
+  /** Write a new, empty pool's metadata to dev (its size fixes the number of metadata blocks). */
+  static format(dev: BlockDevice, opts: FormatOptions): ThinMetadata {
+    const nrMeta = Math.min(Math.floor(dev.sizeBytes / 4096), MAX_METADATA_BLOCKS);
+    if (nrMeta < 16) throw new ThinpoolError('EINVAL', `metadata device too small (${dev.sizeBytes} bytes; at least 64 KiB)`);
+    const md = new ThinMetadata(dev, nrMeta, opts);
+    md.msm.initEmpty();
+    md.msm.inc(0);
+    md.sb = {
+      flags: 0, blocknr: 0, uuid: new Uint8Array(16), version: 2, time: 0, transactionId: 0, heldRoot: 0,
+      dataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
+      metadataSm: { nrBlocks: nrMeta, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
+      dataMappingRoot: 0, deviceDetailsRoot: 0,
+      dataBlockSectors: opts.dataBlockSectors, metadataBlockSectors: 8, metadataNrBlocks: nrMeta,
+      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+    };
+    md.sb.deviceDetailsRoot = md.details.emptyRoot();
+    md.sb.dataMappingRoot = md.l0.emptyRoot();
+    md.dsm.format(opts.nrDataBlocks);
+    md.sbDirty = true;
+    md.commit();
+    return md;
+  }
+
+  static open(dev: BlockDevice, opts: MetadataOpenOptions = {}): ThinMetadata {
+    const raw = new Uint8Array(4096);
+    dev.read(raw, 0);
+    const probe = new Core(1, 0);
+    probe.u8.set(raw, probe.scratch);
+    const ok = probe.x.blockChecksum(probe.scratch, SUPERBLOCK_SALT) === new DataView(raw.buffer).getUint32(0, true);
+    const sb = decodeSuperblock(raw, ok);
+    const nrMeta = sb.metadataSm.nrBlocks;
+    if (nrMeta > MAX_METADATA_BLOCKS || nrMeta * 4096 > dev.sizeBytes) {
+      throw ThinpoolError.metadata('EBADSUPER', `metadata space map claims ${nrMeta} blocks but the device has ${Math.floor(dev.sizeBytes / 4096)}`, 'superblock', 0);
+    }
+    const md = new ThinMetadata(dev, nrMeta, opts);
+    md.load(sb);
+    if (sb.flags & NEEDS_CHECK) md.mode = 'read-only';
+    return md;
+  }
+
+  /** (Re)load the committed state described by sb. */
+  private load(sb: Superblock): void {
+    this.cache.drop();
+    this.sb = { ...sb, dataSm: { ...sb.dataSm }, metadataSm: { ...sb.metadataSm } };
+    this.committedSb = sb;
+    this.msm.load(sb.metadataSm, this.cache, this.refCodec);
+    this.msm.afterCommit();
+    this.dsm.load(sb.dataSm);
+    this.devices.clear();
+    const detail = new Map<number, DeviceDetails>();
+    this.details.walk(sb.deviceDetailsRoot, (id, v) => {
+      const u = this.core.u32;
+      detail.set(id, {
+        mappedBlocks: u[v >>> 2] + u[(v >>> 2) + 1] * TWO32,
+        transactionId: u[(v >>> 2) + 2] + u[(v >>> 2) + 3] * TWO32,
+        creationTime: u[(v >>> 2) + 4],
+        snapshottedTime: u[(v >>> 2) + 5],
+      });
+    });
+    for (const [id, root] of this.l0.entries64(sb.dataMappingRoot)) {
+      const d = detail.get(id);
+      if (!d) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has mappings but no details`, 'device details tree', sb.deviceDetailsRoot);
+      this.devices.set(id, { id, root, storedRoot: root, detailsDirty: false, l0Shadowed: false, ...d });
+    }
+    for (const id of detail.keys()) {
+      if (!this.devices.has(id)) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has details but no mapping tree`, 'mapping tree (level 0)', sb.dataMappingRoot);
+    }
+    this.sbDirty = false;
+  }
+
+  // ---- queries ----
+  get superblock(): Readonly<Superblock> {
+    return this.sb;
+  }
+
+  get dataBlockSectors(): number {
+    return this.sb.dataBlockSectors;
+  }
+
+  get nrDataBlocks(): number {
+    return this.dsm.nrBlocks;
+  }
+
+  get transactionId(): number {
+    return this.sb.transactionId;
+  }
+
+  get time(): number {
+    return this.sb.time;
+  }
+
+  get heldRoot(): number {
+    return this.sb.heldRoot;
+  }
+
+  get needsCheck(): boolean {
+    return (this.sb.flags & NEEDS_CHECK) !== 0;
+  }
+
+  deviceIds(): number[] {
+    return [...this.devices.keys()].sort((a, b) => a - b);
+  }
+
+  hasDevice(id: number): boolean {
+    return this.devices.has(id);
+  }
+
+  details0(id: number): DeviceDetails & { root: number } {
+    const d = this.device(id);
+    return { mappedBlocks: d.mappedBlocks, transactionId: d.transactionId, creationTime: d.creationTime, snapshottedTime: d.snapshottedTime, root: d.root };
+  }
+
+  private device(id: number): DeviceState {
+    const d = this.devices.get(id);
+    if (!d) throw new ThinpoolError('ENOENT', `no thin device ${id}`);
+    return d;
+  }
+
+  /** Mapping of vblock in device id, or null. `shared` is the kernel's time rule. */
+  lookup(id: number, vblock: number): (Mapping & { shared: boolean }) | null {
+    const d = this.device(id);
+    const a = this.l1.lookup(d.root, vblock);
+    if (a === 0) return null;
+    const lo = this.core.u32[a >>> 2];
+    const hi = this.core.u32[(a >>> 2) + 1];
+    const time = lo & 0xffffff;
+    return { dblock: hi * 256 + (lo >>> 24), time, shared: time < d.snapshottedTime };
+  }
+
+  /**
+   * Fast path for data reads: the data block of vblock in the level-1 tree at root, or -1. Resolving the
+   * device once (rootOf) and calling this per block avoids the Map lookup.
+   */
+  lookupDblock(root: number, vblock: number): number {
+    const a = this.l1.lookup(root, vblock);
+    if (a === 0) return -1;
+    return this.core.u32[(a >>> 2) + 1] * 256 + (this.core.u32[a >>> 2] >>> 24);
+  }
+
+  rootOf(id: number): number {
+    return this.device(id).root;
+  }
+
+  /** Visit mappings of a device in vblock order. */
+  forEachMapping(id: number, fn: (vblock: number, dblock: number, time: number) => void): void {
+    const d = this.device(id);
+    const u = this.core.u32;
+    this.l1.walk(d.root, (k, a) => fn(k, u[(a >>> 2) + 1] * 256 + (u[a >>> 2] >>> 24), u[a >>> 2] & 0xffffff));
+  }
+
+  // ---- changes ----
+  private writable(): void {
+    if (this.mode !== 'write') {
+      throw new ThinpoolError('EROFS', this.needsCheck
+        ? 'pool metadata is read-only: needs_check is set (run a check/repair first)'
+        : `pool metadata is ${this.mode === 'fail' ? 'failed' : 'read-only'}`);
+    }
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID) throw new ThinpoolError('EINVAL', `thin device id ${id} out of range 0..${MAX_DEVICE_ID}`);
+  }
+
+  createThin(id: number): void {
+    this.writable();
+    this.checkId(id);
+    if (this.devices.has(id)) throw new ThinpoolError('EEXIST', `thin device ${id} already exists`);
+    const root = this.l1.emptyRoot();
+    this.core.setU64(this.core.param, root);
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    const t = this.sb.time;
+    this.devices.set(id, {
+      id, root, storedRoot: root, mappedBlocks: 0, transactionId: this.sb.transactionId,
+      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true,
+    });
+  }
+
+  createSnapshot(id: number, originId: number): void {
+    this.writable();
+    this.checkId(id);
+    if (this.devices.has(id)) throw new ThinpoolError('EEXIST', `thin device ${id} already exists`);
+    const o = this.device(originId);
+    if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
+    this.tm.inc(o.root);
+    this.core.setU64(this.core.param, o.root);
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    const t = ++this.sb.time;
+    this.sbDirty = true;
+    o.snapshottedTime = t;
+    o.detailsDirty = true;
+    this.devices.set(id, {
+      id, root: o.root, storedRoot: o.root, mappedBlocks: o.mappedBlocks, transactionId: this.sb.transactionId,
+      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true,
+    });
+  }
+
+  deleteDevice(id: number): void {
+    this.writable();
+    const d = this.device(id);
+    this.sb.deviceDetailsRoot = this.details.remove(this.sb.deviceDetailsRoot, id).root;
+    this.sb.dataMappingRoot = this.l0.remove(this.sb.dataMappingRoot, id).root;
+    this.devices.delete(id);
+    this.l1.del(d.root);
+  }
+
+  /** Shadow the level-0 path of d once per transaction, before its level-1 tree changes. */
+  private prepareL1(d: DeviceState): void {
+    if (d.l0Shadowed) return;
+    this.core.setU64(this.core.param, d.storedRoot);
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id).root;
+    d.l0Shadowed = true;
+  }
+
+  /** Map vblock to dblock (stamped with the current time); the previous data block, if any, loses a reference. */
+  insertMapping(id: number, vblock: number, dblock: number): void {
+    this.writable();
+    const d = this.device(id);
+    this.prepareL1(d);
+    const { core } = this;
+    const t = this.sb.time;
+    core.u32[core.param >>> 2] = (((dblock % 256) << 24) | t) >>> 0;
+    core.u32[(core.param >>> 2) + 1] = Math.floor(dblock / 256);
+    const r = this.l1.insert(d.root, vblock);
+    d.root = r.root;
+    d.detailsDirty = true;
+    if (r.hit) {
+      const old = core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24);
+      if (old !== dblock) this.dsm.dec(old);
+    } else {
+      d.mappedBlocks++;
+    }
+  }
+
+  /** Unmap vblock; returns the data block it was mapped to (now one reference fewer) or -1. */
+  removeMapping(id: number, vblock: number): number {
+    this.writable();
+    const d = this.device(id);
+    if (this.l1.lookup(d.root, vblock) === 0) return -1;
+    this.prepareL1(d);
+    const r = this.l1.remove(d.root, vblock);
+    d.root = r.root;
+    if (!r.hit) return -1;
+    const { core } = this;
+    const old = core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24);
+    this.dsm.dec(old);
+    d.mappedBlocks--;
+    d.detailsDirty = true;
+    return old;
+  }
+
+  /**
+   * Restore-style insert (thin_restore): map vblock to dblock with an explicit time, adding one reference to
+   * dblock (which need not be free). The device's mapped count follows.
+   */
+  insertMappingRaw(id: number, vblock: number, dblock: number, time: number): void {
+    this.writable();
+    const d = this.device(id);
+    if (!(dblock >= 0 && dblock < this.dsm.nrBlocks)) {
+      throw new ThinpoolError('EINVAL', `mapping beyond end of data device (${dblock} >= ${this.dsm.nrBlocks})`);
+    }
+    if (!(time >= 0 && time <= MAX_TIME)) throw new ThinpoolError('EINVAL', `mapping time ${time} out of range`);
+    this.prepareL1(d);
+    this.dsm.inc(dblock);
+    const { core } = this;
+    core.u32[core.param >>> 2] = (((dblock % 256) << 24) | time) >>> 0;
+    core.u32[(core.param >>> 2) + 1] = Math.floor(dblock / 256);
+    const r = this.l1.insert(d.root, vblock);
+    d.root = r.root;
+    d.detailsDirty = true;
+    if (r.hit) this.dsm.dec(core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24));
+    else d.mappedBlocks++;
+  }
+
+  /** Overwrite a device's details (restore). mappedBlocks is kept as counted. */
+  setDeviceDetails(id: number, det: Omit<DeviceDetails, 'mappedBlocks'>): void {
+    this.writable();
+    const d = this.device(id);
+    d.transactionId = det.transactionId;
+    d.creationTime = det.creationTime;
+    d.snapshottedTime = det.snapshottedTime;
+    d.detailsDirty = true;
+  }
+
+  /** Set superblock fields directly (restore). */
+  setSuperblockFields(f: { time?: number; transactionId?: number; flags?: number; version?: number }): void {
+    this.writable();
+    if (f.time !== undefined) this.sb.time = f.time;
+    if (f.transactionId !== undefined) this.sb.transactionId = f.transactionId;
+    if (f.flags !== undefined) this.sb.flags = f.flags;
+    if (f.version !== undefined) this.sb.version = f.version;
+    this.sbDirty = true;
+  }
+
+  allocDataBlock(): number {
+    this.writable();
+    return this.dsm.alloc();
+  }
+
+  dataBlockCount(dblock: number): number {
+    return this.dsm.count(dblock);
+  }
+
+  setTransactionId(oldId: number, newId: number): void {
+    this.writable();
+    if (oldId !== this.sb.transactionId) {
+      throw new ThinpoolError('EINVAL', `transaction id is ${this.sb.transactionId}, not ${oldId}`);
+    }
+    if (!Number.isSafeInteger(newId) || newId < 0) throw new ThinpoolError('EINVAL', `bad transaction id ${newId}`);
+    this.sb.transactionId = newId;
+    this.sbDirty = true;
+  }
+
+  extendData(nrBlocks: number): void {
+    this.writable();
+    this.dsm.extend(nrBlocks);
+  }
+
+  /** Take the held metadata snapshot (spec 7.7): commits first. */
+  reserveMetadataSnap(): number {
+    this.writable();
+    if (this.sb.heldRoot !== 0) throw new ThinpoolError('EBUSY', `a metadata snapshot is already held (block ${this.sb.heldRoot})`);
+    this.commit();
+    const s = this.tm.newBlock(BlockKind.Superblock);
+    const copy: Superblock = {
+      ...this.committedSb,
+      blocknr: s.block, heldRoot: 0,
+      dataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
+      metadataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
+    };
+    encodeSuperblock(copy, this.core.u8.subarray(s.addr, s.addr + 4096));
+    this.tm.inc(copy.dataMappingRoot);
+    this.tm.inc(copy.deviceDetailsRoot);
+    this.sb.heldRoot = s.block;
+    this.sbDirty = true;
+    for (const d of this.devices.values()) d.l0Shadowed = false;
+    this.commit();
+    return s.block;
+  }
+
+  releaseMetadataSnap(): void {
+    this.writable();
+    const h = this.sb.heldRoot;
+    if (h === 0) throw new ThinpoolError('EINVAL', 'no metadata snapshot is held');
+    const a = this.tm.read(h, BlockKind.Superblock);
+    const held = decodeSuperblock(this.core.u8.slice(a, a + 4096), true, h);
+    this.sb.heldRoot = 0;
+    this.sbDirty = true;
+    this.l0.del(held.dataMappingRoot);
+    this.details.del(held.deviceDetailsRoot);
+    this.tm.dec(h);
+  }
+
+  /** Read the held snapshot's superblock (for dump -m and checks). */
+  heldSuperblock(): Superblock | null {
+    const h = this.sb.heldRoot;
+    if (h === 0) return null;
+    const a = this.tm.read(h, BlockKind.Superblock);
+    return decodeSuperblock(this.core.u8.slice(a, a + 4096), true, h);
+  }
+
+  /** Anything to commit? */
+  get dirty(): boolean {
+    return this.sbDirty || !this.msm.clean || this.dsm.changed;
+  }
+
+  /** Make the current transaction durable (spec 7.1 steps b-f). The data device must already be flushed. */
+  commit(): void {
+    if (this.mode === 'fail') throw new ThinpoolError('EFAILED', 'pool has failed; reopen it');
+    if (!this.dirty) return;
+    if (this.mode !== 'write') throw new ThinpoolError('EROFS', 'pool metadata is read-only');
+    const { core } = this;
+    for (const d of [...this.devices.values()].sort((a, b) => a.id - b.id)) {
+      if (d.detailsDirty) {
+        const u = core.u32;
+        const p = core.param >>> 2;
+        u[p] = d.mappedBlocks >>> 0;
+        u[p + 1] = Math.floor(d.mappedBlocks / TWO32);
+        u[p + 2] = d.transactionId >>> 0;
+        u[p + 3] = Math.floor(d.transactionId / TWO32);
+        u[p + 4] = d.creationTime;
+        u[p + 5] = d.snapshottedTime;
+        this.sb.deviceDetailsRoot = this.details.insert(this.sb.deviceDetailsRoot, d.id).root;
+      }
+      if (d.root !== d.storedRoot) {
+        core.setU64(core.param, d.root);
+        this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id).root;
+      }
+    }
+    this.sb.dataSm = this.dsm.prepareCommit();
+    this.sb.metadataSm = this.msm.prepareCommit(this.cache, this.refCodec);
+    this.cache.writeDirty();
+    this.dev.flush();
+    const b = core.u8.subarray(core.scratch, core.scratch + 4096);
+    encodeSuperblock(this.sb, b);
+    core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+    this.dev.write(b, 0);
+    this.dev.flush();
+    this.committedSb = { ...this.sb, dataSm: { ...this.sb.dataSm }, metadataSm: { ...this.sb.metadataSm } };
+    this.msm.afterCommit();
+    this.dsm.afterCommit();
+    for (const d of this.devices.values()) {
+      d.storedRoot = d.root;
+      d.detailsDirty = false;
+      d.l0Shadowed = false;
+    }
+    this.sbDirty = false;
+  }
+
+  /** Drop the transaction and return to the last committed state. */
+  abort(): void {
+    try {
+      this.load(this.committedSb);
+    } catch (e) {
+      this.mode = 'fail';
+      throw e;
+    }
+  }
+
+  /**
+   * Set NEEDS_CHECK in block 0 outside any commit (spec 7.9) and go read-only. Best effort: if the device
+   * refuses the write the pool is marked failed.
+   */
+  setNeedsCheck(): void {
+    this.sb.flags |= NEEDS_CHECK;
+    this.committedSb.flags |= NEEDS_CHECK;
+    this.mode = 'read-only';
+    try {
+      const { core } = this;
+      const b = core.u8.subarray(core.scratch, core.scratch + 4096);
+      encodeSuperblock(this.committedSb, b);
+      core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+      this.dev.write(b, 0);
+      this.dev.flush();
+    } catch {
+      this.mode = 'fail';
+    }
+  }
+
+  /** Clear NEEDS_CHECK after a clean check (like thin_check --clear-needs-check-flag). */
+  clearNeedsCheck(): void {
+    this.sb.flags &= ~NEEDS_CHECK;
+    this.committedSb.flags &= ~NEEDS_CHECK;
+    const { core } = this;
+    const b = core.u8.subarray(core.scratch, core.scratch + 4096);
+    encodeSuperblock(this.committedSb, b);
+    core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+    this.dev.write(b, 0);
+    this.dev.flush();
+    this.mode = 'write';
+  }
+
+  get metadataFreeBlocks(): number {
+    return Math.max(0, this.msm.freeBlocks());
+  }
+
+  get metadataNrBlocks(): number {
+    return this.msm.nrBlocks;
+  }
+
+  get metadataUsedBlocks(): number {
+    return this.msm.nrAllocated;
+  }
+}
+
+export { TWO24 };
