@@ -2,8 +2,8 @@
  * Persistent, reference-counted btrees on 4 KiB nodes (spec 3, dm-btree.c / dm-btree-remove.c).
  *
  * Contract:
- * - Keys are u64 (JS numbers, exact below 2^53); values are `vt.size` bytes passed through `core.param` and
- *   returned at addresses valid until the next cache call.
+ * - Keys are u64 (JS numbers, exact below 2^53); values are `vt.size` bytes passed through `core.param` (read
+ *   once on entry: nested updates may reuse it) and returned at addresses valid until the next cache call.
  * - Every update shadows the root-to-leaf path through the transaction manager and returns the new root; the
  *   caller stores it. Trees keep the invariants thin_check enforces (3.3): strictly increasing keys, parent key
  *   <= first key of its child, every non-root node at least max/3 full, all leaves at one depth.
@@ -97,6 +97,8 @@ export class BTree {
       const x = core.x;
       const klo = key >>> 0;
       const khi = Math.floor(key / TWO32);
+      // Shadowing below may run nested tree updates (reference counts) that reuse core.param: keep the value.
+      const value = core.u8.slice(core.param, core.param + this.vt.size);
       const r = this.shadow(root);
       if (this.nr(r.addr) === this.max(r.addr)) this.splitBeneath(r.block, r.addr);
       let a = r.addr;
@@ -106,9 +108,10 @@ export class BTree {
           if (i >= 0 && this.key(a, i) === key) {
             const v = this.valueAddr(a, i);
             core.u8.copyWithin(core.scratch, v, v + this.vt.size);
-            core.u8.copyWithin(v, core.param, core.param + this.vt.size);
+            core.u8.set(value, v);
             return { root: r.block, hit: true };
           }
+          core.u8.set(value, core.param);
           x.nodeInsertAt(a, i + 1, klo, khi, core.param);
           return { root: r.block, hit: false };
         }

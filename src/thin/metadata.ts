@@ -145,7 +145,7 @@ export class ThinMetadata {
     dev.read(raw, 0);
     const probe = new Core(1, 0);
     probe.u8.set(raw, probe.scratch);
-    const ok = probe.x.blockChecksum(probe.scratch, SUPERBLOCK_SALT) === new DataView(raw.buffer).getUint32(0, true);
+    const ok = probe.x.blockChecksum(probe.scratch, SUPERBLOCK_SALT) >>> 0 === new DataView(raw.buffer).getUint32(0, true);
     const sb = decodeSuperblock(raw, ok);
     const nrMeta = sb.metadataSm.nrBlocks;
     if (nrMeta > MAX_METADATA_BLOCKS || nrMeta * 4096 > dev.sizeBytes) {
@@ -482,8 +482,12 @@ export class ThinMetadata {
     return this.sbDirty || !this.msm.clean || this.dsm.changed;
   }
 
-  /** Make the current transaction durable (spec 7.1 steps b-f). The data device must already be flushed. */
-  commit(): void {
+  /**
+   * Make the current transaction durable (spec 7.1 steps b-f). The data device must already be flushed.
+   * `beforeSuperblock` runs after every other block is written and flushed, with the new superblock's bytes,
+   * just before they are written (the catalog is staged there).
+   */
+  commit(beforeSuperblock?: (superblock: Uint8Array) => void): void {
     if (this.mode === 'fail') throw new ThinpoolError('EFAILED', 'pool has failed; reopen it');
     if (!this.dirty) return;
     if (this.mode !== 'write') throw new ThinpoolError('EROFS', 'pool metadata is read-only');
@@ -512,6 +516,7 @@ export class ThinMetadata {
     const b = core.u8.subarray(core.scratch, core.scratch + 4096);
     encodeSuperblock(this.sb, b);
     core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+    beforeSuperblock?.(b);
     this.dev.write(b, 0);
     this.dev.flush();
     this.committedSb = { ...this.sb, dataSm: { ...this.sb.dataSm }, metadataSm: { ...this.sb.metadataSm } };

@@ -1,0 +1,69 @@
+/**
+ * One opener per pool. Within this process a registry of open pool directories; across processes a lock file
+ * holding the owner's pid and process start time, created with O_EXCL. A lock whose owner is no longer running
+ * (or whose pid now belongs to a different process) is stale and taken over, so a killed holder never keeps the
+ * pool locked. No dependency: flock is not in node:fs.
+ */
+import { closeSync, openSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ThinpoolError } from '../errors.js';
+
+const openHere = new Set<string>();
+
+function startTime(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number, started: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const now = startTime(pid);
+  return now === '' || started === '' || now === started;
+}
+
+export interface PoolLock {
+  release(): void;
+}
+
+export function lockPool(dir: string): PoolLock {
+  const real = realpathSync(dir);
+  if (openHere.has(real)) throw new ThinpoolError('EBUSY', `pool ${dir} is already open in this process`);
+  const path = join(real, 'lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${process.pid} ${startTime(process.pid)}\n`);
+      closeSync(fd);
+      openHere.add(real);
+      return {
+        release: () => {
+          openHere.delete(real);
+          rmSync(path, { force: true });
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ThinpoolError('EIO', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    let owner = '';
+    try {
+      owner = readFileSync(path, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    const [pidText, started = ''] = owner.split(' ');
+    const pid = Number(pidText);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid, started)) {
+      throw new ThinpoolError('EBUSY', `pool ${dir} is open in process ${pid}`);
+    }
+    rmSync(path, { force: true }); // stale: its holder is gone
+  }
+  throw new ThinpoolError('EBUSY', `cannot take the lock of pool ${dir}`);
+}

@@ -1,0 +1,742 @@
+/**
+ * ThinPool: a dm-thin pool on a pair of block devices plus a catalog, usually a directory holding `metadata`
+ * (a real dm-thin metadata device), `data` (sparse) and `catalog.json`.
+ *
+ * Contract:
+ * - Pool operations are serialised (all I/O below is synchronous); the async methods resolve when done.
+ * - `commit()`: flush the data device, commit the metadata (superblock last, flushed), then publish the
+ *   catalog (two-phase, see catalog.ts). Only then is anything acknowledged as durable.
+ * - A metadata operation that fails part-way (I/O error, corruption found) aborts the transaction back to the
+ *   last commit, sets needs_check in the superblock and leaves the pool read-only (spec 7.9). Out-of-space is
+ *   detected before anything changes and leaves the pool writable: delete volumes, then write again.
+ * - Opening a pool takes its lock (lock.ts); close() commits and releases it.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ThinpoolError, isThinpoolError } from '../errors.js';
+import type { BlockDevice } from '../io/block-device.js';
+import { FileDevice } from '../io/file-device.js';
+import { MemoryDevice } from '../io/memory-device.js';
+import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
+import {
+  emptyCatalog, FileCatalogStore, MemoryCatalogStore, recoverCatalog, type CatalogData, type CatalogStore,
+  type VolumeRecord,
+} from './catalog.js';
+import { lockPool } from './lock.js';
+import { MAX_DEVICE_ID, ThinMetadata } from './metadata.js';
+import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
+import { Volume } from './volume.js';
+
+export const MIN_BLOCK_SIZE = 64 * 1024;
+export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
+const MIN_METADATA_BYTES = 2 * 1024 * 1024;
+const MAX_METADATA_BYTES = MAX_METADATA_BLOCKS * 4096;
+/** Metadata blocks a single operation may need at most (shadowed paths of a few trees plus splits). */
+const OP_METADATA_MARGIN = 64;
+/** Errors raised before a metadata change starts: they leave the transaction intact and the pool writable. */
+const CLEAN_ERRORS = new Set(['EINVAL', 'EEXIST', 'ENOENT', 'EBUSY', 'ENOSPC_DATA', 'EROFS']);
+
+export interface PoolStorage {
+  metadata: BlockDevice;
+  data: BlockDevice;
+  catalog: CatalogStore;
+  /** Called by close() after the devices are closed. */
+  release?(): void;
+  /** Directory of a file pool. */
+  dir?: string;
+}
+
+export interface PoolFormatOptions {
+  /** Data device size in bytes (rounded down to whole blocks). */
+  size: number;
+  /** Data block size in bytes: 64 KiB to 1 GiB, a multiple of 64 KiB. Default 64 KiB. */
+  blockSize?: number;
+  /** Metadata device size in bytes; default 48 x size / blockSize, clamped to [2 MiB, 16 GiB]. */
+  metadataSize?: number;
+  cacheBlocks?: number;
+}
+
+export interface PoolOpenOptions {
+  cacheBlocks?: number;
+  readOnly?: boolean;
+}
+
+export type PoolMode = 'write' | 'read-only' | 'fail';
+
+export interface PoolStatus {
+  blockSize: number;
+  dataBlocks: { used: number; total: number; free: number };
+  metadataBlocks: { used: number; total: number; free: number };
+  transactionId: number;
+  heldMetadataRoot: number | null;
+  mode: PoolMode;
+  needsCheck: boolean;
+  time: number;
+  volumes: number;
+}
+
+export interface VolumeInfo {
+  id: number;
+  name?: string;
+  sizeBytes: number;
+  origin?: number;
+  originName?: string;
+  createdAt?: string;
+  creationTime: number;
+  snapshottedTime: number;
+  mappedBytes: number;
+  exclusiveBytes: number;
+  sharedBytes: number;
+  readOnly: boolean;
+  labels: Record<string, string>;
+}
+
+export interface CreateOptions {
+  size: number;
+  labels?: Record<string, string>;
+  readOnly?: boolean;
+}
+
+export interface SnapshotOptions {
+  labels?: Record<string, string>;
+  readOnly?: boolean;
+}
+
+function defaultMetadataSize(size: number, blockSize: number): number {
+  const raw = Math.ceil((48 * size) / blockSize);
+  const clamped = Math.min(MAX_METADATA_BYTES, Math.max(MIN_METADATA_BYTES, raw));
+  return Math.ceil(clamped / 4096) * 4096;
+}
+
+function checkBlockSize(bs: number): void {
+  if (!Number.isSafeInteger(bs) || bs < MIN_BLOCK_SIZE || bs > MAX_BLOCK_SIZE || bs % MIN_BLOCK_SIZE !== 0) {
+    throw new ThinpoolError('EINVAL', `block size ${bs} must be a multiple of 64 KiB between 64 KiB and 1 GiB`);
+  }
+}
+
+export class ThinPool {
+  readonly storage: PoolStorage;
+  readonly metadata: ThinMetadata;
+  readonly blockSize: number;
+  private catalog: CatalogData;
+  private catalogDirty = false;
+  private closed = false;
+  private zeroes: Uint8Array | null = null;
+
+  private constructor(storage: PoolStorage, md: ThinMetadata, catalog: CatalogData) {
+    this.storage = storage;
+    this.metadata = md;
+    this.blockSize = md.dataBlockSectors * 512;
+    this.catalog = catalog;
+    this.reconcile();
+  }
+
+  // ---- creation and opening ----
+  static async format(dir: string, opts: PoolFormatOptions): Promise<ThinPool> {
+    return ThinPool.formatSync(dir, opts);
+  }
+
+  static formatSync(dir: string, opts: PoolFormatOptions): ThinPool {
+    const bs = opts.blockSize ?? MIN_BLOCK_SIZE;
+    checkBlockSize(bs);
+    const nrData = Math.floor(opts.size / bs);
+    if (!(nrData >= 1)) throw new ThinpoolError('EINVAL', `pool size ${opts.size} is smaller than one block (${bs} bytes)`);
+    const metaSize = opts.metadataSize ?? defaultMetadataSize(opts.size, bs);
+    if (metaSize < 64 * 1024) throw new ThinpoolError('EINVAL', `metadata size ${metaSize} is below 64 KiB`);
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['metadata', 'data', 'catalog.json']) {
+      if (existsSync(join(dir, f))) throw new ThinpoolError('EEXIST', `${join(dir, f)} exists: ${dir} already holds a pool`);
+    }
+    const lock = lockPool(dir);
+    try {
+      const metadata = FileDevice.create(join(dir, 'metadata'), Math.min(metaSize, MAX_METADATA_BYTES));
+      const data = FileDevice.create(join(dir, 'data'), nrData * bs);
+      const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir };
+      return ThinPool.formatStorage(storage, { ...opts, blockSize: bs });
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  /** Format a pool on given devices (memory pools, test devices). The metadata device's size is used as is. */
+  static formatStorage(storage: PoolStorage, opts: PoolFormatOptions): ThinPool {
+    const bs = opts.blockSize ?? MIN_BLOCK_SIZE;
+    checkBlockSize(bs);
+    const nrData = Math.floor(opts.size / bs);
+    if (storage.data.sizeBytes < nrData * bs) storage.data.resize(nrData * bs);
+    const md = ThinMetadata.format(storage.metadata, { nrDataBlocks: nrData, dataBlockSectors: bs / 512, cacheBlocks: opts.cacheBlocks });
+    const pool = new ThinPool(storage, md, emptyCatalog());
+    pool.catalogDirty = true;
+    pool.commitSync();
+    return pool;
+  }
+
+  /** An in-memory pool (sparse memory devices): same API as a file pool. */
+  static memory(opts: PoolFormatOptions): ThinPool {
+    const bs = opts.blockSize ?? MIN_BLOCK_SIZE;
+    checkBlockSize(bs);
+    const metaSize = opts.metadataSize ?? defaultMetadataSize(opts.size, bs);
+    const storage: PoolStorage = {
+      metadata: new MemoryDevice(metaSize),
+      data: new MemoryDevice(Math.floor(opts.size / bs) * bs),
+      catalog: new MemoryCatalogStore(),
+    };
+    return ThinPool.formatStorage(storage, opts);
+  }
+
+  static async open(dir: string, opts: PoolOpenOptions = {}): Promise<ThinPool> {
+    return ThinPool.openSync(dir, opts);
+  }
+
+  static openSync(dir: string, opts: PoolOpenOptions = {}): ThinPool {
+    if (!existsSync(join(dir, 'metadata'))) {
+      throw new ThinpoolError('ENOENT', `${dir} is not a thinpool pool (no metadata file)`);
+    }
+    const lock = lockPool(dir);
+    try {
+      const metadata = FileDevice.open(join(dir, 'metadata'), { readOnly: opts.readOnly });
+      let data: BlockDevice;
+      try {
+        data = FileDevice.open(join(dir, 'data'), { readOnly: opts.readOnly });
+      } catch (e) {
+        metadata.close();
+        throw e;
+      }
+      const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir };
+      try {
+        return ThinPool.openStorage(storage, opts);
+      } catch (e) {
+        metadata.close();
+        data.close();
+        throw e;
+      }
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  static openStorage(storage: PoolStorage, opts: PoolOpenOptions = {}): ThinPool {
+    const md = ThinMetadata.open(storage.metadata, { cacheBlocks: opts.cacheBlocks, readOnly: opts.readOnly });
+    const bs = md.dataBlockSectors * 512;
+    if (storage.data.sizeBytes < md.nrDataBlocks * bs) {
+      throw new ThinpoolError('EBADSUPER', `data device is ${storage.data.sizeBytes} bytes but the metadata maps ${md.nrDataBlocks} blocks of ${bs} bytes`);
+    }
+    const catalog = opts.readOnly
+      ? (storage.catalog.readPublished() ?? emptyCatalog())
+      : recoverCatalog(storage.catalog, ThinPool.fingerprint(storage.metadata));
+    return new ThinPool(storage, md, catalog);
+  }
+
+  /** Identity of the superblock on disk: what a staged catalog is tied to. */
+  private static fingerprint(dev: BlockDevice): string {
+    const b = new Uint8Array(512);
+    dev.read(b, 0);
+    return createHash('sha256').update(b).digest('hex');
+  }
+
+  /** Drop catalog entries for devices that no longer exist (e.g. deleted by another tool). */
+  private reconcile(): void {
+    const before = this.catalog.volumes.length;
+    this.catalog.volumes = this.catalog.volumes.filter((v) => this.metadata.hasDevice(v.id));
+    if (this.catalog.volumes.length !== before) this.catalogDirty = true;
+  }
+
+  // ---- lifecycle ----
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private alive(): void {
+    if (this.closed) throw new ThinpoolError('ECLOSED', 'pool is closed');
+  }
+
+  async close(): Promise<void> {
+    this.closeSync();
+  }
+
+  closeSync(): void {
+    if (this.closed) return;
+    try {
+      if (this.mode === 'write') this.commitSync();
+    } finally {
+      this.closed = true;
+      try {
+        this.storage.metadata.close();
+        this.storage.data.close();
+      } finally {
+        this.storage.release?.();
+      }
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.closeSync();
+  }
+
+  get mode(): PoolMode {
+    return this.metadata.mode;
+  }
+
+  /** Run a metadata change; on any failure except a clean out-of-space, abort and go read-only (spec 7.9). */
+  private change<T>(fn: () => T): T {
+    this.alive();
+    if (this.metadata.mode !== 'write') {
+      throw new ThinpoolError('EROFS', this.metadata.needsCheck
+        ? 'pool is read-only: needs_check is set after a failed metadata operation (run `thinpool check`)'
+        : `pool is ${this.metadata.mode === 'fail' ? 'failed' : 'read-only'}`);
+    }
+    this.ensureMetadataHeadroom();
+    try {
+      return fn();
+    } catch (e) {
+      if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
+        this.fail();
+      }
+      throw e;
+    }
+  }
+
+  private fail(): void {
+    try {
+      this.metadata.abort();
+      this.catalog = this.storage.catalog.readPublished() ?? emptyCatalog();
+      this.catalogDirty = false;
+    } catch {
+      // abort already marked the metadata failed
+    }
+    this.metadata.setNeedsCheck();
+  }
+
+  private ensureMetadataHeadroom(): void {
+    if (this.metadata.metadataFreeBlocks >= OP_METADATA_MARGIN) return;
+    if (this.metadata.dirty) this.commitSync();
+    if (this.metadata.metadataFreeBlocks < OP_METADATA_MARGIN) {
+      throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.metadata.metadataFreeBlocks} free blocks of ${this.metadata.metadataNrBlocks}): delete volumes or grow the metadata device`);
+    }
+  }
+
+  /** Commit everything written so far (data flush, metadata, catalog). */
+  async commit(): Promise<void> {
+    this.commitSync();
+  }
+
+  commitSync(): void {
+    this.alive();
+    if (this.metadata.mode !== 'write') return;
+    if (!this.metadata.dirty && !this.catalogDirty) return;
+    try {
+      this.storage.data.flush();
+      this.stageThenCommit(this.catalogDirty);
+      this.catalogDirty = false;
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+  }
+
+  /**
+   * Two-phase catalog commit. The fingerprint of the new superblock is known only once the metadata commit has
+   * prepared it, so the metadata commit is told to call back between "all blocks written and flushed" and
+   * "superblock written": the catalog is staged there.
+   */
+  private stageThenCommit(catalogChanged: boolean): void {
+    const md = this.metadata;
+    if (!md.dirty) {
+      if (!catalogChanged) return;
+      this.storage.catalog.stage(this.catalog, ThinPool.fingerprint(this.storage.metadata));
+      this.storage.catalog.publish();
+      return;
+    }
+    md.commit(catalogChanged ? (sbBytes) => {
+      const fp = createHash('sha256').update(sbBytes.subarray(0, 512)).digest('hex');
+      this.storage.catalog.stage(this.catalog, fp);
+    } : undefined);
+    if (catalogChanged) this.storage.catalog.publish();
+  }
+
+  // ---- volumes ----
+  recordOf(id: number): VolumeRecord | undefined {
+    return this.catalog.volumes.find((v) => v.id === id);
+  }
+
+  /** Resolve a volume by name, by id (number), or by "#id" / a decimal string naming no volume. */
+  private idOf(ref: string | number): number {
+    this.alive();
+    if (typeof ref === 'number') {
+      if (!this.metadata.hasDevice(ref)) throw new ThinpoolError('ENOENT', `no volume with device id ${ref}`);
+      return ref;
+    }
+    const rec = this.catalog.volumes.find((v) => v.name === ref);
+    if (rec) return rec.id;
+    const m = /^#?(\d+)$/.exec(ref);
+    if (m && this.metadata.hasDevice(Number(m[1]))) return Number(m[1]);
+    throw new ThinpoolError('ENOENT', `no volume named "${ref}"`);
+  }
+
+  volume(ref: string | number): Volume {
+    return new Volume(this, this.idOf(ref));
+  }
+
+  has(ref: string | number): boolean {
+    try {
+      this.idOf(ref);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Virtual size: from the catalog, or for devices made by other tools, up to the last mapped block. */
+  sizeOf(id: number): number {
+    const rec = this.recordOf(id);
+    if (rec) return rec.sizeBytes;
+    if (!this.metadata.hasDevice(id)) throw new ThinpoolError('ENOENT', `no volume with device id ${id}`);
+    let last = -1;
+    this.metadata.forEachMapping(id, (v) => { last = v; });
+    return (last + 1) * this.blockSize;
+  }
+
+  private checkName(name: string): void {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 255 || /[\s/\\]/.test(name) || /^#?\d+$/.test(name)) {
+      throw new ThinpoolError('EINVAL', `bad volume name "${name}": 1-255 characters, no spaces or slashes, not a number`);
+    }
+    if (this.catalog.volumes.some((v) => v.name === name)) throw new ThinpoolError('EEXIST', `a volume named "${name}" already exists`);
+  }
+
+  private checkSize(size: number): void {
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) {
+      throw new ThinpoolError('EINVAL', `volume size ${size} must be a positive multiple of 512 bytes`);
+    }
+  }
+
+  private nextId(): number {
+    const used = new Set(this.metadata.deviceIds());
+    let id = used.size === 0 ? 1 : Math.max(...used) + 1;
+    if (id <= MAX_DEVICE_ID) return id;
+    for (id = 1; id <= MAX_DEVICE_ID; id++) if (!used.has(id)) return id;
+    throw new ThinpoolError('ENOSPC_METADATA', 'no free thin device id');
+  }
+
+  async createThin(name: string, opts: CreateOptions): Promise<Volume> {
+    return this.createThinSync(name, opts);
+  }
+
+  createThinSync(name: string, opts: CreateOptions): Volume {
+    this.alive();
+    this.checkName(name);
+    this.checkSize(opts.size);
+    return this.change(() => {
+      const id = this.nextId();
+      this.metadata.createThin(id);
+      this.catalog.volumes.push({ id, name, sizeBytes: opts.size, createdAt: new Date().toISOString(), labels: { ...(opts.labels ?? {}) }, ...(opts.readOnly ? { readOnly: true } : {}) });
+      this.catalogDirty = true;
+      return new Volume(this, id);
+    });
+  }
+
+  async snapshot(origin: string | number, name: string, opts: SnapshotOptions = {}): Promise<Volume> {
+    return this.snapshotSync(origin, name, opts);
+  }
+
+  /** A snapshot of origin (itself possibly a snapshot): constant time, it shares the origin's whole tree. */
+  snapshotSync(origin: string | number, name: string, opts: SnapshotOptions = {}): Volume {
+    const oid = this.idOf(origin);
+    this.checkName(name);
+    return this.change(() => {
+      const id = this.nextId();
+      this.metadata.createSnapshot(id, oid);
+      this.catalog.volumes.push({
+        id, name, sizeBytes: this.sizeOf(oid), origin: oid, createdAt: new Date().toISOString(),
+        labels: { ...(opts.labels ?? {}) }, ...(opts.readOnly ? { readOnly: true } : {}),
+      });
+      this.catalogDirty = true;
+      return new Volume(this, id);
+    });
+  }
+
+  async delete(ref: string | number): Promise<void> {
+    this.deleteSync(ref);
+  }
+
+  deleteSync(ref: string | number): void {
+    const id = this.idOf(ref);
+    this.change(() => {
+      this.metadata.deleteDevice(id);
+      this.catalog.volumes = this.catalog.volumes.filter((v) => v.id !== id);
+      for (const v of this.catalog.volumes) if (v.origin === id) delete v.origin;
+      this.catalogDirty = true;
+    });
+  }
+
+  async resize(ref: string | number, size: number): Promise<void> {
+    this.resizeSync(ref, size);
+  }
+
+  /** Grow or shrink the virtual size; shrinking unmaps the blocks past the new end and zeroes a partial tail. */
+  resizeSync(ref: string | number, size: number): void {
+    const id = this.idOf(ref);
+    this.checkSize(size);
+    this.change(() => {
+      const bs = this.blockSize;
+      const old = this.sizeOf(id);
+      if (size < old) {
+        const firstGone = Math.ceil(size / bs);
+        const doomed: number[] = [];
+        this.metadata.forEachMapping(id, (v) => { if (v >= firstGone) doomed.push(v); });
+        for (const v of doomed) this.metadata.removeMapping(id, v);
+        if (size % bs !== 0) this.zeroRange(id, size, firstGone * bs - size);
+      }
+      const rec = this.recordOf(id);
+      if (rec) rec.sizeBytes = size;
+      else this.catalog.volumes.push({ id, name: `thin${id}`, sizeBytes: size, createdAt: new Date().toISOString(), labels: {} });
+      this.catalogDirty = true;
+    });
+  }
+
+  /** Rename a volume or change its labels / read-only flag (committed with the next commit). */
+  updateSync(ref: string | number, patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean }): void {
+    const id = this.idOf(ref);
+    let rec = this.recordOf(id);
+    if (patch.name !== undefined && patch.name !== rec?.name) this.checkName(patch.name);
+    if (!rec) {
+      rec = { id, name: patch.name ?? `thin${id}`, sizeBytes: this.sizeOf(id), createdAt: new Date().toISOString(), labels: {} };
+      this.catalog.volumes.push(rec);
+    }
+    if (patch.name !== undefined) rec.name = patch.name;
+    if (patch.labels !== undefined) rec.labels = { ...patch.labels };
+    if (patch.readOnly !== undefined) {
+      if (patch.readOnly) rec.readOnly = true;
+      else delete rec.readOnly;
+    }
+    this.catalogDirty = true;
+  }
+
+  list(): VolumeInfo[] {
+    this.alive();
+    const usage = deviceUsage(this.metadata);
+    const bs = this.blockSize;
+    return this.metadata.deviceIds().map((id) => {
+      const rec = this.recordOf(id);
+      const det = this.metadata.details0(id);
+      const u = usage.get(id) ?? { mappedBlocks: 0, exclusiveBlocks: 0, sharedBlocks: 0 };
+      return {
+        id,
+        name: rec?.name,
+        sizeBytes: this.sizeOf(id),
+        origin: rec?.origin,
+        originName: rec?.origin !== undefined ? this.recordOf(rec.origin)?.name : undefined,
+        createdAt: rec?.createdAt,
+        creationTime: det.creationTime,
+        snapshottedTime: det.snapshottedTime,
+        mappedBytes: u.mappedBlocks * bs,
+        exclusiveBytes: u.exclusiveBlocks * bs,
+        sharedBytes: u.sharedBlocks * bs,
+        readOnly: rec?.readOnly === true,
+        labels: { ...(rec?.labels ?? {}) },
+      };
+    });
+  }
+
+  /** Changed block ranges between two volumes, as thin_delta reports them (in blocks). */
+  diff(a: string | number, b: string | number): DiffRange[] {
+    return diffDevices(this.metadata, this.idOf(a), this.idOf(b));
+  }
+
+  status(): PoolStatus {
+    this.alive();
+    const md = this.metadata;
+    return {
+      blockSize: this.blockSize,
+      dataBlocks: { used: md.dsm.nrAllocated, total: md.nrDataBlocks, free: md.dsm.nrFree },
+      metadataBlocks: { used: md.metadataUsedBlocks, total: md.metadataNrBlocks, free: md.metadataFreeBlocks },
+      transactionId: md.transactionId,
+      heldMetadataRoot: md.heldRoot === 0 ? null : md.heldRoot,
+      mode: md.mode,
+      needsCheck: md.needsCheck,
+      time: md.time,
+      volumes: md.deviceIds().length,
+    };
+  }
+
+  get transactionId(): number {
+    return this.metadata.transactionId;
+  }
+
+  /** Compare-and-set of the userspace transaction id (dm-thin's set_transaction_id), committed at once. */
+  async setTransactionId(oldId: number, newId: number): Promise<void> {
+    this.change(() => this.metadata.setTransactionId(oldId, newId));
+    this.commitSync();
+  }
+
+  async reserveMetadataSnap(): Promise<number> {
+    this.storage.data.flush();
+    return this.change(() => this.metadata.reserveMetadataSnap());
+  }
+
+  async releaseMetadataSnap(): Promise<void> {
+    this.change(() => this.metadata.releaseMetadataSnap());
+    this.commitSync();
+  }
+
+  /** Pool-level settings and data of layers above (images, snapshotter), committed with the catalog. */
+  getExtension<T>(key: string): T | undefined {
+    return this.catalog.extensions[key] as T | undefined;
+  }
+
+  setExtension(key: string, value: unknown): void {
+    this.catalog.extensions[key] = value;
+    this.catalogDirty = true;
+  }
+
+  // ---- data path (called by Volume) ----
+  /** @internal */
+  readData(id: number, buf: Uint8Array, offset: number): void {
+    this.alive();
+    const bs = this.blockSize;
+    const md = this.metadata;
+    const root = md.rootOf(id);
+    const data = this.storage.data;
+    let done = 0;
+    while (done < buf.length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      const n = Math.min(bs - within, buf.length - done);
+      const dblock = md.lookupDblock(root, vblock);
+      const part = buf.subarray(done, done + n);
+      if (dblock < 0) part.fill(0);
+      else data.read(part, dblock * bs + within);
+      done += n;
+    }
+  }
+
+  /** @internal */
+  writeData(id: number, buf: Uint8Array, offset: number): void {
+    this.alive();
+    const bs = this.blockSize;
+    let done = 0;
+    while (done < buf.length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      const n = Math.min(bs - within, buf.length - done);
+      this.writeBlock(id, vblock, within, buf.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  private writeBlock(id: number, vblock: number, within: number, part: Uint8Array): void {
+    const md = this.metadata;
+    const bs = this.blockSize;
+    const data = this.storage.data;
+    if (md.mode !== 'write') {
+      const m0 = md.lookup(id, vblock);
+      if (m0 && !m0.shared && md.mode === 'read-only') {
+        data.write(part, m0.dblock * bs + within); // read-only mode still writes unshared mapped blocks in place
+        return;
+      }
+      this.change(() => undefined);
+    }
+    const m = md.lookup(id, vblock);
+    if (m && !m.shared) {
+      data.write(part, m.dblock * bs + within);
+      return;
+    }
+    const dblock = this.allocDataBlock();
+    try {
+      if (part.length < bs) {
+        if (m) this.copyBlock(m.dblock, dblock);
+        else {
+          this.zeroData(dblock * bs, within);
+          this.zeroData(dblock * bs + within + part.length, bs - within - part.length);
+        }
+      }
+      data.write(part, dblock * bs + within);
+    } catch (e) {
+      this.change(() => md.dsm.dec(dblock));
+      throw e;
+    }
+    this.change(() => md.insertMapping(id, vblock, dblock));
+  }
+
+  /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
+  private allocDataBlock(): number {
+    return this.change(() => {
+      try {
+        return this.metadata.allocDataBlock();
+      } catch (e) {
+        if (isThinpoolError(e, 'ENOSPC_DATA') && this.metadata.dsm.freedInTransaction > 0) {
+          this.commitSync();
+          return this.metadata.allocDataBlock();
+        }
+        throw e;
+      }
+    });
+  }
+
+  private copyBlock(from: number, to: number): void {
+    const bs = this.blockSize;
+    const chunk = Math.min(bs, 1024 * 1024);
+    const buf = new Uint8Array(chunk);
+    for (let off = 0; off < bs; off += chunk) {
+      this.storage.data.read(buf, from * bs + off);
+      this.storage.data.write(buf, to * bs + off);
+    }
+  }
+
+  private zeroData(pos: number, len: number): void {
+    if (len <= 0) return;
+    const z = (this.zeroes ??= new Uint8Array(Math.min(this.blockSize, 1024 * 1024)));
+    for (let off = 0; off < len; off += z.length) {
+      this.storage.data.write(z.subarray(0, Math.min(z.length, len - off)), pos + off);
+    }
+  }
+
+  /** Zero a byte range of a volume through the write path (only mapped blocks need it). */
+  private zeroRange(id: number, offset: number, length: number): void {
+    const bs = this.blockSize;
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      const n = Math.min(bs - within, length - done);
+      if (this.metadata.lookup(id, vblock)) this.writeBlock(id, vblock, within, new Uint8Array(n));
+      done += n;
+    }
+  }
+
+  /** @internal */
+  discardData(id: number, offset: number, length: number): void {
+    const bs = this.blockSize;
+    const firstFull = Math.ceil(offset / bs);
+    const endFull = Math.floor((offset + length) / bs);
+    if (firstFull >= endFull) {
+      this.zeroRange(id, offset, length);
+      return;
+    }
+    this.zeroRange(id, offset, firstFull * bs - offset);
+    this.zeroRange(id, endFull * bs, offset + length - endFull * bs);
+    const md = this.metadata;
+    const doomed: number[] = [];
+    if (endFull - firstFull <= md.details0(id).mappedBlocks) {
+      const root = md.rootOf(id);
+      for (let v = firstFull; v < endFull; v++) if (md.lookupDblock(root, v) >= 0) doomed.push(v);
+    } else {
+      md.forEachMapping(id, (v) => { if (v >= firstFull && v < endFull) doomed.push(v); });
+    }
+    for (const v of doomed) this.change(() => md.removeMapping(id, v));
+  }
+}
+
+/** Does dir look like a pool? */
+export function isPoolDir(dir: string): boolean {
+  try {
+    return readdirSync(dir).includes('metadata');
+  } catch {
+    return false;
+  }
+}
