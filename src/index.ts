@@ -1,0 +1,14 @@
+// thinpool's public API.
+export { ThinPool, isPoolDir } from './thin/pool.js';
+export type {
+  PoolStorage, PoolFormatOptions, PoolOpenOptions, PoolStatus, PoolMode, VolumeInfo, CreateOptions, SnapshotOptions,
+} from './thin/pool.js';
+export { Volume, type Extent } from './thin/volume.js';
+export type { DiffRange } from './thin/usage.js';
+export { ThinpoolError, isThinpoolError, type ErrorCode } from './errors.js';
+export type { BlockDevice } from './io/block-device.js';
+export { FileDevice } from './io/file-device.js';
+export { MemoryDevice } from './io/memory-device.js';
+export { MemoryCatalogStore, FileCatalogStore, type CatalogStore, type VolumeRecord } from './thin/catalog.js';
+export { ThinMetadata } from './thin/metadata.js';
+export { parseSize, formatSize } from './sizes.js';
