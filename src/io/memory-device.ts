@@ -32,6 +32,11 @@ export function checkSize(sizeBytes: number): void {
   }
 }
 
+function isZero(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
 export class MemoryDevice implements BlockDevice {
   #size: number;
   #chunks = new Map<number, Uint8Array>();
@@ -71,11 +76,15 @@ export class MemoryDevice implements BlockDevice {
       const within = pos - index * MEMORY_CHUNK_BYTES;
       const n = Math.min(MEMORY_CHUNK_BYTES - within, end - pos);
       let chunk = this.#chunks.get(index);
+      const src = pos - offsetBytes;
+      if (!chunk && isZero(buf, src, src + n)) {
+        pos += n; // zeros into an absent chunk: it already reads as zeros, stay sparse
+        continue;
+      }
       if (!chunk) {
         chunk = new Uint8Array(MEMORY_CHUNK_BYTES);
         this.#chunks.set(index, chunk);
       }
-      const src = pos - offsetBytes;
       chunk.set(buf.subarray(src, src + n), within);
       pos += n;
     }

@@ -4,9 +4,9 @@
  * `{ metadataSnap: true }` what `thin_dump -m FILE` prints (the held snapshot's devices, its time / transaction /
  * flags / version, `nr_data_blocks="0"`).
  *
- * Everything is read from the superblock's roots (not from the engine's in-core device table), so the dump shows
- * what is on disk for a freshly opened ThinMetadata, or the last commit of an open one (plus uncommitted tree
- * changes, if any; commit first).
+ * The live view is the engine's current state (its device table and level-1 roots, which run ahead of the
+ * on-disk details / level-0 trees until the commit): for a freshly opened or just committed ThinMetadata that is
+ * exactly what is on disk. The held snapshot's view (-m) is read from the snapshot superblock's roots.
  *
  * The small readers below (details, level 0, level-1 walks) are shared with usage.ts.
  */
@@ -60,6 +60,24 @@ export function forEachL1(md: ThinMetadata, root: number, fn: (vblock: number, d
   });
 }
 
+/** One device of a view: its details and level-1 root. */
+export interface ViewDevice extends DeviceDetails {
+  id: number;
+  root: number;
+}
+
+/**
+ * The devices a tool run sees, in id order: the live devices (in-core state), or with -m the held snapshot's
+ * (details tree walked, each looked up in its level 0 like thin_dump does).
+ */
+export function viewDevices(md: ThinMetadata, metadataSnap = false): ViewDevice[] {
+  if (!metadataSnap) return md.deviceIds().map((id) => ({ id, ...md.details0(id) }));
+  const sb = viewSuperblock(md, true);
+  const details = readDetails(md, sb.deviceDetailsRoot);
+  const tops = readTopLevel(md, sb.dataMappingRoot);
+  return [...details].map(([id, d]) => ({ id, ...d, root: l1RootOf(tops, id) }));
+}
+
 /** The level-1 root of device id in the level-0 map, or a thin_dump-like error. */
 export function l1RootOf(tops: Map<number, number>, id: number, what = 'thin device'): number {
   const r = tops.get(id);
@@ -70,15 +88,11 @@ export function l1RootOf(tops: Map<number, number>, id: number, what = 'thin dev
 export function dumpMetadata(md: ThinMetadata, opts: DumpOptions = {}): XmlSuperblock {
   const snap = opts.metadataSnap === true;
   const sb = viewSuperblock(md, snap);
-  const details = readDetails(md, sb.deviceDetailsRoot);
-  const tops = readTopLevel(md, sb.dataMappingRoot);
   const devices: XmlDevice[] = [];
-  // thin_dump walks the details tree and looks each device up in level 0.
-  for (const [id, d] of details) {
-    const root = l1RootOf(tops, id);
+  for (const d of viewDevices(md, snap)) {
     const mappings: XmlMapping[] = [];
     let cur: XmlMapping | undefined;
-    forEachL1(md, root, (v, db, t) => {
+    forEachL1(md, d.root, (v, db, t) => {
       if (cur !== undefined && v === cur.vblock + cur.length && db === cur.dblock + cur.length && t === cur.time) {
         cur.length++;
         return;
@@ -87,7 +101,7 @@ export function dumpMetadata(md: ThinMetadata, opts: DumpOptions = {}): XmlSuper
       mappings.push(cur);
     });
     devices.push({
-      devId: id,
+      devId: d.id,
       mappedBlocks: d.mappedBlocks,
       transaction: d.transactionId,
       creationTime: d.creationTime,

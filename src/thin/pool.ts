@@ -24,6 +24,7 @@ import {
   type VolumeRecord,
 } from './catalog.js';
 import { lockPool } from './lock.js';
+import { FileHighWaterStore, HighWater, MemoryHighWaterStore, type HighWaterStore } from './high-water.js';
 import { MAX_DEVICE_ID, ThinMetadata } from './metadata.js';
 import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
 import { Volume } from './volume.js';
@@ -45,6 +46,8 @@ export interface PoolStorage {
   release?(): void;
   /** Directory of a file pool. */
   dir?: string;
+  /** Durable data high-water mark (see high-water.ts); absent: every new block is zeroed. */
+  highWater?: HighWaterStore;
 }
 
 export interface PoolFormatOptions {
@@ -123,12 +126,14 @@ export class ThinPool {
   private catalogDirty = false;
   private closed = false;
   private zeroes: Uint8Array | null = null;
+  private readonly highWater: HighWater;
 
   private constructor(storage: PoolStorage, md: ThinMetadata, catalog: CatalogData) {
     this.storage = storage;
     this.metadata = md;
     this.blockSize = md.dataBlockSectors * 512;
     this.catalog = catalog;
+    this.highWater = new HighWater(storage.highWater, md.nrDataBlocks);
     this.reconcile();
   }
 
@@ -152,7 +157,9 @@ export class ThinPool {
     try {
       const metadata = FileDevice.create(join(dir, 'metadata'), Math.min(metaSize, MAX_METADATA_BYTES));
       const data = FileDevice.create(join(dir, 'data'), nrData * bs);
-      const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir };
+      const highWater = new FileHighWaterStore(dir);
+      highWater.write(0);
+      const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir, highWater };
       return ThinPool.formatStorage(storage, { ...opts, blockSize: bs });
     } catch (e) {
       lock.release();
@@ -182,6 +189,7 @@ export class ThinPool {
       metadata: new MemoryDevice(metaSize),
       data: new MemoryDevice(Math.floor(opts.size / bs) * bs),
       catalog: new MemoryCatalogStore(),
+      highWater: new MemoryHighWaterStore(0),
     };
     return ThinPool.formatStorage(storage, opts);
   }
@@ -204,7 +212,9 @@ export class ThinPool {
         metadata.close();
         throw e;
       }
-      const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir };
+      const storage: PoolStorage = {
+        metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir, highWater: new FileHighWaterStore(dir),
+      };
       try {
         return ThinPool.openStorage(storage, opts);
       } catch (e) {
@@ -647,9 +657,11 @@ export class ThinPool {
     }
     const dblock = this.allocDataBlock();
     try {
+      const pristine = this.highWater.isPristine(dblock);
+      this.highWater.beforeWrite(dblock);
       if (part.length < bs) {
         if (m) this.copyBlock(m.dblock, dblock);
-        else {
+        else if (!pristine) {
           this.zeroData(dblock * bs, within);
           this.zeroData(dblock * bs + within + part.length, bs - within - part.length);
         }

@@ -2,7 +2,9 @@
  * Space usage per thin device (thin_ls 0.9.0) and differences between two devices (thin_delta 0.9.0).
  *
  * deviceUsage — thin_ls semantics exactly:
- * - `mappedBlocks` is the details tree's `mapped_blocks` as stored (thin_ls prints it, it does not recount);
+ * - `mappedBlocks` is the device's `mapped_blocks` as the details say (thin_ls prints it, it does not recount);
+ *   the live view is the engine's current device table (equal to the details tree once committed), `-m` the
+ *   held snapshot's details tree;
  * - a mapping is *exclusive* when its data block is mapped exactly once in the whole pool (all devices of the
  *   view); a block mapped twice, even twice by the same device, is shared (thin_ls's mapping_set);
  * - `sharedBlocks = mappedBlocks - exclusiveBlocks`.
@@ -17,7 +19,7 @@
  */
 import { ThinpoolError } from '../errors.js';
 import type { ThinMetadata } from './metadata.js';
-import { forEachL1, l1RootOf, readDetails, readTopLevel, viewSuperblock } from './dump.js';
+import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
 
 export interface DeviceUsage {
   mappedBlocks: number;
@@ -35,16 +37,13 @@ const MANY = 0xffffffff;
 const MAX_TYPED_BLOCKS = 1 << 27;
 
 export function deviceUsage(md: ThinMetadata, opts: UsageOptions = {}): Map<number, DeviceUsage> {
-  const sb = viewSuperblock(md, opts.metadataSnap === true);
-  const details = readDetails(md, sb.deviceDetailsRoot);
-  const tops = readTopLevel(md, sb.dataMappingRoot);
-  const ids = [...details.keys()];
+  const devices = viewDevices(md, opts.metadataSnap === true);
   const nrData = md.nrDataBlocks;
   const typed = nrData <= MAX_TYPED_BLOCKS ? new Uint32Array(nrData) : undefined;
   const overflow = new Map<number, number>();
-  ids.forEach((id, i) => {
+  devices.forEach((dev, i) => {
     const tag = i + 1;
-    forEachL1(md, l1RootOf(tops, id), (_v, d) => {
+    forEachL1(md, dev.root, (_v, d) => {
       if (typed !== undefined && d < nrData) {
         typed[d] = typed[d] === 0 ? tag : MANY;
       } else {
@@ -52,7 +51,7 @@ export function deviceUsage(md: ThinMetadata, opts: UsageOptions = {}): Map<numb
       }
     });
   });
-  const exclusive = new Float64Array(ids.length + 1);
+  const exclusive = new Float64Array(devices.length + 1);
   if (typed !== undefined) {
     for (let d = 0; d < typed.length; d++) {
       const o = typed[d];
@@ -61,10 +60,10 @@ export function deviceUsage(md: ThinMetadata, opts: UsageOptions = {}): Map<numb
   }
   for (const o of overflow.values()) if (o !== MANY) exclusive[o]++;
   const out = new Map<number, DeviceUsage>();
-  ids.forEach((id, i) => {
-    const mapped = details.get(id)!.mappedBlocks;
+  devices.forEach((dev, i) => {
+    const mapped = dev.mappedBlocks;
     const excl = exclusive[i + 1];
-    out.set(id, { mappedBlocks: mapped, exclusiveBlocks: excl, sharedBlocks: mapped - excl });
+    out.set(dev.id, { mappedBlocks: mapped, exclusiveBlocks: excl, sharedBlocks: mapped - excl });
   });
   return out;
 }
@@ -109,11 +108,12 @@ function recordRuns(md: ThinMetadata, root: number): Runs {
 }
 
 export function diffDevices(md: ThinMetadata, a: number, b: number, opts: DeltaOptions = {}): DeltaRange[] {
-  const sb = viewSuperblock(md, opts.metadataSnap === true);
-  const tops = readTopLevel(md, sb.dataMappingRoot);
-  const ra = tops.get(a);
+  const snap = opts.metadataSnap === true;
+  const tops = snap ? readTopLevel(md, viewSuperblock(md, true).dataMappingRoot) : undefined;
+  const rootOf = (id: number): number | undefined => (tops !== undefined ? tops.get(id) : md.hasDevice(id) ? md.rootOf(id) : undefined);
+  const ra = rootOf(a);
   if (ra === undefined) throw new ThinpoolError('ENOENT', `Unable to find mapping tree for snap1 (${a})`);
-  const rb = tops.get(b);
+  const rb = rootOf(b);
   if (rb === undefined) throw new ThinpoolError('ENOENT', `Unable to find mapping tree for snap2 (${b})`);
   const L = recordRuns(md, ra);
   const R = recordRuns(md, rb);

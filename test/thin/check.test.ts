@@ -53,20 +53,6 @@ function patchBlock(md: ThinMetadata, dev: BlockDevice, b: number, salt: number,
   dev.write(core.u8.slice(addr, addr + 4096), b * 4096);
 }
 
-/**
- * Commit, then (test-side workaround for the engine bug pinned in "engine bugs" below) bump the transaction id
- * until the superblock's checksum has its top bit clear, so that ThinMetadata.open can read it back.
- */
-function commitOpenable(md: ThinMetadata, dev: BlockDevice): void {
-  md.commit();
-  for (let i = 0; i < 64; i++) {
-    if ((readBlock(dev, 0)[3] & 0x80) === 0) return;
-    md.setTransactionId(md.transactionId, md.transactionId + 1);
-    md.commit();
-  }
-  throw new Error('could not get a superblock checksum below 2^31');
-}
-
 /** The external checkers on a copy of dev's bytes (when installed). */
 function externalChecks(dev: BlockDevice, expectedDump?: string): void {
   const file = path.join(tmp, `m-${Math.random().toString(36).slice(2)}`);
@@ -140,6 +126,10 @@ describe('checkMetadata on pools our engine wrote', () => {
         expect(r.stats.mappings).toBe(md.deviceIds().reduce((s, id) => s + md.details0(id).mappedBlocks, 0));
       });
       expect(commits).toBeGreaterThan(5);
+      // And opened fresh, read-only.
+      const fresh = checkMetadataDevice(dev);
+      expect(fresh.errors).toEqual([]);
+      expect(fresh.warnings).toEqual([]);
       externalChecks(dev, formatThinDumpXml(dumpMetadata(md)));
     });
   }
@@ -163,7 +153,7 @@ describe('checkMetadata finds damage', () => {
     for (let v = 0; v < 600; v++) md.insertMapping(1, v, md.allocDataBlock());
     md.createSnapshot(2, 1);
     for (let v = 0; v < 50; v++) md.insertMapping(2, v * 7, md.allocDataBlock());
-    commitOpenable(md, dev);
+    md.commit();
     expect(checkMetadata(md).errors).toEqual([]);
     return { dev, md: ThinMetadata.open(dev, { readOnly: true }) };
   }
@@ -221,7 +211,7 @@ describe('checkMetadata finds damage', () => {
     const md = ThinMetadata.format(dev, { nrDataBlocks: 40000, dataBlockSectors: 128 });
     md.createThin(1);
     for (let v = 0; v < 36000; v++) md.insertMapping(1, v, md.allocDataBlock());
-    commitOpenable(md, dev);
+    md.commit();
     return { dev, md, root: md.rootOf(1) };
   }
 
@@ -278,10 +268,10 @@ describe('checkMetadata finds damage', () => {
   });
 });
 
-describe('engine bugs', () => {
-  // ThinMetadata.open compares the WASM core's i32 checksum (negative when bit 31 is set) with the unsigned
-  // le32 read by DataView.getUint32, so every superblock whose checksum is >= 2^31 is rejected as
-  // "bad checksum in superblock (block 0)" — about half of all commits (fixtures 02, 06, 07 among them).
+describe('engine regressions found by the checker', () => {
+  // ThinMetadata.open compared the WASM core's i32 checksum (negative when bit 31 is set) with the unsigned le32
+  // of DataView.getUint32, so every superblock whose checksum is >= 2^31 was rejected as "bad checksum in
+  // superblock (block 0)" (fixtures 02, 06, 07 among them).
   test('ThinMetadata.open accepts a superblock whose checksum has bit 31 set', () => {
     const dev = new MemoryDevice(MiB);
     const md = ThinMetadata.format(dev, { nrDataBlocks: 100, dataBlockSectors: 128 });
@@ -291,5 +281,24 @@ describe('engine bugs', () => {
     }
     expect(readBlock(dev, 0)[3] & 0x80).toBe(0x80);
     expect(() => ThinMetadata.open(dev, { readOnly: true })).not.toThrow();
+  });
+
+  // BTree.insert passed its value through core.param, but shadowing a shared level-1 leaf increments the data
+  // counts of its entries, and a count reaching 3 inserts into the data ref-count tree through core.param too:
+  // the mapping was stored with the ref count as its low word (data block hi*256, time = the count).
+  test('inserting into a shared leaf whose data block goes to count 3 keeps the new mapping', () => {
+    const md = ThinMetadata.format(new MemoryDevice(MiB), { nrDataBlocks: 1000, dataBlockSectors: 128 });
+    md.createThin(1);
+    md.createThin(9);
+    const d = md.allocDataBlock();
+    md.insertMapping(1, 0, d);
+    md.insertMappingRaw(9, 0, d, 0); // count 2
+    md.createSnapshot(2, 1); // device 1's leaf is now shared
+    md.commit();
+    md.insertMappingRaw(1, 1, 300, 1); // shadows the shared leaf: d goes 2 -> 3 (ref-count tree insert)
+    expect(md.dsm.count(d)).toBe(3);
+    expect(md.lookup(1, 1)).toEqual({ dblock: 300, time: 1, shared: false });
+    md.commit();
+    expect(checkMetadata(md).errors).toEqual([]);
   });
 });
