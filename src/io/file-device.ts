@@ -4,11 +4,13 @@
  * Contract (beyond `BlockDevice`):
  * - `flush` is fdatasync. `close` does not flush.
  * - A device opened with `readOnly` rejects `write` and `resize` with EROFS and never discards.
- * - `discard` punches a hole with util-linux `fallocate --punch-hole --keep-size` for ranges of at least
+ * - `discard` punches a hole (the native helper's fallocate(2) when built, else util-linux
+ *   `fallocate --punch-hole --keep-size`) for ranges of at least
  *   `PUNCH_MIN_BYTES`; smaller ranges, a missing `fallocate` or a failed punch return false (range unchanged).
  *   After one failure the device stops trying; a missing binary disables punching process-wide.
  * - fs errors surface as `ThinpoolError` EIO (ENOENT / EEXIST when opening or creating).
  */
+import { nativeHelpers } from './native.js';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
@@ -153,7 +155,15 @@ export class FileDevice implements BlockDevice {
     checkRange(offsetBytes, lengthBytes);
     const length = Math.min(offsetBytes + lengthBytes, this.#size) - offsetBytes;
     if (length <= 0) return true; // nothing stored there: already reads as zeros
-    if (this.readOnly || fallocateMissing || this.#punchFailed || length < PUNCH_MIN_BYTES) return false;
+    if (this.readOnly || this.#punchFailed || length < PUNCH_MIN_BYTES) return false;
+    const native = nativeHelpers();
+    if (native) {
+      const rc = native.punchHole(this.#fd, offsetBytes, length);
+      if (rc === 0) return true;
+      this.#punchFailed = true; // e.g. EOPNOTSUPP on this filesystem
+      return false;
+    }
+    if (fallocateMissing) return false;
     const r = spawnSync(
       'fallocate',
       ['--punch-hole', '--keep-size', '--offset', String(offsetBytes), '--length', String(length), this.path],

@@ -34,6 +34,8 @@ export class DataSpaceMap {
   private cursor = 0;
   /** Blocks freed in this transaction that the committed state still uses (reusable after the commit). */
   private pendingFree = 0;
+  /** Blocks whose count fell to 0 in this transaction (discard passdown candidates once committed). */
+  private freed: number[] = [];
 
   constructor(tm: TransactionManager, indexTree: BTree, refTree: BTree) {
     this.tm = tm;
@@ -79,6 +81,9 @@ export class DataSpaceMap {
   }
 
   load(root: SpaceMapRoot): void {
+    this.freed = [];
+    this.pendingFree = 0;
+    this.dirty.clear();
     this.nrBlocks = root.nrBlocks;
     this.indexRoot = root.bitmapRoot;
     this.refRoot = root.refCountRoot;
@@ -151,6 +156,7 @@ export class DataSpaceMap {
       this.nrFreeOf[j]++;
       this.nfb[j] = Math.min(this.nfb[j], i);
       if (this.committedBlock[j] >= 0) this.pendingFree++;
+      this.freed.push(d);
       this.dirty.add(j);
     }
   }
@@ -223,6 +229,13 @@ export class DataSpaceMap {
     this.dirty.clear();
     this.committedAllocated = this.allocated;
     this.pendingFree = 0;
+  }
+
+  /** Blocks freed since the last call (to release from the data device after the commit that freed them). */
+  takeFreed(): number[] {
+    const f = this.freed;
+    this.freed = [];
+    return f;
   }
 
   get changed(): boolean {

@@ -37,7 +37,7 @@ export interface RefTreeCodec {
 }
 
 export class MetadataSpaceMap {
-  readonly nrBlocks: number;
+  nrBlocks: number;
   private readonly core: Core;
   private readonly counts: Uint32Array;
   private readonly committed: Uint8Array;
@@ -62,15 +62,33 @@ export class MetadataSpaceMap {
   readonly reserve: number;
   private inCommit = false;
 
+  /** `nrBlocks` now; the core's count arrays (its nrMetaBlocks) bound how far `extend` may grow it. */
   constructor(core: Core, nrBlocks: number) {
     if (nrBlocks > core.nrMetaBlocks) throw new ThinpoolError('EINVAL', 'metadata counts area too small');
+    const capacity = core.nrMetaBlocks;
     this.core = core;
     this.nrBlocks = nrBlocks;
-    this.counts = new Uint32Array(core.memory.buffer, core.countsBase, nrBlocks);
-    this.committed = new Uint8Array(core.memory.buffer, core.committedBase, nrBlocks);
-    this.txNew = new Uint8Array(nrBlocks);
-    this.touchedFlag = new Uint8Array(nrBlocks);
+    this.counts = new Uint32Array(core.memory.buffer, core.countsBase, capacity);
+    this.committed = new Uint8Array(core.memory.buffer, core.committedBase, capacity);
+    this.txNew = new Uint8Array(capacity);
+    this.touchedFlag = new Uint8Array(capacity);
     this.reserve = Math.min(4096, Math.max(8, Math.floor(nrBlocks / 10)));
+  }
+
+  /** Grow to newNr blocks (spec 7.8): the last bitmap covers more, new bitmaps are created at the commit. */
+  extend(newNr: number): void {
+    if (newNr < this.nrBlocks) throw new ThinpoolError('EINVAL', `metadata space map cannot shrink (${this.nrBlocks} -> ${newNr})`);
+    if (newNr > this.core.nrMetaBlocks || newNr > MAX_METADATA_BLOCKS) throw new ThinpoolError('EINVAL', `metadata space map cannot grow to ${newNr} blocks`);
+    const oldBitmaps = this.nrBitmaps;
+    if (oldBitmaps > 0) this.dirtyBitmaps.add(oldBitmaps - 1);
+    this.nrBlocks = newNr;
+    for (let j = oldBitmaps; j < this.nrBitmaps; j++) {
+      this.bitmapBlocks.push(-1);
+      this.bitmapFree.push(0);
+      this.bitmapNfb.push(0);
+      this.dirtyBitmaps.add(j);
+    }
+    (this as { reserve: number }).reserve = Math.min(4096, Math.max(8, Math.floor(newNr / 10)));
   }
 
   get nrBitmaps(): number {
@@ -92,9 +110,16 @@ export class MetadataSpaceMap {
 
   /** Load the committed map from disk (index block, bitmaps, ref-count tree). */
   load(root: SpaceMapRoot, cache: BlockCache, refTree: RefTreeCodec): void {
-    if (root.nrBlocks !== this.nrBlocks) throw new ThinpoolError('EINVAL', 'metadata space map size mismatch');
+    if (root.nrBlocks > this.core.nrMetaBlocks) throw new ThinpoolError('EINVAL', 'metadata space map size mismatch');
+    this.nrBlocks = root.nrBlocks;
+    this.bitmapFree = [];
+    this.bitmapNfb = [];
+    this.dirtyBitmaps.clear();
+    this.refDirty = false;
     const { x } = this.core;
     this.counts.fill(0);
+    this.txNew.fill(0);
+    this.txNewList.length = 0;
     this.indexBlock = root.bitmapRoot;
     this.refRoot = root.refCountRoot;
     const n = this.nrBitmaps;
@@ -128,7 +153,7 @@ export class MetadataSpaceMap {
       },
       () => undefined,
     );
-    for (let b = 0; b < this.nrBlocks; b++) this.committed[b] = this.counts[b] ? 1 : 0;
+    for (let b = 0; b < this.core.nrMetaBlocks; b++) this.committed[b] = this.counts[b] ? 1 : 0;
     this.allocated = allocated;
     this.committedAllocated = allocated;
   }

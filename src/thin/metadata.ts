@@ -58,6 +58,8 @@ export interface MetadataOpenOptions {
   /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size). */
   cacheBlocks?: number;
   readOnly?: boolean;
+  /** Grow the metadata space map to this many blocks after opening (the device must be that large). */
+  growTo?: number;
 }
 
 export interface FormatOptions extends MetadataOpenOptions {
@@ -85,12 +87,13 @@ export class ThinMetadata {
   private sbDirty = false;
   mode: MetadataMode = 'write';
 
-  private constructor(dev: BlockDevice, nrMetaBlocks: number, opts: MetadataOpenOptions) {
+  /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
+  private constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
     this.dev = dev;
-    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, nrMetaBlocks + 8));
-    this.core = new Core(slots, nrMetaBlocks);
+    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
+    this.core = new Core(slots, capacity);
     this.cache = new BlockCache(this.core, dev);
-    this.msm = new MetadataSpaceMap(this.core, nrMetaBlocks);
+    this.msm = new MetadataSpaceMap(this.core, capacity);
     this.tm = new TransactionManager(this.core, this.cache, this.msm);
     const dsmRef: { dsm?: DataSpaceMap } = {};
     const l1Values: ValueType = {
@@ -151,9 +154,19 @@ export class ThinMetadata {
     if (nrMeta > MAX_METADATA_BLOCKS || nrMeta * 4096 > dev.sizeBytes) {
       throw ThinpoolError.metadata('EBADSUPER', `metadata space map claims ${nrMeta} blocks but the device has ${Math.floor(dev.sizeBytes / 4096)}`, 'superblock', 0);
     }
-    const md = new ThinMetadata(dev, nrMeta, opts);
+    const growTo = opts.growTo ?? nrMeta;
+    if (growTo < nrMeta || growTo > MAX_METADATA_BLOCKS || growTo * 4096 > dev.sizeBytes) {
+      throw new ThinpoolError('EINVAL', `cannot grow the metadata space map from ${nrMeta} to ${growTo} blocks (device holds ${Math.floor(dev.sizeBytes / 4096)}, limit ${MAX_METADATA_BLOCKS})`);
+    }
+    const md = new ThinMetadata(dev, growTo, opts);
     md.load(sb);
     if (sb.flags & NEEDS_CHECK) md.mode = 'read-only';
+    if (growTo > nrMeta) {
+      md.writable();
+      md.msm.extend(growTo);
+      md.sb.metadataNrBlocks = growTo;
+      md.sbDirty = true;
+    }
     return md;
   }
 

@@ -12,6 +12,7 @@
  * - Opening a pool takes its lock (lock.ts); close() commits and releases it.
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinpoolError, isThinpoolError } from '../errors.js';
@@ -24,6 +25,7 @@ import {
   type VolumeRecord,
 } from './catalog.js';
 import { lockPool } from './lock.js';
+import { mergeSpaceSettings, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
 import { FileHighWaterStore, HighWater, MemoryHighWaterStore, type HighWaterStore } from './high-water.js';
 import { MAX_DEVICE_ID, ThinMetadata } from './metadata.js';
 import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
@@ -77,6 +79,9 @@ export interface PoolStatus {
   needsCheck: boolean;
   time: number;
   volumes: number;
+  /** Highest low-water threshold (percent) currently reached, 0 if none. */
+  lowWater: { data: number; metadata: number };
+  discardPassdown: boolean;
 }
 
 export interface VolumeInfo {
@@ -118,9 +123,27 @@ function checkBlockSize(bs: number): void {
   }
 }
 
-export class ThinPool {
+export interface PoolEvents {
+  /** Use of data or metadata crossed a low-water threshold (percent). */
+  threshold: [ThresholdEvent];
+  /** The pool grew (auto-extend or extend()). */
+  extended: [{ resource: 'data' | 'metadata'; fromBlocks: number; toBlocks: number }];
+  /** Something worth telling a user that is not an error (e.g. space cannot be returned to the host). */
+  warning: [{ code: string; message: string }];
+}
+
+export interface ExtendOptions {
+  /** New data device size in bytes. */
+  size?: number;
+  /** New metadata device size in bytes. */
+  metadataSize?: number;
+}
+
+export class ThinPool extends EventEmitter<PoolEvents> {
   readonly storage: PoolStorage;
-  readonly metadata: ThinMetadata;
+  #md: ThinMetadata;
+  private readonly thresholds = new ThresholdTracker();
+  private warnedNoPunch = false;
   readonly blockSize: number;
   private catalog: CatalogData;
   private catalogDirty = false;
@@ -129,8 +152,9 @@ export class ThinPool {
   private readonly highWater: HighWater;
 
   private constructor(storage: PoolStorage, md: ThinMetadata, catalog: CatalogData) {
+    super();
     this.storage = storage;
-    this.metadata = md;
+    this.#md = md;
     this.blockSize = md.dataBlockSectors * 512;
     this.catalog = catalog;
     this.highWater = new HighWater(storage.highWater, md.nrDataBlocks);
@@ -254,6 +278,10 @@ export class ThinPool {
     if (this.catalog.volumes.length !== before) this.catalogDirty = true;
   }
 
+  get metadata(): ThinMetadata {
+    return this.#md;
+  }
+
   // ---- lifecycle ----
   get isClosed(): boolean {
     return this.closed;
@@ -365,6 +393,128 @@ export class ThinPool {
       this.storage.catalog.stage(this.catalog, fp);
     } : undefined);
     if (catalogChanged) this.storage.catalog.publish();
+    this.passDown(md.dsm.takeFreed());
+  }
+
+  /** Discard passdown: release data blocks freed by the commit that just landed (never before it). */
+  private passDown(freed: number[]): void {
+    if (freed.length === 0 || !this.spaceSettings.discardPassdown) return;
+    const md = this.metadata;
+    const free = freed.filter((d) => md.dsm.count(d) === 0).sort((a, b) => a - b);
+    this.releaseRuns(free);
+  }
+
+  /** Punch holes for sorted data blocks, coalesced into runs; warns once when the device cannot. */
+  private releaseRuns(sorted: number[], onProgress?: (done: number, total: number) => void): number {
+    const bs = this.blockSize;
+    let released = 0;
+    for (let i = 0; i < sorted.length; ) {
+      let j = i + 1;
+      while (j < sorted.length && sorted[j] === sorted[j - 1] + 1) j++;
+      if (this.storage.data.discard(sorted[i] * bs, (j - i) * bs)) released += j - i;
+      else if (!this.warnedNoPunch) {
+        this.warnedNoPunch = true;
+        this.emit('warning', { code: 'NO_PUNCH_HOLE', message: 'the data device cannot release space (no hole punching here): freed blocks stay allocated in the data file' });
+        return released;
+      }
+      onProgress?.(j, sorted.length);
+      i = j;
+    }
+    return released;
+  }
+
+  // ---- space: settings, trim, extend, thresholds ----
+  get spaceSettings(): SpaceSettings {
+    return mergeSpaceSettings(this.catalog.settings.space);
+  }
+
+  /** Change the space policy (committed with the next commit). */
+  configureSpace(patch: Partial<SpaceSettings>): SpaceSettings {
+    const merged = mergeSpaceSettings(this.catalog.settings.space, patch);
+    this.catalog.settings.space = merged;
+    this.catalogDirty = true;
+    return merged;
+  }
+
+  /**
+   * Release every data block that no volume uses from the data file (like thin_trim), e.g. for pools written
+   * before passdown or by other tools. Commits first. Returns the number of blocks released.
+   */
+  trimSync(onProgress?: (done: number, total: number) => void): number {
+    this.alive();
+    if (this.mode === 'write') this.commitSync();
+    const md = this.metadata;
+    const free: number[] = [];
+    for (let d = 0; d < md.nrDataBlocks; d++) if (md.dsm.count(d) === 0) free.push(d);
+    return this.releaseRuns(free, onProgress);
+  }
+
+  async trim(onProgress?: (done: number, total: number) => void): Promise<number> {
+    return this.trimSync(onProgress);
+  }
+
+  /** Grow the data device and/or the metadata device (spec 7.8); shrinking data only while its tail is unused. */
+  extendSync(opts: ExtendOptions): void {
+    this.alive();
+    if (this.metadata.mode !== 'write') throw new ThinpoolError('EROFS', 'pool is read-only: it cannot grow (needs_check set?)');
+    const bs = this.blockSize;
+    if (opts.size !== undefined) {
+      const nr = Math.floor(opts.size / bs);
+      const old = this.metadata.nrDataBlocks;
+      if (nr < old) {
+        throw new ThinpoolError('EINVAL', `shrinking the data device (${old} -> ${nr} blocks) is not supported`);
+      }
+      if (nr > old) {
+        this.storage.data.resize(nr * bs);
+        this.change(() => this.metadata.extendData(nr));
+        this.commitSync();
+        this.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr });
+      }
+    }
+    if (opts.metadataSize !== undefined) {
+      const nr = Math.min(Math.floor(opts.metadataSize / 4096), MAX_METADATA_BLOCKS);
+      const old = this.metadata.metadataNrBlocks;
+      if (nr < old) throw new ThinpoolError('EINVAL', `shrinking the metadata device (${old} -> ${nr} blocks) is not supported`);
+      if (nr > old) {
+        this.commitSync();
+        const cacheBlocks = this.metadata.cache.slots;
+        this.storage.metadata.resize(nr * 4096);
+        const grown = ThinMetadata.open(this.storage.metadata, { cacheBlocks, growTo: nr });
+        this.#md = grown;
+        this.commitSync();
+        this.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr });
+      }
+    }
+  }
+
+  async extend(opts: ExtendOptions): Promise<void> {
+    this.extendSync(opts);
+  }
+
+  /** Report threshold crossings (events only: nothing here commits). */
+  private checkSpace(): void {
+    const md = this.metadata;
+    const set = this.spaceSettings;
+    const dataUsed = md.dsm.nrAllocated;
+    const dataTotal = md.nrDataBlocks;
+    const t = this.thresholds.update('data', set.thresholds.data, dataUsed, dataTotal);
+    if (t !== null) this.emit('threshold', { resource: 'data', threshold: t, usedBlocks: dataUsed, totalBlocks: dataTotal });
+    const metaTotal = md.metadataNrBlocks;
+    const metaUsed = metaTotal - md.metadataFreeBlocks - md.msm.reserve;
+    const tm = this.thresholds.update('metadata', set.thresholds.metadata, metaUsed, metaTotal);
+    if (tm !== null) this.emit('threshold', { resource: 'metadata', threshold: tm, usedBlocks: metaUsed, totalBlocks: metaTotal });
+  }
+
+  /** Grow the data device by the policy's percentage (at least one block), up to its maximum. Returns success. */
+  private autoExtend(set: SpaceSettings): boolean {
+    const ae = set.autoExtend;
+    const bs = this.blockSize;
+    const old = this.metadata.nrDataBlocks;
+    const max = Math.floor(ae.maxBytes / bs);
+    const target = Math.min(max, old + Math.max(1, Math.ceil((old * ae.percent) / 100)));
+    if (!ae.enabled || target <= old) return false;
+    this.extendSync({ size: target * bs });
+    return true;
   }
 
   // ---- volumes ----
@@ -568,6 +718,8 @@ export class ThinPool {
       needsCheck: md.needsCheck,
       time: md.time,
       volumes: md.deviceIds().length,
+      lowWater: { data: this.thresholds.current('data'), metadata: this.thresholds.current('metadata') },
+      discardPassdown: this.spaceSettings.discardPassdown,
     };
   }
 
@@ -676,17 +828,26 @@ export class ThinPool {
 
   /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
   private allocDataBlock(): number {
-    return this.change(() => {
+    // Growing commits: do it before the allocation, never between an allocation and its mapping.
+    const set = this.spaceSettings;
+    const md0 = this.metadata;
+    if (set.autoExtend.enabled && 100 * (md0.dsm.nrAllocated + 1) >= set.autoExtend.atPercent * md0.nrDataBlocks) this.autoExtend(set);
+    const d = this.change(() => {
       try {
         return this.metadata.allocDataBlock();
       } catch (e) {
-        if (isThinpoolError(e, 'ENOSPC_DATA') && this.metadata.dsm.freedInTransaction > 0) {
+        if (!isThinpoolError(e, 'ENOSPC_DATA')) throw e;
+        if (this.metadata.dsm.freedInTransaction > 0) {
           this.commitSync();
           return this.metadata.allocDataBlock();
         }
-        throw e;
+        if (this.autoExtend(this.spaceSettings)) return this.metadata.allocDataBlock();
+        const total = this.metadata.nrDataBlocks;
+        throw new ThinpoolError('ENOSPC_DATA', `pool is full: all ${total} data blocks (${total * this.blockSize} bytes) are in use; delete volumes or extend the pool`);
       }
     });
+    this.checkSpace();
+    return d;
   }
 
   private copyBlock(from: number, to: number): void {

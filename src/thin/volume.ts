@@ -10,7 +10,7 @@
  *   resolve at once; `readSync`/`writeSync` are the same without the promise (the fast path).
  * - A read-only volume (committed image layer, view) refuses every write path with EROFS.
  */
-import { ThinpoolError } from '../errors.js';
+import { ThinpoolError, isThinpoolError } from '../errors.js';
 import type { ThinPool } from './pool.js';
 
 export interface Extent {
@@ -73,8 +73,21 @@ export class Volume {
     this.readSync(buf, offsetBytes);
   }
 
+  /**
+   * Like writeSync; when the pool is full and its policy is `whenFull: 'wait'`, waits (up to the policy's
+   * timeout) for space to be freed by other work in this process, then retries.
+   */
   async write(buf: Uint8Array, offsetBytes: number): Promise<void> {
-    this.writeSync(buf, offsetBytes);
+    const deadline = Date.now() + this.pool.spaceSettings.waitTimeoutMs;
+    for (;;) {
+      try {
+        this.writeSync(buf, offsetBytes);
+        return;
+      } catch (e) {
+        if (!isThinpoolError(e, 'ENOSPC_DATA') || this.pool.spaceSettings.whenFull !== 'wait' || Date.now() >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   discardSync(offsetBytes: number, lengthBytes: number): void {

@@ -1,0 +1,5 @@
+{
+  "targets": [
+    { "target_name": "thinpool_native", "sources": ["thinpool_native.c"] }
+  ]
+}
