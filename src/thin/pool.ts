@@ -150,6 +150,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   private closed = false;
   private zeroes: Uint8Array | null = null;
   private readonly highWater: HighWater;
+  private recIndex: Map<number, VolumeRecord> | null = null;
+  private recIndexOf: VolumeRecord[] | null = null;
+  private recIndexLen = 0;
 
   private constructor(storage: PoolStorage, md: ThinMetadata, catalog: CatalogData) {
     super();
@@ -330,6 +333,11 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     try {
       return fn();
     } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
+        this.metadata.mode = 'fail';
+        throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
+      }
       if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
         this.fail();
       }
@@ -518,8 +526,14 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   // ---- volumes ----
+  /** The catalog record of a device (indexed: this is on the data path through Volume.sizeBytes). */
   recordOf(id: number): VolumeRecord | undefined {
-    return this.catalog.volumes.find((v) => v.id === id);
+    if (this.recIndex === null || this.recIndexOf !== this.catalog.volumes || this.recIndexLen !== this.catalog.volumes.length) {
+      this.recIndex = new Map(this.catalog.volumes.map((v) => [v.id, v]));
+      this.recIndexOf = this.catalog.volumes;
+      this.recIndexLen = this.catalog.volumes.length;
+    }
+    return this.recIndex.get(id);
   }
 
   /** Resolve a volume by name, by id (number), or by "#id" / a decimal string naming no volume. */
@@ -573,8 +587,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   private nextId(): number {
-    const used = new Set(this.metadata.deviceIds());
-    let id = used.size === 0 ? 1 : Math.max(...used) + 1;
+    const ids = this.metadata.deviceIds();
+    const used = new Set(ids);
+    let id = ids.length === 0 ? 1 : ids[ids.length - 1] + 1;
     if (id <= MAX_DEVICE_ID) return id;
     for (id = 1; id <= MAX_DEVICE_ID; id++) if (!used.has(id)) return id;
     throw new ThinpoolError('ENOSPC_METADATA', 'no free thin device id');
@@ -639,6 +654,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   resizeSync(ref: string | number, size: number): void {
     const id = this.idOf(ref);
     this.checkSize(size);
+    if (this.recordOf(id)?.readOnly) throw new ThinpoolError('EROFS', `volume ${this.recordOf(id)!.name} is read-only: it cannot be resized`);
     this.change(() => {
       const bs = this.blockSize;
       const old = this.sizeOf(id);
@@ -850,10 +866,11 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     return d;
   }
 
+  private copyBuf: Uint8Array | null = null;
+
   private copyBlock(from: number, to: number): void {
     const bs = this.blockSize;
-    const chunk = Math.min(bs, 1024 * 1024);
-    const buf = new Uint8Array(chunk);
+    const buf = (this.copyBuf ??= new Uint8Array(Math.min(bs, 1024 * 1024)));
     for (let off = 0; off < bs; off += chunk) {
       this.storage.data.read(buf, from * bs + off);
       this.storage.data.write(buf, to * bs + off);
