@@ -871,7 +871,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   private copyBlock(from: number, to: number): void {
     const bs = this.blockSize;
     const buf = (this.copyBuf ??= new Uint8Array(Math.min(bs, 1024 * 1024)));
-    for (let off = 0; off < bs; off += chunk) {
+    for (let off = 0; off < bs; off += buf.length) {
       this.storage.data.read(buf, from * bs + off);
       this.storage.data.write(buf, to * bs + off);
     }
