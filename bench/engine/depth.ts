@@ -1,0 +1,78 @@
+/**
+ * Random 4 KiB reads at snapshot depth 100 against depth 0 (goal >= 0.95).
+ *
+ * One file pool: origin `v` with NBLK blocks written through volume.writeSync (4 KiB each), then a chain of
+ * 100 snapshots, s1 = snapshot(v), s2 = snapshot(s1), ...; before each snapshot is taken from it, 1% of the
+ * current newest volume's blocks are overwritten (copy-on-write), so the chain really diverges. Reads of
+ * provisioned blocks of `v` (depth 0), `s50` and `s100` run in interleaved rounds at the same offsets, page
+ * cache warm; fs.readSync of the pool's data file at the same volume offsets is printed for scale.
+ */
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { ThinPool } from '../../src/index.js';
+import { BLOCK, FULL, QUICK, fmtMs, fmtOps, header, interleaved, note, rng, scratchDir, spread, table, verdict, type Case } from './_lib.js';
+
+const NBLK = FULL ? 16384 : QUICK ? 1024 : 4096;
+const DEPTH = 100;
+const PER_ROUND = QUICK ? 5000 : 20000;
+const ROUNDS = QUICK ? 5 : 21;
+
+async function main(): Promise<void> {
+  header('Reads at snapshot depth 100 vs depth 0', `${NBLK} provisioned 64 KiB blocks, chain of ${DEPTH} snapshots, 1% of blocks overwritten at each level`);
+  const dir = scratchDir('depth');
+  // The default metadata size (2 MiB minimum here) is too small for 100 divergent snapshots: 64 MiB.
+  const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK * 3, metadataSize: 64 * 1024 * 1024 });
+  const v = pool.createThinSync('v', { size: NBLK * BLOCK });
+  const piece = Buffer.alloc(4096, 1);
+  for (let i = 0; i < NBLK; i++) v.writeSync(piece, i * BLOCK);
+  pool.commitSync();
+  const r = rng(5);
+  let cur = 'v';
+  const t0 = performance.now();
+  for (let s = 1; s <= DEPTH; s++) {
+    const w = pool.volume(cur);
+    for (let k = 0; k < NBLK / 100; k++) w.writeSync(piece, Math.floor(r() * NBLK) * BLOCK + 4096);
+    pool.snapshotSync(cur, `s${s}`);
+    pool.commitSync();
+    cur = `s${s}`;
+  }
+  note(`built the chain in ${fmtMs(performance.now() - t0)}; metadata blocks used ${pool.status().metadataBlocks.used}`);
+  const M = 1 << 16;
+  const offs = new Float64Array(M);
+  for (let i = 0; i < M; i++) offs[i] = Math.floor(r() * NBLK) * BLOCK + Math.floor(r() * 16) * 4096;
+  const buf = Buffer.alloc(4096);
+  const dataFd = fs.openSync(join(dir, 'pool', 'data'), 'r');
+  const vols = { v: pool.volume('v'), s50: pool.volume('s50'), s100: pool.volume(`s${DEPTH}`) };
+  const cases: Case[] = [
+    { name: 'depth 0 (v): volume.readSync', run: (f, n) => { for (let i = f; i < f + n; i++) vols.v.readSync(buf, offs[i & (M - 1)]); } },
+    { name: 'depth 50 (s50): volume.readSync', run: (f, n) => { for (let i = f; i < f + n; i++) vols.s50.readSync(buf, offs[i & (M - 1)]); } },
+    { name: `depth ${DEPTH} (s${DEPTH}): volume.readSync`, run: (f, n) => { for (let i = f; i < f + n; i++) vols.s100.readSync(buf, offs[i & (M - 1)]); } },
+    { name: `depth ${DEPTH}: await volume.read`, run: async (f, n) => { for (let i = f; i < f + n; i++) await vols.s100.read(buf, offs[i & (M - 1)]); } },
+    { name: 'depth 0: await volume.read', run: async (f, n) => { for (let i = f; i < f + n; i++) await vols.v.read(buf, offs[i & (M - 1)]); } },
+    { name: 'fs.readSync of the data file (scale)', run: (f, n) => { for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, 4096, offs[i & (M - 1)]); } },
+  ];
+  const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
+  const base = res[0].nsPerOp;
+  const baseAsync = res[4].nsPerOp;
+  table('Random 4 KiB reads by snapshot depth (page cache warm)', ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs depth 0', 'goal'], res.map((x, i) => {
+    const ratio = (i === 3 || i === 4 ? baseAsync : base) / x.nsPerOp;
+    return [x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x), i === 5 ? '' : ratio.toFixed(2), i === 2 || i === 3 ? `>= 0.95: ${verdict(ratio, 0.95)}` : ''];
+  }));
+  // Where the time goes: lookup alone (metadata), per depth.
+  const md = pool.metadata;
+  const roots = [md.rootOf(vols.v.id), md.rootOf(vols.s100.id)];
+  const lk: Case[] = roots.map((root, k) => ({
+    name: `metadata lookup only (lookupDblock), depth ${k === 0 ? 0 : DEPTH}`,
+    run: (f: number, n: number) => { for (let i = f; i < f + n; i++) md.lookupDblock(root, Math.floor(offs[i & (M - 1)] / BLOCK)); },
+  }));
+  for (const [k, vol] of [['v (first in the catalog)', vols.v], [`s${DEPTH} (last in the catalog)`, vols.s100]] as const) {
+    let sink = 0;
+    lk.push({ name: `volume.sizeBytes, ${k}`, run: (f: number, n: number) => { for (let i = f; i < f + n; i++) sink += vol.sizeBytes; if (sink < 0) note(''); } });
+  }
+  const lr = await interleaved(lk, { perRound: PER_ROUND * 5, rounds: ROUNDS, warmup: 2 });
+  table('Where a read spends its time: mapping lookup and the per-call size check (catalog search)', ['case', 'ops/s', 'ns/op', 'spread'], lr.map((x) => [x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x)]));
+  fs.closeSync(dataFd);
+  pool.closeSync();
+}
+
+await main();
