@@ -1,7 +1,9 @@
-// Whole root-to-leaf lookups, one boundary crossing per lookup. Node residency stays with the host: `hostNode`
-// returns the address of the validated node in WASM memory, or 0 after recording an error on the host side.
+// Whole root-to-leaf lookups, one boundary crossing per lookup. Resident nodes are found in the shared slot
+// table without leaving WASM; on a miss `hostNode` (the host owns residency) returns the address of the
+// validated node in WASM memory, or 0 after recording an error on the host side.
 import { nrEntries, nodeLowerBound, keyAt, valueAt, INTERNAL } from './node';
 import * as S from './status';
+import { residentNode } from './slot-table';
 
 // @ts-ignore: decorator
 @external("host", "node")
@@ -19,7 +21,8 @@ export function btreeLookup(rootLo: u32, rootHi: u32, keyLo: u32, keyHi: u32, le
   let bhi = rootHi;
   const key = (<u64>keyHi << 32) | <u64>keyLo;
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
-    const p = hostNode(blo, bhi, leafValueSize);
+    let p = residentNode(blo, bhi, leafValueSize);
+    if (p == 0) p = hostNode(blo, bhi, leafValueSize);
     if (p == 0) return -S.HOST_ERROR;
     const i = nodeLowerBound(p, keyLo, keyHi);
     if (i < 0) return 0;

@@ -7,6 +7,7 @@ export {
 } from './node';
 export { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree, bitmapFillFromCounts, countsFindFree } from './bitmap';
 export { btreeLookup } from './btree-lookup';
+export { setCacheLayout } from './slot-table';
 import { blockChecksum } from './crc32c';
 import * as S from './status';
 

@@ -4,6 +4,7 @@
  *
  * Layout (bytes):  [0, 64 KiB) static data of the module | PARAM 4 KiB | SCRATCH 4 KiB | slots (n x 4 KiB)
  *                  | metadata counts (u32 x nrMetaBlocks) | committed flags (u8 x nrMetaBlocks)
+ *                  | slot table (block -> slot, 16-byte entries, open addressing) | slot reference bits (u8 x n)
  *
  * Hot exports are called raw (`instance.exports`), not through the loader's wrapper closures (toolchain notes:
  * 3 ns against 8-10 ns per call).
@@ -35,6 +36,7 @@ export interface CoreExports {
   bitmapCountFree(p: number, n: number): number;
   bitmapFillFromCounts(p: number, counts: number, base: number, n: number): void;
   countsFindFree(counts: number, committed: number, from: number, to: number): number;
+  setCacheLayout(table: number, mask: number, slots: number, refs: number): void;
   btreeLookup(rootLo: number, rootHi: number, keyLo: number, keyHi: number, leafVs: number): number;
 }
 
@@ -71,6 +73,9 @@ export class Core {
   readonly countsBase: number;
   readonly committedBase: number;
   readonly nrMetaBlocks: number;
+  readonly tableBase: number;
+  readonly tableCap: number;
+  readonly refBase: number;
   /** Set by the block cache: serves `host.node`. */
   nodeProvider: NodeProvider = () => 0;
 
@@ -82,7 +87,12 @@ export class Core {
     this.slotBase = STATIC_BYTES + 8192;
     this.countsBase = this.slotBase + nrSlots * 4096;
     this.committedBase = this.countsBase + nrMetaBlocks * 4;
-    const total = this.committedBase + nrMetaBlocks;
+    this.tableBase = Math.ceil((this.committedBase + nrMetaBlocks) / 16) * 16;
+    let cap = 16;
+    while (cap < nrSlots * 2) cap *= 2;
+    this.tableCap = cap;
+    this.refBase = this.tableBase + cap * 16;
+    const total = this.refBase + nrSlots;
     const pages = Math.ceil(total / 65536);
     if (pages > 65536) throw new ThinpoolError('EINVAL', `metadata cache and counts need ${total} bytes: above 4 GiB`);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
@@ -102,6 +112,7 @@ export class Core {
     this.u32 = new Uint32Array(this.memory.buffer);
     this.dv = new DataView(this.memory.buffer);
     this.x.crcInit();
+    this.x.setCacheLayout(this.tableBase, this.tableCap - 1, this.slotBase, this.refBase);
   }
 
   slotAddr(slot: number): number {

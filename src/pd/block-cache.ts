@@ -18,6 +18,7 @@ import type { Core } from '../core/wasm.js';
 import { Status, statusText } from '../core/status.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockKind, KIND_NAME, SALT, BLOCK_SIZE } from './block-kinds.js';
+import { NOT_NODE, SlotTable } from './slot-table.js';
 
 const NO_BLOCK = -1;
 
@@ -25,10 +26,9 @@ export class BlockCache {
   private readonly core: Core;
   private readonly dev: BlockDevice;
   private readonly nrSlots: number;
-  private readonly slotOf = new Map<number, number>();
+  private readonly table: SlotTable;
   private readonly blockOf: Float64Array;
   private readonly kindOf: Int8Array;
-  private readonly vsOf: Int32Array;
   private readonly dirty: Uint8Array;
   private readonly ref: Uint8Array;
   private readonly pins: Uint16Array;
@@ -48,9 +48,10 @@ export class BlockCache {
     this.nrSlots = core.nrSlots;
     this.blockOf = new Float64Array(this.nrSlots).fill(NO_BLOCK);
     this.kindOf = new Int8Array(this.nrSlots);
-    this.vsOf = new Int32Array(this.nrSlots);
     this.dirty = new Uint8Array(this.nrSlots);
-    this.ref = new Uint8Array(this.nrSlots);
+    this.ref = new Uint8Array(core.memory.buffer, core.refBase, this.nrSlots);
+    this.table = new SlotTable(core);
+    this.table.clear();
     this.pins = new Uint16Array(this.nrSlots);
     core.nodeProvider = (lo, hi, vs) => {
       try {
@@ -90,9 +91,9 @@ export class BlockCache {
 
   /** Address of a validated block. */
   get(mblock: number, kind: BlockKind, leafVs = 0): number {
-    const slot = this.slotOf.get(mblock);
-    if (slot !== undefined) {
-      if (this.kindOf[slot] !== kind || (kind === BlockKind.Node && this.vsOf[slot] !== leafVs)) {
+    const slot = this.table.get(mblock);
+    if (slot >= 0) {
+      if (this.kindOf[slot] !== kind || (kind === BlockKind.Node && this.table.validatedAs(mblock) !== leafVs)) {
         this.validate(slot, mblock, kind, leafVs);
       }
       return this.touch(slot);
@@ -102,19 +103,18 @@ export class BlockCache {
 
   /** Is the block resident (for tests and statistics)? */
   has(mblock: number): boolean {
-    return this.slotOf.has(mblock);
+    return this.table.get(mblock) >= 0;
   }
 
   /** A zeroed, dirty slot for a block allocated in this transaction. */
   create(mblock: number, kind: BlockKind): number {
-    let slot = this.slotOf.get(mblock);
-    if (slot === undefined) {
+    let slot = this.table.get(mblock);
+    if (slot < 0) {
       slot = this.victim();
-      this.slotOf.set(mblock, slot);
       this.blockOf[slot] = mblock;
     }
+    this.table.set(mblock, slot, NOT_NODE);
     this.kindOf[slot] = kind;
-    this.vsOf[slot] = -1;
     const addr = this.core.slotAddr(slot);
     this.core.u8.fill(0, addr, addr + BLOCK_SIZE);
     this.setDirty(slot);
@@ -123,10 +123,10 @@ export class BlockCache {
 
   /** Mark a resident block dirty; `kind` decides the salt used when it is written. */
   markDirty(mblock: number, kind: BlockKind): void {
-    const slot = this.slotOf.get(mblock);
-    if (slot === undefined) throw new ThinpoolError('EFAILED', `block ${mblock} marked dirty while not resident`);
+    const slot = this.table.get(mblock);
+    if (slot < 0) throw new ThinpoolError('EFAILED', `block ${mblock} marked dirty while not resident`);
     this.kindOf[slot] = kind;
-    this.vsOf[slot] = -1;
+    this.table.setValidated(mblock, NOT_NODE);
     this.setDirty(slot);
   }
 
@@ -146,9 +146,15 @@ export class BlockCache {
     const view = new Uint8Array(this.core.memory.buffer, addr, BLOCK_SIZE);
     this.dev.read(view, mblock * BLOCK_SIZE);
     this.reads++;
-    this.validate(slot, mblock, kind, leafVs);
-    this.slotOf.set(mblock, slot);
+    this.table.set(mblock, slot, NOT_NODE);
     this.blockOf[slot] = mblock;
+    try {
+      this.validate(slot, mblock, kind, leafVs);
+    } catch (e) {
+      this.table.delete(mblock);
+      this.blockOf[slot] = NO_BLOCK;
+      throw e;
+    }
     return slot;
   }
 
@@ -167,7 +173,7 @@ export class BlockCache {
       throw ThinpoolError.metadata(code, statusText(s), KIND_NAME[kind], mblock);
     }
     this.kindOf[slot] = kind;
-    this.vsOf[slot] = kind === BlockKind.Node ? leafVs : 0;
+    this.table.setValidated(mblock, kind === BlockKind.Node && !this.dirty[slot] ? leafVs : NOT_NODE);
   }
 
   /** Pick a slot to reuse (clock), writing it back first when dirty. */
@@ -182,7 +188,7 @@ export class BlockCache {
         continue;
       }
       if (this.dirty[s]) this.writeSlot(s);
-      this.slotOf.delete(this.blockOf[s]);
+      this.table.delete(this.blockOf[s]);
       this.blockOf[s] = NO_BLOCK;
       return s;
     }
@@ -213,19 +219,19 @@ export class BlockCache {
 
   /** Forget a block (it was freed in this transaction and its contents no longer matter). */
   forget(mblock: number): void {
-    const s = this.slotOf.get(mblock);
-    if (s === undefined || this.pins[s]) return;
+    const s = this.table.get(mblock);
+    if (s < 0 || this.pins[s]) return;
     if (this.dirty[s]) {
       this.dirty[s] = 0;
       this.nrDirty--;
     }
-    this.slotOf.delete(mblock);
+    this.table.delete(mblock);
     this.blockOf[s] = NO_BLOCK;
   }
 
   /** Forget every slot; dirty contents are discarded (abort to the last commit). */
   drop(): void {
-    this.slotOf.clear();
+    this.table.clear();
     this.blockOf.fill(NO_BLOCK);
     this.dirty.fill(0);
     this.pins.fill(0);

@@ -1,0 +1,92 @@
+/** ls, status, map, diff: read-only views. */
+import { formatTable, write } from '../io.js';
+import type { Ctx } from '../main.js';
+import { humanSize, withPool } from '../pool.js';
+
+function json(v: unknown): string {
+  return JSON.stringify(v, null, 2) + '\n';
+}
+
+export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
+  const vols = await withPool(ctx, dir, 'read', (pool) => pool.list());
+  if (opts.json) {
+    await write(ctx.io.stdout, json(vols.map((v) => ({
+      name: v.name ?? null, id: v.id, sizeBytes: v.sizeBytes, mappedBytes: v.mappedBytes, exclusiveBytes: v.exclusiveBytes,
+      sharedBytes: v.sharedBytes, origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
+      originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly,
+    }))));
+    return 0;
+  }
+  const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
+  const rows = vols.map((v) => [
+    v.name ?? `#${v.id}`, String(v.id), sz(v.sizeBytes), sz(v.mappedBytes), sz(v.exclusiveBytes), sz(v.sharedBytes),
+    v.originName ?? (v.origin !== undefined ? `#${v.origin}` : '-'),
+    v.createdAt ? v.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
+  ]);
+  await write(ctx.io.stdout, formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED'], rows,
+    ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left']));
+  return 0;
+}
+
+/** The pool's own mode (this command opened it read-only, which is not the pool's mode). */
+function poolMode(st: { mode: string; needsCheck: boolean }): string {
+  if (st.mode === 'fail') return 'fail';
+  return st.needsCheck ? 'read-only' : 'write';
+}
+
+export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
+  const st = await withPool(ctx, dir, 'read', (pool) => pool.status());
+  const bs = st.blockSize;
+  const pct = (u: number, t: number): string => (t === 0 ? '0.0' : ((u / t) * 100).toFixed(1));
+  if (opts.json) {
+    await write(ctx.io.stdout, json({
+      blockSize: bs,
+      data: { usedBytes: st.dataBlocks.used * bs, totalBytes: st.dataBlocks.total * bs, freeBytes: st.dataBlocks.free * bs, usedBlocks: st.dataBlocks.used, totalBlocks: st.dataBlocks.total, percent: Number(pct(st.dataBlocks.used, st.dataBlocks.total)) },
+      metadata: { usedBytes: st.metadataBlocks.used * 4096, totalBytes: st.metadataBlocks.total * 4096, freeBytes: st.metadataBlocks.free * 4096, usedBlocks: st.metadataBlocks.used, totalBlocks: st.metadataBlocks.total, percent: Number(pct(st.metadataBlocks.used, st.metadataBlocks.total)) },
+      transactionId: st.transactionId,
+      heldMetadataSnapshot: st.heldMetadataRoot,
+      mode: poolMode(st),
+      needsCheck: st.needsCheck,
+      volumes: st.volumes,
+    }));
+    return 0;
+  }
+  const rows = [
+    ['data', `${humanSize(st.dataBlocks.used * bs)} used of ${humanSize(st.dataBlocks.total * bs)} (${pct(st.dataBlocks.used, st.dataBlocks.total)}%), ${st.dataBlocks.used}/${st.dataBlocks.total} blocks`],
+    ['metadata', `${humanSize(st.metadataBlocks.used * 4096)} used of ${humanSize(st.metadataBlocks.total * 4096)} (${pct(st.metadataBlocks.used, st.metadataBlocks.total)}%), ${st.metadataBlocks.used}/${st.metadataBlocks.total} blocks`],
+    ['block size', humanSize(bs)],
+    ['volumes', String(st.volumes)],
+    ['transaction id', String(st.transactionId)],
+    ['metadata snapshot', st.heldMetadataRoot === null ? 'none' : `held at block ${st.heldMetadataRoot}`],
+    ['mode', poolMode(st) + (st.needsCheck ? ' (needs_check is set: run "thinpool check")' : '')],
+  ];
+  await write(ctx.io.stdout, rows.map(([k, v]) => `${(k + ':').padEnd(19)}${v}`).join('\n') + '\n');
+  return 0;
+}
+
+export async function map(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
+  const { extents, bs } = await withPool(ctx, dir, 'read', (pool) => ({ extents: pool.volume(name).map(), bs: pool.blockSize }));
+  if (opts.json) {
+    await write(ctx.io.stdout, json(extents.map((e) => ({
+      offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes, vblock: e.offsetBytes / bs, blocks: e.lengthBytes / bs, dblock: e.dblock,
+    }))));
+    return 0;
+  }
+  const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
+  const rows = extents.map((e) => [sz(e.offsetBytes), sz(e.lengthBytes), String(e.offsetBytes / bs), String(e.lengthBytes / bs), String(e.dblock)]);
+  await write(ctx.io.stdout, formatTable(['OFFSET', 'LENGTH', 'VBLOCK', 'BLOCKS', 'DATA_BLOCK'], rows, ['right', 'right', 'right', 'right', 'right']));
+  return 0;
+}
+
+export async function diff(ctx: Ctx, [dir, a, b]: string[], opts: Record<string, unknown>): Promise<number> {
+  const { ranges, bs } = await withPool(ctx, dir, 'read', (pool) => ({ ranges: pool.diff(a, b), bs: pool.blockSize }));
+  const shown = opts.all ? ranges : ranges.filter((r) => r.kind !== 'same');
+  if (opts.json) {
+    await write(ctx.io.stdout, json(shown.map((r) => ({ kind: r.kind, begin: r.begin, length: r.length, offsetBytes: r.begin * bs, lengthBytes: r.length * bs }))));
+    return 0;
+  }
+  const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
+  const rows = shown.map((r) => [r.kind, String(r.begin), String(r.length), sz(r.begin * bs), sz(r.length * bs)]);
+  await write(ctx.io.stdout, formatTable(['KIND', 'BEGIN', 'BLOCKS', 'OFFSET', 'LENGTH'], rows, ['left', 'right', 'right', 'right', 'right']));
+  return 0;
+}

@@ -1,0 +1,257 @@
+/** check, dump, restore: the dm-thin metadata tools (thin_check, thin_dump, thin_restore). */
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { isThinpoolError } from '../../errors.js';
+import { FileDevice } from '../../io/file-device.js';
+import { MAX_METADATA_BLOCKS } from '../../pd/space-map-metadata.js';
+import { checkMetadata, type CheckIssue, type CheckReport } from '../../thin/check.js';
+import { dumpMetadata } from '../../thin/dump.js';
+import { lockPool, type PoolLock } from '../../thin/lock.js';
+import { ThinMetadata } from '../../thin/metadata.js';
+import { restoreMetadata } from '../../thin/restore.js';
+import { formatThinDumpXml, parseThinXml } from '../../thin/thin-xml.js';
+import { CliError, UsageError, q, write } from '../io.js';
+import type { Ctx } from '../main.js';
+import { explained, humanSize, resolvePath, sizeArg } from '../pool.js';
+
+interface Target {
+  /** The metadata file. */
+  metadata: string;
+  /** The pool directory, when POOL is one. */
+  dir?: string;
+}
+
+function target(ctx: Ctx, pool: string): Target {
+  const abs = resolvePath(ctx, pool);
+  if (!existsSync(abs)) throw new CliError(`no pool at ${q(pool)} (no such file or directory): check the path`);
+  if (statSync(abs).isDirectory()) {
+    const md = join(abs, 'metadata');
+    if (!existsSync(md)) throw new CliError(`${q(pool)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(pool)} --size SIZE"`);
+    return { metadata: md, dir: abs };
+  }
+  return { metadata: abs };
+}
+
+/** Take the pool's lock so that nobody changes it while we read; a read-only directory cannot be locked. */
+function readLock(t: Target, pool: string): PoolLock | null {
+  if (t.dir === undefined) return null;
+  try {
+    return lockPool(t.dir);
+  } catch (e) {
+    const cause = isThinpoolError(e, 'EIO') ? (e.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
+    if (cause === 'EACCES' || cause === 'EPERM' || cause === 'EROFS') return null;
+    throw explained(e, pool);
+  }
+}
+
+function describeIssue(i: CheckIssue): string {
+  const where = i.mblock !== undefined && !new RegExp(`block ${i.mblock}\\b`).test(i.message) ? ` (${i.structure}, block ${i.mblock})` : !i.message.includes(i.structure) ? ` (${i.structure})` : '';
+  return `${i.message}${where}`;
+}
+
+interface CatalogFindings {
+  errors: CheckIssue[];
+  warnings: CheckIssue[];
+}
+
+/** The catalog (names, sizes, origins) against the metadata's devices. */
+function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
+  const out: CatalogFindings = { errors: [], warnings: [] };
+  const path = join(dir, 'catalog.json');
+  if (!existsSync(path)) {
+    if (devices.size > 0) out.warnings.push({ code: 'ECORRUPT', structure: 'catalog', message: 'no catalog.json: volumes have no names (address them as #ID)' });
+    return out;
+  }
+  let cat: { catalog?: { format?: string; volumes?: Array<{ id: number; name: string; sizeBytes: number; origin?: number }> } };
+  try {
+    cat = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json is not valid JSON: ${(e as Error).message}` });
+    return out;
+  }
+  const vols = cat?.catalog?.volumes;
+  if (cat?.catalog?.format !== 'thinpool-catalog' || !Array.isArray(vols)) {
+    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: 'catalog.json is not a thinpool catalog' });
+    return out;
+  }
+  const names = new Set<string>();
+  const ids = new Set<number>();
+  for (const v of vols) {
+    if (typeof v?.name !== 'string' || !Number.isInteger(v?.id) || !Number.isSafeInteger(v?.sizeBytes) || v.sizeBytes < 0) {
+      out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json has a malformed volume entry ${JSON.stringify(v)}` });
+      continue;
+    }
+    if (names.has(v.name)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json names two volumes ${q(v.name)}` });
+    if (ids.has(v.id)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json lists device ${v.id} twice` });
+    names.add(v.name);
+    ids.add(v.id);
+    if (!devices.has(v.id)) out.warnings.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json lists volume ${q(v.name)} (device ${v.id}) that the metadata does not hold (dropped on the next open)` });
+  }
+  return out;
+}
+
+export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unknown>): Promise<number> {
+  const t = target(ctx, pool);
+  const lock = readLock(t, pool);
+  let report: CheckReport;
+  const extra: CatalogFindings = { errors: [], warnings: [] };
+  try {
+    if (ctx.io.stderr.isTTY) ctx.io.stderr.write(`checking ${pool}...`);
+    const dev = FileDevice.open(t.metadata, { readOnly: true });
+    try {
+      let md: ThinMetadata | null = null;
+      try {
+        md = ThinMetadata.open(dev, { readOnly: true });
+      } catch (e) {
+        if (!isThinpoolError(e)) throw e;
+        report = {
+          ok: false,
+          errors: [{ code: e.code, structure: e.structure ?? 'metadata', ...(e.mblock === undefined ? {} : { mblock: e.mblock }), message: e.message }],
+          warnings: [],
+          stats: { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 },
+        };
+      }
+      if (md !== null) {
+        report = checkMetadata(md);
+        if (t.dir !== undefined) {
+          const dataPath = join(t.dir, 'data');
+          const need = md.nrDataBlocks * md.dataBlockSectors * 512;
+          if (!existsSync(dataPath)) extra.errors.push({ code: 'ECORRUPT', structure: 'data file', message: 'the data file is missing' });
+          else if (statSync(dataPath).size < need) {
+            extra.errors.push({ code: 'ECORRUPT', structure: 'data file', message: `the data file is ${statSync(dataPath).size} bytes but the metadata maps ${md.nrDataBlocks} blocks of ${md.dataBlockSectors * 512} bytes (${need} bytes)` });
+          }
+          let devs = new Set<number>();
+          try {
+            devs = new Set(md.deviceIds());
+          } catch { /* reported by the check */ }
+          const c = checkCatalog(t.dir, devs);
+          extra.errors.push(...c.errors);
+          extra.warnings.push(...c.warnings);
+        }
+        if (md.needsCheck) extra.warnings.push({ code: 'EROFS', structure: 'superblock', mblock: 0, message: 'needs_check is set: the pool stays read-only until it is cleared' });
+      }
+    } finally {
+      dev.close();
+      if (ctx.io.stderr.isTTY) ctx.io.stderr.write('\r\x1b[K');
+    }
+  } finally {
+    lock?.release();
+  }
+  const errors = [...report!.errors, ...extra.errors];
+  const warnings = [...report!.warnings, ...extra.warnings];
+  const ok = errors.length === 0;
+  if (opts.json) {
+    await write(ctx.io.stdout, JSON.stringify({ ok, errors, warnings, stats: report!.stats }, null, 2) + '\n');
+  } else {
+    const lines = [
+      ...errors.map((i) => `error: ${describeIssue(i)}`),
+      ...warnings.map((i) => `warning: ${describeIssue(i)}`),
+    ];
+    const s = report!.stats;
+    lines.push(ok
+      ? `${pool}: OK: ${s.devices} volumes, ${s.mappings} mappings, ${s.metadataBlocksUsed} metadata blocks and ${s.dataBlocksUsed} data blocks in use`
+      : `${pool}: DAMAGED: ${errors.length} error${errors.length === 1 ? '' : 's'}`);
+    await write(ctx.io.stdout, lines.join('\n') + '\n');
+  }
+  if (!ok) {
+    const first = describeIssue(errors[0]);
+    throw new CliError(`${q(pool)} is damaged: ${first}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}: restore the pool from a dump ("thinpool restore") or a backup`);
+  }
+  return 0;
+}
+
+export async function dump(ctx: Ctx, [pool]: string[], opts: Record<string, unknown>): Promise<number> {
+  const t = target(ctx, pool);
+  const lock = readLock(t, pool);
+  let xml: string;
+  try {
+    const dev = FileDevice.open(t.metadata, { readOnly: true });
+    try {
+      const md = ThinMetadata.open(dev, { readOnly: true });
+      xml = formatThinDumpXml(dumpMetadata(md, { metadataSnap: opts.metadataSnap === true }));
+    } finally {
+      dev.close();
+    }
+  } catch (e) {
+    throw explained(e, pool);
+  } finally {
+    lock?.release();
+  }
+  if (typeof opts.output === 'string') writeFileSync(resolvePath(ctx, opts.output), xml);
+  else await write(ctx.io.stdout, xml);
+  return 0;
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(parts).toString('utf8');
+}
+
+export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<string, unknown>): Promise<number> {
+  const metadataSize = opts.metadataSize === undefined ? undefined : sizeArg(opts.metadataSize, '--metadata-size');
+  if (metadataSize !== undefined && (metadataSize < 64 * 1024 || metadataSize % 4096 !== 0)) {
+    throw new UsageError(`--metadata-size ${opts.metadataSize as string} must be a multiple of 4 KiB, at least 64K`);
+  }
+  let text: string;
+  if (xmlFile === '-') text = await readAll(ctx.io.stdin);
+  else {
+    const p = resolvePath(ctx, xmlFile);
+    if (!existsSync(p)) throw new CliError(`${q(xmlFile)}: no such file: give a thin_dump XML file (made by "thinpool dump" or thin_dump)`);
+    if (statSync(p).isDirectory()) throw new CliError(`${q(xmlFile)} is a directory: give a thin_dump XML file`);
+    text = readFileSync(p, 'utf8');
+  }
+  let sb;
+  try {
+    sb = parseThinXml(text);
+  } catch (e) {
+    if (isThinpoolError(e)) throw new CliError(`${q(xmlFile)} is not valid thin_dump XML: ${e.message}: fix the file and retry`);
+    throw e;
+  }
+  const abs = resolvePath(ctx, pool);
+  const existed = existsSync(abs);
+  if (existed) {
+    if (!statSync(abs).isDirectory()) throw new CliError(`${q(pool)} exists and is not a directory: choose a new directory for the pool`);
+    for (const f of ['metadata', 'data', 'catalog.json']) {
+      if (existsSync(join(abs, f))) throw new CliError(`${q(pool)} already holds a pool (${f} exists): choose a new directory`);
+    }
+  }
+  const bs = sb.dataBlockSize * 512;
+  const dataBytes = sb.nrDataBlocks * bs;
+  const mappings = sb.devices.reduce((s, d) => s + d.mappings.reduce((t, m) => t + m.length, 0), 0);
+  const neededBlocks = 2 * (Math.ceil(mappings / 100) + sb.devices.length + Math.ceil(sb.nrDataBlocks / 16000)) + 128;
+  const dflt = Math.min(MAX_METADATA_BLOCKS * 4096, Math.max(2 * 1024 * 1024, Math.ceil((48 * dataBytes) / Math.max(bs, 1)), neededBlocks * 4096));
+  const mdBytes = metadataSize ?? Math.ceil(dflt / 4096) * 4096;
+  const made: string[] = [];
+  let lock: PoolLock | null = null;
+  try {
+    mkdirSync(abs, { recursive: true });
+    lock = lockPool(abs);
+    const mdPath = join(abs, 'metadata');
+    const dev = FileDevice.create(mdPath, mdBytes);
+    made.push(mdPath);
+    try {
+      restoreMetadata(dev, sb);
+      dev.flush();
+    } finally {
+      dev.close();
+    }
+    const dataPath = join(abs, 'data');
+    const data = FileDevice.create(dataPath, dataBytes);
+    made.push(dataPath);
+    data.close();
+  } catch (e) {
+    for (const f of made) rmSync(f, { force: true });
+    lock?.release();
+    lock = null;
+    if (!existed) rmSync(abs, { recursive: true, force: true });
+    if (isThinpoolError(e) && e.code === 'EINVAL') throw new CliError(`${q(xmlFile)} cannot be restored: ${e.message}: fix the XML and retry`);
+    if (isThinpoolError(e) && e.code === 'ENOSPC_METADATA') throw new CliError(`the metadata does not fit in ${humanSize(mdBytes)}: give a larger --metadata-size`);
+    throw explained(e, pool);
+  } finally {
+    lock?.release();
+  }
+  await write(ctx.io.stdout, `restored ${q(xmlFile)} into pool ${pool}: ${sb.devices.length} volumes, ${mappings} mappings, ${humanSize(dataBytes)} of data (${sb.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`);
+  return 0;
+}

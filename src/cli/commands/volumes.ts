@@ -1,0 +1,98 @@
+/** init, create, snapshot, delete, resize. */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ThinPool } from '../../thin/pool.js';
+import { CliError, UsageError, q, write } from '../io.js';
+import type { Ctx } from '../main.js';
+import { checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
+
+export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
+  const size = sizeArg(opts.size, '--size');
+  const blockSize = sizeArg(opts.blockSize, '--block-size');
+  const metadataSize = opts.metadataSize === undefined ? undefined : sizeArg(opts.metadataSize, '--metadata-size');
+  if (blockSize % 65536 !== 0 || blockSize < 65536 || blockSize > 1024 ** 3) {
+    throw new UsageError(`--block-size ${opts.blockSize as string} must be a multiple of 64 KiB between 64K and 1G`);
+  }
+  if (size < blockSize) throw new UsageError(`--size ${opts.size as string} is smaller than one block (${humanSize(blockSize)})`);
+  if (metadataSize !== undefined && (metadataSize < 64 * 1024 || metadataSize % 4096 !== 0)) {
+    throw new UsageError(`--metadata-size ${opts.metadataSize as string} must be a multiple of 4 KiB, at least 64K`);
+  }
+  const abs = resolvePath(ctx, dir);
+  const existed = existsSync(abs);
+  if (existed) {
+    if (existsSync(join(abs, 'metadata')) || existsSync(join(abs, 'data')) || existsSync(join(abs, 'catalog.json'))) {
+      throw new CliError(`${q(dir)} already holds a pool: choose another directory (or delete this one first)`);
+    }
+  }
+  let pool: ThinPool;
+  try {
+    pool = ThinPool.formatSync(abs, { size, blockSize, metadataSize });
+  } catch (e) {
+    // Leave nothing behind: remove what format made.
+    if (!existed) rmSync(abs, { recursive: true, force: true });
+    else if (!(e as { code?: string }).code?.startsWith('EEXIST')) {
+      for (const f of ['metadata', 'data', 'catalog.json', 'catalog.next.json']) {
+        try {
+          rmSync(join(abs, f), { force: true });
+        } catch { /* ignore */ }
+      }
+    }
+    throw explained(e, dir);
+  }
+  const st = pool.status();
+  pool.closeSync();
+  await write(ctx.io.stdout, `created pool ${dir}: ${humanSize(st.dataBlocks.total * st.blockSize)} of data (${st.dataBlocks.total} blocks of ${humanSize(st.blockSize)}), ${humanSize(st.metadataBlocks.total * 4096)} of metadata\n`);
+  return 0;
+}
+
+export async function create(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
+  checkName(name);
+  const size = sizeArg(opts.size, '--size');
+  if (size % 512 !== 0) throw new UsageError(`--size ${opts.size as string} must be a multiple of 512 bytes`);
+  const id = await withPool(ctx, dir, 'write', (pool) => pool.createThinSync(name, { size }).id);
+  await write(ctx.io.stdout, `created volume ${name} (id ${id}, ${humanSize(size)})\n`);
+  return 0;
+}
+
+export async function snapshot(ctx: Ctx, [dir, origin, name]: string[]): Promise<number> {
+  checkName(name, 'snapshot name');
+  const id = await withPool(ctx, dir, 'write', (pool) => pool.snapshotSync(origin, name).id);
+  await write(ctx.io.stdout, `created snapshot ${name} of ${origin} (id ${id})\n`);
+  return 0;
+}
+
+export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
+  const freed = await withPool(ctx, dir, 'write', (pool) => {
+    const before = pool.status().dataBlocks.used;
+    const label = pool.volume(name).label;
+    pool.deleteSync(name);
+    pool.commitSync();
+    return { label, bytes: (before - pool.status().dataBlocks.used) * pool.blockSize };
+  });
+  await write(ctx.io.stdout, `deleted volume ${q(freed.label)} (${humanSize(freed.bytes)} freed)\n`);
+  return 0;
+}
+
+export async function resize(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
+  const size = sizeArg(opts.size, '--size');
+  if (size % 512 !== 0) throw new UsageError(`--size ${opts.size as string} must be a multiple of 512 bytes`);
+  const old = await withPool(ctx, dir, 'write', (pool) => {
+    const vol = pool.volume(name);
+    const old = vol.sizeBytes;
+    // Shrinking to a partial block zeroes the tail of that block: a write that may need a block.
+    if (size < old && size % pool.blockSize !== 0) preflightSpace(pool, dir, blocksNeeded(pool, vol.id, size, 1));
+    pool.resizeSync(vol.id, size);
+    return old;
+  });
+  await write(ctx.io.stdout, `resized volume ${name} from ${humanSize(old)} to ${humanSize(size)}\n`);
+  return 0;
+}
+
+/** Used by demo: is dir empty? */
+export function isEmptyDir(abs: string): boolean {
+  try {
+    return readdirSync(abs).length === 0;
+  } catch {
+    return false;
+  }
+}

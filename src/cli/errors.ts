@@ -1,0 +1,93 @@
+/**
+ * Turning engine errors (ThinpoolError with a stable code) and system errors into one line that says what is
+ * wrong and what to do, plus the exit status. Imports nothing from the engine (loaded on every start).
+ */
+import { q } from './io.js';
+
+export interface ErrorContext {
+  /** The pool directory as the user typed it. */
+  pool?: string;
+}
+
+const DAMAGE = new Set(['EBADCSUM', 'EBADBLOCKNR', 'EBADNODE', 'EBADSUPER', 'ECYCLE', 'ECORRUPT']);
+const FS_DENIED = new Set(['EACCES', 'EPERM', 'EROFS']);
+
+interface ErrLike {
+  name?: string;
+  code?: string;
+  message?: string;
+  cause?: unknown;
+}
+
+function causeCode(e: ErrLike): string | undefined {
+  let c: unknown = e.cause;
+  for (let i = 0; i < 4 && c !== undefined && c !== null; i++) {
+    const code = (c as ErrLike).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && !code.startsWith('EBAD')) return code;
+    c = (c as ErrLike).cause;
+  }
+  return undefined;
+}
+
+export function isEngineError(e: unknown): e is ErrLike & { code: string; message: string } {
+  return typeof e === 'object' && e !== null && (e as ErrLike).name === 'ThinpoolError' && typeof (e as ErrLike).code === 'string';
+}
+
+export function explainError(e: unknown, ctx: ErrorContext = {}): { message: string; exitCode: number } {
+  const pool = ctx.pool !== undefined ? q(ctx.pool) : 'POOL';
+  if (isEngineError(e)) {
+    const msg = e.message;
+    switch (e.code) {
+      case 'EINVAL':
+        return { message: msg, exitCode: 2 };
+      case 'ENOENT':
+        if (/not a thinpool pool/.test(msg)) return { message: `${msg}: check the path, or create a pool with "thinpool init ${pool} --size SIZE"`, exitCode: 1 };
+        if (/^no volume/.test(msg)) return { message: `${msg} in pool ${pool}: list the volumes with "thinpool ls ${pool}"`, exitCode: 1 };
+        if (/metadata snap/.test(msg)) return { message: `${msg} in ${pool}: dump without --metadata-snap`, exitCode: 1 };
+        return { message: msg, exitCode: 1 };
+      case 'EEXIST':
+        if (/already holds a pool/.test(msg)) return { message: `${msg}: choose another directory`, exitCode: 1 };
+        return { message: `${msg}: choose another name`, exitCode: 1 };
+      case 'EBUSY':
+        return { message: `${msg}: wait for it to finish (or stop it) and retry`, exitCode: 1 };
+      case 'EROFS':
+        if (/needs_check/.test(msg)) return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };
+        return { message: msg, exitCode: 1 };
+      case 'ENOSPC_DATA':
+        return { message: `${msg}: the pool is full; delete volumes ("thinpool delete ${pool} NAME") to free space`, exitCode: 1 };
+      case 'ENOSPC_METADATA':
+        return { message: msg, exitCode: 1 };
+      case 'EXML':
+        return { message: `not valid thin_dump XML: ${msg}`, exitCode: 1 };
+      case 'EIO': {
+        const cc = causeCode(e);
+        if (cc !== undefined && FS_DENIED.has(cc)) {
+          return { message: `${pool} is not writable (${cc}): this command changes the pool; fix the permissions or use a writable copy`, exitCode: 1 };
+        }
+        return { message: `I/O error: ${msg}`, exitCode: 1 };
+      }
+      case 'EFAILED':
+        return { message: `${msg}: run "thinpool check ${pool}"`, exitCode: 1 };
+      default:
+        if (DAMAGE.has(e.code)) {
+          return { message: `metadata of ${pool} is damaged: ${msg}: run "thinpool check ${pool}" for a full report; restore from a dump with "thinpool restore"`, exitCode: 1 };
+        }
+        return { message: msg, exitCode: 1 };
+    }
+  }
+  const sys = e as NodeJS.ErrnoException;
+  if (sys && typeof sys.code === 'string' && typeof sys.message === 'string') {
+    const path = sys.path !== undefined ? q(sys.path) : '';
+    switch (sys.code) {
+      case 'ENOENT': return { message: `${path || 'file'}: no such file or directory`, exitCode: 1 };
+      case 'EACCES':
+      case 'EPERM': return { message: `${path || 'file'}: permission denied`, exitCode: 1 };
+      case 'EROFS': return { message: `${path || 'file'}: read-only file system`, exitCode: 1 };
+      case 'EISDIR': return { message: `${path || 'file'}: is a directory, expected a file`, exitCode: 1 };
+      case 'ENOSPC': return { message: `${path || 'file'}: no space left on the host file system`, exitCode: 1 };
+      case 'EPIPE': return { message: 'output closed early', exitCode: 1 };
+      default: return { message: sys.message, exitCode: 1 };
+    }
+  }
+  return { message: e instanceof Error ? e.message : String(e), exitCode: 1 };
+}

@@ -1,0 +1,119 @@
+/**
+ * Output plumbing shared by every command: the streams a run writes to (so tests capture them), errors that carry
+ * an exit status, tables, and a progress line that only draws on a terminal.
+ *
+ * This module must stay light: main.ts loads it on every start, so it imports nothing from the engine.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export interface CliIO {
+  stdout: Writable & { isTTY?: boolean };
+  stderr: Writable & { isTTY?: boolean };
+  stdin: Readable;
+  /** Working directory for relative paths (default process.cwd()). */
+  cwd?: string;
+}
+
+/** A failure with a one-line message and an exit status (1: failed, 2: usage). */
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** A bad command line: exit status 2. */
+export class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = 'UsageError';
+  }
+}
+
+/** Write text and wait until the stream accepted it (respects back-pressure). */
+export function write(stream: Writable, text: string | Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ok = stream.write(text, (err) => {
+      if (err) reject(err);
+    });
+    if (ok) resolve();
+    else {
+      const onDrain = (): void => {
+        stream.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error): void => {
+        stream.off('drain', onDrain);
+        reject(err);
+      };
+      stream.once('drain', onDrain);
+      stream.once('error', onError);
+    }
+  });
+}
+
+/** Quote a user-given name for messages: plain when printable, JSON-escaped when it holds control characters. */
+export function q(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f"\s]/.test(name) || name === '' ? JSON.stringify(name).replace(/\x7f/g, '\\u007f') : name;
+}
+
+export type Align = 'left' | 'right';
+
+/** Plain aligned columns, headers in capitals, two spaces between columns, no trailing blanks. */
+export function formatTable(headers: string[], rows: string[][], align: Align[] = []): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells
+    .map((c, i) => (align[i] === 'right' ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+    .join('  ')
+    .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/**
+ * A progress line on stderr, drawn only when stderr is a terminal, at most every 100 ms, erased when done.
+ */
+export class Progress {
+  private readonly stream: CliIO['stderr'];
+  private readonly label: string;
+  private readonly total: number;
+  private readonly enabled: boolean;
+  private last = 0;
+  private drawn = false;
+
+  constructor(io: CliIO, label: string, total: number) {
+    this.stream = io.stderr;
+    this.label = label;
+    this.total = total;
+    this.enabled = io.stderr.isTTY === true && total > 0;
+  }
+
+  update(done: number): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (now - this.last < 100 && done < this.total) return;
+    this.last = now;
+    const pct = Math.min(100, Math.floor((done / this.total) * 100));
+    this.stream.write(`\r${this.label}: ${String(pct).padStart(3)}% (${humanBytes(done)} of ${humanBytes(this.total)})\x1b[K`);
+    this.drawn = true;
+  }
+
+  done(): void {
+    if (this.drawn) this.stream.write('\r\x1b[K');
+    this.drawn = false;
+  }
+}
+
+/** Same output as the engine's formatSize, without importing the engine. */
+export function humanBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = bytes;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`;
+}

@@ -1,0 +1,251 @@
+/**
+ * The `thinpool` command line.
+ *
+ * `main(argv, io?)` parses argv (without node and script), runs one command and resolves to its exit status:
+ * 0 success, 1 failure, 2 usage error. Nothing is printed to stdout but the command's result; errors are one line
+ * on stderr ("thinpool CMD: what is wrong: what to do"). Pass `io` to capture the streams (tests).
+ *
+ * Start-up matters: this module loads only commander and ./io.js; each command's module (and through it the
+ * engine and the WASM core) is loaded with a dynamic import() when that command runs.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { CliError, type CliIO } from './io.js';
+import { explainError } from './errors.js';
+
+export type { CliIO } from './io.js';
+
+export interface Ctx {
+  io: CliIO;
+  cwd: string;
+}
+
+type Action = (ctx: Ctx, args: string[], opts: Record<string, unknown>) => Promise<number | void>;
+
+/** Lazily loaded command modules: each is imported only when its command runs. */
+const modules = {
+  volumes: () => import('./commands/volumes.js'),
+  info: () => import('./commands/info.js'),
+  data: () => import('./commands/data.js'),
+  meta: () => import('./commands/meta.js'),
+  demo: () => import('./commands/demo.js'),
+} as const;
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    if (pkg.version) return pkg.version;
+  } catch {
+    // the source tree: one level less
+  }
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const SIZES = 'Sizes are bytes or a number with a suffix: 64K, 64KiB, 10M, 10G, 1TiB (IEC, powers of 1024), 1GB (SI, powers of 1000), 8s (512-byte sectors).';
+
+function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
+  const program = new Command('thinpool');
+  const { io } = ctx;
+  program
+    .description('Thin provisioning on plain files, byte-compatible with Linux dm-thin metadata.\nA POOL is a directory holding `metadata` (a dm-thin metadata device), `data` (sparse) and `catalog.json`.')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .addHelpCommand('help [COMMAND]', 'show help for a command')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: () => undefined, // printed by main() as one line
+    })
+    .addHelpText('after', `\nStart with:  thinpool demo\nEvery command has --help. Exit status: 0 success, 1 failure, 2 usage error.\n${SIZES}`);
+
+  const def = (name: string, mod: keyof typeof modules, fn: string, configure: (c: Command) => Command, help?: string): void => {
+    const c = program.command(name);
+    configure(c);
+    c.helpOption('-h, --help', 'show this help');
+    if (help) c.addHelpText('after', `\n${help}`);
+    c.action(async (...all: unknown[]) => {
+      const command = all[all.length - 1] as Command;
+      const opts = command.opts();
+      const args = command.processedArgs.map((a) => a as string);
+      const m = (await modules[mod]()) as unknown as Record<string, Action>;
+      const code = await m[fn](ctx, args, opts);
+      state.result = typeof code === 'number' ? code : 0;
+    });
+  };
+
+  def('init', 'volumes', 'init', (c) => c
+    .description('create a pool in directory POOL (made if missing)')
+    .argument('<POOL>', 'pool directory')
+    .requiredOption('-s, --size <SIZE>', 'data capacity (the sparse data file\'s size)')
+    .option('-b, --block-size <SIZE>', 'data block size: 64K to 1G, a multiple of 64K', '64K')
+    .option('-m, --metadata-size <SIZE>', 'metadata file size (default: 48 bytes per data block, at least 2M)'),
+  `Example:\n  thinpool init ./pool --size 10G --block-size 64K\n${SIZES}`);
+
+  def('create', 'volumes', 'create', (c) => c
+    .description('create an empty thin volume NAME of virtual size SIZE')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume name: 1-255 characters, no spaces, slashes or control characters, not a number')
+    .requiredOption('-s, --size <SIZE>', 'virtual size (a multiple of 512 bytes)'),
+  `Example:\n  thinpool create ./pool base --size 1G\n${SIZES}`);
+
+  def('snapshot', 'volumes', 'snapshot', (c) => c
+    .description('snapshot volume ORIGIN as NAME (constant time; blocks are shared until written)')
+    .argument('<POOL>', 'pool directory')
+    .argument('<ORIGIN>', 'volume to snapshot (name or #id)')
+    .argument('<NAME>', 'name of the new snapshot'),
+  'Example:\n  thinpool snapshot ./pool base snap1');
+
+  def('delete', 'volumes', 'remove', (c) => c
+    .alias('rm')
+    .description('delete volume NAME and release the blocks only it used')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)'));
+
+  def('resize', 'volumes', 'resize', (c) => c
+    .description('change the virtual size of NAME (shrinking drops the blocks past the new end)')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)')
+    .requiredOption('-s, --size <SIZE>', 'new virtual size (a multiple of 512 bytes)'),
+  SIZES);
+
+  def('ls', 'info', 'ls', (c) => c
+    .alias('list')
+    .description('list volumes: name, id, virtual size, mapped, exclusive and shared bytes, origin, created')
+    .argument('<POOL>', 'pool directory')
+    .option('--json', 'print JSON (sizes in bytes)')
+    .option('--bytes', 'print sizes in bytes'),
+  'Exclusive bytes are mapped by this volume only (freed by deleting it); shared bytes are also mapped by another\nvolume (thin_ls semantics).');
+
+  def('status', 'info', 'status', (c) => c
+    .description('pool usage: data and metadata used/total, block size, transaction id, metadata snapshot, mode')
+    .argument('<POOL>', 'pool directory')
+    .option('--json', 'print JSON (sizes in bytes)'));
+
+  def('write', 'data', 'write', (c) => c
+    .description('write FILE (or standard input) into volume NAME at --offset')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)')
+    .argument('[FILE]', 'input file, or - for standard input (the default)')
+    .option('-o, --offset <SIZE>', 'byte offset in the volume', '0'),
+  'Example:\n  echo hello | thinpool write ./pool base --offset 1M\nThe whole input must fit in the volume and in the pool\'s free space, or nothing is written.');
+
+  def('read', 'data', 'read', (c) => c
+    .description('read volume NAME to standard output')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)')
+    .option('-o, --offset <SIZE>', 'byte offset in the volume', '0')
+    .option('-l, --length <SIZE>', 'bytes to read (default: to the end of the volume)'),
+  'Example:\n  thinpool read ./pool base --offset 1M --length 6');
+
+  def('import', 'data', 'importImage', (c) => c
+    .description('create volume NAME from a raw disk image; all-zero blocks stay unprovisioned')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'name of the new volume')
+    .argument('<IMAGE>', 'raw image file')
+    .option('-s, --size <SIZE>', 'virtual size of the volume (default: the image size rounded up to 512 bytes)'),
+  'Example:\n  thinpool import ./pool disk disk.img');
+
+  def('export', 'data', 'exportImage', (c) => c
+    .description('write volume NAME to FILE as a raw image; unprovisioned and all-zero blocks become holes')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)')
+    .argument('<FILE>', 'output file (replaced)'),
+  'Example:\n  thinpool export ./pool disk disk.img');
+
+  def('map', 'info', 'map', (c) => c
+    .description('list the provisioned extents of volume NAME')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'volume (name or #id)')
+    .option('--json', 'print JSON (offsets and lengths in bytes)')
+    .option('--bytes', 'print offsets and lengths in bytes'),
+  'Each row is a run of consecutive virtual blocks mapped to consecutive data blocks.');
+
+  def('diff', 'info', 'diff', (c) => c
+    .description('the block ranges that differ between volumes A and B (thin_delta semantics)')
+    .argument('<POOL>', 'pool directory')
+    .argument('<A>', 'volume (name or #id)')
+    .argument('<B>', 'volume (name or #id)')
+    .option('--all', 'also list the ranges both volumes share (same)')
+    .option('--json', 'print JSON')
+    .option('--bytes', 'print offsets and lengths in bytes'),
+  'Kinds: different (both map the block, to different data), left_only (only A maps it), right_only (only B),\nsame (with --all). Ranges are in data blocks and bytes.');
+
+  def('check', 'meta', 'check', (c) => c
+    .description('fully check the pool\'s metadata, catalog and data file; exit 1 when damaged')
+    .argument('<POOL>', 'pool directory (or a metadata file)')
+    .option('--json', 'print the report as JSON'),
+  'Checks checksums, block numbers, btree invariants, every metadata and data reference count, the space maps\' counters\n(warnings), the catalog and the data file\'s size. Errors name the structure and the metadata block.');
+
+  def('dump', 'meta', 'dump', (c) => c
+    .description('print the metadata as thin_dump XML (byte-identical to thin_dump)')
+    .argument('<POOL>', 'pool directory (or a metadata file)')
+    .option('-m, --metadata-snap', 'dump the held metadata snapshot (thin_dump -m)')
+    .addOption(new Option('-o, --output <FILE>', 'write to FILE instead of standard output')),
+  'Example:\n  thinpool dump ./pool > pool.xml');
+
+  def('restore', 'meta', 'restore', (c) => c
+    .description('create pool POOL whose metadata is built from thin_dump XML (as thin_restore)')
+    .argument('<XML>', 'thin_dump XML file, or - for standard input')
+    .argument('<POOL>', 'new pool directory (must not hold a pool)')
+    .option('-m, --metadata-size <SIZE>', 'metadata file size (default: 48 bytes per data block, at least 2M)'),
+  'The data file is sized nr_data_blocks x data_block_size, sparse. Volumes get no names: address them as #ID.');
+
+  def('demo', 'demo', 'demo', (c) => c
+    .description('a guided tour on a pool it creates: a volume with content, a snapshot, a write, ls, diff, status')
+    .argument('[DIR]', 'directory for the demo (replaced if it holds an earlier demo)', 'thinpool-demo'),
+  'Example:\n  npx thinpool demo');
+
+  program.hook('preAction', (_p, action) => {
+    state.cmd = action.name();
+  });
+  return program;
+}
+
+/** Run the command line argv; resolves to the exit status. */
+export async function main(argv: string[], io?: Partial<CliIO>): Promise<number> {
+  const fullIo: CliIO = {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    stdin: io?.stdin ?? process.stdin,
+    cwd: io?.cwd,
+  };
+  const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd() };
+  const state = { result: 0, cmd: '' };
+  const program = build(ctx, state);
+  const known = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
+  const cmdName = state.cmd || (known.has(argv[0] ?? '') ? program.commands.find((c) => c.name() === argv[0] || c.aliases().includes(argv[0]))!.name() : '');
+  const prefix = (): string => `thinpool${state.cmd || cmdName ? ` ${state.cmd || cmdName}` : ''}`;
+  if (argv.length === 0) {
+    fullIo.stderr.write(program.helpInformation());
+    return 2;
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return state.result;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      const msg = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+      const helpHint = cmdName ? `thinpool ${cmdName} --help` : 'thinpool --help';
+      fullIo.stderr.write(`${prefix()}: ${msg} (see "${helpHint}")\n`);
+      return 2;
+    }
+    if (e instanceof CliError) {
+      fullIo.stderr.write(`${prefix()}: ${oneLine(e.message)}\n`);
+      return e.exitCode;
+    }
+    const { message, exitCode } = explainError(e);
+    fullIo.stderr.write(`${prefix()}: ${oneLine(message)}\n`);
+    return exitCode;
+  }
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}

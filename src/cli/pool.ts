@@ -1,0 +1,215 @@
+/**
+ * Opening pools for one command, argument parsing shared by the commands.
+ *
+ * Guarantees the CLI gives on top of the engine:
+ * - a command that fails leaves the pool byte-for-byte as it was: changes are preflighted (names, sizes, free
+ *   data and metadata space) before anything is written, and on an error the pool is released without the
+ *   closing commit. When the engine marks the metadata needs_check after finding damage in the middle of an
+ *   operation (nothing else committed), the superblock is put back as it was: the damage is reported, and
+ *   `thinpool check` is the tool that says so.
+ * - read-only commands open the pool read-only, and work in a read-only directory (no lock file can be made
+ *   there, so none is taken).
+ */
+import { closeSync, existsSync, openSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { ThinPool, type PoolStorage } from '../thin/pool.js';
+import { FileDevice } from '../io/file-device.js';
+import { FileCatalogStore } from '../thin/catalog.js';
+import { formatSize, parseSize } from '../sizes.js';
+import { isThinpoolError } from '../errors.js';
+import { CliError, UsageError, q } from './io.js';
+import { explainError } from './errors.js';
+import type { Ctx } from './main.js';
+
+export function resolvePath(ctx: Ctx, p: string): string {
+  return isAbsolute(p) ? p : resolve(ctx.cwd, p);
+}
+
+export function sizeArg(text: unknown, option: string, opts: { allowZero?: boolean } = {}): number {
+  if (typeof text !== 'string') throw new UsageError(`${option} needs a size`);
+  let n: number;
+  try {
+    n = parseSize(text, option);
+  } catch (e) {
+    throw new UsageError(isThinpoolError(e) ? e.message : String(e));
+  }
+  if (n === 0 && !opts.allowZero) throw new UsageError(`${option} must be more than 0 bytes, got "${text}"`);
+  return n;
+}
+
+/** The CLI's volume name rules (a superset of the engine's: control characters are refused too). */
+export function checkName(name: string, what = 'volume name'): void {
+  const bad = (why: string): never => {
+    throw new UsageError(`bad ${what} ${q(name)}: ${why} (use 1-255 characters: letters, digits, . _ - and the like)`);
+  };
+  if (name.length === 0) bad('it is empty');
+  if (name.length > 255) bad(`it is ${name.length} characters long`);
+  if (name.includes('/') || name.includes('\\')) bad('it contains a slash');
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(name)) bad('it contains a control character');
+  if (/\s/.test(name)) bad('it contains a space');
+  if (/^#?\d+$/.test(name)) bad('a number names a device id');
+  if (name.startsWith('-')) bad('it starts with "-"');
+}
+
+/** Fail with a clear message when dir does not exist or holds no pool. */
+export function requirePoolDir(ctx: Ctx, dir: string): string {
+  const abs = resolvePath(ctx, dir);
+  if (!existsSync(abs)) throw new CliError(`no pool at ${q(dir)} (no such directory): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
+  if (!statSync(abs).isDirectory()) throw new CliError(`${q(dir)} is not a directory: a pool is a directory made by "thinpool init"`);
+  if (!existsSync(join(abs, 'metadata'))) throw new CliError(`${q(dir)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
+  if (!existsSync(join(abs, 'data'))) throw new CliError(`${q(dir)} has no data file: the pool is incomplete; restore it from a backup`);
+  return abs;
+}
+
+function readBlock0(path: string): Uint8Array | null {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = new Uint8Array(4096);
+      const n = readSync(fd, b, 0, 4096, 0);
+      return n === 4096 ? b : null;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+}
+
+/** Only the needs_check flag (and so the checksum) differs: no commit happened, only setNeedsCheck. */
+function onlyNeedsCheckSet(before: Uint8Array, after: Uint8Array): boolean {
+  for (let i = 8; i < 4096; i++) if (before[i] !== after[i]) return false;
+  const fb = before[4] | (before[5] << 8) | (before[6] << 16) | (before[7] << 24);
+  const fa = after[4] | (after[5] << 8) | (after[6] << 16) | (after[7] << 24);
+  return (fb ^ fa) === 1 && (fb & 1) === 0;
+}
+
+function restoreBlock0(path: string, b: Uint8Array): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, b, 0, 4096, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Release a pool without the closing commit (after a failure). */
+function abandon(pool: ThinPool): void {
+  try {
+    pool.storage.metadata.close();
+  } catch { /* ignore */ }
+  try {
+    pool.storage.data.close();
+  } catch { /* ignore */ }
+  pool.storage.release?.();
+}
+
+function openReadOnly(abs: string): ThinPool {
+  try {
+    return ThinPool.openSync(abs, { readOnly: true });
+  } catch (e) {
+    // A read-only directory cannot hold the lock file: read without it.
+    const cause = isThinpoolError(e, 'EIO') ? (e.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
+    if (cause !== 'EACCES' && cause !== 'EPERM' && cause !== 'EROFS') throw e;
+    const metadata = FileDevice.open(join(abs, 'metadata'), { readOnly: true });
+    let data: FileDevice;
+    try {
+      data = FileDevice.open(join(abs, 'data'), { readOnly: true });
+    } catch (e2) {
+      metadata.close();
+      throw e2;
+    }
+    const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(abs), dir: abs };
+    try {
+      return ThinPool.openStorage(storage, { readOnly: true });
+    } catch (e2) {
+      metadata.close();
+      data.close();
+      throw e2;
+    }
+  }
+}
+
+/**
+ * Open the pool at dir, run fn, close. `write`: fn may change the pool; on success it is committed by close.
+ * On failure the pool is released without committing, and engine errors become one explained line.
+ */
+export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>): Promise<T> {
+  const abs = requirePoolDir(ctx, dir);
+  const mdPath = join(abs, 'metadata');
+  const block0 = mode === 'write' ? readBlock0(mdPath) : null;
+  let pool: ThinPool;
+  try {
+    pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs);
+  } catch (e) {
+    throw explained(e, dir);
+  }
+  let result: T;
+  try {
+    if (mode === 'write' && pool.mode !== 'write') {
+      const st = pool.status();
+      throw new CliError(st.needsCheck
+        ? `pool ${q(dir)} is read-only: its metadata is flagged needs_check after an earlier failure; run "thinpool check ${q(dir)}"`
+        : `pool ${q(dir)} is ${pool.mode === 'fail' ? 'failed' : 'read-only'}: run "thinpool check ${q(dir)}"`);
+    }
+    result = await fn(pool);
+  } catch (e) {
+    abandon(pool);
+    if (block0 !== null) {
+      const now = readBlock0(mdPath);
+      if (now !== null && onlyNeedsCheckSet(block0, now)) {
+        try {
+          restoreBlock0(mdPath, block0);
+        } catch { /* leave it flagged */ }
+      }
+    }
+    throw explained(e, dir);
+  }
+  try {
+    pool.closeSync();
+  } catch (e) {
+    throw explained(e, dir);
+  }
+  return result;
+}
+
+export function explained(e: unknown, dir?: string): unknown {
+  if (e instanceof CliError) return e;
+  if (isThinpoolError(e) || (e as NodeJS.ErrnoException)?.code !== undefined) {
+    const { message, exitCode } = explainError(e, { pool: dir });
+    return new CliError(message, exitCode);
+  }
+  return e;
+}
+
+/** Data blocks a write of [offset, offset+length) of volume id needs: unmapped or shared blocks. */
+export function blocksNeeded(pool: ThinPool, id: number, offset: number, length: number): number {
+  if (length <= 0) return 0;
+  const bs = pool.blockSize;
+  const first = Math.floor(offset / bs);
+  const end = Math.ceil((offset + length) / bs);
+  let n = 0;
+  for (let v = first; v < end; v++) {
+    const m = pool.metadata.lookup(id, v);
+    if (m === null || m.shared) n++;
+  }
+  return n;
+}
+
+/** Refuse up front a change that needs more data or metadata blocks than the pool has free. */
+export function preflightSpace(pool: ThinPool, dir: string, dataBlocks: number): void {
+  const st = pool.status();
+  if (dataBlocks > st.dataBlocks.free) {
+    const bs = pool.blockSize;
+    throw new CliError(`pool ${q(dir)} is full: this needs ${dataBlocks} free data blocks (${formatSize(dataBlocks * bs)}) but ${st.dataBlocks.free} are free (${formatSize(st.dataBlocks.free * bs)}); nothing was written: delete volumes ("thinpool delete ${q(dir)} NAME") or write less`);
+  }
+  // Each mapping takes at most 1/100 of a leaf; shadowing and splits need a margin on top.
+  const metaNeeded = Math.ceil(dataBlocks / 100) * 3 + 80;
+  if (dataBlocks > 0 && metaNeeded > st.metadataBlocks.free) {
+    throw new CliError(`pool ${q(dir)} is short of metadata space: this may need ${metaNeeded} free metadata blocks but ${st.metadataBlocks.free} are free; nothing was written: delete volumes to free metadata`);
+  }
+}
+
+export { formatSize as humanSize };
