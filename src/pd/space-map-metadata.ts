@@ -61,6 +61,8 @@ export class MetadataSpaceMap {
   /** Blocks kept back from ordinary allocations so a commit can always complete (spec 12). */
   readonly reserve: number;
   private inCommit = false;
+  /** > 0 while an operation that frees space runs: it may allocate from the reserve. */
+  useReserve = 0;
 
   /** `nrBlocks` now; the core's count arrays (its nrMetaBlocks) bound how far `extend` may grow it. */
   constructor(core: Core, nrBlocks: number) {
@@ -196,7 +198,7 @@ export class MetadataSpaceMap {
 
   /** Allocate a block with count 1. Ordinary allocations keep `reserve` blocks back for commits. */
   alloc(): number {
-    if (!this.inCommit && this.freeBlocks() <= 0) {
+    if (!this.inCommit && this.useReserve === 0 && this.freeBlocks() <= 0) {
       throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.nrBlocks} blocks, ${this.reserve} reserved)`);
     }
     const { x } = this.core;

@@ -33,7 +33,11 @@ export interface PoolLock {
   release(): void;
 }
 
-export function lockPool(dir: string): PoolLock {
+/**
+ * Take the pool's lock. A read-only opener in a directory it cannot write (a read-only mount, no permission)
+ * still refuses a live writer's lock but goes on without creating one.
+ */
+export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLock {
   const real = realpathSync(dir);
   if (openHere.has(real)) throw new ThinpoolError('EBUSY', `pool ${dir} is already open in this process`);
   const path = join(real, 'lock');
@@ -50,7 +54,12 @@ export function lockPool(dir: string): PoolLock {
         },
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ThinpoolError('EIO', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (opts.readOnly && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
+        openHere.add(real);
+        return { release: () => { openHere.delete(real); } };
+      }
+      if (code !== 'EEXIST') throw new ThinpoolError('EIO', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
     }
     let owner = '';
     try {

@@ -111,7 +111,8 @@ export interface SnapshotOptions {
   readOnly?: boolean;
 }
 
-function defaultMetadataSize(size: number, blockSize: number): number {
+/** The dm-thin rule: 48 bytes per data block, clamped to [2 MiB, 16 GiB], in whole 4 KiB blocks. */
+export function defaultMetadataSize(size: number, blockSize: number): number {
   const raw = Math.ceil((48 * size) / blockSize);
   const clamped = Math.min(MAX_METADATA_BYTES, Math.max(MIN_METADATA_BYTES, raw));
   return Math.ceil(clamped / 4096) * 4096;
@@ -147,6 +148,8 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   readonly blockSize: number;
   private catalog: CatalogData;
   private catalogDirty = false;
+  /** Data was written (in place or to new blocks) since the last commit: a commit must flush the data device. */
+  private dataDirty = false;
   private closed = false;
   private zeroes: Uint8Array | null = null;
   private readonly highWater: HighWater;
@@ -229,7 +232,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     if (!existsSync(join(dir, 'metadata'))) {
       throw new ThinpoolError('ENOENT', `${dir} is not a thinpool pool (no metadata file)`);
     }
-    const lock = lockPool(dir);
+    const lock = lockPool(dir, { readOnly: opts.readOnly });
     try {
       const metadata = FileDevice.open(join(dir, 'metadata'), { readOnly: opts.readOnly });
       let data: BlockDevice;
@@ -259,7 +262,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     const md = ThinMetadata.open(storage.metadata, { cacheBlocks: opts.cacheBlocks, readOnly: opts.readOnly });
     const bs = md.dataBlockSectors * 512;
     if (storage.data.sizeBytes < md.nrDataBlocks * bs) {
-      throw new ThinpoolError('EBADSUPER', `data device is ${storage.data.sizeBytes} bytes but the metadata maps ${md.nrDataBlocks} blocks of ${bs} bytes`);
+      throw new ThinpoolError('EBADSUPER', `data device is ${storage.data.sizeBytes} bytes but the superblock (block 0) describes ${md.nrDataBlocks} blocks of ${bs} bytes`, { structure: 'superblock', mblock: 0 });
     }
     const catalog = opts.readOnly
       ? (storage.catalog.readPublished() ?? emptyCatalog())
@@ -294,14 +297,15 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     if (this.closed) throw new ThinpoolError('ECLOSED', 'pool is closed');
   }
 
-  async close(): Promise<void> {
-    this.closeSync();
+  /** Commit (unless `commit: false`: uncommitted changes are then dropped) and release the pool. */
+  async close(opts: { commit?: boolean } = {}): Promise<void> {
+    this.closeSync(opts);
   }
 
-  closeSync(): void {
+  closeSync(opts: { commit?: boolean } = {}): void {
     if (this.closed) return;
     try {
-      if (this.mode === 'write') this.commitSync();
+      if (this.mode === 'write' && opts.commit !== false) this.commitSync();
     } finally {
       this.closed = true;
       try {
@@ -322,14 +326,19 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   /** Run a metadata change; on any failure except a clean out-of-space, abort and go read-only (spec 7.9). */
-  private change<T>(fn: () => T): T {
+  /**
+   * `freeing`: the operation releases space (delete, discard, shrink): it skips the headroom check and may dip
+   * into the metadata reserve, so deleting volumes always makes room again.
+   */
+  private change<T>(fn: () => T, freeing = false): T {
     this.alive();
     if (this.metadata.mode !== 'write') {
       throw new ThinpoolError('EROFS', this.metadata.needsCheck
         ? 'pool is read-only: needs_check is set after a failed metadata operation (run `thinpool check`)'
         : `pool is ${this.metadata.mode === 'fail' ? 'failed' : 'read-only'}`);
     }
-    this.ensureMetadataHeadroom();
+    if (!freeing) this.ensureMetadataHeadroom();
+    if (freeing) this.metadata.msm.useReserve++;
     try {
       return fn();
     } catch (e) {
@@ -342,6 +351,8 @@ export class ThinPool extends EventEmitter<PoolEvents> {
         this.fail();
       }
       throw e;
+    } finally {
+      if (freeing) this.metadata.msm.useReserve--;
     }
   }
 
@@ -371,10 +382,19 @@ export class ThinPool extends EventEmitter<PoolEvents> {
 
   commitSync(): void {
     this.alive();
-    if (this.metadata.mode !== 'write') return;
-    if (!this.metadata.dirty && !this.catalogDirty) return;
+    if (this.metadata.mode !== 'write') {
+      if (this.dataDirty) this.storage.data.flush(); // in-place writes in read-only mode are still made durable
+      this.dataDirty = false;
+      return;
+    }
+    if (!this.metadata.dirty && !this.catalogDirty) {
+      if (this.dataDirty) this.storage.data.flush();
+      this.dataDirty = false;
+      return;
+    }
     try {
       this.storage.data.flush();
+      this.dataDirty = false;
       this.stageThenCommit(this.catalogDirty);
       this.catalogDirty = false;
     } catch (e) {
@@ -574,8 +594,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   private checkName(name: string): void {
-    if (typeof name !== 'string' || name.length === 0 || name.length > 255 || /[\s/\\]/.test(name) || /^#?\d+$/.test(name)) {
-      throw new ThinpoolError('EINVAL', `bad volume name "${name}": 1-255 characters, no spaces or slashes, not a number`);
+    // eslint-disable-next-line no-control-regex
+    if (typeof name !== 'string' || name.length === 0 || name.length > 255 || /[\s/\\\x00-\x1f\x7f]/.test(name) || /^#?\d+$/.test(name)) {
+      throw new ThinpoolError('EINVAL', `bad volume name ${JSON.stringify(name)}: 1-255 characters, no spaces, slashes or control characters, not a number`);
     }
     if (this.catalog.volumes.some((v) => v.name === name)) throw new ThinpoolError('EEXIST', `a volume named "${name}" already exists`);
   }
@@ -643,7 +664,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       this.catalog.volumes = this.catalog.volumes.filter((v) => v.id !== id);
       for (const v of this.catalog.volumes) if (v.origin === id) delete v.origin;
       this.catalogDirty = true;
-    });
+    }, true);
   }
 
   async resize(ref: string | number, size: number): Promise<void> {
@@ -785,6 +806,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       const n = Math.min(bs - within, buf.length - done);
       const dblock = md.lookupDblock(root, vblock);
       const part = buf.subarray(done, done + n);
+      if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, root);
       if (dblock < 0) part.fill(0);
       else data.read(part, dblock * bs + within);
       done += n;
@@ -808,6 +830,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
 
   private writeBlock(id: number, vblock: number, within: number, part: Uint8Array): void {
     const md = this.metadata;
+    this.dataDirty = true;
     const bs = this.blockSize;
     const data = this.storage.data;
     if (md.mode !== 'write') {
@@ -819,6 +842,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       this.change(() => undefined);
     }
     const m = md.lookup(id, vblock);
+    if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
     if (m && !m.shared) {
       data.write(part, m.dblock * bs + within);
       return;
@@ -840,6 +864,11 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       throw e;
     }
     this.change(() => md.insertMapping(id, vblock, dblock));
+  }
+
+  /** A mapping that points past the data device: corrupt metadata, never followed. */
+  private badMapping(id: number, vblock: number, dblock: number, root: number): never {
+    throw new ThinpoolError('ECORRUPT', `mapping tree of thin device ${id} maps block ${vblock} to data block ${dblock}, beyond the data device (${this.metadata.nrDataBlocks} blocks) (root block ${root})`, { structure: 'mapping tree', mblock: root });
   }
 
   /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
@@ -918,7 +947,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     } else {
       md.forEachMapping(id, (v) => { if (v >= firstFull && v < endFull) doomed.push(v); });
     }
-    for (const v of doomed) this.change(() => md.removeMapping(id, v));
+    for (const v of doomed) this.change(() => md.removeMapping(id, v), true);
   }
 }
 

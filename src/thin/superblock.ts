@@ -80,6 +80,9 @@ export function decodeSuperblock(b: Uint8Array, checksumOk: boolean, where = 0):
   if (u64(dv, 32) !== SUPERBLOCK_MAGIC) throw ThinpoolError.metadata('EBADSUPER', 'bad magic', structure, where);
   if (sb.blocknr !== where) throw ThinpoolError.metadata('EBADBLOCKNR', 'bad block nr', structure, where);
   if (sb.incompatFlags !== 0) throw ThinpoolError.metadata('EBADSUPER', `unsupported incompat features 0x${sb.incompatFlags.toString(16)}`, structure, where);
+  if (where === 0 && !(sb.dataBlockSectors >= 128 && sb.dataBlockSectors <= 2097152 && sb.dataBlockSectors % 128 === 0)) {
+    throw ThinpoolError.metadata('EBADSUPER', `bad data block size ${sb.dataBlockSectors} sectors (128..2097152, a multiple of 128)`, structure, where);
+  }
   if (sb.metadataBlockSectors !== 8) throw ThinpoolError.metadata('EBADSUPER', `metadata block size ${sb.metadataBlockSectors} sectors (must be 8)`, structure, where);
   return sb;
 }

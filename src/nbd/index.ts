@@ -1,0 +1,3 @@
+// NBD server for thin volumes (see docs/nbd.md).
+export { NbdServer, type NbdServerOptions, type NbdListenOptions, type NbdAddress } from './server.js';
+export { serveCommand, parseListen, type ServeCommandOptions } from './serve-command.js';

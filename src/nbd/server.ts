@@ -1,0 +1,179 @@
+/**
+ * NbdServer: a fixed-newstyle NBD server exporting the volumes of one open ThinPool.
+ *
+ *   const server = new NbdServer(pool, { exports: ['vol1'] });
+ *   await server.listen({ host: '127.0.0.1', port: 10809 });   // or { path: '/run/thinpool.sock' }
+ *   ...
+ *   await server.close();   // stop accepting, finish requests already received, commit the pool
+ *
+ * Exports are volumes by name: the listed ones, or every named volume of the pool. The empty name "" is the
+ * default export (`defaultExport`, else the only export when there is exactly one). Read-only volumes
+ * (committed image layers, views), a read-only server and a pool that is not writable export read-only.
+ * FLUSH and FUA commit the pool; all connections share the pool, so CAN_MULTI_CONN is advertised.
+ */
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { ThinPool } from '../thin/pool.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { OpenExport } from './export.js';
+
+export interface NbdServerOptions {
+  /** Volume names to export; default every named volume (looked up when a client asks). */
+  exports?: string[];
+  /** Export everything read-only. */
+  readOnly?: boolean;
+  /** The volume served for the empty export name. */
+  defaultExport?: string;
+  /** Diagnostics (engine errors, internal errors); default: none. */
+  log?: (msg: string) => void;
+}
+
+export type NbdListenOptions = { port?: number; host?: string } | { path: string };
+
+export interface NbdAddress {
+  host?: string;
+  port?: number;
+  path?: string;
+  /** A URI clients understand (nbd://host:port or nbd+unix:///?socket=path), for the default export. */
+  uri: string;
+}
+
+export class NbdServer {
+  readonly pool: ThinPool;
+  private readonly opts: NbdServerOptions;
+  private readonly listeners: net.Server[] = [];
+  private readonly conns = new Set<Connection>();
+  private closing: Promise<void> | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private served = 0;
+  private nreq = 0;
+
+  constructor(pool: ThinPool, opts: NbdServerOptions = {}) {
+    this.pool = pool;
+    this.opts = opts;
+    if (opts.exports) {
+      for (const n of opts.exports) pool.volume(n); // throws ENOENT now rather than at the first client
+    }
+  }
+
+  /** Number of open client connections. */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** Transmission requests received so far. */
+  get requests(): number {
+    return this.nreq;
+  }
+
+  /** Connections accepted so far. */
+  get accepted(): number {
+    return this.served;
+  }
+
+  private readonly host: ConnectionHost = ((server: NbdServer): ConnectionHost => ({
+    get shuttingDown(): boolean {
+      return server.closing !== null;
+    },
+    resolve: (name) => this.resolve(name),
+    exportNames: () => this.exportNames(),
+    log: (msg) => this.opts.log?.(msg),
+    counted: () => { this.nreq++; },
+    closed: (conn) => {
+      this.conns.delete(conn);
+      if (this.conns.size === 0) {
+        const w = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const f of w) f();
+      }
+    },
+  }))(this);
+
+  /** Names offered by NBD_OPT_LIST. */
+  exportNames(): string[] {
+    if (this.opts.exports) return [...this.opts.exports];
+    return this.pool.list().map((v) => v.name).filter((n): n is string => n !== undefined);
+  }
+
+  private resolve(name: string): OpenExport | null {
+    if (this.pool.isClosed) return null;
+    let target = name;
+    if (name === '') {
+      if (this.opts.defaultExport !== undefined) target = this.opts.defaultExport;
+      else {
+        const names = this.exportNames();
+        if (names.length !== 1) return null;
+        target = names[0];
+      }
+    } else if (this.opts.exports && !this.opts.exports.includes(name)) return null;
+    if (!this.pool.has(target)) return null;
+    const vol = this.pool.volume(target);
+    return new OpenExport(this.pool, vol.name ?? target, vol, this.opts.readOnly === true);
+  }
+
+  /** Listen on a TCP port (default 127.0.0.1:10809; port 0 picks one) or a Unix socket path. */
+  listen(opts: NbdListenOptions = {}): Promise<NbdAddress> {
+    if (this.closing) return Promise.reject(new Error('server is closed'));
+    const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+    this.listeners.push(srv);
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      const done = () => {
+        srv.off('error', reject);
+        srv.on('error', (e) => this.opts.log?.(`nbd: listener error: ${e.message}`));
+        const a = srv.address();
+        if (typeof a === 'string') resolve({ path: a, uri: `nbd+unix:///?socket=${a}` });
+        else if (a) {
+          const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+          resolve({ host: a.address, port: a.port, uri: `nbd://${host}:${a.port}` });
+        } else reject(new Error('no address'));
+      };
+      if ('path' in opts) {
+        // A stale socket file from a killed server would make listen fail with EADDRINUSE.
+        if (existsSync(opts.path) && lstatSync(opts.path).isSocket()) unlinkSync(opts.path);
+        srv.listen(opts.path, done);
+      } else {
+        srv.listen(opts.port ?? 10809, opts.host ?? '127.0.0.1', done);
+      }
+    });
+  }
+
+  private accept(sock: net.Socket): void {
+    if (this.closing) {
+      sock.destroy();
+      return;
+    }
+    this.served++;
+    this.conns.add(new Connection(sock, this.host));
+  }
+
+  /**
+   * Stop accepting, let every connection finish the requests it has received, then commit the pool (when it
+   * is open and writable). The pool itself stays open: closing it is the caller's business.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    // net.Server.close() calls back only once every connection has ended: start it, shut connections down, then wait.
+    const stopped = Promise.all(this.listeners.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    if (this.conns.size > 0) {
+      const idle = new Promise<void>((r) => this.idleWaiters.push(r));
+      for (const c of [...this.conns]) c.shutdown();
+      const timer = setTimeout(() => { for (const c of [...this.conns]) c.destroy(); }, 5000);
+      await idle;
+      clearTimeout(timer);
+    }
+    await stopped;
+    if (!this.pool.isClosed && this.pool.mode === 'write') {
+      try {
+        this.pool.commitSync();
+      } catch (e) {
+        this.opts.log?.(`nbd: final commit failed: ${(e as Error).message}`);
+        throw e;
+      }
+    }
+  }
+}
