@@ -29,6 +29,8 @@ const modules = {
   data: () => import('./commands/data.js'),
   meta: () => import('./commands/meta.js'),
   demo: () => import('./commands/demo.js'),
+  space: () => import('./commands/space.js'),
+  serve: () => import('./commands/serve.js'),
 } as const;
 
 function version(): string {
@@ -195,6 +197,41 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .argument('<POOL>', 'new pool directory (must not hold a pool)')
     .option('-m, --metadata-size <SIZE>', 'metadata file size (default: 48 bytes per data block, at least 2M)'),
   'The data file is sized nr_data_blocks x data_block_size, sparse. Volumes get no names: address them as #ID.');
+
+  def('trim', 'space', 'trim', (c) => c
+    .description('release every unused data block from the data file (like thin_trim)')
+    .argument('<POOL>', 'pool directory'),
+  'For pools written before discard passdown or by other tools. Mapped data is not touched.');
+
+  def('extend', 'space', 'extend', (c) => c
+    .description('grow the data device and/or the metadata device')
+    .argument('<POOL>', 'pool directory')
+    .option('-s, --size <SIZE>', 'new data device size')
+    .option('-m, --metadata-size <SIZE>', 'new metadata device size (at most about 15.9 GiB)'),
+  `Shrinking is refused.\n${SIZES}`);
+
+  def('space', 'space', 'space', (c) => c
+    .description('show or change the space policy: discard passdown, thresholds, auto-extend, when full')
+    .argument('<POOL>', 'pool directory')
+    .option('--discard-passdown <on|off>', 'release freed blocks from the data file after each commit')
+    .option('--data-thresholds <LIST>', 'data use percentages that raise a warning, e.g. 80,90,95')
+    .option('--metadata-thresholds <LIST>', 'metadata use percentages that raise a warning')
+    .option('--auto-extend <on|off>', 'grow the data device when its use reaches --auto-extend-at')
+    .option('--auto-extend-at <PERCENT>', 'use that triggers growth (default 80)')
+    .option('--auto-extend-percent <N>', 'grow by N percent (default 20)')
+    .option('--auto-extend-max <SIZE>', 'never grow the data device beyond SIZE')
+    .option('--when-full <error|wait>', 'when no space is left and the pool cannot grow')
+    .option('--json', 'print JSON'),
+  'Example:\n  thinpool space ./pool --auto-extend on --auto-extend-max 100G');
+
+  def('serve', 'serve', 'serve', (c) => c
+    .description('serve volumes over NBD (fixed newstyle) until SIGINT/SIGTERM')
+    .argument('<POOL>', 'pool directory')
+    .argument('[NAME...]', 'volumes to export (default: all)')
+    .option('-l, --listen <HOST:PORT>', 'TCP address to listen on (default 127.0.0.1:10809)')
+    .option('-S, --socket <PATH>', 'Unix socket to listen on instead of TCP')
+    .option('-r, --read-only', 'export every volume read-only'),
+  'Example:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"');
 
   def('demo', 'demo', 'demo', (c) => c
     .description('a guided tour on a pool it creates: a volume with content, a snapshot, a write, ls, diff, status')

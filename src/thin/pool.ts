@@ -25,7 +25,7 @@ import {
   type VolumeRecord,
 } from './catalog.js';
 import { lockPool } from './lock.js';
-import { mergeSpaceSettings, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
+import { mergeSpaceSettings, thresholdLevel, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
 import { FileHighWaterStore, HighWater, MemoryHighWaterStore, type HighWaterStore } from './high-water.js';
 import { MAX_DEVICE_ID, ThinMetadata } from './metadata.js';
 import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
@@ -755,7 +755,10 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       needsCheck: md.needsCheck,
       time: md.time,
       volumes: md.deviceIds().length,
-      lowWater: { data: this.thresholds.current('data'), metadata: this.thresholds.current('metadata') },
+      lowWater: {
+        data: thresholdLevel(this.spaceSettings.thresholds.data, md.dsm.nrAllocated, md.nrDataBlocks),
+        metadata: thresholdLevel(this.spaceSettings.thresholds.metadata, md.metadataNrBlocks - md.metadataFreeBlocks - md.msm.reserve, md.metadataNrBlocks),
+      },
       discardPassdown: this.spaceSettings.discardPassdown,
     };
   }

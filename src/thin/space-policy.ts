@@ -55,15 +55,21 @@ export interface ThresholdEvent {
   totalBlocks: number;
 }
 
+/** The highest threshold (percent) that `used` of `total` has reached, or 0. */
+export function thresholdLevel(thresholds: number[], used: number, total: number): number {
+  const pct = total === 0 ? 100 : (100 * used) / total;
+  let reached = 0;
+  for (const t of thresholds) if (pct >= t) reached = t;
+  return reached;
+}
+
 /** Remembers the highest threshold reported per resource, so each crossing is reported once. */
 export class ThresholdTracker {
   private level = { data: 0, metadata: 0 };
 
   /** The threshold newly crossed upward, if any; falling below resets so a later rise reports again. */
   update(resource: 'data' | 'metadata', thresholds: number[], used: number, total: number): number | null {
-    const pct = total === 0 ? 100 : (100 * used) / total;
-    let reached = 0;
-    for (const t of thresholds) if (pct >= t) reached = t;
+    const reached = thresholdLevel(thresholds, used, total);
     const prev = this.level[resource];
     this.level[resource] = reached;
     return reached > prev ? reached : null;

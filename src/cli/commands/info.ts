@@ -48,6 +48,8 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
       mode: poolMode(st),
       needsCheck: st.needsCheck,
       volumes: st.volumes,
+      lowWater: st.lowWater,
+      discardPassdown: st.discardPassdown,
     }));
     return 0;
   }
@@ -58,6 +60,7 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
     ['volumes', String(st.volumes)],
     ['transaction id', String(st.transactionId)],
     ['metadata snapshot', st.heldMetadataRoot === null ? 'none' : `held at block ${st.heldMetadataRoot}`],
+    ['low-water', `data ${st.lowWater.data ? `above ${st.lowWater.data}%` : 'below every threshold'}, metadata ${st.lowWater.metadata ? `above ${st.lowWater.metadata}%` : 'below every threshold'}`],
     ['mode', poolMode(st) + (st.needsCheck ? ' (needs_check is set: run "thinpool check")' : '')],
   ];
   await write(ctx.io.stdout, rows.map(([k, v]) => `${(k + ':').padEnd(19)}${v}`).join('\n') + '\n');
