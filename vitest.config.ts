@@ -6,6 +6,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60000,
+    hookTimeout: 120000,
     reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

@@ -12,3 +12,4 @@ export { MemoryDevice } from './io/memory-device.js';
 export { MemoryCatalogStore, FileCatalogStore, type CatalogStore, type VolumeRecord } from './thin/catalog.js';
 export { ThinMetadata } from './thin/metadata.js';
 export { parseSize, formatSize } from './sizes.js';
+export { NbdServer } from './nbd/server.js';

@@ -5,6 +5,7 @@
  * This module must stay light: main.ts loads it on every start, so it imports nothing from the engine.
  */
 import type { Readable, Writable } from 'node:stream';
+import { formatSize as humanBytes } from '../sizes.js';
 
 export interface CliIO {
   stdout: Writable & { isTTY?: boolean };
@@ -106,14 +107,5 @@ export class Progress {
   }
 }
 
-/** Same output as the engine's formatSize, without importing the engine. */
-export function humanBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = bytes;
-  let u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`;
-}
+/** IEC sizes (src/sizes.ts has no engine imports: cheap at start-up). */
+export { humanBytes };

@@ -31,6 +31,9 @@ const modules = {
   demo: () => import('./commands/demo.js'),
   space: () => import('./commands/space.js'),
   serve: () => import('./commands/serve.js'),
+  image: () => import('./commands/image.js'),
+  container: () => import('./commands/container.js'),
+  fs: () => import('./commands/fs.js'),
 } as const;
 
 function version(): string {
@@ -237,6 +240,45 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .description('a guided tour on a pool it creates: a volume with content, a snapshot, a write, ls, diff, status')
     .argument('[DIR]', 'directory for the demo (replaced if it holds an earlier demo)', 'thinpool-demo'),
   'Example:\n  npx thinpool demo');
+
+  // Command groups (image, container, fs): `thinpool GROUP COMMAND ...`, same lazy loading as def().
+  const groups = new Map<string, Command>();
+  const sub = (group: string, name: string, mod: keyof typeof modules, fn: string, configure: (c: Command) => Command, help?: string): void => {
+    let g = groups.get(group);
+    if (!g) {
+      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount' }[group] ?? group).helpOption('-h, --help', 'show this help');
+      groups.set(group, g);
+    }
+    const c = g.command(name);
+    configure(c);
+    c.helpOption('-h, --help', 'show this help');
+    if (help) c.addHelpText('after', `\n${help}`);
+    c.action(async (...all: unknown[]) => {
+      const command = all[all.length - 1] as Command;
+      const m = (await modules[mod]()) as unknown as Record<string, Action>;
+      const code = await m[fn](ctx, command.processedArgs.flat().map((a) => a as string), command.opts());
+      state.result = typeof code === 'number' ? code : 0;
+    });
+  };
+  const P = (c: Command): Command => c.argument('<POOL>', 'pool directory');
+  sub('image', 'import', 'image', 'importImage', (c) => P(c).description('import an image: an OCI layout directory, an OCI/docker save tar, or layer tarballs (bottom first)')
+    .argument('<NAME>', 'image name').argument('<SOURCE...>', 'OCI layout dir, image archive, or layer tarballs (plain or gzipped)')
+    .option('--fs-size <SIZE>', 'size of the ext4 filesystem of a new image (default 1G)').option('--json', 'print JSON'),
+  'Layers are committed thin snapshots named by chain id; layers already in the pool are reused.\nExample:\n  thinpool image import ./pool app ./app-oci');
+  sub('image', 'ls', 'image', 'ls', (c) => P(c).alias('list').description('list images').option('--json', 'print JSON').option('--no-trunc', 'full ids'));
+  sub('image', 'history', 'image', 'history', (c) => P(c).description('the layers of an image, newest first, with the bytes each adds').argument('<NAME>', 'image name')
+    .option('--json', 'print JSON').option('--no-trunc', 'full ids and commands').option('--bytes', 'sizes in bytes'));
+  sub('image', 'rm', 'image', 'remove', (c) => P(c).description('remove an image and the layers nothing else uses').argument('<NAME>', 'image name'));
+  sub('container', 'create', 'container', 'create', (c) => P(c).description('create a container: a writable snapshot of the image\'s top layer (constant time)').argument('<IMAGE>', 'image name').argument('<NAME>', 'container name'));
+  sub('container', 'ls', 'container', 'ls', (c) => P(c).alias('list').description('list containers with their exclusive bytes').option('--json', 'print JSON').option('--bytes', 'sizes in bytes'));
+  sub('container', 'rm', 'container', 'remove', (c) => P(c).description('remove a container (frees its exclusive blocks)').argument('<NAME>', 'container name'));
+  sub('container', 'commit', 'container', 'commit', (c) => P(c).description('make a container the top layer of a new image').argument('<NAME>', 'container name').argument('<IMAGE>', 'new image name').option('-m, --message <TEXT>', 'history comment'));
+  sub('container', 'diff', 'container', 'diff', (c) => P(c).description('paths added (A), changed (C) and deleted (D) against the image').argument('<NAME>', 'container name').option('--json', 'print JSON'));
+  const V = (c: Command): Command => P(c).argument('<VOLUME>', 'container, image (its top layer), snapshot key or volume name');
+  sub('fs', 'ls', 'fs', 'ls', (c) => V(c).description('list a directory').argument('[PATH]', 'path inside the filesystem', '/').option('-l, --long', 'mode, owner, size').option('-R, --recursive', 'the whole tree').option('--json', 'print JSON'));
+  sub('fs', 'cat', 'fs', 'cat', (c) => V(c).description('print a file').argument('<PATH>', 'path inside the filesystem'));
+  sub('fs', 'put', 'fs', 'put', (c) => V(c).description('write FILE (or standard input) to PATH (refused on committed layers)').argument('<PATH>', 'path inside the filesystem').argument('[FILE]', 'input file, or - for standard input').option('--mode <OCTAL>', 'file mode', '644'));
+  sub('fs', 'rm', 'fs', 'rm', (c) => V(c).description('remove PATH (refused on committed layers); freed blocks go back to the pool').argument('<PATH>', 'path inside the filesystem').option('-r, --recursive', 'remove a directory and its contents'));
 
   program.hook('preAction', (_p, action) => {
     state.cmd = action.name();

@@ -107,7 +107,10 @@ export class Connection {
   }
 
   destroy(): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed') {
+      this.socket.destroy(); // ending already: do not wait for the client any longer
+      return;
+    }
     this.state = 'closed';
     this.input = EMPTY;
     this.pendingWrite = null;

@@ -1,3 +1,4 @@
 // NBD server for thin volumes (see docs/nbd.md).
 export { NbdServer, type NbdServerOptions, type NbdListenOptions, type NbdAddress } from './server.js';
 export { serveCommand, parseListen, type ServeCommandOptions } from './serve-command.js';
+export { attachVolume, mountExt4, kernelMountUnavailable, type AttachedVolume, type MountedVolume } from './kernel-mount.js';

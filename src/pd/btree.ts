@@ -251,6 +251,36 @@ export class BTree {
     visit(root, 0, 0);
   }
 
+  /**
+   * Visit the leaf entries with lo <= key < hi in key order, reading only the nodes that can hold such keys.
+   * Bounded by MAX_DEPTH; addresses are valid only during the callback.
+   */
+  walkRange(root: number, lo: number, hi: number, onEntry: (key: number, valueAddr: number) => void): void {
+    const visit = (b: number, depth: number): void => {
+      if (depth >= MAX_DEPTH) {
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+      }
+      const a = this.read(b);
+      const n = this.nr(a);
+      if (this.isLeaf(a)) {
+        for (let i = 0; i < n; i++) {
+          const k = this.key(a, i);
+          if (k >= hi) break;
+          if (k >= lo) onEntry(k, this.valueAddr(this.read(b), i));
+        }
+        return;
+      }
+      const kids: number[] = [];
+      for (let i = 0; i < n; i++) {
+        if (this.key(a, i) >= hi) break;
+        if (i + 1 < n && this.key(a, i + 1) <= lo) continue;
+        kids.push(this.child(a, i));
+      }
+      for (const k of kids) visit(k, depth + 1);
+    };
+    visit(root, 0);
+  }
+
   /** Every (key, value u64) of the tree, in order (for 8-byte value trees). */
   entries64(root: number): Array<[number, number]> {
     const out: Array<[number, number]> = [];

@@ -280,6 +280,13 @@ export class ThinMetadata {
     this.l1.walk(d.root, (k, a) => fn(k, u[(a >>> 2) + 1] * 256 + (u[a >>> 2] >>> 24), u[a >>> 2] & 0xffffff));
   }
 
+  /** Visit the mappings of a device with vbegin <= vblock < vend, in vblock order. */
+  forEachMappingIn(id: number, vbegin: number, vend: number, fn: (vblock: number, dblock: number, time: number) => void): void {
+    const d = this.device(id);
+    const u = this.core.u32;
+    this.l1.walkRange(d.root, vbegin, vend, (k, a) => fn(k, u[(a >>> 2) + 1] * 256 + (u[a >>> 2] >>> 24), u[a >>> 2] & 0xffffff));
+  }
+
   // ---- changes ----
   private writable(): void {
     if (this.mode !== 'write') {

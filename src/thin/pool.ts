@@ -806,12 +806,20 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       const pos = offset + done;
       const vblock = Math.floor(pos / bs);
       const within = pos - vblock * bs;
-      const n = Math.min(bs - within, buf.length - done);
+      let n = Math.min(bs - within, buf.length - done);
       const dblock = md.lookupDblock(root, vblock);
-      const part = buf.subarray(done, done + n);
       if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, root);
-      if (dblock < 0) part.fill(0);
-      else data.read(part, dblock * bs + within);
+      if (dblock < 0) {
+        buf.fill(0, done, done + n);
+      } else {
+        // One read for a run of virtual blocks mapped to consecutive data blocks.
+        let next = vblock + 1;
+        while (done + n < buf.length && dblock + (next - vblock) < md.nrDataBlocks && md.lookupDblock(root, next) === dblock + (next - vblock)) {
+          n += Math.min(bs, buf.length - done - n);
+          next++;
+        }
+        data.read(buf.subarray(done, done + n), dblock * bs + within);
+      }
       done += n;
     }
   }

@@ -111,10 +111,21 @@ export class Volume {
 
   /** Provisioned extents in volume order, coalesced over consecutive data blocks. */
   map(): Extent[] {
+    return this.extents(0, this.sizeBytes);
+  }
+
+  /**
+   * Provisioned extents that meet [offsetBytes, offsetBytes + lengthBytes), in whole blocks (an extent may start
+   * before or end after the range), coalesced over consecutive data blocks. Reads only the mapping tree nodes
+   * that can hold the range.
+   */
+  extents(offsetBytes: number, lengthBytes: number): Extent[] {
     const bs = this.pool.blockSize;
     const out: Extent[] = [];
     let cur: Extent | null = null;
-    this.pool.metadata.forEachMapping(this.id, (vblock, dblock) => {
+    const first = Math.floor(offsetBytes / bs);
+    const end = Math.ceil((offsetBytes + lengthBytes) / bs);
+    this.pool.metadata.forEachMappingIn(this.id, first, end, (vblock, dblock) => {
       if (cur && cur.offsetBytes + cur.lengthBytes === vblock * bs && cur.dblock + cur.lengthBytes / bs === dblock) {
         cur.lengthBytes += bs;
       } else {

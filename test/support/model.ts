@@ -3,7 +3,8 @@
 import { expect } from 'vitest';
 import type { ThinPool } from '../../src/thin/pool.js';
 
-export type Rng = () => number;
+import type { Rng } from './rng.js';
+export type { Rng };
 
 export class PoolModel {
   volumes = new Map<string, Uint8Array>();
@@ -123,14 +124,5 @@ export function keepOpen(dev: BlockDevice): BlockDevice {
   };
 }
 
-/** mulberry32: a small seeded generator in [0, 1). */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the same generator as seededRng). */
+export { seededRng as mulberry32 } from './rng.js';

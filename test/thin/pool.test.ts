@@ -66,6 +66,8 @@ describe('file pool', () => {
     await v.read(far, 32 * MiB);
     expect(far.every((b) => b === 0)).toBe(true);
     expect(v.map()).toEqual([{ offsetBytes: 0, lengthBytes: 2 * 64 * KiB, dblock: 0 }]);
+    expect(v.extents(64 * KiB + 5, 10)).toEqual([{ offsetBytes: 64 * KiB, lengthBytes: 64 * KiB, dblock: 1 }]);
+    expect(v.extents(3 * 64 * KiB, 64 * KiB)).toEqual([]);
     await expect(v.read(new Uint8Array(10), 64 * MiB - 5)).rejects.toThrow(/beyond the end/);
     await pool.close();
     verifyMetadataFile(join(dir, 'metadata'));

@@ -1,0 +1,202 @@
+/**
+ * NBD speed: the thinpool server (own process, file pool) against `nbdkit memory`, same machine, interleaved.
+ *
+ *   node dist/bench/nbd/speed.js [--quick] [--rounds=N] [--runtime=S]
+ *
+ * - fio --ioengine=nbd, 4 KiB random reads and writes at queue depth 1 and 16, over TCP and a Unix socket.
+ * - nbdcopy, 1 MiB requests, sequential write (file -> export) and read (export -> null:), over TCP.
+ * Both exports are 256 MiB, prefilled with the same random data (no hole short-cuts, thin blocks all mapped).
+ * Every round runs each case on both servers back to back, in alternating order; the figures are medians over
+ * rounds, the ratio is thinpool / nbdkit. Needs fio, nbdkit and nbdcopy (skips with a message otherwise).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { ThinPool } from '../../src/thin/pool.js';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const arg = (name: string, def: number) => {
+  const a = args.find((x) => x.startsWith(`--${name}=`));
+  return a ? Number(a.split('=')[1]) : def;
+};
+const ROUNDS = arg('rounds', QUICK ? 1 : 3);
+const RUNTIME = arg('runtime', QUICK ? 1 : 4);
+const MiB = 1024 * 1024;
+const SIZE = 256 * MiB;
+
+function have(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function runAsync(cmd: string, argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => { stdout += d; });
+    c.stderr.on('data', (d) => { stderr += d; });
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function must(cmd: string, argv: string[]): Promise<string> {
+  const r = await runAsync(cmd, argv);
+  if (r.code !== 0) throw new Error(`${cmd} ${argv.join(' ')}: exit ${r.code}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** CPU time (user + system, in seconds) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** fio IOPS, and the server's CPU microseconds per request (less sensitive to a busy machine than IOPS). */
+async function fio(uri: string, rw: string, qd: number, out: string, pid: number): Promise<[number, number]> {
+  const c0 = cpuSeconds(pid);
+  await must('fio', ['--name=b', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
+    '--size=256M', `--runtime=${RUNTIME}`, '--time_based', '--ramp_time=1', '--output-format=json', `--output=${out}`]);
+  const cpu = cpuSeconds(pid) - c0;
+  type Dir = { iops: number; total_ios: number };
+  const j = JSON.parse(readFileSync(out, 'utf8')) as { jobs: { read: Dir; write: Dir }[] };
+  const d = rw === 'randread' ? j.jobs[0].read : j.jobs[0].write;
+  // ramp_time I/O is not in total_ios: count it from the rate.
+  const ios = d.iops * (RUNTIME + 1);
+  return [d.iops, (cpu * 1e6) / ios];
+}
+
+async function nbdcopy(from: string, to: string, pid: number): Promise<[number, number]> {
+  const c0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  await must('nbdcopy', ['--request-size=1048576', from, to]);
+  const mibs = SIZE / MiB / ((performance.now() - t0) / 1000);
+  return [mibs, ((cpuSeconds(pid) - c0) * 1e6) / (SIZE / MiB)];
+}
+
+async function main(): Promise<number> {
+  for (const t of ['fio', 'nbdkit', 'nbdcopy']) {
+    if (!have(t)) {
+      console.log(`nbd speed: skipped (${t} not installed; Debian packages fio, nbdkit, libnbd-bin)`);
+      return 0;
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'tp-nbd-bench-'));
+  const children: ChildProcess[] = [];
+  const kitPids: number[] = [];
+  try {
+    const src = join(dir, 'full.raw');
+    writeFileSync(src, randomBytes(SIZE));
+    const poolDir = join(dir, 'pool');
+    const pool = ThinPool.formatSync(poolDir, { size: SIZE + 64 * MiB });
+    pool.createThinSync('bench', { size: SIZE });
+    pool.closeSync();
+
+    const here = dirname(fileURLToPath(import.meta.url));
+    const tpSock = join(dir, 'tp.sock');
+    const srv = spawn(process.execPath, [join(here, '_server.js'), poolDir, tpSock, 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(srv);
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = '';
+      srv.stdout!.on('data', (d) => {
+        buf += d;
+        const line = buf.split('\n')[0];
+        if (buf.includes('\n')) resolve((JSON.parse(line) as { port: number }).port);
+      });
+      srv.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+    });
+
+    // nbdkit daemonises (-P writes its pid): a foreground nbdkit can be killed with the launching shell.
+    const kitPort = port + 1000 > 65000 ? 20809 : port + 1000;
+    const kitSock = join(dir, 'kit.sock');
+    const pidOf = async (f: string): Promise<number> => {
+      for (let i = 0; i < 100; i++) {
+        const t = existsSync(f) ? readFileSync(f, 'utf8').trim() : '';
+        if (t !== '') return Number(t);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`nbdkit did not write ${f}`);
+    };
+    await must('nbdkit', ['-P', join(dir, 'kit1.pid'), '-i', '127.0.0.1', '-p', String(kitPort), 'memory', String(SIZE)]);
+    kitPids.push(await pidOf(join(dir, 'kit1.pid')));
+    await must('nbdkit', ['-P', join(dir, 'kit2.pid'), '-U', kitSock, 'memory', String(SIZE)]);
+    kitPids.push(await pidOf(join(dir, 'kit2.pid')));
+
+    const uris = {
+      thinpool: { tcp: `nbd://127.0.0.1:${port}`, unix: `nbd+unix:///?socket=${tpSock}` },
+      nbdkit: { tcp: `nbd://127.0.0.1:${kitPort}`, unix: `nbd+unix:///?socket=${kitSock}` },
+    };
+    for (const s of ['thinpool', 'nbdkit'] as const) {
+      await must('nbdcopy', [src, uris[s].tcp]);
+      if (s === 'nbdkit') await must('nbdcopy', [src, uris[s].unix]);
+    }
+
+    type Sys = 'thinpool' | 'nbdkit';
+    const pids = { thinpool: { tcp: srv.pid!, unix: srv.pid! }, nbdkit: { tcp: kitPids[0], unix: kitPids[1] } };
+    const cases: { name: string; run: (s: Sys) => Promise<[number, number]>; unit: string; cpuUnit: string }[] = [];
+    for (const tr of ['tcp', 'unix'] as const) {
+      for (const qd of [1, 16]) {
+        for (const rw of ['randread', 'randwrite']) {
+          cases.push({ name: `fio 4k ${rw} qd${qd} ${tr}`, unit: 'IOPS', cpuUnit: 'µs/req', run: (s) => fio(uris[s][tr], rw, qd, join(dir, 'fio.json'), pids[s][tr]) });
+        }
+      }
+    }
+    cases.push({ name: 'nbdcopy 1M seq write tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(src, uris[s].tcp, pids[s].tcp) });
+    cases.push({ name: 'nbdcopy 1M seq read tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(uris[s].tcp, 'null:', pids[s].tcp) });
+
+    const res = new Map<string, Record<Sys, { v: number[]; cpu: number[] }>>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of cases) {
+        const order: Sys[] = round % 2 === 0 ? ['thinpool', 'nbdkit'] : ['nbdkit', 'thinpool'];
+        const r = res.get(c.name) ?? { thinpool: { v: [], cpu: [] }, nbdkit: { v: [], cpu: [] } };
+        for (const s of order) {
+          const [v, cpu] = await c.run(s);
+          r[s].v.push(v);
+          r[s].cpu.push(cpu);
+        }
+        res.set(c.name, r);
+        process.stderr.write('.');
+      }
+    }
+    process.stderr.write('\n');
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(`NBD speed, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load}):\n`);
+    console.log('| case | thinpool | nbdkit memory | ratio | thinpool runs | nbdkit runs | server CPU thinpool / nbdkit |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const c of cases) {
+      const r = res.get(c.name)!;
+      const a = median(r.thinpool.v);
+      const b = median(r.nbdkit.v);
+      const f = (x: number) => (c.unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
+      const ca = median(r.thinpool.cpu);
+      const cb = median(r.nbdkit.cpu);
+      console.log(`| ${c.name} | ${f(a)} ${c.unit} | ${f(b)} ${c.unit} | ${(a / b).toFixed(2)} | ${r.thinpool.v.map(f).join(', ')} | ${r.nbdkit.v.map(f).join(', ')} | ${ca.toFixed(1)} / ${cb.toFixed(1)} ${c.cpuUnit} |`);
+    }
+    return 0;
+  } finally {
+    for (const c of children) {
+      c.kill('SIGTERM');
+      if (c.exitCode === null) await new Promise((r) => c.once('exit', r));
+    }
+    for (const p of kitPids) {
+      try {
+        process.kill(p, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,51 @@
+/** container create, ls, rm, commit, diff: writable thin snapshots of an image's top layer. */
+import { formatTable, write } from '../io.js';
+import type { Ctx } from '../main.js';
+import { humanSize, withPool } from '../pool.js';
+import { ImageStore } from '../../images/images.js';
+
+export async function create(ctx: Ctx, [dir, image, name]: string[]): Promise<number> {
+  const t0 = performance.now();
+  await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).createContainer(image, name));
+  await write(ctx.io.stdout, `created container ${name} from image ${image} (${(performance.now() - t0).toFixed(0)} ms)\n`);
+  return 0;
+}
+
+export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
+  const rows = await withPool(ctx, dir, 'read', (pool) => {
+    const store = new ImageStore(pool);
+    return store.containers().map((c) => ({ ...c, size: store.containerUsage(c.name) }));
+  });
+  if (opts.json) {
+    await write(ctx.io.stdout, JSON.stringify(rows.map((r) => ({ name: r.name, image: r.image, imageId: r.imageId, created: r.created, sizeBytes: r.size })), null, 2) + '\n');
+    return 0;
+  }
+  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE', 'CREATED', 'SIZE'],
+    rows.map((r) => [r.name, r.image, r.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), opts.bytes ? String(r.size) : humanSize(r.size)]),
+    ['left', 'left', 'left', 'right']));
+  return 0;
+}
+
+export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
+  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeContainer(name));
+  await write(ctx.io.stdout, `removed container ${name} (${humanSize(freed)} freed)\n`);
+  return 0;
+}
+
+export async function commit(ctx: Ctx, [dir, name, image]: string[], opts: Record<string, unknown>): Promise<number> {
+  const im = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).commitContainer(name, image, {
+    ...(typeof opts.message === 'string' ? { comment: opts.message } : {}),
+  }));
+  await write(ctx.io.stdout, `committed container ${name} as image ${image} (${im.id.slice(7, 19)}, ${im.chainIds.length} layers)\n`);
+  return 0;
+}
+
+export async function diff(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
+  const changes = await withPool(ctx, dir, 'read', (pool) => new ImageStore(pool).diff(name));
+  if (opts.json) {
+    await write(ctx.io.stdout, JSON.stringify(changes, null, 2) + '\n');
+    return 0;
+  }
+  await write(ctx.io.stdout, changes.map((c) => `${c.kind} ${c.path}\n`).join(''));
+  return 0;
+}

@@ -1,0 +1,85 @@
+/** image import, ls, history, rm: images as stacks of committed thin snapshots. */
+import { CliError, formatTable, write } from '../io.js';
+import { ThinpoolError } from '../../errors.js';
+import type { Ctx } from '../main.js';
+import { humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
+import { ImageStore } from '../../images/images.js';
+
+/** Bad image input (corrupt tar, digest mismatch, escaping path) is a failure (exit 1), not a usage error. */
+export function badInput(e: unknown): unknown {
+  if (e instanceof ThinpoolError && e.code === 'EINVAL') return new CliError(e.message, 1);
+  return e;
+}
+
+function json(v: unknown): string {
+  return JSON.stringify(v, null, 2) + '\n';
+}
+
+function short(id: string, full: unknown): string {
+  if (full || !id.startsWith('sha256:')) return id;
+  return id.slice(7, 19);
+}
+
+function when(iso: string | undefined): string {
+  return iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
+}
+
+export function storeOptions(opts: Record<string, unknown>): { size?: number } {
+  return opts.fsSize === undefined ? {} : { size: sizeArg(opts.fsSize, '--fs-size') };
+}
+
+export async function importImage(ctx: Ctx, args: string[], opts: Record<string, unknown>): Promise<number> {
+  const [dir, name, ...sources] = args.flat();
+  const paths = sources.map((s) => resolvePath(ctx, s));
+  const r = await withPool(ctx, dir, 'write', async (pool) => {
+    const store = new ImageStore(pool, storeOptions(opts));
+    try {
+      return await store.import(name, paths);
+    } catch (e) {
+      throw badInput(e);
+    }
+  });
+  if (opts.json) {
+    await write(ctx.io.stdout, json({ name, id: r.image.id, layers: r.image.chainIds, applied: r.applied, reused: r.reused, bytes: r.bytes }));
+    return 0;
+  }
+  await write(ctx.io.stdout, `imported image ${name} (${short(r.image.id, false)}): ${r.image.chainIds.length} layers, ${r.applied} applied, ${r.reused} reused, ${humanSize(r.bytes)} of files\n`);
+  return 0;
+}
+
+export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
+  const rows = await withPool(ctx, dir, 'read', (pool) => {
+    const store = new ImageStore(pool);
+    return store.images().map((im) => ({ ...im, size: store.layerSizes(im).reduce((a, b) => a + b, 0) }));
+  });
+  if (opts.json) {
+    await write(ctx.io.stdout, json(rows.map((r) => ({ name: r.name, id: r.id, layers: r.chainIds.length, sizeBytes: r.size, created: r.created ?? null, imported: r.importedAt }))));
+    return 0;
+  }
+  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE ID', 'LAYERS', 'SIZE', 'CREATED'],
+    rows.map((r) => [r.name, short(r.id, opts.noTrunc), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
+    ['left', 'left', 'right', 'right', 'left']));
+  return 0;
+}
+
+export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
+  const rows = await withPool(ctx, dir, 'read', (pool) => new ImageStore(pool).history(name));
+  if (opts.json) {
+    await write(ctx.io.stdout, json(rows.map((r) => ({ layer: r.layer, created: r.created ?? null, createdBy: r.createdBy ?? null, comment: r.comment ?? null, sizeBytes: r.size }))));
+    return 0;
+  }
+  const by = (s: string | undefined): string => {
+    const t = (s ?? '').replace(/\s+/g, ' ');
+    return opts.noTrunc || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
+  };
+  await write(ctx.io.stdout, formatTable(['LAYER', 'CREATED', 'CREATED BY', 'SIZE'],
+    rows.map((r) => [short(r.layer, opts.noTrunc), when(r.created), by(r.createdBy), opts.bytes ? String(r.size) : humanSize(r.size)]),
+    ['left', 'left', 'left', 'right']));
+  return 0;
+}
+
+export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
+  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeImage(name));
+  await write(ctx.io.stdout, `removed image ${name} (${humanSize(freed)} freed)\n`);
+  return 0;
+}

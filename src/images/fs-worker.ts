@@ -1,0 +1,471 @@
+/**
+ * ext4 inside a volume, without a mount: libext2fs (the `ext2fs` package, compiled to WASM) runs in a worker
+ * thread, because it installs process-wide uncaught-error handlers and has a fixed heap that aborts on big
+ * operations. The worker's `Disk` forwards every block read, write, discard and flush to this thread, where a
+ * `VolumeDisk` over the volume serves it; so the pool stays owned by one thread and one transaction.
+ *
+ * Contract:
+ * - `FsSession.open(volume)` mounts; `close()` unmounts (flushing libext2fs's caches) and ends the worker.
+ * - A read-only volume (a committed layer, a view) mounts read-only: the worker's disk drops writes and this
+ *   side refuses every write request with EROFS; `writable` is false and the changing calls throw EROFS before
+ *   reaching the worker.
+ * - Calls move at most 1 MiB of file data each (libext2fs aborts at ~16 MiB per operation).
+ * - Errors from the filesystem arrive as `FsError` with the errno code (ENOENT, EEXIST, ENOTDIR, ...).
+ */
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { ThinpoolError } from '../errors.js';
+import { VolumeDisk } from '../testing/disk.js';
+import type { Volume } from '../thin/volume.js';
+
+export const CHUNK = 1024 * 1024;
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface FsStat {
+  path: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  nlink: number;
+  target?: string;
+}
+
+export interface PutEntry {
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'link';
+  mode: number;
+  uid: number;
+  gid: number;
+  /** symlink target, or the hard link's existing path */
+  linkname?: string;
+  /** Whole content of a small file (else: returns an fd for write()/close()). */
+  data?: Uint8Array;
+  /** Refuse parents that are symlinks (paths of layer tars). Default true. */
+  noSymlinkParents?: boolean;
+}
+
+export class FsError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'FsError';
+    this.code = code;
+  }
+}
+
+// The worker, as CommonJS source (it runs from src/ under vitest and from dist/ alike).
+const WORKER = String.raw`
+const { parentPort, workerData } = require('node:worker_threads');
+const crypto = require('node:crypto');
+const ext2fs = require(workerData.ext2fs);
+const { Disk } = require(workerData.fileDisk);
+let seq = 0;
+const pending = new Map();
+function io(msg, transfer) {
+  return new Promise((resolve, reject) => {
+    const id = ++seq;
+    pending.set(id, { resolve, reject });
+    parentPort.postMessage(Object.assign({ t: 'io', id }, msg), transfer || []);
+  });
+}
+class ProxyDisk extends Disk {
+  constructor(ro, capacity) { super(ro, false, false, true); this.cap = capacity; }
+  async _getCapacity() { return this.cap; }
+  async _read(buffer, bufferOffset, length, fileOffset) {
+    const r = await io({ op: 'read', length, offset: fileOffset });
+    const src = new Uint8Array(r.data, 0, r.n);
+    buffer.set(src, bufferOffset);
+    return { bytesRead: r.n, buffer };
+  }
+  async _write(buffer, bufferOffset, length, fileOffset) {
+    const copy = new Uint8Array(length);
+    copy.set(buffer.subarray(bufferOffset, bufferOffset + length));
+    await io({ op: 'write', data: copy, offset: fileOffset }, [copy.buffer]);
+    return { bytesWritten: length, buffer };
+  }
+  async _flush() { await io({ op: 'flush' }); }
+  async discard(offset, length) { if (!this.readOnly) await io({ op: 'discard', offset, length }); }
+}
+let fs = null;
+let disk = null;
+const S_IFMT = 0o170000;
+function typeOf(mode) {
+  const t = mode & S_IFMT;
+  return t === 0o100000 ? 'file' : t === 0o040000 ? 'dir' : t === 0o120000 ? 'symlink' : 'other';
+}
+async function lstat(p) {
+  try {
+    const s = await fs.lstat(p);
+    const out = { path: p, type: typeOf(s.mode), mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size, mtimeMs: s.mtime.getTime(), ino: s.ino, nlink: s.nlink };
+    if (out.type === 'symlink') out.target = await fs.readlink(p);
+    return out;
+  } catch (e) {
+    if (e && e.code === 'ENOENT') return null;
+    throw e;
+  }
+}
+function toBuf(u) { return Buffer.from(u.buffer, u.byteOffset, u.byteLength); }
+function join(a, b) { return a === '/' ? '/' + b : a + '/' + b; }
+async function rmrf(p) {
+  const s = await lstat(p);
+  if (!s) return;
+  if (s.type === 'dir') {
+    for (const n of await fs.readdir(p)) await rmrf(join(p, n));
+    await fs.rmdir(p);
+  } else await fs.unlink(p);
+}
+function err(code, message) { const e = new Error(message); e.code = code; return e; }
+async function checkParents(p, noSymlinks) {
+  const parts = p.split('/').filter(Boolean);
+  let cur = '';
+  for (let i = 0; i < parts.length - 1; i++) {
+    cur += '/' + parts[i];
+    const s = await lstat(cur);
+    if (!s) { await fs.mkdir(cur, 0o755); continue; }
+    if (s.type === 'symlink' && noSymlinks) throw err('ESYMLINK', 'path ' + p + ' goes through the symbolic link ' + cur + ' (-> ' + s.target + '): refusing to write through a link');
+    if (s.type !== 'dir' && s.type !== 'symlink') throw err('ENOTDIR', 'path ' + p + ': ' + cur + ' is not a directory');
+  }
+}
+async function tree(root) {
+  const out = [];
+  async function walk(dir) {
+    const names = (await fs.readdir(dir)).sort();
+    for (const n of names) {
+      const p = join(dir, n);
+      const s = await lstat(p);
+      out.push(s);
+      if (s.type === 'dir') await walk(p);
+    }
+  }
+  await walk(root);
+  return out;
+}
+const fds = new Map();
+const ops = {
+  async mount(capacity, ro) {
+    disk = new ProxyDisk(ro, capacity);
+    fs = (await ext2fs.mount(disk, 0)).promises;
+    fs.__raw = fs;
+    return true;
+  },
+  async umount() {
+    if (fs) {
+      for (const fd of fds.keys()) { try { await fs.close(fd); } catch {} }
+      fds.clear();
+      const raw = fs; fs = null;
+      await ext2fs.umount(raw);
+    }
+    return true;
+  },
+  lstat,
+  async readdir(p) { return (await fs.readdir(p)).sort(); },
+  tree,
+  rmrf,
+  async emptyDir(p) { for (const n of await fs.readdir(p)) await rmrf(join(p, n)); return true; },
+  async mkdirp(p, mode) {
+    await checkParents(p + '/x', false);
+    const s = await lstat(p);
+    if (!s) await fs.mkdir(p, mode);
+    return true;
+  },
+  async put(e) {
+    await checkParents(e.path, e.noSymlinkParents !== false);
+    const old = await lstat(e.path);
+    if (old && !(old.type === 'dir' && e.type === 'dir')) await rmrf(e.path);
+    if (e.type === 'dir') {
+      if (!old || old.type !== 'dir') await fs.mkdir(e.path, e.mode);
+      await fs.chmod(e.path, e.mode);
+      await fs.chown(e.path, e.uid, e.gid);
+      return { fd: null, ino: (await lstat(e.path)).ino };
+    }
+    if (e.type === 'symlink') {
+      await fs.symlink(e.linkname, e.path);
+      await fs.lchown(e.path, e.uid, e.gid);
+      return { fd: null, ino: (await lstat(e.path)).ino };
+    }
+    if (e.type === 'link') {
+      const t = await lstat(e.linkname);
+      if (!t) throw err('ENOENT', 'hard link ' + e.path + ': its target ' + e.linkname + ' does not exist');
+      if (t.type === 'dir') throw err('EPERM', 'hard link ' + e.path + ': its target ' + e.linkname + ' is a directory');
+      await fs.link(e.linkname, e.path);
+      return { fd: null, ino: t.ino };
+    }
+    const fd = (await fs.open(e.path, 'w', e.mode)).fd;
+    if (e.data) {
+      if (e.data.length > 0) await fs.write(fd, toBuf(e.data), 0, e.data.length, 0);
+      await fs.fchmod(fd, e.mode);
+      await fs.fchown(fd, e.uid, e.gid);
+      await fs.close(fd);
+      return { fd: null, ino: (await lstat(e.path)).ino };
+    }
+    fds.set(fd, e);
+    return { fd, ino: (await lstat(e.path)).ino };
+  },
+  async open(p, flags) { const fd = (await fs.open(p, flags, 0o644)).fd; fds.set(fd, null); return fd; },
+  async write(fd, data, pos) { await fs.write(fd, toBuf(data), 0, data.length, pos); return data.length; },
+  async read(fd, length, pos) {
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await fs.read(fd, b, 0, length, pos);
+    const out = new Uint8Array(bytesRead); out.set(b.subarray(0, bytesRead));
+    return out;
+  },
+  async close(fd) {
+    const e = fds.get(fd);
+    fds.delete(fd);
+    if (e) { await fs.fchmod(fd, e.mode); await fs.fchown(fd, e.uid, e.gid); }
+    await fs.close(fd);
+    return true;
+  },
+  async hashFile(p) {
+    const h = crypto.createHash('sha256');
+    const fd = (await fs.open(p, 'r', 0)).fd;
+    try {
+      const b = Buffer.alloc(${CHUNK});
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await fs.read(fd, b, 0, b.length, pos);
+        if (bytesRead <= 0) break;
+        h.update(b.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+    } finally { await fs.close(fd); }
+    return h.digest('hex');
+  },
+  async unlink(p) { await fs.unlink(p); return true; },
+  async rmdir(p) { await fs.rmdir(p); return true; },
+  async trim() { await fs.trim(); return true; },
+};
+parentPort.on('message', async (m) => {
+  if (m.t === 'io-reply') {
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    if (m.error) p.reject(err(m.error.code, m.error.message)); else p.resolve(m);
+    return;
+  }
+  try {
+    if (!ops[m.op]) throw err('EINVAL', 'unknown operation ' + m.op);
+    if (m.op !== 'mount' && !fs) throw err('EINVAL', 'not mounted');
+    const value = await ops[m.op](...m.args);
+    parentPort.postMessage({ t: 'reply', id: m.id, value });
+  } catch (e) {
+    parentPort.postMessage({ t: 'reply', id: m.id, error: { code: (e && e.code) || 'EIO', message: String((e && e.message) || e) } });
+  }
+});
+`;
+
+const require_ = createRequire(import.meta.url);
+
+interface Reply { t: 'reply'; id: number; value?: unknown; error?: { code: string; message: string } }
+interface IoReq { t: 'io'; id: number; op: 'read' | 'write' | 'flush' | 'discard'; length?: number; offset?: number; data?: Uint8Array }
+
+/** One mounted ext4 filesystem inside a volume. */
+export class FsSession {
+  readonly volume: Volume;
+  readonly writable: boolean;
+  private readonly worker: Worker;
+  private readonly disk: VolumeDisk;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  private dead: Error | null = null;
+
+  private constructor(volume: Volume, readOnly: boolean) {
+    this.volume = volume;
+    this.writable = !readOnly;
+    this.disk = new VolumeDisk(volume, { readOnly });
+    this.worker = new Worker(WORKER, {
+      eval: true,
+      workerData: { ext2fs: require_.resolve('ext2fs'), fileDisk: require_.resolve('file-disk') },
+    });
+    this.worker.unref();
+    this.worker.on('message', (m: Reply | IoReq) => {
+      if (m.t === 'io') void this.serve(m);
+      else {
+        const p = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        if (!p) return;
+        if (m.error) p.reject(new FsError(m.error.code, m.error.message));
+        else p.resolve(m.value);
+      }
+    });
+    const fail = (e: Error): void => {
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new FsError('EIO', `the ext2fs worker exited (code ${code})`)));
+  }
+
+  /** Mount the ext4 filesystem of a volume (read-only when the volume is, or when asked). */
+  static async open(volume: Volume, opts: { readOnly?: boolean } = {}): Promise<FsSession> {
+    const ro = opts.readOnly === true || volume.readOnly;
+    const s = new FsSession(volume, ro);
+    try {
+      await s.call('mount', volume.sizeBytes, ro);
+    } catch (e) {
+      await s.worker.terminate();
+      const code = (e as FsError).code;
+      throw new ThinpoolError('EINVAL', `volume ${volume.label} holds no ext4 filesystem that can be mounted (${code ?? ''} ${(e as Error).message})`, { cause: e });
+    }
+    return s;
+  }
+
+  private async serve(m: IoReq): Promise<void> {
+    try {
+      switch (m.op) {
+        case 'read': {
+          const buf = Buffer.alloc(m.length!);
+          const r = await this.disk.read(buf, 0, m.length!, m.offset!);
+          const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length);
+          this.worker.postMessage({ t: 'io-reply', id: m.id, n: r.bytesRead, data: ab }, [ab]);
+          return;
+        }
+        case 'write':
+          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only`);
+          await this.disk.write(Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.length), 0, m.data!.length, m.offset!);
+          break;
+        case 'discard':
+          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only`);
+          await this.disk.discard(m.offset!, m.length!);
+          break;
+        case 'flush':
+          break;
+      }
+      this.worker.postMessage({ t: 'io-reply', id: m.id });
+    } catch (e) {
+      this.worker.postMessage({ t: 'io-reply', id: m.id, error: { code: (e as { code?: string }).code ?? 'EIO', message: (e as Error).message } });
+    }
+  }
+
+  private call<T>(op: string, ...args: unknown[]): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<T>((resolve, reject) => {
+      const id = ++this.seq;
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ t: 'call', id, op, args });
+    });
+  }
+
+  private mustWrite(what: string): void {
+    if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only (a committed layer or a view): cannot ${what}`);
+  }
+
+  lstat(path: string): Promise<FsStat | null> { return this.call('lstat', path); }
+  readdir(path: string): Promise<string[]> { return this.call('readdir', path); }
+  /** Every entry below root (not root itself), depth first, names sorted. */
+  tree(root = '/'): Promise<FsStat[]> { return this.call('tree', root); }
+  hashFile(path: string): Promise<string> { return this.call('hashFile', path); }
+
+  async readFile(path: string): Promise<Buffer> {
+    const fd = await this.call<number>('open', path, 'r');
+    const parts: Uint8Array[] = [];
+    try {
+      for (let pos = 0; ;) {
+        const b = await this.call<Uint8Array>('read', fd, CHUNK, pos);
+        if (b.length === 0) break;
+        parts.push(b);
+        pos += b.length;
+      }
+    } finally {
+      await this.call('close', fd);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Stream a file's content in chunks of at most 1 MiB. */
+  async *readChunks(path: string): AsyncGenerator<Uint8Array> {
+    const fd = await this.call<number>('open', path, 'r');
+    try {
+      for (let pos = 0; ;) {
+        const b = await this.call<Uint8Array>('read', fd, CHUNK, pos);
+        if (b.length === 0) break;
+        yield b;
+        pos += b.length;
+      }
+    } finally {
+      await this.call('close', fd);
+    }
+  }
+
+  /** Create or replace one entry (parents made as needed); a file without data gets a handle (fd) to fill. */
+  async put(e: PutEntry): Promise<{ fd: number | null; ino: number }> {
+    this.mustWrite(`write ${e.path}`);
+    return this.call('put', e);
+  }
+
+  async write(fd: number, data: Uint8Array, pos: number): Promise<void> {
+    this.mustWrite('write');
+    for (let off = 0; off < data.length; off += CHUNK) {
+      const part = data.subarray(off, Math.min(data.length, off + CHUNK));
+      await this.call('write', fd, part, pos + off);
+    }
+  }
+
+  closeFile(fd: number): Promise<void> { return this.call('close', fd); }
+
+  /** Write a whole file (replacing what is there). */
+  async writeFile(path: string, data: Uint8Array, opts: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {
+    const base = { path, type: 'file' as const, mode: opts.mode ?? 0o644, uid: opts.uid ?? 0, gid: opts.gid ?? 0, noSymlinkParents: false };
+    if (data.length <= CHUNK) {
+      await this.put({ ...base, data });
+      return;
+    }
+    const fd = (await this.put(base)).fd!;
+    try {
+      await this.write(fd, data, 0);
+    } finally {
+      await this.closeFile(fd);
+    }
+  }
+
+  async rmrf(path: string): Promise<void> {
+    this.mustWrite(`remove ${path}`);
+    await this.call('rmrf', path);
+  }
+
+  async emptyDir(path: string): Promise<void> {
+    this.mustWrite(`empty ${path}`);
+    await this.call('emptyDir', path);
+  }
+
+  async mkdirp(path: string, mode = 0o755): Promise<void> {
+    this.mustWrite(`make ${path}`);
+    await this.call('mkdirp', path, mode);
+  }
+
+  /** Give the blocks of deleted files back to the pool. */
+  async trim(): Promise<void> {
+    this.mustWrite('trim');
+    await this.call('trim');
+  }
+
+  /** Unmount (writes libext2fs's caches back) and end the worker. */
+  async close(): Promise<void> {
+    try {
+      if (!this.dead) await this.call('umount');
+    } finally {
+      await this.worker.terminate();
+    }
+  }
+}
+
+/** Mount, run fn, unmount. */
+export async function withFs<T>(volume: Volume, fn: (fs: FsSession) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+  const s = await FsSession.open(volume, opts);
+  let ok = false;
+  try {
+    const r = await fn(s);
+    ok = true;
+    return r;
+  } finally {
+    try {
+      await s.close();
+    } catch (e) {
+      if (ok) throw e;
+    }
+  }
+}

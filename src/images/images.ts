@@ -1,0 +1,421 @@
+/**
+ * Images and containers on thin snapshots: the devicemapper storage driver, in userspace.
+ *
+ * - An image is a stack of committed snapshots, one per layer, named by chain id (as containerd names them):
+ *   importing an image whose bottom layers are already in the pool reuses those snapshots.
+ * - A container is an active snapshot of its image's top layer (`container/NAME`): creating one is constant
+ *   time, whatever the image's size. Removing it frees exactly its exclusive blocks.
+ * - State: the image and container records live in the pool's catalog under the extension key `images`, the
+ *   snapshots under `snapshotter`; both are set together and written by one pool commit. An import runs as one
+ *   snapshotter transaction: on any error the layer volumes it made are deleted and no image is recorded.
+ */
+import { createHash } from 'node:crypto';
+import tar, { type Header } from 'tar-stream';
+import { ThinpoolError } from '../errors.js';
+import type { ThinPool } from '../thin/pool.js';
+import type { Volume } from '../thin/volume.js';
+import { FsSession, withFs, type FsStat } from './fs-worker.js';
+import { applyLayer } from './layer.js';
+import { setInodeTimes } from './inode-times.js';
+import { chainIds, fileDigest, readSource, type HistoryEntry, type ImageConfig } from './source.js';
+import { Snapshotter, type SnapshotterOptions } from './snapshotter.js';
+
+export const IMAGES_EXTENSION = 'images';
+
+export interface ImageRecord {
+  name: string;
+  /** Image id: the config digest. */
+  id: string;
+  diffIds: string[];
+  chainIds: string[];
+  created?: string;
+  history: HistoryEntry[];
+  config?: Record<string, unknown>;
+  importedAt: string;
+}
+
+export interface ContainerRecord {
+  name: string;
+  image: string;
+  imageId: string;
+  key: string;
+  created: string;
+}
+
+interface State {
+  version: 1;
+  images: Record<string, ImageRecord>;
+  containers: Record<string, ContainerRecord>;
+}
+
+export interface ImportResult {
+  image: ImageRecord;
+  /** Layers applied by this import, and layers found already in the pool. */
+  applied: number;
+  reused: number;
+  bytes: number;
+}
+
+export interface HistoryRow {
+  /** Chain id of the layer, or "<missing>" for a history entry that made no layer. */
+  layer: string;
+  created?: string;
+  createdBy?: string;
+  comment?: string;
+  /** Bytes this layer adds: blocks it maps that its parent does not map to the same data block. */
+  size: number;
+}
+
+export interface Change {
+  kind: 'A' | 'C' | 'D';
+  path: string;
+}
+
+function clone<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,254}$/;
+
+function checkName(name: string, what: string): void {
+  if (typeof name !== 'string' || !NAME_RE.test(name) || name.includes('..')) {
+    throw new ThinpoolError('EINVAL', `bad ${what} name ${JSON.stringify(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`);
+  }
+}
+
+export class ImageStore {
+  readonly pool: ThinPool;
+  readonly snapshotter: Snapshotter;
+  private state: State;
+
+  constructor(pool: ThinPool, opts: SnapshotterOptions = {}) {
+    this.pool = pool;
+    this.snapshotter = new Snapshotter(pool, opts);
+    const s = pool.getExtension<State>(IMAGES_EXTENSION);
+    this.state = s ? clone(s) : { version: 1, images: {}, containers: {} };
+  }
+
+  private save(): void {
+    this.pool.setExtension(IMAGES_EXTENSION, clone(this.state));
+  }
+
+  /** Run fn in one snapshotter transaction; the images state is put back too on failure. */
+  private async tx<T>(fn: () => Promise<T> | T): Promise<T> {
+    const saved = clone(this.state);
+    try {
+      return await this.snapshotter.transaction(async () => {
+        const r = await fn();
+        this.save();
+        return r;
+      });
+    } catch (e) {
+      this.state = saved;
+      this.save();
+      throw e;
+    }
+  }
+
+  // ---- images ----
+  images(): ImageRecord[] {
+    return Object.values(this.state.images).sort((a, b) => a.name.localeCompare(b.name)).map(clone);
+  }
+
+  image(name: string): ImageRecord {
+    const im = this.state.images[name];
+    if (!im) throw new ThinpoolError('ENOENT', `no image named ${JSON.stringify(name)}: list them with "thinpool image ls POOL"`);
+    return clone(im);
+  }
+
+  /** Import an image from an OCI layout, an OCI/docker-save archive, or layer tarballs (bottom first). */
+  async import(name: string, sources: string[], opts: { onLayer?: (i: number, total: number, reused: boolean) => void } = {}): Promise<ImportResult> {
+    checkName(name, 'image');
+    if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${JSON.stringify(name)} already exists`);
+    const src = await readSource(sources);
+    this.snapshotter.collectOrphans();
+    try {
+      return await this.tx(async () => {
+        const diffIds: string[] = [];
+        const chains: string[] = [];
+        let applied = 0;
+        let reused = 0;
+        let bytes = 0;
+        let parent: string | undefined;
+        for (const [i, layer] of src.layers.entries()) {
+          const known = layer.diffId;
+          const chain = known ? chainIds([...diffIds, known])[diffIds.length] : undefined;
+          if (chain && this.snapshotter.has(chain)) {
+            diffIds.push(known!);
+            chains.push(chain);
+            parent = chain;
+            reused++;
+            opts.onLayer?.(i, src.layers.length, true);
+            continue;
+          }
+          if (layer.blobDigest && (await fileDigest(layer.path)) !== layer.blobDigest) {
+            throw new ThinpoolError('EINVAL', `layer ${layer.label}: the blob does not match its digest ${layer.blobDigest} (corrupt or tampered)`);
+          }
+          const key = `import/${name}/${i}/${Date.now()}`;
+          this.snapshotter.prepare(key, parent);
+          const vol = this.snapshotter.volume(key);
+          const res = await withFs(vol, async (fs) => applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId }));
+          setInodeTimes(vol, res.times);
+          bytes += res.bytes;
+          diffIds.push(res.diffId);
+          const c = chainIds(diffIds)[diffIds.length - 1];
+          chains.push(c);
+          if (this.snapshotter.has(c)) this.snapshotter.remove(key); // same content under another name: keep the old
+          else this.snapshotter.commit(c, key, { 'containerd.io/snapshot/layer.diffid': res.diffId });
+          parent = c;
+          applied++;
+          opts.onLayer?.(i, src.layers.length, false);
+        }
+        const image: ImageRecord = {
+          name,
+          id: src.configDigest,
+          diffIds,
+          chainIds: chains,
+          ...(src.config.created ? { created: src.config.created } : {}),
+          history: src.config.history ?? [],
+          ...(src.config.config ? { config: src.config.config } : {}),
+          importedAt: new Date().toISOString(),
+        };
+        this.state.images[name] = image;
+        return { image: clone(image), applied, reused, bytes };
+      });
+    } finally {
+      src.cleanup();
+    }
+  }
+
+  /** Remove an image and the layers no other image or container uses. Returns the bytes freed. */
+  async removeImage(name: string): Promise<number> {
+    const im = this.image(name);
+    const users = Object.values(this.state.containers).filter((c) => c.image === name).map((c) => c.name);
+    if (users.length) throw new ThinpoolError('EBUSY', `image ${name} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`);
+    return this.tx(() => {
+      delete this.state.images[name];
+      const used = new Set(Object.values(this.state.images).flatMap((i) => i.chainIds));
+      let freed = 0;
+      for (const c of [...im.chainIds].reverse()) {
+        if (used.has(c) || !this.snapshotter.has(c)) continue;
+        if (this.snapshotter.walk((s) => s.parent === c).length) continue;
+        freed += this.snapshotter.remove(c);
+      }
+      return freed;
+    });
+  }
+
+  private topVolume(im: ImageRecord): Volume {
+    return this.snapshotter.volume(im.chainIds[im.chainIds.length - 1]);
+  }
+
+  /** Bytes each layer adds (bottom first): blocks it maps that its parent does not map to the same data block. */
+  layerSizes(im: ImageRecord): number[] {
+    const bs = this.pool.blockSize;
+    return im.chainIds.map((c, i) => {
+      const v = this.snapshotter.volume(c);
+      if (i === 0) return v.map().reduce((n, e) => n + e.lengthBytes, 0);
+      const p = this.snapshotter.volume(im.chainIds[i - 1]);
+      return this.pool.diff(p.id, v.id).filter((r) => r.kind === 'right_only' || r.kind === 'different').reduce((n, r) => n + r.length, 0) * bs;
+    });
+  }
+
+  /** docker history: newest first; entries that made no layer show as "<missing>" with size 0. */
+  history(name: string): HistoryRow[] {
+    const im = this.image(name);
+    const sizes = this.layerSizes(im);
+    const rows: HistoryRow[] = [];
+    let li = 0;
+    const hist = im.history.length ? im.history : im.chainIds.map(() => ({} as HistoryEntry));
+    for (const h of hist) {
+      if (h.empty_layer) {
+        rows.push({ layer: '<missing>', created: h.created, createdBy: h.created_by, comment: h.comment, size: 0 });
+        continue;
+      }
+      if (li >= im.chainIds.length) break;
+      rows.push({ layer: im.chainIds[li], created: h.created, createdBy: h.created_by, comment: h.comment, size: sizes[li] });
+      li++;
+    }
+    for (; li < im.chainIds.length; li++) rows.push({ layer: im.chainIds[li], size: sizes[li] });
+    return rows.reverse();
+  }
+
+  // ---- containers ----
+  containers(): ContainerRecord[] {
+    return Object.values(this.state.containers).sort((a, b) => a.name.localeCompare(b.name)).map(clone);
+  }
+
+  container(name: string): ContainerRecord {
+    const c = this.state.containers[name];
+    if (!c) throw new ThinpoolError('ENOENT', `no container named ${JSON.stringify(name)}: list them with "thinpool container ls POOL"`);
+    return clone(c);
+  }
+
+  /** A writable snapshot of the image's top layer: constant time. */
+  async createContainer(image: string, name: string): Promise<ContainerRecord> {
+    checkName(name, 'container');
+    if (this.state.containers[name]) throw new ThinpoolError('EEXIST', `a container named ${JSON.stringify(name)} already exists`);
+    const im = this.image(image);
+    return this.tx(() => {
+      const key = `container/${name}`;
+      this.snapshotter.prepare(key, im.chainIds[im.chainIds.length - 1], { 'thinpool.images/container': name });
+      const rec: ContainerRecord = { name, image, imageId: im.id, key, created: new Date().toISOString() };
+      this.state.containers[name] = rec;
+      return clone(rec);
+    });
+  }
+
+  containerVolume(name: string): Volume {
+    return this.snapshotter.volume(this.container(name).key);
+  }
+
+  /** Usage of a container: its exclusive bytes. */
+  containerUsage(name: string): number {
+    return this.snapshotter.usage(this.container(name).key).size;
+  }
+
+  /** Remove a container; returns the bytes freed (its exclusive blocks). */
+  async removeContainer(name: string): Promise<number> {
+    const c = this.container(name);
+    return this.tx(() => {
+      const freed = this.snapshotter.remove(c.key);
+      delete this.state.containers[name];
+      return freed;
+    });
+  }
+
+  /** Paths added (A), changed (C) and deleted (D) in a container against its image, as `docker diff` prints them. */
+  async diff(name: string): Promise<Change[]> {
+    const c = this.container(name);
+    const im = this.image(c.image);
+    const top = this.topVolume(im);
+    const vol = this.containerVolume(name);
+    if (this.pool.diff(top.id, vol.id).every((r) => r.kind === 'same')) return [];
+    return withFs(top, (a) => withFs(vol, (b) => treeChanges(a, b, Date.parse(c.created) - 2000), { readOnly: true }));
+  }
+
+  /**
+   * A container becomes the top layer of a new image: its volume is snapshotted (constant time) as a committed
+   * layer; the layer's diff id is the digest of the tar of its changes (as `docker commit` makes it).
+   */
+  async commitContainer(name: string, image: string, opts: { createdBy?: string; comment?: string } = {}): Promise<ImageRecord> {
+    checkName(image, 'image');
+    if (this.state.images[image]) throw new ThinpoolError('EEXIST', `an image named ${JSON.stringify(image)} already exists`);
+    const c = this.container(name);
+    const base = this.image(c.image);
+    const top = this.topVolume(base);
+    const vol = this.containerVolume(name);
+    const diffId = await withFs(top, (a) => withFs(vol, async (b) => {
+      const changes = await treeChanges(a, b, Date.parse(c.created) - 2000);
+      return changesDigest(b, changes);
+    }, { readOnly: true }));
+    const diffIds = [...base.diffIds, diffId];
+    const chain = chainIds(diffIds)[diffIds.length - 1];
+    const now = new Date().toISOString();
+    const history: HistoryEntry[] = [...base.history, { created: now, created_by: opts.createdBy ?? `thinpool container commit ${name}`, ...(opts.comment ? { comment: opts.comment } : {}) }];
+    const config: ImageConfig = { created: now, architecture: 'amd64', os: 'linux', ...(base.config ? { config: base.config } : {}), rootfs: { type: 'layers', diff_ids: diffIds }, history };
+    const id = `sha256:${createHash('sha256').update(JSON.stringify(config)).digest('hex')}`;
+    return this.tx(() => {
+      if (!this.snapshotter.has(chain)) this.snapshotter.commitCopy(chain, c.key, { 'containerd.io/snapshot/layer.diffid': diffId });
+      const rec: ImageRecord = { name: image, id, diffIds, chainIds: [...base.chainIds, chain], created: now, history, ...(base.config ? { config: base.config } : {}), importedAt: now };
+      this.state.images[image] = rec;
+      return clone(rec);
+    });
+  }
+
+  // ---- resolving volumes for fs commands ----
+  /** A container name, an image name (its top layer), a snapshot key, or a pool volume name. */
+  resolveVolume(ref: string): Volume {
+    if (this.state.containers[ref]) return this.containerVolume(ref);
+    if (this.state.images[ref]) return this.topVolume(this.state.images[ref]);
+    if (this.snapshotter.has(ref)) return this.snapshotter.volume(ref);
+    return this.pool.volume(ref);
+  }
+}
+
+/** A container's changes against its image: A, C, D rows; ancestors of changes are C (as docker reports them). */
+async function treeChanges(a: FsSession, b: FsSession, since: number): Promise<Change[]> {
+  const skip = (p: string): boolean => p === '/lost+found' || p.startsWith('/lost+found/');
+  const ta = new Map((await a.tree()).filter((s) => !skip(s.path)).map((s) => [s.path, s]));
+  const tb = new Map((await b.tree()).filter((s) => !skip(s.path)).map((s) => [s.path, s]));
+  const out = new Map<string, Change['kind']>();
+  const parentsChanged = (p: string): void => {
+    for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) {
+      const d = p.slice(0, i);
+      if (!out.has(d) && ta.has(d) && tb.has(d)) out.set(d, 'C');
+    }
+  };
+  for (const [p, sb] of tb) {
+    const sa = ta.get(p);
+    if (!sa || sa.type !== sb.type) {
+      out.set(p, sa ? 'C' : 'A');
+      parentsChanged(p);
+      continue;
+    }
+    if (await differs(a, b, sa, sb, since)) {
+      out.set(p, 'C');
+      parentsChanged(p);
+    }
+  }
+  for (const p of ta.keys()) {
+    if (tb.has(p)) continue;
+    const parent = p.slice(0, p.lastIndexOf('/'));
+    if (parent && ta.has(parent) && !tb.has(parent)) continue; // report the top of a deleted tree only
+    out.set(p, 'D');
+    parentsChanged(p);
+  }
+  return [...out].map(([path, kind]) => ({ kind, path })).sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+}
+
+async function differs(a: FsSession, b: FsSession, sa: FsStat, sb: FsStat, since: number): Promise<boolean> {
+  if (sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid || sa.target !== sb.target) return true;
+  if (sa.type === 'dir') return false; // a directory is changed when something in it is (reported through its children)
+  if (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs || sa.ino !== sb.ino) return true;
+  // Same metadata: the content can still differ when rewritten within the clock's second; compare it then.
+  if (sa.type === 'file' && sb.mtimeMs >= since) return (await a.hashFile(sa.path)) !== (await b.hashFile(sb.path));
+  return false;
+}
+
+/** sha256 of the layer tar made of the changes (files, links, dirs; whiteouts for deletions): the diff id. */
+async function changesDigest(b: FsSession, changes: Change[]): Promise<string> {
+  const pack = tar.pack();
+  const hash = createHash('sha256');
+  pack.on('data', (c: unknown) => hash.update(c as Buffer));
+  const done = new Promise<void>((resolve, reject) => {
+    pack.on('end', resolve);
+    pack.on('error', reject);
+  });
+  const entry = (h: Partial<Header> & { name: string }, body?: Buffer): Promise<void> => new Promise((resolve, reject) => {
+    pack.entry(h, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+  });
+  for (const ch of changes) {
+    const rel = ch.path.slice(1);
+    if (ch.kind === 'D') {
+      const i = rel.lastIndexOf('/');
+      await entry({ name: `${rel.slice(0, i + 1)}.wh.${rel.slice(i + 1)}`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
+      continue;
+    }
+    const st = await b.lstat(ch.path);
+    if (!st) continue;
+    const common = { name: rel, mode: st.mode, uid: st.uid, gid: st.gid, mtime: new Date(st.mtimeMs) };
+    if (st.type === 'dir') await entry({ ...common, type: 'directory' });
+    else if (st.type === 'symlink') await entry({ ...common, type: 'symlink', linkname: st.target ?? '' });
+    else if (st.type === 'file') {
+      let fin!: Promise<void>;
+      const s = (() => {
+        let res!: () => void;
+        let rej!: (e: Error) => void;
+        fin = new Promise<void>((a, b2) => { res = a; rej = b2; });
+        return pack.entry({ ...common, type: 'file', size: st.size }, (err) => (err ? rej(err) : res()));
+      })();
+      for await (const c of b.readChunks(ch.path)) {
+        if (!s.write(c)) await new Promise<void>((r) => s.once('drain', () => r()));
+      }
+      s.end(undefined as unknown as Buffer);
+      await fin;
+    }
+  }
+  pack.finalize();
+  await done;
+  return `sha256:${hash.digest('hex')}`;
+}

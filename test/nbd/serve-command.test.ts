@@ -1,0 +1,115 @@
+// `thinpool serve` as a function: startup errors, the default export, read-only, shutdown commits and closes.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { ThinPool } from '../../src/thin/pool.js';
+import { parseListen, serveCommand, type ServeCommandOptions } from '../../src/nbd/serve-command.js';
+import { verifyMetadataFile } from '../support/pool-check.js';
+import { assembleRead, RawClient } from './raw-client.js';
+import { MiB, tempDir } from './support.js';
+
+class Sink {
+  text = '';
+  write(s: string): boolean {
+    this.text += s;
+    return true;
+  }
+}
+
+let tmp: ReturnType<typeof tempDir>;
+let dir: string;
+
+beforeEach(() => {
+  tmp = tempDir();
+  dir = join(tmp.dir, 'pool');
+  const pool = ThinPool.formatSync(dir, { size: 64 * MiB });
+  pool.createThinSync('a', { size: 8 * MiB });
+  pool.createThinSync('b', { size: 4 * MiB });
+  pool.closeSync();
+});
+
+afterEach(() => tmp.cleanup());
+
+function start(extra: Partial<ServeCommandOptions>) {
+  const out = new Sink();
+  const err = new Sink();
+  const ac = new AbortController();
+  let uri = '';
+  let result!: Promise<number>;
+  const listening = new Promise<void>((resolve) => {
+    const done = serveCommand({
+      pool: dir, names: [], listen: '127.0.0.1:0', stdout: out, stderr: err, signal: ac.signal,
+      onListening: (u) => { uri = u; resolve(); }, ...extra,
+    });
+    void done.then(() => resolve());
+    result = done;
+  });
+  return { out, err, stop: () => ac.abort(), listening, get uri() { return uri; }, get result() { return result; } };
+}
+
+describe('serveCommand', () => {
+  test('parseListen', () => {
+    expect(parseListen('10809')).toEqual({ host: '127.0.0.1', port: 10809 });
+    expect(parseListen(':0')).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(parseListen('localhost:99')).toEqual({ host: 'localhost', port: 99 });
+    expect(parseListen('[::1]:5')).toEqual({ host: '::1', port: 5 });
+    expect(() => parseListen('a:b')).toThrow(/bad --listen/);
+  });
+
+  test('startup errors: unknown volume, bad --listen, --listen with --socket, no pool', async () => {
+    const a = start({ names: ['nosuch'] });
+    expect(await a.result).toBe(1);
+    expect(a.err.text).toContain('no volume named "nosuch"');
+    const b = start({ listen: 'x:y' });
+    expect(await b.result).toBe(2);
+    const c = start({ socket: join(tmp.dir, 's') , listen: ':1' });
+    expect(await c.result).toBe(2);
+    const d = start({ pool: join(tmp.dir, 'none') });
+    expect(await d.result).toBe(1);
+    expect(d.err.text).toContain('cannot open pool');
+    // The pool is not left locked by the failed starts.
+    ThinPool.openSync(dir).closeSync();
+  });
+
+  test('one named volume is the default export; shutdown commits, closes the pool, resolves 0', async () => {
+    const s = start({ names: ['a'] });
+    await s.listening;
+    expect(s.out.text).toMatch(/^serving 1 export on nbd:\/\/127\.0\.0\.1:\d+: a\n$/);
+    const port = Number(/:(\d+)$/.exec(s.uri)![1]);
+    const c = await RawClient.connect({ port });
+    const { size } = await c.negotiate('');
+    expect(size).toBe(8 * MiB);
+    const data = randomBytes(70000);
+    c.send(1, 0, 1n, 12345, data.length, data);
+    expect((await c.reply())!.error).toBe(0);
+    // Only the named volume is exported.
+    const d = await RawClient.connect({ port });
+    await expect(d.negotiate('b', { meta: false })).rejects.toThrow(/GO failed/);
+    d.close();
+    s.stop();
+    expect(await s.result).toBe(0);
+    expect(await c.waitClosed()).toBe(true);
+    verifyMetadataFile(join(dir, 'metadata'));
+    const pool = ThinPool.openSync(dir);
+    const back = Buffer.alloc(data.length);
+    pool.volume('a').readSync(back, 12345);
+    expect(back.equals(data)).toBe(true);
+    pool.closeSync();
+  });
+
+  test('unix socket, all volumes, --read-only', async () => {
+    const sock = join(tmp.dir, 'nbd.sock');
+    const s = start({ socket: sock, listen: undefined, readOnly: true });
+    await s.listening;
+    expect(s.out.text).toContain('serving 2 exports (read-only) on nbd+unix:///?socket=');
+    const c = await RawClient.connect({ path: sock });
+    const { flags } = await c.negotiate('b');
+    expect(flags & 2).toBe(2);
+    c.send(1, 0, 1n, 0, 4, Buffer.alloc(4, 1));
+    expect((await c.reply())!.error).toBe(1);
+    c.send(0, 0, 2n, 0, 4096);
+    expect(assembleRead((await c.reply())!, 0, 4096).equals(Buffer.alloc(4096))).toBe(true);
+    s.stop();
+    expect(await s.result).toBe(0);
+  });
+});
