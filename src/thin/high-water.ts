@@ -65,13 +65,12 @@ export class HighWater {
   private durable: number;
   private readonly step: number;
 
-  constructor(store: HighWaterStore | undefined, nrBlocks: number, step = 4096) {
+  constructor(store: HighWaterStore | undefined, step = 4096) {
     this.store = store;
     const v = store?.read() ?? null;
     this.pristineFrom = v === null ? Number.MAX_SAFE_INTEGER : v;
     this.durable = v === null ? Number.MAX_SAFE_INTEGER : v;
     this.step = step;
-    void nrBlocks;
   }
 
   /** Is dblock still a hole of the data file (reads zeros, needs no zeroing)? */

@@ -163,7 +163,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     this.#md = md;
     this.blockSize = md.dataBlockSectors * 512;
     this.catalog = catalog;
-    this.highWater = new HighWater(storage.highWater, md.nrDataBlocks);
+    this.highWater = new HighWater(storage.highWater);
     this.reconcile();
   }
 

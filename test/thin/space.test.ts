@@ -1,6 +1,6 @@
 // Issue 9: discard passdown, trim, growing the pool, thresholds and auto-extend.
 import { afterEach, expect, test } from 'vitest';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
@@ -86,7 +86,6 @@ const hasThin = needTool('thin_restore', 'thin-provisioning-tools');
 test.skipIf(!hasThin)('trim on a thin_restore pool with garbage in unmapped blocks releases them and keeps mapped data', async () => {
   const dir = join(tmp(), 'pool');
   const { xml, sb } = randomThinXml(seededRng(3), { devices: 3, mappingsPerDevice: 200, nrDataBlocks: 2000, maxVblock: 5000 });
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(dir);
   thinRestore(xml, join(dir, 'metadata'), 4 * MiB);
   const bs = sb.dataBlockSize * 512;
@@ -111,7 +110,6 @@ test.skipIf(!hasThin)('trim on a thin_restore pool with garbage in unmapped bloc
   for (const [id, b] of before) expect(Buffer.compare(readMapped(id), b)).toBe(0);
   await pool.close();
   verifyMetadataFile(join(dir, 'metadata'));
-  void writeFileSync;
 });
 
 test('extend data and metadata with volumes and snapshots: checks pass and data reads back', async () => {

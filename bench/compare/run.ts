@@ -1,0 +1,148 @@
+/**
+ * Block-level against file-level copy-on-write, side by side (issue 5).
+ *
+ *   node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
+ *
+ * Systems: thinpool (in process), kernel overlayfs (real mounts, when permitted), the userspace union driver
+ * (src/union), qcow2 chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
+ * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
+ * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
+ */
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { parseArgs } from 'node:util';
+import { cleanupAll, installCleanupHandlers, trackDir } from './lib/cleanup.js';
+import { canCountWrites } from './lib/disk.js';
+import { machine } from './lib/machine.js';
+import { tables, writeOutputs } from './lib/report.js';
+import { Recorder, SYSTEMS, type Ctx, type Mode, type Scenario, type ScenarioResult, type System } from './lib/result.js';
+import { now } from './lib/stats.js';
+import { overlayUnavailable } from './systems/overlay.js';
+import { qemuUnavailable } from './systems/qemu.js';
+import { create } from './scenarios/create.js';
+import { deepRead } from './scenarios/deep-read.js';
+import { many } from './scenarios/many.js';
+import { smallWrite } from './scenarios/small-write.js';
+import { teardown } from './scenarios/teardown.js';
+import { throughput } from './scenarios/throughput.js';
+
+export const SCENARIOS: Scenario[] = [smallWrite, deepRead, create, many, throughput, teardown];
+
+export interface RunOptions {
+  mode: Mode;
+  scenarios?: string[];
+  out?: string;
+  reps?: number;
+  work?: string;
+  log?: (s: string) => void;
+}
+
+export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unavailable: Partial<Record<System, string>> } {
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  installCleanupHandlers();
+  const work = mkdtempSync(`${opts.work ?? tmpdir()}/thinpool-compare-`);
+  trackDir(work);
+  const unavailable: Partial<Record<System, string>> = {};
+  const ovl = overlayUnavailable(work);
+  if (ovl) unavailable.overlayfs = ovl;
+  const q = qemuUnavailable();
+  if (q) unavailable.qcow2 = q;
+  for (const s of SYSTEMS) log(`${s.padEnd(10)} ${unavailable[s] ? `skipped: ${unavailable[s]}` : 'runs'}`);
+  if (!canCountWrites()) log('note: /proc/self/io is not readable: bytes written are not counted');
+  const ctx: Ctx = { work, mode: opts.mode, reps: opts.reps ?? (opts.mode === 'quick' ? 1 : 5), unavailable, log };
+  const chosen = opts.scenarios?.length ? SCENARIOS.filter((s) => opts.scenarios!.includes(s.name)) : SCENARIOS;
+  if (opts.scenarios?.length && chosen.length !== opts.scenarios.length) {
+    throw new Error(`unknown scenario in ${opts.scenarios.join(',')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  }
+  const results: ScenarioResult[] = [];
+  try {
+    for (const s of chosen) {
+      log(`[${s.name}] ${s.title}`);
+      const rec = new Recorder(s.name, ctx);
+      const t = now();
+      try {
+        s.run(ctx, rec);
+      } catch (e) {
+        // Keep the figures of the other scenarios; this one reports what it measured and the error.
+        log(`[${s.name}] FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+        rec.note(`The scenario stopped with an error: ${e instanceof Error ? e.message : String(e)}`);
+        cleanupAll();
+        mkdirSync(work, { recursive: true });
+        trackDir(work);
+      }
+      const ms = now() - t;
+      log(`[${s.name}] done in ${(ms / 1000).toFixed(1)} s`);
+      results.push({ name: s.name, title: s.title, ms, figures: rec.figures, charts: rec.charts, notes: rec.notes });
+    }
+  } finally {
+    cleanupAll();
+  }
+  return { results, unavailable };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      scenario: { type: 'string', multiple: true },
+      out: { type: 'string', default: 'docs' },
+      reps: { type: 'string' },
+      work: { type: 'string' },
+    },
+  });
+  const mode: Mode = values.quick ? 'quick' : values.full ? 'full' : 'default';
+  const started = new Date().toISOString();
+  const t = now();
+  const { results, unavailable } = runCompare({
+    mode,
+    scenarios: values.scenario?.flatMap((s) => s.split(',')),
+    reps: values.reps ? Number(values.reps) : undefined,
+    work: values.work,
+  });
+  process.stdout.write(`\n${tables(results)}\n`);
+  const files = writeOutputs(values.out!, {
+    command: `node dist/bench/compare/run.js ${process.argv.slice(2).join(' ')}`.trim(),
+    mode,
+    startedAt: started,
+    durationMs: now() - t,
+    machine: machine(values.work ?? tmpdir()),
+    unavailable: unavailable as Record<string, string>,
+    scenarios: results,
+  });
+  process.stderr.write(`wrote ${files.join(', ')}\n`);
+  process.stderr.write(`total ${((now() - t) / 1000).toFixed(1)} s\n`);
+  const problems = checkFigures(results, unavailable);
+  for (const p of problems) process.stderr.write(`check: ${p}\n`);
+  if (problems.length > 0) process.exitCode = 1;
+}
+
+/**
+ * What CI checks (with --quick): every scenario ran to the end and produced figures, and every figure of a
+ * system that can run here is a number (nothing about speed).
+ */
+export function checkFigures(results: ScenarioResult[], unavailable: Partial<Record<System, string>>): string[] {
+  const out: string[] = [];
+  for (const r of results) {
+    if (r.notes.some((n) => n.startsWith('The scenario stopped with an error'))) out.push(`${r.name}: stopped with an error`);
+    if (r.figures.length === 0) out.push(`${r.name}: no figures`);
+    for (const f of r.figures) {
+      if (f.median === null && f.skipped && unavailable[f.system] === undefined) continue; // skipped by design (scale, kernel limit)
+      if (f.median !== null && !Number.isFinite(f.median)) out.push(`${r.name}: ${f.system} ${f.case} ${f.metric} is not a number`);
+    }
+    for (const s of SYSTEMS) {
+      if (unavailable[s] === undefined && r.figures.some((f) => f.system === s) && !r.figures.some((f) => f.system === s && f.median !== null)) {
+        out.push(`${r.name}: ${s} runs here but produced no figure`);
+      }
+    }
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+    cleanupAll();
+    process.exit(1);
+  });
+}
