@@ -80,8 +80,10 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   return { results, unavailable };
 }
 
-async function main(): Promise<void> {
+/** The command line of the comparison (also `thinpool bench`): args without node and script. */
+export async function main(args: string[] = process.argv.slice(2)): Promise<void> {
   const { values } = parseArgs({
+    args,
     options: {
       quick: { type: 'boolean', default: false },
       full: { type: 'boolean', default: false },

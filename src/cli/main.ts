@@ -34,6 +34,7 @@ const modules = {
   image: () => import('./commands/image.js'),
   container: () => import('./commands/container.js'),
   fs: () => import('./commands/fs.js'),
+  bench: () => import('./commands/bench.js'),
 } as const;
 
 function version(): string {
@@ -236,6 +237,15 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .option('-r, --read-only', 'export every volume read-only'),
   'Example:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"');
 
+  def('bench', 'bench', 'bench', (c) => c
+    .description('compare thinpool with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file')
+    .option('--quick', 'every scenario at tiny sizes (under a minute)')
+    .option('--full', 'add the 1 GiB cases (needs tens of GB free and a long time)')
+    .option('--scenario <LIST>', 'only these scenarios: small-write,deep-read,create,many,throughput,teardown')
+    .option('--out <DIR>', 'where to write results JSON, tables and SVG plots', 'thinpool-bench')
+    .option('--work <DIR>', 'scratch directory (default: the system temporary directory)'),
+  'Tables go to standard output, progress to standard error. Method and reference figures: docs/benchmarks.md.\nkernel overlayfs needs root (mount); qcow2 needs qemu-utils; rows say why a system was skipped.');
+
   def('demo', 'demo', 'demo', (c) => c
     .description('a guided tour on a pool it creates: a volume with content, a snapshot, a write, ls, diff, status')
     .argument('[DIR]', 'directory for the demo (replaced if it holds an earlier demo)', 'thinpool-demo'),
@@ -255,6 +265,7 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     if (help) c.addHelpText('after', `\n${help}`);
     c.action(async (...all: unknown[]) => {
       const command = all[all.length - 1] as Command;
+      state.cmd = `${group} ${name}`; // error lines say "thinpool image import: ..."
       const m = (await modules[mod]()) as unknown as Record<string, Action>;
       const code = await m[fn](ctx, command.processedArgs.flat().map((a) => a as string), command.opts());
       state.result = typeof code === 'number' ? code : 0;

@@ -73,23 +73,88 @@ function io(msg, transfer) {
     parentPort.postMessage(Object.assign({ t: 'io', id }, msg), transfer || []);
   });
 }
+// Every libext2fs I/O is one 4 KiB block: this disk caches 256 KiB read windows and keeps written pages
+// (write-back) until 16 MiB are dirty, a flush, a discard or the unmount, then sends them as runs of up to 1 MiB.
+const PAGE = 4096, WIN = 256 * 1024, MAXWIN = 128, MAXDIRTY = 16 * 1024 * 1024, RUN = 1024 * 1024;
 class ProxyDisk extends Disk {
-  constructor(ro, capacity) { super(ro, false, false, true); this.cap = capacity; }
+  constructor(ro, capacity) { super(ro, false, false, true); this.cap = capacity; this.win = new Map(); this.dirty = new Map(); }
   async _getCapacity() { return this.cap; }
+  async fetchWin(w) {
+    let b = this.win.get(w);
+    if (b) { this.win.delete(w); this.win.set(w, b); return b; }
+    const off = w * WIN;
+    const len = Math.min(WIN, this.cap - off);
+    const r = await io({ op: 'read', length: len, offset: off });
+    b = new Uint8Array(r.data, 0, r.n);
+    for (let p = off / PAGE; p * PAGE < off + b.length; p++) {
+      const d = this.dirty.get(p);
+      if (d) b.set(d.subarray(0, Math.min(PAGE, off + b.length - p * PAGE)), p * PAGE - off);
+    }
+    this.win.set(w, b);
+    if (this.win.size > MAXWIN) this.win.delete(this.win.keys().next().value);
+    return b;
+  }
   async _read(buffer, bufferOffset, length, fileOffset) {
-    const r = await io({ op: 'read', length, offset: fileOffset });
-    const src = new Uint8Array(r.data, 0, r.n);
-    buffer.set(src, bufferOffset);
-    return { bytesRead: r.n, buffer };
+    const end = Math.min(fileOffset + length, this.cap);
+    let done = 0;
+    while (fileOffset + done < end) {
+      const pos = fileOffset + done;
+      const w = Math.floor(pos / WIN);
+      const b = await this.fetchWin(w);
+      const within = pos - w * WIN;
+      const n = Math.min(b.length - within, end - pos);
+      if (n <= 0) break;
+      buffer.set(b.subarray(within, within + n), bufferOffset + done);
+      done += n;
+    }
+    return { bytesRead: done, buffer };
   }
   async _write(buffer, bufferOffset, length, fileOffset) {
-    const copy = new Uint8Array(length);
-    copy.set(buffer.subarray(bufferOffset, bufferOffset + length));
-    await io({ op: 'write', data: copy, offset: fileOffset }, [copy.buffer]);
+    let done = 0;
+    while (done < length) {
+      const pos = fileOffset + done;
+      const p = Math.floor(pos / PAGE);
+      const within = pos - p * PAGE;
+      const n = Math.min(PAGE - within, length - done);
+      let page = this.dirty.get(p);
+      if (!page) {
+        page = new Uint8Array(PAGE);
+        if (n < PAGE) await this._read(page, 0, PAGE, p * PAGE);
+        this.dirty.set(p, page);
+      }
+      page.set(buffer.subarray(bufferOffset + done, bufferOffset + done + n), within);
+      const w = Math.floor(pos / WIN);
+      const cached = this.win.get(w);
+      if (cached) cached.set(buffer.subarray(bufferOffset + done, bufferOffset + done + n), pos - w * WIN);
+      done += n;
+    }
+    if (this.dirty.size * PAGE >= MAXDIRTY) await this.writeBack();
     return { bytesWritten: length, buffer };
   }
-  async _flush() { await io({ op: 'flush' }); }
-  async discard(offset, length) { if (!this.readOnly) await io({ op: 'discard', offset, length }); }
+  async writeBack() {
+    if (this.dirty.size === 0) return;
+    const pages = [...this.dirty.keys()].sort((a, b) => a - b);
+    let i = 0;
+    while (i < pages.length) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1] + 1 && (j - i) * PAGE < RUN) j++;
+      const run = new Uint8Array((j - i) * PAGE);
+      for (let k = i; k < j; k++) run.set(this.dirty.get(pages[k]), (k - i) * PAGE);
+      const off = pages[i] * PAGE;
+      const len = Math.min(run.length, this.cap - off);
+      const data = len === run.length ? run : run.slice(0, len);
+      await io({ op: 'write', data, offset: off }, [data.buffer]);
+      i = j;
+    }
+    this.dirty.clear();
+  }
+  async _flush() { await this.writeBack(); await io({ op: 'flush' }); }
+  async discard(offset, length) {
+    if (this.readOnly) return;
+    await this.writeBack();
+    await io({ op: 'discard', offset, length });
+    for (const w of [...this.win.keys()]) if (w * WIN < offset + length && (w + 1) * WIN > offset) this.win.delete(w);
+  }
 }
 let fs = null;
 let disk = null;
@@ -159,6 +224,7 @@ const ops = {
       fds.clear();
       const raw = fs; fs = null;
       await ext2fs.umount(raw);
+      await disk.writeBack();
     }
     return true;
   },
@@ -259,6 +325,19 @@ parentPort.on('message', async (m) => {
 
 const require_ = createRequire(import.meta.url);
 
+/** Idle workers (unmounted, libext2fs compiled and ready), reused by the next session. */
+const idle: Worker[] = [];
+const MAX_IDLE = 2;
+
+function spawnWorker(): Worker {
+  const w = new Worker(WORKER, {
+    eval: true,
+    workerData: { ext2fs: require_.resolve('ext2fs'), fileDisk: require_.resolve('file-disk') },
+  });
+  w.unref();
+  return w;
+}
+
 interface Reply { t: 'reply'; id: number; value?: unknown; error?: { code: string; message: string } }
 interface IoReq { t: 'io'; id: number; op: 'read' | 'write' | 'flush' | 'discard'; length?: number; offset?: number; data?: Uint8Array }
 
@@ -272,16 +351,16 @@ export class FsSession {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private dead: Error | null = null;
 
+  private readonly onMessage: (m: Reply | IoReq) => void;
+  private readonly onFail: (e: Error) => void;
+  private readonly onExit: (code: number) => void;
+
   private constructor(volume: Volume, readOnly: boolean) {
     this.volume = volume;
     this.writable = !readOnly;
     this.disk = new VolumeDisk(volume, { readOnly });
-    this.worker = new Worker(WORKER, {
-      eval: true,
-      workerData: { ext2fs: require_.resolve('ext2fs'), fileDisk: require_.resolve('file-disk') },
-    });
-    this.worker.unref();
-    this.worker.on('message', (m: Reply | IoReq) => {
+    this.worker = idle.pop() ?? spawnWorker();
+    this.onMessage = (m) => {
       if (m.t === 'io') void this.serve(m);
       else {
         const p = this.pending.get(m.id);
@@ -290,14 +369,28 @@ export class FsSession {
         if (m.error) p.reject(new FsError(m.error.code, m.error.message));
         else p.resolve(m.value);
       }
-    });
-    const fail = (e: Error): void => {
+    };
+    this.onFail = (e) => {
       this.dead = e;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
     };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new FsError('EIO', `the ext2fs worker exited (code ${code})`)));
+    this.onExit = (code) => this.onFail(new FsError('EIO', `the ext2fs worker exited (code ${code})`));
+    this.worker.on('message', this.onMessage);
+    this.worker.on('error', this.onFail);
+    this.worker.on('exit', this.onExit);
+  }
+
+  /** Unmounted cleanly: keep the worker (and its compiled libext2fs) for the next session. */
+  private release(reuse: boolean): Promise<unknown> {
+    this.worker.off('message', this.onMessage);
+    this.worker.off('error', this.onFail);
+    this.worker.off('exit', this.onExit);
+    if (reuse && !this.dead && idle.length < MAX_IDLE) {
+      idle.push(this.worker);
+      return Promise.resolve();
+    }
+    return this.worker.terminate();
   }
 
   /** Mount the ext4 filesystem of a volume (read-only when the volume is, or when asked). */
@@ -307,7 +400,7 @@ export class FsSession {
     try {
       await s.call('mount', volume.sizeBytes, ro);
     } catch (e) {
-      await s.worker.terminate();
+      await s.release(false);
       const code = (e as FsError).code;
       throw new ThinpoolError('EINVAL', `volume ${volume.label} holds no ext4 filesystem that can be mounted (${code ?? ''} ${(e as Error).message})`, { cause: e });
     }
@@ -318,9 +411,8 @@ export class FsSession {
     try {
       switch (m.op) {
         case 'read': {
-          const buf = Buffer.alloc(m.length!);
-          const r = await this.disk.read(buf, 0, m.length!, m.offset!);
-          const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length);
+          const ab = new ArrayBuffer(m.length!);
+          const r = await this.disk.read(Buffer.from(ab), 0, m.length!, m.offset!);
           this.worker.postMessage({ t: 'io-reply', id: m.id, n: r.bytesRead, data: ab }, [ab]);
           return;
         }
@@ -445,10 +537,12 @@ export class FsSession {
 
   /** Unmount (writes libext2fs's caches back) and end the worker. */
   async close(): Promise<void> {
+    let ok = false;
     try {
       if (!this.dead) await this.call('umount');
+      ok = true;
     } finally {
-      await this.worker.terminate();
+      await this.release(ok);
     }
   }
 }

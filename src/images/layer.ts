@@ -68,6 +68,10 @@ function wrapTarError(e: unknown, label: string): unknown {
   if (e instanceof ThinpoolError) return e;
   const msg = (e as Error)?.message ?? String(e);
   if ((e as { code?: string })?.code === 'ESYMLINK' || (e as { code?: string })?.code === 'ENOTDIR') return new ThinpoolError('EINVAL', `layer ${label}: ${msg}`, { cause: e });
+  const libErr = /UNKNOWN \((\d{10})\)/.exec(msg);
+  if ((e as { code?: string })?.code === 'ENOSPC' || (libErr && Number(libErr[1]) >= 2133571328)) {
+    return new ThinpoolError('EINVAL', `layer ${label}: the image's filesystem refused a write (${libErr ? `libext2fs error ${libErr[1]}` : 'ENOSPC'}): it is probably full; import with a larger --fs-size`, { cause: e });
+  }
   if (/Unexpected end|unexpected end|Invalid tar|incorrect header|invalid|Z_/.test(msg) || (e as { code?: string })?.code?.startsWith?.('Z_')) {
     return new ThinpoolError('EINVAL', `layer ${label} is not a valid tar archive (truncated or corrupt): ${msg}`, { cause: e });
   }

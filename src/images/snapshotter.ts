@@ -73,6 +73,8 @@ export class Snapshotter {
   private state: State;
   private txDepth = 0;
   private created: string[] = [];
+  /** Volumes of snapshots that existed before the transaction and were committed (made read-only) in it. */
+  private sealed: string[] = [];
 
   constructor(pool: ThinPool, opts: SnapshotterOptions = {}) {
     this.pool = pool;
@@ -81,9 +83,12 @@ export class Snapshotter {
     this.state = s ? clone(s) : { version: 1, next: 1, bases: {}, snapshots: {} };
   }
 
+  /** Record the state in the catalog and commit; inside a transaction, only at its end (a commit the pool makes
+   * on its own mid-transaction, for space, then carries the state from before the transaction). */
   private save(): void {
+    if (this.txDepth > 0) return;
     this.pool.setExtension(EXTENSION, clone(this.state));
-    if (this.txDepth === 0) this.pool.commitSync();
+    this.pool.commitSync();
   }
 
   /**
@@ -96,6 +101,7 @@ export class Snapshotter {
     const savedExt = this.pool.getExtension<unknown>(EXTENSION);
     this.txDepth++;
     this.created = [];
+    this.sealed = [];
     try {
       const r = await fn();
       this.txDepth--;
@@ -108,11 +114,17 @@ export class Snapshotter {
           if (this.pool.has(name)) this.pool.deleteSync(name);
         } catch { /* best effort */ }
       }
+      for (const name of this.sealed) {
+        try {
+          if (this.pool.has(name)) this.pool.updateSync(name, { readOnly: false });
+        } catch { /* best effort */ }
+      }
       this.state = saved;
       this.pool.setExtension(EXTENSION, savedExt === undefined ? undefined : clone(savedExt));
       throw e;
     } finally {
       this.created = [];
+      this.sealed = [];
     }
   }
 
@@ -189,6 +201,7 @@ export class Snapshotter {
     if (s.kind !== 'active') throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
     if (name !== key) this.checkKey(name);
     if (Object.values(this.state.snapshots).some((o) => o.parent === key)) throw new ThinpoolError('EBUSY', `snapshot ${JSON.stringify(key)} has children`);
+    if (this.txDepth > 0 && !this.created.includes(s.volume)) this.sealed.push(s.volume);
     this.pool.updateSync(s.volume, { readOnly: true, labels: { ...(this.pool.recordOf(this.pool.volume(s.volume).id)?.labels ?? {}), 'thinpool.images/key': name.slice(0, 200) } });
     delete this.state.snapshots[key];
     const info: SnapshotInfo = { ...s, key: name, kind: 'committed', labels: { ...s.labels, ...(labels ?? {}) }, updated: new Date().toISOString() };

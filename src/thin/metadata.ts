@@ -124,6 +124,9 @@ export class ThinMetadata {
   static format(dev: BlockDevice, opts: FormatOptions): ThinMetadata {
     const nrMeta = Math.min(Math.floor(dev.sizeBytes / 4096), MAX_METADATA_BLOCKS);
     if (nrMeta < 16) throw new ThinpoolError('EINVAL', `metadata device too small (${dev.sizeBytes} bytes; at least 64 KiB)`);
+    // Invalidate any earlier pool first: a crash during format must not bring an old superblock back.
+    dev.write(new Uint8Array(4096), 0);
+    dev.flush();
     const md = new ThinMetadata(dev, nrMeta, opts);
     md.msm.initEmpty();
     md.msm.inc(0);
@@ -454,11 +457,11 @@ export class ThinMetadata {
     this.dsm.extend(nrBlocks);
   }
 
-  /** Take the held metadata snapshot (spec 7.7): commits first. */
+  /** Take the held metadata snapshot (spec 7.7): commits first; the caller commits after. */
   reserveMetadataSnap(): number {
     this.writable();
     if (this.sb.heldRoot !== 0) throw new ThinpoolError('EBUSY', `a metadata snapshot is already held (block ${this.sb.heldRoot})`);
-    this.commit();
+    this.commit(); // the snapshot copies the committed superblock (a pool commits its catalog first: ThinPool)
     const s = this.tm.newBlock(BlockKind.Superblock);
     const copy: Superblock = {
       ...this.committedSb,
@@ -471,8 +474,6 @@ export class ThinMetadata {
     this.tm.inc(copy.deviceDetailsRoot);
     this.sb.heldRoot = s.block;
     this.sbDirty = true;
-    for (const d of this.devices.values()) d.l0Shadowed = false;
-    this.commit();
     return s.block;
   }
 

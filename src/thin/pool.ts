@@ -340,7 +340,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     if (!freeing) this.ensureMetadataHeadroom();
     if (freeing) this.metadata.msm.useReserve++;
     try {
-      return fn();
+      const result = fn();
+      this.checkSpace();
+      return result;
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) {
         // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
@@ -519,6 +521,17 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     this.extendSync(opts);
   }
 
+  /**
+   * Metadata use against what operations may really use: the device less the reserve kept for commits and the
+   * headroom every operation needs (so thresholds are reached before ENOSPC_METADATA, not after).
+   */
+  private metadataUse(): { used: number; usable: number } {
+    const md = this.metadata;
+    const usable = Math.max(1, md.metadataNrBlocks - md.msm.reserve - OP_METADATA_MARGIN);
+    const used = Math.min(usable, md.metadataNrBlocks - md.metadataFreeBlocks - md.msm.reserve);
+    return { used, usable };
+  }
+
   /** Report threshold crossings (events only: nothing here commits). */
   private checkSpace(): void {
     const md = this.metadata;
@@ -527,10 +540,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     const dataTotal = md.nrDataBlocks;
     const t = this.thresholds.update('data', set.thresholds.data, dataUsed, dataTotal);
     if (t !== null) this.emit('threshold', { resource: 'data', threshold: t, usedBlocks: dataUsed, totalBlocks: dataTotal });
-    const metaTotal = md.metadataNrBlocks;
-    const metaUsed = metaTotal - md.metadataFreeBlocks - md.msm.reserve;
-    const tm = this.thresholds.update('metadata', set.thresholds.metadata, metaUsed, metaTotal);
-    if (tm !== null) this.emit('threshold', { resource: 'metadata', threshold: tm, usedBlocks: metaUsed, totalBlocks: metaTotal });
+    const meta = this.metadataUse();
+    const tm = this.thresholds.update('metadata', set.thresholds.metadata, meta.used, meta.usable);
+    if (tm !== null) this.emit('threshold', { resource: 'metadata', threshold: tm, usedBlocks: meta.used, totalBlocks: meta.usable });
   }
 
   /** Grow the data device by the policy's percentage (at least one block), up to its maximum. Returns success. */
@@ -679,12 +691,15 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     this.change(() => {
       const bs = this.blockSize;
       const old = this.sizeOf(id);
+      // Shrinking only unmaps (no allocation, so nothing can commit half-way); bytes past the end of a partial
+      // last block are invisible until the volume grows again, and growing zeroes them first.
       if (size < old) {
         const firstGone = Math.ceil(size / bs);
         const doomed: number[] = [];
-        this.metadata.forEachMapping(id, (v) => { if (v >= firstGone) doomed.push(v); });
+        this.metadata.forEachMappingIn(id, firstGone, Number.MAX_SAFE_INTEGER, (v) => { doomed.push(v); });
         for (const v of doomed) this.metadata.removeMapping(id, v);
-        if (size % bs !== 0) this.zeroRange(id, size, firstGone * bs - size);
+      } else if (size > old && old % bs !== 0) {
+        this.zeroRange(id, old, Math.min(size, Math.ceil(old / bs) * bs) - old);
       }
       const rec = this.recordOf(id);
       if (rec) rec.sizeBytes = size;
@@ -757,7 +772,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       volumes: md.deviceIds().length,
       lowWater: {
         data: thresholdLevel(this.spaceSettings.thresholds.data, md.dsm.nrAllocated, md.nrDataBlocks),
-        metadata: thresholdLevel(this.spaceSettings.thresholds.metadata, md.metadataNrBlocks - md.metadataFreeBlocks - md.msm.reserve, md.metadataNrBlocks),
+        metadata: thresholdLevel(this.spaceSettings.thresholds.metadata, this.metadataUse().used, this.metadataUse().usable),
       },
       discardPassdown: this.spaceSettings.discardPassdown,
     };
@@ -773,9 +788,12 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     this.commitSync();
   }
 
+  /** Take the held metadata snapshot (dm-thin's reserve_metadata_snap): commits before and after. */
   async reserveMetadataSnap(): Promise<number> {
-    this.storage.data.flush();
-    return this.change(() => this.metadata.reserveMetadataSnap());
+    this.commitSync();
+    const held = this.change(() => this.metadata.reserveMetadataSnap());
+    this.commitSync();
+    return held;
   }
 
   async releaseMetadataSnap(): Promise<void> {
@@ -888,7 +906,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     const set = this.spaceSettings;
     const md0 = this.metadata;
     if (set.autoExtend.enabled && 100 * (md0.dsm.nrAllocated + 1) >= set.autoExtend.atPercent * md0.nrDataBlocks) this.autoExtend(set);
-    const d = this.change(() => {
+    return this.change(() => {
       try {
         return this.metadata.allocDataBlock();
       } catch (e) {
@@ -902,8 +920,6 @@ export class ThinPool extends EventEmitter<PoolEvents> {
         throw new ThinpoolError('ENOSPC_DATA', `pool is full: all ${total} data blocks (${total * this.blockSize} bytes) are in use; delete volumes or extend the pool`);
       }
     });
-    this.checkSpace();
-    return d;
   }
 
   private copyBuf: Uint8Array | null = null;

@@ -1,10 +1,12 @@
 // Crash points: seeded random workloads (create, snapshot, write, discard, delete, resize, rename, labels,
+// catalog-only commits, held metadata snapshots, setTransactionId, data and metadata growth, auto-extend,
 // commits) on a tiny pool over CrashDevices, cut at every I/O call (device reads, writes, flushes, and the
 // catalog's stage / publish), crashed with a seeded rng (random subset of unflushed writes kept, last one torn
-// per 512-byte sector), reopened and checked against the model.
+// per 512-byte sector), reopened and checked against the model. Strict: no tolerance for any known bug.
 //
 // Env: THINPOOL_SOAK=1 for the soak setting (>= 100,000 cut points); THINPOOL_CRASH_SEED=<n> to change the base
-// seed; THINPOOL_CRASH_ONLY=<workloadSeed>:<cut> to replay one case (see the failure message).
+// seed; THINPOOL_CRASH_ONLY=<workloadSeed>:<cut> to replay one case (see the failure message);
+// THINPOOL_CRASH_SECONDS=<s> stops after s seconds (for measuring rates; the count check is then skipped).
 import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
@@ -12,12 +14,12 @@ import { CrashClock, CrashDevice, SECTOR_BYTES } from '../../src/io/crash-device
 import { checkMetadata } from '../../src/thin/check.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore, type CatalogData } from '../../src/thin/catalog.js';
-import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
+import { ThinPool, type PoolStorage, type PoolStatus } from '../../src/thin/pool.js';
 import { mulberry32 } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import {
-  applyToPool, BS, describeOp, diffExpectation, expectationAt, generate, makeTemplate, modelBefore, readPool,
-  TickingCatalog, trace, type Template, type Trace, type WOp,
+  applyToPool, BS, COMMITTING_OPS, describeOp, diffAcked, generate, makeTemplate, modelBefore, pendingWritesOf,
+  readPool, TickingCatalog, trace, type Model, type PendingWrite, type Template, type Trace, type WOp,
 } from './harness.js';
 
 const SOAK = process.env.THINPOOL_SOAK === '1';
@@ -30,9 +32,14 @@ const EXTERNAL_EVERY = Number(process.env.THINPOOL_CRASH_EXTERNAL_EVERY ?? (SOAK
 const REUSE_EVERY = 7;
 /** The engine itself re-run and cut (armAt) on every Nth cut, checked against the replayed images. */
 const ENGINE_EVERY = Number(process.env.THINPOOL_CRASH_ENGINE_EVERY ?? 8);
+/** Time cap in seconds (measuring throughput): stop after the workload in progress when reached. */
+const SECONDS = process.env.THINPOOL_CRASH_SECONDS === undefined ? undefined : Number(process.env.THINPOOL_CRASH_SECONDS);
+/** Every Nth workload runs on the auto-extend template (8 data blocks growing by half at 60 % use). */
+const AUTO_EXTEND_EVERY = 4;
 
 const DATA_BLOCKS = 32;
 const META_BYTES = 1024 * 1024;
+const AE_BLOCKS = 8;
 
 interface IoEvent {
   op: number;
@@ -77,7 +84,7 @@ interface Run {
   error: unknown;
 }
 
-function run(tpl: Template, t: Trace, armAt: number | undefined, log?: IoEvent[], quiet: Array<[number, IoEvent]> = []): Run {
+async function run(tpl: Template, t: Trace, armAt: number | undefined, log?: IoEvent[], quiet: Array<[number, IoEvent]> = [], status?: PoolLevel[]): Promise<Run> {
   const clock = new CrashClock();
   const meta = new CrashDevice(clock, tpl.meta.snapshot());
   const data = new CrashDevice(clock, tpl.data.snapshot());
@@ -90,14 +97,34 @@ function run(tpl: Template, t: Trace, armAt: number | undefined, log?: IoEvent[]
   let error: unknown;
   try {
     const pool = ThinPool.openStorage(storage);
-    for (cur = 0; cur < t.ops.length; cur++) applyToPool(pool, modelBefore(t, cur), t.ops[cur]!);
+    status?.push(poolLevel(pool.status()));
+    for (cur = 0; cur < t.ops.length; cur++) {
+      const p = applyToPool(pool, modelBefore(t, cur), t.ops[cur]!);
+      if (p) await p;
+      status?.push(poolLevel(pool.status()));
+    }
   } catch (e) {
     error = e;
   }
   return { clock, meta, data, catalog, stoppedAt: cur, error };
 }
 
-/** Phase of every I/O call of the dry run (index = clock op number). */
+/** The pool-level state a crash must preserve (as of the last acknowledged commit). */
+interface PoolLevel {
+  transactionId: number;
+  held: boolean;
+  dataBlocks: number;
+  metadataBlocks: number;
+}
+const poolLevel = (st: PoolStatus): PoolLevel => ({
+  transactionId: st.transactionId, held: st.heldMetadataRoot !== null, dataBlocks: st.dataBlocks.total, metadataBlocks: st.metadataBlocks.total,
+});
+
+/**
+ * Phase of every I/O call of the dry run (index = clock op number). I/O of an op that commits inside (an explicit
+ * commit, a pool-level op, or an implicit commit such as an auto-extend inside a write) is classified like a
+ * commit's: `commit:<phase>` for commit ops, `<op>/commit:<phase>` for the others.
+ */
 function phases(t: Trace, log: IoEvent[]): string[] {
   const out: string[] = [];
   const sbWriteAt = new Map<number, number>();
@@ -106,8 +133,7 @@ function phases(t: Trace, log: IoEvent[]): string[] {
     if (e.op < 0) { out.push(`open:${e.dev}-${e.kind}`); return; }
     const o = t.ops[e.op]!;
     const sb = sbWriteAt.get(e.op);
-    if (o.op !== 'commit') {
-      if (sb !== undefined) throw new Error(`workload commits implicitly inside ${describeOp(o)}: shrink it`);
+    if (!COMMITTING_OPS.has(o.op) && sb === undefined) {
       out.push(`${o.op}:${e.dev}-${e.kind}`);
       return;
     }
@@ -117,7 +143,7 @@ function phases(t: Trace, log: IoEvent[]): string[] {
     else if (e.kind === 'read') p = 'metadata-read';
     else if (e.kind === 'write') p = e.offset === 0 ? 'superblock-write' : 'metadata-write';
     else p = sb !== undefined && k > sb ? 'superblock-flush' : 'metadata-flush';
-    out.push(`commit:${p}`);
+    out.push(o.op === 'commit' ? `commit:${p}` : `${o.op}/commit:${p}`);
   });
   return out;
 }
@@ -128,54 +154,100 @@ interface Workload {
   phase: string[];
   log: IoEvent[];
   quiet: Array<[number, IoEvent]>;
-  lastCommitBefore: number[];
-  /** Like lastCommitBefore, counting only commits that flushed the data device (see KNOWN BUG 1). */
-  lastFlushingCommitBefore: number[];
+  /** The acknowledged point in effect when op i starts: `ops` ops fully in it, and its pool-level state. */
+  ackBefore: Ack[];
+  /** Pool-level state after each op (dry run); poolAfter[-1] is the opened template's. */
+  poolAfter: PoolLevel[];
+  poolInit: PoolLevel;
+  /** Ops that committed inside (a superblock write in the dry run). */
+  commitsInside: Set<number>;
+  autoExtend: boolean;
 }
 
-function workload(seed: number, tpl: Template): Workload {
+interface Ack {
+  ops: number;
+  pool: PoolLevel;
+}
+
+async function workload(seed: number, tpls: Templates): Promise<Workload> {
+  const autoExtend = seed % AUTO_EXTEND_EVERY === 3;
+  const tpl = autoExtend ? tpls.autoExtend : tpls.plain;
   const rng = mulberry32(seed);
-  const ops: WOp[] = generate(rng, { steps: 10 + Math.floor(rng() * 10), maxVolumes: 4, maxBlocks: 3, commitRate: 0.12 });
+  const dataBytes = (autoExtend ? AE_BLOCKS : DATA_BLOCKS) * BS;
+  const ops: WOp[] = generate(rng, {
+    steps: 10 + Math.floor(rng() * 10), maxVolumes: 4, maxBlocks: 3, commitRate: 0.12,
+    // No explicit growth on the auto-extend template (the pool grows by itself; a smaller size would be refused).
+    extended: { dataBytes, metaBytes: META_BYTES, maxDataBytes: autoExtend ? dataBytes : dataBytes + 8 * BS, maxMetaBytes: META_BYTES + 256 * 1024 },
+  });
   ops.push({ op: 'commit' });
   const t = trace(ops);
   const log: IoEvent[] = [];
   const quiet: Array<[number, IoEvent]> = [];
-  const dry = run(tpl, t, undefined, log, quiet);
+  const status: PoolLevel[] = [];
+  const dry = await run(tpl, t, undefined, log, quiet, status);
   if (dry.error !== undefined) throw new Error(`dry run of workload ${seed} failed: ${String(dry.error)}`, { cause: dry.error });
   expect(dry.clock.ops).toBe(log.length);
   const phase = phases(t, log);
-  const flushed = new Set(log.filter((e, k) => phase[k] === 'commit:data-flush').map((e) => e.op));
-  const lastCommitBefore: number[] = [];
-  const lastFlushingCommitBefore: number[] = [];
-  let last = -1;
-  let lastFlushing = -1;
+  const commitsInside = new Set(log.filter((e) => e.dev === 'meta' && e.kind === 'write' && e.offset === 0 && e.op >= 0).map((e) => e.op));
+  const poolInit = status[0]!;
+  const poolAfter = status.slice(1);
+  const ackBefore: Ack[] = [];
+  let ack: Ack = { ops: 0, pool: poolInit };
   for (let i = 0; i < ops.length; i++) {
-    lastCommitBefore.push(last);
-    lastFlushingCommitBefore.push(lastFlushing);
-    if (ops[i]!.op === 'commit') {
-      last = i;
-      if (flushed.has(i)) lastFlushing = i;
-    }
+    ackBefore.push(ack);
+    if (COMMITTING_OPS.has(ops[i]!.op)) ack = { ops: i + 1, pool: poolAfter[i]! };
+    else if (commitsInside.has(i)) ack = { ops: i, pool: poolAfter[i]! };
   }
-  return { seed, t, phase, log, quiet, lastCommitBefore, lastFlushingCommitBefore };
+  return { seed, t, phase, log, quiet, ackBefore, poolAfter, poolInit, commitsInside, autoExtend };
+}
+
+interface Templates {
+  plain: Template;
+  autoExtend: Template;
 }
 
 interface CutResult {
   phase: string;
   code: string;
   landed: 'old' | 'new';
-  /** The cut passed only by tolerating KNOWN BUG 1 (acknowledged in-place writes lost). */
-  knownBug1: boolean;
 }
 
-/**
- * KNOWN BUG 1 (engine, src/thin/pool.ts commitSync): a commit after only in-place writes (to provisioned,
- * unshared blocks) returns early without flushing the data device, because neither the metadata nor the catalog
- * is dirty; the commit is acknowledged but a crash loses those writes. Minimal repro: regressions.test.ts. Until
- * it is fixed, a cut that fails the strict check is accepted if it passes when such non-flushing commits are not
- * counted as acknowledging in-place writes, and the number of such cuts is printed.
- */
-const TOLERATE_KNOWN_BUG_1 = process.env.THINPOOL_STRICT !== '1';
+/** A state the pool may show after a cut: volumes (acked + per-sector pending writes) and pool-level state. */
+interface Alternative {
+  acked: Model;
+  pending: PendingWrite[];
+  pool: (p: PoolLevel) => boolean;
+  what: 'old' | 'new';
+}
+
+const samePool = (a: PoolLevel) => (b: PoolLevel) => JSON.stringify(a) === JSON.stringify(b);
+
+/** What the pool may show after a cut inside op i (-1: the open). */
+function alternatives(w: Workload, i: number): Alternative[] {
+  const t = w.t;
+  const ack = i < 0 ? { ops: 0, pool: w.poolInit } : w.ackBefore[i]!;
+  const pending: PendingWrite[] = [];
+  for (let j = ack.ops; j <= i && j < t.ops.length; j++) pending.push(...pendingWritesOf(modelBefore(t, j), t.ops[j]!));
+  const out: Alternative[] = [{ acked: modelBefore(t, ack.ops), pending, pool: samePool(ack.pool), what: 'old' }];
+  if (i < 0) return out;
+  const o = t.ops[i]!;
+  const after = w.poolAfter[i]!;
+  if (COMMITTING_OPS.has(o.op)) {
+    // reserveMetadataSnap and metadata growth commit twice: the first commit has the old pool-level state.
+    const twice = o.op === 'reserve-snap' || o.op === 'grow-meta';
+    out.push({ acked: t.after[i]!, pending: [], pool: twice ? (p) => samePool(after)(p) || samePool(ack.pool)(p) : samePool(after), what: 'new' });
+  } else if (w.commitsInside.has(i)) {
+    // An implicit commit inside a write (auto-extend, or the allocator committing to reuse freed blocks): the
+    // state before the op with any part of its writes, the data device grown by one or more steps.
+    const before = modelBefore(t, i);
+    out.push({
+      acked: before, pending: pendingWritesOf(before, o), what: 'new',
+      pool: (p) => p.transactionId === after.transactionId && p.held === after.held && p.metadataBlocks === after.metadataBlocks &&
+        p.dataBlocks >= ack.pool.dataBlocks && p.dataBlocks <= after.dataBlocks,
+    });
+  }
+  return out;
+}
 
 /** Cut workload w at I/O call k, crash, reopen, check. Throws with a reproducible description on failure. */
 /**
@@ -272,7 +344,7 @@ function sameBytes(a: BlockDevice, b: BlockDevice): boolean {
  * re-runs with clock.armAt(k)): it must surface a ThinpoolError and leave the same images as the replay.
  * Throws with a reproducible description on failure.
  */
-function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { external: boolean; reuse: boolean; engine: boolean }): CutResult {
+async function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { external: boolean; reuse: boolean; engine: boolean }): Promise<CutResult> {
   const phase = w.phase[k]!;
   const stoppedAt = w.log[k]!.op;
   const where = `workload seed ${w.seed}, cut at I/O call ${k} (${phase}) inside op #${stoppedAt}` +
@@ -283,7 +355,7 @@ function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { exter
   const storage: PoolStorage = { metadata: r.meta, data: r.data, catalog: r.catalog };
   let code = 'EIO';
   if (opts.engine) {
-    const real = run(tpl, w.t, k);
+    const real = await run(tpl, w.t, k);
     if (!isThinpoolError(real.error)) throw new Error(`${where}: the cut surfaced as ${String(real.error)}, not a ThinpoolError`);
     if (real.stoppedAt !== stoppedAt) throw new Error(`${where}: the engine stopped in op ${real.stoppedAt}, the dry run says ${stoppedAt}`);
     code = real.error.code;
@@ -308,19 +380,27 @@ function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { exter
   }
   const report = checkMetadata(pool.metadata);
   if (!report.ok) throw new Error(`${where}: our checker after the crash: ${JSON.stringify(report.errors.slice(0, 5))}`);
-  const i = stoppedAt;
-  const inCommit = i >= 0 && w.t.ops[i]!.op === 'commit';
-  const lastCommit = i < 0 ? -1 : w.lastCommitBefore[i]!;
-  const exp = expectationAt(w.t, i, lastCommit, inCommit);
-  const seen = readPool(pool);
-  const diff = diffExpectation(seen, exp);
-  let knownBug1 = false;
-  if (diff !== null && TOLERATE_KNOWN_BUG_1) {
-    const lastFlushing = i < 0 ? -1 : w.lastFlushingCommitBefore[i]!;
-    if (lastFlushing !== lastCommit && diffExpectation(seen, expectationAt(w.t, i, lastFlushing, inCommit)) === null) knownBug1 = true;
+  let seen;
+  try {
+    seen = readPool(pool);
+  } catch (e) {
+    throw new Error(`${where}: reading the pool after the crash failed: ${String(e)}`, { cause: e });
   }
-  if (diff !== null && !knownBug1) throw new Error(`${where}: after the crash the pool shows neither an allowed state: ${diff}`);
-  const landed = inCommit && exp.exact.length > 0 && diffExpectation(seen, { ...exp, pending: [], acked: exp.exact[0]! }) === null ? 'new' : 'old';
+  const seenPool = poolLevel(pool.status());
+  const diffs: string[] = [];
+  let landed: 'old' | 'new' | undefined;
+  for (const alt of alternatives(w, stoppedAt)) {
+    const d = alt.pool(seenPool) ? diffAcked(seen, alt.acked, alt.pending) : `pool-level state ${JSON.stringify(seenPool)}`;
+    if (d === null) {
+      landed = alt.what;
+      break;
+    }
+    diffs.push(`${alt.what}: ${d}`);
+  }
+  if (landed === undefined) {
+    throw new Error(`${where}: after the crash the pool shows none of the allowed states (${diffs.join('; ')});` +
+      ` pool-level after each op: ${JSON.stringify(w.poolAfter)}`);
+  }
   if (opts.external) {
     try {
       verifyMetadataDevice(storage.metadata);
@@ -336,17 +416,23 @@ function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { exter
     const again = checkMetadata(pool.metadata);
     if (!again.ok) throw new Error(`${where}: checker after a post-crash commit: ${JSON.stringify(again.errors.slice(0, 5))}`);
   }
-  return { phase, code, landed, knownBug1 };
+  return { phase, code, landed };
 }
 
-test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, () => {
+test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async () => {
   const started = performance.now();
-  const tpl = makeTemplate(DATA_BLOCKS, META_BYTES);
+  const tpls: Templates = {
+    plain: makeTemplate(DATA_BLOCKS, META_BYTES),
+    autoExtend: makeTemplate(AE_BLOCKS, META_BYTES, (p) => {
+      p.configureSpace({ autoExtend: { enabled: true, atPercent: 60, percent: 50, maxBytes: 512 * BS } });
+    }),
+  };
+  const tplOf = (w: Workload) => (w.autoExtend ? tpls.autoExtend : tpls.plain);
   if (ONLY) {
     const [s, k] = ONLY.split(':').map(Number);
-    const w = workload(s!, tpl);
+    const w = await workload(s!, tpls);
     console.log(`replaying workload ${s} cut ${k} (${w.phase[k!]})`);
-    cut(tpl, w, new Replayer(tpl, w.log, w.quiet), k!, { external: true, reuse: true, engine: true });
+    await cut(tplOf(w), w, new Replayer(tplOf(w), w.log, w.quiet), k!, { external: true, reuse: true, engine: true });
     return;
   }
   let cuts = 0;
@@ -354,25 +440,33 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, () => {
   let external = 0;
   let landedNew = 0;
   let landedOld = 0;
-  let bug1 = 0;
   let engineCuts = 0;
+  let aeWorkloads = 0;
+  let aeGrowths = 0;
   const byPhase = new Map<string, number>();
   const byCode = new Map<string, number>();
+  const byOp = new Map<string, number>();
   for (let n = 0; cuts < TARGET_CUTS; n++) {
-    const w = workload(BASE_SEED + n, tpl);
+    if (SECONDS !== undefined && performance.now() - started > SECONDS * 1000) break;
+    const w = await workload(BASE_SEED + n, tpls);
     workloads++;
+    for (const o of w.t.ops) byOp.set(o.op, (byOp.get(o.op) ?? 0) + 1);
+    if (w.autoExtend) {
+      aeWorkloads++;
+      aeGrowths += [...w.commitsInside].filter((i) => !COMMITTING_OPS.has(w.t.ops[i]!.op)).length;
+    }
+    const tpl = tplOf(w);
     const rep = new Replayer(tpl, w.log, w.quiet);
     for (let k = 0; k < w.phase.length; k++) {
       const ext = cuts % EXTERNAL_EVERY === 0;
       const engine = cuts % ENGINE_EVERY === 0;
-      const res = cut(tpl, w, rep, k, { external: ext, reuse: cuts % REUSE_EVERY === 0, engine });
+      const res = await cut(tpl, w, rep, k, { external: ext, reuse: cuts % REUSE_EVERY === 0, engine });
       cuts++;
       if (engine) engineCuts++;
-      if (res.knownBug1) bug1++;
       if (ext) external++;
       byPhase.set(res.phase, (byPhase.get(res.phase) ?? 0) + 1);
       byCode.set(res.code, (byCode.get(res.code) ?? 0) + 1);
-      if (res.phase.startsWith('commit:')) {
+      if (res.phase.includes('commit:')) {
         if (res.landed === 'new') landedNew++;
         else landedOld++;
       }
@@ -380,18 +474,26 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, () => {
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   const commitPhases = [...byPhase].filter(([p]) => p.startsWith('commit:')).sort();
-  const otherPhases = [...byPhase].filter(([p]) => !p.startsWith('commit:')).sort((a, b) => b[1] - a[1]);
+  const innerCommits = new Map<string, number>();
+  for (const [p, c] of byPhase) if (p.includes('/commit:')) innerCommits.set(p.split('/')[0]!, (innerCommits.get(p.split('/')[0]!) ?? 0) + c);
+  const otherPhases = [...byPhase].filter(([p]) => !p.includes('commit:')).sort((a, b) => b[1] - a[1]);
+  const rate = (cuts / Number(secs)).toFixed(0);
   console.log(
-    `crash points: ${cuts} cut points over ${workloads} workloads, 0 failures, ${secs}s` +
+    `crash points: ${cuts} cut points over ${workloads} workloads, 0 failures, ${secs}s (${rate} cut points/s)` +
     ` (engine re-run and cut with armAt on ${engineCuts}, the others replayed from the dry run's I/O log;` +
     ` external tools on ${external}; cuts inside a commit landed on the new state ${landedNew}, old ${landedOld})` +
     `\n  commit phases: ${commitPhases.map(([p, c]) => `${p.slice(7)} ${c}`).join(', ')}` +
+    `\n  commits inside other ops: ${[...innerCommits].sort().map(([p, c]) => `${p} ${c}`).join(', ')}` +
     `\n  other phases: ${otherPhases.map(([p, c]) => `${p} ${c}`).join(', ')}` +
-    `\n  cuts that passed only by tolerating KNOWN BUG 1 (commit without data flush): ${bug1}` +
+    `\n  ops in the workloads: ${[...byOp].sort((a, b) => b[1] - a[1]).map(([p, c]) => `${p} ${c}`).join(', ')}` +
+    `\n  auto-extend: ${aeWorkloads} workloads on an ${AE_BLOCKS}-block pool growing by 50 % at 60 % use, ${aeGrowths} ops that grew the pool inside a write` +
     `\n  errors surfaced by the cut op: ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ')}`,
   );
   for (const p of ['data-flush', 'metadata-write', 'metadata-flush', 'catalog-stage', 'superblock-write', 'superblock-flush', 'catalog-publish']) {
     expect(byPhase.get(`commit:${p}`) ?? 0, `cuts in commit phase ${p}`).toBeGreaterThan(0);
   }
-  expect(cuts).toBeGreaterThanOrEqual(TARGET_CUTS);
+  for (const p of ['reserve-snap', 'release-snap', 'txid', 'grow', 'grow-meta', 'write']) {
+    expect(innerCommits.get(p) ?? 0, `cuts inside the commit of ${p}`).toBeGreaterThan(0);
+  }
+  if (SECONDS === undefined) expect(cuts).toBeGreaterThanOrEqual(TARGET_CUTS);
 }, SOAK ? 3_600_000 : 240_000);

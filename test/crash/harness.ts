@@ -34,8 +34,17 @@ export interface VolState {
 /** Model of the pool: stable uid -> volume. */
 export class Model {
   vols = new Map<number, VolState>();
+  /** Pool-level state the generator tracks (the crash suite compares the dry run's status instead). */
+  held = false;
+  txid = 0;
+  dataBytes = 0;
+  metaBytes = 0;
   clone(): Model {
     const m = new Model();
+    m.held = this.held;
+    m.txid = this.txid;
+    m.dataBytes = this.dataBytes;
+    m.metaBytes = this.metaBytes;
     for (const [k, v] of this.vols) m.vols.set(k, { name: v.name, bytes: v.bytes.slice(), labels: { ...v.labels } });
     return m;
   }
@@ -54,7 +63,18 @@ export type WOp =
   | { op: 'resize'; uid: number; size: number }
   | { op: 'rename'; uid: number; name: string }
   | { op: 'label'; uid: number; key: string; value: string }
-  | { op: 'commit' };
+  | { op: 'commit' }
+  // Pool-level operations (crash-point workloads with `extended`): each commits inside the call.
+  | { op: 'reserve-snap' }
+  | { op: 'release-snap' }
+  | { op: 'txid'; from: number; to: number }
+  /** Grow the data device to `size` bytes (extendSync({ size })). */
+  | { op: 'grow'; size: number }
+  /** Grow the metadata device to `size` bytes (extendSync({ metadataSize })). */
+  | { op: 'grow-meta'; size: number };
+
+/** Ops that commit inside the call (the pool acknowledges everything before them once they return). */
+export const COMMITTING_OPS: ReadonlySet<WOp['op']> = new Set(['commit', 'reserve-snap', 'release-snap', 'txid', 'grow', 'grow-meta']);
 
 export function describeOp(o: WOp): string {
   return JSON.stringify(o);
@@ -66,6 +86,11 @@ export interface GenOptions {
   /** Largest virtual size in blocks. */
   maxBlocks: number;
   commitRate: number;
+  /**
+   * Also generate held metadata snapshots, setTransactionId, data and metadata growth, and catalog-only
+   * commits (commit; rename or labels; commit). Needs the template's device sizes.
+   */
+  extended?: { dataBytes: number; metaBytes: number; maxDataBytes: number; maxMetaBytes: number };
 }
 
 /** A seeded workload: valid operations for the model as it evolves; names are local to the workload. */
@@ -74,10 +99,36 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
   const ops: WOp[] = [];
   let uids = 0;
   let names = 0;
+  const ext = opts.extended;
+  if (ext) {
+    m.dataBytes = ext.dataBytes;
+    m.metaBytes = ext.metaBytes;
+  }
+  const push = (o: WOp) => {
+    applyToModel(m, o);
+    ops.push(o);
+  };
   const sizeOf = (blocks: number) => Math.max(SECTOR, Math.floor(rng() * blocks * (BS / SECTOR)) * SECTOR);
   for (let i = 0; i < opts.steps; i++) {
     const live = [...m.vols.keys()];
     const pick = () => live[Math.floor(rng() * live.length)]!;
+    if (ext && live.length > 0 && rng() < 0.14) {
+      const s = rng();
+      if (s < 0.3 && m.held) push({ op: 'release-snap' });
+      else if (s < 0.3) push({ op: 'reserve-snap' }); // commits the catalog with the metadata (FIXED BUG 5)
+      else if (s < 0.45) push({ op: 'txid', from: m.txid, to: m.txid + 1 + Math.floor(rng() * 3) });
+      else if (s < 0.6 && m.dataBytes + BS <= ext.maxDataBytes) push({ op: 'grow', size: m.dataBytes + BS * (1 + Math.floor(rng() * 2)) });
+      else if (s < 0.7 && m.metaBytes + 16 * 4096 <= ext.maxMetaBytes) push({ op: 'grow-meta', size: m.metaBytes + 4096 * (16 + Math.floor(rng() * 16)) });
+      else {
+        // A catalog-only commit: nothing but names or labels changed since the last commit.
+        push({ op: 'commit' });
+        const uid = pick();
+        if (rng() < 0.5) push({ op: 'rename', uid, name: `v${names++}` });
+        else push({ op: 'label', uid, key: `k${Math.floor(rng() * 3)}`, value: `x${Math.floor(rng() * 100)}` });
+        push({ op: 'commit' });
+      }
+      continue;
+    }
     const r = rng();
     let o: WOp;
     if (live.length === 0 || (r < 0.1 && live.length < opts.maxVolumes)) {
@@ -87,7 +138,10 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
     } else if (r < 0.24 && live.length > 1) {
       o = { op: 'delete', uid: pick() };
     } else if (r < 0.29) {
-      o = { op: 'resize', uid: pick(), size: sizeOf(opts.maxBlocks) };
+      const uid = pick();
+      const size = sizeOf(opts.maxBlocks);
+      const old = m.vols.get(uid)!.bytes.length;
+      o = { op: 'resize', uid, size };
     } else if (r < 0.31) {
       o = { op: 'rename', uid: pick(), name: `v${names++}` };
     } else if (r < 0.33) {
@@ -107,8 +161,7 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
       const length = Math.max(1, Math.min(size - offset, 1 + Math.floor(rng() * (big ? BS + 4096 : 3000))));
       o = { op: 'write', uid, offset, length, seed: Math.floor(rng() * 1e9) };
     }
-    applyToModel(m, o);
-    ops.push(o);
+    push(o);
   }
   return ops;
 }
@@ -130,11 +183,19 @@ export function applyToModel(m: Model, o: WOp): void {
     case 'rename': m.vols.get(o.uid)!.name = o.name; break;
     case 'label': m.vols.get(o.uid)!.labels[o.key] = o.value; break;
     case 'commit': break;
+    case 'reserve-snap': m.held = true; break;
+    case 'release-snap': m.held = false; break;
+    case 'txid': m.txid = o.to; break;
+    case 'grow': m.dataBytes = o.size; break;
+    case 'grow-meta': m.metaBytes = o.size; break;
   }
 }
 
-/** Apply o to the pool; `m` is the model before o (used to resolve uids to names). */
-export function applyToPool(p: ThinPool, m: Model, o: WOp): void {
+/**
+ * Apply o to the pool; `m` is the model before o (used to resolve uids to names). The pool-level ops are async
+ * in the API (their bodies run synchronously): their promise is returned, and a failure is its rejection.
+ */
+export function applyToPool(p: ThinPool, m: Model, o: WOp): void | Promise<void> {
   const nameOf = (uid: number) => m.vols.get(uid)!.name;
   switch (o.op) {
     case 'create': p.createThinSync(o.name, { size: o.size }); break;
@@ -146,6 +207,11 @@ export function applyToPool(p: ThinPool, m: Model, o: WOp): void {
     case 'rename': p.updateSync(nameOf(o.uid), { name: o.name }); break;
     case 'label': p.updateSync(nameOf(o.uid), { labels: { ...m.vols.get(o.uid)!.labels, [o.key]: o.value } }); break;
     case 'commit': p.commitSync(); break;
+    case 'reserve-snap': return p.reserveMetadataSnap().then(() => undefined);
+    case 'release-snap': return p.releaseMetadataSnap();
+    case 'txid': return p.setTransactionId(o.from, o.to);
+    case 'grow': p.extendSync({ size: o.size }); break;
+    case 'grow-meta': p.extendSync({ metadataSize: o.size }); break;
   }
 }
 
@@ -338,6 +404,7 @@ export interface Template {
 
 /** A freshly formatted pool's durable images (formatting is not part of the cut range). */
 export function makeTemplate(dataBlocks: number, metaBytes: number, setup?: (p: ThinPool) => void): Template {
+  // setup runs before the first commit's close, so its changes (e.g. configureSpace) are committed by close.
   const meta = new MemoryDevice(metaBytes);
   const data = new MemoryDevice(dataBlocks * BS);
   const catalog = new MemoryCatalogStore();

@@ -2,7 +2,8 @@
 // Each case checks: a clear typed error (ENOSPC_DATA / ENOSPC_METADATA) with the pool still writable and
 // needs_check clear, nothing committed lost (also after close and reopen), the writes that did succeed are
 // there, the metadata passes our checker (and the external tools once per case), and deleting volumes makes
-// room again. (Low-water-mark reporting is not built yet and is not tested here.)
+// room again. Low-water mark: thresholds (configureSpace) reported by 'threshold' events and status().lowWater
+// when data or metadata use crosses them, and auto-extend growing a pool that would be full.
 import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
@@ -193,20 +194,18 @@ test('metadata full: ENOSPC_METADATA for creates, snapshots and writes; pool con
 });
 
 /**
- * KNOWN BUG 2 (engine, src/thin/pool.ts change() / ensureMetadataHeadroom): once fewer than
- * OP_METADATA_MARGIN (64) metadata blocks are free, every metadata change is refused with ENOSPC_METADATA —
- * deleteSync included — so "delete volumes" (which the error message itself advises, and the pool contract
- * promises) cannot make room: the pool is stuck until the metadata device is grown. Repro: fill a 160-block
- * metadata device with 1-block volumes until createThinSync throws ENOSPC_METADATA, commit, then
- * deleteSync('v<last>') throws ENOSPC_METADATA ("out of metadata space (63 free blocks of 160)").
- * Deletes (which free blocks) need their own smaller reserve, as dm-thin keeps for its metadata operations.
+ * FIXED BUG 2 (engine, src/thin/pool.ts change() / ensureMetadataHeadroom). Was: once fewer than
+ * OP_METADATA_MARGIN (64) metadata blocks were free, every metadata change was refused with ENOSPC_METADATA —
+ * deleteSync included — so deleting volumes (which the error message advises) could not make room. Fixed:
+ * operations that free space (delete, discard, shrink) skip the headroom check and may dip into the metadata
+ * space map's reserve (change(fn, freeing = true)).
  */
 test('FIXED BUG 2: deleting volumes when metadata is full makes room again', () => {
   const { pool, names, want, err } = fullMetadataPool();
   expect(err).toBe('ENOSPC_METADATA');
   pool.commitSync();
   for (const n of names.splice(names.length - Math.ceil(names.length / 3))) {
-    pool.deleteSync(n); // throws ENOSPC_METADATA today
+    pool.deleteSync(n); // threw ENOSPC_METADATA before the fix
     want.delete(n);
   }
   pool.commitSync();
@@ -221,6 +220,173 @@ test('FIXED BUG 2: deleting volumes when metadata is full makes room again', () 
   for (const [n, b] of want) expectBytes(pool, n, b, 'after making room');
 });
 
+// ---- low-water mark: thresholds, events, status().lowWater, auto-extend ----
+let lowWaterCases = 0;
+
+type Ev = { resource: string; threshold: number; usedBlocks: number; totalBlocks: number };
+
+test('low-water mark, data: each threshold reported once when crossed, in status, again after falling below', () => {
+  const { pool, meta, reopen } = newPool(20);
+  pool.configureSpace({ thresholds: { data: [25, 50, 75], metadata: [99] } });
+  pool.commitSync();
+  const ev: Ev[] = [];
+  pool.on('threshold', (e) => ev.push(e));
+  const a = pool.createThinSync('a', { size: 20 * BS });
+  const want = new Uint8Array(20 * BS);
+  const levels: number[] = [];
+  for (let blk = 0; blk < 20; blk++) {
+    const d = fill(100, 400 + blk);
+    a.writeSync(d, blk * BS + 50);
+    want.set(d, blk * BS + 50);
+    levels.push(pool.status().lowWater.data);
+  }
+  expect(ev, 'one event per threshold, when the allocation crossing it happened').toEqual([
+    { resource: 'data', threshold: 25, usedBlocks: 5, totalBlocks: 20 },
+    { resource: 'data', threshold: 50, usedBlocks: 10, totalBlocks: 20 },
+    { resource: 'data', threshold: 75, usedBlocks: 15, totalBlocks: 20 },
+  ]);
+  // status().lowWater.data after each block written (block n+1 in use).
+  expect(levels).toEqual([0, 0, 0, 0, 25, 25, 25, 25, 25, 50, 50, 50, 50, 50, 75, 75, 75, 75, 75, 75]);
+  expect(code(() => a.writeSync(fill(10, 1), 0)), 'in place when full').toBe('ok');
+  want.set(fill(10, 1), 0);
+  cases++;
+  lowWaterCases++;
+  // The thresholds are committed with the catalog: they survive a reopen.
+  pool.closeSync();
+  const p2 = reopen();
+  expect(p2.spaceSettings.thresholds.data).toEqual([25, 50, 75]);
+  expect(p2.status().lowWater.data, 'level after reopen (20 of 20 blocks in use)').toBe(75);
+  expectBytes(p2, 'a', want, 'after reopen');
+  // Falling below resets: deleting makes room, and a later rise is reported again.
+  const ev2: Ev[] = [];
+  p2.on('threshold', (e) => ev2.push(e));
+  p2.deleteSync('a');
+  p2.commitSync();
+  expect(p2.status().lowWater.data, 'level after deleting everything').toBe(0);
+  const b = p2.createThinSync('b', { size: 20 * BS });
+  for (let blk = 0; blk < 11; blk++) b.writeSync(fill(10, blk), blk * BS);
+  expect(ev2.map((e) => e.threshold), 'thresholds reported again after falling below').toEqual([25, 50]);
+  expectHealthy(p2, 'after the low-water rounds');
+  p2.closeSync();
+  verifyMetadataDevice(meta);
+  lowWaterCases++;
+});
+
+test('low-water mark, metadata: thresholds reported while writes fill the metadata device', () => {
+  const { pool, meta, reopen } = newPool(512, 160 * 4096);
+  pool.configureSpace({ thresholds: { data: [99], metadata: [20, 40] } });
+  const ev: Ev[] = [];
+  pool.on('threshold', (e) => ev.push(e));
+  const want = new Map<string, Uint8Array>();
+  let err = 'ok';
+  // One volume with a block written each: metadata grows through creates and the mappings of the writes.
+  for (let i = 0; i < 400 && err === 'ok'; i++) {
+    err = code(() => pool.createThinSync(`v${i}`, { size: BS }));
+    if (err === 'ok') {
+      const d = fill(64, i);
+      err = code(() => pool.volume(`v${i}`).writeSync(d, 0));
+      const b = new Uint8Array(BS);
+      if (err === 'ok') b.set(d, 0);
+      want.set(`v${i}`, b);
+      if (i % 10 === 9) pool.commitSync();
+    }
+  }
+  expect(err, 'the metadata device fills up').toBe('ENOSPC_METADATA');
+  const meta20 = ev.find((e) => e.resource === 'metadata' && e.threshold === 20);
+  const meta40 = ev.find((e) => e.resource === 'metadata' && e.threshold === 40);
+  expect(meta20, `metadata 20 % reported (events: ${JSON.stringify(ev)})`).toBeDefined();
+  expect(meta40, `metadata 40 % reported (events: ${JSON.stringify(ev)})`).toBeDefined();
+  // Metadata thresholds are percentages of what operations may use: the device less the commit reserve and the
+  // per-operation headroom (160 - 16 - 64 = 80 blocks here), so they are reached before ENOSPC_METADATA.
+  expect(meta20!.totalBlocks).toBe(80);
+  expect(meta20!.usedBlocks / meta20!.totalBlocks).toBeGreaterThanOrEqual(0.2);
+  expect(meta40!.usedBlocks / meta40!.totalBlocks).toBeGreaterThanOrEqual(0.4);
+  expect(ev.filter((e) => e.resource === 'data'), 'no data threshold (1 % of data used)').toEqual([]);
+  expect(pool.status().lowWater.metadata).toBe(40);
+  expectHealthy(pool, 'after the metadata thresholds');
+  pool.closeSync();
+  const p2 = reopen();
+  for (const [n, b] of want) expectBytes(p2, n, b, 'after reopen');
+  p2.closeSync();
+  verifyMetadataDevice(meta);
+  cases++;
+  lowWaterCases++;
+});
+
+/**
+ * FIXED BUG 7 (checkSpace now runs after every successful change; engine, src/thin/pool.ts checkSpace): threshold crossings are only checked in allocDataBlock, so
+ * metadata use grown by operations that allocate no data block (creates, snapshots, deletes) never fires the
+ * 'threshold' event, even though status().lowWater.metadata reports the level: here 72 creates take the
+ * metadata device from 0 % to over 50 % with no event at all. The check belongs after every metadata change
+ * (or at least every commit).
+ */
+test('FIXED BUG 7: a metadata threshold crossed by creates alone is reported', () => {
+  const { pool } = newPool(64, 160 * 4096);
+  pool.configureSpace({ thresholds: { data: [99], metadata: [20, 40] } });
+  const ev: Ev[] = [];
+  pool.on('threshold', (e) => ev.push(e));
+  for (let i = 0; i < 400 && code(() => pool.createThinSync(`v${i}`, { size: BS })) === 'ok'; i++) if (i % 10 === 9) pool.commitSync();
+  expect(pool.status().lowWater.metadata, 'status shows the level').toBe(40);
+  expect(ev.map((e) => `${e.resource} ${e.threshold}`)).toEqual(['metadata 20', 'metadata 40']);
+});
+
+test('auto-extend: the pool grows at the low-water mark, up to its maximum, then ENOSPC_DATA; nothing lost', () => {
+  const { pool, meta, reopen } = newPool(8);
+  pool.configureSpace({ thresholds: { data: [50], metadata: [99] }, autoExtend: { enabled: true, atPercent: 75, percent: 50, maxBytes: 20 * BS } });
+  pool.commitSync();
+  const grown: Array<{ resource: string; fromBlocks: number; toBlocks: number }> = [];
+  const ev: Ev[] = [];
+  pool.on('extended', (e) => grown.push(e));
+  pool.on('threshold', (e) => ev.push(e));
+  const a = pool.createThinSync('a', { size: 32 * BS });
+  const want = new Uint8Array(32 * BS);
+  let err = 'ok';
+  let blk = 0;
+  for (; blk < 32 && err === 'ok'; blk++) {
+    const d = fill(300, 500 + blk);
+    err = code(() => a.writeSync(d, blk * BS + 7));
+    if (err === 'ok') want.set(d, blk * BS + 7);
+  }
+  expect(err, 'full once grown to the maximum').toBe('ENOSPC_DATA');
+  expect(blk - 1, 'blocks written before ENOSPC_DATA').toBe(20);
+  expect(grown, 'grown by half (at least a block) at 75 %, capped at 20 blocks').toEqual([
+    { resource: 'data', fromBlocks: 8, toBlocks: 12 },
+    { resource: 'data', fromBlocks: 12, toBlocks: 18 },
+    { resource: 'data', fromBlocks: 18, toBlocks: 20 },
+  ]);
+  expect(ev.length, 'the 50 % threshold is reported (again after each growth lowered the use)').toBeGreaterThan(0);
+  expect(pool.status().dataBlocks).toEqual({ used: 20, total: 20, free: 0 });
+  expectHealthy(pool, 'after auto-extend and ENOSPC_DATA');
+  pool.closeSync();
+  const p2 = reopen();
+  expect(p2.status().dataBlocks.total).toBe(20);
+  expectBytes(p2, 'a', want, 'after reopen');
+  p2.closeSync();
+  verifyMetadataDevice(meta);
+  cases++;
+  lowWaterCases++;
+});
+
+test("whenFull 'wait': a write waits for space freed by other work, or times out with ENOSPC_DATA", async () => {
+  const { pool } = newPool(4);
+  pool.configureSpace({ whenFull: 'wait', waitTimeoutMs: 300 });
+  const a = pool.createThinSync('a', { size: 4 * BS });
+  for (let blk = 0; blk < 4; blk++) a.writeSync(fill(10, blk), blk * BS);
+  const b = pool.createThinSync('b', { size: BS });
+  const t0 = Date.now();
+  await expect(b.write(fill(10, 9), 0)).rejects.toMatchObject({ code: 'ENOSPC_DATA' });
+  expect(Date.now() - t0, 'waited for the timeout').toBeGreaterThanOrEqual(250);
+  const waiting = b.write(fill(10, 9), 0);
+  setTimeout(() => pool.deleteSync('a'), 60);
+  await waiting;
+  const got = new Uint8Array(10);
+  b.readSync(got, 0);
+  expect(Buffer.compare(got, fill(10, 9))).toBe(0);
+  expectHealthy(pool, 'after waiting for space');
+  cases++;
+  lowWaterCases++;
+});
+
 test('out-of-space summary', () => {
-  console.log(`out of space: ${cases} out-of-space situations checked (data full in writes and copy-on-write, metadata full in creates, snapshots and writes), 0 failures; low-water mark: not built yet, not tested`);
+  console.log(`out of space: ${cases} out-of-space situations checked (data full in writes and copy-on-write, metadata full in creates, snapshots and writes, auto-extend to its maximum, whenFull wait), 0 failures; low-water mark: ${lowWaterCases} cases (data and metadata thresholds, status().lowWater, auto-extend, whenFull wait)`);
 });

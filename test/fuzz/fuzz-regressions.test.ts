@@ -1,5 +1,5 @@
-// Minimal reproductions of engine bugs found by the metadata fuzzer (test.fails while open; remove the mark when
-// fixed). Each builds a small pool, damages one field with the checksum recomputed, and expects a ThinpoolError
+// Minimal reproductions of engine bugs found by the metadata fuzzer, now regression tests of the fixes (they were
+// test.fails while open). Each builds a small pool, damages one field with the checksum recomputed, and expects a ThinpoolError
 // naming the structure and the metadata block.
 import { expect, test } from 'vitest';
 import { Core } from '../../src/core/wasm.js';
@@ -52,10 +52,11 @@ function expectNamedError(fn: () => void, structure: RegExp): void {
 }
 
 /**
- * KNOWN BUG 3a (fuzz mutant 4248, seed 777: superblock field @336 := 0, checksum recomputed).
- * The superblock's data_block_size is not validated on open: 0 sectors is accepted, the pool's block size is 0,
- * and a read computes NaN offsets: the data device throws EINVAL "bad byte range: offset NaN" instead of a
- * metadata error (EBADSUPER, superblock, block 0). dm-thin requires 128..2097152 sectors, a multiple of 128.
+ * FIXED BUG 3a (fuzz mutant 4248, seed 777: superblock field @336 := 0, checksum recomputed).
+ * Was: the superblock's data_block_size was not validated on open: 0 sectors was accepted, the pool's block size
+ * was 0, and a read computed NaN offsets (EINVAL "bad byte range: offset NaN" from the data device). Fixed: open
+ * validates data_block_size (dm-thin: 128..2097152 sectors, a multiple of 128) and refuses with EBADSUPER
+ * naming the superblock, block 0.
  */
 test('FIXED BUG 3a: data_block_size 0 in the superblock is refused at open', () => {
   const { meta, open } = smallPool();
@@ -67,13 +68,11 @@ test('FIXED BUG 3a: data_block_size 0 in the superblock is refused at open', () 
 });
 
 /**
- * KNOWN BUG 3b (fuzz mutant 11664, seed 777: a level-1 leaf value := 0xffffffff in its low word, checksum
- * recomputed). A mapping to a data block past the end of the data device is used as is. Here (data block 255
- * of a 16-block device) the read silently returns zeros from past the end of the device and no error at all;
- * in the fuzz mutant (a larger high word) the offset is beyond 2^53 and the device throws EINVAL "bad byte
- * range". A write to such a block would go in place past the end and grow the data file. Expected: ECORRUPT
- * naming the mapping tree leaf. Lookups (and in-place writes) must check dblock < nr data blocks; note our
- * checker does report such a mapping ("mapping(s) beyond the end of the data device").
+ * FIXED BUG 3b (fuzz mutant 11664, seed 777: a level-1 leaf value := 0xffffffff in its low word, checksum
+ * recomputed). Was: a mapping to a data block past the end of the data device was used as is — the read
+ * silently returned zeros from past the end (or EINVAL "bad byte range" for huge values), and a write would
+ * have grown the data file. Fixed: reads and writes check dblock < nr data blocks and throw ECORRUPT naming the
+ * mapping tree and its root block (ThinPool.badMapping).
  */
 test('FIXED BUG 3b: a mapping past the end of the data device is reported, not followed', () => {
   const { meta, leaf, open } = smallPool();
@@ -89,10 +88,9 @@ test('FIXED BUG 3b: a mapping past the end of the data device is reported, not f
 });
 
 /**
- * KNOWN BUG 4 (fuzz mutant 16752, seed 777: superblock field @336 := 256, checksum recomputed). openStorage's
- * check that the data device holds nr_data_blocks x block size throws EBADSUPER without `structure` and
- * `mblock` ("data device is 1048576 bytes but the metadata maps 16 blocks of 131072 bytes"); every metadata
- * error should name its structure and block (superblock, block 0).
+ * FIXED BUG 4 (fuzz mutant 16752, seed 777: superblock field @336 := 256, checksum recomputed). Was: openStorage's
+ * check that the data device holds nr_data_blocks x block size threw EBADSUPER without `structure` and `mblock`.
+ * Fixed: the error names the superblock, block 0.
  */
 test('FIXED BUG 4: the data-device size mismatch names the superblock', () => {
   const { meta, open } = smallPool();

@@ -57,7 +57,7 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     return 0;
   }
   await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE ID', 'LAYERS', 'SIZE', 'CREATED'],
-    rows.map((r) => [r.name, short(r.id, opts.noTrunc), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
+    rows.map((r) => [r.name, short(r.id, (opts.trunc === false)), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
     ['left', 'left', 'right', 'right', 'left']));
   return 0;
 }
@@ -70,10 +70,10 @@ export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<stri
   }
   const by = (s: string | undefined): string => {
     const t = (s ?? '').replace(/\s+/g, ' ');
-    return opts.noTrunc || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
+    return (opts.trunc === false) || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
   };
   await write(ctx.io.stdout, formatTable(['LAYER', 'CREATED', 'CREATED BY', 'SIZE'],
-    rows.map((r) => [short(r.layer, opts.noTrunc), when(r.created), by(r.createdBy), opts.bytes ? String(r.size) : humanSize(r.size)]),
+    rows.map((r) => [short(r.layer, (opts.trunc === false)), when(r.created), by(r.createdBy), opts.bytes ? String(r.size) : humanSize(r.size)]),
     ['left', 'left', 'left', 'right']));
   return 0;
 }

@@ -1,0 +1,183 @@
+/**
+ * Images on thin snapshots: figures for docs/images.md (a benchmark, not a test).
+ *
+ * 1. Import throughput of a ~100 MiB four-layer image (plain tar layers: many small files, 1 MiB files, one
+ *    10 MiB file, whiteouts), as a ratio to `tar -x` of the same layers into a directory on the same disk
+ *    (with and without a final `sync`; the import ends with a pool commit, which syncs).
+ * 2. Container creation time for images of ~100 MiB and ~1 GiB (constant: a thin snapshot plus a commit).
+ * 3. Reading a file through an image (mount in a worker + read, and read in an open session) against reading it
+ *    from the extracted directory.
+ *
+ * `--quick`: a 20 MiB image and no 1 GiB image.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { ThinPool } from '../../src/thin/pool.js';
+import { ImageStore } from '../../src/images/images.js';
+import { FsSession } from '../../src/images/fs-worker.js';
+
+const QUICK = process.argv.includes('--quick');
+const MiB = 1024 * 1024;
+
+interface E { name: string; body?: Buffer; type?: 'file' | 'directory' }
+
+async function makeTar(entries: E[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const end = new Promise<void>((r) => pack.on('end', () => r()));
+  for (const e of entries) {
+    await new Promise<void>((res, rej) => pack.entry({ name: e.name, type: e.type ?? 'file', mode: e.type === 'directory' ? 0o755 : 0o644, size: e.body?.length ?? 0, mtime: new Date(1700000000000) }, e.body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res())));
+  }
+  pack.finalize();
+  await end;
+  return Buffer.concat(chunks);
+}
+
+/** A layer: `small` files of 4-64 KiB and `mib` files of 1 MiB under dir, plus extra entries. */
+function layer(dir: string, small: number, mib: number, extra: E[] = []): E[] {
+  const out: E[] = [{ name: `${dir}/`, type: 'directory' }];
+  for (let i = 0; i < small; i++) out.push({ name: `${dir}/s${i}.dat`, body: randomBytes(4096 * (1 + (i % 16))) });
+  for (let i = 0; i < mib; i++) out.push({ name: `${dir}/m${i}.bin`, body: randomBytes(MiB) });
+  return [...out, ...extra];
+}
+
+function time<T>(fn: () => T): [T, number] {
+  const t = performance.now();
+  const r = fn();
+  return [r, performance.now() - t];
+}
+
+async function timeAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-images-'));
+  try {
+    const k = QUICK ? 5 : 1;
+    const layers: E[][] = [
+      layer('usr/lib', Math.round(300 / k), Math.round(30 / k)),
+      layer('usr/share', Math.round(300 / k), Math.round(20 / k)),
+      layer('opt', Math.round(300 / k), Math.round(10 / k), [{ name: 'usr/lib/.wh.s1.dat' }, { name: 'usr/lib/.wh.m1.bin' }]),
+      [{ name: 'srv/', type: 'directory' }, { name: 'srv/big.bin', body: randomBytes(Math.round(10 / k) * MiB) }],
+    ];
+    const files: string[] = [];
+    let total = 0;
+    for (const [i, l] of layers.entries()) {
+      const t = await makeTar(l);
+      total += t.length;
+      files.push(join(work, `layer${i}.tar`));
+      writeFileSync(files[i], t);
+    }
+    console.log(`image: ${layers.length} layers, ${(total / MiB).toFixed(1)} MiB of tar, ${layers.reduce((n, l) => n + l.length, 0)} entries`);
+
+    // tar -x into a directory, and the same with a final sync, best of 3.
+    const tx: number[] = [];
+    const txs: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      for (const withSync of [false, true]) {
+        const dir = join(work, `x-${r}-${withSync}`);
+        mkdirSync(dir);
+        const [, ms] = time(() => {
+          for (const f of files) {
+            const res = spawnSync('tar', ['-xf', f, '-C', dir]);
+            if (res.status !== 0) throw new Error(`tar -x failed: ${res.stderr}`);
+          }
+          if (withSync) spawnSync('sync', ['-f', join(dir, 'srv', 'big.bin')]);
+        });
+        (withSync ? txs : tx).push(ms);
+        if (r < 2 || withSync) rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    const extracted = join(work, 'x-2-false');
+
+    // thinpool import into a fresh file pool, best of 3.
+    const imp: number[] = [];
+    let poolDir = '';
+    for (let r = 0; r < 3; r++) {
+      poolDir = join(work, `pool-${r}`);
+      const pool = ThinPool.formatSync(poolDir, { size: 8 * 1024 * MiB });
+      const store = new ImageStore(pool, { size: 2 * 1024 * MiB });
+      store.snapshotter.prepare('warm-base'); // the base filesystem is made once per pool: not part of an import
+      store.snapshotter.remove('warm-base');
+      const [, ms] = await timeAsync(() => store.import('app', files));
+      imp.push(ms);
+      pool.closeSync();
+      if (r < 2) rmSync(poolDir, { recursive: true, force: true });
+    }
+    const best = (xs: number[]): number => Math.min(...xs);
+    console.log('\n| step | time (best of 3) | MiB/s | vs tar -x |');
+    console.log('|---|---:|---:|---:|');
+    for (const [name, xs] of [['tar -x into a directory', tx], ['tar -x + sync', txs], ['thinpool image import (commit included)', imp]] as const) {
+      console.log(`| ${name} | ${best(xs).toFixed(0)} ms | ${(total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`);
+    }
+
+    // Container creation at ~100 MiB and ~1 GiB.
+    const pool = ThinPool.openSync(poolDir);
+    const store = new ImageStore(pool, { size: 2 * 1024 * MiB });
+    const sizes: Array<[string, string]> = [['app', `${(total / MiB).toFixed(0)} MiB`]];
+    if (!QUICK) {
+      const bigFiles: string[] = [];
+      for (let i = 0; i < 9; i++) {
+        const f = join(work, `big${i}.tar`);
+        writeFileSync(f, await makeTar(layer(`big${i}`, 100, 110)));
+        bigFiles.push(f);
+      }
+      const [, ms] = await timeAsync(() => store.import('big', [...files, ...bigFiles]));
+      const mib = Number(store.image('big').chainIds.length) && store.history('big').reduce((n, r) => n + r.size, 0) / MiB;
+      console.log(`\n1 GiB image: imported ${mib.toFixed(0)} MiB of layers in ${(ms / 1000).toFixed(1)} s`);
+      sizes.push(['big', `${mib.toFixed(0)} MiB`]);
+    }
+    console.log('\n| image | container create (median of 9, commit included) |');
+    console.log('|---|---:|');
+    for (const [im, label] of sizes) {
+      const xs: number[] = [];
+      for (let i = 0; i < 9; i++) {
+        const [, ms] = await timeAsync(() => store.createContainer(im, `c-${im}-${i}`));
+        xs.push(ms);
+      }
+      console.log(`| ${label} | ${median(xs).toFixed(2)} ms |`);
+      for (let i = 0; i < 9; i++) await store.removeContainer(`c-${im}-${i}`);
+    }
+
+    // Reading a file through an image vs from the extracted directory.
+    const top = store.snapshotter.volume(store.image('app').chainIds[3]);
+    console.log('\n| read | image (mount + read + unmount) | image (open session) | extracted directory (page cache) |');
+    console.log('|---|---:|---:|---:|');
+    for (const [path, label] of [['/srv/big.bin', `${Math.round(10 / k)} MiB file`], ['/usr/share/s5.dat', '24 KiB file']]) {
+      const cold: number[] = [];
+      const warm: number[] = [];
+      const dir: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const [, c] = await timeAsync(async () => {
+          const s = await FsSession.open(top);
+          await s.readFile(path);
+          await s.close();
+        });
+        cold.push(c);
+      }
+      const s = await FsSession.open(top);
+      for (let i = 0; i < 5; i++) warm.push((await timeAsync(() => s.readFile(path)))[1]);
+      await s.close();
+      for (let i = 0; i < 5; i++) dir.push(time(() => readFileSync(join(extracted, path)))[1]);
+      console.log(`| ${label} | ${median(cold).toFixed(1)} ms | ${median(warm).toFixed(2)} ms | ${median(dir).toFixed(3)} ms |`);
+    }
+    pool.closeSync();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
