@@ -22,6 +22,9 @@ import { INTERNAL, LEAF, type TransactionManager } from './transaction-manager.j
 
 export const MAX_DEPTH = 16;
 
+/** Nesting depth of insert() calls (a value stack slot each). */
+let insertDepth = 0;
+
 /** How a tree's leaf values reference other things (for shadowing shared leaves and freeing subtrees). */
 export interface ValueType {
   readonly size: number;
@@ -94,46 +97,58 @@ export class BTree {
   insert(root: number, key: number): UpdateResult {
     return this.tm.cache.op(() => {
       const { core } = this;
-      const x = core.x;
       const klo = key >>> 0;
       const khi = Math.floor(key / TWO32);
-      // Shadowing below may run nested tree updates (reference counts) that reuse core.param: keep the value.
-      const value = core.u8.slice(core.param, core.param + this.vt.size);
-      const r = this.shadow(root);
-      if (this.nr(r.addr) === this.max(r.addr)) this.splitBeneath(r.block, r.addr);
-      let a = r.addr;
-      for (let depth = 0; depth < MAX_DEPTH; depth++) {
-        let i = x.nodeLowerBound(a, klo, khi);
-        if (this.isLeaf(a)) {
-          if (i >= 0 && this.key(a, i) === key) {
-            const v = this.valueAddr(a, i);
-            core.u8.copyWithin(core.scratch, v, v + this.vt.size);
-            core.u8.set(value, v);
-            return { root: r.block, hit: true };
-          }
-          core.u8.set(value, core.param);
-          x.nodeInsertAt(a, i + 1, klo, khi, core.param);
-          return { root: r.block, hit: false };
-        }
-        if (i < 0) {
-          i = 0;
-          this.setKey(a, 0, key);
-        }
-        const c = this.shadow(this.child(a, i));
-        core.setU64(this.valueAddr(a, i), c.block);
-        let next = c.addr;
-        if (this.nr(c.addr) === this.max(c.addr)) {
-          const s = this.tm.newNode(core.u32[(c.addr + 4) >>> 2], core.u32[(c.addr + 24) >>> 2]);
-          x.nodeSplitInto(c.addr, s.addr, this.nr(c.addr) >>> 1);
-          const sk = this.key(s.addr, 0);
-          core.setU64(core.scratch + 2048, s.block);
-          x.nodeInsertAt(a, i + 1, sk >>> 0, Math.floor(sk / TWO32), core.scratch + 2048);
-          if (key >= sk) next = s.addr;
-        }
-        a = next;
+      // Shadowing below may run nested tree updates (reference counts) that reuse core.param: keep the value in
+      // this call's slot of a small stack in the scratch block (bytes 3072..4095; nesting is a few levels deep).
+      if (insertDepth >= 32) throw new ThinpoolError('EFAILED', 'btree inserts nested too deeply');
+      const value = core.scratch + 3072 + 32 * insertDepth++;
+      core.u8.copyWithin(value, core.param, core.param + this.vt.size);
+      try {
+        return this.insertFrom(root, key, klo, khi, value);
+      } finally {
+        insertDepth--;
       }
-      throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels (root block ${root})`);
     });
+  }
+
+  private insertFrom(root: number, key: number, klo: number, khi: number, value: number): UpdateResult {
+    const { core } = this;
+    const x = core.x;
+    const size = this.vt.size;
+    const r = this.shadow(root);
+    if (this.nr(r.addr) === this.max(r.addr)) this.splitBeneath(r.block, r.addr);
+    let a = r.addr;
+    for (let depth = 0; depth < MAX_DEPTH; depth++) {
+      let i = x.nodeLowerBound(a, klo, khi);
+      if (this.isLeaf(a)) {
+        if (i >= 0 && this.key(a, i) === key) {
+          const v = this.valueAddr(a, i);
+          core.u8.copyWithin(core.scratch, v, v + size);
+          core.u8.copyWithin(v, value, value + size);
+          return { root: r.block, hit: true };
+        }
+        x.nodeInsertAt(a, i + 1, klo, khi, value);
+        return { root: r.block, hit: false };
+      }
+      if (i < 0) {
+        i = 0;
+        this.setKey(a, 0, key);
+      }
+      const c = this.shadow(this.child(a, i));
+      core.setU64(this.valueAddr(a, i), c.block);
+      let next = c.addr;
+      if (this.nr(c.addr) === this.max(c.addr)) {
+        const s = this.tm.newNode(core.u32[(c.addr + 4) >>> 2], core.u32[(c.addr + 24) >>> 2]);
+        x.nodeSplitInto(c.addr, s.addr, this.nr(c.addr) >>> 1);
+        const sk = this.key(s.addr, 0);
+        core.setU64(core.scratch + 2048, s.block);
+        x.nodeInsertAt(a, i + 1, sk >>> 0, Math.floor(sk / TWO32), core.scratch + 2048);
+        if (key >= sk) next = s.addr;
+      }
+      a = next;
+    }
+    throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels (root block ${root})`);
   }
 
   /** Full root: move its entries into two new children; the root block becomes their internal parent. */
