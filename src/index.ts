@@ -13,3 +13,4 @@ export { MemoryCatalogStore, FileCatalogStore, type CatalogStore, type VolumeRec
 export { ThinMetadata } from './thin/metadata.js';
 export { parseSize, formatSize } from './sizes.js';
 export { NbdServer } from './nbd/server.js';
+// Images and containers: import from 'thinpool/images'; the test store: 'thinpool/testing' and 'thinpool/vitest'.

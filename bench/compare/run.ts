@@ -3,8 +3,9 @@
  *
  *   node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
  *
- * Systems: thinpool (in process), kernel overlayfs (real mounts, when permitted), the userspace union driver
- * (src/union), qcow2 chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
+ * Systems: thinpool (in process), ext4 on a thinpool volume through NBD (nbdfuse + loop + mount, when
+ * permitted), kernel overlayfs (real mounts, when permitted), the userspace union driver (src/union), qcow2
+ * chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
  * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
  * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
  */
@@ -17,6 +18,7 @@ import { machine } from './lib/machine.js';
 import { tables, writeOutputs } from './lib/report.js';
 import { Recorder, SYSTEMS, type Ctx, type Mode, type Scenario, type ScenarioResult, type System } from './lib/result.js';
 import { now } from './lib/stats.js';
+import { ext4Unavailable } from './systems/ext4.js';
 import { overlayUnavailable } from './systems/overlay.js';
 import { qemuUnavailable } from './systems/qemu.js';
 import { create } from './scenarios/create.js';
@@ -47,6 +49,8 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   if (ovl) unavailable.overlayfs = ovl;
   const q = qemuUnavailable();
   if (q) unavailable.qcow2 = q;
+  const e4 = ext4Unavailable(work);
+  if (e4) unavailable['ext4-nbd'] = e4;
   for (const s of SYSTEMS) log(`${s.padEnd(10)} ${unavailable[s] ? `skipped: ${unavailable[s]}` : 'runs'}`);
   if (!canCountWrites()) log('note: /proc/self/io is not readable: bytes written are not counted');
   const ctx: Ctx = { work, mode: opts.mode, reps: opts.reps ?? (opts.mode === 'quick' ? 1 : 5), unavailable, log };

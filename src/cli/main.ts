@@ -308,8 +308,12 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd() };
   const state = { result: 0, cmd: '' };
   const program = build(ctx, state);
-  const known = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
-  const cmdName = state.cmd || (known.has(argv[0] ?? '') ? program.commands.find((c) => c.name() === argv[0] || c.aliases().includes(argv[0]))!.name() : '');
+  // The command (or "group subcommand") argv names, for error lines and help hints even when parsing fails.
+  const named = (list: readonly Command[], word: string | undefined): Command | undefined =>
+    list.find((c) => c.name() === word || c.aliases().includes(word ?? ''));
+  const top = named(program.commands, argv[0]);
+  const subCmd = top && top.commands.length > 0 ? named(top.commands, argv[1]) : undefined;
+  const cmdName = top ? (subCmd ? `${top.name()} ${subCmd.name()}` : top.name()) : '';
   const prefix = (): string => `thinpool${state.cmd || cmdName ? ` ${state.cmd || cmdName}` : ''}`;
   if (argv.length === 0) {
     fullIo.stderr.write(program.helpInformation());
@@ -320,7 +324,8 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
     return state.result;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2; // a group without its subcommand
       const msg = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
       const helpHint = cmdName ? `thinpool ${cmdName} --help` : 'thinpool --help';
       fullIo.stderr.write(`${prefix()}: ${msg} (see "${helpHint}")\n`);

@@ -59,11 +59,16 @@ export class FsError extends Error {
 }
 
 // The worker, as CommonJS source (it runs from src/ under vitest and from dist/ alike).
+// Only dynamic import(): the eval'd source is CommonJS or an ES module depending on the parent's --input-type.
 const WORKER = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const crypto = require('node:crypto');
-const ext2fs = require(workerData.ext2fs);
-const { Disk } = require(workerData.fileDisk);
+(async () => {
+const { parentPort, workerData } = await import('node:worker_threads');
+const crypto = await import('node:crypto');
+const { pathToFileURL } = await import('node:url');
+const { Buffer } = await import('node:buffer');
+const load = async (p) => { const m = await import(pathToFileURL(p).href); return m.default ?? m; };
+const ext2fs = await load(workerData.ext2fs);
+const { Disk } = await load(workerData.fileDisk);
 let seq = 0;
 const pending = new Map();
 function io(msg, transfer) {
@@ -321,6 +326,8 @@ parentPort.on('message', async (m) => {
     parentPort.postMessage({ t: 'reply', id: m.id, error: { code: (e && e.code) || 'EIO', message: String((e && e.message) || e) } });
   }
 });
+parentPort.postMessage({ t: 'ready' });
+})().catch((e) => { setTimeout(() => { throw e; }); });
 `;
 
 const require_ = createRequire(import.meta.url);

@@ -18,6 +18,7 @@
  * state and the volumes agree. Each call commits, except inside `transaction(fn)`, which commits once at the
  * end, or on failure deletes the volumes it created and puts the previous state back.
  */
+import { OWNER_LABEL } from '../thin/pool.js';
 import { ThinpoolError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
@@ -53,7 +54,10 @@ interface State {
 }
 
 export const EXTENSION = 'snapshotter';
-export const OWNER_LABEL = 'thinpool.images/owner';
+/** Volumes of the snapshotter carry the pool's owner label with this value: plain pool calls cannot delete,
+ * resize or unseal them (ThinPool.checkOwner). */
+export const OWNER = 'images';
+export { OWNER_LABEL };
 
 export interface SnapshotterOptions {
   /** Filesystem size for snapshots without a parent. Default 1 GiB. */
@@ -111,12 +115,12 @@ export class Snapshotter {
       this.txDepth--;
       for (const name of this.created.reverse()) {
         try {
-          if (this.pool.has(name)) this.pool.deleteSync(name);
+          if (this.pool.has(name)) this.pool.deleteSync(name, { owner: OWNER });
         } catch { /* best effort */ }
       }
       for (const name of this.sealed) {
         try {
-          if (this.pool.has(name)) this.pool.updateSync(name, { readOnly: false });
+          if (this.pool.has(name)) this.pool.updateSync(name, { readOnly: false }, { owner: OWNER });
         } catch { /* best effort */ }
       }
       this.state = saved;
@@ -150,8 +154,8 @@ export class Snapshotter {
     const have = this.state.bases[String(size)];
     if (have && this.pool.has(have)) return have;
     const name = `sn-base-${size}`;
-    if (this.pool.has(name)) this.pool.deleteSync(name);
-    const v = this.pool.createThinSync(name, { size, labels: { [OWNER_LABEL]: 'snapshotter', 'thinpool.images/role': 'base' } });
+    if (this.pool.has(name)) this.pool.deleteSync(name, { owner: OWNER });
+    const v = this.pool.createThinSync(name, { size, labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/role': 'base' } });
     this.track(name);
     formatExt4(v);
     this.pool.updateSync(name, { readOnly: true });
@@ -176,7 +180,7 @@ export class Snapshotter {
       origin = this.base(this.size);
     }
     const volume = this.newVolumeName();
-    this.pool.snapshotSync(origin, volume, { readOnly: kind === 'view', labels: { [OWNER_LABEL]: 'snapshotter', 'thinpool.images/key': key.slice(0, 200) } });
+    this.pool.snapshotSync(origin, volume, { readOnly: kind === 'view', labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': key.slice(0, 200) } });
     this.track(volume);
     const now = new Date().toISOString();
     const info: SnapshotInfo = { key, kind, ...(parent ? { parent } : {}), labels: { ...labels }, created: now, updated: now, volume };
@@ -219,7 +223,7 @@ export class Snapshotter {
     if (s.kind !== 'active') throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
     this.checkKey(name);
     const volume = this.newVolumeName();
-    this.pool.snapshotSync(s.volume, volume, { readOnly: true, labels: { [OWNER_LABEL]: 'snapshotter', 'thinpool.images/key': name.slice(0, 200) } });
+    this.pool.snapshotSync(s.volume, volume, { readOnly: true, labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': name.slice(0, 200) } });
     this.track(volume);
     const now = new Date().toISOString();
     const info: SnapshotInfo = { key: name, kind: 'committed', ...(s.parent ? { parent: s.parent } : {}), labels: { ...(labels ?? {}) }, created: now, updated: now, volume };
@@ -236,7 +240,7 @@ export class Snapshotter {
     let freed = 0;
     if (this.pool.has(s.volume)) {
       const before = this.pool.status().dataBlocks.used;
-      this.pool.deleteSync(s.volume);
+      this.pool.deleteSync(s.volume, { owner: OWNER });
       freed = (before - this.pool.status().dataBlocks.used) * this.pool.blockSize;
     }
     delete this.state.snapshots[key];
@@ -287,9 +291,9 @@ export class Snapshotter {
    */
   collectOrphans(): string[] {
     const owned = this.ownedVolumes();
-    const orphans = this.pool.list().filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === 'snapshotter' && !owned.has(v.name)).map((v) => v.name!);
+    const orphans = this.pool.list().filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === OWNER && !owned.has(v.name)).map((v) => v.name!);
     // Children first, so that no origin is deleted before its snapshots (not required by dm-thin, but tidy).
-    for (const n of orphans.reverse()) this.pool.deleteSync(n);
+    for (const n of orphans.reverse()) this.pool.deleteSync(n, { owner: OWNER });
     return orphans;
   }
 

@@ -106,6 +106,14 @@ export interface CreateOptions {
   readOnly?: boolean;
 }
 
+/** The label that marks a volume as owned by a layer above the pool (see checkOwner). */
+export const OWNER_LABEL = 'thinpool.owner';
+
+export interface OwnerOptions {
+  /** The owner a caller acts for (matches the volume's `thinpool.owner` label). */
+  owner?: string;
+}
+
 export interface SnapshotOptions {
   labels?: Record<string, string>;
   readOnly?: boolean;
@@ -665,12 +673,24 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     });
   }
 
-  async delete(ref: string | number): Promise<void> {
-    this.deleteSync(ref);
+  async delete(ref: string | number, opts: OwnerOptions = {}): Promise<void> {
+    this.deleteSync(ref, opts);
   }
 
-  deleteSync(ref: string | number): void {
+  /**
+   * A volume labelled `thinpool.owner` (e.g. an image layer, owned by the images layer) is deleted, resized or
+   * unsealed only by a caller naming that owner: plain pool users cannot pull layers from under an image.
+   */
+  private checkOwner(id: number, opts: OwnerOptions, what: string): void {
+    const owner = this.recordOf(id)?.labels[OWNER_LABEL];
+    if (owner !== undefined && owner !== opts.owner) {
+      throw new ThinpoolError('EBUSY', `volume ${this.recordOf(id)!.name} belongs to ${owner}: it cannot be ${what} directly (use the ${owner} commands, e.g. "thinpool image rm" or "thinpool container rm")`);
+    }
+  }
+
+  deleteSync(ref: string | number, opts: OwnerOptions = {}): void {
     const id = this.idOf(ref);
+    this.checkOwner(id, opts, 'deleted');
     this.change(() => {
       this.metadata.deleteDevice(id);
       this.catalog.volumes = this.catalog.volumes.filter((v) => v.id !== id);
@@ -684,8 +704,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   /** Grow or shrink the virtual size; shrinking unmaps the blocks past the new end and zeroes a partial tail. */
-  resizeSync(ref: string | number, size: number): void {
+  resizeSync(ref: string | number, size: number, opts: OwnerOptions = {}): void {
     const id = this.idOf(ref);
+    this.checkOwner(id, opts, 'resized');
     this.checkSize(size);
     if (this.recordOf(id)?.readOnly) throw new ThinpoolError('EROFS', `volume ${this.recordOf(id)!.name} is read-only: it cannot be resized`);
     this.change(() => {
@@ -709,8 +730,11 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   /** Rename a volume or change its labels / read-only flag (committed with the next commit). */
-  updateSync(ref: string | number, patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean }): void {
+  updateSync(ref: string | number, patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean }, opts: OwnerOptions = {}): void {
     const id = this.idOf(ref);
+    if (patch.readOnly === false || patch.name !== undefined || (patch.labels !== undefined && patch.labels[OWNER_LABEL] !== this.recordOf(id)?.labels[OWNER_LABEL])) {
+      this.checkOwner(id, opts, 'renamed, relabelled or made writable');
+    }
     let rec = this.recordOf(id);
     if (patch.name !== undefined && patch.name !== rec?.name) this.checkName(patch.name);
     if (!rec) {

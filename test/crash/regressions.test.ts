@@ -57,7 +57,7 @@ test('sanity: an in-place write followed by a metadata change is durable after c
 });
 
 /**
- * OPEN BUG 5 — found by crash-points (workload seed 20240602, cut 43, before the generator was told to commit
+ * FIXED BUG 5 — found by crash-points (workload seed 20240602, cut 43, before the generator was told to commit
  * before every reserve-snap). ThinMetadata.reserveMetadataSnap() commits the metadata itself (this.commit(),
  * twice) instead of going through ThinPool.commitSync()/stageThenCommit, so the catalog changes made since the
  * last commit (names, labels, sizes, records of new volumes) are neither staged nor published with it. The

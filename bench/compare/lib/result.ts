@@ -2,11 +2,12 @@
 import type { Chart } from './svg.js';
 import { summarize } from './stats.js';
 
-export const SYSTEMS = ['thinpool', 'overlayfs', 'union', 'qcow2', 'raw'] as const;
+export const SYSTEMS = ['thinpool', 'ext4-nbd', 'overlayfs', 'union', 'qcow2', 'raw'] as const;
 export type System = (typeof SYSTEMS)[number];
 
 export const SYSTEM_LABEL: Record<System, string> = {
   thinpool: 'thinpool',
+  'ext4-nbd': 'ext4 on thinpool via NBD',
   overlayfs: 'kernel overlayfs',
   union: 'union (userspace)',
   qcow2: 'qcow2 chain',

@@ -9,6 +9,7 @@ import type { Ctx, Recorder, Scenario, System } from '../lib/result.js';
 import { now } from '../lib/stats.js';
 import { fmtBytes } from '../lib/svg.js';
 import { GiB, MiB, writeDataFile } from '../systems/files.js';
+import { Ext4Pool, ext4VolumeSize } from '../systems/ext4.js';
 import { mountOverlay, OVERLAY_MAX_LOWER } from '../systems/overlay.js';
 import { qcowCreate } from '../systems/qemu.js';
 import { BLOCK, formatPool, mapBlocksMetadataOnly } from '../systems/thin.js';
@@ -19,6 +20,20 @@ function plan(ctx: Ctx) {
 }
 
 const SNAP = 'create a container layer';
+const E4MOUNT = 'of which attach + mount';
+/** ext4 parents are real file systems with a file of that size written through NBD: measured up to this size. */
+const E4MAX = 64 * MiB;
+
+/** ext4 on thinpool via NBD: snapshot + commit + serve + nbdfuse + loop + mount, the mount part alone. */
+function ext4Container(e: Ext4Pool, parent: string, name: string, mnt: string): { total: number; mount: number } {
+  const t = now();
+  e.snapshot(parent, name);
+  const mount = e.mount(name, mnt);
+  const total = now() - t;
+  e.unmount(mnt);
+  e.delete(name);
+  return { total, mount };
+}
 
 export const create: Scenario = {
   name: 'create',
@@ -48,6 +63,28 @@ export const create: Scenario = {
         rec.add(kase, SNAP, 'ms', 'thinpool', runs, 'snapshot + commit; parent mapped in the metadata only');
         pool.close();
         rmSync(join(dir, 'pool'), { recursive: true, force: true });
+      }
+      // ext4 on thinpool via NBD: the parent is an ext4 volume holding one file of that size (written through NBD).
+      if (rec.runs('ext4-nbd', [[kase, SNAP, 'ms'], [kase, E4MOUNT, 'ms']])) {
+        if (size > E4MAX) {
+          const why = `ext4 parents are written through NBD: measured up to ${fmtBytes(E4MAX)}`;
+          rec.skip(kase, SNAP, 'ms', 'ext4-nbd', why);
+          rec.skip(kase, E4MOUNT, 'ms', 'ext4-nbd', why);
+        } else {
+          const e = new Ext4Pool(join(dir, 'e4pool'), 2 * ext4VolumeSize(size));
+          try {
+            e.createThin('parent', ext4VolumeSize(size));
+            e.mount('parent', join(dir, 'e4m'), true);
+            writeDataFile(join(dir, 'e4m', 'image.bin'), size);
+            e.unmount(join(dir, 'e4m'));
+            const runs = Array.from({ length: reps }, (_, r) => ext4Container(e, 'parent', `s${r}`, join(dir, 'e4m')));
+            rec.add(kase, SNAP, 'ms', 'ext4-nbd', runs.map((x) => x.total), 'snapshot + commit + NBD server + nbdfuse + losetup + mount (process starts included)');
+            rec.add(kase, E4MOUNT, 'ms', 'ext4-nbd', runs.map((x) => x.mount));
+          } finally {
+            e.close();
+          }
+          rmSync(join(dir, 'e4pool'), { recursive: true, force: true });
+        }
       }
       // qcow2: parent with every cluster mapped (preallocation=metadata), overlay created on it.
       if (rec.runs('qcow2', [[kase, SNAP, 'ms']])) {
@@ -136,6 +173,27 @@ export const create: Scenario = {
       pool.close();
       rmSync(join(dir, 'pool'), { recursive: true, force: true });
     }
+    if (rec.runs('ext4-nbd', p.depths.flatMap((d) => [[`depth ${d}`, DEPTH, 'ms'], [`depth ${d}`, E4MOUNT, 'ms']] as [string, string, 'ms'][]))) {
+      const e = new Ext4Pool(join(dir, 'e4pool'), 256 * MiB);
+      try {
+        e.createThin('d0', ext4VolumeSize(16 * MiB));
+        e.mount('d0', join(dir, 'e4m'), true);
+        writeDataFile(join(dir, 'e4m', 'image.bin'), 16 * MiB);
+        e.unmount(join(dir, 'e4m'));
+        let depth = 1;
+        let top = 'd0';
+        for (const d of p.depths) {
+          while (depth < d) { e.snapshot(top, `d${depth}`, false); top = `d${depth}`; depth++; }
+          e.commit();
+          const runs = Array.from({ length: Math.min(reps, 3) }, (_, r) => ext4Container(e, top, `x${d}-${r}`, join(dir, 'e4m')));
+          rec.add(`depth ${d}`, DEPTH, 'ms', 'ext4-nbd', runs.map((x) => x.total), 'snapshot + commit of the top of a chain, then serve + nbdfuse + losetup + mount it');
+          rec.add(`depth ${d}`, E4MOUNT, 'ms', 'ext4-nbd', runs.map((x) => x.mount));
+        }
+      } finally {
+        e.close();
+      }
+      rmSync(join(dir, 'e4pool'), { recursive: true, force: true });
+    }
     if (rec.runs('qcow2', p.depths.map((d) => [`depth ${d}`, DEPTH, 'ms']))) {
       const q = join(dir, 'q');
       mkdirSync(q);
@@ -190,8 +248,9 @@ export const create: Scenario = {
 
     if (ctx.mode !== 'full') rec.note('Raw full copies run up to 64 MiB by default (1 GiB with --full).');
     rec.note('thinpool parents are mapped in the metadata only (no data written) so that 64 GiB parents fit in a run; a snapshot reads no data either way.');
-    const sys: System[] = ['thinpool', 'qcow2', 'overlayfs', 'union', 'raw'];
-    const names = ['thinpool snapshot', 'qcow2 overlay', 'overlayfs mount', 'union container', 'raw full copy'];
+    rec.note(`ext4 on thinpool via NBD: parents up to ${fmtBytes(E4MAX)} (a real ext4 with a file of that size, written through NBD); a container is a snapshot of the volume attached and mounted. "of which attach + mount" is the NBD server + nbdfuse + losetup + mount part; depth cases take 3 repetitions.`);
+    const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
+    const names = ['thinpool snapshot', 'ext4 (NBD) snapshot + mount', 'qcow2 overlay', 'overlayfs mount', 'union container', 'raw full copy'];
     rec.chart('create-size.svg', {
       kind: 'line', title: 'Creating a container layer against the parent size',
       x: { label: 'mapped size of the parent', log: true, format: fmtBytes }, y: { label: 'time (ms)', log: true },
@@ -202,6 +261,7 @@ export const create: Scenario = {
       x: { label: 'depth of the chain or number of lower layers', log: true }, y: { label: 'time (ms)', log: true },
       series: [
         { name: 'thinpool snapshot', points: p.depths.map((d) => [d, rec.get(`depth ${d}`, DEPTH, 'thinpool') ?? NaN]) },
+        { name: 'ext4 (NBD) snapshot + mount', points: p.depths.map((d) => [d, rec.get(`depth ${d}`, DEPTH, 'ext4-nbd') ?? NaN]) },
         { name: 'qcow2 overlay', points: p.depths.map((d) => [d, rec.get(`depth ${d}`, DEPTH, 'qcow2') ?? NaN]) },
         { name: 'overlayfs mount', points: p.layers.map((n) => [n, rec.get(`${n} layers`, MOUNT, 'overlayfs') ?? NaN]) },
         { name: 'union container', points: p.layers.map((n) => [n, rec.get(`${n} layers`, MOUNT, 'union') ?? NaN]) },

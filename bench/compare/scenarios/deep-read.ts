@@ -9,6 +9,7 @@ import { Union } from '../../../src/union/index.js';
 import type { Ctx, Recorder, Scenario, System, Unit } from '../lib/result.js';
 import { opsPerSec, rng } from '../lib/stats.js';
 import { MiB, writeDataFile, writeVolume } from '../systems/files.js';
+import { Ext4Pool, ext4VolumeSize } from '../systems/ext4.js';
 import { mountOverlay } from '../systems/overlay.js';
 import { qcowCreate, qcowFromRaw, qemuBench } from '../systems/qemu.js';
 import { formatPool } from '../systems/thin.js';
@@ -16,6 +17,7 @@ import { formatPool } from '../systems/thin.js';
 const READS = 'random 4 KiB reads';
 const OPENS = 'opens (open + close)';
 const STATS = 'stats';
+const COLD = 'random 4 KiB reads, cold (just mounted)';
 
 function plan(ctx: Ctx) {
   if (ctx.mode === 'quick') return { size: 8 * MiB, file: [1, 16], block: [1, 16, 64], ms: 100 };
@@ -84,6 +86,51 @@ export const deepRead: Scenario = {
       rmSync(join(dir, 'pool'), { recursive: true, force: true });
     }
 
+    // ext4 on thinpool via NBD: the data file on an ext4 volume, then a chain of snapshots of the volume; the top
+    // one is mounted. Cold reads (first touches after the mount) go loop -> nbdfuse -> NBD -> the pool; warm
+    // reads (after one sequential pass over the file), opens and stats are the kernel's page and dentry caches.
+    const erows: [string, string, Unit][] = p.block.flatMap((d) => [COLD, READS, OPENS, STATS].map((m) => [`depth ${d}`, m, 'ops/s'] as [string, string, Unit]));
+    if (rec.runs('ext4-nbd', erows)) {
+      const e = new Ext4Pool(join(dir, 'e4pool'), 2 * ext4VolumeSize(p.size));
+      try {
+        e.createThin('d0', ext4VolumeSize(p.size));
+        const m = join(dir, 'e4m');
+        e.mount('d0', m, true);
+        writeDataFile(join(m, path), p.size);
+        e.unmount(m);
+        let depth = 1;
+        let top = 'd0';
+        const cold = ctx.mode === 'quick' ? 300 : 2000;
+        for (const d of p.block) {
+          while (depth < d) { e.snapshot(top, `d${depth}`, false); top = `d${depth}`; depth++; }
+          e.commit();
+          const coldRuns: number[] = [];
+          for (let r = 0; r < reps; r++) {
+            e.mount(top, m);
+            const file = join(m, path);
+            const fd = openSync(file, 'r');
+            const t = Number(process.hrtime.bigint());
+            for (let i = 0; i < cold; i++) readSync(fd, buf, 0, 4096, offs[(i * 7 + r * 7919) & 0xffff]!);
+            coldRuns.push((cold / (Number(process.hrtime.bigint()) - t)) * 1e9);
+            if (r === reps - 1) {
+              // Warm the page cache with the whole file first, as the other systems' files are (written in this process).
+              const big = Buffer.alloc(MiB);
+              for (let o = 0; o < p.size; o += MiB) readSync(fd, big, 0, MiB, o);
+              rec.add(`depth ${d}`, READS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(rd(fd), p.ms)));
+              rec.add(`depth ${d}`, OPENS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(() => closeSync(openSync(file, 'r')), p.ms, 200)));
+              rec.add(`depth ${d}`, STATS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(() => statSync(file), p.ms, 200)));
+            }
+            closeSync(fd);
+            e.unmount(m);
+          }
+          rec.add(`depth ${d}`, COLD, 'ops/s', 'ext4-nbd', coldRuns, `${cold} reads right after mounting the top of the chain (a fresh nbdfuse + loop + mount each run)`);
+        }
+      } finally {
+        e.close();
+      }
+      rmSync(join(dir, 'e4pool'), { recursive: true, force: true });
+    }
+
     // qcow2: a chain of empty overlays over the base image; qemu-img bench with a stride that visits pages pseudo-randomly.
     const qrows = p.block.map((d) => [`depth ${d}`, READS, 'ops/s'] as [string, string, Unit]);
     if (rec.runs('qcow2', qrows)) {
@@ -132,8 +179,9 @@ export const deepRead: Scenario = {
 
     rmSync(dir, { recursive: true, force: true });
     rec.note(`Data file: ${p.size / MiB} MiB in the bottom layer; random 4 KiB reads from the page cache, medians of ${reps} runs of ${p.ms} ms.`);
-    const sys: System[] = ['thinpool', 'qcow2', 'overlayfs', 'union', 'raw'];
-    const names = ['thinpool', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw file'];
+    rec.note('ext4 on thinpool via NBD: the layers are a snapshot chain of the ext4 volume (block level, so it runs to depth 1,000 like thinpool); "cold" reads are the first touches after a fresh mount and go through loop, nbdfuse and NBD to the pool.');
+    const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
+    const names = ['thinpool', 'ext4 on thinpool via NBD', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw file'];
     rec.chart('deep-read-reads.svg', {
       kind: 'line', title: 'Random 4 KiB reads through a stack (data in the bottom layer)',
       x: { label: 'stack depth (layers)', log: true }, y: { label: 'reads per second', log: true },
@@ -147,6 +195,8 @@ export const deepRead: Scenario = {
         { name: 'overlayfs stat', points: p.file.map((d) => [d, rec.get(`depth ${d}`, STATS, 'overlayfs') ?? NaN] as [number, number]) },
         { name: 'union open', points: p.file.map((d) => [d, rec.get(`depth ${d}`, OPENS, 'union') ?? NaN] as [number, number]) },
         { name: 'union stat', points: p.file.map((d) => [d, rec.get(`depth ${d}`, STATS, 'union') ?? NaN] as [number, number]) },
+        { name: 'ext4 (NBD) open', points: p.block.map((d) => [d, rec.get(`depth ${d}`, OPENS, 'ext4-nbd') ?? NaN] as [number, number]) },
+        { name: 'ext4 (NBD) stat', points: p.block.map((d) => [d, rec.get(`depth ${d}`, STATS, 'ext4-nbd') ?? NaN] as [number, number]) },
       ],
     });
   },

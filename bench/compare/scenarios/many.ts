@@ -11,6 +11,7 @@ import type { Ctx, Recorder, Scenario, System, Unit } from '../lib/result.js';
 import { now, rng } from '../lib/stats.js';
 import { fmtBytes } from '../lib/svg.js';
 import { GiB, MiB, writeDataFile, writeVolume } from '../systems/files.js';
+import { Ext4Pool, ext4VolumeSize } from '../systems/ext4.js';
 import { mountOverlay } from '../systems/overlay.js';
 import { qcowCreate, qcowFromRaw, qemuIo } from '../systems/qemu.js';
 import { BLOCK, formatPool } from '../systems/thin.js';
@@ -52,8 +53,9 @@ export const many: Scenario = {
     rmSync(dir, { recursive: true, force: true });
     rec.note(`Image of ${fmtBytes(p.image)} (1 GiB with --full), ${p.containers} containers each writing 1% of it as 4 KiB writes at random places.`);
     rec.note('Space = everything the system holds on disk for the image and all containers (st_blocks), read after the last container.');
-    const sys: System[] = ['thinpool', 'qcow2', 'overlayfs', 'union', 'raw'];
-    const names = ['thinpool', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw copies (computed)'];
+    rec.note('ext4 on thinpool via NBD: the image is an ext4 volume (with its journal and inode tables) holding the same files; its space is the pool\'s data and metadata files, like thinpool\'s.');
+    const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
+    const names = ['thinpool', 'ext4 on thinpool via NBD', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw copies (computed)'];
     rec.chart('many-space.svg', {
       kind: 'bar', title: `${p.containers} containers, each changing 1% of a ${fmtBytes(p.image)} image`,
       categories: ['scattered over files', 'inside one file'],
@@ -97,6 +99,33 @@ function runLayout(ctx: Ctx, rec: Recorder, root: string, layout: Layout, image:
     report('thinpool', allocatedBytes(...pool.paths), ms, `pool data blocks in use: ${fmtBytes(pool.pool.status().dataBlocks.used * pool.pool.blockSize)}`);
     pool.close();
     rmSync(join(dir, 'pool'), { recursive: true, force: true });
+  }
+
+  // ext4 on thinpool via NBD: the image's files on an ext4 volume; each container is a snapshot of it, mounted,
+  // written through the kernel's ext4, unmounted (which writes everything back through NBD).
+  if (rec.runs('ext4-nbd', rows)) {
+    const perContainer = writesOf(layout, image, 0).length * BLOCK + 4 * MiB;
+    const e = new Ext4Pool(join(dir, 'e4pool'), ext4VolumeSize(image) + containers * perContainer + 64 * MiB, { metadataSize: 1024 * MiB });
+    try {
+      e.createThin('image', ext4VolumeSize(image));
+      const m = join(dir, 'e4m');
+      e.mount('image', m, true);
+      for (let k = 0; k < files; k++) writeDataFile(join(m, fileName(layout, k)), fsize);
+      e.unmount(m);
+      const t = now();
+      for (let c = 0; c < containers; c++) {
+        e.snapshot('image', `c${c}`, false);
+        e.mount(`c${c}`, m);
+        for (const [k, off] of writesOf(layout, image, c)) { const fd = openSync(join(m, fileName(layout, k)), 'r+'); writeSync(fd, WRITE, 0, 4096, off); closeSync(fd); }
+        e.unmount(m);
+      }
+      e.commit();
+      const ms = now() - t;
+      report('ext4-nbd', e.allocated(), ms, `snapshot + attach + mount + writes + umount + detach per container; pool data blocks in use: ${fmtBytes(e.usedBytes())}`);
+    } finally {
+      e.close();
+    }
+    rmSync(join(dir, 'e4pool'), { recursive: true, force: true });
   }
 
   // qcow2: the image converted to qcow2 (one file; the layout only changes where the writes land).

@@ -2,13 +2,14 @@
  * 1. A 4 KiB write into the middle of a big inherited file: the first write (which triggers copy-on-write) and
  * a second write to the same place. For thinpool the "file" is a byte range of the base volume.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Union } from '../../../src/union/index.js';
 import { measure } from '../lib/disk.js';
 import type { Ctx, Recorder, Scenario, System, Unit } from '../lib/result.js';
 import { fmtBytes } from '../lib/svg.js';
 import { GiB, KiB, MiB, pwriteAt, writeDataFile, writeVolume } from '../systems/files.js';
+import { Ext4Pool, ext4VolumeSize } from '../systems/ext4.js';
 import { mountOverlay } from '../systems/overlay.js';
 import { qcowCreate, qcowFromRaw, qemuIo } from '../systems/qemu.js';
 import { formatPool } from '../systems/thin.js';
@@ -79,6 +80,42 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
     rmSync(join(dir, 'pool'), { recursive: true, force: true });
   }
 
+  // ext4 on thinpool via NBD: the file on an ext4 image volume, one mounted snapshot per repetition (the container).
+  if (rec.runs('ext4-nbd', ROWS(size))) {
+    const p = new Ext4Pool(join(dir, 'ext4pool'), 2 * ext4VolumeSize(size) + 64 * MiB);
+    try {
+      p.createThin('image', ext4VolumeSize(size));
+      p.mount('image', join(dir, 'e4img'), true);
+      writeDataFile(join(dir, 'e4img', 'data.bin'), size);
+      p.unmount(join(dir, 'e4img'));
+      const f: Sample[] = [];
+      const s: Sample[] = [];
+      // open + pwrite + fsync + close: the copy-on-write happens when the block reaches the volume, at the fsync.
+      const w = (file: string) => { const fd = openSync(file, 'r+'); try { writeSync(fd, WRITE, 0, WRITE.length, mid); fsyncSync(fd); } finally { closeSync(fd); } };
+      const one = (file: string): Sample => {
+        const a0 = p.allocated();
+        const w0 = p.written();
+        const t = Number(process.hrtime.bigint());
+        w(file);
+        const ms = (Number(process.hrtime.bigint()) - t) / 1e6;
+        return { ms, written: p.written() - w0, allocated: p.allocated() - a0 };
+      };
+      for (let r = 0; r < reps; r++) {
+        const c = join(dir, `e4c${r}`);
+        p.snapshot('image', `c${r}`);
+        p.mount(`c${r}`, c);
+        f.push(one(join(c, 'data.bin')));
+        s.push(one(join(c, 'data.bin')));
+        p.unmount(c);
+        p.delete(`c${r}`);
+      }
+      record(rec, size, 'ext4-nbd', f, s, 'open + pwrite + fsync + close through the ext4 mount of a snapshot; bytes = what the NBD server wrote to the pool files (data, journal, metadata, commit)');
+    } finally {
+      p.close();
+    }
+    rmSync(join(dir, 'ext4pool'), { recursive: true, force: true });
+  }
+
   // kernel overlayfs: open for writing through the merged view copies the whole file up.
   if (rec.runs('overlayfs', ROWS(size))) {
     const f: Sample[] = [];
@@ -143,8 +180,9 @@ export const smallWrite: Scenario = {
     }
     if (ctx.mode !== 'full') rec.note('The 1 GiB file runs only with --full.');
     rec.note('For thinpool the file is a byte range of the base volume (64 KiB blocks); the container is a snapshot of it.');
-    const systems: System[] = ['thinpool', 'overlayfs', 'union', 'qcow2', 'raw'];
-    const labels = ['thinpool', 'kernel overlayfs', 'union (userspace)', 'qcow2 chain', 'raw file'];
+    rec.note('For ext4 on thinpool via NBD the file lives on an ext4 file system (4 KiB blocks) on the base volume; the container is a snapshot of the volume mounted through nbdfuse + loop. Its write is fsync\'d: without it nothing would reach the volume (and no copy-on-write would happen) inside the timed section.');
+    const systems: System[] = ['thinpool', 'ext4-nbd', 'overlayfs', 'union', 'qcow2', 'raw'];
+    const labels = ['thinpool', 'ext4 on thinpool via NBD', 'kernel overlayfs', 'union (userspace)', 'qcow2 chain', 'raw file'];
     rec.chart('small-write-time.svg', {
       kind: 'line', title: 'First 4 KiB write into an inherited file',
       x: { label: 'size of the inherited file', log: true, format: fmtBytes },

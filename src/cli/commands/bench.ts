@@ -1,12 +1,22 @@
 /** bench: the block- against file-level copy-on-write comparison (bench/compare), from the command line. */
 import type { Ctx } from '../main.js';
 import { resolvePath } from '../pool.js';
+import { UsageError, q } from '../io.js';
 
 export async function bench(ctx: Ctx, _args: string[], opts: Record<string, unknown>): Promise<number> {
   const args: string[] = [];
   if (opts.quick) args.push('--quick');
   if (opts.full) args.push('--full');
-  if (opts.scenario) args.push('--scenario', String(opts.scenario));
+  if (opts.scenario !== undefined) {
+    const { SCENARIOS } = await import('../../../bench/compare/run.js');
+    const names = String(opts.scenario).split(',').map((x) => x.trim());
+    const known = SCENARIOS.map((x) => x.name);
+    const unknown = names.filter((n) => !known.includes(n));
+    if (names.length === 0 || unknown.length > 0) {
+      throw new UsageError(`unknown scenario ${q(unknown.join(',') || String(opts.scenario))}: choose from ${known.join(', ')}`);
+    }
+    args.push('--scenario', names.join(','));
+  }
   args.push('--out', resolvePath(ctx, String(opts.out ?? 'thinpool-bench')));
   if (opts.work) args.push('--work', resolvePath(ctx, String(opts.work)));
   // bench/ sits beside src/ in the source tree and in dist/.

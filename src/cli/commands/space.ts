@@ -21,6 +21,10 @@ export async function extend(ctx: Ctx, [dir]: string[], opts: Record<string, unk
   if (opts.size === undefined && opts.metadataSize === undefined) throw new UsageError('give --size and/or --metadata-size');
   const size = opts.size === undefined ? undefined : sizeArg(opts.size, '--size');
   const metadataSize = opts.metadataSize === undefined ? undefined : sizeArg(opts.metadataSize, '--metadata-size');
+  const MAX_METADATA_BYTES = 4161600 * 4096;
+  if (metadataSize !== undefined && metadataSize > MAX_METADATA_BYTES) {
+    throw new UsageError(`--metadata-size ${humanSize(metadataSize)} is above the dm-thin maximum of ${humanSize(MAX_METADATA_BYTES)} (4161600 blocks)`);
+  }
   const st = await withPool(ctx, dir, 'write', (pool) => {
     const before = pool.status();
     if (size !== undefined && Math.floor(size / pool.blockSize) < before.dataBlocks.total) {
@@ -39,9 +43,17 @@ export async function extend(ctx: Ctx, [dir]: string[], opts: Record<string, unk
 }
 
 function percents(text: unknown, option: string): number[] {
-  const parts = String(text).split(',').map((s) => Number(s.trim()));
+  const words = String(text).split(',').map((s) => s.trim());
+  const parts = words.map((w) => (/^\d+(\.\d+)?$/.test(w) ? Number(w) : NaN));
   if (parts.length === 0 || parts.some((p) => !(p > 0 && p <= 100))) throw new UsageError(`${option} takes percentages in (0, 100], e.g. 80,90,95`);
   return parts;
+}
+
+function onePercent(text: unknown, option: string, max = 100): number {
+  const w = String(text).trim();
+  const n = /^\d+(\.\d+)?$/.test(w) ? Number(w) : NaN;
+  if (!(n > 0 && n <= max)) throw new UsageError(`${option} takes one percentage in (0, ${max}], got ${q(w)}`);
+  return n;
 }
 
 function onOff(text: unknown, option: string): boolean {
@@ -59,8 +71,8 @@ export async function space(ctx: Ctx, [dir]: string[], opts: Record<string, unkn
     const cur = pool.spaceSettings;
     const ae = { ...cur.autoExtend };
     if (opts.autoExtend !== undefined) ae.enabled = onOff(opts.autoExtend, '--auto-extend');
-    if (opts.autoExtendAt !== undefined) ae.atPercent = percents(opts.autoExtendAt, '--auto-extend-at')[0];
-    if (opts.autoExtendPercent !== undefined) ae.percent = Number(opts.autoExtendPercent);
+    if (opts.autoExtendAt !== undefined) ae.atPercent = onePercent(opts.autoExtendAt, '--auto-extend-at');
+    if (opts.autoExtendPercent !== undefined) ae.percent = onePercent(opts.autoExtendPercent, '--auto-extend-percent', 1000);
     if (opts.autoExtendMax !== undefined) ae.maxBytes = sizeArg(opts.autoExtendMax, '--auto-extend-max');
     if (ae.enabled && ae.maxBytes <= pool.status().dataBlocks.total * pool.blockSize) {
       throw new UsageError('--auto-extend on needs --auto-extend-max larger than the data device');
