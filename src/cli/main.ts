@@ -238,7 +238,7 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   'Example:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"');
 
   def('bench', 'bench', 'bench', (c) => c
-    .description('compare thinpool with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file')
+    .description('compare thinpool (and ext4 on a thinpool volume through NBD) with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file')
     .option('--quick', 'every scenario at tiny sizes (under a minute)')
     .option('--full', 'add the 1 GiB cases (needs tens of GB free and a long time)')
     .option('--scenario <LIST>', 'only these scenarios: small-write,deep-read,create,many,throughput,teardown')
