@@ -31,16 +31,7 @@ export function now(): number {
 }
 
 /** Deterministic PRNG (mulberry32) so both sides of a comparison see the same offsets. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../compare/lib/stats.js';
 
 export interface Case {
   name: string;

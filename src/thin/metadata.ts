@@ -570,12 +570,7 @@ export class ThinMetadata {
     this.committedSb.flags |= NEEDS_CHECK;
     this.mode = 'read-only';
     try {
-      const { core } = this;
-      const b = core.u8.subarray(core.scratch, core.scratch + 4096);
-      encodeSuperblock(this.committedSb, b);
-      core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
-      this.dev.write(b, 0);
-      this.dev.flush();
+      this.rewriteCommittedSuperblock();
     } catch {
       this.mode = 'fail';
     }
@@ -585,13 +580,18 @@ export class ThinMetadata {
   clearNeedsCheck(): void {
     this.sb.flags &= ~NEEDS_CHECK;
     this.committedSb.flags &= ~NEEDS_CHECK;
+    this.rewriteCommittedSuperblock();
+    this.mode = 'write';
+  }
+
+  /** Write the committed superblock again (only its flags changed) and flush: block 0 is the one in-place block. */
+  private rewriteCommittedSuperblock(): void {
     const { core } = this;
     const b = core.u8.subarray(core.scratch, core.scratch + 4096);
     encodeSuperblock(this.committedSb, b);
     core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
     this.dev.write(b, 0);
     this.dev.flush();
-    this.mode = 'write';
   }
 
   get metadataFreeBlocks(): number {

@@ -14,19 +14,11 @@ import {
   allocatedBytes,
 } from '../../src/io/index.js';
 
+import { seededRng } from '../support/rng.js';
+
 const KiB = 1024;
 
-/** Deterministic PRNG (mulberry32) returning [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRng;
 
 function pattern(length: number, seed: number): Uint8Array {
   const rng = seeded(seed);

@@ -12,20 +12,11 @@ import { MiB } from './support.js';
 const SESSIONS = Number(process.env.NBD_FUZZ_SESSIONS ?? 10000);
 const TIME_LIMIT_MS = Number(process.env.NBD_FUZZ_MS ?? 100000);
 const CONCURRENCY = 24;
+import { seededRng } from '../support/rng.js';
 const SEED = Number(process.env.NBD_FUZZ_SEED ?? Date.now() % 1000000);
 const VOL = 4 * MiB;
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRng;
 
 let pool: ThinPool;
 let server: NbdServer;
