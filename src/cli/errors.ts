@@ -49,6 +49,7 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
         if (/already holds a pool/.test(msg)) return { message: `${msg}: choose another directory`, exitCode: 1 };
         return { message: `${msg}: choose another name`, exitCode: 1 };
       case 'EBUSY':
+        if (/belongs to|has children|held/.test(msg)) return { message: msg, exitCode: 1 }; // says what to do itself
         return { message: `${msg}: wait for it to finish (or stop it) and retry`, exitCode: 1 };
       case 'EROFS':
         if (/needs_check/.test(msg)) return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };

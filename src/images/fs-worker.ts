@@ -10,7 +10,9 @@
  *   side refuses every write request with EROFS; `writable` is false and the changing calls throw EROFS before
  *   reaching the worker.
  * - Calls move at most 1 MiB of file data each (libext2fs aborts at ~16 MiB per operation).
- * - Errors from the filesystem arrive as `FsError` with the errno code (ENOENT, EEXIST, ENOTDIR, ...).
+ * - Errors from the filesystem arrive as `FsError` with the errno code (ENOENT, EEXIST, ENOTDIR, ...); once a
+ *   block I/O on this side failed (ENOSPC_DATA from a full pool, an I/O error), every failing call reports
+ *   that error instead of the EIO libext2fs turned it into. A volume without ext4 fails `open` with ENOENT.
  */
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
@@ -357,6 +359,11 @@ export class FsSession {
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private dead: Error | null = null;
+  /**
+   * The first error of a block I/O this side served (e.g. ENOSPC_DATA from a full pool): libext2fs only sees
+   * EIO, so a call that fails after it reports this error, the cause, instead.
+   */
+  private ioError: unknown = null;
 
   private readonly onMessage: (m: Reply | IoReq) => void;
   private readonly onFail: (e: Error) => void;
@@ -408,8 +415,9 @@ export class FsSession {
       await s.call('mount', volume.sizeBytes, ro);
     } catch (e) {
       await s.release(false);
-      const code = (e as FsError).code;
-      throw new ThinpoolError('EINVAL', `volume ${volume.label} holds no ext4 filesystem that can be mounted (${code ?? ''} ${(e as Error).message})`, { cause: e });
+      if (s.ioError !== null) throw s.ioError;
+      // libext2fs's own words ("UNKNOWN node_ext2fs_mount UNKNOWN (2133571347)") stay in the cause.
+      throw new ThinpoolError('ENOENT', `volume ${volume.label} holds no ext4 filesystem (or a damaged one that cannot be mounted)`, { cause: e });
     }
     return s;
   }
@@ -436,6 +444,7 @@ export class FsSession {
       }
       this.worker.postMessage({ t: 'io-reply', id: m.id });
     } catch (e) {
+      if (this.ioError === null) this.ioError = e;
       this.worker.postMessage({ t: 'io-reply', id: m.id, error: { code: (e as { code?: string }).code ?? 'EIO', message: (e as Error).message } });
     }
   }
@@ -444,7 +453,7 @@ export class FsSession {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<T>((resolve, reject) => {
       const id = ++this.seq;
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject: (e) => reject(this.ioError ?? e) });
       this.worker.postMessage({ t: 'call', id, op, args });
     });
   }

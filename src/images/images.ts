@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import tar, { type Header } from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
+import { q } from '../cli/io.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
 import { FsSession, withFs, type FsStat } from './fs-worker.js';
@@ -75,11 +76,27 @@ function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,254}$/;
+/** Image names follow image references (library/alpine:3.19, registry.example/x@sha256:...): "/" and ":" are part of them. */
+const IMAGE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,254}$/;
+/** Container names follow the volume-name rule (and Docker's): no "/". */
+const CONTAINER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$/;
 
-function checkName(name: string, what: string): void {
-  if (typeof name !== 'string' || !NAME_RE.test(name) || name.includes('..')) {
-    throw new ThinpoolError('EINVAL', `bad ${what} name ${JSON.stringify(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`);
+/** A user-given name in quotes for a message: JSON-escaped, DEL too, so nothing is echoed raw (q() leaves printable names bare). */
+export function quoteName(name: string): string {
+  return JSON.stringify(String(name)).replace(/\x7f/g, '\\u007f');
+}
+
+/** Throws EINVAL unless name is a valid image name. */
+export function checkImageName(name: string): void {
+  if (typeof name !== 'string' || !IMAGE_NAME_RE.test(name) || name.includes('..')) {
+    throw new ThinpoolError('EINVAL', `bad image name ${q(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`);
+  }
+}
+
+/** Throws EINVAL unless name is a valid container name. */
+export function checkContainerName(name: string): void {
+  if (typeof name !== 'string' || !CONTAINER_NAME_RE.test(name) || name.includes('..')) {
+    throw new ThinpoolError('EINVAL', `bad container name ${q(name)}: 1-255 characters of letters, digits and . _ : @ + -, starting with a letter or digit (no "/")`);
   }
 }
 
@@ -122,14 +139,14 @@ export class ImageStore {
 
   image(name: string): ImageRecord {
     const im = this.state.images[name];
-    if (!im) throw new ThinpoolError('ENOENT', `no image named ${JSON.stringify(name)}: list them with "thinpool image ls POOL"`);
+    if (!im) throw new ThinpoolError('ENOENT', `no image named ${quoteName(name)}: list them with "thinpool image ls POOL"`);
     return clone(im);
   }
 
   /** Import an image from an OCI layout, an OCI/docker-save archive, or layer tarballs (bottom first). */
   async import(name: string, sources: string[], opts: { onLayer?: (i: number, total: number, reused: boolean) => void } = {}): Promise<ImportResult> {
-    checkName(name, 'image');
-    if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${JSON.stringify(name)} already exists`);
+    checkImageName(name);
+    if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(name)} already exists`);
     const src = await readSource(sources);
     this.snapshotter.collectOrphans();
     try {
@@ -191,7 +208,7 @@ export class ImageStore {
   async removeImage(name: string): Promise<number> {
     const im = this.image(name);
     const users = Object.values(this.state.containers).filter((c) => c.image === name).map((c) => c.name);
-    if (users.length) throw new ThinpoolError('EBUSY', `image ${name} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`);
+    if (users.length) throw new ThinpoolError('EBUSY', `image ${q(name)} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`);
     return this.tx(() => {
       delete this.state.images[name];
       const used = new Set(Object.values(this.state.images).flatMap((i) => i.chainIds));
@@ -247,14 +264,14 @@ export class ImageStore {
 
   container(name: string): ContainerRecord {
     const c = this.state.containers[name];
-    if (!c) throw new ThinpoolError('ENOENT', `no container named ${JSON.stringify(name)}: list them with "thinpool container ls POOL"`);
+    if (!c) throw new ThinpoolError('ENOENT', `no container named ${quoteName(name)}: list them with "thinpool container ls POOL"`);
     return clone(c);
   }
 
   /** A writable snapshot of the image's top layer: constant time. */
   async createContainer(image: string, name: string): Promise<ContainerRecord> {
-    checkName(name, 'container');
-    if (this.state.containers[name]) throw new ThinpoolError('EEXIST', `a container named ${JSON.stringify(name)} already exists`);
+    checkContainerName(name);
+    if (this.state.containers[name]) throw new ThinpoolError('EEXIST', `a container named ${quoteName(name)} already exists`);
     const im = this.image(image);
     return this.tx(() => {
       const key = `container/${name}`;
@@ -299,8 +316,8 @@ export class ImageStore {
    * layer; the layer's diff id is the digest of the tar of its changes (as `docker commit` makes it).
    */
   async commitContainer(name: string, image: string, opts: { createdBy?: string; comment?: string } = {}): Promise<ImageRecord> {
-    checkName(image, 'image');
-    if (this.state.images[image]) throw new ThinpoolError('EEXIST', `an image named ${JSON.stringify(image)} already exists`);
+    checkImageName(image);
+    if (this.state.images[image]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(image)} already exists`);
     const c = this.container(name);
     const base = this.image(c.image);
     const top = this.topVolume(base);

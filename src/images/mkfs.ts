@@ -12,6 +12,12 @@ import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
 import type { Volume } from '../thin/volume.js';
 
+/**
+ * The smallest filesystem an image layer gets: mkfs.ext4 (4 KiB blocks, no journal) needs 240 KiB with
+ * e2fsprogs 1.47; 1 MiB leaves room for other versions and for lost+found and a few files.
+ */
+export const MIN_FS_SIZE = 1024 * 1024;
+
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
 export function findTool(name: string): string | null {

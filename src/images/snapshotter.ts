@@ -22,7 +22,7 @@ import { OWNER_LABEL } from '../thin/pool.js';
 import { ThinpoolError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
-import { formatExt4 } from './mkfs.js';
+import { MIN_FS_SIZE, formatExt4 } from './mkfs.js';
 
 export type Kind = 'active' | 'view' | 'committed';
 
@@ -83,6 +83,9 @@ export class Snapshotter {
   constructor(pool: ThinPool, opts: SnapshotterOptions = {}) {
     this.pool = pool;
     this.size = opts.size ?? 1024 ** 3;
+    if (!Number.isSafeInteger(this.size) || this.size < MIN_FS_SIZE) {
+      throw new ThinpoolError('EINVAL', `filesystem size ${this.size} bytes is too small for an ext4 filesystem: use at least ${MIN_FS_SIZE} bytes (1 MiB)`);
+    }
     const s = pool.getExtension<State>(EXTENSION);
     this.state = s ? clone(s) : { version: 1, next: 1, bases: {}, snapshots: {} };
   }

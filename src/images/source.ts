@@ -188,6 +188,7 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
     bad(`${root} is neither an OCI image layout (no index.json) nor an unpacked docker save (no manifest.json)`);
   }
   for (const p of paths) if (!statSync(p).isFile()) bad(`${p} is not a file`);
+  for (const p of paths) if (statSync(p).size === 0) bad(`${p} is empty: not a tar archive (an image source is an OCI layout, an OCI or docker save archive, or layer tarballs)`);
   if (paths.length === 1) {
     const names = await tarNames(paths[0]);
     if (names.has('/index.json') || names.has('/manifest.json')) {
@@ -210,7 +211,14 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
   for (const [i, p] of paths.entries()) {
     let diffId: string;
     try {
-      diffId = await digestStream(await openLayer(p));
+      const h = createHash('sha256');
+      let n = 0;
+      for await (const c of await openLayer(p)) {
+        h.update(c as Buffer);
+        n += (c as Buffer).length;
+      }
+      diffId = `sha256:${h.digest('hex')}`;
+      if (n === 0) bad(`${p} is empty once uncompressed: not a tar archive`);
     } catch (e) {
       if (e instanceof ThinpoolError) throw e;
       throw new ThinpoolError('EINVAL', `layer ${p} cannot be read (truncated or corrupt compression): ${(e as Error).message}`, { cause: e });

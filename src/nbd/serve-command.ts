@@ -7,6 +7,8 @@
  * 1 (2 for a bad command line).
  */
 import { isThinpoolError } from '../errors.js';
+import { explainError } from '../cli/errors.js';
+import { q } from '../cli/io.js';
 import { ThinPool } from '../thin/pool.js';
 import { NbdServer, type NbdListenOptions } from './server.js';
 
@@ -63,7 +65,10 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   try {
     pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true });
   } catch (e) {
-    stderr.write(`thinpool serve: cannot open pool "${opts.pool}": ${(e as Error).message}\n`);
+    // The same explained line and remedy as the other commands ("is open in process N: wait for it to finish
+    // (or stop it) and retry", "metadata of POOL is damaged: ... run thinpool check").
+    const { message } = explainError(e, { pool: opts.pool });
+    stderr.write(`thinpool serve: cannot open pool ${q(opts.pool)}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
     return 1;
   }
   let server: NbdServer;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
+import { OWNER, OWNER_LABEL } from '../../src/images/snapshotter.js';
 import { withFs } from '../../src/images/fs-worker.js';
 import { needTool } from '../support/tools.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
@@ -130,7 +131,16 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     const vol = store.snapshotter.volume(im.chainIds[1]);
     expect(() => vol.writeSync(Buffer.alloc(512), 0)).toThrow(/read-only/);
     expect(() => vol.discardSync(0, 65536)).toThrow(/read-only/);
-    expect(() => pool.resizeSync(vol.id, vol.sizeBytes * 2)).toThrow(/read-only/);
+    // Plain pool calls cannot delete, resize or unseal a layer: it belongs to the images layer (EBUSY).
+    const owned = { code: 'EBUSY', message: expect.stringMatching(/belongs to images/) };
+    expect(() => pool.resizeSync(vol.id, vol.sizeBytes * 2)).toThrow(expect.objectContaining(owned));
+    expect(() => pool.deleteSync(vol.id)).toThrow(expect.objectContaining(owned));
+    expect(() => pool.updateSync(vol.id, { readOnly: false })).toThrow(expect.objectContaining(owned));
+    expect(() => pool.updateSync(vol.id, { name: 'renamed' })).toThrow(expect.objectContaining(owned));
+    // Even acting as the owner, a committed layer is never resized (read-only).
+    expect(() => pool.resizeSync(vol.id, vol.sizeBytes * 2, { owner: OWNER })).toThrow(/read-only/);
+    expect(pool.volume(vol.id).readOnly).toBe(true);
+    expect(store.snapshotter.has(im.chainIds[1])).toBe(true);
     await withFs(vol, async (fs) => {
       await expect(fs.writeFile('/x', Buffer.from('x'))).rejects.toThrow(/read-only/);
       await expect(fs.rmrf('/etc')).rejects.toThrow(/read-only/);
@@ -309,11 +319,13 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
 
   test('volumes an interrupted import left behind are collected by the next import', async () => {
     const top = store.image('app').chainIds[2];
-    pool.snapshotSync(store.snapshotter.stat(top).volume, 'sn-orphan', { labels: { 'thinpool.images/owner': 'snapshotter' } });
+    pool.snapshotSync(store.snapshotter.stat(top).volume, 'sn-orphan', { labels: { [OWNER_LABEL]: OWNER } });
     pool.commitSync();
     const r = await store.import('app-again', layerFiles);
     expect([r.applied, r.reused]).toEqual([0, 3]);
     expect(pool.has('sn-orphan')).toBe(false);
+    // A plain delete of an image layer is refused; the images code paths (removeImage) still delete them.
+    expect(() => pool.deleteSync(store.snapshotter.stat(store.image('app-again').chainIds[2]).volume)).toThrow(/belongs to images/);
     await store.removeImage('app-again');
   });
 

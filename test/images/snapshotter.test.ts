@@ -106,3 +106,40 @@ describe.skipIf(!haveTools)('snapshotter', () => {
     pool.closeSync();
   });
 });
+
+describe.skipIf(!haveTools)('bad input to the images API', () => {
+  test('a filesystem size below the mkfs.ext4 minimum is refused up front; names are checked and quoted', async () => {
+    const { checkContainerName, checkImageName, quoteName } = await import('../../src/images/images.js');
+    const { MIN_FS_SIZE } = await import('../../src/images/mkfs.js');
+    const dir = join(work, 'bad');
+    const pool = ThinPool.formatSync(dir, { size: 64 * 1024 * 1024 });
+    try {
+      expect(() => new Snapshotter(pool, { size: 4096 })).toThrow(/too small for an ext4 filesystem: use at least/);
+      expect(() => new Snapshotter(pool, { size: MIN_FS_SIZE - 1 })).toThrow(/too small/);
+      const sn = new Snapshotter(pool, { size: MIN_FS_SIZE });
+      sn.prepare('tiny');
+      await withFs(sn.volume('tiny'), (fs) => fs.writeFile('/f', Buffer.alloc(100000, 3)));
+      expect(await withFs(sn.volume('tiny'), async (fs) => (await fs.readFile('/f')).length)).toBe(100000);
+      expect(() => checkImageName('library/app:1.0')).not.toThrow();
+      expect(() => checkContainerName('web-1.a_b')).not.toThrow();
+      expect(() => checkContainerName('a/b')).toThrow(/bad container name a\/b: .*no "\/"/);
+      // eslint-disable-next-line no-control-regex
+      expect(() => checkImageName('del\x7f')).toThrow(expect.objectContaining({ code: 'EINVAL', message: expect.not.stringMatching(/[\x00-\x1f\x7f]/) }));
+      expect(quoteName('a\x7fb\n')).toBe('"a\\u007fb\\n"');
+    } finally {
+      pool.closeSync();
+    }
+  });
+
+  test('a volume without ext4: ENOENT, no libext2fs internals in the message', async () => {
+    const dir = join(work, 'nofs');
+    const pool = ThinPool.formatSync(dir, { size: 64 * 1024 * 1024 });
+    try {
+      const v = pool.createThinSync('raw', { size: 4 * 1024 * 1024 });
+      const err = await withFs(v, async () => 1).catch((e: unknown) => e as Error & { code: string });
+      expect(err).toMatchObject({ code: 'ENOENT', message: 'volume raw holds no ext4 filesystem (or a damaged one that cannot be mounted)' });
+    } finally {
+      pool.closeSync();
+    }
+  });
+});

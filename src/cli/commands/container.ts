@@ -1,12 +1,32 @@
 /** container create, ls, rm, commit, diff: writable thin snapshots of an image's top layer. */
-import { formatTable, write } from '../io.js';
+import { UsageError, formatTable, write } from '../io.js';
 import type { Ctx } from '../main.js';
 import { humanSize, withPool } from '../pool.js';
-import { ImageStore } from '../../images/images.js';
+import { ImageStore, checkContainerName, checkImageName } from '../../images/images.js';
+import { imagesError } from './image.js';
+
+/** A name given on the command line is checked before the pool is opened: a bad one is a usage error. */
+function usage(check: (name: string) => void, name: string): void {
+  try {
+    check(name);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Run an images call; its errors said for the command line (a full pool, a missing filesystem). */
+async function run<T>(dir: string, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw imagesError(e, dir);
+  }
+}
 
 export async function create(ctx: Ctx, [dir, image, name]: string[]): Promise<number> {
+  usage(checkContainerName, name);
   const t0 = performance.now();
-  await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).createContainer(image, name));
+  await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).createContainer(image, name)));
   await write(ctx.io.stdout, `created container ${name} from image ${image} (${(performance.now() - t0).toFixed(0)} ms)\n`);
   return 0;
 }
@@ -27,21 +47,22 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
 }
 
 export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
-  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeContainer(name));
+  const freed = await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).removeContainer(name)));
   await write(ctx.io.stdout, `removed container ${name} (${humanSize(freed)} freed)\n`);
   return 0;
 }
 
 export async function commit(ctx: Ctx, [dir, name, image]: string[], opts: Record<string, unknown>): Promise<number> {
-  const im = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).commitContainer(name, image, {
+  usage(checkImageName, image);
+  const im = await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).commitContainer(name, image, {
     ...(typeof opts.message === 'string' ? { comment: opts.message } : {}),
-  }));
+  })));
   await write(ctx.io.stdout, `committed container ${name} as image ${image} (${im.id.slice(7, 19)}, ${im.chainIds.length} layers)\n`);
   return 0;
 }
 
 export async function diff(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
-  const changes = await withPool(ctx, dir, 'read', (pool) => new ImageStore(pool).diff(name));
+  const changes = await withPool(ctx, dir, 'read', (pool) => run(dir, () => new ImageStore(pool).diff(name)));
   if (opts.json) {
     await write(ctx.io.stdout, JSON.stringify(changes, null, 2) + '\n');
     return 0;

@@ -6,6 +6,24 @@ import { resolvePath, withPool } from '../pool.js';
 import { ImageStore } from '../../images/images.js';
 import { withFs, type FsStat } from '../../images/fs-worker.js';
 import { cleanPath } from '../../images/layer.js';
+import { imagesError } from './image.js';
+
+/** Run an images call; its errors said for the command line (a full pool, a volume without a filesystem). */
+async function run<T>(dir: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw imagesError(e, dir);
+  }
+}
+
+/** --mode: octal digits only (644, 0755, 4755), at most 07777. */
+export function modeArg(v: unknown): number {
+  const text = String(v);
+  const mode = /^[0-7]{1,6}$/.test(text) ? parseInt(text, 8) : NaN;
+  if (!(mode >= 0 && mode <= 0o7777)) throw new UsageError(`--mode ${q(text)} must be an octal mode such as 644 or 0755 (digits 0-7, at most 7777)`);
+  return mode;
+}
 
 function absPath(p: string | undefined): string {
   if (p === undefined || p === '') return '/';
@@ -25,7 +43,7 @@ function modeString(s: FsStat): string {
 
 export async function ls(ctx: Ctx, [dir, ref, path]: string[], opts: Record<string, unknown>): Promise<number> {
   const p = absPath(path);
-  const rows = await withPool(ctx, dir, 'read', (pool) => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
+  const rows = await withPool(ctx, dir, 'read', (pool) => run(dir, () => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
     const st = await fs.lstat(p);
     if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
     if (st.type !== 'dir') return [st];
@@ -33,7 +51,7 @@ export async function ls(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
     const out: FsStat[] = [];
     for (const n of await fs.readdir(p)) out.push((await fs.lstat(p === '/' ? `/${n}` : `${p}/${n}`))!);
     return out;
-  }, { readOnly: true }));
+  }, { readOnly: true })));
   if (opts.json) {
     await write(ctx.io.stdout, JSON.stringify(rows, null, 2) + '\n');
     return 0;
@@ -50,12 +68,12 @@ export async function ls(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
 
 export async function cat(ctx: Ctx, [dir, ref, path]: string[]): Promise<number> {
   const p = absPath(path);
-  await withPool(ctx, dir, 'read', (pool) => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
+  await withPool(ctx, dir, 'read', (pool) => run(dir, () => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
     const st = await fs.lstat(p);
     if (!st) throw new CliError(`no such file ${q(p)} in ${q(ref)}`);
     if (st.type !== 'file') throw new CliError(`${q(p)} in ${q(ref)} is a ${st.type === 'dir' ? 'directory' : st.type}, not a file`);
     for await (const chunk of fs.readChunks(p)) await write(ctx.io.stdout, chunk);
-  }, { readOnly: true }));
+  }, { readOnly: true })));
   return 0;
 }
 
@@ -74,13 +92,12 @@ function refuseCommitted(store: ImageStore, ref: string): void {
 export async function put(ctx: Ctx, [dir, ref, path, file]: string[], opts: Record<string, unknown>): Promise<number> {
   const p = absPath(path);
   if (p === '/') throw new UsageError('put needs a file path, not the root');
-  const mode = opts.mode === undefined ? 0o644 : parseInt(String(opts.mode), 8);
-  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new UsageError(`--mode ${String(opts.mode)} must be an octal mode such as 644`);
+  const mode = opts.mode === undefined ? 0o644 : modeArg(opts.mode);
   const data = await readInput(ctx, file);
   await withPool(ctx, dir, 'write', async (pool) => {
     const store = new ImageStore(pool);
     refuseCommitted(store, ref);
-    await withFs(store.resolveVolume(ref), (fs) => fs.writeFile(p, data, { mode }));
+    await run(dir, () => withFs(store.resolveVolume(ref), (fs) => fs.writeFile(p, data, { mode })));
   });
   await write(ctx.io.stdout, `wrote ${data.length} bytes to ${p} in ${ref}\n`);
   return 0;
@@ -92,13 +109,13 @@ export async function rm(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
   await withPool(ctx, dir, 'write', async (pool) => {
     const store = new ImageStore(pool);
     refuseCommitted(store, ref);
-    await withFs(store.resolveVolume(ref), async (fs) => {
+    await run(dir, () => withFs(store.resolveVolume(ref), async (fs) => {
       const st = await fs.lstat(p);
       if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
       if (st.type === 'dir' && !opts.recursive) throw new CliError(`${q(p)} is a directory: use --recursive`);
       await fs.rmrf(p);
       await fs.trim();
-    });
+    }));
   });
   await write(ctx.io.stdout, `removed ${p} from ${ref}\n`);
   return 0;

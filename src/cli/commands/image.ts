@@ -1,9 +1,10 @@
 /** image import, ls, history, rm: images as stacks of committed thin snapshots. */
-import { CliError, formatTable, write } from '../io.js';
+import { CliError, UsageError, formatTable, q, write } from '../io.js';
 import { ThinpoolError } from '../../errors.js';
 import type { Ctx } from '../main.js';
 import { humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
-import { ImageStore } from '../../images/images.js';
+import { ImageStore, checkImageName } from '../../images/images.js';
+import { MIN_FS_SIZE } from '../../images/mkfs.js';
 
 /** Bad image input (corrupt tar, digest mismatch, escaping path) is a failure (exit 1), not a usage error. */
 export function badInput(e: unknown): unknown {
@@ -24,19 +25,47 @@ function when(iso: string | undefined): string {
   return iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
 }
 
+/**
+ * Errors of the images code said for the command line: a full pool (a libext2fs write that reached the pool)
+ * says so and what to do; a volume without a filesystem says where filesystems are. Others pass through.
+ */
+export function imagesError(e: unknown, dir: string): unknown {
+  if (!(e instanceof ThinpoolError)) return e;
+  const d = q(dir);
+  if (e.code === 'ENOSPC_DATA') {
+    return new CliError(`pool ${d} is full: no free data blocks for this change; nothing was changed: free space with "thinpool container rm ${d} NAME", "thinpool image rm ${d} NAME" or "thinpool delete ${d} NAME", or grow the pool with "thinpool extend ${d} --size SIZE"`, 1);
+  }
+  if (e.code === 'ENOSPC_METADATA') {
+    return new CliError(`pool ${d} is full: its metadata device has no free blocks; nothing was changed: free space by removing containers, images or volumes, or grow it with "thinpool extend ${d} --metadata-size SIZE"`, 1);
+  }
+  if (e.code === 'ENOENT' && /holds no ext4 filesystem/.test(e.message)) {
+    return new CliError(`${e.message}: fs commands work on images and containers (see "thinpool image ls ${d}" and "thinpool container ls ${d}") and on volumes formatted with ext4`, 1);
+  }
+  return e;
+}
+
 export function storeOptions(opts: Record<string, unknown>): { size?: number } {
-  return opts.fsSize === undefined ? {} : { size: sizeArg(opts.fsSize, '--fs-size') };
+  if (opts.fsSize === undefined) return {};
+  const size = sizeArg(opts.fsSize, '--fs-size');
+  if (size < MIN_FS_SIZE) throw new UsageError(`--fs-size ${q(String(opts.fsSize))} is too small for an ext4 filesystem: use at least 1M (the minimum is ${MIN_FS_SIZE} bytes)`);
+  return { size };
 }
 
 export async function importImage(ctx: Ctx, args: string[], opts: Record<string, unknown>): Promise<number> {
   const [dir, name, ...sources] = args.flat();
+  // The command line first (usage errors, exit 2), before the pool is opened.
+  try {
+    checkImageName(name);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const store = storeOptions(opts);
   const paths = sources.map((s) => resolvePath(ctx, s));
   const r = await withPool(ctx, dir, 'write', async (pool) => {
-    const store = new ImageStore(pool, storeOptions(opts));
     try {
-      return await store.import(name, paths);
+      return await new ImageStore(pool, store).import(name, paths);
     } catch (e) {
-      throw badInput(e);
+      throw badInput(imagesError(e, dir));
     }
   });
   if (opts.json) {
@@ -79,7 +108,7 @@ export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<stri
 }
 
 export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
-  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeImage(name));
+  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeImage(name).catch((e: unknown) => { throw imagesError(e, dir); }));
   await write(ctx.io.stdout, `removed image ${name} (${humanSize(freed)} freed)\n`);
   return 0;
 }
