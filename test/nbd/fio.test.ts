@@ -13,7 +13,7 @@ const hasFio = needTool('fio', 'fio');
 interface FioJob { error: number; read: { io_bytes: number }; write: { io_bytes: number }; trim: { io_bytes: number }; sync?: { total_ios?: number } }
 
 async function fio(uri: string, args: string[]): Promise<FioJob> {
-  const r = await run('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', ...args], { timeoutMs: 90000 });
+  const r = await run('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', '--verify_state_save=0', ...args], { timeoutMs: 90000 });
   const text = r.stdout.slice(r.stdout.indexOf('{'));
   if (r.code !== 0) throw new Error(`fio ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   const job = (JSON.parse(text) as { jobs: FioJob[] }).jobs[0];
