@@ -146,6 +146,12 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   } catch (e) {
     throw explained(e, dir);
   }
+  // Space events (thresholds crossed, auto-extend, space that cannot be returned) are reported on stderr once
+  // the command has succeeded: a failing command keeps its single error line.
+  const notices: string[] = [];
+  pool.on('threshold', (e) => notices.push(`${e.resource} use of ${q(dir)} reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks): free space or "thinpool extend ${q(dir)}"`));
+  pool.on('extended', (e) => { if (e.auto) notices.push(`${q(dir)}: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks (auto-extend)`); });
+  pool.on('warning', (w) => notices.push(w.message));
   let result: T;
   try {
     if (mode === 'write' && pool.mode !== 'write') {
@@ -172,6 +178,7 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   } catch (e) {
     throw explained(e, dir);
   }
+  for (const n of notices) ctx.io.stderr.write(`thinpool: warning: ${n}\n`);
   return result;
 }
 

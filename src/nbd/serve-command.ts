@@ -64,6 +64,9 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   let pool: ThinPool;
   try {
     pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true });
+    pool.on('threshold', (e) => stderr.write(`thinpool serve: warning: ${e.resource} use reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks)\n`));
+    pool.on('extended', (e) => stderr.write(`thinpool serve: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks\n`));
+    pool.on('warning', (w) => stderr.write(`thinpool serve: warning: ${w.message}\n`));
   } catch (e) {
     // The same explained line and remedy as the other commands ("is open in process N: wait for it to finish
     // (or stop it) and retry", "metadata of POOL is damaged: ... run thinpool check").

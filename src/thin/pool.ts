@@ -136,7 +136,7 @@ export interface PoolEvents {
   /** Use of data or metadata crossed a low-water threshold (percent). */
   threshold: [ThresholdEvent];
   /** The pool grew (auto-extend or extend()). */
-  extended: [{ resource: 'data' | 'metadata'; fromBlocks: number; toBlocks: number }];
+  extended: [{ resource: 'data' | 'metadata'; fromBlocks: number; toBlocks: number; auto: boolean }];
   /** Something worth telling a user that is not an error (e.g. space cannot be returned to the host). */
   warning: [{ code: string; message: string }];
 }
@@ -493,6 +493,10 @@ export class ThinPool extends EventEmitter<PoolEvents> {
 
   /** Grow the data device and/or the metadata device (spec 7.8); shrinking data only while its tail is unused. */
   extendSync(opts: ExtendOptions): void {
+    this.grow(opts, false);
+  }
+
+  private grow(opts: ExtendOptions, auto: boolean): void {
     this.alive();
     if (this.metadata.mode !== 'write') throw new ThinpoolError('EROFS', 'pool is read-only: it cannot grow (needs_check set?)');
     const bs = this.blockSize;
@@ -506,7 +510,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
         this.storage.data.resize(nr * bs);
         this.change(() => this.metadata.extendData(nr));
         this.commitSync();
-        this.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr });
+        this.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr, auto });
       }
     }
     if (opts.metadataSize !== undefined) {
@@ -520,7 +524,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
         const grown = ThinMetadata.open(this.storage.metadata, { cacheBlocks, growTo: nr });
         this.#md = grown;
         this.commitSync();
-        this.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr });
+        this.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr, auto });
       }
     }
   }
@@ -561,7 +565,7 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     const max = Math.floor(ae.maxBytes / bs);
     const target = Math.min(max, old + Math.max(1, Math.ceil((old * ae.percent) / 100)));
     if (!ae.enabled || target <= old) return false;
-    this.extendSync({ size: target * bs });
+    this.grow({ size: target * bs }, true);
     return true;
   }
 

@@ -44,3 +44,17 @@ test('extend grows the pool; shrinking is refused; space shows and changes the p
   expect(JSON.parse(st.out).lowWater).toEqual({ data: 0, metadata: 0 });
   verifyMetadataFile(join(pool, 'metadata'));
 });
+
+test('a write that takes data use past a threshold succeeds and warns once on stderr', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-cli-space-'));
+  dirs.push(dir);
+  const pool = join(dir, 'pool');
+  expect((await run('init', pool, '--size', '1M')).code).toBe(0);
+  expect((await run('create', pool, 'v', '--size', '1M')).code).toBe(0);
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(dir, 'img'), Buffer.alloc(13 * 64 * 1024, 1));
+  const r = await run('write', pool, 'v', join(dir, 'img'));
+  expect(r.code, r.err).toBe(0);
+  expect(r.err.trimEnd().split('\n')).toEqual([expect.stringMatching(/^thinpool: warning: data use of .* reached 80% \(13 of 16 blocks\)/)]);
+  verifyMetadataFile(join(pool, 'metadata'));
+});

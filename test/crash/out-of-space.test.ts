@@ -334,7 +334,7 @@ test('auto-extend: the pool grows at the low-water mark, up to its maximum, then
   const { pool, meta, reopen } = newPool(8);
   pool.configureSpace({ thresholds: { data: [50], metadata: [99] }, autoExtend: { enabled: true, atPercent: 75, percent: 50, maxBytes: 20 * BS } });
   pool.commitSync();
-  const grown: Array<{ resource: string; fromBlocks: number; toBlocks: number }> = [];
+  const grown: Array<{ resource: string; fromBlocks: number; toBlocks: number; auto: boolean }> = [];
   const ev: Ev[] = [];
   pool.on('extended', (e) => grown.push(e));
   pool.on('threshold', (e) => ev.push(e));
@@ -350,9 +350,9 @@ test('auto-extend: the pool grows at the low-water mark, up to its maximum, then
   expect(err, 'full once grown to the maximum').toBe('ENOSPC_DATA');
   expect(blk - 1, 'blocks written before ENOSPC_DATA').toBe(20);
   expect(grown, 'grown by half (at least a block) at 75 %, capped at 20 blocks').toEqual([
-    { resource: 'data', fromBlocks: 8, toBlocks: 12 },
-    { resource: 'data', fromBlocks: 12, toBlocks: 18 },
-    { resource: 'data', fromBlocks: 18, toBlocks: 20 },
+    { resource: 'data', fromBlocks: 8, toBlocks: 12, auto: true },
+    { resource: 'data', fromBlocks: 12, toBlocks: 18, auto: true },
+    { resource: 'data', fromBlocks: 18, toBlocks: 20, auto: true },
   ]);
   expect(ev.length, 'the 50 % threshold is reported (again after each growth lowered the use)').toBeGreaterThan(0);
   expect(pool.status().dataBlocks).toEqual({ used: 20, total: 20, free: 0 });
