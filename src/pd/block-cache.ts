@@ -107,13 +107,17 @@ export class BlockCache {
   }
 
   /** A zeroed, dirty slot for a block allocated in this transaction. */
-  create(mblock: number, kind: BlockKind): number {
+  /**
+   * `leafVs`: for a node, the leaf value size of its tree. The host keeps its own nodes valid, so a dirty node
+   * stays registered as a node of that tree and WASM lookups walk uncommitted paths without calling back.
+   */
+  create(mblock: number, kind: BlockKind, leafVs?: number): number {
     let slot = this.table.get(mblock);
     if (slot < 0) {
       slot = this.victim();
       this.blockOf[slot] = mblock;
     }
-    this.table.set(mblock, slot, NOT_NODE);
+    this.table.set(mblock, slot, kind === BlockKind.Node && leafVs !== undefined ? leafVs : NOT_NODE);
     this.kindOf[slot] = kind;
     const addr = this.core.slotAddr(slot);
     this.core.u8.fill(0, addr, addr + BLOCK_SIZE);
@@ -122,11 +126,11 @@ export class BlockCache {
   }
 
   /** Mark a resident block dirty; `kind` decides the salt used when it is written. */
-  markDirty(mblock: number, kind: BlockKind): void {
+  markDirty(mblock: number, kind: BlockKind, leafVs?: number): void {
     const slot = this.table.get(mblock);
     if (slot < 0) throw new ThinpoolError('EFAILED', `block ${mblock} marked dirty while not resident`);
     this.kindOf[slot] = kind;
-    this.table.setValidated(mblock, NOT_NODE);
+    this.table.setValidated(mblock, kind === BlockKind.Node && leafVs !== undefined ? leafVs : NOT_NODE);
     this.setDirty(slot);
   }
 
@@ -173,7 +177,7 @@ export class BlockCache {
       throw ThinpoolError.metadata(code, statusText(s), KIND_NAME[kind], mblock);
     }
     this.kindOf[slot] = kind;
-    this.table.setValidated(mblock, kind === BlockKind.Node && !this.dirty[slot] ? leafVs : NOT_NODE);
+    this.table.setValidated(mblock, kind === BlockKind.Node ? leafVs : NOT_NODE);
   }
 
   /** Pick a slot to reuse (clock), writing it back first when dirty. */

@@ -139,7 +139,7 @@ export class BTree {
       core.setU64(this.valueAddr(a, i), c.block);
       let next = c.addr;
       if (this.nr(c.addr) === this.max(c.addr)) {
-        const s = this.tm.newNode(core.u32[(c.addr + 4) >>> 2], core.u32[(c.addr + 24) >>> 2]);
+        const s = this.tm.newNode(core.u32[(c.addr + 4) >>> 2], core.u32[(c.addr + 24) >>> 2], this.vt.size);
         x.nodeSplitInto(c.addr, s.addr, this.nr(c.addr) >>> 1);
         const sk = this.key(s.addr, 0);
         core.setU64(core.scratch + 2048, s.block);
@@ -157,8 +157,8 @@ export class BTree {
     const x = core.x;
     const flags = core.u32[(ra + 4) >>> 2];
     const vs = core.u32[(ra + 24) >>> 2];
-    const left = this.tm.newNode(flags, vs);
-    const right = this.tm.newNode(flags, vs);
+    const left = this.tm.newNode(flags, vs, this.vt.size);
+    const right = this.tm.newNode(flags, vs, this.vt.size);
     core.u8.copyWithin(left.addr, ra, ra + 4096);
     core.setU64(left.addr + 8, left.block);
     x.nodeSplitInto(left.addr, right.addr, this.nr(left.addr) >>> 1);
@@ -361,7 +361,7 @@ export class BTree {
       let j = 0;
       for (let g = 0; g < groups; g++) {
         const cnt = Math.floor(level.length / groups) + (g < level.length % groups ? 1 : 0);
-        const s = this.tm.newNode(INTERNAL, 8);
+        const s = this.tm.newNode(INTERNAL, 8, this.vt.size);
         for (let i = 0; i < cnt; i++, j++) {
           core.setU64(core.param, level[j][1]);
           core.x.nodeInsertAt(s.addr, i, level[j][0] >>> 0, Math.floor(level[j][0] / TWO32), core.param);

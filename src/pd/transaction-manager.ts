@@ -43,8 +43,10 @@ export class TransactionManager {
     return { block, addr: this.cache.create(block, kind) };
   }
 
-  newNode(flags: number, valueSize: number): Shadowed {
-    const s = this.newBlock(BlockKind.Node);
+  /** A new, empty node; `leafVs` is the leaf value size of its tree (defaults to the node's own). */
+  newNode(flags: number, valueSize: number, leafVs = valueSize): Shadowed {
+    const block = this.sm.alloc();
+    const s = { block, addr: this.cache.create(block, BlockKind.Node, leafVs) };
     this.core.x.nodeInit(s.addr, s.block >>> 0, Math.floor(s.block / 4294967296), flags, valueSize);
     return s;
   }
@@ -57,13 +59,13 @@ export class TransactionManager {
     const { core, sm, cache } = this;
     if (sm.isTxNew(mblock) && sm.count(mblock) <= 1) {
       const addr = cache.get(mblock, BlockKind.Node, leafVs);
-      cache.markDirty(mblock, BlockKind.Node);
+      cache.markDirty(mblock, BlockKind.Node, leafVs);
       return { block: mblock, addr };
     }
     const old = cache.get(mblock, BlockKind.Node, leafVs);
     const shared = sm.count(mblock) > 1;
     const block = sm.alloc();
-    const addr = cache.create(block, BlockKind.Node);
+    const addr = cache.create(block, BlockKind.Node, leafVs);
     core.u8.copyWithin(addr, old, old + 4096);
     core.setU64(addr + 8, block);
     sm.dec(mblock);
