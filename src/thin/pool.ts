@@ -874,15 +874,34 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   writeData(id: number, buf: Uint8Array, offset: number): void {
     this.alive();
     const bs = this.blockSize;
+    const md = this.metadata;
     let done = 0;
     while (done < buf.length) {
       const pos = offset + done;
       const vblock = Math.floor(pos / bs);
       const within = pos - vblock * bs;
-      const n = Math.min(bs - within, buf.length - done);
-      this.writeBlock(id, vblock, within, buf.subarray(done, done + n));
+      let n = Math.min(bs - within, buf.length - done);
+      // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
+      const run = md.mode === 'fail' || n === buf.length - done ? null : this.inPlaceRun(id, vblock);
+      if (run !== null) {
+        let next = vblock + 1;
+        while (done + n < buf.length && this.inPlaceRun(id, next) === run + (next - vblock)) {
+          n += Math.min(bs, buf.length - done - n);
+          next++;
+        }
+        this.dataDirty = true;
+        this.storage.data.write(buf.subarray(done, done + n), run * bs + within);
+      } else {
+        this.writeBlock(id, vblock, within, buf.subarray(done, done + n));
+      }
       done += n;
     }
+  }
+
+  /** The data block vblock is mapped to when a write may go there in place (mapped, not shared), else null. */
+  private inPlaceRun(id: number, vblock: number): number | null {
+    const m = this.metadata.lookup(id, vblock);
+    return m !== null && !m.shared && m.dblock < this.metadata.nrDataBlocks ? m.dblock : null;
   }
 
   private writeBlock(id: number, vblock: number, within: number, part: Uint8Array): void {
