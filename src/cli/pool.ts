@@ -13,6 +13,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ThinPool, type PoolStorage } from '../thin/pool.js';
+import { volumeNameProblem } from '../thin/names.js';
 import { FileDevice } from '../io/file-device.js';
 import { FileCatalogStore } from '../thin/catalog.js';
 import { formatSize, parseSize } from '../sizes.js';
@@ -37,19 +38,10 @@ export function sizeArg(text: unknown, option: string, opts: { allowZero?: boole
   return n;
 }
 
-/** The CLI's volume name rules (a superset of the engine's: control characters are refused too). */
+/** The engine's volume name rule (checked before the pool is opened, as a usage error), plus: no leading "-". */
 export function checkName(name: string, what = 'volume name'): void {
-  const bad = (why: string): never => {
-    throw new UsageError(`bad ${what} ${q(name)}: ${why} (use 1-255 characters: letters, digits, . _ - and the like)`);
-  };
-  if (name.length === 0) bad('it is empty');
-  if (name.length > 255) bad(`it is ${name.length} characters long`);
-  if (name.includes('/') || name.includes('\\')) bad('it contains a slash');
-  // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(name)) bad('it contains a control character');
-  if (/\s/.test(name)) bad('it contains a space');
-  if (/^#?\d+$/.test(name)) bad('a number names a device id');
-  if (name.startsWith('-')) bad('it starts with "-"');
+  const why = volumeNameProblem(name) ?? (name.startsWith('-') ? 'it starts with "-"' : null);
+  if (why !== null) throw new UsageError(`bad ${what} ${q(name)}: ${why} (use 1-255 characters: letters, digits, . _ - and the like)`);
 }
 
 /** Fail with a clear message when dir does not exist or holds no pool. */

@@ -132,48 +132,47 @@ async function fromDockerSave(root: string): Promise<Omit<ImageSource, 'cleanup'
   return { layers, config, configDigest: await fileDigest(cfgPath), refName: m.RepoTags?.[0] };
 }
 
-/** The top-level names of a tar archive (reads it through). */
-async function tarNames(path: string): Promise<Set<string>> {
-  const names = new Set<string>();
+type TarEntry = ReturnType<typeof tar.extract> extends AsyncIterable<infer E> ? E : never;
+
+/** The entries of a (possibly gzipped) tar archive; a truncated or corrupt archive raises EINVAL naming it. */
+async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
   const ex = tar.extract();
   const input = await openLayer(path);
   input.on('error', (e) => ex.destroy(e));
   input.pipe(ex);
   try {
-    for await (const e of ex) {
-      names.add(cleanPath(e.header.name));
-      e.resume();
-      if (names.size > 64 && !names.has('/manifest.json') && !names.has('/oci-layout')) {
-        // A layer tarball with many entries: image archives hold few names at the top (blobs/, manifest.json).
-        const top = [...names].filter((n) => n.split('/').length === 2);
-        if (top.length > 16) break;
-      }
-    }
+    for await (const e of ex) yield e;
   } catch (e) {
+    if (e instanceof ThinpoolError) throw e;
     throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
   } finally {
     input.destroy();
+  }
+}
+
+/** The top-level names of a tar archive (reads it through). */
+async function tarNames(path: string): Promise<Set<string>> {
+  const names = new Set<string>();
+  for await (const e of tarEntries(path)) {
+    names.add(cleanPath(e.header.name));
+    e.resume();
+    if (names.size > 64 && !names.has('/manifest.json') && !names.has('/oci-layout')) {
+      // A layer tarball with many entries: image archives hold few names at the top (blobs/, manifest.json).
+      const top = [...names].filter((n) => n.split('/').length === 2);
+      if (top.length > 16) break;
+    }
   }
   return names;
 }
 
 async function unpackArchive(path: string, dir: string): Promise<void> {
-  const ex = tar.extract();
-  const input = await openLayer(path);
-  input.on('error', (e) => ex.destroy(e));
-  input.pipe(ex);
-  try {
-    for await (const e of ex) {
-      const p = cleanPath(e.header.name);
-      if (e.header.type === 'file' && p !== '') {
-        const out = join(dir, p);
-        mkdirSync(dirname(out), { recursive: true });
-        await pipeline(e, createWriteStream(out));
-      } else e.resume();
-    }
-  } catch (e) {
-    if (e instanceof ThinpoolError) throw e;
-    throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
+  for await (const e of tarEntries(path)) {
+    const p = cleanPath(e.header.name);
+    if (e.header.type === 'file' && p !== '') {
+      const out = join(dir, p);
+      mkdirSync(dirname(out), { recursive: true });
+      await pipeline(e, createWriteStream(out));
+    } else e.resume();
   }
 }
 

@@ -59,7 +59,9 @@ export class MetadataSpaceMap {
   /** Allocations in this transaction (for reported free space). */
   private txAllocs = 0;
   /** Blocks kept back from ordinary allocations so a commit can always complete (spec 12). */
-  readonly reserve: number;
+  get reserve(): number {
+    return Math.min(4096, Math.max(8, Math.floor(this.nrBlocks / 10)));
+  }
   private inCommit = false;
   /** > 0 while an operation that frees space runs: it may allocate from the reserve. */
   useReserve = 0;
@@ -74,7 +76,6 @@ export class MetadataSpaceMap {
     this.committed = new Uint8Array(core.memory.buffer, core.committedBase, capacity);
     this.txNew = new Uint8Array(capacity);
     this.touchedFlag = new Uint8Array(capacity);
-    this.reserve = Math.min(4096, Math.max(8, Math.floor(nrBlocks / 10)));
   }
 
   /** Grow to newNr blocks (spec 7.8): the last bitmap covers more, new bitmaps are created at the commit. */
@@ -90,7 +91,6 @@ export class MetadataSpaceMap {
       this.bitmapNfb.push(0);
       this.dirtyBitmaps.add(j);
     }
-    (this as { reserve: number }).reserve = Math.min(4096, Math.max(8, Math.floor(newNr / 10)));
   }
 
   get nrBitmaps(): number {

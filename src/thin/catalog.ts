@@ -14,7 +14,8 @@
  * point, the catalog and the metadata describe the same commit. Entries whose device no longer exists (or was
  * changed by another tool) are reconciled on open.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { syncDir, writeFileDurable } from '../io/durable-file.js';
 import { dirname, join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
 
@@ -67,28 +68,6 @@ function parse(text: string, what: string): Envelope {
   }
 }
 
-function writeDurable(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  syncDir(dirname(path));
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export class FileCatalogStore implements CatalogStore {
   readonly published: string;
   readonly staged: string;
@@ -109,7 +88,7 @@ export class FileCatalogStore implements CatalogStore {
     }
   }
   stage(catalog: CatalogData, fingerprint: string): void {
-    writeDurable(this.staged, JSON.stringify({ fingerprint, catalog } satisfies Envelope, null, 1));
+    writeFileDurable(this.staged, JSON.stringify({ fingerprint, catalog } satisfies Envelope, null, 1));
   }
   publish(): void {
     renameSync(this.staged, this.published);

@@ -5,8 +5,9 @@
  * durably, in steps, BEFORE data is written at or above it, so after a crash every block above the mark is
  * still pristine. Pools written by other tools have no mark: every block is zeroed when provisioned.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileDurable } from '../io/durable-file.js';
 
 export interface HighWaterStore {
   /** The durable mark, or null when unknown (treat every block as possibly written). */
@@ -39,21 +40,7 @@ export class FileHighWaterStore implements HighWaterStore {
     return Number.isSafeInteger(n) && n >= 0 ? n : null;
   }
   write(dblock: number): void {
-    const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, `${dblock}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    const d = openSync(dirname(this.path), 'r');
-    try {
-      fsyncSync(d);
-    } finally {
-      closeSync(d);
-    }
+    writeFileDurable(this.path, `${dblock}\n`);
   }
 }
 

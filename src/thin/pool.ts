@@ -27,9 +27,10 @@ import {
 import { lockPool } from './lock.js';
 import { mergeSpaceSettings, thresholdLevel, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
 import { FileHighWaterStore, HighWater, MemoryHighWaterStore, type HighWaterStore } from './high-water.js';
-import { MAX_DEVICE_ID, ThinMetadata } from './metadata.js';
+import { MAX_DEVICE_ID, ThinMetadata, type Mapping } from './metadata.js';
 import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
 import { Volume } from './volume.js';
+import { VOLUME_NAME_RULE, volumeNameProblem } from './names.js';
 
 export const MIN_BLOCK_SIZE = 64 * 1024;
 export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
@@ -161,6 +162,9 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   private closed = false;
   private zeroes: Uint8Array | null = null;
   private readonly highWater: HighWater;
+  private settings: SpaceSettings | null = null;
+  /** The catalog value `settings` was merged from (the data path reads the policy on every allocation). */
+  private settingsOf: unknown = null;
   private recIndex: Map<number, VolumeRecord> | null = null;
   private recIndexOf: VolumeRecord[] | null = null;
   private recIndexLen = 0;
@@ -462,8 +466,13 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   // ---- space: settings, trim, extend, thresholds ----
+  /** The space policy: the catalog's settings merged over the defaults (merged once per catalog change). */
   get spaceSettings(): SpaceSettings {
-    return mergeSpaceSettings(this.catalog.settings.space);
+    if (this.settingsOf !== this.catalog.settings.space) {
+      this.settings = mergeSpaceSettings(this.catalog.settings.space);
+      this.settingsOf = this.catalog.settings.space;
+    }
+    return this.settings!;
   }
 
   /** Change the space policy (committed with the next commit). */
@@ -618,10 +627,8 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   private checkName(name: string): void {
-    // eslint-disable-next-line no-control-regex
-    if (typeof name !== 'string' || name.length === 0 || name.length > 255 || /[\s/\\\x00-\x1f\x7f]/.test(name) || /^#?\d+$/.test(name)) {
-      throw new ThinpoolError('EINVAL', `bad volume name ${JSON.stringify(name)}: 1-255 characters, no spaces, slashes or control characters, not a number`);
-    }
+    const problem = volumeNameProblem(name);
+    if (problem !== null) throw new ThinpoolError('EINVAL', `bad volume name ${JSON.stringify(name)}: ${problem} (${VOLUME_NAME_RULE})`);
     if (this.catalog.volumes.some((v) => v.name === name)) throw new ThinpoolError('EEXIST', `a volume named "${name}" already exists`);
   }
 
@@ -881,18 +888,18 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       const vblock = Math.floor(pos / bs);
       const within = pos - vblock * bs;
       let n = Math.min(bs - within, buf.length - done);
-      // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
-      const run = md.mode === 'fail' || n === buf.length - done ? null : this.inPlaceRun(id, vblock);
-      if (run !== null) {
+      const m = md.lookup(id, vblock);
+      if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
+        // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
         let next = vblock + 1;
-        while (done + n < buf.length && this.inPlaceRun(id, next) === run + (next - vblock)) {
+        while (done + n < buf.length && this.inPlaceRun(id, next) === m.dblock + (next - vblock)) {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
         this.dataDirty = true;
-        this.storage.data.write(buf.subarray(done, done + n), run * bs + within);
+        this.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
       } else {
-        this.writeBlock(id, vblock, within, buf.subarray(done, done + n));
+        this.writeBlock(id, vblock, within, buf.subarray(done, done + n), m);
       }
       done += n;
     }
@@ -904,25 +911,18 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     return m !== null && !m.shared && m.dblock < this.metadata.nrDataBlocks ? m.dblock : null;
   }
 
-  private writeBlock(id: number, vblock: number, within: number, part: Uint8Array): void {
+  /** Write part into vblock at within; m is vblock's mapping as looked up by the caller (one lookup per block). */
+  private writeBlock(id: number, vblock: number, within: number, part: Uint8Array, m: (Mapping & { shared: boolean }) | null): void {
     const md = this.metadata;
     this.dataDirty = true;
     const bs = this.blockSize;
     const data = this.storage.data;
-    if (md.mode !== 'write') {
-      const m0 = md.lookup(id, vblock);
-      if (m0 && !m0.shared && md.mode === 'read-only') {
-        data.write(part, m0.dblock * bs + within); // read-only mode still writes unshared mapped blocks in place
-        return;
-      }
-      this.change(() => undefined);
-    }
-    const m = md.lookup(id, vblock);
     if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
-    if (m && !m.shared) {
-      data.write(part, m.dblock * bs + within);
+    if (m && !m.shared && md.mode !== 'fail') {
+      data.write(part, m.dblock * bs + within); // in place; read-only mode still writes unshared mapped blocks
       return;
     }
+    if (md.mode !== 'write') this.change(() => undefined); // refuses with the mode's error
     const dblock = this.allocDataBlock();
     try {
       const pristine = this.highWater.isPristine(dblock);
@@ -997,7 +997,8 @@ export class ThinPool extends EventEmitter<PoolEvents> {
       const vblock = Math.floor(pos / bs);
       const within = pos - vblock * bs;
       const n = Math.min(bs - within, length - done);
-      if (this.metadata.lookup(id, vblock)) this.writeBlock(id, vblock, within, new Uint8Array(n));
+      const m = this.metadata.lookup(id, vblock);
+      if (m) this.writeBlock(id, vblock, within, new Uint8Array(n), m);
       done += n;
     }
   }
