@@ -11,14 +11,14 @@
 //
 // Cases marked test.fails are known bugs (see the comment on each); they turn into failures once fixed, so
 // move them to the passing tables then.
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, truncateSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeTar, threeLayers } from '../images/support.js';
 import { needTool } from '../support/tools.js';
-import { cleanup, cli, hashPool, holdLock, makeReadOnly, tempDir, type CliResult } from './helpers.js';
+import { cleanup, cli, conditionPools, expectOneLineError, flipByte, hashPool, holdLock, poolCopier, tempDir, type CliResult } from './helpers.js';
 
 const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs');
 const root = tempDir('tp-bad-more-');
@@ -58,25 +58,13 @@ afterAll(() => {
   cleanup(root);
 });
 
-let copies = 0;
-function copyPool(src = master): string {
-  const dst = join(root, `copy${copies++}`);
-  const r = spawnSync('cp', ['-a', '--sparse=always', src, dst]);
-  if (r.status !== 0) throw new Error(String(r.stderr));
-  return dst;
-}
+let copies = 0; // also numbers serve sockets
+const copy = poolCopier(root);
+const copyPool = (src = master): string => copy(src);
 
 /** One line on stderr starting "thinpool CMD: ", the exit status; nothing on stdout. */
-function expectOneLineError(r: CliResult, exit: number, cmd: string, pattern?: RegExp): void {
-  expect(r.code, r.stderr).toBe(exit);
-  expect(r.stderr.endsWith('\n'), JSON.stringify(r.stderr)).toBe(true);
-  expect(r.stderr.trimEnd().includes('\n'), JSON.stringify(r.stderr)).toBe(false);
-  expect(r.stderr.startsWith(`thinpool ${cmd}: `), r.stderr).toBe(true);
-  // Control characters are never echoed raw.
-  // eslint-disable-next-line no-control-regex
-  expect(r.stderr.trimEnd(), JSON.stringify(r.stderr)).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
-  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-  if (pattern) expect(r.stderr).toMatch(pattern);
+function expectOneLineErrorNoStdout(r: CliResult, exit: number, cmd: string, pattern?: RegExp): void {
+  expectOneLineError(r, exit, cmd, pattern);
   expect(r.stdout).toBe('');
 }
 
@@ -90,7 +78,7 @@ async function expectFails(pools: string | string[], argv: string[], exit: numbe
   const list = Array.isArray(pools) ? pools : [pools];
   const before = list.map((p) => hashPool(p));
   const r = await cli(argv, { stdin: opts.stdin });
-  expectOneLineError(r, exit, opts.cmd ?? cmdOf(argv), pattern);
+  expectOneLineErrorNoStdout(r, exit, opts.cmd ?? cmdOf(argv), pattern);
   expect(list.map((p) => hashPool(p))).toEqual(before);
   return r;
 }
@@ -291,7 +279,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const pool = copyPool();
       try {
         const r = await cli(['extend', pool, '--metadata-size', '32G']);
-        expectOneLineError(r, 2, 'extend', /--metadata-size/);
+        expectOneLineErrorNoStdout(r, 2, 'extend', /--metadata-size/);
       } finally {
         cleanup(pool);
       }
@@ -328,7 +316,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const before = hashPool(master);
       const r = await cli(f(master, n));
       expect(r.code).not.toBe(0);
-      expectOneLineError(r, r.code, 'image import', /bad image name .*: 1-255 characters/);
+      expectOneLineErrorNoStdout(r, r.code, 'image import', /bad image name .*: 1-255 characters/);
       expect(hashPool(master)).toEqual(before);
     });
     // Fixed (was: exit 1, through badInput()): a bad image name is a usage error, checked before the pool opens.
@@ -444,7 +432,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const before = hashPool(master);
       const r = await cli(f(master));
       expect(r.code).not.toBe(0);
-      expectOneLineError(r, r.code, cmdOf(f(master)), /volume v holds no ext4 filesystem/);
+      expectOneLineErrorNoStdout(r, r.code, cmdOf(f(master)), /volume v holds no ext4 filesystem/);
       expect(hashPool(master)).toEqual(before);
     });
     // Fixed (was: exit 2 with "(UNKNOWN node_ext2fs_mount UNKNOWN (2133571347) args: [1])"): the volume is not
@@ -477,7 +465,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const before = hashPool(pool);
       const t = Date.now();
       const r = await serveGuarded(argv);
-      expectOneLineError(r, exit, 'serve', pattern);
+      expectOneLineErrorNoStdout(r, exit, 'serve', pattern);
       expect(Date.now() - t).toBeLessThan(5000);
       expect(hashPool(pool)).toEqual(before);
       for (const f of readdirSync(root)) expect(f.endsWith('.sock'), f).toBe(false);
@@ -529,7 +517,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const r = await cli(['bench', ...args, '--out', out, '--work', work]);
       expect(Date.now() - t).toBeLessThan(10_000);
       expect(r.code).not.toBe(0);
-      expectOneLineError(r, r.code, 'bench', /unknown scenario .*(known: |choose from )small-write, deep-read, create, many, throughput, teardown/);
+      expectOneLineErrorNoStdout(r, r.code, 'bench', /unknown scenario .*(known: |choose from )small-write, deep-read, create, many, throughput, teardown/);
       expect(existsSync(out)).toBe(false);
     });
     // Fixed (was: found only after the systems were probed, 5-6 lines on the process's stderr, a directory left
@@ -552,7 +540,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       }
       expect(direct.join('')).toBe('');
       expect(readdirSync(work)).toEqual([]);
-      expectOneLineError(r, 2, 'bench');
+      expectOneLineErrorNoStdout(r, 2, 'bench');
     });
   });
 
@@ -560,29 +548,14 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
   describe('pool conditions, for every command', () => {
     type Cond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'corrupt catalog' | 'read-only directory';
     const conds: Cond[] = ['no such directory', 'not a pool', 'locked', 'corrupt superblock', 'truncated metadata', 'corrupt catalog', 'read-only directory'];
-    const pools = new Map<Cond, string>();
+    let pools = new Map<string, string>();
     let undo: (() => void) | null = null;
 
     beforeAll(() => {
-      pools.set('no such directory', join(root, 'does-not-exist'));
-      const empty = join(root, 'empty-dir');
-      mkdirSync(empty);
-      pools.set('not a pool', empty);
-      const locked = copyPool();
-      children.push(holdLock(locked));
-      pools.set('locked', locked);
-      const sb = copyPool();
-      flipByte(join(sb, 'metadata'), 100);
-      pools.set('corrupt superblock', sb);
-      const tr = copyPool();
-      truncateSync(join(tr, 'metadata'), 8192);
-      pools.set('truncated metadata', tr);
+      ({ pools, undo } = conditionPools(root, () => copyPool(), children));
       const cat = copyPool();
       writeFileSync(join(cat, 'catalog.json'), '{"version": 1, "volumes": [tru');
       pools.set('corrupt catalog', cat);
-      const ro = copyPool();
-      undo = makeReadOnly(ro);
-      pools.set('read-only directory', ro);
     });
     afterAll(() => undo?.());
 
@@ -664,11 +637,3 @@ function freeBytes(st: Record<string, unknown>): number {
   throw new Error(`cannot find the free data space in ${JSON.stringify(st)}`);
 }
 
-function flipByte(path: string, pos: number): void {
-  const fd = openSync(path, 'r+');
-  const b = Buffer.alloc(1);
-  readSync(fd, b, 0, 1, pos);
-  b[0] ^= 0xff;
-  writeSync(fd, b, 0, 1, pos);
-  closeSync(fd);
-}

@@ -2,13 +2,13 @@
 // duplicate names, names with / or control characters, a locked pool, corrupt and truncated metadata, a
 // read-only pool directory, a full pool. Each gets a one-line error with the right exit status, and the pool
 // is left byte-for-byte as it was.
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
-import { cleanup, cli, hashPool, holdLock, makeReadOnly, tempDir, type CliResult } from './helpers.js';
+import { cleanup, cli, conditionPools, expectOneLineError, flipByte, hashPool, makeReadOnly, poolCopier, tempDir, type CliResult } from './helpers.js';
 
 const root = tempDir('tp-bad-');
 let master = '';
@@ -39,22 +39,8 @@ afterAll(() => {
   cleanup(root);
 });
 
-let copies = 0;
-function copyPool(): string {
-  const dst = join(root, `copy${copies++}`);
-  const r = spawnSync('cp', ['-a', '--sparse=always', master, dst]);
-  if (r.status !== 0) throw new Error(String(r.stderr));
-  return dst;
-}
-
-/** One line on stderr, prefixed with the command; nothing on stdout. */
-function expectOneLineError(r: CliResult, exit: number, cmd: string, pattern?: RegExp): void {
-  expect(r.code, r.stderr).toBe(exit);
-  expect(r.stderr.endsWith('\n'), JSON.stringify(r.stderr)).toBe(true);
-  expect(r.stderr.trimEnd().includes('\n'), JSON.stringify(r.stderr)).toBe(false);
-  expect(r.stderr.startsWith(`thinpool ${cmd}: `) || (cmd === '' && r.stderr.startsWith('thinpool')), r.stderr).toBe(true);
-  if (pattern) expect(r.stderr).toMatch(pattern);
-}
+const copy = poolCopier(root);
+const copyPool = (): string => copy(master);
 
 /** Run argv against a pool and check it failed as expected, leaving the pool unchanged. */
 async function expectFails(pool: string, argv: string[], exit: number, pattern?: RegExp, stdin?: Buffer): Promise<CliResult> {
@@ -245,23 +231,11 @@ describe('unknown volumes: exit 1', () => {
 describe('pool conditions, for every command', () => {
   type Cond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'corrupt mapping leaf' | 'read-only directory';
   const conds: Cond[] = ['no such directory', 'not a pool', 'locked', 'corrupt superblock', 'truncated metadata', 'corrupt mapping leaf', 'read-only directory'];
-  const pools = new Map<Cond, string>();
+  let pools = new Map<string, string>();
   let undo: (() => void) | null = null;
 
   beforeAll(() => {
-    pools.set('no such directory', join(root, 'does-not-exist'));
-    const empty = join(root, 'empty-dir');
-    mkdirSync(empty);
-    pools.set('not a pool', empty);
-    const locked = copyPool();
-    children.push(holdLock(locked));
-    pools.set('locked', locked);
-    const sb = copyPool();
-    flipByte(join(sb, 'metadata'), 100);
-    pools.set('corrupt superblock', sb);
-    const tr = copyPool();
-    truncateSync(join(tr, 'metadata'), 8192);
-    pools.set('truncated metadata', tr);
+    ({ pools, undo } = conditionPools(root, copyPool, children));
     const leaf = copyPool();
     // The level-1 leaf of volume a (its own: b's was shadowed by the write into b).
     const p = ThinPool.openSync(leaf, { readOnly: true });
@@ -269,9 +243,6 @@ describe('pool conditions, for every command', () => {
     p.closeSync();
     flipByte(join(leaf, 'metadata'), aLeaf * 4096 + 2048);
     pools.set('corrupt mapping leaf', leaf);
-    const ro = copyPool();
-    undo = makeReadOnly(ro);
-    pools.set('read-only directory', ro);
   });
   afterAll(() => undo?.());
 
@@ -323,14 +294,6 @@ describe('pool conditions, for every command', () => {
   });
 });
 
-function flipByte(path: string, pos: number): void {
-  const fd = openSync(path, 'r+');
-  const b = Buffer.alloc(1);
-  readSync(fd, b, 0, 1, pos);
-  b[0] ^= 0xff;
-  writeSync(fd, b, 0, 1, pos);
-  closeSync(fd);
-}
 
 describe('a full pool', () => {
   let pool = '';

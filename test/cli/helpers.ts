@@ -1,7 +1,8 @@
 // Running the CLI in-process and checking that failed commands leave a pool byte-for-byte unchanged.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -82,4 +83,68 @@ export function cleanup(dir: string): void {
 /** Bytes of a file range (for export comparisons). */
 export function fileBytes(path: string): Buffer {
   return readFileSync(path);
+}
+
+/** A sparse copy of a pool directory under root (`cp -a --sparse=always`), named copy0, copy1, ... */
+export function poolCopier(root: string): (src: string) => string {
+  let copies = 0;
+  return (src) => {
+    const dst = join(root, `copy${copies++}`);
+    const r = spawnSync('cp', ['-a', '--sparse=always', src, dst]);
+    if (r.status !== 0) throw new Error(String(r.stderr));
+    return dst;
+  };
+}
+
+/** Invert one byte of a file in place (damage that checksums catch). */
+export function flipByte(path: string, pos: number): void {
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, pos);
+  b[0] ^= 0xff;
+  writeSync(fd, b, 0, 1, pos);
+  closeSync(fd);
+}
+
+/**
+ * A failed command's stderr: the exit status, one line starting "thinpool CMD: " (cmd '' for errors before a
+ * command is known), no raw control characters, no stack trace, and the pattern if given.
+ */
+export function expectOneLineError(r: CliResult, exit: number, cmd: string, pattern?: RegExp): void {
+  expect(r.code, r.stderr).toBe(exit);
+  expect(r.stderr.endsWith('\n'), JSON.stringify(r.stderr)).toBe(true);
+  expect(r.stderr.trimEnd().includes('\n'), JSON.stringify(r.stderr)).toBe(false);
+  expect(r.stderr.startsWith(`thinpool ${cmd}: `) || (cmd === '' && r.stderr.startsWith('thinpool')), r.stderr).toBe(true);
+  // eslint-disable-next-line no-control-regex
+  expect(r.stderr.trimEnd(), JSON.stringify(r.stderr)).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  if (pattern) expect(r.stderr).toMatch(pattern);
+}
+
+export type SharedCond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'read-only directory';
+
+/**
+ * Pools in the conditions every command is tried against, made from copies of master: a missing directory, a
+ * directory that is no pool, a pool locked by a live process (added to children), a corrupt superblock, a
+ * truncated metadata file and a read-only directory. Call undo() to make the read-only one writable again.
+ */
+export function conditionPools(root: string, copy: () => string, children: ChildProcess[]): { pools: Map<string, string>; undo: () => void } {
+  const pools = new Map<string, string>();
+  pools.set('no such directory', join(root, 'does-not-exist'));
+  const empty = join(root, 'empty-dir');
+  mkdirSync(empty, { recursive: true });
+  pools.set('not a pool', empty);
+  const locked = copy();
+  children.push(holdLock(locked));
+  pools.set('locked', locked);
+  const sb = copy();
+  flipByte(join(sb, 'metadata'), 100);
+  pools.set('corrupt superblock', sb);
+  const tr = copy();
+  truncateSync(join(tr, 'metadata'), 8192);
+  pools.set('truncated metadata', tr);
+  const ro = copy();
+  const undo = makeReadOnly(ro);
+  pools.set('read-only directory', ro);
+  return { pools, undo };
 }
