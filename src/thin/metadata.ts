@@ -27,6 +27,9 @@ import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, SUPERBLOCK_SALT, type 
 export const MAX_DEVICE_ID = 0xffffff;
 export const MAX_TIME = 0xffffff;
 export const DEFAULT_CACHE_BLOCKS = 8192;
+
+/** A one-slot core that checks superblock checksums at open (made once per process). */
+let sbProbe: Core | undefined;
 const TWO24 = 16777216;
 const TWO32 = 4294967296;
 
@@ -149,7 +152,8 @@ export class ThinMetadata {
   static open(dev: BlockDevice, opts: MetadataOpenOptions = {}): ThinMetadata {
     const raw = new Uint8Array(4096);
     dev.read(raw, 0);
-    const probe = new Core(1, 0);
+    // The superblock is checked before its sizes are trusted to lay out the pool's own core: a small shared one.
+    const probe = (sbProbe ??= new Core(1, 0));
     probe.u8.set(raw, probe.scratch);
     const ok = probe.x.blockChecksum(probe.scratch, SUPERBLOCK_SALT) >>> 0 === new DataView(raw.buffer).getUint32(0, true);
     const sb = decodeSuperblock(raw, ok);
