@@ -1,5 +1,5 @@
 // Space-map bitmaps (spec 4.2): 2-bit entries after a 16-byte header; entry i uses bits 2i (weight 2) and
-// 2i+1 (weight 1) of the little-endian payload. Also the in-memory metadata count array scans.
+// 2i+1 (weight 1) of the little-endian payload.
 export const ENTRIES_PER_BITMAP: u32 = 16320;
 export const BITMAP_SALT: u32 = 240779;
 export const INDEX_SALT: u32 = 160478;
@@ -59,12 +59,4 @@ export function bitmapFillFromCounts(p: usize, counts: usize, base: u32, n: u32)
     let c = load<u32>(counts + (<usize>(base + i) << 2));
     if (c != 0) bitmapSet(p, i, c > 3 ? 3 : c);
   }
-}
-
-/** First i in [from, to) with counts[i] == 0 and committed[i] == 0 (u32 counts, u8 committed flags), or -1. */
-export function countsFindFree(counts: usize, committed: usize, from: u32, to: u32): i32 {
-  for (let i = from; i < to; i++) {
-    if (load<u32>(counts + (<usize>i << 2)) == 0 && load<u8>(committed + <usize>i) == 0) return <i32>i;
-  }
-  return -1;
 }

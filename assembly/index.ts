@@ -1,13 +1,19 @@
-// The thinpool WASM core. Memory is imported and fixed-size: the host lays out the metadata block slots and
-// the metadata count arrays above `heapBase()`, so views made once stay valid (no memory.grow, ever).
+// The thinpool WASM core. Memory is imported and fixed-size: the host lays out the metadata block slots, the
+// metadata count arrays and the transaction's state above `heapBase()`, so views made once stay valid (no
+// memory.grow, ever).
 export { crcInit, crc32c, blockChecksum } from './crc32c';
 export {
   maxEntriesFor, nodeInit, nodeCheck, nodeLowerBound, nodeInsertAt, nodeRemoveAt, nodeSplitInto, nodeMergeInto,
   nodeRedistribute,
 } from './node';
-export { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree, bitmapFillFromCounts, countsFindFree } from './bitmap';
+export { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree, bitmapFillFromCounts } from './bitmap';
 export { btreeLookup } from './btree-lookup';
 export { setCacheLayout } from './slot-table';
+export { setTxLayout, txReset } from './tx-state';
+export {
+  btreeInsert, btreeRemove, btreeDel, tmNewNode, tmNewBlock, tmShadowNode, tmShadowBlock, tmDecRef, smInc, smDec,
+  smAlloc, smReserve, smFreeBlocks,
+} from './tx-exports';
 import { blockChecksum } from './crc32c';
 import * as S from './status';
 

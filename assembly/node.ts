@@ -60,7 +60,10 @@ export function nodeCheck(p: usize, blockLo: u32, blockHi: u32, leafValueSize: u
 
 /** Greatest i with key[i] <= key, or -1. */
 export function nodeLowerBound(p: usize, keyLo: u32, keyHi: u32): i32 {
-  const key = (<u64>keyHi << 32) | <u64>keyLo;
+  return nodeLowerBound64(p, (<u64>keyHi << 32) | <u64>keyLo);
+}
+
+export function nodeLowerBound64(p: usize, key: u64): i32 {
   let lo: i32 = -1;
   let hi: i32 = <i32>nrEntries(p);
   while (hi - lo > 1) {
@@ -72,11 +75,15 @@ export function nodeLowerBound(p: usize, keyLo: u32, keyHi: u32): i32 {
 
 /** Insert (key, value bytes at src) at index i; the node must not be full. */
 export function nodeInsertAt(p: usize, i: u32, keyLo: u32, keyHi: u32, src: usize): void {
+  nodeInsertAt64(p, i, (<u64>keyHi << 32) | <u64>keyLo, src);
+}
+
+export function nodeInsertAt64(p: usize, i: u32, key: u64, src: usize): void {
   const n = nrEntries(p);
   const vs = <usize>valueSize(p);
   memory.copy(keyAt(p, i + 1), keyAt(p, i), <usize>(n - i) << 3);
   memory.copy(valueAt(p, i + 1), valueAt(p, i), <usize>(n - i) * vs);
-  store<u64>(keyAt(p, i), (<u64>keyHi << 32) | <u64>keyLo);
+  store<u64>(keyAt(p, i), key);
   memory.copy(valueAt(p, i), src, vs);
   store<u32>(p, n + 1, 16);
 }

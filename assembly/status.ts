@@ -9,3 +9,12 @@ export const BAD_VALUE_SIZE: i32 = 6;
 export const KEYS_OUT_OF_ORDER: i32 = 7;
 export const TOO_DEEP: i32 = 8;
 export const HOST_ERROR: i32 = 9;
+/** Ordinary allocation would dip into the blocks kept back for commits. */
+export const NO_METADATA_SPACE: i32 = 10;
+/** Every metadata block is in use now or in the committed state. */
+export const METADATA_FULL: i32 = 11;
+export const REF_UNDERFLOW: i32 = 12;
+/** A reference to a block beyond the metadata device. */
+export const REF_BEYOND: i32 = 13;
+export const NESTED_TOO_DEEP: i32 = 14;
+export const WORK_OVERFLOW: i32 = 15;

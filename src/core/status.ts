@@ -10,6 +10,12 @@ export const enum Status {
   KEYS_OUT_OF_ORDER = 7,
   TOO_DEEP = 8,
   HOST_ERROR = 9,
+  NO_METADATA_SPACE = 10,
+  METADATA_FULL = 11,
+  REF_UNDERFLOW = 12,
+  REF_BEYOND = 13,
+  NESTED_TOO_DEEP = 14,
+  WORK_OVERFLOW = 15,
 }
 
 /** thin_check-like wording for a status. */
@@ -23,6 +29,12 @@ export function statusText(s: number): string {
     case Status.BAD_VALUE_SIZE: return 'value size mismatch';
     case Status.KEYS_OUT_OF_ORDER: return 'keys are out of order';
     case Status.TOO_DEEP: return 'walk exceeded its depth bound (cycle?)';
+    case Status.NO_METADATA_SPACE: return 'out of metadata space';
+    case Status.METADATA_FULL: return 'every metadata block is in use';
+    case Status.REF_UNDERFLOW: return 'reference count underflow';
+    case Status.REF_BEYOND: return 'reference to a block beyond the metadata device';
+    case Status.NESTED_TOO_DEEP: return 'btree updates nested too deeply';
+    case Status.WORK_OVERFLOW: return 'tree deletion stack overflow';
     default: return `status ${s}`;
   }
 }

@@ -2,9 +2,11 @@
  * The WASM core instance: one per open pool. Memory is created by the host with a fixed size
  * (initial == maximum), so every typed-array view made here stays valid for the life of the instance.
  *
- * Layout (bytes):  [0, 64 KiB) static data of the module | PARAM 4 KiB | SCRATCH 4 KiB | slots (n x 4 KiB)
- *                  | metadata counts (u32 x nrMetaBlocks) | committed flags (u8 x nrMetaBlocks)
- *                  | slot table (block -> slot, 16-byte entries, open addressing) | slot reference bits (u8 x n)
+ * Layout (bytes):  [0, 64 KiB) static data of the module | PARAM 4 KiB | SCRATCH 4 KiB | STATE 4 KiB
+ *                  | WORK (tree deletion stack) | slots (n x 4 KiB)
+ *                  | per metadata block: counts u32, committed u8, txflags u8, touched-list u32
+ *                  | slot table (block -> slot, 16-byte entries, open addressing)
+ *                  | per slot: reference bit u8, dirty u8, kind u8, op mark u32
  *
  * Hot exports are called raw (`instance.exports`), not through the loader's wrapper closures (toolchain notes:
  * 3 ns against 8-10 ns per call).
@@ -13,6 +15,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 import { ThinpoolError } from '../errors.js';
+import { WORK_BYTES, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META } from './tx-state.js';
+import { Status, statusText } from './status.js';
 
 export interface CoreExports {
   crcInit(): void;
@@ -35,13 +39,45 @@ export interface CoreExports {
   bitmapFindFree(cur: number, com: number, from: number, to: number): number;
   bitmapCountFree(p: number, n: number): number;
   bitmapFillFromCounts(p: number, counts: number, base: number, n: number): void;
-  countsFindFree(counts: number, committed: number, from: number, to: number): number;
   setCacheLayout(table: number, mask: number, slots: number, refs: number): void;
+  setTxLayout(
+    state: number, counts: number, committed: number, txflags: number, touched: number,
+    dirty: number, kinds: number, marks: number, scratch: number, work: number, workBytes: number,
+  ): void;
+  txReset(): void;
   btreeLookup(rootLo: number, rootHi: number, keyLo: number, keyHi: number, leafVs: number): number;
+  btreeInsert(rootLo: number, rootHi: number, keyLo: number, keyHi: number, src: number, leafVs: number, ref: number): number;
+  btreeRemove(rootLo: number, rootHi: number, keyLo: number, keyHi: number, leafVs: number, ref: number): number;
+  btreeDel(rootLo: number, rootHi: number, leafVs: number, ref: number): number;
+  tmNewNode(flags: number, vs: number, leafVs: number): number;
+  tmNewBlock(kind: number): number;
+  tmShadowNode(lo: number, hi: number, leafVs: number, ref: number): number;
+  tmShadowBlock(lo: number, hi: number, kind: number): number;
+  tmDecRef(lo: number, hi: number): number;
+  smInc(lo: number, hi: number): number;
+  smDec(lo: number, hi: number): number;
+  smAlloc(): number;
+  smReserve(): number;
+  smFreeBlocks(): number;
 }
 
-/** Host callback behind the `host.node` import: address of a validated node, or 0 after recording an error. */
-export type NodeProvider = (blockLo: number, blockHi: number, leafVs: number) => number;
+/**
+ * What the WASM core asks of the host (its imports). Each returns 0 after recording the error on the host's
+ * side (WASM cannot carry it): node/block give the address of a validated resident block, create a zeroed
+ * dirty slot for a newly allocated block, forget drops a freed block, dataRef adds (+1) or drops (-1) a
+ * reference to a data block and returns 1.
+ */
+export interface CoreHost {
+  node(blockLo: number, blockHi: number, leafVs: number): number;
+  block(blockLo: number, blockHi: number, kind: number): number;
+  create(blockLo: number, blockHi: number, kind: number, leafVs: number): number;
+  forget(blockLo: number, blockHi: number): void;
+  dataRef(blockLo: number, blockHi: number, delta: number): number;
+}
+
+const NO_HOST: CoreHost = {
+  node: () => 0, block: () => 0, create: () => 0, forget: () => undefined, dataRef: () => 0,
+};
 
 const STATIC_BYTES = 64 * 1024;
 let compiled: WebAssembly.Module | undefined;
@@ -68,33 +104,51 @@ export class Core {
   readonly param: number;
   /** 4 KiB scratch block. */
   readonly scratch: number;
+  /** 4 KiB state page shared with the transaction code (src/core/tx-state.ts). */
+  readonly state: number;
+  readonly work: number;
   readonly slotBase: number;
   readonly nrSlots: number;
   readonly countsBase: number;
   readonly committedBase: number;
+  readonly txflagsBase: number;
+  readonly touchedBase: number;
   readonly nrMetaBlocks: number;
   readonly tableBase: number;
   readonly tableCap: number;
   readonly refBase: number;
-  /** Set by the block cache: serves `host.node`. */
-  nodeProvider: NodeProvider = () => 0;
+  readonly dirtyBase: number;
+  readonly kindBase: number;
+  readonly marksBase: number;
+  /** Serves the core's imports: the block cache fills node/block/create/forget, the metadata dataRef. */
+  readonly host: CoreHost = { ...NO_HOST };
+  /** The error behind the last import that returned 0 (WASM cannot carry it). */
+  hostError: unknown;
 
   constructor(nrSlots: number, nrMetaBlocks: number) {
     this.nrSlots = nrSlots;
     this.nrMetaBlocks = nrMetaBlocks;
     this.param = STATIC_BYTES;
     this.scratch = STATIC_BYTES + 4096;
-    this.slotBase = STATIC_BYTES + 8192;
+    this.state = STATIC_BYTES + 8192;
+    this.work = STATIC_BYTES + 12288;
+    this.slotBase = this.work + WORK_BYTES;
     this.countsBase = this.slotBase + nrSlots * 4096;
     this.committedBase = this.countsBase + nrMetaBlocks * 4;
-    this.tableBase = Math.ceil((this.committedBase + nrMetaBlocks) / 16) * 16;
+    this.txflagsBase = this.committedBase + nrMetaBlocks;
+    this.touchedBase = Math.ceil((this.txflagsBase + nrMetaBlocks) / 16) * 16;
+    this.tableBase = this.touchedBase + Math.ceil(nrMetaBlocks / 4) * 16;
     let cap = 16;
     while (cap < nrSlots * 2) cap *= 2;
     this.tableCap = cap;
     this.refBase = this.tableBase + cap * 16;
-    const total = this.refBase + nrSlots;
+    this.dirtyBase = this.refBase + nrSlots;
+    this.kindBase = this.dirtyBase + nrSlots;
+    this.marksBase = Math.ceil((this.kindBase + nrSlots) / 4) * 4;
+    const total = this.marksBase + nrSlots * 4;
     const pages = Math.ceil(total / 65536);
-    if (pages > 65536) throw new ThinpoolError('EINVAL', `metadata cache and counts need ${total} bytes: above 4 GiB`);
+    // Addresses cross the boundary as positive i32.
+    if (total >= 2 ** 31) throw new ThinpoolError('EINVAL', `metadata cache and counts need ${total} bytes: above 2 GiB`);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
     const imports = {
       env: {
@@ -103,7 +157,13 @@ export class Core {
           throw new ThinpoolError('EFAILED', `WASM core aborted at ${line}:${col}`);
         },
       },
-      host: { node: (lo: number, hi: number, vs: number) => this.nodeProvider(lo, hi, vs) },
+      host: {
+        node: (lo: number, hi: number, vs: number) => this.host.node(lo, hi, vs),
+        block: (lo: number, hi: number, kind: number) => this.host.block(lo, hi, kind),
+        create: (lo: number, hi: number, kind: number, vs: number) => this.host.create(lo, hi, kind, vs),
+        forget: (lo: number, hi: number) => this.host.forget(lo, hi),
+        dataRef: (lo: number, hi: number, delta: number) => this.host.dataRef(lo, hi, delta),
+      },
     };
     const inst = instantiateSync<Record<string, unknown>>(module(), imports as never);
     this.x = inst.instance.exports as unknown as CoreExports;
@@ -113,6 +173,53 @@ export class Core {
     this.dv = new DataView(this.memory.buffer);
     this.x.crcInit();
     this.x.setCacheLayout(this.tableBase, this.tableCap - 1, this.slotBase, this.refBase);
+    this.x.setTxLayout(
+      this.state, this.countsBase, this.committedBase, this.txflagsBase, this.touchedBase,
+      this.dirtyBase, this.kindBase, this.marksBase, this.scratch, this.work, WORK_BYTES,
+    );
+  }
+
+  /** Record an import's error; returns the import's failure value. */
+  hostFailed(e: unknown): 0 {
+    this.hostError = e;
+    return 0;
+  }
+
+  /** The u64 result of the last transaction call (a root or a block number). */
+  get result(): number {
+    return this.u64(this.state + S_RESULT);
+  }
+
+  get hit(): boolean {
+    return this.u32[(this.state + S_HIT) >>> 2] === 1;
+  }
+
+  /**
+   * Throw the error behind a failed transaction call: the host's own error when an import failed, otherwise a
+   * typed error naming `structure` and the block the core reported.
+   */
+  fail(status: number, structure: string): never {
+    const mblock = this.u64(this.state + S_ERR_BLOCK);
+    if (status === Status.HOST_ERROR) {
+      const e = this.hostError;
+      this.hostError = undefined;
+      if (e instanceof Error) throw e;
+      throw new ThinpoolError('EFAILED', `host failed during an update of ${structure} (block ${mblock})`);
+    }
+    switch (status) {
+      case Status.NO_METADATA_SPACE:
+        throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.u32[(this.state + S_NR_META) >>> 2]} blocks, the last ${this.x.smReserve()} reserved for commits)`);
+      case Status.METADATA_FULL:
+        throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (all ${this.u32[(this.state + S_NR_META) >>> 2]} blocks in use)`);
+      case Status.REF_UNDERFLOW:
+        throw ThinpoolError.metadata('ECORRUPT', 'reference count underflow', 'space map', mblock);
+      case Status.REF_BEYOND:
+        throw ThinpoolError.metadata('EBADBLOCKNR', `reference to block ${mblock} beyond the metadata device`, structure, mblock);
+      case Status.TOO_DEEP:
+        throw new ThinpoolError('ECYCLE', `${structure} deeper than 16 levels (block ${mblock}; cycle?)`, { structure, mblock });
+      default:
+        throw ThinpoolError.metadata('EFAILED', statusText(status), structure, mblock);
+    }
   }
 
   slotAddr(slot: number): number {

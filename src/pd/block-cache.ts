@@ -6,7 +6,10 @@
  *   (checksum with the kind's salt, self block number, and for nodes the structural checks). A block that fails
  *   validation is never cached; the error names the structure and block.
  * - Addresses stay valid until the next cache call unless the block is pinned: inside `op()` every block
- *   returned by `get`/`create` is pinned until the outermost op returns.
+ *   returned by `get`/`create` — or found resident by the WASM core — is pinned until the outermost op
+ *   returns. Pinning is a per-slot mark equal to the running op's epoch (in WASM memory, so the core marks
+ *   the slots it uses without calling out).
+ * - The per-slot dirty flags and kinds live in WASM memory too: the core marks blocks it shadows in place.
  * - `create(mblock, kind)` gives a zeroed, dirty slot for a block newly allocated in this transaction (no read).
  * - Dirty blocks are only ever blocks the committed superblock cannot reach (the transaction manager is the
  *   only caller of `create`/`markDirty`), so they may be written back early when evicted: that is what lets a
@@ -19,8 +22,10 @@ import { Status, statusText } from '../core/status.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockKind, KIND_NAME, SALT, BLOCK_SIZE } from './block-kinds.js';
 import { NOT_NODE, SlotTable } from './slot-table.js';
+import { S_EPOCH, S_NR_DIRTY } from '../core/tx-state.js';
 
 const NO_BLOCK = -1;
+const TWO32 = 4294967296;
 
 export class BlockCache {
   private readonly core: Core;
@@ -28,39 +33,71 @@ export class BlockCache {
   private readonly nrSlots: number;
   private readonly table: SlotTable;
   private readonly blockOf: Float64Array;
-  private readonly kindOf: Int8Array;
+  private readonly kindOf: Uint8Array;
   private readonly dirty: Uint8Array;
   private readonly ref: Uint8Array;
-  private readonly pins: Uint16Array;
-  private readonly pinned: number[] = [];
+  private readonly marks: Uint32Array;
+  /** State page words: [S_EPOCH], [S_NR_DIRTY]. */
+  private readonly st: Uint32Array;
   private hand = 0;
   private opDepth = 0;
-  private nrDirty = 0;
   /** Statistics for status and benchmarks. */
   reads = 0;
   writes = 0;
-  /** Last error raised from inside the `host.node` import (WASM cannot carry it). */
-  lastError: unknown;
 
   constructor(core: Core, dev: BlockDevice) {
     this.core = core;
     this.dev = dev;
     this.nrSlots = core.nrSlots;
+    const buf = core.memory.buffer;
     this.blockOf = new Float64Array(this.nrSlots).fill(NO_BLOCK);
-    this.kindOf = new Int8Array(this.nrSlots);
-    this.dirty = new Uint8Array(this.nrSlots);
-    this.ref = new Uint8Array(core.memory.buffer, core.refBase, this.nrSlots);
+    this.kindOf = new Uint8Array(buf, core.kindBase, this.nrSlots);
+    this.dirty = new Uint8Array(buf, core.dirtyBase, this.nrSlots);
+    this.ref = new Uint8Array(buf, core.refBase, this.nrSlots);
+    this.marks = new Uint32Array(buf, core.marksBase, this.nrSlots);
+    this.st = new Uint32Array(buf, core.state, 1024);
     this.table = new SlotTable(core);
-    this.table.clear();
-    this.pins = new Uint16Array(this.nrSlots);
-    core.nodeProvider = (lo, hi, vs) => {
+    this.drop();
+    const host = core.host;
+    host.node = (lo, hi, vs) => {
       try {
-        return this.get(lo + hi * 4294967296, BlockKind.Node, vs);
+        return this.get(lo + hi * TWO32, BlockKind.Node, vs);
       } catch (e) {
-        this.lastError = e;
-        return 0;
+        return core.hostFailed(e);
       }
     };
+    host.block = (lo, hi, kind) => {
+      try {
+        return this.get(lo + hi * TWO32, kind as BlockKind);
+      } catch (e) {
+        return core.hostFailed(e);
+      }
+    };
+    host.create = (lo, hi, kind, vs) => {
+      try {
+        return this.create(lo + hi * TWO32, kind as BlockKind, vs === NOT_NODE ? undefined : vs);
+      } catch (e) {
+        return core.hostFailed(e);
+      }
+    };
+    host.forget = (lo, hi) => this.forget(lo + hi * TWO32);
+  }
+
+  private get epoch(): number {
+    return this.st[S_EPOCH >>> 2];
+  }
+
+  private get nrDirty(): number {
+    return this.st[S_NR_DIRTY >>> 2];
+  }
+
+  private set nrDirty(n: number) {
+    this.st[S_NR_DIRTY >>> 2] = n;
+  }
+
+  /** Pinned for the running op (only meaningful while one runs). */
+  private pinned(slot: number): boolean {
+    return this.opDepth > 0 && this.marks[slot] === this.epoch;
   }
 
   get device(): BlockDevice {
@@ -69,23 +106,18 @@ export class BlockCache {
 
   /** Run fn with every block it touches pinned; pins are released when the outermost op returns. */
   op<T>(fn: () => T): T {
-    this.opDepth++;
+    // A new epoch at the start and at the end of the outermost op: marks made outside ops never pin.
+    if (this.opDepth++ === 0) this.st[S_EPOCH >>> 2]++;
     try {
       return fn();
     } finally {
-      if (--this.opDepth === 0) {
-        for (const s of this.pinned) this.pins[s]--;
-        this.pinned.length = 0;
-      }
+      if (--this.opDepth === 0) this.st[S_EPOCH >>> 2]++;
     }
   }
 
   private touch(slot: number): number {
     this.ref[slot] = 1;
-    if (this.opDepth > 0) {
-      this.pins[slot]++;
-      this.pinned.push(slot);
-    }
+    this.marks[slot] = this.epoch;
     return this.core.slotAddr(slot);
   }
 
@@ -185,7 +217,7 @@ export class BlockCache {
     for (let sweeps = 0; sweeps < 3 * this.nrSlots; sweeps++) {
       const s = this.hand;
       this.hand = (this.hand + 1) % this.nrSlots;
-      if (this.pins[s]) continue;
+      if (this.pinned(s)) continue;
       if (this.blockOf[s] === NO_BLOCK) return s;
       if (this.ref[s]) {
         this.ref[s] = 0;
@@ -224,7 +256,7 @@ export class BlockCache {
   /** Forget a block (it was freed in this transaction and its contents no longer matter). */
   forget(mblock: number): void {
     const s = this.table.get(mblock);
-    if (s < 0 || this.pins[s]) return;
+    if (s < 0 || this.pinned(s)) return;
     if (this.dirty[s]) {
       this.dirty[s] = 0;
       this.nrDirty--;
@@ -238,8 +270,7 @@ export class BlockCache {
     this.table.clear();
     this.blockOf.fill(NO_BLOCK);
     this.dirty.fill(0);
-    this.pins.fill(0);
-    this.pinned.length = 0;
+    this.kindOf.fill(0);
     this.nrDirty = 0;
   }
 

@@ -2,8 +2,10 @@
  * The metadata space map (spec 4.5, 4.9, 6.1): a reference count for every metadata block.
  *
  * In core, counts live in a u32 array in WASM memory (at most 4,161,600 blocks = 16 MiB) plus one "used in the
- * committed state" flag per block. On disk it is the dm-thin layout: an index block of up to 255 entries, 2-bit
- * bitmaps, and a ref-count btree for counts >= 3. The on-disk form is rewritten only at commit
+ * committed state" flag per block; counting, allocation and the transaction's bookkeeping run in the WASM
+ * core (assembly/space-map-metadata.ts), which the btree updates there call directly. This class is the
+ * host's door to them and owns the on-disk form: the dm-thin layout of an index block of up to 255 entries,
+ * 2-bit bitmaps, and a ref-count btree for counts >= 3. The on-disk form is rewritten only at commit
  * (`prepareCommit`), by shadowing every bitmap whose counts changed, the index block, and rebuilding the
  * ref-count tree when a count >= 3 changed; those allocations are themselves counted, so it loops to a fixed
  * point (each block is shadowed at most once per transaction, so it ends).
@@ -16,6 +18,12 @@ import type { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockKind } from './block-kinds.js';
 import type { BlockCache } from './block-cache.js';
+import {
+  S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_IN_COMMIT, S_USE_RESERVE, S_REF_DIRTY, S_NR_TOUCHED,
+  S_META_DIRTY_BITMAPS, TX_NEW,
+} from '../core/tx-state.js';
+
+const TWO32 = 4294967296;
 
 export const ENTRIES_PER_BITMAP = 16320;
 export const MAX_METADATA_BLOCKS = 255 * ENTRIES_PER_BITMAP;
@@ -37,45 +45,82 @@ export interface RefTreeCodec {
 }
 
 export class MetadataSpaceMap {
-  nrBlocks: number;
   private readonly core: Core;
   private readonly counts: Uint32Array;
   private readonly committed: Uint8Array;
-  /** Blocks allocated in this transaction (the transaction manager's in-place rule). */
-  private readonly txNew: Uint8Array;
-  private readonly txNewList: number[] = [];
-  private readonly touched: number[] = [];
-  private readonly touchedFlag: Uint8Array;
-  private readonly dirtyBitmaps = new Set<number>();
+  /** Per block: TX_TOUCHED (count changed in this transaction), TX_NEW (allocated in it). */
+  private readonly txflags: Uint8Array;
+  /** Blocks whose count changed in this transaction (length: the state's S_NR_TOUCHED). */
+  private readonly touched: Uint32Array;
+  /** Per bitmap: its counts changed in this transaction. */
+  private readonly dirtyBitmaps: Uint8Array;
+  /** The transaction state page, as u32 words. */
+  private readonly st: Uint32Array;
   private bitmapBlocks: number[] = [];
   private bitmapFree: number[] = [];
   private bitmapNfb: number[] = [];
   private indexBlock = -1;
   private refRoot = -1;
-  private refDirty = false;
-  private cursor = 0;
-  private allocated = 0;
-  private committedAllocated = 0;
-  /** Allocations in this transaction (for reported free space). */
-  private txAllocs = 0;
-  /** Blocks kept back from ordinary allocations so a commit can always complete (spec 12). */
-  get reserve(): number {
-    return Math.min(4096, Math.max(8, Math.floor(this.nrBlocks / 10)));
-  }
-  private inCommit = false;
-  /** > 0 while an operation that frees space runs: it may allocate from the reserve. */
-  useReserve = 0;
 
   /** `nrBlocks` now; the core's count arrays (its nrMetaBlocks) bound how far `extend` may grow it. */
   constructor(core: Core, nrBlocks: number) {
     if (nrBlocks > core.nrMetaBlocks) throw new ThinpoolError('EINVAL', 'metadata counts area too small');
     const capacity = core.nrMetaBlocks;
+    const buf = core.memory.buffer;
     this.core = core;
+    this.counts = new Uint32Array(buf, core.countsBase, capacity);
+    this.committed = new Uint8Array(buf, core.committedBase, capacity);
+    this.txflags = new Uint8Array(buf, core.txflagsBase, capacity);
+    this.touched = new Uint32Array(buf, core.touchedBase, capacity);
+    this.dirtyBitmaps = new Uint8Array(buf, core.state + S_META_DIRTY_BITMAPS, MAX_INDEX_ENTRIES + 1);
+    this.st = new Uint32Array(buf, core.state, 1024);
     this.nrBlocks = nrBlocks;
-    this.counts = new Uint32Array(core.memory.buffer, core.countsBase, capacity);
-    this.committed = new Uint8Array(core.memory.buffer, core.committedBase, capacity);
-    this.txNew = new Uint8Array(capacity);
-    this.touchedFlag = new Uint8Array(capacity);
+  }
+
+  get nrBlocks(): number {
+    return this.st[S_NR_META >>> 2];
+  }
+
+  set nrBlocks(n: number) {
+    this.st[S_NR_META >>> 2] = n;
+  }
+
+  private get allocated(): number {
+    return this.st[S_ALLOCATED >>> 2];
+  }
+
+  private set allocated(n: number) {
+    this.st[S_ALLOCATED >>> 2] = n;
+  }
+
+  private get refDirty(): boolean {
+    return this.st[S_REF_DIRTY >>> 2] !== 0;
+  }
+
+  private set refDirty(v: boolean) {
+    this.st[S_REF_DIRTY >>> 2] = v ? 1 : 0;
+  }
+
+  private set inCommit(v: boolean) {
+    this.st[S_IN_COMMIT >>> 2] = v ? 1 : 0;
+  }
+
+  /** > 0 while an operation that frees space runs: it may allocate from the reserve. */
+  get useReserve(): number {
+    return this.st[S_USE_RESERVE >>> 2];
+  }
+
+  set useReserve(n: number) {
+    this.st[S_USE_RESERVE >>> 2] = n;
+  }
+
+  /** Blocks kept back from ordinary allocations so a commit can always complete (spec 12). */
+  get reserve(): number {
+    return this.core.x.smReserve();
+  }
+
+  private get nrTouched(): number {
+    return this.st[S_NR_TOUCHED >>> 2];
   }
 
   /** Grow to newNr blocks (spec 7.8): the last bitmap covers more, new bitmaps are created at the commit. */
@@ -83,13 +128,13 @@ export class MetadataSpaceMap {
     if (newNr < this.nrBlocks) throw new ThinpoolError('EINVAL', `metadata space map cannot shrink (${this.nrBlocks} -> ${newNr})`);
     if (newNr > this.core.nrMetaBlocks || newNr > MAX_METADATA_BLOCKS) throw new ThinpoolError('EINVAL', `metadata space map cannot grow to ${newNr} blocks`);
     const oldBitmaps = this.nrBitmaps;
-    if (oldBitmaps > 0) this.dirtyBitmaps.add(oldBitmaps - 1);
+    if (oldBitmaps > 0) this.dirtyBitmaps[oldBitmaps - 1] = 1;
     this.nrBlocks = newNr;
     for (let j = oldBitmaps; j < this.nrBitmaps; j++) {
       this.bitmapBlocks.push(-1);
       this.bitmapFree.push(0);
       this.bitmapNfb.push(0);
-      this.dirtyBitmaps.add(j);
+      this.dirtyBitmaps[j] = 1;
     }
   }
 
@@ -101,13 +146,24 @@ export class MetadataSpaceMap {
   initEmpty(): void {
     this.counts.fill(0);
     this.committed.fill(0);
+    this.resetTransaction();
     this.bitmapBlocks = new Array(this.nrBitmaps).fill(-1);
     this.bitmapFree = new Array(this.nrBitmaps).fill(0);
     this.bitmapNfb = new Array(this.nrBitmaps).fill(0);
-    for (let j = 0; j < this.nrBitmaps; j++) this.dirtyBitmaps.add(j);
+    for (let j = 0; j < this.nrBitmaps; j++) this.dirtyBitmaps[j] = 1;
     this.refDirty = true;
     this.allocated = 0;
-    this.committedAllocated = 0;
+    this.st[S_COMMITTED_ALLOCATED >>> 2] = 0;
+  }
+
+  /** Forget this transaction's bookkeeping (flags, touched list, dirty bitmaps, counters). */
+  private resetTransaction(): void {
+    this.txflags.fill(0);
+    this.st[S_NR_TOUCHED >>> 2] = 0;
+    this.dirtyBitmaps.fill(0);
+    this.st[S_TX_ALLOCS >>> 2] = 0;
+    this.st[S_IN_COMMIT >>> 2] = 0;
+    this.refDirty = false;
   }
 
   /** Load the committed map from disk (index block, bitmaps, ref-count tree). */
@@ -116,12 +172,9 @@ export class MetadataSpaceMap {
     this.nrBlocks = root.nrBlocks;
     this.bitmapFree = [];
     this.bitmapNfb = [];
-    this.dirtyBitmaps.clear();
-    this.refDirty = false;
+    this.resetTransaction();
     const { x } = this.core;
     this.counts.fill(0);
-    this.txNew.fill(0);
-    this.txNewList.length = 0;
     this.indexBlock = root.bitmapRoot;
     this.refRoot = root.refCountRoot;
     const n = this.nrBitmaps;
@@ -157,7 +210,7 @@ export class MetadataSpaceMap {
     );
     for (let b = 0; b < this.core.nrMetaBlocks; b++) this.committed[b] = this.counts[b] ? 1 : 0;
     this.allocated = allocated;
-    this.committedAllocated = allocated;
+    this.st[S_COMMITTED_ALLOCATED >>> 2] = allocated;
   }
 
   count(b: number): number {
@@ -165,59 +218,31 @@ export class MetadataSpaceMap {
   }
 
   isTxNew(b: number): boolean {
-    return this.txNew[b] === 1;
-  }
-
-  private change(b: number, c: number): void {
-    if (!(b >= 0 && b < this.nrBlocks)) {
-      throw ThinpoolError.metadata('EBADBLOCKNR', `reference to block ${b} beyond the metadata device`, 'space map', b);
-    }
-    const old = this.counts[b];
-    if (old >= 3 || c >= 3) this.refDirty = true;
-    if (old === 0 && c > 0) this.allocated++;
-    if (old > 0 && c === 0) this.allocated--;
-    this.counts[b] = c;
-    this.dirtyBitmaps.add(Math.floor(b / ENTRIES_PER_BITMAP));
-    if (!this.touchedFlag[b]) {
-      this.touchedFlag[b] = 1;
-      this.touched.push(b);
-    }
+    return (this.txflags[b] & TX_NEW) !== 0;
   }
 
   inc(b: number): void {
-    this.change(b, this.counts[b] + 1);
+    const s = this.core.x.smInc(b >>> 0, Math.floor(b / TWO32));
+    if (s !== 0) this.core.fail(s, 'space map');
   }
 
   /** Decrement; returns the new count. */
   dec(b: number): number {
-    const c = this.counts[b];
-    if (c === 0) throw ThinpoolError.metadata('ECORRUPT', 'reference count underflow', 'space map', b);
-    this.change(b, c - 1);
-    return c - 1;
+    const c = this.core.x.smDec(b >>> 0, Math.floor(b / TWO32));
+    if (c < 0) this.core.fail(-c, 'space map');
+    return c;
   }
 
   /** Allocate a block with count 1. Ordinary allocations keep `reserve` blocks back for commits. */
   alloc(): number {
-    if (!this.inCommit && this.useReserve === 0 && this.freeBlocks() <= 0) {
-      throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.nrBlocks} blocks, ${this.reserve} reserved)`);
-    }
-    const { x } = this.core;
-    const cb = this.core.countsBase;
-    const mb = this.core.committedBase;
-    let b = x.countsFindFree(cb, mb, this.cursor, this.nrBlocks);
-    if (b < 0) b = x.countsFindFree(cb, mb, 0, this.cursor);
-    if (b < 0) throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.nrBlocks} blocks)`);
-    this.cursor = b + 1 >= this.nrBlocks ? 0 : b + 1;
-    this.change(b, 1);
-    this.txNew[b] = 1;
-    this.txNewList.push(b);
-    this.txAllocs++;
+    const b = this.core.x.smAlloc();
+    if (b < 0) this.core.fail(-b, 'space map');
     return b;
   }
 
   /** Free metadata blocks as reported to users: committed free, minus this transaction's allocations and the reserve. */
   freeBlocks(): number {
-    return this.nrBlocks - this.committedAllocated - this.txAllocs - this.reserve;
+    return this.core.x.smFreeBlocks();
   }
 
   get nrAllocated(): number {
@@ -243,16 +268,17 @@ export class MetadataSpaceMap {
       for (let round = 0; ; round++) {
         if (round > 2 * MAX_INDEX_ENTRIES + 4) throw new ThinpoolError('EFAILED', 'space map commit did not converge');
         let moved = false;
-        for (const j of [...this.dirtyBitmaps]) {
+        for (let j = 0; j < this.nrBitmaps; j++) {
+          if (!this.dirtyBitmaps[j]) continue;
           const old = this.bitmapBlocks[j];
-          if (old >= 0 && this.txNew[old]) continue;
+          if (old >= 0 && this.isTxNew(old)) continue;
           const nb = this.alloc();
           if (old >= 0) this.dec(old);
           this.bitmapBlocks[j] = nb;
           cache.create(nb, BlockKind.Bitmap);
           moved = true;
         }
-        if (this.indexBlock < 0 || !this.txNew[this.indexBlock]) {
+        if (this.indexBlock < 0 || !this.isTxNew(this.indexBlock)) {
           const nb = this.alloc();
           if (this.indexBlock >= 0) this.dec(this.indexBlock);
           this.indexBlock = nb;
@@ -261,7 +287,8 @@ export class MetadataSpaceMap {
         }
         if (!moved) break;
       }
-      for (const j of this.dirtyBitmaps) {
+      for (let j = 0; j < this.nrBitmaps; j++) {
+        if (!this.dirtyBitmaps[j]) continue;
         const b = this.bitmapBlocks[j];
         const p = cache.get(b, BlockKind.Bitmap);
         cache.markDirty(b, BlockKind.Bitmap);
@@ -292,21 +319,21 @@ export class MetadataSpaceMap {
 
   /** The commit landed: this transaction's counts become the committed state. */
   afterCommit(): void {
-    for (const b of this.touched) {
+    const n = this.nrTouched;
+    for (let i = 0; i < n; i++) {
+      const b = this.touched[i];
       this.committed[b] = this.counts[b] ? 1 : 0;
-      this.touchedFlag[b] = 0;
+      this.txflags[b] = 0;
     }
-    this.touched.length = 0;
-    for (const b of this.txNewList) this.txNew[b] = 0;
-    this.txNewList.length = 0;
-    this.dirtyBitmaps.clear();
-    this.committedAllocated = this.allocated;
-    this.txAllocs = 0;
+    this.st[S_NR_TOUCHED >>> 2] = 0;
+    this.dirtyBitmaps.fill(0);
+    this.st[S_COMMITTED_ALLOCATED >>> 2] = this.allocated;
+    this.st[S_TX_ALLOCS >>> 2] = 0;
   }
 
   /** True when nothing changed since the last commit. */
   get clean(): boolean {
-    return this.touched.length === 0;
+    return this.nrTouched === 0;
   }
 
   /** Every block with a non-zero count (for the checker). */

@@ -18,7 +18,8 @@ import { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockCache } from '../pd/block-cache.js';
 import { BlockKind } from '../pd/block-kinds.js';
-import { BTree, type ValueType } from '../pd/btree.js';
+import { BTree } from '../pd/btree.js';
+import { RefKind } from '../core/tx-state.js';
 import { DataSpaceMap } from '../pd/space-map-data.js';
 import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
 import { TransactionManager } from '../pd/transaction-manager.js';
@@ -98,24 +99,24 @@ export class ThinMetadata {
     this.cache = new BlockCache(this.core, dev);
     this.msm = new MetadataSpaceMap(this.core, capacity);
     this.tm = new TransactionManager(this.core, this.cache, this.msm);
-    const dsmRef: { dsm?: DataSpaceMap } = {};
-    const l1Values: ValueType = {
-      size: 8,
-      inc: (lo, hi) => dsmRef.dsm!.inc(hi * 256 + (lo >>> 24)),
-      dec: (lo, hi) => void dsmRef.dsm!.dec(hi * 256 + (lo >>> 24)),
-    };
-    this.l1 = new BTree(this.tm, l1Values, 'mapping tree (level 1)');
-    this.l0 = new BTree(this.tm, {
-      size: 8,
-      inc: (lo, hi) => this.tm.inc(lo + hi * TWO32),
-      dec: (lo, hi) => this.l1.del(lo + hi * TWO32),
-    }, 'mapping tree (level 0)');
-    this.details = new BTree(this.tm, { size: 24 }, 'device details tree');
-    this.refTree = new BTree(this.tm, { size: 4 }, 'metadata ref-count tree');
-    const dataIndex = new BTree(this.tm, { size: 16 }, 'data space map index');
-    const dataRef = new BTree(this.tm, { size: 4 }, 'data ref-count tree');
+    this.l1 = new BTree(this.tm, { size: 8, ref: RefKind.Data }, 'mapping tree (level 1)');
+    this.l0 = new BTree(this.tm, { size: 8, ref: RefKind.Tree }, 'mapping tree (level 0)');
+    this.details = new BTree(this.tm, { size: 24, ref: RefKind.None }, 'device details tree');
+    this.refTree = new BTree(this.tm, { size: 4, ref: RefKind.None }, 'metadata ref-count tree');
+    const dataIndex = new BTree(this.tm, { size: 16, ref: RefKind.None }, 'data space map index');
+    const dataRef = new BTree(this.tm, { size: 4, ref: RefKind.None }, 'data ref-count tree');
     this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
-    dsmRef.dsm = this.dsm;
+    // Level-1 values name data blocks: the core adds and drops their references through this import.
+    this.core.host.dataRef = (lo, hi, delta) => {
+      try {
+        const d = lo + hi * TWO32;
+        if (delta > 0) this.dsm.inc(d);
+        else this.dsm.dec(d);
+        return 1;
+      } catch (e) {
+        return this.core.hostFailed(e);
+      }
+    };
     this.refCodec = {
       read: (root, onEntry, onNode) => this.refTree.walk(root, (k, v) => onEntry(k, this.core.u32[v >>> 2]), (b) => onNode(b)),
       build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i, a) => { this.core.u32[a >>> 2] = entries[i][1]; }),
@@ -179,6 +180,7 @@ export class ThinMetadata {
 
   /** (Re)load the committed state described by sb. */
   private load(sb: Superblock): void {
+    this.core.x.txReset();
     this.cache.drop();
     this.sb = { ...sb, dataSm: { ...sb.dataSm }, metadataSm: { ...sb.metadataSm } };
     this.committedSb = sb;
