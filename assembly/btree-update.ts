@@ -25,7 +25,7 @@ import { newNode, shadowNode, tmDec, shadowed, REF_NONE, REF_TREE, REF_DATA } fr
 import { getNode } from './block-access';
 import { lookupValue, MAX_DEPTH } from './btree-lookup';
 import { smCount } from './space-map-metadata';
-import { dataDec } from './value-refs';
+import { dataDec } from './space-map-data';
 
 export let hit: bool = false;
 

@@ -12,7 +12,8 @@ export { setCacheLayout } from './slot-table';
 export { setTxLayout, txReset } from './tx-state';
 export {
   btreeInsert, btreeRemove, btreeDel, tmNewNode, tmNewBlock, tmShadowNode, tmShadowBlock, tmDecRef, smInc, smDec,
-  smAlloc, smReserve, smFreeBlocks,
+  smAlloc, smReserve, smFreeBlocks, dsmCount, dsmInc, dsmDec, dsmAlloc, dsmExtend, dsmLoad, dsmLoadBitmap,
+  dsmAfterCommit, setDataSpaceMapLayout,
 } from './tx-exports';
 import { blockChecksum } from './crc32c';
 import * as S from './status';

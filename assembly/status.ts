@@ -18,3 +18,13 @@ export const REF_UNDERFLOW: i32 = 12;
 export const REF_BEYOND: i32 = 13;
 export const NESTED_TOO_DEEP: i32 = 14;
 export const WORK_OVERFLOW: i32 = 15;
+/** A data block beyond the data device (a mapping or a count asked for it). */
+export const DATA_BEYOND: i32 = 16;
+/** A data bitmap entry says 3 (count >= 3) but the data ref-count tree has no entry. */
+export const DATA_REF_MISSING: i32 = 17;
+export const DATA_REF_UNDERFLOW: i32 = 18;
+/** Every data block is in use now or in the committed state. */
+export const NO_DATA_SPACE: i32 = 19;
+export const DATA_SHRINK: i32 = 20;
+/** The data device needs more bitmaps than the metadata device can hold. */
+export const DATA_MAP_TOO_BIG: i32 = 21;

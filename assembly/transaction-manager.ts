@@ -13,7 +13,7 @@ import { err } from './tx-state';
 import { smAllocB, smDecB, smIncB, smCount, smIsTxNew } from './space-map-metadata';
 import { getNode, getBlock, createBlock, markDirty, forgetBlock, KIND_NODE } from './block-access';
 import { nodeInit, valueAt, INTERNAL } from './node';
-import { dataInc } from './value-refs';
+import { dataInc } from './space-map-data';
 
 /** What the leaf values of a tree reference. */
 export const REF_NONE: u32 = 0;

@@ -6,6 +6,8 @@ import { STATE, S_RESULT, S_HIT, err, clearErr } from './tx-state';
 import { insertKey, removeKey, delTree, hit } from './btree-update';
 import { newNode, newBlock, shadowNode, shadowBlock, tmDec, shadowed } from './transaction-manager';
 import { smIncB, smDecB, smAllocB } from './space-map-metadata';
+import { dsmCountB, dataInc, dataDec, dsmAllocB, dsmExtendTo, dsmLoad as dsmLoadMap, dsmLoadBitmap as dsmLoadBitmapAt } from './space-map-data';
+export { dsmAfterCommit, setDataSpaceMapLayout } from './space-map-data';
 export { smReserve, smFreeBlocks } from './space-map-metadata';
 
 // @ts-ignore: decorator
@@ -85,4 +87,49 @@ export function smAlloc(): i32 {
   clearErr();
   const b = smAllocB();
   return err != S.OK ? -err : <i32>b;
+}
+
+/** Reference count of a data block, or -status. */
+export function dsmCount(lo: u32, hi: u32): i32 {
+  clearErr();
+  const c = dsmCountB(u64of(lo, hi));
+  return err != S.OK ? -err : <i32>c;
+}
+
+export function dsmInc(lo: u32, hi: u32): i32 {
+  clearErr();
+  dataInc(u64of(lo, hi));
+  return err;
+}
+
+/** Drop a reference to a data block; the new count, or -status. */
+export function dsmDec(lo: u32, hi: u32): i32 {
+  clearErr();
+  const c = dataDec(u64of(lo, hi));
+  return err != S.OK ? -err : <i32>c;
+}
+
+/** Allocate a data block (count 1) to S_RESULT; a status. */
+export function dsmAlloc(): i32 {
+  clearErr();
+  return finish(dsmAllocB());
+}
+
+export function dsmExtend(lo: u32, hi: u32): i32 {
+  clearErr();
+  dsmExtendTo(u64of(lo, hi));
+  return err;
+}
+
+/** Begin loading a committed data space map; the number of bitmaps, or -status. */
+export function dsmLoad(nrLo: u32, nrHi: u32, refLo: u32, refHi: u32): i32 {
+  clearErr();
+  const n = dsmLoadMap(u64of(nrLo, nrHi), u64of(refLo, refHi));
+  return err != S.OK ? -err : n;
+}
+
+export function dsmLoadBitmap(j: u32, lo: u32, hi: u32): i32 {
+  clearErr();
+  dsmLoadBitmapAt(j, u64of(lo, hi));
+  return err;
 }

@@ -16,6 +16,12 @@ export const enum Status {
   REF_BEYOND = 13,
   NESTED_TOO_DEEP = 14,
   WORK_OVERFLOW = 15,
+  DATA_BEYOND = 16,
+  DATA_REF_MISSING = 17,
+  DATA_REF_UNDERFLOW = 18,
+  NO_DATA_SPACE = 19,
+  DATA_SHRINK = 20,
+  DATA_MAP_TOO_BIG = 21,
 }
 
 /** thin_check-like wording for a status. */
@@ -35,6 +41,12 @@ export function statusText(s: number): string {
     case Status.REF_BEYOND: return 'reference to a block beyond the metadata device';
     case Status.NESTED_TOO_DEEP: return 'btree updates nested too deeply';
     case Status.WORK_OVERFLOW: return 'tree deletion stack overflow';
+    case Status.DATA_BEYOND: return 'data block beyond the data device';
+    case Status.DATA_REF_MISSING: return 'data bitmap entry 3 without a ref-count entry';
+    case Status.DATA_REF_UNDERFLOW: return 'data block reference count underflow';
+    case Status.NO_DATA_SPACE: return 'out of data space';
+    case Status.DATA_SHRINK: return 'the data space map cannot shrink';
+    case Status.DATA_MAP_TOO_BIG: return 'the data device needs more space-map bitmaps than the metadata device has blocks';
     default: return `status ${s}`;
   }
 }

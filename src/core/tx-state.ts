@@ -19,6 +19,18 @@ export const S_RESULT = 48;
 /** u64: the block an error is about. */
 export const S_ERR_BLOCK = 56;
 export const S_META_DIRTY_BITMAPS = 1024;
+// The data space map's summary (assembly/space-map-data.ts).
+export const S_D_NR_BLOCKS = 72; // u64
+export const S_D_ALLOCATED = 80; // u64
+export const S_D_CURSOR = 88; // u64
+export const S_D_PENDING_FREE = 96; // u64
+export const S_D_REF_ROOT = 104; // u64
+export const S_D_NR_BITMAPS = 112; // u32
+export const S_D_CHANGED = 116; // u32
+
+/** Data space map table: 16 bytes per bitmap (block u32, committed block u32, free u16, hint u16, dirty u8). */
+export const DSM_ENTRY_BYTES = 16;
+export const DSM_NO_BLOCK = 0xffffffff;
 
 /** Per metadata block flags (TXFLAGS). */
 export const TX_TOUCHED = 1;

@@ -7,6 +7,7 @@
  *                  | per metadata block: counts u32, committed u8, txflags u8, touched-list u32
  *                  | slot table (block -> slot, 16-byte entries, open addressing)
  *                  | per slot: reference bit u8, dirty u8, kind u8, op mark u32
+ *                  | data space map table: 16 bytes per data bitmap, at most one per metadata block
  *
  * Hot exports are called raw (`instance.exports`), not through the loader's wrapper closures (toolchain notes:
  * 3 ns against 8-10 ns per call).
@@ -15,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 import { ThinpoolError } from '../errors.js';
-import { WORK_BYTES, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META } from './tx-state.js';
+import { WORK_BYTES, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META, S_D_NR_BLOCKS, S_D_REF_ROOT, DSM_ENTRY_BYTES } from './tx-state.js';
 import { Status, statusText } from './status.js';
 
 export interface CoreExports {
@@ -59,24 +60,33 @@ export interface CoreExports {
   smAlloc(): number;
   smReserve(): number;
   smFreeBlocks(): number;
+  setDataSpaceMapLayout(table: number, capacity: number): void;
+  dsmCount(lo: number, hi: number): number;
+  dsmInc(lo: number, hi: number): number;
+  dsmDec(lo: number, hi: number): number;
+  dsmAlloc(): number;
+  dsmExtend(lo: number, hi: number): number;
+  dsmLoad(nrLo: number, nrHi: number, refLo: number, refHi: number): number;
+  dsmLoadBitmap(j: number, lo: number, hi: number): number;
+  dsmAfterCommit(): void;
 }
 
 /**
  * What the WASM core asks of the host (its imports). Each returns 0 after recording the error on the host's
  * side (WASM cannot carry it): node/block give the address of a validated resident block, create a zeroed
- * dirty slot for a newly allocated block, forget drops a freed block, dataRef adds (+1) or drops (-1) a
- * reference to a data block and returns 1.
+ * dirty slot for a newly allocated block, forget drops a freed block. dataFreed is told of every data block
+ * whose count fell to 0 (it cannot fail).
  */
 export interface CoreHost {
   node(blockLo: number, blockHi: number, leafVs: number): number;
   block(blockLo: number, blockHi: number, kind: number): number;
   create(blockLo: number, blockHi: number, kind: number, leafVs: number): number;
   forget(blockLo: number, blockHi: number): void;
-  dataRef(blockLo: number, blockHi: number, delta: number): number;
+  dataFreed(blockLo: number, blockHi: number): void;
 }
 
 const NO_HOST: CoreHost = {
-  node: () => 0, block: () => 0, create: () => 0, forget: () => undefined, dataRef: () => 0,
+  node: () => 0, block: () => 0, create: () => 0, forget: () => undefined, dataFreed: () => undefined,
 };
 
 const STATIC_BYTES = 64 * 1024;
@@ -120,7 +130,8 @@ export class Core {
   readonly dirtyBase: number;
   readonly kindBase: number;
   readonly marksBase: number;
-  /** Serves the core's imports: the block cache fills node/block/create/forget, the metadata dataRef. */
+  readonly dsmTableBase: number;
+  /** Serves the core's imports: the block cache fills node/block/create/forget, the data space map dataFreed. */
   readonly host: CoreHost = { ...NO_HOST };
   /** The error behind the last import that returned 0 (WASM cannot carry it). */
   hostError: unknown;
@@ -145,7 +156,8 @@ export class Core {
     this.dirtyBase = this.refBase + nrSlots;
     this.kindBase = this.dirtyBase + nrSlots;
     this.marksBase = Math.ceil((this.kindBase + nrSlots) / 4) * 4;
-    const total = this.marksBase + nrSlots * 4;
+    this.dsmTableBase = Math.ceil((this.marksBase + nrSlots * 4) / 16) * 16;
+    const total = this.dsmTableBase + nrMetaBlocks * DSM_ENTRY_BYTES;
     const pages = Math.ceil(total / 65536);
     // Addresses cross the boundary as positive i32.
     if (total >= 2 ** 31) throw new ThinpoolError('EINVAL', `metadata cache and counts need ${total} bytes: above 2 GiB`);
@@ -162,7 +174,7 @@ export class Core {
         block: (lo: number, hi: number, kind: number) => this.host.block(lo, hi, kind),
         create: (lo: number, hi: number, kind: number, vs: number) => this.host.create(lo, hi, kind, vs),
         forget: (lo: number, hi: number) => this.host.forget(lo, hi),
-        dataRef: (lo: number, hi: number, delta: number) => this.host.dataRef(lo, hi, delta),
+        dataFreed: (lo: number, hi: number) => this.host.dataFreed(lo, hi),
       },
     };
     const inst = instantiateSync<Record<string, unknown>>(module(), imports as never);
@@ -177,6 +189,7 @@ export class Core {
       this.state, this.countsBase, this.committedBase, this.txflagsBase, this.touchedBase,
       this.dirtyBase, this.kindBase, this.marksBase, this.scratch, this.work, WORK_BYTES,
     );
+    this.x.setDataSpaceMapLayout(this.dsmTableBase, nrMetaBlocks);
   }
 
   /** Record an import's error; returns the import's failure value. */
@@ -215,6 +228,18 @@ export class Core {
         throw ThinpoolError.metadata('ECORRUPT', 'reference count underflow', 'space map', mblock);
       case Status.REF_BEYOND:
         throw ThinpoolError.metadata('EBADBLOCKNR', `reference to block ${mblock} beyond the metadata device`, structure, mblock);
+      case Status.DATA_BEYOND:
+        throw new ThinpoolError('ECORRUPT', `data block ${mblock} beyond the data device (${this.u64(this.state + S_D_NR_BLOCKS)} blocks) in ${structure}`);
+      case Status.DATA_REF_MISSING:
+        throw ThinpoolError.metadata('ECORRUPT', `data block ${mblock} has bitmap value 3 but no ref-count entry`, 'data ref-count tree', this.u64(this.state + S_D_REF_ROOT));
+      case Status.DATA_REF_UNDERFLOW:
+        throw new ThinpoolError('ECORRUPT', `data block ${mblock} reference count underflow in ${structure}`);
+      case Status.NO_DATA_SPACE:
+        throw new ThinpoolError('ENOSPC_DATA', `out of data space (${this.u64(this.state + S_D_NR_BLOCKS)} blocks in use or freed in this transaction)`);
+      case Status.DATA_SHRINK:
+        throw new ThinpoolError('EINVAL', `data space map cannot shrink (${this.u64(this.state + S_D_NR_BLOCKS)} -> ${mblock} blocks)`);
+      case Status.DATA_MAP_TOO_BIG:
+        throw new ThinpoolError('EINVAL', `a data device of ${mblock} blocks needs more space-map bitmaps than the metadata device has blocks (${this.nrMetaBlocks})`);
       case Status.TOO_DEEP:
         throw new ThinpoolError('ECYCLE', `${structure} deeper than 16 levels (block ${mblock}; cycle?)`, { structure, mblock });
       default:

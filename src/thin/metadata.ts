@@ -106,17 +106,6 @@ export class ThinMetadata {
     const dataIndex = new BTree(this.tm, { size: 16, ref: RefKind.None }, 'data space map index');
     const dataRef = new BTree(this.tm, { size: 4, ref: RefKind.None }, 'data ref-count tree');
     this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
-    // Level-1 values name data blocks: the core adds and drops their references through this import.
-    this.core.host.dataRef = (lo, hi, delta) => {
-      try {
-        const d = lo + hi * TWO32;
-        if (delta > 0) this.dsm.inc(d);
-        else this.dsm.dec(d);
-        return 1;
-      } catch (e) {
-        return this.core.hostFailed(e);
-      }
-    };
     this.refCodec = {
       read: (root, onEntry, onNode) => this.refTree.walk(root, (k, v) => onEntry(k, this.core.u32[v >>> 2]), (b) => onNode(b)),
       build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i, a) => { this.core.u32[a >>> 2] = entries[i][1]; }),
