@@ -57,6 +57,21 @@ function addRefs(p: usize, ref: u32): void {
   }
 }
 
+/** Copy resident block b (at old) into a newly allocated block, which takes over b's reference from the
+ *  caller; the copy's address (shadowed = its block), or 0 on failure. */
+function copyOut(b: u64, old: usize, kind: u32, leafVs: u32): usize {
+  const nb = smAllocB();
+  if (err != S.OK) return 0;
+  const p = createBlock(nb, kind, leafVs);
+  if (p == 0) return 0;
+  memory.copy(p, old, 4096);
+  store<u64>(p + 8, nb);
+  smDecB(b);
+  if (err != S.OK) return 0;
+  shadowed = nb;
+  return p;
+}
+
 /** Writable version of node b; 0 on failure. */
 export function shadowNode(b: u64, leafVs: u32, ref: u32): usize {
   const c = smCount(b);
@@ -69,13 +84,9 @@ export function shadowNode(b: u64, leafVs: u32, ref: u32): usize {
   }
   const old = getNode(b, leafVs);
   if (old == 0) return 0;
-  const nb = smAllocB();
-  if (err != S.OK) return 0;
-  const p = createBlock(nb, KIND_NODE, leafVs);
+  const p = copyOut(b, old, KIND_NODE, leafVs);
   if (p == 0) return 0;
-  memory.copy(p, old, 4096);
-  store<u64>(p + 8, nb);
-  smDecB(b);
+  const nb = shadowed;
   if (c > 1) addRefs(p, ref);
   if (err != S.OK) return 0;
   shadowed = nb;
@@ -93,16 +104,7 @@ export function shadowBlock(b: u64, kind: u32): usize {
   }
   const old = getBlock(b, kind);
   if (old == 0) return 0;
-  const nb = smAllocB();
-  if (err != S.OK) return 0;
-  const p = createBlock(nb, kind, 0);
-  if (p == 0) return 0;
-  memory.copy(p, old, 4096);
-  store<u64>(p + 8, nb);
-  smDecB(b);
-  if (err != S.OK) return 0;
-  shadowed = nb;
-  return p;
+  return copyOut(b, old, kind, 0);
 }
 
 /** Drop one reference without recursion; a block reaching 0 leaves the cache. Returns the new count. */
