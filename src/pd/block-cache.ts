@@ -138,8 +138,8 @@ export class BlockCache {
     return this.table.get(mblock) >= 0;
   }
 
-  /** A zeroed, dirty slot for a block allocated in this transaction. */
   /**
+   * A zeroed, dirty slot for a block allocated in this transaction.
    * `leafVs`: for a node, the leaf value size of its tree. The host keeps its own nodes valid, so a dirty node
    * stays registered as a node of that tree and WASM lookups walk uncommitted paths without calling back.
    */
