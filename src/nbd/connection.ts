@@ -2,11 +2,20 @@
  * One NBD client connection: fixed-newstyle handshake, then the transmission phase.
  *
  * The engine is synchronous, so every complete request found in the input is executed as soon as it is
- * parsed and its reply queued; the replies of one batch of input go out in one corked write. Input is paused
- * while the socket's output backlog is large. Any protocol violation the spec allows us to survive gets an
- * error reply; the rest (bad magic, bad client flags, absurd lengths) closes this connection only.
+ * parsed and its reply queued; the replies of one batch of input go out together. Input is paused while the
+ * socket's output backlog is large. Any protocol violation the spec allows us to survive gets an error reply;
+ * the rest (bad magic, bad client flags, absurd lengths) closes this connection only.
+ *
+ * I/O, per request (see docs/nbd.md, "Where the time goes"):
+ * - Input is read by the socket straight into this connection's input buffer (Node's `onread` user buffer:
+ *   no buffer allocated per read, no readable-stream machinery); the payload of a large WRITE is read straight
+ *   into a buffer of its own and written to the volume with one call. Where that hook is missing, 'data'
+ *   events are copied into the same buffers (`streamInput`).
+ * - Replies are written with one synchronous write/writev on the socket's descriptor when nothing is queued in
+ *   the socket; what the kernel does not take (EAGAIN, partial write) goes through socket.write as before.
  */
-import type { Socket } from 'node:net';
+import { writeSync, writevSync } from 'node:fs';
+import net, { type Socket } from 'node:net';
 import * as C from './constants.js';
 import { giveBuffer, takeBuffer } from './buffers.js';
 import { nbdErrno, OpenExport } from './export.js';
@@ -20,31 +29,76 @@ export interface ConnectionHost {
   closed(conn: Connection): void;
   /** Counts every transmission request parsed (statistics). */
   counted(): void;
+  /** Use 'data' events and socket.write only (the portable path; tests cover both). */
+  readonly portableIO?: boolean;
 }
 
 type State = 'flags' | 'options' | 'tx' | 'closed';
 
-const EMPTY = Buffer.alloc(0);
 /** Pause input while more than this many reply bytes wait in the socket. */
 const OUTPUT_HIGH = 16 * 1024 * 1024;
 /** Most blocks one BLOCK_STATUS request scans (the client re-asks from where the reply ended). */
 const STATUS_MAX_BLOCKS = 1 << 16;
-/** Replies of one batch totalling at most this are copied into one buffer and sent with one write. */
+/** Replies of one batch totalling at most this are copied into one buffer and sent with one write (stream path). */
 const GATHER_BYTES = 128 * 1024;
+/** Size of a connection's input buffer: holds any option (64 KiB) and any WRITE up to DIRECT_PAYLOAD whole. */
+const INPUT_BYTES = 256 * 1024;
+/** WRITE payloads larger than this that have not fully arrived are read straight into a buffer of their own. */
+const DIRECT_PAYLOAD = 64 * 1024;
+/** The input buffer always offers the socket at least this much room. */
+const MIN_ROOM = 16 * 1024;
+/** Where the socket reads the next bytes into. */
+const INTO_INPUT = 0;
+const INTO_PAYLOAD = 1;
+const INTO_DISCARD = 2;
+
+/** Node's symbols behind net.Socket's `onread` option, found once (absent: the 'data' event path is used). */
+const userBufferKeys = ((): { buf: symbol; cb: symbol; gen: symbol } | null => {
+  try {
+    const probe = new net.Socket();
+    const syms = Object.getOwnPropertySymbols(probe);
+    const find = (d: string) => syms.find((x) => x.description === d);
+    const buf = find('kBuffer');
+    const cb = find('kBufferCb');
+    const gen = find('kBufferGen');
+    probe.destroy();
+    return buf && cb && gen ? { buf, cb, gen } : null;
+  } catch {
+    return null;
+  }
+})();
+/** Whether this Node exposes the user-buffer input hook (the fast path; tests assert it on supported versions). */
+export const FAST_IO_AVAILABLE = userBufferKeys !== null;
+
+interface SocketHandle {
+  fd?: number;
+  reading?: boolean;
+  useUserBuffer?: (b: Uint8Array) => void;
+  readStart?: () => number;
+}
+
+/** The libuv handle behind a net.Socket (Node internal `_handle`; undefined once closed). */
+function socketHandle(socket: Socket): SocketHandle | undefined {
+  return (socket as unknown as { _handle?: SocketHandle | null })._handle ?? undefined;
+}
+
 /** Nagle off (default) or on: NBD_NODELAY=0 (for experiments). */
 const NO_DELAY = process.env.NBD_NODELAY !== '0';
 
 const TX_BASE_FLAGS = C.TX_HAS_FLAGS | C.TX_SEND_FLUSH | C.TX_SEND_FUA | C.TX_SEND_TRIM | C.TX_SEND_WRITE_ZEROES
   | C.TX_CAN_MULTI_CONN | C.TX_SEND_CACHE | C.TX_SEND_FAST_ZERO;
 
+/** A WRITE whose payload is still arriving (larger than DIRECT_PAYLOAD, or one being discarded). */
 interface PendingWrite {
   flags: number;
   hi: number;
   lo: number;
   offset: number;
   length: number;
-  /** Pieces received so far (views of input chunks, no copy); null when the payload is only discarded. */
-  parts: Buffer[] | null;
+  /** The payload, received in place (the first `got` bytes); null when the payload is only discarded. */
+  buf: Buffer | null;
+  /** What to hand back to the buffer pool once written (buf may be a view of it). */
+  backing: Buffer | null;
   got: number;
   error: number;
 }
@@ -53,8 +107,16 @@ export class Connection {
   readonly socket: Socket;
   private readonly host: ConnectionHost;
   private state: State = 'flags';
-  private input: Buffer = EMPTY;
+  /** Input: bytes [pos, fill) of `input` are received and not yet parsed. */
+  private input: Buffer;
   private pos = 0;
+  private fill = 0;
+  /** What the socket reads into next (INTO_*), as last handed to it. */
+  private into = INTO_INPUT;
+  /** The socket's descriptor for synchronous reply writes; -1: use socket.write. */
+  private fd = -1;
+  /** Input arrives through the user-buffer hook (onRead), not 'data' events. */
+  private userBuffer = false;
   private noZeroes = false;
   private structured = false;
   /** Export name given to the last SET_META_CONTEXT, and whether base:allocation was selected. */
@@ -75,7 +137,23 @@ export class Connection {
     this.socket = socket;
     this.host = host;
     socket.setNoDelay(NO_DELAY);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.input = Buffer.allocUnsafeSlow(INPUT_BYTES);
+    const keys = host.portableIO ? null : userBufferKeys;
+    const handle = socketHandle(socket);
+    if (keys && handle && typeof handle.useUserBuffer === 'function' && typeof handle.readStart === 'function') {
+      // What net.Socket's constructor does for the `onread` option (which net.Server cannot pass to the
+      // sockets it accepts): reads land in our buffer, the callback sees how many bytes, and the buffer for
+      // the next read is what the generator returns after each callback.
+      const s = socket as unknown as Record<symbol, unknown>;
+      s[keys.cb] = (n: number) => this.onRead(n);
+      s[keys.gen] = () => this.nextTarget();
+      s[keys.buf] = this.input;
+      handle.useUserBuffer(this.input);
+      this.userBuffer = true;
+    } else {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    }
+    if (!host.portableIO && handle && typeof handle.fd === 'number' && handle.fd >= 0) this.fd = handle.fd;
     socket.on('error', () => { /* EPIPE / ECONNRESET: the 'close' event follows */ });
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
@@ -112,7 +190,7 @@ export class Connection {
       return;
     }
     this.state = 'closed';
-    this.input = EMPTY;
+    this.pos = this.fill = 0;
     this.pendingWrite = null;
     this.out = [];
     this.socket.destroy();
@@ -129,7 +207,8 @@ export class Connection {
 
   private onClose(): void {
     this.state = 'closed';
-    this.input = EMPTY;
+    this.pos = this.fill = 0;
+    this.fd = -1;
     this.pendingWrite = null;
     this.out = [];
     this.host.closed(this);
@@ -141,20 +220,90 @@ export class Connection {
     this.run();
     if (!this.blocked) {
       if (this.ending) this.finish();
-      else this.socket.resume();
+      else this.resumeInput();
     }
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.state === 'closed' || this.ending) return;
-    if (this.pos >= this.input.length) {
-      this.input = chunk;
-      this.pos = 0;
-    } else {
-      this.input = Buffer.concat([this.input.subarray(this.pos), chunk]);
-      this.pos = 0;
+  /**
+   * Start reading again after output backed up. With the user-buffer hook, onRead returning false made Node
+   * stop reading on the handle, and socket.resume() would not restart it (the readable stream never sees
+   * data, so it still counts its first read as in progress): restart the handle's reading directly.
+   */
+  private resumeInput(): void {
+    if (!this.userBuffer) {
+      this.socket.resume();
+      return;
     }
+    const h = socketHandle(this.socket);
+    if (h && h.reading === false && typeof h.readStart === 'function') {
+      h.reading = true;
+      const err = h.readStart();
+      if (err) this.destroy();
+    }
+  }
+
+  /** User-buffer input: n bytes were read into what nextTarget() last returned. */
+  private onRead(n: number): boolean {
+    if (this.state === 'closed' || this.ending) return true;
+    const w = this.pendingWrite;
+    if (this.into === INTO_INPUT) this.fill += n;
+    else if (w) w.got += n; // INTO_PAYLOAD, INTO_DISCARD: bytes of this payload only
     this.run();
+    return !this.blocked;
+  }
+
+  /**
+   * The buffer the socket reads into next, asked after every read. Only here may the input be compacted:
+   * between reads (on 'drain') the socket still holds the last buffer returned.
+   */
+  private nextTarget(): Buffer {
+    const w = this.pendingWrite;
+    if (w && w.got < w.length && this.pos === this.fill) {
+      this.pos = this.fill = 0;
+      if (w.buf) {
+        this.into = INTO_PAYLOAD;
+        return w.buf.subarray(w.got, w.length);
+      }
+      this.into = INTO_DISCARD;
+      return this.input.subarray(0, Math.min(this.input.length, w.length - w.got));
+    }
+    this.into = INTO_INPUT;
+    this.compact();
+    return this.input.subarray(this.fill);
+  }
+
+  /** Move the unparsed input to the front; grow the buffer when it still leaves less than MIN_ROOM free. */
+  private compact(): void {
+    const left = this.fill - this.pos;
+    if (this.pos > 0) {
+      if (left > 0) this.input.copyWithin(0, this.pos, this.fill);
+      this.pos = 0;
+      this.fill = left;
+    }
+    if (this.input.length - this.fill < MIN_ROOM) {
+      const b = Buffer.allocUnsafeSlow(Math.max(INPUT_BYTES, 2 * this.input.length));
+      this.input.copy(b, 0, 0, this.fill);
+      this.input = b;
+    }
+  }
+
+  /** Stream input (portableIO, or no user-buffer hook): the chunk is copied where a user-buffer read would put it. */
+  private onData(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length && this.state !== 'closed' && !this.ending) {
+      const target = this.nextTarget();
+      const k = this.blocked ? chunk.length - at : Math.min(target.length, chunk.length - at);
+      if (this.blocked && this.input.length - this.fill < k) {
+        // Paused with output backed up: keep the rest of this chunk for after 'drain'.
+        const b = Buffer.allocUnsafeSlow(this.fill + k);
+        this.input.copy(b, 0, 0, this.fill);
+        this.input = b;
+      }
+      chunk.copy(this.blocked ? this.input : target, this.blocked ? this.fill : 0, at, at + k);
+      at += k;
+      if (this.blocked) this.fill += k;
+      else this.onRead(k);
+    }
     if (this.blocked) this.socket.pause();
   }
 
@@ -165,7 +314,9 @@ export class Connection {
         if (!this.step()) break;
         if (this.socket.writableLength + this.outBytes > OUTPUT_HIGH) {
           this.flush();
-          this.blocked = true;
+          // Block only while the socket holds a backlog it will report draining: what flush() handed to the
+          // kernel directly is gone, and a 'drain' that never comes would stall this connection for good.
+          if (this.socket.writableNeedDrain) this.blocked = true;
         }
       }
     } catch (e) {
@@ -173,10 +324,6 @@ export class Connection {
       this.destroy();
     } finally {
       this.flush();
-    }
-    if (this.pos >= this.input.length) {
-      this.input = EMPTY;
-      this.pos = 0;
     }
     if (this.ending && !this.blocked && this.state !== 'closed') this.finish();
   }
@@ -191,7 +338,7 @@ export class Connection {
   }
 
   private avail(): number {
-    return this.input.length - this.pos;
+    return this.fill - this.pos;
   }
 
   private push(b: Buffer): void {
@@ -208,19 +355,38 @@ export class Connection {
     this.out = [];
     this.outBytes = 0;
     this.outPooled = [];
-    if (this.socket.destroyed) return;
-    if (pooled.length > 0) {
-      this.socket.cork();
-      for (let i = 0; i < out.length - 1; i++) this.socket.write(out[i]);
-      this.socket.write(out[out.length - 1], () => { for (const b of pooled) giveBuffer(b); });
-      this.socket.uncork();
-    } else if (out.length === 1) this.socket.write(out[0]);
-    else if (bytes <= GATHER_BYTES) this.socket.write(Buffer.concat(out, bytes));
-    else {
-      this.socket.cork();
-      for (const b of out) this.socket.write(b);
-      this.socket.uncork();
+    const sock = this.socket;
+    if (sock.destroyed) return;
+    let from = 0;
+    if (this.fd >= 0 && sock.writableLength === 0) {
+      // Nothing queued in the socket: hand the replies to the kernel now, in one system call.
+      let n = 0;
+      try {
+        n = out.length === 1 ? writeSync(this.fd, out[0]) : writevSync(this.fd, out);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') {
+          // EPIPE, ECONNRESET: the peer is gone ('close' follows).
+          sock.destroy();
+          return;
+        }
+      }
+      if (n === bytes) {
+        for (const b of pooled) giveBuffer(b);
+        return;
+      }
+      // The kernel took part: the rest goes through the socket, which waits for room.
+      while (n >= out[from].length) n -= out[from++].length;
+      if (n > 0) out[from] = out[from].subarray(n);
     }
+    if (pooled.length > 0 || bytes > GATHER_BYTES) {
+      sock.cork();
+      for (let i = from; i < out.length - 1; i++) sock.write(out[i]);
+      if (pooled.length > 0) sock.write(out[out.length - 1], () => { for (const b of pooled) giveBuffer(b); });
+      else sock.write(out[out.length - 1]);
+      sock.uncork();
+    } else if (from === out.length - 1) sock.write(out[from]);
+    else sock.write(Buffer.concat(from === 0 ? out : out.slice(from)));
   }
 
   /** One parsing step; false when more input is needed. */
@@ -267,6 +433,8 @@ export class Connection {
         }
         const flags = b.readUInt16BE(p + 4);
         const type = b.readUInt16BE(p + 6);
+        // A small WRITE waits in the input buffer until its whole payload is there (no copy, one write).
+        if (type === C.CMD_WRITE && this.avail() < 28 + b.readUInt32BE(p + 24) && b.readUInt32BE(p + 24) <= DIRECT_PAYLOAD) return false;
         const hi = b.readUInt32BE(p + 8);
         const lo = b.readUInt32BE(p + 12);
         const offHi = b.readUInt32BE(p + 16);
@@ -504,43 +672,48 @@ export class Connection {
     } else if ((flags & ~C.CMD_FLAG_FUA) !== 0) error = C.EINVAL;
     else if (exp.readOnly) error = C.EPERM;
     else if (offset + length > exp.size) error = C.ENOSPC;
-    if (error === 0 && this.avail() >= length) {
+    if (this.avail() >= length) {
       // Whole payload already here: write straight from the input buffer.
       const data = this.input.subarray(this.pos, this.pos + length);
       this.pos += length;
-      this.doWrite(flags, hi, lo, offset, data);
+      if (error !== 0) this.simple(hi, lo, error);
+      else this.doWrite(flags, hi, lo, offset, data);
       return true;
     }
-    // Memory grows only with the bytes that actually arrive (a header alone allocates nothing).
-    this.pendingWrite = { flags, hi, lo, offset, length, parts: error === 0 ? [] : null, got: 0, error };
+    // A large payload still arriving: it is read into a buffer of its own (memory grows only as bytes arrive
+    // when it is discarded: the input buffer is reused for that).
+    let buf: Buffer | null = null;
+    let backing: Buffer | null = null;
+    if (error === 0) {
+      backing = takeBuffer(length);
+      buf = backing.length === length ? backing : backing.subarray(0, length);
+    }
+    this.pendingWrite = { flags, hi, lo, offset, length, buf, backing, got: 0, error };
     return this.stepPayload();
   }
 
+  /** Move what the input buffer holds of the pending payload into place; apply the WRITE once it is complete. */
   private stepPayload(): boolean {
     const w = this.pendingWrite!;
     const n = Math.min(this.avail(), w.length - w.got);
-    if (w.parts && n > 0) w.parts.push(this.input.subarray(this.pos, this.pos + n));
+    if (w.buf && n > 0) this.input.copy(w.buf, w.got, this.pos, this.pos + n);
     w.got += n;
     this.pos += n;
     if (w.got < w.length) return false;
     this.pendingWrite = null;
     if (w.error !== 0) this.simple(w.hi, w.lo, w.error);
-    else this.doWrite(w.flags, w.hi, w.lo, w.offset, w.parts!);
+    else {
+      this.doWrite(w.flags, w.hi, w.lo, w.offset, w.buf!);
+      if (w.backing) giveBuffer(w.backing);
+    }
     return true;
   }
 
   /** Apply a whole WRITE (never a partial one: the payload is complete before anything is written). */
-  private doWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer | Buffer[]): void {
+  private doWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
     const exp = this.exp!;
     try {
-      if (Array.isArray(data)) {
-        // The pieces as they arrived, written in order without gathering them into one buffer first.
-        let at = offset;
-        for (const part of data) {
-          exp.write(part, at);
-          at += part.length;
-        }
-      } else if (data.length > 0) exp.write(data, offset);
+      if (data.length > 0) exp.write(data, offset);
       if (flags & C.CMD_FLAG_FUA) exp.flush();
       this.simple(hi, lo, 0);
     } catch (e) {
@@ -567,8 +740,7 @@ export class Connection {
       }
       case C.CMD_DISC:
         this.ending = true;
-        this.input = EMPTY;
-        this.pos = 0;
+        this.pos = this.fill;
         return;
       case C.CMD_FLUSH:
         if ((flags & ~C.CMD_FLAG_FUA) !== 0) return this.simple(hi, lo, C.EINVAL);

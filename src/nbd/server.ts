@@ -26,6 +26,12 @@ export interface NbdServerOptions {
   defaultExport?: string;
   /** Diagnostics (engine errors, internal errors); default: none. */
   log?: (msg: string) => void;
+  /**
+   * Socket I/O through public Node APIs only ('data' events, socket.write). By default input is read straight
+   * into per-connection buffers and replies are written on the socket's descriptor where this Node version
+   * allows it (see docs/nbd.md, "Speed"); this turns that off. Default: env NBD_PORTABLE_IO=1, else false.
+   */
+  portableIO?: boolean;
 }
 
 export type NbdListenOptions = { port?: number; host?: string } | { path: string };
@@ -78,6 +84,9 @@ export class NbdServer {
     resolve: (name) => this.resolve(name),
     exportNames: () => this.exportNames(),
     log: (msg) => this.opts.log?.(msg),
+    get portableIO(): boolean {
+      return server.opts.portableIO ?? process.env.NBD_PORTABLE_IO === '1';
+    },
     counted: () => { this.nreq++; },
     closed: (conn) => {
       this.conns.delete(conn);
