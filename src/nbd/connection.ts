@@ -226,8 +226,8 @@ export class Connection {
 
   /**
    * Start reading again after output backed up. With the user-buffer hook, onRead returning false made Node
-   * stop reading on the handle, and socket.resume() would not restart it (the readable stream never sees
-   * data, so it still counts its first read as in progress): restart the handle's reading directly.
+   * stop reading on the handle; restart it on the handle itself rather than through socket.resume(), whose
+   * effect depends on readable-stream state that this path never feeds.
    */
   private resumeInput(): void {
     if (!this.userBuffer) {
