@@ -1,7 +1,8 @@
 /**
  * NBD speed: the thinpool server (own process, file pool) against `nbdkit memory`, same machine, interleaved.
  *
- *   node dist/bench/nbd/speed.js [--quick] [--rounds=N] [--runtime=S]
+ *   node dist/bench/nbd/speed.js [--quick] [--rounds=N] [--runtime=S] [--cases=TEXT]
+ *   (--cases: only the cases whose name contains TEXT, e.g. --cases=qd1)
  *
  * - fio --ioengine=nbd, 4 KiB random reads and writes at queue depth 1 and 16, over TCP and a Unix socket.
  * - nbdcopy, 1 MiB requests, sequential write (file -> export) and read (export -> null:), over TCP.
@@ -154,9 +155,11 @@ async function main(): Promise<number> {
     cases.push({ name: 'nbdcopy 1M seq write tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(src, uris[s].tcp, pids[s].tcp) });
     cases.push({ name: 'nbdcopy 1M seq read tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(uris[s].tcp, 'null:', pids[s].tcp) });
 
+    const only = args.find((x) => x.startsWith('--cases='))?.slice('--cases='.length);
+    const chosen = only ? cases.filter((c) => c.name.includes(only)) : cases;
     const res = new Map<string, Record<Sys, { v: number[]; cpu: number[] }>>();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const c of cases) {
+      for (const c of chosen) {
         const order: Sys[] = round % 2 === 0 ? ['thinpool', 'nbdkit'] : ['nbdkit', 'thinpool'];
         const r = res.get(c.name) ?? { thinpool: { v: [], cpu: [] }, nbdkit: { v: [], cpu: [] } };
         for (const s of order) {
@@ -173,7 +176,7 @@ async function main(): Promise<number> {
     console.log(`NBD speed, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load}):\n`);
     console.log('| case | thinpool | nbdkit memory | ratio | thinpool runs | nbdkit runs | server CPU thinpool / nbdkit |');
     console.log('|---|---|---|---|---|---|---|');
-    for (const c of cases) {
+    for (const c of chosen) {
       const r = res.get(c.name)!;
       const a = median(r.thinpool.v);
       const b = median(r.nbdkit.v);

@@ -234,7 +234,8 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .argument('[NAME...]', 'volumes to export (default: all)')
     .option('-l, --listen <HOST:PORT>', 'TCP address to listen on (default 127.0.0.1:10809)')
     .option('-S, --socket <PATH>', 'Unix socket to listen on instead of TCP')
-    .option('-r, --read-only', 'export every volume read-only'),
+    .option('-r, --read-only', 'export every volume read-only')
+    .option('--busy-poll-us <N>', 'after answering, poll the connection N microseconds before sleeping (0-1000, default 50; 0: off)'),
   'Example:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"');
 
   def('bench', 'bench', 'bench', (c) => c

@@ -14,7 +14,7 @@
  * - Replies are written with one synchronous write/writev on the socket's descriptor when nothing is queued in
  *   the socket; what the kernel does not take (EAGAIN, partial write) goes through socket.write as before.
  */
-import { writeSync, writevSync } from 'node:fs';
+import { readSync, writeSync, writevSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import * as C from './constants.js';
 import { giveBuffer, takeBuffer } from './buffers.js';
@@ -31,6 +31,8 @@ export interface ConnectionHost {
   counted(): void;
   /** Use 'data' events and socket.write only (the portable path; tests cover both). */
   readonly portableIO?: boolean;
+  /** Busy-poll window after answering, in microseconds (0: off; see Connection.poll). */
+  readonly busyPollMicros: number;
 }
 
 type State = 'flags' | 'options' | 'tx' | 'closed';
@@ -84,6 +86,8 @@ function socketHandle(socket: Socket): SocketHandle | undefined {
 
 /** Nagle off (default) or on: NBD_NODELAY=0 (for experiments). */
 const NO_DELAY = process.env.NBD_NODELAY !== '0';
+/** A poll loop returns to the event loop after this long at most, so other connections are served. */
+const POLL_BUDGET_NS = 1_000_000n;
 
 const TX_BASE_FLAGS = C.TX_HAS_FLAGS | C.TX_SEND_FLUSH | C.TX_SEND_FUA | C.TX_SEND_TRIM | C.TX_SEND_WRITE_ZEROES
   | C.TX_CAN_MULTI_CONN | C.TX_SEND_CACHE | C.TX_SEND_FAST_ZERO;
@@ -117,6 +121,9 @@ export class Connection {
   private fd = -1;
   /** Input arrives through the user-buffer hook (onRead), not 'data' events. */
   private userBuffer = false;
+  /** Inside poll(): reads found there must not start another poll. */
+  private polling = false;
+  private readonly pollNs: bigint;
   private noZeroes = false;
   private structured = false;
   /** Export name given to the last SET_META_CONTEXT, and whether base:allocation was selected. */
@@ -138,6 +145,7 @@ export class Connection {
     this.host = host;
     socket.setNoDelay(NO_DELAY);
     this.input = Buffer.allocUnsafeSlow(INPUT_BYTES);
+    this.pollNs = BigInt(Math.round(host.busyPollMicros * 1000));
     const keys = host.portableIO ? null : userBufferKeys;
     const handle = socketHandle(socket);
     if (keys && handle && typeof handle.useUserBuffer === 'function' && typeof handle.readStart === 'function') {
@@ -244,12 +252,53 @@ export class Connection {
 
   /** User-buffer input: n bytes were read into what nextTarget() last returned. */
   private onRead(n: number): boolean {
-    if (this.state === 'closed' || this.ending) return true;
+    this.received(n);
+    if (this.pollNs > 0n && !this.polling) this.poll();
+    return !this.blocked;
+  }
+
+  private received(n: number): void {
+    if (this.state === 'closed' || this.ending) return;
     const w = this.pendingWrite;
     if (this.into === INTO_INPUT) this.fill += n;
     else if (w) w.got += n; // INTO_PAYLOAD, INTO_DISCARD: bytes of this payload only
     this.run();
-    return !this.blocked;
+  }
+
+  /**
+   * After answering, keep reading the descriptor for a short window before going back to the event loop.
+   * A client at queue depth 1 sends its next request a few microseconds after our reply; sleeping in epoll in
+   * between costs a cross-CPU wake-up of an idle vCPU per request, which here is most of a request's latency.
+   * The loop is bounded (the window without input, POLL_BUDGET_NS in all) and only runs in the transmission
+   * phase with nothing queued in the socket, so other connections wait at most the budget. The price is server
+   * CPU: up to one window per request, spent spinning (docs/nbd.md, "Speed").
+   */
+  private poll(): void {
+    if (this.fd < 0 || this.state !== 'tx') return;
+    this.polling = true;
+    const start = process.hrtime.bigint();
+    let last = start;
+    try {
+      for (;;) {
+        if (this.state !== 'tx' || this.ending || this.blocked || this.socket.writableLength > 0) return;
+        const now = process.hrtime.bigint();
+        if (now - last > this.pollNs || now - start > POLL_BUDGET_NS) return;
+        const target = this.nextTarget();
+        let n: number;
+        try {
+          n = readSync(this.fd, target, 0, target.length, null);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'EAGAIN' || code === 'EWOULDBLOCK') continue;
+          return; // errors and resets: the socket's own read reports them
+        }
+        if (n === 0) return; // end of input: the socket's own read sees it too
+        this.received(n);
+        last = process.hrtime.bigint();
+      }
+    } finally {
+      this.polling = false;
+    }
   }
 
   /**

@@ -10,7 +10,7 @@ import { isThinpoolError } from '../errors.js';
 import { explainError } from '../cli/errors.js';
 import { q } from '../cli/io.js';
 import { ThinPool } from '../thin/pool.js';
-import { NbdServer, type NbdListenOptions } from './server.js';
+import { MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';
 
 export interface ServeCommandOptions {
   pool: string;
@@ -20,6 +20,8 @@ export interface ServeCommandOptions {
   /** Unix socket path (instead of TCP). */
   socket?: string;
   readOnly?: boolean;
+  /** Busy-poll window in microseconds (NbdServerOptions.busyPollMicros), as given on the command line. */
+  busyPollUs?: string;
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
   /** Stop without a signal (tests, embedding). */
@@ -48,6 +50,12 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host, port };
 }
 
+function parseBusyPoll(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > MAX_BUSY_POLL_US) throw new Error(`bad --busy-poll-us "${text}": expected 0 to ${MAX_BUSY_POLL_US}`);
+  return n;
+}
+
 export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   const { stdout, stderr } = opts;
   if (opts.listen !== undefined && opts.socket !== undefined) {
@@ -55,8 +63,10 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     return 2;
   }
   let where: NbdListenOptions;
+  let busyPollMicros: number | undefined;
   try {
     where = opts.socket !== undefined ? { path: opts.socket } : parseListen(opts.listen ?? '127.0.0.1:10809');
+    busyPollMicros = opts.busyPollUs === undefined ? undefined : parseBusyPoll(opts.busyPollUs);
   } catch (e) {
     stderr.write(`thinpool serve: ${(e as Error).message}\n`);
     return 2;
@@ -83,6 +93,7 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     server = new NbdServer(pool, {
       exports: names,
       readOnly: opts.readOnly,
+      busyPollMicros,
       defaultExport: names ? names[0] : undefined,
       log: (m) => stderr.write(`${m}\n`),
     });

@@ -56,7 +56,7 @@ describe('serveCommand', () => {
     expect(() => parseListen('a:b')).toThrow(/bad --listen/);
   });
 
-  test('startup errors: unknown volume, bad --listen, --listen with --socket, no pool', async () => {
+  test('startup errors: unknown volume, bad --listen, bad --busy-poll-us, --listen with --socket, no pool', async () => {
     const a = start({ names: ['nosuch'] });
     expect(await a.result).toBe(1);
     expect(a.err.text).toContain('no volume named "nosuch"');
@@ -64,6 +64,11 @@ describe('serveCommand', () => {
     expect(await b.result).toBe(2);
     const c = start({ socket: join(tmp.dir, 's') , listen: ':1' });
     expect(await c.result).toBe(2);
+    for (const bad of ['abc', '-1', '1001', '1.5']) {
+      const e = start({ busyPollUs: bad });
+      expect(await e.result).toBe(2);
+      expect(e.err.text).toContain(`bad --busy-poll-us "${bad}"`);
+    }
     const d = start({ pool: join(tmp.dir, 'none') });
     expect(await d.result).toBe(1);
     expect(d.err.text).toContain('cannot open pool');

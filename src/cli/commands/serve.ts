@@ -13,6 +13,7 @@ export async function serve(ctx: Ctx, args: string[], opts: Record<string, unkno
     listen: opts.listen as string | undefined,
     socket: opts.socket as string | undefined,
     readOnly: opts.readOnly === true,
+    busyPollUs: opts.busyPollUs as string | undefined,
     stdout: ctx.io.stdout,
     stderr: ctx.io.stderr,
   });
