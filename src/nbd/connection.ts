@@ -9,10 +9,12 @@
  * I/O, per request (see docs/nbd.md, "Where the time goes"):
  * - Input is read by the socket straight into this connection's input buffer (Node's `onread` user buffer:
  *   no buffer allocated per read, no readable-stream machinery); the payload of a large WRITE is read straight
- *   into a buffer of its own and written to the volume with one call. Where that hook is missing, 'data'
- *   events are copied into the same buffers (`streamInput`).
+ *   into a buffer of its own and written to the volume with one call. Where that hook is missing, or with
+ *   portableIO, 'data' events are copied into the same buffers (`onData`).
  * - Replies are written with one synchronous write/writev on the socket's descriptor when nothing is queued in
  *   the socket; what the kernel does not take (EAGAIN, partial write) goes through socket.write as before.
+ * - After answering, the descriptor is polled for a short, bounded window before the connection goes back to
+ *   the event loop (`poll`): a queue-depth-1 client's next request is read without an epoll wake-up.
  */
 import { readSync, writeSync, writevSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
