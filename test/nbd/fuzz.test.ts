@@ -1,4 +1,5 @@
-// Fuzz: at least 10,000 random and mutated NBD sessions against one server. The server must never crash or
+// Fuzz: at least 10,000 random and mutated NBD sessions against one server (the fast I/O path), and a smaller
+// run of as many against a second server on the portable I/O path. The server must never crash or
 // hang (every session ends within a deadline once the client closes its side), keep serving a canary client,
 // log no internal error, and leave a pool that passes its metadata check.
 import net from 'node:net';
@@ -10,6 +11,7 @@ import { assembleRead, RawClient } from './raw-client.js';
 import { MiB } from './support.js';
 
 const SESSIONS = Number(process.env.NBD_FUZZ_SESSIONS ?? 10000);
+const PORTABLE_SESSIONS = Number(process.env.NBD_FUZZ_PORTABLE_SESSIONS ?? SESSIONS);
 const TIME_LIMIT_MS = Number(process.env.NBD_FUZZ_MS ?? 100000);
 const CONCURRENCY = 24;
 import { seededRng } from '../support/rng.js';
@@ -21,6 +23,8 @@ const rng = seededRng;
 let pool: ThinPool;
 let server: NbdServer;
 let port: number;
+let portable: NbdServer;
+let portablePort: number;
 const logs: string[] = [];
 
 beforeAll(async () => {
@@ -30,10 +34,13 @@ beforeAll(async () => {
   pool.commitSync();
   server = new NbdServer(pool, { log: (m) => logs.push(m) });
   port = (await server.listen({ port: 0 })).port!;
+  portable = new NbdServer(pool, { log: (m) => logs.push(m), portableIO: true });
+  portablePort = (await portable.listen({ port: 0 })).port!;
 });
 
 afterAll(async () => {
   await server?.close();
+  await portable?.close();
   pool?.closeSync();
 });
 
@@ -131,7 +138,7 @@ function makeSession(r: () => number): Buffer[] {
 }
 
 /** Send one session; resolves true when the server closed the connection within the deadline. */
-function runSession(pieces: Buffer[], abrupt: boolean): Promise<boolean> {
+function runSession(port: number, pieces: Buffer[], abrupt: boolean): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     let done = false;
@@ -154,7 +161,7 @@ function runSession(pieces: Buffer[], abrupt: boolean): Promise<boolean> {
   });
 }
 
-async function canary(r: () => number): Promise<void> {
+async function canary(port: number, r: () => number): Promise<void> {
   const c = await RawClient.connect({ port });
   await c.negotiate('canary');
   const data = Buffer.alloc(5000);
@@ -168,34 +175,43 @@ async function canary(r: () => number): Promise<void> {
   c.close();
 }
 
-test(`fuzz: ${SESSIONS} random and mutated sessions (seed ${SEED})`, async () => {
-  const r = rng(SEED);
+async function fuzz(srv: NbdServer, port: number, sessions: number, seed: number, label: string): Promise<void> {
+  const r = rng(seed);
+  const requestsBefore = srv.requests;
   const start = Date.now();
   let started = 0;
   let finished = 0;
   let hung = 0;
   const worker = async () => {
-    while (started < SESSIONS && Date.now() - start < TIME_LIMIT_MS) {
+    while (started < sessions && Date.now() - start < TIME_LIMIT_MS) {
       const i = started++;
-      if (i % 500 === 0) await canary(r);
-      const ok = await runSession(makeSession(r), r() < 0.3);
+      if (i % 500 === 0) await canary(port, r);
+      const ok = await runSession(port, makeSession(r), r() < 0.3);
       if (!ok) hung++;
       finished++;
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  await canary(r);
-  console.log(`nbd fuzz: ${finished} sessions in ${Date.now() - start} ms (seed ${SEED}), ${server.accepted} connections accepted, ${server.requests} requests`);
-  expect(server.requests).toBeGreaterThan(2 * SESSIONS);
+  await canary(port, r);
+  console.log(`nbd fuzz (${label}): ${finished} sessions in ${Date.now() - start} ms (seed ${seed}), ${srv.accepted} connections accepted, ${srv.requests - requestsBefore} requests`);
+  expect(srv.requests - requestsBefore).toBeGreaterThan(2 * sessions);
   const mapped = pool.list().filter((v) => v.name === 'f1' || v.name === 'f2').reduce((a, v) => a + v.mappedBytes, 0);
   expect(mapped, 'fuzzed writes reached the volumes').toBeGreaterThan(0);
   expect(hung, 'sessions the server did not close').toBe(0);
-  expect(finished).toBeGreaterThanOrEqual(SESSIONS);
+  expect(finished).toBeGreaterThanOrEqual(sessions);
   expect(logs.filter((l) => l.includes('internal error'))).toEqual([]);
   // Wait for the server to see every close.
-  for (let i = 0; i < 100 && server.connections > 0; i++) await new Promise((res) => setTimeout(res, 20));
-  expect(server.connections).toBe(0);
+  for (let i = 0; i < 100 && srv.connections > 0; i++) await new Promise((res) => setTimeout(res, 20));
+  expect(srv.connections).toBe(0);
   expect(pool.status().mode).toBe('write');
   pool.commitSync();
   verifyMetadataDevice(pool.storage.metadata);
+}
+
+test(`fuzz, fast I/O path: ${SESSIONS} random and mutated sessions (seed ${SEED})`, async () => {
+  await fuzz(server, port, SESSIONS, SEED, 'fast I/O');
+}, 180000);
+
+test(`fuzz, portable I/O path: ${PORTABLE_SESSIONS} random and mutated sessions (seed ${SEED + 1})`, async () => {
+  await fuzz(portable, portablePort, PORTABLE_SESSIONS, SEED + 1, 'portable I/O');
 }, 180000);
