@@ -1,5 +1,5 @@
-// Fuzz: at least 10,000 random and mutated NBD sessions against one server (the fast I/O path), and a smaller
-// run of as many against a second server on the portable I/O path. The server must never crash or
+// Fuzz: at least 10,000 random and mutated NBD sessions against one server on the fast I/O path, and as many
+// against a second server on the portable I/O path. The server must never crash or
 // hang (every session ends within a deadline once the client closes its side), keep serving a canary client,
 // log no internal error, and leave a pool that passes its metadata check.
 import net from 'node:net';
