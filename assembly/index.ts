@@ -11,7 +11,7 @@ export { btreeLookup } from './btree-lookup';
 export { setCacheLayout } from './slot-table';
 export { setTxLayout, txReset } from './tx-state';
 export {
-  btreeInsert, btreeRemove, btreeDel, tmNewNode, tmNewBlock, tmShadowNode, tmShadowBlock, tmDecRef, smInc, smDec,
+  btreeInsert, btreeRemove, btreeDel, tmNewNode, tmNewBlock, tmDecRef, smInc, smDec,
   smAlloc, smReserve, smFreeBlocks, dsmCount, dsmInc, dsmDec, dsmAlloc, dsmExtend, dsmLoad, dsmLoadBitmap,
   dsmAfterCommit, setDataSpaceMapLayout,
 } from './tx-exports';

@@ -35,8 +35,9 @@ export const S_D_REF_ROOT: usize = 104; // u64
 export const S_D_NR_BITMAPS: usize = 112; // u32
 export const S_D_CHANGED: usize = 116; // u32: 1 once any table entry is dirty
 
-// Table entry (16 bytes per bitmap): block u32, committed block u32 (NO_BLOCK: new in this transaction),
-// free count u16, first-free hint u16, dirty u8 (its index entry must be rewritten at commit).
+// Table entry (16 bytes per bitmap; offsets mirrored in src/core/tx-state.ts): block u32, committed block u32
+// (NO_BLOCK: new in this transaction), free count u16, first-free hint u16, dirty u8 (its index entry must be
+// rewritten at commit).
 const E_BLOCK: usize = 0;
 const E_COMMITTED: usize = 4;
 const E_FREE: usize = 8;
@@ -226,8 +227,8 @@ export function dsmExtendTo(nr: u64): void {
   }
 }
 
-/** Start loading a committed map: the table is refilled by dsmLoadBitmap for j = 0 .. bitmaps - 1. */
-export function dsmLoad(nr: u64, refRootBlock: u64): i32 {
+/** Start loading a committed map: the table is refilled by dsmLoadBitmapB for j = 0 .. bitmaps - 1. */
+export function dsmLoadB(nr: u64, refRootBlock: u64): i32 {
   const n64 = (nr + ENTRIES_PER_BITMAP - 1) / ENTRIES_PER_BITMAP;
   if (n64 > <u64>CAPACITY) {
     fail(S.DATA_MAP_TOO_BIG, nr);
@@ -245,7 +246,7 @@ export function dsmLoad(nr: u64, refRootBlock: u64): i32 {
 
 /** Bitmap j of a committed map is at block b: its free count and hint are recomputed from its bits (the
  *  stored ones may be stale: thin_restore writes none, spec 4.8). */
-export function dsmLoadBitmap(j: u32, b: u64): void {
+export function dsmLoadBitmapB(j: u32, b: u64): void {
   if (j >= nrBitmaps()) {
     fail(S.DATA_MAP_TOO_BIG, nrBlocks());
     return;

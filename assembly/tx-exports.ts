@@ -4,9 +4,9 @@
 import * as S from './status';
 import { STATE, S_RESULT, S_HIT, err, clearErr } from './tx-state';
 import { insertKey, removeKey, delTree, hit } from './btree-update';
-import { newNode, newBlock, shadowNode, shadowBlock, tmDec, shadowed } from './transaction-manager';
+import { newNode, newBlock, tmDec, shadowed } from './transaction-manager';
 import { smIncB, smDecB, smAllocB } from './space-map-metadata';
-import { dsmCountB, dataInc, dataDec, dsmAllocB, dsmExtendTo, dsmLoad as dsmLoadMap, dsmLoadBitmap as dsmLoadBitmapAt } from './space-map-data';
+import { dsmCountB, dataInc, dataDec, dsmAllocB, dsmExtendTo, dsmLoadB, dsmLoadBitmapB } from './space-map-data';
 export { dsmAfterCommit, setDataSpaceMapLayout } from './space-map-data';
 export { smReserve, smFreeBlocks } from './space-map-metadata';
 
@@ -50,16 +50,6 @@ export function tmNewNode(flags: u32, vs: u32, leafVs: u32): i32 {
 export function tmNewBlock(kind: u32): i32 {
   clearErr();
   return addressOrStatus(newBlock(kind));
-}
-
-export function tmShadowNode(lo: u32, hi: u32, leafVs: u32, ref: u32): i32 {
-  clearErr();
-  return addressOrStatus(shadowNode(u64of(lo, hi), leafVs, ref));
-}
-
-export function tmShadowBlock(lo: u32, hi: u32, kind: u32): i32 {
-  clearErr();
-  return addressOrStatus(shadowBlock(u64of(lo, hi), kind));
 }
 
 /** Drop a reference (the block leaves the cache at 0); the new count, or -status. */
@@ -124,12 +114,12 @@ export function dsmExtend(lo: u32, hi: u32): i32 {
 /** Begin loading a committed data space map; the number of bitmaps, or -status. */
 export function dsmLoad(nrLo: u32, nrHi: u32, refLo: u32, refHi: u32): i32 {
   clearErr();
-  const n = dsmLoadMap(u64of(nrLo, nrHi), u64of(refLo, refHi));
+  const n = dsmLoadB(u64of(nrLo, nrHi), u64of(refLo, refHi));
   return err != S.OK ? -err : n;
 }
 
 export function dsmLoadBitmap(j: u32, lo: u32, hi: u32): i32 {
   clearErr();
-  dsmLoadBitmapAt(j, u64of(lo, hi));
+  dsmLoadBitmapB(j, u64of(lo, hi));
   return err;
 }

@@ -30,6 +30,10 @@ export const S_D_CHANGED = 116; // u32
 
 /** Data space map table: 16 bytes per bitmap (block u32, committed block u32, free u16, hint u16, dirty u8). */
 export const DSM_ENTRY_BYTES = 16;
+export const DSM_E_BLOCK = 0;
+export const DSM_E_FREE = 8;
+export const DSM_E_HINT = 10;
+export const DSM_E_DIRTY = 12;
 export const DSM_NO_BLOCK = 0xffffffff;
 
 /** Per metadata block flags (TXFLAGS). */

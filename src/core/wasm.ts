@@ -52,8 +52,6 @@ export interface CoreExports {
   btreeDel(rootLo: number, rootHi: number, leafVs: number, ref: number): number;
   tmNewNode(flags: number, vs: number, leafVs: number): number;
   tmNewBlock(kind: number): number;
-  tmShadowNode(lo: number, hi: number, leafVs: number, ref: number): number;
-  tmShadowBlock(lo: number, hi: number, kind: number): number;
   tmDecRef(lo: number, hi: number): number;
   smInc(lo: number, hi: number): number;
   smDec(lo: number, hi: number): number;

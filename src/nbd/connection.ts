@@ -101,10 +101,11 @@ interface PendingWrite {
   lo: number;
   offset: number;
   length: number;
-  /** The payload, received in place (the first `got` bytes); null when the payload is only discarded. */
+  /**
+   * Where the payload is received (its first `length` bytes, of which `got` have arrived): a pool buffer,
+   * handed back once written; null when the payload is only discarded.
+   */
   buf: Buffer | null;
-  /** What to hand back to the buffer pool once written (buf may be a view of it). */
-  backing: Buffer | null;
   got: number;
   error: number;
 }
@@ -733,13 +734,8 @@ export class Connection {
     }
     // A large payload still arriving: it is read into a buffer of its own (memory grows only as bytes arrive
     // when it is discarded: the input buffer is reused for that).
-    let buf: Buffer | null = null;
-    let backing: Buffer | null = null;
-    if (error === 0) {
-      backing = takeBuffer(length);
-      buf = backing.length === length ? backing : backing.subarray(0, length);
-    }
-    this.pendingWrite = { flags, hi, lo, offset, length, buf, backing, got: 0, error };
+    const buf = error === 0 ? takeBuffer(length) : null;
+    this.pendingWrite = { flags, hi, lo, offset, length, buf, got: 0, error };
     return this.stepPayload();
   }
 
@@ -754,8 +750,8 @@ export class Connection {
     this.pendingWrite = null;
     if (w.error !== 0) this.simple(w.hi, w.lo, w.error);
     else {
-      this.doWrite(w.flags, w.hi, w.lo, w.offset, w.buf!);
-      if (w.backing) giveBuffer(w.backing);
+      this.doWrite(w.flags, w.hi, w.lo, w.offset, w.buf!.subarray(0, w.length));
+      giveBuffer(w.buf!);
     }
     return true;
   }

@@ -15,7 +15,7 @@
  */
 import type { Core } from '../core/wasm.js';
 import {
-  DSM_ENTRY_BYTES, S_D_ALLOCATED, S_D_CHANGED, S_D_NR_BITMAPS, S_D_NR_BLOCKS, S_D_PENDING_FREE, S_D_REF_ROOT,
+  DSM_ENTRY_BYTES, DSM_E_BLOCK, DSM_E_DIRTY, DSM_E_FREE, DSM_E_HINT, S_D_ALLOCATED, S_D_CHANGED, S_D_NR_BITMAPS, S_D_NR_BLOCKS, S_D_PENDING_FREE, S_D_REF_ROOT,
 } from '../core/tx-state.js';
 import { ThinpoolError } from '../errors.js';
 import type { BTree } from './btree.js';
@@ -133,10 +133,11 @@ export class DataSpaceMap {
     const n = core.u32[(core.state + S_D_NR_BITMAPS) >>> 2];
     for (let j = 0; j < n; j++) {
       const e = core.dsmTableBase + j * DSM_ENTRY_BYTES;
-      if (core.u8[e + 12] === 0) continue;
-      core.setU64(core.param, core.u32[e >>> 2]);
-      core.u32[(core.param + 8) >>> 2] = core.u32[(e + 8) >>> 2] & 0xffff;
-      core.u32[(core.param + 12) >>> 2] = core.u32[(e + 8) >>> 2] >>> 16;
+      if (core.u8[e + DSM_E_DIRTY] === 0) continue;
+      // Index entry (spec 4.3): bitmap block u64, free count u32, first-free hint u32.
+      core.setU64(core.param, core.u32[(e + DSM_E_BLOCK) >>> 2]);
+      core.u32[(core.param + 8) >>> 2] = core.dv.getUint16(e + DSM_E_FREE, true);
+      core.u32[(core.param + 12) >>> 2] = core.dv.getUint16(e + DSM_E_HINT, true);
       this.indexRoot = this.indexTree.insert(this.indexRoot, j).root;
     }
     return {

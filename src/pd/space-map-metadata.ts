@@ -213,10 +213,6 @@ export class MetadataSpaceMap {
     this.st[S_COMMITTED_ALLOCATED >>> 2] = allocated;
   }
 
-  count(b: number): number {
-    return this.counts[b];
-  }
-
   isTxNew(b: number): boolean {
     return (this.txflags[b] & TX_NEW) !== 0;
   }

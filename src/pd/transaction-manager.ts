@@ -1,21 +1,18 @@
 /**
  * The transaction manager: the one gate for writable metadata blocks (dm-transaction-manager.h). The rules
- * live in the WASM core (assembly/transaction-manager.ts), which the btree updates there use directly; this
- * class is the host's door to the same code, for the blocks the host itself builds (space-map bitmaps and
- * index blocks, bulk-built trees, the metadata snapshot's superblock copy).
+ * live in the WASM core (assembly/transaction-manager.ts): shadowing, where a block reachable from the committed
+ * superblock is never written (spec 6.3), runs there, inside the btree and space-map updates that need it. This
+ * class is the host's door to the same code for the blocks the host itself builds (bulk-built trees, the
+ * metadata snapshot's superblock copy) and for references it adds or drops directly.
  *
  * Contract:
- * - A block reachable from the committed superblock is never written: `shadowNode`/`shadowBlock` return a
- *   writable copy in a newly allocated block unless the block was allocated in this transaction and its count
- *   is <= 1, in which case it is modified in place (spec 6.3).
- * - Shadowing a shared node (count > 1 before the copy) adds a reference to everything it points to: children
- *   of internal nodes, and for leaves what `ref` says the values reference.
- * - `newNode`/`newBlock` allocate a block (count 1) and return a zeroed slot; nothing else creates writable
- *   blocks. The superblock is written by the thin-metadata commit alone.
+ * - `newNode`/`newBlock` allocate a block (count 1) and return a zeroed slot; nothing else on the host side
+ *   creates writable blocks (the metadata space map's commit-time bitmaps and index are created through the
+ *   cache by that map, from blocks it allocates itself). The superblock is written by the thin-metadata commit
+ *   alone.
  * - Returned addresses stay valid until the next cache call (or the end of the enclosing cache op).
  */
 import type { Core } from '../core/wasm.js';
-import { RefKind } from '../core/tx-state.js';
 import type { BlockCache } from './block-cache.js';
 import type { MetadataSpaceMap } from './space-map-metadata.js';
 import { BlockKind } from './block-kinds.js';
@@ -57,18 +54,6 @@ export class TransactionManager {
   /** A new, empty node; `leafVs` is the leaf value size of its tree (defaults to the node's own). */
   newNode(flags: number, valueSize: number, leafVs = valueSize): Shadowed {
     return this.cache.op(() => this.shadowed(this.core.x.tmNewNode(flags, valueSize, leafVs), 'btree node'));
-  }
-
-  /** Writable version of node `mblock` of a tree with `leafVs`-byte leaf values referencing `ref`. */
-  shadowNode(mblock: number, leafVs: number, ref: RefKind = RefKind.None): Shadowed {
-    return this.cache.op(() =>
-      this.shadowed(this.core.x.tmShadowNode(mblock >>> 0, Math.floor(mblock / TWO32), leafVs, ref), 'btree node'));
-  }
-
-  /** Writable version of a non-node block (a space-map bitmap); such blocks have exactly one reference. */
-  shadowBlock(mblock: number, kind: BlockKind): Shadowed {
-    return this.cache.op(() =>
-      this.shadowed(this.core.x.tmShadowBlock(mblock >>> 0, Math.floor(mblock / TWO32), kind), 'space map'));
   }
 
   /** Drop a reference without recursion; a block reaching 0 leaves the cache. Returns the new count. */
