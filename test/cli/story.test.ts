@@ -1,5 +1,5 @@
 // The seed's story end to end through the CLI, import/export of sparse images, dump against thin_dump,
-// and the demo. Every pool left behind is verified (our checker, dmthin.py, thin_check, thin_dump).
+// and the demo. Every pool left behind is verified (our checker, thin_check, thin_dump).
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,10 +1,9 @@
 /**
- * Real and independent oracles for dm-thin metadata: thin-provisioning-tools 0.9.0 (thin_check, thin_dump,
- * thin_restore) and the strict python checker `shared/tools/dmthin/dmthin.py`, plus a generator of random valid
- * thin_restore input.
+ * Oracles for dm-thin metadata: thin-provisioning-tools 0.9.0 (thin_check, thin_dump, thin_restore, thin_ls,
+ * thin_delta), independent of the engine, plus the engine's own strict checker (src/thin/check.ts: every metadata
+ * and data reference count exactly), and a generator of random valid thin_restore input.
  *
- * The shared folder is found beside the project root (`<projectRoot>/../shared`), which holds both for this
- * checkout and for a clean clone in CI.
+ * Everything used here is in the repository or is a Debian package: nothing outside the project root is read.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { coalesceMappings, formatThinDumpXml, parseThinXml } from '../../src/thin/thin-xml.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from '../../src/thin/thin-xml.js';
-import { needTool, toolStatus } from './tools.js';
+import { FileDevice } from '../../src/io/file-device.js';
+import { checkMetadataDevice } from '../../src/thin/check.js';
+import { toolStatus } from './tools.js';
 
 function findProjectRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -28,9 +29,6 @@ function findProjectRoot(): string {
 }
 
 export const projectRoot = findProjectRoot();
-export const sharedDir = path.resolve(projectRoot, '../shared');
-export const fixturesDir = path.join(sharedDir, 'fixtures/dm-thin');
-export const dmthinScript = path.join(sharedDir, 'tools/dmthin/dmthin.py');
 
 export interface RunResult {
   status: number;
@@ -40,7 +38,8 @@ export interface RunResult {
 
 const MAX_BUFFER = 512 * 1024 * 1024;
 
-function run(cmd: string, args: string[]): RunResult {
+/** Run a tool (found by toolStatus) and collect its output; never throws. */
+export function run(cmd: string, args: string[]): RunResult {
   // thin-provisioning-tools live in /usr/sbin, which a non-root PATH may lack: use the path toolStatus found.
   const r = spawnSync(toolStatus(cmd).path ?? cmd, args, { encoding: 'utf8', maxBuffer: MAX_BUFFER });
   if (r.error !== undefined) {
@@ -49,6 +48,11 @@ function run(cmd: string, args: string[]): RunResult {
   // A signal (e.g. thin_restore's assertion abort) has no status: report it as a failure.
   const status = r.status ?? 128 + (r.signal !== null ? os.constants.signals[r.signal] : 0);
   return { status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A run as recorded in the fixture outputs: exit status, then stdout and stderr, each under a marker line. */
+export function formatRun(r: RunResult): string {
+  return `exit status: ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 }
 
 function describe(what: string, r: RunResult): string {
@@ -60,9 +64,18 @@ export function thinCheck(metadataPath: string): RunResult {
   return run('thin_check', [metadataPath]);
 }
 
-/** `python3 shared/tools/dmthin/dmthin.py check FILE` (stricter than thin_check 0.9.0: verifies every count). */
-export function dmthinCheck(metadataPath: string): RunResult {
-  return run('python3', [dmthinScript, 'check', metadataPath]);
+/**
+ * The engine's strict checker on a metadata file (stricter than thin_check 0.9.0: it verifies every metadata and
+ * data reference count and the space-map bitmaps against the ref-count trees). Returns the errors' messages
+ * (empty when clean); warnings (stale space-map hints, spec 4.8) are not errors.
+ */
+export function strictCheck(metadataPath: string): string[] {
+  const dev = FileDevice.open(metadataPath, { readOnly: true });
+  try {
+    return checkMetadataDevice(dev).errors.map((e) => `${e.structure}: ${e.message}`);
+  } finally {
+    dev.close();
+  }
 }
 
 /** `thin_dump [-m] FILE` as text; throws with the tool's output on failure. */
@@ -108,29 +121,17 @@ export function thinRestore(xml: string, outPath: string, sizeBytes: number): Ru
 }
 
 /**
- * Checks a metadata image with thin_check (when installed; required in CI) and with dmthin.py; throws with
- * their output when either rejects it.
+ * Checks a metadata image with thin_check and with the engine's strict checker; throws with their output when
+ * either rejects it. thin_check must be installed (callers gate their tests on `needTool`); a missing one throws
+ * rather than checking less.
  */
 export function assertPoolMetadataValid(metadataPath: string): void {
   const failures: string[] = [];
-  if (needTool('thin_check', 'thin-provisioning-tools')) {
-    const r = thinCheck(metadataPath);
-    if (r.status !== 0) failures.push(describe(`thin_check ${metadataPath}`, r));
-  }
-  if (needTool('python3', 'python3')) {
-    if (!existsSync(dmthinScript)) {
-      failures.push(`dmthin checker not found at ${dmthinScript}`);
-    } else {
-      const r = dmthinCheck(metadataPath);
-      if (r.status !== 0) failures.push(describe(`dmthin.py check ${metadataPath}`, r));
-    }
-  }
+  const r = thinCheck(metadataPath);
+  if (r.status !== 0) failures.push(describe(`thin_check ${metadataPath}`, r));
+  const strict = strictCheck(metadataPath);
+  if (strict.length > 0) failures.push(`strict check of ${metadataPath}:\n${strict.join('\n')}`);
   if (failures.length > 0) throw new Error(`metadata ${metadataPath} is not valid:\n${failures.join('\n')}`);
-}
-
-/** True when the thin-provisioning-tools are installed (no CI failure, no message). */
-export function haveThinTools(): boolean {
-  return ['thin_check', 'thin_dump', 'thin_restore'].every((t) => toolStatus(t).found);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

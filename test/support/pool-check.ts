@@ -1,5 +1,7 @@
-// Check the metadata of a pool after a test wrote it: thin_check (when installed), the strict dmthin checker,
-// our own checker, and thin_dump's XML equal to the engine's own dump (devices, mapped counts, every mapping).
+// Check the metadata of a pool after a test wrote it: the engine's strict checker (every reference count
+// exactly), thin_check, and thin_dump's XML equal to the engine's own dump (devices, mapped counts, every
+// mapping). thin_check and thin_dump are required: when thin-provisioning-tools is missing, a local run says so
+// once and checks with the engine's checker only; a CI run (CI=true) fails (needTool).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,10 +12,8 @@ import { ThinMetadata } from '../../src/thin/metadata.js';
 import { checkMetadata } from '../../src/thin/check.js';
 import { dumpMetadata } from '../../src/thin/dump.js';
 import { formatThinDumpXml } from '../../src/thin/thin-xml.js';
-import { dmthinCheck, thinCheck, thinDumpText } from './oracle.js';
-import { toolStatus } from './tools.js';
-
-const haveThin = toolStatus('thin_check').found;
+import { thinCheck, thinDumpText } from './oracle.js';
+import { needTool } from './tools.js';
 
 /** Verify a metadata file on disk (the pool must be closed or committed). */
 export function verifyMetadataFile(path: string): void {
@@ -27,9 +27,7 @@ export function verifyMetadataFile(path: string): void {
   } finally {
     dev.close();
   }
-  const strict = dmthinCheck(path);
-  expect(strict.status, `dmthin.py check ${path}:\n${strict.stdout}${strict.stderr}`).toBe(0);
-  if (haveThin) {
+  if (needTool('thin_check', 'thin-provisioning-tools') && needTool('thin_dump', 'thin-provisioning-tools')) {
     const c = thinCheck(path);
     expect(c.status, `thin_check ${path}:\n${c.stdout}${c.stderr}`).toBe(0);
     expect(thinDumpText(path)).toBe(ours);

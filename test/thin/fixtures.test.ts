@@ -1,38 +1,56 @@
 /**
- * The dm-thin fixtures (shared/fixtures/dm-thin) read through the engine: thin_dump output, thin_ls usage,
- * thin_delta ranges and the strict checker.
+ * The project's dm-thin fixtures (test/fixtures/dm-thin, built by test/support/dm-thin-fixtures.ts):
+ * - the live thin-provisioning-tools print exactly the recorded outputs (thin_check, thin_dump, thin_ls,
+ *   thin_delta; `vitest run -u` on this file re-records them), and the images have the structure each fixture
+ *   is for (shared level-1 trees, a metadata ref-count tree entry, a held snapshot);
+ * - the engine reads them: its dump equals thin_dump's, its usage thin_ls's, its diff thin_delta's, its checker
+ *   passes the good ones and names the damaged block of the corrupt one.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { FileDevice } from '../../src/io/file-device.js';
 import { checkMetadata, checkMetadataDevice } from '../../src/thin/check.js';
 import { dumpMetadata } from '../../src/thin/dump.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { formatThinDumpXml } from '../../src/thin/thin-xml.js';
+import { BlockKind } from '../../src/pd/block-kinds.js';
+import { INTERNAL } from '../../src/pd/transaction-manager.js';
 import { deviceUsage, diffDevices, type DeltaRange } from '../../src/thin/usage.js';
-import { fixturesDir } from '../support/oracle.js';
+import {
+  buildFixtureImages,
+  CORRUPT_BLOCK,
+  expectedDumpFile,
+  fixturesAvailable,
+  fixtureSource,
+  GOOD_FIXTURES,
+  parseRecordedRun,
+  readFixtureSource,
+  RECORDED_RUNS,
+} from '../support/dm-thin-fixtures.js';
+import { formatRun, run, thinDumpText } from '../support/oracle.js';
+import { needTool } from '../support/tools.js';
 
-const FIXTURES = [
-  '01-empty',
-  '02-single-thin',
-  '03-snapshots',
-  '04-multilevel',
-  '05-refcounts',
-  '06-needs-check',
-  '07-shared-subtrees',
-  '08-metadata-snap',
-];
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'thinpool-fixtures-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const haveFixtures = existsSync(path.join(fixturesDir, '01-empty.bin'));
+const haveFixtures = fixturesAvailable();
+const haveTools = haveFixtures && ['thin_check', 'thin_dump', 'thin_ls', 'thin_delta'].every((t) => needTool(t, 'thin-provisioning-tools'));
+let built = false;
 
+/** The image of a fixture, built on first use. */
 function fixture(name: string): string {
-  return path.join(fixturesDir, name);
+  if (!built) {
+    buildFixtureImages(tmp);
+    built = true;
+  }
+  return path.join(tmp, `${name}.bin`);
 }
 
 function withMetadata<T>(name: string, fn: (md: ThinMetadata) => T): T {
-  const dev = FileDevice.open(fixture(`${name}.bin`), { readOnly: true });
+  const dev = FileDevice.open(fixture(name), { readOnly: true });
   try {
     return fn(ThinMetadata.open(dev, { readOnly: true }));
   } finally {
@@ -40,12 +58,9 @@ function withMetadata<T>(name: string, fn: (md: ThinMetadata) => T): T {
   }
 }
 
-/** stdout of a recorded tool run (`--- stdout` .. `--- stderr`). */
+/** stdout of a recorded tool run. */
 function recordedStdout(file: string): string {
-  const text = readFileSync(fixture(file), 'utf8');
-  const a = text.indexOf('--- stdout\n');
-  const b = text.indexOf('--- stderr');
-  return text.slice(a + '--- stdout\n'.length, b);
+  return parseRecordedRun(file).stdout;
 }
 
 /** thin_ls -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,... table rows. */
@@ -87,10 +102,69 @@ function deltaRanges(file: string): DeltaRange[] {
   return out;
 }
 
-describe.skipIf(!haveFixtures)('dm-thin fixtures', () => {
-  for (const name of FIXTURES) {
+describe.skipIf(!haveTools)('dm-thin fixtures: the live tools print the recorded outputs', () => {
+  for (const name of GOOD_FIXTURES) {
+    test(`${name}: thin_dump prints ${path.basename(expectedDumpFile(name))}`, async () => {
+      await expect(thinDumpText(fixture(name))).toMatchFileSnapshot(expectedDumpFile(name));
+    });
+  }
+
+  test('08-metadata-snap: thin_dump -m prints 08-metadata-snap.dump-m.xml', async () => {
+    await expect(thinDumpText(fixture('08-metadata-snap'), { metadataSnap: true })).toMatchFileSnapshot(
+      fixtureSource('08-metadata-snap.dump-m.xml'),
+    );
+  });
+
+  for (const r of RECORDED_RUNS) {
+    test(`${r.file}: ${r.tool} ${r.args.join(' ')}`, async () => {
+      await expect(formatRun(run(r.tool, [...r.args, fixture(r.fixture)]))).toMatchFileSnapshot(fixtureSource(r.file));
+    });
+  }
+
+  test('thin_check accepts every good fixture and refuses the corrupt one with the damaged block named', () => {
+    for (const name of GOOD_FIXTURES) expect(parseRecordedRun(`${name}.thin_check.txt`).status, name).toBe(0);
+    const bad = parseRecordedRun('09-corrupt-leaf.thin_check.txt');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain(`bad checksum in btree node (block ${CORRUPT_BLOCK})`);
+    expect(parseRecordedRun('09-corrupt-leaf.thin_dump.txt').status).toBe(1);
+  });
+});
+
+describe.skipIf(!haveFixtures)('dm-thin fixtures: what each is for', () => {
+  test('07: devices 1 and 2 share one level-1 tree; device 3 has its own root after one copy-on-write', () => {
+    withMetadata('07-shared-subtrees', (md) => {
+      expect(md.rootOf(1)).toBe(md.rootOf(2));
+      expect(md.rootOf(3)).not.toBe(md.rootOf(1));
+      expect(md.msm.countOf(md.rootOf(1))).toBe(2);
+      expect(md.lookup(3, 10)).toMatchObject({ dblock: 1000, time: 2 });
+      expect(md.dataBlockCount(1000)).toBe(1);
+    });
+  });
+
+  test('08: a held metadata snapshot, and the shared root counted 4 times (a metadata ref-count tree entry)', () => {
+    withMetadata('08-metadata-snap', (md) => {
+      expect(md.heldRoot).not.toBe(0);
+      expect(md.rootOf(1)).toBe(md.rootOf(2));
+      expect(md.msm.countOf(md.rootOf(1))).toBe(4);
+      expect(md.heldSuperblock()!.transactionId).toBe(3);
+    });
+  });
+
+  test('04: device 1 has a multi-level mapping tree; 05: data blocks with counts above 2', () => {
+    withMetadata('04-multilevel', (md) => {
+      expect(md.core.u32[(md.cache.get(md.rootOf(1), BlockKind.Node, 8) + 4) >>> 2]).toBe(INTERNAL);
+    });
+    withMetadata('05-refcounts', (md) => {
+      expect(md.dataBlockCount(0)).toBe(5);
+      expect(md.dataBlockCount(399)).toBe(3);
+    });
+  });
+});
+
+describe.skipIf(!haveFixtures)('dm-thin fixtures read by the engine', () => {
+  for (const name of GOOD_FIXTURES) {
     test(`${name}: dump equals thin_dump`, () => {
-      const expected = readFileSync(fixture(`${name}.dump.xml`), 'utf8');
+      const expected = readFileSync(expectedDumpFile(name), 'utf8');
       withMetadata(name, (md) => {
         expect(formatThinDumpXml(dumpMetadata(md))).toBe(expected);
       });
@@ -118,7 +192,7 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures', () => {
   }
 
   test('08-metadata-snap: dump -m equals thin_dump -m', () => {
-    const expected = readFileSync(fixture('08-metadata-snap.dump-m.xml'), 'utf8');
+    const expected = readFixtureSource('08-metadata-snap.dump-m.xml');
     withMetadata('08-metadata-snap', (md) => {
       expect(formatThinDumpXml(dumpMetadata(md, { metadataSnap: true }))).toBe(expected);
     });
@@ -160,9 +234,9 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures', () => {
   }
 
   for (const [name, file, a, b, snap] of [
-    ['03-snapshots', '03-snapshots.delta-1-3.txt', 1, 3, false],
-    ['07-shared-subtrees', '07-shared-subtrees.delta-2-3-verbose.txt', 2, 3, false],
-    ['08-metadata-snap', '08-metadata-snap.delta-m-1-3.txt', 1, 3, true],
+    ['03-snapshots', '03-snapshots.thin_delta-1-3.txt', 1, 3, false],
+    ['07-shared-subtrees', '07-shared-subtrees.thin_delta-verbose-2-3.txt', 2, 3, false],
+    ['08-metadata-snap', '08-metadata-snap.thin_delta-m-1-3.txt', 1, 3, true],
   ] as const) {
     test(`${file}: diffDevices matches thin_delta`, () => {
       const expected = deltaRanges(file);
@@ -186,7 +260,7 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures', () => {
   });
 
   test('09-corrupt-leaf is refused, naming block 10', () => {
-    const dev = FileDevice.open(fixture('09-corrupt-leaf.bin'), { readOnly: true });
+    const dev = FileDevice.open(fixture('09-corrupt-leaf'), { readOnly: true });
     try {
       const r = checkMetadataDevice(dev);
       expect(r.ok).toBe(false);
