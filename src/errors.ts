@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'EBUSY' // the pool is open elsewhere, or a volume is in use / has children
   | 'EROFS' // the pool or volume is read-only (needs_check, failed, committed snapshot)
   | 'ECLOSED' // the pool or device is closed
+  | 'EFENCED' // this client was fenced off a shared pool (its lock was broken): nothing it writes lands
   | 'EFAILED' // the pool failed (a WASM trap or an unrecoverable I/O error) and refuses further work
   | 'EXML'; // malformed thin_dump XML
 

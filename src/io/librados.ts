@@ -1,0 +1,370 @@
+/**
+ * librados (Ceph's C client library, librados.so.2) through koffi's prebuilt FFI: the few calls thinpool uses,
+ * wrapped so that every failure is a ThinpoolError.
+ *
+ * Contract:
+ * - Loaded lazily, on the first `RadosCluster.connect()`: file and memory pools never load koffi or librados.
+ *   Where either is missing the error (code ENOENT) names what to install: Debian package `librados2` (part of
+ *   `ceph-common`), or npm package `koffi`.
+ * - All calls are synchronous (they block the event loop for one round trip to the cluster) except `aioWrite` /
+ *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges.
+ * - `osdTimeoutSeconds` bounds every OSD request (`rados_osd_op_timeout`): a request to a dead OSD fails with
+ *   EIO "timed out" instead of waiting for the OSD to come back.
+ * - A client blocklisted by another (lock break, see rados-pool.ts) gets EFENCED on every later request: its
+ *   writes never land.
+ */
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import { ThinpoolError, type ErrorCode } from '../errors.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Fn = (...args: any[]) => any;
+
+interface Lib {
+  koffi: any;
+  create2: Fn; confReadFile: Fn; confSet: Fn; confParseEnv: Fn; connect: Fn; shutdown: Fn; instanceId: Fn;
+  ioctxCreate: Fn; ioctxDestroy: Fn; setNamespace: Fn;
+  write: Fn; writeFull: Fn; read: Fn; remove: Fn; trunc: Fn; stat: Fn;
+  createWriteOp: Fn; releaseWriteOp: Fn; writeOpZero: Fn; writeOpOperate: Fn;
+  lockExclusive: Fn; unlock: Fn; listLockers: Fn; breakLock: Fn; blocklistAdd: Fn;
+  listOpen: Fn; listNext: Fn; listClose: Fn;
+  aioCreate: Fn; aioRelease: Fn; aioWrite: Fn; aioRead: Fn; aioGetReturn: Fn; aioWaitComplete: Fn;
+  aioFlush: Fn; completionCb: any; cbRegister: Fn; cbUnregister: Fn;
+}
+
+let lib: Lib | null = null;
+
+const ENOENT = 2;
+const ETIMEDOUT = 110;
+const ESHUTDOWN = 108; // librados's EBLOCKLISTED
+const EBUSY = 16;
+const EEXIST = 17;
+const ERANGE = 34;
+
+function load(): Lib {
+  if (lib !== null) return lib;
+  const require = createRequire(import.meta.url);
+  let koffi: any;
+  try {
+    koffi = require('koffi');
+  } catch (e) {
+    throw new ThinpoolError('ENOENT', 'rados: pools need the npm package koffi (an optional dependency of thinpool): run "npm install koffi"', { cause: e });
+  }
+  let so: any;
+  try {
+    so = koffi.load('librados.so.2');
+  } catch (e) {
+    throw new ThinpoolError('ENOENT', 'rados: pools need librados (librados.so.2): install the Debian package librados2 (it comes with ceph-common): apt-get install ceph-common', { cause: e });
+  }
+  const completionCb = koffi.proto('void rados_callback_t(void *cb, void *arg)');
+  const f = (sig: string) => so.func(sig);
+  lib = {
+    koffi,
+    create2: f('int rados_create2(_Out_ void **cluster, const char *clustername, const char *name, uint64_t flags)'),
+    confReadFile: f('int rados_conf_read_file(void *cluster, const char *path)'),
+    confSet: f('int rados_conf_set(void *cluster, const char *option, const char *value)'),
+    confParseEnv: f('int rados_conf_parse_env(void *cluster, const char *var)'),
+    connect: f('int rados_connect(void *cluster)'),
+    shutdown: f('void rados_shutdown(void *cluster)'),
+    instanceId: f('uint64_t rados_get_instance_id(void *cluster)'),
+    ioctxCreate: f('int rados_ioctx_create(void *cluster, const char *pool, _Out_ void **ioctx)'),
+    ioctxDestroy: f('void rados_ioctx_destroy(void *ioctx)'),
+    setNamespace: f('void rados_ioctx_set_namespace(void *ioctx, const char *nspace)'),
+    write: f('int rados_write(void *io, const char *oid, const uint8_t *buf, size_t len, uint64_t off)'),
+    writeFull: f('int rados_write_full(void *io, const char *oid, const uint8_t *buf, size_t len)'),
+    read: f('int rados_read(void *io, const char *oid, _Out_ uint8_t *buf, size_t len, uint64_t off)'),
+    remove: f('int rados_remove(void *io, const char *oid)'),
+    trunc: f('int rados_trunc(void *io, const char *oid, uint64_t size)'),
+    stat: f('int rados_stat(void *io, const char *oid, _Out_ uint64_t *size, _Out_ int64_t *mtime)'),
+    createWriteOp: f('void *rados_create_write_op()'),
+    releaseWriteOp: f('void rados_release_write_op(void *op)'),
+    writeOpZero: f('void rados_write_op_zero(void *op, uint64_t off, uint64_t len)'),
+    writeOpOperate: f('int rados_write_op_operate(void *op, void *io, const char *oid, void *mtime, int flags)'),
+    lockExclusive: f('int rados_lock_exclusive(void *io, const char *oid, const char *name, const char *cookie, const char *desc, void *duration, uint8_t flags)'),
+    unlock: f('int rados_unlock(void *io, const char *oid, const char *name, const char *cookie)'),
+    listLockers: f('int64_t rados_list_lockers(void *io, const char *oid, const char *name, _Out_ int *exclusive, _Out_ uint8_t *tag, _Inout_ size_t *tagLen, _Out_ uint8_t *clients, _Inout_ size_t *clientsLen, _Out_ uint8_t *cookies, _Inout_ size_t *cookiesLen, _Out_ uint8_t *addrs, _Inout_ size_t *addrsLen)'),
+    breakLock: f('int rados_break_lock(void *io, const char *oid, const char *name, const char *client, const char *cookie)'),
+    blocklistAdd: f('int rados_blocklist_add(void *cluster, const char *addr, uint32_t expireSeconds)'),
+    listOpen: f('int rados_nobjects_list_open(void *io, _Out_ void **ctx)'),
+    listNext: f('int rados_nobjects_list_next(void *ctx, _Out_ const char **entry, _Out_ const char **key, _Out_ const char **nspace)'),
+    listClose: f('void rados_nobjects_list_close(void *ctx)'),
+    aioCreate: f('int rados_aio_create_completion2(void *arg, rados_callback_t *cb, _Out_ void **completion)'),
+    aioRelease: f('void rados_aio_release(void *c)'),
+    aioWrite: f('int rados_aio_write(void *io, const char *oid, void *c, const uint8_t *buf, size_t len, uint64_t off)'),
+    aioRead: f('int rados_aio_read(void *io, const char *oid, void *c, uint8_t *buf, size_t len, uint64_t off)'),
+    aioGetReturn: f('int rados_aio_get_return_value(void *c)'),
+    aioWaitComplete: f('int rados_aio_wait_for_complete(void *c)'),
+    aioFlush: f('int rados_aio_flush(void *io)'),
+    completionCb,
+    cbRegister: (fn: Fn) => koffi.register(fn, koffi.pointer(completionCb)),
+    cbUnregister: (cb: unknown) => koffi.unregister(cb),
+  };
+  return lib;
+}
+
+/** A ThinpoolError for a negative librados return value. */
+export function radosError(rc: number, what: string): ThinpoolError {
+  const errno = -rc;
+  let code: ErrorCode = 'EIO';
+  let why = `error ${errno}`;
+  if (errno === ENOENT) { code = 'ENOENT'; why = 'no such object or pool'; }
+  else if (errno === ETIMEDOUT) why = 'timed out (is the OSD or monitor down?)';
+  else if (errno === ESHUTDOWN) { code = 'EFENCED'; why = 'this client is blocklisted: another opener broke its lock, so nothing it sends lands'; }
+  else if (errno === EBUSY) { code = 'EBUSY'; why = 'busy'; }
+  else if (errno === EEXIST) { code = 'EEXIST'; why = 'exists'; }
+  else if (errno === 1 || errno === 13) why = 'permission denied (check --ceph-id and its keyring)';
+  return new ThinpoolError(code, `rados: ${what}: ${why}`);
+}
+
+export interface RadosConnectOptions {
+  /** ceph.conf path; default: CEPH_CONF, then librados's search (/etc/ceph/ceph.conf, ...). */
+  conf?: string;
+  /** Client id without "client." (default: CEPH_ARGS / "admin", as the rbd tool). */
+  id?: string;
+  /** Bound of each OSD request in seconds (0: wait forever). Default 30. */
+  osdTimeoutSeconds?: number;
+  /** Bound of each monitor request and of connecting, in seconds. Default 30. */
+  monTimeoutSeconds?: number;
+}
+
+/** A connection to a cluster (rados_t). */
+export class RadosCluster {
+  #h: unknown;
+  readonly lib: Lib;
+  readonly id: string;
+  #ioctxs = new Set<RadosIoctx>();
+
+  private constructor(l: Lib, h: unknown, id: string) {
+    this.lib = l;
+    this.#h = h;
+    this.id = id;
+  }
+
+  static connect(opts: RadosConnectOptions = {}): RadosCluster {
+    const l = load();
+    const id = opts.id ?? 'admin';
+    const out = [null];
+    let rc = l.create2(out, 'ceph', `client.${id}`, 0);
+    if (rc < 0) throw radosError(rc, `cannot create a client for client.${id}`);
+    const h = out[0];
+    const fail = (e: ThinpoolError): never => {
+      l.shutdown(h);
+      throw e;
+    };
+    const conf = opts.conf ?? process.env.CEPH_CONF;
+    rc = l.confReadFile(h, conf ?? null);
+    if (rc < 0) fail(new ThinpoolError(rc === -ENOENT ? 'ENOENT' : 'EIO', `rados: cannot read the Ceph configuration ${conf ?? '(default search path: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)'}: error ${-rc}; pass --ceph-conf or set CEPH_CONF`));
+    l.confParseEnv(h, null);
+    const osdT = String(opts.osdTimeoutSeconds ?? 30);
+    const monT = String(opts.monTimeoutSeconds ?? 30);
+    for (const [k, v] of [['rados_osd_op_timeout', osdT], ['rados_mon_op_timeout', monT], ['client_mount_timeout', monT]]) {
+      rc = l.confSet(h, k, v);
+      if (rc < 0) fail(radosError(rc, `cannot set ${k}`));
+    }
+    rc = l.connect(h);
+    if (rc < 0) fail(radosError(rc, `cannot connect to the cluster of ${conf ?? 'the default configuration'} as client.${id}`));
+    return new RadosCluster(l, h, id);
+  }
+
+  get handle(): unknown {
+    if (this.#h === null) throw new ThinpoolError('ECLOSED', 'rados: the cluster connection is closed');
+    return this.#h;
+  }
+
+  /** This client's global id: lockers show it as "client.N". */
+  get instanceId(): bigint {
+    return BigInt(this.lib.instanceId(this.handle));
+  }
+
+  ioctx(pool: string): RadosIoctx {
+    const out = [null];
+    const rc = this.lib.ioctxCreate(this.handle, pool, out);
+    if (rc < 0) throw rc === -ENOENT ? new ThinpoolError('ENOENT', `rados: no Ceph pool ${JSON.stringify(pool)}: create it with "ceph osd pool create ${pool}"`) : radosError(rc, `cannot open Ceph pool ${pool}`);
+    const io = new RadosIoctx(this, out[0], () => this.#ioctxs.delete(io));
+    this.#ioctxs.add(io);
+    return io;
+  }
+
+  /** Blocklist a client address (as `ceph osd blocklist add`); waits until this client has the new OSD map. */
+  blocklist(addr: string, expireSeconds = 0): void {
+    const rc = this.lib.blocklistAdd(this.handle, addr, expireSeconds);
+    if (rc < 0) throw radosError(rc, `cannot blocklist ${addr}`);
+  }
+
+  close(): void {
+    if (this.#h === null) return;
+    for (const io of [...this.#ioctxs]) io.close();
+    this.lib.shutdown(this.#h);
+    this.#h = null;
+  }
+}
+
+export interface Locker {
+  client: string;
+  cookie: string;
+  addr: string;
+}
+
+/** An I/O context on one Ceph pool (rados_ioctx_t). Object names are strings; offsets are bytes. */
+export class RadosIoctx {
+  #h: unknown;
+  readonly cluster: RadosCluster;
+  readonly #onClose: () => void;
+
+  constructor(cluster: RadosCluster, h: unknown, onClose: () => void) {
+    this.cluster = cluster;
+    this.#h = h;
+    this.#onClose = onClose;
+  }
+
+  get handle(): unknown {
+    if (this.#h === null) throw new ThinpoolError('ECLOSED', 'rados: the I/O context is closed');
+    return this.#h;
+  }
+
+  get #l(): Lib {
+    return this.cluster.lib;
+  }
+
+  write(oid: string, buf: Uint8Array, off: number): void {
+    const rc = this.#l.write(this.handle, oid, buf, buf.length, off);
+    if (rc < 0) throw radosError(rc, `write of ${buf.length} bytes at ${off} to object ${oid}`);
+  }
+
+  /** Replace the object's contents atomically. */
+  writeFull(oid: string, buf: Uint8Array): void {
+    const rc = this.#l.writeFull(this.handle, oid, buf, buf.length);
+    if (rc < 0) throw radosError(rc, `write of object ${oid}`);
+  }
+
+  /** Reads into buf; returns the bytes the object had there (0 for a missing object). The rest is untouched. */
+  read(oid: string, buf: Uint8Array, off: number): number {
+    if (buf.length === 0) return 0;
+    const rc = this.#l.read(this.handle, oid, buf, buf.length, off);
+    if (rc === -ENOENT) return 0;
+    if (rc < 0) throw radosError(rc, `read of ${buf.length} bytes at ${off} from object ${oid}`);
+    return rc;
+  }
+
+  /** The whole object, or null when it does not exist. */
+  readAll(oid: string): Uint8Array | null {
+    const size = this.size(oid);
+    if (size === null) return null;
+    const buf = new Uint8Array(size);
+    const n = this.read(oid, buf, 0);
+    return buf.subarray(0, n);
+  }
+
+  /** Object size, or null when it does not exist. */
+  size(oid: string): number | null {
+    const size = [0n];
+    const mtime = [0n];
+    const rc = this.#l.stat(this.handle, oid, size, mtime);
+    if (rc === -ENOENT) return null;
+    if (rc < 0) throw radosError(rc, `stat of object ${oid}`);
+    return Number(size[0]);
+  }
+
+  /** Remove an object; false when it did not exist. */
+  remove(oid: string): boolean {
+    const rc = this.#l.remove(this.handle, oid);
+    if (rc === -ENOENT) return false;
+    if (rc < 0) throw radosError(rc, `remove of object ${oid}`);
+    return true;
+  }
+
+  /** Truncate (or extend with zeros) an existing object; false when it did not exist. */
+  trunc(oid: string, size: number): boolean {
+    if (this.size(oid) === null) return false;
+    const rc = this.#l.trunc(this.handle, oid, size);
+    if (rc < 0) throw radosError(rc, `truncate of object ${oid} to ${size}`);
+    return true;
+  }
+
+  /** Zero a range of an object (a missing object stays missing). */
+  zero(oid: string, off: number, len: number): void {
+    const l = this.#l;
+    const op = l.createWriteOp();
+    try {
+      l.writeOpZero(op, off, len);
+      const rc = l.writeOpOperate(op, this.handle, oid, null, 0);
+      if (rc < 0 && rc !== -ENOENT) throw radosError(rc, `zero of ${len} bytes at ${off} in object ${oid}`);
+    } finally {
+      l.releaseWriteOp(op);
+    }
+  }
+
+  /** Every object name in the pool (default namespace). */
+  list(): string[] {
+    const l = this.#l;
+    const out = [null];
+    let rc = l.listOpen(this.handle, out);
+    if (rc < 0) throw radosError(rc, 'listing objects');
+    const ctx = out[0];
+    const names: string[] = [];
+    try {
+      for (;;) {
+        const entry: Array<string | null> = [null];
+        rc = l.listNext(ctx, entry, [null], [null]);
+        if (rc === -ENOENT) break;
+        if (rc < 0) throw radosError(rc, 'listing objects');
+        if (entry[0] !== null) names.push(entry[0]);
+      }
+    } finally {
+      l.listClose(ctx);
+    }
+    return names;
+  }
+
+  /** Take the exclusive cls_lock `name` on oid with cookie; EBUSY when someone else holds it. */
+  lockExclusive(oid: string, name: string, cookie: string, desc: string): void {
+    const rc = this.#l.lockExclusive(this.handle, oid, name, cookie, desc, null, 0);
+    if (rc === -EBUSY || rc === -EEXIST) throw new ThinpoolError('EBUSY', `rados: lock ${name} on ${oid} is held`);
+    if (rc < 0) throw radosError(rc, `lock ${name} on object ${oid}`);
+  }
+
+  unlock(oid: string, name: string, cookie: string): void {
+    const rc = this.#l.unlock(this.handle, oid, name, cookie);
+    if (rc < 0 && rc !== -ENOENT) throw radosError(rc, `unlock ${name} on object ${oid}`);
+  }
+
+  /** Holders of lock `name` on oid. */
+  lockers(oid: string, name: string): Locker[] {
+    let cap = 4096;
+    for (;;) {
+      const bufs = [new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap)];
+      const lens = [[cap], [cap], [cap], [cap]];
+      const rc = Number(this.#l.listLockers(this.handle, oid, name, [0], bufs[0], lens[0], bufs[1], lens[1], bufs[2], lens[2], bufs[3], lens[3]));
+      if (rc === -ERANGE) {
+        cap *= 4;
+        continue;
+      }
+      if (rc === -ENOENT) return [];
+      if (rc < 0) throw radosError(rc, `list lockers of ${name} on object ${oid}`);
+      const split = (i: number) => Buffer.from(bufs[i].subarray(0, lens[i][0])).toString('utf8').split('\0');
+      const clients = split(1);
+      const cookies = split(2);
+      const addrs = split(3);
+      const out: Locker[] = [];
+      for (let i = 0; i < rc; i++) out.push({ client: clients[i], cookie: cookies[i], addr: addrs[i] });
+      return out;
+    }
+  }
+
+  breakLock(oid: string, name: string, client: string, cookie: string): void {
+    const rc = this.#l.breakLock(this.handle, oid, name, client, cookie);
+    if (rc < 0 && rc !== -ENOENT) throw radosError(rc, `break lock ${name} of ${client} on object ${oid}`);
+  }
+
+  close(): void {
+    if (this.#h === null) return;
+    this.#l.ioctxDestroy(this.#h);
+    this.#h = null;
+    this.#onClose();
+  }
+}
+
+/** Who holds a lock, as written into its cookie: host, pid, since (ISO time). */
+export function lockCookie(): string {
+  return `${hostname()} ${process.pid} ${new Date().toISOString()} ${Math.random().toString(36).slice(2, 10)}`;
+}

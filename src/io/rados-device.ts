@@ -1,0 +1,207 @@
+/**
+ * A `BlockDevice` striped over RADOS objects: byte `o` lives in object `PREFIX.<o / objectSize in 16 hex
+ * digits>` at offset `o % objectSize`. A descriptor object named `PREFIX` holds the device's size and object
+ * size (JSON), so a device opens from its prefix alone.
+ *
+ * Contract (beyond `BlockDevice`):
+ * - Sparse: a missing object, or bytes past an object's end, read as zeros; zeros are stored as written.
+ * - Every write is acknowledged by the cluster (durable on the OSDs) when `write` returns, so `flush` only has
+ *   to record a size grown by writes past the end (sizes are also recorded by `resize` at once).
+ * - `discard` always succeeds: wholly covered objects are removed, partly covered ranges zeroed in place.
+ * - Shrinking removes the objects past the new end and truncates the one across it: no object holds bytes at
+ *   or beyond `sizeBytes` (so growing again exposes zeros).
+ * - Cluster errors are ThinpoolErrors: EIO (with "timed out" for a dead OSD), EFENCED for a blocklisted client.
+ * - The device does not own the I/O context: `close` leaves it open.
+ */
+import { ThinpoolError } from '../errors.js';
+import type { BlockDevice } from './block-device.js';
+import type { RadosIoctx } from './librados.js';
+import { checkRange, checkSize } from './memory-device.js';
+
+export const DEFAULT_OBJECT_BYTES = 4 * 1024 * 1024;
+
+interface Descriptor {
+  format: 'thinpool-rados-device';
+  version: 1;
+  sizeBytes: number;
+  objectSize: number;
+}
+
+export interface RadosDeviceOptions {
+  /** Bytes per RADOS object: a power of two from 4 KiB to 64 MiB. Default 4 MiB. Fixed at create. */
+  objectSize?: number;
+}
+
+function checkObjectSize(n: number): void {
+  if (!Number.isSafeInteger(n) || n < 4096 || n > 64 * 1024 * 1024 || (n & (n - 1)) !== 0) {
+    throw new ThinpoolError('EINVAL', `RADOS object size ${n} must be a power of two from 4 KiB to 64 MiB`);
+  }
+}
+
+function readDescriptor(io: RadosIoctx, prefix: string): Descriptor | null {
+  const raw = io.readAll(prefix);
+  if (raw === null) return null;
+  try {
+    const d = JSON.parse(Buffer.from(raw).toString('utf8')) as Descriptor;
+    if (d.format !== 'thinpool-rados-device' || !Number.isSafeInteger(d.sizeBytes)) throw new Error('not a device descriptor');
+    checkObjectSize(d.objectSize);
+    return d;
+  } catch (e) {
+    throw new ThinpoolError('ECORRUPT', `RADOS object ${prefix} is not a thinpool device descriptor: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export class RadosDevice implements BlockDevice {
+  readonly io: RadosIoctx;
+  readonly prefix: string;
+  readonly objectSize: number;
+  readonly readOnly: boolean;
+  #size: number;
+  #recordedSize: number;
+  #closed = false;
+
+  private constructor(io: RadosIoctx, prefix: string, d: Descriptor, readOnly: boolean) {
+    this.io = io;
+    this.prefix = prefix;
+    this.objectSize = d.objectSize;
+    this.#size = d.sizeBytes;
+    this.#recordedSize = d.sizeBytes;
+    this.readOnly = readOnly;
+  }
+
+  /** A new, empty device of sizeBytes; EEXIST when the descriptor object exists. */
+  static create(io: RadosIoctx, prefix: string, sizeBytes: number, opts: RadosDeviceOptions = {}): RadosDevice {
+    checkSize(sizeBytes);
+    const objectSize = opts.objectSize ?? DEFAULT_OBJECT_BYTES;
+    checkObjectSize(objectSize);
+    if (io.size(prefix) !== null) throw new ThinpoolError('EEXIST', `RADOS object ${prefix} exists: a device is already there`);
+    const d: Descriptor = { format: 'thinpool-rados-device', version: 1, sizeBytes, objectSize };
+    io.writeFull(prefix, Buffer.from(JSON.stringify(d)));
+    return new RadosDevice(io, prefix, d, false);
+  }
+
+  static open(io: RadosIoctx, prefix: string, opts: { readOnly?: boolean } = {}): RadosDevice {
+    const d = readDescriptor(io, prefix);
+    if (d === null) throw new ThinpoolError('ENOENT', `no RADOS device ${prefix} (its descriptor object is missing)`);
+    return new RadosDevice(io, prefix, d, opts.readOnly === true);
+  }
+
+  /** True when a device descriptor exists under prefix. */
+  static exists(io: RadosIoctx, prefix: string): boolean {
+    return io.size(prefix) !== null;
+  }
+
+  /** Remove every object of the device and its descriptor. */
+  static destroy(io: RadosIoctx, prefix: string): void {
+    const d = readDescriptor(io, prefix);
+    if (d === null) return;
+    const n = Math.ceil(d.sizeBytes / d.objectSize);
+    for (let i = 0; i < n; i++) io.remove(objectName(prefix, i));
+    io.remove(prefix);
+  }
+
+  get sizeBytes(): number {
+    return this.#size;
+  }
+
+  read(buf: Uint8Array, offsetBytes: number): void {
+    this.#checkOpen();
+    checkRange(offsetBytes, buf.length);
+    this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
+      const part = buf.subarray(at, at + n);
+      const got = index * this.objectSize >= this.#size ? 0 : this.io.read(this.#name(index), part, within);
+      if (got < n) part.fill(0, got);
+    });
+  }
+
+  write(buf: Uint8Array, offsetBytes: number): void {
+    this.#checkWritable();
+    checkRange(offsetBytes, buf.length);
+    if (buf.length === 0) return;
+    this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
+      this.io.write(this.#name(index), buf.subarray(at, at + n), within);
+    });
+    if (offsetBytes + buf.length > this.#size) this.#size = offsetBytes + buf.length;
+  }
+
+  flush(): void {
+    this.#checkOpen();
+    if (!this.readOnly && this.#size !== this.#recordedSize) this.#recordSize();
+  }
+
+  resize(sizeBytes: number): void {
+    this.#checkWritable();
+    checkSize(sizeBytes);
+    if (sizeBytes < this.#size) this.#zero(sizeBytes, this.#size, true);
+    this.#size = sizeBytes;
+    this.#recordSize();
+  }
+
+  discard(offsetBytes: number, lengthBytes: number): boolean {
+    this.#checkWritable();
+    checkRange(offsetBytes, lengthBytes);
+    this.#zero(offsetBytes, Math.min(offsetBytes + lengthBytes, this.#size), false);
+    return true;
+  }
+
+  close(): void {
+    this.#checkOpen();
+    this.#closed = true;
+  }
+
+  /** Objects of the device that hold data now (for tests and status). */
+  objectCount(): number {
+    let n = 0;
+    const count = Math.ceil(this.#size / this.objectSize);
+    for (let i = 0; i < count; i++) if (this.io.size(this.#name(i)) !== null) n++;
+    return n;
+  }
+
+  /** Zero [start, end): whole objects removed, partial ranges zeroed (truncated when `tail`: nothing past end). */
+  #zero(start: number, end: number, tail: boolean): void {
+    if (start >= end) return;
+    this.#pieces(start, end - start, (index, within, _at, n) => {
+      const name = this.#name(index);
+      if (within === 0 && (n === this.objectSize || tail)) this.io.remove(name);
+      else if (tail) this.io.trunc(name, within); // nothing is stored past the old end
+      else this.io.zero(name, within, n);
+    });
+  }
+
+  #recordSize(): void {
+    const d: Descriptor = { format: 'thinpool-rados-device', version: 1, sizeBytes: this.#size, objectSize: this.objectSize };
+    this.io.writeFull(this.prefix, Buffer.from(JSON.stringify(d)));
+    this.#recordedSize = this.#size;
+  }
+
+  /** Calls fn(objectIndex, offsetInObject, offsetInRange, length) for each object piece of the range. */
+  #pieces(offset: number, length: number, fn: (index: number, within: number, at: number, n: number) => void): void {
+    const os = this.objectSize;
+    const end = offset + length;
+    for (let pos = offset; pos < end; ) {
+      const index = Math.floor(pos / os);
+      const within = pos - index * os;
+      const n = Math.min(os - within, end - pos);
+      fn(index, within, pos - offset, n);
+      pos += n;
+    }
+  }
+
+  #name(index: number): string {
+    return objectName(this.prefix, index);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ThinpoolError('ECLOSED', `RADOS device ${this.prefix} is closed`);
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.readOnly) throw new ThinpoolError('EROFS', `RADOS device ${this.prefix} is open read-only`);
+  }
+}
+
+/** Name of object `index` of the device at prefix. */
+export function objectName(prefix: string, index: number): string {
+  return `${prefix}.${index.toString(16).padStart(16, '0')}`;
+}
