@@ -1,17 +1,102 @@
-// A plain in-memory model of a pool's volumes (name -> bytes), and a random workload driver that applies the
-// same operations to a ThinPool and to the model.
+// A plain in-memory model of a pool's volumes (name -> bytes) and of their space, and a random workload driver
+// that applies the same operations to a ThinPool and to the model.
+//
+// The space model follows dm-thin's rules, written here independently of the engine: every mapped virtual block
+// holds an abstract data block (a token) stamped with the pool time of the write that made it; a snapshot bumps
+// the pool time and stamps origin and snapshot with it; a write into a block whose stamp is older than its
+// volume's snapshot time (shared by the time rule) takes a new token, any other write into a mapped block stays
+// in place (same token, so the same data block on the engine's side). Tokens referenced by two or more mappings
+// are shared, by one exclusive; data blocks used is the number of live tokens.
 import { expect } from 'vitest';
 import type { ThinPool } from '../../src/thin/pool.js';
 
 import type { Rng } from './rng.js';
 export type { Rng };
 
+interface ModelMapping { token: number; time: number }
+interface VolumeSpace { snapshottedTime: number; map: Map<number, ModelMapping> }
+
 export class PoolModel {
   volumes = new Map<string, Uint8Array>();
+  /** Space model per volume; kept only when a block size is given. */
+  space = new Map<string, VolumeSpace>();
+  time = 0;
+  nextToken = 1;
+  /** The engine's data block for each live token, learnt the first time it is seen (see expectSpaceEquals). */
+  tokenBlock = new Map<number, number>();
+  constructor(readonly blockSize = 0) {}
   clone(): PoolModel {
-    const m = new PoolModel();
+    const m = new PoolModel(this.blockSize);
     for (const [k, v] of this.volumes) m.volumes.set(k, v.slice());
+    for (const [k, v] of this.space) m.space.set(k, { snapshottedTime: v.snapshottedTime, map: new Map(v.map) });
+    m.time = this.time;
+    m.nextToken = this.nextToken;
+    m.tokenBlock = new Map(this.tokenBlock);
     return m;
+  }
+
+  /** A write touches vblock of name: in place unless unmapped or shared by the time rule. */
+  private touch(name: string, v: number): void {
+    const vol = this.space.get(name)!;
+    const m = vol.map.get(v);
+    if (m && m.time >= vol.snapshottedTime) return;
+    vol.map.set(v, { token: this.nextToken++, time: this.time });
+  }
+
+  /** Zeroing bytes goes through the write path, for mapped blocks only. */
+  private zero(name: string, offset: number, length: number): void {
+    const bs = this.blockSize;
+    const vol = this.space.get(name)!;
+    for (let v = Math.floor(offset / bs); length > 0 && v * bs < offset + length; v++) if (vol.map.has(v)) this.touch(name, v);
+  }
+
+  /** The space side of an operation (the bytes side is applyToModel's). */
+  applySpace(o: Op, oldSize: number): void {
+    const bs = this.blockSize;
+    if (bs === 0) return;
+    switch (o.op) {
+      case 'create': this.space.set(o.name, { snapshottedTime: this.time, map: new Map() }); break;
+      case 'snapshot': {
+        const origin = this.space.get(o.origin)!;
+        origin.snapshottedTime = ++this.time;
+        this.space.set(o.name, { snapshottedTime: this.time, map: new Map(origin.map) });
+        break;
+      }
+      case 'write':
+        for (let v = Math.floor(o.offset / bs); v * bs < o.offset + o.length; v++) this.touch(o.name, v);
+        break;
+      case 'discard': {
+        const firstFull = Math.ceil(o.offset / bs);
+        const endFull = Math.floor((o.offset + o.length) / bs);
+        if (firstFull >= endFull) {
+          this.zero(o.name, o.offset, o.length);
+          break;
+        }
+        this.zero(o.name, o.offset, firstFull * bs - o.offset);
+        this.zero(o.name, endFull * bs, o.offset + o.length - endFull * bs);
+        const map = this.space.get(o.name)!.map;
+        for (const v of [...map.keys()]) if (v >= firstFull && v < endFull) map.delete(v);
+        break;
+      }
+      case 'delete': this.space.delete(o.name); break;
+      case 'resize':
+        if (o.size < oldSize) {
+          const map = this.space.get(o.name)!.map;
+          const firstGone = Math.ceil(o.size / bs);
+          for (const v of [...map.keys()]) if (v >= firstGone) map.delete(v);
+        } else if (o.size > oldSize && oldSize % bs !== 0) {
+          this.zero(o.name, oldSize, Math.min(o.size, Math.ceil(oldSize / bs) * bs) - oldSize);
+        }
+        break;
+      case 'commit': break;
+    }
+  }
+
+  /** How many mappings reference each live token. */
+  tokenRefs(): Map<number, number> {
+    const refs = new Map<number, number>();
+    for (const vol of this.space.values()) for (const m of vol.map.values()) refs.set(m.token, (refs.get(m.token) ?? 0) + 1);
+    return refs;
   }
 }
 
@@ -65,6 +150,7 @@ export function randomOp(rng: Rng, m: PoolModel, blockSize: number): Op {
 }
 
 export function applyToModel(m: PoolModel, o: Op): void {
+  m.applySpace(o, o.op === 'resize' ? m.volumes.get(o.name)!.length : 0);
   switch (o.op) {
     case 'create': m.volumes.set(o.name, new Uint8Array(o.size)); break;
     case 'snapshot': m.volumes.set(o.name, m.volumes.get(o.origin)!.slice()); break;
@@ -107,6 +193,42 @@ export function expectPoolEquals(p: ThinPool, m: PoolModel): void {
       const i = got.findIndex((b, k) => b !== bytes[k]);
       expect.fail(`volume ${name} differs from the model at byte ${i}: ${got[i]} != ${bytes[i]}`);
     }
+  }
+}
+
+/**
+ * The pool's space equals the model's: per volume mapped / exclusive / shared bytes from list(), data blocks
+ * used from status(), and the engine's mappings carry the model's tokens one to one: each token sits on one
+ * data block for its whole life (an in-place overwrite keeps its block) and no data block holds two tokens.
+ */
+export function expectSpaceEquals(p: ThinPool, m: PoolModel): void {
+  const bs = m.blockSize;
+  const refs = m.tokenRefs();
+  for (const t of [...m.tokenBlock.keys()]) if (!refs.has(t)) m.tokenBlock.delete(t);
+  expect(p.status().dataBlocks.used, 'data blocks used').toBe(refs.size);
+  const blockToken = new Map<number, number>();
+  for (const info of p.list()) {
+    const name = info.name!;
+    const vol = m.space.get(name);
+    expect(vol, `volume ${name} in the space model`).toBeDefined();
+    let exclusive = 0;
+    for (const mm of vol!.map.values()) if (refs.get(mm.token) === 1) exclusive++;
+    expect({ name, mapped: info.mappedBytes, exclusive: info.exclusiveBytes, shared: info.sharedBytes }).toEqual({
+      name, mapped: vol!.map.size * bs, exclusive: exclusive * bs, shared: (vol!.map.size - exclusive) * bs,
+    });
+    const seen = new Set<number>();
+    p.metadata.forEachMapping(info.id, (v, d) => {
+      seen.add(v);
+      const mm = vol!.map.get(v);
+      if (mm === undefined) expect.fail(`volume ${name} maps block ${v} (data block ${d}), the model does not`);
+      const known = m.tokenBlock.get(mm.token);
+      if (known === undefined) m.tokenBlock.set(mm.token, d);
+      else if (known !== d) expect.fail(`volume ${name} block ${v}: the model keeps it in place on data block ${known}, the pool moved it to ${d}`);
+      const other = blockToken.get(d);
+      if (other === undefined) blockToken.set(d, mm.token);
+      else if (other !== mm.token) expect.fail(`volume ${name} block ${v}: data block ${d} holds two different model blocks`);
+    });
+    expect(seen.size, `mapped blocks of ${name}`).toBe(vol!.map.size);
   }
 }
 
