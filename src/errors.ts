@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'ECLOSED' // the pool or device is closed
   | 'EFENCED' // this client was fenced off a shared pool (its lock was broken): nothing it writes lands
   | 'EFAILED' // the pool failed (a WASM trap or an unrecoverable I/O error) and refuses further work
-  | 'EXML'; // malformed thin_dump XML
+  | 'EXML' // malformed thin_dump XML
+  | 'ESTREAM'; // a send/receive stream (rbd diff format) that is truncated or malformed
 
 export interface ErrorDetail {
   /** The metadata structure concerned, e.g. "btree node", "superblock", "space map bitmap". */

@@ -13,4 +13,8 @@ export { MemoryCatalogStore, FileCatalogStore, type CatalogStore, type VolumeRec
 export { ThinMetadata } from './thin/metadata.js';
 export { parseSize, formatSize } from './sizes.js';
 export { NbdServer } from './nbd/server.js';
+// Send and receive: volumes as Ceph rbd export-diff streams.
+export { sendStream, planSend, type SendOptions, type SendPlan } from './stream/send.js';
+export { receive, dropIncompleteReceives, type ReceiveOptions, type ReceiveResult } from './stream/receive.js';
+export { decodeDiff, DiffEncoder, type DiffRecord, type DiffVersion } from './stream/rbd-diff.js';
 // Images and containers: import from 'thinpool/images'; the test store: 'thinpool/testing' and 'thinpool/vitest'.

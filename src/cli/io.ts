@@ -75,6 +75,7 @@ export function formatTable(headers: string[], rows: string[][], align: Align[] 
 
 /**
  * A progress line on stderr, drawn only when stderr is a terminal, at most every 100 ms, erased when done.
+ * A total of Infinity (a pipe of unknown length) shows the bytes done only.
  */
 export class Progress {
   private readonly stream: CliIO['stderr'];
@@ -96,8 +97,12 @@ export class Progress {
     const now = Date.now();
     if (now - this.last < 100 && done < this.total) return;
     this.last = now;
-    const pct = Math.min(100, Math.floor((done / this.total) * 100));
-    this.stream.write(`\r${this.label}: ${String(pct).padStart(3)}% (${humanBytes(done)} of ${humanBytes(this.total)})\x1b[K`);
+    if (this.total === Infinity) {
+      this.stream.write(`\r${this.label}: ${humanBytes(done)}\x1b[K`);
+    } else {
+      const pct = Math.min(100, Math.floor((done / this.total) * 100));
+      this.stream.write(`\r${this.label}: ${String(pct).padStart(3)}% (${humanBytes(done)} of ${humanBytes(this.total)})\x1b[K`);
+    }
     this.drawn = true;
   }
 

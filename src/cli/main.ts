@@ -12,6 +12,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CliError, type CliIO } from './io.js';
 import { explainError } from './errors.js';
+import { collect } from './labels.js';
 
 export type { CliIO } from './io.js';
 
@@ -35,6 +36,7 @@ const modules = {
   container: () => import('./commands/container.js'),
   fs: () => import('./commands/fs.js'),
   bench: () => import('./commands/bench.js'),
+  stream: () => import('./commands/stream.js'),
 } as const;
 
 function version(): string {
@@ -181,6 +183,27 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .option('--json', 'print JSON')
     .option('--bytes', 'print offsets and lengths in bytes'),
   'Kinds: different (both map the block, to different data), left_only (only A maps it), right_only (only B),\nsame (with --all). Ranges are in data blocks and bytes.');
+
+  def('send', 'stream', 'send', (c) => c
+    .description('write SNAPSHOT, or what changed since BASE, as an rbd export-diff stream')
+    .argument('<POOL>', 'pool directory')
+    .argument('<SNAPSHOT>', 'volume to send (name or #id)')
+    .option('-f, --from <BASE>', 'send only the blocks that differ from volume BASE (thin_delta: shared blocks are not read)')
+    .option('-o, --output <FILE>', 'write the stream to FILE (made only when complete) instead of standard output')
+    .option('--stream-version <1|2>', 'rbd diff stream version: 1 (what rbd import-diff reads) or 2', '1')
+    .option('--json', 'with -o: print the summary as JSON'),
+  'The stream is Ceph\'s "rbd diff v1" (or v2) format: "thinpool receive" and "rbd import-diff" both apply it.\nExamples:\n  thinpool send ./pool snap1 -o snap1.diff\n  thinpool send ./pool snap2 --from snap1 | ssh host thinpool receive ./pool snap2\n  thinpool send ./pool snap1 | rbd import-diff - rbdpool/image');
+
+  def('receive', 'stream', 'receive', (c) => c
+    .description('make volume NAME from an rbd export-diff stream (thinpool send or rbd export-diff)')
+    .argument('<POOL>', 'pool directory')
+    .argument('<NAME>', 'name of the new volume')
+    .option('-i, --input <FILE>', 'read the stream from FILE instead of standard input')
+    .option('-f, --from <BASE>', 'base volume of an incremental stream (default: the stream\'s from-snap name)')
+    .option('-l, --label <K=V>', 'label the new volume (repeatable)', collect)
+    .option('-r, --read-only', 'make the new volume read-only')
+    .option('--json', 'print the summary as JSON'),
+  'An incremental stream becomes a snapshot of its base with the changes applied: untouched blocks stay shared\nand holes stay holes. A truncated or corrupt stream changes nothing.\nExamples:\n  thinpool receive ./pool snap1 -i snap1.diff\n  rbd export-diff --from-snap s1 rbdpool/image@s2 - | thinpool receive ./pool s2 --from s1');
 
   def('check', 'meta', 'check', (c) => c
     .description('fully check the pool\'s metadata, catalog and data file; exit 1 when damaged')
