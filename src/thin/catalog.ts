@@ -44,7 +44,8 @@ export function emptyCatalog(): CatalogData {
   return { format: 'thinpool-catalog', version: 1, volumes: [], settings: {}, extensions: {} };
 }
 
-interface Envelope {
+/** A catalog as staged (and, in stores that copy rather than rename, as published): tied to a superblock. */
+export interface Envelope {
   fingerprint: string;
   catalog: CatalogData;
 }
@@ -58,7 +59,8 @@ export interface CatalogStore {
   discardStaged(): void;
 }
 
-function parse(text: string, what: string): Envelope {
+/** Parse a stored envelope; ECORRUPT (naming `what`) when it is not one. */
+export function parseEnvelope(text: string, what: string): Envelope {
   try {
     const v = JSON.parse(text) as Envelope;
     if (v?.catalog?.format !== 'thinpool-catalog') throw new Error('not a thinpool catalog');
@@ -77,12 +79,12 @@ export class FileCatalogStore implements CatalogStore {
   }
   readPublished(): CatalogData | null {
     if (!existsSync(this.published)) return null;
-    return parse(readFileSync(this.published, 'utf8'), this.published).catalog;
+    return parseEnvelope(readFileSync(this.published, 'utf8'), this.published).catalog;
   }
   readStaged(): Envelope | null {
     if (!existsSync(this.staged)) return null;
     try {
-      return parse(readFileSync(this.staged, 'utf8'), this.staged);
+      return parseEnvelope(readFileSync(this.staged, 'utf8'), this.staged);
     } catch {
       return null; // a torn staged file never reached its fsync: the commit did not happen
     }

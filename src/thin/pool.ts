@@ -1,6 +1,7 @@
 /**
  * ThinPool: a dm-thin pool on a pair of block devices plus a catalog, usually a directory holding `metadata`
- * (a real dm-thin metadata device), `data` (sparse) and `catalog.json`.
+ * (a real dm-thin metadata device), `data` (sparse) and `catalog.json`, or objects in Ceph RADOS when the
+ * pool is addressed `rados://CEPH_POOL/NAME` (rados-pool.ts).
  *
  * Contract:
  * - Pool operations are serialised (all I/O below is synchronous); the async methods resolve when done.
@@ -30,6 +31,7 @@ import { FileHighWaterStore, HighWater, MemoryHighWaterStore, type HighWaterStor
 import { MAX_DEVICE_ID, ThinMetadata, type Mapping } from './metadata.js';
 import { deviceUsage, diffDevices, type DiffRange } from './usage.js';
 import { Volume } from './volume.js';
+import { type CephOptions, formatRadosStorage, isRadosAddress, openRadosStorage } from './rados-pool.js';
 import { VOLUME_NAME_RULE, volumeNameProblem } from './names.js';
 
 export const MIN_BLOCK_SIZE = 64 * 1024;
@@ -51,6 +53,8 @@ export interface PoolStorage {
   dir?: string;
   /** Durable data high-water mark (see high-water.ts); absent: every new block is zeroed. */
   highWater?: HighWaterStore;
+  /** A pool in Ceph RADOS (rados-pool.ts): its address and I/O context. */
+  rados?: { address: string; io: unknown };
 }
 
 export interface PoolFormatOptions {
@@ -61,11 +65,15 @@ export interface PoolFormatOptions {
   /** Metadata device size in bytes; default 48 x size / blockSize, clamped to [2 MiB, 16 GiB]. */
   metadataSize?: number;
   cacheBlocks?: number;
+  /** For a `rados://CEPH_POOL/NAME` pool: the cluster, client and data object size. */
+  ceph?: CephOptions;
 }
 
 export interface PoolOpenOptions {
   cacheBlocks?: number;
   readOnly?: boolean;
+  /** For a `rados://CEPH_POOL/NAME` pool: the cluster and client. */
+  ceph?: CephOptions;
 }
 
 export type PoolMode = 'write' | 'read-only' | 'fail';
@@ -191,6 +199,17 @@ export class ThinPool extends EventEmitter<PoolEvents> {
     if (!(nrData >= 1)) throw new ThinpoolError('EINVAL', `pool size ${opts.size} is smaller than one block (${bs} bytes)`);
     const metaSize = opts.metadataSize ?? defaultMetadataSize(opts.size, bs);
     if (metaSize < 64 * 1024) throw new ThinpoolError('EINVAL', `metadata size ${metaSize} is below 64 KiB`);
+    if (isRadosAddress(dir)) {
+      const storage = formatRadosStorage(dir, { dataSize: nrData * bs, metadataSize: Math.min(metaSize, MAX_METADATA_BYTES) }, opts.ceph);
+      try {
+        const pool = ThinPool.formatStorage(storage, { ...opts, blockSize: bs });
+        storage.finish();
+        return pool;
+      } catch (e) {
+        storage.release();
+        throw e;
+      }
+    }
     mkdirSync(dir, { recursive: true });
     for (const f of ['metadata', 'data', 'catalog.json']) {
       if (existsSync(join(dir, f))) throw new ThinpoolError('EEXIST', `${join(dir, f)} exists: ${dir} already holds a pool`);
@@ -241,6 +260,15 @@ export class ThinPool extends EventEmitter<PoolEvents> {
   }
 
   static openSync(dir: string, opts: PoolOpenOptions = {}): ThinPool {
+    if (isRadosAddress(dir)) {
+      const storage = openRadosStorage(dir, { ...opts.ceph, readOnly: opts.readOnly });
+      try {
+        return ThinPool.openStorage(storage, opts);
+      } catch (e) {
+        storage.release();
+        throw e;
+      }
+    }
     if (!existsSync(join(dir, 'metadata'))) {
       throw new ThinpoolError('ENOENT', `${dir} is not a thinpool pool (no metadata file)`);
     }

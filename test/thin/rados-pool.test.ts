@@ -1,0 +1,164 @@
+// Pools in Ceph RADOS (rados://CEPH_POOL/NAME) on a single-node cluster started by the test: the pool story,
+// snapshots at depth, the model test, metadata checked by our checker and thin_check, one writer with fencing.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { isThinpoolError } from '../../src/errors.js';
+import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
+import { RadosDevice } from '../../src/io/rados-device.js';
+import { ThinPool } from '../../src/thin/pool.js';
+import { breakRadosLock, listRadosPools, parseRadosAddress } from '../../src/thin/rados-pool.js';
+import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { PoolModel, applyToModel, applyToPool, expectPoolEquals, mulberry32, randomOp } from '../support/model.js';
+import { verifyMetadataDevice } from '../support/pool-check.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+function pattern(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = (seed * 2654435761) >>> 0;
+  for (let i = 0; i < len; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+describe.skipIf(!haveCeph())('rados: pools', () => {
+  let ceph: CephCluster;
+  let client: RadosCluster;
+  let io: RadosIoctx;
+  let seq = 0;
+  const addr = () => `rados://tp/p${seq++}`;
+  const opts = () => ({ ceph: { conf: ceph.conf } });
+
+  beforeAll(async () => {
+    ceph = await startCephCluster({ pools: ['tp'] });
+    client = RadosCluster.connect({ conf: ceph.conf });
+    io = client.ioctx('tp');
+  });
+  afterAll(async () => {
+    client?.close();
+    await ceph?.stop();
+  });
+
+  /** The metadata device of a pool, read-only through a connection of the test's own: our checker + thin_check. */
+  function verify(address: string): void {
+    const dev = RadosDevice.open(io, `${parseRadosAddress(address).name}.metadata`, { readOnly: true });
+    try {
+      verifyMetadataDevice(dev);
+    } finally {
+      dev.close();
+    }
+  }
+
+  test('story: format, write, read, snapshots at depth 30, reopen; metadata passes thin_check', async () => {
+    const a = addr();
+    const pool = await ThinPool.format(a, { size: 256 * MiB, ...opts(), ceph: { conf: ceph.conf, objectSize: 1 * MiB } });
+    expect(pool.storage.rados?.address).toBe(a);
+    const base = await pool.createThin('base', { size: 16 * MiB });
+    const full = pattern(16 * MiB, 7);
+    await base.write(full, 0);
+    let name = 'base';
+    for (let d = 1; d <= 30; d++) {
+      await pool.snapshot(name, `s${d}`);
+      name = `s${d}`;
+    }
+    const top = pool.volume('s30');
+    const used = pool.status().dataBlocks.used;
+    await top.write(new Uint8Array(4096).fill(0xab), 5 * MiB + 100);
+    expect(pool.status().dataBlocks.used).toBe(used + 1);
+    const b = new Uint8Array(8192);
+    await top.read(b, 5 * MiB);
+    expect(b.subarray(100, 4196).every((x) => x === 0xab)).toBe(true);
+    expect(b.subarray(0, 100)).toEqual(full.subarray(5 * MiB, 5 * MiB + 100));
+    await pool.volume('s15').read(b, 5 * MiB);
+    expect(b).toEqual(full.subarray(5 * MiB, 5 * MiB + 8192));
+    await pool.close();
+    verify(a);
+
+    const again = await ThinPool.open(a, opts());
+    expect(again.list().map((v) => v.name)).toContain('s30');
+    const back = new Uint8Array(16 * MiB);
+    await again.volume('base').read(back, 0);
+    expect(Buffer.compare(back, full)).toBe(0);
+    await again.volume('s30').read(b, 5 * MiB);
+    expect(b.subarray(100, 4196).every((x) => x === 0xab)).toBe(true);
+    // Discard releases data objects: blocks read as zeros afterwards.
+    await again.delete('base');
+    await again.close();
+    verify(a);
+    expect(listRadosPools('rados://tp', { conf: ceph.conf }).map((p) => p.address)).toContain(a);
+  });
+
+  test('random operation sequences with reopen match the model', () => {
+    for (const seed of [11, 12]) {
+      const a = addr();
+      const BS = 64 * KiB;
+      let pool = ThinPool.formatSync(a, { size: 256 * BS, blockSize: BS, metadataSize: 1 * MiB, ...opts() });
+      const rng = mulberry32(seed);
+      const model = new PoolModel();
+      for (let i = 0; i < 80; i++) {
+        if (rng() < 0.05) {
+          pool.closeSync();
+          pool = ThinPool.openSync(a, opts());
+          expectPoolEquals(pool, model);
+        }
+        const op = randomOp(rng, model, BS);
+        applyToPool(pool, op);
+        applyToModel(model, op);
+      }
+      expectPoolEquals(pool, model);
+      pool.closeSync();
+      verify(a);
+    }
+  });
+
+  test('one writer: a second opener gets EBUSY naming the holder; read-only opens need no lock', async () => {
+    const a = addr();
+    const pool = await ThinPool.format(a, { size: 64 * MiB, ...opts() });
+    await pool.createThin('v', { size: 1 * MiB });
+    await pool.commit();
+    let err: unknown;
+    try {
+      await ThinPool.open(a, opts());
+    } catch (e) {
+      err = e;
+    }
+    expect(isThinpoolError(err, 'EBUSY')).toBe(true);
+    expect((err as Error).message).toContain(`process ${process.pid} on host`);
+    expect((err as Error).message).toContain(`thinpool lock break ${a}`);
+    const ro = await ThinPool.open(a, { ...opts(), readOnly: true });
+    expect(ro.list().map((v) => v.name)).toEqual(['v']);
+    await ro.close();
+    await pool.close();
+    const next = await ThinPool.open(a, opts()); // released by close
+    await next.close();
+    await expect(ThinPool.open('rados://tp/nothing-here', opts())).rejects.toThrow(/no thin pool at rados:\/\/tp\/nothing-here/);
+    await expect(ThinPool.format(a, { size: 64 * MiB, ...opts() })).rejects.toThrow(/already holds a thin pool/);
+  });
+
+  test('lock break fences the old writer: its later writes fail with EFENCED and never land', async () => {
+    const a = addr();
+    const old = await ThinPool.format(a, { size: 64 * MiB, ...opts() });
+    const v = await old.createThin('v', { size: 1 * MiB });
+    await v.write(new Uint8Array(4096).fill(1), 0);
+    await old.commit();
+    const broken = breakRadosLock(a, { conf: ceph.conf });
+    expect(broken).toHaveLength(1);
+    expect(broken[0].pid).toBe(process.pid);
+    const next = await ThinPool.open(a, opts());
+    // The old holder writes in place (a mapped block) and into a new block: nothing lands.
+    await expect(v.write(new Uint8Array(4096).fill(2), 0)).rejects.toMatchObject({ code: 'EFENCED' });
+    await expect(v.write(new Uint8Array(4096).fill(3), 512 * KiB)).rejects.toMatchObject({ code: 'EFENCED' });
+    await expect(old.commit()).rejects.toBeDefined();
+    old.closeSync({ commit: false });
+    const b = new Uint8Array(4096);
+    await next.volume('v').read(b, 0);
+    expect(b.every((x) => x === 1)).toBe(true);
+    await next.volume('v').read(b, 512 * KiB);
+    expect(b.every((x) => x === 0)).toBe(true);
+    expect(next.status().dataBlocks.used).toBe(1);
+    await next.close();
+    verify(a);
+  });
+});
