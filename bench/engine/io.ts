@@ -2,8 +2,8 @@
  * Random 4 KiB reads and writes of provisioned blocks, against a plain file read with fs.readSync /
  * written with fs.writeSync at the same offsets, in the same process and run.
  *
- * Fairness (shared/notes/toolchain.md, page cache and large folios): the plain file gets the same write
- * history as the pool's data file. The engine's first 4 KiB write into a 64 KiB block writes 60 KiB of zeros
+ * Fairness (the page cache keeps a file's pages in large folios shaped by how the file was written): the plain
+ * file gets the same write history as the pool's data file. The engine's first 4 KiB write into a 64 KiB block writes 60 KiB of zeros
  * after the piece and then the 4 KiB piece; the plain file is written the same way, block by block, and both
  * are fdatasync'ed once. Blocks are provisioned in order, so the data file's offsets equal the volume's
  * (checked below). Reads and writes run in interleaved rounds (baseline, engine, ...), medians of rounds.

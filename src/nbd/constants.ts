@@ -1,4 +1,4 @@
-/** NBD protocol constants (fixed newstyle, structured replies), as numbered by the NBD protocol specification (proto.md of the NBD project). */
+/** NBD protocol constants (fixed newstyle, structured replies), as numbered by the NBD protocol specification (proto.md of the NBD project); wire layouts and meanings in docs/nbd-protocol.md. */
 export const NBDMAGIC = 0x4e42444d41474943n;
 export const IHAVEOPT = 0x49484156454f5054n;
 export const IHAVEOPT_HI = 0x49484156;
