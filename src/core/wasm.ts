@@ -102,9 +102,17 @@ function module(): WebAssembly.Module {
   return compiled;
 }
 
+/**
+ * The part of WebAssembly.Memory the host uses. Declared here so the published declarations do not need the
+ * WebAssembly namespace, which @types/node (without lib "dom") does not provide to users' type checks.
+ */
+export interface CoreMemory {
+  readonly buffer: ArrayBuffer;
+}
+
 export class Core {
   readonly x: CoreExports;
-  readonly memory: WebAssembly.Memory;
+  readonly memory: CoreMemory;
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   readonly dv: DataView;

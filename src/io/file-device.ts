@@ -9,6 +9,7 @@
  *   `PUNCH_MIN_BYTES`; smaller ranges, a missing `fallocate` or a failed punch return false (range unchanged).
  *   After one failure the device stops trying; a missing binary disables punching process-wide.
  * - fs errors surface as `ThinpoolError` EIO (ENOENT / EEXIST when opening or creating).
+ * - `holePunchPath()` names the path `discard` takes in this process (what `thinpool status` reports).
  */
 import { nativeHelpers } from './native.js';
 import * as fs from 'node:fs';
@@ -22,6 +23,26 @@ export const PUNCH_MIN_BYTES = 64 * 1024;
 
 /** Set once `fallocate` is found missing: no device tries again. */
 let fallocateMissing = false;
+
+/** How `discard` releases host space in this process: the native helper, util-linux fallocate(1), or not at all. */
+export type HolePunchPath = 'native' | 'fallocate' | 'none';
+
+function onPath(name: string): boolean {
+  if (fallocateMissing) return false;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir === '') continue;
+    try {
+      fs.accessSync(`${dir}/${name}`, fs.constants.X_OK);
+      return true;
+    } catch { /* next */ }
+  }
+  return false;
+}
+
+export function holePunchPath(): HolePunchPath {
+  if (nativeHelpers() !== null) return 'native';
+  return onPath('fallocate') ? 'fallocate' : 'none';
+}
 
 function fsError(e: unknown, what: string, path: string): ThinpoolError {
   const errno = (e as NodeJS.ErrnoException | undefined)?.code;

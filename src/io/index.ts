@@ -1,6 +1,6 @@
 /** The block-device layer: the interface and its implementations. */
 export type { BlockDevice } from './block-device.js';
-export { FileDevice, allocatedBytes, PUNCH_MIN_BYTES, type FileDeviceOptions } from './file-device.js';
+export { FileDevice, allocatedBytes, holePunchPath, PUNCH_MIN_BYTES, type FileDeviceOptions, type HolePunchPath } from './file-device.js';
 export { MemoryDevice, MEMORY_CHUNK_BYTES, checkRange, checkSize } from './memory-device.js';
 export { CrashClock, CrashDevice, SECTOR_BYTES } from './crash-device.js';
 export { FaultDevice, type FaultPlan } from './fault-device.js';

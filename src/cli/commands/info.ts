@@ -2,6 +2,16 @@
 import { formatTable, write } from '../io.js';
 import type { Ctx } from '../main.js';
 import { humanSize, withPool } from '../pool.js';
+import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
+
+/** What `status` says about how freed blocks go back to the host. */
+export function holePunchText(p: HolePunchPath): string {
+  switch (p) {
+    case 'native': return 'native helper (fallocate(2) in-process)';
+    case 'fallocate': return 'util-linux fallocate(1), one process per range: the native helper is not built (npm skipped the install script? see "npm install-scripts approve thinpool", then "npm rebuild thinpool")';
+    case 'none': return 'unavailable: freed blocks keep their host space (install util-linux, or build the native helper with "npm rebuild thinpool")';
+  }
+}
 
 function json(v: unknown): string {
   return JSON.stringify(v, null, 2) + '\n';
@@ -50,6 +60,7 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
       volumes: st.volumes,
       lowWater: st.lowWater,
       discardPassdown: st.discardPassdown,
+      holePunching: holePunchPath(),
     }));
     return 0;
   }
@@ -61,6 +72,7 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
     ['transaction id', String(st.transactionId)],
     ['metadata snapshot', st.heldMetadataRoot === null ? 'none' : `held at block ${st.heldMetadataRoot}`],
     ['low-water', `data ${st.lowWater.data ? `above ${st.lowWater.data}%` : 'below every threshold'}, metadata ${st.lowWater.metadata ? `above ${st.lowWater.metadata}%` : 'below every threshold'}`],
+    ['hole punching', holePunchText(holePunchPath())],
     ['mode', poolMode(st) + (st.needsCheck ? ' (needs_check is set: run "thinpool check")' : '')],
   ];
   await write(ctx.io.stdout, rows.map(([k, v]) => `${(k + ':').padEnd(19)}${v}`).join('\n') + '\n');
