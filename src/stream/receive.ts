@@ -95,18 +95,19 @@ function applyWrite(vol: Volume, bs: number, offset: number, data: Uint8Array): 
  */
 function abandon(pool: ThinPool, vol: Volume, base: string | undefined): void {
   const bs = pool.blockSize;
-  const shared = new Set<number>();
-  if (base !== undefined && pool.has(base)) {
-    for (const e of pool.volume(base).map()) for (let d = e.dblock; d < e.dblock + e.lengthBytes / bs; d++) shared.add(d);
-  }
   const fresh: number[] = [];
-  for (const e of vol.map()) for (let d = e.dblock; d < e.dblock + e.lengthBytes / bs; d++) if (!shared.has(d)) fresh.push(d);
   try {
+    const shared = new Set<number>();
+    if (base !== undefined && pool.has(base)) {
+      for (const e of pool.volume(base).map()) for (let d = e.dblock; d < e.dblock + e.lengthBytes / bs; d++) shared.add(d);
+    }
+    for (const e of vol.map()) for (let d = e.dblock; d < e.dblock + e.lengthBytes / bs; d++) if (!shared.has(d)) fresh.push(d);
     pool.deleteSync(vol.id, owner);
+    for (const d of fresh) pool.storage.data.discard(d * bs, bs);
   } catch {
-    return; // the pool failed (read-only after a metadata error): nothing of this transaction will be committed
+    // The pool or a device failed meanwhile: nothing of this transaction will be committed, and the blocks it
+    // took are free in the committed state either way.
   }
-  for (const d of fresh) pool.storage.data.discard(d * bs, bs);
 }
 
 /**
