@@ -9,9 +9,32 @@
  * - Writes are durable after `flush()` (a pool commit). The async methods do their I/O synchronously and
  *   resolve at once; `readSync`/`writeSync` are the same without the promise (the fast path).
  * - A read-only volume (committed image layer, view) refuses every write path with EROFS.
+ * - A volume depends only on VolumeIO (its pool's data path and the catalog record of its device), never on the
+ *   whole pool: this file imports nothing from the pool's files.
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
-import type { ThinPool } from './pool.js';
+
+/** What a volume needs from its pool: the data path, the catalog record of its device, the commit. */
+export interface VolumeIO {
+  readonly blockSize: number;
+  /** The space policy's answer to a full pool (async writes may wait for space). */
+  readonly spaceSettings: { readonly whenFull: 'error' | 'wait'; readonly waitTimeoutMs: number };
+  recordOf(id: number): { readonly name: string; readonly readOnly?: boolean } | undefined;
+  sizeOf(id: number): number;
+  readData(id: number, buf: Uint8Array, offset: number): void;
+  writeData(id: number, buf: Uint8Array, offset: number): void;
+  discardData(id: number, offset: number, length: number): void;
+  /** Make everything written so far durable (a pool commit). */
+  commitSync(): void;
+  forEachMappingIn(id: number, first: number, end: number, fn: (vblock: number, dblock: number) => void): void;
+}
+
+/**
+ * The pool a volume belongs to, opaque here. pool.ts widens it to ThinPool by declaration merging, so
+ * `volume.pool` is fully typed for users while this file does not import the pool (no import circle).
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: widened to ThinPool in pool.ts
+export interface VolumePool {}
 
 export interface Extent {
   /** Byte offset in the volume. */
@@ -22,25 +45,32 @@ export interface Extent {
 }
 
 export class Volume {
-  readonly pool: ThinPool;
+  readonly pool: VolumePool;
   readonly id: number;
+  readonly #io: VolumeIO;
 
   /** @internal use pool.volume() */
-  constructor(pool: ThinPool, id: number) {
+  constructor(pool: VolumePool, io: VolumeIO, id: number) {
     this.pool = pool;
+    this.#io = io;
     this.id = id;
   }
 
+  /** Data block size of the pool in bytes. */
+  get blockSize(): number {
+    return this.#io.blockSize;
+  }
+
   get name(): string | undefined {
-    return this.pool.recordOf(this.id)?.name;
+    return this.#io.recordOf(this.id)?.name;
   }
 
   get sizeBytes(): number {
-    return this.pool.sizeOf(this.id);
+    return this.#io.sizeOf(this.id);
   }
 
   get readOnly(): boolean {
-    return this.pool.recordOf(this.id)?.readOnly === true;
+    return this.#io.recordOf(this.id)?.readOnly === true;
   }
 
   private range(offset: number, length: number): void {
@@ -60,13 +90,13 @@ export class Volume {
   /** Fill buf from the volume at offsetBytes. */
   readSync(buf: Uint8Array, offsetBytes: number): void {
     this.range(offsetBytes, buf.length);
-    this.pool.readData(this.id, buf, offsetBytes);
+    this.#io.readData(this.id, buf, offsetBytes);
   }
 
   writeSync(buf: Uint8Array, offsetBytes: number): void {
     this.range(offsetBytes, buf.length);
     if (this.readOnly) throw new ThinpoolError('EROFS', `volume ${this.label} is read-only`);
-    this.pool.writeData(this.id, buf, offsetBytes);
+    this.#io.writeData(this.id, buf, offsetBytes);
   }
 
   async read(buf: Uint8Array, offsetBytes: number): Promise<void> {
@@ -78,13 +108,13 @@ export class Volume {
    * timeout) for space to be freed by other work in this process, then retries.
    */
   async write(buf: Uint8Array, offsetBytes: number): Promise<void> {
-    const deadline = Date.now() + this.pool.spaceSettings.waitTimeoutMs;
+    const deadline = Date.now() + this.#io.spaceSettings.waitTimeoutMs;
     for (;;) {
       try {
         this.writeSync(buf, offsetBytes);
         return;
       } catch (e) {
-        if (!isThinpoolError(e, 'ENOSPC_DATA') || this.pool.spaceSettings.whenFull !== 'wait' || Date.now() >= deadline) throw e;
+        if (!isThinpoolError(e, 'ENOSPC_DATA') || this.#io.spaceSettings.whenFull !== 'wait' || Date.now() >= deadline) throw e;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -93,7 +123,7 @@ export class Volume {
   discardSync(offsetBytes: number, lengthBytes: number): void {
     this.range(offsetBytes, lengthBytes);
     if (this.readOnly) throw new ThinpoolError('EROFS', `volume ${this.label} is read-only`);
-    this.pool.discardData(this.id, offsetBytes, lengthBytes);
+    this.#io.discardData(this.id, offsetBytes, lengthBytes);
   }
 
   async discard(offsetBytes: number, lengthBytes: number): Promise<void> {
@@ -102,11 +132,11 @@ export class Volume {
 
   /** Make everything written so far durable (a pool commit). */
   async flush(): Promise<void> {
-    this.pool.commitSync();
+    this.#io.commitSync();
   }
 
   flushSync(): void {
-    this.pool.commitSync();
+    this.#io.commitSync();
   }
 
   /** Provisioned extents in volume order, coalesced over consecutive data blocks. */
@@ -120,12 +150,12 @@ export class Volume {
    * that can hold the range.
    */
   extents(offsetBytes: number, lengthBytes: number): Extent[] {
-    const bs = this.pool.blockSize;
+    const bs = this.#io.blockSize;
     const out: Extent[] = [];
     let cur: Extent | null = null;
     const first = Math.floor(offsetBytes / bs);
     const end = Math.ceil((offsetBytes + lengthBytes) / bs);
-    this.pool.metadata.forEachMappingIn(this.id, first, end, (vblock, dblock) => {
+    this.#io.forEachMappingIn(this.id, first, end, (vblock, dblock) => {
       if (cur && cur.offsetBytes + cur.lengthBytes === vblock * bs && cur.dblock + cur.lengthBytes / bs === dblock) {
         cur.lengthBytes += bs;
       } else {

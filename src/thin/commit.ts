@@ -1,0 +1,127 @@
+/**
+ * The transaction of an open pool: how a metadata change is run, what a failure does, and the commit order.
+ *
+ * Contract:
+ * - `change(fn)` runs a metadata change. It refuses (EROFS) unless the metadata is writable, makes sure an
+ *   operation's worth of metadata blocks is free first (committing once to reclaim blocks freed in this
+ *   transaction), and reports threshold crossings after success. On failure: a WASM trap fails the pool
+ *   (EFAILED, until reopened); an error outside CLEAN_ERRORS aborts the transaction to the last commit, sets
+ *   needs_check and leaves the pool read-only (spec 7.9); a clean error leaves the transaction as it was.
+ * - `freeing` changes (delete, discard, shrink) skip the headroom check and may use the metadata reserve, so
+ *   deleting volumes always makes room again.
+ * - `commit()`: flush the data device, commit the metadata (superblock last, flushed), then publish the catalog,
+ *   staged between "all blocks written and flushed" and "superblock written" with the fingerprint of the new
+ *   superblock (two-phase, catalog.ts); then discard passdown of the blocks the commit freed. A failed commit
+ *   aborts as above. In read-only mode, data written in place is still flushed.
+ */
+import { createHash } from 'node:crypto';
+import { ThinpoolError, isThinpoolError } from '../errors.js';
+import type { BlockDevice } from '../io/block-device.js';
+import { emptyCatalog } from './catalog.js';
+import { OP_METADATA_MARGIN, type PoolState } from './pool-state.js';
+import { checkSpace, passDown } from './space.js';
+
+/** Errors raised before a metadata change starts: they leave the transaction intact and the pool writable. */
+const CLEAN_ERRORS = new Set(['EINVAL', 'EEXIST', 'ENOENT', 'EBUSY', 'ENOSPC_DATA', 'EROFS']);
+
+/** Identity of the superblock on disk: what a staged catalog is tied to. */
+export function superblockFingerprint(dev: BlockDevice): string {
+  const b = new Uint8Array(512);
+  dev.read(b, 0);
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/** Run a metadata change; on any failure except a clean out-of-space, abort and go read-only (spec 7.9). */
+export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
+  s.alive();
+  if (s.md.mode !== 'write') {
+    throw new ThinpoolError('EROFS', s.md.needsCheck
+      ? 'pool is read-only: needs_check is set after a failed metadata operation (run `thinpool check`)'
+      : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`);
+  }
+  if (!freeing) ensureMetadataHeadroom(s);
+  if (freeing) s.md.msm.useReserve++;
+  try {
+    const result = fn();
+    checkSpace(s);
+    return result;
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
+      s.md.mode = 'fail';
+      throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
+    }
+    if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
+      fail(s);
+    }
+    throw e;
+  } finally {
+    if (freeing) s.md.msm.useReserve--;
+  }
+}
+
+/** Abort to the last commit (metadata and catalog) and set needs_check. */
+function fail(s: PoolState): void {
+  try {
+    s.md.abort();
+    s.catalog = s.storage.catalog.readPublished() ?? emptyCatalog();
+    s.catalogDirty = false;
+  } catch {
+    // abort already marked the metadata failed
+  }
+  s.md.setNeedsCheck();
+}
+
+function ensureMetadataHeadroom(s: PoolState): void {
+  const md = s.md;
+  if (md.metadataFreeBlocks >= OP_METADATA_MARGIN) return;
+  if (md.dirty) commit(s);
+  if (s.md.metadataFreeBlocks < OP_METADATA_MARGIN) {
+    throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${s.md.metadataFreeBlocks} free blocks of ${s.md.metadataNrBlocks}): delete volumes or grow the metadata device`);
+  }
+}
+
+/** Commit everything written so far (data flush, metadata, catalog). */
+export function commit(s: PoolState): void {
+  s.alive();
+  if (s.md.mode !== 'write') {
+    if (s.dataDirty) s.storage.data.flush(); // in-place writes in read-only mode are still made durable
+    s.dataDirty = false;
+    return;
+  }
+  if (!s.md.dirty && !s.catalogDirty) {
+    if (s.dataDirty) s.storage.data.flush();
+    s.dataDirty = false;
+    return;
+  }
+  try {
+    s.storage.data.flush();
+    s.dataDirty = false;
+    stageThenCommit(s, s.catalogDirty);
+    s.catalogDirty = false;
+  } catch (e) {
+    fail(s);
+    throw e;
+  }
+}
+
+/**
+ * Two-phase catalog commit. The fingerprint of the new superblock is known only once the metadata commit has
+ * prepared it, so the metadata commit is told to call back between "all blocks written and flushed" and
+ * "superblock written": the catalog is staged there.
+ */
+function stageThenCommit(s: PoolState, catalogChanged: boolean): void {
+  const md = s.md;
+  if (!md.dirty) {
+    if (!catalogChanged) return;
+    s.storage.catalog.stage(s.catalog, superblockFingerprint(s.storage.metadata));
+    s.storage.catalog.publish();
+    return;
+  }
+  md.commit(catalogChanged ? (sbBytes) => {
+    const fp = createHash('sha256').update(sbBytes.subarray(0, 512)).digest('hex');
+    s.storage.catalog.stage(s.catalog, fp);
+  } : undefined);
+  if (catalogChanged) s.storage.catalog.publish();
+  passDown(s, md.dsm.takeFreed());
+}

@@ -1,0 +1,209 @@
+/**
+ * The data path of an open pool: byte reads, writes and discards of a thin device, in data blocks.
+ *
+ * Contract:
+ * - Unmapped blocks read as zeros. Runs of virtual blocks mapped to consecutive data blocks are read, or
+ *   (when unshared) written in place, with one device call.
+ * - A write to an unmapped block allocates a data block and maps it; a write to a shared block (the kernel's
+ *   time rule) copies the whole block to a new one first (break sharing); the rest of a new block reads as
+ *   zeros (zeroed unless still pristine under the high-water mark, which is raised durably before the write).
+ *   The mapping is inserted only after the data is written; a failed data write returns the block.
+ * - Unshared mapped blocks are written in place even in read-only mode (not in failed mode); anything that
+ *   needs metadata refuses with the mode's error.
+ * - Allocation: auto-extend is asked before the allocation; when the pool is full but this transaction freed
+ *   blocks, commit and retry (as the kernel does); else ENOSPC_DATA, with the pool still writable.
+ * - A mapping past the end of the data device is corruption (ECORRUPT), never followed.
+ * - Discard unmaps whole blocks (a freeing change) and zeroes partial edges through the write path.
+ */
+import { ThinpoolError, isThinpoolError } from '../errors.js';
+import { change, commit } from './commit.js';
+import { autoExtend } from './extend.js';
+import type { Mapping } from './metadata.js';
+import type { PoolState } from './pool-state.js';
+
+export class DataPath {
+  private readonly s: PoolState;
+  private copyBuf: Uint8Array | null = null;
+  private zeroes: Uint8Array | null = null;
+
+  constructor(s: PoolState) {
+    this.s = s;
+  }
+
+  readData(id: number, buf: Uint8Array, offset: number): void {
+    const s = this.s;
+    s.alive();
+    const bs = s.blockSize;
+    const md = s.md;
+    const root = md.rootOf(id);
+    const data = s.storage.data;
+    let done = 0;
+    while (done < buf.length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      let n = Math.min(bs - within, buf.length - done);
+      const dblock = md.lookupDblock(root, vblock);
+      if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, root);
+      if (dblock < 0) {
+        buf.fill(0, done, done + n);
+      } else {
+        // One read for a run of virtual blocks mapped to consecutive data blocks.
+        let next = vblock + 1;
+        while (done + n < buf.length && dblock + (next - vblock) < md.nrDataBlocks && md.lookupDblock(root, next) === dblock + (next - vblock)) {
+          n += Math.min(bs, buf.length - done - n);
+          next++;
+        }
+        data.read(buf.subarray(done, done + n), dblock * bs + within);
+      }
+      done += n;
+    }
+  }
+
+  writeData(id: number, buf: Uint8Array, offset: number): void {
+    const s = this.s;
+    s.alive();
+    const bs = s.blockSize;
+    const md = s.md;
+    let done = 0;
+    while (done < buf.length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      let n = Math.min(bs - within, buf.length - done);
+      const m = md.lookup(id, vblock);
+      if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
+        // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
+        let next = vblock + 1;
+        while (done + n < buf.length && this.inPlaceRun(id, next) === m.dblock + (next - vblock)) {
+          n += Math.min(bs, buf.length - done - n);
+          next++;
+        }
+        s.dataDirty = true;
+        s.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
+      } else {
+        this.writeBlock(id, vblock, within, buf.subarray(done, done + n), m);
+      }
+      done += n;
+    }
+  }
+
+  discardData(id: number, offset: number, length: number): void {
+    const bs = this.s.blockSize;
+    const firstFull = Math.ceil(offset / bs);
+    const endFull = Math.floor((offset + length) / bs);
+    if (firstFull >= endFull) {
+      this.zeroRange(id, offset, length);
+      return;
+    }
+    this.zeroRange(id, offset, firstFull * bs - offset);
+    this.zeroRange(id, endFull * bs, offset + length - endFull * bs);
+    const md = this.s.md;
+    const doomed: number[] = [];
+    if (endFull - firstFull <= md.details0(id).mappedBlocks) {
+      const root = md.rootOf(id);
+      for (let v = firstFull; v < endFull; v++) if (md.lookupDblock(root, v) >= 0) doomed.push(v);
+    } else {
+      md.forEachMapping(id, (v) => { if (v >= firstFull && v < endFull) doomed.push(v); });
+    }
+    for (const v of doomed) change(this.s, () => md.removeMapping(id, v), true);
+  }
+
+  /** Zero a byte range of a volume through the write path (only mapped blocks need it). */
+  zeroRange(id: number, offset: number, length: number): void {
+    const bs = this.s.blockSize;
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const vblock = Math.floor(pos / bs);
+      const within = pos - vblock * bs;
+      const n = Math.min(bs - within, length - done);
+      const m = this.s.md.lookup(id, vblock);
+      if (m) this.writeBlock(id, vblock, within, new Uint8Array(n), m);
+      done += n;
+    }
+  }
+
+  /** The data block vblock is mapped to when a write may go there in place (mapped, not shared), else null. */
+  private inPlaceRun(id: number, vblock: number): number | null {
+    const m = this.s.md.lookup(id, vblock);
+    return m !== null && !m.shared && m.dblock < this.s.md.nrDataBlocks ? m.dblock : null;
+  }
+
+  /** Write part into vblock at within; m is vblock's mapping as looked up by the caller (one lookup per block). */
+  private writeBlock(id: number, vblock: number, within: number, part: Uint8Array, m: (Mapping & { shared: boolean }) | null): void {
+    const s = this.s;
+    const md = s.md;
+    s.dataDirty = true;
+    const bs = s.blockSize;
+    const data = s.storage.data;
+    if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
+    if (m && !m.shared && md.mode !== 'fail') {
+      data.write(part, m.dblock * bs + within); // in place; read-only mode still writes unshared mapped blocks
+      return;
+    }
+    if (md.mode !== 'write') change(s, () => undefined); // refuses with the mode's error
+    const dblock = this.allocDataBlock();
+    try {
+      const pristine = s.highWater.isPristine(dblock);
+      s.highWater.beforeWrite(dblock);
+      if (part.length < bs) {
+        if (m) this.copyBlock(m.dblock, dblock);
+        else if (!pristine) {
+          this.zeroData(dblock * bs, within);
+          this.zeroData(dblock * bs + within + part.length, bs - within - part.length);
+        }
+      }
+      data.write(part, dblock * bs + within);
+    } catch (e) {
+      change(s, () => md.dsm.dec(dblock));
+      throw e;
+    }
+    change(s, () => md.insertMapping(id, vblock, dblock));
+  }
+
+  /** A mapping that points past the data device: corrupt metadata, never followed. */
+  private badMapping(id: number, vblock: number, dblock: number, root: number): never {
+    throw new ThinpoolError('ECORRUPT', `mapping tree of thin device ${id} maps block ${vblock} to data block ${dblock}, beyond the data device (${this.s.md.nrDataBlocks} blocks) (root block ${root})`, { structure: 'mapping tree', mblock: root });
+  }
+
+  /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
+  private allocDataBlock(): number {
+    const s = this.s;
+    // Growing commits: do it before the allocation, never between an allocation and its mapping.
+    const set = s.spaceSettings;
+    const md0 = s.md;
+    if (set.autoExtend.enabled && 100 * (md0.dsm.nrAllocated + 1) >= set.autoExtend.atPercent * md0.nrDataBlocks) autoExtend(s, set);
+    return change(s, () => {
+      try {
+        return s.md.allocDataBlock();
+      } catch (e) {
+        if (!isThinpoolError(e, 'ENOSPC_DATA')) throw e;
+        if (s.md.dsm.freedInTransaction > 0) {
+          commit(s);
+          return s.md.allocDataBlock();
+        }
+        if (autoExtend(s, s.spaceSettings)) return s.md.allocDataBlock();
+        const total = s.md.nrDataBlocks;
+        throw new ThinpoolError('ENOSPC_DATA', `pool is full: all ${total} data blocks (${total * s.blockSize} bytes) are in use; delete volumes or extend the pool`);
+      }
+    });
+  }
+
+  private copyBlock(from: number, to: number): void {
+    const bs = this.s.blockSize;
+    const buf = (this.copyBuf ??= new Uint8Array(Math.min(bs, 1024 * 1024)));
+    for (let off = 0; off < bs; off += buf.length) {
+      this.s.storage.data.read(buf, from * bs + off);
+      this.s.storage.data.write(buf, to * bs + off);
+    }
+  }
+
+  private zeroData(pos: number, len: number): void {
+    if (len <= 0) return;
+    const z = (this.zeroes ??= new Uint8Array(Math.min(this.s.blockSize, 1024 * 1024)));
+    for (let off = 0; off < len; off += z.length) {
+      this.s.storage.data.write(z.subarray(0, Math.min(z.length, len - off)), pos + off);
+    }
+  }
+}
