@@ -12,7 +12,8 @@ export { MemoryDevice } from './io/memory-device.js';
 export { MemoryCatalogStore, FileCatalogStore, type CatalogStore, type VolumeRecord } from './thin/catalog.js';
 export { ThinMetadata } from './thin/metadata.js';
 export { parseSize, formatSize } from './sizes.js';
-export { NbdServer } from './nbd/server.js';
+export { NbdServer, type NbdServerOptions } from './nbd/server.js';
+export { readPskFile, readCertificateDir, type NbdTlsOptions } from './nbd/tls.js';
 // Send and receive: volumes as Ceph rbd export-diff streams.
 export { sendStream, planSend, type SendOptions, type SendPlan } from './stream/send.js';
 export { receive, dropIncompleteReceives, type ReceiveOptions, type ReceiveResult } from './stream/receive.js';

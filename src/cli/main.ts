@@ -258,8 +258,18 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .option('-l, --listen <HOST:PORT>', 'TCP address to listen on (default 127.0.0.1:10809)')
     .option('-S, --socket <PATH>', 'Unix socket to listen on instead of TCP')
     .option('-r, --read-only', 'export every volume read-only')
-    .option('--busy-poll-us <N>', 'after answering, poll the connection N microseconds before sleeping (0-1000, default 50; 0: off)'),
-  'Example:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"');
+    .option('--busy-poll-us <N>', 'after answering, poll the connection N microseconds before sleeping (0-1000, default 50; 0: off)')
+    .option('--tls <off|on|require>', 'NBD over TLS (STARTTLS): off, offered (on), or required before anything is served', 'off')
+    .option('--tls-psk <FILE>', 'pre-shared keys, psktool format (IDENTITY:HEXKEY lines)')
+    .option('--tls-certificates <DIR>', 'X.509: DIR/server-cert.pem, DIR/server-key.pem, optional DIR/ca-cert.pem')
+    .option('--tls-allow <ID:NAMES>', 'limit PSK identity ID to the comma-separated exports NAMES (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--insecure', 'allow a non-loopback --listen address without --tls require')
+    .option('--socket-mode <MODE>', 'octal mode of the --socket file (default 600: owner only)')
+    .option('--max-connections <N>', 'most clients at once; more are closed as they connect (default 256)')
+    .option('--handshake-timeout <SECONDS>', 'close a client that has not finished the handshake in time (default 10)'),
+  'Examples:\n  thinpool serve ./pool base --socket /tmp/base.sock\n  nbdinfo "nbd+unix:///base?socket=/tmp/base.sock"\n'
+  + '  psktool -u alice -p keys.psk\n  thinpool serve ./pool base --listen 0.0.0.0:10809 --tls require --tls-psk keys.psk\n'
+  + '  nbdinfo "nbds://alice@HOST/base?tls-psk-file=keys.psk"\nSee docs/nbd.md for the limits and what happens past them.');
 
   def('bench', 'bench', 'bench', (c) => c
     .description('compare thinpool (and ext4 on a thinpool volume through NBD) with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file')

@@ -9,6 +9,13 @@
  *   export data or a closed connection. Errors the spec lets us survive are answered with REP_ERR_*; bad magic,
  *   bad client flags and oversized option data close this connection only.
  * - While the server shuts down every option but ABORT is answered REP_ERR_SHUTDOWN.
+ * - TLS (tlsMode): `off` answers STARTTLS REP_ERR_POLICY (NOTLS); `on` acknowledges it and the owner upgrades
+ *   the socket (`startTls`, then `tlsStarted` with the new io); `require` (FORCEDTLS) also answers every other
+ *   option but ABORT with REP_ERR_TLS_REQD until TLS is up, and closes on EXPORT_NAME, so no export is listed,
+ *   described or opened in plain text. A second STARTTLS, or one with data, is REP_ERR_INVALID. Meta context
+ *   selections made before TLS are forgotten (the spec forbids carrying per-export state across).
+ * - Exports are resolved for the client's PSK identity (`identity`), so an identity limited to some exports
+ *   neither sees nor opens the others.
  * - `entered(exp, structured, statusOk)` is called once, when an export is opened for transmission; nothing
  *   is parsed here afterwards (`done`).
  */
@@ -20,10 +27,16 @@ import { transmissionFlags } from './transmission.js';
 /** What the handshake needs from the server. */
 export interface HandshakeHost {
   readonly shuttingDown: boolean;
-  /** Resolve an export name ("" = default); null when there is no such export. */
-  resolve(name: string): OpenExport | null;
-  exportNames(): string[];
+  /**
+   * Resolve an export name ("" = default) for a client (`identity`: its PSK identity, null for none); null
+   * when there is no such export or this client may not use it.
+   */
+  resolve(name: string, identity: string | null): OpenExport | null;
+  /** The export names this client may see. */
+  exportNames(identity: string | null): string[];
   log(msg: string): void;
+  /** off: STARTTLS refused; on: offered; require: nothing but STARTTLS (and ABORT) before TLS (FORCEDTLS). */
+  readonly tlsMode: 'off' | 'on' | 'require';
 }
 
 /** Called when the client has chosen an export and the transmission phase begins. */
@@ -46,12 +59,26 @@ export class Handshake {
   private structured = false;
   /** Export name given to the last SET_META_CONTEXT, and whether base:allocation was selected. */
   private meta: { exportName: string; selected: boolean } | null = null;
+  /** TLS is running on this connection (after STARTTLS). */
+  private secure = false;
+  /** The client's PSK identity once TLS is up (null: none, or X.509). */
+  identity: string | null = null;
 
   constructor(
-    private readonly io: SocketIO,
+    /** Where options are read and answered: replaced by the TLS one after STARTTLS. */
+    public io: SocketIO,
     private readonly host: HandshakeHost,
     private readonly entered: EnterTransmission,
+    /** STARTTLS acknowledged: the owner upgrades the socket and hands back a new io (tlsStarted). */
+    private readonly startTls: () => void,
   ) {}
+
+  /** TLS is up on a new io: continue the option haggling there. Per-export state from before TLS is dropped. */
+  tlsStarted(io: SocketIO): void {
+    this.io = io;
+    this.secure = true;
+    this.meta = null;
+  }
 
   /** Parse and answer one record (the client flags or one option); false when more input is needed. */
   step(): boolean {
@@ -110,6 +137,12 @@ export class Handshake {
       this.optError(code, C.REP_ERR_SHUTDOWN, 'server is shutting down');
       return;
     }
+    if (this.host.tlsMode === 'require' && !this.secure && code !== C.OPT_STARTTLS && code !== C.OPT_ABORT) {
+      // FORCEDTLS: nothing is listed, described or opened in plain text. EXPORT_NAME cannot be refused with an
+      // error reply, so the connection is closed.
+      if (code === C.OPT_EXPORT_NAME) return this.io.destroy();
+      return this.optError(code, C.REP_ERR_TLS_REQD, 'TLS is required: send STARTTLS first');
+    }
     switch (code) {
       case C.OPT_EXPORT_NAME:
         return this.exportName(data);
@@ -121,7 +154,7 @@ export class Handshake {
         if (data.length !== 0) return this.optError(code, C.REP_ERR_INVALID, 'LIST takes no data');
         let names: string[];
         try {
-          names = this.host.exportNames();
+          names = this.host.exportNames(this.identity);
         } catch (e) {
           return this.optError(code, C.REP_ERR_UNSUP, `cannot list exports: ${(e as Error).message}`);
         }
@@ -135,7 +168,11 @@ export class Handshake {
         return this.optReply(code, C.REP_ACK);
       }
       case C.OPT_STARTTLS:
-        return this.optError(code, C.REP_ERR_POLICY, 'TLS is not supported');
+        if (this.host.tlsMode === 'off') return this.optError(code, C.REP_ERR_POLICY, 'TLS is not supported');
+        if (this.secure) return this.optError(code, C.REP_ERR_INVALID, 'TLS is already running');
+        if (data.length !== 0) return this.optError(code, C.REP_ERR_INVALID, 'STARTTLS takes no data');
+        this.optReply(code, C.REP_ACK);
+        return this.startTls();
       case C.OPT_INFO:
       case C.OPT_GO:
         return this.infoGo(code, data);
@@ -155,7 +192,7 @@ export class Handshake {
 
   private open(name: string): OpenExport | null {
     try {
-      return this.host.resolve(name);
+      return this.host.resolve(name, this.identity);
     } catch (e) {
       this.host.log(`nbd: cannot open export "${name}": ${(e as Error).message}`);
       return null;

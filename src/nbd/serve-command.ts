@@ -1,16 +1,20 @@
 /**
- * `thinpool serve POOL [NAME...] [--listen HOST:PORT | --socket PATH] [--read-only]`
+ * `thinpool serve POOL [NAME...] [--listen HOST:PORT | --socket PATH] [--read-only] [--tls off|on|require
+ *  --tls-psk FILE --tls-certificates DIR --tls-allow ID:NAME,...] [--insecure] [--socket-mode MODE]
+ *  [--max-connections N] [--handshake-timeout SECONDS]`
  *
  * Opens the pool, exports the named volumes (all named volumes when none are given) over NBD, and runs until
  * SIGINT/SIGTERM (or opts.signal aborts): then it stops accepting, lets connections finish the requests they
  * have sent, commits, closes the pool and resolves 0. Startup failures print one line to stderr and resolve
- * 1 (2 for a bad command line).
+ * 1 (2 for a bad command line). A TCP address other than loopback is refused without `--tls require` unless
+ * `--insecure` is given; `--tls on|require` needs `--tls-psk` and/or `--tls-certificates`.
  */
 import { isThinpoolError } from '../errors.js';
 import { explainError } from '../cli/errors.js';
 import { q } from '../cli/io.js';
 import { ThinPool } from '../thin/pool.js';
-import { MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';
+import { isLoopback, MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';
+import { type NbdTlsOptions, readCertificateDir, readPskFile } from './tls.js';
 
 export interface ServeCommandOptions {
   pool: string;
@@ -22,6 +26,21 @@ export interface ServeCommandOptions {
   readOnly?: boolean;
   /** Busy-poll window in microseconds (NbdServerOptions.busyPollMicros), as given on the command line. */
   busyPollUs?: string;
+  /** off (default), on or require. */
+  tls?: string;
+  /** psktool key file. */
+  tlsPsk?: string;
+  /** Directory with server-cert.pem, server-key.pem, ca-cert.pem. */
+  tlsCertificates?: string;
+  /** IDENTITY:NAME[,NAME...], each limiting one PSK identity to those exports. */
+  tlsAllow?: string[];
+  /** Serve a non-loopback TCP address without TLS required. */
+  insecure?: boolean;
+  /** Octal mode of the Unix socket (default 600). */
+  socketMode?: string;
+  maxConnections?: string;
+  /** Seconds. */
+  handshakeTimeout?: string;
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
   /** Stop without a signal (tests, embedding). */
@@ -56,6 +75,36 @@ function parseBusyPoll(text: string): number {
   return n;
 }
 
+function parseTls(opts: ServeCommandOptions): NbdTlsOptions | undefined {
+  const mode = opts.tls ?? 'off';
+  if (mode !== 'off' && mode !== 'on' && mode !== 'require') throw new Error(`bad --tls "${mode}": expected off, on or require`);
+  if (mode === 'off') {
+    if (opts.tlsPsk !== undefined || opts.tlsCertificates !== undefined || (opts.tlsAllow?.length ?? 0) > 0) {
+      throw new Error('--tls-psk, --tls-certificates and --tls-allow need --tls on or --tls require');
+    }
+    return undefined;
+  }
+  if (opts.tlsPsk === undefined && opts.tlsCertificates === undefined) {
+    throw new Error(`--tls ${mode} needs --tls-psk FILE (make one with: psktool -u IDENTITY -p FILE) and/or --tls-certificates DIR`);
+  }
+  let allow: Map<string, string[]> | undefined;
+  for (const a of opts.tlsAllow ?? []) {
+    const m = /^([^:]+):(.+)$/.exec(a);
+    if (!m) throw new Error(`bad --tls-allow "${a}": expected IDENTITY:NAME[,NAME...]`);
+    allow ??= new Map();
+    allow.set(m[1], [...(allow.get(m[1]) ?? []), ...m[2].split(',').filter((n) => n !== '')]);
+  }
+  if (allow && opts.tlsPsk === undefined) throw new Error('--tls-allow limits PSK identities: it needs --tls-psk');
+  return { mode, allow };
+}
+
+function parseCount(flag: string, text: string | undefined, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > max) throw new Error(`bad ${flag} "${text}": expected 1 to ${max}`);
+  return n;
+}
+
 export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   const { stdout, stderr } = opts;
   if (opts.listen !== undefined && opts.socket !== undefined) {
@@ -64,12 +113,37 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   }
   let where: NbdListenOptions;
   let busyPollMicros: number | undefined;
+  let tls: NbdTlsOptions | undefined;
+  let socketMode: number | undefined;
+  let maxConnections: number | undefined;
+  let handshakeTimeout: number | undefined;
   try {
     where = opts.socket !== undefined ? { path: opts.socket } : parseListen(opts.listen ?? '127.0.0.1:10809');
     busyPollMicros = opts.busyPollUs === undefined ? undefined : parseBusyPoll(opts.busyPollUs);
+    tls = parseTls(opts);
+    if (opts.socketMode !== undefined) {
+      if (!/^0?[0-7]{3}$/.test(opts.socketMode)) throw new Error(`bad --socket-mode "${opts.socketMode}": expected an octal mode such as 600 or 660`);
+      if (opts.socket === undefined) throw new Error('--socket-mode applies to --socket only');
+      socketMode = Number.parseInt(opts.socketMode, 8);
+    }
+    maxConnections = parseCount('--max-connections', opts.maxConnections, 65536);
+    handshakeTimeout = parseCount('--handshake-timeout', opts.handshakeTimeout, 3600);
   } catch (e) {
     stderr.write(`thinpool serve: ${(e as Error).message}\n`);
     return 2;
+  }
+  if ('host' in where && where.host !== undefined && !isLoopback(where.host) && tls?.mode !== 'require' && opts.insecure !== true) {
+    stderr.write(`thinpool serve: refusing to listen on ${where.host}, which is not a loopback address, without --tls require: anyone who reaches it could read and write every export (use --tls require with --tls-psk or --tls-certificates, or --insecure to accept that)\n`);
+    return 2;
+  }
+  if (tls) {
+    try {
+      if (opts.tlsPsk !== undefined) tls.psk = readPskFile(opts.tlsPsk);
+      if (opts.tlsCertificates !== undefined) tls.certificates = readCertificateDir(opts.tlsCertificates);
+    } catch (e) {
+      stderr.write(`thinpool serve: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
   let pool: ThinPool;
   try {
@@ -94,6 +168,11 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
       exports: names,
       readOnly: opts.readOnly,
       busyPollMicros,
+      tls,
+      insecure: opts.insecure === true,
+      socketMode,
+      maxConnections,
+      handshakeTimeoutMs: handshakeTimeout === undefined ? undefined : handshakeTimeout * 1000,
       defaultExport: names ? names[0] : undefined,
       log: (m) => stderr.write(`${m}\n`),
     });
@@ -121,8 +200,10 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     const addr = await server.listen(where);
     const list = opts.names.length > 0 ? opts.names : server.exportNames();
     const ro = opts.readOnly ? ' (read-only)' : '';
-    stdout.write(`serving ${list.length} export${list.length === 1 ? '' : 's'}${ro} on ${addr.uri}: ${list.join(', ')}\n`);
-    opts.onListening?.(addr.uri);
+    const uri = tls?.mode === 'require' ? addr.uri.replace(/^nbd(\+unix)?:/, (_m, u: string | undefined) => `nbds${u ?? ''}:`) : addr.uri;
+    const how = tls ? `, TLS ${tls.mode === 'require' ? 'required' : 'offered'}` : '';
+    stdout.write(`serving ${list.length} export${list.length === 1 ? '' : 's'}${ro}${how} on ${uri}: ${list.join(', ')}\n`);
+    opts.onListening?.(uri);
   } catch (e) {
     stoppedCleanup();
     stderr.write(`thinpool serve: cannot listen on ${opts.socket ?? opts.listen ?? '127.0.0.1:10809'}: ${(e as Error).message}\n`);

@@ -10,12 +10,37 @@
  * default export (`defaultExport`, else the only export when there is exactly one). Read-only volumes
  * (committed image layers, views), a read-only server and a pool that is not writable export read-only.
  * FLUSH and FUA commit the pool; all connections share the pool, so CAN_MULTI_CONN is advertised.
+ *
+ * Safety (docs/nbd.md, "Serving beyond localhost"):
+ * - TLS (`tls`): STARTTLS with pre-shared keys and/or X.509; `require` serves nothing in plain text. A PSK
+ *   identity can be limited to some exports (`tls.allow`): the others are neither listed nor opened for it.
+ * - `listen` refuses a TCP address other than loopback unless TLS is required or `insecure` is set, and creates
+ *   a Unix socket with mode `socketMode` (default 0600: the owner only).
+ * - Limits: at most `maxConnections` at once (more are closed on accept), a handshake deadline
+ *   (`handshakeTimeoutMs`), and at most `maxQueuedReplyBytes` of replies queued per connection before its input
+ *   is paused (plus the one reply being built); request sizes are capped as constants.ts says.
  */
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { ThinpoolError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { OpenExport } from './export.js';
+import { OUTPUT_HIGH } from './socket-io.js';
+import { checkTlsOptions, type NbdTlsOptions } from './tls.js';
+
+/** Default most connections at once. */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+/** Default time from accept to the transmission phase (TLS handshake included). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Is this a loopback address (or a name that always means one)? */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  if (/^::ffff:127\./.test(h)) return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 const DEFAULT_BUSY_POLL_US = 50;
 /** Most a busy-poll window may be (it is spent spinning on one connection). */
@@ -52,6 +77,18 @@ export interface NbdServerOptions {
    * else 50.
    */
   busyPollMicros?: number;
+  /** NBD over TLS (STARTTLS); default: no TLS (STARTTLS is refused). */
+  tls?: NbdTlsOptions;
+  /** Allow a TCP listener on a non-loopback address without TLS required (anyone reaching it reads and writes). */
+  insecure?: boolean;
+  /** Mode of a Unix socket created by listen (default 0o600). */
+  socketMode?: number;
+  /** Most client connections at once; more are closed as they arrive (default 256). */
+  maxConnections?: number;
+  /** Milliseconds a client has from connecting to the transmission phase (default 10000). */
+  handshakeTimeoutMs?: number;
+  /** Reply bytes one connection may queue before its input is paused (default 16 MiB). */
+  maxQueuedReplyBytes?: number;
 }
 
 export type NbdListenOptions = { port?: number; host?: string } | { path: string };
@@ -77,10 +114,19 @@ export class NbdServer {
   /** The busy-poll window every connection uses (validated once). */
   private readonly pollMicros: number;
 
+  private refusedCount = 0;
+
   constructor(pool: ThinPool, opts: NbdServerOptions = {}) {
     this.pool = pool;
     this.opts = opts;
     this.pollMicros = busyPollMicros(opts.busyPollMicros);
+    if (opts.tls) checkTlsOptions(opts.tls);
+    const positive = (what: string, v: number | undefined) => {
+      if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ThinpoolError('EINVAL', `${what} ${String(v)}: expected a positive integer`);
+    };
+    positive('maxConnections', opts.maxConnections);
+    positive('handshakeTimeoutMs', opts.handshakeTimeoutMs);
+    positive('maxQueuedReplyBytes', opts.maxQueuedReplyBytes);
     if (opts.exports) {
       for (const n of opts.exports) pool.volume(n); // throws ENOENT now rather than at the first client
     }
@@ -101,12 +147,36 @@ export class NbdServer {
     return this.served;
   }
 
+  /** Connections closed on arrival because maxConnections were open. */
+  get refused(): number {
+    return this.refusedCount;
+  }
+
+  /** Reply bytes queued for clients and not yet taken by them, over all connections. */
+  get queuedReplyBytes(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.queuedBytes;
+    return n;
+  }
+
   private readonly host: ConnectionHost = ((server: NbdServer): ConnectionHost => ({
     get shuttingDown(): boolean {
       return server.closing !== null;
     },
-    resolve: (name) => this.resolve(name),
-    exportNames: () => this.exportNames(),
+    resolve: (name, identity) => this.resolve(name, identity),
+    exportNames: (identity) => this.exportNames().filter((n) => this.allowed(n, identity)),
+    get tlsMode(): 'off' | 'on' | 'require' {
+      return server.opts.tls?.mode ?? 'off';
+    },
+    get tls() {
+      return server.opts.tls;
+    },
+    get handshakeTimeoutMs(): number {
+      return server.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    },
+    get maxQueuedBytes(): number {
+      return server.opts.maxQueuedReplyBytes ?? OUTPUT_HIGH;
+    },
     log: (msg) => this.opts.log?.(msg),
     get portableIO(): boolean {
       return server.opts.portableIO ?? process.env.NBD_PORTABLE_IO === '1';
@@ -131,7 +201,14 @@ export class NbdServer {
     return this.pool.list().map((v) => v.name).filter((n): n is string => n !== undefined);
   }
 
-  private resolve(name: string): OpenExport | null {
+  /** May this PSK identity use this export (tls.allow)? */
+  private allowed(name: string, identity: string | null): boolean {
+    const allow = this.opts.tls?.allow;
+    if (identity === null || !allow || !allow.has(identity)) return true;
+    return allow.get(identity)!.includes(name);
+  }
+
+  private resolve(name: string, identity: string | null): OpenExport | null {
     if (this.pool.isClosed) return null;
     let target = name;
     if (name === '') {
@@ -143,6 +220,7 @@ export class NbdServer {
       }
     } else if (this.opts.exports && !this.opts.exports.includes(name)) return null;
     if (!this.pool.has(target)) return null;
+    if (!this.allowed(target, identity)) return null;
     const vol = this.pool.volume(target);
     return new OpenExport(this.pool, vol.name ?? target, vol, this.opts.readOnly === true);
   }
@@ -150,6 +228,12 @@ export class NbdServer {
   /** Listen on a TCP port (default 127.0.0.1:10809; port 0 picks one) or a Unix socket path. */
   listen(opts: NbdListenOptions = {}): Promise<NbdAddress> {
     if (this.closing) return Promise.reject(new Error('server is closed'));
+    if (!('path' in opts)) {
+      const host = opts.host ?? '127.0.0.1';
+      if (!isLoopback(host) && this.opts.tls?.mode !== 'require' && this.opts.insecure !== true) {
+        return Promise.reject(new ThinpoolError('EINVAL', `refusing to serve on ${host}, which is not a loopback address, without TLS required: anyone who reaches it could read and write every export (require TLS, or say insecure to accept that)`));
+      }
+    }
     const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.listeners.push(srv);
     return new Promise((resolve, reject) => {
@@ -167,7 +251,31 @@ export class NbdServer {
       if ('path' in opts) {
         // A stale socket file from a killed server would make listen fail with EADDRINUSE.
         if (existsSync(opts.path) && lstatSync(opts.path).isSocket()) unlinkSync(opts.path);
-        srv.listen(opts.path, done);
+        const mode = this.opts.socketMode ?? 0o600;
+        const path = opts.path;
+        const listened = () => {
+          try {
+            chmodSync(path, mode);
+          } catch (e) {
+            srv.close();
+            reject(e);
+            return;
+          }
+          done();
+        };
+        // The socket is bound inside listen(): a umask makes it private from its first moment (chmod then sets
+        // the mode asked for). Worker threads cannot change the umask; there chmod alone does it.
+        let old: number | null = null;
+        try {
+          old = process.umask(0o177);
+        } catch {
+          old = null;
+        }
+        try {
+          srv.listen(path, listened);
+        } finally {
+          if (old !== null) process.umask(old);
+        }
       } else {
         srv.listen(opts.port ?? 10809, opts.host ?? '127.0.0.1', done);
       }
@@ -176,6 +284,14 @@ export class NbdServer {
 
   private accept(sock: net.Socket): void {
     if (this.closing) {
+      sock.destroy();
+      return;
+    }
+    if (this.conns.size >= (this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+      this.refusedCount++;
+      if (this.refusedCount === 1 || this.refusedCount % 1000 === 0) {
+        this.opts.log?.(`nbd: ${this.conns.size} connections open (the most allowed): closing new ones (${this.refusedCount} so far)`);
+      }
       sock.destroy();
       return;
     }

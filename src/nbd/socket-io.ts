@@ -11,7 +11,8 @@
  *   null buf, into scratch space that is thrown away), counting `got`. The owner clears `payload` when complete.
  * - Replies are `push`ed and sent by `flush` (after every batch of input, in one write when possible). Pooled
  *   buffers given with a reply are handed back to the pool once the socket has taken it.
- * - Input is paused while more than OUTPUT_HIGH reply bytes wait in the socket and resumed on 'drain'.
+ * - Input is paused while more than `maxQueuedBytes` (OUTPUT_HIGH) reply bytes wait in the socket and resumed on
+ *   'drain'. Since the check runs after each request, a connection holds at most that bound plus one reply.
  * - `ending`: execute what is buffered, then end (DISC, server shutdown); `closed`: nothing more is parsed or sent.
  *
  * Three ways in and out, chosen per socket (docs/nbd.md, "Where the time goes"):
@@ -50,9 +51,11 @@ export interface SocketIOOptions {
   portable: boolean;
   /** Busy-poll window after answering, in microseconds (0: off). */
   busyPollMicros: number;
+  /** Pause input while more than this many reply bytes wait to be sent (default OUTPUT_HIGH). */
+  maxQueuedBytes?: number;
 }
 
-/** Pause input while more than this many reply bytes wait in the socket. */
+/** By default, pause input while more than this many reply bytes wait in the socket. */
 export const OUTPUT_HIGH = 16 * 1024 * 1024;
 /** Replies of one batch totalling at most this are copied into one buffer and sent with one write (stream path). */
 const GATHER_BYTES = 128 * 1024;
@@ -125,7 +128,10 @@ export class SocketIO {
   private userBuffer = false;
   /** Inside poll(): reads found there must not start another poll. */
   private polling = false;
+  /** Handed over to another reader (detach): the user-buffer hook must stop reading. */
+  private detached = false;
   private readonly pollNs: bigint;
+  private readonly outputHigh: number;
   private out: Buffer[] = [];
   private outBytes = 0;
   /** Pooled buffers behind some of `out` (handed back once written). */
@@ -137,6 +143,7 @@ export class SocketIO {
     socket.setNoDelay(NO_DELAY);
     this.input = Buffer.allocUnsafeSlow(INPUT_BYTES);
     this.pollNs = BigInt(Math.round(opts.busyPollMicros * 1000));
+    this.outputHigh = opts.maxQueuedBytes ?? OUTPUT_HIGH;
     const keys = opts.portable ? null : userBufferKeys;
     const handle = socketHandle(socket);
     if (keys && handle && typeof handle.useUserBuffer === 'function' && typeof handle.readStart === 'function') {
@@ -150,13 +157,44 @@ export class SocketIO {
       handle.useUserBuffer(this.input);
       this.userBuffer = true;
     } else {
-      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.on('data', this.listeners.data);
     }
     if (!opts.portable && handle && typeof handle.fd === 'number' && handle.fd >= 0) this.fd = handle.fd;
     socket.on('error', () => { /* EPIPE / ECONNRESET: the 'close' event follows */ });
-    socket.on('end', () => this.onEnd());
-    socket.on('close', () => this.onClose());
-    socket.on('drain', () => this.onDrain());
+    socket.on('end', this.listeners.end);
+    socket.on('close', this.listeners.close);
+    socket.on('drain', this.listeners.drain);
+  }
+
+  private readonly listeners = {
+    data: (chunk: Buffer) => this.onData(chunk),
+    end: () => this.onEnd(),
+    close: () => this.onClose(),
+    drain: () => this.onDrain(),
+  };
+
+  /**
+   * Let go of the socket without closing it (STARTTLS: another reader takes it over). Call after flush(), with
+   * no unparsed input left; input stops at once (no further read lands in our buffers), nothing more is sent,
+   * and the owner's closed() is not called for this socket any more.
+   */
+  detach(): void {
+    this.closed = true;
+    this.detached = true;
+    this.fd = -1;
+    this.payload = null;
+    this.out = [];
+    const s = this.socket;
+    s.off('data', this.listeners.data);
+    s.off('end', this.listeners.end);
+    s.off('close', this.listeners.close);
+    s.off('drain', this.listeners.drain);
+    if (!this.userBuffer) s.pause();
+  }
+
+  /** Reply bytes this connection holds that the client has not taken yet (queued here and in the socket). */
+  get queuedBytes(): number {
+    return this.closed ? 0 : this.socket.writableLength + this.outBytes;
   }
 
   avail(): number {
@@ -245,7 +283,7 @@ export class SocketIO {
   private onRead(n: number): boolean {
     this.received(n);
     if (this.pollNs > 0n && !this.polling) this.poll();
-    return !this.blocked;
+    return !this.blocked && !this.detached;
   }
 
   private received(n: number): void {
@@ -352,7 +390,7 @@ export class SocketIO {
     try {
       while (!this.closed && !this.blocked) {
         if (!this.owner.step()) break;
-        if (this.socket.writableLength + this.outBytes > OUTPUT_HIGH) {
+        if (this.socket.writableLength + this.outBytes > this.outputHigh) {
           this.flush();
           // Block only while the socket holds a backlog it will report draining: what flush() handed to the
           // kernel directly is gone, and a 'drain' that never comes would stall this connection for good.

@@ -1,25 +1,70 @@
 // A small raw NBD client for protocol, robustness and fuzz tests: exact control over every byte sent.
 import net from 'node:net';
+import tls from 'node:tls';
+
+/** Client credentials for STARTTLS: a PSK identity and key, or the CA that signed the server's certificate. */
+export type ClientTls = { identity: string; key: Buffer } | { ca: Buffer };
 
 export const OPT_MAGIC = 0x49484156454f5054n;
 
 export class RawClient {
-  readonly sock: net.Socket;
+  /** The socket: the plain one, or the TLSSocket after startTls. */
+  sock: net.Socket;
+  /** The plain TCP socket underneath. */
+  readonly plain: net.Socket;
   private buf: Buffer = Buffer.alloc(0);
   private waiter: (() => void) | null = null;
   ended = false;
+  private readonly onData = (d: Buffer) => {
+    this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
+    this.wake();
+  };
+  private readonly onClose = () => {
+    this.ended = true;
+    this.wake();
+  };
 
   private constructor(sock: net.Socket) {
     this.sock = sock;
-    sock.on('data', (d: Buffer) => {
-      this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
-      this.wake();
-    });
-    sock.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
+    this.plain = sock;
+    this.attach(sock);
+  }
+
+  private attach(sock: net.Socket): void {
+    sock.on('data', this.onData);
+    sock.on('close', this.onClose);
     sock.on('error', () => { /* closed */ });
+  }
+
+  /**
+   * Send STARTTLS and, on ACK, run the TLS handshake on this connection. Resolves null on success, else what
+   * went wrong: the option reply type (a number) or the TLS error message.
+   */
+  async startTls(creds: ClientTls): Promise<number | string | null> {
+    this.sendOption(5);
+    const r = await this.optionReplies();
+    if (!r) return 'closed';
+    if (r[r.length - 1].type !== 1) return r[r.length - 1].type;
+    if (this.buf.length > 0) throw new Error('bytes after the ACK to STARTTLS');
+    this.sock.off('data', this.onData);
+    this.sock.off('close', this.onClose);
+    const opts: tls.ConnectionOptions = { socket: this.sock, minVersion: 'TLSv1.2' };
+    if ('identity' in creds) {
+      opts.ciphers = 'ECDHE-PSK:DHE-PSK:PSK:!kRSAPSK';
+      opts.pskCallback = () => ({ identity: creds.identity, psk: creds.key });
+      opts.checkServerIdentity = () => undefined;
+    } else {
+      opts.ca = creds.ca;
+      opts.servername = 'localhost';
+    }
+    const t = tls.connect(opts);
+    this.sock = t;
+    this.attach(t);
+    return new Promise((resolve) => {
+      t.once('secureConnect', () => resolve(null));
+      t.once('error', (e) => resolve(e.message));
+      t.once('close', () => resolve('closed'));
+    });
   }
 
   private wake(): void {
@@ -78,6 +123,7 @@ export class RawClient {
 
   close(): void {
     this.sock.destroy();
+    this.plain.destroy();
   }
 
   // ---- handshake helpers ----
@@ -149,8 +195,12 @@ export class RawClient {
   }
 
   /** STRUCTURED_REPLY (optional), SET_META_CONTEXT base:allocation (optional), GO. Returns size and flags. */
-  async negotiate(name = '', opts: { structured?: boolean; meta?: boolean } = {}): Promise<{ size: number; flags: number }> {
+  async negotiate(name = '', opts: { structured?: boolean; meta?: boolean; tls?: ClientTls } = {}): Promise<{ size: number; flags: number }> {
     await this.greeting();
+    if (opts.tls) {
+      const t = await this.startTls(opts.tls);
+      if (t !== null) throw new Error(`STARTTLS failed: ${String(t)}`);
+    }
     if (opts.structured !== false) {
       this.sendOption(8);
       const r = await this.optionReplies();
