@@ -3,10 +3,18 @@
 // commits) on a tiny pool over CrashDevices, cut at every I/O call (device reads, writes, flushes, and the
 // catalog's stage / publish), crashed with a seeded rng (random subset of unflushed writes kept, last one torn
 // per 512-byte sector), reopened and checked against the model. Strict: no tolerance for any known bug.
+// A cut in a commit phase is crashed COMMIT_CRASHES times, with different subsets of the unflushed writes: the
+// seeded random one, none kept, all kept, and further random ones.
+// Counting: the cuts made while the pool opens (the workload's first reads) are reported apart; the target
+// (10,000 here, 100,000 in soak) counts only cuts inside operations and commits.
 //
 // Env: THINPOOL_SOAK=1 for the soak setting (>= 100,000 cut points); THINPOOL_CRASH_SEED=<n> to change the base
 // seed; THINPOOL_CRASH_ONLY=<workloadSeed>:<cut> to replay one case (see the failure message);
-// THINPOOL_CRASH_SECONDS=<s> stops after s seconds (for measuring rates; the count check is then skipped).
+// THINPOOL_CRASH_SECONDS=<s> stops after s seconds (for measuring rates; the count check is then skipped);
+// THINPOOL_FIGURES_DIR=<dir> writes the run's counts to <dir>/crash-points.json (docs/figures, rendered into
+// docs/crash-safety.md by scripts/render-figures.mjs).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
@@ -34,6 +42,8 @@ const REUSE_EVERY = 7;
 const ENGINE_EVERY = Number(process.env.THINPOOL_CRASH_ENGINE_EVERY ?? 8);
 /** Time cap in seconds (measuring throughput): stop after the workload in progress when reached. */
 const SECONDS = process.env.THINPOOL_CRASH_SECONDS === undefined ? undefined : Number(process.env.THINPOOL_CRASH_SECONDS);
+/** Crashes per commit-phase cut, each keeping a different subset of the unflushed writes. */
+const COMMIT_CRASHES = 3;
 /** Every Nth workload runs on the auto-extend template (8 data blocks growing by half at 60 % use). */
 const AUTO_EXTEND_EVERY = 4;
 
@@ -272,7 +282,7 @@ class Replayer {
    * kept one, if a write, torn per 512-byte sector with probability 1/2). Checked against a real CrashClock on
    * the engine-run sample.
    */
-  at(k: number, rng: () => number): { meta: MemoryDevice; data: MemoryDevice; catalog: MemoryCatalogStore } {
+  at(k: number, rng: () => number, keep: Keep = 'random'): { meta: MemoryDevice; data: MemoryDevice; catalog: MemoryCatalogStore; unflushed: number } {
     if (k < this.next) throw new Error('Replayer only moves forward');
     for (; this.next <= k; this.next++) {
       // Updates that are not I/O calls and came before call `next`.
@@ -294,12 +304,24 @@ class Replayer {
         this.pending[dev] = [];
       }
     }
-    return { meta: crashImage(this.durable.meta, this.pending.meta, rng), data: crashImage(this.durable.data, this.pending.data, rng), catalog: this.catalog.clone() };
+    return {
+      meta: crashImage(this.durable.meta, this.pending.meta, rng, keep),
+      data: crashImage(this.durable.data, this.pending.data, rng, keep),
+      catalog: this.catalog.clone(),
+      unflushed: this.pending.meta.length + this.pending.data.length,
+    };
   }
 }
 
-function crashImage(durable: MemoryDevice, log: IoEvent[], rng: () => number): MemoryDevice {
+/** Which unflushed updates a crash keeps: a random subset (last one maybe torn), none, or all of them whole. */
+type Keep = 'random' | 'none' | 'all';
+
+function crashImage(durable: MemoryDevice, log: IoEvent[], rng: () => number, keep: Keep = 'random'): MemoryDevice {
   const image = durable.snapshot();
+  if (keep !== 'random') {
+    if (keep === 'all') for (const u of log) applyUpdate(image, u);
+    return image;
+  }
   const kept = log.filter(() => rng() < 0.5);
   const last = kept.pop();
   for (const u of kept) applyUpdate(image, u);
@@ -344,17 +366,25 @@ function sameBytes(a: BlockDevice, b: BlockDevice): boolean {
  * re-runs with clock.armAt(k)): it must surface a ThinpoolError and leave the same images as the replay.
  * Throws with a reproducible description on failure.
  */
-async function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: { external: boolean; reuse: boolean; engine: boolean }): Promise<CutResult> {
+async function cut(
+  tpl: Template, w: Workload, rep: Replayer, k: number,
+  opts: { external: boolean; reuse: boolean; engine: boolean; variant?: number },
+): Promise<CutResult & { unflushed: number }> {
   const phase = w.phase[k]!;
   const stoppedAt = w.log[k]!.op;
+  // Variant 0: the seeded random subset (the one a real CrashClock makes); 1: nothing unflushed survives;
+  // 2: every unflushed update survives whole; 3 and up: other random subsets.
+  const variant = opts.variant ?? 0;
+  const keep: Keep = variant === 1 ? 'none' : variant === 2 ? 'all' : 'random';
   const where = `workload seed ${w.seed}, cut at I/O call ${k} (${phase}) inside op #${stoppedAt}` +
-    ` ${stoppedAt >= 0 ? describeOp(w.t.ops[stoppedAt]!) : '(open)'}; replay: THINPOOL_CRASH_ONLY=${w.seed}:${k}` +
+    ` ${stoppedAt >= 0 ? describeOp(w.t.ops[stoppedAt]!) : '(open)'}, crash variant ${variant} (${keep} of the unflushed writes kept);` +
+    ` replay: THINPOOL_CRASH_ONLY=${w.seed}:${k}${variant ? `:${variant}` : ''}` +
     `\nops: ${w.t.ops.map(describeOp).join('\n     ')}`;
-  const crashRng = () => mulberry32(w.seed * 7919 + k);
-  const r = rep.at(k, crashRng());
+  const crashRng = () => mulberry32(w.seed * 7919 + k + (variant > 2 ? variant * 1_000_003 : 0));
+  const r = rep.at(k, crashRng(), keep);
   const storage: PoolStorage = { metadata: r.meta, data: r.data, catalog: r.catalog };
   let code = 'EIO';
-  if (opts.engine) {
+  if (opts.engine && variant === 0) {
     const real = await run(tpl, w.t, k);
     if (!isThinpoolError(real.error)) throw new Error(`${where}: the cut surfaced as ${String(real.error)}, not a ThinpoolError`);
     if (real.stoppedAt !== stoppedAt) throw new Error(`${where}: the engine stopped in op ${real.stoppedAt}, the dry run says ${stoppedAt}`);
@@ -416,7 +446,7 @@ async function cut(tpl: Template, w: Workload, rep: Replayer, k: number, opts: {
     const again = checkMetadata(pool.metadata);
     if (!again.ok) throw new Error(`${where}: checker after a post-crash commit: ${JSON.stringify(again.errors.slice(0, 5))}`);
   }
-  return { phase, code, landed };
+  return { phase, code, landed, unflushed: r.unflushed };
 }
 
 test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async () => {
@@ -429,13 +459,21 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async (
   };
   const tplOf = (w: Workload) => (w.autoExtend ? tpls.autoExtend : tpls.plain);
   if (ONLY) {
-    const [s, k] = ONLY.split(':').map(Number);
+    const [s, k, variant] = ONLY.split(':').map(Number);
     const w = await workload(s!, tpls);
-    console.log(`replaying workload ${s} cut ${k} (${w.phase[k!]})`);
-    await cut(tplOf(w), w, new Replayer(tplOf(w), w.log, w.quiet), k!, { external: true, reuse: true, engine: true });
+    console.log(`replaying workload ${s} cut ${k} (${w.phase[k!]}) crash variant ${variant ?? 0}`);
+    await cut(tplOf(w), w, new Replayer(tplOf(w), w.log, w.quiet), k!, { external: true, reuse: true, engine: true, variant: variant ?? 0 });
     return;
   }
+  /** Cuts inside operations and commits (the target counts these). */
   let cuts = 0;
+  /** Cuts while the pool opens (reported apart). */
+  let openCuts = 0;
+  /** Commit-phase cuts, and the crashes made of them (COMMIT_CRASHES each). */
+  let commitCuts = 0;
+  let commitCrashes = 0;
+  /** Commit-phase cuts with unflushed writes, where keeping none and keeping all are different crashes. */
+  let commitCutsWithUnflushed = 0;
   let workloads = 0;
   let external = 0;
   let landedNew = 0;
@@ -458,10 +496,12 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async (
     const tpl = tplOf(w);
     const rep = new Replayer(tpl, w.log, w.quiet);
     for (let k = 0; k < w.phase.length; k++) {
-      const ext = cuts % EXTERNAL_EVERY === 0;
-      const engine = cuts % ENGINE_EVERY === 0;
-      const res = await cut(tpl, w, rep, k, { external: ext, reuse: cuts % REUSE_EVERY === 0, engine });
-      cuts++;
+      const all = cuts + openCuts;
+      const ext = all % EXTERNAL_EVERY === 0;
+      const engine = all % ENGINE_EVERY === 0;
+      const res = await cut(tpl, w, rep, k, { external: ext, reuse: all % REUSE_EVERY === 0, engine });
+      if (res.phase.startsWith('open:')) openCuts++;
+      else cuts++;
       if (engine) engineCuts++;
       if (ext) external++;
       byPhase.set(res.phase, (byPhase.get(res.phase) ?? 0) + 1);
@@ -469,6 +509,15 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async (
       if (res.phase.includes('commit:')) {
         if (res.landed === 'new') landedNew++;
         else landedOld++;
+        commitCuts++;
+        commitCrashes++;
+        if (res.unflushed > 0) commitCutsWithUnflushed++;
+        for (let variant = 1; variant < COMMIT_CRASHES; variant++) {
+          const more = await cut(tpl, w, rep, k, { external: false, reuse: false, engine: false, variant });
+          commitCrashes++;
+          if (more.landed === 'new') landedNew++;
+          else landedOld++;
+        }
       }
     }
   }
@@ -479,9 +528,11 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async (
   const otherPhases = [...byPhase].filter(([p]) => !p.includes('commit:')).sort((a, b) => b[1] - a[1]);
   const rate = (cuts / Number(secs)).toFixed(0);
   console.log(
-    `crash points: ${cuts} cut points over ${workloads} workloads, 0 failures, ${secs}s (${rate} cut points/s)` +
+    `crash points: ${cuts} cut points inside operations and commits (plus ${openCuts} while opening) over ${workloads} workloads,` +
+    ` 0 failures, ${secs}s (${rate} cut points/s); ${commitCuts} commit-phase cuts crashed ${COMMIT_CRASHES} ways each` +
+    ` (${commitCrashes} crashes; ${commitCutsWithUnflushed} of those cuts had unflushed writes)` +
     ` (engine re-run and cut with armAt on ${engineCuts}, the others replayed from the dry run's I/O log;` +
-    ` external tools on ${external}; cuts inside a commit landed on the new state ${landedNew}, old ${landedOld})` +
+    ` external tools on ${external}; crashes inside a commit landed on the new state ${landedNew}, old ${landedOld})` +
     `\n  commit phases: ${commitPhases.map(([p, c]) => `${p.slice(7)} ${c}`).join(', ')}` +
     `\n  commits inside other ops: ${[...innerCommits].sort().map(([p, c]) => `${p} ${c}`).join(', ')}` +
     `\n  other phases: ${otherPhases.map(([p, c]) => `${p} ${c}`).join(', ')}` +
@@ -496,4 +547,19 @@ test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async (
     expect(innerCommits.get(p) ?? 0, `cuts inside the commit of ${p}`).toBeGreaterThan(0);
   }
   if (SECONDS === undefined) expect(cuts).toBeGreaterThanOrEqual(TARGET_CUTS);
-}, SOAK ? 3_600_000 : 240_000);
+  expect(commitCrashes).toBe(commitCuts * COMMIT_CRASHES);
+  expect(commitCutsWithUnflushed, 'commit-phase cuts where the subsets of unflushed writes differ').toBeGreaterThan(commitCuts / 2);
+  const figuresDir = process.env.THINPOOL_FIGURES_DIR;
+  if (figuresDir !== undefined) {
+    mkdirSync(figuresDir, { recursive: true });
+    const sorted = (m: Map<string, number>) => Object.fromEntries([...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+    writeFileSync(join(figuresDir, 'crash-points.json'), `${JSON.stringify({
+      suite: 'crash points', soak: SOAK, seed: BASE_SEED, target: TARGET_CUTS, workloads, autoExtendWorkloads: aeWorkloads,
+      cutsInOperations: cuts, cutsAtOpen: openCuts, commitCuts, commitCrashesPerCut: COMMIT_CRASHES, commitCrashes,
+      commitCutsWithUnflushed, landedNew, landedOld, engineReruns: engineCuts, externalChecks: external, failures: 0,
+      commitPhases: Object.fromEntries(commitPhases.map(([p, c]) => [p.slice(7), c])),
+      commitsInsideOps: Object.fromEntries([...innerCommits].sort()),
+      otherPhases: sorted(new Map(otherPhases)), ops: sorted(byOp), errorCodes: sorted(byCode),
+    }, null, 2)}\n`);
+  }
+}, SOAK ? 3_600_000 : 900_000);

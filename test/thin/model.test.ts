@@ -41,7 +41,7 @@ test('random operation sequences match the model, bytes and space, after every s
       pool.commitSync();
       verifyMetadataDevice(storage.metadata);
     }),
-    { numRuns: 25 },
+    { numRuns: Number(process.env.THINPOOL_MODEL_RUNS ?? 25) }, // fewer under mutation testing (vitest.mutate.config.ts)
   );
 }, 300_000); // 25 runs, each ending in the external checkers
 

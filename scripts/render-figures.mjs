@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// Renders the figures quoted in the docs from checked-in JSON, so that no count in the docs is typed by hand.
+//
+//   node scripts/render-figures.mjs            rewrite the generated sections of the docs from docs/figures/*.json
+//   node scripts/render-figures.mjs --check    exit 1 (naming the sections) when a doc differs from what the JSON makes
+//   node scripts/render-figures.mjs --mutation reports/mutation/a.json [b.json ...]
+//                                              merge Stryker JSON reports into docs/figures/mutation.json (per file:
+//                                              killed, timed out, survived, no coverage; every survivor), then render
+//
+// Sources: docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
+// THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
+// test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
+// `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json.
+// A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
+// doc is left alone. test/docs/figures.test.ts runs --check.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const figures = join(root, 'docs/figures');
+const readJson = (name) => JSON.parse(readFileSync(join(figures, name), 'utf8'));
+const n = (x) => x.toLocaleString('en-US');
+const pct = (a, b) => (b === 0 ? '-' : `${((100 * a) / b).toFixed(1)} %`);
+const list = (o) => Object.entries(o).map(([k, v]) => `${k} ${n(v)}`).join(', ');
+
+function crashPoints(f) {
+  return [
+    `Seed ${f.seed}, target ${n(f.target)} cuts inside operations and commits${f.soak ? ' (soak)' : ''}.`,
+    '',
+    '| what | count |',
+    '|---|---|',
+    `| cut points inside operations and commits (the target counts these) | **${n(f.cutsInOperations)}** |`,
+    `| cut points while the pool opens (reported apart) | ${n(f.cutsAtOpen)} |`,
+    `| workloads (on the auto-extend pool) | ${n(f.workloads)} (${n(f.autoExtendWorkloads)}) |`,
+    `| commit-phase cuts, each crashed ${f.commitCrashesPerCut} ways (seeded random subset, none, all of the unflushed writes) | ${n(f.commitCuts)} cuts, ${n(f.commitCrashes)} crashes |`,
+    `| commit-phase cuts with unflushed writes (where the subsets differ) | ${n(f.commitCutsWithUnflushed)} |`,
+    `| crashes inside a commit that landed on the new state / the old | ${n(f.landedNew)} / ${n(f.landedOld)} |`,
+    `| engine re-runs cut with \`armAt\` / external-tool checks | ${n(f.engineReruns)} / ${n(f.externalChecks)} |`,
+    `| failures | ${n(f.failures)} (nothing tolerated) |`,
+    `| commit phases | ${list(f.commitPhases)} |`,
+    `| commits inside other ops | ${list(f.commitsInsideOps)} |`,
+    `| other phases | ${list(f.otherPhases)} |`,
+    `| ops in the workloads | ${list(f.ops)} |`,
+    `| errors surfaced by the cut op | ${list(f.errorCodes)} |`,
+  ].join('\n');
+}
+
+const CLASS_NAMES = {
+  live: 'live, checksum not recomputed',
+  'live-resealed': 'live, checksum recomputed',
+  stale: 'stale',
+  'stale-resealed': 'stale, checksum recomputed',
+  truncated: 'truncated past the last live block',
+  unchanged: 'unchanged bytes',
+};
+const CLASS_RULE = {
+  live: 'checker 100 % and pool refuses 100 % (asserted)',
+  'live-resealed': 'checker rate >= floor (asserted)',
+  stale: 'checker and pool find nothing (asserted)',
+  'stale-resealed': 'checker and pool find nothing (asserted)',
+  truncated: 'reported only',
+  unchanged: 'reported only',
+};
+
+function metadataFuzz(f) {
+  const c = f.classes;
+  const lr = c['live-resealed'];
+  return [
+    `Seed ${f.seed}, ${n(f.mutants)} mutants (${n(f.resealed)} with checksums recomputed)${f.soak ? ' (soak)' : ''}; ` +
+      `${f.crashes} crashes, ${f.hangs} hangs (bound ${n(f.hangBoundMs)} ms, the child is killed past it), ${f.unnamedErrors} errors not naming structure and block. ` +
+      `Floor for live mutants with checksums recomputed: ${(100 * f.liveResealedFloor).toFixed(0)} % (measured here: ${pct(lr.detected, lr.mutants)}).`,
+    '',
+    '| class | mutants | checker reported | pool opened | pool refused | rule |',
+    '|---|---|---|---|---|---|',
+    ...Object.entries(CLASS_NAMES).map(([k, name]) =>
+      `| ${name} | ${n(c[k].mutants)} | ${n(c[k].detected)} (${pct(c[k].detected, c[k].mutants)}) | ${n(c[k].poolTried)} | ${n(c[k].poolRefused)} | ${CLASS_RULE[k]} |`),
+    '',
+    `Mutation kinds: ${list(f.kinds)}. Error codes: ${list(f.codes)}.`,
+  ].join('\n');
+}
+
+/** Merge Stryker reports (later reports win for a file measured twice) into the compact form. */
+function mergeMutation(paths) {
+  const out = { files: {} };
+  for (const p of paths) {
+    const r = JSON.parse(readFileSync(p, 'utf8'));
+    for (const [file, f] of Object.entries(r.files)) {
+      const lines = f.source.split('\n');
+      const e = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, errors: 0, survivors: [] };
+      for (const m of f.mutants) {
+        if (m.status === 'Killed') e.killed++;
+        else if (m.status === 'Timeout') e.timeout++;
+        else if (m.status === 'Survived' || m.status === 'NoCoverage') {
+          if (m.status === 'Survived') e.survived++;
+          else e.noCoverage++;
+          const { start, end } = m.location;
+          const original = start.line === end.line ? lines[start.line - 1].slice(start.column - 1, end.column - 1) : `${lines[start.line - 1].slice(start.column - 1)} ...`;
+          e.survivors.push({ at: `${start.line}:${start.column}`, mutator: m.mutatorName, status: m.status, original: original.trim().slice(0, 80), replacement: m.replacement.trim().slice(0, 80) });
+        } else e.errors++;
+      }
+      e.survivors.sort((a, b) => Number(a.at.split(':')[0]) - Number(b.at.split(':')[0]) || Number(a.at.split(':')[1]) - Number(b.at.split(':')[1]));
+      out.files[file] = e;
+    }
+  }
+  out.files = Object.fromEntries(Object.entries(out.files).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return out;
+}
+
+function mutation(f) {
+  const eqPath = join(figures, 'mutation-equivalent.json');
+  const equivalent = existsSync(eqPath) ? JSON.parse(readFileSync(eqPath, 'utf8')) : {};
+  const score = (e) => pct(e.killed + e.timeout, e.killed + e.timeout + e.survived + e.noCoverage);
+  const rows = Object.entries(f.files).map(([file, e]) => {
+    const eq = e.survivors.filter((s) => equivalent[`${file}:${s.at} ${s.mutator}`] !== undefined).length;
+    const total = e.killed + e.timeout + e.survived + e.noCoverage;
+    return `| ${file} | ${n(total)} | ${n(e.killed)} | ${n(e.timeout)} | ${n(e.survived)} | ${n(e.noCoverage)} | **${score(e)}** | ${n(eq)} | ${pct(e.killed + e.timeout + eq, total)} |`;
+  });
+  const sum = Object.values(f.files).reduce((a, e) => ({ killed: a.killed + e.killed, timeout: a.timeout + e.timeout, survived: a.survived + e.survived, noCoverage: a.noCoverage + e.noCoverage }), { killed: 0, timeout: 0, survived: 0, noCoverage: 0 });
+  const survivors = [];
+  for (const [file, e] of Object.entries(f.files)) {
+    for (const s of e.survivors) {
+      const why = equivalent[`${file}:${s.at} ${s.mutator}`];
+      survivors.push(`| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed yet' : `equivalent: ${why}`} |`);
+    }
+  }
+  return [
+    '| file | mutants | killed | timed out | survived | no coverage | score | judged equivalent | score without them |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    `| all measured | ${n(sum.killed + sum.timeout + sum.survived + sum.noCoverage)} | ${n(sum.killed)} | ${n(sum.timeout)} | ${n(sum.survived)} | ${n(sum.noCoverage)} | **${score(sum)}** | | |`,
+    '',
+    'Survivors (and mutants no fast test reaches):',
+    '',
+    '| where | mutator | change | verdict |',
+    '|---|---|---|---|',
+    ...survivors,
+  ].join('\n');
+}
+
+const SECTIONS = [
+  { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
+  { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
+  { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
+];
+
+/** The docs as the JSON makes them: Map of doc path -> [current text, rendered text, names of the sections]. */
+export function renderDocs() {
+  const docs = new Map();
+  for (const s of SECTIONS) {
+    const path = join(root, s.doc);
+    if (!docs.has(path)) docs.set(path, { before: readFileSync(path, 'utf8'), names: [] });
+    const d = docs.get(path);
+    d.after ??= d.before;
+    const open = `<!-- figures:${s.name} -->`;
+    const close = `<!-- /figures:${s.name} -->`;
+    const i = d.after.indexOf(open);
+    const j = d.after.indexOf(close);
+    if (i < 0 || j < i) throw new Error(`${s.doc}: no section ${open} ... ${close}`);
+    d.after = `${d.after.slice(0, i + open.length)}\n${s.render(readJson(s.json))}\n${d.after.slice(j)}`;
+    d.names.push(s.name);
+  }
+  return docs;
+}
+
+const args = process.argv.slice(2);
+if (args[0] === '--mutation') {
+  writeFileSync(join(figures, 'mutation.json'), `${JSON.stringify(mergeMutation(args.slice(1)), null, 2)}\n`);
+}
+const docs = renderDocs();
+if (args[0] === '--check') {
+  const stale = [...docs].filter(([, d]) => d.before !== d.after);
+  for (const [path, d] of stale) console.error(`${path.slice(root.length + 1)}: the figures (${d.names.join(', ')}) differ from what docs/figures/*.json makes; run node scripts/render-figures.mjs`);
+  process.exit(stale.length === 0 ? 0 : 1);
+}
+for (const [path, d] of docs) if (d.before !== d.after) writeFileSync(path, d.after);

@@ -1,0 +1,20 @@
+// The fast engine suites, for mutation testing (stryker.config.mjs; `npm run mutate`): the tests that drive
+// the pool, the metadata, the persistent-data layer and the checker in memory or on small files, without the
+// long soak-style suites (cache pressure, crash points, fuzzing) that would multiply the run time per mutant.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: [
+      'test/pd/*.test.ts',
+      'test/thin/pool.test.ts',
+      'test/thin/check.test.ts',
+      'test/thin/model.test.ts',
+      'test/fuzz/fuzz-regressions.test.ts',
+      'test/crash/regressions.test.ts',
+    ],
+    env: { THINPOOL_MODEL_RUNS: '6' },
+    testTimeout: 120000,
+    hookTimeout: 120000,
+  },
+});
