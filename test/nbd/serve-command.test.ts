@@ -1,5 +1,6 @@
 // `thinpool serve` as a function: startup errors, the default export, read-only, shutdown commits and closes.
 import { randomBytes } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -116,5 +117,66 @@ describe('serveCommand', () => {
     expect(assembleRead((await c.reply())!, 0, 4096).equals(Buffer.alloc(4096))).toBe(true);
     s.stop();
     expect(await s.result).toBe(0);
+  });
+
+  test('TLS and safety flags: bad combinations are usage errors, non-loopback needs --tls require or --insecure', async () => {
+    const psk = join(tmp.dir, 'keys.psk');
+    const key = randomBytes(32);
+    writeFileSync(psk, `alice:${key.toString('hex')}\n`);
+    const cases: [Partial<ServeCommandOptions>, number, RegExp][] = [
+      [{ tls: 'maybe' }, 2, /bad --tls "maybe"/],
+      [{ tls: 'require' }, 2, /--tls require needs --tls-psk FILE/],
+      [{ tlsPsk: psk }, 2, /need --tls on or --tls require/],
+      [{ tls: 'on', tlsPsk: psk, tlsAllow: ['nocolon'] }, 2, /bad --tls-allow/],
+      [{ listen: '0.0.0.0:0' }, 2, /not a loopback address, without --tls require/],
+      [{ listen: '0.0.0.0:0', tls: 'on', tlsPsk: psk }, 2, /not a loopback address/],
+      [{ socketMode: '9z' }, 2, /bad --socket-mode/],
+      [{ maxConnections: '0' }, 2, /bad --max-connections/],
+      [{ handshakeTimeout: 'x' }, 2, /bad --handshake-timeout/],
+      [{ tls: 'require', tlsPsk: join(tmp.dir, 'none.psk') }, 1, /cannot read PSK file/],
+      [{ tls: 'require', tlsCertificates: join(tmp.dir, 'nodir') }, 1, /certificate directory .* does not exist/],
+      [{ tls: 'on', tlsPsk: psk, tlsAllow: ['bob:a'] }, 1, /identity "bob", which is not in the PSK file/],
+    ];
+    for (const [extra, code, msg] of cases) {
+      const r = start(extra);
+      expect(await r.result, JSON.stringify(extra)).toBe(code);
+      expect(r.err.text).toMatch(msg);
+    }
+    writeFileSync(join(tmp.dir, 'bad.psk'), 'alice:nothex\n');
+    const bad = start({ tls: 'on', tlsPsk: join(tmp.dir, 'bad.psk') });
+    expect(await bad.result).toBe(1);
+    expect(bad.err.text).toMatch(/line 1: expected IDENTITY:HEXKEY/);
+    ThinPool.openSync(dir).closeSync();
+
+    // --insecure serves a wildcard address in plain text; --tls require serves it over TLS only.
+    const ins = start({ listen: '0.0.0.0:0', insecure: true });
+    await ins.listening;
+    expect(ins.out.text).toMatch(/on nbd:\/\/0\.0\.0\.0:\d+/);
+    ins.stop();
+    expect(await ins.result).toBe(0);
+    const req = start({ listen: '0.0.0.0:0', tls: 'require', tlsPsk: psk, tlsAllow: ['alice:b'] });
+    await req.listening;
+    expect(req.out.text).toMatch(/TLS required on nbds:\/\/0\.0\.0\.0:\d+/);
+    const port = Number(/:(\d+)$/.exec(req.uri)![1]);
+    const c = await RawClient.connect({ port });
+    await c.greeting();
+    c.sendOption(3);
+    expect((await c.optionReplies())!.map((x) => x.type)).toEqual([0x80000005]);
+    expect(await c.startTls({ identity: 'alice', key })).toBeNull();
+    c.sendOption(7, RawClient.goData('a'));
+    expect((await c.optionReplies())!.pop()!.type).toBe(0x80000006);
+    c.sendOption(7, RawClient.goData('b'));
+    expect((await c.optionReplies())!.pop()!.type).toBe(1);
+    c.close();
+    req.stop();
+    expect(await req.result).toBe(0);
+
+    // The socket file is private by default; --socket-mode widens it.
+    const sock = join(tmp.dir, 'm.sock');
+    const m = start({ socket: sock, listen: undefined, socketMode: '660' });
+    await m.listening;
+    expect(statSync(sock).mode & 0o777).toBe(0o660);
+    m.stop();
+    expect(await m.result).toBe(0);
   });
 });
