@@ -19,6 +19,8 @@ export type { CliIO } from './io.js';
 export interface Ctx {
   io: CliIO;
   cwd: string;
+  /** --ceph-conf / --ceph-id, for pools addressed rados://CEPH_POOL/NAME. */
+  ceph?: { conf?: string; id?: string };
 }
 
 type Action = (ctx: Ctx, args: string[], opts: Record<string, unknown>) => Promise<number | void>;
@@ -35,6 +37,7 @@ const modules = {
   image: () => import('./commands/image.js'),
   container: () => import('./commands/container.js'),
   fs: () => import('./commands/fs.js'),
+  rados: () => import('./commands/rados.js'),
   bench: () => import('./commands/bench.js'),
   stream: () => import('./commands/stream.js'),
 } as const;
@@ -59,7 +62,9 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   const program = new Command('thinpool');
   const { io } = ctx;
   program
-    .description('Thin provisioning on plain files, byte-compatible with Linux dm-thin metadata.\nA POOL is a directory holding `metadata` (a dm-thin metadata device), `data` (sparse) and `catalog.json`.')
+    .description('Thin provisioning on plain files, byte-compatible with Linux dm-thin metadata.\nA POOL is a directory holding `metadata` (a dm-thin metadata device), `data` (sparse) and `catalog.json`,\nor rados://CEPH_POOL/NAME: the same as objects in a Ceph RADOS pool (cluster from --ceph-conf or CEPH_CONF).')
+    .option('--ceph-conf <FILE>', 'Ceph configuration for rados:// pools (default: CEPH_CONF, then /etc/ceph/ceph.conf)')
+    .option('--ceph-id <ID>', 'Ceph client id for rados:// pools, without "client." (default: admin)')
     .version(version(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .addHelpCommand('help [COMMAND]', 'show help for a command')
@@ -92,8 +97,9 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .argument('<POOL>', 'pool directory')
     .requiredOption('-s, --size <SIZE>', 'data capacity (the sparse data file\'s size)')
     .option('-b, --block-size <SIZE>', 'data block size: 64K to 1G, a multiple of 64K', '64K')
-    .option('-m, --metadata-size <SIZE>', 'metadata file size (default: 48 bytes per data block, at least 2M)'),
-  `Example:\n  thinpool init ./pool --size 10G --block-size 64K\n${SIZES}`);
+    .option('-m, --metadata-size <SIZE>', 'metadata file size (default: 48 bytes per data block, at least 2M)')
+    .option('--object-size <SIZE>', 'rados:// pools: bytes per RADOS data object, a power of two from 4K to 64M (default 4M)'),
+  `Examples:\n  thinpool init ./pool --size 10G --block-size 64K\n  thinpool init rados://rbd/pool1 --size 1T --ceph-conf /etc/ceph/ceph.conf\n${SIZES}`);
 
   def('create', 'volumes', 'create', (c) => c
     .description('create an empty thin volume NAME of virtual size SIZE')
@@ -251,6 +257,18 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .option('--json', 'print JSON'),
   'Example:\n  thinpool space ./pool --auto-extend on --auto-extend-max 100G');
 
+  def('ls-pools', 'rados', 'lsPools', (c) => c
+    .description('list the thin pools in a Ceph RADOS pool, with the holder of each one\'s write lock')
+    .argument('<CEPH_POOL>', 'rados://CEPH_POOL')
+    .option('--json', 'print JSON'),
+  'Example:\n  thinpool ls-pools rados://rbd --ceph-conf /etc/ceph/ceph.conf');
+
+  def('dump-metadata', 'rados', 'dumpMetadata', (c) => c
+    .description('copy the pool\'s metadata device into FILE (for thin_check, thin_dump, thinpool check)')
+    .argument('<POOL>', 'pool directory or rados://CEPH_POOL/NAME')
+    .argument('<FILE>', 'output file (must not exist)'),
+  'Reads the committed state without taking the write lock.\nExample:\n  thinpool dump-metadata rados://rbd/pool1 md.bin && thin_check md.bin');
+
   def('serve', 'serve', 'serve', (c) => c
     .description('serve volumes over NBD (fixed newstyle) until SIGINT/SIGTERM')
     .argument('<POOL>', 'pool directory')
@@ -290,7 +308,7 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   const sub = (group: string, name: string, mod: keyof typeof modules, fn: string, configure: (c: Command) => Command, help?: string): void => {
     let g = groups.get(group);
     if (!g) {
-      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount' }[group] ?? group).helpOption('-h, --help', 'show this help');
+      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount', lock: 'the write lock of a pool in Ceph RADOS (break)' }[group] ?? group).helpOption('-h, --help', 'show this help');
       groups.set(group, g);
     }
     const c = g.command(name);
@@ -325,8 +343,14 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   sub('fs', 'put', 'fs', 'put', (c) => V(c).description('write FILE (or standard input) to PATH (refused on committed layers)').argument('<PATH>', 'path inside the filesystem').argument('[FILE]', 'input file, or - for standard input').option('--mode <OCTAL>', 'file mode', '644'));
   sub('fs', 'rm', 'fs', 'rm', (c) => V(c).description('remove PATH (refused on committed layers); freed blocks go back to the pool').argument('<PATH>', 'path inside the filesystem').option('-r, --recursive', 'remove a directory and its contents'));
 
-  program.hook('preAction', (_p, action) => {
+  sub('lock', 'break', 'rados', 'lockBreak', (c) => c.description('fence the writer holding the pool\'s lock (blocklist its Ceph client), then remove the lock')
+    .argument('<POOL>', 'rados://CEPH_POOL/NAME').option('--json', 'print JSON'),
+  'For a writer that died or hangs: nothing it still sends lands. As `rbd lock remove`.\nExample:\n  thinpool lock break rados://rbd/pool1');
+
+  program.hook('preAction', (p, action) => {
     state.cmd = action.name();
+    const g = p.opts();
+    ctx.ceph = { conf: g.cephConf as string | undefined, id: g.cephId as string | undefined };
   });
   return program;
 }

@@ -16,14 +16,23 @@ import { ThinPool, type PoolStorage } from '../thin/pool.js';
 import { volumeNameProblem } from '../thin/names.js';
 import { FileDevice } from '../io/file-device.js';
 import { FileCatalogStore } from '../thin/catalog.js';
+import { isRadosAddress, type CephOptions } from '../thin/rados-pool.js';
 import { formatSize, parseSize } from '../sizes.js';
 import { isThinpoolError } from '../errors.js';
 import { CliError, UsageError, q } from './io.js';
 import { explainError } from './errors.js';
 import type { Ctx } from './main.js';
 
+/** A path relative to the command's cwd made absolute; rados://CEPH_POOL/NAME addresses are returned as they are. */
 export function resolvePath(ctx: Ctx, p: string): string {
+  if (isRadosAddress(p)) return p;
   return isAbsolute(p) ? p : resolve(ctx.cwd, p);
+}
+
+/** The Ceph cluster and client of rados:// pools (--ceph-conf, --ceph-id; librados reads CEPH_CONF itself). */
+export function cephOptions(ctx: Ctx): CephOptions {
+  const c = ctx.ceph ?? {};
+  return { ...(c.conf === undefined ? {} : { conf: resolvePath(ctx, c.conf) }), ...(c.id === undefined ? {} : { id: c.id }) };
 }
 
 export function sizeArg(text: unknown, option: string, opts: { allowZero?: boolean } = {}): number {
@@ -46,6 +55,7 @@ export function checkName(name: string, what = 'volume name'): void {
 
 /** Fail with a clear message when dir does not exist or holds no pool. */
 export function requirePoolDir(ctx: Ctx, dir: string): string {
+  if (isRadosAddress(dir)) return dir; // checked when it is opened
   const abs = resolvePath(ctx, dir);
   if (!existsSync(abs)) throw new CliError(`no pool at ${q(dir)} (no such directory): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
   if (!statSync(abs).isDirectory()) throw new CliError(`${q(dir)} is not a directory: a pool is a directory made by "thinpool init"`);
@@ -130,11 +140,13 @@ function openReadOnly(abs: string): ThinPool {
  */
 export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
+  const rados = isRadosAddress(abs);
   const mdPath = join(abs, 'metadata');
-  const block0 = mode === 'write' ? readBlock0(mdPath) : null;
+  const block0 = mode === 'write' && !rados ? readBlock0(mdPath) : null;
   let pool: ThinPool;
   try {
-    pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs);
+    if (rados) pool = ThinPool.openSync(abs, { readOnly: mode === 'read', ceph: cephOptions(ctx) });
+    else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs);
   } catch (e) {
     throw explained(e, dir);
   }

@@ -13,11 +13,14 @@ import { isThinpoolError } from '../errors.js';
 import { explainError } from '../cli/errors.js';
 import { q } from '../cli/io.js';
 import { ThinPool } from '../thin/pool.js';
+import type { CephOptions } from '../thin/rados-pool.js';
 import { isLoopback, MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';
 import { type NbdTlsOptions, readCertificateDir, readPskFile } from './tls.js';
 
 export interface ServeCommandOptions {
   pool: string;
+  /** The cluster and client of a rados:// pool. */
+  ceph?: CephOptions;
   names: string[];
   /** HOST:PORT, :PORT or PORT (default 127.0.0.1:10809). */
   listen?: string;
@@ -147,7 +150,7 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   }
   let pool: ThinPool;
   try {
-    pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true });
+    pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true, ceph: opts.ceph });
     pool.on('threshold', (e) => stderr.write(`thinpool serve: warning: ${e.resource} use reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks)\n`));
     pool.on('extended', (e) => stderr.write(`thinpool serve: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks\n`));
     pool.on('warning', (w) => stderr.write(`thinpool serve: warning: ${w.message}\n`));

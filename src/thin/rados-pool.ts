@@ -323,3 +323,25 @@ export function destroyRadosPool(address: string, opts: CephOptions = {}): void 
     cluster.close();
   }
 }
+
+/**
+ * Copy the committed metadata device of the pool at `address` (no lock taken) to `sink`, in chunks of at most
+ * 4 MiB, in order. Returns the device size.
+ */
+export function readRadosMetadata(address: string, opts: CephOptions, sink: (chunk: Uint8Array, offset: number) => void): number {
+  const s = openRadosStorage(address, { ...opts, readOnly: true });
+  try {
+    const size = s.metadata.sizeBytes;
+    const buf = new Uint8Array(Math.min(size, 4 * 1024 * 1024));
+    for (let off = 0; off < size; off += buf.length) {
+      const part = buf.subarray(0, Math.min(buf.length, size - off));
+      s.metadata.read(part, off);
+      sink(part, off);
+    }
+    return size;
+  } finally {
+    s.metadata.close();
+    s.data.close();
+    s.release();
+  }
+}

@@ -44,6 +44,8 @@ export interface CephCluster {
   ceph(args: string[]): Promise<string>;
   /** Any Ceph client tool (rados, rbd, ...) with this cluster's conf. */
   tool(cmd: string, args: string[]): Promise<string>;
+  /** The running OSD's pid (0 when stopped). */
+  osdPid(): number;
   /** SIGKILL the OSD and wait until it is gone. */
   killOsd(): Promise<void>;
   /** Start the OSD again (bluestore keeps its data) and wait until the monitor reports it up. */
@@ -271,6 +273,7 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
       await waitGone(osdPid, timeoutMs);
     },
     startOsd,
+    osdPid: () => (osdPid !== 0 && processRunning(osdPid) ? osdPid : 0),
     async stop() {
       await stopAll();
       if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 /** check, dump, restore: the dm-thin metadata tools (thin_check, thin_dump, thin_restore). */
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isThinpoolError } from '../../errors.js';
@@ -13,16 +14,34 @@ import { restoreMetadata } from '../../thin/restore.js';
 import { formatThinDumpXml, parseThinXml } from '../../thin/thin-xml.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../main.js';
-import { explained, humanSize, resolvePath, sizeArg } from '../pool.js';
+import { cephOptions, explained, humanSize, resolvePath, sizeArg } from '../pool.js';
+import { isRadosAddress, readRadosMetadata } from '../../thin/rados-pool.js';
 
 interface Target {
   /** The metadata file. */
   metadata: string;
   /** The pool directory, when POOL is one. */
   dir?: string;
+  /** A temporary directory holding the metadata fetched from a rados:// pool. */
+  temp?: string;
 }
 
 function target(ctx: Ctx, pool: string): Target {
+  if (isRadosAddress(pool)) {
+    // The committed metadata device, fetched into a temporary file (removed by the read guard's release).
+    const temp = mkdtempSync(join(tmpdir(), 'thinpool-md-'));
+    const metadata = join(temp, 'metadata');
+    const fd = openSync(metadata, 'w');
+    try {
+      readRadosMetadata(pool, cephOptions(ctx), (chunk, off) => { writeSync(fd, chunk, 0, chunk.length, off); });
+    } catch (e) {
+      rmSync(temp, { recursive: true, force: true });
+      throw explained(e, pool);
+    } finally {
+      closeSync(fd);
+    }
+    return { metadata, temp };
+  }
   const abs = resolvePath(ctx, pool);
   if (!existsSync(abs)) throw new CliError(`no pool at ${q(pool)} (no such file or directory): check the path`);
   if (statSync(abs).isDirectory()) {
@@ -35,6 +54,8 @@ function target(ctx: Ctx, pool: string): Target {
 
 /** Take the pool's lock so that nobody changes it while we read; a read-only directory cannot be locked. */
 function readLock(t: Target, pool: string): PoolLock | null {
+  const temp = t.temp;
+  if (temp !== undefined) return { release: () => rmSync(temp, { recursive: true, force: true }) }; // a copy: no lock
   if (t.dir === undefined) return null;
   try {
     return lockPool(t.dir);

@@ -1,6 +1,6 @@
 /** serve: the NBD server (src/nbd) behind the command line. */
 import type { Ctx } from '../main.js';
-import { requirePoolDir } from '../pool.js';
+import { cephOptions, requirePoolDir } from '../pool.js';
 
 export async function serve(ctx: Ctx, args: string[], opts: Record<string, unknown>): Promise<number> {
   const [dir, ...rest] = args;
@@ -9,6 +9,7 @@ export async function serve(ctx: Ctx, args: string[], opts: Record<string, unkno
   const { serveCommand } = await import('../../nbd/serve-command.js');
   return serveCommand({
     pool,
+    ceph: cephOptions(ctx),
     names,
     listen: opts.listen as string | undefined,
     socket: opts.socket as string | undefined,

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../main.js';
-import { checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
+import { isRadosAddress } from '../../thin/rados-pool.js';
+import { cephOptions, checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
 
 export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const size = sizeArg(opts.size, '--size');
@@ -18,6 +19,17 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
     throw new UsageError(`--metadata-size ${opts.metadataSize as string} must be a multiple of 4 KiB, at least 64K`);
   }
   const abs = resolvePath(ctx, dir);
+  if (isRadosAddress(abs)) {
+    const objectSize = opts.objectSize === undefined ? undefined : sizeArg(opts.objectSize, '--object-size');
+    let pool: ThinPool;
+    try {
+      pool = ThinPool.formatSync(abs, { size, blockSize, metadataSize, ceph: { ...cephOptions(ctx), objectSize } });
+    } catch (e) {
+      throw explained(e, dir);
+    }
+    return created(ctx, dir, pool);
+  }
+  if (opts.objectSize !== undefined) throw new UsageError('--object-size is for rados:// pools only');
   const existed = existsSync(abs);
   if (existed) {
     if (existsSync(join(abs, 'metadata')) || existsSync(join(abs, 'data')) || existsSync(join(abs, 'catalog.json'))) {
@@ -39,6 +51,10 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
     }
     throw explained(e, dir);
   }
+  return created(ctx, dir, pool);
+}
+
+async function created(ctx: Ctx, dir: string, pool: ThinPool): Promise<number> {
   const st = pool.status();
   pool.closeSync();
   await write(ctx.io.stdout, `created pool ${dir}: ${humanSize(st.dataBlocks.total * st.blockSize)} of data (${st.dataBlocks.total} blocks of ${humanSize(st.blockSize)}), ${humanSize(st.metadataBlocks.total * 4096)} of metadata\n`);
