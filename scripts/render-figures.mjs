@@ -5,7 +5,8 @@
 //   node scripts/render-figures.mjs --check    exit 1 (naming the sections) when a doc differs from what the JSON makes
 //   node scripts/render-figures.mjs --mutation reports/mutation/a.json [b.json ...]
 //                                              merge Stryker JSON reports into docs/figures/mutation.json (per file:
-//                                              killed, timed out, survived, no coverage; every survivor), then render
+//                                              killed, timed out, survived, no coverage; every survivor), then render;
+//                                              a file whose source changed since its report is left out
 //
 // Sources: docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
@@ -86,6 +87,11 @@ function mergeMutation(paths) {
   for (const p of paths) {
     const r = JSON.parse(readFileSync(p, 'utf8'));
     for (const [file, f] of Object.entries(r.files)) {
+      const current = existsSync(join(root, file)) ? readFileSync(join(root, file), 'utf8') : undefined;
+      if (current !== f.source) {
+        console.warn(`${p}: ${file} has changed since that run; left out (run the mutation test on it again)`);
+        continue;
+      }
       const lines = f.source.split('\n');
       const e = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, errors: 0, survivors: [] };
       for (const m of f.mutants) {
