@@ -1,8 +1,12 @@
 // Fuzz: at least 10,000 random and mutated NBD sessions against one server on the fast I/O path, and as many
-// against a second server on the portable I/O path. The server must never crash or
+// against a second server on the portable I/O path; then sessions that start TLS and misbehave inside or around
+// it (garbage instead of a TLS handshake, bytes pipelined behind STARTTLS, a wrong key, mutated sessions over TLS,
+// TLS records cut off mid-way) against a third, TLS-offering server. The server must never crash or
 // hang (every session ends within a deadline once the client closes its side), keep serving a canary client,
 // log no internal error, and leave a pool that passes its metadata check.
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { NbdServer } from '../../src/nbd/server.js';
@@ -12,6 +16,8 @@ import { MiB } from './support.js';
 
 const SESSIONS = Number(process.env.NBD_FUZZ_SESSIONS ?? 10000);
 const PORTABLE_SESSIONS = Number(process.env.NBD_FUZZ_PORTABLE_SESSIONS ?? SESSIONS);
+const TLS_SESSIONS = Number(process.env.NBD_FUZZ_TLS_SESSIONS ?? 1000);
+const TLS_KEY = randomBytes(32);
 const TIME_LIMIT_MS = Number(process.env.NBD_FUZZ_MS ?? 100000);
 const CONCURRENCY = 24;
 import { seededRng } from '../support/rng.js';
@@ -25,6 +31,8 @@ let server: NbdServer;
 let port: number;
 let portable: NbdServer;
 let portablePort: number;
+let secure: NbdServer;
+let securePort: number;
 const logs: string[] = [];
 
 beforeAll(async () => {
@@ -36,11 +44,15 @@ beforeAll(async () => {
   port = (await server.listen({ port: 0 })).port!;
   portable = new NbdServer(pool, { log: (m) => logs.push(m), portableIO: true });
   portablePort = (await portable.listen({ port: 0 })).port!;
+  // A short handshake deadline: a session stalled inside the TLS handshake (a partial record) is closed by it.
+  secure = new NbdServer(pool, { log: (m) => logs.push(m), handshakeTimeoutMs: 2000, tls: { mode: 'on', psk: new Map([['fuzz', TLS_KEY]]) } });
+  securePort = (await secure.listen({ port: 0 })).port!;
 });
 
 afterAll(async () => {
   await server?.close();
   await portable?.close();
+  await secure?.close();
   pool?.closeSync();
 });
 
@@ -161,9 +173,92 @@ function runSession(port: number, pieces: Buffer[], abrupt: boolean): Promise<bo
   });
 }
 
-async function canary(port: number, r: () => number): Promise<void> {
+const STARTTLS = (() => {
+  const h = Buffer.alloc(16);
+  h.writeBigUInt64BE(0x49484156454f5054n, 0);
+  h.writeUInt32BE(5, 8);
+  return h;
+})();
+
+/**
+ * One session around TLS: client flags and STARTTLS (sometimes with bytes pipelined behind it), then, on ACK,
+ * garbage instead of a TLS handshake, a wrong key, or a real TLS session carrying a mutated NBD session that
+ * ends cleanly or is cut off at the TCP level in the middle of a record. Resolves whether the server closed the
+ * connection within the deadline (and whether the TLS handshake succeeded).
+ */
+function runTlsSession(port: number, r: () => number): Promise<{ closed: boolean; secured: boolean }> {
+  const int = (n: number) => Math.floor(r() * n);
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let t: tls.TLSSocket | null = null;
+    let secured = false;
+    let done = false;
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      t?.destroy();
+      sock.destroy();
+      resolve({ closed, secured });
+    };
+    const timer = setTimeout(() => finish(false), 10000);
+    let got = Buffer.alloc(0);
+    const onPlain = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length < 18 + 20) return;
+      sock.off('data', onPlain);
+      const ack = got.readUInt32BE(18 + 12) === 1;
+      if (!ack) return void sock.end();
+      const what = int(10);
+      if (what === 0) {
+        // Not TLS at all after the ACK.
+        const junk = Buffer.alloc(1 + int(600));
+        for (let i = 0; i < junk.length; i++) junk[i] = int(256);
+        sock.write(junk);
+        if (r() < 0.5) sock.end();
+        return;
+      }
+      const key = what === 1 ? randomBytes(32) : TLS_KEY;
+      t = tls.connect({ socket: sock, ciphers: 'ECDHE-PSK:DHE-PSK:PSK:!kRSAPSK', checkServerIdentity: () => undefined,
+        pskCallback: () => ({ identity: r() < 0.9 ? 'fuzz' : 'nobody', psk: key }) });
+      t.on('error', () => finish(true));
+      t.on('close', () => finish(true));
+      t.on('data', () => {});
+      t.on('secureConnect', () => {
+        secured = true;
+        const all = Buffer.concat(makeSession(r));
+        const body = all.subarray(Math.min(4, all.length)); // the client flags were sent in plain text
+        let at = 0;
+        while (at < body.length) {
+          const n = 1 + int(Math.max(1, body.length - at));
+          t!.write(body.subarray(at, at + n));
+          at += n;
+        }
+        if (r() < 0.3) {
+          // Cut the connection while TLS records are still going out: the server sees a truncated record.
+          setImmediate(() => sock.destroy());
+          setTimeout(() => finish(true), 20);
+        } else t!.end();
+      });
+    };
+    sock.on('data', onPlain);
+    sock.on('error', () => finish(true));
+    sock.on('close', () => finish(true));
+    sock.on('connect', () => {
+      const flags = Buffer.alloc(4);
+      flags.writeUInt32BE(3);
+      const tail = r() < 0.1 ? Buffer.from([0x16, 3, 1, 0, int(256)]) : Buffer.alloc(0); // pipelined behind STARTTLS
+      const data = r() < 0.05 ? Buffer.from([1]) : Buffer.alloc(0); // STARTTLS with data: INVALID
+      const opt = Buffer.from(STARTTLS);
+      opt.writeUInt32BE(data.length, 12);
+      sock.write(Buffer.concat([flags, opt, data, tail]));
+    });
+  });
+}
+
+async function canary(port: number, r: () => number, useTls = false): Promise<void> {
   const c = await RawClient.connect({ port });
-  await c.negotiate('canary');
+  await c.negotiate('canary', useTls ? { tls: { identity: 'fuzz', key: TLS_KEY } } : {});
   const data = Buffer.alloc(5000);
   for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
   const off = Math.floor(r() * (VOL - data.length));
@@ -214,4 +309,38 @@ test(`fuzz, fast I/O path: ${SESSIONS} random and mutated sessions (seed ${SEED}
 
 test(`fuzz, portable I/O path: ${PORTABLE_SESSIONS} random and mutated sessions (seed ${SEED + 1})`, async () => {
   await fuzz(portable, portablePort, PORTABLE_SESSIONS, SEED + 1, 'portable I/O');
+}, 180000);
+
+test(`fuzz around TLS: ${TLS_SESSIONS} sessions that start TLS and misbehave (seed ${SEED + 2})`, async () => {
+  const r = rng(SEED + 2);
+  const start = Date.now();
+  let started = 0;
+  let finished = 0;
+  let secured = 0;
+  let hung = 0;
+  const worker = async () => {
+    while (started < TLS_SESSIONS && Date.now() - start < TIME_LIMIT_MS) {
+      const i = started++;
+      if (i % 100 === 0) await canary(securePort, r, true);
+      const res = await runTlsSession(securePort, r);
+      if (!res.closed) hung++;
+      if (res.secured) secured++;
+      finished++;
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  await canary(securePort, r, true);
+  await canary(securePort, r, false);
+  console.log(`nbd fuzz (TLS): ${finished} sessions in ${Date.now() - start} ms (seed ${SEED + 2}), ${secured} with TLS up, ${secure.accepted} connections accepted, ${secure.requests} requests`);
+  expect(hung, 'sessions the server did not close').toBe(0);
+  expect(finished).toBeGreaterThanOrEqual(TLS_SESSIONS);
+  expect(secured).toBeGreaterThan(TLS_SESSIONS / 2);
+  expect(secure.requests).toBeGreaterThan(TLS_SESSIONS);
+  expect(logs.filter((l) => l.includes('internal error'))).toEqual([]);
+  expect(logs.some((l) => l.includes('TLS handshake failed'))).toBe(true);
+  for (let i = 0; i < 100 && secure.connections > 0; i++) await new Promise((res) => setTimeout(res, 20));
+  expect(secure.connections).toBe(0);
+  expect(pool.status().mode).toBe('write');
+  pool.commitSync();
+  verifyMetadataDevice(pool.storage.metadata);
 }, 180000);
