@@ -1,0 +1,125 @@
+/**
+ * A rados: volume served over NBD against librbd (a benchmark, not a test). On one cluster, in one run:
+ *   - fio (nbd engine) 4 KiB random read and write at queue depth 1 and 16 against `thinpool serve` of a volume
+ *     in a `rados://` pool (a separate process, as users run it);
+ *   - `rbd bench --io-type read|write --io-size 4K --io-threads 1|16 --io-pattern rand` on an RBD image of the
+ *     same size in the same Ceph pool;
+ *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs).
+ * Both the volume and the image are written in full first, so reads find data. Prints operations per second
+ * and the ratios thinpool/librbd and rados/file.
+ *
+ * The cluster: `--ceph-conf=FILE` (admin keyring; `--ceph-pool=P`, default rbd) or, without it, a single-node
+ * memstore cluster started for the run (test/support/ceph-cluster.ts) and stopped afterwards.
+ * `--quick`: 64 MiB and fewer operations.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ThinPool } from '../../src/thin/pool.js';
+import { startCephCluster } from '../../test/support/ceph-cluster.js';
+
+const execFileP = promisify(execFile);
+const QUICK = process.argv.includes('--quick');
+const MiB = 1024 * 1024;
+const SIZE = QUICK ? 64 * MiB : 256 * MiB;
+const OPS = QUICK ? 4000 : 16000;
+const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
+
+function argValue(name: string): string | undefined {
+  const a = process.argv.find((x) => x.startsWith(`${name}=`));
+  return a === undefined ? undefined : a.slice(name.length + 1);
+}
+
+type Kind = 'read' | 'write';
+const CASES: Array<[Kind, number]> = [['read', 1], ['read', 16], ['write', 1], ['write', 16]];
+
+async function rbdBench(conf: string, image: string, kind: Kind, threads: number): Promise<number> {
+  const t = performance.now();
+  await execFileP('rbd', ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads),
+    '--io-pattern', 'rand', '--io-total', String(OPS * 4096), image], { maxBuffer: 16 * MiB });
+  return OPS / ((performance.now() - t) / 1000); // wall time: rbd prints whole seconds only
+}
+
+async function fio(uri: string, kind: Kind, depth: number): Promise<number> {
+  const { stdout } = await execFileP('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, `--rw=rand${kind}`, '--bs=4k',
+    `--iodepth=${depth}`, `--size=${SIZE}`, `--number_ios=${OPS}`, '--norandommap', '--output-format=json'], { maxBuffer: 16 * MiB });
+  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
+  return job[kind].iops as number;
+}
+
+/** `thinpool serve POOL v` in its own process; resolves the volume's NBD URI and a stop function. */
+async function serve(pool: string, conf: string | undefined): Promise<{ uri: string; stop(): Promise<void> }> {
+  const args = [BIN, 'serve', pool, 'v', '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  let out = '';
+  const uri = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 30_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /(nbd:\/\/[^\s:]+:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(`${m[1]}/v`);
+      }
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${out}`)));
+  });
+  return { uri, stop: async () => { child.kill('SIGTERM'); await exited; } };
+}
+
+/** A pool with volume v of SIZE, written in full (so reads find data). */
+async function makePool(address: string, conf: string | undefined): Promise<void> {
+  const pool = await ThinPool.format(address, { size: 2 * SIZE, ...(conf ? { ceph: { conf } } : {}) });
+  const v = await pool.createThin('v', { size: SIZE });
+  const chunk = new Uint8Array(4 * MiB).fill(0x5a);
+  for (let off = 0; off < SIZE; off += chunk.length) v.writeSync(chunk, off);
+  await pool.close();
+}
+
+async function run(): Promise<void> {
+  let conf = argValue('--ceph-conf');
+  const cephPool = argValue('--ceph-pool') ?? (conf ? 'rbd' : 'tp');
+  const cluster = conf ? null : await startCephCluster({ pools: [cephPool] });
+  conf ??= cluster!.conf;
+  const dir = mkdtempSync(join(tmpdir(), 'tp-bench-rados-'));
+  const tag = `bench${process.pid}`;
+  const image = `${cephPool}/${tag}`;
+  const rows: string[][] = [];
+  try {
+    await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
+    await execFileP('rbd', ['-c', conf, 'bench', '--io-type', 'write', '--io-size', '4M', '--io-pattern', 'seq', '--io-total', String(SIZE), image]);
+    const address = `rados://${cephPool}/${tag}`;
+    await makePool(address, conf);
+    await makePool(join(dir, 'pool'), undefined);
+    const rados = await serve(address, conf);
+    const file = await serve(join(dir, 'pool'), undefined);
+    try {
+      for (const [kind, depth] of CASES) {
+        const rbd = await rbdBench(conf, image, kind, depth);
+        const tp = await fio(rados.uri, kind, depth);
+        const local = await fio(file.uri, kind, depth);
+        rows.push([`4K rand ${kind} QD${depth}`, rbd.toFixed(0), tp.toFixed(0), (tp / rbd).toFixed(2), local.toFixed(0), (tp / local).toFixed(2)]);
+      }
+    } finally {
+      await rados.stop();
+      await file.stop();
+    }
+  } finally {
+    await execFileP('rbd', ['-c', conf, 'rm', image]).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    await cluster?.stop();
+  }
+  const head = ['case', 'librbd op/s', 'thinpool rados op/s', 'ratio', 'thinpool file op/s', 'rados/file'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  console.log(`rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`);
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+}
+
+run().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
