@@ -55,9 +55,10 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
         if (/needs_check/.test(msg)) return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };
         return { message: msg, exitCode: 1 };
       case 'ENOSPC_DATA':
-        return { message: `${msg}: the pool is full; delete volumes ("thinpool delete ${pool} NAME") to free space`, exitCode: 1 };
+        return { message: `${msg.replace(/; delete volumes or extend the pool$/, '')}: delete volumes ("thinpool delete ${pool} NAME") to free space, or grow the pool ("thinpool extend ${pool} --size SIZE")`, exitCode: 1 };
       case 'ENOSPC_METADATA':
-        return { message: msg, exitCode: 1 };
+        if (!/out of metadata space/.test(msg)) return { message: msg, exitCode: 1 };
+        return { message: `${msg.replace(/: delete volumes or grow the metadata device$/, '')}: delete volumes to free metadata, or grow it ("thinpool extend ${pool} --metadata-size SIZE")`, exitCode: 1 };
       case 'EXML':
         return { message: `not valid thin_dump XML: ${msg}`, exitCode: 1 };
       case 'EIO': {

@@ -162,8 +162,9 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .argument('<POOL>', 'pool directory')
     .argument('<NAME>', 'name of the new volume')
     .argument('<IMAGE>', 'raw image file')
-    .option('-s, --size <SIZE>', 'virtual size of the volume (default: the image size rounded up to 512 bytes)'),
-  'Example:\n  thinpool import ./pool disk disk.img');
+    .option('-s, --size <SIZE>', 'virtual size of the volume (default: the image size rounded up to 512 bytes)')
+    .option('-f, --format <raw>', 'raw: import the bytes as they are, even when they look like a qcow2, VMDK, VHD or VDI image'),
+  'Example:\n  thinpool import ./pool disk disk.img\nqcow2, VMDK, VHD/VHDX and VDI images are recognised and refused: convert them first with\n  qemu-img convert -O raw disk.qcow2 disk.img');
 
   def('export', 'data', 'exportImage', (c) => c
     .description('write volume NAME to FILE as a raw image; unprovisioned and all-zero blocks become holes')

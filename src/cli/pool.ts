@@ -214,12 +214,12 @@ export function preflightSpace(pool: ThinPool, dir: string, dataBlocks: number):
   const st = pool.status();
   if (dataBlocks > st.dataBlocks.free) {
     const bs = pool.blockSize;
-    throw new CliError(`pool ${q(dir)} is full: this needs ${dataBlocks} free data blocks (${formatSize(dataBlocks * bs)}) but ${st.dataBlocks.free} are free (${formatSize(st.dataBlocks.free * bs)}); nothing was written: delete volumes ("thinpool delete ${q(dir)} NAME") or write less`);
+    throw new CliError(`pool ${q(dir)} is full: this needs ${dataBlocks} free data blocks (${formatSize(dataBlocks * bs)}) but ${st.dataBlocks.free} are free (${formatSize(st.dataBlocks.free * bs)}); nothing was written: delete volumes ("thinpool delete ${q(dir)} NAME"), grow the pool ("thinpool extend ${q(dir)} --size SIZE") or write less`);
   }
   // Each mapping takes at most 1/100 of a leaf; shadowing and splits need a margin on top.
   const metaNeeded = Math.ceil(dataBlocks / 100) * 3 + 80;
   if (dataBlocks > 0 && metaNeeded > st.metadataBlocks.free) {
-    throw new CliError(`pool ${q(dir)} is short of metadata space: this may need ${metaNeeded} free metadata blocks but ${st.metadataBlocks.free} are free; nothing was written: delete volumes to free metadata`);
+    throw new CliError(`pool ${q(dir)} is short of metadata space: this may need ${metaNeeded} free metadata blocks but ${st.metadataBlocks.free} are free; nothing was written: delete volumes to free metadata, or grow it ("thinpool extend ${q(dir)} --metadata-size SIZE")`);
   }
 }
 

@@ -55,7 +55,7 @@ describe('the seed story', () => {
       ['snap', 1048576, 16 * BS, BS, 15 * BS, 'base'],
     ]);
     const table = (await ok(['ls', pool])).stdout;
-    expect(table.split('\n')[0]).toMatch(/^NAME\s+ID\s+SIZE\s+MAPPED\s+EXCLUSIVE\s+SHARED\s+ORIGIN\s+CREATED$/);
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+ID\s+SIZE\s+MAPPED\s+EXCLUSIVE\s+SHARED\s+ORIGIN\s+CREATED\s+MODE$/);
     expect(table).toMatch(/snap\s+2\s+1 MiB\s+1 MiB\s+64 KiB\s+960 KiB\s+base/);
 
     const diff = JSON.parse((await ok(['diff', pool, 'base', 'snap', '--json'])).stdout);

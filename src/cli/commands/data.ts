@@ -118,8 +118,29 @@ export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string,
   return 0;
 }
 
+/** Formats `import` recognises by their magic numbers (none of them is a raw disk image). */
+export function imageFormat(fd: number, size: number): { format: string; qemu: string } | null {
+  const head = Buffer.alloc(512);
+  const n = readFully(fd, head, 0);
+  const at = (off: number, magic: string): boolean => n >= off + magic.length && head.toString('latin1', off, off + magic.length) === magic;
+  if (at(0, 'QFI\xfb')) return { format: 'qcow2', qemu: 'qcow2' };
+  if (at(0, 'KDMV') || at(0, 'COWD') || at(0, '# Disk DescriptorFile')) return { format: 'VMDK', qemu: 'vmdk' };
+  if (n >= 68 && head.readUInt32LE(64) === 0xbeda107f) return { format: 'VDI (VirtualBox)', qemu: 'vdi' };
+  if (at(0, 'vhdxfile')) return { format: 'VHDX', qemu: 'vhdx' };
+  if (at(0, 'conectix')) return { format: 'VHD', qemu: 'vpc' };
+  if (size >= 1024) {
+    // A fixed-size VHD is raw data followed by a 512-byte footer.
+    const foot = Buffer.alloc(8);
+    if (readFully(fd, foot, size - 512) === 8 && foot.toString('latin1') === 'conectix') return { format: 'VHD (fixed)', qemu: 'vpc' };
+  }
+  return null;
+}
+
 export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: Record<string, unknown>): Promise<number> {
   checkName(name);
+  if (opts.format !== undefined && opts.format !== 'raw') {
+    throw new UsageError(`--format ${q(String(opts.format))} is not supported: import takes raw images (--format raw); convert others with "qemu-img convert -O raw IMAGE IMAGE.raw"`);
+  }
   const path = resolvePath(ctx, image);
   let fd: number;
   try {
@@ -136,6 +157,10 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
     if (size % 512 !== 0) throw new UsageError(`--size ${opts.size as string} must be a multiple of 512 bytes`);
     if (size < imageSize) throw new UsageError(`--size ${opts.size as string} is smaller than the image (${imageSize} bytes)`);
     if (size === 0) throw new CliError(`image ${q(image)} is empty: nothing to import`);
+    const known = opts.format === 'raw' ? null : imageFormat(fd, imageSize);
+    if (known !== null) {
+      throw new CliError(`${q(image)} is a ${known.format} image, not a raw disk image: convert it with "qemu-img convert -f ${known.qemu} -O raw ${image} ${image}.raw" and import that (or give --format raw to import the file's bytes as they are)`);
+    }
     requirePoolDir(ctx, dir);
     const res = await withPool(ctx, dir, 'write', (pool) => {
       if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);

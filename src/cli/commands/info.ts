@@ -23,7 +23,7 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     await write(ctx.io.stdout, json(vols.map((v) => ({
       name: v.name ?? null, id: v.id, sizeBytes: v.sizeBytes, mappedBytes: v.mappedBytes, exclusiveBytes: v.exclusiveBytes,
       sharedBytes: v.sharedBytes, origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
-      originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly,
+      originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly, labels: v.labels,
     }))));
     return 0;
   }
@@ -32,9 +32,10 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     v.name ?? `#${v.id}`, String(v.id), sz(v.sizeBytes), sz(v.mappedBytes), sz(v.exclusiveBytes), sz(v.sharedBytes),
     v.originName ?? (v.origin !== undefined ? `#${v.origin}` : '-'),
     v.createdAt ? v.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
+    v.readOnly ? 'ro' : 'rw',
   ]);
-  await write(ctx.io.stdout, formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED'], rows,
-    ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left']));
+  await write(ctx.io.stdout, formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED', 'MODE'], rows,
+    ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left', 'left']));
   return 0;
 }
 

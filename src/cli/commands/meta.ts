@@ -11,6 +11,8 @@ import { dumpMetadata } from '../../thin/dump.js';
 import { lockPool, type PoolLock } from '../../thin/lock.js';
 import { ThinMetadata } from '../../thin/metadata.js';
 import { restoreMetadata } from '../../thin/restore.js';
+import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
+import { createHash } from 'node:crypto';
 import { formatThinDumpXml, parseThinXml } from '../../thin/thin-xml.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../main.js';
@@ -252,9 +254,12 @@ export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<
     const mdPath = join(abs, 'metadata');
     const dev = FileDevice.create(mdPath, mdBytes);
     made.push(mdPath);
+    let superblock: Uint8Array;
     try {
       restoreMetadata(dev, sb);
       dev.flush();
+      superblock = new Uint8Array(512);
+      dev.read(superblock, 0);
     } finally {
       dev.close();
     }
@@ -262,6 +267,12 @@ export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<
     const data = FileDevice.create(dataPath, dataBytes);
     made.push(dataPath);
     data.close();
+    // A complete pool: a catalog tied to the restored superblock (thin_dump XML carries no names, sizes or
+    // labels, so it lists no volumes; they are reached as #ID and get entries once renamed or resized).
+    const store = new FileCatalogStore(abs);
+    made.push(store.staged, store.published);
+    store.stage(emptyCatalog(), createHash('sha256').update(superblock).digest('hex'));
+    store.publish();
   } catch (e) {
     for (const f of made) rmSync(f, { force: true });
     lock?.release();

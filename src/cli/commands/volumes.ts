@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
+import { allocatedBytes, holePunchPath } from '../../io/file-device.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../main.js';
 import { isRadosAddress } from '../../thin/rados-pool.js';
@@ -77,15 +78,38 @@ export async function snapshot(ctx: Ctx, [dir, origin, name]: string[]): Promise
   return 0;
 }
 
+/** Bytes the host has allocated to the pool's data file, or null when it cannot be read. */
+function hostBytes(dataFile: string): number | null {
+  try {
+    return allocatedBytes(dataFile);
+  } catch {
+    return null;
+  }
+}
+
 export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
+  const dataFile = join(resolvePath(ctx, dir), 'data');
+  let hostBefore: number | null = null;
   const freed = await withPool(ctx, dir, 'write', (pool) => {
     const before = pool.status().dataBlocks.used;
     const label = pool.volume(name).label;
+    hostBefore = hostBytes(dataFile);
     pool.deleteSync(name);
     pool.commitSync();
-    return { label, bytes: (before - pool.status().dataBlocks.used) * pool.blockSize };
+    return { label, blocks: before - pool.status().dataBlocks.used, bs: pool.blockSize, passdown: pool.spaceSettings.discardPassdown };
   });
-  await write(ctx.io.stdout, `deleted volume ${q(freed.label)} (${humanSize(freed.bytes)} freed)\n`);
+  // What the pool freed (blocks no other volume maps) and, separately, what the host file system got back (the
+  // data file's allocation before and after the commit's hole punching).
+  const hostAfter = hostBytes(dataFile);
+  const poolFreed = freed.blocks * freed.bs;
+  let host: string;
+  if (poolFreed === 0) host = 'nothing to return to the host';
+  else if (hostBefore === null || hostAfter === null) host = 'the host\'s share could not be measured';
+  else if (hostBefore - hostAfter > 0) host = `${humanSize(hostBefore - hostAfter)} returned to the host`;
+  else if (!freed.passdown) host = `none returned to the host yet: discard passdown is off (run "thinpool trim ${dir}")`;
+  else if (holePunchPath() === 'none') host = 'none returned to the host: hole punching is unavailable here (install util-linux or build the native helper; see "thinpool status")';
+  else host = `none returned to the host: the file system of ${q(dir)} refused to punch holes (the blocks stay allocated but are reused by the pool)`;
+  await write(ctx.io.stdout, `deleted volume ${q(freed.label)}: ${humanSize(poolFreed)} freed in the pool${poolFreed === 0 ? ' (every block is shared with another volume)' : ''}, ${host}\n`);
   return 0;
 }
 
