@@ -127,7 +127,7 @@ function mutation(f) {
   for (const [file, e] of Object.entries(f.files)) {
     for (const s of e.survivors) {
       const why = equivalent[`${file}:${s.at} ${s.mutator}`];
-      survivors.push(`| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed yet' : `equivalent: ${why}`} |`);
+      survivors.push(`| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed' : `equivalent: ${why}`} |`);
     }
   }
   return [
