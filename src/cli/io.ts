@@ -7,6 +7,8 @@
 import type { Readable, Writable } from 'node:stream';
 import { formatSize as humanBytes } from '../sizes.js';
 
+export { q } from '../messages.js';
+
 export interface CliIO {
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean };
@@ -55,11 +57,6 @@ export function write(stream: Writable, text: string | Uint8Array): Promise<void
   });
 }
 
-/** Quote a user-given name for messages: plain when printable, JSON-escaped when it holds control characters. */
-export function q(name: string): string {
-  // eslint-disable-next-line no-control-regex
-  return /[\x00-\x1f\x7f"\s]/.test(name) || name === '' ? JSON.stringify(name).replace(/\x7f/g, '\\u007f') : name;
-}
 
 export type Align = 'left' | 'right';
 

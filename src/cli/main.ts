@@ -11,7 +11,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CliError, type CliIO } from './io.js';
-import { explainError } from './errors.js';
+import { explainError } from '../messages.js';
 import { collect } from './labels.js';
 
 export type { CliIO } from './io.js';

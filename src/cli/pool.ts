@@ -20,7 +20,7 @@ import { isRadosAddress, type CephOptions } from '../thin/rados-pool.js';
 import { formatSize, parseSize } from '../sizes.js';
 import { isThinpoolError } from '../errors.js';
 import { CliError, UsageError, q } from './io.js';
-import { explainError } from './errors.js';
+import { explainError } from '../messages.js';
 import type { Ctx } from './main.js';
 
 /** A path relative to the command's cwd made absolute; rados://CEPH_POOL/NAME addresses are returned as they are. */

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import tar, { type Header } from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
-import { q } from '../cli/io.js';
+import { q } from '../messages.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
 import { FsSession, withFs, type FsStat } from './fs-worker.js';

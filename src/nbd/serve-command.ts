@@ -10,8 +10,7 @@
  * `--insecure` is given; `--tls on|require` needs `--tls-psk` and/or `--tls-certificates`.
  */
 import { isThinpoolError } from '../errors.js';
-import { explainError } from '../cli/errors.js';
-import { q } from '../cli/io.js';
+import { explainError, q } from '../messages.js';
 import { ThinPool } from '../thin/pool.js';
 import type { CephOptions } from '../thin/rados-pool.js';
 import { isLoopback, MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';

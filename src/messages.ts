@@ -1,8 +1,17 @@
 /**
- * Turning engine errors (ThinpoolError with a stable code) and system errors into one line that says what is
- * wrong and what to do, plus the exit status. Imports nothing from the engine (loaded on every start).
+ * Words for users, shared by the CLI and by the layers that talk to users themselves (image commands, the NBD
+ * serve command): quoting a user-given name in a message, and turning engine errors (ThinpoolError with a stable
+ * code) and system errors into one line that says what is wrong and what to do, plus the exit status.
+ *
+ * Contract: imports nothing, not even src/errors.ts (the CLI loads it on every start): engine errors are
+ * recognised by their `name` and `code`. Exit status: 2 for a usage error (EINVAL), 1 for everything else.
  */
-import { q } from './io.js';
+
+/** Quote a user-given name for messages: plain when printable, JSON-escaped when it holds control characters. */
+export function q(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f"\s]/.test(name) || name === '' ? JSON.stringify(name).replace(/\x7f/g, '\\u007f') : name;
+}
 
 export interface ErrorContext {
   /** The pool directory as the user typed it. */
