@@ -10,8 +10,9 @@
 //
 // Runs the built CLI (dist/): run `npm run build` first when src/ is newer. Env: THINPOOL_SOAK=1 for more kills.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireFreshBuild } from '../support/dist.js';
 import { afterAll, expect, test } from 'vitest';
 import { cleanup, cli, hashPool, tempDir } from '../cli/helpers.js';
 import { fill, mulberry32 } from '../support/model.js';
@@ -19,14 +20,13 @@ import { fill, mulberry32 } from '../support/model.js';
 const SOAK = process.env.THINPOOL_SOAK === '1';
 const KILLS = { write: SOAK ? 60 : 12, import: SOAK ? 40 : 8 };
 const BIN = join(import.meta.dirname, '../../bin/thinpool.js');
-const ROOT = join(import.meta.dirname, '../..');
 const MiB = 1024 * 1024;
 const VOL = 24 * MiB;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(cleanup));
 
 function built(): void {
-  if (!existsSync(join(ROOT, 'dist/src/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+  requireFreshBuild();
 }
 
 async function ok(argv: string[]): Promise<string> {

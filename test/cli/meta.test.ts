@@ -9,6 +9,7 @@ import { ThinMetadata } from '../../src/thin/metadata.js';
 import { buildFixtureImages, CORRUPT, expectedDumpFile, fixturesAvailable, fixtureSource, GOOD_FIXTURES } from '../support/dm-thin-fixtures.js';
 import { projectRoot, thinCheck, thinDumpText } from '../support/oracle.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
+import { requireFreshBuild } from '../support/dist.js';
 import { needTool } from '../support/tools.js';
 import { cleanup, cli, tempDir } from './helpers.js';
 
@@ -168,12 +169,8 @@ function writeFileFull(path: string, b: Buffer): void {
 }
 
 describe('the shipped command', () => {
-  test('node bin/thinpool.js --help and a run (builds dist/ first if missing)', () => {
-    const mainJs = join(projectRoot, 'dist/src/cli/main.js');
-    if (!existsSync(mainJs)) {
-      const b = spawnSync('npm', ['run', 'build'], { cwd: projectRoot, encoding: 'utf8' });
-      expect(b.status, b.stderr).toBe(0);
-    }
+  test('node bin/thinpool.js --help and a run (of a fresh build)', () => {
+    requireFreshBuild();
     const bin = join(projectRoot, 'bin/thinpool.js');
     const h = spawnSync('node', [bin, '--help'], { encoding: 'utf8' });
     expect(h.status).toBe(0);

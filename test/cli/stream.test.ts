@@ -2,6 +2,7 @@
 // input/output and a real shell pipe between two processes; --help, --json, exit statuses; bad input (unknown
 // pools, volumes and bases, taken and bad names, truncated and corrupt streams, bad options) leaves both pools
 // byte-identical; every pool that changed passes thin_check, the strict checker and our own.
+import { requireFreshBuild } from '../support/dist.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -113,7 +114,7 @@ describe('send and receive on the command line', () => {
   });
 
   test('a real pipe between two processes: send | receive', () => {
-    if (!existsSync(join(projectRoot, 'dist/src/cli/commands/stream.js'))) throw new Error('dist/ is not built: run "npm run build"');
+    requireFreshBuild();
     const d = copy(dst);
     const r = spawnSync('sh', ['-c', `node "${bin}" send "${src}" s2 | node "${bin}" receive "${d}" piped`], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);

@@ -14,20 +14,21 @@ const hasQemu = needTool('qemu-img', 'qemu-utils');
 
 const SIZE = 64 * MiB;
 
-/** The reference image of the protocol notes (12.1): data at 0-1M, 10-11M, 30-30.5M, written zeroes at 40-42M. */
-function makeRef(path: string): Buffer {
+/** A raw image of SIZE bytes with random data in `extents` ([offset, length]) and written zeroes in `zeroes`. */
+function makeImage(path: string, extents: [number, number][], zeroes: [number, number][]): Buffer {
   const img = Buffer.alloc(SIZE);
-  randomBytes(MiB).copy(img, 0);
-  randomBytes(MiB).copy(img, 10 * MiB);
-  randomBytes(MiB / 2).copy(img, 30 * MiB);
+  for (const [off, len] of extents) randomBytes(len).copy(img, off);
   const fd = openSync(path, 'w');
   ftruncateSync(fd, SIZE);
-  writeSync(fd, img, 0, MiB, 0);
-  writeSync(fd, img, 10 * MiB, MiB, 10 * MiB);
-  writeSync(fd, img, 30 * MiB, MiB / 2, 30 * MiB);
-  writeSync(fd, Buffer.alloc(2 * MiB), 0, 2 * MiB, 40 * MiB);
+  for (const [off, len] of extents) writeSync(fd, img, off, len, off);
+  for (const [off, len] of zeroes) writeSync(fd, Buffer.alloc(len), 0, len, off);
   closeSync(fd);
   return img;
+}
+
+/** The reference image: data at 0-1M, 10-11M, 30-30.5M, written zeroes at 40-42M. */
+function makeRef(path: string): Buffer {
+  return makeImage(path, [[0, MiB], [10 * MiB, MiB], [30 * MiB, MiB / 2]], [[40 * MiB, 2 * MiB]]);
 }
 
 const EXPECTED_MAP = [
@@ -54,7 +55,7 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
 
   beforeAll(async () => {
     tmp = tempDir();
-    pool = filePool(tmp.dir, [{ name: 'vol1', size: SIZE }, { name: 'vol2', size: 32 * MiB }]);
+    pool = filePool(tmp.dir, [{ name: 'vol1', size: SIZE }, { name: 'vol2', size: 32 * MiB }, { name: 'vol3', size: SIZE }]);
     pool.snapshotSync('vol2', 'snap2', { readOnly: true });
     pool.commitSync();
     refPath = join(tmp.dir, 'ref.raw');
@@ -76,7 +77,7 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
     expect(info).toContain('base:allocation');
     expect(info).toMatch(/export-size: 67108864/);
     const list = await runOk('nbdinfo', ['--list', srv.uri]);
-    for (const n of ['vol1', 'vol2', 'snap2']) expect(list).toContain(`export="${n}"`);
+    for (const n of ['vol1', 'vol2', 'vol3', 'snap2']) expect(list).toContain(`export="${n}"`);
     for (const c of ['flush', 'trim', 'zero', 'fua', 'multi-conn']) {
       expect((await run('nbdinfo', ['--can', c, srv.at('vol1')])).code, c).toBe(0);
     }
@@ -119,8 +120,25 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
       const got = map.map((e) => [e.start, e.length, e.data ? 0 : 3]);
       expect(got).toEqual(EXPECTED_MAP);
       for (const e of map) expect(e.zero).toBe(!e.data);
-      // qemu-img writes through the server into another volume: a different volume holds the same bytes.
-      await runOk('qemu-img', ['convert', '-n', '-f', 'qcow2', '-O', 'raw', qcow, srv.at('vol1')]);
+    });
+
+    test('qemu-img writes a qcow2 image of other data into a fresh volume; read back, it is that image', async () => {
+      // A pattern unlike the reference (other data, other places), made into qcow2 without the server, written
+      // by qemu-img into a volume that has never held anything.
+      const rawPath = join(tmp.dir, 'other.raw');
+      const other = makeImage(rawPath, [[2 * MiB, MiB], [20 * MiB, MiB / 2], [50 * MiB, 2 * MiB]], [[60 * MiB, MiB]]);
+      expect(sha(other)).not.toBe(sha(ref));
+      const qcow = join(tmp.dir, 'other.qcow2');
+      await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawPath, qcow]);
+      expect(pool.list().find((v) => v.name === 'vol3')!.mappedBytes).toBe(0);
+      await runOk('qemu-img', ['convert', '-n', '-f', 'qcow2', '-O', 'raw', qcow, srv.at('vol3')]);
+      // Exactly the data extents were provisioned; zero runs stayed holes.
+      expect(pool.list().find((v) => v.name === 'vol3')!.mappedBytes).toBe(3.5 * MiB);
+      const back = join(tmp.dir, 'other-back.raw');
+      await runOk('nbdcopy', [srv.at('vol3'), back]);
+      expect(sha(readFileSync(back))).toBe(sha(other));
+      expect(await runOk('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', rawPath, srv.at('vol3')])).toContain('Images are identical');
+      // The first volume still holds the reference.
       expect(await runOk('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', refPath, srv.at('vol1')])).toContain('Images are identical');
     });
   });

@@ -7,7 +7,12 @@
  * left pending by an interrupted run counts as failed). A test file or suite with its own errors (failed to
  * import or collect, or a failing beforeAll/afterAll hook) counts as one more failure, as does a file that never
  * ran. Each unhandled error counts as one failure.
+ *
+ * Under CI (`CI=true`) no test may be skipped: every skipped (or todo) test is listed by name and counted as a
+ * failure, and the run's exit status becomes 1. (Prerequisite gates already throw in CI, see tools.ts; this
+ * catches any skip that does not go through them.)
  */
+import { relative } from 'node:path';
 import type { SerializedError } from 'vitest';
 import type { Reporter, TestModule, TestRunEndReason } from 'vitest/node';
 
@@ -20,6 +25,7 @@ export interface SummaryCounts {
 export function countResults(
   testModules: ReadonlyArray<TestModule>,
   unhandledErrors: ReadonlyArray<SerializedError>,
+  skippedNames: string[] = [],
 ): SummaryCounts {
   const c: SummaryCounts = { passed: 0, failed: 0, skipped: 0 };
   for (const mod of testModules) {
@@ -28,7 +34,10 @@ export function countResults(
       tests++;
       const state = test.result().state;
       if (state === 'passed') c.passed++;
-      else if (state === 'skipped') c.skipped++;
+      else if (state === 'skipped') {
+        c.skipped++;
+        skippedNames.push(`${relative(process.cwd(), mod.moduleId)} > ${test.fullName}`);
+      }
       else c.failed++; // 'failed', or 'pending' in an interrupted run
     }
     if (mod.errors().length > 0) c.failed++;
@@ -54,6 +63,15 @@ export default class SummaryReporter implements Reporter {
     unhandledErrors: ReadonlyArray<SerializedError>,
     _reason: TestRunEndReason,
   ): void {
-    process.stdout.write(`${formatSummary(countResults(testModules, unhandledErrors))}\n`);
+    const skipped: string[] = [];
+    const c = countResults(testModules, unhandledErrors, skipped);
+    if (process.env.CI === 'true' && c.skipped > 0) {
+      process.stdout.write(`${c.skipped} skipped test(s), each a failure under CI=true:\n`);
+      for (const name of skipped) process.stdout.write(`  skipped: ${name}\n`);
+      c.failed += c.skipped;
+      c.skipped = 0;
+      process.exitCode = 1;
+    }
+    process.stdout.write(`${formatSummary(c)}\n`);
   }
 }

@@ -1,11 +1,15 @@
 /**
- * Finding external tools (thin-provisioning-tools, e2fsprogs, qemu-utils, ...) for tests.
+ * The one gate for everything a test needs from the machine: external tools (thin-provisioning-tools,
+ * e2fsprogs, qemu-utils, ...) and other prerequisites (kernel overlayfs, root, /dev/fuse, loop devices).
  *
  *   const hasThin = needTool('thin_check', 'thin-provisioning-tools');
  *   test.skipIf(!hasThin)('...', () => { ... });
  *
- * Locally a missing tool skips the tests that need it; in CI (`CI=true`) it fails instead, so a broken
- * `.ci/run` cannot turn into a green run of skipped tests.
+ *   const canMount = needPrerequisite('kernel overlayfs', overlayUnavailable());
+ *
+ * Locally a missing prerequisite skips the tests that need it, with a message saying what is missing and how to
+ * get it; in CI (`CI=true`) it throws instead, so a broken `.ci/run` or runner cannot turn into a green run of
+ * skipped tests. Every skip in test/ goes through here (test/repo/skips.test.ts checks that).
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
@@ -59,20 +63,32 @@ export function toolPath(name: string): string {
   return st.path;
 }
 
+/** True under CI (`CI=true`), where no test may be skipped. */
+export function inCI(): boolean {
+  return process.env.CI === 'true';
+}
+
 /**
- * True when the tool is present. When absent: in CI (`CI=true`) throws, otherwise prints once
- * `skipping: NAME not found (Debian package PKG)` and returns false.
+ * True when `missing` is undefined (or null): the prerequisite `what` is there. Otherwise `missing` says what is
+ * wrong and how to fix it: in CI this throws, locally it prints once `skipping WHAT: MISSING` and returns false.
  */
-export function needTool(name: string, debianPackage: string): boolean {
-  if (toolStatus(name).found) return true;
-  if (process.env.CI === 'true') {
-    throw new Error(
-      `${name} is missing in CI (Debian package ${debianPackage}); install it in .ci/run instead of skipping tests`,
-    );
+export function needPrerequisite(what: string, missing: string | null | undefined): boolean {
+  if (missing === undefined || missing === null) return true;
+  if (inCI()) {
+    throw new Error(`${what} is unavailable in CI (${missing}); fix the runner or .ci/run instead of skipping tests`);
   }
-  if (!warned.has(name)) {
-    warned.add(name);
-    console.warn(`skipping: ${name} not found (Debian package ${debianPackage})`);
+  const key = `${what}\0${missing}`;
+  if (!warned.has(key)) {
+    warned.add(key);
+    console.warn(`skipping ${what}: ${missing}`);
   }
   return false;
+}
+
+/**
+ * True when the tool is present. When absent: in CI (`CI=true`) throws, otherwise prints once
+ * `skipping NAME: not found (Debian package PKG)` and returns false.
+ */
+export function needTool(name: string, debianPackage: string): boolean {
+  return needPrerequisite(name, toolStatus(name).found ? undefined : `not found (Debian package ${debianPackage})`);
 }
