@@ -10,6 +10,8 @@ export default defineConfig({
       'test/thin/pool.test.ts',
       'test/thin/check.test.ts',
       'test/thin/model.test.ts',
+      'test/thin/volume.test.ts',
+      'test/crash/out-of-space.test.ts',
       'test/fuzz/fuzz-regressions.test.ts',
       'test/crash/regressions.test.ts',
     ],
