@@ -9,6 +9,9 @@
  *   `thinpool check` is the tool that says so.
  * - read-only commands open the pool read-only, and work in a read-only directory (no lock file can be made
  *   there, so none is taken).
+ * - long writes (`interruptible`) stop at the next checkpoint() on SIGINT/SIGTERM: nothing of the command is
+ *   committed, the blocks it wrote are released from the data file at once, and one line says what was kept and
+ *   what was dropped (exit 130 / 143). A writer killed outright (kill -9) leaves them to the next writable open.
  */
 import { closeSync, existsSync, openSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -134,11 +137,40 @@ function openReadOnly(abs: string): ThinPool {
   }
 }
 
+/** A SIGINT/SIGTERM received by an interruptible command, seen at its next checkpoint(). */
+class Interrupted extends Error {
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+let interruptedBy: 'SIGINT' | 'SIGTERM' | null = null;
+
+/** Let signals be delivered; throws when the running command was interrupted. Call between batches. */
+export async function checkpoint(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  if (interruptedBy !== null) throw new Interrupted(interruptedBy);
+}
+
+/** Drop what an interrupted command wrote: reopen the pool (its last commit) and release uncommitted blocks. */
+function releaseAfterInterrupt(abs: string): number | null {
+  try {
+    const pool = ThinPool.openSync(abs);
+    try {
+      return pool.releaseUncommittedSync() * pool.blockSize;
+    } finally {
+      pool.closeSync();
+    }
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Open the pool at dir, run fn, close. `write`: fn may change the pool; on success it is committed by close.
  * On failure the pool is released without committing, and engine errors become one explained line.
  */
-export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>): Promise<T> {
+export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>, opts: { interruptible?: boolean } = {}): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
   const rados = isRadosAddress(abs);
   const mdPath = join(abs, 'metadata');
@@ -156,6 +188,21 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   pool.on('threshold', (e) => notices.push(`${e.resource} use of ${q(dir)} reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks): free space or "thinpool extend ${q(dir)}"`));
   pool.on('extended', (e) => { if (e.auto) notices.push(`${q(dir)}: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks (auto-extend)`); });
   pool.on('warning', (w) => notices.push(w.message));
+  if (pool.releasedOnOpen > 0) {
+    notices.push(`${q(dir)} was not closed by its last writer: released ${formatSize(pool.releasedOnOpen * pool.blockSize)} (${pool.releasedOnOpen} blocks) it had written but never committed`);
+  }
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => (): void => { interruptedBy = sig; };
+  const sigint = onSignal('SIGINT');
+  const sigterm = onSignal('SIGTERM');
+  if (opts.interruptible && mode === 'write') {
+    interruptedBy = null;
+    process.on('SIGINT', sigint);
+    process.on('SIGTERM', sigterm);
+  }
+  const stopListening = (): void => {
+    process.off('SIGINT', sigint);
+    process.off('SIGTERM', sigterm);
+  };
   let result: T;
   try {
     if (mode === 'write' && pool.mode !== 'write') {
@@ -166,7 +213,16 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
     }
     result = await fn(pool);
   } catch (e) {
+    stopListening();
+    const tx = pool.status().transactionId;
     abandon(pool);
+    if (e instanceof Interrupted) {
+      interruptedBy = null;
+      const bytes = releaseAfterInterrupt(abs);
+      const released = bytes === null ? 'the blocks it wrote could not be released now (the next command that changes the pool releases them)'
+        : `released the ${formatSize(bytes)} it had written from the data file`;
+      throw new CliError(`interrupted by ${e.signal}: kept ${q(dir)} as of its last commit (transaction ${tx}); dropped everything this command wrote and ${released}`, e.signal === 'SIGINT' ? 130 : 143);
+    }
     if (block0 !== null) {
       const now = readBlock0(mdPath);
       if (now !== null && onlyNeedsCheckSet(block0, now)) {
@@ -177,6 +233,7 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
     }
     throw explained(e, dir);
   }
+  stopListening();
   try {
     pool.closeSync();
   } catch (e) {

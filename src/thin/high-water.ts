@@ -60,6 +60,14 @@ export class HighWater {
     this.step = step;
   }
 
+  /**
+   * Blocks at or above this were never written (the durable mark); MAX_SAFE_INTEGER when unknown. After an
+   * unclean stop, data written but not committed lies below it.
+   */
+  get writtenBelow(): number {
+    return this.durable;
+  }
+
   /** Is dblock still a hole of the data file (reads zeros, needs no zeroing)? */
   isPristine(dblock: number): boolean {
     return dblock >= this.pristineFrom;

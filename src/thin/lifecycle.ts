@@ -15,8 +15,11 @@
  *   matches is published, catalog.ts); opening read-only reads the published catalog and changes nothing.
  * - The data device must hold the blocks the superblock describes (EBADSUPER otherwise).
  * - Catalog entries for devices the metadata no longer has are dropped when a pool is opened (reconcile).
+ * - An unclean stop (the lock was taken over from a holder that died, or the `unclean` marker a read-only
+ *   opener left after such a takeover) is reported in `storage.uncleanStop` to a writable opener, which
+ *   releases the uncommitted blocks and then removes the marker (pool.ts).
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
 import type { BlockDevice } from '../io/block-device.js';
@@ -123,6 +126,18 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
     throw new ThinpoolError('ENOENT', `${dir} is not a thinpool pool (no metadata file)`);
   }
   const lock = lockPool(dir, { readOnly: opts.readOnly });
+  const marker = join(dir, UNCLEAN_MARKER);
+  let uncleanStop = false;
+  if (opts.readOnly) {
+    // A reader cannot release the dead writer's blocks: leave word for the next writer.
+    if (lock.tookOverStale) {
+      try {
+        writeFileSync(marker, 'the last writer stopped without closing the pool\n');
+      } catch { /* a read-only directory: the next writer cannot know */ }
+    }
+  } else {
+    uncleanStop = lock.tookOverStale || existsSync(marker);
+  }
   try {
     const metadata = FileDevice.open(join(dir, 'metadata'), { readOnly: opts.readOnly });
     let data: BlockDevice;
@@ -133,7 +148,7 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
       throw e;
     }
     const storage: PoolStorage = {
-      metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir, highWater: new FileHighWaterStore(dir),
+      metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir, highWater: new FileHighWaterStore(dir), uncleanStop,
     };
     try {
       return open(storage);
@@ -146,6 +161,15 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
     lock.release();
     throw e;
   }
+}
+
+/** File a read-only opener leaves when it took over the lock of a writer that died (see openFileStorage). */
+export const UNCLEAN_MARKER = 'unclean';
+
+/** The writer released what the dead writer left: forget the marker. */
+export function clearUncleanMarker(storage: PoolStorage): void {
+  if (storage.dir !== undefined) rmSync(join(storage.dir, UNCLEAN_MARKER), { force: true });
+  storage.uncleanStop = false;
 }
 
 /** Sparse memory devices for an in-memory pool. */

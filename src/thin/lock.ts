@@ -2,7 +2,8 @@
  * One opener per pool. Within this process a registry of open pool directories; across processes a lock file
  * holding the owner's pid and process start time, created with O_EXCL. A lock whose owner is no longer running
  * (or whose pid now belongs to a different process) is stale and taken over, so a killed holder never keeps the
- * pool locked. No dependency: flock is not in node:fs.
+ * pool locked. No dependency: flock is not in node:fs. A lock taken over from a holder that died says so
+ * (`tookOverStale`): that holder stopped without closing the pool, so it may have written data it never committed.
  */
 import { closeSync, openSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +32,8 @@ function alive(pid: number, started: string): boolean {
 
 export interface PoolLock {
   release(): void;
+  /** The lock file was left by a holder that is no longer running (it stopped without closing the pool). */
+  tookOverStale: boolean;
 }
 
 /**
@@ -41,6 +44,7 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
   const real = realpathSync(dir);
   if (openHere.has(real)) throw new ThinpoolError('EBUSY', `pool ${dir} is already open in this process`);
   const path = join(real, 'lock');
+  let tookOverStale = false;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(path, 'wx');
@@ -52,12 +56,13 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
           openHere.delete(real);
           rmSync(path, { force: true });
         },
+        tookOverStale,
       };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (opts.readOnly && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
         openHere.add(real);
-        return { release: () => { openHere.delete(real); } };
+        return { release: () => { openHere.delete(real); }, tookOverStale };
       }
       if (code !== 'EEXIST') throw new ThinpoolError('EIO', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
     }
@@ -73,6 +78,7 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
       throw new ThinpoolError('EBUSY', `pool ${dir} is open in process ${pid}`);
     }
     rmSync(path, { force: true }); // stale: its holder is gone
+    tookOverStale = true;
   }
   throw new ThinpoolError('EBUSY', `cannot take the lock of pool ${dir}`);
 }

@@ -28,6 +28,11 @@ export interface PoolStorage {
   dir?: string;
   /** Durable data high-water mark (see high-water.ts); absent: every new block is zeroed. */
   highWater?: HighWaterStore;
+  /**
+   * The last writer stopped without closing the pool (killed, power loss): blocks it wrote but never committed
+   * may still hold host space. A writable open releases them (space.ts releaseUncommitted).
+   */
+  uncleanStop?: boolean;
   /** A pool in Ceph RADOS (rados-pool.ts): its address and I/O context. */
   rados?: { address: string; io: unknown };
 }

@@ -20,17 +20,18 @@
  *   committed with the catalog.
  */
 import { EventEmitter } from 'node:events';
+import { ThinpoolError } from '../errors.js';
 import { change, commit } from './commit.js';
 import { DataPath } from './data-path.js';
 import { grow, type ExtendOptions } from './extend.js';
 import {
-  closeStorage, createFileStorage, formatMetadata, memoryStorage, openFileStorage, openMetadata, reconcile,
+  clearUncleanMarker, closeStorage, createFileStorage, formatMetadata, memoryStorage, openFileStorage, openMetadata, reconcile,
   type PoolFormatOptions, type PoolOpenOptions,
 } from './lifecycle.js';
 import { emptyCatalog, type CatalogData, type VolumeRecord } from './catalog.js';
 import type { ThinMetadata } from './metadata.js';
 import { PoolState, type PoolEvents, type PoolStorage } from './pool-state.js';
-import { metadataUse, releaseUnused } from './space.js';
+import { metadataUse, releaseUncommitted, releaseUnused } from './space.js';
 import { mergeSpaceSettings, thresholdLevel, type SpaceSettings } from './space-policy.js';
 import { diffDevices, type DiffRange } from './usage.js';
 import type { Volume, VolumeIO } from './volume.js';
@@ -113,7 +114,28 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
 
   static openStorage(storage: PoolStorage, opts: PoolOpenOptions = {}): ThinPool {
     const { md, catalog } = openMetadata(storage, opts);
-    return new ThinPool(storage, md, catalog);
+    const pool = new ThinPool(storage, md, catalog);
+    if (storage.uncleanStop && !opts.readOnly && pool.mode === 'write') {
+      pool.releasedOnOpen = releaseUncommitted(pool.#s);
+      clearUncleanMarker(storage);
+    }
+    return pool;
+  }
+
+  /**
+   * Data blocks this open released because the last writer stopped without closing the pool (written, never
+   * committed: the committed space map calls them free).
+   */
+  releasedOnOpen = 0;
+
+  /**
+   * Release data blocks written but never committed, below the high-water mark (space.ts releaseUncommitted):
+   * for a process whose command was interrupted, after dropping its changes (`close({ commit: false })` and a
+   * fresh open). Refused with uncommitted changes. Returns the blocks released.
+   */
+  releaseUncommittedSync(): number {
+    if (this.metadata.dirty) throw new ThinpoolError('EBUSY', 'the pool has uncommitted changes: commit or drop them first');
+    return releaseUncommitted(this.#s);
   }
 
   get metadata(): ThinMetadata {

@@ -7,6 +7,9 @@
  * - A threshold event fires once per upward crossing (space-policy.ts ThresholdTracker).
  * - Passdown releases only blocks whose count is still 0 after the commit that freed them: never before it.
  * - A device that cannot punch holes is reported once ('warning' NO_PUNCH_HOLE) and not asked again in a run.
+ * - releaseUncommitted (after an unclean stop, or when a command is interrupted before its commit) releases the
+ *   blocks the COMMITTED space map calls free, only below the data high-water mark (blocks above it were never
+ *   written): its time is bounded by the mark, not by the pool's size. Run it only with nothing uncommitted.
  */
 import { OP_METADATA_MARGIN, type PoolState } from './pool-state.js';
 
@@ -67,4 +70,17 @@ function releaseRuns(s: PoolState, sorted: number[], onProgress?: (done: number,
     i = j;
   }
   return released;
+}
+
+/**
+ * Release data blocks written but never committed (the committed space map calls them free, the data file may
+ * still hold them): every free block below the high-water mark. The caller has nothing uncommitted.
+ * Returns the blocks released.
+ */
+export function releaseUncommitted(s: PoolState): number {
+  const md = s.md;
+  const bound = Math.min(md.nrDataBlocks, s.highWater.writtenBelow);
+  const free: number[] = [];
+  for (let d = 0; d < bound; d++) if (md.dsm.count(d) === 0) free.push(d);
+  return releaseRuns(s, free);
 }

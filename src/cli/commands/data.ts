@@ -4,7 +4,7 @@ import { dirname, basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
 import type { Ctx } from '../main.js';
-import { blocksNeeded, checkName, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
+import { blocksNeeded, checkName, checkpoint, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -76,6 +76,7 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
         for (let done = 0; done < data.length; done += CHUNK) {
           vol.writeSync(data.subarray(done, Math.min(data.length, done + CHUNK)), offset + done);
           progress.update(done);
+          await checkpoint();
         }
       } else {
         const buf = Buffer.alloc(CHUNK);
@@ -85,11 +86,12 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
           vol.writeSync(buf.subarray(0, n), offset + done);
           done += n;
           progress.update(done);
+          await checkpoint();
         }
       }
       progress.done();
       return { n: inputSize, label: vol.label };
-    });
+    }, { interruptible: true });
     await writeOut(ctx.io.stdout, `wrote ${written.n} bytes to ${q(written.label)} at offset ${offset}\n`);
   } finally {
     if (fd >= 0) closeSync(fd);
@@ -162,7 +164,7 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
       throw new CliError(`${q(image)} is a ${known.format} image, not a raw disk image: convert it with "qemu-img convert -f ${known.qemu} -O raw ${image} ${image}.raw" and import that (or give --format raw to import the file's bytes as they are)`);
     }
     requirePoolDir(ctx, dir);
-    const res = await withPool(ctx, dir, 'write', (pool) => {
+    const res = await withPool(ctx, dir, 'write', async (pool) => {
       if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);
       const bs = pool.blockSize;
       const batch = batchSize(bs);
@@ -175,6 +177,7 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
         const n = readFully(fd, buf.subarray(0, Math.min(batch, imageSize - pos)), pos);
         for (let o = 0; o < n; o += bs) if (!isZero(buf.subarray(o, Math.min(n, o + bs)), zero)) nonZero++;
         scan.update(pos + n);
+        await checkpoint();
       }
       scan.done();
       preflightSpace(pool, dir, nonZero);
@@ -191,10 +194,11 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
           written++;
         }
         progress.update(pos + n);
+        await checkpoint();
       }
       progress.done();
       return { id: vol.id, written, bs, blocks: Math.ceil(imageSize / bs) };
-    });
+    }, { interruptible: true });
     await writeOut(ctx.io.stdout, `imported ${q(image)} as volume ${name} (id ${res.id}, ${humanSize(size)}): ${res.written} of ${res.blocks} blocks provisioned (${humanSize(res.written * res.bs)}), all-zero blocks left unprovisioned\n`);
   } finally {
     closeSync(fd);

@@ -57,7 +57,7 @@ function target(ctx: Ctx, pool: string): Target {
 /** Take the pool's lock so that nobody changes it while we read; a read-only directory cannot be locked. */
 function readLock(t: Target, pool: string): PoolLock | null {
   const temp = t.temp;
-  if (temp !== undefined) return { release: () => rmSync(temp, { recursive: true, force: true }) }; // a copy: no lock
+  if (temp !== undefined) return { release: () => rmSync(temp, { recursive: true, force: true }), tookOverStale: false }; // a copy: no lock
   if (t.dir === undefined) return null;
   try {
     return lockPool(t.dir);
