@@ -19,6 +19,8 @@
  * - Limits: at most `maxConnections` at once (more are closed on accept), a handshake deadline
  *   (`handshakeTimeoutMs`), and at most `maxQueuedReplyBytes` of replies queued per connection before its input
  *   is paused (plus the one reply being built); request sizes are capped as constants.ts says.
+ * Listed exports, and any volume a client opens, are claimed in use (pool.claim) until close(): such a volume
+ * is not rolled back meanwhile.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
@@ -110,6 +112,8 @@ export class NbdServer {
   private idleWaiters: (() => void)[] = [];
   private served = 0;
   private nreq = 0;
+  /** Volumes this server has claimed (pool.claim: a volume in use is not rolled back), by device id. */
+  private readonly claims = new Map<number, () => void>();
 
   /** The busy-poll window every connection uses (validated once). */
   private readonly pollMicros: number;
@@ -128,7 +132,7 @@ export class NbdServer {
     positive('handshakeTimeoutMs', opts.handshakeTimeoutMs);
     positive('maxQueuedReplyBytes', opts.maxQueuedReplyBytes);
     if (opts.exports) {
-      for (const n of opts.exports) pool.volume(n); // throws ENOENT now rather than at the first client
+      for (const n of opts.exports) this.claimVolume(pool.volume(n).id); // throws ENOENT now rather than at the first client
     }
   }
 
@@ -222,7 +226,13 @@ export class NbdServer {
     if (!this.pool.has(target)) return null;
     if (!this.allowed(target, identity)) return null;
     const vol = this.pool.volume(target);
+    this.claimVolume(vol.id);
     return new OpenExport(this.pool, vol.name ?? target, vol, this.opts.readOnly === true);
+  }
+
+  /** Hold vol in use until the server closes (once per volume). */
+  private claimVolume(id: number): void {
+    if (!this.claims.has(id)) this.claims.set(id, this.pool.claim(id, 'an NBD server'));
   }
 
   /** Listen on a TCP port (default 127.0.0.1:10809; port 0 picks one) or a Unix socket path. */
@@ -319,6 +329,8 @@ export class NbdServer {
       clearTimeout(timer);
     }
     await stopped;
+    for (const release of this.claims.values()) release();
+    this.claims.clear();
     if (!this.pool.isClosed && this.pool.mode === 'write') {
       try {
         this.pool.commitSync();

@@ -14,6 +14,7 @@
  *   blocks, commit and retry (as the kernel does); else ENOSPC_DATA, with the pool still writable.
  * - A mapping past the end of the data device is corruption (ECORRUPT), never followed.
  * - Discard unmaps whole blocks (a freeing change) and zeroes partial edges through the write path.
+ * - headCopy allocates and fills a block before its caller changes any mapping (rollback's partial tail).
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
 import { change, commit } from './commit.js';
@@ -160,6 +161,26 @@ export class DataPath {
       throw e;
     }
     change(s, () => md.insertMapping(id, vblock, dblock));
+  }
+
+  /**
+   * A new data block holding the first `keep` bytes of data block `from` and zeros after them, written before
+   * the caller changes any mapping (it is not mapped yet: map it, or give it back with md.dsm.dec).
+   */
+  headCopy(from: number, keep: number): number {
+    const s = this.s;
+    const bs = s.blockSize;
+    const to = this.allocDataBlock();
+    s.dataDirty = true;
+    try {
+      s.highWater.beforeWrite(to);
+      this.copyBlock(from, to);
+      this.zeroData(to * bs + keep, bs - keep);
+    } catch (e) {
+      change(s, () => s.md.dsm.dec(to));
+      throw e;
+    }
+    return to;
   }
 
   /** A mapping that points past the data device: corrupt metadata, never followed. */

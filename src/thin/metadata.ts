@@ -331,6 +331,35 @@ export class ThinMetadata {
     });
   }
 
+  /**
+   * Rollback: device id takes a new reference to origin's mapping tree (constant time, like a snapshot) and
+   * drops its own, so data blocks only id mapped lose their last reference (freed at the commit). The device
+   * keeps its id and creation time; both devices get a new snapshotted time, so a later write to either side
+   * copies the blocks they now share (the time rule, spec 5.4).
+   */
+  rollbackDevice(id: number, originId: number): void {
+    this.writable();
+    if (id === originId) throw new ThinpoolError('EINVAL', `thin device ${id} cannot be rolled back to itself`);
+    const d = this.device(id);
+    const o = this.device(originId);
+    if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
+    this.tm.inc(o.root);
+    this.core.setU64(this.core.param, o.root);
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    const old = d.root;
+    const t = ++this.sb.time;
+    this.sbDirty = true;
+    o.snapshottedTime = t;
+    o.detailsDirty = true;
+    d.root = o.root;
+    d.storedRoot = o.root;
+    d.l0Shadowed = true;
+    d.mappedBlocks = o.mappedBlocks;
+    d.snapshottedTime = t;
+    d.detailsDirty = true;
+    this.l1.del(old);
+  }
+
   deleteDevice(id: number): void {
     this.writable();
     const d = this.device(id);

@@ -326,6 +326,45 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     this.#volumes.update(ref, patch, opts);
   }
 
+  /** Rename a volume (lvrename, zfs rename): same id, data, labels and snapshots; durable with the next commit. */
+  renameSync(ref: string | number, name: string, opts: OwnerOptions = {}): void {
+    this.#volumes.update(ref, { name }, opts);
+  }
+
+  async rename(ref: string | number, name: string, opts: OwnerOptions = {}): Promise<void> {
+    this.renameSync(ref, name, opts);
+  }
+
+  /**
+   * Rollback (zfs rollback, lvconvert --merge): VOLUME's content becomes SNAPSHOT's, in constant time; VOLUME
+   * keeps its name, id, size, labels and origin, SNAPSHOT stays as it is. No data is copied (one block at most,
+   * when VOLUME is larger and SNAPSHOT ends inside a block); the blocks only VOLUME held are freed, and passed
+   * down, at the next commit. Refused before anything changes: SNAPSHOT not a snapshot of VOLUME (EINVAL),
+   * VOLUME read-only (EROFS), owned by a layer above unless opts.owner names it, or claimed in use (EBUSY).
+   */
+  rollbackSync(ref: string | number, snapshot: string | number, opts: OwnerOptions = {}): void {
+    this.#volumes.rollback(ref, snapshot, opts);
+  }
+
+  async rollback(ref: string | number, snapshot: string | number, opts: OwnerOptions = {}): Promise<void> {
+    this.rollbackSync(ref, snapshot, opts);
+  }
+
+  /** Is `snap` a snapshot of `of`, directly or through snapshots of snapshots? */
+  isSnapshotOf(snap: string | number, of: string | number): boolean {
+    return this.#volumes.isSnapshotOf(this.#volumes.idOf(snap), this.#volumes.idOf(of));
+  }
+
+  /** Mark a volume in use by `who` in this process (an NBD export, ...) until the returned function is called. */
+  claim(ref: string | number, who: string): () => void {
+    return this.#volumes.claim(this.#volumes.idOf(ref), who);
+  }
+
+  /** Who holds a volume in use in this process (see claim). */
+  usersOf(ref: string | number): string[] {
+    return this.#volumes.usersOf(this.#volumes.idOf(ref));
+  }
+
   list(): VolumeInfo[] {
     return this.#volumes.list();
   }

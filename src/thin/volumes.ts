@@ -11,13 +11,15 @@
  *   writable only by a caller naming that owner (EBUSY otherwise).
  * - Shrinking only unmaps blocks past the new end (a freeing change); growing over a partial last block zeroes
  *   the bytes past the old end first. Deleting a volume makes its snapshots stand alone (origin dropped).
+ * - Rollback swaps a volume's mapping tree for a new reference to one of its snapshots' (constant time); it is
+ *   refused for read-only and owned volumes and for volumes claimed in use in this process (claim()).
  */
 import { ThinpoolError } from '../errors.js';
-import { change } from './commit.js';
+import { change, commit } from './commit.js';
 import type { DataPath } from './data-path.js';
 import { MAX_DEVICE_ID } from './metadata.js';
 import { VOLUME_NAME_RULE, volumeNameProblem } from './names.js';
-import type { PoolState } from './pool-state.js';
+import { OP_METADATA_MARGIN, type PoolState } from './pool-state.js';
 import { deviceUsage } from './usage.js';
 import { Volume, type VolumeIO, type VolumePool } from './volume.js';
 
@@ -61,6 +63,8 @@ export class Volumes {
   private readonly data: DataPath;
   private readonly pool: VolumePool;
   private readonly io: VolumeIO;
+  /** Volumes in use in this process (see claim): device id -> holders. */
+  private readonly users = new Map<number, Map<symbol, string>>();
 
   /** Volumes made here belong to pool and do their I/O through io. */
   constructor(s: PoolState, data: DataPath, pool: VolumePool, io: VolumeIO) {
@@ -211,6 +215,80 @@ export class Volumes {
       else delete rec.readOnly;
     }
     s.catalogDirty = true;
+  }
+
+  /** Is `snap` a snapshot of `of`, directly or through snapshots of snapshots (the catalog's origins)? */
+  isSnapshotOf(snap: number, of: number): boolean {
+    const seen = new Set<number>();
+    for (let cur = this.s.recordOf(snap)?.origin; cur !== undefined && !seen.has(cur); cur = this.s.recordOf(cur)?.origin) {
+      if (cur === of) return true;
+      seen.add(cur);
+    }
+    return false;
+  }
+
+  /**
+   * Mark a volume in use by `who` in this process (an NBD export, ...); returns the release function. A volume
+   * in use is not rolled back.
+   */
+  claim(id: number, who: string): () => void {
+    const key = Symbol(who);
+    let m = this.users.get(id);
+    if (!m) this.users.set(id, (m = new Map()));
+    m.set(key, who);
+    return () => {
+      const cur = this.users.get(id);
+      cur?.delete(key);
+      if (cur?.size === 0) this.users.delete(id);
+    };
+  }
+
+  usersOf(id: number): string[] {
+    return [...(this.users.get(id)?.values() ?? [])];
+  }
+
+  /**
+   * Rollback: VOLUME's content becomes SNAPSHOT's in constant time (metadata.rollbackDevice). VOLUME keeps its
+   * name, id, size, labels and origin. When VOLUME is larger and SNAPSHOT ends inside a mapped block, that
+   * block is copied with its tail zeroed, before anything changes (nothing allocates, so nothing commits, once
+   * the change has started). Refusals come first: see ThinPool.rollbackSync.
+   */
+  rollback(ref: string | number, snapshot: string | number, opts: OwnerOptions): void {
+    const s = this.s;
+    const id = this.idOf(ref);
+    const sid = this.idOf(snapshot);
+    const vname = s.recordOf(id)?.name ?? `#${id}`;
+    const sname = s.recordOf(sid)?.name ?? `#${sid}`;
+    if (id === sid) throw new ThinpoolError('EINVAL', `volume ${vname} cannot be rolled back to itself`);
+    this.checkOwner(id, opts, 'rolled back');
+    if (s.recordOf(id)?.readOnly) throw new ThinpoolError('EROFS', `volume ${vname} is read-only: it cannot be rolled back (make it writable first: "thinpool set POOL ${vname} --writable")`);
+    const users = this.usersOf(id);
+    if (users.length > 0) throw new ThinpoolError('EBUSY', `volume ${vname} is in use by ${users.join(', ')}: stop that first, then roll back`);
+    if (!this.isSnapshotOf(sid, id)) throw new ThinpoolError('EINVAL', `${sname} is not a snapshot of ${vname}: a volume rolls back only to its own snapshots (see "thinpool ls POOL --tree")`);
+    const bs = s.blockSize;
+    const volSize = s.sizeOf(id);
+    const snapSize = s.sizeOf(sid);
+    const tailBlock = Math.floor(snapSize / bs);
+    const tail = volSize > snapSize && snapSize % bs !== 0 ? s.md.lookup(sid, tailBlock) : null;
+    // Room for the whole change now (a commit here is still before it).
+    if (s.md.mode === 'write' && s.md.metadataFreeBlocks < 2 * OP_METADATA_MARGIN && s.md.dirty) commit(s);
+    const fresh = tail !== null ? this.data.headCopy(tail.dblock, snapSize - tailBlock * bs) : -1;
+    try {
+      change(s, () => {
+        s.md.rollbackDevice(id, sid);
+        if (fresh >= 0) s.md.insertMapping(id, tailBlock, fresh);
+        if (volSize < snapSize) {
+          const doomed: number[] = [];
+          s.md.forEachMappingIn(id, Math.ceil(volSize / bs), Number.MAX_SAFE_INTEGER, (v) => { doomed.push(v); });
+          for (const v of doomed) s.md.removeMapping(id, v);
+        }
+        s.catalogDirty = true;
+      }, true);
+    } catch (e) {
+      // A clean refusal leaves the transaction as it was: give the copy's block back.
+      if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.dsm.dec(fresh), true);
+      throw e;
+    }
   }
 
   list(): VolumeInfo[] {

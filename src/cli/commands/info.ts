@@ -1,4 +1,5 @@
 /** ls, status, map, diff: read-only views. */
+import type { ThinPool } from '../../thin/pool.js';
 import { formatTable, write } from '../io.js';
 import type { Ctx } from '../main.js';
 import { humanSize, withPool } from '../pool.js';
@@ -17,19 +18,70 @@ function json(v: unknown): string {
   return JSON.stringify(v, null, 2) + '\n';
 }
 
+type Listed = Awaited<ReturnType<ThinPool['list']>>[number];
+
+function lsJson(v: Listed): Record<string, unknown> {
+  return {
+    name: v.name ?? null, id: v.id, sizeBytes: v.sizeBytes, mappedBytes: v.mappedBytes, exclusiveBytes: v.exclusiveBytes,
+    sharedBytes: v.sharedBytes, origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
+    originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly, labels: v.labels,
+  };
+}
+
+/**
+ * Volumes as a forest of origins: a volume whose origin is gone (deleted, or never known) is a root; children
+ * in id order under their origin.
+ */
+function forest(vols: Listed[]): Array<{ v: Listed; depth: number; prefix: string }> {
+  const ids = new Set(vols.map((v) => v.id));
+  const kids = new Map<number, Listed[]>();
+  const roots: Listed[] = [];
+  for (const v of [...vols].sort((a, b) => a.id - b.id)) {
+    if (v.origin !== undefined && ids.has(v.origin) && v.origin !== v.id) {
+      const k = kids.get(v.origin) ?? [];
+      k.push(v);
+      kids.set(v.origin, k);
+    } else roots.push(v);
+  }
+  const out: Array<{ v: Listed; depth: number; prefix: string }> = [];
+  const seen = new Set<number>();
+  const walk = (v: Listed, depth: number, lead: string, last: boolean): void => {
+    if (seen.has(v.id)) return; // a cycle in the catalog's origins: shown once
+    seen.add(v.id);
+    out.push({ v, depth, prefix: depth === 0 ? '' : `${lead}${last ? '└─ ' : '├─ '}` });
+    const k = kids.get(v.id) ?? [];
+    k.forEach((c, i) => walk(c, depth + 1, depth === 0 ? '' : `${lead}${last ? '   ' : '│  '}`, i === k.length - 1));
+  };
+  roots.forEach((r) => walk(r, 0, '', true));
+  for (const v of vols) if (!seen.has(v.id)) walk(v, 0, '', true);
+  return out;
+}
+
+function treeJson(vols: Listed[]): unknown[] {
+  const nodes = new Map<number, Record<string, unknown> & { children: unknown[] }>();
+  const out: unknown[] = [];
+  const stack: Array<Record<string, unknown> & { children: unknown[] }> = [];
+  for (const { v, depth } of forest(vols)) {
+    const n = { ...lsJson(v), children: [] as unknown[] };
+    nodes.set(v.id, n);
+    stack.length = depth;
+    if (depth === 0) out.push(n);
+    else stack[depth - 1]!.children.push(n);
+    stack.push(n);
+  }
+  return out;
+}
+
 export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const vols = await withPool(ctx, dir, 'read', (pool) => pool.list());
   if (opts.json) {
-    await write(ctx.io.stdout, json(vols.map((v) => ({
-      name: v.name ?? null, id: v.id, sizeBytes: v.sizeBytes, mappedBytes: v.mappedBytes, exclusiveBytes: v.exclusiveBytes,
-      sharedBytes: v.sharedBytes, origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
-      originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly, labels: v.labels,
-    }))));
+    await write(ctx.io.stdout, json(opts.tree ? treeJson(vols) : vols.map(lsJson)));
     return 0;
   }
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
-  const rows = vols.map((v) => [
-    v.name ?? `#${v.id}`, String(v.id), sz(v.sizeBytes), sz(v.mappedBytes), sz(v.exclusiveBytes), sz(v.sharedBytes),
+  const ordered = opts.tree ? forest(vols) : vols.map((v) => ({ v, depth: 0, prefix: '' }));
+  const rows = ordered.map(({ v, prefix }) => [
+    prefix + (v.name ?? `#${v.id}`), String(v.id), sz(v.sizeBytes), sz(v.mappedBytes), sz(v.exclusiveBytes), sz(v.sharedBytes),
     v.originName ?? (v.origin !== undefined ? `#${v.origin}` : '-'),
     v.createdAt ? v.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
     v.readOnly ? 'ro' : 'rw',

@@ -7,6 +7,7 @@ import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../main.js';
 import { isRadosAddress } from '../../thin/rados-pool.js';
 import { cephOptions, checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
+import { parseLabels } from '../labels.js';
 
 export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const size = sizeArg(opts.size, '--size');
@@ -66,15 +67,17 @@ export async function create(ctx: Ctx, [dir, name]: string[], opts: Record<strin
   checkName(name);
   const size = sizeArg(opts.size, '--size');
   if (size % 512 !== 0) throw new UsageError(`--size ${opts.size as string} must be a multiple of 512 bytes`);
-  const id = await withPool(ctx, dir, 'write', (pool) => pool.createThinSync(name, { size }).id);
+  const labels = parseLabels(opts.label);
+  const id = await withPool(ctx, dir, 'write', (pool) => pool.createThinSync(name, { size, labels }).id);
   await write(ctx.io.stdout, `created volume ${name} (id ${id}, ${humanSize(size)})\n`);
   return 0;
 }
 
-export async function snapshot(ctx: Ctx, [dir, origin, name]: string[]): Promise<number> {
+export async function snapshot(ctx: Ctx, [dir, origin, name]: string[], opts: Record<string, unknown> = {}): Promise<number> {
   checkName(name, 'snapshot name');
-  const id = await withPool(ctx, dir, 'write', (pool) => pool.snapshotSync(origin, name).id);
-  await write(ctx.io.stdout, `created snapshot ${name} of ${origin} (id ${id})\n`);
+  const labels = parseLabels(opts.label);
+  const id = await withPool(ctx, dir, 'write', (pool) => pool.snapshotSync(origin, name, { labels, readOnly: opts.readOnly === true }).id);
+  await write(ctx.io.stdout, `created ${opts.readOnly ? 'read-only ' : ''}snapshot ${name} of ${origin} (id ${id})\n`);
   return 0;
 }
 
