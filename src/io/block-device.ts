@@ -28,3 +28,17 @@ export interface BlockDevice {
   discard(offsetBytes: number, lengthBytes: number): boolean;
   close(): void;
 }
+
+/**
+ * A device that can also have many requests in flight (a network device). `readAsync`/`writeAsync` follow the
+ * same rules as `read`/`write`; requests to the same bytes are applied in the order they were issued, sync or
+ * async; `flush` (synchronous) returns only when every write issued before it, async ones included, is durable.
+ */
+export interface AsyncBlockDevice extends BlockDevice {
+  readAsync(buf: Uint8Array, offsetBytes: number): Promise<void>;
+  writeAsync(buf: Uint8Array, offsetBytes: number): Promise<void>;
+}
+
+export function isAsyncDevice(dev: BlockDevice): dev is AsyncBlockDevice {
+  return typeof (dev as Partial<AsyncBlockDevice>).readAsync === 'function' && typeof (dev as Partial<AsyncBlockDevice>).writeAsync === 'function';
+}

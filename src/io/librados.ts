@@ -7,7 +7,8 @@
  *   Where either is missing the error (code ENOENT) names what to install: Debian package `librados2` (part of
  *   `ceph-common`), or npm package `koffi`.
  * - All calls are synchronous (they block the event loop for one round trip to the cluster) except `aioWrite` /
- *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges.
+ *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges. Requests of one
+ *   client to one object are applied in the order they were sent, synchronous or not (RADOS's ordering).
  * - `osdTimeoutSeconds` bounds every OSD request (`rados_osd_op_timeout`): a request to a dead OSD fails with
  *   EIO "timed out" instead of waiting for the OSD to come back.
  * - A client blocklisted by another (lock break, see rados-pool.ts) gets EFENCED on every later request: its
@@ -33,6 +34,34 @@ interface Lib {
 }
 
 let lib: Lib | null = null;
+
+/**
+ * Asynchronous requests in flight, by completion address. librados calls `onComplete` on its own thread; koffi
+ * queues the call to the main thread, which does not keep Node's event loop alive: a timer does while anything
+ * is in flight. The completion is released here, after its promise settles.
+ */
+interface Pending {
+  resolve(rc: number): void;
+  /** Keeps the buffer alive until librados is done with it. */
+  buf: Uint8Array;
+}
+const inFlight = new Map<unknown, Pending>();
+let keepAlive: NodeJS.Timeout | null = null;
+let completionCallback: unknown = null;
+
+function onComplete(comp: unknown): void {
+  const p = inFlight.get(comp);
+  if (p === undefined) return;
+  inFlight.delete(comp);
+  if (inFlight.size === 0 && keepAlive !== null) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+  const l = lib!;
+  const rc = l.aioGetReturn(comp) as number;
+  l.aioRelease(comp);
+  p.resolve(rc);
+}
 
 const ENOENT = 2;
 const ETIMEDOUT = 110;
@@ -349,6 +378,51 @@ export class RadosIoctx {
       for (let i = 0; i < rc; i++) out.push({ client: clients[i], cookie: cookies[i], addr: addrs[i] });
       return out;
     }
+  }
+
+  /** Requests of this process in flight (any I/O context). */
+  static get inFlight(): number {
+    return inFlight.size;
+  }
+
+  /** Write through librados aio; resolves when the cluster acknowledges (the write is then durable). */
+  aioWrite(oid: string, buf: Uint8Array, off: number): Promise<void> {
+    return this.#aio('write', oid, buf, off).then((rc) => {
+      if (rc < 0) throw radosError(rc, `write of ${buf.length} bytes at ${off} to object ${oid}`);
+    });
+  }
+
+  /** Read through librados aio; resolves to the bytes the object had there (0 for a missing object). */
+  aioRead(oid: string, buf: Uint8Array, off: number): Promise<number> {
+    return this.#aio('read', oid, buf, off).then((rc) => {
+      if (rc === -ENOENT) return 0;
+      if (rc < 0) throw radosError(rc, `read of ${buf.length} bytes at ${off} from object ${oid}`);
+      return rc;
+    });
+  }
+
+  /** Block until every asynchronous request of this process has completed (their promises settle later). */
+  waitAll(): void {
+    for (const comp of inFlight.keys()) this.#l.aioWaitComplete(comp);
+  }
+
+  #aio(kind: 'read' | 'write', oid: string, buf: Uint8Array, off: number): Promise<number> {
+    const l = this.#l;
+    completionCallback ??= l.cbRegister(onComplete);
+    const out: unknown[] = [null];
+    let rc = l.aioCreate(null, completionCallback, out) as number;
+    if (rc < 0) return Promise.reject(radosError(rc, 'cannot create an aio completion'));
+    const comp = out[0];
+    return new Promise<number>((resolve) => {
+      inFlight.set(comp, { resolve, buf });
+      keepAlive ??= setInterval(() => undefined, 1 << 30);
+      rc = kind === 'write' ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off) : l.aioRead(this.handle, oid, comp, buf, buf.length, off);
+      if (rc < 0) {
+        inFlight.delete(comp);
+        l.aioRelease(comp);
+        resolve(rc);
+      }
+    });
   }
 
   breakLock(oid: string, name: string, client: string, cookie: string): void {

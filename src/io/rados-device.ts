@@ -5,8 +5,11 @@
  *
  * Contract (beyond `BlockDevice`):
  * - Sparse: a missing object, or bytes past an object's end, read as zeros; zeros are stored as written.
- * - Every write is acknowledged by the cluster (durable on the OSDs) when `write` returns, so `flush` only has
- *   to record a size grown by writes past the end (sizes are also recorded by `resize` at once).
+ * - Every write is acknowledged by the cluster (durable on the OSDs) when `write` returns; `writeAsync` when its
+ *   promise resolves. `flush` waits for every asynchronous request in flight, then records a size grown by
+ *   writes past the end (sizes are also recorded by `resize` at once).
+ * - `readAsync`/`writeAsync` go through librados aio (many requests in flight). Requests to one object are
+ *   applied in issue order, sync or async, so a read or copy after a write sees it.
  * - `discard` always succeeds: wholly covered objects are removed, partly covered ranges zeroed in place.
  * - Shrinking removes the objects past the new end and truncates the one across it: no object holds bytes at
  *   or beyond `sizeBytes` (so growing again exposes zeros).
@@ -14,7 +17,7 @@
  * - The device does not own the I/O context: `close` leaves it open.
  */
 import { ThinpoolError } from '../errors.js';
-import type { BlockDevice } from './block-device.js';
+import type { AsyncBlockDevice } from './block-device.js';
 import type { RadosIoctx } from './librados.js';
 import { checkRange, checkSize } from './memory-device.js';
 
@@ -51,7 +54,7 @@ function readDescriptor(io: RadosIoctx, prefix: string): Descriptor | null {
   }
 }
 
-export class RadosDevice implements BlockDevice {
+export class RadosDevice implements AsyncBlockDevice {
   readonly io: RadosIoctx;
   readonly prefix: string;
   readonly objectSize: number;
@@ -124,8 +127,33 @@ export class RadosDevice implements BlockDevice {
     if (offsetBytes + buf.length > this.#size) this.#size = offsetBytes + buf.length;
   }
 
+  async readAsync(buf: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#checkOpen();
+    checkRange(offsetBytes, buf.length);
+    const parts: Array<Promise<void>> = [];
+    this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
+      const part = buf.subarray(at, at + n);
+      if (index * this.objectSize >= this.#size) part.fill(0);
+      else parts.push(this.io.aioRead(this.#name(index), part, within).then((got) => { if (got < n) part.fill(0, got); }));
+    });
+    await Promise.all(parts);
+  }
+
+  async writeAsync(buf: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#checkWritable();
+    checkRange(offsetBytes, buf.length);
+    if (buf.length === 0) return;
+    const parts: Array<Promise<void>> = [];
+    this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
+      parts.push(this.io.aioWrite(this.#name(index), buf.subarray(at, at + n), within));
+    });
+    if (offsetBytes + buf.length > this.#size) this.#size = offsetBytes + buf.length;
+    await Promise.all(parts);
+  }
+
   flush(): void {
     this.#checkOpen();
+    this.io.waitAll();
     if (!this.readOnly && this.#size !== this.#recordedSize) this.#recordSize();
   }
 
@@ -146,6 +174,7 @@ export class RadosDevice implements BlockDevice {
 
   close(): void {
     this.#checkOpen();
+    this.io.waitAll();
     this.#closed = true;
   }
 

@@ -1,6 +1,7 @@
 /**
  * An opened NBD export: a thin volume plus the per-block mapping queries the protocol needs (holes in reads,
- * base:allocation block status). All engine calls are synchronous.
+ * base:allocation block status). All engine calls are synchronous, except readAsync/writeAsync, used for exports
+ * of pools whose data device keeps many requests in flight (`async`: RADOS).
  */
 import { isThinpoolError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
@@ -21,6 +22,8 @@ export class OpenExport {
   readonly volume: Volume;
   readonly size: number;
   readonly readOnly: boolean;
+  /** The volume's pool keeps many data requests in flight (a RADOS pool): READ and WRITE run asynchronously. */
+  readonly async: boolean;
   private readonly pool: ThinPool;
   private readonly bs: number;
 
@@ -31,6 +34,15 @@ export class OpenExport {
     this.size = volume.sizeBytes;
     this.readOnly = readOnly || volume.readOnly || pool.mode !== 'write';
     this.bs = pool.blockSize;
+    this.async = pool.asyncData;
+  }
+
+  readAsync(buf: Uint8Array, offset: number): Promise<void> {
+    return this.volume.read(buf, offset);
+  }
+
+  writeAsync(buf: Uint8Array, offset: number): Promise<void> {
+    return this.volume.write(buf, offset);
   }
 
   /**

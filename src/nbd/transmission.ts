@@ -4,7 +4,10 @@
  *
  * Contract and invariants:
  * - The engine is synchronous: a request is executed as soon as it is parsed and its reply queued on the
- *   SocketIO; the replies of one batch of input go out together (SocketIO.flush).
+ *   SocketIO; the replies of one batch of input go out together (SocketIO.flush). Exception: on an `async`
+ *   export (a RADOS pool) READ and WRITE are started as parsed and stay in flight together; each reply is
+ *   queued and flushed when its request completes (replies may come out of order, as NBD allows; a FLUSH
+ *   commits, which waits for every data write in flight).
  * - A WRITE is applied whole or not at all: its payload is complete before anything is written. A payload of up
  *   to DIRECT_PAYLOAD waits in the input buffer; a larger one still arriving is received into a buffer of its own
  *   (SocketIO.payload) and a refused one (too large, read-only, past the end, bad flags) is read and dropped.
@@ -185,6 +188,7 @@ export class Transmission {
   /** Apply a whole WRITE (never a partial one: the payload is complete before anything is written). */
   private doWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
     const exp = this.exp;
+    if (exp.async && data.length > 0) return this.writeAsync(flags, hi, lo, offset, Buffer.from(data));
     try {
       if (data.length > 0) exp.write(data, offset);
       if (flags & C.CMD_FLAG_FUA) exp.flush();
@@ -193,6 +197,43 @@ export class Transmission {
       this.engineError('WRITE', e);
       this.simple(hi, lo, nbdErrno(e, true));
     }
+  }
+
+  /**
+   * An asynchronous export's WRITE: the payload (copied: the input buffer is reused) is in flight with other
+   * requests; the reply is queued and sent when the cluster acknowledges it.
+   */
+  private writeAsync(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
+    const exp = this.exp;
+    exp.writeAsync(data, offset).then(() => {
+      if (flags & C.CMD_FLAG_FUA) exp.flush();
+      this.simple(hi, lo, 0);
+    }).catch((e: unknown) => {
+      this.engineError('WRITE', e);
+      this.simple(hi, lo, nbdErrno(e, true));
+    }).finally(() => this.io.flush());
+  }
+
+  /** An asynchronous export's READ: one data chunk (holes read as zeros), replied when the data has arrived. */
+  private readAsync(hi: number, lo: number, offset: number, length: number): void {
+    const head = this.structured ? 28 : 16;
+    const b = Buffer.allocUnsafe(head + length);
+    this.exp.readAsync(b.subarray(head), offset).then(() => {
+      if (this.structured) {
+        this.chunkHeader(b, 0, C.REPLY_FLAG_DONE, C.REPLY_TYPE_OFFSET_DATA, hi, lo, 8 + length);
+        b.writeUInt32BE(Math.floor(offset / 0x100000000), 20);
+        b.writeUInt32BE(offset >>> 0, 24);
+      } else {
+        b.writeUInt32BE(C.SIMPLE_REPLY_MAGIC, 0);
+        b.writeUInt32BE(0, 4);
+        b.writeUInt32BE(hi, 8);
+        b.writeUInt32BE(lo, 12);
+      }
+      this.io.push(b);
+    }).catch((e: unknown) => {
+      this.engineError('READ', e);
+      this.fail(hi, lo, nbdErrno(e, false), true, 'read failed');
+    }).finally(() => this.io.flush());
   }
 
   private engineError(what: string, e: unknown): void {
@@ -269,6 +310,7 @@ export class Transmission {
 
   private read(hi: number, lo: number, offset: number, length: number, df: boolean): void {
     const exp = this.exp;
+    if (exp.async) return this.readAsync(hi, lo, offset, length);
     try {
       if (!this.structured) {
         const b = Buffer.allocUnsafe(16 + length);

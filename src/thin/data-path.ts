@@ -17,6 +17,7 @@
  * - headCopy allocates and fills a block before its caller changes any mapping (rollback's partial tail).
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
+import { isAsyncDevice } from '../io/block-device.js';
 import { change, commit } from './commit.js';
 import { autoExtend } from './extend.js';
 import type { Mapping } from './metadata.js';
@@ -32,6 +33,37 @@ export class DataPath {
   }
 
   readData(id: number, buf: Uint8Array, offset: number): void {
+    this.readLoop(id, buf, offset, null);
+  }
+
+  /**
+   * readData with the device reads in flight together when the data device takes asynchronous requests
+   * (a RADOS device); the mapping lookups stay synchronous.
+   */
+  async readDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
+    const data = this.s.storage.data;
+    if (!isAsyncDevice(data)) return this.readData(id, buf, offset);
+    const parts: Array<Promise<void>> = [];
+    this.readLoop(id, buf, offset, (part, pos) => parts.push(data.readAsync(part, pos)));
+    await Promise.all(parts);
+  }
+
+  /**
+   * writeData with in-place writes (mapped, unshared blocks) in flight together on an asynchronous data device.
+   * Provisioning and copying stay synchronous: between the lookup of a block and its new mapping no other
+   * request runs, so requests to one virtual block are ordered (the role of dm-thin's bio-prison cells), and
+   * the device applies requests to the same bytes in issue order (a copy reads what was written before it).
+   * A commit's data flush waits for every write in flight.
+   */
+  async writeDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
+    const data = this.s.storage.data;
+    if (!isAsyncDevice(data)) return this.writeData(id, buf, offset);
+    const parts: Array<Promise<void>> = [];
+    this.writeLoop(id, buf, offset, (part, pos) => parts.push(data.writeAsync(part, pos)));
+    await Promise.all(parts);
+  }
+
+  private readLoop(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
     const s = this.s;
     s.alive();
     const bs = s.blockSize;
@@ -55,13 +87,18 @@ export class DataPath {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
-        data.read(buf.subarray(done, done + n), dblock * bs + within);
+        if (io === null) data.read(buf.subarray(done, done + n), dblock * bs + within);
+        else io(buf.subarray(done, done + n), dblock * bs + within);
       }
       done += n;
     }
   }
 
   writeData(id: number, buf: Uint8Array, offset: number): void {
+    this.writeLoop(id, buf, offset, null);
+  }
+
+  private writeLoop(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
     const s = this.s;
     s.alive();
     const bs = s.blockSize;
@@ -73,7 +110,10 @@ export class DataPath {
       const within = pos - vblock * bs;
       let n = Math.min(bs - within, buf.length - done);
       const m = md.lookup(id, vblock);
-      if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
+      if (io !== null && m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail') {
+        s.dataDirty = true;
+        io(buf.subarray(done, done + n), m.dblock * bs + within); // one block in place, in flight
+      } else if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
         // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
         let next = vblock + 1;
         while (done + n < buf.length && this.inPlaceRun(id, next) === m.dblock + (next - vblock)) {

@@ -19,6 +19,7 @@
  * - Catalog extensions: layers above (images, snapshotter) keep pool-level data under a key of their own,
  *   committed with the catalog.
  */
+import { isAsyncDevice } from '../io/block-device.js';
 import { EventEmitter } from 'node:events';
 import { ThinpoolError } from '../errors.js';
 import { change, commit } from './commit.js';
@@ -383,6 +384,21 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   /** @internal */
   writeData(id: number, buf: Uint8Array, offset: number): void {
     this.#data.writeData(id, buf, offset);
+  }
+
+  /** @internal the data device takes asynchronous requests (RADOS): volumes use the *Async data path */
+  get asyncData(): boolean {
+    return isAsyncDevice(this.#s.storage.data);
+  }
+
+  /** @internal */
+  readDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
+    return this.#data.readDataAsync(id, buf, offset);
+  }
+
+  /** @internal */
+  writeDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
+    return this.#data.writeDataAsync(id, buf, offset);
   }
 
   /** @internal */

@@ -7,7 +7,8 @@
  *   shared by the kernel's time rule copies that one block to a new one first (break sharing).
  * - `discard` unmaps whole blocks and zeroes partial edges.
  * - Writes are durable after `flush()` (a pool commit). The async methods do their I/O synchronously and
- *   resolve at once; `readSync`/`writeSync` are the same without the promise (the fast path).
+ *   resolve at once, except on a pool whose data device takes asynchronous requests (RADOS): there device I/O
+ *   of many calls is in flight together; `readSync`/`writeSync` are the same without the promise.
  * - A read-only volume (committed image layer, view) refuses every write path with EROFS.
  * - A volume depends only on VolumeIO (its pool's data path and the catalog record of its device), never on the
  *   whole pool: this file imports nothing from the pool's files.
@@ -23,6 +24,11 @@ export interface VolumeIO {
   sizeOf(id: number): number;
   readData(id: number, buf: Uint8Array, offset: number): void;
   writeData(id: number, buf: Uint8Array, offset: number): void;
+  /** True when the data device takes asynchronous requests: then read/write use the *Async data path. */
+  readonly asyncData?: boolean;
+  /** The same with device I/O in flight together (a pool on an asynchronous data device). */
+  readDataAsync?(id: number, buf: Uint8Array, offset: number): Promise<void>;
+  writeDataAsync?(id: number, buf: Uint8Array, offset: number): Promise<void>;
   discardData(id: number, offset: number, length: number): void;
   /** Make everything written so far durable (a pool commit). */
   commitSync(): void;
@@ -100,7 +106,9 @@ export class Volume {
   }
 
   async read(buf: Uint8Array, offsetBytes: number): Promise<void> {
-    this.readSync(buf, offsetBytes);
+    if (!this.#io.asyncData || this.#io.readDataAsync === undefined) return this.readSync(buf, offsetBytes);
+    this.range(offsetBytes, buf.length);
+    await this.#io.readDataAsync(this.id, buf, offsetBytes);
   }
 
   /**
@@ -111,7 +119,12 @@ export class Volume {
     const deadline = Date.now() + this.#io.spaceSettings.waitTimeoutMs;
     for (;;) {
       try {
-        this.writeSync(buf, offsetBytes);
+        if (!this.#io.asyncData || this.#io.writeDataAsync === undefined) this.writeSync(buf, offsetBytes);
+        else {
+          this.range(offsetBytes, buf.length);
+          if (this.readOnly) throw new ThinpoolError('EROFS', `volume ${this.label} is read-only`);
+          await this.#io.writeDataAsync(this.id, buf, offsetBytes);
+        }
         return;
       } catch (e) {
         if (!isThinpoolError(e, 'ENOSPC_DATA') || this.#io.spaceSettings.whenFull !== 'wait' || Date.now() >= deadline) throw e;
