@@ -9,8 +9,9 @@
  *   connection is closed: a client cannot hold a connection slot by saying nothing.
  * - STARTTLS: once its ACK is sent, the plain SocketIO lets go of the socket (input the client sent before
  *   reading the ACK breaks the protocol and closes the connection), and a new SocketIO reads and writes through
- *   a TLSSocket on the same connection, on the portable path (the descriptor carries ciphertext, so neither
- *   direct writes nor busy-polling apply).
+ *   a TLSSocket on the same connection: decrypted input lands in the connection's buffer through the TLS
+ *   socket's user-buffer hook (unless portableIO), replies go through socket.write (the descriptor carries
+ *   ciphertext, so neither direct writes nor busy-polling apply).
  * - Any protocol violation the spec allows us to survive gets an error reply; the rest (bad magic, bad client
  *   flags, absurd lengths, a failed TLS handshake) closes this connection only, never the server.
  * - Server shutdown: a connection still in the handshake is closed; one in transmission executes the requests it
@@ -142,7 +143,12 @@ export class Connection {
       up = upgradeToTls(socket, t, () => {
         this.handshake.identity = up?.identity() ?? null;
       }, (why) => this.host.log(`nbd: TLS handshake failed: ${why}`));
-      this.io = new SocketIO(up.socket, this.owner, { portable: true, busyPollMicros: 0, maxQueuedBytes: this.host.maxQueuedBytes });
+      this.io = new SocketIO(up.socket, this.owner, {
+        portable: this.host.portableIO === true,
+        plainDescriptor: false,
+        busyPollMicros: 0,
+        maxQueuedBytes: this.host.maxQueuedBytes,
+      });
       this.handshake.tlsStarted(this.io);
     });
   }

@@ -23,8 +23,9 @@
  * - Busy-poll: after answering in the transmission phase (`pollReady`), the descriptor is read for a short,
  *   bounded window before going back to the event loop, so a queue-depth-1 client's next request is read without
  *   an epoll wake-up.
- * - Portable fallback (`portable`, a socket without the hooks, or a TLS socket): 'data' events are copied into
- *   the same buffers and replies go through socket.write only.
+ * - Portable fallback (`portable`, or a socket without the hooks): 'data' events are copied into the same
+ *   buffers and replies go through socket.write only. A TLS socket (`plainDescriptor: false`) uses the
+ *   user-buffer hook of its TLS handle for input (decrypted bytes) and socket.write for output.
  */
 import { readSync, writeSync, writevSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
@@ -49,6 +50,11 @@ export interface Payload {
 export interface SocketIOOptions {
   /** 'data' events and socket.write only. */
   portable: boolean;
+  /**
+   * The socket's descriptor carries what is written to the socket (false for a TLS socket: its descriptor carries
+   * ciphertext, so replies must go through socket.write and the descriptor is never read directly).
+   */
+  plainDescriptor?: boolean;
   /** Busy-poll window after answering, in microseconds (0: off). */
   busyPollMicros: number;
   /** Pause input while more than this many reply bytes wait to be sent (default OUTPUT_HIGH). */
@@ -159,7 +165,7 @@ export class SocketIO {
     } else {
       socket.on('data', this.listeners.data);
     }
-    if (!opts.portable && handle && typeof handle.fd === 'number' && handle.fd >= 0) this.fd = handle.fd;
+    if (!opts.portable && opts.plainDescriptor !== false && handle && typeof handle.fd === 'number' && handle.fd >= 0) this.fd = handle.fd;
     socket.on('error', () => { /* EPIPE / ECONNRESET: the 'close' event follows */ });
     socket.on('end', this.listeners.end);
     socket.on('close', this.listeners.close);

@@ -85,11 +85,11 @@ describe('limits', () => {
     });
   });
 
-  describe.each([['plain', false], ['TLS', true]] as const)('queued replies (%s)', (_label, useTls) => {
+  describe.each([['plain', false, false], ['TLS', true, false], ['TLS, portable I/O', true, true]] as const)('queued replies (%s)', (_label, useTls, portableIO) => {
     test('a client that stops reading makes the server hold at most the bound plus one reply; it all arrives once it reads', async () => {
       const bound = 2 * MiB;
       const tls = useTls ? { mode: 'require' as const, psk: new Map([['alice', KEY]]) } : undefined;
-      await withServer({ maxQueuedReplyBytes: bound, tls }, async (s, port) => {
+      await withServer({ maxQueuedReplyBytes: bound, tls, portableIO }, async (s, port) => {
         const c = await RawClient.connect({ port });
         await c.negotiate('v', useTls ? { tls: { identity: 'alice', key: KEY } } : {});
         const want = randomBytes(MiB);
