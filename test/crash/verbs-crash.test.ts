@@ -1,4 +1,5 @@
-// Crash points inside receive (full and incremental), cut at every I/O call (metadata and data reads, writes,
+// Crash points inside receive (full and incremental), rename and rollback (with and without the copy of a partial
+// tail block), cut at every I/O call (metadata and data reads, writes,
 // flushes, the catalog's stage and publish): after the crash the reopened pool shows exactly the state before
 // the operation or exactly the state after it, never a half-received volume, and its metadata passes our
 // checker (and thin_check with the strict checker on every 25th cut and the last).
@@ -120,5 +121,62 @@ describe('crash points inside receive', () => {
     const before = modelOf([{ name: 'base', bytes: baseBytes }]);
     const after = modelOf([{ name: 'base', bytes: baseBytes }, { name: 'next', bytes: nextBytes }]);
     await everyCut(tpl, (p) => receive(p, 'next', [incr]), before, after, 'incremental receive');
+  });
+});
+
+/** The model a template shows, after `op` when given (run on copies of its images). */
+async function stateOf(tpl: Template, op?: Operation): Promise<Model> {
+  const p = ThinPool.openStorage({ metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() });
+  if (op) await op(p);
+  const seen = readPool(p);
+  p.closeSync({ commit: false });
+  return modelOf([...seen].map(([name, v]) => ({ name, bytes: v.bytes, labels: v.labels })));
+}
+
+describe('crash points inside rename and rollback', () => {
+  test('rename (a catalog-only commit): before or after at every cut', async () => {
+    const tpl = makeTemplate(32, 1024 * 1024, (p) => {
+      p.createThinSync('a', { size: 2 * BS, labels: { k: 'v' } }).writeSync(fill(BS + 7, 11), 0);
+      p.snapshotSync('a', 'a-snap');
+      p.createThinSync('b', { size: BS });
+    });
+    const op: Operation = async (p) => {
+      p.renameSync('a', 'z');
+      p.commitSync();
+    };
+    await everyCut(tpl, op, await stateOf(tpl), await stateOf(tpl, op), 'rename');
+  });
+
+  test('rollback: before or after at every cut', async () => {
+    const tpl = makeTemplate(32, 1024 * 1024, (p) => {
+      const v = p.createThinSync('vm', { size: 4 * BS, labels: { env: 'x' } });
+      v.writeSync(fill(4 * BS, 12), 0);
+      p.snapshotSync('vm', 'snap');
+      v.writeSync(fill(2 * BS, 13), BS + 100);
+      v.discardSync(3 * BS, BS);
+    });
+    const op: Operation = async (p) => {
+      p.rollbackSync('vm', 'snap');
+      p.commitSync();
+    };
+    const after = await stateOf(tpl, op);
+    const bytes = (m: Model, name: string): Buffer => Buffer.from([...m.vols.values()].find((v) => v.name === name)!.bytes);
+    expect(bytes(after, 'vm').equals(bytes(after, 'snap'))).toBe(true);
+    await everyCut(tpl, op, await stateOf(tpl), after, 'rollback');
+  });
+
+  test('rollback of a volume larger than its snapshot (the tail block copied first): before or after at every cut', async () => {
+    const tpl = makeTemplate(32, 1024 * 1024, (p) => {
+      const v = p.createThinSync('vm', { size: 4 * BS });
+      v.writeSync(fill(4 * BS, 14), 0);
+      p.snapshotSync('vm', 'snap');
+      p.resizeSync('snap', 2 * BS + 4096);
+      p.resizeSync('vm', 5 * BS);
+    });
+    const op: Operation = async (p) => {
+      p.rollbackSync('vm', 'snap');
+      p.commitSync();
+    };
+    await everyCut(tpl, op, await stateOf(tpl), await stateOf(tpl, op), 'rollback with a tail copy');
   });
 });
