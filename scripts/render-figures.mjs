@@ -6,7 +6,7 @@
 //   node scripts/render-figures.mjs --mutation reports/mutation/a.json [b.json ...]
 //                                              merge Stryker JSON reports into docs/figures/mutation.json (per file:
 //                                              killed, timed out, survived, no coverage; every survivor), then render;
-//                                              a file whose source changed since its report is left out
+//                                              a file whose source changed since its report is marked so
 //
 // Sources: docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
@@ -88,12 +88,10 @@ function mergeMutation(paths) {
     const r = JSON.parse(readFileSync(p, 'utf8'));
     for (const [file, f] of Object.entries(r.files)) {
       const current = existsSync(join(root, file)) ? readFileSync(join(root, file), 'utf8') : undefined;
-      if (current !== f.source) {
-        console.warn(`${p}: ${file} has changed since that run; left out (run the mutation test on it again)`);
-        continue;
-      }
+      const changed = current !== f.source;
+      if (changed) console.warn(`${p}: ${file} has changed since that run; marked so in the table (run the mutation test on it again)`);
       const lines = f.source.split('\n');
-      const e = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, errors: 0, survivors: [] };
+      const e = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, errors: 0, survivors: [], ...(changed ? { changedSince: true } : {}) };
       for (const m of f.mutants) {
         if (m.status === 'Killed') e.killed++;
         else if (m.status === 'Timeout') e.timeout++;
@@ -120,7 +118,7 @@ function mutation(f) {
   const rows = Object.entries(f.files).map(([file, e]) => {
     const eq = e.survivors.filter((s) => equivalent[`${file}:${s.at} ${s.mutator}`] !== undefined).length;
     const total = e.killed + e.timeout + e.survived + e.noCoverage;
-    return `| ${file} | ${n(total)} | ${n(e.killed)} | ${n(e.timeout)} | ${n(e.survived)} | ${n(e.noCoverage)} | **${score(e)}** | ${n(eq)} | ${pct(e.killed + e.timeout + eq, total)} |`;
+    return `| ${file}${e.changedSince ? ' (measured on the version before its last change)' : ''} | ${n(total)} | ${n(e.killed)} | ${n(e.timeout)} | ${n(e.survived)} | ${n(e.noCoverage)} | **${score(e)}** | ${n(eq)} | ${pct(e.killed + e.timeout + eq, total)} |`;
   });
   const sum = Object.values(f.files).reduce((a, e) => ({ killed: a.killed + e.killed, timeout: a.timeout + e.timeout, survived: a.survived + e.survived, noCoverage: a.noCoverage + e.noCoverage }), { killed: 0, timeout: 0, survived: 0, noCoverage: 0 });
   const survivors = [];
