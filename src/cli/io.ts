@@ -9,6 +9,16 @@ import { formatSize as humanBytes } from '../sizes.js';
 
 export { q } from '../messages.js';
 
+/** What every command runs with (kept here, not in main.ts, so commands need not import main.ts). */
+export interface Ctx {
+  io: CliIO;
+  cwd: string;
+  /** --ceph-conf / --ceph-id, for pools addressed rados://CEPH_POOL/NAME. */
+  ceph?: { conf?: string; id?: string };
+  /** Run another command line in this process (the demo drives the CLI through it); resolves to the exit status. */
+  main: (argv: string[], io?: Partial<CliIO>) => Promise<number>;
+}
+
 export interface CliIO {
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean };

@@ -10,18 +10,11 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { CliError, type CliIO } from './io.js';
+import { CliError, type CliIO, type Ctx } from './io.js';
 import { explainError } from '../messages.js';
 import { collect } from './labels.js';
 
 export type { CliIO } from './io.js';
-
-export interface Ctx {
-  io: CliIO;
-  cwd: string;
-  /** --ceph-conf / --ceph-id, for pools addressed rados://CEPH_POOL/NAME. */
-  ceph?: { conf?: string; id?: string };
-}
 
 type Action = (ctx: Ctx, args: string[], opts: Record<string, unknown>) => Promise<number | void>;
 
@@ -396,7 +389,7 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
     stdin: io?.stdin ?? process.stdin,
     cwd: io?.cwd,
   };
-  const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd() };
+  const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd(), main };
   const state = { result: 0, cmd: '' };
   const program = build(ctx, state);
   // The command (or "group subcommand") argv names, for error lines and help hints even when parsing fails.

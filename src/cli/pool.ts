@@ -24,7 +24,7 @@ import { formatSize, parseSize } from '../sizes.js';
 import { isThinpoolError } from '../errors.js';
 import { CliError, UsageError, q } from './io.js';
 import { explainError } from '../messages.js';
-import type { Ctx } from './main.js';
+import type { Ctx } from './io.js';
 
 /** A path relative to the command's cwd made absolute; rados://CEPH_POOL/NAME addresses are returned as they are. */
 export function resolvePath(ctx: Ctx, p: string): string {

@@ -1,5 +1,5 @@
 /** bench: the block- against file-level copy-on-write comparison (bench/compare), from the command line. */
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { resolvePath } from '../pool.js';
 import { UsageError, q } from '../io.js';
 

@@ -1,6 +1,6 @@
 /** container create, ls, rm, commit, diff: writable thin snapshots of an image's top layer. */
 import { UsageError, formatTable, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
 import { ImageStore, checkContainerName, checkImageName } from '../../images/images.js';
 import { imagesError } from './image.js';

@@ -3,7 +3,7 @@ import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, re
 import { dirname, basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { blocksNeeded, checkName, checkpoint, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
 
 const CHUNK = 1024 * 1024;

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { resolvePath } from '../pool.js';
 
 const MARKER = '.thinpool-demo';
@@ -38,12 +38,11 @@ export async function demo(ctx: Ctx, [dirArg]: string[]): Promise<number> {
   writeFileSync(join(abs, 'hello.txt'), 'hello from the snapshot\n');
 
   const pool = join(dir, 'pool');
-  const { main } = await import('../main.js');
   const out = ctx.io.stdout;
   const say = (s: string): Promise<void> => write(out, s);
   const run = async (...argv: string[]): Promise<void> => {
     await say(`\n$ thinpool ${argv.map(quoteArg).join(' ')}\n`);
-    const code = await main(argv, ctx.io);
+    const code = await ctx.main(argv, ctx.io);
     if (code !== 0) throw new CliError(`the demo stopped: "thinpool ${argv.join(' ')}" failed (exit ${code})`);
   };
 

@@ -1,7 +1,7 @@
 /** fs ls, cat, put, rm: files inside the ext4 filesystem of a volume, image or container (no mount). */
 import { readFileSync } from 'node:fs';
 import { CliError, UsageError, formatTable, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { resolvePath, withPool } from '../pool.js';
 import { ImageStore } from '../../images/images.js';
 import { withFs, type FsStat } from '../../images/fs-worker.js';

@@ -1,7 +1,7 @@
 /** image import, ls, history, rm: images as stacks of committed thin snapshots. */
 import { CliError, UsageError, formatTable, q, write } from '../io.js';
 import { ThinpoolError } from '../../errors.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
 import { ImageStore, checkImageName } from '../../images/images.js';
 import { MIN_FS_SIZE } from '../../images/mkfs.js';

@@ -1,7 +1,7 @@
 /** ls, status, map, diff: read-only views. */
 import type { ThinPool } from '../../thin/pool.js';
 import { formatTable, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
 import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
 

@@ -15,7 +15,7 @@ import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
 import { createHash } from 'node:crypto';
 import { formatThinDumpXml, parseThinXml } from '../../thin/thin-xml.js';
 import { CliError, UsageError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { cephOptions, explained, humanSize, resolvePath, sizeArg } from '../pool.js';
 import { isRadosAddress, readRadosMetadata } from '../../thin/rados-pool.js';
 

@@ -3,7 +3,7 @@ import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, renameSync, r
 import { dirname, join } from 'node:path';
 import { breakRadosLock, isRadosAddress, listRadosPools, readRadosMetadata } from '../../thin/rados-pool.js';
 import { CliError, UsageError, formatTable, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { cephOptions, explained, requirePoolDir, resolvePath } from '../pool.js';
 
 export async function lsPools(ctx: Ctx, [where]: string[], opts: Record<string, unknown>): Promise<number> {

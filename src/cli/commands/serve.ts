@@ -1,5 +1,5 @@
 /** serve: the NBD server (src/nbd) behind the command line. */
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { cephOptions, requirePoolDir } from '../pool.js';
 
 export async function serve(ctx: Ctx, args: string[], opts: Record<string, unknown>): Promise<number> {

@@ -1,6 +1,6 @@
 /** trim, extend, space: managing a pool's space (issue 9). */
 import { CliError, Progress, UsageError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { humanSize, sizeArg, withPool } from '../pool.js';
 
 export async function trim(ctx: Ctx, [dir]: string[]): Promise<number> {

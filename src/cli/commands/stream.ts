@@ -13,7 +13,7 @@ import { decodeDiff } from '../../stream/rbd-diff.js';
 import { receive as receiveStream } from '../../stream/receive.js';
 import { planSend, sendStream } from '../../stream/send.js';
 import { CliError, Progress, UsageError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { parseLabels } from '../labels.js';
 import { checkName, explained, humanSize, requirePoolDir, resolvePath, withPool } from '../pool.js';
 

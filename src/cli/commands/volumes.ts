@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
 import { allocatedBytes, holePunchPath } from '../../io/file-device.js';
 import { CliError, UsageError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { isRadosAddress } from '../../thin/rados-pool.js';
 import { cephOptions, checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
 import { parseLabels } from '../labels.js';
