@@ -5,8 +5,7 @@
  * durable, so a refused command leaves the pool byte-identical.
  */
 import { isThinpoolError } from '../../errors.js';
-import { CliError, UsageError, q, write } from '../io.js';
-import type { Ctx } from '../main.js';
+import { CliError, UsageError, q, write, type Ctx } from '../io.js';
 import { parseLabels, parseUnlabels } from '../labels.js';
 import { checkName, humanSize, withPool } from '../pool.js';
 
