@@ -56,9 +56,10 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
         return { message: msg, exitCode: 1 };
       case 'EEXIST':
         if (/already holds a pool/.test(msg)) return { message: `${msg}: choose another directory`, exitCode: 1 };
+        if (/already holds a thin pool/.test(msg)) return { message: `${msg}: choose another NAME (thinpool ls-pools lists them)`, exitCode: 1 };
         return { message: `${msg}: choose another name`, exitCode: 1 };
       case 'EBUSY':
-        if (/belongs to|has children|held/.test(msg)) return { message: msg, exitCode: 1 }; // says what to do itself
+        if (/belongs to|has children|held|lock break/.test(msg)) return { message: msg, exitCode: 1 }; // says what to do itself
         return { message: `${msg}: wait for it to finish (or stop it) and retry`, exitCode: 1 };
       case 'EROFS':
         if (/needs_check/.test(msg)) return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };

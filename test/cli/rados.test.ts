@@ -77,6 +77,7 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
       const refused = await c(['create', p, 'w', '--size', '1M']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(`open for writing by process ${server.pid} on host`);
+      expect(refused.stderr).toMatch(/run "thinpool lock break rados:\/\/tp\/served"\n$/);
       const held = JSON.parse((await c(['ls-pools', 'rados://tp', '--json'])).stdout) as Array<{ address: string; holder: { pid: number } | null }>;
       expect(held.find((x) => x.address === p)?.holder?.pid).toBe(server.pid);
 
