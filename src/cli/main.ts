@@ -34,6 +34,7 @@ const modules = {
   bench: () => import('./commands/bench.js'),
   stream: () => import('./commands/stream.js'),
   verbs: () => import('./commands/verbs.js'),
+  snapshotter: () => import('./commands/snapshotter.js'),
 } as const;
 
 function version(): string {
@@ -334,7 +335,7 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   const sub = (group: string, name: string, mod: keyof typeof modules, fn: string, configure: (c: Command) => Command, help?: string): void => {
     let g = groups.get(group);
     if (!g) {
-      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount', lock: 'the write lock of a pool in Ceph RADOS (break)' }[group] ?? group).helpOption('-h, --help', 'show this help');
+      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount', lock: 'the write lock of a pool in Ceph RADOS (break)', snapshotter: 'containerd\'s storage: a proxy snapshotter on the pool (serve)' }[group] ?? group).helpOption('-h, --help', 'show this help');
       groups.set(group, g);
     }
     const c = g.command(name);
@@ -368,6 +369,13 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   sub('fs', 'cat', 'fs', 'cat', (c) => V(c).description('print a file').argument('<PATH>', 'path inside the filesystem'));
   sub('fs', 'put', 'fs', 'put', (c) => V(c).description('write FILE (or standard input) to PATH (refused on committed layers)').argument('<PATH>', 'path inside the filesystem').argument('[FILE]', 'input file, or - for standard input').option('--mode <OCTAL>', 'file mode', '644'));
   sub('fs', 'rm', 'fs', 'rm', (c) => V(c).description('remove PATH (refused on committed layers); freed blocks go back to the pool').argument('<PATH>', 'path inside the filesystem').option('-r, --recursive', 'remove a directory and its contents'));
+
+  sub('snapshotter', 'serve', 'snapshotter', 'serve', (c) => P(c).description('serve containerd\'s snapshots API on a unix socket until SIGTERM/SIGINT')
+    .requiredOption('-a, --address <SOCKET>', 'unix socket for containerd (its proxy_plugins entry names it)')
+    .option('--state-dir <DIR>', 'directory for the NBD socket and the nbdfuse mount points (default SOCKET.d)')
+    .option('--fs-size <SIZE>', 'filesystem size of snapshots without a parent (default 10G; thin: only what is written uses space)')
+    .option('-v, --verbose', 'log every failed request to standard error'),
+  'containerd config (version 2):\n  [proxy_plugins.thinpool]\n    type = "snapshot"\n    address = "/run/thinpool-snapshotter.sock"\nthen: ctr image pull/import --snapshotter thinpool ...; ctr run --snapshotter thinpool ...\nSnapshots are ext4 filesystems on thin volumes; mounts are loop mounts of files nbdfuse (Debian package\nlibnbd-bin) shows. Needs root, /dev/fuse and loop devices. SIGTERM/SIGINT: exports detached, pool committed, exit 0.');
 
   sub('lock', 'break', 'rados', 'lockBreak', (c) => c.description('fence the writer holding the pool\'s lock (blocklist its Ceph client), then remove the lock')
     .argument('<POOL>', 'rados://CEPH_POOL/NAME').option('--json', 'print JSON'),

@@ -1,0 +1,297 @@
+/**
+ * Volumes as files the kernel can loop-mount: thinpool's NBD server, in this process, on a unix socket in the
+ * state directory, and one `nbdfuse` process (Debian libnbd-bin) per exported volume, which shows the volume as
+ * the file `STATE/fuse/VOLUME.N/mnt/nbd`. containerd mounts that file with its `loop` option (it attaches a
+ * loop device with autoclear, so unmounting detaches it).
+ *
+ * Invariants:
+ * - At most one export per volume; operations on one volume run one after another (a per-volume queue).
+ * - Teardown order: wait until no loop device is backed by the file (the ext4 above it is unmounted), then
+ *   `fusermount3 -u` (retried), then nbdfuse exits (SIGTERM, then SIGKILL, if it does not), which closes its
+ *   NBD connection. With `force` (shutdown) a file still in use is unmounted lazily and nbdfuse stopped: whatever
+ *   still has it mounted gets I/O errors.
+ * - Every child process is started asynchronously (never spawnSync): a FUSE unmount may need this process's
+ *   event loop to answer NBD requests.
+ * - `start()` removes what a killed predecessor left in the state directory: its FUSE mounts are lazily
+ *   unmounted and its nbdfuse processes (recognised by their pid file and command line naming that directory)
+ *   are stopped. Directories are removed only once they are no longer mount points.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { ThinpoolError } from '../errors.js';
+import { NbdServer } from '../nbd/server.js';
+import type { ThinPool } from '../thin/pool.js';
+
+interface Export {
+  volume: string;
+  dir: string;
+  mnt: string;
+  file: string;
+  readOnly: boolean;
+  child: ChildProcess;
+}
+
+export interface ExportsOptions {
+  log?: (msg: string) => void;
+  /** How long teardown waits for a loop device on the file to go away (ms). Default 10000. */
+  releaseTimeoutMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function run(cmd: string, args: string[], timeoutMs = 30000): Promise<{ code: number | null; err: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('error', (e) => {
+      clearTimeout(t);
+      resolve({ code: -1, err: e.message });
+    });
+    c.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, err: err.trim() });
+    });
+  });
+}
+
+/** Loop devices (e.g. "loop3") whose backing file is one of the given paths. */
+export function loopsBacking(files: string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let names: string[] = [];
+  try {
+    names = readdirSync('/sys/block').filter((n) => n.startsWith('loop'));
+  } catch {
+    return out;
+  }
+  const want = new Set(files);
+  for (const n of names) {
+    let backing: string;
+    try {
+      backing = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
+    } catch {
+      continue; // not attached
+    }
+    if (want.has(backing)) out.set(backing, [...(out.get(backing) ?? []), n]);
+  }
+  return out;
+}
+
+/** Mount points (from /proc/self/mountinfo) at or under dir. */
+function mountsUnder(dir: string): string[] {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4])
+      .filter((p): p is string => p !== undefined).map((p) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
+      .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  } catch {
+    return [];
+  }
+}
+
+function exited(c: ChildProcess): boolean {
+  return c.exitCode !== null || c.signalCode !== null;
+}
+
+async function waitExit(c: ChildProcess, ms: number): Promise<boolean> {
+  if (exited(c)) return true;
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { c.off('exit', done); resolve(false); }, ms);
+    function done() {
+      clearTimeout(t);
+      resolve(true);
+    }
+    c.once('exit', done);
+  });
+}
+
+export class Exports {
+  readonly pool: ThinPool;
+  readonly dir: string;
+  readonly socket: string;
+  private readonly opts: ExportsOptions;
+  private server: NbdServer | null = null;
+  private readonly live = new Map<string, Export>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private seq = 0;
+
+  constructor(pool: ThinPool, stateDir: string, opts: ExportsOptions = {}) {
+    this.pool = pool;
+    this.dir = stateDir;
+    this.socket = join(stateDir, 'nbd.sock');
+    this.opts = opts;
+  }
+
+  private log(msg: string): void {
+    this.opts.log?.(msg);
+  }
+
+  /** Clean what a killed predecessor left, then listen for nbdfuse's connections. */
+  async start(): Promise<void> {
+    mkdirSync(join(this.dir, 'fuse'), { recursive: true, mode: 0o700 });
+    await this.removeLeftovers();
+    this.server = new NbdServer(this.pool, { log: (m) => this.log(m) });
+    await this.server.listen({ path: this.socket });
+  }
+
+  private async removeLeftovers(): Promise<void> {
+    const fuse = join(this.dir, 'fuse');
+    for (const name of readdirSync(fuse)) {
+      const d = join(fuse, name);
+      const mnt = join(d, 'mnt');
+      this.log(`removing the export ${name} left by an earlier run`);
+      if (mountsUnder(mnt).length > 0) await run('fusermount3', ['-u', '-z', mnt]);
+      const pidFile = join(d, 'pid');
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
+      if (Number.isInteger(pid) && pid > 1) {
+        let cmd = '';
+        try {
+          cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        } catch { /* gone */ }
+        if (cmd.includes('nbdfuse') && cmd.includes(mnt)) {
+          try {
+            process.kill(pid, 'SIGTERM');
+          } catch { /* gone meanwhile */ }
+        }
+      }
+      this.removeDir(d);
+    }
+  }
+
+  /** Remove an export's directory unless something is still mounted in it. */
+  private removeDir(d: string): void {
+    if (mountsUnder(d).length > 0) {
+      this.log(`leaving ${d}: still a mount point`);
+      return;
+    }
+    try {
+      if (existsSync(join(d, 'pid'))) unlinkSync(join(d, 'pid'));
+      if (existsSync(join(d, 'mnt'))) rmdirSync(join(d, 'mnt'));
+      rmdirSync(d);
+    } catch (e) {
+      this.log(`could not remove ${d}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Run fn after every earlier operation on the same volume. */
+  private serial<T>(volume: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.queues.get(volume) ?? Promise.resolve();
+    const p = prev.then(fn, fn);
+    const tail = p.catch(() => undefined);
+    this.queues.set(volume, tail);
+    void tail.then(() => {
+      if (this.queues.get(volume) === tail) this.queues.delete(volume);
+    });
+    return p;
+  }
+
+  has(volume: string): boolean {
+    return this.live.has(volume);
+  }
+
+  /** Exported volumes. */
+  list(): { volume: string; file: string; readOnly: boolean; pid: number | undefined }[] {
+    return [...this.live.values()].map((e) => ({ volume: e.volume, file: e.file, readOnly: e.readOnly, pid: e.child.pid }));
+  }
+
+  /** The file showing the volume (exported now if it is not yet). */
+  ensure(volume: string, readOnly: boolean): Promise<string> {
+    return this.serial(volume, async () => {
+      const have = this.live.get(volume);
+      if (have && !exited(have.child)) return have.file;
+      if (have) {
+        this.live.delete(volume);
+        await this.unmountAndStop(have, true);
+      }
+      return (await this.open(volume, readOnly)).file;
+    });
+  }
+
+  private async open(volume: string, readOnly: boolean): Promise<Export> {
+    if (!this.server) throw new ThinpoolError('ECLOSED', 'exports are not started');
+    const dir = join(this.dir, 'fuse', `${volume}.${process.pid}-${++this.seq}`);
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt, { recursive: true });
+    const pidFile = join(dir, 'pid');
+    const uri = `nbd+unix:///${encodeURIComponent(volume)}?socket=${this.socket}`;
+    const child = spawn('nbdfuse', [...(readOnly ? ['-r'] : []), '-P', pidFile, mnt, uri], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const e: Export = { volume, dir, mnt, file: join(mnt, 'nbd'), readOnly, child };
+    let spawnError: Error | null = null;
+    child.on('error', (x) => { spawnError = x; });
+    const deadline = Date.now() + 15000;
+    while (!(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '')) {
+      if (spawnError || exited(child) || Date.now() > deadline) {
+        await this.unmountAndStop(e, true);
+        const why = spawnError ? (spawnError as Error).message : exited(child) ? `exited: ${err.trim()}` : 'did not start within 15 s';
+        throw new ThinpoolError('EIO', `nbdfuse for volume ${volume} failed (${why}); it comes with Debian package libnbd-bin and needs /dev/fuse`);
+      }
+      await sleep(5);
+    }
+    this.live.set(volume, e);
+    return e;
+  }
+
+  /** Is a loop device backed by this volume's file? */
+  inUse(volume: string): boolean {
+    const e = this.live.get(volume);
+    return e !== undefined && loopsBacking([e.file]).size > 0;
+  }
+
+  /**
+   * Stop exporting a volume. Waits (up to releaseTimeoutMs) for loop devices on its file to go; if one stays:
+   * without force, EBUSY (nothing changed); with force, a lazy unmount.
+   */
+  teardown(volume: string, opts: { force?: boolean; waitMs?: number } = {}): Promise<void> {
+    return this.serial(volume, async () => {
+      const e = this.live.get(volume);
+      if (!e) return;
+      const deadline = Date.now() + (opts.waitMs ?? this.opts.releaseTimeoutMs ?? 10000);
+      let loops = loopsBacking([e.file]).get(e.file) ?? [];
+      while (loops.length > 0 && Date.now() < deadline) {
+        await sleep(20);
+        loops = loopsBacking([e.file]).get(e.file) ?? [];
+      }
+      if (loops.length > 0 && !opts.force) {
+        throw new ThinpoolError('EBUSY', `volume ${volume} is still in use by /dev/${loops.join(', /dev/')}: unmount the snapshot first`);
+      }
+      this.live.delete(volume);
+      await this.unmountAndStop(e, loops.length > 0);
+    });
+  }
+
+  private async unmountAndStop(e: Export, lazy: boolean): Promise<void> {
+    if (mountsUnder(e.mnt).length > 0) {
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        const r = await run('fusermount3', ['-u', ...(lazy ? ['-z'] : []), e.mnt]);
+        ok = r.code === 0 || mountsUnder(e.mnt).length === 0;
+        if (!ok) {
+          if (i === 49) this.log(`fusermount3 -u ${e.mnt}: ${r.err}`);
+          await sleep(20);
+        }
+      }
+      if (!ok) await run('fusermount3', ['-u', '-z', e.mnt]);
+    }
+    if (!(await waitExit(e.child, 5000))) {
+      e.child.kill('SIGTERM');
+      if (!(await waitExit(e.child, 2000))) {
+        e.child.kill('SIGKILL');
+        await waitExit(e.child, 5000);
+      }
+    }
+    this.removeDir(e.dir);
+  }
+
+  /** Tear every export down (forcefully) and stop the NBD server (which commits the pool). */
+  async close(): Promise<void> {
+    await Promise.all([...this.live.keys()].map((v) => this.teardown(v, { force: true, waitMs: 2000 }).catch((x) => this.log(`teardown of ${v}: ${(x as Error).message}`))));
+    if (this.server) await this.server.close();
+    this.server = null;
+    try {
+      if (existsSync(this.socket)) unlinkSync(this.socket);
+    } catch { /* already gone */ }
+  }
+}
