@@ -38,6 +38,7 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
   { name: 'send/receive', files: ['stream/'] },
   { name: 'union', files: ['union/'] },
   { name: 'images and snapshotter', files: ['images/'] },
+  { name: 'containerd snapshotter', files: ['snapshotter/'] },
   { name: 'package entry', files: ['index.ts'] },
   { name: 'CLI', files: ['cli/'] },
 ];

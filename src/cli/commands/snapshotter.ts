@@ -2,7 +2,7 @@
 import { ThinPool } from '../../thin/pool.js';
 import { explainError } from '../../messages.js';
 import { CliError, UsageError, q } from '../io.js';
-import type { Ctx } from '../main.js';
+import type { Ctx } from '../io.js';
 import { requirePoolDir, resolvePath, sizeArg } from '../pool.js';
 
 /** A unix socket path must fit in sun_path (108 bytes with its terminating NUL). */
