@@ -15,7 +15,7 @@ import { checkTree, MAX_LINES } from './support/layers.js';
  */
 const OVERSIZED: Record<string, number> = {
   'thin/check.ts': 633,
-  'thin/metadata.ts': 634,
+  'thin/metadata.ts': 629,
   'images/fs-worker.ts': 581,
 };
 

@@ -29,6 +29,7 @@ import { BlockKind } from '../pd/block-kinds.js';
 import { MAX_DEPTH } from '../pd/btree.js';
 import { ENTRIES_PER_BITMAP } from '../pd/space-map-metadata.js';
 import { INTERNAL } from '../pd/transaction-manager.js';
+import { blockOf, timeOf } from './block-time.js';
 import { ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 
@@ -342,9 +343,8 @@ class Checker {
       const s = this.walk(root, L1, {
         context: `${pre}thin device ${id}`,
         distinctLeaf: (v, a, leaf) => {
-          const lo = u32[a >>> 2];
-          const d = u32[(a >>> 2) + 1] * 256 + (lo >>> 24);
-          const t = lo & 0xffffff;
+          const d = blockOf(u32, a);
+          const t = timeOf(u32, a);
           if (d >= nrData) {
             if (this.badData++ === 0) this.badDataFirst = `virtual block ${v} of ${pre}thin device ${id} maps data block ${d} (leaf block ${leaf})`;
           } else {

@@ -11,6 +11,7 @@
  * The small readers below (details, level 0, level-1 walks) are shared with usage.ts.
  */
 import { ThinpoolError } from '../errors.js';
+import { blockOf, timeOf } from './block-time.js';
 import type { DeviceDetails, ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from './thin-xml.js';
@@ -54,10 +55,7 @@ export function readTopLevel(md: ThinMetadata, root: number): Map<number, number
 /** Visit every mapping of the level-1 tree at root in virtual block order. */
 export function forEachL1(md: ThinMetadata, root: number, fn: (vblock: number, dblock: number, time: number) => void): void {
   const u = md.core.u32;
-  md.l1.walk(root, (k, a) => {
-    const lo = u[a >>> 2];
-    fn(k, u[(a >>> 2) + 1] * 256 + (lo >>> 24), lo & 0xffffff);
-  });
+  md.l1.walk(root, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
 }
 
 /** One device of a view: its details and level-1 root. */

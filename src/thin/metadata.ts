@@ -23,6 +23,7 @@ import { RefKind } from '../core/tx-state.js';
 import { DataSpaceMap } from '../pd/space-map-data.js';
 import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
 import { TransactionManager } from '../pd/transaction-manager.js';
+import { blockOf, timeOf, writeBlockTime } from './block-time.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, SUPERBLOCK_SALT, type Superblock } from './superblock.js';
 
 export const MAX_DEVICE_ID = 0xffffff;
@@ -31,7 +32,6 @@ export const DEFAULT_CACHE_BLOCKS = 8192;
 
 /** A one-slot core that checks superblock checksums at open (made once per process). */
 let sbProbe: Core | undefined;
-const TWO24 = 16777216;
 const TWO32 = 4294967296;
 
 export interface DeviceDetails {
@@ -251,10 +251,9 @@ export class ThinMetadata {
     const d = this.device(id);
     const a = this.l1.lookup(d.root, vblock);
     if (a === 0) return null;
-    const lo = this.core.u32[a >>> 2];
-    const hi = this.core.u32[(a >>> 2) + 1];
-    const time = lo & 0xffffff;
-    return { dblock: hi * 256 + (lo >>> 24), time, shared: time < d.snapshottedTime };
+    const u = this.core.u32;
+    const time = timeOf(u, a);
+    return { dblock: blockOf(u, a), time, shared: time < d.snapshottedTime };
   }
 
   /**
@@ -264,7 +263,7 @@ export class ThinMetadata {
   lookupDblock(root: number, vblock: number): number {
     const a = this.l1.lookup(root, vblock);
     if (a === 0) return -1;
-    return this.core.u32[(a >>> 2) + 1] * 256 + (this.core.u32[a >>> 2] >>> 24);
+    return blockOf(this.core.u32, a);
   }
 
   rootOf(id: number): number {
@@ -275,14 +274,14 @@ export class ThinMetadata {
   forEachMapping(id: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);
     const u = this.core.u32;
-    this.l1.walk(d.root, (k, a) => fn(k, u[(a >>> 2) + 1] * 256 + (u[a >>> 2] >>> 24), u[a >>> 2] & 0xffffff));
+    this.l1.walk(d.root, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
   }
 
   /** Visit the mappings of a device with vbegin <= vblock < vend, in vblock order. */
   forEachMappingIn(id: number, vbegin: number, vend: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);
     const u = this.core.u32;
-    this.l1.walkRange(d.root, vbegin, vend, (k, a) => fn(k, u[(a >>> 2) + 1] * 256 + (u[a >>> 2] >>> 24), u[a >>> 2] & 0xffffff));
+    this.l1.walkRange(d.root, vbegin, vend, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
   }
 
   // ---- changes ----
@@ -384,13 +383,12 @@ export class ThinMetadata {
     this.prepareL1(d);
     const { core } = this;
     const t = this.sb.time;
-    core.u32[core.param >>> 2] = (((dblock % 256) << 24) | t) >>> 0;
-    core.u32[(core.param >>> 2) + 1] = Math.floor(dblock / 256);
+    writeBlockTime(core.u32, core.param, dblock, t);
     const r = this.l1.insert(d.root, vblock);
     d.root = r.root;
     d.detailsDirty = true;
     if (r.hit) {
-      const old = core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24);
+      const old = blockOf(core.u32, core.scratch);
       if (old !== dblock) this.dsm.dec(old);
     } else {
       d.mappedBlocks++;
@@ -407,7 +405,7 @@ export class ThinMetadata {
     d.root = r.root;
     if (!r.hit) return -1;
     const { core } = this;
-    const old = core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24);
+    const old = blockOf(core.u32, core.scratch);
     this.dsm.dec(old);
     d.mappedBlocks--;
     d.detailsDirty = true;
@@ -428,12 +426,11 @@ export class ThinMetadata {
     this.prepareL1(d);
     this.dsm.inc(dblock);
     const { core } = this;
-    core.u32[core.param >>> 2] = (((dblock % 256) << 24) | time) >>> 0;
-    core.u32[(core.param >>> 2) + 1] = Math.floor(dblock / 256);
+    writeBlockTime(core.u32, core.param, dblock, time);
     const r = this.l1.insert(d.root, vblock);
     d.root = r.root;
     d.detailsDirty = true;
-    if (r.hit) this.dsm.dec(core.u32[(core.scratch >>> 2) + 1] * 256 + (core.u32[core.scratch >>> 2] >>> 24));
+    if (r.hit) this.dsm.dec(blockOf(core.u32, core.scratch));
     else d.mappedBlocks++;
   }
 
@@ -630,5 +627,3 @@ export class ThinMetadata {
     return this.msm.nrAllocated;
   }
 }
-
-export { TWO24 };
