@@ -14,17 +14,18 @@
  *   releases the data blocks it had taken from the data file (holes again) and commits nothing, so the pool's
  *   committed state and its data file are as before (the durable high-water mark, data.hwm, may have risen: it
  *   only ever does). The base's snapshotted time moves in the open transaction, as any snapshot of it would. A volume left with that owner label by a
- *   crash after a commit forced mid-receive (space pressure) is incomplete: `dropIncompleteReceives` removes it.
+ *   crash after a commit forced mid-receive (space pressure) is incomplete: the pool drops it when it is next
+ *   opened writable (a read-only open still lists it, owned by `receive`).
  * - Memory is bounded by one decoder piece (1 MiB) whatever the stream's size; the source is read as the
  *   records are applied (a pipe works).
  */
 import { ThinpoolError } from '../errors.js';
-import { OWNER_LABEL, type ThinPool } from '../thin/pool.js';
+import { OWNER_LABEL, RECEIVING_OWNER, type ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
 import { decodeDiff, type DiffRecord } from './rbd-diff.js';
 
-/** The owner a volume carries while it is being received. */
-export const RECEIVING_OWNER = 'receive';
+/** The owner a volume carries while it is being received (the pool drops such volumes when it opens). */
+export { RECEIVING_OWNER };
 
 export interface ReceiveOptions {
   /** Base volume in this pool (default: the stream's from-snap name). Only for incremental streams. */
@@ -176,16 +177,7 @@ export async function receive(
   }
 }
 
-/**
- * Delete volumes left half-received (owner label `receive`) by a crash after a commit forced mid-receive.
- * Returns their names. Not for use while a receive is running in this process.
- */
+/** Delete volumes left half-received (see ThinPool.dropIncompleteReceives; every writable open does it). */
 export function dropIncompleteReceives(pool: ThinPool): string[] {
-  const names: string[] = [];
-  for (const v of pool.list()) {
-    if (v.labels[OWNER_LABEL] !== RECEIVING_OWNER) continue;
-    pool.deleteSync(v.id, owner);
-    names.push(v.name ?? `#${v.id}`);
-  }
-  return names;
+  return pool.dropIncompleteReceives();
 }

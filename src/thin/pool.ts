@@ -41,7 +41,7 @@ import { Volumes, type CreateOptions, type OwnerOptions, type SnapshotOptions, t
 export { MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, defaultMetadataSize, isPoolDir, type PoolFormatOptions, type PoolOpenOptions } from './lifecycle.js';
 export type { PoolStorage, PoolEvents } from './pool-state.js';
 export type { ExtendOptions } from './extend.js';
-export { OWNER_LABEL, type CreateOptions, type OwnerOptions, type SnapshotOptions, type VolumeInfo } from './volumes.js';
+export { OWNER_LABEL, RECEIVING_OWNER, type CreateOptions, type OwnerOptions, type SnapshotOptions, type VolumeInfo } from './volumes.js';
 
 export type PoolMode = 'write' | 'read-only' | 'fail';
 
@@ -80,6 +80,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     this.#data = new DataPath(this.#s);
     this.#volumes = new Volumes(this.#s, this.#data, this, this);
     reconcile(this.#s);
+    // A volume still owned by a receive was left half-received by a crash after a commit forced mid-receive.
+    if (this.#s.md.mode === 'write') this.#volumes.dropIncomplete();
   }
 
   // ---- creation and opening (lifecycle.ts) ----
@@ -349,6 +351,14 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
 
   async rollback(ref: string | number, snapshot: string | number, opts: OwnerOptions = {}): Promise<void> {
     this.rollbackSync(ref, snapshot, opts);
+  }
+
+  /**
+   * Delete volumes left half-received (owned by RECEIVING_OWNER), as every writable open does; returns their
+   * names. Not while a receive runs on this pool.
+   */
+  dropIncompleteReceives(): string[] {
+    return this.#volumes.dropIncomplete();
   }
 
   /** Is `snap` a snapshot of `of`, directly or through snapshots of snapshots? */

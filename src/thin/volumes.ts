@@ -26,6 +26,12 @@ import { Volume, type VolumeIO, type VolumePool } from './volume.js';
 /** The label that marks a volume as owned by a layer above the pool (see checkOwner). */
 export const OWNER_LABEL = 'thinpool.owner';
 
+/**
+ * The owner of a volume being received (src/stream/receive.ts): such a volume is incomplete until its owner
+ * label is removed in the commit that ends the receive; one found on a writable open is dropped.
+ */
+export const RECEIVING_OWNER = 'receive';
+
 export interface OwnerOptions {
   /** The owner a caller acts for (matches the volume's `thinpool.owner` label). */
   owner?: string;
@@ -215,6 +221,14 @@ export class Volumes {
       else delete rec.readOnly;
     }
     s.catalogDirty = true;
+  }
+
+  /** Delete the volumes a crash left half-received (owner RECEIVING_OWNER); returns their names. */
+  dropIncomplete(): string[] {
+    const s = this.s;
+    const doomed = s.catalog.volumes.filter((v) => v.labels[OWNER_LABEL] === RECEIVING_OWNER && s.md.hasDevice(v.id));
+    for (const v of doomed) this.delete(v.id, { owner: RECEIVING_OWNER });
+    return doomed.map((v) => v.name);
   }
 
   /** Is `snap` a snapshot of `of`, directly or through snapshots of snapshots (the catalog's origins)? */

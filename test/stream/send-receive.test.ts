@@ -14,6 +14,7 @@ import { OWNER_LABEL, ThinPool } from '../../src/thin/pool.js';
 import { fill } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { seededRng, type Rng } from '../support/rng.js';
+import { makeTemplate } from '../crash/harness.js';
 
 const BS = 64 * 1024;
 
@@ -216,13 +217,25 @@ describe('send and receive', () => {
     dst.closeSync();
   });
 
-  test('a volume left half-received by a crash is dropped', async () => {
+  test('a volume left half-received by a crash is dropped (by the call, and by every writable open)', async () => {
     const dst = memPool();
     dst.createThinSync('half', { size: BS, labels: { [OWNER_LABEL]: RECEIVING_OWNER } });
     dst.createThinSync('kept', { size: BS });
     expect(dropIncompleteReceives(dst)).toEqual(['half']);
     expect(dst.list().map((v) => v.name)).toEqual(['kept']);
     dst.closeSync();
+    const tpl = makeTemplate(16, 1024 * 1024, (p) => {
+      p.createThinSync('half', { size: BS, labels: { [OWNER_LABEL]: RECEIVING_OWNER } }).writeSync(fill(100, 1), 0);
+      p.createThinSync('kept', { size: BS });
+    });
+    const ro = ThinPool.openStorage({ metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() }, { readOnly: true });
+    expect(ro.list().map((v) => v.name)).toEqual(['half', 'kept']);
+    ro.closeSync();
+    const rw = ThinPool.openStorage({ metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() });
+    expect(rw.list().map((v) => v.name)).toEqual(['kept']);
+    rw.commitSync();
+    expect(rw.status().dataBlocks.used).toBe(0);
+    rw.closeSync();
   });
 
   test('the stream of a thinpool send decodes with sizes and names as rbd export-diff writes them', async () => {
