@@ -16,6 +16,8 @@ export function q(name: string): string {
 export interface ErrorContext {
   /** The pool directory as the user typed it. */
   pool?: string;
+  /** Whether the command only reads the pool (the remedy for a permission error differs). */
+  mode?: 'read' | 'write';
 }
 
 const DAMAGE = new Set(['EBADCSUM', 'EBADBLOCKNR', 'EBADNODE', 'EBADSUPER', 'ECYCLE', 'ECORRUPT']);
@@ -74,8 +76,13 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
       case 'EIO': {
         const cc = causeCode(e);
         if (cc !== undefined && FS_DENIED.has(cc)) {
+          if (ctx.mode === 'read') return { message: `cannot read pool ${pool} (${cc}): run as the pool's owner or fix its permissions`, exitCode: 1 };
           return { message: `${pool} is not writable (${cc}): this command changes the pool; fix the permissions or use a writable copy`, exitCode: 1 };
         }
+        if (cc === 'ENOSPC' || cc === 'EDQUOT') {
+          return { message: `the file system holding ${pool} is full (${cc}): free space on it (see "df ${pool}") and retry; the pool keeps its last commit`, exitCode: 1 };
+        }
+        if (cc === 'ENOTDIR') return { message: `a part of the path ${pool} is a file, not a directory: check the path`, exitCode: 1 };
         return { message: `I/O error: ${msg}`, exitCode: 1 };
       }
       case 'EFAILED':
@@ -96,7 +103,10 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
       case 'EPERM': return { message: `${path || 'file'}: permission denied`, exitCode: 1 };
       case 'EROFS': return { message: `${path || 'file'}: read-only file system`, exitCode: 1 };
       case 'EISDIR': return { message: `${path || 'file'}: is a directory, expected a file`, exitCode: 1 };
-      case 'ENOSPC': return { message: `${path || 'file'}: no space left on the host file system`, exitCode: 1 };
+      case 'ENOTDIR': return { message: `${path || 'file'}: a part of this path is a file, not a directory: check the path`, exitCode: 1 };
+      case 'EEXIST': return { message: `${path || 'file'} already exists and is not a directory: choose another path`, exitCode: 1 };
+      case 'ENOSPC':
+      case 'EDQUOT': return { message: `${path || 'file'}: the host file system is full (${sys.code}): free space on it and retry`, exitCode: 1 };
       case 'EPIPE': return { message: 'output closed early', exitCode: 1 };
       default: return { message: sys.message, exitCode: 1 };
     }

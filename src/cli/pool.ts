@@ -13,7 +13,7 @@
  *   committed, the blocks it wrote are released from the data file at once, and one line says what was kept and
  *   what was dropped (exit 130 / 143). A writer killed outright (kill -9) leaves them to the next writable open.
  */
-import { closeSync, existsSync, openSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ThinPool, type PoolStorage } from '../thin/pool.js';
 import { volumeNameProblem } from '../thin/names.js';
@@ -64,7 +64,60 @@ export function requirePoolDir(ctx: Ctx, dir: string): string {
   if (!statSync(abs).isDirectory()) throw new CliError(`${q(dir)} is not a directory: a pool is a directory made by "thinpool init"`);
   if (!existsSync(join(abs, 'metadata'))) throw new CliError(`${q(dir)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
   if (!existsSync(join(abs, 'data'))) throw new CliError(`${q(dir)} has no data file: the pool is incomplete; restore it from a backup`);
+  checkOrigin(abs, dir);
   return abs;
+}
+
+/** dm-thin superblock magic and the metadata versions dm-thin (and thinpool) read. */
+const THIN_MAGIC = 27022010n;
+const MAX_THIN_VERSION = 2;
+
+/**
+ * Before opening: is this pool thinpool's to open? A metadata file that is no dm-thin metadata (another tool's
+ * file, or overwritten), metadata or a catalog of a newer version, and an unreadable file each get a line naming
+ * the cause, rather than the checksum error or EIO the engine would report.
+ */
+function checkOrigin(abs: string, dir: string): void {
+  const md = join(abs, 'metadata');
+  let b: Buffer;
+  try {
+    const fd = openSync(md, 'r');
+    try {
+      b = Buffer.alloc(4096);
+      const n = readSync(fd, b, 0, 4096, 0);
+      if (n < 48) return; // too short to tell: the engine reports the truncation
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new CliError(`cannot read ${q(join(dir, 'metadata'))}: permission denied: run as the pool's owner (ls -l ${q(dir)}) or fix its permissions`);
+    if (code === 'EISDIR') throw new CliError(`${q(join(dir, 'metadata'))} is a directory, not a metadata file: ${q(dir)} is not a thinpool pool; check the path`);
+    return;
+  }
+  if (b.readBigUInt64LE(32) !== THIN_MAGIC) {
+    if (b.subarray(0, 4096).every((x) => x === 0)) return; // all zeros: damage, reported by the engine and check
+    throw new CliError(`${q(join(dir, 'metadata'))} is not dm-thin metadata (no superblock magic): ${q(dir)} was not made by thinpool or another dm-thin tool, or its metadata was overwritten; check the path (a backup restores with "thinpool restore")`);
+  }
+  const version = b.readUInt32LE(40);
+  if (version > MAX_THIN_VERSION) {
+    throw new CliError(`${q(dir)} has dm-thin metadata version ${version}, newer than this thinpool reads (1 to ${MAX_THIN_VERSION}): use the tool that made it, or a newer thinpool`);
+  }
+  const catalog = join(abs, 'catalog.json');
+  let text: string | null = null;
+  try {
+    text = readFileSync(catalog, 'utf8');
+  } catch { /* no catalog: the engine copes */ }
+  if (text !== null) {
+    let v = null as { catalog?: { format?: unknown; version?: unknown } } | null;
+    try {
+      v = JSON.parse(text) as typeof v;
+    } catch { /* not JSON: check reports it */ }
+    const c = v?.catalog;
+    if (c?.format === 'thinpool-catalog' && typeof c.version === 'number' && c.version > 1) {
+      throw new CliError(`the catalog of ${q(dir)} is version ${c.version}, newer than this thinpool reads (1): use the thinpool that made it, or a newer one`);
+    }
+  }
 }
 
 function readBlock0(path: string): Uint8Array | null {
@@ -180,7 +233,7 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
     if (rados) pool = ThinPool.openSync(abs, { readOnly: mode === 'read', ceph: cephOptions(ctx) });
     else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs);
   } catch (e) {
-    throw explained(e, dir);
+    throw explained(e, dir, mode);
   }
   // Space events (thresholds crossed, auto-extend, space that cannot be returned) are reported on stderr once
   // the command has succeeded: a failing command keeps its single error line.
@@ -243,10 +296,10 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   return result;
 }
 
-export function explained(e: unknown, dir?: string): unknown {
+export function explained(e: unknown, dir?: string, mode?: 'read' | 'write'): unknown {
   if (e instanceof CliError) return e;
   if (isThinpoolError(e) || (e as NodeJS.ErrnoException)?.code !== undefined) {
-    const { message, exitCode } = explainError(e, { pool: dir });
+    const { message, exitCode } = explainError(e, { pool: dir, mode });
     return new CliError(message, exitCode);
   }
   return e;

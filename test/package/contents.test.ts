@@ -74,6 +74,20 @@ function relativeLinks(text: string): string[] {
   return out.filter((t) => !/^[a-z][a-z0-9+.-]*:/i.test(t) && !t.startsWith('#')).map((t) => decodeURI(t.replace(/#.*$/, '')));
 }
 
+describe('the command list', () => {
+  test('README.md names every command `thinpool --help` lists, and no other', () => {
+    const help = spawnSync(process.execPath, [join(root, 'bin', 'thinpool.js'), '--help'], { encoding: 'utf8' });
+    expect(help.status, help.stderr).toBe(0);
+    const section = help.stdout.slice(help.stdout.indexOf('Commands:'));
+    const listed = [...section.matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]).filter((c) => c !== 'help').sort();
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const block = readme.slice(readme.indexOf('## The command line'));
+    const para = block.slice(0, block.indexOf('every command has'));
+    const named = [...para.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1].replace(/^thinpool /, '').split('|').map((x) => x.trim())).sort();
+    expect(named).toEqual(listed);
+  });
+});
+
 describe('links in the shipped documentation', () => {
   test('every relative link in README.md and docs/*.md resolves to a packed file', () => {
     const docs = [...paths].filter((p) => p === 'README.md' || (p.startsWith('docs/') && p.endsWith('.md')));

@@ -148,7 +148,12 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    throw new CliError(`cannot open image ${q(image)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file: check the path'
+      : code === 'ENOTDIR' ? 'a part of the path is a file, not a directory: check the path'
+        : code === 'EACCES' || code === 'EPERM' ? 'permission denied: make it readable for this user'
+          : (e as Error).message;
+    throw new CliError(`cannot open image ${q(image)}: ${why}`);
   }
   try {
     const st = fstatSync(fd);
@@ -222,6 +227,7 @@ export async function exportImage(ctx: Ctx, [dir, name, file]: string[]): Promis
   }
   if (existsSync(out) && statSync(out).isDirectory()) throw new UsageError(`${q(file)} is a directory: give a file name`);
   if (!existsSync(dirname(out))) throw new CliError(`cannot write ${q(file)}: directory ${q(dirname(file))} does not exist`);
+  if (!statSync(dirname(out)).isDirectory()) throw new CliError(`cannot write ${q(file)}: ${q(dirname(file))} is a file, not a directory: check the path`);
   const res = await withPool(ctx, dir, 'read', (pool) => {
     const vol = pool.volume(name);
     const size = vol.sizeBytes;

@@ -9,6 +9,7 @@ import { MAX_METADATA_BLOCKS } from '../../pd/space-map-metadata.js';
 import { checkMetadata, type CheckIssue, type CheckReport } from '../../thin/check.js';
 import { dumpMetadata } from '../../thin/dump.js';
 import { lockPool, type PoolLock } from '../../thin/lock.js';
+import { UNCLEAN_MARKER } from '../../thin/lifecycle.js';
 import { ThinMetadata } from '../../thin/metadata.js';
 import { restoreMetadata } from '../../thin/restore.js';
 import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
@@ -60,7 +61,14 @@ function readLock(t: Target, pool: string): PoolLock | null {
   if (temp !== undefined) return { release: () => rmSync(temp, { recursive: true, force: true }), tookOverStale: false }; // a copy: no lock
   if (t.dir === undefined) return null;
   try {
-    return lockPool(t.dir);
+    const lock = lockPool(t.dir);
+    if (lock.tookOverStale) {
+      // The last writer died: leave word for the next writer, which releases its uncommitted blocks.
+      try {
+        writeFileSync(join(t.dir, UNCLEAN_MARKER), 'the last writer stopped without closing the pool\n');
+      } catch { /* a read-only directory */ }
+    }
+    return lock;
   } catch (e) {
     const cause = isThinpoolError(e, 'EIO') ? (e.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
     if (cause === 'EACCES' || cause === 'EPERM' || cause === 'EROFS') return null;

@@ -1,5 +1,5 @@
 /** init, create, snapshot, delete, resize. */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
 import { allocatedBytes, holePunchPath } from '../../io/file-device.js';
@@ -33,6 +33,7 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
   }
   if (opts.objectSize !== undefined) throw new UsageError('--object-size is for rados:// pools only');
   const existed = existsSync(abs);
+  if (existed && !statSync(abs).isDirectory()) throw new CliError(`${q(dir)} exists and is not a directory: give a new or empty directory for the pool`);
   if (existed) {
     if (existsSync(join(abs, 'metadata')) || existsSync(join(abs, 'data')) || existsSync(join(abs, 'catalog.json'))) {
       throw new CliError(`${q(dir)} already holds a pool: choose another directory (or delete this one first)`);
