@@ -44,7 +44,7 @@ describe('npm pack contents', () => {
   test('no WAT text, no tests, no TypeScript sources, no source maps, no build leftovers', () => {
     const unwanted = files.map((f) => f.path).filter((p) =>
       p.endsWith('.wat') || p.endsWith('.map') || /(^|\/)test\//.test(p) || /\.test\.[jt]s$/.test(p) ||
-      (p.endsWith('.ts') && !p.endsWith('.d.ts')) || p.startsWith('src/') || p.startsWith('assembly/') ||
+      (p.endsWith('.ts') && !p.endsWith('.d.ts')) || (p.startsWith('src/') && !p.startsWith('src/snapshotter/proto/')) || p.startsWith('assembly/') ||
       p.startsWith('native/build/') || p.startsWith('node_modules/'));
     expect(unwanted).toEqual([]);
   });
