@@ -1,8 +1,6 @@
 // Space-map bitmaps (spec 4.2): 2-bit entries after a 16-byte header; entry i uses bits 2i (weight 2) and
 // 2i+1 (weight 1) of the little-endian payload.
-export const ENTRIES_PER_BITMAP: u32 = 16320;
-export const BITMAP_SALT: u32 = 240779;
-export const INDEX_SALT: u32 = 160478;
+import { ENTRIES_PER_BITMAP } from './abi';
 
 export function bitmapGet(p: usize, i: u32): u32 {
   const byte = <u32>load<u8>(p + 16 + (<usize>i >> 2));

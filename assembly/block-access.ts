@@ -1,13 +1,9 @@
 // Metadata blocks as the transaction sees them: resident blocks are used straight from the shared slot table;
 // everything that changes residency (reading a block, giving a new block a slot, dropping a freed one) is the
 // host's, through imports. A host import that fails returns 0 after recording the error on its side.
-import * as S from './status';
-import { DIRTY, KINDS, STATE, S_NR_DIRTY, fail } from './tx-state';
-import { residentNode, residentBlock, tableEntry, entrySlot, NOT_NODE } from './slot-table';
-
-export const KIND_NODE: u32 = 1;
-export const KIND_BITMAP: u32 = 2;
-export const KIND_INDEX: u32 = 3;
+import { Status as S, BlockKind, NOT_NODE, S_NR_DIRTY } from './abi';
+import { DIRTY, KINDS, STATE, fail } from './tx-state';
+import { residentNode, residentBlock, tableEntry, entrySlot } from './slot-table';
 
 // @ts-ignore: decorator
 @external("host", "node")
@@ -44,7 +40,7 @@ export function getBlock(b: u64, kind: u32): usize {
 
 /** A zeroed, dirty slot for block b, newly allocated in this transaction; 0 on failure (err set). */
 export function createBlock(b: u64, kind: u32, leafVs: u32): usize {
-  const p = hostCreate(<u32>b, <u32>(b >> 32), kind, kind == KIND_NODE ? leafVs : NOT_NODE);
+  const p = hostCreate(<u32>b, <u32>(b >> 32), kind, kind == BlockKind.Node ? leafVs : NOT_NODE);
   if (p == 0) fail(S.HOST_ERROR, b);
   return p;
 }
@@ -62,7 +58,7 @@ export function markDirty(b: u64, kind: u32, leafVs: u32): void {
     store<u32>(STATE, load<u32>(STATE, S_NR_DIRTY) + 1, S_NR_DIRTY);
   }
   store<u8>(KINDS + slot, <u8>kind);
-  store<u32>(e, kind == KIND_NODE ? leafVs : NOT_NODE, 12);
+  store<u32>(e, kind == BlockKind.Node ? leafVs : NOT_NODE, 12);
 }
 
 /** Block b was freed in this transaction: its contents no longer matter. */

@@ -1,12 +1,9 @@
 // Whole root-to-leaf lookups, one boundary crossing per lookup. Resident nodes are found in the shared slot
 // table without leaving WASM; on a miss the host (which owns residency) supplies the validated node.
 import { nodeLowerBound64, keyAt, valueAt, INTERNAL } from './node';
-import * as S from './status';
+import { Status as S, MAX_DEPTH } from './abi';
 import { err, fail, clearErr } from './tx-state';
 import { getNode } from './block-access';
-
-/** Lookup bound: a walk deeper than this is cyclic or corrupt. */
-export const MAX_DEPTH: i32 = 16;
 
 /** Address of the value of key in the tree at root, or 0 when absent or on failure (err set). */
 export function lookupValue(root: u64, key: u64, leafVs: u32): usize {

@@ -13,17 +13,15 @@
 // - An update never adjusts the references of a value it overwrites or removes: the caller does, with the old
 //   value copied to the start of the scratch block. `hit` says whether the key was present.
 // - Walks are bounded by MAX_DEPTH: cyclic metadata fails with TOO_DEEP instead of hanging.
-import * as S from './status';
-import {
-  STATE, SCRATCH, WORK, WORK_END, S_VDEPTH, S_VSTACK, S_WORK_TOP, VSTACK_FRAMES, err, fail,
-} from './tx-state';
+import { Status as S, RefKind, MAX_DEPTH, S_VDEPTH, S_VSTACK, S_WORK_TOP, VSTACK_FRAMES } from './abi';
+import { STATE, SCRATCH, WORK, WORK_END, err, fail } from './tx-state';
 import {
   nodeInit, nodeLowerBound64, nodeInsertAt64, nodeRemoveAt, nodeSplitInto, nodeMergeInto, nodeRedistribute,
   keyAt, valueAt, INTERNAL,
 } from './node';
-import { newNode, shadowNode, tmDec, shadowed, REF_NONE, REF_TREE, REF_DATA } from './transaction-manager';
+import { newNode, shadowNode, tmDec, shadowed } from './transaction-manager';
 import { getNode } from './block-access';
-import { lookupValue, MAX_DEPTH } from './btree-lookup';
+import { lookupValue } from './btree-lookup';
 import { smCount } from './space-map-metadata';
 import { dataDec } from './space-map-data';
 
@@ -237,11 +235,11 @@ export function delTree(root: u64, leafVs: u32, ref: u32): void {
         store<u32>(top + 8, depth + 1);
         top += 16;
       }
-    } else if (ref != REF_NONE) {
+    } else if (ref != RefKind.None) {
       setWorkTop(top);
       for (let i: u32 = 0; i < n && err == S.OK; i++) {
         const v = load<u64>(valueAt(p, i));
-        if (ref == REF_TREE) delTree(v, 8, REF_DATA);
+        if (ref == RefKind.Tree) delTree(v, 8, RefKind.Data);
         else dataDec(v >> 24);
       }
     }

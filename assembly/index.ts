@@ -10,13 +10,14 @@ export { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree, bitmapFillFromCo
 export { btreeLookup } from './btree-lookup';
 export { setCacheLayout } from './slot-table';
 export { setTxLayout, txReset } from './tx-state';
+export { abiFieldCount, abiField } from './abi-layout';
 export {
   btreeInsert, btreeRemove, btreeDel, tmNewNode, tmNewBlock, tmDecRef, smInc, smDec,
   smAlloc, smReserve, smFreeBlocks, dsmCount, dsmInc, dsmDec, dsmAlloc, dsmExtend, dsmLoad, dsmLoadBitmap,
   dsmAfterCommit, setDataSpaceMapLayout,
 } from './tx-exports';
 import { blockChecksum } from './crc32c';
-import * as S from './status';
+import { Status as S } from './abi';
 
 /** First 4 KiB-aligned address the host may use. */
 export function heapBase(): usize {

@@ -3,9 +3,8 @@
 // value_size u32 @24, padding @28, keys u64[max] @32, values [max * value_size] after ALL key slots.
 // Invariant kept by every primitive: slots >= nr_entries are zero.
 import { blockChecksum } from './crc32c';
-import * as S from './status';
+import { Status as S, Salt } from './abi';
 
-export const NODE_SALT: u32 = 121107;
 export const INTERNAL: u32 = 1;
 export const LEAF: u32 = 2;
 
@@ -41,7 +40,7 @@ export function nodeInit(p: usize, blockLo: u32, blockHi: u32, flags: u32, vs: u
  * nr_entries bound, value size (8 for internal nodes, `leafValueSize` for leaves) and strictly increasing keys.
  */
 export function nodeCheck(p: usize, blockLo: u32, blockHi: u32, leafValueSize: u32): i32 {
-  if (load<u32>(p) != blockChecksum(p, NODE_SALT)) return S.BAD_CHECKSUM;
+  if (load<u32>(p) != blockChecksum(p, Salt.Node)) return S.BAD_CHECKSUM;
   if (load<u32>(p, 8) != blockLo || load<u32>(p, 12) != blockHi) return S.BAD_BLOCKNR;
   const flags = load<u32>(p, 4);
   if (flags != INTERNAL && flags != LEAF) return S.BAD_FLAGS;

@@ -3,14 +3,13 @@
 // leaf value size the slot was validated for as a btree node (0xffffffff = not a validated node).
 // Every slot WASM hands out is marked with the current epoch: inside a host operation that pins it (the host
 // never evicts a slot marked with the running operation's epoch).
-import { MARKS, STATE, S_EPOCH, KINDS } from './tx-state';
+import { NOT_NODE, S_EPOCH } from './abi';
+import { MARKS, STATE, KINDS } from './tx-state';
 
 let TABLE: usize = 0;
 let MASK: u32 = 0;
 let SLOTS: usize = 0;
 let REFS: usize = 0;
-
-export const NOT_NODE: u32 = 0xffffffff;
 
 export function setCacheLayout(table: usize, mask: u32, slots: usize, refs: usize): void {
   TABLE = table;

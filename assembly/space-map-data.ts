@@ -14,36 +14,21 @@
 //   commit); that import cannot fail.
 // - Level-1 mapping values reference data blocks: dataInc/dataDec are what shadowing a shared leaf and deleting
 //   a tree call for them.
-import * as S from './status';
+import {
+  Status as S, BlockKind, RefKind, ENTRIES_PER_BITMAP, S_D_NR_BLOCKS, S_D_ALLOCATED, S_D_CURSOR, S_D_PENDING_FREE,
+  S_D_REF_ROOT, S_D_NR_BITMAPS, S_D_CHANGED, DSM_E_BLOCK, DSM_E_COMMITTED, DSM_E_FREE, DSM_E_HINT, DSM_E_DIRTY,
+  DSM_ENTRY_BYTES, DSM_NO_BLOCK,
+} from './abi';
 import { STATE, err, fail } from './tx-state';
-import { ENTRIES_PER_BITMAP, bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree } from './bitmap';
-import { getBlock, KIND_BITMAP } from './block-access';
-import { newBlock, shadowBlock, shadowed, REF_NONE } from './transaction-manager';
+import { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree } from './bitmap';
+import { getBlock } from './block-access';
+import { newBlock, shadowBlock, shadowed } from './transaction-manager';
 import { insertKey, removeKey } from './btree-update';
 import { lookupValue } from './btree-lookup';
 
 // @ts-ignore: decorator
 @external("host", "dataFreed")
 declare function hostDataFreed(blockLo: u32, blockHi: u32): void;
-
-// State page fields (mirrored in src/core/tx-state.ts).
-export const S_D_NR_BLOCKS: usize = 72; // u64
-export const S_D_ALLOCATED: usize = 80; // u64
-export const S_D_CURSOR: usize = 88; // u64: where the next allocation search starts
-export const S_D_PENDING_FREE: usize = 96; // u64: freed in this transaction, still used by the committed state
-export const S_D_REF_ROOT: usize = 104; // u64
-export const S_D_NR_BITMAPS: usize = 112; // u32
-export const S_D_CHANGED: usize = 116; // u32: 1 once any table entry is dirty
-
-// Table entry (16 bytes per bitmap; offsets mirrored in src/core/tx-state.ts): block u32, committed block u32
-// (NO_BLOCK: new in this transaction), free count u16, first-free hint u16, dirty u8 (its index entry must be
-// rewritten at commit).
-const E_BLOCK: usize = 0;
-const E_COMMITTED: usize = 4;
-const E_FREE: usize = 8;
-const E_HINT: usize = 10;
-const E_DIRTY: usize = 12;
-export const NO_BLOCK: u32 = 0xffffffff;
 
 let TABLE: usize = 0;
 let CAPACITY: u32 = 0;
@@ -56,7 +41,7 @@ export function setDataSpaceMapLayout(table: usize, capacity: u32): void {
 }
 
 // @ts-ignore: decorator
-@inline function entry(j: u32): usize { return TABLE + (<usize>j << 4); }
+@inline function entry(j: u32): usize { return TABLE + <usize>j * DSM_ENTRY_BYTES; }
 // @ts-ignore: decorator
 @inline function nrBlocks(): u64 { return load<u64>(STATE + S_D_NR_BLOCKS); }
 // @ts-ignore: decorator
@@ -67,7 +52,7 @@ export function setDataSpaceMapLayout(table: usize, capacity: u32): void {
 @inline function bump(field: usize, delta: i64): void { store<u64>(STATE + field, load<u64>(STATE + field) + delta); }
 
 function markDirty(e: usize): void {
-  store<u8>(e + E_DIRTY, 1);
+  store<u8>(e + DSM_E_DIRTY, 1);
   store<u32>(STATE + S_D_CHANGED, 1);
 }
 
@@ -84,7 +69,7 @@ export function dsmCountB(d: u64): u32 {
     return 0;
   }
   const e = entry(<u32>(d / ENTRIES_PER_BITMAP));
-  const p = getBlock(<u64>load<u32>(e + E_BLOCK), KIND_BITMAP);
+  const p = getBlock(<u64>load<u32>(e + DSM_E_BLOCK), BlockKind.Bitmap);
   if (p == 0) return 0;
   const v = bitmapGet(p, <u32>(d % ENTRIES_PER_BITMAP));
   if (v < 3) return v;
@@ -103,33 +88,33 @@ function setCount(d: u64, old: u32, c: u32): void {
   const e = entry(j);
   if (c >= 3) {
     store<u32>(countBuf, c);
-    const r = insertKey(refRoot(), d, countBuf, 4, REF_NONE);
+    const r = insertKey(refRoot(), d, countBuf, 4, RefKind.None);
     if (err != S.OK) return;
     store<u64>(STATE + S_D_REF_ROOT, r);
   } else if (old >= 3) {
-    const r = removeKey(refRoot(), d, 4, REF_NONE);
+    const r = removeKey(refRoot(), d, 4, RefKind.None);
     if (err != S.OK) return;
     store<u64>(STATE + S_D_REF_ROOT, r);
   }
   const o3 = old < 3 ? old : 3;
   const c3 = c < 3 ? c : 3;
   if (o3 != c3) {
-    const p = shadowBlock(<u64>load<u32>(e + E_BLOCK), KIND_BITMAP);
+    const p = shadowBlock(<u64>load<u32>(e + DSM_E_BLOCK), BlockKind.Bitmap);
     if (p == 0) return;
-    store<u32>(e + E_BLOCK, <u32>shadowed);
+    store<u32>(e + DSM_E_BLOCK, <u32>shadowed);
     bitmapSet(p, i, c3);
     markDirty(e);
   }
   if (old == 0 && c > 0) {
     bump(S_D_ALLOCATED, 1);
-    store<u16>(e + E_FREE, load<u16>(e + E_FREE) - 1);
-    if (<u32>load<u16>(e + E_HINT) == i) store<u16>(e + E_HINT, <u16>(i + 1));
+    store<u16>(e + DSM_E_FREE, load<u16>(e + DSM_E_FREE) - 1);
+    if (<u32>load<u16>(e + DSM_E_HINT) == i) store<u16>(e + DSM_E_HINT, <u16>(i + 1));
     markDirty(e);
   } else if (old > 0 && c == 0) {
     bump(S_D_ALLOCATED, -1);
-    store<u16>(e + E_FREE, load<u16>(e + E_FREE) + 1);
-    if (<u32>load<u16>(e + E_HINT) > i) store<u16>(e + E_HINT, <u16>i);
-    if (load<u32>(e + E_COMMITTED) != NO_BLOCK) bump(S_D_PENDING_FREE, 1);
+    store<u16>(e + DSM_E_FREE, load<u16>(e + DSM_E_FREE) + 1);
+    if (<u32>load<u16>(e + DSM_E_HINT) > i) store<u16>(e + DSM_E_HINT, <u16>i);
+    if (load<u32>(e + DSM_E_COMMITTED) != DSM_NO_BLOCK) bump(S_D_PENDING_FREE, 1);
     hostDataFreed(<u32>d, <u32>(d >> 32));
     markDirty(e);
   }
@@ -161,18 +146,18 @@ export function dsmAllocB(): u64 {
   for (let step: u32 = 0; step <= n && n > 0; step++) {
     const j = (startJ + step) % n;
     const e = entry(j);
-    if (load<u16>(e + E_FREE) == 0) continue;
-    let from = <u32>load<u16>(e + E_HINT);
+    if (load<u16>(e + DSM_E_FREE) == 0) continue;
+    let from = <u32>load<u16>(e + DSM_E_HINT);
     if (step == 0) {
       const c = <u32>(cursor % ENTRIES_PER_BITMAP);
       if (c > from) from = c;
     }
-    const cur = getBlock(<u64>load<u32>(e + E_BLOCK), KIND_BITMAP);
+    const cur = getBlock(<u64>load<u32>(e + DSM_E_BLOCK), BlockKind.Bitmap);
     if (cur == 0) return u64.MAX_VALUE;
-    const cb = load<u32>(e + E_COMMITTED);
+    const cb = load<u32>(e + DSM_E_COMMITTED);
     let com = cur;
-    if (cb != NO_BLOCK && cb != load<u32>(e + E_BLOCK)) {
-      com = getBlock(<u64>cb, KIND_BITMAP);
+    if (cb != DSM_NO_BLOCK && cb != load<u32>(e + DSM_E_BLOCK)) {
+      com = getBlock(<u64>cb, BlockKind.Bitmap);
       if (com == 0) return u64.MAX_VALUE;
     }
     const i = bitmapFindFree(cur, com, from, covered(j));
@@ -202,13 +187,13 @@ export function dsmExtendTo(nr: u64): void {
   }
   const n = <u32>n64;
   for (let j = oldN; j < n; j++) {
-    if (newBlock(KIND_BITMAP) == 0) return;
+    if (newBlock(BlockKind.Bitmap) == 0) return;
     const e = entry(j);
-    store<u32>(e + E_BLOCK, <u32>shadowed);
-    store<u32>(e + E_COMMITTED, NO_BLOCK);
-    store<u16>(e + E_FREE, 0);
-    store<u16>(e + E_HINT, 0);
-    store<u8>(e + E_DIRTY, 0);
+    store<u32>(e + DSM_E_BLOCK, <u32>shadowed);
+    store<u32>(e + DSM_E_COMMITTED, DSM_NO_BLOCK);
+    store<u16>(e + DSM_E_FREE, 0);
+    store<u16>(e + DSM_E_HINT, 0);
+    store<u8>(e + DSM_E_DIRTY, 0);
     store<u32>(STATE + S_D_NR_BITMAPS, j + 1);
   }
   store<u64>(STATE + S_D_NR_BLOCKS, nr);
@@ -219,10 +204,10 @@ export function dsmExtendTo(nr: u64): void {
       const left = prev - <u64>j * ENTRIES_PER_BITMAP;
       before = left < <u64>ENTRIES_PER_BITMAP ? <u32>left : ENTRIES_PER_BITMAP;
     }
-    const free = <u32>load<u16>(e + E_FREE) + covered(j) - before;
-    store<u16>(e + E_FREE, <u16>free);
+    const free = <u32>load<u16>(e + DSM_E_FREE) + covered(j) - before;
+    store<u16>(e + DSM_E_FREE, <u16>free);
     // Entries [before, covered) are new and free: the hint can be no later than the first of them.
-    if (<u32>load<u16>(e + E_HINT) > before) store<u16>(e + E_HINT, <u16>before);
+    if (<u32>load<u16>(e + DSM_E_HINT) > before) store<u16>(e + DSM_E_HINT, <u16>before);
     markDirty(e);
   }
 }
@@ -251,16 +236,16 @@ export function dsmLoadBitmapB(j: u32, b: u64): void {
     fail(S.DATA_MAP_TOO_BIG, nrBlocks());
     return;
   }
-  const p = getBlock(b, KIND_BITMAP);
+  const p = getBlock(b, BlockKind.Bitmap);
   if (p == 0) return;
   const c = covered(j);
   const free = bitmapCountFree(p, c);
   const e = entry(j);
-  store<u32>(e + E_BLOCK, <u32>b);
-  store<u32>(e + E_COMMITTED, <u32>b);
-  store<u16>(e + E_FREE, <u16>free);
-  store<u16>(e + E_HINT, <u16>(free == 0 ? c : <u32>bitmapFindFree(p, p, 0, c)));
-  store<u8>(e + E_DIRTY, 0);
+  store<u32>(e + DSM_E_BLOCK, <u32>b);
+  store<u32>(e + DSM_E_COMMITTED, <u32>b);
+  store<u16>(e + DSM_E_FREE, <u16>free);
+  store<u16>(e + DSM_E_HINT, <u16>(free == 0 ? c : <u32>bitmapFindFree(p, p, 0, c)));
+  store<u8>(e + DSM_E_DIRTY, 0);
   bump(S_D_ALLOCATED, <i64>(c - free));
 }
 
@@ -269,8 +254,8 @@ export function dsmAfterCommit(): void {
   const n = nrBitmaps();
   for (let j: u32 = 0; j < n; j++) {
     const e = entry(j);
-    store<u32>(e + E_COMMITTED, load<u32>(e + E_BLOCK));
-    store<u8>(e + E_DIRTY, 0);
+    store<u32>(e + DSM_E_COMMITTED, load<u32>(e + DSM_E_BLOCK));
+    store<u8>(e + DSM_E_DIRTY, 0);
   }
   store<u64>(STATE + S_D_PENDING_FREE, 0);
   store<u32>(STATE + S_D_CHANGED, 0);

@@ -6,13 +6,12 @@
 // Allocation rule: a block is handed out only when its count is 0 now AND it is unused in the committed state,
 // so nothing the last commit can reach is overwritten. Ordinary allocations keep `reserve` blocks back so a
 // commit (or an operation that frees space) can always complete.
-import * as S from './status';
 import {
-  STATE, COUNTS, COMMITTED, TXFLAGS, TOUCHED, TX_TOUCHED, TX_NEW, fail,
+  Status as S, ENTRIES_PER_BITMAP, TX_TOUCHED, TX_NEW,
   S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_CURSOR, S_IN_COMMIT, S_USE_RESERVE, S_REF_DIRTY,
   S_NR_TOUCHED, S_META_DIRTY_BITMAPS,
-} from './tx-state';
-import { ENTRIES_PER_BITMAP } from './bitmap';
+} from './abi';
+import { STATE, COUNTS, COMMITTED, TXFLAGS, TOUCHED, fail } from './tx-state';
 
 // @ts-ignore: decorator
 @inline function nrMeta(): u32 { return load<u32>(STATE, S_NR_META); }

@@ -8,19 +8,12 @@
 //   of internal nodes, and for leaves what the tree's value kind says its values reference.
 // - New blocks start with count 1 in a zeroed, dirty slot. The block number of the last new or shadowed block
 //   is `shadowed` (read it before the next transaction call).
-import * as S from './status';
+import { Status as S, BlockKind, RefKind } from './abi';
 import { err } from './tx-state';
 import { smAllocB, smDecB, smIncB, smCount, smIsTxNew } from './space-map-metadata';
-import { getNode, getBlock, createBlock, markDirty, forgetBlock, KIND_NODE } from './block-access';
+import { getNode, getBlock, createBlock, markDirty, forgetBlock } from './block-access';
 import { nodeInit, valueAt, INTERNAL } from './node';
 import { dataInc } from './space-map-data';
-
-/** What the leaf values of a tree reference. */
-export const REF_NONE: u32 = 0;
-/** A value is the root block of a level-1 mapping tree (level 0 of the mapping tree). */
-export const REF_TREE: u32 = 1;
-/** A value is a block-time: data block in its upper 40 bits (level 1 of the mapping tree). */
-export const REF_DATA: u32 = 2;
 
 export let shadowed: u64 = 0;
 
@@ -28,7 +21,7 @@ export let shadowed: u64 = 0;
 export function newNode(flags: u32, vs: u32, leafVs: u32): usize {
   const b = smAllocB();
   if (err != S.OK) return 0;
-  const p = createBlock(b, KIND_NODE, leafVs);
+  const p = createBlock(b, BlockKind.Node, leafVs);
   if (p == 0) return 0;
   nodeInit(p, <u32>b, <u32>(b >> 32), flags, vs);
   shadowed = b;
@@ -48,11 +41,11 @@ export function newBlock(kind: u32): usize {
 
 function addRefs(p: usize, ref: u32): void {
   const internal = load<u32>(p, 4) == INTERNAL;
-  if (!internal && ref == REF_NONE) return;
+  if (!internal && ref == RefKind.None) return;
   const n = load<u32>(p, 16);
   for (let i: u32 = 0; i < n && err == S.OK; i++) {
     const v = load<u64>(valueAt(p, i));
-    if (internal || ref == REF_TREE) smIncB(v);
+    if (internal || ref == RefKind.Tree) smIncB(v);
     else dataInc(v >> 24);
   }
 }
@@ -78,13 +71,13 @@ export function shadowNode(b: u64, leafVs: u32, ref: u32): usize {
   if (smIsTxNew(b) && c <= 1) {
     const p = getNode(b, leafVs);
     if (p == 0) return 0;
-    markDirty(b, KIND_NODE, leafVs);
+    markDirty(b, BlockKind.Node, leafVs);
     shadowed = b;
     return p;
   }
   const old = getNode(b, leafVs);
   if (old == 0) return 0;
-  const p = copyOut(b, old, KIND_NODE, leafVs);
+  const p = copyOut(b, old, BlockKind.Node, leafVs);
   if (p == 0) return 0;
   const nb = shadowed;
   if (c > 1) addRefs(p, ref);

@@ -1,8 +1,8 @@
 // The transaction's entry points for the host. Block numbers and keys cross as (lo, hi) u32 pairs; results
 // that do not fit the return value go to the state page (S_RESULT, S_HIT). An export returns a status (or an
 // address / count / block >= 0, with -status on failure); the block an error is about is at S_ERR_BLOCK.
-import * as S from './status';
-import { STATE, S_RESULT, S_HIT, err, clearErr } from './tx-state';
+import { Status as S, S_RESULT, S_HIT } from './abi';
+import { STATE, err, clearErr } from './tx-state';
 import { insertKey, removeKey, delTree, hit } from './btree-update';
 import { newNode, newBlock, tmDec, shadowed } from './transaction-manager';
 import { smIncB, smDecB, smAllocB } from './space-map-metadata';

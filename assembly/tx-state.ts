@@ -1,7 +1,7 @@
-// Where the transaction's shared state lives, and the state page's fields. The host lays these areas out in
-// the fixed memory (src/core/wasm.ts) and passes their addresses once through setTxLayout; both sides read and
-// write the same bytes (field offsets mirrored in src/core/tx-state.ts).
-import * as S from './status';
+// Where the transaction's shared state lives. The host lays these areas out in the fixed memory
+// (src/core/wasm.ts) and passes their addresses once through setTxLayout; both sides read and write the same
+// bytes (the state page's field offsets are in assembly/abi.ts, the contract shared with the host).
+import { Status as S, S_ERR_BLOCK, S_VDEPTH, S_WORK_TOP } from './abi';
 
 /** 4 KiB page of scalars shared with the host. */
 export let STATE: usize = 0;
@@ -22,30 +22,6 @@ export let SCRATCH: usize = 0;
 /** Work stack of tree deletions: [WORK, WORK_END). */
 export let WORK: usize = 0;
 export let WORK_END: usize = 0;
-
-export const TX_TOUCHED: u8 = 1;
-export const TX_NEW: u8 = 2;
-
-// State page fields (byte offsets).
-export const S_EPOCH: usize = 0;
-export const S_NR_META: usize = 4;
-export const S_ALLOCATED: usize = 8;
-export const S_COMMITTED_ALLOCATED: usize = 12;
-export const S_TX_ALLOCS: usize = 16;
-export const S_CURSOR: usize = 20;
-export const S_IN_COMMIT: usize = 24;
-export const S_USE_RESERVE: usize = 28;
-export const S_REF_DIRTY: usize = 32;
-export const S_NR_TOUCHED: usize = 36;
-export const S_NR_DIRTY: usize = 40;
-export const S_HIT: usize = 44;
-export const S_RESULT: usize = 48; // u64: new root of an update, or the block of a new/shadowed block
-export const S_ERR_BLOCK: usize = 56; // u64: the block an error is about
-export const S_VDEPTH: usize = 64;
-export const S_WORK_TOP: usize = 68;
-export const S_META_DIRTY_BITMAPS: usize = 1024; // u8 x 256
-export const S_VSTACK: usize = 2048; // 32 frames x 32 bytes: values of nested inserts
-export const VSTACK_FRAMES: u32 = 32;
 
 export function setTxLayout(
   state: usize, counts: usize, committed: usize, txflags: usize, touched: usize,

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'ECLOSED' // the pool or device is closed
   | 'EFENCED' // this client was fenced off a shared pool (its lock was broken): nothing it writes lands
   | 'EFAILED' // the pool failed (a WASM trap or an unrecoverable I/O error) and refuses further work
+  | 'EABI' // the WASM core was built from another version of the host's contract (assembly/abi.ts): a stale build
   | 'EXML' // malformed thin_dump XML
   | 'ESTREAM'; // a send/receive stream (rbd diff format) that is truncated or malformed
 

@@ -1,28 +1,5 @@
-/** Status codes returned by the WASM core (mirror of assembly/status.ts). */
-export const enum Status {
-  OK = 0,
-  BAD_CHECKSUM = 1,
-  BAD_BLOCKNR = 2,
-  BAD_FLAGS = 3,
-  BAD_MAX_ENTRIES = 4,
-  BAD_NR_ENTRIES = 5,
-  BAD_VALUE_SIZE = 6,
-  KEYS_OUT_OF_ORDER = 7,
-  TOO_DEEP = 8,
-  HOST_ERROR = 9,
-  NO_METADATA_SPACE = 10,
-  METADATA_FULL = 11,
-  REF_UNDERFLOW = 12,
-  REF_BEYOND = 13,
-  NESTED_TOO_DEEP = 14,
-  WORK_OVERFLOW = 15,
-  DATA_BEYOND = 16,
-  DATA_REF_MISSING = 17,
-  DATA_REF_UNDERFLOW = 18,
-  NO_DATA_SPACE = 19,
-  DATA_SHRINK = 20,
-  DATA_MAP_TOO_BIG = 21,
-}
+/** How a status code of the WASM core (src/core/abi.ts) reads in thin_check's words. */
+import { Status } from './abi.js';
 
 /** thin_check-like wording for a status. */
 export function statusText(s: number): string {

@@ -16,8 +16,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 import { ThinpoolError } from '../errors.js';
-import { WORK_BYTES, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META, S_D_NR_BLOCKS, S_D_REF_ROOT, DSM_ENTRY_BYTES } from './tx-state.js';
-import { Status, statusText } from './status.js';
+import { Status, MAX_DEPTH, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META, S_D_NR_BLOCKS, S_D_REF_ROOT, DSM_ENTRY_BYTES } from './abi.js';
+import { checkAbi } from './abi-check.js';
+import { statusText } from './status.js';
 
 export interface CoreExports {
   crcInit(): void;
@@ -67,6 +68,8 @@ export interface CoreExports {
   dsmLoad(nrLo: number, nrHi: number, refLo: number, refHi: number): number;
   dsmLoadBitmap(j: number, lo: number, hi: number): number;
   dsmAfterCommit(): void;
+  abiFieldCount(): number;
+  abiField(i: number): number;
 }
 
 /**
@@ -88,7 +91,10 @@ const NO_HOST: CoreHost = {
 };
 
 const STATIC_BYTES = 64 * 1024;
+/** Bytes of the work stack of tree deletions (16 per entry; 16 levels x 252 children per nested tree). */
+const WORK_BYTES = 256 * 1024;
 let compiled: WebAssembly.Module | undefined;
+let compiledFrom = '';
 
 function module(): WebAssembly.Module {
   if (!compiled) {
@@ -98,6 +104,7 @@ function module(): WebAssembly.Module {
     const path = candidates.find((p) => existsSync(p));
     if (!path) throw new ThinpoolError('EFAILED', `WASM core not built (${candidates[0]}): run npm install`);
     compiled = new WebAssembly.Module(readFileSync(path));
+    compiledFrom = path;
   }
   return compiled;
 }
@@ -120,7 +127,7 @@ export class Core {
   readonly param: number;
   /** 4 KiB scratch block. */
   readonly scratch: number;
-  /** 4 KiB state page shared with the transaction code (src/core/tx-state.ts). */
+  /** 4 KiB state page shared with the transaction code (fields in src/core/abi.ts). */
   readonly state: number;
   readonly work: number;
   readonly slotBase: number;
@@ -184,6 +191,7 @@ export class Core {
       },
     };
     const inst = instantiateSync<Record<string, unknown>>(module(), imports as never);
+    checkAbi(inst.instance.exports, `at ${compiledFrom}`);
     this.x = inst.instance.exports as unknown as CoreExports;
     if (this.x.heapBase() > STATIC_BYTES) throw new ThinpoolError('EFAILED', 'WASM static data exceeds 64 KiB');
     this.u8 = new Uint8Array(this.memory.buffer);
@@ -247,7 +255,7 @@ export class Core {
       case Status.DATA_MAP_TOO_BIG:
         throw new ThinpoolError('EINVAL', `a data device of ${mblock} blocks needs more space-map bitmaps than the metadata device has blocks (${this.nrMetaBlocks})`);
       case Status.TOO_DEEP:
-        throw new ThinpoolError('ECYCLE', `${structure} deeper than 16 levels (block ${mblock}; cycle?)`, { structure, mblock });
+        throw new ThinpoolError('ECYCLE', `${structure} deeper than ${MAX_DEPTH} levels (block ${mblock}; cycle?)`, { structure, mblock });
       default:
         throw ThinpoolError.metadata('EFAILED', statusText(status), structure, mblock);
     }

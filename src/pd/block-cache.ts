@@ -18,11 +18,11 @@
  */
 import type { BlockDevice } from '../io/block-device.js';
 import type { Core } from '../core/wasm.js';
-import { Status, statusText } from '../core/status.js';
+import { Status, S_EPOCH, S_NR_DIRTY, NOT_NODE } from '../core/abi.js';
+import { statusText } from '../core/status.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockKind, KIND_NAME, SALT, BLOCK_SIZE } from './block-kinds.js';
-import { NOT_NODE, SlotTable } from './slot-table.js';
-import { S_EPOCH, S_NR_DIRTY } from '../core/tx-state.js';
+import { SlotTable } from './slot-table.js';
 
 const NO_BLOCK = -1;
 const TWO32 = 4294967296;

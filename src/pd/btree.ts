@@ -17,11 +17,11 @@
  */
 import type { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
-import { RefKind } from '../core/tx-state.js';
+import { RefKind, MAX_DEPTH } from '../core/abi.js';
 import { BlockKind } from './block-kinds.js';
 import { INTERNAL, LEAF, type TransactionManager } from './transaction-manager.js';
 
-export const MAX_DEPTH = 16;
+export { MAX_DEPTH };
 
 /** A tree's leaf values: their size, and what they reference (for shadowing shared leaves and deleting). */
 export interface ValueType {

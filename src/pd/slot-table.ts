@@ -4,9 +4,10 @@
  * Open addressing with linear probing and backward-shift deletion; 16-byte entries:
  * [block lo, block hi, slot + 1 (0 = empty), leaf value size the slot was validated for (NOT_NODE otherwise)].
  */
+import { NOT_NODE } from '../core/abi.js';
 import type { Core } from '../core/wasm.js';
 
-export const NOT_NODE = 0xffffffff;
+export { NOT_NODE };
 
 function hash(lo: number, hi: number): number {
   let h = Math.imul(lo, 0x9e3779b1) ^ Math.imul(hi, 0x85ebca77);

@@ -16,7 +16,7 @@
 import type { Core } from '../core/wasm.js';
 import {
   DSM_ENTRY_BYTES, DSM_E_BLOCK, DSM_E_DIRTY, DSM_E_FREE, DSM_E_HINT, S_D_ALLOCATED, S_D_CHANGED, S_D_NR_BITMAPS, S_D_NR_BLOCKS, S_D_PENDING_FREE, S_D_REF_ROOT,
-} from '../core/tx-state.js';
+} from '../core/abi.js';
 import { ThinpoolError } from '../errors.js';
 import type { BTree } from './btree.js';
 import type { TransactionManager } from './transaction-manager.js';

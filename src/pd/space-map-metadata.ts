@@ -19,13 +19,13 @@ import { ThinpoolError } from '../errors.js';
 import { BlockKind } from './block-kinds.js';
 import type { BlockCache } from './block-cache.js';
 import {
-  S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_IN_COMMIT, S_USE_RESERVE, S_REF_DIRTY, S_NR_TOUCHED,
-  S_META_DIRTY_BITMAPS, TX_NEW,
-} from '../core/tx-state.js';
+  ENTRIES_PER_BITMAP, S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_IN_COMMIT, S_USE_RESERVE,
+  S_REF_DIRTY, S_NR_TOUCHED, S_META_DIRTY_BITMAPS, TX_NEW,
+} from '../core/abi.js';
 
 const TWO32 = 4294967296;
 
-export const ENTRIES_PER_BITMAP = 16320;
+export { ENTRIES_PER_BITMAP };
 export const MAX_METADATA_BLOCKS = 255 * ENTRIES_PER_BITMAP;
 const MAX_INDEX_ENTRIES = 255;
 

@@ -19,7 +19,7 @@ import { ThinpoolError } from '../errors.js';
 import { BlockCache } from '../pd/block-cache.js';
 import { BlockKind } from '../pd/block-kinds.js';
 import { BTree } from '../pd/btree.js';
-import { RefKind } from '../core/tx-state.js';
+import { RefKind } from '../core/abi.js';
 import { DataSpaceMap } from '../pd/space-map-data.js';
 import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
 import { TransactionManager } from '../pd/transaction-manager.js';
