@@ -11,12 +11,11 @@ import { checkTree, MAX_LINES } from './support/layers.js';
 
 /**
  * Files over the limit today, each with its size now: they may shrink, not grow; an entry goes when its file
- * is split (issue 23 reworks the metadata layer and makes fs-worker.ts's embedded program a real module).
+ * is split (issue 23 reworks the metadata layer).
  */
 const OVERSIZED: Record<string, number> = {
   'thin/check.ts': 633,
   'thin/metadata.ts': 629,
-  'images/fs-worker.ts': 581,
 };
 
 const SRC = join(import.meta.dirname, '..', 'src');

@@ -124,6 +124,24 @@ describe('installed from npm pack into an empty app', () => {
     expect(r.status, show(r)).toBe(0);
   });
 
+  test('thinpool image import and fs cat run the ext2fs worker thread from the installed package', () => {
+    const layer = join(work, 'layer');
+    mkdirSync(join(layer, 'etc'), { recursive: true });
+    writeFileSync(join(layer, 'etc', 'hostname'), 'from the package\n');
+    const tarball = join(work, 'layer.tar');
+    const t = run('tar', ['-C', layer, '-cf', tarball, '.']);
+    expect(t.status, show(t)).toBe(0);
+    const env = { npm_config_offline: 'true' };
+    const pool = join(work, 'images-pool');
+    for (const args of [['init', pool, '--size', '256M'], ['image', 'import', pool, 'app', tarball]]) {
+      const r = run('npx', ['--no-install', 'thinpool', ...args], { env });
+      expect(r.status, show(r)).toBe(0);
+    }
+    const cat = run('npx', ['--no-install', 'thinpool', 'fs', 'cat', pool, 'app', '/etc/hostname'], { env });
+    expect(cat.status, show(cat)).toBe(0);
+    expect(cat.stdout).toBe('from the package\n');
+  });
+
   test('npx thinpool demo (the README\'s command for installed users), and status names the hole-punching path', () => {
     expect(readme).toMatch(/^ {4}npx thinpool demo$/m);
     const r = run('npx', ['--no-install', 'thinpool', 'demo'], { env: { npm_config_offline: 'true' } });

@@ -1,0 +1,54 @@
+/**
+ * The messages between an `FsSession` (this thread, owner of the pool) and its ext2fs worker thread
+ * (fs-thread.ts), and the shapes of what the worker returns. Both sides import only types and constants from
+ * here, so the protocol is checked by the compiler on both ends.
+ *
+ * Invariants: every `call` gets exactly one `reply` with the same id; every `io` request from the worker gets
+ * exactly one `io-reply`; file data moves at most CHUNK bytes per message.
+ */
+
+/** Most file data one call moves (libext2fs aborts at ~16 MiB per operation). */
+export const CHUNK = 1024 * 1024;
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface FsStat {
+  path: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  nlink: number;
+  target?: string;
+}
+
+export interface PutEntry {
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'link';
+  mode: number;
+  uid: number;
+  gid: number;
+  /** symlink target, or the hard link's existing path */
+  linkname?: string;
+  /** Whole content of a small file (else: returns an fd for write()/close()). */
+  data?: Uint8Array;
+  /** Refuse parents that are symlinks (paths of layer tars). Default true. */
+  noSymlinkParents?: boolean;
+}
+
+/** This thread asks the worker to run one filesystem operation. */
+export interface CallMsg { t: 'call'; id: number; op: string; args: unknown[] }
+/** The worker's answer to a call: a value or an error with an errno-like code. */
+export interface ReplyMsg { t: 'reply'; id: number; value?: unknown; error?: { code: string; message: string; stack?: string } }
+/** The worker's block I/O, served by this thread over the volume. */
+export interface IoReq { t: 'io'; id: number; op: 'read' | 'write' | 'flush' | 'discard'; length?: number; offset?: number; data?: Uint8Array }
+/** The answer to an I/O request: `data` (with `n` bytes valid) for a read. */
+export interface IoReply { t: 'io-reply'; id: number; n?: number; data?: ArrayBuffer; error?: { code: string; message: string } }
+/** The worker posts this once, when libext2fs is loaded and it listens for calls. */
+export interface ReadyMsg { t: 'ready' }
+
+export type ToWorker = CallMsg | IoReply;
+export type FromWorker = ReplyMsg | IoReq | ReadyMsg;

@@ -1,0 +1,276 @@
+/**
+ * The ext2fs worker thread: libext2fs (the `ext2fs` package, compiled to WASM) mounts the filesystem of one
+ * volume through a ProxyDisk whose blocks live in the thread that owns the pool, and runs the filesystem
+ * operations `FsSession` (fs-worker.ts) asks for, one `call` at a time, answering each with one `reply`.
+ *
+ * Invariants: operations other than `mount` fail with EINVAL while nothing is mounted; `umount` closes every
+ * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
+ * so after its reply every change has reached the owning thread. Errors carry an errno-like `code`. Files
+ * opened through `put` without data get their mode and owner set again on `close` (libext2fs's open applies
+ * the umask).
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import ext2fs from 'ext2fs';
+import { ProxyDisk } from './fs-proxy-disk.js';
+import { CHUNK, type EntryType, type FromWorker, type FsStat, type IoReply, type PutEntry, type ToWorker } from './fs-protocol.js';
+
+/** The part of libext2fs's promise API used here (the package ships no types). */
+interface Ext2Stats { mode: number; uid: number; gid: number; size: number; mtime: Date; ino: number; nlink: number }
+interface Ext2Fs {
+  lstat(p: string): Promise<Ext2Stats>;
+  readlink(p: string): Promise<string>;
+  readdir(p: string): Promise<string[]>;
+  mkdir(p: string, mode: number): Promise<void>;
+  rmdir(p: string): Promise<void>;
+  unlink(p: string): Promise<void>;
+  chmod(p: string, mode: number): Promise<void>;
+  chown(p: string, uid: number, gid: number): Promise<void>;
+  lchown(p: string, uid: number, gid: number): Promise<void>;
+  symlink(target: string, p: string): Promise<void>;
+  link(existing: string, p: string): Promise<void>;
+  open(p: string, flags: string, mode: number): Promise<{ fd: number }>;
+  write(fd: number, b: Buffer, off: number, len: number, pos: number): Promise<unknown>;
+  read(fd: number, b: Buffer, off: number, len: number, pos: number): Promise<{ bytesRead: number }>;
+  fchmod(fd: number, mode: number): Promise<void>;
+  fchown(fd: number, uid: number, gid: number): Promise<void>;
+  close(fd: number): Promise<void>;
+  trim(): Promise<void>;
+}
+
+const port = parentPort!;
+
+class CodedError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+// ---- block I/O through the owning thread ----
+let seq = 0;
+const pending = new Map<number, { resolve: (r: IoReply) => void; reject: (e: Error) => void }>();
+
+function io(msg: Parameters<ConstructorParameters<typeof ProxyDisk>[2]>[0], transfer: ArrayBuffer[] = []): Promise<IoReply> {
+  return new Promise((resolve, reject) => {
+    const id = ++seq;
+    pending.set(id, { resolve, reject });
+    port.postMessage({ t: 'io', id, ...msg } satisfies FromWorker, transfer);
+  });
+}
+
+// ---- the mounted filesystem ----
+let fs: Ext2Fs | null = null;
+let raw: unknown = null;
+let disk: ProxyDisk | null = null;
+/** Open handles; a handle made by put() keeps its entry, to set mode and owner on close. */
+const fds = new Map<number, PutEntry | null>();
+
+function mounted(): Ext2Fs {
+  if (!fs) throw new CodedError('EINVAL', 'not mounted');
+  return fs;
+}
+
+const S_IFMT = 0o170000;
+function typeOf(mode: number): EntryType {
+  const t = mode & S_IFMT;
+  return t === 0o100000 ? 'file' : t === 0o040000 ? 'dir' : t === 0o120000 ? 'symlink' : 'other';
+}
+
+const toBuf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const join = (a: string, b: string): string => (a === '/' ? `/${b}` : `${a}/${b}`);
+
+async function lstat(p: string): Promise<FsStat | null> {
+  try {
+    const s = await mounted().lstat(p);
+    const out: FsStat = { path: p, type: typeOf(s.mode), mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size, mtimeMs: s.mtime.getTime(), ino: s.ino, nlink: s.nlink };
+    if (out.type === 'symlink') out.target = await mounted().readlink(p);
+    return out;
+  } catch (e) {
+    if ((e as { code?: string })?.code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+async function rmrf(p: string): Promise<boolean> {
+  const s = await lstat(p);
+  if (!s) return true;
+  if (s.type === 'dir') {
+    for (const n of await mounted().readdir(p)) await rmrf(join(p, n));
+    await mounted().rmdir(p);
+  } else await mounted().unlink(p);
+  return true;
+}
+
+/** Make missing parents of p; refuse a parent that is not a directory (or, with noSymlinks, that is a link). */
+async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
+  const parts = p.split('/').filter(Boolean);
+  let cur = '';
+  for (let i = 0; i < parts.length - 1; i++) {
+    cur += `/${parts[i]}`;
+    const s = await lstat(cur);
+    if (!s) {
+      await mounted().mkdir(cur, 0o755);
+      continue;
+    }
+    if (s.type === 'symlink' && noSymlinks) throw new CodedError('ESYMLINK', `path ${p} goes through the symbolic link ${cur} (-> ${s.target}): refusing to write through a link`);
+    if (s.type !== 'dir' && s.type !== 'symlink') throw new CodedError('ENOTDIR', `path ${p}: ${cur} is not a directory`);
+  }
+}
+
+async function tree(root: string): Promise<FsStat[]> {
+  const out: FsStat[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const n of (await mounted().readdir(dir)).sort()) {
+      const p = join(dir, n);
+      const s = (await lstat(p))!;
+      out.push(s);
+      if (s.type === 'dir') await walk(p);
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+async function put(e: PutEntry): Promise<{ fd: number | null; ino: number }> {
+  const f = mounted();
+  await checkParents(e.path, e.noSymlinkParents !== false);
+  const old = await lstat(e.path);
+  if (old && !(old.type === 'dir' && e.type === 'dir')) await rmrf(e.path);
+  const ino = async (): Promise<number> => (await lstat(e.path))!.ino;
+  switch (e.type) {
+    case 'dir':
+      if (!old || old.type !== 'dir') await f.mkdir(e.path, e.mode);
+      await f.chmod(e.path, e.mode);
+      await f.chown(e.path, e.uid, e.gid);
+      return { fd: null, ino: await ino() };
+    case 'symlink':
+      await f.symlink(e.linkname!, e.path);
+      await f.lchown(e.path, e.uid, e.gid);
+      return { fd: null, ino: await ino() };
+    case 'link': {
+      const t = await lstat(e.linkname!);
+      if (!t) throw new CodedError('ENOENT', `hard link ${e.path}: its target ${e.linkname} does not exist`);
+      if (t.type === 'dir') throw new CodedError('EPERM', `hard link ${e.path}: its target ${e.linkname} is a directory`);
+      await f.link(e.linkname!, e.path);
+      return { fd: null, ino: t.ino };
+    }
+    case 'file': {
+      const fd = (await f.open(e.path, 'w', e.mode)).fd;
+      if (!e.data) {
+        fds.set(fd, e);
+        return { fd, ino: await ino() };
+      }
+      if (e.data.length > 0) await f.write(fd, toBuf(e.data), 0, e.data.length, 0);
+      await f.fchmod(fd, e.mode);
+      await f.fchown(fd, e.uid, e.gid);
+      await f.close(fd);
+      return { fd: null, ino: await ino() };
+    }
+  }
+}
+
+async function hashFile(p: string): Promise<string> {
+  const f = mounted();
+  const h = createHash('sha256');
+  const fd = (await f.open(p, 'r', 0)).fd;
+  try {
+    const b = Buffer.alloc(CHUNK);
+    for (let pos = 0; ;) {
+      const { bytesRead } = await f.read(fd, b, 0, b.length, pos);
+      if (bytesRead <= 0) break;
+      h.update(b.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+  } finally {
+    await f.close(fd);
+  }
+  return h.digest('hex');
+}
+
+/** The operations FsSession calls by name; each returns a value that can be posted back. */
+const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
+  async mount(capacity: number, ro: boolean) {
+    disk = new ProxyDisk(ro, capacity, io);
+    raw = await ext2fs.mount(disk, 0);
+    fs = (raw as { promises: Ext2Fs }).promises;
+    return true;
+  },
+  async umount() {
+    if (fs) {
+      for (const fd of fds.keys()) await fs.close(fd).catch(() => undefined);
+      fds.clear();
+      fs = null;
+      await ext2fs.umount(raw);
+      await disk!.writeBack();
+    }
+    return true;
+  },
+  lstat,
+  async readdir(p: string) { return (await mounted().readdir(p)).sort(); },
+  tree,
+  rmrf,
+  async emptyDir(p: string) {
+    for (const n of await mounted().readdir(p)) await rmrf(join(p, n));
+    return true;
+  },
+  async mkdirp(p: string, mode: number) {
+    await checkParents(`${p}/x`, false);
+    if (!(await lstat(p))) await mounted().mkdir(p, mode);
+    return true;
+  },
+  put,
+  async open(p: string, flags: string) {
+    const fd = (await mounted().open(p, flags, 0o644)).fd;
+    fds.set(fd, null);
+    return fd;
+  },
+  async write(fd: number, data: Uint8Array, pos: number) {
+    await mounted().write(fd, toBuf(data), 0, data.length, pos);
+    return data.length;
+  },
+  async read(fd: number, length: number, pos: number) {
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await mounted().read(fd, b, 0, length, pos);
+    const out = new Uint8Array(bytesRead); // exactly the bytes read: a posted view would copy its whole buffer
+    out.set(b.subarray(0, bytesRead));
+    return out;
+  },
+  async close(fd: number) {
+    const f = mounted();
+    const e = fds.get(fd);
+    fds.delete(fd);
+    if (e) {
+      await f.fchmod(fd, e.mode);
+      await f.fchown(fd, e.uid, e.gid);
+    }
+    await f.close(fd);
+    return true;
+  },
+  hashFile,
+  async unlink(p: string) { await mounted().unlink(p); return true; },
+  async rmdir(p: string) { await mounted().rmdir(p); return true; },
+  async trim() { await mounted().trim(); return true; },
+};
+
+port.on('message', async (m: ToWorker) => {
+  if (m.t === 'io-reply') {
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    if (m.error) p?.reject(new CodedError(m.error.code, m.error.message));
+    else p?.resolve(m);
+    return;
+  }
+  try {
+    const op = ops[m.op];
+    if (!op) throw new CodedError('EINVAL', `unknown operation ${m.op}`);
+    if (m.op !== 'mount') mounted();
+    const value = await op(...(m.args as never[]));
+    port.postMessage({ t: 'reply', id: m.id, value } satisfies FromWorker);
+  } catch (e) {
+    const err = e as { code?: string; message?: string; stack?: string } | undefined;
+    port.postMessage({ t: 'reply', id: m.id, error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack } } satisfies FromWorker);
+  }
+});
+port.postMessage({ t: 'ready' } satisfies FromWorker);
