@@ -146,6 +146,40 @@ export class BTree {
   }
 
   /**
+   * The leaves of the tree at root, in key order, as node addresses: each is valid until the generator is
+   * resumed (the caller reads its entries with nr / key / valueAddr before asking for the next). Checks as
+   * `walk` does; holds one path of block numbers, never the tree.
+   */
+  *leaves(root: number): Generator<number, void, undefined> {
+    yield* this.leavesBelow(root, 0, 0);
+  }
+
+  private *leavesBelow(b: number, depth: number, lowKey: number): Generator<number, void, undefined> {
+    if (depth >= MAX_DEPTH) {
+      throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+    }
+    const a = this.read(b);
+    const n = this.nr(a);
+    if (depth > 0 && n < Math.floor(this.max(a) / 3)) {
+      throw ThinpoolError.metadata('EBADNODE', `too few entries (${n})`, this.name, b);
+    }
+    if (n > 0 && this.key(a, 0) < lowKey) {
+      throw ThinpoolError.metadata('EBADNODE', 'parent key mismatch', this.name, b);
+    }
+    if (this.isLeaf(a)) {
+      yield a;
+      return;
+    }
+    const kids = new Float64Array(n);
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      kids[i] = this.child(a, i);
+      keys[i] = this.key(a, i);
+    }
+    for (let i = 0; i < n; i++) yield* this.leavesBelow(kids[i], depth + 1, keys[i]);
+  }
+
+  /**
    * Visit the leaf entries with lo <= key < hi in key order, reading only the nodes that can hold such keys.
    * Bounded by MAX_DEPTH; addresses are valid only during the callback.
    */

@@ -8,6 +8,10 @@
  * on-disk details / level-0 trees until the commit): for a freshly opened or just committed ThinMetadata that is
  * exactly what is on disk. The held snapshot's view (-m) is read from the snapshot superblock's roots.
  *
+ * `thinDumpText` yields the same text as bytes in pieces of about a mebibyte, walking one leaf at a time: its memory is
+ * the metadata cache plus one buffer, whatever the pool's size (the CLI streams it). `dumpMetadata` builds the
+ * whole logical content as objects (for the library and the tests; its size grows with the mappings).
+ *
  * The small readers below (details, level 0, level-1 walks) are shared with usage.ts.
  */
 import { ThinpoolError } from '../errors.js';
@@ -15,6 +19,7 @@ import { blockOf, timeOf } from './block-time.js';
 import type { DeviceDetails, ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from './thin-xml.js';
+import { XmlBytes } from './xml-bytes.js';
 
 const TWO32 = 4294967296;
 
@@ -117,4 +122,50 @@ export function dumpMetadata(md: ThinMetadata, opts: DumpOptions = {}): XmlSuper
     nrDataBlocks: snap ? 0 : md.nrDataBlocks,
     devices,
   };
+}
+
+/**
+ * thin_dump's text for the view as ASCII bytes, in pieces of at least `pieceBytes` (the last may be shorter):
+ * their concatenation equals `formatThinDumpXml(dumpMetadata(md))`. Each piece is a view of one reused buffer,
+ * valid until the generator is resumed (copy it to keep it). Nothing may change md while the generator is live.
+ */
+export function* thinDumpText(md: ThinMetadata, opts: DumpOptions = {}, pieceBytes = 1 << 20): Generator<Buffer, void, undefined> {
+  const snap = opts.metadataSnap === true;
+  const sb = viewSuperblock(md, snap);
+  const out = new XmlBytes(pieceBytes);
+  out.superblockOpen({
+    time: sb.time, transaction: sb.transactionId, flags: sb.flags, version: sb.version,
+    dataBlockSize: sb.dataBlockSectors, nrDataBlocks: snap ? 0 : md.nrDataBlocks,
+  });
+  const l1 = md.l1;
+  for (const d of viewDevices(md, snap)) {
+    out.deviceOpen({ devId: d.id, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
+    // The current run: v .. v+len-1 -> db .. db+len-1 at time t.
+    let v = 0, db = 0, len = 0, t = 0;
+    for (const a of l1.leaves(d.root)) {
+      const u = md.core.u32;
+      const n = l1.nr(a);
+      const values = l1.valueAddr(a, 0);
+      for (let i = 0; i < n; i++) {
+        const k = l1.key(a, i);
+        const va = values + 8 * i;
+        const kb = blockOf(u, va);
+        const kt = timeOf(u, va);
+        if (len > 0 && k === v + len && kb === db + len && kt === t) {
+          len++;
+          continue;
+        }
+        if (len > 0) out.mapping(v, db, len, t);
+        v = k;
+        db = kb;
+        len = 1;
+        t = kt;
+      }
+      if (out.full) yield out.take();
+    }
+    if (len > 0) out.mapping(v, db, len, t);
+    out.deviceClose();
+  }
+  out.superblockClose();
+  yield out.take();
 }

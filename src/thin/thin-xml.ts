@@ -74,32 +74,38 @@ export function coalesceMappings(mappings: readonly XmlMapping[]): XmlMapping[] 
   return out;
 }
 
+/** thin_dump's opening line for the superblock. */
+export function xmlSuperblockOpen(sb: Omit<XmlSuperblock, 'devices' | 'uuid'>): string {
+  return `<superblock uuid="" time="${sb.time}" transaction="${sb.transaction}" flags="${sb.flags}" ` +
+    `version="${sb.version}" data_block_size="${sb.dataBlockSize}" nr_data_blocks="${sb.nrDataBlocks}">\n`;
+}
+
+/** thin_dump's opening line for a device. */
+export function xmlDeviceOpen(dev: Omit<XmlDevice, 'mappings'>): string {
+  return `  <device dev_id="${dev.devId}" mapped_blocks="${dev.mappedBlocks}" transaction="${dev.transaction}" ` +
+    `creation_time="${dev.creationTime}" snap_time="${dev.snapTime}">\n`;
+}
+
+/** thin_dump's line for one coalesced run (length >= 1). */
+export function xmlMappingLine(vblock: number, dblock: number, length: number, time: number): string {
+  return length === 1
+    ? `    <single_mapping origin_block="${vblock}" data_block="${dblock}" time="${time}"/>\n`
+    : `    <range_mapping origin_begin="${vblock}" data_begin="${dblock}" length="${length}" time="${time}"/>\n`;
+}
+
+export const XML_DEVICE_CLOSE = '  </device>\n';
+export const XML_SUPERBLOCK_CLOSE = '</superblock>\n';
+
 /** The text thin_dump 0.9.0 prints for this metadata (devices by increasing id, runs coalesced). */
 export function formatThinDumpXml(sb: XmlSuperblock): string {
-  const parts: string[] = [];
-  parts.push(
-    `<superblock uuid="" time="${sb.time}" transaction="${sb.transaction}" flags="${sb.flags}" ` +
-      `version="${sb.version}" data_block_size="${sb.dataBlockSize}" nr_data_blocks="${sb.nrDataBlocks}">\n`,
-  );
+  const parts: string[] = [xmlSuperblockOpen(sb)];
   const devices = [...sb.devices].sort((a, b) => a.devId - b.devId);
   for (const dev of devices) {
-    parts.push(
-      `  <device dev_id="${dev.devId}" mapped_blocks="${dev.mappedBlocks}" transaction="${dev.transaction}" ` +
-        `creation_time="${dev.creationTime}" snap_time="${dev.snapTime}">\n`,
-    );
-    for (const m of coalesceMappings(dev.mappings)) {
-      if (m.length === 1) {
-        parts.push(`    <single_mapping origin_block="${m.vblock}" data_block="${m.dblock}" time="${m.time}"/>\n`);
-      } else {
-        parts.push(
-          `    <range_mapping origin_begin="${m.vblock}" data_begin="${m.dblock}" length="${m.length}" ` +
-            `time="${m.time}"/>\n`,
-        );
-      }
-    }
-    parts.push('  </device>\n');
+    parts.push(xmlDeviceOpen(dev));
+    for (const m of coalesceMappings(dev.mappings)) parts.push(xmlMappingLine(m.vblock, m.dblock, m.length, m.time));
+    parts.push(XML_DEVICE_CLOSE);
   }
-  parts.push('</superblock>\n');
+  parts.push(XML_SUPERBLOCK_CLOSE);
   return parts.join('');
 }
 

@@ -7,14 +7,14 @@ import { isThinpoolError } from '../../errors.js';
 import { FileDevice } from '../../io/file-device.js';
 import { MAX_METADATA_BLOCKS } from '../../pd/space-map-metadata.js';
 import { checkMetadata, type CheckIssue, type CheckReport } from '../../thin/check.js';
-import { dumpMetadata } from '../../thin/dump.js';
+import { thinDumpText } from '../../thin/dump.js';
 import { lockPool, type PoolLock } from '../../thin/lock.js';
 import { UNCLEAN_MARKER } from '../../thin/lifecycle.js';
 import { ThinMetadata } from '../../thin/metadata.js';
 import { restoreMetadata } from '../../thin/restore.js';
 import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
 import { createHash } from 'node:crypto';
-import { formatThinDumpXml, parseThinXml } from '../../thin/thin-xml.js';
+import { parseThinXml } from '../../thin/thin-xml.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../io.js';
 import { cephOptions, explained, humanSize, resolvePath, sizeArg } from '../pool.js';
@@ -195,23 +195,51 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
 export async function dump(ctx: Ctx, [pool]: string[], opts: Record<string, unknown>): Promise<number> {
   const t = target(ctx, pool);
   const lock = readLock(t, pool);
-  let xml: string;
+  const outPath = typeof opts.output === 'string' ? resolvePath(ctx, opts.output) : undefined;
+  let out: number | undefined;
   try {
     const dev = FileDevice.open(t.metadata, { readOnly: true });
     try {
       const md = ThinMetadata.open(dev, { readOnly: true });
-      xml = formatThinDumpXml(dumpMetadata(md, { metadataSnap: opts.metadataSnap === true }));
+      // Streamed a piece at a time: memory stays at the metadata cache whatever the pool's size.
+      const pieces = thinDumpText(md, { metadataSnap: opts.metadataSnap === true });
+      const first = pieces.next(); // a missing metadata snapshot fails before the output file is made
+      if (outPath !== undefined) out = openSync(outPath, 'w');
+      // Each piece is a view of one reused buffer: written before the next is made (or copied for a stream
+      // that keeps it, as tests' streams do).
+      const direct = out ?? (ctx.io.stdout === process.stdout ? 1 : undefined);
+      for (let p = first; p.done !== true; p = pieces.next()) {
+        if (direct !== undefined) writeFully(direct, p.value);
+        else await write(ctx.io.stdout, Buffer.from(p.value));
+      }
     } finally {
       dev.close();
     }
   } catch (e) {
+    if (out !== undefined) {
+      closeSync(out);
+      out = undefined;
+      rmSync(outPath!, { force: true });
+    }
     throw explained(e, pool);
   } finally {
+    if (out !== undefined) closeSync(out);
     lock?.release();
   }
-  if (typeof opts.output === 'string') writeFileSync(resolvePath(ctx, opts.output), xml);
-  else await write(ctx.io.stdout, xml);
   return 0;
+}
+
+/** Write all of bytes to fd, waiting out a full non-blocking pipe (EAGAIN) a millisecond at a time. */
+function writeFully(fd: number, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) {
+    try {
+      off += writeSync(fd, bytes, off, bytes.length - off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 async function readAll(stream: Readable): Promise<string> {
