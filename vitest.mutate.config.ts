@@ -1,16 +1,20 @@
 // The fast engine suites, for mutation testing (stryker.config.mjs; `npm run mutate`): the tests that drive
 // the pool, the metadata, the persistent-data layer and the checker in memory or on small files, without the
 // long soak-style suites (cache pressure, crash points, fuzzing) that would multiply the run time per mutant.
+// MUTATE_TESTS=glob[,glob...] narrows the tests to those that exercise the file being mutated (a run over one
+// file need not start every suite).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: [
+    include: process.env.MUTATE_TESTS ? process.env.MUTATE_TESTS.split(',') : [
       'test/pd/*.test.ts',
       'test/thin/pool.test.ts',
       'test/thin/check.test.ts',
       'test/thin/model.test.ts',
       'test/thin/volume.test.ts',
+      'test/thin/grow-release.test.ts',
+      'test/thin/space.test.ts',
       'test/crash/out-of-space.test.ts',
       'test/fuzz/fuzz-regressions.test.ts',
       'test/crash/regressions.test.ts',

@@ -4,7 +4,8 @@
 //   node scripts/render-figures.mjs            rewrite the generated sections of the docs from docs/figures/*.json
 //   node scripts/render-figures.mjs --check    exit 1 (naming the sections) when a doc differs from what the JSON makes
 //   node scripts/render-figures.mjs --mutation reports/mutation/a.json [b.json ...]
-//                                              merge Stryker JSON reports into docs/figures/mutation.json (per file:
+//                                              merge Stryker JSON reports into docs/figures/mutation.json, replacing the
+//                                              entries of the files they measured and keeping the others (per file:
 //                                              killed, timed out, survived, no coverage; every survivor), then render;
 //                                              a file whose source changed since its report is marked so
 //
@@ -81,9 +82,13 @@ function metadataFuzz(f) {
   ].join('\n');
 }
 
-/** Merge Stryker reports (later reports win for a file measured twice) into the compact form. */
+/**
+ * Merge Stryker reports into the compact form, on top of the files already in docs/figures/mutation.json (a run
+ * over one file replaces that file's entry and leaves the others; later reports win for a file measured twice).
+ */
 function mergeMutation(paths) {
-  const out = { files: {} };
+  const mp = join(figures, 'mutation.json');
+  const out = { files: existsSync(mp) ? JSON.parse(readFileSync(mp, 'utf8')).files : {} };
   for (const p of paths) {
     const r = JSON.parse(readFileSync(p, 'utf8'));
     for (const [file, f] of Object.entries(r.files)) {
