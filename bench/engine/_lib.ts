@@ -30,6 +30,14 @@ export function now(): number {
   return performance.now();
 }
 
+const wallNow = (): number => performance.now();
+
+/** User + system CPU time of this process, in ms. */
+export function cpuNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** Deterministic PRNG (mulberry32) so both sides of a comparison see the same offsets. */
 export { rng } from '../compare/lib/stats.js';
 
@@ -54,8 +62,12 @@ export interface CaseResult {
  * Alternate the cases round by round. Each round runs `perRound` operations; `warmup` rounds are discarded.
  * Operation indices keep increasing across rounds so a case walks through its whole offset list.
  */
-export async function interleaved(cases: Case[], opts: { perRound: number; rounds: number; warmup?: number }): Promise<CaseResult[]> {
+export async function interleaved(cases: Case[], opts: { perRound: number; rounds: number; warmup?: number; clock?: 'wall' | 'cpu' }): Promise<CaseResult[]> {
   const warm = opts.warmup ?? 2;
+  // 'cpu': this process's user + system CPU time (process.cpuUsage) instead of the wall clock, for work that
+  // never waits on a device (page-cache reads): on a shared machine the wall clock also counts the time spent
+  // waiting for a core, which other processes decide.
+  const now = opts.clock === 'cpu' ? cpuNow : wallNow;
   const per: number[][] = cases.map(() => []);
   const cursor = cases.map(() => 0);
   for (let r = 0; r < warm + opts.rounds; r++) {

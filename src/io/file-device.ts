@@ -122,7 +122,7 @@ export class FileDevice implements BlockDevice {
 
   read(buf: Uint8Array, offsetBytes: number): void {
     this.#checkOpen();
-    checkRange(offsetBytes, buf.length);
+    if (!(offsetBytes >= 0 && Number.isSafeInteger(offsetBytes + buf.length))) checkRange(offsetBytes, buf.length);
     let done = 0;
     try {
       while (done < buf.length) {
@@ -133,7 +133,7 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw fsError(e, 'read', this.path);
     }
-    buf.fill(0, done);
+    if (done < buf.length) buf.fill(0, done);
   }
 
   write(buf: Uint8Array, offsetBytes: number): void {

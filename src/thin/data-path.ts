@@ -32,8 +32,24 @@ export class DataPath {
     this.s = s;
   }
 
+  /**
+   * The fast path: a read inside one block is a lookup and one device read of the caller's buffer (no subarray,
+   * no loop); anything longer goes through readLoop.
+   */
   readData(id: number, buf: Uint8Array, offset: number): void {
-    this.readLoop(id, buf, offset, null);
+    const s = this.s;
+    const bs = s.blockSize;
+    const vblock = Math.floor(offset / bs);
+    const within = offset - vblock * bs;
+    if (within + buf.length > bs || s.closed) {
+      this.readLoop(id, buf, offset, null);
+      return;
+    }
+    const md = s.md;
+    const dblock = md.lookupDblock(md.rootOf(id), vblock);
+    if (dblock < 0) buf.fill(0);
+    else if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, md.rootOf(id));
+    else s.storage.data.read(buf, dblock * bs + within);
   }
 
   /**
@@ -87,8 +103,9 @@ export class DataPath {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
-        if (io === null) data.read(buf.subarray(done, done + n), dblock * bs + within);
-        else io(buf.subarray(done, done + n), dblock * bs + within);
+        const part = done === 0 && n === buf.length ? buf : buf.subarray(done, done + n);
+        if (io === null) data.read(part, dblock * bs + within);
+        else io(part, dblock * bs + within);
       }
       done += n;
     }

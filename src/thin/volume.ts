@@ -93,10 +93,16 @@ export class Volume {
     return this.name ?? `#${this.id}`;
   }
 
-  /** Fill buf from the volume at offsetBytes. */
+  /**
+   * Fill buf from the volume at offsetBytes. The common case (a safe integer offset, the range inside the volume)
+   * is checked with one size lookup; anything else goes through range() for its error.
+   */
   readSync(buf: Uint8Array, offsetBytes: number): void {
-    this.range(offsetBytes, buf.length);
-    this.#io.readData(this.id, buf, offsetBytes);
+    const io = this.#io;
+    if (!(offsetBytes >= 0 && offsetBytes + buf.length <= io.sizeOf(this.id) && Number.isSafeInteger(offsetBytes))) {
+      this.range(offsetBytes, buf.length);
+    }
+    io.readData(this.id, buf, offsetBytes);
   }
 
   writeSync(buf: Uint8Array, offsetBytes: number): void {
