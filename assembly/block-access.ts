@@ -2,7 +2,7 @@
 // everything that changes residency (reading a block, giving a new block a slot, dropping a freed one) is the
 // host's, through imports. A host import that fails returns 0 after recording the error on its side.
 import { Status as S, BlockKind, NOT_NODE, S_NR_DIRTY } from './abi';
-import { DIRTY, KINDS, STATE, fail } from './tx-state';
+import { DIRTY, KINDS, STATE, setErr } from './tx-state';
 import { residentNode, residentBlock, tableEntry, entrySlot } from './slot-table';
 
 // @ts-ignore: decorator
@@ -24,7 +24,7 @@ export function getNode(b: u64, leafVs: u32): usize {
   const hi = <u32>(b >> 32);
   let p = residentNode(lo, hi, leafVs);
   if (p == 0) p = hostNode(lo, hi, leafVs);
-  if (p == 0) fail(S.HOST_ERROR, b);
+  if (p == 0) setErr(S.HOST_ERROR, b);
   return p;
 }
 
@@ -34,14 +34,14 @@ export function getBlock(b: u64, kind: u32): usize {
   const hi = <u32>(b >> 32);
   let p = residentBlock(lo, hi, kind);
   if (p == 0) p = hostBlock(lo, hi, kind);
-  if (p == 0) fail(S.HOST_ERROR, b);
+  if (p == 0) setErr(S.HOST_ERROR, b);
   return p;
 }
 
 /** A zeroed, dirty slot for block b, newly allocated in this transaction; 0 on failure (err set). */
 export function createBlock(b: u64, kind: u32, leafVs: u32): usize {
   const p = hostCreate(<u32>b, <u32>(b >> 32), kind, kind == BlockKind.Node ? leafVs : NOT_NODE);
-  if (p == 0) fail(S.HOST_ERROR, b);
+  if (p == 0) setErr(S.HOST_ERROR, b);
   return p;
 }
 
@@ -49,7 +49,7 @@ export function createBlock(b: u64, kind: u32, leafVs: u32): usize {
 export function markDirty(b: u64, kind: u32, leafVs: u32): void {
   const e = tableEntry(<u32>b, <u32>(b >> 32));
   if (e == 0) {
-    fail(S.HOST_ERROR, b);
+    setErr(S.HOST_ERROR, b);
     return;
   }
   const slot = <usize>entrySlot(e);

@@ -2,7 +2,7 @@
 // table without leaving WASM; on a miss the host (which owns residency) supplies the validated node.
 import { nodeLowerBound64, keyAt, valueAt, INTERNAL } from './node';
 import { Status as S, MAX_DEPTH } from './abi';
-import { err, fail, clearErr } from './tx-state';
+import { err, setErr, clearErr } from './tx-state';
 import { getNode } from './block-access';
 
 /** Address of the value of key in the tree at root, or 0 when absent or on failure (err set). */
@@ -16,7 +16,7 @@ export function lookupValue(root: u64, key: u64, leafVs: u32): usize {
     if (load<u32>(p, 4) != INTERNAL) return load<u64>(keyAt(p, <u32>i)) == key ? valueAt(p, <u32>i) : 0;
     b = load<u64>(valueAt(p, <u32>i));
   }
-  fail(S.TOO_DEEP, root);
+  setErr(S.TOO_DEEP, root);
   return 0;
 }
 

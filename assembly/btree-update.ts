@@ -14,7 +14,7 @@
 //   value copied to the start of the scratch block. `hit` says whether the key was present.
 // - Walks are bounded by MAX_DEPTH: cyclic metadata fails with TOO_DEEP instead of hanging.
 import { Status as S, RefKind, MAX_DEPTH, S_VDEPTH, S_VSTACK, S_WORK_TOP, VSTACK_FRAMES } from './abi';
-import { STATE, SCRATCH, WORK, WORK_END, err, fail } from './tx-state';
+import { STATE, SCRATCH, WORK, WORK_END, err, setErr } from './tx-state';
 import {
   nodeInit, nodeLowerBound64, nodeInsertAt64, nodeRemoveAt, nodeSplitInto, nodeMergeInto, nodeRedistribute,
   keyAt, valueAt, INTERNAL,
@@ -22,7 +22,7 @@ import {
 import { newNode, shadowNode, tmDec, shadowed } from './transaction-manager';
 import { getNode } from './block-access';
 import { lookupValue } from './btree-lookup';
-import { smCount } from './space-map-metadata';
+import { metaCount } from './space-map-metadata';
 import { dataDec } from './space-map-data';
 
 export let hit: bool = false;
@@ -107,7 +107,7 @@ function insertWalk(root: u64, key: u64, value: usize, leafVs: u32, ref: u32): u
     }
     a = next;
   }
-  fail(S.TOO_DEEP, root);
+  setErr(S.TOO_DEEP, root);
   return 0;
 }
 
@@ -115,7 +115,7 @@ function insertWalk(root: u64, key: u64, value: usize, leafVs: u32, ref: u32): u
 export function insertKey(root: u64, key: u64, src: usize, leafVs: u32, ref: u32): u64 {
   const d = load<u32>(STATE, S_VDEPTH);
   if (d >= VSTACK_FRAMES || leafVs > 32) {
-    fail(S.NESTED_TOO_DEEP, root);
+    setErr(S.NESTED_TOO_DEEP, root);
     return 0;
   }
   const value = STATE + S_VSTACK + (<usize>d << 5);
@@ -168,7 +168,7 @@ export function removeKey(root: u64, key: u64, leafVs: u32, ref: u32): u64 {
   let a = ra;
   for (let depth = 0; ; depth++) {
     if (depth >= MAX_DEPTH) {
-      fail(S.TOO_DEEP, root);
+      setErr(S.TOO_DEEP, root);
       return 0;
     }
     const i = nodeLowerBound64(a, key);
@@ -215,10 +215,10 @@ export function delTree(root: u64, leafVs: u32, ref: u32): void {
     const b = load<u64>(top);
     const depth = load<u32>(top + 8);
     if (depth >= <u32>MAX_DEPTH) {
-      fail(S.TOO_DEEP, b);
+      setErr(S.TOO_DEEP, b);
       break;
     }
-    if (smCount(b) > 1) {
+    if (metaCount(b) > 1) {
       tmDec(b);
       continue;
     }
@@ -227,7 +227,7 @@ export function delTree(root: u64, leafVs: u32, ref: u32): void {
     const n = nr(p);
     if (isInternal(p)) {
       if (top + (<usize>n << 4) > WORK_END) {
-        fail(S.WORK_OVERFLOW, b);
+        setErr(S.WORK_OVERFLOW, b);
         break;
       }
       for (let i = <i32>n - 1; i >= 0; i--) {

@@ -19,7 +19,7 @@ import {
   S_D_REF_ROOT, S_D_NR_BITMAPS, S_D_CHANGED, DSM_E_BLOCK, DSM_E_COMMITTED, DSM_E_FREE, DSM_E_HINT, DSM_E_DIRTY,
   DSM_ENTRY_BYTES, DSM_NO_BLOCK,
 } from './abi';
-import { STATE, err, fail } from './tx-state';
+import { STATE, err, setErr } from './tx-state';
 import { bitmapGet, bitmapSet, bitmapFindFree, bitmapCountFree } from './bitmap';
 import { getBlock } from './block-access';
 import { newBlock, shadowBlock, shadowed } from './transaction-manager';
@@ -63,9 +63,9 @@ function covered(j: u32): u32 {
 }
 
 /** Reference count of data block d (0 with err set on failure). */
-export function dsmCountB(d: u64): u32 {
+export function dataCount(d: u64): u32 {
   if (d >= nrBlocks()) {
-    fail(S.DATA_BEYOND, d);
+    setErr(S.DATA_BEYOND, d);
     return 0;
   }
   const e = entry(<u32>(d / ENTRIES_PER_BITMAP));
@@ -75,7 +75,7 @@ export function dsmCountB(d: u64): u32 {
   if (v < 3) return v;
   const a = lookupValue(refRoot(), d, 4);
   if (a == 0) {
-    fail(S.DATA_REF_MISSING, d);
+    setErr(S.DATA_REF_MISSING, d);
     return 0;
   }
   return load<u32>(a);
@@ -121,17 +121,17 @@ function setCount(d: u64, old: u32, c: u32): void {
 }
 
 export function dataInc(d: u64): void {
-  const old = dsmCountB(d);
+  const old = dataCount(d);
   if (err != S.OK) return;
   setCount(d, old, old + 1);
 }
 
 /** Drop one reference to d; returns the new count (0 with err set on failure). */
 export function dataDec(d: u64): u32 {
-  const old = dsmCountB(d);
+  const old = dataCount(d);
   if (err != S.OK) return 0;
   if (old == 0) {
-    fail(S.DATA_REF_UNDERFLOW, d);
+    setErr(S.DATA_REF_UNDERFLOW, d);
     return 0;
   }
   setCount(d, old, old - 1);
@@ -139,7 +139,7 @@ export function dataDec(d: u64): u32 {
 }
 
 /** A data block with count 1, free now and in the committed state; u64 max with err set when none is. */
-export function dsmAllocB(): u64 {
+export function dataAlloc(): u64 {
   const n = nrBitmaps();
   const cursor = load<u64>(STATE + S_D_CURSOR);
   const startJ = n == 0 ? 0 : <u32>(cursor / ENTRIES_PER_BITMAP) % n;
@@ -168,21 +168,21 @@ export function dsmAllocB(): u64 {
     store<u64>(STATE + S_D_CURSOR, d + 1 >= nrBlocks() ? 0 : d + 1);
     return d;
   }
-  fail(S.NO_DATA_SPACE, 0);
+  setErr(S.NO_DATA_SPACE, 0);
   return u64.MAX_VALUE;
 }
 
 /** Grow to nr blocks: new zeroed bitmaps (allocated in this transaction) and the summary of the grown ones. */
-export function dsmExtendTo(nr: u64): void {
+export function dataExtend(nr: u64): void {
   const prev = nrBlocks();
   if (nr < prev) {
-    fail(S.DATA_SHRINK, nr);
+    setErr(S.DATA_SHRINK, nr);
     return;
   }
   const oldN = nrBitmaps();
   const n64 = (nr + ENTRIES_PER_BITMAP - 1) / ENTRIES_PER_BITMAP;
   if (n64 > <u64>CAPACITY) {
-    fail(S.DATA_MAP_TOO_BIG, nr);
+    setErr(S.DATA_MAP_TOO_BIG, nr);
     return;
   }
   const n = <u32>n64;
@@ -212,11 +212,11 @@ export function dsmExtendTo(nr: u64): void {
   }
 }
 
-/** Start loading a committed map: the table is refilled by dsmLoadBitmapB for j = 0 .. bitmaps - 1. */
-export function dsmLoadB(nr: u64, refRootBlock: u64): i32 {
+/** Start loading a committed map: the table is refilled by dataLoadBitmap for j = 0 .. bitmaps - 1. */
+export function dataLoad(nr: u64, refRootBlock: u64): i32 {
   const n64 = (nr + ENTRIES_PER_BITMAP - 1) / ENTRIES_PER_BITMAP;
   if (n64 > <u64>CAPACITY) {
-    fail(S.DATA_MAP_TOO_BIG, nr);
+    setErr(S.DATA_MAP_TOO_BIG, nr);
     return 0;
   }
   store<u64>(STATE + S_D_NR_BLOCKS, nr);
@@ -231,9 +231,9 @@ export function dsmLoadB(nr: u64, refRootBlock: u64): i32 {
 
 /** Bitmap j of a committed map is at block b: its free count and hint are recomputed from its bits (the
  *  stored ones may be stale: thin_restore writes none, spec 4.8). */
-export function dsmLoadBitmapB(j: u32, b: u64): void {
+export function dataLoadBitmap(j: u32, b: u64): void {
   if (j >= nrBitmaps()) {
-    fail(S.DATA_MAP_TOO_BIG, nrBlocks());
+    setErr(S.DATA_MAP_TOO_BIG, nrBlocks());
     return;
   }
   const p = getBlock(b, BlockKind.Bitmap);

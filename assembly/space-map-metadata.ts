@@ -11,18 +11,18 @@ import {
   S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_CURSOR, S_IN_COMMIT, S_USE_RESERVE, S_REF_DIRTY,
   S_NR_TOUCHED, S_META_DIRTY_BITMAPS,
 } from './abi';
-import { STATE, COUNTS, COMMITTED, TXFLAGS, TOUCHED, fail } from './tx-state';
+import { STATE, COUNTS, COMMITTED, TXFLAGS, TOUCHED, setErr } from './tx-state';
 
 // @ts-ignore: decorator
 @inline function nrMeta(): u32 { return load<u32>(STATE, S_NR_META); }
 
 // @ts-ignore: decorator
-@inline export function smCount(b: u64): u32 {
+@inline export function metaCount(b: u64): u32 {
   return b < <u64>nrMeta() ? load<u32>(COUNTS + (<usize>b << 2)) : 0;
 }
 
 // @ts-ignore: decorator
-@inline export function smIsTxNew(b: u64): bool {
+@inline export function metaIsTxNew(b: u64): bool {
   return b < <u64>nrMeta() && (load<u8>(TXFLAGS + <usize>b) & TX_NEW) != 0;
 }
 
@@ -50,23 +50,23 @@ function change(b: u32, c: u32): void {
   }
 }
 
-export function smIncB(b: u64): void {
+export function metaInc(b: u64): void {
   if (b >= <u64>nrMeta()) {
-    fail(S.REF_BEYOND, b);
+    setErr(S.REF_BEYOND, b);
     return;
   }
   change(<u32>b, load<u32>(COUNTS + (<usize>b << 2)) + 1);
 }
 
 /** Drop one reference; returns the new count (0 on error, err set). */
-export function smDecB(b: u64): u32 {
+export function metaDec(b: u64): u32 {
   if (b >= <u64>nrMeta()) {
-    fail(S.REF_BEYOND, b);
+    setErr(S.REF_BEYOND, b);
     return 0;
   }
   const c = load<u32>(COUNTS + (<usize>b << 2));
   if (c == 0) {
-    fail(S.REF_UNDERFLOW, b);
+    setErr(S.REF_UNDERFLOW, b);
     return 0;
   }
   change(<u32>b, c - 1);
@@ -86,10 +86,10 @@ function findFree(from: u32, to: u32): i32 {
 }
 
 /** Allocate a block with count 1; returns it (u64 max on error, err set). */
-export function smAllocB(): u64 {
+export function metaAlloc(): u64 {
   const nr = nrMeta();
   if (load<u32>(STATE, S_IN_COMMIT) == 0 && load<u32>(STATE, S_USE_RESERVE) == 0 && smFreeBlocks() <= 0) {
-    fail(S.NO_METADATA_SPACE, 0);
+    setErr(S.NO_METADATA_SPACE, 0);
     return u64.MAX_VALUE;
   }
   let cursor = load<u32>(STATE, S_CURSOR);
@@ -97,7 +97,7 @@ export function smAllocB(): u64 {
   let b = findFree(cursor, nr);
   if (b < 0) b = findFree(0, cursor);
   if (b < 0) {
-    fail(S.METADATA_FULL, 0);
+    setErr(S.METADATA_FULL, 0);
     return u64.MAX_VALUE;
   }
   store<u32>(STATE, <u32>b + 1 >= nr ? 0 : <u32>b + 1, S_CURSOR);

@@ -10,7 +10,7 @@
 //   is `shadowed` (read it before the next transaction call).
 import { Status as S, BlockKind, RefKind } from './abi';
 import { err } from './tx-state';
-import { smAllocB, smDecB, smIncB, smCount, smIsTxNew } from './space-map-metadata';
+import { metaAlloc, metaDec, metaInc, metaCount, metaIsTxNew } from './space-map-metadata';
 import { getNode, getBlock, createBlock, markDirty, forgetBlock } from './block-access';
 import { nodeInit, valueAt, INTERNAL } from './node';
 import { dataInc } from './space-map-data';
@@ -19,7 +19,7 @@ export let shadowed: u64 = 0;
 
 /** A new, empty node (count 1); 0 on failure. */
 export function newNode(flags: u32, vs: u32, leafVs: u32): usize {
-  const b = smAllocB();
+  const b = metaAlloc();
   if (err != S.OK) return 0;
   const p = createBlock(b, BlockKind.Node, leafVs);
   if (p == 0) return 0;
@@ -30,7 +30,7 @@ export function newNode(flags: u32, vs: u32, leafVs: u32): usize {
 
 /** A new non-node block (count 1, zeroed); 0 on failure. */
 export function newBlock(kind: u32): usize {
-  const b = smAllocB();
+  const b = metaAlloc();
   if (err != S.OK) return 0;
   const p = createBlock(b, kind, 0);
   if (p == 0) return 0;
@@ -45,7 +45,7 @@ function addRefs(p: usize, ref: u32): void {
   const n = load<u32>(p, 16);
   for (let i: u32 = 0; i < n && err == S.OK; i++) {
     const v = load<u64>(valueAt(p, i));
-    if (internal || ref == RefKind.Tree) smIncB(v);
+    if (internal || ref == RefKind.Tree) metaInc(v);
     else dataInc(v >> 24);
   }
 }
@@ -53,13 +53,13 @@ function addRefs(p: usize, ref: u32): void {
 /** Copy resident block b (at old) into a newly allocated block, which takes over b's reference from the
  *  caller; the copy's address (shadowed = its block), or 0 on failure. */
 function copyOut(b: u64, old: usize, kind: u32, leafVs: u32): usize {
-  const nb = smAllocB();
+  const nb = metaAlloc();
   if (err != S.OK) return 0;
   const p = createBlock(nb, kind, leafVs);
   if (p == 0) return 0;
   memory.copy(p, old, 4096);
   store<u64>(p + 8, nb);
-  smDecB(b);
+  metaDec(b);
   if (err != S.OK) return 0;
   shadowed = nb;
   return p;
@@ -67,8 +67,8 @@ function copyOut(b: u64, old: usize, kind: u32, leafVs: u32): usize {
 
 /** Writable version of node b; 0 on failure. */
 export function shadowNode(b: u64, leafVs: u32, ref: u32): usize {
-  const c = smCount(b);
-  if (smIsTxNew(b) && c <= 1) {
+  const c = metaCount(b);
+  if (metaIsTxNew(b) && c <= 1) {
     const p = getNode(b, leafVs);
     if (p == 0) return 0;
     markDirty(b, BlockKind.Node, leafVs);
@@ -88,7 +88,7 @@ export function shadowNode(b: u64, leafVs: u32, ref: u32): usize {
 
 /** Writable version of a non-node block (a space-map bitmap: exactly one reference); 0 on failure. */
 export function shadowBlock(b: u64, kind: u32): usize {
-  if (smIsTxNew(b) && smCount(b) <= 1) {
+  if (metaIsTxNew(b) && metaCount(b) <= 1) {
     const p = getBlock(b, kind);
     if (p == 0) return 0;
     markDirty(b, kind, 0);
@@ -102,7 +102,7 @@ export function shadowBlock(b: u64, kind: u32): usize {
 
 /** Drop one reference without recursion; a block reaching 0 leaves the cache. Returns the new count. */
 export function tmDec(b: u64): u32 {
-  const c = smDecB(b);
+  const c = metaDec(b);
   if (err == S.OK && c == 0) forgetBlock(b);
   return c;
 }

@@ -5,8 +5,8 @@ import { Status as S, S_RESULT, S_HIT } from './abi';
 import { STATE, err, clearErr } from './tx-state';
 import { insertKey, removeKey, delTree, hit } from './btree-update';
 import { newNode, newBlock, tmDec, shadowed } from './transaction-manager';
-import { smIncB, smDecB, smAllocB } from './space-map-metadata';
-import { dsmCountB, dataInc, dataDec, dsmAllocB, dsmExtendTo, dsmLoadB, dsmLoadBitmapB } from './space-map-data';
+import { metaInc, metaDec, metaAlloc } from './space-map-metadata';
+import { dataCount, dataInc, dataDec, dataAlloc, dataExtend, dataLoad, dataLoadBitmap } from './space-map-data';
 export { dsmAfterCommit, setDataSpaceMapLayout } from './space-map-data';
 export { smReserve, smFreeBlocks } from './space-map-metadata';
 
@@ -61,28 +61,28 @@ export function tmDecRef(lo: u32, hi: u32): i32 {
 
 export function smInc(lo: u32, hi: u32): i32 {
   clearErr();
-  smIncB(u64of(lo, hi));
+  metaInc(u64of(lo, hi));
   return err;
 }
 
 /** Drop a reference without touching the cache; the new count, or -status. */
 export function smDec(lo: u32, hi: u32): i32 {
   clearErr();
-  const c = smDecB(u64of(lo, hi));
+  const c = metaDec(u64of(lo, hi));
   return err != S.OK ? -err : <i32>c;
 }
 
 /** A block with count 1, or -status. */
 export function smAlloc(): i32 {
   clearErr();
-  const b = smAllocB();
+  const b = metaAlloc();
   return err != S.OK ? -err : <i32>b;
 }
 
 /** Reference count of a data block, or -status. */
 export function dsmCount(lo: u32, hi: u32): i32 {
   clearErr();
-  const c = dsmCountB(u64of(lo, hi));
+  const c = dataCount(u64of(lo, hi));
   return err != S.OK ? -err : <i32>c;
 }
 
@@ -102,24 +102,24 @@ export function dsmDec(lo: u32, hi: u32): i32 {
 /** Allocate a data block (count 1) to S_RESULT; a status. */
 export function dsmAlloc(): i32 {
   clearErr();
-  return finish(dsmAllocB());
+  return finish(dataAlloc());
 }
 
 export function dsmExtend(lo: u32, hi: u32): i32 {
   clearErr();
-  dsmExtendTo(u64of(lo, hi));
+  dataExtend(u64of(lo, hi));
   return err;
 }
 
 /** Begin loading a committed data space map; the number of bitmaps, or -status. */
 export function dsmLoad(nrLo: u32, nrHi: u32, refLo: u32, refHi: u32): i32 {
   clearErr();
-  const n = dsmLoadB(u64of(nrLo, nrHi), u64of(refLo, refHi));
+  const n = dataLoad(u64of(nrLo, nrHi), u64of(refLo, refHi));
   return err != S.OK ? -err : n;
 }
 
 export function dsmLoadBitmap(j: u32, lo: u32, hi: u32): i32 {
   clearErr();
-  dsmLoadBitmapB(j, u64of(lo, hi));
+  dataLoadBitmap(j, u64of(lo, hi));
   return err;
 }

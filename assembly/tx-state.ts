@@ -48,7 +48,8 @@ export function clearErr(): void {
   err = S.OK;
 }
 
-export function fail(status: i32, block: u64): void {
+/** Record the status of the running export and the block it is about; the first status recorded wins. */
+export function setErr(status: i32, block: u64): void {
   if (err != S.OK) return;
   err = status;
   store<u64>(STATE + S_ERR_BLOCK, block);

@@ -101,7 +101,7 @@ function main(): void {
   const c2 = p2.metadata.cache;
   table('Times', ['step', 'time'], rows);
   table('Size and memory', ['figure', 'value'], [
-    ['mapped blocks in v0', `${p2.metadata.details0(p2.volume('v0').id).mappedBlocks}`],
+    ['mapped blocks in v0', `${p2.metadata.deviceDetails(p2.volume('v0').id).mappedBlocks}`],
     ['volumes', `${st.volumes}`],
     ['data blocks used / total', `${st.dataBlocks.used} / ${st.dataBlocks.total}`],
     ['metadata blocks used after provisioning', `${afterProv} (${fmtBytes(afterProv * 4096)})`],

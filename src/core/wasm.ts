@@ -19,6 +19,7 @@ import { ThinpoolError } from '../errors.js';
 import { Status, MAX_DEPTH, S_RESULT, S_HIT, S_ERR_BLOCK, S_NR_META, S_D_NR_BLOCKS, S_D_REF_ROOT, DSM_ENTRY_BYTES } from './abi.js';
 import { checkAbi } from './abi-check.js';
 import { statusText } from './status.js';
+import { TWO32 } from './u64.js';
 
 export interface CoreExports {
   crcInit(): void;
@@ -225,7 +226,7 @@ export class Core {
    * Throw the error behind a failed transaction call: the host's own error when an import failed, otherwise a
    * typed error naming `structure` and the block the core reported.
    */
-  fail(status: number, structure: string): never {
+  throwStatus(status: number, structure: string): never {
     const mblock = this.u64(this.state + S_ERR_BLOCK);
     if (status === Status.HOST_ERROR) {
       const e = this.hostError;
@@ -267,11 +268,11 @@ export class Core {
 
   /** u64 at addr as a JS number (exact below 2^53). */
   u64(addr: number): number {
-    return this.u32[addr >>> 2] + this.u32[(addr >>> 2) + 1] * 4294967296;
+    return this.u32[addr >>> 2] + this.u32[(addr >>> 2) + 1] * TWO32;
   }
 
   setU64(addr: number, v: number): void {
     this.u32[addr >>> 2] = v >>> 0;
-    this.u32[(addr >>> 2) + 1] = Math.floor(v / 4294967296);
+    this.u32[(addr >>> 2) + 1] = Math.floor(v / TWO32);
   }
 }

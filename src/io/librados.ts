@@ -15,7 +15,6 @@
  *   writes never land.
  */
 import { createRequire } from 'node:module';
-import { hostname } from 'node:os';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -176,22 +175,22 @@ export class RadosCluster {
     let rc = l.create2(out, 'ceph', `client.${id}`, 0);
     if (rc < 0) throw radosError(rc, `cannot create a client for client.${id}`);
     const h = out[0];
-    const fail = (e: ThinpoolError): never => {
+    const shutdownAndThrow = (e: ThinpoolError): never => {
       l.shutdown(h);
       throw e;
     };
     const conf = opts.conf ?? process.env.CEPH_CONF;
     rc = l.confReadFile(h, conf ?? null);
-    if (rc < 0) fail(new ThinpoolError(rc === -ENOENT ? 'ENOENT' : 'EIO', `rados: cannot read the Ceph configuration ${conf ?? '(default search path: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)'}: error ${-rc}; pass --ceph-conf or set CEPH_CONF`));
+    if (rc < 0) shutdownAndThrow(new ThinpoolError(rc === -ENOENT ? 'ENOENT' : 'EIO', `rados: cannot read the Ceph configuration ${conf ?? '(default search path: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)'}: error ${-rc}; pass --ceph-conf or set CEPH_CONF`));
     l.confParseEnv(h, null);
     const osdT = String(opts.osdTimeoutSeconds ?? 30);
     const monT = String(opts.monTimeoutSeconds ?? 30);
     for (const [k, v] of [['rados_osd_op_timeout', osdT], ['rados_mon_op_timeout', monT], ['client_mount_timeout', monT]]) {
       rc = l.confSet(h, k, v);
-      if (rc < 0) fail(radosError(rc, `cannot set ${k}`));
+      if (rc < 0) shutdownAndThrow(radosError(rc, `cannot set ${k}`));
     }
     rc = l.connect(h);
-    if (rc < 0) fail(radosError(rc, `cannot connect to the cluster of ${conf ?? 'the default configuration'} as client.${id}`));
+    if (rc < 0) shutdownAndThrow(radosError(rc, `cannot connect to the cluster of ${conf ?? 'the default configuration'} as client.${id}`));
     return new RadosCluster(l, h, id);
   }
 
@@ -436,9 +435,4 @@ export class RadosIoctx {
     this.#h = null;
     this.#onClose();
   }
-}
-
-/** Who holds a lock, as written into its cookie: host, pid, since (ISO time). */
-export function lockCookie(): string {
-  return `${hostname()} ${process.pid} ${new Date().toISOString()} ${Math.random().toString(36).slice(2, 10)}`;
 }

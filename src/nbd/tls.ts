@@ -148,7 +148,7 @@ export function upgradeToTls(plain: Socket, t: NbdTlsOptions, onSecure: () => vo
   }
   const socket = new tls.TLSSocket(plain, opts);
   let settled = false;
-  const fail = (why: string): void => {
+  const abandon = (why: string): void => {
     if (settled) return;
     settled = true;
     socket.destroy();
@@ -160,7 +160,7 @@ export function upgradeToTls(plain: Socket, t: NbdTlsOptions, onSecure: () => vo
     settled = true;
     onSecure();
   });
-  socket.on('error', (e) => fail(e.message));
-  socket.once('close', () => fail('connection closed during the TLS handshake'));
+  socket.on('error', (e) => abandon(e.message));
+  socket.once('close', () => abandon('connection closed during the TLS handshake'));
   return { socket, identity: () => (settled ? identity : null) };
 }

@@ -122,7 +122,7 @@ export class Transmission {
   }
 
   /** An error reply: a simple reply, or for READ/BLOCK_STATUS under structured replies an ERROR chunk. */
-  private fail(hi: number, lo: number, error: number, chunked: boolean, msg = ''): void {
+  private replyError(hi: number, lo: number, error: number, chunked: boolean, msg = ''): void {
     if (!chunked || !this.structured) return this.simple(hi, lo, error);
     const m = Buffer.from(msg.slice(0, 1024), 'utf8');
     const b = Buffer.allocUnsafe(20 + 6 + m.length);
@@ -232,7 +232,7 @@ export class Transmission {
       this.io.push(b);
     }).catch((e: unknown) => {
       this.engineError('READ', e);
-      this.fail(hi, lo, nbdErrno(e, false), true, 'read failed');
+      this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
     }).finally(() => this.io.flush());
   }
 
@@ -246,9 +246,9 @@ export class Transmission {
     switch (type) {
       case C.CMD_READ: {
         const allowed = C.CMD_FLAG_FUA | (this.structured ? C.CMD_FLAG_DF : 0);
-        if ((flags & ~allowed) !== 0) return this.fail(hi, lo, C.EINVAL, true, 'unknown flag');
-        if (end > exp.size) return this.fail(hi, lo, C.EINVAL, true, 'read past the end of the export');
-        if (length > C.MAX_PAYLOAD) return this.fail(hi, lo, C.EINVAL, true, 'read larger than the maximum payload');
+        if ((flags & ~allowed) !== 0) return this.replyError(hi, lo, C.EINVAL, true, 'unknown flag');
+        if (end > exp.size) return this.replyError(hi, lo, C.EINVAL, true, 'read past the end of the export');
+        if (length > C.MAX_PAYLOAD) return this.replyError(hi, lo, C.EINVAL, true, 'read larger than the maximum payload');
         if (length === 0) return this.done(hi, lo, true);
         return this.read(hi, lo, offset, length, (flags & C.CMD_FLAG_DF) !== 0);
       }
@@ -299,12 +299,12 @@ export class Transmission {
         }
       }
       case C.CMD_BLOCK_STATUS:
-        if ((flags & ~(C.CMD_FLAG_FUA | C.CMD_FLAG_REQ_ONE)) !== 0) return this.fail(hi, lo, C.EINVAL, true, 'unknown flag');
-        if (!this.statusOk) return this.fail(hi, lo, C.EINVAL, true, 'no metadata context selected');
-        if (end > exp.size || length === 0) return this.fail(hi, lo, C.EINVAL, true, 'bad range');
+        if ((flags & ~(C.CMD_FLAG_FUA | C.CMD_FLAG_REQ_ONE)) !== 0) return this.replyError(hi, lo, C.EINVAL, true, 'unknown flag');
+        if (!this.statusOk) return this.replyError(hi, lo, C.EINVAL, true, 'no metadata context selected');
+        if (end > exp.size || length === 0) return this.replyError(hi, lo, C.EINVAL, true, 'bad range');
         return this.blockStatus(hi, lo, offset, length, (flags & C.CMD_FLAG_REQ_ONE) !== 0);
       default:
-        return this.fail(hi, lo, C.EINVAL, false);
+        return this.replyError(hi, lo, C.EINVAL, false);
     }
   }
 
@@ -360,7 +360,7 @@ export class Transmission {
       this.io.push(b);
     } catch (e) {
       this.engineError('READ', e);
-      this.fail(hi, lo, nbdErrno(e, false), true, 'read failed');
+      this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
     }
   }
 
@@ -371,7 +371,7 @@ export class Transmission {
       runs = exp.runs(offset, length, STATUS_MAX_BLOCKS);
     } catch (e) {
       this.engineError('BLOCK_STATUS', e);
-      return this.fail(hi, lo, nbdErrno(e, false), true, 'block status failed');
+      return this.replyError(hi, lo, nbdErrno(e, false), true, 'block status failed');
     }
     if (reqOne) runs = runs.slice(0, 1);
     // Extent lengths are u32: split longer runs.

@@ -23,10 +23,9 @@ import { statusText } from '../core/status.js';
 import { ThinpoolError } from '../errors.js';
 import { BlockKind, KIND_NAME, SALT, BLOCK_SIZE } from './block-kinds.js';
 import { SlotTable } from './slot-table.js';
+import { TWO32 } from '../core/u64.js';
 
 const NO_BLOCK = -1;
-const TWO32 = 4294967296;
-
 export class BlockCache {
   private readonly core: Core;
   private readonly dev: BlockDevice;
@@ -197,7 +196,7 @@ export class BlockCache {
   private validate(slot: number, mblock: number, kind: BlockKind, leafVs: number): void {
     const addr = this.core.slotAddr(slot);
     const lo = mblock >>> 0;
-    const hi = Math.floor(mblock / 4294967296);
+    const hi = Math.floor(mblock / TWO32);
     // Dirty blocks were produced by this process and carry no checksum yet: only check their structure kind.
     const s = this.dirty[slot]
       ? Status.OK

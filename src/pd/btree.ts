@@ -20,6 +20,7 @@ import { ThinpoolError } from '../errors.js';
 import { RefKind, MAX_DEPTH } from '../core/abi.js';
 import { BlockKind } from './block-kinds.js';
 import { INTERNAL, LEAF, type TransactionManager } from './transaction-manager.js';
+import { TWO32 } from '../core/u64.js';
 
 export { MAX_DEPTH };
 
@@ -34,8 +35,6 @@ export interface UpdateResult {
   /** insert: the key existed (old value at core.scratch); remove: the key was present and removed. */
   hit: boolean;
 }
-
-const TWO32 = 4294967296;
 
 export class BTree {
   readonly tm: TransactionManager;
@@ -72,12 +71,12 @@ export class BTree {
   /** Address of the value for key, or 0. One crossing into WASM for the whole walk. */
   lookup(root: number, key: number): number {
     const r = this.core.x.btreeLookup(root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), this.vt.size);
-    if (r < 0) this.core.fail(-r, this.name);
+    if (r < 0) this.core.throwStatus(-r, this.name);
     return r;
   }
 
   private updated(status: number): UpdateResult {
-    if (status !== 0) this.core.fail(status, this.name);
+    if (status !== 0) this.core.throwStatus(status, this.name);
     return { root: this.core.result, hit: this.core.hit };
   }
 
@@ -103,7 +102,7 @@ export class BTree {
     const { core } = this;
     this.tm.cache.op(() => {
       const s = core.x.btreeDel(root >>> 0, Math.floor(root / TWO32), this.vt.size, this.vt.ref);
-      if (s !== 0) core.fail(s, this.name);
+      if (s !== 0) core.throwStatus(s, this.name);
     });
   }
 

@@ -6,6 +6,7 @@
  */
 import { NOT_NODE } from '../core/abi.js';
 import type { Core } from '../core/wasm.js';
+import { TWO32 } from '../core/u64.js';
 
 export { NOT_NODE };
 
@@ -28,7 +29,7 @@ export class SlotTable {
 
   private find(mblock: number): number {
     const lo = mblock >>> 0;
-    const hi = Math.floor(mblock / 4294967296);
+    const hi = Math.floor(mblock / TWO32);
     const u = this.u32;
     let i = hash(lo, hi) & this.mask;
     for (;;) {
@@ -50,7 +51,7 @@ export class SlotTable {
     if (i < 0) i = -1 - i;
     const e = this.base + (i << 2);
     this.u32[e] = mblock >>> 0;
-    this.u32[e + 1] = Math.floor(mblock / 4294967296);
+    this.u32[e + 1] = Math.floor(mblock / TWO32);
     this.u32[e + 2] = slot + 1;
     this.u32[e + 3] = leafVs >>> 0;
   }

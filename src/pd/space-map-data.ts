@@ -21,8 +21,7 @@ import { ThinpoolError } from '../errors.js';
 import type { BTree } from './btree.js';
 import type { TransactionManager } from './transaction-manager.js';
 import type { SpaceMapRoot } from './space-map-metadata.js';
-
-const TWO32 = 4294967296;
+import { TWO32 } from '../core/u64.js';
 
 export class DataSpaceMap {
   private readonly tm: TransactionManager;
@@ -44,7 +43,7 @@ export class DataSpaceMap {
   }
 
   private run(status: number, structure = 'data space map'): void {
-    if (status !== 0) this.core.fail(status, structure);
+    if (status !== 0) this.core.throwStatus(status, structure);
   }
 
   /** A new, empty map of nrBlocks (bitmaps and trees allocated in the current transaction). */
@@ -52,7 +51,7 @@ export class DataSpaceMap {
     this.indexRoot = this.indexTree.emptyRoot();
     const refRoot = this.refTree.emptyRoot();
     const n = this.core.x.dsmLoad(0, 0, refRoot >>> 0, Math.floor(refRoot / TWO32));
-    if (n < 0) this.core.fail(-n, 'data space map');
+    if (n < 0) this.core.throwStatus(-n, 'data space map');
     this.freed = [];
     this.extend(nrBlocks);
   }
@@ -90,7 +89,7 @@ export class DataSpaceMap {
 
   count(d: number): number {
     const c = this.tm.cache.op(() => this.core.x.dsmCount(d >>> 0, Math.floor(d / TWO32)));
-    if (c < 0) this.core.fail(-c, 'data space map');
+    if (c < 0) this.core.throwStatus(-c, 'data space map');
     return c;
   }
 
@@ -100,7 +99,7 @@ export class DataSpaceMap {
 
   dec(d: number): number {
     const c = this.tm.cache.op(() => this.core.x.dsmDec(d >>> 0, Math.floor(d / TWO32)));
-    if (c < 0) this.core.fail(-c, 'data space map');
+    if (c < 0) this.core.throwStatus(-c, 'data space map');
     return c;
   }
 

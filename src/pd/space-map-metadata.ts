@@ -22,8 +22,7 @@ import {
   ENTRIES_PER_BITMAP, S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_IN_COMMIT, S_USE_RESERVE,
   S_REF_DIRTY, S_NR_TOUCHED, S_META_DIRTY_BITMAPS, TX_NEW,
 } from '../core/abi.js';
-
-const TWO32 = 4294967296;
+import { TWO32 } from '../core/u64.js';
 
 export { ENTRIES_PER_BITMAP };
 export const MAX_METADATA_BLOCKS = 255 * ENTRIES_PER_BITMAP;
@@ -219,20 +218,20 @@ export class MetadataSpaceMap {
 
   inc(b: number): void {
     const s = this.core.x.smInc(b >>> 0, Math.floor(b / TWO32));
-    if (s !== 0) this.core.fail(s, 'space map');
+    if (s !== 0) this.core.throwStatus(s, 'space map');
   }
 
   /** Decrement; returns the new count. */
   dec(b: number): number {
     const c = this.core.x.smDec(b >>> 0, Math.floor(b / TWO32));
-    if (c < 0) this.core.fail(-c, 'space map');
+    if (c < 0) this.core.throwStatus(-c, 'space map');
     return c;
   }
 
   /** Allocate a block with count 1. Ordinary allocations keep `reserve` blocks back for commits. */
   alloc(): number {
     const b = this.core.x.smAlloc();
-    if (b < 0) this.core.fail(-b, 'space map');
+    if (b < 0) this.core.throwStatus(-b, 'space map');
     return b;
   }
 

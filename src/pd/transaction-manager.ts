@@ -16,6 +16,7 @@ import type { Core } from '../core/wasm.js';
 import type { BlockCache } from './block-cache.js';
 import type { MetadataSpaceMap } from './space-map-metadata.js';
 import { BlockKind } from './block-kinds.js';
+import { TWO32 } from '../core/u64.js';
 
 export const INTERNAL = 1;
 export const LEAF = 2;
@@ -24,8 +25,6 @@ export interface Shadowed {
   block: number;
   addr: number;
 }
-
-const TWO32 = 4294967296;
 
 export class TransactionManager {
   readonly core: Core;
@@ -43,7 +42,7 @@ export class TransactionManager {
   }
 
   private shadowed(r: number, structure: string): Shadowed {
-    if (r <= 0) this.core.fail(-r, structure);
+    if (r <= 0) this.core.throwStatus(-r, structure);
     return { block: this.core.result, addr: r };
   }
 
@@ -59,7 +58,7 @@ export class TransactionManager {
   /** Drop a reference without recursion; a block reaching 0 leaves the cache. Returns the new count. */
   dec(mblock: number): number {
     const c = this.core.x.tmDecRef(mblock >>> 0, Math.floor(mblock / TWO32));
-    if (c < 0) this.core.fail(-c, 'space map');
+    if (c < 0) this.core.throwStatus(-c, 'space map');
     return c;
   }
 

@@ -32,6 +32,7 @@ import { INTERNAL } from '../pd/transaction-manager.js';
 import { blockOf, timeOf } from './block-time.js';
 import { ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
+import { TWO32 } from '../core/u64.js';
 
 export interface CheckIssue {
   code: ErrorCode;
@@ -63,8 +64,6 @@ export interface CheckReport {
 
 /** At most this many errors (and warnings) are listed; the rest are summarised in one last entry. */
 export const MAX_REPORTED = 1000;
-
-const TWO32 = 4294967296;
 
 interface TreeType {
   /** Distinguishes trees whose nodes must never be mixed. */

@@ -52,7 +52,7 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
       throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
     }
     if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
-      fail(s);
+      abortToNeedsCheck(s);
     }
     throw e;
   } finally {
@@ -61,7 +61,7 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
 }
 
 /** Abort to the last commit (metadata and catalog) and set needs_check. */
-function fail(s: PoolState): void {
+function abortToNeedsCheck(s: PoolState): void {
   try {
     s.md.abort();
     s.catalog = s.storage.catalog.readPublished() ?? emptyCatalog();
@@ -100,7 +100,7 @@ export function commit(s: PoolState): void {
     stageThenCommit(s, s.catalogDirty);
     s.catalogDirty = false;
   } catch (e) {
-    fail(s);
+    abortToNeedsCheck(s);
     throw e;
   }
 }

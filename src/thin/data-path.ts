@@ -158,7 +158,7 @@ export class DataPath {
     this.zeroRange(id, endFull * bs, offset + length - endFull * bs);
     const md = this.s.md;
     const doomed: number[] = [];
-    if (endFull - firstFull <= md.details0(id).mappedBlocks) {
+    if (endFull - firstFull <= md.deviceDetails(id).mappedBlocks) {
       const root = md.rootOf(id);
       for (let v = firstFull; v < endFull; v++) if (md.lookupDblock(root, v) >= 0) doomed.push(v);
     } else {

@@ -20,8 +20,7 @@ import type { DeviceDetails, ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from './thin-xml.js';
 import { XmlBytes } from './xml-bytes.js';
-
-const TWO32 = 4294967296;
+import { TWO32 } from '../core/u64.js';
 
 export interface DumpOptions {
   /** Dump the held metadata snapshot (thin_dump -m). Throws ENOENT when none is held. */
@@ -74,7 +73,7 @@ export interface ViewDevice extends DeviceDetails {
  * (details tree walked, each looked up in its level 0 like thin_dump does).
  */
 export function viewDevices(md: ThinMetadata, metadataSnap = false): ViewDevice[] {
-  if (!metadataSnap) return md.deviceIds().map((id) => ({ id, ...md.details0(id) }));
+  if (!metadataSnap) return md.deviceIds().map((id) => ({ id, ...md.deviceDetails(id) }));
   const sb = viewSuperblock(md, true);
   const details = readDetails(md, sb.deviceDetailsRoot);
   const tops = readTopLevel(md, sb.dataMappingRoot);

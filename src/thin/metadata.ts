@@ -25,6 +25,7 @@ import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/
 import { TransactionManager } from '../pd/transaction-manager.js';
 import { blockOf, timeOf, writeBlockTime } from './block-time.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, SUPERBLOCK_SALT, type Superblock } from './superblock.js';
+import { TWO32 } from '../core/u64.js';
 
 export const MAX_DEVICE_ID = 0xffffff;
 export const MAX_TIME = 0xffffff;
@@ -32,8 +33,6 @@ export const DEFAULT_CACHE_BLOCKS = 8192;
 
 /** A one-slot core that checks superblock checksums at open (made once per process). */
 let sbProbe: Core | undefined;
-const TWO32 = 4294967296;
-
 export interface DeviceDetails {
   mappedBlocks: number;
   transactionId: number;
@@ -235,7 +234,8 @@ export class ThinMetadata {
     return this.devices.has(id);
   }
 
-  details0(id: number): DeviceDetails & { root: number } {
+  /** The live (in-core) details of device id and the root of its level-1 tree. */
+  deviceDetails(id: number): DeviceDetails & { root: number } {
     const d = this.device(id);
     return { mappedBlocks: d.mappedBlocks, transactionId: d.transactionId, creationTime: d.creationTime, snapshottedTime: d.snapshottedTime, root: d.root };
   }

@@ -60,10 +60,6 @@ export function parseRadosAddress(s: string): RadosAddress {
   return { cephPool, name };
 }
 
-export function formatRadosAddress(a: RadosAddress): string {
-  return `${RADOS_SCHEME}${a.cephPool}/${a.name}`;
-}
-
 /** Who holds a pool's write lock. */
 export interface RadosHolder {
   host: string;

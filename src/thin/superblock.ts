@@ -2,11 +2,13 @@
  * The dm-thin superblock (spec 2): codec between block 0's bytes and a plain object. Validation on read:
  * checksum (salt 160774), magic, self block number 0, no incompatible features; `version` is not checked.
  */
+import { Salt } from '../core/abi.js';
+import { TWO32 } from '../core/u64.js';
 import { ThinpoolError } from '../errors.js';
 import type { SpaceMapRoot } from '../pd/space-map-metadata.js';
 
 export const SUPERBLOCK_MAGIC = 27022010;
-export const SUPERBLOCK_SALT = 160774;
+export const SUPERBLOCK_SALT = Salt.Superblock;
 export const NEEDS_CHECK = 1;
 
 export interface Superblock {
@@ -31,12 +33,12 @@ export interface Superblock {
 }
 
 function u64(dv: DataView, o: number): number {
-  return dv.getUint32(o, true) + dv.getUint32(o + 4, true) * 4294967296;
+  return dv.getUint32(o, true) + dv.getUint32(o + 4, true) * TWO32;
 }
 
 function setU64(dv: DataView, o: number, v: number): void {
   dv.setUint32(o, v >>> 0, true);
-  dv.setUint32(o + 4, Math.floor(v / 4294967296), true);
+  dv.setUint32(o + 4, Math.floor(v / TWO32), true);
 }
 
 function readSm(dv: DataView, o: number): SpaceMapRoot {

@@ -312,7 +312,7 @@ export class Volumes {
     const bs = s.blockSize;
     return s.md.deviceIds().map((id) => {
       const rec = s.recordOf(id);
-      const det = s.md.details0(id);
+      const det = s.md.deviceDetails(id);
       const u = usage.get(id) ?? { mappedBlocks: 0, exclusiveBlocks: 0, sharedBlocks: 0 };
       return {
         id,

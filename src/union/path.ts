@@ -10,7 +10,3 @@ export function components(path: string): string[] {
   }
   return parts;
 }
-
-export function joinParts(parts: readonly string[]): string {
-  return parts.join('/');
-}

@@ -239,7 +239,7 @@ describe('pool conditions, for every command', () => {
     const leaf = copyPool();
     // The level-1 leaf of volume a (its own: b's was shadowed by the write into b).
     const p = ThinPool.openSync(leaf, { readOnly: true });
-    const aLeaf = p.metadata.details0(p.volume('a').id).root;
+    const aLeaf = p.metadata.deviceDetails(p.volume('a').id).root;
     p.closeSync();
     flipByte(join(leaf, 'metadata'), aLeaf * 4096 + 2048);
     pools.set('corrupt mapping leaf', leaf);

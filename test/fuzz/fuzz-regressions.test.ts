@@ -21,7 +21,7 @@ function smallPool() {
   const pool = ThinPool.formatStorage(storage, { size: 16 * BS, blockSize: BS });
   const v = pool.createThinSync('v', { size: 2 * BS });
   v.writeSync(new Uint8Array(1000).fill(5), 0);
-  const leaf = pool.metadata.details0(v.id).root;
+  const leaf = pool.metadata.deviceDetails(v.id).root;
   pool.closeSync();
   const open = () => ThinPool.openStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog }, { readOnly: true });
   return { meta, data, leaf, open };

@@ -118,7 +118,7 @@ describe('checkMetadata on pools our engine wrote', () => {
         expect(r.warnings, `commit ${commits}`).toEqual([]);
         expect(r.ok).toBe(true);
         expect(r.stats.devices).toBe(md.deviceIds().length);
-        expect(r.stats.mappings).toBe(md.deviceIds().reduce((s, id) => s + md.details0(id).mappedBlocks, 0));
+        expect(r.stats.mappings).toBe(md.deviceIds().reduce((s, id) => s + md.deviceDetails(id).mappedBlocks, 0));
       });
       expect(commits).toBeGreaterThan(5);
       // And opened fresh, read-only.

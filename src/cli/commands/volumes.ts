@@ -1,5 +1,5 @@
 /** init, create, snapshot, delete, resize. */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
 import { allocatedBytes, holePunchPath } from '../../io/file-device.js';
@@ -130,13 +130,4 @@ export async function resize(ctx: Ctx, [dir, name]: string[], opts: Record<strin
   });
   await write(ctx.io.stdout, `resized volume ${name} from ${humanSize(old)} to ${humanSize(size)}\n`);
   return 0;
-}
-
-/** Used by demo: is dir empty? */
-export function isEmptyDir(abs: string): boolean {
-  try {
-    return readdirSync(abs).length === 0;
-  } catch {
-    return false;
-  }
 }
