@@ -30,7 +30,7 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
   { name: 'data space map', files: ['pd/space-map-data.ts'] },
   {
     name: 'thin metadata',
-    files: ['thin/block-time.ts', 'thin/superblock.ts', 'thin/metadata.ts', 'thin/check.ts', 'thin/dump.ts', 'thin/restore.ts', 'thin/thin-xml.ts', 'thin/usage.ts'],
+    files: ['thin/block-time.ts', 'thin/superblock.ts', 'thin/metadata.ts', 'thin/check.ts', 'thin/dump.ts', 'thin/restore.ts', 'thin/thin-xml.ts', 'thin/xml-bytes.ts', 'thin/usage.ts'],
   },
   { name: 'pool and volumes', files: ['thin/'] },
   { name: 'test store', files: ['testing/'] },

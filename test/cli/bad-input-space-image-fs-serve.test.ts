@@ -1,4 +1,4 @@
-// Bad input for the commands added after bad-input.test.ts: trim, extend, space, serve, bench, and the image,
+// Bad input for the commands not in bad-input.test.ts: trim, extend, space, serve, bench, and the image,
 // container and fs command groups. Generated for every command and subcommand: missing and extra arguments,
 // unknown options, bad sizes / percentages / on-off values, unknown pools, volumes, images and containers, bad
 // names where a name is created, duplicates, a locked pool, corrupt and truncated metadata, a corrupt catalog, a

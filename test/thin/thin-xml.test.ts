@@ -2,12 +2,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { isThinpoolError } from '../src/errors.js';
-import { expandMappings, formatThinDumpXml, parseThinXml } from '../src/thin/thin-xml.js';
-import type { XmlSuperblock } from '../src/thin/thin-xml.js';
-import { expectedDumpFile, fixtureSource, GOOD_FIXTURES } from './support/dm-thin-fixtures.js';
-import { assertPoolMetadataValid, randomThinXml, seededRng, thinDumpText, thinRestore } from './support/oracle.js';
-import { needTool } from './support/tools.js';
+import { isThinpoolError } from '../../src/errors.js';
+import { expandMappings, formatThinDumpXml, parseThinXml } from '../../src/thin/thin-xml.js';
+import type { XmlSuperblock } from '../../src/thin/thin-xml.js';
+import { expectedDumpFile, fixtureSource, GOOD_FIXTURES } from '../support/dm-thin-fixtures.js';
+import { assertPoolMetadataValid, randomThinXml, seededRng, thinDumpText, thinRestore } from '../support/oracle.js';
+import { needTool } from '../support/tools.js';
 
 const hasThin =
   needTool('thin_restore', 'thin-provisioning-tools') &&
