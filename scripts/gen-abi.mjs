@@ -149,7 +149,7 @@ const core = [
 ];
 
 const check = process.argv.includes('--check');
-let stale = [];
+const stale = [];
 for (const [path, lines] of [[HOST_OUT, host], [CORE_OUT, core]]) {
   const full = join(root, path);
   const want = lines.join('\n');

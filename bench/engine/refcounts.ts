@@ -49,7 +49,7 @@ function main(): void {
   header('Reference counts in metadata transactions', `${N} mappings per volume, ${ROUNDS} fresh pools, medians; metadata only (data blocks stay holes)`);
   const dir = scratchDir('refcounts');
   const res: number[][] = [[], [], []];
-  for (let r = 0; r < ROUNDS; r++) once(dir, r).forEach((x, i) => res[i].push(x));
+  for (let r = 0; r < ROUNDS; r++) once(dir, r).forEach((x, i) => { res[i].push(x); });
   const [b, ds, du] = res.map(median);
   table('Reference-count heavy operations', ['operation', 'median', 'per mapping'], [
     ['first remap in a shared leaf of a snapshot (shadow + a data reference per entry)', `${b.toFixed(1)} µs`, ''],

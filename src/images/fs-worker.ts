@@ -279,16 +279,13 @@ export class FsSession {
 /** Mount, run fn, unmount. */
 export async function withFs<T>(volume: Volume, fn: (fs: FsSession) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
   const s = await FsSession.open(volume, opts);
-  let ok = false;
+  let r: T;
   try {
-    const r = await fn(s);
-    ok = true;
-    return r;
-  } finally {
-    try {
-      await s.close();
-    } catch (e) {
-      if (ok) throw e;
-    }
+    r = await fn(s);
+  } catch (e) {
+    await s.close().catch(() => undefined); // the operation's error is the one to report
+    throw e;
   }
+  await s.close();
+  return r;
 }

@@ -15,7 +15,7 @@ import { ThinpoolError } from '../errors.js';
 import { q } from '../messages.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
-import { FsSession, withFs, type FsStat } from './fs-worker.js';
+import { type FsSession, withFs, type FsStat } from './fs-worker.js';
 import { applyLayer } from './layer.js';
 import { setInodeTimes } from './inode-times.js';
 import { chainIds, fileDigest, readSource, type HistoryEntry, type ImageConfig } from './source.js';

@@ -17,7 +17,7 @@
  */
 import type { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
-import { RefKind, MAX_DEPTH } from '../core/abi.js';
+import { type RefKind, MAX_DEPTH } from '../core/abi.js';
 import { BlockKind } from './block-kinds.js';
 import { INTERNAL, LEAF, type TransactionManager } from './transaction-manager.js';
 import { TWO32 } from '../core/u64.js';

@@ -15,7 +15,7 @@
 import type { Core } from '../core/wasm.js';
 import type { BlockCache } from './block-cache.js';
 import type { MetadataSpaceMap } from './space-map-metadata.js';
-import { BlockKind } from './block-kinds.js';
+import type { BlockKind } from './block-kinds.js';
 import { TWO32 } from '../core/u64.js';
 
 export const INTERNAL = 1;

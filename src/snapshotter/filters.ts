@@ -168,7 +168,7 @@ function field(s: Filterable, path: string[]): [string, boolean] {
       return [s.parent, true];
     case 'labels': {
       const key = path.slice(1).join('.');
-      return Object.prototype.hasOwnProperty.call(s.labels, key) ? [s.labels[key], true] : ['', false];
+      return Object.hasOwn(s.labels, key) ? [s.labels[key], true] : ['', false];
     }
     default:
       return ['', false];

@@ -98,7 +98,7 @@ export class SnapshotStore {
   }
 
   private rec(key: string): Rec {
-    const r = Object.prototype.hasOwnProperty.call(this.state.snapshots, key) ? this.state.snapshots[key] : undefined;
+    const r = Object.hasOwn(this.state.snapshots, key) ? this.state.snapshots[key] : undefined;
     if (!r) throw notFound(key);
     return r;
   }
@@ -108,7 +108,7 @@ export class SnapshotStore {
   }
 
   has(key: string): boolean {
-    return Object.prototype.hasOwnProperty.call(this.state.snapshots, key);
+    return Object.hasOwn(this.state.snapshots, key);
   }
 
   /** The pool volume holding a snapshot. */

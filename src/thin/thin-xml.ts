@@ -290,7 +290,7 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
   const ids = new Set<number>();
   const stack: string[] = [];
 
-  const addMapping = (tag: Tag, m: XmlMapping): void => {
+  const addMapping = (_tag: Tag, m: XmlMapping): void => {
     if (dev === undefined) throw xmlError('not in device');
     if (m.length === 0) return;
     const last = m.dblock + m.length - 1;

@@ -5,10 +5,8 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { UnionError } from './errors.js';
 
-export interface CopyUpHook {
-  /** Copy the file up (if needed) and return its host path in the writable branch. */
-  (): string;
-}
+/** Copy the file up (if needed) and return its host path in the writable branch. */
+export type CopyUpHook = () => string;
 
 export class UnionFile {
   private fd: number;

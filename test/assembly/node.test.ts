@@ -37,7 +37,7 @@ function insert(p: number, i: number, key: number, value: number): void {
 }
 
 function fill(p: number, list: [number, number][]): void {
-  list.forEach(([k, v], i) => insert(p, i, k, v));
+  list.forEach(([k, v], i) => { insert(p, i, k, v); });
 }
 
 describe('btree node primitives', () => {

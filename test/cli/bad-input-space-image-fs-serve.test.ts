@@ -11,7 +11,7 @@
 //
 // Cases marked test.fails are known bugs (see the comment on each); they turn into failures once fixed, so
 // move them to the passing tables then.
-import { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';

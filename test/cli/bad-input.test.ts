@@ -2,8 +2,8 @@
 // duplicate names, names with / or control characters, a locked pool, corrupt and truncated metadata, a
 // read-only pool directory, a full pool. Each gets a one-line error with the right exit status, and the pool
 // is left byte-for-byte as it was.
-import { type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -182,7 +182,7 @@ describe('bad sizes: exit 2, pool unchanged', () => {
     ['read --length', '2M', sites[7][1]],
     ['import --size', '64K', sites[8][1]],
   ];
-  test.each([...cases, ...EXTRA])('%s %j', async (site, v, f) => {
+  test.each([...cases, ...EXTRA])('%s %j', async (_site, v, f) => {
     const r = await expectFails(master, f(master, v), 2);
     expect(r.stderr).toMatch(/--|size|offset|length|block|bytes/);
     expect(existsSync(master + '-new')).toBe(false);
@@ -223,7 +223,7 @@ describe('unknown volumes: exit 1', () => {
     ['by id', ['map', 'P', '#99']],
   ];
   test.each(cases)('%s', async (_n, argv) => {
-    const r = await expectFails(master, argv.map((a) => (a === 'P' ? master : a === 'SMALL' ? small : a)), 1, /no volume .*: list the volumes with "thinpool ls /);
+    await expectFails(master, argv.map((a) => (a === 'P' ? master : a === 'SMALL' ? small : a)), 1, /no volume .*: list the volumes with "thinpool ls /);
     expect(existsSync(join(root, 'x.img'))).toBe(false);
   });
 });

@@ -87,7 +87,7 @@ describe('restore of the fixtures\' XML', () => {
 
 describe('check finds what thin_check finds, and more', () => {
   let pool = '';
-  let blocks: number[] = [];
+  const blocks: number[] = [];
   beforeAll(async () => {
     pool = join(root, 'victim');
     const run = async (argv: string[], stdin?: Buffer) => expect((await cli(argv, { stdin })).code).toBe(0);

@@ -2,7 +2,7 @@
 // each works (--help, --json, exit 0) and passes thin_check, the strict checker and our own afterwards; bad input
 // (unknown names, a taken name, a rollback onto an unrelated volume or onto itself, read-only violations, owned
 // volumes, bad labels, contradicting options) gets one line, exit 1 or 2, and leaves the pool byte-identical.
-import { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { verifyMetadataFile } from '../support/pool-check.js';

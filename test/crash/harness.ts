@@ -140,7 +140,6 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
     } else if (r < 0.29) {
       const uid = pick();
       const size = sizeOf(opts.maxBlocks);
-      const old = m.vols.get(uid)!.bytes.length;
       o = { op: 'resize', uid, size };
     } else if (r < 0.31) {
       o = { op: 'rename', uid: pick(), name: `v${names++}` };

@@ -17,7 +17,7 @@ import { BS, diffExact, fill, makeTemplate, Model, readPool, TickingCatalog, typ
 /** A model of the named volumes a pool shows (uids are the list order). */
 function modelOf(vols: Array<{ name: string; bytes: Uint8Array; labels?: Record<string, string> }>): Model {
   const m = new Model();
-  vols.forEach((v, i) => m.vols.set(i, { name: v.name, bytes: v.bytes, labels: v.labels ?? {} }));
+  vols.forEach((v, i) => { m.vols.set(i, { name: v.name, bytes: v.bytes, labels: v.labels ?? {} }); });
   return m;
 }
 

@@ -172,7 +172,7 @@ export class RawClient {
     b.writeUInt32BE(n.length, 0);
     n.copy(b, 4);
     b.writeUInt16BE(infos.length, 4 + n.length);
-    infos.forEach((t, i) => b.writeUInt16BE(t, 6 + n.length + 2 * i));
+    infos.forEach((t, i) => { b.writeUInt16BE(t, 6 + n.length + 2 * i); });
     return b;
   }
 

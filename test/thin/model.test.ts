@@ -7,7 +7,6 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
-import { isThinpoolError } from '../../src/errors.js';
 import { PoolModel, applyToModel, applyToPool, expectPoolEquals, expectSpaceEquals, fill, keepOpen, mulberry32, randomOp } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 

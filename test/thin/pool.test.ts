@@ -20,7 +20,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-export function pattern(len: number, seed: number): Uint8Array {
+function pattern(len: number, seed: number): Uint8Array {
   const b = new Uint8Array(len);
   let x = (seed * 2654435761) >>> 0;
   for (let i = 0; i < len; i++) {

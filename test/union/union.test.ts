@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Union, UnionError } from '../../src/union/index.js';
+import { Union, type UnionError } from '../../src/union/index.js';
 import { writeLayer, type LayerOp } from './layers.js';
 
 let dir: string;

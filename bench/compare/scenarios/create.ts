@@ -5,7 +5,7 @@
 import { copyFileSync, mkdirSync, rmSync, truncateSync, closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Union } from '../../../src/union/index.js';
-import type { Ctx, Recorder, Scenario, System } from '../lib/result.js';
+import type { Ctx, Scenario, System } from '../lib/result.js';
 import { now } from '../lib/stats.js';
 import { fmtBytes } from '../lib/svg.js';
 import { GiB, MiB, writeDataFile } from '../systems/files.js';

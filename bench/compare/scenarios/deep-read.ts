@@ -6,7 +6,7 @@
 import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Union } from '../../../src/union/index.js';
-import type { Ctx, Recorder, Scenario, System, Unit } from '../lib/result.js';
+import type { Ctx, Scenario, System, Unit } from '../lib/result.js';
 import { opsPerSec, rng } from '../lib/stats.js';
 import { MiB, writeDataFile, writeVolume } from '../systems/files.js';
 import { Ext4Pool, ext4VolumeSize } from '../systems/ext4.js';

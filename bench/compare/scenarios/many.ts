@@ -65,7 +65,7 @@ export const many: Scenario = {
   },
 };
 
-function runLayout(ctx: Ctx, rec: Recorder, root: string, layout: Layout, image: number, containers: number): void {
+function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image: number, containers: number): void {
   const dir = join(root, layout.replace(' ', '-'));
   const lower = join(dir, 'lower');
   const files = layout === 'one file' ? 1 : image / FILE;

@@ -50,9 +50,11 @@ function forest(vols: Listed[]): Array<{ v: Listed; depth: number; prefix: strin
     seen.add(v.id);
     out.push({ v, depth, prefix: depth === 0 ? '' : `${lead}${last ? '└─ ' : '├─ '}` });
     const k = kids.get(v.id) ?? [];
-    k.forEach((c, i) => walk(c, depth + 1, depth === 0 ? '' : `${lead}${last ? '   ' : '│  '}`, i === k.length - 1));
+    k.forEach((c, i) => {
+      walk(c, depth + 1, depth === 0 ? '' : `${lead}${last ? '   ' : '│  '}`, i === k.length - 1);
+    });
   };
-  roots.forEach((r) => walk(r, 0, '', true));
+  for (const r of roots) walk(r, 0, '', true);
   for (const v of vols) if (!seen.has(v.id)) walk(v, 0, '', true);
   return out;
 }
