@@ -40,7 +40,7 @@ function causeCode(e: ErrLike): string | undefined {
   return undefined;
 }
 
-export function isEngineError(e: unknown): e is ErrLike & { code: string; message: string } {
+function isEngineError(e: unknown): e is ErrLike & { code: string; message: string } {
   return typeof e === 'object' && e !== null && (e as ErrLike).name === 'ThinpoolError' && typeof (e as ErrLike).code === 'string';
 }
 

@@ -14,7 +14,7 @@ export function collect(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
-export function checkLabelKey(key: string, option: string): void {
+function checkLabelKey(key: string, option: string): void {
   // eslint-disable-next-line no-control-regex
   if (key.length === 0 || key.length > 255 || /[=\s\x00-\x1f\x7f]/.test(key)) {
     throw new UsageError(`${option}: bad label key ${q(key)}: use 1-255 characters without "=", spaces or control characters`);

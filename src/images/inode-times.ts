@@ -20,7 +20,7 @@ const TABLE = (() => {
 })();
 
 /** crc32c as ext4 uses it (no pre/post inversion: the caller passes the seed). */
-export function crc32cRaw(crc: number, b: Uint8Array): number {
+function crc32cRaw(crc: number, b: Uint8Array): number {
   let c = crc >>> 0;
   for (let i = 0; i < b.length; i++) c = TABLE[(c ^ b[i]) & 0xff] ^ (c >>> 8);
   return c >>> 0;

@@ -131,7 +131,7 @@ function load(): Lib {
 }
 
 /** A ThinpoolError for a negative librados return value. */
-export function radosError(rc: number, what: string): ThinpoolError {
+function radosError(rc: number, what: string): ThinpoolError {
   const errno = -rc;
   let code: ErrorCode = 'EIO';
   let why = `error ${errno}`;

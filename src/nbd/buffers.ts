@@ -47,7 +47,7 @@ export function takeBuffer(n: number): Buffer {
 }
 
 /** Is b a pooled buffer (to hand back with giveBuffer when the socket is done with it)? */
-export function isPooled(b: Buffer): boolean {
+function isPooled(b: Buffer): boolean {
   return b.length >= MIN_POOLED && (b.length & (b.length - 1)) === 0 && b.byteOffset === 0 && b.buffer.byteLength === b.length;
 }
 

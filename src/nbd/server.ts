@@ -32,9 +32,9 @@ import { OUTPUT_HIGH } from './socket-io.js';
 import { checkTlsOptions, type NbdTlsOptions } from './tls.js';
 
 /** Default most connections at once. */
-export const DEFAULT_MAX_CONNECTIONS = 256;
+const DEFAULT_MAX_CONNECTIONS = 256;
 /** Default time from accept to the transmission phase (TLS handshake included). */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** Is this a loopback address (or a name that always means one)? */
 export function isLoopback(host: string): boolean {

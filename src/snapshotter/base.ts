@@ -18,7 +18,7 @@ import { nativeHelpers } from '../io/native.js';
 import type { Volume } from '../thin/volume.js';
 
 /** Smallest base filesystem: ext4 with a journal needs a few MiB; below 16 MiB the journal would crowd it out. */
-export const MIN_BASE_SIZE = 16 * 1024 * 1024;
+const MIN_BASE_SIZE = 16 * 1024 * 1024;
 
 const ENXIO = 6;
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];

@@ -58,7 +58,7 @@ function run(cmd: string, args: string[], timeoutMs = 30000): Promise<{ code: nu
 }
 
 /** Loop devices (e.g. "loop3") whose backing file is one of the given paths. */
-export function loopsBacking(files: string[]): Map<string, string[]> {
+function loopsBacking(files: string[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   let names: string[] = [];
   try {

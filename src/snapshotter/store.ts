@@ -57,11 +57,11 @@ interface State {
 
 export const EXTENSION = 'containerd';
 export const OWNER = 'containerd';
-export const KEY_LABEL = 'thinpool.containerd/key';
+const KEY_LABEL = 'thinpool.containerd/key';
 
 let lastNs = 0n;
 /** Wall-clock nanoseconds (microsecond accuracy), strictly increasing within this process. */
-export function nowNs(): bigint {
+function nowNs(): bigint {
   const us = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
   let ns = us * 1000n;
   if (ns <= lastNs) ns = lastNs + 1n;

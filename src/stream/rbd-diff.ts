@@ -19,10 +19,10 @@
  */
 import { ThinpoolError } from '../errors.js';
 
-export const BANNER_V1 = 'rbd diff v1\n';
-export const BANNER_V2 = 'rbd diff v2\n';
+const BANNER_V1 = 'rbd diff v1\n';
+const BANNER_V2 = 'rbd diff v2\n';
 /** Longest snapshot name accepted (rbd's own limit when it reads one). */
-export const MAX_NAME = 4096;
+const MAX_NAME = 4096;
 /** Default largest piece of a data record the decoder hands on. */
 export const DEFAULT_PIECE = 1024 * 1024;
 

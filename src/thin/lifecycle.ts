@@ -65,7 +65,7 @@ export function defaultMetadataSize(size: number, blockSize: number): number {
   return Math.ceil(clamped / 4096) * 4096;
 }
 
-export function checkBlockSize(bs: number): void {
+function checkBlockSize(bs: number): void {
   if (!Number.isSafeInteger(bs) || bs < MIN_BLOCK_SIZE || bs > MAX_BLOCK_SIZE || bs % MIN_BLOCK_SIZE !== 0) {
     throw new ThinpoolError('EINVAL', `block size ${bs} must be a multiple of 64 KiB between 64 KiB and 1 GiB`);
   }

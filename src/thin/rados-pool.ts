@@ -24,7 +24,7 @@ import { RadosDevice } from '../io/rados-device.js';
 import { type CatalogData, type CatalogStore, type Envelope, parseEnvelope } from './catalog.js';
 import type { HighWaterStore } from './high-water.js';
 
-export const RADOS_SCHEME = 'rados://';
+const RADOS_SCHEME = 'rados://';
 const LOCK_NAME = 'thinpool';
 const NAME_RULE = /^[A-Za-z0-9_-]{1,96}$/;
 

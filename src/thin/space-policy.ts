@@ -16,7 +16,7 @@ export interface SpaceSettings {
   waitTimeoutMs: number;
 }
 
-export const DEFAULT_SPACE_SETTINGS: SpaceSettings = {
+const DEFAULT_SPACE_SETTINGS: SpaceSettings = {
   discardPassdown: true,
   thresholds: { data: [80, 90, 95], metadata: [80, 90, 95] },
   autoExtend: { enabled: false, atPercent: 80, percent: 20, maxBytes: 0 },

@@ -121,7 +121,7 @@ export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string,
 }
 
 /** Formats `import` recognises by their magic numbers (none of them is a raw disk image). */
-export function imageFormat(fd: number, size: number): { format: string; qemu: string } | null {
+function imageFormat(fd: number, size: number): { format: string; qemu: string } | null {
   const head = Buffer.alloc(512);
   const n = readFully(fd, head, 0);
   const at = (off: number, magic: string): boolean => n >= off + magic.length && head.toString('latin1', off, off + magic.length) === magic;

@@ -18,7 +18,7 @@ async function run<T>(dir: string, f: () => Promise<T>): Promise<T> {
 }
 
 /** --mode: octal digits only (644, 0755, 4755), at most 07777. */
-export function modeArg(v: unknown): number {
+function modeArg(v: unknown): number {
   const text = String(v);
   const mode = /^[0-7]{1,6}$/.test(text) ? parseInt(text, 8) : NaN;
   if (!(mode >= 0 && mode <= 0o7777)) throw new UsageError(`--mode ${q(text)} must be an octal mode such as 644 or 0755 (digits 0-7, at most 7777)`);

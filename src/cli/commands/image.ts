@@ -44,7 +44,7 @@ export function imagesError(e: unknown, dir: string): unknown {
   return e;
 }
 
-export function storeOptions(opts: Record<string, unknown>): { size?: number } {
+function storeOptions(opts: Record<string, unknown>): { size?: number } {
   if (opts.fsSize === undefined) return {};
   const size = sizeArg(opts.fsSize, '--fs-size');
   if (size < MIN_FS_SIZE) throw new UsageError(`--fs-size ${q(String(opts.fsSize))} is too small for an ext4 filesystem: use at least 1M (the minimum is ${MIN_FS_SIZE} bytes)`);

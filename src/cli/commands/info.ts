@@ -6,7 +6,7 @@ import { humanSize, withPool } from '../pool.js';
 import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
 
 /** What `status` says about how freed blocks go back to the host. */
-export function holePunchText(p: HolePunchPath): string {
+function holePunchText(p: HolePunchPath): string {
   switch (p) {
     case 'native': return 'native helper (fallocate(2) in-process)';
     case 'fallocate': return 'util-linux fallocate(1), one process per range: the native helper is not built (npm skipped the install script? see "npm install-scripts approve thinpool", then "npm rebuild thinpool")';
