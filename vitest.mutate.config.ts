@@ -15,6 +15,7 @@ export default defineConfig({
       'test/thin/volume.test.ts',
       'test/thin/grow-release.test.ts',
       'test/thin/space.test.ts',
+      'test/thin/streaming.test.ts',
       'test/crash/out-of-space.test.ts',
       'test/fuzz/fuzz-regressions.test.ts',
       'test/crash/regressions.test.ts',
