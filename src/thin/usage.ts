@@ -8,8 +8,14 @@
  * - a mapping is *exclusive* when its data block is mapped exactly once in the whole pool (all devices of the
  *   view); a block mapped twice, even twice by the same device, is shared (thin_ls's mapping_set);
  * - `sharedBlocks = mappedBlocks - exclusiveBlocks`.
- * One pass over every device's mappings fills a typed array over data blocks holding the single owner (device
- * index + 1) or MANY; one scan of that array then gives every device's exclusive count.
+ * How (live view, no held metadata snapshot): a mapping is mapped once in the pool exactly when every node on
+ * its path from its device's root has metadata reference count 1 (no other device or parent reaches it) and its
+ * data block has reference count 1 (no other leaf holds it, and this leaf holds it once). So each device walks
+ * only the part of its tree no one else shares, stopping at the first shared node, and asks the data space map
+ * for each entry's count: a subtree shared by snapshots is never walked, and nothing is kept per data block.
+ * This trusts the space maps' counts (`thinpool check` verifies them). With a held metadata snapshot (whose trees
+ * also reference data blocks) or for `-m`, one pass over every device's mappings fills an owner table over the
+ * data blocks (device index + 1, or MANY) instead; that table grows with the data device.
  *
  * diffDevices — thin_delta semantics: both devices' mappings are compared in virtual block order by data block
  * (times are ignored): `same` (both map v to the same data block), `different` (both map v, to different
@@ -19,6 +25,9 @@
  */
 import { ThinpoolError } from '../errors.js';
 import type { ThinMetadata } from './metadata.js';
+import { BlockKind } from '../pd/block-kinds.js';
+import { MAX_DEPTH } from '../pd/btree.js';
+import { blockOf } from './block-time.js';
 import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
 
 export interface DeviceUsage {
@@ -37,7 +46,53 @@ const MANY = 0xffffffff;
 const MAX_TYPED_BLOCKS = 1 << 27;
 
 export function deviceUsage(md: ThinMetadata, opts: UsageOptions = {}): Map<number, DeviceUsage> {
-  const devices = viewDevices(md, opts.metadataSnap === true);
+  if (opts.metadataSnap === true || md.heldRoot !== 0) return usageByOwnerTable(md, opts.metadataSnap === true);
+  const out = new Map<number, DeviceUsage>();
+  for (const dev of viewDevices(md, false)) {
+    const excl = unsharedEntries(md, dev.root);
+    out.set(dev.id, { mappedBlocks: dev.mappedBlocks, exclusiveBlocks: excl, sharedBlocks: dev.mappedBlocks - excl });
+  }
+  return out;
+}
+
+/** Entries below root reached only through nodes of metadata count 1 whose data block has count 1. */
+function unsharedEntries(md: ThinMetadata, root: number): number {
+  const { l1, msm, dsm } = md;
+  const nrData = dsm.nrBlocks;
+  let n = 0;
+  // Data blocks are looked up in sorted batches: each bitmap is read once per batch, not once per entry.
+  const batch = new Float64Array(1 << 16);
+  let held = 0;
+  const flush = (): void => {
+    const sorted = batch.subarray(0, held).sort();
+    for (let i = 0; i < sorted.length; i++) if (dsm.count(sorted[i]) === 1) n++;
+    held = 0;
+  };
+  const visit = (b: number, depth: number): void => {
+    if (msm.countOf(b) !== 1) return;
+    if (depth >= MAX_DEPTH) throw new ThinpoolError('ECYCLE', `${l1.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: l1.name, mblock: b });
+    const a = md.tm.read(b, BlockKind.Node, 8);
+    const nr = l1.nr(a);
+    if (l1.isLeaf(a)) {
+      if (held + nr > batch.length) flush();
+      const u = md.core.u32;
+      for (let i = 0; i < nr; i++) {
+        const d = blockOf(u, l1.valueAddr(a, i));
+        if (d < nrData) batch[held++] = d;
+      }
+      return;
+    }
+    const kids = new Float64Array(nr);
+    for (let i = 0; i < nr; i++) kids[i] = l1.child(a, i); // a is not valid once a child is read
+    for (let i = 0; i < nr; i++) visit(kids[i], depth + 1);
+  };
+  visit(root, 0);
+  flush();
+  return n;
+}
+
+function usageByOwnerTable(md: ThinMetadata, metadataSnap: boolean): Map<number, DeviceUsage> {
+  const devices = viewDevices(md, metadataSnap);
   const nrData = md.nrDataBlocks;
   const typed = nrData <= MAX_TYPED_BLOCKS ? new Uint32Array(nrData) : undefined;
   const overflow = new Map<number, number>();

@@ -1,0 +1,131 @@
+/**
+ * The walks that keep their memory bounded say exactly what whole-tree walks say: the dump pieces
+ * (`thinDumpText`, any piece size) concatenate to `formatThinDumpXml(dumpMetadata(md))`, live and held views;
+ * `deviceUsage` (which walks only unshared subtrees) equals thin_ls's definition computed by brute force over
+ * every mapping, on restored pools, snapshots with divergent writes, deletions, uncommitted changes and a held
+ * metadata snapshot.
+ */
+import { describe, expect, test } from 'vitest';
+import { MemoryDevice } from '../../src/io/memory-device.js';
+import { dumpMetadata, thinDumpText } from '../../src/thin/dump.js';
+import { ThinMetadata } from '../../src/thin/metadata.js';
+import { restoreMetadata } from '../../src/thin/restore.js';
+import { deviceUsage } from '../../src/thin/usage.js';
+import { formatThinDumpXml } from '../../src/thin/thin-xml.js';
+import { randomThinXml, seededRng } from '../support/oracle.js';
+
+const MiB = 1024 * 1024;
+
+function restored(seed: number, opts: Parameters<typeof randomThinXml>[1]): ThinMetadata {
+  const { sb } = randomThinXml(seededRng(seed), opts);
+  const dev = new MemoryDevice(16 * MiB);
+  restoreMetadata(dev, sb);
+  return ThinMetadata.open(dev);
+}
+
+function joined(pieces: Iterable<Buffer>): { text: string; count: number } {
+  const parts: Buffer[] = [];
+  for (const p of pieces) parts.push(Buffer.from(p)); // a piece is valid until the next one is made
+  return { text: Buffer.concat(parts).toString('latin1'), count: parts.length };
+}
+
+describe('thinDumpText streams what formatThinDumpXml(dumpMetadata) prints', () => {
+  for (const [seed, opts] of [
+    [11, { devices: 3, mappingsPerDevice: 3000, nrDataBlocks: 20000, maxVblock: 50000 }],
+    [12, { devices: 5, canonical: true }],
+    [13, { devices: 0 }],
+    [14, { devices: 2, mappingsPerDevice: 5000, nrDataBlocks: 6000, maxVblock: 8000 }],
+  ] as const) {
+    test(`seed ${seed}: one piece and many small pieces`, () => {
+      const md = restored(seed, opts);
+      const want = formatThinDumpXml(dumpMetadata(md));
+      const whole = joined(thinDumpText(md));
+      expect(whole.text).toBe(want);
+      const small = joined(thinDumpText(md, {}, 4096));
+      expect(small.text).toBe(want);
+      if (want.length > 3 * 4096 + 1024) expect(small.count).toBeGreaterThan(2);
+    });
+  }
+
+  test('the held metadata snapshot (thin_dump -m), and the live view after changes', () => {
+    const md = restored(21, { devices: 2, mappingsPerDevice: 2000, nrDataBlocks: 10000, maxVblock: 30000 });
+    md.reserveMetadataSnap();
+    const ids = md.deviceIds();
+    md.createSnapshot(77, ids[0]);
+    for (let v = 0; v < 500; v++) md.insertMapping(77, v * 3, md.allocDataBlock());
+    md.commit();
+    for (const metadataSnap of [false, true]) {
+      const want = formatThinDumpXml(dumpMetadata(md, { metadataSnap }));
+      expect(joined(thinDumpText(md, { metadataSnap }, 1000)).text).toBe(want);
+    }
+    expect(joined(thinDumpText(md)).text).toContain('dev_id="77"');
+  });
+
+  test('no held snapshot: -m fails before any piece', () => {
+    const md = restored(22, { devices: 1 });
+    expect(() => thinDumpText(md, { metadataSnap: true }).next()).toThrow(/no current metadata snap/);
+  });
+});
+
+/** thin_ls by brute force: a mapping is exclusive when its data block is mapped once in all the live devices. */
+function bruteUsage(md: ThinMetadata): Map<number, { mappedBlocks: number; exclusiveBlocks: number; sharedBlocks: number }> {
+  const times = new Map<number, number>();
+  for (const id of md.deviceIds()) md.forEachMapping(id, (_v, d) => void times.set(d, (times.get(d) ?? 0) + 1));
+  const out = new Map<number, { mappedBlocks: number; exclusiveBlocks: number; sharedBlocks: number }>();
+  for (const id of md.deviceIds()) {
+    let mapped = 0;
+    let excl = 0;
+    md.forEachMapping(id, (_v, d) => {
+      mapped++;
+      if (times.get(d) === 1) excl++;
+    });
+    out.set(id, { mappedBlocks: mapped, exclusiveBlocks: excl, sharedBlocks: mapped - excl });
+  }
+  return out;
+}
+
+describe('deviceUsage walks unshared subtrees only and agrees with the brute-force count', () => {
+  test('restored pools (blocks shared between devices, and twice within one device)', () => {
+    for (const seed of [31, 32, 33, 34]) {
+      const md = restored(seed, { devices: 4, mappingsPerDevice: 3000, nrDataBlocks: 4000, maxVblock: 20000 });
+      expect(deviceUsage(md)).toEqual(bruteUsage(md));
+    }
+  });
+
+  test('snapshots of snapshots with divergent writes, removals, a deletion; committed and not', () => {
+    const dev = new MemoryDevice(32 * MiB);
+    const md = ThinMetadata.format(dev, { nrDataBlocks: 200_000, dataBlockSectors: 128 });
+    md.createThin(1);
+    for (let v = 0; v < 40_000; v++) md.insertMapping(1, v, md.allocDataBlock());
+    md.commit();
+    let seed = 5;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let last = 1;
+    for (let s = 2; s <= 8; s++) {
+      md.createSnapshot(s, last);
+      for (let k = 0; k < 300; k++) md.insertMapping(s, rnd(50_000), md.allocDataBlock());
+      for (let k = 0; k < 50; k++) md.removeMapping(rnd(2) === 0 ? s : 1, rnd(40_000));
+      expect(deviceUsage(md)).toEqual(bruteUsage(md)); // uncommitted
+      if (s % 2 === 0) md.commit();
+      last = s;
+    }
+    md.deleteDevice(4);
+    expect(deviceUsage(md)).toEqual(bruteUsage(md));
+    md.commit();
+    const reopened = ThinMetadata.open(dev, { readOnly: true });
+    expect(deviceUsage(reopened)).toEqual(bruteUsage(reopened));
+    expect([...deviceUsage(reopened).values()].some((u) => u.exclusiveBlocks > 0 && u.sharedBlocks > 0)).toBe(true);
+  });
+
+  test('with a held metadata snapshot (its trees also reference data blocks)', () => {
+    const md = restored(41, { devices: 3, mappingsPerDevice: 2000, nrDataBlocks: 7000, maxVblock: 10000 });
+    md.reserveMetadataSnap();
+    const id = md.deviceIds()[0];
+    for (let v = 0; v < 400; v++) md.insertMapping(id, v, md.allocDataBlock());
+    md.commit();
+    expect(deviceUsage(md)).toEqual(bruteUsage(md));
+  });
+});
