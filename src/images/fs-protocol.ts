@@ -23,6 +23,8 @@ export interface FsStat {
   ino: number;
   nlink: number;
   target?: string;
+  /** What an 'other' entry is. */
+  special?: 'char' | 'block' | 'fifo' | 'socket';
 }
 
 export interface PutEntry {
@@ -37,7 +39,12 @@ export interface PutEntry {
   data?: Uint8Array;
   /** Refuse parents that are symlinks (paths of layer tars). Default true. */
   noSymlinkParents?: boolean;
+  /** Also return the inode number of the parent directory. */
+  wantParent?: boolean;
 }
+
+/** What put() made: a handle to fill (a file without data), its inode, and the parent's when asked. */
+export interface PutResult { fd: number | null; ino: number; parent?: number }
 
 /** This thread asks the worker to run one filesystem operation. */
 export interface CallMsg { t: 'call'; id: number; op: string; args: unknown[] }

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import ext2fs from 'ext2fs';
 import { ProxyDisk } from './fs-proxy-disk.js';
-import { CHUNK, type EntryType, type FromWorker, type FsStat, type IoReply, type PutEntry, type ToWorker } from './fs-protocol.js';
+import { CHUNK, type EntryType, type FromWorker, type FsStat, type IoReply, type PutEntry, type PutResult, type ToWorker } from './fs-protocol.js';
 
 /** The part of libext2fs's promise API used here (the package ships no types). */
 interface Ext2Stats { mode: number; uid: number; gid: number; size: number; mtime: Date; ino: number; nlink: number }
@@ -77,6 +77,7 @@ function typeOf(mode: number): EntryType {
   const t = mode & S_IFMT;
   return t === 0o100000 ? 'file' : t === 0o040000 ? 'dir' : t === 0o120000 ? 'symlink' : 'other';
 }
+const SPECIAL = new Map<number, FsStat['special']>([[0o020000, 'char'], [0o060000, 'block'], [0o010000, 'fifo'], [0o140000, 'socket']]);
 
 const toBuf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 const join = (a: string, b: string): string => (a === '/' ? `/${b}` : `${a}/${b}`);
@@ -86,6 +87,7 @@ async function lstat(p: string): Promise<FsStat | null> {
     const s = await mounted().lstat(p);
     const out: FsStat = { path: p, type: typeOf(s.mode), mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size, mtimeMs: s.mtime.getTime(), ino: s.ino, nlink: s.nlink };
     if (out.type === 'symlink') out.target = await mounted().readlink(p);
+    if (out.type === 'other') out.special = SPECIAL.get(s.mode & S_IFMT);
     return out;
   } catch (e) {
     if ((e as { code?: string })?.code === 'ENOENT') return null;
@@ -133,7 +135,13 @@ async function tree(root: string): Promise<FsStat[]> {
   return out;
 }
 
-async function put(e: PutEntry): Promise<{ fd: number | null; ino: number }> {
+async function put(e: PutEntry): Promise<PutResult> {
+  const r = await make(e);
+  if (e.wantParent) r.parent = (await lstat(e.path.slice(0, e.path.lastIndexOf('/')) || '/'))!.ino;
+  return r;
+}
+
+async function make(e: PutEntry): Promise<PutResult> {
   const f = mounted();
   await checkParents(e.path, e.noSymlinkParents !== false);
   const old = await lstat(e.path);

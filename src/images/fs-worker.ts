@@ -24,9 +24,9 @@ import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
 import { VolumeDisk } from '../testing/disk.js';
 import type { Volume } from '../thin/volume.js';
-import { CHUNK, type FromWorker, type FsStat, type IoReq, type PutEntry, type ToWorker } from './fs-protocol.js';
+import { CHUNK, type FromWorker, type FsStat, type IoReq, type PutEntry, type PutResult, type ToWorker } from './fs-protocol.js';
 
-export { CHUNK, type EntryType, type FsStat, type PutEntry } from './fs-protocol.js';
+export { CHUNK, type EntryType, type FsStat, type PutEntry, type PutResult } from './fs-protocol.js';
 
 export class FsError extends Error {
   readonly code: string;
@@ -213,7 +213,7 @@ export class FsSession {
   }
 
   /** Create or replace one entry (parents made as needed); a file without data gets a handle (fd) to fill. */
-  async put(e: PutEntry): Promise<{ fd: number | null; ino: number }> {
+  async put(e: PutEntry): Promise<PutResult> {
     this.mustWrite(`write ${e.path}`);
     return this.call('put', e);
   }

@@ -17,7 +17,7 @@ import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
 import { type FsSession, withFs, type FsStat } from './fs-worker.js';
 import { applyLayer } from './layer.js';
-import { setInodeTimes } from './inode-times.js';
+import { patchInodes } from './ext4-inodes.js';
 import { chainIds, fileDigest, readSource, type HistoryEntry, type ImageConfig } from './source.js';
 import { Snapshotter, type SnapshotterOptions } from './snapshotter.js';
 
@@ -175,7 +175,7 @@ export class ImageStore {
           this.snapshotter.prepare(key, parent);
           const vol = this.snapshotter.volume(key);
           const res = await withFs(vol, async (fs) => applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId }));
-          setInodeTimes(vol, res.times);
+          patchInodes(vol, res);
           bytes += res.bytes;
           diffIds.push(res.diffId);
           const c = chainIds(diffIds)[diffIds.length - 1];

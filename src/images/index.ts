@@ -5,4 +5,4 @@ export { FsSession, FsError, withFs, type FsStat, type PutEntry } from './fs-wor
 export { applyLayer, cleanPath, type ApplyResult } from './layer.js';
 export { readSource, chainIds, type ImageSource, type ImageConfig, type HistoryEntry, type LayerSource } from './source.js';
 export { formatExt4 } from './mkfs.js';
-export { setInodeTimes } from './inode-times.js';
+export { setInodeTimes, patchInodes, type InodeChanges } from './ext4-inodes.js';

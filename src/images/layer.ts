@@ -1,32 +1,40 @@
 /**
- * Applying a layer tarball (plain or gzipped) to the filesystem of an active snapshot, with OCI whiteouts.
+ * Applying a layer tarball (plain, gzip or zstd) to the filesystem of an active snapshot, with OCI whiteouts.
  *
  * Rules (as Docker/containerd unpack a layer):
  * - Entry paths are taken relative to the root; a `..` that climbs above the root is refused, and so is writing
  *   through a symbolic link (a parent component that is a link, whatever its target): an error, nothing
  *   outside the path asked for is touched.
- * - Regular files, directories, symbolic links and hard links are created with their mode and owner; a path
- *   that exists is replaced (an existing directory stays when the entry is a directory: mode and owner set).
+ * - Regular files, directories, symbolic links, hard links, device nodes and FIFOs are created with their mode
+ *   (setuid, setgid and sticky bits included) and owner; a path that exists is replaced (an existing directory
+ *   stays when the entry is a directory: mode and owner set). Extended attributes (pax `SCHILY.xattr.*`) are
+ *   kept. What libext2fs cannot make (device nodes, FIFOs, attributes, times) is recorded in the result and
+ *   written into the inodes once unmounted (`patchInodes`, ext4-inodes.ts); nothing is skipped silently.
  * - `.wh.NAME` deletes NAME; `.wh..wh..opq` deletes every entry of its directory that this layer did not
- *   itself unpack. Devices and FIFOs are counted and skipped (libext2fs cannot make them).
+ *   itself unpack.
  * - The diff id is the sha256 of the uncompressed stream; with `expectDiffId` a mismatch is an error.
- * Times: libext2fs has no utimes, so files carry the time of the import (a known limit).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
+import { Decompress } from 'fzstd';
 import { ThinpoolError } from '../errors.js';
+import type { DirentFix, InodeChanges, SpecialKind } from './ext4-inodes.js';
 import { CHUNK, type FsSession } from './fs-worker.js';
+import { readTar, TarError } from './tar-reader.js';
 
-export interface ApplyResult {
+export interface ApplyResult extends InodeChanges {
   diffId: string;
   entries: number;
+  /** Entries not applied: always 0 (what cannot be represented is an error); kept for callers that print it. */
   skipped: number;
   bytes: number;
-  /** Modification times from the tar (ms), by inode number: set with setInodeTimes once unmounted. */
+  /** Modification times from the tar (ms), by inode number: written with patchInodes once unmounted. */
   times: Map<number, number>;
+  specials: Map<number, { kind: SpecialKind; major: number; minor: number }>;
+  dirents: DirentFix[];
+  xattrs: Map<number, { path: string; attrs: Map<string, Buffer> }>;
 }
 
 /** Normalize a tar path to "/a/b"; "" for the root. Throws on a path that climbs above the root. */
@@ -42,7 +50,33 @@ export function cleanPath(name: string, what = 'path'): string {
   return out.length ? '/' + out.join('/') : '';
 }
 
-/** An uncompressed tar stream of a file, gunzipping when it starts with the gzip magic. */
+/** A stream of zstd-compressed bytes, decompressed (fzstd, in this thread). */
+function unzstd(raw: Readable): Readable {
+  const out = new Readable({ read() { raw.resume(); } });
+  const dec = new Decompress((chunk) => {
+    if (!out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) raw.pause();
+  });
+  raw.on('data', (c: Buffer) => {
+    try {
+      dec.push(c);
+    } catch (e) {
+      raw.destroy();
+      out.destroy(new ThinpoolError('EINVAL', `corrupt zstd data: ${(e as Error).message}`));
+    }
+  });
+  raw.on('end', () => {
+    try {
+      dec.push(new Uint8Array(0), true);
+      out.push(null);
+    } catch (e) {
+      out.destroy(new ThinpoolError('EINVAL', `truncated or corrupt zstd data: ${(e as Error).message}`));
+    }
+  });
+  raw.on('error', (e) => out.destroy(e));
+  return out;
+}
+
+/** An uncompressed tar stream of a file, by its magic: gzip, zstd, or plain. */
 export async function openLayer(path: string): Promise<Readable> {
   const head = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -53,7 +87,7 @@ export async function openLayer(path: string): Promise<Readable> {
   });
   const raw = createReadStream(path, { highWaterMark: CHUNK });
   if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip());
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) throw new ThinpoolError('EINVAL', `layer ${path} is zstd-compressed: not supported, use gzip or plain tar`);
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return unzstd(raw);
   return raw;
 }
 
@@ -72,33 +106,34 @@ function wrapTarError(e: unknown, label: string): unknown {
   if ((e as { code?: string })?.code === 'ENOSPC' || (libErr && Number(libErr[1]) >= 2133571328)) {
     return new ThinpoolError('EINVAL', `layer ${label}: the image's filesystem refused a write (${libErr ? `libext2fs error ${libErr[1]}` : 'ENOSPC'}): it is probably full; import with a larger --fs-size`, { cause: e });
   }
-  if (/Unexpected end|unexpected end|Invalid tar|incorrect header|invalid|Z_/.test(msg) || (e as { code?: string })?.code?.startsWith?.('Z_')) {
+  if (e instanceof TarError || /Unexpected end|unexpected end|Invalid tar|incorrect header|invalid|Z_/.test(msg) || (e as { code?: string })?.code?.startsWith?.('Z_')) {
     return new ThinpoolError('EINVAL', `layer ${label} is not a valid tar archive (truncated or corrupt): ${msg}`, { cause: e });
   }
   return e;
 }
 
+const KINDS: Record<string, SpecialKind> = { char: 'char', block: 'block', fifo: 'fifo' };
+
 /** Apply an uncompressed tar stream to a mounted filesystem. */
 export async function applyLayer(fs: FsSession, input: Readable, opts: { label: string; expectDiffId?: string }): Promise<ApplyResult> {
   const hash = createHash('sha256');
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-  });
-  const extract = tar.extract();
+  async function* hashing(): AsyncGenerator<Buffer> {
+    for await (const c of input) {
+      hash.update(c as Buffer);
+      yield c as Buffer;
+    }
+  }
+  const hashed = hashing();
   const unpacked = new Set<string>();
   const opaque: string[] = [];
   let entries = 0;
-  let skipped = 0;
   let bytes = 0;
   const times = new Map<number, number>();
-  let failure: unknown = null;
-  input.on('error', (e) => { failure ??= e; extract.destroy(e); });
-  input.pipe(tap).pipe(extract);
+  const specials = new Map<number, { kind: SpecialKind; major: number; minor: number }>();
+  const dirents: DirentFix[] = [];
+  const xattrs = new Map<number, { path: string; attrs: Map<string, Buffer> }>();
   try {
-    for await (const entry of extract) {
+    for await (const entry of readTar(hashed)) {
       const h = entry.header;
       const path = cleanPath(h.name);
       entries++;
@@ -106,49 +141,58 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
       const parent = path.slice(0, path.lastIndexOf('/')) || '/';
       if (base === '.wh..wh..opq') {
         opaque.push(parent);
-        entry.resume();
         continue;
       }
       if (base.startsWith('.wh.')) {
         const victim = (parent === '/' ? '' : parent) + '/' + base.slice(4);
         await fs.rmrf(victim);
-        entry.resume();
         continue;
       }
       if (path === '') { // the root itself
-        if (h.type === 'directory') await fs.put({ path: '/', type: 'dir', mode: (h.mode ?? 0o755) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0 }).catch(() => undefined);
-        entry.resume();
+        if (h.type === 'dir') await fs.put({ path: '/', type: 'dir', mode: h.mode, uid: h.uid, gid: h.gid }).catch(() => undefined);
         continue;
       }
-      const common = { path, mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0 };
-      const mtime = h.mtime instanceof Date ? h.mtime.getTime() : NaN;
+      const common = { path, mode: h.mode, uid: h.uid, gid: h.gid };
       const stamp = (r: { ino: number }): void => {
-        if (Number.isFinite(mtime) && mtime >= 0) times.set(r.ino, mtime);
+        if (Number.isFinite(h.mtimeMs) && h.mtimeMs >= 0) times.set(r.ino, h.mtimeMs);
+        if (h.xattrs.size) xattrs.set(r.ino, { path, attrs: h.xattrs });
       };
       switch (h.type) {
-        case 'directory':
+        case 'dir':
           stamp(await fs.put({ ...common, type: 'dir' }));
-          entry.resume();
           break;
         case 'symlink':
-          stamp(await fs.put({ ...common, type: 'symlink', linkname: h.linkname ?? '' }));
-          entry.resume();
+          stamp(await fs.put({ ...common, type: 'symlink', linkname: h.linkname }));
           break;
         case 'link': {
-          const target = cleanPath(h.linkname ?? '', 'hard link target');
+          const target = cleanPath(h.linkname, 'hard link target');
           if (target === '') throw new ThinpoolError('EINVAL', `layer ${opts.label}: hard link ${path} points at the root`);
-          stamp(await fs.put({ ...common, type: 'link', linkname: target }));
-          entry.resume();
+          const r = await fs.put({ ...common, type: 'link', linkname: target, wantParent: true });
+          if (Number.isFinite(h.mtimeMs) && h.mtimeMs >= 0) times.set(r.ino, h.mtimeMs);
+          // A link to a device or FIFO: its directory entry gets the node's type too.
+          const kind = specials.get(r.ino)?.kind ?? (await fs.lstat(path))?.special;
+          if (kind === 'char' || kind === 'block' || kind === 'fifo') dirents.push({ dir: r.parent!, name: base, kind, path });
           break;
         }
-        case 'file':
-        case 'contiguous-file': {
-          const size = h.size ?? 0;
+        case 'char':
+        case 'block':
+        case 'fifo': {
+          // An empty file stands in for the node until patchInodes gives it its type and numbers.
+          const r = await fs.put({ ...common, type: 'file', data: new Uint8Array(0), wantParent: true });
+          const kind = KINDS[h.type];
+          specials.set(r.ino, { kind, major: h.devmajor, minor: h.devminor });
+          dirents.push({ dir: r.parent!, name: base, kind, path });
+          stamp(r);
+          break;
+        }
+        case 'file': {
+          const size = h.size;
           bytes += size;
           if (size <= CHUNK) {
             const parts: Buffer[] = [];
-            for await (const c of entry) parts.push(c as Buffer);
-            stamp(await fs.put({ ...common, type: 'file', data: Buffer.concat(parts) }));
+            for await (const c of entry.body()) parts.push(c);
+            // An exact-size copy: a view would post its whole input chunk to the worker.
+            stamp(await fs.put({ ...common, type: 'file', data: parts.length === 1 ? Buffer.from(parts[0]) : Buffer.concat(parts) }));
           } else {
             const put = await fs.put({ ...common, type: 'file' });
             stamp(put);
@@ -157,9 +201,9 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
               let pos = 0;
               let pend: Buffer[] = [];
               let pendLen = 0;
-              for await (const c of entry) {
-                pend.push(c as Buffer);
-                pendLen += (c as Buffer).length;
+              for await (const c of entry.body()) {
+                pend.push(c);
+                pendLen += c.length;
                 if (pendLen >= CHUNK) {
                   const b = Buffer.concat(pend);
                   await fs.write(fd, b, pos);
@@ -175,17 +219,14 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
           }
           break;
         }
-        default:
-          skipped++;
-          entry.resume();
-          continue;
       }
       unpacked.add(path);
     }
+    // The tar's end-of-archive blocks and any padding after them count in the diff id: read the input through.
+    for await (const _ of hashed) { /* hashed on the way */ }
   } catch (e) {
-    throw wrapTarError(failure ?? e, opts.label);
+    throw wrapTarError(e, opts.label);
   }
-  if (failure) throw wrapTarError(failure, opts.label);
   // Opaque directories: drop what lower layers put there (keep what this layer unpacked, and the way to it).
   const onPath = new Set<string>();
   for (const p of unpacked) for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) onPath.add(p.slice(0, i));
@@ -212,6 +253,6 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
   if (opts.expectDiffId && opts.expectDiffId !== diffId) {
     throw new ThinpoolError('EINVAL', `layer ${opts.label}: its content digest ${diffId} does not match the diff id ${opts.expectDiffId} in the image config (corrupt or tampered layer)`);
   }
-  return { diffId, entries, skipped, bytes, times };
+  return { diffId, entries, skipped: 0, bytes, times, specials, dirents, xattrs };
 }
 
