@@ -14,6 +14,7 @@ export default defineConfig({
       'test/thin/model.test.ts',
       'test/thin/volume.test.ts',
       'test/thin/grow-release.test.ts',
+      'test/thin/transaction.test.ts',
       'test/thin/space.test.ts',
       'test/thin/streaming.test.ts',
       'test/crash/out-of-space.test.ts',
