@@ -1,4 +1,5 @@
-// Optional native helpers for file devices: what node:fs lacks (fallocate punch hole, SEEK_DATA/SEEK_HOLE).
+// Optional native helpers: what node:fs lacks (fallocate punch hole, SEEK_DATA/SEEK_HOLE for file devices and
+// sparse sources; blocking mode and pipe size of the standard streams for the CLI's bulk reads and writes).
 // Built at install by scripts/build-native.mjs; the TypeScript side falls back when it is absent.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,12 +37,43 @@ static napi_value seek(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// setBlocking(fd, on) -> the previous O_NONBLOCK state (1 non-blocking, 0 blocking), or -errno
+static napi_value set_blocking(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd = arg_i64(env, argv[0]), on = arg_i64(env, argv[1]);
+  int flags = fcntl((int)fd, F_GETFL);
+  int r = flags;
+  if (flags >= 0) r = fcntl((int)fd, F_SETFL, on ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK));
+  napi_value out;
+  napi_create_int32(env, flags < 0 || r < 0 ? -errno : ((flags & O_NONBLOCK) ? 1 : 0), &out);
+  return out;
+}
+
+// pipeSize(fd, bytes) -> the pipe's capacity after the call (F_SETPIPE_SZ, best effort), or -errno (not a pipe)
+static napi_value pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd = arg_i64(env, argv[0]), bytes = arg_i64(env, argv[1]);
+  int r = fcntl((int)fd, F_SETPIPE_SZ, (int)bytes);
+  if (r < 0 && errno != EBADF) r = fcntl((int)fd, F_GETPIPE_SZ);
+  napi_value out;
+  napi_create_int32(env, r < 0 ? -errno : r, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "punchHole", NAPI_AUTO_LENGTH, punch_hole, NULL, &f);
   napi_set_named_property(env, exports, "punchHole", f);
   napi_create_function(env, "seek", NAPI_AUTO_LENGTH, seek, NULL, &f);
   napi_set_named_property(env, exports, "seek", f);
+  napi_create_function(env, "setBlocking", NAPI_AUTO_LENGTH, set_blocking, NULL, &f);
+  napi_set_named_property(env, exports, "setBlocking", f);
+  napi_create_function(env, "pipeSize", NAPI_AUTO_LENGTH, pipe_size, NULL, &f);
+  napi_set_named_property(env, exports, "pipeSize", f);
   return exports;
 }
 

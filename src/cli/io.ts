@@ -23,6 +23,12 @@ export interface CliIO {
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean };
   stdin: Readable;
+  /**
+   * The descriptors behind stdin/stdout when they are the process's own (set by main when no streams are given):
+   * the bulk commands (read, write) move bytes through them directly instead of through the streams.
+   */
+  stdinFd?: number;
+  stdoutFd?: number;
   /** Working directory for relative paths (default process.cwd()). */
   cwd?: string;
 }

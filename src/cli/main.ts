@@ -172,8 +172,9 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
     .argument('<POOL>', 'pool directory')
     .argument('<NAME>', 'volume (name or #id)')
     .argument('[FILE]', 'input file, or - for standard input (the default)')
-    .option('-o, --offset <SIZE>', 'byte offset in the volume', '0'),
-  'Example:\n  echo hello | thinpool write ./pool base --offset 1M\nThe whole input must fit in the volume and in the pool\'s free space, or nothing is written.');
+    .option('-o, --offset <SIZE>', 'byte offset in the volume', '0')
+    .option('--commit-every <SIZE>', 'commit after every SIZE bytes of input (long streams keep what was committed if they fail later)'),
+  'Example:\n  echo hello | thinpool write ./pool base --offset 1M\n  cat disk.img | thinpool write ./pool disk\nBlocks of zeros that land on unprovisioned blocks leave them unprovisioned (as import does); holes of an\ninput file are not read. The whole input must fit in the volume and in the pool\'s free space, or nothing is\nwritten (one commit at the end; with --commit-every, what was committed before a failure stays).');
 
   def('read', 'data', 'read', (c) => c
     .description('read volume NAME to standard output')
@@ -394,7 +395,12 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   const fullIo: CliIO = {
     stdout: io?.stdout ?? process.stdout,
     stderr: io?.stderr ?? process.stderr,
-    stdin: io?.stdin ?? process.stdin,
+    // Looked up only when a command reads it: making process.stdin turns a pipe on fd 0 non-blocking.
+    get stdin() {
+      return io?.stdin ?? process.stdin;
+    },
+    stdinFd: io?.stdin === undefined ? 0 : undefined,
+    stdoutFd: io?.stdout === undefined ? 1 : undefined,
     cwd: io?.cwd,
   };
   const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd(), main };

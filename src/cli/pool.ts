@@ -221,9 +221,10 @@ function releaseAfterInterrupt(abs: string): number | null {
 
 /**
  * Open the pool at dir, run fn, close. `write`: fn may change the pool; on success it is committed by close.
- * On failure the pool is released without committing, and engine errors become one explained line.
+ * On failure the pool is released without committing, and engine errors become one explained line; when
+ * `releaseOnError` says so (the command had written data before it failed), the blocks it wrote are released.
  */
-export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>, opts: { interruptible?: boolean } = {}): Promise<T> {
+export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>, opts: { interruptible?: boolean; releaseOnError?: () => boolean } = {}): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
   const rados = isRadosAddress(abs);
   const mdPath = join(abs, 'metadata');
@@ -276,6 +277,9 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
         : `released the ${formatSize(bytes)} it had written from the data file`;
       throw new CliError(`interrupted by ${e.signal}: kept ${q(dir)} as of its last commit (transaction ${tx}); dropped everything this command wrote and ${released}`, e.signal === 'SIGINT' ? 130 : 143);
     }
+    // A command that streamed data in before it failed (its input was not all known up front): release the
+    // blocks it wrote, as after an interrupt, so the pool keeps nothing of it.
+    if (mode === 'write' && opts.releaseOnError?.() === true) releaseAfterInterrupt(abs);
     if (block0 !== null) {
       const now = readBlock0(mdPath);
       if (now !== null && onlyNeedsCheckSet(block0, now)) {

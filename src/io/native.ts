@@ -1,6 +1,8 @@
 /**
  * The optional native helper (native/thinpool_native.c): punch hole and SEEK_DATA/SEEK_HOLE, which node:fs
- * lacks. Null when it was not built (no compiler at install time): callers fall back.
+ * lacks; blocking mode and pipe size of a file descriptor (the CLI's bulk paths). Null when it was not built (no
+ * compiler at install time): callers fall back. The later functions are optional too: a helper built from an
+ * older source lacks them.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -11,6 +13,10 @@ export interface NativeHelpers {
   punchHole(fd: number, offset: number, length: number): number;
   /** whence 0 = SEEK_DATA, 1 = SEEK_HOLE; the offset found or -errno (-ENXIO: no data at or after). */
   seek(fd: number, offset: number, whence: 0 | 1): number;
+  /** Clear (on) or set O_NONBLOCK; the previous state (1 non-blocking, 0 blocking) or -errno. */
+  setBlocking?(fd: number, on: boolean): number;
+  /** Ask for a pipe capacity of `bytes` (F_SETPIPE_SZ, best effort); the capacity after, or -errno (not a pipe). */
+  pipeSize?(fd: number, bytes: number): number;
 }
 
 let cached: NativeHelpers | null | undefined;

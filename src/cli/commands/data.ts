@@ -1,46 +1,24 @@
 /** write, read, import, export: moving bytes in and out of volumes. */
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { isZero, readFull, zeros } from '../../io/sparse.js';
+import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
 import type { Ctx } from '../io.js';
 import { blocksNeeded, checkName, checkpoint, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
 
-const CHUNK = 1024 * 1024;
-
-/** Batch of whole blocks read at once (at least one block, about 1 MiB). */
+/** Batch of whole blocks read at once (at least one block, about CHUNK bytes). */
 function batchSize(bs: number): number {
   return bs >= CHUNK ? bs : Math.floor(CHUNK / bs) * bs;
 }
 
-function isZero(buf: Buffer, zero: Buffer): boolean {
-  return buf.length <= zero.length && Buffer.compare(buf, zero.subarray(0, buf.length)) === 0;
-}
-
 function readFully(fd: number, buf: Uint8Array, pos: number): number {
-  let done = 0;
-  while (done < buf.length) {
-    const n = readSync(fd, buf, done, buf.length - done, pos + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
-async function readStream(stream: Readable, limit: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    total += b.length;
-    if (total > limit) throw new CliError(`${what} is longer than the ${humanSize(limit)} left in the volume; nothing was written: write less or resize the volume first`);
-    parts.push(b);
-  }
-  return Buffer.concat(parts);
+  return readFull(fd, buf, pos);
 }
 
 export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<string, unknown>): Promise<number> {
   const offset = sizeArg(opts.offset, '--offset', { allowZero: true });
+  const commitEvery = opts.commitEvery === undefined ? Infinity : sizeArg(opts.commitEvery, '--commit-every');
   const fromStdin = file === undefined || file === '-';
   let fd = -1;
   let inputSize = 0;
@@ -56,6 +34,10 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
       throw e;
     }
   }
+  const input = fromStdin ? new Input(ctx.io.stdinFd, () => ctx.io.stdin) : null;
+  // Set once bytes of this command are in the data file: a failure after that releases them again.
+  let wroteData = false;
+  let committed = 0;
   try {
     requirePoolDir(ctx, dir);
     const written = await withPool(ctx, dir, 'write', async (pool) => {
@@ -63,37 +45,96 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
       if (vol.readOnly) throw new CliError(`volume ${q(vol.label)} is read-only`);
       const size = vol.sizeBytes;
       if (offset > size) throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
-      let data: Buffer | null = null;
-      if (fromStdin) {
-        data = await readStream(ctx.io.stdin, size - offset, 'standard input');
-        inputSize = data.length;
-      } else if (offset + inputSize > size) {
+      if (!fromStdin && offset + inputSize > size) {
         throw new CliError(`${q(file)} (${humanSize(inputSize)}) does not fit in volume ${q(vol.label)} at offset ${offset} (${humanSize(size)}); nothing was written: resize the volume first ("thinpool resize")`);
       }
-      preflightSpace(pool, dir, blocksNeeded(pool, vol.id, offset, inputSize));
-      const progress = new Progress(ctx.io, `writing ${vol.label}`, inputSize);
-      if (data !== null) {
-        for (let done = 0; done < data.length; done += CHUNK) {
-          vol.writeSync(data.subarray(done, Math.min(data.length, done + CHUNK)), offset + done);
-          progress.update(done);
-          await checkpoint();
+      const bs = pool.blockSize;
+      const shared = (v: number): boolean => pool.metadata.lookup(vol.id, v)?.shared === true;
+      const sink = new VolumeSink(vol, offset, (fromStdin ? size : offset + inputSize) - offset, false, shared);
+      const buf = Buffer.allocUnsafe(batchSize(bs));
+      const progress = new Progress(ctx.io, `writing ${vol.label}`, fromStdin ? Infinity : inputSize);
+      let sinceCommit = 0;
+      const commitIfDue = (n: number): void => {
+        sinceCommit += n;
+        if (sinceCommit < commitEvery) return;
+        pool.commitSync();
+        committed += sinceCommit;
+        sinceCommit = 0;
+      };
+      try {
+        if (!fromStdin) {
+          // Preflight from the file's layout (data ranges may hold zeros: only when that bound does not fit is
+          // the data read twice, to count exactly).
+          let bound = 0;
+          const layout = fileLayout(fd, inputSize);
+          for (const r of layout) bound += r.hole ? sink.planHole(offset + r.start, r.end - r.start) : blocksNeeded(pool, vol.id, offset + r.start, r.end - r.start);
+          try {
+            preflightSpace(pool, dir, bound);
+          } catch (e) {
+            let exact = 0;
+            await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
+              data: (chunk, pos) => { exact += sink.plan(chunk, offset + pos); },
+              hole: (pos, len) => { exact += sink.planHole(offset + pos, len); },
+            });
+            if (exact === bound) throw e;
+            preflightSpace(pool, dir, exact);
+          }
+          let done = 0;
+          await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
+            data: async (chunk, pos) => {
+              wroteData = true;
+              sink.data(chunk, offset + pos);
+              done += chunk.length;
+              commitIfDue(chunk.length);
+              progress.update(done);
+              await checkpoint();
+            },
+            hole: async (pos, len) => {
+              wroteData = true;
+              sink.hole(offset + pos, len);
+              done += len;
+              commitIfDue(len);
+              progress.update(done);
+              await checkpoint();
+            },
+          });
+        } else {
+          // Standard input, chunk by chunk (each ends at a volume block boundary); each chunk is preflighted
+          // before it is written, so input that fits in one chunk fails with the pool untouched.
+          const first = buf.length - (offset % bs);
+          for (let pos = offset; ;) {
+            const want = Math.min(pos === offset ? first : buf.length, size - pos);
+            const n = want === 0 ? 0 : await input!.fill(buf.subarray(0, want));
+            if (n === want && pos + n === size) {
+              // The volume is full: any further byte does not fit.
+              const extra = await input!.fill(Buffer.alloc(1));
+              if (extra > 0) throw new CliError(`standard input is longer than the ${humanSize(size - offset)} left in the volume; nothing was written: write less or resize the volume first`);
+            }
+            if (n === 0) break;
+            const chunk = buf.subarray(0, n);
+            preflightSpace(pool, dir, sink.plan(chunk, pos));
+            wroteData = true;
+            sink.data(chunk, pos);
+            pos += n;
+            inputSize += n;
+            commitIfDue(n);
+            progress.update(inputSize);
+            await checkpoint();
+            if (n < want) break;
+          }
         }
-      } else {
-        const buf = Buffer.alloc(CHUNK);
-        for (let done = 0; done < inputSize;) {
-          const n = readFully(fd, buf.subarray(0, Math.min(CHUNK, inputSize - done)), done);
-          if (n === 0) break;
-          vol.writeSync(buf.subarray(0, n), offset + done);
-          done += n;
-          progress.update(done);
-          await checkpoint();
+      } catch (e) {
+        if (committed > 0 && e instanceof CliError) {
+          throw new CliError(`${e.message.replace(/; nothing was written/, '')}; the first ${committed} bytes of the input were written and committed (--commit-every), the rest was not`, e.exitCode);
         }
+        throw e;
       }
       progress.done();
       return { n: inputSize, label: vol.label };
-    }, { interruptible: true });
+    }, { interruptible: true, releaseOnError: () => wroteData });
     await writeOut(ctx.io.stdout, `wrote ${written.n} bytes to ${q(written.label)} at offset ${offset}\n`);
   } finally {
+    input?.close();
     if (fd >= 0) closeSync(fd);
   }
   return 0;
@@ -109,12 +150,33 @@ export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string,
     if (offset > size) throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
     const len = length ?? size - offset;
     if (offset + len > size) throw new UsageError(`--offset ${offset} + --length ${len} runs past the end of volume ${q(vol.label)} (${size} bytes)`);
-    for (let done = 0; done < len;) {
-      const n = Math.min(CHUNK, len - done);
-      const buf = Buffer.alloc(n);
-      vol.readSync(buf, offset + done);
-      await writeOut(ctx.io.stdout, buf);
-      done += n;
+    const out = new Output(ctx.io.stdoutFd, ctx.io.stdout);
+    try {
+      const end = offset + len;
+      const buf = Buffer.allocUnsafe(batchSize(pool.blockSize));
+      // Holes (unprovisioned blocks) are written from a buffer of zeros, never read.
+      let pos = offset;
+      const hole = async (to: number): Promise<void> => {
+        while (pos < to) {
+          const z = zeros(to - pos);
+          await out.write(z, false);
+          pos += z.length;
+        }
+      };
+      for (const e of vol.extents(offset, len)) {
+        await hole(Math.max(pos, Math.min(end, e.offsetBytes)));
+        const stop = Math.min(end, e.offsetBytes + e.lengthBytes);
+        while (pos < stop) {
+          const n = Math.min(buf.length, stop - pos);
+          const chunk = buf.subarray(0, n);
+          vol.readSync(chunk, pos);
+          await out.write(chunk, true);
+          pos += n;
+        }
+      }
+      await hole(end);
+    } finally {
+      out.close();
     }
   });
   return 0;
@@ -169,41 +231,50 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
       throw new CliError(`${q(image)} is a ${known.format} image, not a raw disk image: convert it with "qemu-img convert -f ${known.qemu} -O raw ${image} ${image}.raw" and import that (or give --format raw to import the file's bytes as they are)`);
     }
     requirePoolDir(ctx, dir);
+    let wroteData = false;
     const res = await withPool(ctx, dir, 'write', async (pool) => {
       if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);
       const bs = pool.blockSize;
-      const batch = batchSize(bs);
-      const buf = Buffer.alloc(batch);
-      const zero = Buffer.alloc(bs);
-      // Pass 1: which blocks hold data (the write must fit before anything is written).
-      const scan = new Progress(ctx.io, `scanning ${basename(image)}`, imageSize);
-      let nonZero = 0;
-      for (let pos = 0; pos < imageSize; pos += batch) {
-        const n = readFully(fd, buf.subarray(0, Math.min(batch, imageSize - pos)), pos);
-        for (let o = 0; o < n; o += bs) if (!isZero(buf.subarray(o, Math.min(n, o + bs)), zero)) nonZero++;
-        scan.update(pos + n);
-        await checkpoint();
+      const buf = Buffer.allocUnsafe(batchSize(bs));
+      // Only the image's data ranges are read (SEEK_DATA/SEEK_HOLE); the write must fit before anything is
+      // written: the blocks under the data ranges bound it, and only when that bound does not fit are the data
+      // ranges read twice, to count the blocks that are not all zeros.
+      const layout = fileLayout(fd, imageSize);
+      let bound = 0;
+      for (const r of layout) if (!r.hole) bound += Math.ceil(r.end / bs) - Math.floor(r.start / bs);
+      try {
+        preflightSpace(pool, dir, bound);
+      } catch (e) {
+        const scan = new Progress(ctx.io, `scanning ${basename(image)}`, imageSize);
+        let nonZero = 0;
+        await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
+          data: async (chunk, pos) => {
+            for (let o = 0; o < chunk.length; o += bs) if (!isZero(chunk.subarray(o, Math.min(chunk.length, o + bs)))) nonZero++;
+            scan.update(pos + chunk.length);
+            await checkpoint();
+          },
+          hole: () => undefined,
+        });
+        scan.done();
+        if (nonZero === bound) throw e;
+        preflightSpace(pool, dir, nonZero);
       }
-      scan.done();
-      preflightSpace(pool, dir, nonZero);
       const vol = pool.createThinSync(name, { size });
-      // Pass 2: write the blocks with data.
+      const sink = new VolumeSink(vol, 0, size, true, () => false);
       const progress = new Progress(ctx.io, `importing ${basename(image)}`, imageSize);
-      let written = 0;
-      for (let pos = 0; pos < imageSize; pos += batch) {
-        const n = readFully(fd, buf.subarray(0, Math.min(batch, imageSize - pos)), pos);
-        for (let o = 0; o < n; o += bs) {
-          const blk = buf.subarray(o, Math.min(n, o + bs));
-          if (isZero(blk, zero)) continue;
-          vol.writeSync(blk, pos + o);
-          written++;
-        }
-        progress.update(pos + n);
-        await checkpoint();
-      }
+      await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
+        data: async (chunk, pos) => {
+          wroteData = true;
+          sink.data(chunk, pos);
+          progress.update(pos + chunk.length);
+          await checkpoint();
+        },
+        hole: () => undefined,
+      });
       progress.done();
+      const written = vol.extents(0, size).reduce((n, e) => n + e.lengthBytes / bs, 0);
       return { id: vol.id, written, bs, blocks: Math.ceil(imageSize / bs) };
-    }, { interruptible: true });
+    }, { interruptible: true, releaseOnError: () => wroteData });
     await writeOut(ctx.io.stdout, `imported ${q(image)} as volume ${name} (id ${res.id}, ${humanSize(size)}): ${res.written} of ${res.blocks} blocks provisioned (${humanSize(res.written * res.bs)}), all-zero blocks left unprovisioned\n`);
   } finally {
     closeSync(fd);
@@ -237,23 +308,31 @@ export async function exportImage(ctx: Ctx, [dir, name, file]: string[]): Promis
     const fd = openSync(out, 'w');
     let dataBlocks = 0;
     try {
+      // Holes by ftruncate; only provisioned runs are read (in large reads), and only their blocks that are
+      // not all zeros are written (consecutive ones in one write).
       ftruncateSync(fd, size);
-      const batch = batchSize(bs);
-      const buf = Buffer.alloc(batch);
-      const zero = Buffer.alloc(bs);
+      const buf = Buffer.allocUnsafe(batchSize(bs));
       const progress = new Progress(ctx.io, `exporting ${vol.label}`, total);
       let done = 0;
       for (const e of extents) {
         const end = Math.min(e.offsetBytes + e.lengthBytes, size);
-        for (let pos = e.offsetBytes; pos < end; pos += batch) {
-          const n = Math.min(batch, end - pos);
+        for (let pos = e.offsetBytes; pos < end; pos += buf.length) {
+          const n = Math.min(buf.length, end - pos);
           const chunk = buf.subarray(0, n);
           vol.readSync(chunk, pos);
-          for (let o = 0; o < n; o += bs) {
-            const blk = chunk.subarray(o, Math.min(n, o + bs));
-            if (isZero(blk, zero)) continue;
-            writeSync(fd, blk, 0, blk.length, pos + o);
-            dataBlocks++;
+          let run = -1;
+          for (let o = 0; ; o = Math.min(n, o + bs)) {
+            if (o < n && !isZero(chunk.subarray(o, Math.min(n, o + bs)))) {
+              dataBlocks++;
+              if (run < 0) run = o;
+              continue;
+            }
+            if (run >= 0) {
+              const part = chunk.subarray(run, o);
+              for (let w = 0; w < part.length;) w += writeSync(fd, part, w, part.length - w, pos + run + w);
+              run = -1;
+            }
+            if (o === n) break;
           }
           done += n;
           progress.update(done);

@@ -1,0 +1,214 @@
+/**
+ * Bulk data through the command line against the tools it replaces (issue 21), both sides timed in one run:
+ *
+ * | thinpool                          | reference                                   | goal   |
+ * |-----------------------------------|---------------------------------------------|--------|
+ * | `thinpool import POOL v raw.img`  | `qemu-img convert -O qcow2` (and `cp --sparse=always`) | 1.5x |
+ * | `thinpool export POOL v out.img`  | `cp --sparse=always raw.img out.img`        | 1.5x   |
+ * | `thinpool read POOL v > /dev/null`| `cat raw.img > /dev/null`                   | 2x     |
+ * | `cat raw.img \| thinpool write POOL w` | `cat raw.img > file`                   | 2x     |
+ *
+ * The image: 1 GiB raw holding 256 MiB of random data in 8 MiB runs spread evenly, the rest holes; and an 8 GiB
+ * sparse variant with the same 256 MiB of data. Page cache warm. Each command runs `--reps` times (default 3),
+ * thinpool and the reference alternating; the figure is the median wall time, and the peak RSS of the command's
+ * processes (GNU time's %M) is printed for each side. Every command is a fresh process (`node bin/thinpool.js`),
+ * so thinpool's figures include Node's start-up. Checks once per size that the export equals the image byte for
+ * byte and that `read` and `write` round-trip.
+ *
+ *   node dist/bench/bulk/speed.js [--quick] [--reps N] [--figures FILE --as NAME]
+ *
+ * `--quick`: a 64 MiB image (16 MiB of data in 2 MiB runs) and one repetition (a smoke run of the bench itself).
+ * `--skip VERB:GiB` (repeatable): do not run thinpool's VERB (import, export, read, write) at that size, e.g. `--skip
+ * write:8` for a version that holds the whole input of `write` in memory.
+ * `--figures FILE --as NAME`: also merge this run into FILE (docs/figures/bulk.json) under NAME (e.g. `before`,
+ * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/benchmarks.md.
+ * Set BENCH_DIR to put the images elsewhere than the temporary directory.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const opt = (name: string): string | undefined => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const REPS = Number(opt('--reps') ?? (QUICK ? 1 : 3));
+const FIGURES = opt('--figures');
+const AS = opt('--as');
+const SKIP = new Set(argv.flatMap((a, i) => (argv[i - 1] === '--skip' ? [a] : [])));
+if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json not found');
+    dir = up;
+  }
+  return dir;
+}
+
+const root = findRoot();
+const bin = resolve(root, 'bin/thinpool.js');
+if (!existsSync(join(root, 'dist/src/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+for (const tool of ['qemu-img', 'cp', 'cat', 'cmp']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing (Debian package ${tool === 'qemu-img' ? 'qemu-utils' : 'coreutils'})`);
+}
+const TIME = '/usr/bin/time';
+if (!existsSync(TIME)) throw new Error('/usr/bin/time is missing (Debian package time): it measures peak memory');
+
+const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+const tp = (args: string): string => `${sh(process.execPath)} ${sh(bin)} ${args}`;
+
+interface Timed { s: number; rssMiB: number }
+
+/** Run a shell command line under GNU time: wall seconds and peak RSS (the largest process of the line). */
+function run(line: string, rssFile: string): Timed {
+  const t0 = performance.now();
+  const r = spawnSync(TIME, ['-f', '%M', '-o', rssFile, 'sh', '-c', line], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const s = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${line} failed (exit ${r.status}): ${r.stderr.trim()}`);
+  const kib = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+  return { s, rssMiB: kib / 1024 };
+}
+
+/** A sparse raw image: `runs` runs of random data of `runLen` bytes spread evenly over `size` bytes. */
+function makeImage(path: string, size: number, runs: number, runLen: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+    const buf = Buffer.alloc(runLen);
+    const stride = Math.floor(size / runs);
+    for (let i = 0; i < runs; i++) {
+      randomFillSync(buf);
+      // The last run ends at the image's end: data at both edges.
+      const at = i === runs - 1 ? size - runLen : i * stride;
+      writeSync(fd, buf, 0, runLen, at);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+interface Row { command: string; reference: string; thinpoolS: number | null; referenceS: number; ratio: number | null; goal: number; thinpoolRssMiB: number | null; referenceRssMiB: number; failed?: string }
+
+function check(cond: boolean, what: string): void {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+function bench(work: string, label: string, size: number, runs: number, runLen: number): Row[] {
+  const img = join(work, 'raw.img');
+  const rss = join(work, 'rss');
+  makeImage(img, size, runs, runLen);
+  execFileSync('sh', ['-c', `cat ${sh(img)} > /dev/null`]); // warm the page cache
+  // Room for the import and for a write of the whole image (a write that provisioned every block).
+  const poolSize = size + 2 * runs * runLen;
+  const pool = join(work, 'pool');
+  const fresh = (): void => {
+    rmSync(pool, { recursive: true, force: true });
+    execFileSync(process.execPath, [bin, 'init', pool, '--size', String(poolSize), '--metadata-size', String(Math.max(8 * MiB, poolSize / 256))]);
+  };
+  const rows: Row[] = [];
+  const pair = (command: string, reference: string, goal: number, prepTp: () => void, tpLine: string, prepRef: () => void, refLine: string): boolean => {
+    const a: Timed[] = [];
+    const b: Timed[] = [];
+    const verb = command.replace(/^.*thinpool (\w+).*$/, '$1');
+    let failed: string | undefined = SKIP.has(`${verb}:${size / GiB}`) ? 'not run (--skip)' : undefined;
+    for (let i = 0; i < REPS; i++) {
+      prepRef();
+      b.push(run(refLine, rss));
+      if (failed !== undefined) continue;
+      prepTp();
+      try {
+        a.push(run(tpLine, rss));
+      } catch (e) {
+        failed = (e as Error).message.split('\n')[0].replace(/^.* failed \(/, '(');
+        console.log(`${label}: ${command} failed: ${failed}`);
+      }
+    }
+    const rs = median(b.map((t) => t.s));
+    const ts = failed === undefined ? median(a.map((t) => t.s)) : null;
+    rows.push({ command, reference, thinpoolS: ts, referenceS: rs, ratio: ts === null ? null : ts / rs, goal, thinpoolRssMiB: failed === undefined ? Math.max(...a.map((t) => t.rssMiB)) : null, referenceRssMiB: Math.max(...b.map((t) => t.rssMiB)), ...(failed === undefined ? {} : { failed }) });
+    return failed === undefined;
+  };
+  const qcow = join(work, 'out.qcow2');
+  const copy = join(work, 'copy.img');
+  const out = join(work, 'out.img');
+  const noop = (): void => undefined;
+  const rmOut = (p: string) => (): void => rmSync(p, { force: true });
+  void pair('thinpool import POOL v raw.img', 'qemu-img convert -O qcow2', 1.5, fresh, tp(`import ${sh(pool)} v ${sh(img)}`), rmOut(qcow), `qemu-img convert -O qcow2 ${sh(img)} ${sh(qcow)}`);
+  rmSync(qcow, { force: true });
+  void pair('thinpool import POOL v raw.img', 'cp --sparse=always', 1.5, fresh, tp(`import ${sh(pool)} v ${sh(img)}`), rmOut(copy), `cp --sparse=always ${sh(img)} ${sh(copy)}`);
+  void pair('thinpool export POOL v out.img', 'cp --sparse=always', 1.5, rmOut(out), tp(`export ${sh(pool)} v ${sh(out)}`), rmOut(copy), `cp --sparse=always ${sh(img)} ${sh(copy)}`);
+  // Checks: the export equals the image, and takes no more space than cp's copy.
+  check(spawnSync('cmp', [img, out]).status === 0, `${label}: the export differs from the image`);
+  const blocks = (p: string): number => statSync(p).blocks;
+  check(blocks(out) <= blocks(copy), `${label}: the export (${blocks(out)} sectors) takes more space than cp --sparse=always (${blocks(copy)})`);
+  rmSync(copy, { force: true });
+  rmSync(out, { force: true });
+  void pair('thinpool read POOL v > /dev/null', 'cat raw.img > /dev/null', 2, noop, `${tp(`read ${sh(pool)} v`)} > /dev/null`, noop, `cat ${sh(img)} > /dev/null`);
+  check(spawnSync('sh', ['-c', `${tp(`read ${sh(pool)} v`)} | cmp - ${sh(img)}`]).status === 0, `${label}: read differs from the image`);
+  const file = join(work, 'file');
+  const recreate = (): void => {
+    execFileSync(process.execPath, [bin, 'delete', pool, 'w'], { stdio: 'ignore' });
+    execFileSync(process.execPath, [bin, 'create', pool, 'w', '--size', String(size)]);
+  };
+  execFileSync(process.execPath, [bin, 'create', pool, 'w', '--size', String(size)]);
+  const wrote = pair('cat raw.img | thinpool write POOL w', 'cat raw.img > file', 2, recreate, `cat ${sh(img)} | ${tp(`write ${sh(pool)} w`)}`, rmOut(file), `cat ${sh(img)} > ${sh(file)}`);
+  rmSync(file, { force: true });
+  if (wrote) check(spawnSync('sh', ['-c', `${tp(`read ${sh(pool)} w`)} | cmp - ${sh(img)}`]).status === 0, `${label}: what write stored differs from the image`);
+  rmSync(pool, { recursive: true, force: true });
+  rmSync(img, { force: true });
+  return rows;
+}
+
+function table(label: string, rows: Row[]): string {
+  const f = (x: number | null): string => (x === null ? 'failed' : x.toFixed(2));
+  return [
+    `${label}:`,
+    '| command | thinpool s | reference | reference s | ratio | goal | peak RSS thinpool / reference |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`),
+    ...rows.filter((r) => r.failed !== undefined).map((r) => `\`${r.command}\` failed: ${r.failed}`),
+  ].join('\n');
+}
+
+const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-bulk-'));
+try {
+  const sizes = QUICK
+    ? [{ label: '64 MiB image, 16 MiB of data', size: 64 * MiB, runs: 8, runLen: 2 * MiB }]
+    : [
+      { label: '1 GiB image, 256 MiB of data in 8 MiB runs', size: GiB, runs: 32, runLen: 8 * MiB },
+      { label: '8 GiB image (sparse), 256 MiB of data in 8 MiB runs', size: 8 * GiB, runs: 32, runLen: 8 * MiB },
+    ];
+  const results: Array<{ label: string; rows: Row[] }> = [];
+  for (const s of sizes) {
+    const rows = bench(work, s.label, s.size, s.runs, s.runLen);
+    results.push({ label: s.label, rows });
+    console.log(`\n${table(s.label, rows)}`);
+  }
+  console.log(`\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy)`);
+  if (FIGURES !== undefined && AS !== undefined) {
+    const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim() || 'unknown';
+    const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
+    const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) as { runs?: Record<string, unknown> } : {};
+    doc.runs = { ...(doc.runs ?? {}), [AS]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, reps: REPS, quick: QUICK, sizes: results } };
+    writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
+    console.log(`merged into ${FIGURES} as "${AS}"`);
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
