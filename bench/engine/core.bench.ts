@@ -85,8 +85,7 @@ async function main(): Promise<void> {
   let root = bt.emptyRoot();
   t = performance.now();
   for (let i = 0; i < RAND_INSERTS; i++) {
-    md.core.setU64(md.core.param, i);
-    root = bt.insert(root, i).root;
+    root = bt.insert(root, i, { dblock: 0, time: i }).root; // the u64 value i, as before (i < 2^24)
   }
   const tRaw = performance.now() - t;
   pool.commitSync();

@@ -6,59 +6,65 @@
  * door plus the read-only walks used by load, dump and check, and the bulk build used at commit.
  *
  * Contract:
- * - Keys are u64 (JS numbers, exact below 2^53); values are `vt.size` bytes passed through `core.param` and
- *   returned at addresses valid until the next cache call.
+ * - Keys are u64 (JS numbers, exact below 2^53). Values are arguments and results of type V, encoded and
+ *   decoded by the tree's `ValueType<V>` (value-types.ts and the thin codecs): callers never see the core's
+ *   memory or the shared parameter blocks, which only this door uses to hand values to the WASM updates.
  * - Every update shadows the root-to-leaf path through the transaction manager and returns the new root; the
  *   caller stores it. Trees keep the invariants thin_check enforces (3.3).
  * - Walks are bounded: depth <= MAX_DEPTH, so cyclic metadata raises ECYCLE instead of hanging.
  * - The btree never adjusts references of values it removes or overwrites: the caller does, with the old value
- *   copied to `core.scratch`. Shadowing a shared leaf and deleting a tree do adjust what values reference,
+ *   that insert and remove return. Shadowing a shared leaf and deleting a tree do adjust what values reference,
  *   as `vt.ref` says.
  */
 import type { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
-import { type RefKind, MAX_DEPTH } from '../core/abi.js';
 import { BlockKind } from './block-kinds.js';
 import { INTERNAL, LEAF, type TransactionManager } from './transaction-manager.js';
+import type { ValueType } from './value-types.js';
+import { MAX_DEPTH } from '../core/abi.js';
 import { TWO32 } from '../core/u64.js';
 
+export type { ValueType } from './value-types.js';
 export { MAX_DEPTH };
 
-/** A tree's leaf values: their size, and what they reference (for shadowing shared leaves and deleting). */
-export interface ValueType {
-  readonly size: number;
-  readonly ref: RefKind;
-}
-
-export interface UpdateResult {
+export interface UpdateResult<V> {
   root: number;
-  /** insert: the key existed (old value at core.scratch); remove: the key was present and removed. */
-  hit: boolean;
+  /** insert: the value the key had (it was overwritten); remove: the value removed. Undefined: key absent. */
+  old: V | undefined;
 }
 
-export class BTree {
-  readonly tm: TransactionManager;
-  readonly core: Core;
-  readonly vt: ValueType;
+/** One leaf handed out by `BTree.leaves`: valid until the generator is resumed. */
+export interface Leaf<V> {
+  /** Number of entries. */
+  readonly nr: number;
+  key(i: number): number;
+  value(i: number): V;
+}
+
+export class BTree<V> {
+  private readonly tm: TransactionManager;
+  private readonly core: Core;
+  readonly vt: ValueType<V>;
   /** Name used in errors ("mapping tree", "device details tree", ...). */
   readonly name: string;
 
-  constructor(tm: TransactionManager, vt: ValueType, name: string) {
+  constructor(tm: TransactionManager, vt: ValueType<V>, name: string) {
     this.tm = tm;
     this.core = tm.core;
     this.vt = vt;
     this.name = name;
   }
 
-  // ---- node accessors ----
-  nr(a: number): number { return this.core.u32[(a + 16) >>> 2]; }
-  max(a: number): number { return this.core.u32[(a + 20) >>> 2]; }
-  isLeaf(a: number): boolean { return this.core.u32[(a + 4) >>> 2] === LEAF; }
-  key(a: number, i: number): number { return this.core.u64(a + 32 + 8 * i); }
-  valueAddr(a: number, i: number): number {
+  // ---- node accessors (a resident node at byte address a) ----
+  private nr(a: number): number { return this.core.u32[(a + 16) >>> 2]; }
+  private max(a: number): number { return this.core.u32[(a + 20) >>> 2]; }
+  private isLeaf(a: number): boolean { return this.core.u32[(a + 4) >>> 2] === LEAF; }
+  private key(a: number, i: number): number { return this.core.u64(a + 32 + 8 * i); }
+  private valueAddr(a: number, i: number): number {
     return a + 32 + 8 * this.max(a) + this.core.u32[(a + 24) >>> 2] * i;
   }
-  child(a: number, i: number): number { return this.core.u64(this.valueAddr(a, i)); }
+  private child(a: number, i: number): number { return this.core.u64(this.valueAddr(a, i)); }
+  private value(a: number): V { return this.vt.read(this.core.u32, a); }
 
   emptyRoot(): number {
     return this.tm.newNode(LEAF, this.vt.size).block;
@@ -68,27 +74,44 @@ export class BTree {
     return this.tm.read(b, BlockKind.Node, this.vt.size);
   }
 
-  /** Address of the value for key, or 0. One crossing into WASM for the whole walk. */
-  lookup(root: number, key: number): number {
+  /** Byte address of the value for key, or 0. One crossing into WASM for the whole walk. */
+  private find(root: number, key: number): number {
     const r = this.core.x.btreeLookup(root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), this.vt.size);
     if (r < 0) this.core.throwStatus(-r, this.name);
     return r;
   }
 
-  private updated(status: number): UpdateResult {
-    if (status !== 0) this.core.throwStatus(status, this.name);
-    return { root: this.core.result, hit: this.core.hit };
+  /** The value of key, or undefined. */
+  lookup(root: number, key: number): V | undefined {
+    const a = this.find(root, key);
+    return a === 0 ? undefined : this.value(a);
   }
 
-  /** Insert or overwrite key with the value bytes at core.param. */
-  insert(root: number, key: number): UpdateResult {
+  /**
+   * One part of the value of key, read by `part` (a function of the tree's codec, e.g. the data block of a
+   * block-time) without decoding the whole value; `missing` when the key is absent. For hot lookups.
+   */
+  lookupPart<R>(root: number, key: number, part: (mem: Uint32Array, a: number) => R, missing: R): R {
+    const a = this.find(root, key);
+    return a === 0 ? missing : part(this.core.u32, a);
+  }
+
+  private updated(status: number): UpdateResult<V> {
     const { core } = this;
+    if (status !== 0) core.throwStatus(status, this.name);
+    return { root: core.result, old: core.hit ? this.value(core.scratch) : undefined };
+  }
+
+  /** Insert key with value, or overwrite it (the old value is returned; its references are the caller's). */
+  insert(root: number, key: number, value: V): UpdateResult<V> {
+    const { core } = this;
+    this.vt.write(core.u32, core.param, value);
     return this.tm.cache.op(() => this.updated(core.x.btreeInsert(
       root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), core.param, this.vt.size, this.vt.ref)));
   }
 
-  /** Remove key if present; the old value is copied to core.scratch. */
-  remove(root: number, key: number): UpdateResult {
+  /** Remove key if present, returning its value (whose references are the caller's). */
+  remove(root: number, key: number): UpdateResult<V> {
     const { core } = this;
     return this.tm.cache.op(() => this.updated(core.x.btreeRemove(
       root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), this.vt.size, this.vt.ref)));
@@ -107,21 +130,23 @@ export class BTree {
   }
 
   /**
-   * Visit every node (pre-order) and every leaf entry in key order. Bounded by MAX_DEPTH. Addresses are valid
-   * only during the callback; callbacks must not modify metadata.
+   * Visit every node (pre-order, by block number and depth) and every leaf entry in key order. Bounded by
+   * MAX_DEPTH; callbacks must not modify metadata.
    */
   walk(
     root: number,
-    onEntry: ((key: number, valueAddr: number) => void) | null,
-    onNode?: (mblock: number, addr: number, depth: number) => void,
+    onEntry: ((key: number, value: V) => void) | null,
+    onNode?: (mblock: number, depth: number) => void,
   ): void {
     const visit = (b: number, depth: number, lowKey: number): void => {
       if (depth >= MAX_DEPTH) {
         throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
       }
-      let a = this.read(b);
-      onNode?.(b, a, depth);
-      a = this.read(b);
+      if (onNode) {
+        this.read(b); // validated before the callback sees it
+        onNode(b, depth);
+      }
+      const a = this.read(b);
       const n = this.nr(a);
       if (depth > 0 && n < Math.floor(this.max(a) / 3)) {
         throw ThinpoolError.metadata('EBADNODE', `too few entries (${n})`, this.name, b);
@@ -130,7 +155,7 @@ export class BTree {
         throw ThinpoolError.metadata('EBADNODE', 'parent key mismatch', this.name, b);
       }
       if (this.isLeaf(a)) {
-        if (onEntry) for (let i = 0; i < n; i++) onEntry(this.key(a, i), this.valueAddr(this.read(b), i));
+        if (onEntry) for (let i = 0; i < n; i++) onEntry(this.key(a, i), this.value(this.valueAddr(this.read(b), i)));
         return;
       }
       const kids: number[] = [];
@@ -145,14 +170,25 @@ export class BTree {
   }
 
   /**
-   * The leaves of the tree at root, in key order, as node addresses: each is valid until the generator is
-   * resumed (the caller reads its entries with nr / key / valueAddr before asking for the next). Checks as
-   * `walk` does; holds one path of block numbers, never the tree.
+   * The leaves of the tree at root, in key order: each is readable (entry count, keys, values) until the
+   * generator is resumed, so the caller reads its entries before asking for the next. Checks as `walk` does;
+   * holds one path of block numbers, never the tree.
    */
-  *leaves(root: number): Generator<number, void, undefined> {
-    yield* this.leavesBelow(root, 0, 0);
+  *leaves(root: number): Generator<Leaf<V>, void, undefined> {
+    let a = 0;
+    const leaf = {
+      nr: 0,
+      key: (i: number): number => this.key(a, i),
+      value: (i: number): V => this.value(this.valueAddr(a, i)),
+    };
+    for (const at of this.leavesBelow(root, 0, 0)) {
+      a = at;
+      leaf.nr = this.nr(at);
+      yield leaf;
+    }
   }
 
+  /** Node addresses of the leaves below b, each valid until resumed. */
   private *leavesBelow(b: number, depth: number, lowKey: number): Generator<number, void, undefined> {
     if (depth >= MAX_DEPTH) {
       throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
@@ -180,9 +216,9 @@ export class BTree {
 
   /**
    * Visit the leaf entries with lo <= key < hi in key order, reading only the nodes that can hold such keys.
-   * Bounded by MAX_DEPTH; addresses are valid only during the callback.
+   * Bounded by MAX_DEPTH; callbacks must not modify metadata.
    */
-  walkRange(root: number, lo: number, hi: number, onEntry: (key: number, valueAddr: number) => void): void {
+  walkRange(root: number, lo: number, hi: number, onEntry: (key: number, value: V) => void): void {
     const visit = (b: number, depth: number): void => {
       if (depth >= MAX_DEPTH) {
         throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
@@ -193,7 +229,7 @@ export class BTree {
         for (let i = 0; i < n; i++) {
           const k = this.key(a, i);
           if (k >= hi) break;
-          if (k >= lo) onEntry(k, this.valueAddr(this.read(b), i));
+          if (k >= lo) onEntry(k, this.value(this.valueAddr(this.read(b), i)));
         }
         return;
       }
@@ -208,17 +244,15 @@ export class BTree {
     visit(root, 0);
   }
 
-  /** Every (key, value u64) of the tree, in order (for 8-byte value trees). */
-  entries64(root: number): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
-    this.walk(root, (k, v) => out.push([k, this.core.u64(v)]));
+  /** Every (key, value) of the tree, in key order. */
+  entries(root: number): Array<[number, V]> {
+    const out: Array<[number, V]> = [];
+    this.walk(root, (k, v) => out.push([k, v]));
     return out;
   }
 
-  /**
-   * Build a tree from sorted keys (spec 8.2); `writeValue(i, addr)` writes value i. Every node is new.
-   */
-  build(keys: ArrayLike<number>, writeValue: (i: number, addr: number) => void): number {
+  /** Build a tree from sorted keys (spec 8.2); `valueOf(i)` is the value of keys[i]. Every node is new. */
+  build(keys: ArrayLike<number>, valueOf: (i: number) => V): number {
     const { core } = this;
     const n = keys.length;
     const leafMax = core.x.maxEntriesFor(this.vt.size);
@@ -230,7 +264,7 @@ export class BTree {
       const cnt = Math.floor(n / leaves) + (l < n % leaves ? 1 : 0);
       const s = this.tm.newNode(LEAF, this.vt.size);
       for (let i = 0; i < cnt; i++, at++) {
-        writeValue(at, core.param);
+        this.vt.write(core.u32, core.param, valueOf(at));
         const k = keys[at];
         core.x.nodeInsertAt(s.addr, i, k >>> 0, Math.floor(k / TWO32), core.param);
       }
@@ -254,3 +288,4 @@ export class BTree {
     return level[0][1];
   }
 }
+

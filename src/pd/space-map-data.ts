@@ -21,18 +21,19 @@ import { ThinpoolError } from '../errors.js';
 import type { BTree } from './btree.js';
 import type { TransactionManager } from './transaction-manager.js';
 import type { SpaceMapRoot } from './space-map-metadata.js';
+import type { IndexEntry } from './value-types.js';
 import { TWO32 } from '../core/u64.js';
 
 export class DataSpaceMap {
   private readonly tm: TransactionManager;
   private readonly core: Core;
-  private readonly indexTree: BTree;
-  private readonly refTree: BTree;
+  private readonly indexTree: BTree<IndexEntry>;
+  private readonly refTree: BTree<number>;
   private indexRoot = 0;
   /** Blocks whose count fell to 0 in this transaction (discard passdown candidates once committed). */
   private freed: number[] = [];
 
-  constructor(tm: TransactionManager, indexTree: BTree, refTree: BTree) {
+  constructor(tm: TransactionManager, indexTree: BTree<IndexEntry>, refTree: BTree<number>) {
     this.tm = tm;
     this.core = tm.core;
     this.indexTree = indexTree;
@@ -71,14 +72,14 @@ export class DataSpaceMap {
       throw ThinpoolError.metadata('ECORRUPT', `data space map of ${root.nrBlocks} blocks needs more bitmaps than the metadata device has blocks`, 'superblock', 0);
     }
     let j = 0;
-    this.indexTree.walk(this.indexRoot, (key, v) => {
+    this.indexTree.walk(this.indexRoot, (key, entry) => {
       if (key !== j) {
         throw ThinpoolError.metadata('ECORRUPT', `data space map index is missing bitmap ${j}`, 'data space map index', this.indexRoot);
       }
       if (j >= n) {
         throw ThinpoolError.metadata('ECORRUPT', `data space map index has more than the ${n} bitmaps ${root.nrBlocks} blocks need`, 'data space map index', this.indexRoot);
       }
-      const b = core.u64(v);
+      const b = entry.block;
       this.tm.cache.op(() => this.run(core.x.dsmLoadBitmap(j, b >>> 0, Math.floor(b / TWO32)), 'data space map bitmap'));
       j++;
     });
@@ -133,11 +134,11 @@ export class DataSpaceMap {
     for (let j = 0; j < n; j++) {
       const e = core.dsmTableBase + j * DSM_ENTRY_BYTES;
       if (core.u8[e + DSM_E_DIRTY] === 0) continue;
-      // Index entry (spec 4.3): bitmap block u64, free count u32, first-free hint u32.
-      core.setU64(core.param, core.u32[(e + DSM_E_BLOCK) >>> 2]);
-      core.u32[(core.param + 8) >>> 2] = core.dv.getUint16(e + DSM_E_FREE, true);
-      core.u32[(core.param + 12) >>> 2] = core.dv.getUint16(e + DSM_E_HINT, true);
-      this.indexRoot = this.indexTree.insert(this.indexRoot, j).root;
+      this.indexRoot = this.indexTree.insert(this.indexRoot, j, {
+        block: core.u32[(e + DSM_E_BLOCK) >>> 2],
+        nrFree: core.dv.getUint16(e + DSM_E_FREE, true),
+        noneFreeBefore: core.dv.getUint16(e + DSM_E_HINT, true),
+      }).root;
     }
     return {
       nrBlocks: this.nrBlocks,

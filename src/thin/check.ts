@@ -29,10 +29,11 @@ import { BlockKind } from '../pd/block-kinds.js';
 import { MAX_DEPTH } from '../pd/btree.js';
 import { ENTRIES_PER_BITMAP } from '../pd/space-map-metadata.js';
 import { INTERNAL } from '../pd/transaction-manager.js';
+import { INDEX_ENTRY, readU64, U32 } from '../pd/value-types.js';
 import { blockOf, timeOf } from './block-time.js';
+import { DEVICE_DETAILS, type DeviceDetails } from './device-details.js';
 import { ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
-import { TWO32 } from '../core/u64.js';
 
 export interface CheckIssue {
   code: ErrorCode;
@@ -100,13 +101,6 @@ interface WalkOptions {
   distinctLeaf?: (key: number, valueAddr: number, leaf: number) => void;
   /** Context for messages ("thin device 3"). */
   context?: string;
-}
-
-interface DeviceDetailsRaw {
-  mapped: number;
-  transaction: number;
-  creationTime: number;
-  snapTime: number;
 }
 
 class Checker {
@@ -304,24 +298,16 @@ class Checker {
   thinTrees(sb: Superblock, held: boolean): void {
     const pre = held ? 'metadata snapshot ' : '';
     const u32 = this.md.core.u32;
-    const details = new Map<number, DeviceDetailsRaw>();
+    const details = new Map<number, DeviceDetails>();
     const detailsOk = this.walk(sb.deviceDetailsRoot, DETAILS, {
       context: held ? 'the metadata snapshot' : undefined,
-      collect: (id, v) => {
-        const p = v >>> 2;
-        details.set(id, {
-          mapped: u32[p] + u32[p + 1] * TWO32,
-          transaction: u32[p + 2] + u32[p + 3] * TWO32,
-          creationTime: u32[p + 4],
-          snapTime: u32[p + 5],
-        });
-      },
+      collect: (id, v) => details.set(id, DEVICE_DETAILS.read(u32, v)),
     }) !== null;
     const tops = new Map<number, number>();
     const topsOk = this.walk(sb.dataMappingRoot, L0, {
       context: held ? 'the metadata snapshot' : undefined,
-      collect: (id, v) => tops.set(id, this.md.core.u64(v)),
-      distinctLeaf: (id, v) => void this.ref(this.md.core.u64(v), `${pre}mapping tree (level 0) entry for thin device ${id}`),
+      collect: (id, v) => tops.set(id, readU64(u32, v)),
+      distinctLeaf: (id, v) => void this.ref(readU64(u32, v), `${pre}mapping tree (level 0) entry for thin device ${id}`),
     }) !== null;
     if (detailsOk && topsOk) {
       for (const id of details.keys()) {
@@ -332,8 +318,8 @@ class Checker {
       }
     }
     for (const [id, d] of details) {
-      if (!(d.creationTime <= d.snapTime && d.snapTime <= sb.time)) {
-        this.warn('ECORRUPT', DETAILS.name, `${pre}thin device ${id}: expected creation_time ${d.creationTime} <= snap_time ${d.snapTime} <= superblock time ${sb.time}`);
+      if (!(d.creationTime <= d.snapshottedTime && d.snapshottedTime <= sb.time)) {
+        this.warn('ECORRUPT', DETAILS.name, `${pre}thin device ${id}: expected creation_time ${d.creationTime} <= snap_time ${d.snapshottedTime} <= superblock time ${sb.time}`);
       }
     }
     const time = sb.time;
@@ -357,8 +343,8 @@ class Checker {
       if (s === null) continue;
       if (!held) this.stats.mappings += s.entries;
       const d = details.get(id);
-      if (d !== undefined && d.mapped !== s.entries) {
-        this.error('ECORRUPT', DETAILS.name, `${pre}thin device ${id} has mapped_blocks ${d.mapped}, but its mapping tree has ${s.entries} entries`, sb.deviceDetailsRoot);
+      if (d !== undefined && d.mappedBlocks !== s.entries) {
+        this.error('ECORRUPT', DETAILS.name, `${pre}thin device ${id} has mapped_blocks ${d.mappedBlocks}, but its mapping tree has ${s.entries} entries`, sb.deviceDetailsRoot);
       }
     }
     if (!held) this.stats.devices = tops.size;
@@ -408,7 +394,7 @@ class Checker {
   private refTree(root: number, t: TreeType, nrBlocks: number, valueOf: (b: number) => number | undefined): Map<number, number> {
     const entries = new Map<number, number>();
     const u32 = this.md.core.u32;
-    this.walk(root, t, { collect: (b, v) => entries.set(b, u32[v >>> 2]) });
+    this.walk(root, t, { collect: (b, v) => entries.set(b, U32.read(u32, v)) });
     const what = t === META_REF ? 'metadata' : 'data';
     for (const [b, c] of entries) {
       if (b >= nrBlocks) {
@@ -434,8 +420,8 @@ class Checker {
       const a = this.md.cache.get(sm.bitmapRoot, BlockKind.Index);
       const u32 = this.md.core.u32;
       for (let j = 0; j < nBitmaps; j++) {
-        const e = a + 16 + 16 * j;
-        index.push([this.md.core.u64(e), u32[(e + 8) >>> 2], u32[(e + 12) >>> 2]]);
+        const e = INDEX_ENTRY.read(u32, a + 16 + 16 * j);
+        index.push([e.block, e.nrFree, e.noneFreeBefore]);
       }
     } catch (e) {
       this.caught(e, 'metadata space map index');
@@ -475,7 +461,10 @@ class Checker {
     const u32 = this.md.core.u32;
     const readable = new Uint8Array(nBitmaps);
     this.walk(sm.bitmapRoot, DATA_INDEX, {
-      collect: (k, v) => index.set(k, [this.md.core.u64(v), u32[(v + 8) >>> 2], u32[(v + 12) >>> 2]]),
+      collect: (k, v) => {
+        const e = INDEX_ENTRY.read(u32, v);
+        index.set(k, [e.block, e.nrFree, e.noneFreeBefore]);
+      },
     });
     for (const k of index.keys()) {
       if (k >= nBitmaps) this.error('ECORRUPT', DATA_INDEX.name, `data space map index has an entry for bitmap ${k}, but ${this.nrData} data blocks need ${nBitmaps}`, sm.bitmapRoot);

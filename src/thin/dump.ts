@@ -15,12 +15,11 @@
  * The small readers below (details, level 0, level-1 walks) are shared with usage.ts.
  */
 import { ThinpoolError } from '../errors.js';
-import { blockOf, timeOf } from './block-time.js';
-import type { DeviceDetails, ThinMetadata } from './metadata.js';
+import type { DeviceDetails } from './device-details.js';
+import type { ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from './thin-xml.js';
 import { XmlBytes } from './xml-bytes.js';
-import { TWO32 } from '../core/u64.js';
 
 export interface DumpOptions {
   /** Dump the held metadata snapshot (thin_dump -m). Throws ENOENT when none is held. */
@@ -37,29 +36,17 @@ export function viewSuperblock(md: ThinMetadata, metadataSnap = false): Superblo
 
 /** Device details by id, in id order, from the details tree at root. */
 export function readDetails(md: ThinMetadata, root: number): Map<number, DeviceDetails> {
-  const out = new Map<number, DeviceDetails>();
-  const u = md.core.u32;
-  md.details.walk(root, (id, v) => {
-    const p = v >>> 2;
-    out.set(id, {
-      mappedBlocks: u[p] + u[p + 1] * TWO32,
-      transactionId: u[p + 2] + u[p + 3] * TWO32,
-      creationTime: u[p + 4],
-      snapshottedTime: u[p + 5],
-    });
-  });
-  return out;
+  return new Map(md.details.entries(root));
 }
 
 /** Level 0 of the mapping tree at root: device id -> level-1 root, in id order. */
 export function readTopLevel(md: ThinMetadata, root: number): Map<number, number> {
-  return new Map(md.l0.entries64(root));
+  return new Map(md.l0.entries(root));
 }
 
 /** Visit every mapping of the level-1 tree at root in virtual block order. */
 export function forEachL1(md: ThinMetadata, root: number, fn: (vblock: number, dblock: number, time: number) => void): void {
-  const u = md.core.u32;
-  md.l1.walk(root, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
+  md.l1.walk(root, (k, m) => fn(k, m.dblock, m.time));
 }
 
 /** One device of a view: its details and level-1 root. */
@@ -141,15 +128,11 @@ export function* thinDumpText(md: ThinMetadata, opts: DumpOptions = {}, pieceByt
     out.deviceOpen({ devId: d.id, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
     // The current run: v .. v+len-1 -> db .. db+len-1 at time t.
     let v = 0, db = 0, len = 0, t = 0;
-    for (const a of l1.leaves(d.root)) {
-      const u = md.core.u32;
-      const n = l1.nr(a);
-      const values = l1.valueAddr(a, 0);
+    for (const leaf of l1.leaves(d.root)) {
+      const n = leaf.nr;
       for (let i = 0; i < n; i++) {
-        const k = l1.key(a, i);
-        const va = values + 8 * i;
-        const kb = blockOf(u, va);
-        const kt = timeOf(u, va);
+        const k = leaf.key(i);
+        const { dblock: kb, time: kt } = leaf.value(i);
         if (len > 0 && k === v + len && kb === db + len && kt === t) {
           len++;
           continue;

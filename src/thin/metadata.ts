@@ -19,26 +19,20 @@ import { ThinpoolError } from '../errors.js';
 import { BlockCache } from '../pd/block-cache.js';
 import { BlockKind } from '../pd/block-kinds.js';
 import { BTree } from '../pd/btree.js';
-import { RefKind } from '../core/abi.js';
 import { DataSpaceMap } from '../pd/space-map-data.js';
 import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
 import { TransactionManager } from '../pd/transaction-manager.js';
-import { blockOf, timeOf, writeBlockTime } from './block-time.js';
-import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, SUPERBLOCK_SALT, type Superblock } from './superblock.js';
-import { TWO32 } from '../core/u64.js';
+import { INDEX_ENTRY, TREE_ROOT, U32, type IndexEntry } from '../pd/value-types.js';
+import { BLOCK_TIME, blockOf, type Mapping } from './block-time.js';
+import { DEVICE_DETAILS, type DeviceDetails } from './device-details.js';
+import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, readSuperblock, sealSuperblockAt, type Superblock } from './superblock.js';
+
+export type { Mapping } from './block-time.js';
+export type { DeviceDetails } from './device-details.js';
 
 export const MAX_DEVICE_ID = 0xffffff;
 export const MAX_TIME = 0xffffff;
 export const DEFAULT_CACHE_BLOCKS = 8192;
-
-/** A one-slot core that checks superblock checksums at open (made once per process). */
-let sbProbe: Core | undefined;
-export interface DeviceDetails {
-  mappedBlocks: number;
-  transactionId: number;
-  creationTime: number;
-  snapshottedTime: number;
-}
 
 interface DeviceState extends DeviceDetails {
   id: number;
@@ -48,11 +42,6 @@ interface DeviceState extends DeviceDetails {
   storedRoot: number;
   detailsDirty: boolean;
   l0Shadowed: boolean;
-}
-
-export interface Mapping {
-  dblock: number;
-  time: number;
 }
 
 export type MetadataMode = 'write' | 'read-only' | 'fail';
@@ -78,11 +67,11 @@ export class ThinMetadata {
   readonly tm: TransactionManager;
   readonly dsm: DataSpaceMap;
   /** Level 0 of the mapping tree: device id -> level-1 root. */
-  readonly l0: BTree;
+  readonly l0: BTree<number>;
   /** Level 1: virtual block -> block-time. */
-  readonly l1: BTree;
-  readonly details: BTree;
-  readonly refTree: BTree;
+  readonly l1: BTree<Mapping>;
+  readonly details: BTree<DeviceDetails>;
+  readonly refTree: BTree<number>;
   readonly refCodec: RefTreeCodec;
   private sb!: Superblock;
   private committedSb!: Superblock;
@@ -98,16 +87,16 @@ export class ThinMetadata {
     this.cache = new BlockCache(this.core, dev);
     this.msm = new MetadataSpaceMap(this.core, capacity);
     this.tm = new TransactionManager(this.core, this.cache, this.msm);
-    this.l1 = new BTree(this.tm, { size: 8, ref: RefKind.Data }, 'mapping tree (level 1)');
-    this.l0 = new BTree(this.tm, { size: 8, ref: RefKind.Tree }, 'mapping tree (level 0)');
-    this.details = new BTree(this.tm, { size: 24, ref: RefKind.None }, 'device details tree');
-    this.refTree = new BTree(this.tm, { size: 4, ref: RefKind.None }, 'metadata ref-count tree');
-    const dataIndex = new BTree(this.tm, { size: 16, ref: RefKind.None }, 'data space map index');
-    const dataRef = new BTree(this.tm, { size: 4, ref: RefKind.None }, 'data ref-count tree');
+    this.l1 = new BTree(this.tm, BLOCK_TIME, 'mapping tree (level 1)');
+    this.l0 = new BTree(this.tm, TREE_ROOT, 'mapping tree (level 0)');
+    this.details = new BTree(this.tm, DEVICE_DETAILS, 'device details tree');
+    this.refTree = new BTree(this.tm, U32, 'metadata ref-count tree');
+    const dataIndex = new BTree<IndexEntry>(this.tm, INDEX_ENTRY, 'data space map index');
+    const dataRef = new BTree(this.tm, U32, 'data ref-count tree');
     this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
     this.refCodec = {
-      read: (root, onEntry, onNode) => this.refTree.walk(root, (k, v) => onEntry(k, this.core.u32[v >>> 2]), (b) => onNode(b)),
-      build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i, a) => { this.core.u32[a >>> 2] = entries[i][1]; }),
+      read: (root, onEntry, onNode) => this.refTree.walk(root, onEntry, (b) => onNode(b)),
+      build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i) => entries[i][1]),
     };
     if (opts.readOnly) this.mode = 'read-only';
   }
@@ -141,11 +130,8 @@ export class ThinMetadata {
   static open(dev: BlockDevice, opts: MetadataOpenOptions = {}): ThinMetadata {
     const raw = new Uint8Array(4096);
     dev.read(raw, 0);
-    // The superblock is checked before its sizes are trusted to lay out the pool's own core: a small shared one.
-    const probe = (sbProbe ??= new Core(1, 0));
-    probe.u8.set(raw, probe.scratch);
-    const ok = probe.x.blockChecksum(probe.scratch, SUPERBLOCK_SALT) >>> 0 === new DataView(raw.buffer).getUint32(0, true);
-    const sb = decodeSuperblock(raw, ok);
+    // The superblock is checked before its sizes are trusted to lay out the pool's own core.
+    const sb = readSuperblock(raw);
     const nrMeta = sb.metadataSm.nrBlocks;
     if (nrMeta > MAX_METADATA_BLOCKS || nrMeta * 4096 > dev.sizeBytes) {
       throw ThinpoolError.metadata('EBADSUPER', `metadata space map claims ${nrMeta} blocks but the device has ${Math.floor(dev.sizeBytes / 4096)}`, 'superblock', 0);
@@ -176,17 +162,8 @@ export class ThinMetadata {
     this.msm.afterCommit();
     this.dsm.load(sb.dataSm);
     this.devices.clear();
-    const detail = new Map<number, DeviceDetails>();
-    this.details.walk(sb.deviceDetailsRoot, (id, v) => {
-      const u = this.core.u32;
-      detail.set(id, {
-        mappedBlocks: u[v >>> 2] + u[(v >>> 2) + 1] * TWO32,
-        transactionId: u[(v >>> 2) + 2] + u[(v >>> 2) + 3] * TWO32,
-        creationTime: u[(v >>> 2) + 4],
-        snapshottedTime: u[(v >>> 2) + 5],
-      });
-    });
-    for (const [id, root] of this.l0.entries64(sb.dataMappingRoot)) {
+    const detail = new Map<number, DeviceDetails>(this.details.entries(sb.deviceDetailsRoot));
+    for (const [id, root] of this.l0.entries(sb.dataMappingRoot)) {
       const d = detail.get(id);
       if (!d) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has mappings but no details`, 'device details tree', sb.deviceDetailsRoot);
       this.devices.set(id, { id, root, storedRoot: root, detailsDirty: false, l0Shadowed: false, ...d });
@@ -249,11 +226,9 @@ export class ThinMetadata {
   /** Mapping of vblock in device id, or null. `shared` is the kernel's time rule. */
   lookup(id: number, vblock: number): (Mapping & { shared: boolean }) | null {
     const d = this.device(id);
-    const a = this.l1.lookup(d.root, vblock);
-    if (a === 0) return null;
-    const u = this.core.u32;
-    const time = timeOf(u, a);
-    return { dblock: blockOf(u, a), time, shared: time < d.snapshottedTime };
+    const m = this.l1.lookup(d.root, vblock);
+    if (m === undefined) return null;
+    return { dblock: m.dblock, time: m.time, shared: m.time < d.snapshottedTime };
   }
 
   /**
@@ -261,9 +236,7 @@ export class ThinMetadata {
    * device once (rootOf) and calling this per block avoids the Map lookup.
    */
   lookupDblock(root: number, vblock: number): number {
-    const a = this.l1.lookup(root, vblock);
-    if (a === 0) return -1;
-    return blockOf(this.core.u32, a);
+    return this.l1.lookupPart(root, vblock, blockOf, -1);
   }
 
   rootOf(id: number): number {
@@ -273,15 +246,13 @@ export class ThinMetadata {
   /** Visit mappings of a device in vblock order. */
   forEachMapping(id: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);
-    const u = this.core.u32;
-    this.l1.walk(d.root, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
+    this.l1.walk(d.root, (k, m) => fn(k, m.dblock, m.time));
   }
 
   /** Visit the mappings of a device with vbegin <= vblock < vend, in vblock order. */
   forEachMappingIn(id: number, vbegin: number, vend: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);
-    const u = this.core.u32;
-    this.l1.walkRange(d.root, vbegin, vend, (k, a) => fn(k, blockOf(u, a), timeOf(u, a)));
+    this.l1.walkRange(d.root, vbegin, vend, (k, m) => fn(k, m.dblock, m.time));
   }
 
   // ---- changes ----
@@ -302,8 +273,7 @@ export class ThinMetadata {
     this.checkId(id);
     if (this.devices.has(id)) throw new ThinpoolError('EEXIST', `thin device ${id} already exists`);
     const root = this.l1.emptyRoot();
-    this.core.setU64(this.core.param, root);
-    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, root).root;
     const t = this.sb.time;
     this.devices.set(id, {
       id, root, storedRoot: root, mappedBlocks: 0, transactionId: this.sb.transactionId,
@@ -318,8 +288,7 @@ export class ThinMetadata {
     const o = this.device(originId);
     if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
     this.tm.inc(o.root);
-    this.core.setU64(this.core.param, o.root);
-    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, o.root).root;
     const t = ++this.sb.time;
     this.sbDirty = true;
     o.snapshottedTime = t;
@@ -343,8 +312,7 @@ export class ThinMetadata {
     const o = this.device(originId);
     if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
     this.tm.inc(o.root);
-    this.core.setU64(this.core.param, o.root);
-    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id).root;
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, o.root).root;
     const old = d.root;
     const t = ++this.sb.time;
     this.sbDirty = true;
@@ -371,8 +339,7 @@ export class ThinMetadata {
   /** Shadow the level-0 path of d once per transaction, before its level-1 tree changes. */
   private prepareL1(d: DeviceState): void {
     if (d.l0Shadowed) return;
-    this.core.setU64(this.core.param, d.storedRoot);
-    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id).root;
+    this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id, d.storedRoot).root;
     d.l0Shadowed = true;
   }
 
@@ -381,15 +348,11 @@ export class ThinMetadata {
     this.writable();
     const d = this.device(id);
     this.prepareL1(d);
-    const { core } = this;
-    const t = this.sb.time;
-    writeBlockTime(core.u32, core.param, dblock, t);
-    const r = this.l1.insert(d.root, vblock);
+    const r = this.l1.insert(d.root, vblock, { dblock, time: this.sb.time });
     d.root = r.root;
     d.detailsDirty = true;
-    if (r.hit) {
-      const old = blockOf(core.u32, core.scratch);
-      if (old !== dblock) this.dsm.dec(old);
+    if (r.old !== undefined) {
+      if (r.old.dblock !== dblock) this.dsm.dec(r.old.dblock);
     } else {
       d.mappedBlocks++;
     }
@@ -399,13 +362,12 @@ export class ThinMetadata {
   removeMapping(id: number, vblock: number): number {
     this.writable();
     const d = this.device(id);
-    if (this.l1.lookup(d.root, vblock) === 0) return -1;
+    if (this.l1.lookupPart(d.root, vblock, blockOf, -1) < 0) return -1;
     this.prepareL1(d);
     const r = this.l1.remove(d.root, vblock);
     d.root = r.root;
-    if (!r.hit) return -1;
-    const { core } = this;
-    const old = blockOf(core.u32, core.scratch);
+    if (r.old === undefined) return -1;
+    const old = r.old.dblock;
     this.dsm.dec(old);
     d.mappedBlocks--;
     d.detailsDirty = true;
@@ -425,12 +387,10 @@ export class ThinMetadata {
     if (!(time >= 0 && time <= MAX_TIME)) throw new ThinpoolError('EINVAL', `mapping time ${time} out of range`);
     this.prepareL1(d);
     this.dsm.inc(dblock);
-    const { core } = this;
-    writeBlockTime(core.u32, core.param, dblock, time);
-    const r = this.l1.insert(d.root, vblock);
+    const r = this.l1.insert(d.root, vblock, { dblock, time });
     d.root = r.root;
     d.detailsDirty = true;
-    if (r.hit) this.dsm.dec(blockOf(core.u32, core.scratch));
+    if (r.old !== undefined) this.dsm.dec(r.old.dblock);
     else d.mappedBlocks++;
   }
 
@@ -536,28 +496,17 @@ export class ThinMetadata {
     const { core } = this;
     for (const d of [...this.devices.values()].sort((a, b) => a.id - b.id)) {
       if (d.detailsDirty) {
-        const u = core.u32;
-        const p = core.param >>> 2;
-        u[p] = d.mappedBlocks >>> 0;
-        u[p + 1] = Math.floor(d.mappedBlocks / TWO32);
-        u[p + 2] = d.transactionId >>> 0;
-        u[p + 3] = Math.floor(d.transactionId / TWO32);
-        u[p + 4] = d.creationTime;
-        u[p + 5] = d.snapshottedTime;
-        this.sb.deviceDetailsRoot = this.details.insert(this.sb.deviceDetailsRoot, d.id).root;
+        this.sb.deviceDetailsRoot = this.details.insert(this.sb.deviceDetailsRoot, d.id, d).root;
       }
       if (d.root !== d.storedRoot) {
-        core.setU64(core.param, d.root);
-        this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id).root;
+        this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id, d.root).root;
       }
     }
     this.sb.dataSm = this.dsm.prepareCommit();
     this.sb.metadataSm = this.msm.prepareCommit(this.cache, this.refCodec);
     this.cache.writeDirty();
     this.dev.flush();
-    const b = core.u8.subarray(core.scratch, core.scratch + 4096);
-    encodeSuperblock(this.sb, b);
-    core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+    const b = sealSuperblockAt(core, core.scratch, this.sb);
     beforeSuperblock?.(b);
     this.dev.write(b, 0);
     this.dev.flush();
@@ -607,10 +556,7 @@ export class ThinMetadata {
 
   /** Write the committed superblock again (only its flags changed) and flush: block 0 is the one in-place block. */
   private rewriteCommittedSuperblock(): void {
-    const { core } = this;
-    const b = core.u8.subarray(core.scratch, core.scratch + 4096);
-    encodeSuperblock(this.committedSb, b);
-    core.x.blockPrepare(core.scratch, SUPERBLOCK_SALT);
+    const b = sealSuperblockAt(this.core, this.core.scratch, this.committedSb);
     this.dev.write(b, 0);
     this.dev.flush();
   }

@@ -1,9 +1,12 @@
 /**
  * The dm-thin superblock (spec 2): codec between block 0's bytes and a plain object. Validation on read:
  * checksum (salt 160774), magic, self block number 0, no incompatible features; `version` is not checked.
+ * `readSuperblock` checks the checksum of raw bytes itself; `sealSuperblockAt` encodes into a block of the
+ * core's memory and stores its checksum, ready to write.
  */
 import { Salt } from '../core/abi.js';
 import { TWO32 } from '../core/u64.js';
+import { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
 import type { SpaceMapRoot } from '../pd/space-map-metadata.js';
 
@@ -111,4 +114,23 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   dv.setUint32(352, sb.compatFlags, true);
   dv.setUint32(356, sb.compatRoFlags, true);
   dv.setUint32(360, sb.incompatFlags, true);
+}
+
+/** A one-slot core that computes superblock checksums of raw bytes (made once per process). */
+let probe: Core | undefined;
+
+/** Check the checksum of raw block bytes (4096) and decode them (a superblock at block `where`). */
+export function readSuperblock(raw: Uint8Array, where = 0): Superblock {
+  const core = (probe ??= new Core(1, 0));
+  core.u8.set(raw.subarray(0, 4096), core.scratch);
+  const stored = new DataView(raw.buffer, raw.byteOffset, 4096).getUint32(0, true);
+  return decodeSuperblock(raw, core.x.blockChecksum(core.scratch, SUPERBLOCK_SALT) >>> 0 === stored, where);
+}
+
+/** Encode sb into the 4 KiB block at byte address a of core's memory and store its checksum; its bytes. */
+export function sealSuperblockAt(core: Core, a: number, sb: Superblock): Uint8Array {
+  const b = core.u8.subarray(a, a + 4096);
+  encodeSuperblock(sb, b);
+  core.x.blockPrepare(a, SUPERBLOCK_SALT);
+  return b;
 }

@@ -26,11 +26,14 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
   { name: 'block cache', files: ['pd/block-cache.ts', 'pd/block-kinds.ts', 'pd/slot-table.ts'] },
   { name: 'metadata space map', files: ['pd/space-map-metadata.ts'] },
   { name: 'transaction manager', files: ['pd/transaction-manager.ts'] },
-  { name: 'btree', files: ['pd/btree.ts'] },
+  { name: 'btree', files: ['pd/btree.ts', 'pd/value-types.ts'] },
   { name: 'data space map', files: ['pd/space-map-data.ts'] },
   {
     name: 'thin metadata',
-    files: ['thin/block-time.ts', 'thin/superblock.ts', 'thin/metadata.ts', 'thin/check.ts', 'thin/dump.ts', 'thin/restore.ts', 'thin/thin-xml.ts', 'thin/xml-bytes.ts', 'thin/usage.ts'],
+    files: [
+      'thin/block-time.ts', 'thin/device-details.ts', 'thin/superblock.ts', 'thin/metadata.ts', 'thin/check.ts', 'thin/dump.ts',
+      'thin/restore.ts', 'thin/thin-xml.ts', 'thin/xml-bytes.ts', 'thin/usage.ts',
+    ],
   },
   { name: 'pool and volumes', files: ['thin/'] },
   { name: 'test store', files: ['testing/'] },
