@@ -170,6 +170,32 @@ export class BTree<V> {
   }
 
   /**
+   * A pruned walk: the leaf entries, in key order, reached only through nodes for which `enter(block)` holds;
+   * a node it refuses is neither read nor descended. Bounded by MAX_DEPTH; callbacks must not modify metadata.
+   */
+  walkWhere(root: number, enter: (mblock: number) => boolean, onEntry: (key: number, value: V) => void): void {
+    const visit = (b: number, depth: number): void => {
+      if (!enter(b)) return;
+      if (depth >= MAX_DEPTH) {
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+      }
+      const a = this.read(b);
+      const n = this.nr(a);
+      if (this.isLeaf(a)) {
+        for (let i = 0; i < n; i++) {
+          const at = this.read(b); // the callback may have moved the node
+          onEntry(this.key(at, i), this.value(this.valueAddr(at, i)));
+        }
+        return;
+      }
+      const kids = new Float64Array(n);
+      for (let i = 0; i < n; i++) kids[i] = this.child(a, i); // a is not valid once a child is read
+      for (let i = 0; i < n; i++) visit(kids[i], depth + 1);
+    };
+    visit(root, 0);
+  }
+
+  /**
    * The leaves of the tree at root, in key order: each is readable (entry count, keys, values) until the
    * generator is resumed, so the caller reads its entries before asking for the next. Checks as `walk` does;
    * holds one path of block numbers, never the tree.

@@ -25,9 +25,6 @@
  */
 import { ThinpoolError } from '../errors.js';
 import type { ThinMetadata } from './metadata.js';
-import { BlockKind } from '../pd/block-kinds.js';
-import { MAX_DEPTH } from '../pd/btree.js';
-import { blockOf } from './block-time.js';
 import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
 
 export interface DeviceUsage {
@@ -68,25 +65,10 @@ function unsharedEntries(md: ThinMetadata, root: number): number {
     for (let i = 0; i < sorted.length; i++) if (dsm.count(sorted[i]) === 1) n++;
     held = 0;
   };
-  const visit = (b: number, depth: number): void => {
-    if (msm.countOf(b) !== 1) return;
-    if (depth >= MAX_DEPTH) throw new ThinpoolError('ECYCLE', `${l1.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: l1.name, mblock: b });
-    const a = md.tm.read(b, BlockKind.Node, 8);
-    const nr = l1.nr(a);
-    if (l1.isLeaf(a)) {
-      if (held + nr > batch.length) flush();
-      const u = md.core.u32;
-      for (let i = 0; i < nr; i++) {
-        const d = blockOf(u, l1.valueAddr(a, i));
-        if (d < nrData) batch[held++] = d;
-      }
-      return;
-    }
-    const kids = new Float64Array(nr);
-    for (let i = 0; i < nr; i++) kids[i] = l1.child(a, i); // a is not valid once a child is read
-    for (let i = 0; i < nr; i++) visit(kids[i], depth + 1);
-  };
-  visit(root, 0);
+  l1.walkWhere(root, (b) => msm.countOf(b) === 1, (_v, m) => {
+    if (held === batch.length) flush();
+    if (m.dblock < nrData) batch[held++] = m.dblock;
+  });
   flush();
   return n;
 }
