@@ -1,10 +1,16 @@
 // Optional native helpers: what node:fs lacks (fallocate punch hole, SEEK_DATA/SEEK_HOLE for file devices and
-// sparse sources; blocking mode and pipe size of the standard streams for the CLI's bulk reads and writes).
-// Built at install by scripts/build-native.mjs; the TypeScript side falls back when it is absent.
+// sparse sources; blocking mode and pipe size of the standard streams for the CLI's bulk reads and writes;
+// ranges copied inside the kernel with copy_file_range(2), or shared with the FICLONERANGE ioctl (reflink) where
+// the file system can share extents, for copy-on-write). Built at install by scripts/build-native.mjs; the
+// TypeScript side falls back when it is absent. Every function returns -errno on failure and never throws.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <node_api.h>
 
 static int64_t arg_i64(napi_env env, napi_value v) {
@@ -64,8 +70,45 @@ static napi_value pipe_size(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// copyRange(fdIn, offIn, fdOut, offOut, length) -> bytes copied (0 at the end of the input), or -errno.
+// One copy_file_range(2) call: the caller loops over short copies.
+static napi_value copy_range(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd_in = arg_i64(env, argv[0]), off_in = arg_i64(env, argv[1]);
+  int64_t fd_out = arg_i64(env, argv[2]), off_out = arg_i64(env, argv[3]), len = arg_i64(env, argv[4]);
+  int64_t in = off_in, out = off_out; // loff_t: 64-bit on every Linux ABI
+  ssize_t r = syscall(SYS_copy_file_range, (int)fd_in, &in, (int)fd_out, &out, (size_t)len, 0u);
+  napi_value v;
+  napi_create_int64(env, r < 0 ? -(int64_t)errno : (int64_t)r, &v);
+  return v;
+}
+
+// cloneRange(fdSrc, offSrc, fdDst, offDst, length) -> 0, or -errno (EOPNOTSUPP / ENOTTY / EXDEV: the file
+// system cannot share extents between these files; EINVAL: offsets or length not aligned to its block size).
+static napi_value clone_range(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct file_clone_range arg;
+  arg.src_fd = arg_i64(env, argv[0]);
+  arg.src_offset = (uint64_t)arg_i64(env, argv[1]);
+  int64_t fd_dst = arg_i64(env, argv[2]);
+  arg.dest_offset = (uint64_t)arg_i64(env, argv[3]);
+  arg.src_length = (uint64_t)arg_i64(env, argv[4]);
+  int r = ioctl((int)fd_dst, FICLONERANGE, &arg);
+  napi_value v;
+  napi_create_int32(env, r == 0 ? 0 : -errno, &v);
+  return v;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
+  napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &f);
+  napi_set_named_property(env, exports, "copyRange", f);
+  napi_create_function(env, "cloneRange", NAPI_AUTO_LENGTH, clone_range, NULL, &f);
+  napi_set_named_property(env, exports, "cloneRange", f);
   napi_create_function(env, "punchHole", NAPI_AUTO_LENGTH, punch_hole, NULL, &f);
   napi_set_named_property(env, exports, "punchHole", f);
   napi_create_function(env, "seek", NAPI_AUTO_LENGTH, seek, NULL, &f);

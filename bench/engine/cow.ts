@@ -1,20 +1,41 @@
 /**
- * Cost of a first write into a shared block (the block is copied: 64 KiB read + 64 KiB written, a new data
- * block allocated and mapped) against a 4 KiB write into an unshared provisioned block, and against a first
- * write into an unprovisioned block (60 KiB of zeros + the piece). File pool on /tmp, page cache warm,
- * interleaved rounds; every copy-on-write op hits a block not yet copied.
+ * Cost of a first write into a shared block (the block is copied, a new data block allocated and mapped) against
+ * a 4 KiB write into an unshared provisioned block, and against a first write into an unprovisioned block (60 KiB
+ * of zeros + the piece). Page cache warm, interleaved rounds timed by the wall clock (a reflink's work may run
+ * in the kernel's threads); every copy-on-write op hits a block not yet copied.
+ *
+ * Where: the scratch directory's file system, and, when run as root with loop devices, a loop-mounted XFS
+ * (xfsprogs) and btrfs (btrfs-progs) made, used and removed by this run. On each, the copy takes the path the
+ * data file's file system offers (FICLONERANGE reflink, copy_file_range, or read + write) and, for the same-run
+ * baseline of the old path, once more in a child process without the native helper (THINPOOL_NO_NATIVE=1: read
+ * + write through a buffer). Goal (issue 17): shared first write at most 2x the unshared write on any file
+ * system, about 1x where extents can be shared.
+ *
+ * With THINPOOL_FIGURES_DIR set (and not --quick), writes $THINPOOL_FIGURES_DIR/cow.json for
+ * scripts/render-figures.mjs.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FileDevice } from '../../src/io/file-device.js';
 import { ThinPool } from '../../src/index.js';
-import { BLOCK, QUICK, fmtNs, fmtOps, header, interleaved, rng, scratchDir, spread, table, type Case } from './_lib.js';
+import { BLOCK, QUICK, args, fmtNs, header, interleaved, note, rng, scratchDir, table, verdict, type Case } from './_lib.js';
 
-const NBLK = QUICK ? 1024 : 8192;
-const PER_ROUND = 256;
+const NBLK = QUICK ? 1024 : 4096;
+const PER_ROUND = 128;
 const ROUNDS = Math.floor(NBLK / PER_ROUND) - 2;
 
-async function main(): Promise<void> {
-  header('Copy-on-write: first write into a shared block', `${NBLK} provisioned 64 KiB blocks, snapshot taken, ${PER_ROUND} writes per round`);
-  const dir = scratchDir('cow');
+interface Measured {
+  /** How the copies were made: the FileDevice path counted most. */
+  path: string;
+  unsharedNs: number;
+  sharedNs: number;
+  unprovisionedNs: number;
+}
+
+async function measure(dir: string): Promise<Measured> {
   const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK * 5, metadataSize: 16 * 1024 * 1024 });
   const v = pool.createThinSync('v', { size: NBLK * BLOCK });
   const u = pool.createThinSync('u', { size: NBLK * BLOCK });
@@ -27,16 +48,88 @@ async function main(): Promise<void> {
   const perm = Array.from({ length: NBLK }, (_, i) => i);
   for (let i = NBLK - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
   const cases: Case[] = [
-    { name: '4 KiB write, unshared provisioned block', run: (f, n) => { for (let i = f; i < f + n; i++) u.writeSync(piece, perm[i % NBLK] * BLOCK + 8192); } },
-    { name: '4 KiB first write, shared block (copy 64 KiB)', run: (f, n) => { for (let i = f; i < f + n; i++) v.writeSync(piece, perm[i] * BLOCK + 8192); } },
-    { name: '4 KiB first write, unprovisioned block (zero 60 KiB)', run: (f, n) => { for (let i = f; i < f + n; i++) e.writeSync(piece, perm[i] * BLOCK + 8192); } },
+    { name: 'unshared', run: (f, n) => { for (let i = f; i < f + n; i++) u.writeSync(piece, perm[i % NBLK] * BLOCK + 8192); } },
+    { name: 'shared', run: (f, n) => { for (let i = f; i < f + n; i++) v.writeSync(piece, perm[i] * BLOCK + 8192); } },
+    { name: 'unprovisioned', run: (f, n) => { for (let i = f; i < f + n; i++) e.writeSync(piece, perm[i] * BLOCK + 8192); } },
   ];
   const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
-  const base = res[0].nsPerOp;
-  table('Write cost by block state (no commit inside the rounds)', ['case', 'ops/s', 'per write', 'spread', 'cost vs unshared write'], res.map((x) => [
-    x.name, fmtOps(x.opsPerSec), fmtNs(x.nsPerOp), spread(x), `${(x.nsPerOp / base).toFixed(1)}x`,
-  ]));
+  const copies = (pool.storage.data as FileDevice).copies;
+  const path = (Object.entries(copies) as Array<[string, number]>).sort((a, b) => b[1] - a[1])[0][0];
   pool.closeSync();
+  return { path, unsharedNs: res[0].nsPerOp, sharedNs: res[1].nsPerOp, unprovisionedNs: res[2].nsPerOp };
+}
+
+/** Runs measure() in a child process on dir (optionally without the native helper); returns its figures. */
+function child(dir: string, noNative: boolean): Measured {
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [self, '--child', dir, ...(QUICK ? ['--quick'] : [])], {
+    encoding: 'utf8', env: { ...process.env, THINPOOL_NO_NATIVE: noNative ? '1' : '' }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (r.status !== 0) throw new Error(`cow child on ${dir} failed (${r.status})`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Measured;
+}
+
+function sh(cmd: string, argv: string[]): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 120_000 });
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error?.message ?? ''}`.trim() };
+}
+
+/** A loop-mounted file system of `kind` under base; null (with a note) when this machine cannot make one. */
+function loopFs(base: string, kind: 'xfs' | 'btrfs'): { dir: string; remove(): void } | null {
+  if (process.getuid?.() !== 0) { note(`${kind}: skipped (needs root for losetup and mount)`); return null; }
+  const mkfs = kind === 'xfs' ? 'mkfs.xfs' : 'mkfs.btrfs';
+  const image = join(base, `${kind}.img`);
+  const mnt = join(base, `${kind}-mnt`);
+  writeFileSync(image, '');
+  spawnSync('truncate', ['-s', `${(2 * 3 * NBLK * BLOCK) / 1024 / 1024 + 320}M`, image]); // two pools of 3 volumes
+  const made = sh(mkfs, kind === 'xfs' ? ['-q', '-m', 'reflink=1', image] : ['-q', image]);
+  if (!made.ok) { note(`${kind}: skipped (${mkfs}: ${made.out}; Debian package ${kind === 'xfs' ? 'xfsprogs' : 'btrfs-progs'})`); return null; }
+  const lo = sh('losetup', ['-f', '--show', image]);
+  if (!lo.ok) { note(`${kind}: skipped (losetup: ${lo.out})`); return null; }
+  const loop = lo.out;
+  mkdirSync(mnt);
+  const m = sh('mount', [loop, mnt]);
+  if (!m.ok) { sh('losetup', ['-d', loop]); note(`${kind}: skipped (mount: ${m.out})`); return null; }
+  return { dir: mnt, remove: () => { sh('umount', [mnt]); sh('losetup', ['-d', loop]); } };
+}
+
+async function main(): Promise<void> {
+  const at = args.indexOf('--child');
+  if (at >= 0) {
+    console.log(JSON.stringify(await measure(args[at + 1])));
+    return;
+  }
+  header('Copy-on-write: first write into a shared block', `${NBLK} provisioned 64 KiB blocks, snapshot taken, ${PER_ROUND} writes per round, wall clock, load average ${loadavg()[0].toFixed(1)}`);
+  const base = scratchDir('cow');
+  const fsType = sh('stat', ['-f', '-c', '%T', base]).out;
+  const targets: Array<{ fs: string; dir: string; remove?(): void }> = [{ fs: `${fsType} (scratch directory)`, dir: join(base, 'tmp') }];
+  mkdirSync(targets[0].dir);
+  for (const kind of ['xfs', 'btrfs'] as const) {
+    const t = loopFs(base, kind);
+    if (t) targets.push({ fs: `${kind} (loop-mounted)`, dir: t.dir, remove: t.remove });
+  }
+  const rows: Array<{ fs: string; path: string; unsharedNs: number; sharedNs: number; unprovisionedNs: number; ratio: number }> = [];
+  try {
+    for (const t of targets) {
+      for (const noNative of [false, true]) {
+        const dir = join(t.dir, noNative ? 'plain' : 'native');
+        mkdirSync(dir);
+        const m = child(dir, noNative);
+        rows.push({ fs: t.fs, ...m, ratio: m.sharedNs / m.unsharedNs });
+      }
+    }
+  } finally {
+    for (const t of targets) t.remove?.();
+  }
+  table('First 4 KiB write into a shared 64 KiB block against a 4 KiB write into an unshared one (medians of rounds)',
+    ['file system', 'copy path', 'unshared write', 'shared first write', 'ratio', 'goal <= 2x', 'unprovisioned first write'],
+    rows.map((r) => [r.fs, r.path, fmtNs(r.unsharedNs), fmtNs(r.sharedNs), `${r.ratio.toFixed(2)}x`, r.path === 'read-write' ? '(old path, baseline)' : verdict(r.ratio, 2, false), fmtNs(r.unprovisionedNs)]));
+  const figDir = process.env.THINPOOL_FIGURES_DIR;
+  if (figDir !== undefined && !QUICK) {
+    const path = join(figDir, 'cow.json');
+    writeFileSync(path, `${JSON.stringify({ bench: 'bench/engine/cow.ts', machine: '2 cores shared with other jobs', loadAverage: Number(loadavg()[0].toFixed(1)), blocks: NBLK, rows }, null, 2)}\n`);
+    note(`figures written to ${path}`);
+  }
 }
 
 await main();

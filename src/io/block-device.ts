@@ -26,8 +26,18 @@ export interface BlockDevice {
    * the range reads as zeros. Returns false when the device cannot release space (the range is then unchanged).
    */
   discard(offsetBytes: number, lengthBytes: number): boolean;
+  /**
+   * Optional: copy `lengthBytes` from `srcBytes` to `dstBytes` inside this device (the ranges must not overlap),
+   * with the rules of a `write` of those bytes at `dstBytes` (durable after a later `flush`; a crash may lose,
+   * keep or tear it). Says how: `clone` (the host file system now shares the extents: nothing was copied),
+   * `copy` (copied inside the kernel), `read-write` (through a buffer). Without it callers read and write.
+   */
+  copyWithin?(srcBytes: number, dstBytes: number, lengthBytes: number): CopyPath;
   close(): void;
 }
+
+/** How `copyWithin` copied a range (see BlockDevice.copyWithin). */
+export type CopyPath = 'clone' | 'copy' | 'read-write';
 
 /**
  * A device that can also have many requests in flight (a network device). `readAsync`/`writeAsync` follow the

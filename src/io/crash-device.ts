@@ -17,9 +17,13 @@
  *   in `clock.ops`) throw EIO without taking effect; from then on the clock is down and every call of its
  *   devices except `close` throws EIO. `clock.crash(rng)` may follow to obtain the post-crash images.
  *   `clock.ops` counts the I/O calls that ran (so it equals n once the armed call has thrown).
+ * - `copyWithin` is one I/O call and one unflushed update: a write, at the destination, of the bytes the source
+ *   holds in the volatile state (a crash may lose, keep or tear it like any write), as a file system's reflink
+ *   or copy_file_range is until the next fdatasync. `peek` reads the volatile state without an I/O call (for
+ *   harnesses that log what a call did).
  */
 import { ThinpoolError } from '../errors.js';
-import type { BlockDevice } from './block-device.js';
+import type { BlockDevice, CopyPath } from './block-device.js';
 import { MemoryDevice } from './memory-device.js';
 
 /** Sector size at which an unflushed write may tear. */
@@ -129,6 +133,22 @@ export class CrashDevice implements BlockDevice {
     this.clock._tick();
     this.#volatile.write(buf, offsetBytes);
     if (buf.length > 0) this.#log.push({ kind: 'write', offset: offsetBytes, data: buf.slice() });
+  }
+
+  copyWithin(srcBytes: number, dstBytes: number, lengthBytes: number): CopyPath {
+    this.#checkOpen();
+    this.clock._tick();
+    const data = new Uint8Array(lengthBytes);
+    this.#volatile.read(data, srcBytes);
+    this.#volatile.write(data, dstBytes);
+    if (lengthBytes > 0) this.#log.push({ kind: 'write', offset: dstBytes, data });
+    return 'copy';
+  }
+
+  /** Fill buf from the volatile state at offsetBytes without counting an I/O call. */
+  peek(buf: Uint8Array, offsetBytes: number): void {
+    this.#checkOpen();
+    this.#volatile.read(buf, offsetBytes);
   }
 
   flush(): void {

@@ -10,12 +10,16 @@
  *   After one failure the device stops trying; a missing binary disables punching process-wide.
  * - fs errors surface as `ThinpoolError` EIO (ENOENT / EEXIST when opening or creating).
  * - `holePunchPath()` names the path `discard` takes in this process (what `thinpool status` reports).
+ * - `copyWithin` (copy-on-write of data blocks) shares the extents with FICLONERANGE (reflink: XFS, btrfs), else
+ *   copies inside the kernel with copy_file_range(2), else reads and writes through a buffer; a path that fails
+ *   once on a device (the file system lacks it) is not tried again on that device. `copies` counts the paths
+ *   taken. Durability is a write's: the data flush (fdatasync) persists the shared or copied extents.
  */
 import { nativeHelpers } from './native.js';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
-import type { BlockDevice } from './block-device.js';
+import type { BlockDevice, CopyPath } from './block-device.js';
 import { checkRange, checkSize } from './memory-device.js';
 
 /** Smallest range `FileDevice.discard` tries to punch. */
@@ -71,6 +75,11 @@ export class FileDevice implements BlockDevice {
   #size: number;
   #closed = false;
   #punchFailed = false;
+  #cloneFailed = false;
+  #copyFailed = false;
+  #copyBuf: Uint8Array | null = null;
+  /** How many `copyWithin` calls took each path on this device. */
+  readonly copies: Record<CopyPath, number> = { clone: 0, copy: 0, 'read-write': 0 };
 
   private constructor(path: string, fd: number, sizeBytes: number, readOnly: boolean) {
     this.path = path;
@@ -200,6 +209,45 @@ export class FileDevice implements BlockDevice {
       return false;
     }
     return true;
+  }
+
+  copyWithin(srcBytes: number, dstBytes: number, lengthBytes: number): CopyPath {
+    this.#checkWritable();
+    checkRange(srcBytes, lengthBytes);
+    checkRange(dstBytes, lengthBytes);
+    if (srcBytes < dstBytes + lengthBytes && dstBytes < srcBytes + lengthBytes && lengthBytes > 0) {
+      throw new ThinpoolError('EINVAL', `copyWithin: ranges overlap (${srcBytes} and ${dstBytes}, ${lengthBytes} bytes)`);
+    }
+    const path = this.#copy(srcBytes, dstBytes, lengthBytes);
+    this.copies[path]++;
+    if (lengthBytes > 0) this.#size = Math.max(this.#size, dstBytes + lengthBytes);
+    return path;
+  }
+
+  #copy(src: number, dst: number, length: number): CopyPath {
+    const native = nativeHelpers();
+    if (native?.cloneRange && !this.#cloneFailed && src + length <= this.#size) {
+      if (native.cloneRange(this.#fd, src, this.#fd, dst, length) === 0) return 'clone';
+      this.#cloneFailed = true; // EOPNOTSUPP (ext4, tmpfs), EINVAL (not aligned to the file system's blocks)
+    }
+    let done = 0;
+    if (native?.copyRange && !this.#copyFailed) {
+      while (done < length) {
+        const n = native.copyRange(this.#fd, src + done, this.#fd, dst + done, length - done);
+        if (n < 0) this.#copyFailed = true; // ENOSYS, EXDEV, EOPNOTSUPP: the rest (and later copies) read + write
+        if (n <= 0) break; // 0: past the end of the file (the rest reads as zeros: read + write writes them)
+        done += n;
+      }
+      if (done === length) return 'copy';
+    }
+    const buf = (this.#copyBuf ??= new Uint8Array(1024 * 1024));
+    while (done < length) {
+      const part = buf.subarray(0, Math.min(buf.length, length - done));
+      this.read(part, src + done);
+      this.write(part, dst + done);
+      done += part.length;
+    }
+    return 'read-write';
   }
 
   close(): void {

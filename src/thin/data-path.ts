@@ -7,6 +7,7 @@
  * - A write to an unmapped block allocates a data block and maps it; a write to a shared block (the kernel's
  *   time rule) copies the whole block to a new one first (break sharing); the rest of a new block reads as
  *   zeros (zeroed unless still pristine under the high-water mark, which is raised durably before the write).
+ *   The copy goes through the device's copyWithin when it has one (reflink or copy_file_range on a file).
  *   The mapping is inserted only after the data is written; a failed data write returns the block.
  * - Unshared mapped blocks are written in place even in read-only mode (not in failed mode); anything that
  *   needs metadata refuses with the mode's error.
@@ -268,8 +269,17 @@ export class DataPath {
     });
   }
 
+  /**
+   * Copy data block `from` into `to` (not mapped yet): through the device's copyWithin when it has one (a file
+   * device shares the extents or copies inside the kernel), else through a buffer.
+   */
   private copyBlock(from: number, to: number): void {
     const bs = this.s.blockSize;
+    const data = this.s.storage.data;
+    if (data.copyWithin !== undefined) {
+      data.copyWithin(from * bs, to * bs, bs);
+      return;
+    }
     const buf = (this.copyBuf ??= new Uint8Array(Math.min(bs, 1024 * 1024)));
     for (let off = 0; off < bs; off += buf.length) {
       this.s.storage.data.read(buf, from * bs + off);

@@ -1,6 +1,7 @@
 // Crash points: seeded random workloads (create, snapshot, write, discard, delete, resize, rename, labels,
 // catalog-only commits, held metadata snapshots, setTransactionId, data and metadata growth, auto-extend,
-// commits) on a tiny pool over CrashDevices, cut at every I/O call (device reads, writes, flushes, and the
+// commits) on a tiny pool over CrashDevices, cut at every I/O call (device reads, writes, block copies (copy-on-write
+// through copyWithin, the reflink / copy_file_range path of file devices), flushes, and the
 // catalog's stage / publish), crashed with a seeded rng (random subset of unflushed writes kept, last one torn
 // per 512-byte sector), reopened and checked against the model. Strict: no tolerance for any known bug.
 // A cut in a commit phase is crashed COMMIT_CRASHES times, with different subsets of the unflushed writes: the
@@ -79,6 +80,13 @@ function logged(dev: BlockDevice, name: string, log: IoEvent[], quiet: Array<[nu
       const ok = dev.discard(o, l);
       if (ok) quiet.push([log.length, { op: cur(), dev: name, kind: 'discard', offset: o, length: l }]);
       return ok;
+    },
+    // A copy (copy-on-write of a data block) is one I/O call that updates like a write of the source's bytes.
+    copyWithin: (src, dst, len) => {
+      const data = new Uint8Array(len);
+      (dev as CrashDevice).peek(data, src);
+      log.push({ op: cur(), dev: name, kind: 'copy', offset: dst, data });
+      return (dev as CrashDevice).copyWithin(src, dst, len);
     },
     close: () => dev.close(),
   };
@@ -296,7 +304,7 @@ class Replayer {
         if (e.kind === 'catalog-stage') this.catalog.stage(e.staged![0], e.staged![1]);
         else if (e.kind === 'catalog-publish') this.catalog.publish();
         else this.catalog.discardStaged();
-      } else if (e.kind === 'write') {
+      } else if (e.kind === 'write' || e.kind === 'copy') {
         if (e.data!.length > 0) this.pending[e.dev as 'meta' | 'data'].push(e);
       } else if (e.kind === 'flush') {
         const dev = e.dev as 'meta' | 'data';
@@ -326,7 +334,7 @@ function crashImage(durable: MemoryDevice, log: IoEvent[], rng: () => number, ke
   const last = kept.pop();
   for (const u of kept) applyUpdate(image, u);
   if (last) {
-    if (last.kind === 'write' && rng() < 0.5) {
+    if ((last.kind === 'write' || last.kind === 'copy') && rng() < 0.5) {
       const data = last.data!;
       const end = last.offset + data.length;
       for (let pos = last.offset; pos < end; ) {
@@ -342,7 +350,7 @@ function crashImage(durable: MemoryDevice, log: IoEvent[], rng: () => number, ke
 }
 
 function applyUpdate(dev: BlockDevice, e: IoEvent): void {
-  if (e.kind === 'write') dev.write(e.data!, e.offset);
+  if (e.kind === 'write' || e.kind === 'copy') dev.write(e.data!, e.offset);
   else if (e.kind === 'discard') dev.discard(e.offset, e.length!);
   else if (e.kind === 'resize') dev.resize(e.length!);
   else throw new Error(`not an update: ${e.kind}`);
