@@ -14,7 +14,7 @@
 import type { BlockDevice } from '../io/block-device.js';
 import { ThinpoolError } from '../errors.js';
 import { MAX_DEVICE_ID, MAX_TIME, ThinMetadata } from './metadata.js';
-import type { XmlSuperblock } from './thin-xml.js';
+import { parseThinXmlStream, type XmlDevice, type XmlMapping, type XmlSuperblock } from './thin-xml.js';
 
 export interface RestoreOptions {
   /** Metadata cache size in 4 KiB blocks (see ThinMetadata). */
@@ -42,17 +42,19 @@ function validate(sb: XmlSuperblock, nrData: number, dataBlockSize: number): voi
     }
     if (ids.has(dev.devId)) throw invalid('Device already exists');
     ids.add(dev.devId);
-    for (const m of dev.mappings) {
-      if (m.length === 0) continue;
-      if (!(Number.isSafeInteger(m.vblock) && Number.isSafeInteger(m.dblock) && Number.isSafeInteger(m.length)) || m.length < 0) {
-        throw invalid(`bad mapping at virtual block ${m.vblock} of thin device ${dev.devId}`);
-      }
-      const last = m.dblock + m.length - 1;
-      if (last >= nrData) throw invalid(`mapping beyond end of data device (${Math.max(m.dblock, nrData)} >= ${nrData})`);
-      if (!Number.isInteger(m.time) || m.time < 0 || m.time > MAX_TIME) {
-        throw invalid(`mapping time ${m.time} out of range (thin device ${dev.devId}, virtual block ${m.vblock})`);
-      }
-    }
+    for (const m of dev.mappings) checkMapping(m, dev.devId, nrData);
+  }
+}
+
+function checkMapping(m: XmlMapping, devId: number, nrData: number): void {
+  if (m.length === 0) return;
+  if (!(Number.isSafeInteger(m.vblock) && Number.isSafeInteger(m.dblock) && Number.isSafeInteger(m.length)) || m.length < 0) {
+    throw invalid(`bad mapping at virtual block ${m.vblock} of thin device ${devId}`);
+  }
+  const last = m.dblock + m.length - 1;
+  if (last >= nrData) throw invalid(`mapping beyond end of data device (${Math.max(m.dblock, nrData)} >= ${nrData})`);
+  if (!Number.isInteger(m.time) || m.time < 0 || m.time > MAX_TIME) {
+    throw invalid(`mapping time ${m.time} out of range (thin device ${devId}, virtual block ${m.vblock})`);
   }
 }
 
@@ -81,4 +83,62 @@ export function restoreMetadata(dev: BlockDevice, sb: XmlSuperblock, opts: Resto
   }
   md.setSuperblockFields({ time: sb.time, transactionId, flags: sb.flags, version: sb.version });
   md.commit();
+}
+
+/** What a streamed restore wrote. */
+export interface RestoreStats {
+  devices: number;
+  mappings: number;
+  nrDataBlocks: number;
+  dataBlockSize: number;
+}
+
+/**
+ * thin_restore from XML read piece by piece (`first`, then `more()` until null), inserting each mapping as it is
+ * parsed: memory is the metadata cache and one piece, whatever the size of the XML. `device(sb)` is called once
+ * the superblock tag is read (nr_data_blocks and data_block_size known, after the overrides) and returns the
+ * metadata device to format. Same checks and messages as restoreMetadata, made as the input arrives: on an error
+ * the device holds a partial, uncommitted restore (the caller discards it). Mappings are inserted in document
+ * order (thin_restore's XML need not be sorted); the result is committed once, at the end.
+ */
+export function restoreMetadataStream(
+  device: (sb: { nrDataBlocks: number; dataBlockSize: number }) => BlockDevice,
+  first: string,
+  more: () => string | null,
+  opts: RestoreOptions = {},
+): RestoreStats {
+  let md: ThinMetadata | undefined;
+  let top: XmlSuperblock | undefined;
+  let cur: XmlDevice | undefined;
+  const stats: RestoreStats = { devices: 0, mappings: 0, nrDataBlocks: 0, dataBlockSize: 0 };
+  parseThinXmlStream(first, more, {
+    superblock: (sb) => {
+      const nrData = opts.nrDataBlocks ?? sb.nrDataBlocks;
+      const dataBlockSize = opts.dataBlockSize ?? sb.dataBlockSize;
+      validate({ ...sb, devices: [] }, nrData, dataBlockSize);
+      stats.nrDataBlocks = nrData;
+      stats.dataBlockSize = dataBlockSize;
+      top = sb;
+      md = ThinMetadata.format(device({ nrDataBlocks: nrData, dataBlockSize }), { nrDataBlocks: nrData, dataBlockSectors: dataBlockSize, cacheBlocks: opts.cacheBlocks });
+    },
+    device: (d) => {
+      validate({ ...top!, devices: [{ ...d, mappings: [] }] }, stats.nrDataBlocks, stats.dataBlockSize);
+      md!.createThin(d.devId);
+      stats.devices++;
+      cur = d;
+    },
+    mapping: (m) => {
+      checkMapping(m, cur!.devId, stats.nrDataBlocks);
+      for (let i = 0; i < m.length; i++) md!.insertMappingRaw(cur!.devId, m.vblock + i, m.dblock + i, m.time);
+      stats.mappings += m.length;
+    },
+    deviceEnd: () => {
+      const d = cur!;
+      md!.setDeviceDetails(d.devId, { transactionId: d.transaction, creationTime: d.creationTime, snapshottedTime: d.snapTime });
+      cur = undefined;
+    },
+  }, { checkDataBounds: opts.nrDataBlocks === undefined });
+  md!.setSuperblockFields({ time: top!.time, transactionId: opts.transactionId ?? top!.transaction, flags: top!.flags, version: top!.version });
+  md!.commit();
+  return stats;
 }

@@ -127,7 +127,14 @@ interface Tag {
   name: string;
   attrs: Map<string, string>;
   line: number;
+  /** A mapping tag in thin_dump's exact form, read by the fast path: its attribute values in thin_dump's order. */
+  values?: string[];
 }
+
+/** thin_dump's own mapping lines, recognised whole (anything else takes the general path). */
+const SINGLE_RE = /<single_mapping origin_block="([0-9]{1,16})" data_block="([0-9]{1,16})" time="([0-9]{1,10})"\/>/y;
+const RANGE_RE = /<range_mapping origin_begin="([0-9]{1,16})" data_begin="([0-9]{1,16})" length="([0-9]{1,16})" time="([0-9]{1,10})"\/>/y;
+const NO_ATTRS = new Map<string, string>();
 
 function xmlError(msg: string, line?: number): ThinpoolError {
   return new ThinpoolError('EXML', line === undefined ? msg : `${msg} (line ${line})`);
@@ -160,46 +167,97 @@ function decodeEntities(raw: string, line: number): string {
   });
 }
 
-/** A tokenizer for the flat XML of thin_dump: tags with attributes; text, comments, PIs and doctype skipped. */
-function* tokenize(text: string): Generator<Tag> {
+/** Longest construct (tag, comment) read across pieces of streamed input before an error is final. */
+const MAX_CONSTRUCT = 4 << 20;
+
+/**
+ * A tokenizer for the flat XML of thin_dump: tags with attributes; text, comments, PIs and doctype skipped. The
+ * input is `first` and then whatever `more` returns until it returns null (pieces of any size).
+ */
+function* tokenize(first: string, more?: () => string | null): Generator<Tag> {
+  let text = first;
   let i = 0;
   let line = 1;
-  const n = text.length;
+  let n = text.length;
+  let eof = more === undefined;
+  /** Position of the next '&' at or after i (-1: not searched yet). */
+  let ampAt = -1;
   const advanceTo = (j: number): void => {
     for (let k = i; k < j; k++) if (text.charCodeAt(k) === 10) line++;
     i = j;
   };
-  while (i < n) {
+  /** Keep text from i on, append the next piece; false at the end of the input. */
+  const pull = (): boolean => {
+    const next = eof ? null : more!();
+    if (next === null) {
+      eof = true;
+      return false;
+    }
+    text = text.slice(i) + next;
+    n = text.length;
+    i = 0;
+    ampAt = -1;
+    return true;
+  };
+  for (;;) {
+    if (i >= n && !pull()) break;
     const lt = text.indexOf('<', i);
     if (lt < 0) {
+      if (pull()) continue;
       advanceTo(n);
       break;
     }
-    if (text.slice(i, lt).includes('&')) decodeEntities(text.slice(i, lt), line); // validate only
+    if (ampAt < i) ampAt = text.indexOf('&', i) >>> 0; // no '&' left: 2^32 - 1
+    if (ampAt < lt) decodeEntities(text.slice(i, lt), line); // validate only
     advanceTo(lt);
+    const c1 = text.charCodeAt(i + 1);
+    const re = c1 === 115 ? SINGLE_RE : c1 === 114 ? RANGE_RE : undefined; // 's', 'r'
+    if (re !== undefined) {
+      re.lastIndex = i;
+      const m = re.exec(text);
+      if (m !== null) {
+        const t: Tag = { kind: 'empty', name: re === SINGLE_RE ? 'single_mapping' : 'range_mapping', attrs: NO_ATTRS, line, values: m.slice(1) };
+        i = re.lastIndex; // no newline inside
+        yield t;
+        continue;
+      }
+    }
+    let tag: Tag | null;
+    try {
+      tag = construct();
+    } catch (e) {
+      // A construct cut at the end of a piece: read on and parse it again (no construct is megabytes long).
+      if (!eof && n - i < MAX_CONSTRUCT && pull()) continue;
+      throw e;
+    }
+    if (tag !== null) yield tag;
+  }
+
+  /** The construct at i: a tag, or null for a comment, PI, CDATA or declaration (skipped). */
+  function construct(): Tag | null {
     if (text.startsWith('<!--', i)) {
       const end = text.indexOf('-->', i + 4);
       if (end < 0) throw xmlError('Parse error: unterminated comment', line);
       advanceTo(end + 3);
-      continue;
+      return null;
     }
     if (text.startsWith('<?', i)) {
       const end = text.indexOf('?>', i + 2);
       if (end < 0) throw xmlError('Parse error: unterminated processing instruction', line);
       advanceTo(end + 2);
-      continue;
+      return null;
     }
     if (text.startsWith('<![CDATA[', i)) {
       const end = text.indexOf(']]>', i + 9);
       if (end < 0) throw xmlError('Parse error: unterminated CDATA section', line);
       advanceTo(end + 3);
-      continue;
+      return null;
     }
     if (text.startsWith('<!', i)) {
       const end = text.indexOf('>', i + 2);
       if (end < 0) throw xmlError('Parse error: unterminated declaration', line);
       advanceTo(end + 1);
-      continue;
+      return null;
     }
     const tagLine = line;
     let j = i + 1;
@@ -249,7 +307,7 @@ function* tokenize(text: string): Generator<Tag> {
       j = vEnd + 1;
     }
     advanceTo(j);
-    yield { kind, name, attrs, line: tagLine };
+    return { kind, name, attrs, line: tagLine };
   }
 }
 
@@ -283,6 +341,36 @@ function optUintAttr(tag: Tag, key: string, max: number, dflt: number): number {
 
 /** Parse thin_dump XML following thin_restore 0.9.0's rules (spec 10.2). Throws `ThinpoolError('EXML')`. */
 export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): XmlSuperblock {
+  let sb: XmlSuperblock | undefined;
+  let dev: XmlDevice | undefined;
+  parseThinXmlStream(text, undefined, {
+    superblock: (s) => void (sb = s),
+    device: (d) => {
+      sb!.devices.push(d);
+      dev = d;
+    },
+    mapping: (m) => void dev!.mappings.push(m),
+    deviceEnd: () => void (dev = undefined),
+  }, options);
+  return sb!;
+}
+
+/** What a streamed parse hands over, in document order. */
+export interface ThinXmlHandler {
+  /** The superblock's attributes (`devices` empty). */
+  superblock(sb: XmlSuperblock): void;
+  /** A device's attributes (`mappings` empty); its mappings follow, then deviceEnd. */
+  device(dev: XmlDevice): void;
+  /** One mapping or run of the current device (length >= 1), as written (not sorted, not coalesced). */
+  mapping(m: XmlMapping): void;
+  deviceEnd(): void;
+}
+
+/**
+ * Parse thin_dump XML as a stream, with parseThinXml's rules and errors: `first`, then the pieces `more` returns
+ * until null (split anywhere, even inside a tag). Memory: the current piece and one device's attributes.
+ */
+export function parseThinXmlStream(first: string, more: (() => string | null) | undefined, h: ThinXmlHandler, options: ParseThinXmlOptions = {}): void {
   const checkDataBounds = options.checkDataBounds ?? true;
   let sb: XmlSuperblock | undefined;
   let sbDone = false;
@@ -298,14 +386,18 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
       const bad = Math.max(m.dblock, sb.nrDataBlocks);
       throw xmlError(`mapping beyond end of data device (${bad} >= ${sb.nrDataBlocks})`);
     }
-    dev.mappings.push(m);
+    h.mapping(m);
+  };
+  const endDevice = (): void => {
+    dev = undefined;
+    h.deviceEnd();
   };
 
-  for (const tag of tokenize(text)) {
+  for (const tag of tokenize(first, more)) {
     if (tag.kind === 'close') {
       const open = stack.pop();
       if (open !== tag.name) throw xmlError('Parse error: mismatched tag', tag.line);
-      if (tag.name === 'device') dev = undefined;
+      if (tag.name === 'device') endDevice();
       else if (tag.name === 'superblock') sbDone = true;
       continue;
     }
@@ -325,6 +417,7 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
         sb = { uuid, time, transaction, flags, version, dataBlockSize, nrDataBlocks, devices: [] };
         const snap = tag.attrs.get('metadata_snap');
         if (snap !== undefined) sb.metadataSnap = toUint(tag, 'metadata_snap', snap, U64);
+        h.superblock(sb);
         break;
       }
       case 'device': {
@@ -341,12 +434,17 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
         };
         if (ids.has(devId)) throw xmlError('Device already exists');
         ids.add(devId);
-        sb.devices.push(d);
         dev = d;
+        h.device(d);
         break;
       }
       case 'single_mapping': {
         if (dev === undefined) throw xmlError('not in device');
+        const v = tag.values;
+        if (v !== undefined) {
+          addMapping(tag, { vblock: toUint(tag, 'origin_block', v[0], U64), dblock: toUint(tag, 'data_block', v[1], U64), length: 1, time: toUint(tag, 'time', v[2], U32) });
+          break;
+        }
         addMapping(tag, {
           vblock: uintAttr(tag, 'origin_block', U64),
           dblock: uintAttr(tag, 'data_block', U64),
@@ -357,6 +455,14 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
       }
       case 'range_mapping': {
         if (dev === undefined) throw xmlError('not in device');
+        const v = tag.values;
+        if (v !== undefined) {
+          addMapping(tag, {
+            vblock: toUint(tag, 'origin_begin', v[0], U64), dblock: toUint(tag, 'data_begin', v[1], U64),
+            length: toUint(tag, 'length', v[2], U64), time: toUint(tag, 'time', v[3], U32),
+          });
+          break;
+        }
         addMapping(tag, {
           vblock: uintAttr(tag, 'origin_begin', U64),
           dblock: uintAttr(tag, 'data_begin', U64),
@@ -369,9 +475,8 @@ export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): X
         throw xmlError('unknown tag type');
     }
     if (tag.kind === 'open') stack.push(tag.name);
-    else if (tag.name === 'device') dev = undefined;
+    else if (tag.name === 'device') endDevice();
     else if (tag.name === 'superblock') sbDone = true;
   }
   if (stack.length > 0 || sb === undefined) throw xmlError('Parse error: no element found');
-  return sb;
 }

@@ -3,15 +3,16 @@
  * (`thinDumpText`, any piece size) concatenate to `formatThinDumpXml(dumpMetadata(md))`, live and held views;
  * `deviceUsage` (which walks only unshared subtrees) equals thin_ls's definition computed by brute force over
  * every mapping, on restored pools, snapshots with divergent writes, deletions, uncommitted changes and a held
- * metadata snapshot.
+ * metadata snapshot; the streamed XML parse (input cut anywhere, even inside a tag) and the streamed restore give
+ * what the whole-text parse and restore give, errors included.
  */
 import { describe, expect, test } from 'vitest';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { dumpMetadata, thinDumpText } from '../../src/thin/dump.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
-import { restoreMetadata } from '../../src/thin/restore.js';
+import { restoreMetadata, restoreMetadataStream } from '../../src/thin/restore.js';
 import { deviceUsage } from '../../src/thin/usage.js';
-import { formatThinDumpXml } from '../../src/thin/thin-xml.js';
+import { formatThinDumpXml, parseThinXml, parseThinXmlStream, type XmlDevice, type XmlSuperblock } from '../../src/thin/thin-xml.js';
 import { randomThinXml, seededRng } from '../support/oracle.js';
 
 const MiB = 1024 * 1024;
@@ -127,5 +128,88 @@ describe('deviceUsage walks unshared subtrees only and agrees with the brute-for
     for (let v = 0; v < 400; v++) md.insertMapping(id, v, md.allocDataBlock());
     md.commit();
     expect(deviceUsage(md)).toEqual(bruteUsage(md));
+  });
+});
+
+/** Parse text handed over in pieces cut at the given offsets. */
+function parsePieces(text: string, cuts: number[]): XmlSuperblock {
+  const pieces: string[] = [];
+  let at = 0;
+  for (const c of [...cuts, text.length]) {
+    pieces.push(text.slice(at, c));
+    at = c;
+  }
+  let sb: XmlSuperblock | undefined;
+  let dev: XmlDevice | undefined;
+  let k = 1;
+  parseThinXmlStream(pieces[0], () => (k < pieces.length ? pieces[k++] : null), {
+    superblock: (s) => void (sb = s),
+    device: (d) => {
+      sb!.devices.push(d);
+      dev = d;
+    },
+    mapping: (m) => void dev!.mappings.push(m),
+    deviceEnd: () => void (dev = undefined),
+  });
+  return sb!;
+}
+
+function outcome(f: () => unknown): unknown {
+  try {
+    return f();
+  } catch (e) {
+    return `error: ${(e as Error).message}`;
+  }
+}
+
+describe('streamed XML parse and restore', () => {
+  test('pieces cut anywhere parse as the whole text does (thin_dump form and the general form)', () => {
+    for (const seed of [51, 52, 53]) {
+      const { xml } = randomThinXml(seededRng(seed), { devices: 3, mappingsPerDevice: 40, canonical: seed === 52 });
+      const text = `<?xml version="1.0"?>\n<!-- a comment -->\n${xml}`;
+      const want = parseThinXml(text);
+      const rng = seededRng(seed + 100);
+      for (let r = 0; r < 40; r++) {
+        const cuts = Array.from({ length: 1 + Math.floor(rng() * 6) }, () => Math.floor(rng() * text.length)).sort((a, b) => a - b);
+        expect(parsePieces(text, cuts)).toEqual(want);
+      }
+      for (let c = 0; c < Math.min(text.length, 400); c++) expect(parsePieces(text, [c])).toEqual(want);
+    }
+  });
+
+  test('errors are the same wherever the input is cut', () => {
+    const good = '<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="100">\n  <device dev_id="1" mapped_blocks="1" transaction="1" creation_time="0" snap_time="0">\n';
+    for (const bad of [
+      `${good}    <single_mapping origin_block="1" data_block="100" time="0"/>\n  </device>\n</superblock>\n`,
+      `${good}    <single_mapping origin_block="x" data_block="1" time="0"/>\n  </device>\n</superblock>\n`,
+      `${good}    <single_mapping origin_block="1" data_block="1" time="0"/>\n  </device>\n`,
+      `${good}    <bogus/>\n  </device>\n</superblock>\n`,
+      `${good}  </device>\n  <device dev_id="1" mapped_blocks="0" transaction="1" creation_time="0" snap_time="0"/>\n</superblock>\n`,
+      `${good}    <single_mapping origin_block="1" data_block="1" time="0"`,
+    ]) {
+      const want = outcome(() => parseThinXml(bad));
+      expect(String(want)).toMatch(/^error: /);
+      for (let c = 0; c <= bad.length; c += 7) expect(outcome(() => parsePieces(bad, [c]))).toEqual(want);
+    }
+  });
+
+  test('restoreMetadataStream writes what restoreMetadata writes, and counts what it inserted', () => {
+    for (const seed of [61, 62]) {
+      const { xml, sb } = randomThinXml(seededRng(seed), { devices: 4, mappingsPerDevice: 2500, nrDataBlocks: 8000, maxVblock: 40000 });
+      const a = new MemoryDevice(16 * MiB);
+      restoreMetadata(a, sb);
+      const b = new MemoryDevice(16 * MiB);
+      const pieces = Array.from({ length: Math.ceil(xml.length / 997) }, (_, i) => xml.slice(i * 997, (i + 1) * 997));
+      let k = 1;
+      const stats = restoreMetadataStream((s) => {
+        expect(s).toEqual({ nrDataBlocks: sb.nrDataBlocks, dataBlockSize: sb.dataBlockSize });
+        return b;
+      }, pieces[0], () => (k < pieces.length ? pieces[k++] : null));
+      const mdA = ThinMetadata.open(a, { readOnly: true });
+      const mdB = ThinMetadata.open(b, { readOnly: true });
+      expect(formatThinDumpXml(dumpMetadata(mdB))).toBe(formatThinDumpXml(dumpMetadata(mdA)));
+      expect(stats.devices).toBe(sb.devices.length);
+      expect(stats.mappings).toBe(sb.devices.reduce((n, d) => n + d.mappings.reduce((m, r) => m + r.length, 0), 0));
+    }
   });
 });

@@ -2,7 +2,6 @@
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { isThinpoolError } from '../../errors.js';
 import { FileDevice } from '../../io/file-device.js';
 import { MAX_METADATA_BLOCKS } from '../../pd/space-map-metadata.js';
@@ -11,10 +10,10 @@ import { thinDumpText } from '../../thin/dump.js';
 import { lockPool, type PoolLock } from '../../thin/lock.js';
 import { UNCLEAN_MARKER } from '../../thin/lifecycle.js';
 import { ThinMetadata } from '../../thin/metadata.js';
-import { restoreMetadata } from '../../thin/restore.js';
+import { restoreMetadataStream, type RestoreStats } from '../../thin/restore.js';
 import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
 import { createHash } from 'node:crypto';
-import { parseThinXml } from '../../thin/thin-xml.js';
+import { countXmlMappings, spool, xmlPieces } from '../xml-source.js';
 import { CliError, UsageError, q, write } from '../io.js';
 import type { Ctx } from '../io.js';
 import { cephOptions, explained, humanSize, resolvePath, sizeArg } from '../pool.js';
@@ -242,32 +241,31 @@ function writeFully(fd: number, bytes: Uint8Array): void {
   }
 }
 
-async function readAll(stream: Readable): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
-  return Buffer.concat(parts).toString('utf8');
-}
-
 export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<string, unknown>): Promise<number> {
   const metadataSize = opts.metadataSize === undefined ? undefined : sizeArg(opts.metadataSize, '--metadata-size');
   if (metadataSize !== undefined && (metadataSize < 64 * 1024 || metadataSize % 4096 !== 0)) {
     throw new UsageError(`--metadata-size ${opts.metadataSize as string} must be a multiple of 4 KiB, at least 64K`);
   }
-  let text: string;
-  if (xmlFile === '-') text = await readAll(ctx.io.stdin);
-  else {
-    const p = resolvePath(ctx, xmlFile);
-    if (!existsSync(p)) throw new CliError(`${q(xmlFile)}: no such file: give a thin_dump XML file (made by "thinpool dump" or thin_dump)`);
-    if (statSync(p).isDirectory()) throw new CliError(`${q(xmlFile)} is a directory: give a thin_dump XML file`);
-    text = readFileSync(p, 'utf8');
+  let spoolDir: string | undefined;
+  let src: string;
+  if (xmlFile === '-') {
+    spoolDir = mkdtempSync(join(tmpdir(), 'thinpool-restore-'));
+    src = join(spoolDir, 'in.xml');
+    await spool(ctx.io.stdin, src);
+  } else {
+    src = resolvePath(ctx, xmlFile);
+    if (!existsSync(src)) throw new CliError(`${q(xmlFile)}: no such file: give a thin_dump XML file (made by "thinpool dump" or thin_dump)`);
+    if (statSync(src).isDirectory()) throw new CliError(`${q(xmlFile)} is a directory: give a thin_dump XML file`);
   }
-  let sb;
   try {
-    sb = parseThinXml(text);
-  } catch (e) {
-    if (isThinpoolError(e)) throw new CliError(`${q(xmlFile)} is not valid thin_dump XML: ${e.message}: fix the file and retry`);
-    throw e;
+    return await restoreFrom(ctx, xmlFile, src, pool, metadataSize);
+  } finally {
+    if (spoolDir !== undefined) rmSync(spoolDir, { recursive: true, force: true });
   }
+}
+
+/** Restore the XML at src (read piece by piece, each mapping inserted as it is parsed) into a new pool. */
+async function restoreFrom(ctx: Ctx, xmlFile: string, src: string, pool: string, metadataSize: number | undefined): Promise<number> {
   const abs = resolvePath(ctx, pool);
   const existed = existsSync(abs);
   if (existed) {
@@ -276,29 +274,39 @@ export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<
       if (existsSync(join(abs, f))) throw new CliError(`${q(pool)} already holds a pool (${f} exists): choose a new directory`);
     }
   }
-  const bs = sb.dataBlockSize * 512;
-  const dataBytes = sb.nrDataBlocks * bs;
-  const mappings = sb.devices.reduce((s, d) => s + d.mappings.reduce((t, m) => t + m.length, 0), 0);
-  const neededBlocks = 2 * (Math.ceil(mappings / 100) + sb.devices.length + Math.ceil(sb.nrDataBlocks / 16000)) + 128;
-  const dflt = Math.min(MAX_METADATA_BLOCKS * 4096, Math.max(2 * 1024 * 1024, Math.ceil((48 * dataBytes) / Math.max(bs, 1)), neededBlocks * 4096));
-  const mdBytes = metadataSize ?? Math.ceil(dflt / 4096) * 4096;
+  // The default metadata size needs the number of mappings before the first is inserted: counted on the bytes.
+  const counted = metadataSize === undefined ? countXmlMappings(src) : undefined;
   const made: string[] = [];
   let lock: PoolLock | null = null;
+  let mdBytes = 0;
+  let stats: RestoreStats;
   try {
     mkdirSync(abs, { recursive: true });
     lock = lockPool(abs);
     const mdPath = join(abs, 'metadata');
-    const dev = FileDevice.create(mdPath, mdBytes);
-    made.push(mdPath);
+    let dev: FileDevice | undefined;
+    const input = xmlPieces(src);
     let superblock: Uint8Array;
     try {
-      restoreMetadata(dev, sb);
-      dev.flush();
+      stats = restoreMetadataStream((sb) => {
+        const bs = sb.dataBlockSize * 512;
+        const dataBytes = sb.nrDataBlocks * bs;
+        const c = counted ?? { mappings: 0, devices: 0 };
+        const neededBlocks = 2 * (Math.ceil(c.mappings / 100) + c.devices + Math.ceil(sb.nrDataBlocks / 16000)) + 128;
+        const dflt = Math.min(MAX_METADATA_BLOCKS * 4096, Math.max(2 * 1024 * 1024, Math.ceil((48 * dataBytes) / Math.max(bs, 1)), neededBlocks * 4096));
+        mdBytes = metadataSize ?? Math.ceil(dflt / 4096) * 4096;
+        dev = FileDevice.create(mdPath, mdBytes);
+        made.push(mdPath);
+        return dev;
+      }, input.first, input.more);
+      dev!.flush();
       superblock = new Uint8Array(512);
-      dev.read(superblock, 0);
+      dev!.read(superblock, 0);
     } finally {
-      dev.close();
+      input.close();
+      dev?.close();
     }
+    const dataBytes = stats.nrDataBlocks * stats.dataBlockSize * 512;
     const dataPath = join(abs, 'data');
     const data = FileDevice.create(dataPath, dataBytes);
     made.push(dataPath);
@@ -314,12 +322,14 @@ export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<
     lock?.release();
     lock = null;
     if (!existed) rmSync(abs, { recursive: true, force: true });
+    if (isThinpoolError(e) && e.code === 'EXML') throw new CliError(`${q(xmlFile)} is not valid thin_dump XML: ${e.message}: fix the file and retry`);
     if (isThinpoolError(e) && e.code === 'EINVAL') throw new CliError(`${q(xmlFile)} cannot be restored: ${e.message}: fix the XML and retry`);
     if (isThinpoolError(e) && e.code === 'ENOSPC_METADATA') throw new CliError(`the metadata does not fit in ${humanSize(mdBytes)}: give a larger --metadata-size`);
     throw explained(e, pool);
   } finally {
     lock?.release();
   }
-  await write(ctx.io.stdout, `restored ${q(xmlFile)} into pool ${pool}: ${sb.devices.length} volumes, ${mappings} mappings, ${humanSize(dataBytes)} of data (${sb.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`);
+  const bs = stats.dataBlockSize * 512;
+  await write(ctx.io.stdout, `restored ${q(xmlFile)} into pool ${pool}: ${stats.devices} volumes, ${stats.mappings} mappings, ${humanSize(stats.nrDataBlocks * bs)} of data (${stats.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`);
   return 0;
 }
