@@ -1,5 +1,5 @@
 /** write, read, import, export: moving bytes in and out of volumes. */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { isZero, readFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
