@@ -115,7 +115,8 @@ class Checker {
   /** Expected metadata counts (spec 6.1). */
   readonly expected: Uint32Array;
   /** Expected data counts (spec 6.2); a Map for absurdly large data devices. */
-  private readonly dataTyped?: Uint32Array;
+  /** One byte per data block; a count that reaches 255 goes on in dataMap. */
+  private readonly dataTyped?: Uint8Array;
   private readonly dataMap = new Map<number, number>();
   /** Validated nodes (null: the node or something below it is damaged; reported once). */
   private readonly summaries = new Map<number, Summary | null>();
@@ -132,7 +133,7 @@ class Checker {
     this.nrMeta = md.msm.nrBlocks;
     this.nrData = md.dsm.nrBlocks;
     this.expected = new Uint32Array(this.nrMeta);
-    if (this.nrData <= 1 << 27) this.dataTyped = new Uint32Array(this.nrData);
+    if (this.nrData <= 1 << 29) this.dataTyped = new Uint8Array(this.nrData);
   }
 
   // ---- reporting ----
@@ -175,12 +176,15 @@ class Checker {
   }
 
   private dataRef(d: number): void {
-    if (this.dataTyped !== undefined) this.dataTyped[d]++;
-    else this.dataMap.set(d, (this.dataMap.get(d) ?? 0) + 1);
+    const t = this.dataTyped;
+    if (t !== undefined && t[d] < 255) t[d]++;
+    else this.dataMap.set(d, (this.dataMap.get(d) ?? (t !== undefined ? 255 : 0)) + 1);
   }
 
   private expectedData(d: number): number {
-    return this.dataTyped !== undefined ? this.dataTyped[d] : this.dataMap.get(d) ?? 0;
+    const t = this.dataTyped;
+    if (t !== undefined && t[d] < 255) return t[d];
+    return this.dataMap.get(d) ?? (t !== undefined ? 255 : 0);
   }
 
   // ---- btree walk ----

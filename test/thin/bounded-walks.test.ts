@@ -4,10 +4,12 @@
  * `deviceUsage` (which walks only unshared subtrees) equals thin_ls's definition computed by brute force over
  * every mapping, on restored pools, snapshots with divergent writes, deletions, uncommitted changes and a held
  * metadata snapshot; the streamed XML parse (input cut anywhere, even inside a tag) and the streamed restore give
- * what the whole-text parse and restore give, errors included.
+ * what the whole-text parse and restore give, errors included; the checker's one-byte expected data counts carry
+ * on past 255.
  */
 import { describe, expect, test } from 'vitest';
 import { MemoryDevice } from '../../src/io/memory-device.js';
+import { checkMetadata } from '../../src/thin/check.js';
 import { dumpMetadata, thinDumpText } from '../../src/thin/dump.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { restoreMetadata, restoreMetadataStream } from '../../src/thin/restore.js';
@@ -212,4 +214,23 @@ describe('streamed XML parse and restore', () => {
       expect(stats.mappings).toBe(sb.devices.reduce((n, d) => n + d.mappings.reduce((m, r) => m + r.length, 0), 0));
     }
   });
+});
+
+test('the checker counts a data block shared by 300 devices exactly (past its one-byte counters)', () => {
+  const devices: XmlDevice[] = Array.from({ length: 300 }, (_, i) => ({
+    devId: i, mappedBlocks: 2, transaction: 0, creationTime: 0, snapTime: 0,
+    mappings: [{ vblock: 0, dblock: 7, length: 1, time: 0 }, { vblock: 1, dblock: 8 + (i % 3), length: 1, time: 0 }],
+  }));
+  const sb: XmlSuperblock = { uuid: '', time: 0, transaction: 1, flags: 0, version: 2, dataBlockSize: 128, nrDataBlocks: 100, devices };
+  const dev = new MemoryDevice(16 * MiB);
+  restoreMetadata(dev, sb);
+  const md = ThinMetadata.open(dev);
+  expect(md.dataBlockCount(7)).toBe(300);
+  expect(checkMetadata(md).errors).toEqual([]);
+  md.insertMappingRaw(0, 2, 7, 0); // one more reference, and the device maps it twice
+  md.commit();
+  expect(checkMetadata(md).errors).toEqual([]);
+  md.dsm.dec(7); // the count no longer matches the mappings
+  md.commit();
+  expect(checkMetadata(md).errors.map((e) => e.message)).toContain('data reference counts differ for block 7, expected 301, but got 300');
 });
