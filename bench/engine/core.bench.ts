@@ -7,6 +7,7 @@
 import { ThinPool } from '../../src/index.js';
 import { Core } from '../../src/core/wasm.js';
 import { LEAF } from '../../src/pd/transaction-manager.js';
+import { ThinMetadata } from '../../src/thin/metadata.js';
 import { BLOCK, QUICK, bennyRun, fmtMs, fmtOps, header, median, note, provisionMeta, rng, table } from './_lib.js';
 
 const N = QUICK ? 100_000 : 1_000_000;
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   const tSeq = performance.now() - t;
   pool.commitSync();
   const r = rng(9);
-  const bt = md.l1;
+  const bt = ThinMetadata.internals(md).l1;
   const seqRoot = md.rootOf(seq.id);
   const M = 1 << 16;
   const lk = new Float64Array(M);
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
   let c1 = 0;
   let c2 = 0;
   let c3 = 0;
-  const x = md.core.x;
+  const x = ThinMetadata.internals(md).core.x;
   const lookCase = () => [
     { name: 'BTree.lookup (1 WASM call, host node callback per level)', fn: () => { bt.lookup(seqRoot, lk[c1++ & (M - 1)]); } },
     { name: 'ThinMetadata.lookupDblock', fn: () => { md.lookupDblock(seqRoot, lk[c2++ & (M - 1)]); } },
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
   // Same lookups once the pool's metadata (seq + rnd + raw trees) exceeds the default cache: misses re-read
   // and re-validate (checksum + node checks) blocks from the metadata device.
   const look2 = await bennyRun('lookups under cache pressure', lookCase().slice(1, 2));
-  note(`metadata blocks used ${md.metadataUsedBlocks}, cache ${md.cache.slots} blocks; cache reads so far ${md.cache.reads}`);
+  note(`metadata blocks used ${md.metadataUsedBlocks}, cache ${ThinMetadata.internals(md).cache.slots} blocks; cache reads so far ${ThinMetadata.internals(md).cache.reads}`);
 
   table(`B-tree (mapping tree level 1, ${N} keys, default cache)`, ['operation', 'rate', 'note'], [
     ...look.map((l) => [l.name, fmtOps(l.ops), `±${l.rme.toFixed(1)}% (benny), tree fits the cache`]),

@@ -13,7 +13,7 @@
 import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
-import { DEFAULT_CACHE_BLOCKS } from '../../src/thin/metadata.js';
+import { DEFAULT_CACHE_BLOCKS, ThinMetadata } from '../../src/thin/metadata.js';
 import { BLOCK, FULL, QUICK, fmtBytes, fmtMs, header, median, note, peakRss, provisionMeta, rng, scratchDir, table } from './_lib.js';
 
 const N = QUICK ? 100_000 : 1_000_000;
@@ -78,7 +78,7 @@ function main(): void {
   rows.push([`snapshot + commit, ${SNAPS} times (median / max)`, `${fmtMs(median(snapT))} / ${fmtMs(Math.max(...snapT))}`]);
   rows.push([`copy-on-write 4 KiB write into a shared block (median per write, incl. commit share)`, `${(median(cowT) * 1000).toFixed(0)} µs`]);
   const st = pool.status();
-  const cache = md.cache;
+  const cache = ThinMetadata.internals(md).cache;
   const cacheStats = `${cache.reads} reads, ${cache.writes} writes`;
 
   // Random reads of the newest (depth 100) and the origin, metadata partly cold after reopen.
@@ -98,7 +98,7 @@ function main(): void {
     const dt = performance.now() - t;
     rows.push([`${n} random 4 KiB reads of ${name} after open (cold metadata cache)`, `${fmtMs(dt)} (${((dt * 1000) / n).toFixed(2)} µs/read)`]);
   }
-  const c2 = p2.metadata.cache;
+  const c2 = ThinMetadata.internals(p2.metadata).cache;
   table('Times', ['step', 'time'], rows);
   table('Size and memory', ['figure', 'value'], [
     ['mapped blocks in v0', `${p2.metadata.deviceDetails(p2.volume('v0').id).mappedBlocks}`],
@@ -109,7 +109,7 @@ function main(): void {
     ['metadata cache (default)', `${DEFAULT_CACHE_BLOCKS} blocks = ${fmtBytes(DEFAULT_CACHE_BLOCKS * 4096)} (slots in use: ${c2.slots})`],
     ['cache traffic while building', cacheStats],
     ['cache reads after reopen (200k random reads)', `${c2.reads}`],
-    ['WASM memory of the pool (cache + counts)', fmtBytes(p2.metadata.core.memory.buffer.byteLength)],
+    ['WASM memory of the pool (cache + counts)', fmtBytes(ThinMetadata.internals(p2.metadata).core.memory.buffer.byteLength)],
     ['process peak RSS (maxRSS)', fmtBytes(peakRss())],
   ]);
   p2.closeSync();

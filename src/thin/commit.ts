@@ -40,24 +40,24 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
       : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`);
   }
   if (!freeing) ensureMetadataHeadroom(s);
-  if (freeing) s.md.msm.useReserve++;
-  try {
-    const result = fn();
-    checkSpace(s);
-    return result;
-  } catch (e) {
-    if (e instanceof WebAssembly.RuntimeError) {
-      // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
-      s.md.mode = 'fail';
-      throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
+  const run = (): T => {
+    try {
+      const result = fn();
+      checkSpace(s);
+      return result;
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
+        s.md.mode = 'fail';
+        throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
+      }
+      if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
+        abortToNeedsCheck(s);
+      }
+      throw e;
     }
-    if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
-      abortToNeedsCheck(s);
-    }
-    throw e;
-  } finally {
-    if (freeing) s.md.msm.useReserve--;
-  }
+  };
+  return freeing ? s.md.usingMetadataReserve(run) : run();
 }
 
 /** Abort to the last commit (metadata and catalog) and set needs_check. */
@@ -123,5 +123,5 @@ function stageThenCommit(s: PoolState, catalogChanged: boolean): void {
     s.storage.catalog.stage(s.catalog, fp);
   } : undefined);
   if (catalogChanged) s.storage.catalog.publish();
-  passDown(s, md.dsm.takeFreed());
+  passDown(s, md.takeFreedDataBlocks());
 }

@@ -215,7 +215,7 @@ export class DataPath {
       }
       data.write(part, dblock * bs + within);
     } catch (e) {
-      change(s, () => md.dsm.dec(dblock));
+      change(s, () => md.releaseDataBlock(dblock));
       throw e;
     }
     change(s, () => md.insertMapping(id, vblock, dblock));
@@ -223,7 +223,7 @@ export class DataPath {
 
   /**
    * A new data block holding the first `keep` bytes of data block `from` and zeros after them, written before
-   * the caller changes any mapping (it is not mapped yet: map it, or give it back with md.dsm.dec).
+   * the caller changes any mapping (it is not mapped yet: map it, or give it back with md.releaseDataBlock).
    */
   headCopy(from: number, keep: number): number {
     const s = this.s;
@@ -235,7 +235,7 @@ export class DataPath {
       this.copyBlock(from, to);
       this.zeroData(to * bs + keep, bs - keep);
     } catch (e) {
-      change(s, () => s.md.dsm.dec(to));
+      change(s, () => s.md.releaseDataBlock(to));
       throw e;
     }
     return to;
@@ -252,13 +252,13 @@ export class DataPath {
     // Growing commits: do it before the allocation, never between an allocation and its mapping.
     const set = s.spaceSettings;
     const md0 = s.md;
-    if (set.autoExtend.enabled && 100 * (md0.dsm.nrAllocated + 1) >= set.autoExtend.atPercent * md0.nrDataBlocks) autoExtend(s, set);
+    if (set.autoExtend.enabled && 100 * (md0.dataUsedBlocks + 1) >= set.autoExtend.atPercent * md0.nrDataBlocks) autoExtend(s, set);
     return change(s, () => {
       try {
         return s.md.allocDataBlock();
       } catch (e) {
         if (!isThinpoolError(e, 'ENOSPC_DATA')) throw e;
-        if (s.md.dsm.freedInTransaction > 0) {
+        if (s.md.dataFreedInTransaction > 0) {
           commit(s);
           return s.md.allocDataBlock();
         }

@@ -36,17 +36,17 @@ export function viewSuperblock(md: ThinMetadata, metadataSnap = false): Superblo
 
 /** Device details by id, in id order, from the details tree at root. */
 export function readDetails(md: ThinMetadata, root: number): Map<number, DeviceDetails> {
-  return new Map(md.details.entries(root));
+  return new Map(md.inspect().details.entries(root));
 }
 
 /** Level 0 of the mapping tree at root: device id -> level-1 root, in id order. */
 export function readTopLevel(md: ThinMetadata, root: number): Map<number, number> {
-  return new Map(md.l0.entries(root));
+  return new Map(md.inspect().l0.entries(root));
 }
 
 /** Visit every mapping of the level-1 tree at root in virtual block order. */
 export function forEachL1(md: ThinMetadata, root: number, fn: (vblock: number, dblock: number, time: number) => void): void {
-  md.l1.walk(root, (k, m) => fn(k, m.dblock, m.time));
+  md.inspect().l1.walk(root, (k, m) => fn(k, m.dblock, m.time));
 }
 
 /** One device of a view: its details and level-1 root. */
@@ -123,7 +123,7 @@ export function* thinDumpText(md: ThinMetadata, opts: DumpOptions = {}, pieceByt
     time: sb.time, transaction: sb.transactionId, flags: sb.flags, version: sb.version,
     dataBlockSize: sb.dataBlockSectors, nrDataBlocks: snap ? 0 : md.nrDataBlocks,
   });
-  const l1 = md.l1;
+  const l1 = md.inspect().l1;
   for (const d of viewDevices(md, snap)) {
     out.deviceOpen({ devId: d.id, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
     // The current run: v .. v+len-1 -> db .. db+len-1 at time t.

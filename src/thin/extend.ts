@@ -46,7 +46,7 @@ export function grow(s: PoolState, opts: ExtendOptions, auto: boolean): void {
     if (nr < old) throw new ThinpoolError('EINVAL', `shrinking the metadata device (${old} -> ${nr} blocks) is not supported`);
     if (nr > old) {
       commit(s);
-      const cacheBlocks = s.md.cache.slots;
+      const cacheBlocks = s.md.cacheBlocks;
       s.storage.metadata.resize(nr * 4096);
       s.md = ThinMetadata.open(s.storage.metadata, { cacheBlocks, growTo: nr });
       commit(s);

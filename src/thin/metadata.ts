@@ -14,25 +14,20 @@
  * - Mapping values are (data block << 24) | time (spec 5.2); `shared` follows the time rule (5.4).
  */
 import type { BlockDevice } from '../io/block-device.js';
-import { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
-import { BlockCache } from '../pd/block-cache.js';
 import { BlockKind } from '../pd/block-kinds.js';
-import { BTree } from '../pd/btree.js';
-import { DataSpaceMap } from '../pd/space-map-data.js';
-import { MetadataSpaceMap, MAX_METADATA_BLOCKS, type RefTreeCodec } from '../pd/space-map-metadata.js';
-import { TransactionManager } from '../pd/transaction-manager.js';
-import { INDEX_ENTRY, TREE_ROOT, U32, type IndexEntry } from '../pd/value-types.js';
-import { BLOCK_TIME, blockOf, type Mapping } from './block-time.js';
-import { DEVICE_DETAILS, type DeviceDetails } from './device-details.js';
+import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
+import { blockOf, type Mapping } from './block-time.js';
+import type { DeviceDetails } from './device-details.js';
+import { MetadataEngine, type MetadataOpenOptions } from './metadata-engine.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, readSuperblock, sealSuperblockAt, type Superblock } from './superblock.js';
 
 export type { Mapping } from './block-time.js';
 export type { DeviceDetails } from './device-details.js';
+export { DEFAULT_CACHE_BLOCKS, type MetadataInternals, type MetadataMode, type MetadataOpenOptions } from './metadata-engine.js';
 
 export const MAX_DEVICE_ID = 0xffffff;
 export const MAX_TIME = 0xffffff;
-export const DEFAULT_CACHE_BLOCKS = 8192;
 
 interface DeviceState extends DeviceDetails {
   id: number;
@@ -44,61 +39,19 @@ interface DeviceState extends DeviceDetails {
   l0Shadowed: boolean;
 }
 
-export type MetadataMode = 'write' | 'read-only' | 'fail';
-
-export interface MetadataOpenOptions {
-  /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size). */
-  cacheBlocks?: number;
-  readOnly?: boolean;
-  /** Grow the metadata space map to this many blocks after opening (the device must be that large). */
-  growTo?: number;
-}
 
 export interface FormatOptions extends MetadataOpenOptions {
   nrDataBlocks: number;
   dataBlockSectors: number;
 }
 
-export class ThinMetadata {
-  readonly dev: BlockDevice;
-  readonly core: Core;
-  readonly cache: BlockCache;
-  readonly msm: MetadataSpaceMap;
-  readonly tm: TransactionManager;
-  readonly dsm: DataSpaceMap;
-  /** Level 0 of the mapping tree: device id -> level-1 root. */
-  readonly l0: BTree<number>;
-  /** Level 1: virtual block -> block-time. */
-  readonly l1: BTree<Mapping>;
-  readonly details: BTree<DeviceDetails>;
-  readonly refTree: BTree<number>;
-  readonly refCodec: RefTreeCodec;
-  private sb!: Superblock;
-  private committedSb!: Superblock;
+
+export class ThinMetadata extends MetadataEngine {
   private devices = new Map<number, DeviceState>();
-  private sbDirty = false;
-  mode: MetadataMode = 'write';
 
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
   private constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
-    this.dev = dev;
-    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
-    this.core = new Core(slots, capacity);
-    this.cache = new BlockCache(this.core, dev);
-    this.msm = new MetadataSpaceMap(this.core, capacity);
-    this.tm = new TransactionManager(this.core, this.cache, this.msm);
-    this.l1 = new BTree(this.tm, BLOCK_TIME, 'mapping tree (level 1)');
-    this.l0 = new BTree(this.tm, TREE_ROOT, 'mapping tree (level 0)');
-    this.details = new BTree(this.tm, DEVICE_DETAILS, 'device details tree');
-    this.refTree = new BTree(this.tm, U32, 'metadata ref-count tree');
-    const dataIndex = new BTree<IndexEntry>(this.tm, INDEX_ENTRY, 'data space map index');
-    const dataRef = new BTree(this.tm, U32, 'data ref-count tree');
-    this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
-    this.refCodec = {
-      read: (root, onEntry, onNode) => this.refTree.walk(root, onEntry, (b) => onNode(b)),
-      build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i) => entries[i][1]),
-    };
-    if (opts.readOnly) this.mode = 'read-only';
+    super(dev, capacity, opts);
   }
 
   /** Write a new, empty pool's metadata to dev (its size fixes the number of metadata blocks). */
@@ -183,10 +136,6 @@ export class ThinMetadata {
     return this.sb.dataBlockSectors;
   }
 
-  get nrDataBlocks(): number {
-    return this.dsm.nrBlocks;
-  }
-
   get transactionId(): number {
     return this.sb.transactionId;
   }
@@ -197,10 +146,6 @@ export class ThinMetadata {
 
   get heldRoot(): number {
     return this.sb.heldRoot;
-  }
-
-  get needsCheck(): boolean {
-    return (this.sb.flags & NEEDS_CHECK) !== 0;
   }
 
   deviceIds(): number[] {
@@ -253,15 +198,6 @@ export class ThinMetadata {
   forEachMappingIn(id: number, vbegin: number, vend: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);
     this.l1.walkRange(d.root, vbegin, vend, (k, m) => fn(k, m.dblock, m.time));
-  }
-
-  // ---- changes ----
-  private writable(): void {
-    if (this.mode !== 'write') {
-      throw new ThinpoolError('EROFS', this.needsCheck
-        ? 'pool metadata is read-only: needs_check is set (run a check/repair first)'
-        : `pool metadata is ${this.mode === 'fail' ? 'failed' : 'read-only'}`);
-    }
   }
 
   private checkId(id: number): void {
@@ -414,15 +350,6 @@ export class ThinMetadata {
     this.sbDirty = true;
   }
 
-  allocDataBlock(): number {
-    this.writable();
-    return this.dsm.alloc();
-  }
-
-  dataBlockCount(dblock: number): number {
-    return this.dsm.count(dblock);
-  }
-
   setTransactionId(oldId: number, newId: number): void {
     this.writable();
     if (oldId !== this.sb.transactionId) {
@@ -431,11 +358,6 @@ export class ThinMetadata {
     if (!Number.isSafeInteger(newId) || newId < 0) throw new ThinpoolError('EINVAL', `bad transaction id ${newId}`);
     this.sb.transactionId = newId;
     this.sbDirty = true;
-  }
-
-  extendData(nrBlocks: number): void {
-    this.writable();
-    this.dsm.extend(nrBlocks);
   }
 
   /** Take the held metadata snapshot (spec 7.7): commits first; the caller commits after. */
@@ -469,14 +391,6 @@ export class ThinMetadata {
     this.l0.del(held.dataMappingRoot);
     this.details.del(held.deviceDetailsRoot);
     this.tm.dec(h);
-  }
-
-  /** Read the held snapshot's superblock (for dump -m and checks). */
-  heldSuperblock(): Superblock | null {
-    const h = this.sb.heldRoot;
-    if (h === 0) return null;
-    const a = this.tm.read(h, BlockKind.Superblock);
-    return decodeSuperblock(this.core.u8.slice(a, a + 4096), true, h);
   }
 
   /** Anything to commit? */
@@ -559,17 +473,5 @@ export class ThinMetadata {
     const b = sealSuperblockAt(this.core, this.core.scratch, this.committedSb);
     this.dev.write(b, 0);
     this.dev.flush();
-  }
-
-  get metadataFreeBlocks(): number {
-    return Math.max(0, this.msm.freeBlocks());
-  }
-
-  get metadataNrBlocks(): number {
-    return this.msm.nrBlocks;
-  }
-
-  get metadataUsedBlocks(): number {
-    return this.msm.nrAllocated;
   }
 }

@@ -249,7 +249,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     const md = s.md;
     return {
       blockSize: this.blockSize,
-      dataBlocks: { used: md.dsm.nrAllocated, total: md.nrDataBlocks, free: md.dsm.nrFree },
+      dataBlocks: { used: md.dataUsedBlocks, total: md.nrDataBlocks, free: md.dataFreeBlocks },
       metadataBlocks: { used: md.metadataUsedBlocks, total: md.metadataNrBlocks, free: md.metadataFreeBlocks },
       transactionId: md.transactionId,
       heldMetadataRoot: md.heldRoot === 0 ? null : md.heldRoot,
@@ -258,7 +258,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
       time: md.time,
       volumes: md.deviceIds().length,
       lowWater: {
-        data: thresholdLevel(s.spaceSettings.thresholds.data, md.dsm.nrAllocated, md.nrDataBlocks),
+        data: thresholdLevel(s.spaceSettings.thresholds.data, md.dataUsedBlocks, md.nrDataBlocks),
         metadata: thresholdLevel(s.spaceSettings.thresholds.metadata, metadataUse(s).used, metadataUse(s).usable),
       },
       discardPassdown: s.spaceSettings.discardPassdown,

@@ -19,8 +19,8 @@ import { OP_METADATA_MARGIN, type PoolState } from './pool-state.js';
  */
 export function metadataUse(s: PoolState): { used: number; usable: number } {
   const md = s.md;
-  const usable = Math.max(1, md.metadataNrBlocks - md.msm.reserve - OP_METADATA_MARGIN);
-  const used = Math.min(usable, md.metadataNrBlocks - md.metadataFreeBlocks - md.msm.reserve);
+  const usable = Math.max(1, md.metadataNrBlocks - md.metadataReserve - OP_METADATA_MARGIN);
+  const used = Math.min(usable, md.metadataNrBlocks - md.metadataFreeBlocks - md.metadataReserve);
   return { used, usable };
 }
 
@@ -28,7 +28,7 @@ export function metadataUse(s: PoolState): { used: number; usable: number } {
 export function checkSpace(s: PoolState): void {
   const md = s.md;
   const set = s.spaceSettings;
-  const dataUsed = md.dsm.nrAllocated;
+  const dataUsed = md.dataUsedBlocks;
   const dataTotal = md.nrDataBlocks;
   const t = s.thresholds.update('data', set.thresholds.data, dataUsed, dataTotal);
   if (t !== null) s.events.emit('threshold', { resource: 'data', threshold: t, usedBlocks: dataUsed, totalBlocks: dataTotal });
@@ -41,7 +41,7 @@ export function checkSpace(s: PoolState): void {
 export function passDown(s: PoolState, freed: number[]): void {
   if (freed.length === 0 || !s.spaceSettings.discardPassdown) return;
   const md = s.md;
-  const free = freed.filter((d) => md.dsm.count(d) === 0).sort((a, b) => a - b);
+  const free = freed.filter((d) => md.dataBlockCount(d) === 0).sort((a, b) => a - b);
   releaseRuns(s, free);
 }
 
@@ -49,7 +49,7 @@ export function passDown(s: PoolState, freed: number[]): void {
 export function releaseUnused(s: PoolState, onProgress?: (done: number, total: number) => void): number {
   const md = s.md;
   const free: number[] = [];
-  for (let d = 0; d < md.nrDataBlocks; d++) if (md.dsm.count(d) === 0) free.push(d);
+  for (let d = 0; d < md.nrDataBlocks; d++) if (md.dataBlockCount(d) === 0) free.push(d);
   return releaseRuns(s, free, onProgress);
 }
 
@@ -81,6 +81,6 @@ export function releaseUncommitted(s: PoolState): number {
   const md = s.md;
   const bound = Math.min(md.nrDataBlocks, s.highWater.writtenBelow);
   const free: number[] = [];
-  for (let d = 0; d < bound; d++) if (md.dsm.count(d) === 0) free.push(d);
+  for (let d = 0; d < bound; d++) if (md.dataBlockCount(d) === 0) free.push(d);
   return releaseRuns(s, free);
 }

@@ -54,18 +54,19 @@ export function deviceUsage(md: ThinMetadata, opts: UsageOptions = {}): Map<numb
 
 /** Entries below root reached only through nodes of metadata count 1 whose data block has count 1. */
 function unsharedEntries(md: ThinMetadata, root: number): number {
-  const { l1, msm, dsm } = md;
-  const nrData = dsm.nrBlocks;
+  const { l1 } = md.inspect();
+  const look = md.inspect();
+  const nrData = look.nrDataBlocks;
   let n = 0;
   // Data blocks are looked up in sorted batches: each bitmap is read once per batch, not once per entry.
   const batch = new Float64Array(1 << 16);
   let held = 0;
   const flush = (): void => {
     const sorted = batch.subarray(0, held).sort();
-    for (let i = 0; i < sorted.length; i++) if (dsm.count(sorted[i]) === 1) n++;
+    for (let i = 0; i < sorted.length; i++) if (look.dataCount(sorted[i]) === 1) n++;
     held = 0;
   };
-  l1.walkWhere(root, (b) => msm.countOf(b) === 1, (_v, m) => {
+  l1.walkWhere(root, (b) => look.metadataCount(b) === 1, (_v, m) => {
     if (held === batch.length) flush();
     if (m.dblock < nrData) batch[held++] = m.dblock;
   });

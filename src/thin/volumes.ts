@@ -300,7 +300,7 @@ export class Volumes {
       }, true);
     } catch (e) {
       // A clean refusal leaves the transaction as it was: give the copy's block back.
-      if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.dsm.dec(fresh), true);
+      if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.releaseDataBlock(fresh), true);
       throw e;
     }
   }

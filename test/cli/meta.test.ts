@@ -144,7 +144,7 @@ describe('check finds what thin_check finds, and more', () => {
     spawnSync('cp', ['--sparse=always', join(pool, 'metadata'), join(pool, 'data'), join(pool, 'catalog.json'), dir]);
     const dev = FileDevice.open(join(dir, 'metadata'));
     const md = ThinMetadata.open(dev);
-    md.dsm.inc(3);
+    ThinMetadata.internals(md).dsm.inc(3);
     md.commit();
     dev.close();
     if (hasThin) expect(thinCheck(join(dir, 'metadata')).status).toBe(0);

@@ -129,7 +129,7 @@ export async function makeBase(name: string, seed: number, holdSnap: boolean): P
   const report = checkMetadata(md);
   if (!report.ok) throw new Error(`fuzz base ${name} is not clean: ${JSON.stringify(report.errors.slice(0, 3))}`);
   const live = new Set<number>();
-  for (let b = 0; b < nr; b++) if (md.msm.countOf(b) > 0) live.add(b);
+  for (let b = 0; b < nr; b++) if (md.inspect().metadataCount(b) > 0) live.add(b);
   if (!live.has(0)) throw new Error(`fuzz base ${name}: the superblock is not counted in the metadata space map`);
   return { name, meta, data, catalog, kinds, byKind, nodes, live, liveEnd: (Math.max(...live) + 1) * 4096 };
 }

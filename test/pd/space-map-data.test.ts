@@ -50,7 +50,7 @@ describe('data space map', () => {
   test('shadowing shared leaves counts each data block once per tree, past 2 into the ref-count tree', () => {
     const { dev, md, d } = sharedPool(1000);
     for (const b of d) expect(md.dataBlockCount(b)).toBe(4);
-    expect(md.dsm.nrAllocated).toBe(13);
+    expect(md.dataUsedBlocks).toBe(13);
     expectClean(dev);
     md.deleteDevice(2);
     md.deleteDevice(3);
@@ -61,12 +61,12 @@ describe('data space map', () => {
 
   test('blocks freed in a transaction count as free at once but are reused only after the commit', () => {
     const { dev, md, d } = sharedPool(20);
-    md.dsm.takeFreed();
+    md.takeFreedDataBlocks();
     for (const id of [1, 2, 3, 4]) md.deleteDevice(id);
-    expect(md.dsm.nrAllocated).toBe(0);
-    expect(md.dsm.nrFree).toBe(20);
-    expect(md.dsm.freedInTransaction).toBe(13);
-    const freed = md.dsm.takeFreed();
+    expect(md.dataUsedBlocks).toBe(0);
+    expect(md.dataFreeBlocks).toBe(20);
+    expect(md.dataFreedInTransaction).toBe(13);
+    const freed = md.takeFreedDataBlocks();
     expect(freed.length).toBe(13);
     expect(new Set(freed)).toEqual(new Set([...d, ...freed.filter((b) => !d.includes(b))]));
     const fresh: number[] = [];
@@ -77,7 +77,7 @@ describe('data space map', () => {
     fresh.forEach((b, v) => { md.insertMapping(9, v, b); });
     md.commit();
     expectClean(dev);
-    expect(md.dsm.freedInTransaction).toBe(0);
+    expect(md.dataFreedInTransaction).toBe(0);
     const again = new Set<number>();
     for (let i = 0; i < 13; i++) again.add(md.allocDataBlock());
     expect(again).toEqual(new Set(freed));
@@ -102,8 +102,8 @@ describe('data space map', () => {
     expectClean(dev);
     expectCode(() => md.extendData(100), 'EINVAL', /cannot shrink/);
     const re = ThinMetadata.open(dev);
-    expect(re.dsm.nrBlocks).toBe(40000);
-    expect(re.dsm.nrAllocated).toBe(40000);
+    expect(re.nrDataBlocks).toBe(40000);
+    expect(re.dataUsedBlocks).toBe(40000);
     expect(re.dataBlockCount(39999)).toBe(1);
     expectCode(() => re.dataBlockCount(40000), 'ECORRUPT', /data block 40000 beyond the data device \(40000 blocks\)/);
   });
@@ -112,7 +112,7 @@ describe('data space map', () => {
     const { dev, md, d } = sharedPool(1000);
     const refRoot = md.superblock.dataSm.refCountRoot;
     // The ref-count tree is one leaf holding d's counts (all 4): empty it, with a valid checksum.
-    const core = md.core;
+    const core = ThinMetadata.internals(md).core;
     const buf = new Uint8Array(4096);
     dev.read(buf, refRoot * 4096);
     core.u8.set(buf, core.scratch);

@@ -26,7 +26,7 @@ function untilThrow(fn: () => void): { e: unknown; n: number } {
 test('newNode on a full metadata device: ENOSPC_METADATA, after handing out only real blocks', () => {
   const md = fresh();
   const blocks: number[] = [];
-  const { e, n } = untilThrow(() => { blocks.push(md.tm.newNode(LEAF, 8).block); });
+  const { e, n } = untilThrow(() => { blocks.push(ThinMetadata.internals(md).tm.newNode(LEAF, 8).block); });
   expect(isThinpoolError(e, 'ENOSPC_METADATA'), String(e)).toBe(true);
   expect(n).toBeGreaterThan(0);
   expect(new Set(blocks).size).toBe(blocks.length);
@@ -35,18 +35,18 @@ test('newNode on a full metadata device: ENOSPC_METADATA, after handing out only
 
 test('newBlock on a full metadata device: ENOSPC_METADATA', () => {
   const md = fresh();
-  const { e, n } = untilThrow(() => { md.tm.newBlock(BlockKind.Bitmap); });
+  const { e, n } = untilThrow(() => { ThinMetadata.internals(md).tm.newBlock(BlockKind.Bitmap); });
   expect(isThinpoolError(e, 'ENOSPC_METADATA'), String(e)).toBe(true);
   expect(n).toBeGreaterThan(0);
 });
 
 test('dec of a block with no reference: ECORRUPT naming the space map and the block', () => {
   const md = fresh();
-  const b = md.tm.newNode(LEAF, 8).block;
-  expect(md.tm.dec(b)).toBe(0);
+  const b = ThinMetadata.internals(md).tm.newNode(LEAF, 8).block;
+  expect(ThinMetadata.internals(md).tm.dec(b)).toBe(0);
   let err: unknown;
   try {
-    md.tm.dec(b);
+    ThinMetadata.internals(md).tm.dec(b);
   } catch (e) {
     err = e;
   }
@@ -58,7 +58,7 @@ test('dec of a block past the metadata device: EBADBLOCKNR naming the space map'
   const md = fresh();
   let err: unknown;
   try {
-    md.tm.dec(1_000_000);
+    ThinMetadata.internals(md).tm.dec(1_000_000);
   } catch (e) {
     err = e;
   }

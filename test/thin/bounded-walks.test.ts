@@ -230,7 +230,7 @@ test('the checker counts a data block shared by 300 devices exactly (past its on
   md.insertMappingRaw(0, 2, 7, 0); // one more reference, and the device maps it twice
   md.commit();
   expect(checkMetadata(md).errors).toEqual([]);
-  md.dsm.dec(7); // the count no longer matches the mappings
+  ThinMetadata.internals(md).dsm.dec(7); // the count no longer matches the mappings
   md.commit();
   expect(checkMetadata(md).errors.map((e) => e.message)).toContain('data reference counts differ for block 7, expected 301, but got 300');
 });

@@ -27,7 +27,7 @@ test('a 64-slot cache handles a transaction touching thousands of metadata block
     if (i === 30_000) pool.snapshotSync('v', 's');
   }
   pool.commitSync();
-  expect(pool.metadata.cache.writes).toBeGreaterThan(0);
+  expect(pool.metadata.cacheIo.writes).toBeGreaterThan(0);
   expect(pool.status().metadataBlocks.used).toBeGreaterThan(64 * 4);
   pool.closeSync();
   const again = ThinPool.openStorage(storage, { cacheBlocks: 64 });

@@ -44,7 +44,7 @@ function setU64(buf: Uint8Array, off: number, v: number): void {
 
 /** Rewrite block b after `edit` changed it, with a correct checksum for `salt` (computed by the WASM core). */
 function patchBlock(md: ThinMetadata, dev: BlockDevice, b: number, salt: number, edit: (buf: Uint8Array, core: ThinMetadata['core'], addr: number) => void): void {
-  const core = md.core;
+  const core = ThinMetadata.internals(md).core;
   const addr = core.scratch;
   core.u8.set(readBlock(dev, b), addr);
   edit(core.u8.subarray(addr, addr + 4096), core, addr);
@@ -92,7 +92,7 @@ function workload(md: ThinMetadata, rng: Rng, steps: number, onCommit: () => voi
       const id = pick(rng, ids);
       const base = Math.floor(rng() * 3000);
       const n = 1 + Math.floor(rng() * 200);
-      for (let i = 0; i < n && md.dsm.nrFree > 0; i++) md.insertMapping(id, base + i, md.allocDataBlock());
+      for (let i = 0; i < n && md.dataFreeBlocks > 0; i++) md.insertMapping(id, base + i, md.allocDataBlock());
     } else {
       const id = pick(rng, ids);
       const base = Math.floor(rng() * 3000);
@@ -157,7 +157,7 @@ describe('checkMetadata finds damage', () => {
     const { dev, md } = smallPool();
     const sb = md.superblock;
     const victim = sb.deviceDetailsRoot;
-    expect(md.msm.countOf(victim)).toBe(1);
+    expect(md.inspect().metadataCount(victim)).toBe(1);
     const index = readBlock(dev, sb.metadataSm.bitmapRoot);
     const bitmap = u64(index, 16);
     patchBlock(md, dev, bitmap, BITMAP_SALT, (_buf, core, addr) => core.x.bitmapSet(addr, victim, 2));
@@ -187,7 +187,7 @@ describe('checkMetadata finds damage', () => {
     const { dev, md } = smallPool();
     // Device 2 shares device 1's leaves for v >= 50*7 region; data block of (1, 599) has count 1.
     const d = md.lookup(1, 599)!.dblock;
-    expect(md.dsm.count(d)).toBe(1);
+    expect(md.dataBlockCount(d)).toBe(1);
     const sb = md.superblock;
     // Data index tree root is a leaf with one entry: bitmap block at value 0.
     const leaf = readBlock(dev, sb.dataSm.bitmapRoot);
@@ -291,7 +291,7 @@ describe('engine regressions found by the checker', () => {
     md.createSnapshot(2, 1); // device 1's leaf is now shared
     md.commit();
     md.insertMappingRaw(1, 1, 300, 1); // shadows the shared leaf: d goes 2 -> 3 (ref-count tree insert)
-    expect(md.dsm.count(d)).toBe(3);
+    expect(md.dataBlockCount(d)).toBe(3);
     expect(md.lookup(1, 1)).toEqual({ dblock: 300, time: 1, shared: false });
     md.commit();
     expect(checkMetadata(md).errors).toEqual([]);

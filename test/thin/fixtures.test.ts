@@ -135,7 +135,7 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures: what each is for', () => {
     withMetadata('07-shared-subtrees', (md) => {
       expect(md.rootOf(1)).toBe(md.rootOf(2));
       expect(md.rootOf(3)).not.toBe(md.rootOf(1));
-      expect(md.msm.countOf(md.rootOf(1))).toBe(2);
+      expect(md.inspect().metadataCount(md.rootOf(1))).toBe(2);
       expect(md.lookup(3, 10)).toMatchObject({ dblock: 1000, time: 2 });
       expect(md.dataBlockCount(1000)).toBe(1);
     });
@@ -145,14 +145,14 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures: what each is for', () => {
     withMetadata('08-metadata-snap', (md) => {
       expect(md.heldRoot).not.toBe(0);
       expect(md.rootOf(1)).toBe(md.rootOf(2));
-      expect(md.msm.countOf(md.rootOf(1))).toBe(4);
+      expect(md.inspect().metadataCount(md.rootOf(1))).toBe(4);
       expect(md.heldSuperblock()!.transactionId).toBe(3);
     });
   });
 
   test('04: device 1 has a multi-level mapping tree; 05: data blocks with counts above 2', () => {
     withMetadata('04-multilevel', (md) => {
-      expect(md.core.u32[(md.cache.get(md.rootOf(1), BlockKind.Node, 8) + 4) >>> 2]).toBe(INTERNAL);
+      expect(ThinMetadata.internals(md).core.u32[(ThinMetadata.internals(md).cache.get(md.rootOf(1), BlockKind.Node, 8) + 4) >>> 2]).toBe(INTERNAL);
     });
     withMetadata('05-refcounts', (md) => {
       expect(md.dataBlockCount(0)).toBe(5);
@@ -178,8 +178,8 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures read by the engine', () => {
         const dump = dumpMetadata(md);
         expect(r.stats.devices).toBe(dump.devices.length);
         expect(r.stats.mappings).toBe(dump.devices.reduce((s, d) => s + d.mappedBlocks, 0));
-        expect(r.stats.metadataBlocksUsed).toBe(md.msm.nrAllocated);
-        expect(r.stats.dataBlocksUsed).toBe(md.dsm.nrAllocated);
+        expect(r.stats.metadataBlocksUsed).toBe(md.metadataUsedBlocks);
+        expect(r.stats.dataBlocksUsed).toBe(md.dataUsedBlocks);
         if (name.startsWith('07') || name.startsWith('08')) {
           // Written by an exact writer: no stale counters.
           expect(r.warnings).toEqual([]);

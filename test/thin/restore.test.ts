@@ -93,7 +93,7 @@ describe.skipIf(!hasThin)('thin_restore interoperability', () => {
         const origin = ids.length > 0 ? ids[0]! : thin;
         md.createSnapshot(snap, origin);
         const rng = seededRng(seed * 1000 + 7);
-        const budget = Math.min(200, Math.floor(md.dsm.nrFree / 2));
+        const budget = Math.min(200, Math.floor(md.dataFreeBlocks / 2));
         for (let i = 0; i < budget; i++) {
           md.insertMapping(rng() < 0.5 ? thin : snap, Math.floor(rng() * 5000), md.allocDataBlock());
         }
