@@ -143,8 +143,11 @@ export class ImageStore {
     return clone(im);
   }
 
-  /** Import an image from an OCI layout, an OCI/docker-save archive, or layer tarballs (bottom first). */
-  async import(name: string, sources: string[], opts: { onLayer?: (i: number, total: number, reused: boolean) => void } = {}): Promise<ImportResult> {
+  /**
+   * Import an image from an OCI layout, an OCI/docker-save archive, or layer tarballs (bottom first).
+   * `checkpoint` is awaited often while layers are applied; when it throws, the import stops and is undone.
+   */
+  async import(name: string, sources: string[], opts: { onLayer?: (i: number, total: number, reused: boolean) => void; checkpoint?: () => Promise<void> } = {}): Promise<ImportResult> {
     checkImageName(name);
     if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(name)} already exists`);
     const src = await readSource(sources);
@@ -174,7 +177,7 @@ export class ImageStore {
           const key = `import/${name}/${i}/${Date.now()}`;
           this.snapshotter.prepare(key, parent);
           const vol = this.snapshotter.volume(key);
-          const res = await withFs(vol, async (fs) => applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId }));
+          const res = await withFs(vol, async (fs) => applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId, checkpoint: opts.checkpoint }));
           patchInodes(vol, res);
           bytes += res.bytes;
           diffIds.push(res.diffId);

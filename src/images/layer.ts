@@ -114,8 +114,11 @@ function wrapTarError(e: unknown, label: string): unknown {
 
 const KINDS: Record<string, SpecialKind> = { char: 'char', block: 'block', fifo: 'fifo' };
 
-/** Apply an uncompressed tar stream to a mounted filesystem. */
-export async function applyLayer(fs: FsSession, input: Readable, opts: { label: string; expectDiffId?: string }): Promise<ApplyResult> {
+/**
+ * Apply an uncompressed tar stream to a mounted filesystem. `checkpoint`, when given, is awaited every few
+ * entries and every MiB of a large file: it may throw to stop the apply (an interrupted command).
+ */
+export async function applyLayer(fs: FsSession, input: Readable, opts: { label: string; expectDiffId?: string; checkpoint?: () => Promise<void> }): Promise<ApplyResult> {
   const hash = createHash('sha256');
   async function* hashing(): AsyncGenerator<Buffer> {
     for await (const c of input) {
@@ -136,6 +139,7 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
     for await (const entry of readTar(hashed)) {
       const h = entry.header;
       const path = cleanPath(h.name);
+      if (opts.checkpoint && entries % 16 === 0) await opts.checkpoint();
       entries++;
       const base = path.slice(path.lastIndexOf('/') + 1);
       const parent = path.slice(0, path.lastIndexOf('/')) || '/';
@@ -208,6 +212,7 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
                   const b = Buffer.concat(pend);
                   await fs.write(fd, b, pos);
                   pos += b.length;
+                  if (opts.checkpoint) await opts.checkpoint();
                   pend = [];
                   pendLen = 0;
                 }

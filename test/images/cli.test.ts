@@ -72,5 +72,5 @@ describe.skipIf(!haveTools)('thinpool image / container / fs', () => {
     expect((await cli(['image', 'rm', pool, 'app2'])).code).toBe(0);
     expect((await cli(['image', 'ls', pool])).stdout).toMatch(/\napp\s/);
     verifyMetadataFile(join(pool, 'metadata'));
-  });
+  }, 300_000); // about 20 CLI processes, each mounting ext4 in a worker: minutes on a loaded machine
 });

@@ -139,7 +139,7 @@ describe.runIf(haveTools)('image layers keep devices, FIFOs, modes, links, times
     } finally {
       pool.closeSync();
     }
-  });
+  }, 240_000);
 
   test('extended attributes too big for the inode: an error naming the path, no image', async () => {
     sh(`mkdir -p big && echo f > big/f && python3 -c "import os; os.setxattr('big/f', 'user.big', b'x' * 200)" && tar --xattrs --xattrs-include='*' -cf big.tar -C big .`);

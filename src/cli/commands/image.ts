@@ -2,7 +2,7 @@
 import { CliError, UsageError, formatTable, q, write } from '../io.js';
 import { ThinpoolError } from '../../errors.js';
 import type { Ctx } from '../io.js';
-import { humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
+import { checkpoint, humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
 import { ImageStore, checkImageName } from '../../images/images.js';
 import { MIN_FS_SIZE } from '../../images/mkfs.js';
 
@@ -63,11 +63,11 @@ export async function importImage(ctx: Ctx, args: string[], opts: Record<string,
   const paths = sources.map((s) => resolvePath(ctx, s));
   const r = await withPool(ctx, dir, 'write', async (pool) => {
     try {
-      return await new ImageStore(pool, store).import(name, paths);
+      return await new ImageStore(pool, store).import(name, paths, { checkpoint });
     } catch (e) {
       throw badInput(imagesError(e, dir));
     }
-  });
+  }, { interruptible: true });
   if (opts.json) {
     await write(ctx.io.stdout, json({ name, id: r.image.id, layers: r.image.chainIds, applied: r.applied, reused: r.reused, bytes: r.bytes }));
     return 0;
