@@ -44,21 +44,36 @@ export class FsError extends Error {
 const idle: Worker[] = [];
 const MAX_IDLE = 2;
 
+/**
+ * This process's Node options, less those that only make sense for a main script given as a string
+ * (`node --input-type=module -e CODE`): a worker started from a file refuses --input-type.
+ */
+function inheritedExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (['--input-type', '-e', '--eval', '-p', '--print'].includes(a)) i++;
+    else if (!/^--(input-type|eval|print)=/.test(a)) out.push(a);
+  }
+  return out;
+}
+
 /** Where the worker's code is, and how to run it (see the module comment). */
-function workerEntry(): { url: URL; execArgv?: string[] } {
+function workerEntry(): { url: URL; execArgv: string[] } {
   const js = new URL('./fs-thread.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js };
+  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: inheritedExecArgv() };
   const ts = new URL('./fs-thread.ts', import.meta.url);
   const loader = fileURLToPath(new URL('../../test/support/ts-register.mjs', import.meta.url));
   if (!existsSync(fileURLToPath(ts)) || !existsSync(loader)) {
     throw new ThinpoolError('ENOENT', `the ext2fs worker ${fileURLToPath(js)} is missing: rebuild thinpool (npm run build) or reinstall the package`);
   }
-  return { url: ts, execArgv: [...process.execArgv, '--enable-source-maps', '--import', pathToFileURL(loader).href] };
+  return { url: ts, execArgv: [...inheritedExecArgv(), '--enable-source-maps', '--import', pathToFileURL(loader).href] };
 }
 
 function spawnWorker(): Worker {
   const { url, execArgv } = workerEntry();
-  const w = new Worker(url, execArgv ? { execArgv } : {});
+  const w = new Worker(url, { execArgv });
   w.unref();
   return w;
 }
@@ -129,6 +144,7 @@ export class FsSession {
     } catch (e) {
       await s.release(false);
       if (s.ioError !== null) throw s.ioError;
+      if (s.dead) throw new ThinpoolError('EIO', `the ext2fs worker thread stopped: ${s.dead.message}`, { cause: s.dead });
       // libext2fs's own words ("UNKNOWN node_ext2fs_mount UNKNOWN (2133571347)") stay in the cause.
       throw new ThinpoolError('ENOENT', `volume ${volume.label} holds no ext4 filesystem (or a damaged one that cannot be mounted)`, { cause: e });
     }
