@@ -12,7 +12,8 @@
 // Sources: docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
-// `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json.
+// `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
+// docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`.
 // A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
 // doc is left alone. test/docs/figures.test.ts runs --check.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -147,10 +148,35 @@ function mutation(f) {
   ].join('\n');
 }
 
+/** bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the runs side by side. */
+function bulk(f) {
+  const names = Object.keys(f.runs);
+  const last = f.runs[names[names.length - 1]];
+  const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
+  const ratio = (r) => (r === undefined ? '-' : r.ratio === null ? (r.failed ?? 'failed') : `**${r.ratio.toFixed(2)}x**`);
+  const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
+  const out = [names.map((k) => `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared, loaded), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`).join(' ')];
+  for (const size of last.sizes) {
+    out.push('', `${size.label}:`, '',
+      `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,
+      `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`);
+    size.rows.forEach((row, i) => {
+      const cells = names.map((k) => {
+        const r = f.runs[k].sizes.find((s) => s.label === size.label)?.rows[i];
+        const cpu = r?.cpuRatio === undefined || r.cpuRatio === null ? '-' : `${r.cpuRatio.toFixed(1)}x (${r.thinpoolCpuS.toFixed(2)} / ${r.referenceCpuS.toFixed(2)} s)`;
+        return `${sec(r?.thinpoolS)} / ${sec(r?.referenceS)} | ${ratio(r)} | ${cpu} | ${rss(r?.thinpoolRssMiB)}`;
+      });
+      out.push(`| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference}\` | ${cells.join(' | ')} | ${row.goal}x |`);
+    });
+  }
+  return out.join('\n');
+}
+
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
+  { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
 ];
 
 /** The docs as the JSON makes them: Map of doc path -> [current text, rendered text, names of the sections]. */

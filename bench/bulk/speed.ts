@@ -11,7 +11,9 @@
  * The image: 1 GiB raw holding 256 MiB of random data in 8 MiB runs spread evenly, the rest holes; and an 8 GiB
  * sparse variant with the same 256 MiB of data. Page cache warm. Each command runs `--reps` times (default 3),
  * thinpool and the reference alternating; the figure is the median wall time, and the peak RSS of the command's
- * processes (GNU time's %M) is printed for each side. Every command is a fresh process (`node bin/thinpool.js`),
+ * processes (GNU time's %M) and the CPU time of the command line (user + system, all its processes: steadier than
+ * wall time when the machine is loaded; the 0.01 s resolution makes small reference figures coarse) are printed
+ * for each side. Every command is a fresh process (`node bin/thinpool.js`),
  * so thinpool's figures include Node's start-up. Checks once per size that the export equals the image byte for
  * byte and that `read` and `write` round-trip.
  *
@@ -67,16 +69,19 @@ if (!existsSync(TIME)) throw new Error('/usr/bin/time is missing (Debian package
 const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 const tp = (args: string): string => `${sh(process.execPath)} ${sh(bin)} ${args}`;
 
-interface Timed { s: number; rssMiB: number }
+interface Timed { s: number; rssMiB: number; cpuS: number }
 
-/** Run a shell command line under GNU time: wall seconds and peak RSS (the largest process of the line). */
+/**
+ * Run a shell command line under GNU time: wall seconds, peak RSS (the largest process of the line) and CPU
+ * seconds (user + system of every process of the line: steadier than wall time on a loaded machine).
+ */
 function run(line: string, rssFile: string): Timed {
   const t0 = performance.now();
-  const r = spawnSync(TIME, ['-f', '%M', '-o', rssFile, 'sh', '-c', line], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(TIME, ['-f', '%M %U %S', '-o', rssFile, 'sh', '-c', line], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   const s = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${line} failed (exit ${r.status}): ${r.stderr.trim()}`);
-  const kib = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
-  return { s, rssMiB: kib / 1024 };
+  const [kib, user, sys] = readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { s, rssMiB: kib / 1024, cpuS: user + sys };
 }
 
 /** A sparse raw image: `runs` runs of random data of `runLen` bytes spread evenly over `size` bytes. */
@@ -103,7 +108,13 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-interface Row { command: string; reference: string; thinpoolS: number | null; referenceS: number; ratio: number | null; goal: number; thinpoolRssMiB: number | null; referenceRssMiB: number; failed?: string }
+interface Row {
+  command: string; reference: string; thinpoolS: number | null; referenceS: number; ratio: number | null; goal: number;
+  thinpoolRssMiB: number | null; referenceRssMiB: number;
+  /** Median CPU seconds (user + system) of each side, and their ratio. */
+  thinpoolCpuS?: number | null; referenceCpuS?: number; cpuRatio?: number | null;
+  failed?: string;
+}
 
 function check(cond: boolean, what: string): void {
   if (!cond) throw new Error(`check failed: ${what}`);
@@ -141,7 +152,14 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     }
     const rs = median(b.map((t) => t.s));
     const ts = failed === undefined ? median(a.map((t) => t.s)) : null;
-    rows.push({ command, reference, thinpoolS: ts, referenceS: rs, ratio: ts === null ? null : ts / rs, goal, thinpoolRssMiB: failed === undefined ? Math.max(...a.map((t) => t.rssMiB)) : null, referenceRssMiB: Math.max(...b.map((t) => t.rssMiB)), ...(failed === undefined ? {} : { failed }) });
+    const tc = failed === undefined ? median(a.map((t) => t.cpuS)) : null;
+    const rc = median(b.map((t) => t.cpuS));
+    rows.push({
+      command, reference, thinpoolS: ts, referenceS: rs, ratio: ts === null ? null : ts / rs, goal,
+      thinpoolRssMiB: failed === undefined ? Math.max(...a.map((t) => t.rssMiB)) : null, referenceRssMiB: Math.max(...b.map((t) => t.rssMiB)),
+      thinpoolCpuS: tc, referenceCpuS: rc, cpuRatio: tc === null ? null : tc / Math.max(rc, 0.01),
+      ...(failed === undefined ? {} : { failed }),
+    });
     return failed === undefined;
   };
   const qcow = join(work, 'out.qcow2');
@@ -179,9 +197,9 @@ function table(label: string, rows: Row[]): string {
   const f = (x: number | null): string => (x === null ? 'failed' : x.toFixed(2));
   return [
     `${label}:`,
-    '| command | thinpool s | reference | reference s | ratio | goal | peak RSS thinpool / reference |',
-    '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`),
+    '| command | thinpool s | reference | reference s | ratio | goal | CPU s thinpool / reference (ratio) | peak RSS thinpool / reference |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${f(r.thinpoolCpuS ?? null)} / ${f(r.referenceCpuS ?? null)} (${r.cpuRatio == null ? '-' : `${f(r.cpuRatio)}x`}) | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`),
     ...rows.filter((r) => r.failed !== undefined).map((r) => `\`${r.command}\` failed: ${r.failed}`),
   ].join('\n');
 }

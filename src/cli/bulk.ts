@@ -188,7 +188,7 @@ export class Input {
     this.fd = fd;
     this.stream = stream;
     this.useFd = fd !== undefined;
-    if (fd !== undefined) this.restore = makeBlocking(fd, 1024 * 1024);
+    if (fd !== undefined) this.restore = makeBlocking(fd, CHUNK);
   }
 
   /** Fill buf (up to its length); fewer bytes only at the end of the input. */
@@ -241,7 +241,7 @@ export class Output {
     this.fd = fd;
     this.stream = stream;
     this.useFd = fd !== undefined;
-    if (fd !== undefined) this.restore = makeBlocking(fd, 1024 * 1024);
+    if (fd !== undefined) this.restore = makeBlocking(fd, CHUNK);
   }
 
   /**

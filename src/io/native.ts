@@ -13,8 +13,8 @@ export interface NativeHelpers {
   punchHole(fd: number, offset: number, length: number): number;
   /** whence 0 = SEEK_DATA, 1 = SEEK_HOLE; the offset found or -errno (-ENXIO: no data at or after). */
   seek(fd: number, offset: number, whence: 0 | 1): number;
-  /** Clear (on) or set O_NONBLOCK; the previous state (1 non-blocking, 0 blocking) or -errno. */
-  setBlocking?(fd: number, on: boolean): number;
+  /** on 1: clear O_NONBLOCK, 0: set it (numbers: the helper reads its arguments as integers); the previous state (1 non-blocking, 0 blocking) or -errno. */
+  setBlocking?(fd: number, on: 0 | 1): number;
   /** Ask for a pipe capacity of `bytes` (F_SETPIPE_SZ, best effort); the capacity after, or -errno (not a pipe). */
   pipeSize?(fd: number, bytes: number): number;
   /** One copy_file_range(2): bytes copied (0 at the end of the input) or -errno. */

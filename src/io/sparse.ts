@@ -67,15 +67,17 @@ export function readFull(fd: number, buf: Uint8Array, pos: number | null): numbe
 /**
  * Make fd blocking (Node leaves a pipe it has opened as a stream non-blocking). Returns a function that puts
  * the previous mode back, or null when it cannot be done here (no native helper): the caller then uses the
- * stream instead. For a larger pipe, also asks for `pipeBytes` of capacity (fewer, larger reads and writes).
+ * stream instead. For a pipe, also asks for `pipeBytes` of capacity (fewer hand-overs between the processes at
+ * its ends, which on a loaded machine cost a scheduling delay each).
  */
 export function makeBlocking(fd: number, pipeBytes = 0): (() => void) | null {
   const native = nativeHelpers();
   if (native?.setBlocking === undefined) return null;
-  if (pipeBytes > 0) native.pipeSize?.(fd, pipeBytes);
-  const was = native.setBlocking(fd, true);
+  // More than /proc/sys/fs/pipe-max-size (1 MiB by default) needs CAP_SYS_RESOURCE: then settle for 1 MiB.
+  if (pipeBytes > 0 && (native.pipeSize?.(fd, pipeBytes) ?? 0) < pipeBytes) native.pipeSize?.(fd, Math.min(pipeBytes, 1024 * 1024));
+  const was = native.setBlocking(fd, 1);
   if (was < 0) return null;
   return () => {
-    if (was === 1) native.setBlocking?.(fd, false);
+    if (was === 1) native.setBlocking?.(fd, 0);
   };
 }
