@@ -9,7 +9,8 @@
 //                                              killed, timed out, survived, no coverage; every survivor), then render;
 //                                              a file whose source changed since its report is marked so
 //
-// Sources: docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
+// Sources: docs/figures/metadata-tools.json is written by `THINPOOL_FIGURES_DIR=docs/figures node
+// dist/bench/engine/metadata-tools.js [--sizes=1,5,20]` (merged per size). docs/figures/crash-points.json and docs/figures/metadata-fuzz.json are written by the suites when
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
@@ -172,11 +173,44 @@ function bulk(f) {
   return out.join('\n');
 }
 
+const TOOL = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls' };
+const mib = (b) => `${(b / 1048576).toFixed(0)} MiB`;
+const secs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms} ms`);
+const millions = (m) => `${(m / 1e6).toLocaleString('en-US')} M`;
+
+function metadataTools(f) {
+  return [
+    `From \`${f.bench}\` (${f.machine}): whole processes on the same XML and metadata, median wall time of the runs, ` +
+      'ratio = thinpool / C++ tool (below 1: thinpool is faster), peak RSS of each CLI run from `/usr/bin/time -v` (largest of the runs).',
+    '',
+    '| mappings | command | thinpool | C++ tool | ratio | thinpool peak RSS | C++ peak RSS |',
+    '|---|---|---|---|---|---|---|',
+    ...f.sizes.flatMap((z) => z.rows.map((r) =>
+      `| ${millions(z.mappings)} | ${r.what} vs ${TOOL[r.what]} | ${secs(r.oursMs)} | ${secs(r.theirsMs)} | **${r.ratio.toFixed(2)}x** | ${mib(r.oursRssBytes)} | ${mib(r.theirsRssBytes)} |`)),
+    '',
+    ...f.sizes.map((z) => `- ${millions(z.mappings)}: XML ${mib(z.xmlBytes)}, metadata ${mib(z.metadataBytes)}, median of ${z.runs} run${z.runs === 1 ? '' : 's'}, measured ${z.date} at load average ${z.loadAverage} on 2 cores.`),
+  ].join('\n');
+}
+
+function metadataToolsHeadline(f) {
+  return [
+    '| mappings | restore | check | dump | ls | thinpool peak RSS (largest of the four) |',
+    '|---|---|---|---|---|---|',
+    ...f.sizes.map((z) => {
+      const by = Object.fromEntries(z.rows.map((r) => [r.what, r]));
+      const cell = (w) => `${by[w].ratio.toFixed(2)}x ${TOOL[w]} (${secs(by[w].oursMs)})`;
+      return `| ${millions(z.mappings)} | ${cell('restore')} | ${cell('check')} | ${cell('dump')} | ${cell('ls')} | ${mib(Math.max(...z.rows.map((r) => r.oursRssBytes)))} |`;
+    }),
+  ].join('\n');
+}
+
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
+  { doc: 'docs/benchmarks-engine.md', name: 'metadata-tools', json: 'metadata-tools.json', render: metadataTools },
+  { doc: 'README.md', name: 'metadata-tools-headline', json: 'metadata-tools.json', render: metadataToolsHeadline },
 ];
 
 /** The docs as the JSON makes them: Map of doc path -> [current text, rendered text, names of the sections]. */
