@@ -204,6 +204,60 @@ function metadataToolsHeadline(f) {
   ].join('\n');
 }
 
+// Overheads (issue 17): written by the benches when THINPOOL_FIGURES_DIR names a directory
+// (`THINPOOL_FIGURES_DIR=docs/figures node dist/bench/engine/io.js`, `... dist/bench/cli-startup.js 15`,
+// `... dist/bench/engine/cow.js`, the last as root to include the loop-mounted XFS and btrfs).
+const RAW_READ = 'fs.readSync, pool data file (raw)';
+const ns = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} ms` : x >= 1e3 ? `${(x / 1e3).toFixed(2)} µs` : `${x.toFixed(0)} ns`);
+const readVsRaw = (f) => {
+  const raw = f.rows.find((r) => r.name === RAW_READ).nsPerOp;
+  return { raw, rows: f.rows.map((r) => ({ ...r, ratio: raw / r.nsPerOp })) };
+};
+
+function readPath(f) {
+  const { rows } = readVsRaw(f);
+  return [
+    `${n(f.blocks)} provisioned 64 KiB blocks, random 4 KiB-aligned offsets, page cache warm; median of ${f.rounds} interleaved rounds of ${n(f.perRound)} reads, timed by ${f.clock === 'cpu' ? 'the process\'s CPU time' : 'the wall clock'}; load average ${f.loadAverage} on 2 shared cores (noisy).`,
+    '',
+    '| case | ns per read | against fs.readSync on the pool\'s data file |',
+    '|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${n(r.nsPerOp)} | ${r.ratio.toFixed(2)}${r.name === 'volume.readSync' ? ' (goal >= 0.92)' : ''} |`),
+  ].join('\n');
+}
+
+function startup(f) {
+  return [
+    `\`thinpool snapshot\` on a pool with ${f.volumes} volumes against \`node -e ""\`, whole processes, interleaved, medians of ${f.runs} runs; load average ${f.loadAverage} on 2 shared cores (noisy).`,
+    '',
+    '| measure | node -e "" | thinpool snapshot | ratio (goal <= 1.3x) |',
+    '|---|---|---|---|',
+    `| wall time | ${f.nodeWallMs.toFixed(0)} ms | ${f.snapshotWallMs.toFixed(0)} ms | ${(f.snapshotWallMs / f.nodeWallMs).toFixed(2)}x |`,
+    `| CPU time (user + system) | ${f.nodeCpuMs.toFixed(0)} ms | ${f.snapshotCpuMs.toFixed(0)} ms | ${(f.snapshotCpuMs / f.nodeCpuMs).toFixed(2)}x |`,
+  ].join('\n');
+}
+
+function cow(f) {
+  return [
+    `${n(f.blocks)} provisioned 64 KiB blocks, a snapshot taken, medians of interleaved rounds (wall clock); load average ${f.loadAverage} on 2 shared cores (noisy). \`read-write\` is the same run without the native helper (the path before copy_file_range and reflinks).`,
+    '',
+    '| file system | copy path | 4 KiB write, unshared block | first 4 KiB write, shared block | ratio (goal <= 2x) | first write, unprovisioned block |',
+    '|---|---|---|---|---|---|',
+    ...f.rows.map((r) => `| ${r.fs} | ${r.path} | ${ns(r.unsharedNs)} | ${ns(r.sharedNs)} | ${r.ratio.toFixed(2)}x | ${ns(r.unprovisionedNs)} |`),
+  ].join('\n');
+}
+
+function overheadsHeadline([read, start, cw]) {
+  const v = readVsRaw(read).rows.find((r) => r.name === 'volume.readSync');
+  const best = (pred) => cw.rows.filter(pred).map((r) => `${r.ratio.toFixed(2)}x (${r.fs.replace(/ \(.*\)/, '')}, ${r.path})`).join(', ');
+  return [
+    '| what (same run, 2 shared cores: noisy) | measured | goal |',
+    '|---|---|---|',
+    `| random 4 KiB \`volume.readSync\` against \`fs.readSync\` on the pool's data file | ${v.ratio.toFixed(2)} | >= 0.92 |`,
+    `| \`thinpool snapshot\` (100 volumes) against \`node -e ""\`, CPU time / wall time | ${(start.snapshotCpuMs / start.nodeCpuMs).toFixed(2)}x / ${(start.snapshotWallMs / start.nodeWallMs).toFixed(2)}x | <= 1.3x |`,
+    `| first 4 KiB write into a shared 64 KiB block against an unshared one | ${best((r) => r.path !== 'read-write')}; old path ${best((r) => r.path === 'read-write')} | <= 2x |`,
+  ].join('\n');
+}
+
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
@@ -211,6 +265,10 @@ const SECTIONS = [
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
   { doc: 'docs/benchmarks-engine.md', name: 'metadata-tools', json: 'metadata-tools.json', render: metadataTools },
   { doc: 'README.md', name: 'metadata-tools-headline', json: 'metadata-tools.json', render: metadataToolsHeadline },
+  { doc: 'docs/benchmarks-engine.md', name: 'read-path', json: 'read-path.json', render: readPath },
+  { doc: 'docs/benchmarks-engine.md', name: 'startup', json: 'startup.json', render: startup },
+  { doc: 'docs/benchmarks-engine.md', name: 'cow', json: 'cow.json', render: cow },
+  { doc: 'README.md', name: 'overheads', json: ['read-path.json', 'startup.json', 'cow.json'], render: overheadsHeadline },
 ];
 
 /** The docs as the JSON makes them: Map of doc path -> [current text, rendered text, names of the sections]. */
@@ -226,7 +284,8 @@ export function renderDocs() {
     const i = d.after.indexOf(open);
     const j = d.after.indexOf(close);
     if (i < 0 || j < i) throw new Error(`${s.doc}: no section ${open} ... ${close}`);
-    d.after = `${d.after.slice(0, i + open.length)}\n${s.render(readJson(s.json))}\n${d.after.slice(j)}`;
+    const json = Array.isArray(s.json) ? s.json.map(readJson) : readJson(s.json);
+    d.after = `${d.after.slice(0, i + open.length)}\n${s.render(json)}\n${d.after.slice(j)}`;
     d.names.push(s.name);
   }
   return docs;

@@ -13,9 +13,11 @@
  *
  * Clock: rounds are timed by this process's CPU time (user + system), not the wall clock: page-cache I/O never
  * waits on a device, and on a shared machine the wall clock also counts time spent waiting for a core.
- * `--wall` times by the wall clock instead.
+ * `--wall` times by the wall clock instead. With THINPOOL_FIGURES_DIR set (and not --quick), the read table goes to
+ * $THINPOOL_FIGURES_DIR/read-path.json for scripts/render-figures.mjs.
  */
 import * as fs from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
 import {
@@ -105,6 +107,16 @@ async function main(): Promise<void> {
     i === 1 ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}; vs raw >= 0.92 (issue 17): ${verdict(raw / x.nsPerOp, 0.92)}`
       : i === 2 ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}` : '',
   ]));
+
+  const figDir = process.env.THINPOOL_FIGURES_DIR;
+  if (figDir !== undefined && !QUICK) {
+    const path = join(figDir, 'read-path.json');
+    fs.writeFileSync(path, `${JSON.stringify({
+      bench: 'bench/engine/io.ts', machine: '2 cores shared with other jobs', clock: CLOCK, blocks: NBLK, rounds: ROUNDS, perRound: PER_ROUND,
+      loadAverage: Number(loadavg()[0].toFixed(1)), rows: rr.map((x) => ({ name: x.name, nsPerOp: Math.round(x.nsPerOp) })),
+    }, null, 2)}\n`);
+    note(`figures written to ${path}`);
+  }
 
   // Writes to provisioned, unshared blocks (no snapshot exists: nothing is shared, no metadata changes).
   const wbuf = Buffer.alloc(PIECE, 0x5a);
