@@ -57,6 +57,7 @@ try {
   }
   p.closeSync();
   hook = join(dir, 'cpu-at-exit.cjs');
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: this is the source text of a script, whose template literal is meant
   writeFileSync(hook, "process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`TPCPU ${u.user + u.system}\\n`); });\n");
   // Warm-up (page cache).
   time('node', ['-e', '']);

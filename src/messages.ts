@@ -107,7 +107,7 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
       case 'EEXIST': return { message: `${path || 'file'} already exists and is not a directory: choose another path`, exitCode: 1 };
       case 'ENOSPC':
       case 'EDQUOT': return { message: `${path || 'file'}: the host file system is full (${sys.code}): free space on it and retry`, exitCode: 1 };
-      case 'EPIPE': return { message: 'output closed early', exitCode: 1 };
+      case 'EPIPE': return { message: 'standard output was closed before everything was written (the reader stopped early)', exitCode: 1 };
       default: return { message: sys.message, exitCode: 1 };
     }
   }

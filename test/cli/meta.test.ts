@@ -181,6 +181,9 @@ describe('the shipped command', () => {
       expect(ch.status, c).toBe(0);
       expect(ch.stdout).toContain(`Usage: thinpool ${c}`);
     }
+    // A reader that stops before the help is written (`| true` closes the pipe at once): no crash, no stack.
+    const closed = spawnSync('sh', ['-c', '"$1" "$2" snapshot --help | true; echo "exit ${PIPESTATUS:-$?}" >&2', 'sh', process.execPath, bin], { encoding: 'utf8' });
+    expect(closed.stderr).not.toMatch(/EPIPE|Unhandled|at /);
     const bad = spawnSync('node', [bin, 'create'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     const pool = join(root, 'bin-pool');
