@@ -1,4 +1,5 @@
-// thinpool's public API.
+// thinpool's public API (the package's main entry): the pool, its volumes and their types, the typed errors.
+// What is exported here is the supported surface; everything else under dist/ may change without notice.
 export { ThinPool, isPoolDir } from './thin/pool.js';
 export type {
   PoolStorage, PoolFormatOptions, PoolOpenOptions, PoolStatus, PoolMode, VolumeInfo, CreateOptions, SnapshotOptions,

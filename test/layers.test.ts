@@ -52,6 +52,8 @@ describe('the checker finds planted violations', () => {
   put('images/big.ts', 'export const x = 1;\n'.repeat(MAX_LINES + 1));
   put('images/fits.ts', 'export const x = 1;\n'.repeat(MAX_LINES));
   put('elsewhere/lost.ts', 'export {};\n');
+  put('thin/said.ts', '/**\n * Names of volumes: what a name may hold, and the one place that checks it.\n */\nexport const S = 1;\n');
+  put('thin/short.ts', '// names\nexport const T = 1;\n');
   const found = checkTree(dir);
   const of = (kind: string) => found.filter((v) => v.kind === kind).map((v) => v.message);
 
@@ -70,6 +72,13 @@ describe('the checker finds planted violations', () => {
     expect(of('size')).toEqual([`images/big.ts has ${MAX_LINES + 1} lines (limit ${MAX_LINES}): split it by concept`]);
     expect(checkTree(dir, { 'images/big.ts': MAX_LINES + 1 }).filter((v) => v.kind === 'size')).toEqual([]);
     expect(checkTree(dir, { 'images/big.ts': MAX_LINES }).filter((v) => v.kind === 'size')).toHaveLength(1);
+  });
+
+  test('a file that does not open with its contract (none, or a word), and one that does', () => {
+    const c = of('contract');
+    expect(c).toContain('thin/short.ts does not open with its contract: start it with a comment saying what it owns and promises');
+    expect(c).toContain('thin/names.ts does not open with its contract: start it with a comment saying what it owns and promises');
+    expect(c.some((m) => m.startsWith('thin/said.ts') || m.startsWith('nbd/serve.ts'))).toBe(false);
   });
 
   test('a file in no layer', () => {

@@ -48,7 +48,7 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
 ];
 
 export interface Violation {
-  kind: 'size' | 'layer' | 'cycle' | 'unplaced';
+  kind: 'size' | 'layer' | 'cycle' | 'unplaced' | 'contract';
   file: string;
   message: string;
 }
@@ -101,6 +101,9 @@ export function checkTree(srcDir: string, oversized: Record<string, number> = {}
     if (lines > MAX_LINES && !(allowed !== undefined && lines <= allowed)) {
       out.push({ kind: 'size', file: rel, message: `${rel} has ${lines} lines (limit ${MAX_LINES}): split it by concept` });
     }
+    if (!opensWithContract(text)) {
+      out.push({ kind: 'contract', file: rel, message: `${rel} does not open with its contract: start it with a comment saying what it owns and promises` });
+    }
     const from = layerOf(rel);
     if (from < 0) out.push({ kind: 'unplaced', file: rel, message: `${rel} is in no layer: place it in LAYERS (test/support/layers.ts) and docs/architecture.md` });
     const targets: string[] = [];
@@ -120,6 +123,24 @@ export function checkTree(srcDir: string, oversized: Record<string, number> = {}
     out.push({ kind: 'cycle', file: cycle[0], message: `import cycle among ${cycle.join(', ')}: make one of them depend on an interface instead` });
   }
   return out;
+}
+
+/** The minimum words of the opening comment that can pass for a contract. */
+export const MIN_CONTRACT_CHARS = 40;
+
+/** Whether a file's first line opens a comment (`//` lines or a block) of at least MIN_CONTRACT_CHARS characters. */
+export function opensWithContract(text: string): boolean {
+  const t = text.replace(/^#!.*\n/, '');
+  let body: string;
+  if (t.startsWith('/*')) {
+    const end = t.indexOf('*/');
+    if (end < 0) return false;
+    body = t.slice(2, end).replace(/^\s*\*+/gm, '');
+  } else if (t.startsWith('//')) {
+    const m = /^(?:\/\/.*\n?)+/.exec(t);
+    body = (m ? m[0] : '').replace(/^\/\/+/gm, '');
+  } else return false;
+  return body.replace(/\s+/g, ' ').trim().length >= MIN_CONTRACT_CHARS;
 }
 
 /** Strongly connected components with more than one file (or a file importing itself), each as a path. */

@@ -1,4 +1,7 @@
-/** ls, status, map, diff: read-only views. */
+/**
+ * ls, status, map, diff: read-only views of a pool. Each opens the pool for reading (withPool 'read'),
+ * prints what it read (one JSON document with --json where offered) and changes nothing on disk.
+ */
 import type { ThinPool } from '../../thin/pool.js';
 import { formatTable, write } from '../io.js';
 import type { Ctx } from '../io.js';

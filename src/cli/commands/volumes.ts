@@ -1,4 +1,7 @@
-/** init, create, snapshot, delete, resize. */
+/**
+ * init, create, snapshot, delete, resize: the commands that change the set of volumes. Each is one pool
+ * transaction, committed before the command prints success; on an error nothing of it is kept.
+ */
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
