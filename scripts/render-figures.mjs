@@ -156,7 +156,7 @@ function bulk(f) {
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
   const ratio = (r) => (r === undefined ? '-' : r.ratio === null ? (r.failed ?? 'failed') : `**${r.ratio.toFixed(2)}x**`);
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
-  const out = [names.map((k) => `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared, loaded), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`).join(' ')];
+  const out = [names.map((k) => `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`).join(' ')];
   for (const size of last.sizes) {
     out.push('', `${size.label}:`, '',
       `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,

@@ -22,6 +22,7 @@
  * `--quick`: a 64 MiB image (16 MiB of data in 2 MiB runs) and one repetition (a smoke run of the bench itself).
  * `--skip VERB:GiB` (repeatable): do not run thinpool's VERB (import, export, read, write) at that size, e.g. `--skip
  * write:8` for a version that holds the whole input of `write` in memory.
+ * `--gib N` (repeatable): only the image of N GiB (1 or 8), e.g. `--gib 1`.
  * `--figures FILE --as NAME`: also merge this run into FILE (docs/figures/bulk.json) under NAME (e.g. `before`,
  * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/benchmarks.md.
  * Set BENCH_DIR to put the images elsewhere than the temporary directory.
@@ -29,7 +30,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,6 +45,7 @@ const opt = (name: string): string | undefined => {
 const REPS = Number(opt('--reps') ?? (QUICK ? 1 : 3));
 const FIGURES = opt('--figures');
 const AS = opt('--as');
+const GIBS = argv.flatMap((a, i) => (argv[i - 1] === '--gib' ? [Number(a)] : []));
 const SKIP = new Set(argv.flatMap((a, i) => (argv[i - 1] === '--skip' ? [a] : [])));
 if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
 
@@ -213,17 +215,20 @@ try {
       { label: '8 GiB image (sparse), 256 MiB of data in 8 MiB runs', size: 8 * GiB, runs: 32, runLen: 8 * MiB },
     ];
   const results: Array<{ label: string; rows: Row[] }> = [];
-  for (const s of sizes) {
+  // The machine is shared: the 1-minute load average before and after the run goes with the figures.
+  const loadBefore = loadavg()[0];
+  for (const s of sizes.filter((z) => QUICK || GIBS.length === 0 || GIBS.includes(z.size / GiB))) {
     const rows = bench(work, s.label, s.size, s.runs, s.runLen);
     results.push({ label: s.label, rows });
     console.log(`\n${table(s.label, rows)}`);
   }
-  console.log(`\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy)`);
+  const loadAverage = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
+  console.log(`\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy), load average ${loadAverage[0]} before, ${loadAverage[1]} after`);
   if (FIGURES !== undefined && AS !== undefined) {
     const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim() || 'unknown';
     const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
     const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) as { runs?: Record<string, unknown> } : {};
-    doc.runs = { ...(doc.runs ?? {}), [AS]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, reps: REPS, quick: QUICK, sizes: results } };
+    doc.runs = { ...(doc.runs ?? {}), [AS]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, loadAverage, reps: REPS, quick: QUICK, sizes: results } };
     writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
     console.log(`merged into ${FIGURES} as "${AS}"`);
   }
