@@ -152,12 +152,14 @@ function mutation(f) {
 /** bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the runs side by side. */
 function bulk(f) {
   const names = Object.keys(f.runs);
-  const last = f.runs[names[names.length - 1]];
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
   const ratio = (r) => (r === undefined ? '-' : r.ratio === null ? (r.failed ?? 'failed') : `**${r.ratio.toFixed(2)}x**`);
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
   const out = [names.map((k) => `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`).join(' ')];
-  for (const size of last.sizes) {
+  // Every image size any run measured (a run may cover only some, e.g. `--gib 1`), in order of first appearance.
+  const labels = [...new Set(names.flatMap((k) => f.runs[k].sizes.map((z) => z.label)))];
+  for (const label of labels) {
+    const size = [...names].reverse().map((k) => f.runs[k].sizes.find((z) => z.label === label)).find((z) => z !== undefined);
     out.push('', `${size.label}:`, '',
       `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,
       `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`);
