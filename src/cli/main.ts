@@ -336,7 +336,7 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   const sub = (group: string, name: string, mod: keyof typeof modules, fn: string, configure: (c: Command) => Command, help?: string): void => {
     let g = groups.get(group);
     if (!g) {
-      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount', lock: 'the write lock of a pool in Ceph RADOS (break)', snapshotter: 'containerd\'s storage: a proxy snapshotter on the pool (serve)' }[group] ?? group).helpOption('-h, --help', 'show this help');
+      g = program.command(group).description({ image: 'images: stacks of read-only layers (import, ls, history, rm, export)', container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff, export)', fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount', lock: 'the write lock of a pool in Ceph RADOS (break)', snapshotter: 'containerd\'s storage: a proxy snapshotter on the pool (serve)' }[group] ?? group).helpOption('-h, --help', 'show this help');
       groups.set(group, g);
     }
     const c = g.command(name);
@@ -359,11 +359,15 @@ function build(ctx: Ctx, state: { result: number; cmd: string }): Command {
   sub('image', 'ls', 'image', 'ls', (c) => P(c).alias('list').description('list images').option('--json', 'print JSON').option('--no-trunc', 'full ids'));
   sub('image', 'history', 'image', 'history', (c) => P(c).description('the layers of an image, newest first, with the bytes each adds').argument('<NAME>', 'image name')
     .option('--json', 'print JSON').option('--no-trunc', 'full ids and commands').option('--bytes', 'sizes in bytes'));
+  sub('image', 'export', 'image', 'exportImage', (c) => P(c).description('write an image\'s disk (its top layer\'s ext4 filesystem) to FILE as a raw image').argument('<NAME>', 'image name').argument('<FILE>', 'output file (replaced)'),
+    'Example:\n  thinpool image export ./pool app app.img');
   sub('image', 'rm', 'image', 'remove', (c) => P(c).description('remove an image and the layers nothing else uses').argument('<NAME>', 'image name'));
   sub('container', 'create', 'container', 'create', (c) => P(c).description('create a container: a writable snapshot of the image\'s top layer (constant time)').argument('<IMAGE>', 'image name').argument('<NAME>', 'container name'));
   sub('container', 'ls', 'container', 'ls', (c) => P(c).alias('list').description('list containers with their exclusive bytes').option('--json', 'print JSON').option('--bytes', 'sizes in bytes'));
   sub('container', 'rm', 'container', 'remove', (c) => P(c).description('remove a container (frees its exclusive blocks)').argument('<NAME>', 'container name'));
   sub('container', 'commit', 'container', 'commit', (c) => P(c).description('make a container the top layer of a new image').argument('<NAME>', 'container name').argument('<IMAGE>', 'new image name').option('-m, --message <TEXT>', 'history comment'));
+  sub('container', 'export', 'container', 'exportContainer', (c) => P(c).description('write a container\'s disk (its ext4 filesystem) to FILE as a raw image; holes stay holes').argument('<NAME>', 'container name').argument('<FILE>', 'output file (replaced)'),
+    'Example:\n  thinpool container export ./pool c1 c1.img && e2fsck -fn c1.img');
   sub('container', 'diff', 'container', 'diff', (c) => P(c).description('paths added (A), changed (C) and deleted (D) against the image').argument('<NAME>', 'container name').option('--json', 'print JSON'));
   const V = (c: Command): Command => P(c).argument('<VOLUME>', 'container, image (its top layer), snapshot key or volume name');
   sub('fs', 'ls', 'fs', 'ls', (c) => V(c).description('list a directory').argument('[PATH]', 'path inside the filesystem', '/').option('-l, --long', 'mode, owner, size').option('-R, --recursive', 'the whole tree').option('--json', 'print JSON'));

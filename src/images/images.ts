@@ -229,6 +229,11 @@ export class ImageStore {
     return this.snapshotter.volume(im.chainIds[im.chainIds.length - 1]);
   }
 
+  /** The volume of an image's top layer (read-only): its whole filesystem. */
+  imageVolume(name: string): Volume {
+    return this.topVolume(this.image(name));
+  }
+
   /** Bytes each layer adds (bottom first): blocks it maps that its parent does not map to the same data block. */
   layerSizes(im: ImageRecord): number[] {
     const bs = this.pool.blockSize;

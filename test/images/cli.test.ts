@@ -1,13 +1,14 @@
 // The image, container and fs command groups, end to end through the CLI.
 import { afterAll, describe, expect, test } from 'vitest';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, tempDir, hashPool } from '../cli/helpers.js';
 import { needTool } from '../support/tools.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
 import { makeTar, threeLayers } from './support.js';
 
-const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs');
+const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs') && needTool('debugfs', 'e2fsprogs');
 const work = tempDir('tp-images-cli-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -50,7 +51,25 @@ describe.skipIf(!haveTools)('thinpool image / container / fs', () => {
     r = await cli(['container', 'diff', pool, 'c1']);
     expect(r.stdout).toBe('C /etc\nC /etc/hostname\nD /gone.txt\n');
     r = await cli(['container', 'ls', pool]);
-    expect(r.stdout).toMatch(/^NAME\s+IMAGE\s+CREATED\s+SIZE\nc1\s+app\s/);
+    expect(r.stdout).toMatch(/^NAME\s+IMAGE\s+VOLUME\s+CREATED\s+SIZE\nc1\s+app\s+sn-\d+\s/);
+    // The volume ls names is the container's: the pool's own commands take it, and export by name writes the same disk.
+    const listed = JSON.parse((await cli(['container', 'ls', pool, '--json'])).stdout) as { name: string; volume: string; volumeId: number }[];
+    expect(listed).toEqual([expect.objectContaining({ name: 'c1', volume: expect.stringMatching(/^sn-\d+$/), volumeId: expect.any(Number) })]);
+    const byName = join(work, 'c1.img');
+    const byVolume = join(work, 'c1-vol.img');
+    r = await cli(['container', 'export', pool, 'c1', byName]);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect((await cli(['export', pool, listed[0].volume, byVolume])).code).toBe(0);
+    expect(readFileSync(byName).equals(readFileSync(byVolume))).toBe(true);
+    expect(execFileSync('debugfs', ['-R', 'cat /etc/hostname', byName], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toBe('c1\n');
+    expect(spawnSync('e2fsck', ['-fn', byName]).status).toBe(0);
+    const imageDisk = join(work, 'app.img');
+    expect((await cli(['image', 'export', pool, 'app', imageDisk])).code).toBe(0);
+    expect(execFileSync('debugfs', ['-R', 'cat /etc/hostname', imageDisk], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toBe('layer two\n');
+    r = await cli(['container', 'export', pool, 'nope', byName]);
+    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/no container named "nope"/)]);
+    r = await cli(['image', 'export', pool, 'nope', imageDisk]);
+    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/no image named "nope"/)]);
     r = await cli(['container', 'commit', pool, 'c1', 'app2']);
     expect(r.code).toBe(0);
     expect((await cli(['fs', 'cat', pool, 'app2', '/etc/hostname'])).stdout).toBe('c1\n');

@@ -1,9 +1,14 @@
-/** container create, ls, rm, commit, diff: writable thin snapshots of an image's top layer. */
+/**
+ * container create, ls, rm, commit, diff, export: writable thin snapshots of an image's top layer. `ls` names each
+ * container's pool volume (the one `thinpool map`, `serve` and `export` take); `export` writes a container's disk
+ * by the container's name.
+ */
 import { UsageError, formatTable, write } from '../io.js';
 import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
 import { ImageStore, checkContainerName, checkImageName } from '../../images/images.js';
 import { imagesError } from './image.js';
+import { exportVolume } from './data.js';
 
 /** A name given on the command line is checked before the pool is opened: a bad one is a usage error. */
 function usage(check: (name: string) => void, name: string): void {
@@ -34,15 +39,18 @@ export async function create(ctx: Ctx, [dir, image, name]: string[]): Promise<nu
 export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const rows = await withPool(ctx, dir, 'read', (pool) => {
     const store = new ImageStore(pool);
-    return store.containers().map((c) => ({ ...c, size: store.containerUsage(c.name) }));
+    return store.containers().map((c) => {
+      const v = store.containerVolume(c.name);
+      return { ...c, size: store.containerUsage(c.name), volume: v.name ?? `#${v.id}`, volumeId: v.id };
+    });
   });
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(rows.map((r) => ({ name: r.name, image: r.image, imageId: r.imageId, created: r.created, sizeBytes: r.size })), null, 2) + '\n');
+    await write(ctx.io.stdout, JSON.stringify(rows.map((r) => ({ name: r.name, image: r.image, imageId: r.imageId, volume: r.volume, volumeId: r.volumeId, created: r.created, sizeBytes: r.size })), null, 2) + '\n');
     return 0;
   }
-  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE', 'CREATED', 'SIZE'],
-    rows.map((r) => [r.name, r.image, r.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), opts.bytes ? String(r.size) : humanSize(r.size)]),
-    ['left', 'left', 'left', 'right']));
+  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE', 'VOLUME', 'CREATED', 'SIZE'],
+    rows.map((r) => [r.name, r.image, r.volume, r.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), opts.bytes ? String(r.size) : humanSize(r.size)]),
+    ['left', 'left', 'left', 'left', 'right']));
   return 0;
 }
 
@@ -69,4 +77,13 @@ export async function diff(ctx: Ctx, [dir, name]: string[], opts: Record<string,
   }
   await write(ctx.io.stdout, changes.map((c) => `${c.kind} ${c.path}\n`).join(''));
   return 0;
+}
+
+/** The container's disk (its whole ext4 filesystem) as a raw image file, by the container's name. */
+export async function exportContainer(ctx: Ctx, [dir, name, file]: string[]): Promise<number> {
+  try {
+    return await exportVolume(ctx, dir, file, (pool) => new ImageStore(pool).containerVolume(name));
+  } catch (e) {
+    throw imagesError(e, dir);
+  }
 }

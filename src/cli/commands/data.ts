@@ -5,6 +5,8 @@ import { isZero, readFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
 import type { Ctx } from '../io.js';
+import type { ThinPool } from '../../thin/pool.js';
+import type { Volume } from '../../thin/volume.js';
 import { blocksNeeded, checkName, checkpoint, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
 
 /** Batch of whole blocks read at once (at least one block, about CHUNK bytes). */
@@ -291,6 +293,15 @@ function samePath(a: string, b: string): boolean {
 }
 
 export async function exportImage(ctx: Ctx, [dir, name, file]: string[]): Promise<number> {
+  return exportVolume(ctx, dir, file, (pool) => pool.volume(name));
+}
+
+/**
+ * Write the volume `pick` chooses in the opened pool to FILE as a raw image (holes for unprovisioned and all-zero
+ * blocks). Used by `export` (a volume) and by `container export` / `image export` (a container's or an image's
+ * volume, by its name).
+ */
+export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (pool: ThinPool) => Volume): Promise<number> {
   const out = resolvePath(ctx, file);
   const poolAbs = requirePoolDir(ctx, dir);
   for (const f of ['metadata', 'data', 'catalog.json']) {
@@ -300,7 +311,7 @@ export async function exportImage(ctx: Ctx, [dir, name, file]: string[]): Promis
   if (!existsSync(dirname(out))) throw new CliError(`cannot write ${q(file)}: directory ${q(dirname(file))} does not exist`);
   if (!statSync(dirname(out)).isDirectory()) throw new CliError(`cannot write ${q(file)}: ${q(dirname(file))} is a file, not a directory: check the path`);
   const res = await withPool(ctx, dir, 'read', (pool) => {
-    const vol = pool.volume(name);
+    const vol = pick(pool);
     const size = vol.sizeBytes;
     const bs = pool.blockSize;
     const extents = vol.map();

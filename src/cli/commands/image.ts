@@ -5,6 +5,7 @@ import type { Ctx } from '../io.js';
 import { checkpoint, humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
 import { ImageStore, checkImageName } from '../../images/images.js';
 import { MIN_FS_SIZE } from '../../images/mkfs.js';
+import { exportVolume } from './data.js';
 
 /** Bad image input (corrupt tar, digest mismatch, escaping path) is a failure (exit 1), not a usage error. */
 export function badInput(e: unknown): unknown {
@@ -111,4 +112,13 @@ export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
   const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeImage(name).catch((e: unknown) => { throw imagesError(e, dir); }));
   await write(ctx.io.stdout, `removed image ${name} (${humanSize(freed)} freed)\n`);
   return 0;
+}
+
+/** An image's disk (the filesystem of its top layer, all layers applied) as a raw image file, by the image's name. */
+export async function exportImage(ctx: Ctx, [dir, name, file]: string[]): Promise<number> {
+  try {
+    return await exportVolume(ctx, dir, file, (pool) => new ImageStore(pool).imageVolume(name));
+  } catch (e) {
+    throw imagesError(e, dir);
+  }
 }
