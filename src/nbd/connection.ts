@@ -11,7 +11,8 @@
  *   reading the ACK breaks the protocol and closes the connection), and a new SocketIO reads and writes through
  *   a TLSSocket on the same connection: decrypted input lands in the connection's buffer through the TLS
  *   socket's user-buffer hook (unless portableIO), replies go through socket.write (the descriptor carries
- *   ciphertext, so neither direct writes nor busy-polling apply).
+ *   ciphertext, so neither direct writes nor reading it apply; the busy-poll window keeps the event loop hot
+ *   instead, see SocketIO.keepHot).
  * - Any protocol violation the spec allows us to survive gets an error reply; the rest (bad magic, bad client
  *   flags, absurd lengths, a failed TLS handshake) closes this connection only, never the server.
  * - Server shutdown: a connection still in the handshake is closed; one in transmission executes the requests it
@@ -91,6 +92,11 @@ export class Connection {
     return this.io.queuedBytes;
   }
 
+  /** The connection keeps the event loop hot after answering (SocketIO.keepHot: TLS, portable I/O). */
+  get hot(): boolean {
+    return this.io.hot;
+  }
+
   /** Server shutdown: finish requests already received, then end the connection. */
   shutdown(): void {
     if (this.io.closed) {
@@ -146,7 +152,7 @@ export class Connection {
       this.io = new SocketIO(up.socket, this.owner, {
         portable: this.host.portableIO === true,
         plainDescriptor: false,
-        busyPollMicros: 0,
+        busyPollMicros: this.host.busyPollMicros,
         maxQueuedBytes: this.host.maxQueuedBytes,
       });
       this.handshake.tlsStarted(this.io);

@@ -156,6 +156,13 @@ export class NbdServer {
     return this.refusedCount;
   }
 
+  /** Connections keeping the event loop hot after their last request (busy-poll window without a descriptor). */
+  get hotConnections(): number {
+    let n = 0;
+    for (const c of this.conns) if (c.hot) n++;
+    return n;
+  }
+
   /** Reply bytes queued for clients and not yet taken by them, over all connections. */
   get queuedReplyBytes(): number {
     let n = 0;

@@ -23,13 +23,20 @@
  * - Busy-poll: after answering in the transmission phase (`pollReady`), the descriptor is read for a short,
  *   bounded window before going back to the event loop, so a queue-depth-1 client's next request is read without
  *   an epoll wake-up.
+ * - Hot loop: where the descriptor cannot be read directly (a TLS socket: it carries ciphertext that only the
+ *   TLS socket may read; the portable path), the same window is spent in the event loop instead: one
+ *   setImmediate after another keeps libuv polling with a zero timeout, so the next request is still picked up
+ *   without the thread going to sleep, while the TLS machinery (decryption, write completions) runs as usual.
  * - Portable fallback (`portable`, or a socket without the hooks): 'data' events are copied into the same
  *   buffers and replies go through socket.write only. A TLS socket (`plainDescriptor: false`) uses the
  *   user-buffer hook of its TLS handle for input (decrypted bytes) and socket.write for output.
  */
 import { readSync, writeSync, writevSync } from 'node:fs';
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { giveBuffer } from './buffers.js';
+import { socketHandle, userBufferKeys } from './socket-handle.js';
+
+export { FAST_IO_AVAILABLE } from './socket-handle.js';
 
 /** What drives a SocketIO: the protocol parser. */
 export interface IoOwner {
@@ -74,36 +81,6 @@ const INTO_INPUT = 0;
 const INTO_PAYLOAD = 1;
 const INTO_DISCARD = 2;
 
-/** Node's symbols behind net.Socket's `onread` option, found once (absent: the 'data' event path is used). */
-const userBufferKeys = ((): { buf: symbol; cb: symbol; gen: symbol } | null => {
-  try {
-    const probe = new net.Socket();
-    const syms = Object.getOwnPropertySymbols(probe);
-    const find = (d: string) => syms.find((x) => x.description === d);
-    const buf = find('kBuffer');
-    const cb = find('kBufferCb');
-    const gen = find('kBufferGen');
-    probe.destroy();
-    return buf && cb && gen ? { buf, cb, gen } : null;
-  } catch {
-    return null;
-  }
-})();
-/** Whether this Node exposes the user-buffer input hook (the fast path; tests assert it on supported versions). */
-export const FAST_IO_AVAILABLE = userBufferKeys !== null;
-
-interface SocketHandle {
-  fd?: number;
-  reading?: boolean;
-  useUserBuffer?: (b: Uint8Array) => void;
-  readStart?: () => number;
-}
-
-/** The libuv handle behind a net.Socket (Node internal `_handle`; undefined once closed). */
-function socketHandle(socket: Socket): SocketHandle | undefined {
-  return (socket as unknown as { _handle?: SocketHandle | null })._handle ?? undefined;
-}
-
 /** Nagle off (default) or on: NBD_NODELAY=0 (for experiments). */
 const NO_DELAY = process.env.NBD_NODELAY !== '0';
 /** A poll loop returns to the event loop after this long at most, so other connections are served. */
@@ -137,6 +114,9 @@ export class SocketIO {
   /** Handed over to another reader (detach): the user-buffer hook must stop reading. */
   private detached = false;
   private readonly pollNs: bigint;
+  /** Hot loop: when input last arrived (hrtime ns), and whether a tick is scheduled. */
+  private lastInputNs = 0n;
+  private hotScheduled = false;
   private readonly outputHigh: number;
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -309,7 +289,11 @@ export class SocketIO {
    * CPU: up to one window per request, spent spinning (docs/nbd.md, "Speed").
    */
   private poll(): void {
-    if (this.fd < 0 || !this.pollReady || this.closed) return;
+    if (!this.pollReady || this.closed) return;
+    if (this.fd < 0) {
+      this.keepHot();
+      return;
+    }
     this.polling = true;
     const start = process.hrtime.bigint();
     let last = start;
@@ -334,6 +318,33 @@ export class SocketIO {
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * Without a descriptor to read (TLS, portable): keep the event loop from sleeping for the poll window after
+   * the last input, by scheduling one immediate after another (libuv polls with a zero timeout while an
+   * immediate is pending). Each tick returns to the event loop, so other connections and the TLS socket's own
+   * work run in between; the chain ends once the window passes without input or the connection leaves the
+   * transmission phase. Costs server CPU the way the busy-poll does, and nothing when the client is idle.
+   */
+  private keepHot(): void {
+    this.lastInputNs = process.hrtime.bigint();
+    if (this.hotScheduled) return;
+    this.hotScheduled = true;
+    setImmediate(this.hotTick);
+  }
+
+  private readonly hotTick = (): void => {
+    if (this.closed || this.ending || !this.pollReady || process.hrtime.bigint() - this.lastInputNs > this.pollNs) {
+      this.hotScheduled = false;
+      return;
+    }
+    setImmediate(this.hotTick);
+  };
+
+  /** Whether the hot loop is running (tests: it must stop once the client goes quiet). */
+  get hot(): boolean {
+    return this.hotScheduled;
   }
 
   /**

@@ -1,6 +1,7 @@
 // Limits that keep one client from hurting the rest, and the safe defaults of listening: the most connections at
 // once, the handshake deadline (plain and TLS), the bound on reply bytes queued for a client that stops reading
-// (plain and TLS), the mode of a Unix socket, and no plain-text listener on a non-loopback address.
+// (plain and TLS), the busy-poll window over TLS (on after answering, off once the client is quiet), the mode
+// of a Unix socket, and no plain-text listener on a non-loopback address.
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +125,50 @@ describe('limits', () => {
         c.close();
       });
     });
+  });
+});
+
+describe.each([['TLS', false], ['TLS, portable I/O', true]] as const)('the busy-poll window without a readable descriptor (%s)', (_label, portableIO) => {
+  // A TLS socket's descriptor carries ciphertext, so the window is spent keeping the event loop hot (one
+  // setImmediate after another) rather than reading the descriptor. It must start only after answering in the
+  // transmission phase, end by itself once the client goes quiet, and be off with a window of 0.
+  const tls = { mode: 'require' as const, psk: new Map([['alice', KEY]]) };
+  const quiet = async (s: NbdServer): Promise<number> => {
+    const t0 = Date.now();
+    while (s.hotConnections > 0 && Date.now() - t0 < 5000) await sleep(5);
+    return s.hotConnections === 0 ? Date.now() - t0 : -1;
+  };
+  const session = async (busyPollMicros: number): Promise<{ hotSeen: number; quietAtStart: number; quietAfterMs: number }> => {
+    let out = { hotSeen: 0, quietAtStart: -1, quietAfterMs: -1 };
+    await withServer({ tls, portableIO, busyPollMicros }, async (s, port) => {
+      const c = await RawClient.connect({ port });
+      await c.negotiate('v', { tls: { identity: 'alice', key: KEY } });
+      // Entering the transmission phase (the reply to GO) may start the window: it ends without requests.
+      const quietAtStart = await quiet(s);
+      const want = randomBytes(4096);
+      c.send(WRITE, 0, 1n, 8192, 4096, want);
+      expect((await c.reply())!.error).toBe(0);
+      let hotSeen = 0;
+      for (let i = 0; i < 200; i++) {
+        c.send(READ, 0, BigInt(10 + i), 8192, 4096);
+        const r = (await c.reply(4096))!;
+        expect(r.cookie).toBe(BigInt(10 + i));
+        expect(assembleRead(r, 8192, 4096).equals(want)).toBe(true);
+        if (s.hotConnections > 0) hotSeen++;
+      }
+      out = { hotSeen, quietAtStart, quietAfterMs: await quiet(s) };
+      c.close();
+    });
+    return out;
+  };
+
+  test('on after answering, off by itself once the client is quiet; never on with a window of 0', async () => {
+    const on = await session(1000);
+    expect(on.quietAtStart, 'the loop kept running after the handshake').toBeGreaterThanOrEqual(0);
+    expect(on.hotSeen, 'the loop was never hot between requests').toBeGreaterThan(0);
+    expect(on.quietAfterMs, 'the loop kept running after the client went quiet').toBeGreaterThanOrEqual(0);
+    const off = await session(0);
+    expect(off.hotSeen).toBe(0);
   });
 });
 
