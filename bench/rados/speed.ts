@@ -6,15 +6,19 @@
  *     same size in the same Ceph pool;
  *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs).
  * Both the volume and the image are written in full first, so reads find data. Prints operations per second
- * and the ratios thinpool/librbd and rados/file.
+ * and the ratios thinpool/librbd and rados/file: each the median of `--reps N` rounds (default 3), the three
+ * systems taking turns within a round. librbd's rate is the one `rbd bench` prints (its own clock, without the
+ * tool's start-up), fio's the one fio reports (without connecting).
  *
  * The cluster: `--ceph-conf=FILE` (admin keyring; `--ceph-pool=P`, default rbd) or, without it, a single-node
  * memstore cluster started for the run (test/support/ceph-cluster.ts) and stopped afterwards.
  * `--quick`: 64 MiB and fewer operations.
+ * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/rados.json) under NAME (e.g. `before`,
+ * `after`), with the commit measured; scripts/render-figures.mjs renders it into docs/rados.md.
  */
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -27,6 +31,11 @@ const MiB = 1024 * 1024;
 const SIZE = QUICK ? 64 * MiB : 256 * MiB;
 const OPS = QUICK ? 4000 : 16000;
 const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const REPS = Number(argValue('--reps') ?? 3);
+const FIGURES = argValue('--figures');
+const AS = argValue('--as');
+if (FIGURES !== undefined && AS === undefined) throw new Error('--figures=FILE needs --as=NAME (e.g. --as=after)');
 
 function argValue(name: string): string | undefined {
   const a = process.argv.find((x) => x.startsWith(`${name}=`));
@@ -36,12 +45,19 @@ function argValue(name: string): string | undefined {
 type Kind = 'read' | 'write';
 const CASES: Array<[Kind, number]> = [['read', 1], ['read', 16], ['write', 1], ['write', 16]];
 
+/** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
 async function rbdBench(conf: string, image: string, kind: Kind, threads: number): Promise<number> {
-  const t = performance.now();
-  await execFileP('rbd', ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads),
+  const { stdout } = await execFileP('rbd', ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads),
     '--io-pattern', 'rand', '--io-total', String(OPS * 4096), image], { maxBuffer: 16 * MiB });
-  return OPS / ((performance.now() - t) / 1000); // wall time: rbd prints whole seconds only
+  const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
+  if (m === null) throw new Error(`rbd bench printed no rate: ${stdout.slice(-300)}`);
+  return Number(m[1]);
 }
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 async function fio(uri: string, kind: Kind, depth: number): Promise<number> {
   const { stdout } = await execFileP('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, `--rw=rand${kind}`, '--bs=4k',
@@ -88,7 +104,7 @@ async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tp-bench-rados-'));
   const tag = `bench${process.pid}`;
   const image = `${cephPool}/${tag}`;
-  const rows: string[][] = [];
+  const results: Array<{ kind: Kind; depth: number; rbd: number; rados: number; file: number }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
     await execFileP('rbd', ['-c', conf, 'bench', '--io-type', 'write', '--io-size', '4M', '--io-pattern', 'seq', '--io-total', String(SIZE), image]);
@@ -98,11 +114,16 @@ async function run(): Promise<void> {
     const rados = await serve(address, conf);
     const file = await serve(join(dir, 'pool'), undefined);
     try {
-      for (const [kind, depth] of CASES) {
-        const rbd = await rbdBench(conf, image, kind, depth);
-        const tp = await fio(rados.uri, kind, depth);
-        const local = await fio(file.uri, kind, depth);
-        rows.push([`4K rand ${kind} QD${depth}`, rbd.toFixed(0), tp.toFixed(0), (tp / rbd).toFixed(2), local.toFixed(0), (tp / local).toFixed(2)]);
+      const samples = CASES.map(() => ({ rbd: [] as number[], rados: [] as number[], file: [] as number[] }));
+      for (let rep = 0; rep < REPS; rep++) {
+        for (const [i, [kind, depth]] of CASES.entries()) {
+          samples[i].rbd.push(await rbdBench(conf, image, kind, depth));
+          samples[i].rados.push(await fio(rados.uri, kind, depth));
+          samples[i].file.push(await fio(file.uri, kind, depth));
+        }
+      }
+      for (const [i, [kind, depth]] of CASES.entries()) {
+        results.push({ kind, depth, rbd: median(samples[i].rbd), rados: median(samples[i].rados), file: median(samples[i].file) });
       }
     } finally {
       await rados.stop();
@@ -113,10 +134,24 @@ async function run(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await cluster?.stop();
   }
+  const rows = results.map((r) => [`4K rand ${r.kind} QD${r.depth}`, r.rbd.toFixed(0), r.rados.toFixed(0), (r.rados / r.rbd).toFixed(2), r.file.toFixed(0), (r.rados / r.file).toFixed(2)]);
   const head = ['case', 'librbd op/s', 'thinpool rados op/s', 'ratio', 'thinpool file op/s', 'rados/file'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   console.log(`rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`);
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+  console.log(`median of ${REPS} rounds; load average ${loadavg()[0].toFixed(1)} at the end`);
+  if (FIGURES !== undefined) {
+    const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+    const commit = git(['rev-parse', '--short', 'HEAD']);
+    const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+    const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) : {};
+    doc.runs = { ...(doc.runs ?? {}), [AS!]: {
+      commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), sizeMiB: SIZE / MiB, ops: OPS,
+      reps: REPS, cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
+      loadAverage: Number(loadavg()[0].toFixed(1)), rows: results,
+    } };
+    writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
+  }
 }
 
 run().catch((e) => {
