@@ -7,7 +7,8 @@
  *   Where either is missing the error (code ENOENT) names what to install: Debian package `librados2` (part of
  *   `ceph-common`), or npm package `koffi`.
  * - All calls are synchronous (they block the event loop for one round trip to the cluster) except `aioWrite` /
- *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges. Requests of one
+ *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges; completions are
+ *   collected in batches (see `wait` below). Requests of one
  *   client to one object are applied in the order they were sent, synchronous or not (RADOS's ordering).
  * - `osdTimeoutSeconds` bounds every OSD request (`rados_osd_op_timeout`): a request to a dead OSD fails with
  *   EIO "timed out" instead of waiting for the OSD to come back.
@@ -29,37 +30,56 @@ interface Lib {
   lockExclusive: Fn; unlock: Fn; listLockers: Fn; breakLock: Fn; blocklistAdd: Fn;
   listOpen: Fn; listNext: Fn; listClose: Fn;
   aioCreate: Fn; aioRelease: Fn; aioWrite: Fn; aioRead: Fn; aioGetReturn: Fn; aioWaitComplete: Fn;
-  aioFlush: Fn; completionCb: any; cbRegister: Fn; cbUnregister: Fn;
+  aioIsComplete: Fn;
+  /** `.async(comp, (err, rc) => ...)` runs it on a koffi worker thread. */
+  aioWaitCompleteAsync: Fn;
 }
 
 let lib: Lib | null = null;
 
 /**
- * Asynchronous requests in flight, by completion address. librados calls `onComplete` on its own thread; koffi
- * queues the call to the main thread, which does not keep Node's event loop alive: a timer does while anything
- * is in flight. The completion is released here, after its promise settles.
+ * Asynchronous requests in flight, by completion address, oldest first. Completions carry no callback (a koffi
+ * callback from librados's thread would make that thread wait for Node's main thread, one completion at a
+ * time); instead one waiter at a time blocks on the oldest request in flight on a koffi worker thread
+ * (`rados_aio_wait_for_complete.async`), and when it returns, the main thread settles every request that has
+ * completed by then (a batch) and waits again on the oldest left. The pending asynchronous call keeps Node's
+ * event loop alive while anything is in flight. A completion is released here, after its request completed.
  */
 interface Pending {
   resolve(rc: number): void;
+  /** Called synchronously when the request is found complete (before its promise settles). */
+  settle?: (rc: number) => void;
   /** Keeps the buffer alive until librados is done with it. */
   buf: Uint8Array;
 }
 const inFlight = new Map<unknown, Pending>();
-let keepAlive: NodeJS.Timeout | null = null;
-let completionCallback: unknown = null;
+/** The completion the waiter thread blocks on (released only after that wait returned), or null. */
+let waitingOn: unknown = null;
 
-function onComplete(comp: unknown): void {
-  const p = inFlight.get(comp);
-  if (p === undefined) return;
-  inFlight.delete(comp);
-  if (inFlight.size === 0 && keepAlive !== null) {
-    clearInterval(keepAlive);
-    keepAlive = null;
-  }
+/** Start the waiter on the oldest request in flight, unless one runs or nothing is in flight. */
+function wait(): void {
+  if (waitingOn !== null || inFlight.size === 0) return;
+  const oldest = inFlight.keys().next().value;
+  waitingOn = oldest;
+  lib!.aioWaitCompleteAsync(oldest, () => {
+    waitingOn = null;
+    if (!inFlight.has(oldest)) lib!.aioRelease(oldest); // settled meanwhile by waitAll
+    harvest();
+  });
+}
+
+/** Settle every request that has completed, then wait on the oldest left. */
+function harvest(): void {
   const l = lib!;
-  const rc = l.aioGetReturn(comp) as number;
-  l.aioRelease(comp);
-  p.resolve(rc);
+  for (const [comp, p] of inFlight) {
+    if (l.aioIsComplete(comp) === 0) continue;
+    inFlight.delete(comp);
+    const rc = l.aioGetReturn(comp) as number;
+    if (comp !== waitingOn) l.aioRelease(comp);
+    p.settle?.(rc);
+    p.resolve(rc);
+  }
+  wait();
 }
 
 const ENOENT = 2;
@@ -84,8 +104,8 @@ function load(): Lib {
   } catch (e) {
     throw new ThinpoolError('ENOENT', 'rados: pools need librados (librados.so.2): install the Debian package librados2 (it comes with ceph-common): apt-get install ceph-common', { cause: e });
   }
-  const completionCb = koffi.proto('void rados_callback_t(void *cb, void *arg)');
   const f = (sig: string) => so.func(sig);
+  const waitForComplete = f('int rados_aio_wait_for_complete(void *c)');
   lib = {
     koffi,
     create2: f('int rados_create2(_Out_ void **cluster, const char *clustername, const char *name, uint64_t flags)'),
@@ -116,16 +136,14 @@ function load(): Lib {
     listOpen: f('int rados_nobjects_list_open(void *io, _Out_ void **ctx)'),
     listNext: f('int rados_nobjects_list_next(void *ctx, _Out_ const char **entry, _Out_ const char **key, _Out_ const char **nspace)'),
     listClose: f('void rados_nobjects_list_close(void *ctx)'),
-    aioCreate: f('int rados_aio_create_completion2(void *arg, rados_callback_t *cb, _Out_ void **completion)'),
+    aioCreate: f('int rados_aio_create_completion2(void *arg, void *cb, _Out_ void **completion)'),
     aioRelease: f('void rados_aio_release(void *c)'),
     aioWrite: f('int rados_aio_write(void *io, const char *oid, void *c, const uint8_t *buf, size_t len, uint64_t off)'),
     aioRead: f('int rados_aio_read(void *io, const char *oid, void *c, uint8_t *buf, size_t len, uint64_t off)'),
     aioGetReturn: f('int rados_aio_get_return_value(void *c)'),
-    aioWaitComplete: f('int rados_aio_wait_for_complete(void *c)'),
-    aioFlush: f('int rados_aio_flush(void *io)'),
-    completionCb,
-    cbRegister: (fn: Fn) => koffi.register(fn, koffi.pointer(completionCb)),
-    cbUnregister: (cb: unknown) => koffi.unregister(cb),
+    aioWaitComplete: waitForComplete,
+    aioIsComplete: f('int rados_aio_is_complete(void *c)'),
+    aioWaitCompleteAsync: (comp: unknown, cb: Fn) => waitForComplete.async(comp, cb),
   };
   return lib;
 }
@@ -384,9 +402,13 @@ export class RadosIoctx {
     return inFlight.size;
   }
 
-  /** Write through librados aio; resolves when the cluster acknowledges (the write is then durable). */
-  aioWrite(oid: string, buf: Uint8Array, off: number): Promise<void> {
-    return this.#aio('write', oid, buf, off).then((rc) => {
+  /**
+   * Write through librados aio; resolves when the cluster acknowledges (the write is then durable). `settle`,
+   * when given, sees the result synchronously as soon as the completion is found (by the waiter or `waitAll`).
+   */
+  aioWrite(oid: string, buf: Uint8Array, off: number, settle?: (e: ThinpoolError | null) => void): Promise<void> {
+    const s = settle && ((rc: number) => settle(rc < 0 ? radosError(rc, `write of ${buf.length} bytes at ${off} to object ${oid}`) : null));
+    return this.#aio('write', oid, buf, off, s).then((rc) => {
       if (rc < 0) throw radosError(rc, `write of ${buf.length} bytes at ${off} to object ${oid}`);
     });
   }
@@ -400,27 +422,31 @@ export class RadosIoctx {
     });
   }
 
-  /** Block until every asynchronous request of this process has completed (their promises settle later). */
+  /**
+   * Block until every asynchronous request of this process has completed; their `settle` hooks have run when
+   * this returns (their promises settle later).
+   */
   waitAll(): void {
     for (const comp of inFlight.keys()) this.#l.aioWaitComplete(comp);
+    harvest();
   }
 
-  #aio(kind: 'read' | 'write', oid: string, buf: Uint8Array, off: number): Promise<number> {
+  #aio(kind: 'read' | 'write', oid: string, buf: Uint8Array, off: number, settle?: (rc: number) => void): Promise<number> {
     const l = this.#l;
-    completionCallback ??= l.cbRegister(onComplete);
     const out: unknown[] = [null];
-    let rc = l.aioCreate(null, completionCallback, out) as number;
+    let rc = l.aioCreate(null, null, out) as number;
     if (rc < 0) return Promise.reject(radosError(rc, 'cannot create an aio completion'));
     const comp = out[0];
     return new Promise<number>((resolve) => {
-      inFlight.set(comp, { resolve, buf });
-      keepAlive ??= setInterval(() => undefined, 1 << 30);
+      inFlight.set(comp, { resolve, settle, buf });
       rc = kind === 'write' ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off) : l.aioRead(this.handle, oid, comp, buf, buf.length, off);
       if (rc < 0) {
         inFlight.delete(comp);
         l.aioRelease(comp);
+        settle?.(rc);
         resolve(rc);
       }
+      wait();
     });
   }
 
