@@ -34,8 +34,8 @@ export class DataPath {
   }
 
   /**
-   * The fast path: a read inside one block is a lookup and one device read of the caller's buffer (no subarray,
-   * no loop); anything longer goes through readLoop.
+   * The fast path: a read inside one block is a lookup (through the metadata's mapping cache) and one device
+   * read of the caller's buffer (no subarray, no loop); anything longer goes through readLoop.
    */
   readData(id: number, buf: Uint8Array, offset: number): void {
     const s = this.s;
@@ -47,7 +47,7 @@ export class DataPath {
       return;
     }
     const md = s.md;
-    const dblock = md.lookupDblock(md.rootOf(id), vblock);
+    const dblock = md.lookupData(id, vblock);
     if (dblock < 0) buf.fill(0);
     else if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, md.rootOf(id));
     else s.storage.data.read(buf, dblock * bs + within);
@@ -85,7 +85,6 @@ export class DataPath {
     s.alive();
     const bs = s.blockSize;
     const md = s.md;
-    const root = md.rootOf(id);
     const data = s.storage.data;
     let done = 0;
     while (done < buf.length) {
@@ -93,14 +92,14 @@ export class DataPath {
       const vblock = Math.floor(pos / bs);
       const within = pos - vblock * bs;
       let n = Math.min(bs - within, buf.length - done);
-      const dblock = md.lookupDblock(root, vblock);
-      if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, root);
+      const dblock = md.lookupData(id, vblock);
+      if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, md.rootOf(id));
       if (dblock < 0) {
         buf.fill(0, done, done + n);
       } else {
         // One read for a run of virtual blocks mapped to consecutive data blocks.
         let next = vblock + 1;
-        while (done + n < buf.length && dblock + (next - vblock) < md.nrDataBlocks && md.lookupDblock(root, next) === dblock + (next - vblock)) {
+        while (done + n < buf.length && dblock + (next - vblock) < md.nrDataBlocks && md.lookupData(id, next) === dblock + (next - vblock)) {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }

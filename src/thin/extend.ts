@@ -46,9 +46,9 @@ export function grow(s: PoolState, opts: ExtendOptions, auto: boolean): void {
     if (nr < old) throw new ThinpoolError('EINVAL', `shrinking the metadata device (${old} -> ${nr} blocks) is not supported`);
     if (nr > old) {
       commit(s);
-      const cacheBlocks = s.md.cacheBlocks;
+      const { cacheBlocks, mappingCacheEntries } = s.md;
       s.storage.metadata.resize(nr * 4096);
-      s.md = ThinMetadata.open(s.storage.metadata, { cacheBlocks, growTo: nr });
+      s.md = ThinMetadata.open(s.storage.metadata, { cacheBlocks, mappingCacheEntries, growTo: nr });
       commit(s);
       s.events.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr, auto });
     }

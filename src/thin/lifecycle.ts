@@ -47,12 +47,16 @@ export interface PoolFormatOptions {
   /** Metadata device size in bytes; default 48 x size / blockSize, clamped to [2 MiB, 16 GiB]. */
   metadataSize?: number;
   cacheBlocks?: number;
+  /** Entries of the read lookup cache (default 32768 = 1 MiB; 0 turns it off). */
+  mappingCacheEntries?: number;
   /** For a `rados://CEPH_POOL/NAME` pool: the cluster, client and data object size. */
   ceph?: CephOptions;
 }
 
 export interface PoolOpenOptions {
   cacheBlocks?: number;
+  /** Entries of the read lookup cache (default 32768 = 1 MiB; 0 turns it off). */
+  mappingCacheEntries?: number;
   readOnly?: boolean;
   /** For a `rados://CEPH_POOL/NAME` pool: the cluster and client. */
   ceph?: CephOptions;
@@ -191,12 +195,12 @@ export function formatMetadata(storage: PoolStorage, opts: PoolFormatOptions): T
   checkBlockSize(bs);
   const nrData = Math.floor(opts.size / bs);
   if (storage.data.sizeBytes < nrData * bs) storage.data.resize(nrData * bs);
-  return ThinMetadata.format(storage.metadata, { nrDataBlocks: nrData, dataBlockSectors: bs / 512, cacheBlocks: opts.cacheBlocks });
+  return ThinMetadata.format(storage.metadata, { nrDataBlocks: nrData, dataBlockSectors: bs / 512, cacheBlocks: opts.cacheBlocks, mappingCacheEntries: opts.mappingCacheEntries });
 }
 
 /** Open the metadata of a pool and its catalog (recovered against the superblock unless read-only). */
 export function openMetadata(storage: PoolStorage, opts: PoolOpenOptions): { md: ThinMetadata; catalog: CatalogData } {
-  const md = ThinMetadata.open(storage.metadata, { cacheBlocks: opts.cacheBlocks, readOnly: opts.readOnly });
+  const md = ThinMetadata.open(storage.metadata, { cacheBlocks: opts.cacheBlocks, mappingCacheEntries: opts.mappingCacheEntries, readOnly: opts.readOnly });
   const bs = md.dataBlockSectors * 512;
   if (storage.data.sizeBytes < md.nrDataBlocks * bs) {
     throw new ThinpoolError('EBADSUPER', `data device is ${storage.data.sizeBytes} bytes but the superblock (block 0) describes ${md.nrDataBlocks} blocks of ${bs} bytes`, { structure: 'superblock', mblock: 0 });

@@ -2,7 +2,8 @@
  * The engine below thin metadata: the layered parts of one open pool's metadata (WASM core, block cache,
  * metadata space map, transaction manager, data space map, the mapping and details trees), built once per
  * open, and the operations on them that are not about devices: space and cache figures, data block
- * references held outside mappings, the metadata reserve, the held snapshot's superblock, inspection.
+ * references held outside mappings, the metadata reserve, the held snapshot's superblock, the needs_check
+ * flag, inspection.
  * `ThinMetadata` (metadata.ts) extends it with the devices, their mappings and the commit.
  *
  * Contract:
@@ -24,7 +25,7 @@ import { INDEX_ENTRY, TREE_ROOT, U32, type IndexEntry } from '../pd/value-types.
 import { BLOCK_TIME, type Mapping } from './block-time.js';
 import { DEVICE_DETAILS, type DeviceDetails } from './device-details.js';
 import { MetadataInspection } from './metadata-inspect.js';
-import { decodeSuperblock, NEEDS_CHECK, type Superblock } from './superblock.js';
+import { decodeSuperblock, NEEDS_CHECK, sealSuperblockAt, type Superblock } from './superblock.js';
 
 export const DEFAULT_CACHE_BLOCKS = 8192;
 
@@ -33,6 +34,8 @@ export type MetadataMode = 'write' | 'read-only' | 'fail';
 export interface MetadataOpenOptions {
   /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size). */
   cacheBlocks?: number;
+  /** Entries of the read lookup cache (mapping-cache.ts; default 32768 = 1 MiB; 0 turns it off). */
+  mappingCacheEntries?: number;
   readOnly?: boolean;
   /** Grow the metadata space map to this many blocks after opening (the device must be that large). */
   growTo?: number;
@@ -216,5 +219,35 @@ export abstract class MetadataEngine {
 
   get metadataUsedBlocks(): number {
     return this.msm.nrAllocated;
+  }
+
+  /**
+   * Set NEEDS_CHECK in block 0 outside any commit (spec 7.9) and go read-only. Best effort: if the device
+   * refuses the write the pool is marked failed.
+   */
+  setNeedsCheck(): void {
+    this.sb.flags |= NEEDS_CHECK;
+    this.committedSb.flags |= NEEDS_CHECK;
+    this.mode = 'read-only';
+    try {
+      this.rewriteCommittedSuperblock();
+    } catch {
+      this.mode = 'fail';
+    }
+  }
+
+  /** Clear NEEDS_CHECK after a clean check (like thin_check --clear-needs-check-flag). */
+  clearNeedsCheck(): void {
+    this.sb.flags &= ~NEEDS_CHECK;
+    this.committedSb.flags &= ~NEEDS_CHECK;
+    this.rewriteCommittedSuperblock();
+    this.mode = 'write';
+  }
+
+  /** Write the committed superblock again (only its flags changed) and flush: block 0 is the one in-place block. */
+  private rewriteCommittedSuperblock(): void {
+    const b = sealSuperblockAt(this.core, this.core.scratch, this.committedSb);
+    this.dev.write(b, 0);
+    this.dev.flush();
   }
 }

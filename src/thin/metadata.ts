@@ -12,6 +12,8 @@
  *   copies of shared level-0 leaves (a held metadata snapshot) take their references first (top-down, as the
  *   kernel does).
  * - Mapping values are (data block << 24) | time (spec 5.2); `shared` follows the time rule (5.4).
+ * - Reads look up through a MappingCache (mapping-cache.ts): every change to a device's mappings or sharing
+ *   gives it a fresh generation before the tree changes, and a reload (open, abort) gives every device one.
  */
 import type { BlockDevice } from '../io/block-device.js';
 import { ThinpoolError } from '../errors.js';
@@ -19,6 +21,7 @@ import { BlockKind } from '../pd/block-kinds.js';
 import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
 import { blockOf, type Mapping } from './block-time.js';
 import type { DeviceDetails } from './device-details.js';
+import { DEFAULT_MAPPING_CACHE_ENTRIES, MappingCache } from './mapping-cache.js';
 import { MetadataEngine, type MetadataOpenOptions } from './metadata-engine.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, readSuperblock, sealSuperblockAt, type Superblock } from './superblock.js';
 
@@ -37,6 +40,8 @@ interface DeviceState extends DeviceDetails {
   storedRoot: number;
   detailsDirty: boolean;
   l0Shadowed: boolean;
+  /** The device's generation in the mapping cache (fresh on every change to its mappings or sharing). */
+  gen: number;
 }
 
 
@@ -48,10 +53,13 @@ export interface FormatOptions extends MetadataOpenOptions {
 
 export class ThinMetadata extends MetadataEngine {
   private devices = new Map<number, DeviceState>();
+  private readonly mcache: MappingCache;
+  private readonly walkL1 = (root: number, vblock: number): number => this.l1.lookupPart(root, vblock, blockOf, -1);
 
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
   private constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
     super(dev, capacity, opts);
+    this.mcache = new MappingCache(opts.mappingCacheEntries ?? DEFAULT_MAPPING_CACHE_ENTRIES);
   }
 
   /** Write a new, empty pool's metadata to dev (its size fixes the number of metadata blocks). */
@@ -119,7 +127,7 @@ export class ThinMetadata extends MetadataEngine {
     for (const [id, root] of this.l0.entries(sb.dataMappingRoot)) {
       const d = detail.get(id);
       if (!d) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has mappings but no details`, 'device details tree', sb.deviceDetailsRoot);
-      this.devices.set(id, { id, root, storedRoot: root, detailsDirty: false, l0Shadowed: false, ...d });
+      this.devices.set(id, { id, root, storedRoot: root, detailsDirty: false, l0Shadowed: false, gen: this.mcache.fresh(), ...d });
     }
     for (const id of detail.keys()) {
       if (!this.devices.has(id)) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has details but no mapping tree`, 'mapping tree (level 0)', sb.dataMappingRoot);
@@ -184,6 +192,17 @@ export class ThinMetadata extends MetadataEngine {
     return this.l1.lookupPart(root, vblock, blockOf, -1);
   }
 
+  /** The data block of vblock in device id, or -1, for reads: through the mapping cache. */
+  lookupData(id: number, vblock: number): number {
+    const d = this.device(id);
+    return this.mcache.get(d.gen, vblock, d.root, this.walkL1);
+  }
+
+  /** Entries of the read lookup cache (0: off). */
+  get mappingCacheEntries(): number {
+    return this.mcache.entries;
+  }
+
   rootOf(id: number): number {
     return this.device(id).root;
   }
@@ -213,7 +232,7 @@ export class ThinMetadata extends MetadataEngine {
     const t = this.sb.time;
     this.devices.set(id, {
       id, root, storedRoot: root, mappedBlocks: 0, transactionId: this.sb.transactionId,
-      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true,
+      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true, gen: this.mcache.fresh(),
     });
   }
 
@@ -223,6 +242,7 @@ export class ThinMetadata extends MetadataEngine {
     if (this.devices.has(id)) throw new ThinpoolError('EEXIST', `thin device ${id} already exists`);
     const o = this.device(originId);
     if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
+    o.gen = this.mcache.fresh();
     this.tm.inc(o.root);
     this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, o.root).root;
     const t = ++this.sb.time;
@@ -231,7 +251,7 @@ export class ThinMetadata extends MetadataEngine {
     o.detailsDirty = true;
     this.devices.set(id, {
       id, root: o.root, storedRoot: o.root, mappedBlocks: o.mappedBlocks, transactionId: this.sb.transactionId,
-      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true,
+      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true, gen: this.mcache.fresh(),
     });
   }
 
@@ -247,6 +267,8 @@ export class ThinMetadata extends MetadataEngine {
     const d = this.device(id);
     const o = this.device(originId);
     if (this.sb.time >= MAX_TIME) throw new ThinpoolError('EINVAL', 'pool time exhausted (2^24 snapshots)');
+    d.gen = this.mcache.fresh();
+    o.gen = this.mcache.fresh();
     this.tm.inc(o.root);
     this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, o.root).root;
     const old = d.root;
@@ -283,6 +305,7 @@ export class ThinMetadata extends MetadataEngine {
   insertMapping(id: number, vblock: number, dblock: number): void {
     this.writable();
     const d = this.device(id);
+    d.gen = this.mcache.fresh();
     this.prepareL1(d);
     const r = this.l1.insert(d.root, vblock, { dblock, time: this.sb.time });
     d.root = r.root;
@@ -299,6 +322,7 @@ export class ThinMetadata extends MetadataEngine {
     this.writable();
     const d = this.device(id);
     if (this.l1.lookupPart(d.root, vblock, blockOf, -1) < 0) return -1;
+    d.gen = this.mcache.fresh();
     this.prepareL1(d);
     const r = this.l1.remove(d.root, vblock);
     d.root = r.root;
@@ -321,6 +345,7 @@ export class ThinMetadata extends MetadataEngine {
       throw new ThinpoolError('EINVAL', `mapping beyond end of data device (${dblock} >= ${this.dsm.nrBlocks})`);
     }
     if (!(time >= 0 && time <= MAX_TIME)) throw new ThinpoolError('EINVAL', `mapping time ${time} out of range`);
+    d.gen = this.mcache.fresh();
     this.prepareL1(d);
     this.dsm.inc(dblock);
     const r = this.l1.insert(d.root, vblock, { dblock, time });
@@ -334,6 +359,7 @@ export class ThinMetadata extends MetadataEngine {
   setDeviceDetails(id: number, det: Omit<DeviceDetails, 'mappedBlocks'>): void {
     this.writable();
     const d = this.device(id);
+    d.gen = this.mcache.fresh();
     d.transactionId = det.transactionId;
     d.creationTime = det.creationTime;
     d.snapshottedTime = det.snapshottedTime;
@@ -443,35 +469,5 @@ export class ThinMetadata extends MetadataEngine {
       this.mode = 'fail';
       throw e;
     }
-  }
-
-  /**
-   * Set NEEDS_CHECK in block 0 outside any commit (spec 7.9) and go read-only. Best effort: if the device
-   * refuses the write the pool is marked failed.
-   */
-  setNeedsCheck(): void {
-    this.sb.flags |= NEEDS_CHECK;
-    this.committedSb.flags |= NEEDS_CHECK;
-    this.mode = 'read-only';
-    try {
-      this.rewriteCommittedSuperblock();
-    } catch {
-      this.mode = 'fail';
-    }
-  }
-
-  /** Clear NEEDS_CHECK after a clean check (like thin_check --clear-needs-check-flag). */
-  clearNeedsCheck(): void {
-    this.sb.flags &= ~NEEDS_CHECK;
-    this.committedSb.flags &= ~NEEDS_CHECK;
-    this.rewriteCommittedSuperblock();
-    this.mode = 'write';
-  }
-
-  /** Write the committed superblock again (only its flags changed) and flush: block 0 is the one in-place block. */
-  private rewriteCommittedSuperblock(): void {
-    const b = sealSuperblockAt(this.core, this.core.scratch, this.committedSb);
-    this.dev.write(b, 0);
-    this.dev.flush();
   }
 }

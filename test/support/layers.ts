@@ -31,7 +31,7 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
   {
     name: 'thin metadata',
     files: [
-      'thin/block-time.ts', 'thin/device-details.ts', 'thin/superblock.ts', 'thin/metadata-inspect.ts', 'thin/metadata-engine.ts',
+      'thin/block-time.ts', 'thin/device-details.ts', 'thin/superblock.ts', 'thin/metadata-inspect.ts', 'thin/metadata-engine.ts', 'thin/mapping-cache.ts',
       'thin/metadata.ts', 'thin/check-state.ts', 'thin/check-space-maps.ts', 'thin/check.ts', 'thin/dump.ts',
       'thin/restore.ts', 'thin/thin-xml.ts', 'thin/xml-bytes.ts', 'thin/usage.ts',
     ],
