@@ -1,8 +1,8 @@
 /**
- * The `thinpool` command groups, declared (flags and help) in the order `--help` lists them: image (import, ls,
- * history, export, rm), container (create, ls, rm, commit, export, diff), fs (ls, cat, put, rm), snapshotter serve and lock
- * break. Their code is in ./commands/image.ts, container.ts, fs.ts, snapshotter.ts and rados.ts, loaded only
- * when one runs.
+ * The `thinpool` command groups, declared (flags and help) in the order `--help` lists them: image (import,
+ * ls, history, export, rm), container (create, ls, rm, commit, export, diff), fs (ls, cat, put, rm),
+ * snapshotter serve and lock break. Their code is in ./commands/image.ts, container.ts, fs.ts, snapshotter.ts
+ * and rados.ts, loaded only when one runs.
  */
 import type { Command } from 'commander';
 import type { Registry } from './define.js';
