@@ -14,7 +14,8 @@
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
-// docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`.
+// docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
+// docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`.
 // A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
 // doc is left alone. test/docs/figures.test.ts runs --check.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -260,6 +261,26 @@ function overheadsHeadline([read, start, cw]) {
   ].join('\n');
 }
 
+/** bench/nbd/tls.ts runs (`--figures=docs/figures/nbd-tls.json --as=NAME`): one table per run, ratios against nbdkit of the same run. */
+function nbdTls(f) {
+  const out = [];
+  const fmt = (x, unit) => (unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
+  for (const [name, r] of Object.entries(f.runs)) {
+    out.push(`**${name}** (commit ${r.commit}, ${r.date}, ${r.cpus} CPUs, ${r.rounds} round(s), fio ${r.runtimeS} s, ` +
+      `busy-poll window ${r.busyPollUs === 'default' ? 'default (50 µs)' : `${r.busyPollUs} µs`}, load average at the end ${r.load}):`, '');
+    out.push('| case | thinpool TLS | nbdkit TLS | thinpool / nbdkit (TLS) | thinpool plain | nbdkit plain | TLS cost thinpool / nbdkit | server CPU thinpool / nbdkit (TLS) |');
+    out.push('|---|---|---|---|---|---|---|---|');
+    for (const x of r.rows) {
+      out.push(`| ${x.case} | ${fmt(x.thinpoolTls, x.unit)} ${x.unit} | ${fmt(x.nbdkitTls, x.unit)} ${x.unit} | **${(x.thinpoolTls / x.nbdkitTls).toFixed(2)}** ` +
+        `| ${fmt(x.thinpoolPlain, x.unit)} | ${fmt(x.nbdkitPlain, x.unit)} | ${(x.thinpoolTls / x.thinpoolPlain).toFixed(2)} / ${(x.nbdkitTls / x.nbdkitPlain).toFixed(2)} ` +
+        `| ${x.cpuThinpoolTls.toFixed(1)} / ${x.cpuNbdkitTls.toFixed(1)} ${x.cpuUnit} |`);
+    }
+    out.push('');
+  }
+  out.push('Goal: thinpool / nbdkit (TLS) at least 0.8. TLS cost: TLS / plain for the same server (1.00: free).');
+  return out.join('\n');
+}
+
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
@@ -270,6 +291,7 @@ const SECTIONS = [
   { doc: 'docs/benchmarks-engine.md', name: 'read-path', json: 'read-path.json', render: readPath },
   { doc: 'docs/benchmarks-engine.md', name: 'startup', json: 'startup.json', render: startup },
   { doc: 'docs/benchmarks-engine.md', name: 'cow', json: 'cow.json', render: cow },
+  { doc: 'docs/nbd.md', name: 'nbd-tls', json: 'nbd-tls.json', render: nbdTls },
   { doc: 'README.md', name: 'overheads', json: ['read-path.json', 'startup.json', 'cow.json'], render: overheadsHeadline },
 ];
 

@@ -2,7 +2,11 @@
  * NBD over TLS: the thinpool server (own process, file pool) against nbdkit memory with the same TLS settings,
  * and what TLS costs each of them against plain NBD, all measured in the same run, interleaved.
  *
- *   node dist/bench/nbd/tls.js [--quick] [--rounds=N] [--runtime=S] [--cases=TEXT]
+ *   node dist/bench/nbd/tls.js [--quick] [--rounds=N] [--runtime=S] [--cases=TEXT] [--figures=FILE --as=NAME]
+ *
+ * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/nbd-tls.json) under NAME, with the
+ * commit, the busy-poll window (NBD_BUSY_POLL_US) and the load; scripts/render-figures.mjs renders it into
+ * docs/nbd.md.
  *
  * - nbdcopy, 1 MiB requests, sequential write (file -> export) and read (export -> null:), TLS with a pre-shared
  *   key (psktool file; `nbdkit --tls=require --tls-psk=FILE memory`).
@@ -19,7 +23,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -224,6 +228,25 @@ async function main(): Promise<number> {
         + `| ${median(r['thinpool TLS'].cpu).toFixed(1)} / ${median(r['nbdkit TLS'].cpu).toFixed(1)} ${c.cpuUnit} |`);
     }
     console.log('\nratio: thinpool TLS / nbdkit TLS (higher is better for thinpool); TLS cost: TLS / plain for the same server (1.00: free).');
+    const figures = args.find((x) => x.startsWith('--figures='))?.slice('--figures='.length);
+    const as = args.find((x) => x.startsWith('--as='))?.slice('--as='.length);
+    if (figures !== undefined) {
+      if (!as) throw new Error('--figures=FILE needs --as=NAME');
+      const old = existsSync(figures) ? (JSON.parse(readFileSync(figures, 'utf8')) as { runs: Record<string, unknown> }) : { runs: {} };
+      const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+      old.runs[as] = {
+        commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, rounds: ROUNDS, runtimeS: RUNTIME, load,
+        busyPollUs: process.env.NBD_BUSY_POLL_US ?? 'default',
+        rows: chosen.map((c) => {
+          const r = res.get(c.name)!;
+          const m = (s: Sys) => median(r[s].v);
+          return { case: c.name, unit: c.unit, cpuUnit: c.cpuUnit, thinpoolTls: m('thinpool TLS'), nbdkitTls: m('nbdkit TLS'),
+            thinpoolPlain: m('thinpool plain'), nbdkitPlain: m('nbdkit plain'),
+            cpuThinpoolTls: median(r['thinpool TLS'].cpu), cpuNbdkitTls: median(r['nbdkit TLS'].cpu) };
+        }),
+      };
+      writeFileSync(figures, `${JSON.stringify(old, null, 2)}\n`);
+    }
     return 0;
   } finally {
     for (const c of children) {
