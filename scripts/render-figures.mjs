@@ -15,7 +15,8 @@
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
 // docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
-// docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`.
+// docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
+// docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`.
 // A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
 // doc is left alone. test/docs/figures.test.ts runs --check.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -176,6 +177,23 @@ function bulk(f) {
   return out.join('\n');
 }
 
+/** bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): the runs side by side. */
+function rados(f) {
+  const names = Object.keys(f.runs);
+  const first = f.runs[names[0]];
+  const ops = (x) => n(Math.round(x));
+  return [
+    names.map((k) => { const r = f.runs[k]; return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`; }).join(' '),
+    '',
+    `| case | ${names.map((k) => `${k}: librbd op/s | thinpool rados op/s | **ratio** | thinpool file op/s | rados/file`).join(' | ')} |`,
+    `|---|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
+    ...first.rows.map((row, i) => `| 4K rand ${row.kind} QD${row.depth} | ${names.map((k) => {
+      const r = f.runs[k].rows[i];
+      return `${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)}`;
+    }).join(' | ')} |`),
+  ].join('\n');
+}
+
 const TOOL = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls' };
 const mib = (b) => `${(b / 1048576).toFixed(0)} MiB`;
 const secs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms} ms`);
@@ -286,6 +304,7 @@ const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
+  { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
   { doc: 'docs/benchmarks-engine.md', name: 'metadata-tools', json: 'metadata-tools.json', render: metadataTools },
   { doc: 'README.md', name: 'metadata-tools-headline', json: 'metadata-tools.json', render: metadataToolsHeadline },
   { doc: 'docs/benchmarks-engine.md', name: 'read-path', json: 'read-path.json', render: readPath },
