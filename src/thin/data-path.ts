@@ -4,7 +4,8 @@
  * Contract:
  * - Unmapped blocks read as zeros. Runs of virtual blocks mapped to consecutive data blocks are read, or
  *   (when unshared) written in place, with one device call.
- * - A write to an unmapped block allocates a data block and maps it; a write to a shared block (the kernel's
+ * - A write to an unmapped block allocates a data block and maps it (whole unmapped blocks in a row: their data
+ *   blocks are allocated together and consecutive ones written with one device call, then mapped); a write to a shared block (the kernel's
  *   time rule) copies the whole block to a new one first (break sharing); the rest of a new block reads as
  *   zeros (zeroed unless still pristine under the high-water mark, which is raised durably before the write).
  *   The copy goes through the device's copyWithin when it has one (reflink or copy_file_range on a file).
@@ -22,7 +23,11 @@ import { isAsyncDevice } from '../io/block-device.js';
 import { change, commit } from './commit.js';
 import { autoExtend } from './extend.js';
 import type { Mapping } from './metadata.js';
+import { OP_METADATA_MARGIN } from './pool-state.js';
 import type { PoolState } from './pool-state.js';
+
+/** Most unmapped blocks provisioned together by one write (bounds the metadata one change may need). */
+const MAX_RUN_BLOCKS = 256;
 
 export class DataPath {
   private readonly s: PoolState;
@@ -139,6 +144,8 @@ export class DataPath {
         }
         s.dataDirty = true;
         s.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
+      } else if (io === null && m === null && within === 0 && buf.length - done >= 2 * bs && md.mode === 'write') {
+        n = this.provisionRun(id, vblock, buf.subarray(done, done + Math.floor((buf.length - done) / bs) * bs));
       } else {
         this.writeBlock(id, vblock, within, buf.subarray(done, done + n), m);
       }
@@ -218,6 +225,51 @@ export class DataPath {
       throw e;
     }
     change(s, () => md.insertMapping(id, vblock, dblock));
+  }
+
+  /**
+   * Whole unmapped blocks from vblock on (buf holds whole blocks, vblock unmapped): a data block for each of the
+   * run of unmapped blocks at the start of buf, the data of consecutive data blocks in one device write, then
+   * the mappings, in writeBlock's order (data before mapping; a failed write gives back every block of the run).
+   * Only blocks that can be allocated with no commit in between (no auto-extend, no reuse of blocks freed in
+   * this transaction, metadata headroom for the whole run): a commit must never find a block allocated and not
+   * yet mapped. Returns the bytes it wrote (at least one block: through writeBlock when no run can be made).
+   */
+  private provisionRun(id: number, vblock: number, buf: Uint8Array): number {
+    const s = this.s;
+    const md = s.md;
+    const bs = s.blockSize;
+    const root = md.rootOf(id);
+    const set = s.spaceSettings;
+    const free = md.dataFreeBlocks - md.dataFreedInTransaction;
+    let k = 1;
+    const most = Math.min(buf.length / bs, MAX_RUN_BLOCKS, free);
+    while (k < most && md.lookupDblock(root, vblock + k) < 0) k++;
+    const extends_ = set.autoExtend.enabled && 100 * (md.dataUsedBlocks + k) >= set.autoExtend.atPercent * md.nrDataBlocks;
+    if (k < 2 || extends_ || md.metadataFreeBlocks < 2 * OP_METADATA_MARGIN) {
+      this.writeBlock(id, vblock, 0, buf.subarray(0, bs), null);
+      return bs;
+    }
+    s.dataDirty = true;
+    const dblocks = change(s, () => {
+      const out: number[] = [];
+      for (let i = 0; i < k; i++) out.push(md.allocDataBlock());
+      return out;
+    });
+    try {
+      for (const d of dblocks) s.highWater.beforeWrite(d);
+      for (let i = 0; i < k;) {
+        let j = i + 1;
+        while (j < k && dblocks[j] === dblocks[i] + (j - i)) j++;
+        s.storage.data.write(buf.subarray(i * bs, j * bs), dblocks[i] * bs);
+        i = j;
+      }
+    } catch (e) {
+      change(s, () => { for (const d of dblocks) md.releaseDataBlock(d); });
+      throw e;
+    }
+    change(s, () => { for (let i = 0; i < k; i++) md.insertMapping(id, vblock + i, dblocks[i]); });
+    return k * bs;
   }
 
   /**
