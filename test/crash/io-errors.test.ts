@@ -173,8 +173,8 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
     'meta write': 311,
     'meta flush': 72,
     'data read': 27,
-    'data write': 253,
+    'data write': 252,
     'data flush': 39,
   });
-  expect(cases).toBe(803);
+  expect(cases).toBe(802);
 }, 240_000);
