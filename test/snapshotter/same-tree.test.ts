@@ -36,7 +36,7 @@ if (reason) console.warn(`skipping the thinpool / overlayfs tree comparison: ${r
  * appear as "link" (the first path of the same inode, in sorted order). Directory sizes and times are left out
  * (they depend on the filesystem); lost+found is listed if present (it must not be).
  */
-const WALK = String.raw`
+const WALK = `
 import os, sys, json, hashlib, stat
 root = sys.argv[1]
 paths = ['/']

@@ -13,7 +13,7 @@ import { MappingCache } from '../../src/thin/mapping-cache.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
 import type { Volume } from '../../src/thin/volume.js';
-import { PoolModel, applyToModel, applyToPool, expectPoolEquals, fill, keepOpen, mulberry32, randomOp } from '../support/model.js';
+import { PoolModel, applyToModel, applyToPool, expectPoolEquals, keepOpen, mulberry32, randomOp } from '../support/model.js';
 
 const BS = 64 * 1024;
 
