@@ -4,7 +4,19 @@
 // left out. MUTATE=glob[,glob...] narrows the run (e.g. MUTATE=src/pd/transaction-manager.ts).
 // The tests are the fast engine suites (vitest.mutate.config.ts). The JSON report feeds
 // scripts/render-mutation.mjs, which writes the score table into docs/testing-the-engine.md.
-const notEngine = ['catalog', 'dump', 'high-water', 'lock', 'names', 'rados-pool', 'restore', 'space-policy', 'superblock', 'thin-xml', 'usage'];
+const notEngine = [
+  'catalog',
+  'dump',
+  'high-water',
+  'lock',
+  'names',
+  'rados-pool',
+  'restore',
+  'space-policy',
+  'superblock',
+  'thin-xml',
+  'usage',
+];
 
 export default {
   testRunner: 'vitest',

@@ -7,20 +7,22 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: process.env.MUTATE_TESTS ? process.env.MUTATE_TESTS.split(',') : [
-      'test/pd/*.test.ts',
-      'test/thin/pool.test.ts',
-      'test/thin/check.test.ts',
-      'test/thin/model.test.ts',
-      'test/thin/volume.test.ts',
-      'test/thin/grow-release.test.ts',
-      'test/thin/transaction.test.ts',
-      'test/thin/space.test.ts',
-      'test/thin/streaming.test.ts',
-      'test/crash/out-of-space.test.ts',
-      'test/fuzz/fuzz-regressions.test.ts',
-      'test/crash/regressions.test.ts',
-    ],
+    include: process.env.MUTATE_TESTS
+      ? process.env.MUTATE_TESTS.split(',')
+      : [
+          'test/pd/*.test.ts',
+          'test/thin/pool.test.ts',
+          'test/thin/check.test.ts',
+          'test/thin/model.test.ts',
+          'test/thin/volume.test.ts',
+          'test/thin/grow-release.test.ts',
+          'test/thin/transaction.test.ts',
+          'test/thin/space.test.ts',
+          'test/thin/streaming.test.ts',
+          'test/crash/out-of-space.test.ts',
+          'test/fuzz/fuzz-regressions.test.ts',
+          'test/crash/regressions.test.ts',
+        ],
     env: { THINPOOL_MODEL_RUNS: '6' },
     testTimeout: 120000,
     hookTimeout: 120000,

@@ -57,8 +57,11 @@ try {
   }
   p.closeSync();
   hook = join(dir, 'cpu-at-exit.cjs');
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: this is the source text of a script, whose template literal is meant
-  writeFileSync(hook, "process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`TPCPU ${u.user + u.system}\\n`); });\n");
+  writeFileSync(
+    hook,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: this is the source text of a script, whose template literal is meant
+    "process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`TPCPU ${u.user + u.system}\\n`); });\n",
+  );
   // Warm-up (page cache).
   time('node', ['-e', '']);
   time('node', [bin, 'snapshot', pool, 'v0', 'warm']);
@@ -69,13 +72,23 @@ try {
     cli.push(time('node', [bin, 'snapshot', pool, 'v0', `s${i}`]));
   }
   const f = {
-    bench: 'bench/cli-startup.ts', machine: '2 cores shared with other jobs', runs, volumes: 100, loadAverage: Number(loadavg()[0].toFixed(1)),
-    nodeWallMs: median(base.map((x) => x.wall)), snapshotWallMs: median(cli.map((x) => x.wall)),
-    nodeCpuMs: median(base.map((x) => x.cpu)), snapshotCpuMs: median(cli.map((x) => x.cpu)),
+    bench: 'bench/cli-startup.ts',
+    machine: '2 cores shared with other jobs',
+    runs,
+    volumes: 100,
+    loadAverage: Number(loadavg()[0].toFixed(1)),
+    nodeWallMs: median(base.map((x) => x.wall)),
+    snapshotWallMs: median(cli.map((x) => x.wall)),
+    nodeCpuMs: median(base.map((x) => x.cpu)),
+    snapshotCpuMs: median(cli.map((x) => x.cpu)),
   };
-  console.log(`node -e "":                          wall ${f.nodeWallMs.toFixed(1)} ms, CPU ${f.nodeCpuMs.toFixed(1)} ms (medians of ${runs} runs)`);
+  console.log(
+    `node -e "":                          wall ${f.nodeWallMs.toFixed(1)} ms, CPU ${f.nodeCpuMs.toFixed(1)} ms (medians of ${runs} runs)`,
+  );
   console.log(`thinpool snapshot (100+ volumes):    wall ${f.snapshotWallMs.toFixed(1)} ms, CPU ${f.snapshotCpuMs.toFixed(1)} ms`);
-  console.log(`ratio: wall ${(f.snapshotWallMs / f.nodeWallMs).toFixed(2)}x, CPU ${(f.snapshotCpuMs / f.nodeCpuMs).toFixed(2)}x node start-up (goal <= 1.3x); load average ${f.loadAverage}`);
+  console.log(
+    `ratio: wall ${(f.snapshotWallMs / f.nodeWallMs).toFixed(2)}x, CPU ${(f.snapshotCpuMs / f.nodeCpuMs).toFixed(2)}x node start-up (goal <= 1.3x); load average ${f.loadAverage}`,
+  );
   const figDir = process.env.THINPOOL_FIGURES_DIR;
   if (figDir !== undefined) {
     writeFileSync(join(figDir, 'startup.json'), `${JSON.stringify(f, null, 2)}\n`);

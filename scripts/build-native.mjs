@@ -12,5 +12,7 @@ const args = ['rebuild', '--silent'];
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
 const r = spawnSync('node-gyp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], shell: false });
 if (r.status !== 0) {
-  process.stderr.write('thinpool: optional native helper not built (punch hole falls back to fallocate(1), block copies to read + write)\n');
+  process.stderr.write(
+    'thinpool: optional native helper not built (punch hole falls back to fallocate(1), block copies to read + write)\n',
+  );
 }

@@ -34,7 +34,12 @@ function comments(node) {
     kept.unshift(ranges[i]);
     end = ranges[i].pos;
   }
-  return kept.flatMap((r) => text.slice(r.pos, r.end).split('\n').map((l) => l.trim()));
+  return kept.flatMap((r) =>
+    text
+      .slice(r.pos, r.end)
+      .split('\n')
+      .map((l) => l.trim()),
+  );
 }
 
 function isExported(node) {
@@ -102,7 +107,7 @@ for (const it of items) {
 }
 host.push(
   '',
-  '/** Every field of the contract in the core\'s order: [name, value]. */',
+  "/** Every field of the contract in the core's order: [name, value]. */",
   'export const ABI_FIELDS: readonly (readonly [string, number])[] = [',
   ...fields.map((f) => `  ['${f}', ${f}],`),
   '];',
@@ -150,7 +155,10 @@ const core = [
 
 const check = process.argv.includes('--check');
 const stale = [];
-for (const [path, lines] of [[HOST_OUT, host], [CORE_OUT, core]]) {
+for (const [path, lines] of [
+  [HOST_OUT, host],
+  [CORE_OUT, core],
+]) {
   const full = join(root, path);
   const want = lines.join('\n');
   const have = existsSync(full) ? readFileSync(full, 'utf8') : '';

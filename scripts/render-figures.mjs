@@ -28,7 +28,10 @@ const figures = join(root, 'docs/figures');
 const readJson = (name) => JSON.parse(readFileSync(join(figures, name), 'utf8'));
 const n = (x) => x.toLocaleString('en-US');
 const pct = (a, b) => (b === 0 ? '-' : `${((100 * a) / b).toFixed(1)} %`);
-const list = (o) => Object.entries(o).map(([k, v]) => `${k} ${n(v)}`).join(', ');
+const list = (o) =>
+  Object.entries(o)
+    .map(([k, v]) => `${k} ${n(v)}`)
+    .join(', ');
 
 function crashPoints(f) {
   return [
@@ -79,8 +82,10 @@ function metadataFuzz(f) {
     '',
     '| class | mutants | checker reported | pool opened | pool refused | rule |',
     '|---|---|---|---|---|---|',
-    ...Object.entries(CLASS_NAMES).map(([k, name]) =>
-      `| ${name} | ${n(c[k].mutants)} | ${n(c[k].detected)} (${pct(c[k].detected, c[k].mutants)}) | ${n(c[k].poolTried)} | ${n(c[k].poolRefused)} | ${CLASS_RULE[k]} |`),
+    ...Object.entries(CLASS_NAMES).map(
+      ([k, name]) =>
+        `| ${name} | ${n(c[k].mutants)} | ${n(c[k].detected)} (${pct(c[k].detected, c[k].mutants)}) | ${n(c[k].poolTried)} | ${n(c[k].poolRefused)} | ${CLASS_RULE[k]} |`,
+    ),
     '',
     `Mutation kinds: ${list(f.kinds)}. Error codes: ${list(f.codes)}.`,
   ].join('\n');
@@ -108,11 +113,22 @@ function mergeMutation(paths) {
           if (m.status === 'Survived') e.survived++;
           else e.noCoverage++;
           const { start, end } = m.location;
-          const original = start.line === end.line ? lines[start.line - 1].slice(start.column - 1, end.column - 1) : `${lines[start.line - 1].slice(start.column - 1)} ...`;
-          e.survivors.push({ at: `${start.line}:${start.column}`, mutator: m.mutatorName, status: m.status, original: original.trim().slice(0, 80), replacement: m.replacement.trim().slice(0, 80) });
+          const original =
+            start.line === end.line
+              ? lines[start.line - 1].slice(start.column - 1, end.column - 1)
+              : `${lines[start.line - 1].slice(start.column - 1)} ...`;
+          e.survivors.push({
+            at: `${start.line}:${start.column}`,
+            mutator: m.mutatorName,
+            status: m.status,
+            original: original.trim().slice(0, 80),
+            replacement: m.replacement.trim().slice(0, 80),
+          });
         } else e.errors++;
       }
-      e.survivors.sort((a, b) => Number(a.at.split(':')[0]) - Number(b.at.split(':')[0]) || Number(a.at.split(':')[1]) - Number(b.at.split(':')[1]));
+      e.survivors.sort(
+        (a, b) => Number(a.at.split(':')[0]) - Number(b.at.split(':')[0]) || Number(a.at.split(':')[1]) - Number(b.at.split(':')[1]),
+      );
       out.files[file] = e;
     }
   }
@@ -129,12 +145,22 @@ function mutation(f) {
     const total = e.killed + e.timeout + e.survived + e.noCoverage;
     return `| ${file}${e.changedSince ? ' (measured on the version before its last change)' : ''} | ${n(total)} | ${n(e.killed)} | ${n(e.timeout)} | ${n(e.survived)} | ${n(e.noCoverage)} | **${score(e)}** | ${n(eq)} | ${pct(e.killed + e.timeout + eq, total)} |`;
   });
-  const sum = Object.values(f.files).reduce((a, e) => ({ killed: a.killed + e.killed, timeout: a.timeout + e.timeout, survived: a.survived + e.survived, noCoverage: a.noCoverage + e.noCoverage }), { killed: 0, timeout: 0, survived: 0, noCoverage: 0 });
+  const sum = Object.values(f.files).reduce(
+    (a, e) => ({
+      killed: a.killed + e.killed,
+      timeout: a.timeout + e.timeout,
+      survived: a.survived + e.survived,
+      noCoverage: a.noCoverage + e.noCoverage,
+    }),
+    { killed: 0, timeout: 0, survived: 0, noCoverage: 0 },
+  );
   const survivors = [];
   for (const [file, e] of Object.entries(f.files)) {
     for (const s of e.survivors) {
       const why = equivalent[`${file}:${s.at} ${s.mutator}`];
-      survivors.push(`| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed' : `equivalent: ${why}`} |`);
+      survivors.push(
+        `| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed' : `equivalent: ${why}`} |`,
+      );
     }
   }
   return [
@@ -157,18 +183,35 @@ function bulk(f) {
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
   const ratio = (r) => (r === undefined ? '-' : r.ratio === null ? (r.failed ?? 'failed') : `**${r.ratio.toFixed(2)}x**`);
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
-  const out = [names.map((k) => `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`).join(' ')];
+  const out = [
+    names
+      .map(
+        (k) =>
+          `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`,
+      )
+      .join(' '),
+  ];
   // Every image size any run measured (a run may cover only some, e.g. `--gib 1`), in order of first appearance.
   const labels = [...new Set(names.flatMap((k) => f.runs[k].sizes.map((z) => z.label)))];
   for (const label of labels) {
-    const size = [...names].reverse().map((k) => f.runs[k].sizes.find((z) => z.label === label)).find((z) => z !== undefined);
-    out.push('', `${size.label}:`, '',
+    const size = [...names]
+      .reverse()
+      .map((k) => f.runs[k].sizes.find((z) => z.label === label))
+      .find((z) => z !== undefined);
+    out.push(
+      '',
+      `${size.label}:`,
+      '',
       `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,
-      `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`);
+      `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`,
+    );
     size.rows.forEach((row, i) => {
       const cells = names.map((k) => {
         const r = f.runs[k].sizes.find((s) => s.label === size.label)?.rows[i];
-        const cpu = r?.cpuRatio === undefined || r.cpuRatio === null ? '-' : `${r.cpuRatio.toFixed(1)}x (${r.thinpoolCpuS.toFixed(2)} / ${r.referenceCpuS.toFixed(2)} s)`;
+        const cpu =
+          r?.cpuRatio === undefined || r.cpuRatio === null
+            ? '-'
+            : `${r.cpuRatio.toFixed(1)}x (${r.thinpoolCpuS.toFixed(2)} / ${r.referenceCpuS.toFixed(2)} s)`;
         return `${sec(r?.thinpoolS)} / ${sec(r?.referenceS)} | ${ratio(r)} | ${cpu} | ${rss(r?.thinpoolRssMiB)}`;
       });
       out.push(`| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference}\` | ${cells.join(' | ')} | ${row.goal}x |`);
@@ -183,14 +226,24 @@ function rados(f) {
   const first = f.runs[names[0]];
   const ops = (x) => n(Math.round(x));
   return [
-    names.map((k) => { const r = f.runs[k]; return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`; }).join(' '),
+    names
+      .map((k) => {
+        const r = f.runs[k];
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`;
+      })
+      .join(' '),
     '',
     `| case | ${names.map((k) => `${k}: librbd op/s | thinpool rados op/s | **ratio** | thinpool file op/s | rados/file`).join(' | ')} |`,
     `|---|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
-    ...first.rows.map((row, i) => `| 4K rand ${row.kind} QD${row.depth} | ${names.map((k) => {
-      const r = f.runs[k].rows[i];
-      return `${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)}`;
-    }).join(' | ')} |`),
+    ...first.rows.map(
+      (row, i) =>
+        `| 4K rand ${row.kind} QD${row.depth} | ${names
+          .map((k) => {
+            const r = f.runs[k].rows[i];
+            return `${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)}`;
+          })
+          .join(' | ')} |`,
+    ),
   ].join('\n');
 }
 
@@ -206,10 +259,17 @@ function metadataTools(f) {
     '',
     '| mappings | command | thinpool | C++ tool | ratio | thinpool peak RSS | C++ peak RSS |',
     '|---|---|---|---|---|---|---|',
-    ...f.sizes.flatMap((z) => z.rows.map((r) =>
-      `| ${millions(z.mappings)} | ${r.what} vs ${TOOL[r.what]} | ${secs(r.oursMs)} | ${secs(r.theirsMs)} | **${r.ratio.toFixed(2)}x** | ${mib(r.oursRssBytes)} | ${mib(r.theirsRssBytes)} |`)),
+    ...f.sizes.flatMap((z) =>
+      z.rows.map(
+        (r) =>
+          `| ${millions(z.mappings)} | ${r.what} vs ${TOOL[r.what]} | ${secs(r.oursMs)} | ${secs(r.theirsMs)} | **${r.ratio.toFixed(2)}x** | ${mib(r.oursRssBytes)} | ${mib(r.theirsRssBytes)} |`,
+      ),
+    ),
     '',
-    ...f.sizes.map((z) => `- ${millions(z.mappings)}: XML ${mib(z.xmlBytes)}, metadata ${mib(z.metadataBytes)}, median of ${z.runs} run${z.runs === 1 ? '' : 's'}, measured ${z.date} at load average ${z.loadAverage} on 2 cores.`),
+    ...f.sizes.map(
+      (z) =>
+        `- ${millions(z.mappings)}: XML ${mib(z.xmlBytes)}, metadata ${mib(z.metadataBytes)}, median of ${z.runs} run${z.runs === 1 ? '' : 's'}, measured ${z.date} at load average ${z.loadAverage} on 2 cores.`,
+    ),
   ].join('\n');
 }
 
@@ -238,9 +298,9 @@ const readVsRaw = (f) => {
 function readPath(f) {
   const { rows } = readVsRaw(f);
   return [
-    `${n(f.blocks)} provisioned 64 KiB blocks, random 4 KiB-aligned offsets, page cache warm; median of ${f.rounds} interleaved rounds of ${n(f.perRound)} reads, timed by ${f.clock === 'cpu' ? 'the process\'s CPU time' : 'the wall clock'}; load average ${f.loadAverage} on 2 shared cores (noisy).`,
+    `${n(f.blocks)} provisioned 64 KiB blocks, random 4 KiB-aligned offsets, page cache warm; median of ${f.rounds} interleaved rounds of ${n(f.perRound)} reads, timed by ${f.clock === 'cpu' ? "the process's CPU time" : 'the wall clock'}; load average ${f.loadAverage} on 2 shared cores (noisy).`,
     '',
-    '| case | ns per read | against fs.readSync on the pool\'s data file |',
+    "| case | ns per read | against fs.readSync on the pool's data file |",
     '|---|---|---|',
     ...rows.map((r) => `| ${r.name} | ${n(r.nsPerOp)} | ${r.ratio.toFixed(2)}${r.name === 'volume.readSync' ? ' (goal >= 0.92)' : ''} |`),
   ].join('\n');
@@ -263,13 +323,19 @@ function cow(f) {
     '',
     '| file system | copy path | 4 KiB write, unshared block | first 4 KiB write, shared block | ratio (goal <= 2x) | first write, unprovisioned block |',
     '|---|---|---|---|---|---|',
-    ...f.rows.map((r) => `| ${r.fs} | ${r.path} | ${ns(r.unsharedNs)} | ${ns(r.sharedNs)} | ${r.ratio.toFixed(2)}x | ${ns(r.unprovisionedNs)} |`),
+    ...f.rows.map(
+      (r) => `| ${r.fs} | ${r.path} | ${ns(r.unsharedNs)} | ${ns(r.sharedNs)} | ${r.ratio.toFixed(2)}x | ${ns(r.unprovisionedNs)} |`,
+    ),
   ].join('\n');
 }
 
 function overheadsHeadline([read, start, cw]) {
   const v = readVsRaw(read).rows.find((r) => r.name === 'volume.readSync');
-  const best = (pred) => cw.rows.filter(pred).map((r) => `${r.ratio.toFixed(2)}x (${r.fs.replace(/ \(.*\)/, '')}, ${r.path})`).join(', ');
+  const best = (pred) =>
+    cw.rows
+      .filter(pred)
+      .map((r) => `${r.ratio.toFixed(2)}x (${r.fs.replace(/ \(.*\)/, '')}, ${r.path})`)
+      .join(', ');
   return [
     '| what (same run, 2 shared cores: noisy) | measured | goal |',
     '|---|---|---|',
@@ -284,14 +350,21 @@ function nbdTls(f) {
   const out = [];
   const fmt = (x, unit) => (unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
   for (const [name, r] of Object.entries(f.runs)) {
-    out.push(`**${name}** (commit ${r.commit}, ${r.date}, ${r.cpus} CPUs, ${r.rounds} round(s), fio ${r.runtimeS} s, ` +
-      `busy-poll window ${r.busyPollUs === 'default' ? 'default (50 µs)' : `${r.busyPollUs} µs`}, load average at the end ${r.load}):`, '');
-    out.push('| case | thinpool TLS | nbdkit TLS | thinpool / nbdkit (TLS) | thinpool plain | nbdkit plain | TLS cost thinpool / nbdkit | server CPU thinpool / nbdkit (TLS) |');
+    out.push(
+      `**${name}** (commit ${r.commit}, ${r.date}, ${r.cpus} CPUs, ${r.rounds} round(s), fio ${r.runtimeS} s, ` +
+        `busy-poll window ${r.busyPollUs === 'default' ? 'default (50 µs)' : `${r.busyPollUs} µs`}, load average at the end ${r.load}):`,
+      '',
+    );
+    out.push(
+      '| case | thinpool TLS | nbdkit TLS | thinpool / nbdkit (TLS) | thinpool plain | nbdkit plain | TLS cost thinpool / nbdkit | server CPU thinpool / nbdkit (TLS) |',
+    );
     out.push('|---|---|---|---|---|---|---|---|');
     for (const x of r.rows) {
-      out.push(`| ${x.case} | ${fmt(x.thinpoolTls, x.unit)} ${x.unit} | ${fmt(x.nbdkitTls, x.unit)} ${x.unit} | **${(x.thinpoolTls / x.nbdkitTls).toFixed(2)}** ` +
-        `| ${fmt(x.thinpoolPlain, x.unit)} | ${fmt(x.nbdkitPlain, x.unit)} | ${(x.thinpoolTls / x.thinpoolPlain).toFixed(2)} / ${(x.nbdkitTls / x.nbdkitPlain).toFixed(2)} ` +
-        `| ${x.cpuThinpoolTls.toFixed(1)} / ${x.cpuNbdkitTls.toFixed(1)} ${x.cpuUnit} |`);
+      out.push(
+        `| ${x.case} | ${fmt(x.thinpoolTls, x.unit)} ${x.unit} | ${fmt(x.nbdkitTls, x.unit)} ${x.unit} | **${(x.thinpoolTls / x.nbdkitTls).toFixed(2)}** ` +
+          `| ${fmt(x.thinpoolPlain, x.unit)} | ${fmt(x.nbdkitPlain, x.unit)} | ${(x.thinpoolTls / x.thinpoolPlain).toFixed(2)} / ${(x.nbdkitTls / x.nbdkitPlain).toFixed(2)} ` +
+          `| ${x.cpuThinpoolTls.toFixed(1)} / ${x.cpuNbdkitTls.toFixed(1)} ${x.cpuUnit} |`,
+      );
     }
     out.push('');
   }
@@ -341,7 +414,10 @@ if (args[0] === '--mutation') {
 const docs = renderDocs();
 if (args[0] === '--check') {
   const stale = [...docs].filter(([, d]) => d.before !== d.after);
-  for (const [path, d] of stale) console.error(`${path.slice(root.length + 1)}: the figures (${d.names.join(', ')}) differ from what docs/figures/*.json makes; run node scripts/render-figures.mjs`);
+  for (const [path, d] of stale)
+    console.error(
+      `${path.slice(root.length + 1)}: the figures (${d.names.join(', ')}) differ from what docs/figures/*.json makes; run node scripts/render-figures.mjs`,
+    );
   process.exit(stale.length === 0 ? 0 : 1);
 }
 for (const [path, d] of docs) if (d.before !== d.after) writeFileSync(path, d.after);

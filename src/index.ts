@@ -2,7 +2,14 @@
 // What is exported here is the supported surface; everything else under dist/ may change without notice.
 export { ThinPool, isPoolDir } from './thin/pool.js';
 export type {
-  PoolStorage, PoolFormatOptions, PoolOpenOptions, PoolStatus, PoolMode, VolumeInfo, CreateOptions, SnapshotOptions,
+  PoolStorage,
+  PoolFormatOptions,
+  PoolOpenOptions,
+  PoolStatus,
+  PoolMode,
+  VolumeInfo,
+  CreateOptions,
+  SnapshotOptions,
 } from './thin/pool.js';
 export { Volume, type Extent } from './thin/volume.js';
 export type { DiffRange } from './thin/usage.js';

@@ -52,35 +52,51 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
       case 'EINVAL':
         return { message: msg, exitCode: 2 };
       case 'ENOENT':
-        if (/not a thinpool pool/.test(msg)) return { message: `${msg}: check the path, or create a pool with "thinpool init ${pool} --size SIZE"`, exitCode: 1 };
+        if (/not a thinpool pool/.test(msg))
+          return { message: `${msg}: check the path, or create a pool with "thinpool init ${pool} --size SIZE"`, exitCode: 1 };
         if (/^no volume/.test(msg)) return { message: `${msg} in pool ${pool}: list the volumes with "thinpool ls ${pool}"`, exitCode: 1 };
         if (/metadata snap/.test(msg)) return { message: `${msg} in ${pool}: dump without --metadata-snap`, exitCode: 1 };
         return { message: msg, exitCode: 1 };
       case 'EEXIST':
         if (/already holds a pool/.test(msg)) return { message: `${msg}: choose another directory`, exitCode: 1 };
-        if (/already holds a thin pool/.test(msg)) return { message: `${msg}: choose another NAME (thinpool ls-pools lists them)`, exitCode: 1 };
+        if (/already holds a thin pool/.test(msg))
+          return { message: `${msg}: choose another NAME (thinpool ls-pools lists them)`, exitCode: 1 };
         return { message: `${msg}: choose another name`, exitCode: 1 };
       case 'EBUSY':
         if (/belongs to|has children|held|lock break/.test(msg)) return { message: msg, exitCode: 1 }; // says what to do itself
         return { message: `${msg}: wait for it to finish (or stop it) and retry`, exitCode: 1 };
       case 'EROFS':
-        if (/needs_check/.test(msg)) return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };
+        if (/needs_check/.test(msg))
+          return { message: msg.replace(/ \(run `thinpool check`\)/, '') + `: run "thinpool check ${pool}"`, exitCode: 1 };
         return { message: msg, exitCode: 1 };
       case 'ENOSPC_DATA':
-        return { message: `${msg.replace(/; delete volumes or extend the pool$/, '')}: delete volumes ("thinpool delete ${pool} NAME") to free space, or grow the pool ("thinpool extend ${pool} --size SIZE")`, exitCode: 1 };
+        return {
+          message: `${msg.replace(/; delete volumes or extend the pool$/, '')}: delete volumes ("thinpool delete ${pool} NAME") to free space, or grow the pool ("thinpool extend ${pool} --size SIZE")`,
+          exitCode: 1,
+        };
       case 'ENOSPC_METADATA':
         if (!/out of metadata space/.test(msg)) return { message: msg, exitCode: 1 };
-        return { message: `${msg.replace(/: delete volumes or grow the metadata device$/, '')}: delete volumes to free metadata, or grow it ("thinpool extend ${pool} --metadata-size SIZE")`, exitCode: 1 };
+        return {
+          message: `${msg.replace(/: delete volumes or grow the metadata device$/, '')}: delete volumes to free metadata, or grow it ("thinpool extend ${pool} --metadata-size SIZE")`,
+          exitCode: 1,
+        };
       case 'EXML':
         return { message: `not valid thin_dump XML: ${msg}`, exitCode: 1 };
       case 'EIO': {
         const cc = causeCode(e);
         if (cc !== undefined && FS_DENIED.has(cc)) {
-          if (ctx.mode === 'read') return { message: `cannot read pool ${pool} (${cc}): run as the pool's owner or fix its permissions`, exitCode: 1 };
-          return { message: `${pool} is not writable (${cc}): this command changes the pool; fix the permissions or use a writable copy`, exitCode: 1 };
+          if (ctx.mode === 'read')
+            return { message: `cannot read pool ${pool} (${cc}): run as the pool's owner or fix its permissions`, exitCode: 1 };
+          return {
+            message: `${pool} is not writable (${cc}): this command changes the pool; fix the permissions or use a writable copy`,
+            exitCode: 1,
+          };
         }
         if (cc === 'ENOSPC' || cc === 'EDQUOT') {
-          return { message: `the file system holding ${pool} is full (${cc}): free space on it (see "df ${pool}") and retry; the pool keeps its last commit`, exitCode: 1 };
+          return {
+            message: `the file system holding ${pool} is full (${cc}): free space on it (see "df ${pool}") and retry; the pool keeps its last commit`,
+            exitCode: 1,
+          };
         }
         if (cc === 'ENOTDIR') return { message: `a part of the path ${pool} is a file, not a directory: check the path`, exitCode: 1 };
         return { message: `I/O error: ${msg}`, exitCode: 1 };
@@ -89,7 +105,10 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
         return { message: `${msg}: run "thinpool check ${pool}"`, exitCode: 1 };
       default:
         if (DAMAGE.has(e.code)) {
-          return { message: `metadata of ${pool} is damaged: ${msg}: run "thinpool check ${pool}" for a full report; restore from a dump with "thinpool restore"`, exitCode: 1 };
+          return {
+            message: `metadata of ${pool} is damaged: ${msg}: run "thinpool check ${pool}" for a full report; restore from a dump with "thinpool restore"`,
+            exitCode: 1,
+          };
         }
         return { message: msg, exitCode: 1 };
     }
@@ -98,17 +117,26 @@ export function explainError(e: unknown, ctx: ErrorContext = {}): { message: str
   if (sys && typeof sys.code === 'string' && typeof sys.message === 'string') {
     const path = sys.path !== undefined ? q(sys.path) : '';
     switch (sys.code) {
-      case 'ENOENT': return { message: `${path || 'file'}: no such file or directory`, exitCode: 1 };
+      case 'ENOENT':
+        return { message: `${path || 'file'}: no such file or directory`, exitCode: 1 };
       case 'EACCES':
-      case 'EPERM': return { message: `${path || 'file'}: permission denied`, exitCode: 1 };
-      case 'EROFS': return { message: `${path || 'file'}: read-only file system`, exitCode: 1 };
-      case 'EISDIR': return { message: `${path || 'file'}: is a directory, expected a file`, exitCode: 1 };
-      case 'ENOTDIR': return { message: `${path || 'file'}: a part of this path is a file, not a directory: check the path`, exitCode: 1 };
-      case 'EEXIST': return { message: `${path || 'file'} already exists and is not a directory: choose another path`, exitCode: 1 };
+      case 'EPERM':
+        return { message: `${path || 'file'}: permission denied`, exitCode: 1 };
+      case 'EROFS':
+        return { message: `${path || 'file'}: read-only file system`, exitCode: 1 };
+      case 'EISDIR':
+        return { message: `${path || 'file'}: is a directory, expected a file`, exitCode: 1 };
+      case 'ENOTDIR':
+        return { message: `${path || 'file'}: a part of this path is a file, not a directory: check the path`, exitCode: 1 };
+      case 'EEXIST':
+        return { message: `${path || 'file'} already exists and is not a directory: choose another path`, exitCode: 1 };
       case 'ENOSPC':
-      case 'EDQUOT': return { message: `${path || 'file'}: the host file system is full (${sys.code}): free space on it and retry`, exitCode: 1 };
-      case 'EPIPE': return { message: 'standard output was closed before everything was written (the reader stopped early)', exitCode: 1 };
-      default: return { message: sys.message, exitCode: 1 };
+      case 'EDQUOT':
+        return { message: `${path || 'file'}: the host file system is full (${sys.code}): free space on it and retry`, exitCode: 1 };
+      case 'EPIPE':
+        return { message: 'standard output was closed before everything was written (the reader stopped early)', exitCode: 1 };
+      default:
+        return { message: sys.message, exitCode: 1 };
     }
   }
   return { message: e instanceof Error ? e.message : String(e), exitCode: 1 };

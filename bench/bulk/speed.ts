@@ -29,7 +29,18 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+  ftruncateSync,
+} from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,7 +74,8 @@ const root = findRoot();
 const bin = resolve(root, 'bin/thinpool.js');
 if (!existsSync(join(root, 'dist/src/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
 for (const tool of ['qemu-img', 'cp', 'cat', 'cmp']) {
-  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing (Debian package ${tool === 'qemu-img' ? 'qemu-utils' : 'coreutils'})`);
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+    throw new Error(`${tool} is missing (Debian package ${tool === 'qemu-img' ? 'qemu-utils' : 'coreutils'})`);
 }
 const TIME = '/usr/bin/time';
 if (!existsSync(TIME)) throw new Error('/usr/bin/time is missing (Debian package time): it measures peak memory');
@@ -71,7 +83,11 @@ if (!existsSync(TIME)) throw new Error('/usr/bin/time is missing (Debian package
 const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 const tp = (args: string): string => `${sh(process.execPath)} ${sh(bin)} ${args}`;
 
-interface Timed { s: number; rssMiB: number; cpuS: number }
+interface Timed {
+  s: number;
+  rssMiB: number;
+  cpuS: number;
+}
 
 /**
  * Run a shell command line under GNU time: wall seconds, peak RSS (the largest process of the line) and CPU
@@ -111,10 +127,18 @@ function median(xs: number[]): number {
 }
 
 interface Row {
-  command: string; reference: string; thinpoolS: number | null; referenceS: number; ratio: number | null; goal: number;
-  thinpoolRssMiB: number | null; referenceRssMiB: number;
+  command: string;
+  reference: string;
+  thinpoolS: number | null;
+  referenceS: number;
+  ratio: number | null;
+  goal: number;
+  thinpoolRssMiB: number | null;
+  referenceRssMiB: number;
   /** Median CPU seconds (user + system) of each side, and their ratio. */
-  thinpoolCpuS?: number | null; referenceCpuS?: number; cpuRatio?: number | null;
+  thinpoolCpuS?: number | null;
+  referenceCpuS?: number;
+  cpuRatio?: number | null;
   failed?: string;
 }
 
@@ -132,10 +156,26 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
   const pool = join(work, 'pool');
   const fresh = (): void => {
     rmSync(pool, { recursive: true, force: true });
-    execFileSync(process.execPath, [bin, 'init', pool, '--size', String(poolSize), '--metadata-size', String(Math.max(8 * MiB, poolSize / 256))]);
+    execFileSync(process.execPath, [
+      bin,
+      'init',
+      pool,
+      '--size',
+      String(poolSize),
+      '--metadata-size',
+      String(Math.max(8 * MiB, poolSize / 256)),
+    ]);
   };
   const rows: Row[] = [];
-  const pair = (command: string, reference: string, goal: number, prepTp: () => void, tpLine: string, prepRef: () => void, refLine: string): boolean => {
+  const pair = (
+    command: string,
+    reference: string,
+    goal: number,
+    prepTp: () => void,
+    tpLine: string,
+    prepRef: () => void,
+    refLine: string,
+  ): boolean => {
     const a: Timed[] = [];
     const b: Timed[] = [];
     const verb = command.replace(/^.*thinpool (\w+).*$/, '$1');
@@ -157,9 +197,17 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     const tc = failed === undefined ? median(a.map((t) => t.cpuS)) : null;
     const rc = median(b.map((t) => t.cpuS));
     rows.push({
-      command, reference, thinpoolS: ts, referenceS: rs, ratio: ts === null ? null : ts / rs, goal,
-      thinpoolRssMiB: failed === undefined ? Math.max(...a.map((t) => t.rssMiB)) : null, referenceRssMiB: Math.max(...b.map((t) => t.rssMiB)),
-      thinpoolCpuS: tc, referenceCpuS: rc, cpuRatio: tc === null ? null : tc / Math.max(rc, 0.01),
+      command,
+      reference,
+      thinpoolS: ts,
+      referenceS: rs,
+      ratio: ts === null ? null : ts / rs,
+      goal,
+      thinpoolRssMiB: failed === undefined ? Math.max(...a.map((t) => t.rssMiB)) : null,
+      referenceRssMiB: Math.max(...b.map((t) => t.rssMiB)),
+      thinpoolCpuS: tc,
+      referenceCpuS: rc,
+      cpuRatio: tc === null ? null : tc / Math.max(rc, 0.01),
       ...(failed === undefined ? {} : { failed }),
     });
     return failed === undefined;
@@ -169,17 +217,52 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
   const out = join(work, 'out.img');
   const noop = (): void => undefined;
   const rmOut = (p: string) => (): void => rmSync(p, { force: true });
-  void pair('thinpool import POOL v raw.img', 'qemu-img convert -O qcow2', 1.5, fresh, tp(`import ${sh(pool)} v ${sh(img)}`), rmOut(qcow), `qemu-img convert -O qcow2 ${sh(img)} ${sh(qcow)}`);
+  void pair(
+    'thinpool import POOL v raw.img',
+    'qemu-img convert -O qcow2',
+    1.5,
+    fresh,
+    tp(`import ${sh(pool)} v ${sh(img)}`),
+    rmOut(qcow),
+    `qemu-img convert -O qcow2 ${sh(img)} ${sh(qcow)}`,
+  );
   rmSync(qcow, { force: true });
-  void pair('thinpool import POOL v raw.img', 'cp --sparse=always', 1.5, fresh, tp(`import ${sh(pool)} v ${sh(img)}`), rmOut(copy), `cp --sparse=always ${sh(img)} ${sh(copy)}`);
-  void pair('thinpool export POOL v out.img', 'cp --sparse=always', 1.5, rmOut(out), tp(`export ${sh(pool)} v ${sh(out)}`), rmOut(copy), `cp --sparse=always ${sh(img)} ${sh(copy)}`);
+  void pair(
+    'thinpool import POOL v raw.img',
+    'cp --sparse=always',
+    1.5,
+    fresh,
+    tp(`import ${sh(pool)} v ${sh(img)}`),
+    rmOut(copy),
+    `cp --sparse=always ${sh(img)} ${sh(copy)}`,
+  );
+  void pair(
+    'thinpool export POOL v out.img',
+    'cp --sparse=always',
+    1.5,
+    rmOut(out),
+    tp(`export ${sh(pool)} v ${sh(out)}`),
+    rmOut(copy),
+    `cp --sparse=always ${sh(img)} ${sh(copy)}`,
+  );
   // Checks: the export equals the image, and takes no more space than cp's copy.
   check(spawnSync('cmp', [img, out]).status === 0, `${label}: the export differs from the image`);
   const blocks = (p: string): number => statSync(p).blocks;
-  check(blocks(out) <= blocks(copy), `${label}: the export (${blocks(out)} sectors) takes more space than cp --sparse=always (${blocks(copy)})`);
+  check(
+    blocks(out) <= blocks(copy),
+    `${label}: the export (${blocks(out)} sectors) takes more space than cp --sparse=always (${blocks(copy)})`,
+  );
   rmSync(copy, { force: true });
   rmSync(out, { force: true });
-  void pair('thinpool read POOL v > /dev/null', 'cat raw.img > /dev/null', 2, noop, `${tp(`read ${sh(pool)} v`)} > /dev/null`, noop, `cat ${sh(img)} > /dev/null`);
+  void pair(
+    'thinpool read POOL v > /dev/null',
+    'cat raw.img > /dev/null',
+    2,
+    noop,
+    `${tp(`read ${sh(pool)} v`)} > /dev/null`,
+    noop,
+    `cat ${sh(img)} > /dev/null`,
+  );
   check(spawnSync('sh', ['-c', `${tp(`read ${sh(pool)} v`)} | cmp - ${sh(img)}`]).status === 0, `${label}: read differs from the image`);
   const file = join(work, 'file');
   const recreate = (): void => {
@@ -187,9 +270,21 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     execFileSync(process.execPath, [bin, 'create', pool, 'w', '--size', String(size)]);
   };
   execFileSync(process.execPath, [bin, 'create', pool, 'w', '--size', String(size)]);
-  const wrote = pair('cat raw.img | thinpool write POOL w', 'cat raw.img > file', 2, recreate, `cat ${sh(img)} | ${tp(`write ${sh(pool)} w`)}`, rmOut(file), `cat ${sh(img)} > ${sh(file)}`);
+  const wrote = pair(
+    'cat raw.img | thinpool write POOL w',
+    'cat raw.img > file',
+    2,
+    recreate,
+    `cat ${sh(img)} | ${tp(`write ${sh(pool)} w`)}`,
+    rmOut(file),
+    `cat ${sh(img)} > ${sh(file)}`,
+  );
   rmSync(file, { force: true });
-  if (wrote) check(spawnSync('sh', ['-c', `${tp(`read ${sh(pool)} w`)} | cmp - ${sh(img)}`]).status === 0, `${label}: what write stored differs from the image`);
+  if (wrote)
+    check(
+      spawnSync('sh', ['-c', `${tp(`read ${sh(pool)} w`)} | cmp - ${sh(img)}`]).status === 0,
+      `${label}: what write stored differs from the image`,
+    );
   rmSync(pool, { recursive: true, force: true });
   rmSync(img, { force: true });
   return rows;
@@ -201,7 +296,10 @@ function table(label: string, rows: Row[]): string {
     `${label}:`,
     '| command | thinpool s | reference | reference s | ratio | goal | CPU s thinpool / reference (ratio) | peak RSS thinpool / reference |',
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${f(r.thinpoolCpuS ?? null)} / ${f(r.referenceCpuS ?? null)} (${r.cpuRatio == null ? '-' : `${f(r.cpuRatio)}x`}) | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`),
+    ...rows.map(
+      (r) =>
+        `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${f(r.thinpoolCpuS ?? null)} / ${f(r.referenceCpuS ?? null)} (${r.cpuRatio == null ? '-' : `${f(r.cpuRatio)}x`}) | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`,
+    ),
     ...rows.filter((r) => r.failed !== undefined).map((r) => `\`${r.command}\` failed: ${r.failed}`),
   ].join('\n');
 }
@@ -211,9 +309,9 @@ try {
   const sizes = QUICK
     ? [{ label: '64 MiB image, 16 MiB of data', size: 64 * MiB, runs: 8, runLen: 2 * MiB }]
     : [
-      { label: '1 GiB image, 256 MiB of data in 8 MiB runs', size: GiB, runs: 32, runLen: 8 * MiB },
-      { label: '8 GiB image (sparse), 256 MiB of data in 8 MiB runs', size: 8 * GiB, runs: 32, runLen: 8 * MiB },
-    ];
+        { label: '1 GiB image, 256 MiB of data in 8 MiB runs', size: GiB, runs: 32, runLen: 8 * MiB },
+        { label: '8 GiB image (sparse), 256 MiB of data in 8 MiB runs', size: 8 * GiB, runs: 32, runLen: 8 * MiB },
+      ];
   const results: Array<{ label: string; rows: Row[] }> = [];
   // The machine is shared: the 1-minute load average before and after the run goes with the figures.
   const loadBefore = loadavg()[0];
@@ -223,12 +321,25 @@ try {
     console.log(`\n${table(s.label, rows)}`);
   }
   const loadAverage = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
-  console.log(`\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy), load average ${loadAverage[0]} before, ${loadAverage[1]} after`);
+  console.log(
+    `\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy), load average ${loadAverage[0]} before, ${loadAverage[1]} after`,
+  );
   if (FIGURES !== undefined && AS !== undefined) {
     const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim() || 'unknown';
     const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
-    const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) as { runs?: Record<string, unknown> } : {};
-    doc.runs = { ...(doc.runs ?? {}), [AS]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, loadAverage, reps: REPS, quick: QUICK, sizes: results } };
+    const doc = existsSync(FIGURES) ? (JSON.parse(readFileSync(FIGURES, 'utf8')) as { runs?: Record<string, unknown> }) : {};
+    doc.runs = {
+      ...(doc.runs ?? {}),
+      [AS]: {
+        commit: dirty ? `${commit}+changes` : commit,
+        date: new Date().toISOString().slice(0, 10),
+        cpus: cpus().length,
+        loadAverage,
+        reps: REPS,
+        quick: QUICK,
+        sizes: results,
+      },
+    };
     writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
     console.log(`merged into ${FIGURES} as "${AS}"`);
   }

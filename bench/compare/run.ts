@@ -68,7 +68,7 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
         s.run(ctx, rec);
       } catch (e) {
         // Keep the figures of the other scenarios; this one reports what it measured and the error.
-        log(`[${s.name}] FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+        log(`[${s.name}] FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         rec.note(`The scenario stopped with an error: ${e instanceof Error ? e.message : String(e)}`);
         cleanupAll();
         mkdirSync(work, { recursive: true });
@@ -137,7 +137,11 @@ export function checkFigures(results: ScenarioResult[], unavailable: Partial<Rec
       if (f.median !== null && !Number.isFinite(f.median)) out.push(`${r.name}: ${f.system} ${f.case} ${f.metric} is not a number`);
     }
     for (const s of SYSTEMS) {
-      if (unavailable[s] === undefined && r.figures.some((f) => f.system === s) && !r.figures.some((f) => f.system === s && f.median !== null)) {
+      if (
+        unavailable[s] === undefined &&
+        r.figures.some((f) => f.system === s) &&
+        !r.figures.some((f) => f.system === s && f.median !== null)
+      ) {
         out.push(`${r.name}: ${s} runs here but produced no figure`);
       }
     }

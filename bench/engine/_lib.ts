@@ -62,7 +62,10 @@ export interface CaseResult {
  * Alternate the cases round by round. Each round runs `perRound` operations; `warmup` rounds are discarded.
  * Operation indices keep increasing across rounds so a case walks through its whole offset list.
  */
-export async function interleaved(cases: Case[], opts: { perRound: number; rounds: number; warmup?: number; clock?: 'wall' | 'cpu' }): Promise<CaseResult[]> {
+export async function interleaved(
+  cases: Case[],
+  opts: { perRound: number; rounds: number; warmup?: number; clock?: 'wall' | 'cpu' },
+): Promise<CaseResult[]> {
   const warm = opts.warmup ?? 2;
   // 'cpu': this process's user + system CPU time (process.cpuUsage) instead of the wall clock, for work that
   // never waits on a device (page-cache reads): on a shared machine the wall clock also counts the time spent
@@ -100,7 +103,11 @@ export interface BennyCase {
 }
 
 /** Run a benny suite quietly; returns ops/s (and relative margin of error) per case, in order. */
-export async function bennyRun(name: string, cases: BennyCase[], opts: { maxTime?: number; minSamples?: number } = {}): Promise<Array<{ name: string; ops: number; rme: number }>> {
+export async function bennyRun(
+  name: string,
+  cases: BennyCase[],
+  opts: { maxTime?: number; minSamples?: number } = {},
+): Promise<Array<{ name: string; ops: number; rme: number }>> {
   const log = console.log;
   console.log = () => undefined; // benny prints "Running ... suite" even without cycle/complete
   try {

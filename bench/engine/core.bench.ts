@@ -27,8 +27,15 @@ function crc32cJs(crc: number, b: Uint8Array, off: number, len: number): number 
   const end = off + len;
   for (; i + 8 <= end; i += 8) {
     const lo = (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) ^ c;
-    c = T[1792 + (lo & 0xff)] ^ T[1536 + ((lo >>> 8) & 0xff)] ^ T[1280 + ((lo >>> 16) & 0xff)] ^ T[1024 + (lo >>> 24)]
-      ^ T[768 + b[i + 4]] ^ T[512 + b[i + 5]] ^ T[256 + b[i + 6]] ^ T[b[i + 7]];
+    c =
+      T[1792 + (lo & 0xff)] ^
+      T[1536 + ((lo >>> 8) & 0xff)] ^
+      T[1280 + ((lo >>> 16) & 0xff)] ^
+      T[1024 + (lo >>> 24)] ^
+      T[768 + b[i + 4]] ^
+      T[512 + b[i + 5]] ^
+      T[256 + b[i + 6]] ^
+      T[b[i + 7]];
   }
   for (; i < end; i++) c = T[(c ^ b[i]) & 0xff] ^ (c >>> 8);
   return c >>> 0;
@@ -71,9 +78,24 @@ async function main(): Promise<void> {
   let c3 = 0;
   const x = ThinMetadata.internals(md).core.x;
   const lookCase = () => [
-    { name: 'BTree.lookup (1 WASM call, host node callback per level)', fn: () => { bt.lookup(seqRoot, lk[c1++ & (M - 1)]); } },
-    { name: 'ThinMetadata.lookupDblock', fn: () => { md.lookupDblock(seqRoot, lk[c2++ & (M - 1)]); } },
-    { name: 'raw core.x.btreeLookup', fn: () => { x.btreeLookup(seqRoot, 0, lk[c3++ & (M - 1)], 0, 8); } },
+    {
+      name: 'BTree.lookup (1 WASM call, host node callback per level)',
+      fn: () => {
+        bt.lookup(seqRoot, lk[c1++ & (M - 1)]);
+      },
+    },
+    {
+      name: 'ThinMetadata.lookupDblock',
+      fn: () => {
+        md.lookupDblock(seqRoot, lk[c2++ & (M - 1)]);
+      },
+    },
+    {
+      name: 'raw core.x.btreeLookup',
+      fn: () => {
+        x.btreeLookup(seqRoot, 0, lk[c3++ & (M - 1)], 0, 8);
+      },
+    },
   ];
   const look = await bennyRun('lookups', lookCase());
   const rnd = pool.createThinSync('rnd', { size: N * BLOCK });
@@ -93,15 +115,21 @@ async function main(): Promise<void> {
   // Same lookups once the pool's metadata (seq + rnd + raw trees) exceeds the default cache: misses re-read
   // and re-validate (checksum + node checks) blocks from the metadata device.
   const look2 = await bennyRun('lookups under cache pressure', lookCase().slice(1, 2));
-  note(`metadata blocks used ${md.metadataUsedBlocks}, cache ${ThinMetadata.internals(md).cache.slots} blocks; cache reads so far ${ThinMetadata.internals(md).cache.reads}`);
+  note(
+    `metadata blocks used ${md.metadataUsedBlocks}, cache ${ThinMetadata.internals(md).cache.slots} blocks; cache reads so far ${ThinMetadata.internals(md).cache.reads}`,
+  );
 
-  table(`B-tree (mapping tree level 1, ${N} keys, default cache)`, ['operation', 'rate', 'note'], [
-    ...look.map((l) => [l.name, fmtOps(l.ops), `±${l.rme.toFixed(1)}% (benny), tree fits the cache`]),
-    ...look2.map((l) => [`${l.name}, metadata > cache`, fmtOps(l.ops), `±${l.rme.toFixed(1)}% (benny), after the inserts below`]),
-    [`insertMapping, ${N} sequential keys (alloc + insert)`, fmtOps(N / (tSeq / 1000)), `${fmtMs(tSeq)} total`],
-    [`insertMapping, ${RAND_INSERTS} random keys`, fmtOps(RAND_INSERTS / (tRnd / 1000)), `${fmtMs(tRnd)} total`],
-    [`BTree.insert raw, ${RAND_INSERTS} sequential keys`, fmtOps(RAND_INSERTS / (tRaw / 1000)), `${fmtMs(tRaw)} total`],
-  ]);
+  table(
+    `B-tree (mapping tree level 1, ${N} keys, default cache)`,
+    ['operation', 'rate', 'note'],
+    [
+      ...look.map((l) => [l.name, fmtOps(l.ops), `±${l.rme.toFixed(1)}% (benny), tree fits the cache`]),
+      ...look2.map((l) => [`${l.name}, metadata > cache`, fmtOps(l.ops), `±${l.rme.toFixed(1)}% (benny), after the inserts below`]),
+      [`insertMapping, ${N} sequential keys (alloc + insert)`, fmtOps(N / (tSeq / 1000)), `${fmtMs(tSeq)} total`],
+      [`insertMapping, ${RAND_INSERTS} random keys`, fmtOps(RAND_INSERTS / (tRnd / 1000)), `${fmtMs(tRnd)} total`],
+      [`BTree.insert raw, ${RAND_INSERTS} sequential keys`, fmtOps(RAND_INSERTS / (tRaw / 1000)), `${fmtMs(tRaw)} total`],
+    ],
+  );
 
   // ---- crc32c ----
   const core = new Core(32, 16);
@@ -121,9 +149,16 @@ async function main(): Promise<void> {
     { name: 'JS slice-by-8, 64 KiB', fn: () => crc32cJs(0xffffffff, core.u8, a, 65536) },
   ]);
   const len = [4096, 4096, 65536, 65536];
-  table('crc32c throughput', ['implementation', 'MB/s', 'ns per call', 'ratio WASM / JS'], crc.map((c, i) => [
-    c.name, ((c.ops * len[i]) / 1e6).toFixed(0), (1e9 / c.ops).toFixed(0), i % 2 === 0 ? (c.ops / crc[i + 1].ops).toFixed(2) : '',
-  ]));
+  table(
+    'crc32c throughput',
+    ['implementation', 'MB/s', 'ns per call', 'ratio WASM / JS'],
+    crc.map((c, i) => [
+      c.name,
+      ((c.ops * len[i]) / 1e6).toFixed(0),
+      (1e9 / c.ops).toFixed(0),
+      i % 2 === 0 ? (c.ops / crc[i + 1].ops).toFixed(2) : '',
+    ]),
+  );
 
   // ---- node lower bound ----
   const node = core.slotAddr(20);
@@ -145,11 +180,30 @@ async function main(): Promise<void> {
   let sink = 0;
   const u32 = core.u32;
   const lb = await bennyRun('lower bound', [
-    { name: `WASM nodeLowerBound (${max} keys, raw export)`, fn: () => { sink += core.x.nodeLowerBound(node, probes[p1++ & (M - 1)], 0); } },
-    { name: 'JS binary search, u32 pairs, same node', fn: () => { sink += lowerBoundJs(u32, node, probes[p2++ & (M - 1)], 0); } },
-    { name: 'empty benny case (harness floor)', fn: () => { sink += probes[p3++ & (M - 1)]; } },
+    {
+      name: `WASM nodeLowerBound (${max} keys, raw export)`,
+      fn: () => {
+        sink += core.x.nodeLowerBound(node, probes[p1++ & (M - 1)], 0);
+      },
+    },
+    {
+      name: 'JS binary search, u32 pairs, same node',
+      fn: () => {
+        sink += lowerBoundJs(u32, node, probes[p2++ & (M - 1)], 0);
+      },
+    },
+    {
+      name: 'empty benny case (harness floor)',
+      fn: () => {
+        sink += probes[p3++ & (M - 1)];
+      },
+    },
   ]);
-  table('Node lower-bound search (one full 4 KiB leaf)', ['implementation', 'calls/s', 'ns per call (incl. harness)'], lb.map((l) => [l.name, fmtOps(l.ops), (1e9 / l.ops).toFixed(1)]));
+  table(
+    'Node lower-bound search (one full 4 KiB leaf)',
+    ['implementation', 'calls/s', 'ns per call (incl. harness)'],
+    lb.map((l) => [l.name, fmtOps(l.ops), (1e9 / l.ops).toFixed(1)]),
+  );
   if (sink === -1) note(String(median([sink])));
   pool.closeSync();
 }

@@ -41,16 +41,37 @@ async function measure(dir: string): Promise<Measured> {
   const u = pool.createThinSync('u', { size: NBLK * BLOCK });
   const e = pool.createThinSync('e', { size: NBLK * BLOCK });
   const piece = Buffer.alloc(4096, 3);
-  for (let i = 0; i < NBLK; i++) { v.writeSync(piece, i * BLOCK); u.writeSync(piece, i * BLOCK); }
+  for (let i = 0; i < NBLK; i++) {
+    v.writeSync(piece, i * BLOCK);
+    u.writeSync(piece, i * BLOCK);
+  }
   pool.snapshotSync('v', 'snap');
   pool.commitSync();
   const r = rng(4);
   const perm = Array.from({ length: NBLK }, (_, i) => i);
-  for (let i = NBLK - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+  for (let i = NBLK - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
   const cases: Case[] = [
-    { name: 'unshared', run: (f, n) => { for (let i = f; i < f + n; i++) u.writeSync(piece, perm[i % NBLK] * BLOCK + 8192); } },
-    { name: 'shared', run: (f, n) => { for (let i = f; i < f + n; i++) v.writeSync(piece, perm[i] * BLOCK + 8192); } },
-    { name: 'unprovisioned', run: (f, n) => { for (let i = f; i < f + n; i++) e.writeSync(piece, perm[i] * BLOCK + 8192); } },
+    {
+      name: 'unshared',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) u.writeSync(piece, perm[i % NBLK] * BLOCK + 8192);
+      },
+    },
+    {
+      name: 'shared',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) v.writeSync(piece, perm[i] * BLOCK + 8192);
+      },
+    },
+    {
+      name: 'unprovisioned',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) e.writeSync(piece, perm[i] * BLOCK + 8192);
+      },
+    },
   ];
   const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
   const copies = (pool.storage.data as FileDevice).copies;
@@ -63,7 +84,9 @@ async function measure(dir: string): Promise<Measured> {
 function child(dir: string, noNative: boolean): Measured {
   const self = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, [self, '--child', dir, ...(QUICK ? ['--quick'] : [])], {
-    encoding: 'utf8', env: { ...process.env, THINPOOL_NO_NATIVE: noNative ? '1' : '' }, stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    env: { ...process.env, THINPOOL_NO_NATIVE: noNative ? '1' : '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
   if (r.status !== 0) throw new Error(`cow child on ${dir} failed (${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Measured;
@@ -76,21 +99,40 @@ function sh(cmd: string, argv: string[]): { ok: boolean; out: string } {
 
 /** A loop-mounted file system of `kind` under base; null (with a note) when this machine cannot make one. */
 function loopFs(base: string, kind: 'xfs' | 'btrfs'): { dir: string; remove(): void } | null {
-  if (process.getuid?.() !== 0) { note(`${kind}: skipped (needs root for losetup and mount)`); return null; }
+  if (process.getuid?.() !== 0) {
+    note(`${kind}: skipped (needs root for losetup and mount)`);
+    return null;
+  }
   const mkfs = kind === 'xfs' ? 'mkfs.xfs' : 'mkfs.btrfs';
   const image = join(base, `${kind}.img`);
   const mnt = join(base, `${kind}-mnt`);
   writeFileSync(image, '');
   spawnSync('truncate', ['-s', `${(2 * 3 * NBLK * BLOCK) / 1024 / 1024 + 320}M`, image]); // two pools of 3 volumes
   const made = sh(mkfs, kind === 'xfs' ? ['-q', '-m', 'reflink=1', image] : ['-q', image]);
-  if (!made.ok) { note(`${kind}: skipped (${mkfs}: ${made.out}; Debian package ${kind === 'xfs' ? 'xfsprogs' : 'btrfs-progs'})`); return null; }
+  if (!made.ok) {
+    note(`${kind}: skipped (${mkfs}: ${made.out}; Debian package ${kind === 'xfs' ? 'xfsprogs' : 'btrfs-progs'})`);
+    return null;
+  }
   const lo = sh('losetup', ['-f', '--show', image]);
-  if (!lo.ok) { note(`${kind}: skipped (losetup: ${lo.out})`); return null; }
+  if (!lo.ok) {
+    note(`${kind}: skipped (losetup: ${lo.out})`);
+    return null;
+  }
   const loop = lo.out;
   mkdirSync(mnt);
   const m = sh('mount', [loop, mnt]);
-  if (!m.ok) { sh('losetup', ['-d', loop]); note(`${kind}: skipped (mount: ${m.out})`); return null; }
-  return { dir: mnt, remove: () => { sh('umount', [mnt]); sh('losetup', ['-d', loop]); } };
+  if (!m.ok) {
+    sh('losetup', ['-d', loop]);
+    note(`${kind}: skipped (mount: ${m.out})`);
+    return null;
+  }
+  return {
+    dir: mnt,
+    remove: () => {
+      sh('umount', [mnt]);
+      sh('losetup', ['-d', loop]);
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -99,7 +141,10 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(args[at + 1])));
     return;
   }
-  header('Copy-on-write: first write into a shared block', `${NBLK} provisioned 64 KiB blocks, snapshot taken, ${PER_ROUND} writes per round, wall clock, load average ${loadavg()[0].toFixed(1)}`);
+  header(
+    'Copy-on-write: first write into a shared block',
+    `${NBLK} provisioned 64 KiB blocks, snapshot taken, ${PER_ROUND} writes per round, wall clock, load average ${loadavg()[0].toFixed(1)}`,
+  );
   const base = scratchDir('cow');
   const fsType = sh('stat', ['-f', '-c', '%T', base]).out;
   const targets: Array<{ fs: string; dir: string; remove?(): void }> = [{ fs: `${fsType} (scratch directory)`, dir: join(base, 'tmp') }];
@@ -121,13 +166,26 @@ async function main(): Promise<void> {
   } finally {
     for (const t of targets) t.remove?.();
   }
-  table('First 4 KiB write into a shared 64 KiB block against a 4 KiB write into an unshared one (medians of rounds)',
+  table(
+    'First 4 KiB write into a shared 64 KiB block against a 4 KiB write into an unshared one (medians of rounds)',
     ['file system', 'copy path', 'unshared write', 'shared first write', 'ratio', 'goal <= 2x', 'unprovisioned first write'],
-    rows.map((r) => [r.fs, r.path, fmtNs(r.unsharedNs), fmtNs(r.sharedNs), `${r.ratio.toFixed(2)}x`, r.path === 'read-write' ? '(old path, baseline)' : verdict(r.ratio, 2, false), fmtNs(r.unprovisionedNs)]));
+    rows.map((r) => [
+      r.fs,
+      r.path,
+      fmtNs(r.unsharedNs),
+      fmtNs(r.sharedNs),
+      `${r.ratio.toFixed(2)}x`,
+      r.path === 'read-write' ? '(old path, baseline)' : verdict(r.ratio, 2, false),
+      fmtNs(r.unprovisionedNs),
+    ]),
+  );
   const figDir = process.env.THINPOOL_FIGURES_DIR;
   if (figDir !== undefined && !QUICK) {
     const path = join(figDir, 'cow.json');
-    writeFileSync(path, `${JSON.stringify({ bench: 'bench/engine/cow.ts', machine: '2 cores shared with other jobs', loadAverage: Number(loadavg()[0].toFixed(1)), blocks: NBLK, rows }, null, 2)}\n`);
+    writeFileSync(
+      path,
+      `${JSON.stringify({ bench: 'bench/engine/cow.ts', machine: '2 cores shared with other jobs', loadAverage: Number(loadavg()[0].toFixed(1)), blocks: NBLK, rows }, null, 2)}\n`,
+    );
     note(`figures written to ${path}`);
   }
 }

@@ -16,7 +16,22 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
-import { BLOCK, FULL, QUICK, fmtMs, fmtOps, header, interleaved, note, rng, scratchDir, spread, table, verdict, type Case } from './_lib.js';
+import {
+  BLOCK,
+  FULL,
+  QUICK,
+  fmtMs,
+  fmtOps,
+  header,
+  interleaved,
+  note,
+  rng,
+  scratchDir,
+  spread,
+  table,
+  verdict,
+  type Case,
+} from './_lib.js';
 
 const NBLK = FULL ? 16384 : QUICK ? 1024 : 4096;
 const DEPTH = 100;
@@ -24,7 +39,10 @@ const PER_ROUND = QUICK ? 5000 : 20000;
 const ROUNDS = QUICK ? 5 : 21;
 
 async function main(): Promise<void> {
-  header('Reads at snapshot depth 100 vs depth 0', `${NBLK} provisioned 64 KiB blocks, chain of ${DEPTH} snapshots, 1% of blocks overwritten at each level`);
+  header(
+    'Reads at snapshot depth 100 vs depth 0',
+    `${NBLK} provisioned 64 KiB blocks, chain of ${DEPTH} snapshots, 1% of blocks overwritten at each level`,
+  );
   const dir = scratchDir('depth');
   // The default metadata size (2 MiB minimum here) is too small for 100 divergent snapshots: 64 MiB.
   const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK * 3, metadataSize: 64 * 1024 * 1024 });
@@ -75,44 +93,111 @@ async function main(): Promise<void> {
   }
   note(`reads of s100 that land on a block copy-on-write moved: ${((100 * moved) / M).toFixed(0)}%`);
   const cases: Case[] = [
-    { name: 'depth 0 (v): volume.readSync', run: (f, n) => { for (let i = f; i < f + n; i++) vols.v.readSync(buf, offs[i & (M - 1)]); } },
-    { name: 'depth 50 (s50): volume.readSync', run: (f, n) => { for (let i = f; i < f + n; i++) vols.s50.readSync(buf, offs[i & (M - 1)]); } },
-    { name: `depth ${DEPTH} (s${DEPTH}): volume.readSync`, run: (f, n) => { for (let i = f; i < f + n; i++) vols.s100.readSync(buf, offs[i & (M - 1)]); } },
-    { name: `depth ${DEPTH}: await volume.read`, run: async (f, n) => { for (let i = f; i < f + n; i++) await vols.s100.read(buf, offs[i & (M - 1)]); } },
-    { name: 'depth 0: await volume.read', run: async (f, n) => { for (let i = f; i < f + n; i++) await vols.v.read(buf, offs[i & (M - 1)]); } },
-    { name: `depth 0 (flat): volume.readSync, same data blocks as s${DEPTH}`, run: (f, n) => { for (let i = f; i < f + n; i++) vols.flat.readSync(buf, offs[i & (M - 1)]); } },
-    { name: 'fs.readSync of the data file at v\'s offsets', run: (f, n) => { for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, 4096, offs[i & (M - 1)]); } },
-    { name: `fs.readSync of the data file at s${DEPTH}'s offsets`, run: (f, n) => { for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, 4096, s100Offs[i & (M - 1)]); } },
+    {
+      name: 'depth 0 (v): volume.readSync',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vols.v.readSync(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'depth 50 (s50): volume.readSync',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vols.s50.readSync(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: `depth ${DEPTH} (s${DEPTH}): volume.readSync`,
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vols.s100.readSync(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: `depth ${DEPTH}: await volume.read`,
+      run: async (f, n) => {
+        for (let i = f; i < f + n; i++) await vols.s100.read(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'depth 0: await volume.read',
+      run: async (f, n) => {
+        for (let i = f; i < f + n; i++) await vols.v.read(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: `depth 0 (flat): volume.readSync, same data blocks as s${DEPTH}`,
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vols.flat.readSync(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: "fs.readSync of the data file at v's offsets",
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, 4096, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: `fs.readSync of the data file at s${DEPTH}'s offsets`,
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, 4096, s100Offs[i & (M - 1)]);
+      },
+    },
   ];
   const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
   const [tV, , s100, s100Async, vAsync, flatR, fsV, fsS] = res.map((x) => x.nsPerOp);
   // Ratios: sync cases against v, async against v's async, flat and s100 against each other (same data blocks).
   const ratioOf = [1, tV / res[1].nsPerOp, tV / s100, vAsync / s100Async, 1, 0, 0, 0];
   const goalOf = ['', '', 'raw', 'raw', '', '', '', ''];
-  table('Random 4 KiB reads by snapshot depth (page cache warm)', ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs depth 0 (v)', 'note'], res.map((x, i) => [
-    x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x), i < 5 ? ratioOf[i].toFixed(2) : '',
-    goalOf[i] === 'raw' ? 'data placement differs from v' : '',
-  ]));
+  table(
+    'Random 4 KiB reads by snapshot depth (page cache warm)',
+    ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs depth 0 (v)', 'note'],
+    res.map((x, i) => [
+      x.name,
+      fmtOps(x.opsPerSec),
+      x.nsPerOp.toFixed(0),
+      spread(x),
+      i < 5 ? ratioOf[i].toFixed(2) : '',
+      goalOf[i] === 'raw' ? 'data placement differs from v' : '',
+    ]),
+  );
   // The goal: depth 100 against depth 0 reading the same data-file offsets, i.e. s100 against flat.
   const fair = flatR / s100;
-  table(`Depth ${DEPTH} against depth 0 with the same data placement`, ['measure', 'value', 'goal'], [
-    [`ratio s${DEPTH} / flat (both map the same data blocks; flat has no origin)`, fair.toFixed(2), `>= 0.95: ${verdict(fair, 0.95)}`],
-    ['engine time per read (readSync - fs.readSync at the same data offsets), v', `${(tV - fsV).toFixed(0)} ns`, ''],
-    [`engine time per read, s${DEPTH}`, `${(s100 - fsS).toFixed(0)} ns`, ''],
-    [`engine time per read, flat`, `${(flatR - fsS).toFixed(0)} ns`, ''],
-    [`plain data-file read at s${DEPTH}'s offsets / at v's offsets`, (fsS / fsV).toFixed(2), ''],
-  ]);
+  table(
+    `Depth ${DEPTH} against depth 0 with the same data placement`,
+    ['measure', 'value', 'goal'],
+    [
+      [`ratio s${DEPTH} / flat (both map the same data blocks; flat has no origin)`, fair.toFixed(2), `>= 0.95: ${verdict(fair, 0.95)}`],
+      ['engine time per read (readSync - fs.readSync at the same data offsets), v', `${(tV - fsV).toFixed(0)} ns`, ''],
+      [`engine time per read, s${DEPTH}`, `${(s100 - fsS).toFixed(0)} ns`, ''],
+      [`engine time per read, flat`, `${(flatR - fsS).toFixed(0)} ns`, ''],
+      [`plain data-file read at s${DEPTH}'s offsets / at v's offsets`, (fsS / fsV).toFixed(2), ''],
+    ],
+  );
   // Where the time goes: lookup alone (metadata), per depth.
   const lk: Case[] = roots.map((root, k) => ({
     name: `metadata lookup only (lookupDblock), depth ${k === 0 ? 0 : DEPTH}`,
-    run: (f: number, n: number) => { for (let i = f; i < f + n; i++) md.lookupDblock(root, Math.floor(offs[i & (M - 1)] / BLOCK)); },
+    run: (f: number, n: number) => {
+      for (let i = f; i < f + n; i++) md.lookupDblock(root, Math.floor(offs[i & (M - 1)] / BLOCK));
+    },
   }));
-  for (const [k, vol] of [['v (first in the catalog)', vols.v], [`s${DEPTH} (last in the catalog)`, vols.s100]] as const) {
+  for (const [k, vol] of [
+    ['v (first in the catalog)', vols.v],
+    [`s${DEPTH} (last in the catalog)`, vols.s100],
+  ] as const) {
     let sink = 0;
-    lk.push({ name: `volume.sizeBytes, ${k}`, run: (f: number, n: number) => { for (let i = f; i < f + n; i++) sink += vol.sizeBytes; if (sink < 0) note(''); } });
+    lk.push({
+      name: `volume.sizeBytes, ${k}`,
+      run: (f: number, n: number) => {
+        for (let i = f; i < f + n; i++) sink += vol.sizeBytes;
+        if (sink < 0) note('');
+      },
+    });
   }
   const lr = await interleaved(lk, { perRound: PER_ROUND * 5, rounds: ROUNDS, warmup: 2 });
-  table('Where a read spends its time: mapping lookup and the per-call size check (catalog search)', ['case', 'ops/s', 'ns/op', 'spread'], lr.map((x) => [x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x)]));
+  table(
+    'Where a read spends its time: mapping lookup and the per-call size check (catalog search)',
+    ['case', 'ops/s', 'ns/op', 'spread'],
+    lr.map((x) => [x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x)]),
+  );
   fs.closeSync(dataFd);
   pool.closeSync();
 }

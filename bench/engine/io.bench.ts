@@ -31,7 +31,13 @@ async function run(): Promise<void> {
   pool.commitSync();
   const dataFd = openSync(join(dir, 'pool', 'data'), 'r');
   const buf = new Uint8Array(4096);
-  const offsets = Float64Array.from({ length: 1 << 16 }, ((r) => () => Math.floor(r() * PAGES) * 4096)(rng(7)));
+  const offsets = Float64Array.from(
+    { length: 1 << 16 },
+    (
+      (r) => () =>
+        Math.floor(r() * PAGES) * 4096
+    )(rng(7)),
+  );
   let i = 0;
   const next = (): number => offsets[i++ & 0xffff];
   const results = await bennyRun('4 KiB random I/O', [
@@ -43,13 +49,42 @@ async function run(): Promise<void> {
   ]);
   const ops = new Map(results.map((r) => [r.name, r]));
   const ratio = (a: string, b: string): string => (ops.get(a)!.ops / ops.get(b)!.ops).toFixed(2);
-  table('benny, ops/s (± relative margin of error)', ['case', 'ops/s', '±', 'ratio to fs'], [
-    ['fs.readSync (plain file)', fmtOps(ops.get('fs.readSync (plain file)')!.ops), `${ops.get('fs.readSync (plain file)')!.rme.toFixed(1)}%`, '1.00'],
-    ['volume.readSync', fmtOps(ops.get('volume.readSync')!.ops), `${ops.get('volume.readSync')!.rme.toFixed(1)}%`, ratio('volume.readSync', 'fs.readSync (plain file)')],
-    ['fs.readSync (pool data file, same offsets)', fmtOps(ops.get('fs.readSync (pool data file)')!.ops), `${ops.get('fs.readSync (pool data file)')!.rme.toFixed(1)}%`, ratio('fs.readSync (pool data file)', 'fs.readSync (plain file)')],
-    ['fs.writeSync (plain file)', fmtOps(ops.get('fs.writeSync (plain file)')!.ops), `${ops.get('fs.writeSync (plain file)')!.rme.toFixed(1)}%`, '1.00'],
-    ['volume.writeSync', fmtOps(ops.get('volume.writeSync')!.ops), `${ops.get('volume.writeSync')!.rme.toFixed(1)}%`, ratio('volume.writeSync', 'fs.writeSync (plain file)')],
-  ]);
+  table(
+    'benny, ops/s (± relative margin of error)',
+    ['case', 'ops/s', '±', 'ratio to fs'],
+    [
+      [
+        'fs.readSync (plain file)',
+        fmtOps(ops.get('fs.readSync (plain file)')!.ops),
+        `${ops.get('fs.readSync (plain file)')!.rme.toFixed(1)}%`,
+        '1.00',
+      ],
+      [
+        'volume.readSync',
+        fmtOps(ops.get('volume.readSync')!.ops),
+        `${ops.get('volume.readSync')!.rme.toFixed(1)}%`,
+        ratio('volume.readSync', 'fs.readSync (plain file)'),
+      ],
+      [
+        'fs.readSync (pool data file, same offsets)',
+        fmtOps(ops.get('fs.readSync (pool data file)')!.ops),
+        `${ops.get('fs.readSync (pool data file)')!.rme.toFixed(1)}%`,
+        ratio('fs.readSync (pool data file)', 'fs.readSync (plain file)'),
+      ],
+      [
+        'fs.writeSync (plain file)',
+        fmtOps(ops.get('fs.writeSync (plain file)')!.ops),
+        `${ops.get('fs.writeSync (plain file)')!.rme.toFixed(1)}%`,
+        '1.00',
+      ],
+      [
+        'volume.writeSync',
+        fmtOps(ops.get('volume.writeSync')!.ops),
+        `${ops.get('volume.writeSync')!.rme.toFixed(1)}%`,
+        ratio('volume.writeSync', 'fs.writeSync (plain file)'),
+      ],
+    ],
+  );
   closeSync(fd);
   closeSync(dataFd);
   pool.closeSync();

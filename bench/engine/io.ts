@@ -21,7 +21,22 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
 import {
-  BLOCK, FULL, QUICK, args, fmtBytes, fmtNs, fmtOps, header, interleaved, note, rng, scratchDir, spread, table, verdict, type Case,
+  BLOCK,
+  FULL,
+  QUICK,
+  args,
+  fmtBytes,
+  fmtNs,
+  fmtOps,
+  header,
+  interleaved,
+  note,
+  rng,
+  scratchDir,
+  spread,
+  table,
+  verdict,
+  type Case,
 } from './_lib.js';
 
 const NBLK = FULL ? 32768 : QUICK ? 1024 : 8192;
@@ -32,7 +47,10 @@ const PIECE = 4096;
 const CLOCK = args.includes('--wall') ? 'wall' : 'cpu';
 
 async function main(): Promise<void> {
-  header('Random 4 KiB I/O vs a plain file', `${NBLK} provisioned 64 KiB blocks (${fmtBytes(NBLK * BLOCK)}), page cache warm, one file pool on /tmp`);
+  header(
+    'Random 4 KiB I/O vs a plain file',
+    `${NBLK} provisioned 64 KiB blocks (${fmtBytes(NBLK * BLOCK)}), page cache warm, one file pool on /tmp`,
+  );
   const dir = scratchDir('io');
   const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK });
   const vol = pool.createThinSync('v', { size: NBLK * BLOCK });
@@ -62,7 +80,9 @@ async function main(): Promise<void> {
   const tPlain = performance.now() - t0;
   const ext = vol.map();
   const identity = ext.length === 1 && ext[0].dblock === 0 && ext[0].lengthBytes === NBLK * BLOCK;
-  note(`provisioning (first 4 KiB write per block, incl. commit): engine ${fmtNs((tEngine * 1e6) / NBLK)}/block, plain file same history ${fmtNs((tPlain * 1e6) / NBLK)}/block`);
+  note(
+    `provisioning (first 4 KiB write per block, incl. commit): engine ${fmtNs((tEngine * 1e6) / NBLK)}/block, plain file same history ${fmtNs((tPlain * 1e6) / NBLK)}/block`,
+  );
   note(`data-file offsets equal volume offsets: ${identity ? 'yes' : `no (${ext.length} extents)`}`);
 
   const dataFd = fs.openSync(join(dir, 'pool', 'data'), 'r');
@@ -83,38 +103,93 @@ async function main(): Promise<void> {
   }
 
   const reads: Case[] = [
-    { name: 'fs.readSync, plain file (baseline)', run: (f, n) => { for (let i = f; i < f + n; i++) fs.readSync(pfd, buf, 0, PIECE, offs[i & (M - 1)]); } },
-    { name: 'volume.readSync', run: (f, n) => { for (let i = f; i < f + n; i++) vol.readSync(buf, offs[i & (M - 1)]); } },
-    { name: 'await volume.read (one at a time)', run: async (f, n) => { for (let i = f; i < f + n; i++) await vol.read(buf, offs[i & (M - 1)]); } },
     {
-      name: 'volume.read, 16 in flight', run: async (f, n) => {
+      name: 'fs.readSync, plain file (baseline)',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) fs.readSync(pfd, buf, 0, PIECE, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'volume.readSync',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vol.readSync(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'await volume.read (one at a time)',
+      run: async (f, n) => {
+        for (let i = f; i < f + n; i++) await vol.read(buf, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'volume.read, 16 in flight',
+      run: async (f, n) => {
         const ps: Promise<void>[] = [];
         for (let i = f; i < f + n; i++) {
           ps.push(vol.read(buf, offs[i & (M - 1)]));
-          if (ps.length === 16) { await Promise.all(ps); ps.length = 0; }
+          if (ps.length === 16) {
+            await Promise.all(ps);
+            ps.length = 0;
+          }
         }
         await Promise.all(ps);
       },
     },
-    { name: 'fs.readSync, pool data file (raw)', run: (f, n) => { for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, PIECE, offs[i & (M - 1)]); } },
-    { name: 'await FileHandle.read, plain (reference)', perRound: PER_ROUND / 10, run: async (f, n) => { for (let i = f; i < f + n; i++) await fh.read(buf, 0, PIECE, offs[i & (M - 1)]); } },
+    {
+      name: 'fs.readSync, pool data file (raw)',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) fs.readSync(dataFd, buf, 0, PIECE, offs[i & (M - 1)]);
+      },
+    },
+    {
+      name: 'await FileHandle.read, plain (reference)',
+      perRound: PER_ROUND / 10,
+      run: async (f, n) => {
+        for (let i = f; i < f + n; i++) await fh.read(buf, 0, PIECE, offs[i & (M - 1)]);
+      },
+    },
   ];
   const rr = await interleaved(reads, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2, clock: CLOCK });
   const base = rr[0].nsPerOp;
   const raw = rr[4].nsPerOp;
-  table('Random 4 KiB reads (page cache warm)', ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs fs.readSync (plain)', 'ratio vs raw data file', 'goal'], rr.map((x, i) => [
-    x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x), (base / x.nsPerOp).toFixed(2), (raw / x.nsPerOp).toFixed(2),
-    i === 1 ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}; vs raw >= 0.92 (issue 17): ${verdict(raw / x.nsPerOp, 0.92)}`
-      : i === 2 ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}` : '',
-  ]));
+  table(
+    'Random 4 KiB reads (page cache warm)',
+    ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs fs.readSync (plain)', 'ratio vs raw data file', 'goal'],
+    rr.map((x, i) => [
+      x.name,
+      fmtOps(x.opsPerSec),
+      x.nsPerOp.toFixed(0),
+      spread(x),
+      (base / x.nsPerOp).toFixed(2),
+      (raw / x.nsPerOp).toFixed(2),
+      i === 1
+        ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}; vs raw >= 0.92 (issue 17): ${verdict(raw / x.nsPerOp, 0.92)}`
+        : i === 2
+          ? `>= 0.8: ${verdict(base / x.nsPerOp, 0.8)}`
+          : '',
+    ]),
+  );
 
   const figDir = process.env.THINPOOL_FIGURES_DIR;
   if (figDir !== undefined && !QUICK) {
     const path = join(figDir, 'read-path.json');
-    fs.writeFileSync(path, `${JSON.stringify({
-      bench: 'bench/engine/io.ts', machine: '2 cores shared with other jobs', clock: CLOCK, blocks: NBLK, rounds: ROUNDS, perRound: PER_ROUND,
-      loadAverage: Number(loadavg()[0].toFixed(1)), rows: rr.map((x) => ({ name: x.name, nsPerOp: Math.round(x.nsPerOp) })),
-    }, null, 2)}\n`);
+    fs.writeFileSync(
+      path,
+      `${JSON.stringify(
+        {
+          bench: 'bench/engine/io.ts',
+          machine: '2 cores shared with other jobs',
+          clock: CLOCK,
+          blocks: NBLK,
+          rounds: ROUNDS,
+          perRound: PER_ROUND,
+          loadAverage: Number(loadavg()[0].toFixed(1)),
+          rows: rr.map((x) => ({ name: x.name, nsPerOp: Math.round(x.nsPerOp) })),
+        },
+        null,
+        2,
+      )}\n`,
+    );
     note(`figures written to ${path}`);
   }
 
@@ -122,15 +197,39 @@ async function main(): Promise<void> {
   const wbuf = Buffer.alloc(PIECE, 0x5a);
   const pw = fs.openSync(plainPath, 'r+');
   const writes: Case[] = [
-    { name: 'fs.writeSync, plain file (baseline)', run: (f, n) => { for (let i = f; i < f + n; i++) fs.writeSync(pw, wbuf, 0, PIECE, offs[(i * 7) & (M - 1)]); } },
-    { name: 'volume.writeSync', run: (f, n) => { for (let i = f; i < f + n; i++) vol.writeSync(wbuf, offs[(i * 7) & (M - 1)]); } },
-    { name: 'await volume.write (one at a time)', run: async (f, n) => { for (let i = f; i < f + n; i++) await vol.write(wbuf, offs[(i * 7) & (M - 1)]); } },
+    {
+      name: 'fs.writeSync, plain file (baseline)',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) fs.writeSync(pw, wbuf, 0, PIECE, offs[(i * 7) & (M - 1)]);
+      },
+    },
+    {
+      name: 'volume.writeSync',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) vol.writeSync(wbuf, offs[(i * 7) & (M - 1)]);
+      },
+    },
+    {
+      name: 'await volume.write (one at a time)',
+      run: async (f, n) => {
+        for (let i = f; i < f + n; i++) await vol.write(wbuf, offs[(i * 7) & (M - 1)]);
+      },
+    },
   ];
   const wr = await interleaved(writes, { perRound: PER_ROUND / 2, rounds: ROUNDS, warmup: 2, clock: CLOCK });
   const wbase = wr[0].nsPerOp;
-  table('Random 4 KiB writes to provisioned, unshared blocks', ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs fs.writeSync', 'goal'], wr.map((x, i) => [
-    x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x), (wbase / x.nsPerOp).toFixed(2), i > 0 ? `>= 0.7: ${verdict(wbase / x.nsPerOp, 0.7)}` : '',
-  ]));
+  table(
+    'Random 4 KiB writes to provisioned, unshared blocks',
+    ['case', 'ops/s', 'ns/op', 'spread', 'ratio vs fs.writeSync', 'goal'],
+    wr.map((x, i) => [
+      x.name,
+      fmtOps(x.opsPerSec),
+      x.nsPerOp.toFixed(0),
+      spread(x),
+      (wbase / x.nsPerOp).toFixed(2),
+      i > 0 ? `>= 0.7: ${verdict(wbase / x.nsPerOp, 0.7)}` : '',
+    ]),
+  );
   note(`dirty data is not flushed during the write rounds (no commit); metadata unchanged: ${pool.metadata.dirty ? 'no' : 'yes'}`);
   await fh.close();
   fs.closeSync(pw);

@@ -37,7 +37,11 @@ interface Run {
 function timed(cmd: string, argv: string[], stdout?: string): Run {
   const fd = stdout === undefined ? 'ignore' : openSync(stdout, 'w');
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-v', cmd, ...argv], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync('/usr/bin/time', ['-v', cmd, ...argv], {
+    stdio: ['ignore', fd, 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const ms = performance.now() - t0;
   if (typeof fd === 'number') closeSync(fd);
   const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr ?? '');
@@ -137,13 +141,25 @@ function measure(millions: number): SizeFigures {
         p.ours.push(ours());
       }
     };
-    both(check, () => timed(node, [bin, 'check', pool]), () => timed('thin_check', [md]));
+    both(
+      check,
+      () => timed(node, [bin, 'check', pool]),
+      () => timed('thin_check', [md]),
+    );
     const ourXml = join(dir, `ours${r}.xml`);
     const theirXml = join(dir, `theirs${r}.xml`);
-    both(dump, () => timed(node, [bin, 'dump', pool], ourXml), () => timed('thin_dump', [md], theirXml));
-    if (!readFileSync(ourXml).equals(readFileSync(theirXml))) throw new Error(`thinpool dump and thin_dump differ at ${millions} M mappings`);
-    both(ls, () => timed(node, [bin, 'ls', pool, '--json'], join(dir, 'ls.json')),
-      () => timed('thin_ls', ['--format', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', md], join(dir, 'thin_ls.txt')));
+    both(
+      dump,
+      () => timed(node, [bin, 'dump', pool], ourXml),
+      () => timed('thin_dump', [md], theirXml),
+    );
+    if (!readFileSync(ourXml).equals(readFileSync(theirXml)))
+      throw new Error(`thinpool dump and thin_dump differ at ${millions} M mappings`);
+    both(
+      ls,
+      () => timed(node, [bin, 'ls', pool, '--json'], join(dir, 'ls.json')),
+      () => timed('thin_ls', ['--format', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', md], join(dir, 'thin_ls.txt')),
+    );
     spawnSync('rm', ['-rf', pool, theirsMd, ourXml, theirXml]);
   }
   const loadAverage = Math.max(load0, loadavg()[0]);
@@ -159,7 +175,15 @@ function measure(millions: number): SizeFigures {
       theirsRssBytes: Math.max(...p.theirs.map((x) => x.rssBytes)),
     };
   });
-  return { mappings: n, xmlBytes, metadataBytes, runs, date: new Date().toISOString().slice(0, 10), loadAverage: Number(loadAverage.toFixed(2)), rows };
+  return {
+    mappings: n,
+    xmlBytes,
+    metadataBytes,
+    runs,
+    date: new Date().toISOString().slice(0, 10),
+    loadAverage: Number(loadAverage.toFixed(2)),
+    rows,
+  };
 }
 
 function main(): void {
@@ -168,22 +192,37 @@ function main(): void {
     process.exitCode = 1;
     return;
   }
-  header('Metadata tools against thin-provisioning-tools', `sizes: ${SIZES.map((s) => `${s} M`).join(', ')} mappings (2 devices, scattered data blocks); whole processes, peak RSS from /usr/bin/time -v`);
+  header(
+    'Metadata tools against thin-provisioning-tools',
+    `sizes: ${SIZES.map((s) => `${s} M`).join(', ')} mappings (2 devices, scattered data blocks); whole processes, peak RSS from /usr/bin/time -v`,
+  );
   const out: SizeFigures[] = [];
   for (const s of SIZES) {
     const f = measure(s);
     out.push(f);
     const tool: Record<string, string> = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls' };
-    table(`${s} M mappings (XML ${fmtBytes(f.xmlBytes)}, metadata ${fmtBytes(f.metadataBytes)}, median of ${f.runs}, load average ${f.loadAverage})`,
+    table(
+      `${s} M mappings (XML ${fmtBytes(f.xmlBytes)}, metadata ${fmtBytes(f.metadataBytes)}, median of ${f.runs}, load average ${f.loadAverage})`,
       ['command', 'thinpool', 'C++ tool', 'ratio', 'thinpool peak RSS', 'C++ peak RSS'],
-      f.rows.map((r) => [`${r.what} vs ${tool[r.what]}`, fmtMs(r.oursMs), fmtMs(r.theirsMs), `${r.ratio.toFixed(2)}x`, fmtBytes(r.oursRssBytes), fmtBytes(r.theirsRssBytes)]));
+      f.rows.map((r) => [
+        `${r.what} vs ${tool[r.what]}`,
+        fmtMs(r.oursMs),
+        fmtMs(r.theirsMs),
+        `${r.ratio.toFixed(2)}x`,
+        fmtBytes(r.oursRssBytes),
+        fmtBytes(r.theirsRssBytes),
+      ]),
+    );
   }
   const figDir = process.env.THINPOOL_FIGURES_DIR;
   if (figDir !== undefined && !QUICK) {
     const path = join(figDir, 'metadata-tools.json');
     const prev = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { sizes: SizeFigures[] }).sizes : [];
     const merged = [...prev.filter((p) => !out.some((o) => o.mappings === p.mappings)), ...out].sort((a, b) => a.mappings - b.mappings);
-    writeFileSync(path, `${JSON.stringify({ bench: 'bench/engine/metadata-tools.ts', machine: '2 cores shared with other jobs', sizes: merged }, null, 2)}\n`);
+    writeFileSync(
+      path,
+      `${JSON.stringify({ bench: 'bench/engine/metadata-tools.ts', machine: '2 cores shared with other jobs', sizes: merged }, null, 2)}\n`,
+    );
     note(`figures merged into ${path}`);
   }
 }

@@ -46,16 +46,26 @@ function once(dir: string, r: number): number[] {
 }
 
 function main(): void {
-  header('Reference counts in metadata transactions', `${N} mappings per volume, ${ROUNDS} fresh pools, medians; metadata only (data blocks stay holes)`);
+  header(
+    'Reference counts in metadata transactions',
+    `${N} mappings per volume, ${ROUNDS} fresh pools, medians; metadata only (data blocks stay holes)`,
+  );
   const dir = scratchDir('refcounts');
   const res: number[][] = [[], [], []];
-  for (let r = 0; r < ROUNDS; r++) once(dir, r).forEach((x, i) => { res[i].push(x); });
+  for (let r = 0; r < ROUNDS; r++)
+    once(dir, r).forEach((x, i) => {
+      res[i].push(x);
+    });
   const [b, ds, du] = res.map(median);
-  table('Reference-count heavy operations', ['operation', 'median', 'per mapping'], [
-    ['first remap in a shared leaf of a snapshot (shadow + a data reference per entry)', `${b.toFixed(1)} µs`, ''],
-    [`delete the origin of ${N} mappings after the snapshot broke sharing in every leaf`, fmtMs(ds), `${((ds * 1e6) / N).toFixed(0)} ns`],
-    [`delete an unshared volume of ${N} mappings`, fmtMs(du), `${((du * 1e6) / N).toFixed(0)} ns`],
-  ]);
+  table(
+    'Reference-count heavy operations',
+    ['operation', 'median', 'per mapping'],
+    [
+      ['first remap in a shared leaf of a snapshot (shadow + a data reference per entry)', `${b.toFixed(1)} µs`, ''],
+      [`delete the origin of ${N} mappings after the snapshot broke sharing in every leaf`, fmtMs(ds), `${((ds * 1e6) / N).toFixed(0)} ns`],
+      [`delete an unshared volume of ${N} mappings`, fmtMs(du), `${((du * 1e6) / N).toFixed(0)} ns`],
+    ],
+  );
 }
 
 main();

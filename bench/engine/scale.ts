@@ -25,7 +25,10 @@ function main(): void {
   const dir = scratchDir('scale');
   const free = statfsSync(dir).bavail * statfsSync(dir).bsize;
   const full = FULL && free > N * BLOCK * 1.1;
-  header('Scale: 1M provisioned blocks + 100 snapshots', `${N} blocks of 64 KiB, ${SNAPS} chained snapshots, default metadata cache; provisioning: ${full ? 'volume.writeSync (4 KiB per block)' : 'metadata-only'}`);
+  header(
+    'Scale: 1M provisioned blocks + 100 snapshots',
+    `${N} blocks of 64 KiB, ${SNAPS} chained snapshots, default metadata cache; provisioning: ${full ? 'volume.writeSync (4 KiB per block)' : 'metadata-only'}`,
+  );
   if (FULL && !full) note(`--full needs ${fmtBytes(N * BLOCK * 1.1)} free on ${dir}, only ${fmtBytes(free)}: metadata-only`);
   const extra = SAMPLE + SNAPS * DIVERGE + 4096;
   const rows: Array<[string, string]> = [];
@@ -46,7 +49,10 @@ function main(): void {
     provisionMeta(md, vol.id, 0, N);
   }
   const tProv = performance.now() - t;
-  rows.push([`provision ${N} blocks (${full ? 'writeSync' : 'metadata-only'})`, `${fmtMs(tProv)} (${((tProv * 1000) / N).toFixed(2)} µs/block)`]);
+  rows.push([
+    `provision ${N} blocks (${full ? 'writeSync' : 'metadata-only'})`,
+    `${fmtMs(tProv)} (${((tProv * 1000) / N).toFixed(2)} µs/block)`,
+  ]);
   t = performance.now();
   pool.commitSync();
   rows.push(['commit', fmtMs(performance.now() - t)]);
@@ -55,7 +61,10 @@ function main(): void {
   for (let i = N; i < N + SAMPLE; i++) vol.writeSync(piece, i * BLOCK);
   pool.commitSync();
   const tSample = performance.now() - t;
-  rows.push([`first 4 KiB write into ${SAMPLE} new blocks (writeSync) + commit`, `${fmtMs(tSample)} (${((tSample * 1000) / SAMPLE).toFixed(1)} µs/block)`]);
+  rows.push([
+    `first 4 KiB write into ${SAMPLE} new blocks (writeSync) + commit`,
+    `${fmtMs(tSample)} (${((tSample * 1000) / SAMPLE).toFixed(1)} µs/block)`,
+  ]);
   const afterProv = pool.status().metadataBlocks.used;
 
   // 100 chained snapshots, each followed by 100 copy-on-write overwrites in the newest volume.
@@ -76,7 +85,10 @@ function main(): void {
     cowT.push((performance.now() - t2) / DIVERGE);
   }
   rows.push([`snapshot + commit, ${SNAPS} times (median / max)`, `${fmtMs(median(snapT))} / ${fmtMs(Math.max(...snapT))}`]);
-  rows.push([`copy-on-write 4 KiB write into a shared block (median per write, incl. commit share)`, `${(median(cowT) * 1000).toFixed(0)} µs`]);
+  rows.push([
+    `copy-on-write 4 KiB write into a shared block (median per write, incl. commit share)`,
+    `${(median(cowT) * 1000).toFixed(0)} µs`,
+  ]);
   const st = pool.status();
   const cache = ThinMetadata.internals(md).cache;
   const cacheStats = `${cache.reads} reads, ${cache.writes} writes`;
@@ -96,22 +108,32 @@ function main(): void {
     t = performance.now();
     for (let i = 0; i < n; i++) v.readSync(buf, Math.floor(rr() * N) * BLOCK);
     const dt = performance.now() - t;
-    rows.push([`${n} random 4 KiB reads of ${name} after open (cold metadata cache)`, `${fmtMs(dt)} (${((dt * 1000) / n).toFixed(2)} µs/read)`]);
+    rows.push([
+      `${n} random 4 KiB reads of ${name} after open (cold metadata cache)`,
+      `${fmtMs(dt)} (${((dt * 1000) / n).toFixed(2)} µs/read)`,
+    ]);
   }
   const c2 = ThinMetadata.internals(p2.metadata).cache;
   table('Times', ['step', 'time'], rows);
-  table('Size and memory', ['figure', 'value'], [
-    ['mapped blocks in v0', `${p2.metadata.deviceDetails(p2.volume('v0').id).mappedBlocks}`],
-    ['volumes', `${st.volumes}`],
-    ['data blocks used / total', `${st.dataBlocks.used} / ${st.dataBlocks.total}`],
-    ['metadata blocks used after provisioning', `${afterProv} (${fmtBytes(afterProv * 4096)})`],
-    ['metadata blocks used / total at end', `${st.metadataBlocks.used} / ${st.metadataBlocks.total} (${fmtBytes(st.metadataBlocks.used * 4096)} of ${fmtBytes(st.metadataBlocks.total * 4096)})`],
-    ['metadata cache (default)', `${DEFAULT_CACHE_BLOCKS} blocks = ${fmtBytes(DEFAULT_CACHE_BLOCKS * 4096)} (slots in use: ${c2.slots})`],
-    ['cache traffic while building', cacheStats],
-    ['cache reads after reopen (200k random reads)', `${c2.reads}`],
-    ['WASM memory of the pool (cache + counts)', fmtBytes(ThinMetadata.internals(p2.metadata).core.memory.buffer.byteLength)],
-    ['process peak RSS (maxRSS)', fmtBytes(peakRss())],
-  ]);
+  table(
+    'Size and memory',
+    ['figure', 'value'],
+    [
+      ['mapped blocks in v0', `${p2.metadata.deviceDetails(p2.volume('v0').id).mappedBlocks}`],
+      ['volumes', `${st.volumes}`],
+      ['data blocks used / total', `${st.dataBlocks.used} / ${st.dataBlocks.total}`],
+      ['metadata blocks used after provisioning', `${afterProv} (${fmtBytes(afterProv * 4096)})`],
+      [
+        'metadata blocks used / total at end',
+        `${st.metadataBlocks.used} / ${st.metadataBlocks.total} (${fmtBytes(st.metadataBlocks.used * 4096)} of ${fmtBytes(st.metadataBlocks.total * 4096)})`,
+      ],
+      ['metadata cache (default)', `${DEFAULT_CACHE_BLOCKS} blocks = ${fmtBytes(DEFAULT_CACHE_BLOCKS * 4096)} (slots in use: ${c2.slots})`],
+      ['cache traffic while building', cacheStats],
+      ['cache reads after reopen (200k random reads)', `${c2.reads}`],
+      ['WASM memory of the pool (cache + counts)', fmtBytes(ThinMetadata.internals(p2.metadata).core.memory.buffer.byteLength)],
+      ['process peak RSS (maxRSS)', fmtBytes(peakRss())],
+    ],
+  );
   p2.closeSync();
 }
 

@@ -23,7 +23,10 @@ function makePool(dir: string, n: number): ThinPool {
 }
 
 function main(): void {
-  header('Snapshot creation vs mapped blocks', `origin with ${SMALL} vs ${BIG} mapped 64 KiB blocks (metadata-only provisioning), ${ROUNDS} snapshots each, interleaved`);
+  header(
+    'Snapshot creation vs mapped blocks',
+    `origin with ${SMALL} vs ${BIG} mapped 64 KiB blocks (metadata-only provisioning), ${ROUNDS} snapshots each, interleaved`,
+  );
   const dir = scratchDir('snap');
   let t0 = performance.now();
   const a = makePool(join(dir, 'small'), SMALL);
@@ -32,7 +35,10 @@ function main(): void {
   const b = makePool(join(dir, 'big'), BIG);
   const tB = performance.now() - t0;
   note(`setup: ${SMALL} blocks ${fmtMs(tA)}, ${BIG} blocks ${fmtMs(tB)}`);
-  const pools: Array<[string, ThinPool]> = [[`${SMALL} mapped`, a], [`${BIG} mapped`, b]];
+  const pools: Array<[string, ThinPool]> = [
+    [`${SMALL} mapped`, a],
+    [`${BIG} mapped`, b],
+  ];
   const snap: number[][] = [[], []];
   const commit: number[][] = [[], []];
   const warm = 3;
@@ -53,15 +59,30 @@ function main(): void {
   }
   const rows = pools.map(([name, p], k) => {
     const st = p.status();
-    return [name, fmtMs(median(snap[k])), fmtMs(median(commit[k])), fmtMs(median(snap[k].map((s, i) => s + commit[k][i]))), `${st.metadataBlocks.used}`, `${st.volumes}`];
+    return [
+      name,
+      fmtMs(median(snap[k])),
+      fmtMs(median(commit[k])),
+      fmtMs(median(snap[k].map((s, i) => s + commit[k][i]))),
+      `${st.metadataBlocks.used}`,
+      `${st.volumes}`,
+    ];
   });
-  table('Snapshot creation (median of rounds)', ['origin', 'snapshotSync', 'commit after it', 'snapshot + commit', 'metadata blocks used', 'volumes at end'], rows);
+  table(
+    'Snapshot creation (median of rounds)',
+    ['origin', 'snapshotSync', 'commit after it', 'snapshot + commit', 'metadata blocks used', 'volumes at end'],
+    rows,
+  );
   const rs = median(snap[1]) / median(snap[0]);
   const both = median(snap[1].map((s, i) => s + commit[1][i])) / median(snap[0].map((s, i) => s + commit[0][i]));
-  table('Ratio big / small (goal about 1, at most 1.5)', ['measure', 'ratio', 'goal'], [
-    ['snapshotSync', rs.toFixed(2), verdict(rs, 1.5, false)],
-    ['snapshot + commit', both.toFixed(2), verdict(both, 1.5, false)],
-  ]);
+  table(
+    'Ratio big / small (goal about 1, at most 1.5)',
+    ['measure', 'ratio', 'goal'],
+    [
+      ['snapshotSync', rs.toFixed(2), verdict(rs, 1.5, false)],
+      ['snapshot + commit', both.toFixed(2), verdict(both, 1.5, false)],
+    ],
+  );
   note(`commit includes two fdatasync calls (metadata blocks, then superblock) on /tmp; peak RSS ${fmtBytes(peakRss())}`);
   a.closeSync();
   b.closeSync();

@@ -24,7 +24,11 @@ const QUICK = process.argv.includes('--quick');
 const IMPORT_ONLY = process.argv.includes('--import-only');
 const MiB = 1024 * 1024;
 
-interface E { name: string; body?: Buffer; type?: 'file' | 'directory' }
+interface E {
+  name: string;
+  body?: Buffer;
+  type?: 'file' | 'directory';
+}
 
 async function makeTar(entries: E[]): Promise<Buffer> {
   const pack = tar.pack();
@@ -32,7 +36,19 @@ async function makeTar(entries: E[]): Promise<Buffer> {
   pack.on('data', (c: unknown) => chunks.push(c as Buffer));
   const end = new Promise<void>((r) => pack.on('end', () => r()));
   for (const e of entries) {
-    await new Promise<void>((res, rej) => pack.entry({ name: e.name, type: e.type ?? 'file', mode: e.type === 'directory' ? 0o755 : 0o644, size: e.body?.length ?? 0, mtime: new Date(1700000000000) }, e.body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res())));
+    await new Promise<void>((res, rej) =>
+      pack.entry(
+        {
+          name: e.name,
+          type: e.type ?? 'file',
+          mode: e.type === 'directory' ? 0o755 : 0o644,
+          size: e.body?.length ?? 0,
+          mtime: new Date(1700000000000),
+        },
+        e.body ?? Buffer.alloc(0),
+        (err) => (err ? rej(err) : res()),
+      ),
+    );
   }
   pack.finalize();
   await end;
@@ -72,7 +88,10 @@ async function main(): Promise<void> {
       layer('usr/lib', Math.round(300 / k), Math.round(30 / k)),
       layer('usr/share', Math.round(300 / k), Math.round(20 / k)),
       layer('opt', Math.round(300 / k), Math.round(10 / k), [{ name: 'usr/lib/.wh.s1.dat' }, { name: 'usr/lib/.wh.m1.bin' }]),
-      [{ name: 'srv/', type: 'directory' }, { name: 'srv/big.bin', body: randomBytes(Math.round(10 / k) * MiB) }],
+      [
+        { name: 'srv/', type: 'directory' },
+        { name: 'srv/big.bin', body: randomBytes(Math.round(10 / k) * MiB) },
+      ],
     ];
     const files: string[] = [];
     let total = 0;
@@ -82,7 +101,9 @@ async function main(): Promise<void> {
       files.push(join(work, `layer${i}.tar`));
       writeFileSync(files[i], t);
     }
-    console.log(`image: ${layers.length} layers, ${(total / MiB).toFixed(1)} MiB of tar, ${layers.reduce((n, l) => n + l.length, 0)} entries`);
+    console.log(
+      `image: ${layers.length} layers, ${(total / MiB).toFixed(1)} MiB of tar, ${layers.reduce((n, l) => n + l.length, 0)} entries`,
+    );
 
     // tar -x into a directory, and the same with a final sync, best of 3.
     const tx: number[] = [];
@@ -121,8 +142,14 @@ async function main(): Promise<void> {
     const best = (xs: number[]): number => Math.min(...xs);
     console.log('\n| step | time (best of 3) | MiB/s | vs tar -x |');
     console.log('|---|---:|---:|---:|');
-    for (const [name, xs] of [['tar -x into a directory', tx], ['tar -x + sync', txs], ['thinpool image import (commit included)', imp]] as const) {
-      console.log(`| ${name} | ${best(xs).toFixed(0)} ms | ${(total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`);
+    for (const [name, xs] of [
+      ['tar -x into a directory', tx],
+      ['tar -x + sync', txs],
+      ['thinpool image import (commit included)', imp],
+    ] as const) {
+      console.log(
+        `| ${name} | ${best(xs).toFixed(0)} ms | ${(total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`,
+      );
     }
 
     if (IMPORT_ONLY) return;
@@ -158,7 +185,10 @@ async function main(): Promise<void> {
     const top = store.snapshotter.volume(store.image('app').chainIds[3]);
     console.log('\n| read | image (mount + read + unmount) | image (open session) | extracted directory (page cache) |');
     console.log('|---|---:|---:|---:|');
-    for (const [path, label] of [['/srv/big.bin', `${Math.round(10 / k)} MiB file`], ['/usr/share/s5.dat', '24 KiB file']]) {
+    for (const [path, label] of [
+      ['/srv/big.bin', `${Math.round(10 / k)} MiB file`],
+      ['/usr/share/s5.dat', '24 KiB file'],
+    ]) {
       const cold: number[] = [];
       const warm: number[] = [];
       const dir: number[] = [];

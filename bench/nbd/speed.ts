@@ -44,8 +44,12 @@ function runAsync(cmd: string, argv: string[]): Promise<{ code: number | null; s
     const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    c.stdout.on('data', (d) => { stdout += d; });
-    c.stderr.on('data', (d) => { stderr += d; });
+    c.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    c.stderr.on('data', (d) => {
+      stderr += d;
+    });
     c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -66,8 +70,20 @@ function cpuSeconds(pid: number): number {
 /** fio IOPS, and the server's CPU microseconds per request (less sensitive to a busy machine than IOPS). */
 async function fio(uri: string, rw: string, qd: number, out: string, pid: number): Promise<[number, number]> {
   const c0 = cpuSeconds(pid);
-  await must('fio', ['--name=b', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${qd}`,
-    '--size=256M', `--runtime=${RUNTIME}`, '--time_based', '--ramp_time=1', '--output-format=json', `--output=${out}`]);
+  await must('fio', [
+    '--name=b',
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--rw=${rw}`,
+    '--bs=4k',
+    `--iodepth=${qd}`,
+    '--size=256M',
+    `--runtime=${RUNTIME}`,
+    '--time_based',
+    '--ramp_time=1',
+    '--output-format=json',
+    `--output=${out}`,
+  ]);
   const cpu = cpuSeconds(pid) - c0;
   type Dir = { iops: number; total_ios: number };
   const j = JSON.parse(readFileSync(out, 'utf8')) as { jobs: { read: Dir; write: Dir }[] };
@@ -148,12 +164,22 @@ async function main(): Promise<number> {
     for (const tr of ['tcp', 'unix'] as const) {
       for (const qd of [1, 16]) {
         for (const rw of ['randread', 'randwrite']) {
-          cases.push({ name: `fio 4k ${rw} qd${qd} ${tr}`, unit: 'IOPS', cpuUnit: 'µs/req', run: (s) => fio(uris[s][tr], rw, qd, join(dir, 'fio.json'), pids[s][tr]) });
+          cases.push({
+            name: `fio 4k ${rw} qd${qd} ${tr}`,
+            unit: 'IOPS',
+            cpuUnit: 'µs/req',
+            run: (s) => fio(uris[s][tr], rw, qd, join(dir, 'fio.json'), pids[s][tr]),
+          });
         }
       }
     }
     cases.push({ name: 'nbdcopy 1M seq write tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(src, uris[s].tcp, pids[s].tcp) });
-    cases.push({ name: 'nbdcopy 1M seq read tcp', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => nbdcopy(uris[s].tcp, 'null:', pids[s].tcp) });
+    cases.push({
+      name: 'nbdcopy 1M seq read tcp',
+      unit: 'MiB/s',
+      cpuUnit: 'µs/MiB',
+      run: (s) => nbdcopy(uris[s].tcp, 'null:', pids[s].tcp),
+    });
 
     const only = args.find((x) => x.startsWith('--cases='))?.slice('--cases='.length);
     const chosen = only ? cases.filter((c) => c.name.includes(only)) : cases;
@@ -183,7 +209,9 @@ async function main(): Promise<number> {
       const f = (x: number) => (c.unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
       const ca = median(r.thinpool.cpu);
       const cb = median(r.nbdkit.cpu);
-      console.log(`| ${c.name} | ${f(a)} ${c.unit} | ${f(b)} ${c.unit} | ${(a / b).toFixed(2)} | ${r.thinpool.v.map(f).join(', ')} | ${r.nbdkit.v.map(f).join(', ')} | ${ca.toFixed(1)} / ${cb.toFixed(1)} ${c.cpuUnit} |`);
+      console.log(
+        `| ${c.name} | ${f(a)} ${c.unit} | ${f(b)} ${c.unit} | ${(a / b).toFixed(2)} | ${r.thinpool.v.map(f).join(', ')} | ${r.nbdkit.v.map(f).join(', ')} | ${ca.toFixed(1)} / ${cb.toFixed(1)} ${c.cpuUnit} |`,
+      );
     }
     return 0;
   } finally {

@@ -54,8 +54,12 @@ function runAsync(cmd: string, argv: string[]): Promise<{ code: number | null; s
     const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    c.stdout.on('data', (d) => { stdout += d; });
-    c.stderr.on('data', (d) => { stderr += d; });
+    c.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    c.stderr.on('data', (d) => {
+      stderr += d;
+    });
     c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -94,7 +98,13 @@ async function freePort(): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  for (const [t, pkg] of [['fio', 'fio'], ['nbdkit', 'nbdkit'], ['nbdcopy', 'libnbd-bin'], ['psktool', 'gnutls-bin'], ['certtool', 'gnutls-bin']]) {
+  for (const [t, pkg] of [
+    ['fio', 'fio'],
+    ['nbdkit', 'nbdkit'],
+    ['nbdcopy', 'libnbd-bin'],
+    ['psktool', 'gnutls-bin'],
+    ['certtool', 'gnutls-bin'],
+  ]) {
     if (!have(t)) {
       console.log(`nbd tls: skipped (${t} not installed; Debian package ${pkg})`);
       return 0;
@@ -111,12 +121,36 @@ async function main(): Promise<number> {
     const pki = join(dir, 'pki');
     mkdirSync(pki);
     writeFileSync(join(dir, 'ca.tmpl'), 'cn = "bench CA"\nca\ncert_signing_key\nexpiration_days = 2\n');
-    writeFileSync(join(dir, 'srv.tmpl'), 'cn = "localhost"\ndns_name = "localhost"\nip_address = "127.0.0.1"\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n');
+    writeFileSync(
+      join(dir, 'srv.tmpl'),
+      'cn = "localhost"\ndns_name = "localhost"\nip_address = "127.0.0.1"\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n',
+    );
     await must('certtool', ['--generate-privkey', '--no-text', '--outfile', join(dir, 'ca-key.pem')]);
-    await must('certtool', ['--generate-self-signed', '--no-text', '--load-privkey', join(dir, 'ca-key.pem'), '--template', join(dir, 'ca.tmpl'), '--outfile', join(pki, 'ca-cert.pem')]);
+    await must('certtool', [
+      '--generate-self-signed',
+      '--no-text',
+      '--load-privkey',
+      join(dir, 'ca-key.pem'),
+      '--template',
+      join(dir, 'ca.tmpl'),
+      '--outfile',
+      join(pki, 'ca-cert.pem'),
+    ]);
     await must('certtool', ['--generate-privkey', '--no-text', '--outfile', join(pki, 'server-key.pem')]);
-    await must('certtool', ['--generate-certificate', '--no-text', '--load-privkey', join(pki, 'server-key.pem'), '--load-ca-certificate', join(pki, 'ca-cert.pem'),
-      '--load-ca-privkey', join(dir, 'ca-key.pem'), '--template', join(dir, 'srv.tmpl'), '--outfile', join(pki, 'server-cert.pem')]);
+    await must('certtool', [
+      '--generate-certificate',
+      '--no-text',
+      '--load-privkey',
+      join(pki, 'server-key.pem'),
+      '--load-ca-certificate',
+      join(pki, 'ca-cert.pem'),
+      '--load-ca-privkey',
+      join(dir, 'ca-key.pem'),
+      '--template',
+      join(dir, 'srv.tmpl'),
+      '--outfile',
+      join(pki, 'server-cert.pem'),
+    ]);
     mkdirSync(join(home, '.pki', 'libnbd'), { recursive: true });
     writeFileSync(join(home, '.pki', 'libnbd', 'ca-cert.pem'), readFileSync(join(pki, 'ca-cert.pem')));
     for (const d of [home, join(home, '.pki'), join(home, '.pki', 'libnbd')]) chmodSync(d, 0o755);
@@ -131,8 +165,11 @@ async function main(): Promise<number> {
     pool.closeSync();
 
     const here = dirname(fileURLToPath(import.meta.url));
-    const srv = spawn(process.execPath, [join(here, '_server.js'), poolDir, join(dir, 'tp.sock'), 'bench', `--tls-psk=${psk}`, `--tls-certificates=${pki}`],
-      { stdio: ['ignore', 'pipe', 'inherit'] });
+    const srv = spawn(
+      process.execPath,
+      [join(here, '_server.js'), poolDir, join(dir, 'tp.sock'), 'bench', `--tls-psk=${psk}`, `--tls-certificates=${pki}`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     children.push(srv);
     const ports = await new Promise<{ port: number; psk: number; x509: number }>((resolve, reject) => {
       let buf = '';
@@ -172,8 +209,23 @@ async function main(): Promise<number> {
     const fio = async (s: Sys, rw: string, qd: number): Promise<[number, number]> => {
       const pid = s === 'nbdkit TLS' ? kitPids[2] : where[s].pid;
       const c0 = cpuSeconds(pid);
-      const argv = [...asUser, 'env', `HOME=${home}`, 'fio', '--name=b', '--ioengine=nbd', `--uri=${where[s].fio}`, `--rw=${rw}`, '--bs=4k',
-        `--iodepth=${qd}`, '--size=256M', `--runtime=${RUNTIME}`, '--time_based', '--ramp_time=1', '--output-format=json'];
+      const argv = [
+        ...asUser,
+        'env',
+        `HOME=${home}`,
+        'fio',
+        '--name=b',
+        '--ioengine=nbd',
+        `--uri=${where[s].fio}`,
+        `--rw=${rw}`,
+        '--bs=4k',
+        `--iodepth=${qd}`,
+        '--size=256M',
+        `--runtime=${RUNTIME}`,
+        '--time_based',
+        '--ramp_time=1',
+        '--output-format=json',
+      ];
       const out = await must(argv[0], argv.slice(1));
       const cpu = cpuSeconds(pid) - c0;
       type Dir = { iops: number };
@@ -191,7 +243,8 @@ async function main(): Promise<number> {
     };
     const cases: { name: string; unit: string; cpuUnit: string; run: (s: Sys) => Promise<[number, number]> }[] = [];
     for (const qd of [1, 16]) {
-      for (const rw of ['randread', 'randwrite']) cases.push({ name: `fio 4k ${rw} qd${qd}`, unit: 'IOPS', cpuUnit: 'µs/req', run: (s) => fio(s, rw, qd) });
+      for (const rw of ['randread', 'randwrite'])
+        cases.push({ name: `fio 4k ${rw} qd${qd}`, unit: 'IOPS', cpuUnit: 'µs/req', run: (s) => fio(s, rw, qd) });
     }
     cases.push({ name: 'nbdcopy 1M seq write', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => copy(s, true) });
     cases.push({ name: 'nbdcopy 1M seq read', unit: 'MiB/s', cpuUnit: 'µs/MiB', run: (s) => copy(s, false) });
@@ -202,7 +255,12 @@ async function main(): Promise<number> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of chosen) {
         const order = systems.map((_, i) => systems[(i + round) % systems.length]);
-        const r = res.get(c.name) ?? Object.fromEntries(systems.map((s) => [s, { v: [] as number[], cpu: [] as number[] }])) as unknown as Record<Sys, { v: number[]; cpu: number[] }>;
+        const r =
+          res.get(c.name) ??
+          (Object.fromEntries(systems.map((s) => [s, { v: [] as number[], cpu: [] as number[] }])) as unknown as Record<
+            Sys,
+            { v: number[]; cpu: number[] }
+          >);
         for (const s of order) {
           const [v, cpu] = await c.run(s);
           r[s].v.push(v);
@@ -214,20 +272,28 @@ async function main(): Promise<number> {
     }
     process.stderr.write('\n');
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    console.log(`NBD over TLS, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load});`
-      + ' fio over X.509, nbdcopy over PSK:\n');
-    console.log('| case | thinpool TLS | nbdkit TLS | ratio | thinpool plain | nbdkit plain | TLS cost thinpool | TLS cost nbdkit | server CPU thinpool / nbdkit (TLS) |');
+    console.log(
+      `NBD over TLS, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load});` +
+        ' fio over X.509, nbdcopy over PSK:\n',
+    );
+    console.log(
+      '| case | thinpool TLS | nbdkit TLS | ratio | thinpool plain | nbdkit plain | TLS cost thinpool | TLS cost nbdkit | server CPU thinpool / nbdkit (TLS) |',
+    );
     console.log('|---|---|---|---|---|---|---|---|---|');
     for (const c of chosen) {
       const r = res.get(c.name)!;
       const m = (s: Sys) => median(r[s].v);
       const f = (x: number) => (c.unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
       const cost = (tls: number, plain: number) => `${(tls / plain).toFixed(2)}`;
-      console.log(`| ${c.name} | ${f(m('thinpool TLS'))} ${c.unit} | ${f(m('nbdkit TLS'))} ${c.unit} | ${(m('thinpool TLS') / m('nbdkit TLS')).toFixed(2)} `
-        + `| ${f(m('thinpool plain'))} | ${f(m('nbdkit plain'))} | ${cost(m('thinpool TLS'), m('thinpool plain'))} | ${cost(m('nbdkit TLS'), m('nbdkit plain'))} `
-        + `| ${median(r['thinpool TLS'].cpu).toFixed(1)} / ${median(r['nbdkit TLS'].cpu).toFixed(1)} ${c.cpuUnit} |`);
+      console.log(
+        `| ${c.name} | ${f(m('thinpool TLS'))} ${c.unit} | ${f(m('nbdkit TLS'))} ${c.unit} | ${(m('thinpool TLS') / m('nbdkit TLS')).toFixed(2)} ` +
+          `| ${f(m('thinpool plain'))} | ${f(m('nbdkit plain'))} | ${cost(m('thinpool TLS'), m('thinpool plain'))} | ${cost(m('nbdkit TLS'), m('nbdkit plain'))} ` +
+          `| ${median(r['thinpool TLS'].cpu).toFixed(1)} / ${median(r['nbdkit TLS'].cpu).toFixed(1)} ${c.cpuUnit} |`,
+      );
     }
-    console.log('\nratio: thinpool TLS / nbdkit TLS (higher is better for thinpool); TLS cost: TLS / plain for the same server (1.00: free).');
+    console.log(
+      '\nratio: thinpool TLS / nbdkit TLS (higher is better for thinpool); TLS cost: TLS / plain for the same server (1.00: free).',
+    );
     const figures = args.find((x) => x.startsWith('--figures='))?.slice('--figures='.length);
     const as = args.find((x) => x.startsWith('--as='))?.slice('--as='.length);
     if (figures !== undefined) {
@@ -235,14 +301,27 @@ async function main(): Promise<number> {
       const old = existsSync(figures) ? (JSON.parse(readFileSync(figures, 'utf8')) as { runs: Record<string, unknown> }) : { runs: {} };
       const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
       old.runs[as] = {
-        commit, date: new Date().toISOString().slice(0, 10), cpus: cpus().length, rounds: ROUNDS, runtimeS: RUNTIME, load,
+        commit,
+        date: new Date().toISOString().slice(0, 10),
+        cpus: cpus().length,
+        rounds: ROUNDS,
+        runtimeS: RUNTIME,
+        load,
         busyPollUs: process.env.NBD_BUSY_POLL_US ?? 'default',
         rows: chosen.map((c) => {
           const r = res.get(c.name)!;
           const m = (s: Sys) => median(r[s].v);
-          return { case: c.name, unit: c.unit, cpuUnit: c.cpuUnit, thinpoolTls: m('thinpool TLS'), nbdkitTls: m('nbdkit TLS'),
-            thinpoolPlain: m('thinpool plain'), nbdkitPlain: m('nbdkit plain'),
-            cpuThinpoolTls: median(r['thinpool TLS'].cpu), cpuNbdkitTls: median(r['nbdkit TLS'].cpu) };
+          return {
+            case: c.name,
+            unit: c.unit,
+            cpuUnit: c.cpuUnit,
+            thinpoolTls: m('thinpool TLS'),
+            nbdkitTls: m('nbdkit TLS'),
+            thinpoolPlain: m('thinpool plain'),
+            nbdkitPlain: m('nbdkit plain'),
+            cpuThinpoolTls: median(r['thinpool TLS'].cpu),
+            cpuNbdkitTls: median(r['nbdkit TLS'].cpu),
+          };
         }),
       };
       writeFileSync(figures, `${JSON.stringify(old, null, 2)}\n`);

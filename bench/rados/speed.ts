@@ -43,12 +43,35 @@ function argValue(name: string): string | undefined {
 }
 
 type Kind = 'read' | 'write';
-const CASES: Array<[Kind, number]> = [['read', 1], ['read', 16], ['write', 1], ['write', 16]];
+const CASES: Array<[Kind, number]> = [
+  ['read', 1],
+  ['read', 16],
+  ['write', 1],
+  ['write', 16],
+];
 
 /** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
 async function rbdBench(conf: string, image: string, kind: Kind, threads: number): Promise<number> {
-  const { stdout } = await execFileP('rbd', ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads),
-    '--io-pattern', 'rand', '--io-total', String(OPS * 4096), image], { maxBuffer: 16 * MiB });
+  const { stdout } = await execFileP(
+    'rbd',
+    [
+      '-c',
+      conf,
+      'bench',
+      '--io-type',
+      kind,
+      '--io-size',
+      '4K',
+      '--io-threads',
+      String(threads),
+      '--io-pattern',
+      'rand',
+      '--io-total',
+      String(OPS * 4096),
+      image,
+    ],
+    { maxBuffer: 16 * MiB },
+  );
   const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
   if (m === null) throw new Error(`rbd bench printed no rate: ${stdout.slice(-300)}`);
   return Number(m[1]);
@@ -60,8 +83,22 @@ const median = (xs: number[]): number => {
 };
 
 async function fio(uri: string, kind: Kind, depth: number): Promise<number> {
-  const { stdout } = await execFileP('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, `--rw=rand${kind}`, '--bs=4k',
-    `--iodepth=${depth}`, `--size=${SIZE}`, `--number_ios=${OPS}`, '--norandommap', '--output-format=json'], { maxBuffer: 16 * MiB });
+  const { stdout } = await execFileP(
+    'fio',
+    [
+      '--name=t',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=rand${kind}`,
+      '--bs=4k',
+      `--iodepth=${depth}`,
+      `--size=${SIZE}`,
+      `--number_ios=${OPS}`,
+      '--norandommap',
+      '--output-format=json',
+    ],
+    { maxBuffer: 16 * MiB },
+  );
   const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
   return job[kind].iops as number;
 }
@@ -84,7 +121,13 @@ async function serve(pool: string, conf: string | undefined): Promise<{ uri: str
     });
     child.on('exit', () => reject(new Error(`serve exited: ${out}`)));
   });
-  return { uri, stop: async () => { child.kill('SIGTERM'); await exited; } };
+  return {
+    uri,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /** A pool with volume v of SIZE, written in full (so reads find data). */
@@ -107,7 +150,20 @@ async function run(): Promise<void> {
   const results: Array<{ kind: Kind; depth: number; rbd: number; rados: number; file: number }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
-    await execFileP('rbd', ['-c', conf, 'bench', '--io-type', 'write', '--io-size', '4M', '--io-pattern', 'seq', '--io-total', String(SIZE), image]);
+    await execFileP('rbd', [
+      '-c',
+      conf,
+      'bench',
+      '--io-type',
+      'write',
+      '--io-size',
+      '4M',
+      '--io-pattern',
+      'seq',
+      '--io-total',
+      String(SIZE),
+      image,
+    ]);
     const address = `rados://${cephPool}/${tag}`;
     await makePool(address, conf);
     await makePool(join(dir, 'pool'), undefined);
@@ -134,10 +190,19 @@ async function run(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await cluster?.stop();
   }
-  const rows = results.map((r) => [`4K rand ${r.kind} QD${r.depth}`, r.rbd.toFixed(0), r.rados.toFixed(0), (r.rados / r.rbd).toFixed(2), r.file.toFixed(0), (r.rados / r.file).toFixed(2)]);
+  const rows = results.map((r) => [
+    `4K rand ${r.kind} QD${r.depth}`,
+    r.rbd.toFixed(0),
+    r.rados.toFixed(0),
+    (r.rados / r.rbd).toFixed(2),
+    r.file.toFixed(0),
+    (r.rados / r.file).toFixed(2),
+  ]);
   const head = ['case', 'librbd op/s', 'thinpool rados op/s', 'ratio', 'thinpool file op/s', 'rados/file'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  console.log(`rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`);
+  console.log(
+    `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`,
+  );
   for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
   console.log(`median of ${REPS} rounds; load average ${loadavg()[0].toFixed(1)} at the end`);
   if (FIGURES !== undefined) {
@@ -145,11 +210,19 @@ async function run(): Promise<void> {
     const commit = git(['rev-parse', '--short', 'HEAD']);
     const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
     const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) : {};
-    doc.runs = { ...(doc.runs ?? {}), [AS!]: {
-      commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), sizeMiB: SIZE / MiB, ops: OPS,
-      reps: REPS, cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
-      loadAverage: Number(loadavg()[0].toFixed(1)), rows: results,
-    } };
+    doc.runs = {
+      ...(doc.runs ?? {}),
+      [AS!]: {
+        commit: dirty ? `${commit}+changes` : commit,
+        date: new Date().toISOString().slice(0, 10),
+        sizeMiB: SIZE / MiB,
+        ops: OPS,
+        reps: REPS,
+        cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
+        loadAverage: Number(loadavg()[0].toFixed(1)),
+        rows: results,
+      },
+    };
     writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
   }
 }

@@ -33,7 +33,7 @@ async function sendTo(pool: ThinPool, snap: string, from: string | undefined, fi
   let n = 0;
   try {
     for await (const c of sendStream(pool, snap, { from })) {
-      for (let d = 0; d < c.length;) d += writeSync(fd, c, d, c.length - d);
+      for (let d = 0; d < c.length; ) d += writeSync(fd, c, d, c.length - d);
       n += c.length;
     }
     fsyncSync(fd);
@@ -79,7 +79,9 @@ async function run(): Promise<void> {
     await sendTo(pool, 'base', undefined, join(dir, 'base.diff'));
     pool.closeSync();
     const out = { write: (s: string) => process.stderr.write(s) } as unknown as NodeJS.WritableStream;
-    const [code, expMs] = await timed(() => cli(['export', poolDir, 'next', join(dir, 'next.raw')], { stdout: out as never, stderr: out as never }));
+    const [code, expMs] = await timed(() =>
+      cli(['export', poolDir, 'next', join(dir, 'next.raw')], { stdout: out as never, stderr: out as never }),
+    );
     if (code !== 0) throw new Error('thinpool export failed');
     rows.push(['thinpool export (full raw image)', expMs, statSync(join(dir, 'next.raw')).blocks * 512]);
 
@@ -103,11 +105,15 @@ async function run(): Promise<void> {
       console.log('(rbd export-diff not measured: give --ceph-conf=FILE of a cluster to compare with it)');
     }
 
-    console.log(`\nSend of a ${SIZE / MiB} MiB volume with 1% of its blocks changed (${changed.size} of ${blocks} blocks of 64 KiB), load ${(await import('node:os')).loadavg()[0].toFixed(1)}`);
+    console.log(
+      `\nSend of a ${SIZE / MiB} MiB volume with 1% of its blocks changed (${changed.size} of ${blocks} blocks of 64 KiB), load ${(await import('node:os')).loadavg()[0].toFixed(1)}`,
+    );
     console.log('| what | time | x incremental send | bytes written | x incremental stream |');
     console.log('|---|---|---|---|---|');
     for (const [what, ms, bytes] of rows) {
-      console.log(`| ${what} | ${ms.toFixed(0)} ms | ${(ms / incMs).toFixed(1)} | ${(bytes / MiB).toFixed(2)} MiB | ${(bytes / incBytes).toFixed(1)} |`);
+      console.log(
+        `| ${what} | ${ms.toFixed(0)} ms | ${(ms / incMs).toFixed(1)} | ${(bytes / MiB).toFixed(2)} MiB | ${(bytes / incBytes).toFixed(1)} |`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

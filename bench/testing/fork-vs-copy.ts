@@ -96,11 +96,28 @@ function main(): void {
           const forkMs = timeFork(store, 'golden', false, quick ? 5 : 11, 500);
           const forkWriteMs = timeFork(store, 'golden', true, quick ? 5 : 11, 200);
           const row = {
-            image: `${size / MiB} MiB`, store: kind, cp: fmt(cpMs), 'fork+dispose': fmt(forkMs), ratio: Math.round(cpMs / forkMs),
-            'fork+4K write+dispose': fmt(forkWriteMs), 'ratio (write)': Math.round(cpMs / forkWriteMs), 'load once': fmt(loadMs),
+            image: `${size / MiB} MiB`,
+            store: kind,
+            cp: fmt(cpMs),
+            'fork+dispose': fmt(forkMs),
+            ratio: Math.round(cpMs / forkMs),
+            'fork+4K write+dispose': fmt(forkWriteMs),
+            'ratio (write)': Math.round(cpMs / forkWriteMs),
+            'load once': fmt(loadMs),
           };
           rows.push(row);
-          console.log(JSON.stringify({ bench: 'testing/fork-vs-copy', sizeBytes: size, store: kind, cpMs, forkMs, forkWriteMs, loadMs, ratio: cpMs / forkMs }));
+          console.log(
+            JSON.stringify({
+              bench: 'testing/fork-vs-copy',
+              sizeBytes: size,
+              store: kind,
+              cpMs,
+              forkMs,
+              forkWriteMs,
+              loadMs,
+              ratio: cpMs / forkMs,
+            }),
+          );
         } finally {
           store.disposeSync();
         }

@@ -61,7 +61,7 @@ export class VolumeSink {
 
   /** Visit buf at volume position pos in pieces that end at block boundaries. */
   private pieces(buf: Uint8Array, pos: number, fn: (start: number, end: number, vblock: number) => void): void {
-    for (let start = 0; start < buf.length;) {
+    for (let start = 0; start < buf.length; ) {
       const vblock = Math.floor((pos + start) / this.bs);
       const end = Math.min(buf.length, (vblock + 1) * this.bs - pos);
       fn(start, end, vblock);
@@ -113,7 +113,7 @@ export class VolumeSink {
   /** The source has a hole over [pos, pos + length): zero what is provisioned there. */
   hole(pos: number, length: number): void {
     for (const [a, b] of this.mappedIn(pos, length)) {
-      for (let at = a; at < b;) {
+      for (let at = a; at < b; ) {
         const z = zeros(b - at);
         this.vol.writeSync(z, at);
         this.written += z.length;
@@ -151,14 +151,21 @@ export function fileLayout(fd: number, size: number): Array<{ hole: boolean; sta
  * Visit the data of a regular file of `size` bytes in chunks (ending at volume block boundaries for a volume
  * offset `offset`), and its holes as ranges. Throws when the file turns out shorter or longer than `size`.
  */
-export async function eachFileChunk(fd: number, name: string, size: number, offset: number, bs: number, buf: Uint8Array,
-  fn: { data(chunk: Uint8Array, pos: number): void | Promise<void>; hole(pos: number, length: number): void | Promise<void> }): Promise<void> {
+export async function eachFileChunk(
+  fd: number,
+  name: string,
+  size: number,
+  offset: number,
+  bs: number,
+  buf: Uint8Array,
+  fn: { data(chunk: Uint8Array, pos: number): void | Promise<void>; hole(pos: number, length: number): void | Promise<void> },
+): Promise<void> {
   for (const r of fileLayout(fd, size)) {
     if (r.hole) {
       await fn.hole(r.start, r.end - r.start);
       continue;
     }
-    for (let pos = r.start; pos < r.end;) {
+    for (let pos = r.start; pos < r.end; ) {
       // End each chunk at a volume block boundary, so that no block is split between two chunks.
       const limit = Math.floor((offset + pos + buf.length) / bs) * bs - offset;
       const n = Math.min(r.end - pos, limit > pos ? limit - pos : buf.length);
@@ -172,7 +179,9 @@ export async function eachFileChunk(fd: number, name: string, size: number, offs
 }
 
 function changedSize(name: string, size: number, fd: number): CliError {
-  return new CliError(`${q(name)} changed size while it was read (${size} bytes at the start, ${fstatSync(fd).size} now): something is writing to it; nothing was written: run again when it is left alone`);
+  return new CliError(
+    `${q(name)} changed size while it was read (${size} bytes at the start, ${fstatSync(fd).size} now): something is writing to it; nothing was written: run again when it is left alone`,
+  );
 }
 
 /** Standard input in chunks: the descriptor when the command runs as the process, else the stream. */

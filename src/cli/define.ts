@@ -36,7 +36,8 @@ export const modules = {
 export type CommandModule = keyof typeof modules;
 
 /** The help text on sizes, shared by every command that takes one. */
-export const SIZES = 'Sizes are bytes or a number with a suffix: 64K, 64KiB, 10M, 10G, 1TiB (IEC, powers of 1024), 1GB (SI, powers of 1000), 8s (512-byte sectors).';
+export const SIZES =
+  'Sizes are bytes or a number with a suffix: 64K, 64KiB, 10M, 10G, 1TiB (IEC, powers of 1024), 1GB (SI, powers of 1000), 8s (512-byte sectors).';
 
 /** What a command declaration sets on its commander Command: arguments, options, description, alias. */
 export type Configure = (c: Command) => Command;
@@ -59,7 +60,7 @@ const GROUPS: Record<string, string> = {
   container: 'containers: writable snapshots of an image (create, ls, rm, commit, diff, export)',
   fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount',
   lock: 'the write lock of a pool in Ceph RADOS (break)',
-  snapshotter: 'containerd\'s storage: a proxy snapshotter on the pool (serve)',
+  snapshotter: "containerd's storage: a proxy snapshotter on the pool (serve)",
 };
 
 export function registry(program: Command, ctx: Ctx, state: RunState): Registry {
@@ -83,7 +84,10 @@ export function registry(program: Command, ctx: Ctx, state: RunState): Registry 
   const sub = (group: string, name: string, mod: CommandModule, fn: string, configure: Configure, help?: string): void => {
     let g = groups.get(group);
     if (!g) {
-      g = program.command(group).description(GROUPS[group] ?? group).helpOption('-h, --help', 'show this help');
+      g = program
+        .command(group)
+        .description(GROUPS[group] ?? group)
+        .helpOption('-h, --help', 'show this help');
       groups.set(group, g);
     }
     const c = g.command(name);
@@ -94,7 +98,11 @@ export function registry(program: Command, ctx: Ctx, state: RunState): Registry 
       const command = all[all.length - 1] as Command;
       state.cmd = `${group} ${name}`; // error lines say "thinpool image import: ..."
       const m = (await modules[mod]()) as unknown as Record<string, Action>;
-      const code = await m[fn](ctx, command.processedArgs.flat().map((a) => a as string), command.opts());
+      const code = await m[fn](
+        ctx,
+        command.processedArgs.flat().map((a) => a as string),
+        command.opts(),
+      );
       state.result = typeof code === 'number' ? code : 0;
     });
   };

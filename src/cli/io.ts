@@ -73,16 +73,16 @@ export function write(stream: Writable, text: string | Uint8Array): Promise<void
   });
 }
 
-
 export type Align = 'left' | 'right';
 
 /** Plain aligned columns, headers in capitals, two spaces between columns, no trailing blanks. */
 export function formatTable(headers: string[], rows: string[][], align: Align[] = []): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells
-    .map((c, i) => (align[i] === 'right' ? c.padStart(widths[i]) : c.padEnd(widths[i])))
-    .join('  ')
-    .trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (align[i] === 'right' ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 

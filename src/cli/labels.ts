@@ -19,7 +19,8 @@ function checkLabelKey(key: string, option: string): void {
   if (key.length === 0 || key.length > 255 || /[=\s\x00-\x1f\x7f]/.test(key)) {
     throw new UsageError(`${option}: bad label key ${q(key)}: use 1-255 characters without "=", spaces or control characters`);
   }
-  if (key.startsWith(RESERVED)) throw new UsageError(`${option}: label keys starting "${RESERVED}" are reserved for thinpool's own layers: choose another key`);
+  if (key.startsWith(RESERVED))
+    throw new UsageError(`${option}: label keys starting "${RESERVED}" are reserved for thinpool's own layers: choose another key`);
 }
 
 /** Parse repeated `--label K=V` values into a record (a later K wins). */
@@ -33,7 +34,8 @@ export function parseLabels(values: unknown, option = '--label'): Record<string,
     const value = v.slice(eq + 1);
     checkLabelKey(key, option);
     // eslint-disable-next-line no-control-regex
-    if (value.length > 4096 || /[\x00-\x1f\x7f]/.test(value)) throw new UsageError(`${option}: label value of ${q(key)} must be at most 4096 characters without control characters`);
+    if (value.length > 4096 || /[\x00-\x1f\x7f]/.test(value))
+      throw new UsageError(`${option}: label value of ${q(key)} must be at most 4096 characters without control characters`);
     out[key] = value;
   }
   return out;

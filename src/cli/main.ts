@@ -40,7 +40,9 @@ function build(ctx: Ctx, state: RunState): Command {
   const program = new Command('thinpool');
   const { io } = ctx;
   program
-    .description('Thin provisioning on plain files, byte-compatible with Linux dm-thin metadata.\nA POOL is a directory holding `metadata` (a dm-thin metadata device), `data` (sparse) and `catalog.json`,\nor rados://CEPH_POOL/NAME: the same as objects in a Ceph RADOS pool (cluster from --ceph-conf or CEPH_CONF).')
+    .description(
+      'Thin provisioning on plain files, byte-compatible with Linux dm-thin metadata.\nA POOL is a directory holding `metadata` (a dm-thin metadata device), `data` (sparse) and `catalog.json`,\nor rados://CEPH_POOL/NAME: the same as objects in a Ceph RADOS pool (cluster from --ceph-conf or CEPH_CONF).',
+    )
     .option('--ceph-conf <FILE>', 'Ceph configuration for rados:// pools (default: CEPH_CONF, then /etc/ceph/ceph.conf)')
     .option('--ceph-id <ID>', 'Ceph client id for rados:// pools, without "client." (default: admin)')
     .version(version(), '-V, --version', 'print the version')
@@ -53,7 +55,10 @@ function build(ctx: Ctx, state: RunState): Command {
       writeErr: (s) => io.stderr.write(s),
       outputError: () => undefined, // printed by main() as one line
     })
-    .addHelpText('after', `\nStart with:  thinpool demo\nEvery command has --help. Exit status: 0 success, 1 failure, 2 usage error.\n${SIZES}`);
+    .addHelpText(
+      'after',
+      `\nStart with:  thinpool demo\nEvery command has --help. Exit status: 0 success, 1 failure, 2 usage error.\n${SIZES}`,
+    );
 
   const commands = registry(program, ctx, state);
   defineVolumeCommands(commands);
@@ -104,7 +109,10 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
       if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2; // a group without its subcommand
-      const msg = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+      const msg = e.message
+        .replace(/^error: /, '')
+        .replace(/\s*\n\s*/g, ' ')
+        .trim();
       const helpHint = cmdName ? `thinpool ${cmdName} --help` : 'thinpool --help';
       fullIo.stderr.write(`${prefix()}: ${msg} (see "${helpHint}")\n`);
       return 2;

@@ -60,9 +60,15 @@ export function checkName(name: string, what = 'volume name'): void {
 export function requirePoolDir(ctx: Ctx, dir: string): string {
   if (isRadosAddress(dir)) return dir; // checked when it is opened
   const abs = resolvePath(ctx, dir);
-  if (!existsSync(abs)) throw new CliError(`no pool at ${q(dir)} (no such directory): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
+  if (!existsSync(abs))
+    throw new CliError(
+      `no pool at ${q(dir)} (no such directory): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`,
+    );
   if (!statSync(abs).isDirectory()) throw new CliError(`${q(dir)} is not a directory: a pool is a directory made by "thinpool init"`);
-  if (!existsSync(join(abs, 'metadata'))) throw new CliError(`${q(dir)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`);
+  if (!existsSync(join(abs, 'metadata')))
+    throw new CliError(
+      `${q(dir)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(dir)} --size SIZE"`,
+    );
   if (!existsSync(join(abs, 'data'))) throw new CliError(`${q(dir)} has no data file: the pool is incomplete; restore it from a backup`);
   checkOrigin(abs, dir);
   return abs;
@@ -91,31 +97,47 @@ function checkOrigin(abs: string, dir: string): void {
     }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new CliError(`cannot read ${q(join(dir, 'metadata'))}: permission denied: run as the pool's owner (ls -l ${q(dir)}) or fix its permissions`);
-    if (code === 'EISDIR') throw new CliError(`${q(join(dir, 'metadata'))} is a directory, not a metadata file: ${q(dir)} is not a thinpool pool; check the path`);
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new CliError(
+        `cannot read ${q(join(dir, 'metadata'))}: permission denied: run as the pool's owner (ls -l ${q(dir)}) or fix its permissions`,
+      );
+    if (code === 'EISDIR')
+      throw new CliError(
+        `${q(join(dir, 'metadata'))} is a directory, not a metadata file: ${q(dir)} is not a thinpool pool; check the path`,
+      );
     return;
   }
   if (b.readBigUInt64LE(32) !== THIN_MAGIC) {
     if (b.subarray(0, 4096).every((x) => x === 0)) return; // all zeros: damage, reported by the engine and check
-    throw new CliError(`${q(join(dir, 'metadata'))} is not dm-thin metadata (no superblock magic): ${q(dir)} was not made by thinpool or another dm-thin tool, or its metadata was overwritten; check the path (a backup restores with "thinpool restore")`);
+    throw new CliError(
+      `${q(join(dir, 'metadata'))} is not dm-thin metadata (no superblock magic): ${q(dir)} was not made by thinpool or another dm-thin tool, or its metadata was overwritten; check the path (a backup restores with "thinpool restore")`,
+    );
   }
   const version = b.readUInt32LE(40);
   if (version > MAX_THIN_VERSION) {
-    throw new CliError(`${q(dir)} has dm-thin metadata version ${version}, newer than this thinpool reads (1 to ${MAX_THIN_VERSION}): use the tool that made it, or a newer thinpool`);
+    throw new CliError(
+      `${q(dir)} has dm-thin metadata version ${version}, newer than this thinpool reads (1 to ${MAX_THIN_VERSION}): use the tool that made it, or a newer thinpool`,
+    );
   }
   const catalog = join(abs, 'catalog.json');
   let text: string | null = null;
   try {
     text = readFileSync(catalog, 'utf8');
-  } catch { /* no catalog: the engine copes */ }
+  } catch {
+    /* no catalog: the engine copes */
+  }
   if (text !== null) {
     let v = null as { catalog?: { format?: unknown; version?: unknown } } | null;
     try {
       v = JSON.parse(text) as typeof v;
-    } catch { /* not JSON: check reports it */ }
+    } catch {
+      /* not JSON: check reports it */
+    }
     const c = v?.catalog;
     if (c?.format === 'thinpool-catalog' && typeof c.version === 'number' && c.version > 1) {
-      throw new CliError(`the catalog of ${q(dir)} is version ${c.version}, newer than this thinpool reads (1): use the thinpool that made it, or a newer one`);
+      throw new CliError(
+        `the catalog of ${q(dir)} is version ${c.version}, newer than this thinpool reads (1): use the thinpool that made it, or a newer one`,
+      );
     }
   }
 }
@@ -157,10 +179,14 @@ function restoreBlock0(path: string, b: Uint8Array): void {
 function abandon(pool: ThinPool): void {
   try {
     pool.storage.metadata.close();
-  } catch { /* ignore */ }
+  } catch {
+    /* ignore */
+  }
   try {
     pool.storage.data.close();
-  } catch { /* ignore */ }
+  } catch {
+    /* ignore */
+  }
   pool.storage.release?.();
 }
 
@@ -224,7 +250,13 @@ function releaseAfterInterrupt(abs: string): number | null {
  * On failure the pool is released without committing, and engine errors become one explained line; when
  * `releaseOnError` says so (the command had written data before it failed), the blocks it wrote are released.
  */
-export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write', fn: (pool: ThinPool) => T | Promise<T>, opts: { interruptible?: boolean; releaseOnError?: () => boolean } = {}): Promise<T> {
+export async function withPool<T>(
+  ctx: Ctx,
+  dir: string,
+  mode: 'read' | 'write',
+  fn: (pool: ThinPool) => T | Promise<T>,
+  opts: { interruptible?: boolean; releaseOnError?: () => boolean } = {},
+): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
   const rados = isRadosAddress(abs);
   const mdPath = join(abs, 'metadata');
@@ -239,13 +271,23 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   // Space events (thresholds crossed, auto-extend, space that cannot be returned) are reported on stderr once
   // the command has succeeded: a failing command keeps its single error line.
   const notices: string[] = [];
-  pool.on('threshold', (e) => notices.push(`${e.resource} use of ${q(dir)} reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks): free space or "thinpool extend ${q(dir)}"`));
-  pool.on('extended', (e) => { if (e.auto) notices.push(`${q(dir)}: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks (auto-extend)`); });
+  pool.on('threshold', (e) =>
+    notices.push(
+      `${e.resource} use of ${q(dir)} reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks): free space or "thinpool extend ${q(dir)}"`,
+    ),
+  );
+  pool.on('extended', (e) => {
+    if (e.auto) notices.push(`${q(dir)}: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks (auto-extend)`);
+  });
   pool.on('warning', (w) => notices.push(w.message));
   if (pool.releasedOnOpen > 0) {
-    notices.push(`${q(dir)} was not closed by its last writer: released ${formatSize(pool.releasedOnOpen * pool.blockSize)} (${pool.releasedOnOpen} blocks) it had written but never committed`);
+    notices.push(
+      `${q(dir)} was not closed by its last writer: released ${formatSize(pool.releasedOnOpen * pool.blockSize)} (${pool.releasedOnOpen} blocks) it had written but never committed`,
+    );
   }
-  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => (): void => { interruptedBy = sig; };
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => (): void => {
+    interruptedBy = sig;
+  };
   const sigint = onSignal('SIGINT');
   const sigterm = onSignal('SIGTERM');
   if (opts.interruptible && mode === 'write') {
@@ -261,9 +303,11 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
   try {
     if (mode === 'write' && pool.mode !== 'write') {
       const st = pool.status();
-      throw new CliError(st.needsCheck
-        ? `pool ${q(dir)} is read-only: its metadata is flagged needs_check after an earlier failure; run "thinpool check ${q(dir)}"`
-        : `pool ${q(dir)} is ${pool.mode === 'fail' ? 'failed' : 'read-only'}: run "thinpool check ${q(dir)}"`);
+      throw new CliError(
+        st.needsCheck
+          ? `pool ${q(dir)} is read-only: its metadata is flagged needs_check after an earlier failure; run "thinpool check ${q(dir)}"`
+          : `pool ${q(dir)} is ${pool.mode === 'fail' ? 'failed' : 'read-only'}: run "thinpool check ${q(dir)}"`,
+      );
     }
     result = await fn(pool);
   } catch (e) {
@@ -273,9 +317,14 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
     if (e instanceof Interrupted) {
       interruptedBy = null;
       const bytes = releaseAfterInterrupt(abs);
-      const released = bytes === null ? 'the blocks it wrote could not be released now (the next command that changes the pool releases them)'
-        : `released the ${formatSize(bytes)} it had written from the data file`;
-      throw new CliError(`interrupted by ${e.signal}: kept ${q(dir)} as of its last commit (transaction ${tx}); dropped everything this command wrote and ${released}`, e.signal === 'SIGINT' ? 130 : 143);
+      const released =
+        bytes === null
+          ? 'the blocks it wrote could not be released now (the next command that changes the pool releases them)'
+          : `released the ${formatSize(bytes)} it had written from the data file`;
+      throw new CliError(
+        `interrupted by ${e.signal}: kept ${q(dir)} as of its last commit (transaction ${tx}); dropped everything this command wrote and ${released}`,
+        e.signal === 'SIGINT' ? 130 : 143,
+      );
     }
     // A command that streamed data in before it failed (its input was not all known up front): release the
     // blocks it wrote, as after an interrupt, so the pool keeps nothing of it.
@@ -285,7 +334,9 @@ export async function withPool<T>(ctx: Ctx, dir: string, mode: 'read' | 'write',
       if (now !== null && onlyNeedsCheckSet(block0, now)) {
         try {
           restoreBlock0(mdPath, block0);
-        } catch { /* leave it flagged */ }
+        } catch {
+          /* leave it flagged */
+        }
       }
     }
     throw explained(e, dir);
@@ -328,12 +379,16 @@ export function preflightSpace(pool: ThinPool, dir: string, dataBlocks: number):
   const st = pool.status();
   if (dataBlocks > st.dataBlocks.free) {
     const bs = pool.blockSize;
-    throw new CliError(`pool ${q(dir)} is full: this needs ${dataBlocks} free data blocks (${formatSize(dataBlocks * bs)}) but ${st.dataBlocks.free} are free (${formatSize(st.dataBlocks.free * bs)}); nothing was written: delete volumes ("thinpool delete ${q(dir)} NAME"), grow the pool ("thinpool extend ${q(dir)} --size SIZE") or write less`);
+    throw new CliError(
+      `pool ${q(dir)} is full: this needs ${dataBlocks} free data blocks (${formatSize(dataBlocks * bs)}) but ${st.dataBlocks.free} are free (${formatSize(st.dataBlocks.free * bs)}); nothing was written: delete volumes ("thinpool delete ${q(dir)} NAME"), grow the pool ("thinpool extend ${q(dir)} --size SIZE") or write less`,
+    );
   }
   // Each mapping takes at most 1/100 of a leaf; shadowing and splits need a margin on top.
   const metaNeeded = Math.ceil(dataBlocks / 100) * 3 + 80;
   if (dataBlocks > 0 && metaNeeded > st.metadataBlocks.free) {
-    throw new CliError(`pool ${q(dir)} is short of metadata space: this may need ${metaNeeded} free metadata blocks but ${st.metadataBlocks.free} are free; nothing was written: delete volumes to free metadata, or grow it ("thinpool extend ${q(dir)} --metadata-size SIZE")`);
+    throw new CliError(
+      `pool ${q(dir)} is short of metadata space: this may need ${metaNeeded} free metadata blocks but ${st.metadataBlocks.free} are free; nothing was written: delete volumes to free metadata, or grow it ("thinpool extend ${q(dir)} --metadata-size SIZE")`,
+    );
   }
 }
 

@@ -28,11 +28,17 @@ export function checkAbi(core: AbiExports, where: string, fields: readonly (read
     const [name, want] = fields[i];
     const have = core.abiField(i) >>> 0;
     if (have !== want >>> 0) {
-      throw new ThinpoolError('EABI', `the WASM core ${where} was built for another ABI: ${name} is ${have} in the core and ${want >>> 0} in the host; ${REBUILD}`);
+      throw new ThinpoolError(
+        'EABI',
+        `the WASM core ${where} was built for another ABI: ${name} is ${have} in the core and ${want >>> 0} in the host; ${REBUILD}`,
+      );
     }
   }
   if (n !== fields.length) {
     const extra = n > fields.length ? 'the core has more fields than the host' : `the core lacks ${fields[n][0]} and the fields after it`;
-    throw new ThinpoolError('EABI', `the WASM core ${where} was built for another ABI: ${n} fields in the core, ${fields.length} in the host (${extra}); ${REBUILD}`);
+    throw new ThinpoolError(
+      'EABI',
+      `the WASM core ${where} was built for another ABI: ${n} fields in the core, ${fields.length} in the host (${extra}); ${REBUILD}`,
+    );
   }
 }

@@ -44,8 +44,17 @@ export interface CoreExports {
   bitmapFillFromCounts(p: number, counts: number, base: number, n: number): void;
   setCacheLayout(table: number, mask: number, slots: number, refs: number): void;
   setTxLayout(
-    state: number, counts: number, committed: number, txflags: number, touched: number,
-    dirty: number, kinds: number, marks: number, scratch: number, work: number, workBytes: number,
+    state: number,
+    counts: number,
+    committed: number,
+    txflags: number,
+    touched: number,
+    dirty: number,
+    kinds: number,
+    marks: number,
+    scratch: number,
+    work: number,
+    workBytes: number,
   ): void;
   txReset(): void;
   btreeLookup(rootLo: number, rootHi: number, keyLo: number, keyHi: number, leafVs: number): number;
@@ -88,7 +97,11 @@ export interface CoreHost {
 }
 
 const NO_HOST: CoreHost = {
-  node: () => 0, block: () => 0, create: () => 0, forget: () => undefined, dataFreed: () => undefined,
+  node: () => 0,
+  block: () => 0,
+  create: () => 0,
+  forget: () => undefined,
+  dataFreed: () => undefined,
 };
 
 const STATIC_BYTES = 64 * 1024;
@@ -100,8 +113,9 @@ let compiledFrom = '';
 function module(): WebAssembly.Module {
   if (!compiled) {
     // src/core (tests, tsx) and dist/src/core (built) sit at different depths below the package root.
-    const candidates = ['../../build/thinpool.wasm', '../../../build/thinpool.wasm']
-      .map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
+    const candidates = ['../../build/thinpool.wasm', '../../../build/thinpool.wasm'].map((rel) =>
+      fileURLToPath(new URL(rel, import.meta.url)),
+    );
     const path = candidates.find((p) => existsSync(p));
     if (!path) throw new ThinpoolError('EFAILED', `WASM core not built (${candidates[0]}): run npm install`);
     compiled = new WebAssembly.Module(readFileSync(path));
@@ -201,8 +215,17 @@ export class Core {
     this.x.crcInit();
     this.x.setCacheLayout(this.tableBase, this.tableCap - 1, this.slotBase, this.refBase);
     this.x.setTxLayout(
-      this.state, this.countsBase, this.committedBase, this.txflagsBase, this.touchedBase,
-      this.dirtyBase, this.kindBase, this.marksBase, this.scratch, this.work, WORK_BYTES,
+      this.state,
+      this.countsBase,
+      this.committedBase,
+      this.txflagsBase,
+      this.touchedBase,
+      this.dirtyBase,
+      this.kindBase,
+      this.marksBase,
+      this.scratch,
+      this.work,
+      WORK_BYTES,
     );
     this.x.setDataSpaceMapLayout(this.dsmTableBase, nrMetaBlocks);
   }
@@ -236,7 +259,10 @@ export class Core {
     }
     switch (status) {
       case Status.NO_METADATA_SPACE:
-        throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${this.u32[(this.state + S_NR_META) >>> 2]} blocks, the last ${this.x.smReserve()} reserved for commits)`);
+        throw new ThinpoolError(
+          'ENOSPC_METADATA',
+          `out of metadata space (${this.u32[(this.state + S_NR_META) >>> 2]} blocks, the last ${this.x.smReserve()} reserved for commits)`,
+        );
       case Status.METADATA_FULL:
         throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (all ${this.u32[(this.state + S_NR_META) >>> 2]} blocks in use)`);
       case Status.REF_UNDERFLOW:
@@ -244,17 +270,31 @@ export class Core {
       case Status.REF_BEYOND:
         throw ThinpoolError.metadata('EBADBLOCKNR', `reference to block ${mblock} beyond the metadata device`, structure, mblock);
       case Status.DATA_BEYOND:
-        throw new ThinpoolError('ECORRUPT', `data block ${mblock} beyond the data device (${this.u64(this.state + S_D_NR_BLOCKS)} blocks) in ${structure}`);
+        throw new ThinpoolError(
+          'ECORRUPT',
+          `data block ${mblock} beyond the data device (${this.u64(this.state + S_D_NR_BLOCKS)} blocks) in ${structure}`,
+        );
       case Status.DATA_REF_MISSING:
-        throw ThinpoolError.metadata('ECORRUPT', `data block ${mblock} has bitmap value 3 but no ref-count entry`, 'data ref-count tree', this.u64(this.state + S_D_REF_ROOT));
+        throw ThinpoolError.metadata(
+          'ECORRUPT',
+          `data block ${mblock} has bitmap value 3 but no ref-count entry`,
+          'data ref-count tree',
+          this.u64(this.state + S_D_REF_ROOT),
+        );
       case Status.DATA_REF_UNDERFLOW:
         throw new ThinpoolError('ECORRUPT', `data block ${mblock} reference count underflow in ${structure}`);
       case Status.NO_DATA_SPACE:
-        throw new ThinpoolError('ENOSPC_DATA', `out of data space (${this.u64(this.state + S_D_NR_BLOCKS)} blocks in use or freed in this transaction)`);
+        throw new ThinpoolError(
+          'ENOSPC_DATA',
+          `out of data space (${this.u64(this.state + S_D_NR_BLOCKS)} blocks in use or freed in this transaction)`,
+        );
       case Status.DATA_SHRINK:
         throw new ThinpoolError('EINVAL', `data space map cannot shrink (${this.u64(this.state + S_D_NR_BLOCKS)} -> ${mblock} blocks)`);
       case Status.DATA_MAP_TOO_BIG:
-        throw new ThinpoolError('EINVAL', `a data device of ${mblock} blocks needs more space-map bitmaps than the metadata device has blocks (${this.nrMetaBlocks})`);
+        throw new ThinpoolError(
+          'EINVAL',
+          `a data device of ${mblock} blocks needs more space-map bitmaps than the metadata device has blocks (${this.nrMetaBlocks})`,
+        );
       case Status.TOO_DEEP:
         throw new ThinpoolError('ECYCLE', `${structure} deeper than ${MAX_DEPTH} levels (block ${mblock}; cycle?)`, { structure, mblock });
       default:

@@ -37,10 +37,19 @@ function crc32cRaw(crc: number, b: Uint8Array): number {
 
 export type SpecialKind = 'char' | 'block' | 'fifo';
 
-export interface SpecialNode { kind: SpecialKind; major: number; minor: number }
+export interface SpecialNode {
+  kind: SpecialKind;
+  major: number;
+  minor: number;
+}
 
 /** A directory entry whose file type must say what its inode became. */
-export interface DirentFix { dir: number; name: string; kind: SpecialKind; path: string }
+export interface DirentFix {
+  dir: number;
+  name: string;
+  kind: SpecialKind;
+  path: string;
+}
 
 export interface InodeChanges {
   /** Modification (and access) time in ms, by inode number. */
@@ -212,7 +221,11 @@ function makeSpecial(inode: Buffer, s: SpecialNode): void {
   else inode.writeUInt32LE(((s.minor & 0xff) | (s.major << 8) | ((s.minor & ~0xff) << 12)) >>> 0, 0x2c);
 }
 
-const XATTR_INDEX: Array<[string, number]> = [['user.', 1], ['trusted.', 4], ['security.', 6]];
+const XATTR_INDEX: Array<[string, number]> = [
+  ['user.', 1],
+  ['trusted.', 4],
+  ['security.', 6],
+];
 
 function xattrHash(name: Buffer, value: Buffer): number {
   let h = 0;
@@ -234,14 +247,22 @@ function setXattrs(ed: Ext4Editor, inode: Buffer, path: string, attrs: Map<strin
   const entries: Buffer[] = [];
   for (const [full, value] of [...attrs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const ns = XATTR_INDEX.find(([p]) => full.startsWith(p));
-    if (!ns) throw new ThinpoolError('EINVAL', `${path}: extended attribute ${full} is in a namespace image layers cannot carry here (only user.*, trusted.*, security.*)`);
+    if (!ns)
+      throw new ThinpoolError(
+        'EINVAL',
+        `${path}: extended attribute ${full} is in a namespace image layers cannot carry here (only user.*, trusted.*, security.*)`,
+      );
     const name = Buffer.from(full.slice(ns[0].length), 'utf8');
-    if (name.length === 0 || name.length > 255) throw new ThinpoolError('EINVAL', `${path}: extended attribute name ${JSON.stringify(full)} is empty or too long`);
+    if (name.length === 0 || name.length > 255)
+      throw new ThinpoolError('EINVAL', `${path}: extended attribute name ${JSON.stringify(full)} is empty or too long`);
     const esize = (16 + name.length + 3) & ~3;
     const vsize = (value.length + 3) & ~3;
     valueEnd -= vsize;
     if (entry + esize + 4 > valueEnd) {
-      throw new ThinpoolError('EINVAL', `${path}: its extended attributes (${[...attrs.keys()].join(', ')}) need more than the ${end - first - 4} bytes an inode holds: not supported (no attribute block is written)`);
+      throw new ThinpoolError(
+        'EINVAL',
+        `${path}: its extended attributes (${[...attrs.keys()].join(', ')}) need more than the ${end - first - 4} bytes an inode holds: not supported (no attribute block is written)`,
+      );
     }
     const e = Buffer.alloc(esize);
     e[0] = name.length;
@@ -274,7 +295,7 @@ function fixDirent(ed: Ext4Editor, f: DirentFix): void {
   const want = Buffer.from(f.name, 'utf8');
   for (const n of ed.blocksOf(dirInode, `directory of ${f.path}`)) {
     const b = ed.readBlock(n);
-    for (let off = 0; off + 8 <= b.length;) {
+    for (let off = 0; off + 8 <= b.length; ) {
       const recLen = b.readUInt16LE(off + 4);
       if (recLen < 8) break;
       const nameLen = b[off + 6];

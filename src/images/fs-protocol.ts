@@ -44,18 +44,47 @@ export interface PutEntry {
 }
 
 /** What put() made: a handle to fill (a file without data), its inode, and the parent's when asked. */
-export interface PutResult { fd: number | null; ino: number; parent?: number }
+export interface PutResult {
+  fd: number | null;
+  ino: number;
+  parent?: number;
+}
 
 /** This thread asks the worker to run one filesystem operation. */
-export interface CallMsg { t: 'call'; id: number; op: string; args: unknown[] }
+export interface CallMsg {
+  t: 'call';
+  id: number;
+  op: string;
+  args: unknown[];
+}
 /** The worker's answer to a call: a value or an error with an errno-like code. */
-export interface ReplyMsg { t: 'reply'; id: number; value?: unknown; error?: { code: string; message: string; stack?: string } }
+export interface ReplyMsg {
+  t: 'reply';
+  id: number;
+  value?: unknown;
+  error?: { code: string; message: string; stack?: string };
+}
 /** The worker's block I/O, served by this thread over the volume. */
-export interface IoReq { t: 'io'; id: number; op: 'read' | 'write' | 'flush' | 'discard'; length?: number; offset?: number; data?: Uint8Array }
+export interface IoReq {
+  t: 'io';
+  id: number;
+  op: 'read' | 'write' | 'flush' | 'discard';
+  length?: number;
+  offset?: number;
+  data?: Uint8Array;
+}
 /** The answer to an I/O request: `data` (with `n` bytes valid) for a read. */
-export interface IoReply { t: 'io-reply'; id: number; n?: number; data?: ArrayBuffer; error?: { code: string; message: string } }
+export interface IoReply {
+  t: 'io-reply';
+  id: number;
+  n?: number;
+  data?: ArrayBuffer;
+  error?: { code: string; message: string };
+}
 /** The worker posts this once, when libext2fs is loaded and it listens for calls. */
-export interface ReadyMsg { t: 'ready' }
+export interface ReadyMsg {
+  t: 'ready';
+}
 
 export type ToWorker = CallMsg | IoReply;
 export type FromWorker = ReplyMsg | IoReq | ReadyMsg;

@@ -13,10 +13,27 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import ext2fs from 'ext2fs';
 import { ProxyDisk } from './fs-proxy-disk.js';
-import { CHUNK, type EntryType, type FromWorker, type FsStat, type IoReply, type PutEntry, type PutResult, type ToWorker } from './fs-protocol.js';
+import {
+  CHUNK,
+  type EntryType,
+  type FromWorker,
+  type FsStat,
+  type IoReply,
+  type PutEntry,
+  type PutResult,
+  type ToWorker,
+} from './fs-protocol.js';
 
 /** The part of libext2fs's promise API used here (the package ships no types). */
-interface Ext2Stats { mode: number; uid: number; gid: number; size: number; mtime: Date; ino: number; nlink: number }
+interface Ext2Stats {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: Date;
+  ino: number;
+  nlink: number;
+}
 interface Ext2Fs {
   lstat(p: string): Promise<Ext2Stats>;
   readlink(p: string): Promise<string>;
@@ -77,7 +94,12 @@ function typeOf(mode: number): EntryType {
   const t = mode & S_IFMT;
   return t === 0o100000 ? 'file' : t === 0o040000 ? 'dir' : t === 0o120000 ? 'symlink' : 'other';
 }
-const SPECIAL = new Map<number, FsStat['special']>([[0o020000, 'char'], [0o060000, 'block'], [0o010000, 'fifo'], [0o140000, 'socket']]);
+const SPECIAL = new Map<number, FsStat['special']>([
+  [0o020000, 'char'],
+  [0o060000, 'block'],
+  [0o010000, 'fifo'],
+  [0o140000, 'socket'],
+]);
 
 const toBuf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 const join = (a: string, b: string): string => (a === '/' ? `/${b}` : `${a}/${b}`);
@@ -85,7 +107,17 @@ const join = (a: string, b: string): string => (a === '/' ? `/${b}` : `${a}/${b}
 async function lstat(p: string): Promise<FsStat | null> {
   try {
     const s = await mounted().lstat(p);
-    const out: FsStat = { path: p, type: typeOf(s.mode), mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size, mtimeMs: s.mtime.getTime(), ino: s.ino, nlink: s.nlink };
+    const out: FsStat = {
+      path: p,
+      type: typeOf(s.mode),
+      mode: s.mode & 0o7777,
+      uid: s.uid,
+      gid: s.gid,
+      size: s.size,
+      mtimeMs: s.mtime.getTime(),
+      ino: s.ino,
+      nlink: s.nlink,
+    };
     if (out.type === 'symlink') out.target = await mounted().readlink(p);
     if (out.type === 'other') out.special = SPECIAL.get(s.mode & S_IFMT);
     return out;
@@ -116,7 +148,11 @@ async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
       await mounted().mkdir(cur, 0o755);
       continue;
     }
-    if (s.type === 'symlink' && noSymlinks) throw new CodedError('ESYMLINK', `path ${p} goes through the symbolic link ${cur} (-> ${s.target}): refusing to write through a link`);
+    if (s.type === 'symlink' && noSymlinks)
+      throw new CodedError(
+        'ESYMLINK',
+        `path ${p} goes through the symbolic link ${cur} (-> ${s.target}): refusing to write through a link`,
+      );
     if (s.type !== 'dir' && s.type !== 'symlink') throw new CodedError('ENOTDIR', `path ${p}: ${cur} is not a directory`);
   }
 }
@@ -185,7 +221,7 @@ async function hashFile(p: string): Promise<string> {
   const fd = (await f.open(p, 'r', 0)).fd;
   try {
     const b = Buffer.alloc(CHUNK);
-    for (let pos = 0; ;) {
+    for (let pos = 0; ; ) {
       const { bytesRead } = await f.read(fd, b, 0, b.length, pos);
       if (bytesRead <= 0) break;
       h.update(b.subarray(0, bytesRead));
@@ -216,7 +252,9 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
     return true;
   },
   lstat,
-  async readdir(p: string) { return (await mounted().readdir(p)).sort(); },
+  async readdir(p: string) {
+    return (await mounted().readdir(p)).sort();
+  },
   tree,
   rmrf,
   async emptyDir(p: string) {
@@ -257,9 +295,18 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
     return true;
   },
   hashFile,
-  async unlink(p: string) { await mounted().unlink(p); return true; },
-  async rmdir(p: string) { await mounted().rmdir(p); return true; },
-  async trim() { await mounted().trim(); return true; },
+  async unlink(p: string) {
+    await mounted().unlink(p);
+    return true;
+  },
+  async rmdir(p: string) {
+    await mounted().rmdir(p);
+    return true;
+  },
+  async trim() {
+    await mounted().trim();
+    return true;
+  },
 };
 
 port.on('message', async (m: ToWorker) => {
@@ -278,7 +325,11 @@ port.on('message', async (m: ToWorker) => {
     port.postMessage({ t: 'reply', id: m.id, value } satisfies FromWorker);
   } catch (e) {
     const err = e as { code?: string; message?: string; stack?: string } | undefined;
-    port.postMessage({ t: 'reply', id: m.id, error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack } } satisfies FromWorker);
+    port.postMessage({
+      t: 'reply',
+      id: m.id,
+      error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack },
+    } satisfies FromWorker);
   }
 });
 port.postMessage({ t: 'ready' } satisfies FromWorker);

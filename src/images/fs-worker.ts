@@ -66,7 +66,10 @@ function workerEntry(): { url: URL; execArgv: string[] } {
   const ts = new URL('./fs-thread.ts', import.meta.url);
   const loader = fileURLToPath(new URL('../../test/support/ts-register.mjs', import.meta.url));
   if (!existsSync(fileURLToPath(ts)) || !existsSync(loader)) {
-    throw new ThinpoolError('ENOENT', `the ext2fs worker ${fileURLToPath(js)} is missing: rebuild thinpool (npm run build) or reinstall the package`);
+    throw new ThinpoolError(
+      'ENOENT',
+      `the ext2fs worker ${fileURLToPath(js)} is missing: rebuild thinpool (npm run build) or reinstall the package`,
+    );
   }
   return { url: ts, execArgv: [...inheritedExecArgv(), '--enable-source-maps', '--import', pathToFileURL(loader).href] };
 }
@@ -146,7 +149,9 @@ export class FsSession {
       if (s.ioError !== null) throw s.ioError;
       if (s.dead) throw new ThinpoolError('EIO', `the ext2fs worker thread stopped: ${s.dead.message}`, { cause: s.dead });
       // libext2fs's own words ("UNKNOWN node_ext2fs_mount UNKNOWN (2133571347)") stay in the cause.
-      throw new ThinpoolError('ENOENT', `volume ${volume.label} holds no ext4 filesystem (or a damaged one that cannot be mounted)`, { cause: e });
+      throw new ThinpoolError('ENOENT', `volume ${volume.label} holds no ext4 filesystem (or a damaged one that cannot be mounted)`, {
+        cause: e,
+      });
     }
     return s;
   }
@@ -174,7 +179,11 @@ export class FsSession {
       this.worker.postMessage({ t: 'io-reply', id: m.id } satisfies ToWorker);
     } catch (e) {
       if (this.ioError === null) this.ioError = e;
-      this.worker.postMessage({ t: 'io-reply', id: m.id, error: { code: (e as { code?: string }).code ?? 'EIO', message: (e as Error).message } } satisfies ToWorker);
+      this.worker.postMessage({
+        t: 'io-reply',
+        id: m.id,
+        error: { code: (e as { code?: string }).code ?? 'EIO', message: (e as Error).message },
+      } satisfies ToWorker);
     }
   }
 
@@ -188,20 +197,29 @@ export class FsSession {
   }
 
   private mustWrite(what: string): void {
-    if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only (a committed layer or a view): cannot ${what}`);
+    if (!this.writable)
+      throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only (a committed layer or a view): cannot ${what}`);
   }
 
-  lstat(path: string): Promise<FsStat | null> { return this.call('lstat', path); }
-  readdir(path: string): Promise<string[]> { return this.call('readdir', path); }
+  lstat(path: string): Promise<FsStat | null> {
+    return this.call('lstat', path);
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.call('readdir', path);
+  }
   /** Every entry below root (not root itself), depth first, names sorted. */
-  tree(root = '/'): Promise<FsStat[]> { return this.call('tree', root); }
-  hashFile(path: string): Promise<string> { return this.call('hashFile', path); }
+  tree(root = '/'): Promise<FsStat[]> {
+    return this.call('tree', root);
+  }
+  hashFile(path: string): Promise<string> {
+    return this.call('hashFile', path);
+  }
 
   async readFile(path: string): Promise<Buffer> {
     const fd = await this.call<number>('open', path, 'r');
     const parts: Uint8Array[] = [];
     try {
-      for (let pos = 0; ;) {
+      for (let pos = 0; ; ) {
         const b = await this.call<Uint8Array>('read', fd, CHUNK, pos);
         if (b.length === 0) break;
         parts.push(b);
@@ -217,7 +235,7 @@ export class FsSession {
   async *readChunks(path: string): AsyncGenerator<Uint8Array> {
     const fd = await this.call<number>('open', path, 'r');
     try {
-      for (let pos = 0; ;) {
+      for (let pos = 0; ; ) {
         const b = await this.call<Uint8Array>('read', fd, CHUNK, pos);
         if (b.length === 0) break;
         yield b;
@@ -242,7 +260,9 @@ export class FsSession {
     }
   }
 
-  closeFile(fd: number): Promise<void> { return this.call('close', fd); }
+  closeFile(fd: number): Promise<void> {
+    return this.call('close', fd);
+  }
 
   /** Write a whole file (replacing what is there). */
   async writeFile(path: string, data: Uint8Array, opts: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {

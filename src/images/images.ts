@@ -89,14 +89,20 @@ export function quoteName(name: string): string {
 /** Throws EINVAL unless name is a valid image name. */
 export function checkImageName(name: string): void {
   if (typeof name !== 'string' || !IMAGE_NAME_RE.test(name) || name.includes('..')) {
-    throw new ThinpoolError('EINVAL', `bad image name ${q(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`);
+    throw new ThinpoolError(
+      'EINVAL',
+      `bad image name ${q(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`,
+    );
   }
 }
 
 /** Throws EINVAL unless name is a valid container name. */
 export function checkContainerName(name: string): void {
   if (typeof name !== 'string' || !CONTAINER_NAME_RE.test(name) || name.includes('..')) {
-    throw new ThinpoolError('EINVAL', `bad container name ${q(name)}: 1-255 characters of letters, digits and . _ : @ + -, starting with a letter or digit (no "/")`);
+    throw new ThinpoolError(
+      'EINVAL',
+      `bad container name ${q(name)}: 1-255 characters of letters, digits and . _ : @ + -, starting with a letter or digit (no "/")`,
+    );
   }
 }
 
@@ -134,7 +140,9 @@ export class ImageStore {
 
   // ---- images ----
   images(): ImageRecord[] {
-    return Object.values(this.state.images).sort((a, b) => a.name.localeCompare(b.name)).map(clone);
+    return Object.values(this.state.images)
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map(clone);
   }
 
   image(name: string): ImageRecord {
@@ -147,7 +155,11 @@ export class ImageStore {
    * Import an image from an OCI layout, an OCI/docker-save archive, or layer tarballs (bottom first).
    * `checkpoint` is awaited often while layers are applied; when it throws, the import stops and is undone.
    */
-  async import(name: string, sources: string[], opts: { onLayer?: (i: number, total: number, reused: boolean) => void; checkpoint?: () => Promise<void> } = {}): Promise<ImportResult> {
+  async import(
+    name: string,
+    sources: string[],
+    opts: { onLayer?: (i: number, total: number, reused: boolean) => void; checkpoint?: () => Promise<void> } = {},
+  ): Promise<ImportResult> {
     checkImageName(name);
     if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(name)} already exists`);
     const src = await readSource(sources);
@@ -172,18 +184,24 @@ export class ImageStore {
             continue;
           }
           if (layer.blobDigest && (await fileDigest(layer.path)) !== layer.blobDigest) {
-            throw new ThinpoolError('EINVAL', `layer ${layer.label}: the blob does not match its digest ${layer.blobDigest} (corrupt or tampered)`);
+            throw new ThinpoolError(
+              'EINVAL',
+              `layer ${layer.label}: the blob does not match its digest ${layer.blobDigest} (corrupt or tampered)`,
+            );
           }
           const key = `import/${name}/${i}/${Date.now()}`;
           this.snapshotter.prepare(key, parent);
           const vol = this.snapshotter.volume(key);
-          const res = await withFs(vol, async (fs) => applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId, checkpoint: opts.checkpoint }));
+          const res = await withFs(vol, async (fs) =>
+            applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId, checkpoint: opts.checkpoint }),
+          );
           patchInodes(vol, res);
           bytes += res.bytes;
           diffIds.push(res.diffId);
           const c = chainIds(diffIds)[diffIds.length - 1];
           chains.push(c);
-          if (this.snapshotter.has(c)) this.snapshotter.remove(key); // same content under another name: keep the old
+          if (this.snapshotter.has(c))
+            this.snapshotter.remove(key); // same content under another name: keep the old
           else this.snapshotter.commit(c, key, { 'containerd.io/snapshot/layer.diffid': res.diffId });
           parent = c;
           applied++;
@@ -210,8 +228,14 @@ export class ImageStore {
   /** Remove an image and the layers no other image or container uses. Returns the bytes freed. */
   async removeImage(name: string): Promise<number> {
     const im = this.image(name);
-    const users = Object.values(this.state.containers).filter((c) => c.image === name).map((c) => c.name);
-    if (users.length) throw new ThinpoolError('EBUSY', `image ${q(name)} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`);
+    const users = Object.values(this.state.containers)
+      .filter((c) => c.image === name)
+      .map((c) => c.name);
+    if (users.length)
+      throw new ThinpoolError(
+        'EBUSY',
+        `image ${q(name)} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`,
+      );
     return this.tx(() => {
       delete this.state.images[name];
       const used = new Set(Object.values(this.state.images).flatMap((i) => i.chainIds));
@@ -241,7 +265,12 @@ export class ImageStore {
       const v = this.snapshotter.volume(c);
       if (i === 0) return v.map().reduce((n, e) => n + e.lengthBytes, 0);
       const p = this.snapshotter.volume(im.chainIds[i - 1]);
-      return this.pool.diff(p.id, v.id).filter((r) => r.kind === 'right_only' || r.kind === 'different').reduce((n, r) => n + r.length, 0) * bs;
+      return (
+        this.pool
+          .diff(p.id, v.id)
+          .filter((r) => r.kind === 'right_only' || r.kind === 'different')
+          .reduce((n, r) => n + r.length, 0) * bs
+      );
     });
   }
 
@@ -251,7 +280,7 @@ export class ImageStore {
     const sizes = this.layerSizes(im);
     const rows: HistoryRow[] = [];
     let li = 0;
-    const hist = im.history.length ? im.history : im.chainIds.map(() => ({} as HistoryEntry));
+    const hist = im.history.length ? im.history : im.chainIds.map(() => ({}) as HistoryEntry);
     for (const h of hist) {
       if (h.empty_layer) {
         rows.push({ layer: '<missing>', created: h.created, createdBy: h.created_by, comment: h.comment, size: 0 });
@@ -267,7 +296,9 @@ export class ImageStore {
 
   // ---- containers ----
   containers(): ContainerRecord[] {
-    return Object.values(this.state.containers).sort((a, b) => a.name.localeCompare(b.name)).map(clone);
+    return Object.values(this.state.containers)
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map(clone);
   }
 
   container(name: string): ContainerRecord {
@@ -330,19 +361,48 @@ export class ImageStore {
     const base = this.image(c.image);
     const top = this.topVolume(base);
     const vol = this.containerVolume(name);
-    const diffId = await withFs(top, (a) => withFs(vol, async (b) => {
-      const changes = await treeChanges(a, b, Date.parse(c.created) - 2000);
-      return changesDigest(b, changes);
-    }, { readOnly: true }));
+    const diffId = await withFs(top, (a) =>
+      withFs(
+        vol,
+        async (b) => {
+          const changes = await treeChanges(a, b, Date.parse(c.created) - 2000);
+          return changesDigest(b, changes);
+        },
+        { readOnly: true },
+      ),
+    );
     const diffIds = [...base.diffIds, diffId];
     const chain = chainIds(diffIds)[diffIds.length - 1];
     const now = new Date().toISOString();
-    const history: HistoryEntry[] = [...base.history, { created: now, created_by: opts.createdBy ?? `thinpool container commit ${name}`, ...(opts.comment ? { comment: opts.comment } : {}) }];
-    const config: ImageConfig = { created: now, architecture: 'amd64', os: 'linux', ...(base.config ? { config: base.config } : {}), rootfs: { type: 'layers', diff_ids: diffIds }, history };
+    const history: HistoryEntry[] = [
+      ...base.history,
+      {
+        created: now,
+        created_by: opts.createdBy ?? `thinpool container commit ${name}`,
+        ...(opts.comment ? { comment: opts.comment } : {}),
+      },
+    ];
+    const config: ImageConfig = {
+      created: now,
+      architecture: 'amd64',
+      os: 'linux',
+      ...(base.config ? { config: base.config } : {}),
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history,
+    };
     const id = `sha256:${createHash('sha256').update(JSON.stringify(config)).digest('hex')}`;
     return this.tx(() => {
       if (!this.snapshotter.has(chain)) this.snapshotter.commitCopy(chain, c.key, { 'containerd.io/snapshot/layer.diffid': diffId });
-      const rec: ImageRecord = { name: image, id, diffIds, chainIds: [...base.chainIds, chain], created: now, history, ...(base.config ? { config: base.config } : {}), importedAt: now };
+      const rec: ImageRecord = {
+        name: image,
+        id,
+        diffIds,
+        chainIds: [...base.chainIds, chain],
+        created: now,
+        history,
+        ...(base.config ? { config: base.config } : {}),
+        importedAt: now,
+      };
       this.state.images[image] = rec;
       return clone(rec);
     });
@@ -410,9 +470,10 @@ async function changesDigest(b: FsSession, changes: Change[]): Promise<string> {
     pack.on('end', resolve);
     pack.on('error', reject);
   });
-  const entry = (h: Partial<Header> & { name: string }, body?: Buffer): Promise<void> => new Promise((resolve, reject) => {
-    pack.entry(h, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-  });
+  const entry = (h: Partial<Header> & { name: string }, body?: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => {
+      pack.entry(h, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+    });
   for (const ch of changes) {
     const rel = ch.path.slice(1);
     if (ch.kind === 'D') {
@@ -430,7 +491,10 @@ async function changesDigest(b: FsSession, changes: Change[]): Promise<string> {
       const s = (() => {
         let res!: () => void;
         let rej!: (e: Error) => void;
-        fin = new Promise<void>((a, b2) => { res = a; rej = b2; });
+        fin = new Promise<void>((a, b2) => {
+          res = a;
+          rej = b2;
+        });
         return pack.entry({ ...common, type: 'file', size: st.size }, (err) => (err ? rej(err) : res()));
       })();
       for await (const c of b.readChunks(ch.path)) {

@@ -1,6 +1,23 @@
 // Images and containers on thin snapshots (see docs/images.md).
-export { ImageStore, IMAGES_EXTENSION, type ImageRecord, type ContainerRecord, type ImportResult, type HistoryRow, type Change } from './images.js';
-export { Snapshotter, EXTENSION as SNAPSHOTTER_EXTENSION, OWNER_LABEL, type SnapshotInfo, type Kind, type Usage, type WalkFilter, type SnapshotterOptions } from './snapshotter.js';
+export {
+  ImageStore,
+  IMAGES_EXTENSION,
+  type ImageRecord,
+  type ContainerRecord,
+  type ImportResult,
+  type HistoryRow,
+  type Change,
+} from './images.js';
+export {
+  Snapshotter,
+  EXTENSION as SNAPSHOTTER_EXTENSION,
+  OWNER_LABEL,
+  type SnapshotInfo,
+  type Kind,
+  type Usage,
+  type WalkFilter,
+  type SnapshotterOptions,
+} from './snapshotter.js';
 export { FsSession, FsError, withFs, type FsStat, type PutEntry } from './fs-worker.js';
 export { applyLayer, cleanPath, type ApplyResult } from './layer.js';
 export { readSource, chainIds, type ImageSource, type ImageConfig, type HistoryEntry, type LayerSource } from './source.js';

@@ -52,7 +52,11 @@ export function cleanPath(name: string, what = 'path'): string {
 
 /** A stream of zstd-compressed bytes, decompressed (fzstd, in this thread). */
 function unzstd(raw: Readable): Readable {
-  const out = new Readable({ read() { raw.resume(); } });
+  const out = new Readable({
+    read() {
+      raw.resume();
+    },
+  });
   const dec = new Decompress((chunk) => {
     if (!out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) raw.pause();
   });
@@ -101,12 +105,21 @@ export async function digestStream(s: Readable): Promise<string> {
 function wrapTarError(e: unknown, label: string): unknown {
   if (e instanceof ThinpoolError) return e;
   const msg = (e as Error)?.message ?? String(e);
-  if ((e as { code?: string })?.code === 'ESYMLINK' || (e as { code?: string })?.code === 'ENOTDIR') return new ThinpoolError('EINVAL', `layer ${label}: ${msg}`, { cause: e });
+  if ((e as { code?: string })?.code === 'ESYMLINK' || (e as { code?: string })?.code === 'ENOTDIR')
+    return new ThinpoolError('EINVAL', `layer ${label}: ${msg}`, { cause: e });
   const libErr = /UNKNOWN \((\d{10})\)/.exec(msg);
   if ((e as { code?: string })?.code === 'ENOSPC' || (libErr && Number(libErr[1]) >= 2133571328)) {
-    return new ThinpoolError('EINVAL', `layer ${label}: the image's filesystem refused a write (${libErr ? `libext2fs error ${libErr[1]}` : 'ENOSPC'}): it is probably full; import with a larger --fs-size`, { cause: e });
+    return new ThinpoolError(
+      'EINVAL',
+      `layer ${label}: the image's filesystem refused a write (${libErr ? `libext2fs error ${libErr[1]}` : 'ENOSPC'}): it is probably full; import with a larger --fs-size`,
+      { cause: e },
+    );
   }
-  if (e instanceof TarError || /Unexpected end|unexpected end|Invalid tar|incorrect header|invalid|Z_/.test(msg) || (e as { code?: string })?.code?.startsWith?.('Z_')) {
+  if (
+    e instanceof TarError ||
+    /Unexpected end|unexpected end|Invalid tar|incorrect header|invalid|Z_/.test(msg) ||
+    (e as { code?: string })?.code?.startsWith?.('Z_')
+  ) {
     return new ThinpoolError('EINVAL', `layer ${label} is not a valid tar archive (truncated or corrupt): ${msg}`, { cause: e });
   }
   return e;
@@ -118,7 +131,11 @@ const KINDS: Record<string, SpecialKind> = { char: 'char', block: 'block', fifo:
  * Apply an uncompressed tar stream to a mounted filesystem. `checkpoint`, when given, is awaited every few
  * entries and every MiB of a large file: it may throw to stop the apply (an interrupted command).
  */
-export async function applyLayer(fs: FsSession, input: Readable, opts: { label: string; expectDiffId?: string; checkpoint?: () => Promise<void> }): Promise<ApplyResult> {
+export async function applyLayer(
+  fs: FsSession,
+  input: Readable,
+  opts: { label: string; expectDiffId?: string; checkpoint?: () => Promise<void> },
+): Promise<ApplyResult> {
   const hash = createHash('sha256');
   async function* hashing(): AsyncGenerator<Buffer> {
     for await (const c of input) {
@@ -152,7 +169,8 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
         await fs.rmrf(victim);
         continue;
       }
-      if (path === '') { // the root itself
+      if (path === '') {
+        // the root itself
         if (h.type === 'dir') await fs.put({ path: '/', type: 'dir', mode: h.mode, uid: h.uid, gid: h.gid }).catch(() => undefined);
         continue;
       }
@@ -228,7 +246,9 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
       unpacked.add(path);
     }
     // The tar's end-of-archive blocks and any padding after them count in the diff id: read the input through.
-    for await (const _ of hashed) { /* hashed on the way */ }
+    for await (const _ of hashed) {
+      /* hashed on the way */
+    }
   } catch (e) {
     throw wrapTarError(e, opts.label);
   }
@@ -256,8 +276,10 @@ export async function applyLayer(fs: FsSession, input: Readable, opts: { label: 
   }
   const diffId = `sha256:${hash.digest('hex')}`;
   if (opts.expectDiffId && opts.expectDiffId !== diffId) {
-    throw new ThinpoolError('EINVAL', `layer ${opts.label}: its content digest ${diffId} does not match the diff id ${opts.expectDiffId} in the image config (corrupt or tampered layer)`);
+    throw new ThinpoolError(
+      'EINVAL',
+      `layer ${opts.label}: its content digest ${diffId} does not match the diff id ${opts.expectDiffId} in the image config (corrupt or tampered layer)`,
+    );
   }
   return { diffId, entries, skipped: 0, bytes, times, specials, dirents, xattrs };
 }
-

@@ -31,13 +31,32 @@ export function findTool(name: string): string | null {
 /** Format an ext4 filesystem of the volume's size into an (empty, writable) volume. */
 export function formatExt4(volume: Volume, label = 'thinpool'): void {
   const mkfs = findTool('mkfs.ext4');
-  if (!mkfs) throw new ThinpoolError('ENOENT', 'mkfs.ext4 not found: install e2fsprogs (Debian package e2fsprogs) to create image filesystems');
+  if (!mkfs)
+    throw new ThinpoolError('ENOENT', 'mkfs.ext4 not found: install e2fsprogs (Debian package e2fsprogs) to create image filesystems');
   const dir = mkdtempSync(join(tmpdir(), 'thinpool-mkfs-'));
   const file = join(dir, 'fs.img');
   try {
     const size = volume.sizeBytes;
-    const r = spawnSync(mkfs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-L', label.slice(0, 16), '-O', '^has_journal',
-      '-E', 'root_owner=0:0,lazy_itable_init=1,nodiscard', file, `${Math.floor(size / 1024)}k`], { encoding: 'utf8' });
+    const r = spawnSync(
+      mkfs,
+      [
+        '-q',
+        '-F',
+        '-t',
+        'ext4',
+        '-b',
+        '4096',
+        '-L',
+        label.slice(0, 16),
+        '-O',
+        '^has_journal',
+        '-E',
+        'root_owner=0:0,lazy_itable_init=1,nodiscard',
+        file,
+        `${Math.floor(size / 1024)}k`,
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new ThinpoolError('EIO', `mkfs.ext4 failed: ${(r.stderr || r.error?.message || '').trim()}`);
     const fd = openSync(file, 'r');
     try {

@@ -84,7 +84,10 @@ export class Snapshotter {
     this.pool = pool;
     this.size = opts.size ?? 1024 ** 3;
     if (!Number.isSafeInteger(this.size) || this.size < MIN_FS_SIZE) {
-      throw new ThinpoolError('EINVAL', `filesystem size ${this.size} bytes is too small for an ext4 filesystem: use at least ${MIN_FS_SIZE} bytes (1 MiB)`);
+      throw new ThinpoolError(
+        'EINVAL',
+        `filesystem size ${this.size} bytes is too small for an ext4 filesystem: use at least ${MIN_FS_SIZE} bytes (1 MiB)`,
+      );
     }
     const s = pool.getExtension<State>(EXTENSION);
     this.state = s ? clone(s) : { version: 1, next: 1, bases: {}, snapshots: {} };
@@ -119,12 +122,16 @@ export class Snapshotter {
       for (const name of this.created.reverse()) {
         try {
           if (this.pool.has(name)) this.pool.deleteSync(name, { owner: OWNER });
-        } catch { /* best effort */ }
+        } catch {
+          /* best effort */
+        }
       }
       for (const name of this.sealed) {
         try {
           if (this.pool.has(name)) this.pool.updateSync(name, { readOnly: false }, { owner: OWNER });
-        } catch { /* best effort */ }
+        } catch {
+          /* best effort */
+        }
       }
       this.state = saved;
       this.pool.setExtension(EXTENSION, savedExt === undefined ? undefined : clone(savedExt));
@@ -167,7 +174,8 @@ export class Snapshotter {
   }
 
   private checkKey(key: string): void {
-    if (typeof key !== 'string' || key.length === 0 || key.length > 1024) throw new ThinpoolError('EINVAL', `bad snapshot key ${JSON.stringify(key)}`);
+    if (typeof key !== 'string' || key.length === 0 || key.length > 1024)
+      throw new ThinpoolError('EINVAL', `bad snapshot key ${JSON.stringify(key)}`);
     if (this.state.snapshots[key]) throw new ThinpoolError('EEXIST', `snapshot ${JSON.stringify(key)} already exists`);
   }
 
@@ -183,7 +191,10 @@ export class Snapshotter {
       origin = this.base(this.size);
     }
     const volume = this.newVolumeName();
-    this.pool.snapshotSync(origin, volume, { readOnly: kind === 'view', labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': key.slice(0, 200) } });
+    this.pool.snapshotSync(origin, volume, {
+      readOnly: kind === 'view',
+      labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': key.slice(0, 200) },
+    });
     this.track(volume);
     const now = new Date().toISOString();
     const info: SnapshotInfo = { key, kind, ...(parent ? { parent } : {}), labels: { ...labels }, created: now, updated: now, volume };
@@ -205,13 +216,24 @@ export class Snapshotter {
   /** The active snapshot key becomes the committed, immutable snapshot name. */
   commit(name: string, key: string, labels?: Record<string, string>): SnapshotInfo {
     const s = this.get(key);
-    if (s.kind !== 'active') throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
+    if (s.kind !== 'active')
+      throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
     if (name !== key) this.checkKey(name);
-    if (Object.values(this.state.snapshots).some((o) => o.parent === key)) throw new ThinpoolError('EBUSY', `snapshot ${JSON.stringify(key)} has children`);
+    if (Object.values(this.state.snapshots).some((o) => o.parent === key))
+      throw new ThinpoolError('EBUSY', `snapshot ${JSON.stringify(key)} has children`);
     if (this.txDepth > 0 && !this.created.includes(s.volume)) this.sealed.push(s.volume);
-    this.pool.updateSync(s.volume, { readOnly: true, labels: { ...(this.pool.recordOf(this.pool.volume(s.volume).id)?.labels ?? {}), 'thinpool.images/key': name.slice(0, 200) } });
+    this.pool.updateSync(s.volume, {
+      readOnly: true,
+      labels: { ...(this.pool.recordOf(this.pool.volume(s.volume).id)?.labels ?? {}), 'thinpool.images/key': name.slice(0, 200) },
+    });
     delete this.state.snapshots[key];
-    const info: SnapshotInfo = { ...s, key: name, kind: 'committed', labels: { ...s.labels, ...(labels ?? {}) }, updated: new Date().toISOString() };
+    const info: SnapshotInfo = {
+      ...s,
+      key: name,
+      kind: 'committed',
+      labels: { ...s.labels, ...(labels ?? {}) },
+      updated: new Date().toISOString(),
+    };
     this.state.snapshots[name] = info;
     this.save();
     return clone(info);
@@ -223,13 +245,25 @@ export class Snapshotter {
    */
   commitCopy(name: string, key: string, labels?: Record<string, string>): SnapshotInfo {
     const s = this.get(key);
-    if (s.kind !== 'active') throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
+    if (s.kind !== 'active')
+      throw new ThinpoolError('EINVAL', `snapshot ${JSON.stringify(key)} is ${s.kind}: only an active snapshot can be committed`);
     this.checkKey(name);
     const volume = this.newVolumeName();
-    this.pool.snapshotSync(s.volume, volume, { readOnly: true, labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': name.slice(0, 200) } });
+    this.pool.snapshotSync(s.volume, volume, {
+      readOnly: true,
+      labels: { [OWNER_LABEL]: OWNER, 'thinpool.images/key': name.slice(0, 200) },
+    });
     this.track(volume);
     const now = new Date().toISOString();
-    const info: SnapshotInfo = { key: name, kind: 'committed', ...(s.parent ? { parent: s.parent } : {}), labels: { ...(labels ?? {}) }, created: now, updated: now, volume };
+    const info: SnapshotInfo = {
+      key: name,
+      kind: 'committed',
+      ...(s.parent ? { parent: s.parent } : {}),
+      labels: { ...(labels ?? {}) },
+      created: now,
+      updated: now,
+      volume,
+    };
     this.state.snapshots[name] = info;
     this.save();
     return clone(info);
@@ -238,8 +272,14 @@ export class Snapshotter {
   /** Remove a snapshot (refused while it has children). Returns the bytes freed. */
   remove(key: string): number {
     const s = this.get(key);
-    const kids = Object.values(this.state.snapshots).filter((o) => o.parent === key).map((o) => o.key);
-    if (kids.length) throw new ThinpoolError('EBUSY', `snapshot ${JSON.stringify(key)} has children (${kids.slice(0, 3).join(', ')}${kids.length > 3 ? ', ...' : ''}): remove them first`);
+    const kids = Object.values(this.state.snapshots)
+      .filter((o) => o.parent === key)
+      .map((o) => o.key);
+    if (kids.length)
+      throw new ThinpoolError(
+        'EBUSY',
+        `snapshot ${JSON.stringify(key)} has children (${kids.slice(0, 3).join(', ')}${kids.length > 3 ? ', ...' : ''}): remove them first`,
+      );
     let freed = 0;
     if (this.pool.has(s.volume)) {
       const before = this.pool.status().dataBlocks.used;
@@ -279,7 +319,10 @@ export class Snapshotter {
   /** Every snapshot that passes the filter, ordered by key. */
   walk(filter?: WalkFilter): SnapshotInfo[] {
     const pred = compileFilter(filter);
-    return Object.values(this.state.snapshots).filter(pred).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map(clone);
+    return Object.values(this.state.snapshots)
+      .filter(pred)
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .map(clone);
   }
 
   /** The pool volume of a snapshot. */
@@ -294,7 +337,10 @@ export class Snapshotter {
    */
   collectOrphans(): string[] {
     const owned = this.ownedVolumes();
-    const orphans = this.pool.list().filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === OWNER && !owned.has(v.name)).map((v) => v.name!);
+    const orphans = this.pool
+      .list()
+      .filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === OWNER && !owned.has(v.name))
+      .map((v) => v.name!);
     // Children first, so that no origin is deleted before its snapshots (not required by dm-thin, but tidy).
     for (const n of orphans.reverse()) this.pool.deleteSync(n, { owner: OWNER });
     return orphans;
@@ -309,7 +355,10 @@ export class Snapshotter {
 function compileFilter(filter: WalkFilter | undefined): (s: SnapshotInfo) => boolean {
   if (filter === undefined) return () => true;
   if (typeof filter === 'function') return filter;
-  const parts = (Array.isArray(filter) ? filter : [filter]).flatMap((f) => f.split(',')).map((f) => f.trim()).filter(Boolean);
+  const parts = (Array.isArray(filter) ? filter : [filter])
+    .flatMap((f) => f.split(','))
+    .map((f) => f.trim())
+    .filter(Boolean);
   const tests = parts.map((p) => {
     const m = /^([a-zA-Z.]+|labels\."[^"]+"|labels\.[^=!~]+)\s*(==|!=|~=)\s*(.*)$/.exec(p);
     if (!m) throw new ThinpoolError('EINVAL', `bad filter ${JSON.stringify(p)}: use field==value, field!=value or field~=regex`);

@@ -85,8 +85,19 @@ function blobPath(root: string, digest: string): string {
   return join(root, 'blobs', m[1], m[2]);
 }
 
-interface Manifestish { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] }
-interface Descriptor { mediaType?: string; digest: string; size?: number; annotations?: Record<string, string>; platform?: { os?: string; architecture?: string } }
+interface Manifestish {
+  mediaType?: string;
+  manifests?: Descriptor[];
+  config?: Descriptor;
+  layers?: Descriptor[];
+}
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size?: number;
+  annotations?: Record<string, string>;
+  platform?: { os?: string; architecture?: string };
+}
 
 async function fromOciLayout(root: string): Promise<Omit<ImageSource, 'cleanup'>> {
   const index = readJson<{ manifests?: Descriptor[] }>(join(root, 'index.json'), 'OCI index.json');
@@ -104,7 +115,8 @@ async function fromOciLayout(root: string): Promise<Omit<ImageSource, 'cleanup'>
     }
     if (!doc.config || !doc.layers) bad(`manifest ${desc.digest} has no config or layers`);
     const cfgPath = blobPath(root, doc.config.digest);
-    if ((await fileDigest(cfgPath).catch(() => bad(`config blob ${doc.config!.digest} is missing`))) !== doc.config.digest) bad(`config blob ${doc.config.digest} does not match its digest`);
+    if ((await fileDigest(cfgPath).catch(() => bad(`config blob ${doc.config!.digest} is missing`))) !== doc.config.digest)
+      bad(`config blob ${doc.config.digest} does not match its digest`);
     const config = readJson<ImageConfig>(cfgPath, 'image config');
     const diffIds = config.rootfs?.diff_ids ?? [];
     if (diffIds.length !== doc.layers.length) bad(`the image config lists ${diffIds.length} diff ids for ${doc.layers.length} layers`);
@@ -118,7 +130,10 @@ async function fromOciLayout(root: string): Promise<Omit<ImageSource, 'cleanup'>
 }
 
 async function fromDockerSave(root: string): Promise<Omit<ImageSource, 'cleanup'>> {
-  const manifest = readJson<Array<{ Config: string; RepoTags?: string[]; Layers: string[] }>>(join(root, 'manifest.json'), 'docker save manifest.json');
+  const manifest = readJson<Array<{ Config: string; RepoTags?: string[]; Layers: string[] }>>(
+    join(root, 'manifest.json'),
+    'docker save manifest.json',
+  );
   const m = manifest[0];
   if (!m?.Config || !Array.isArray(m.Layers)) bad('docker save manifest.json names no Config or Layers');
   const cfgPath = join(root, cleanPath(m.Config, 'config path'));
@@ -187,7 +202,9 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
     bad(`${root} is neither an OCI image layout (no index.json) nor an unpacked docker save (no manifest.json)`);
   }
   for (const p of paths) if (!statSync(p).isFile()) bad(`${p} is not a file`);
-  for (const p of paths) if (statSync(p).size === 0) bad(`${p} is empty: not a tar archive (an image source is an OCI layout, an OCI or docker save archive, or layer tarballs)`);
+  for (const p of paths)
+    if (statSync(p).size === 0)
+      bad(`${p} is empty: not a tar archive (an image source is an OCI layout, an OCI or docker save archive, or layer tarballs)`);
   if (paths.length === 1) {
     const names = await tarNames(paths[0]);
     if (names.has('/index.json') || names.has('/manifest.json')) {
@@ -195,7 +212,8 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
       const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
       try {
         await unpackArchive(paths[0], dir);
-        const src = existsSync(join(dir, 'index.json')) && existsSync(join(dir, 'blobs')) ? await fromOciLayout(dir) : await fromDockerSave(dir);
+        const src =
+          existsSync(join(dir, 'index.json')) && existsSync(join(dir, 'blobs')) ? await fromOciLayout(dir) : await fromDockerSave(dir);
         return { ...src, cleanup };
       } catch (e) {
         cleanup();
@@ -220,12 +238,20 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
       if (n === 0) bad(`${p} is empty once uncompressed: not a tar archive`);
     } catch (e) {
       if (e instanceof ThinpoolError) throw e;
-      throw new ThinpoolError('EINVAL', `layer ${p} cannot be read (truncated or corrupt compression): ${(e as Error).message}`, { cause: e });
+      throw new ThinpoolError('EINVAL', `layer ${p} cannot be read (truncated or corrupt compression): ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     layers.push({ label: `${i + 1} (${basename(p)})`, path: p, diffId, open: () => openLayer(p) });
     history.push({ created: now, created_by: `thinpool image import ${basename(p)}` });
   }
-  const config: ImageConfig = { created: now, architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId!) }, history };
+  const config: ImageConfig = {
+    created: now,
+    architecture: 'amd64',
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId!) },
+    history,
+  };
   const text = JSON.stringify(config);
   return { layers, config, configDigest: sha(text), cleanup: () => undefined };
 }

@@ -46,7 +46,17 @@ export class TarError extends Error {
 }
 
 const BLOCK = 512;
-const TYPES: Record<string, TarType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
+const TYPES: Record<string, TarType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
 
 /** Pulls exact byte counts out of an async iterable of chunks. */
 class Bytes {
@@ -101,7 +111,9 @@ class Bytes {
   }
 
   async skip(n: number): Promise<void> {
-    for await (const _ of this.stream(n)) { /* skipped */ }
+    for await (const _ of this.stream(n)) {
+      /* skipped */
+    }
   }
 }
 
@@ -113,7 +125,8 @@ function str(b: Buffer, start: number, len: number): string {
 
 function num(b: Buffer, start: number, len: number, what: string): number {
   const f = b.subarray(start, start + len);
-  if (f[0] & 0x80) { // GNU base-256, big-endian, two's complement
+  if (f[0] & 0x80) {
+    // GNU base-256, big-endian, two's complement
     let v = f[0] & 0x7f;
     if (f[0] & 0x40) throw new TarError(`invalid tar header: negative ${what}`);
     for (let i = 1; i < f.length; i++) v = v * 256 + f[i];
@@ -195,15 +208,24 @@ export async function* readTar(input: AsyncIterable<Buffer | Uint8Array>): Async
         else if (k === 'gid') gid = Number(v.toString('latin1'));
         else if (k === 'mtime') mtimeMs = Math.round(Number(v.toString('latin1')) * 1000);
         else if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice(13), Buffer.from(v));
-        else if (k.startsWith('LIBARCHIVE.xattr.')) xattrs.set(decodeURIComponent(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));
+        else if (k.startsWith('LIBARCHIVE.xattr.'))
+          xattrs.set(decodeURIComponent(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));
       }
-      if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(uid) || !Number.isSafeInteger(gid)) throw new TarError(`invalid pax header for ${name}`);
+      if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(uid) || !Number.isSafeInteger(gid))
+        throw new TarError(`invalid pax header for ${name}`);
     }
     pax = null;
     longName = null;
     longLink = null;
     const header: TarHeader = {
-      name, type, mode: num(h, 100, 8, 'mode') & 0o7777, uid, gid, size, mtimeMs, linkname,
+      name,
+      type,
+      mode: num(h, 100, 8, 'mode') & 0o7777,
+      uid,
+      gid,
+      size,
+      mtimeMs,
+      linkname,
       devmajor: type === 'char' || type === 'block' ? num(h, 329, 8, 'devmajor') : 0,
       devminor: type === 'char' || type === 'block' ? num(h, 337, 8, 'devminor') : 0,
       xattrs,

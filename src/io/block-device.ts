@@ -50,5 +50,8 @@ export interface AsyncBlockDevice extends BlockDevice {
 }
 
 export function isAsyncDevice(dev: BlockDevice): dev is AsyncBlockDevice {
-  return typeof (dev as Partial<AsyncBlockDevice>).readAsync === 'function' && typeof (dev as Partial<AsyncBlockDevice>).writeAsync === 'function';
+  return (
+    typeof (dev as Partial<AsyncBlockDevice>).readAsync === 'function' &&
+    typeof (dev as Partial<AsyncBlockDevice>).writeAsync === 'function'
+  );
 }

@@ -38,7 +38,9 @@ function onPath(name: string): boolean {
     try {
       fs.accessSync(`${dir}/${name}`, fs.constants.X_OK);
       return true;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   return false;
 }

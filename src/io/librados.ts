@@ -23,13 +23,40 @@ type Fn = (...args: any[]) => any;
 
 interface Lib {
   koffi: any;
-  create2: Fn; confReadFile: Fn; confSet: Fn; confParseEnv: Fn; connect: Fn; shutdown: Fn; instanceId: Fn;
-  ioctxCreate: Fn; ioctxDestroy: Fn; setNamespace: Fn;
-  write: Fn; writeFull: Fn; read: Fn; remove: Fn; trunc: Fn; stat: Fn;
-  createWriteOp: Fn; releaseWriteOp: Fn; writeOpZero: Fn; writeOpOperate: Fn;
-  lockExclusive: Fn; unlock: Fn; listLockers: Fn; breakLock: Fn; blocklistAdd: Fn;
-  listOpen: Fn; listNext: Fn; listClose: Fn;
-  aioCreate: Fn; aioRelease: Fn; aioWrite: Fn; aioRead: Fn; aioGetReturn: Fn; aioWaitComplete: Fn;
+  create2: Fn;
+  confReadFile: Fn;
+  confSet: Fn;
+  confParseEnv: Fn;
+  connect: Fn;
+  shutdown: Fn;
+  instanceId: Fn;
+  ioctxCreate: Fn;
+  ioctxDestroy: Fn;
+  setNamespace: Fn;
+  write: Fn;
+  writeFull: Fn;
+  read: Fn;
+  remove: Fn;
+  trunc: Fn;
+  stat: Fn;
+  createWriteOp: Fn;
+  releaseWriteOp: Fn;
+  writeOpZero: Fn;
+  writeOpOperate: Fn;
+  lockExclusive: Fn;
+  unlock: Fn;
+  listLockers: Fn;
+  breakLock: Fn;
+  blocklistAdd: Fn;
+  listOpen: Fn;
+  listNext: Fn;
+  listClose: Fn;
+  aioCreate: Fn;
+  aioRelease: Fn;
+  aioWrite: Fn;
+  aioRead: Fn;
+  aioGetReturn: Fn;
+  aioWaitComplete: Fn;
   aioIsComplete: Fn;
   /** `.async(comp, (err, rc) => ...)` runs it on a koffi worker thread. */
   aioWaitCompleteAsync: Fn;
@@ -96,13 +123,21 @@ function load(): Lib {
   try {
     koffi = require('koffi');
   } catch (e) {
-    throw new ThinpoolError('ENOENT', 'rados: pools need the npm package koffi (an optional dependency of thinpool): run "npm install koffi"', { cause: e });
+    throw new ThinpoolError(
+      'ENOENT',
+      'rados: pools need the npm package koffi (an optional dependency of thinpool): run "npm install koffi"',
+      { cause: e },
+    );
   }
   let so: any;
   try {
     so = koffi.load('librados.so.2');
   } catch (e) {
-    throw new ThinpoolError('ENOENT', 'rados: pools need librados (librados.so.2): install the Debian package librados2 (it comes with ceph-common): apt-get install ceph-common', { cause: e });
+    throw new ThinpoolError(
+      'ENOENT',
+      'rados: pools need librados (librados.so.2): install the Debian package librados2 (it comes with ceph-common): apt-get install ceph-common',
+      { cause: e },
+    );
   }
   const f = (sig: string) => so.func(sig);
   const waitForComplete = f('int rados_aio_wait_for_complete(void *c)');
@@ -128,9 +163,13 @@ function load(): Lib {
     releaseWriteOp: f('void rados_release_write_op(void *op)'),
     writeOpZero: f('void rados_write_op_zero(void *op, uint64_t off, uint64_t len)'),
     writeOpOperate: f('int rados_write_op_operate(void *op, void *io, const char *oid, void *mtime, int flags)'),
-    lockExclusive: f('int rados_lock_exclusive(void *io, const char *oid, const char *name, const char *cookie, const char *desc, void *duration, uint8_t flags)'),
+    lockExclusive: f(
+      'int rados_lock_exclusive(void *io, const char *oid, const char *name, const char *cookie, const char *desc, void *duration, uint8_t flags)',
+    ),
     unlock: f('int rados_unlock(void *io, const char *oid, const char *name, const char *cookie)'),
-    listLockers: f('int64_t rados_list_lockers(void *io, const char *oid, const char *name, _Out_ int *exclusive, _Out_ uint8_t *tag, _Inout_ size_t *tagLen, _Out_ uint8_t *clients, _Inout_ size_t *clientsLen, _Out_ uint8_t *cookies, _Inout_ size_t *cookiesLen, _Out_ uint8_t *addrs, _Inout_ size_t *addrsLen)'),
+    listLockers: f(
+      'int64_t rados_list_lockers(void *io, const char *oid, const char *name, _Out_ int *exclusive, _Out_ uint8_t *tag, _Inout_ size_t *tagLen, _Out_ uint8_t *clients, _Inout_ size_t *clientsLen, _Out_ uint8_t *cookies, _Inout_ size_t *cookiesLen, _Out_ uint8_t *addrs, _Inout_ size_t *addrsLen)',
+    ),
     breakLock: f('int rados_break_lock(void *io, const char *oid, const char *name, const char *client, const char *cookie)'),
     blocklistAdd: f('int rados_blocklist_add(void *cluster, const char *addr, uint32_t expireSeconds)'),
     listOpen: f('int rados_nobjects_list_open(void *io, _Out_ void **ctx)'),
@@ -153,12 +192,20 @@ function radosError(rc: number, what: string): ThinpoolError {
   const errno = -rc;
   let code: ErrorCode = 'EIO';
   let why = `error ${errno}`;
-  if (errno === ENOENT) { code = 'ENOENT'; why = 'no such object or pool'; }
-  else if (errno === ETIMEDOUT) why = 'timed out (is the OSD or monitor down?)';
-  else if (errno === ESHUTDOWN) { code = 'EFENCED'; why = 'this client is blocklisted: another opener broke its lock, so nothing it sends lands'; }
-  else if (errno === EBUSY) { code = 'EBUSY'; why = 'busy'; }
-  else if (errno === EEXIST) { code = 'EEXIST'; why = 'exists'; }
-  else if (errno === 1 || errno === 13) why = 'permission denied (check --ceph-id and its keyring)';
+  if (errno === ENOENT) {
+    code = 'ENOENT';
+    why = 'no such object or pool';
+  } else if (errno === ETIMEDOUT) why = 'timed out (is the OSD or monitor down?)';
+  else if (errno === ESHUTDOWN) {
+    code = 'EFENCED';
+    why = 'this client is blocklisted: another opener broke its lock, so nothing it sends lands';
+  } else if (errno === EBUSY) {
+    code = 'EBUSY';
+    why = 'busy';
+  } else if (errno === EEXIST) {
+    code = 'EEXIST';
+    why = 'exists';
+  } else if (errno === 1 || errno === 13) why = 'permission denied (check --ceph-id and its keyring)';
   return new ThinpoolError(code, `rados: ${what}: ${why}`);
 }
 
@@ -199,11 +246,21 @@ export class RadosCluster {
     };
     const conf = opts.conf ?? process.env.CEPH_CONF;
     rc = l.confReadFile(h, conf ?? null);
-    if (rc < 0) shutdownAndThrow(new ThinpoolError(rc === -ENOENT ? 'ENOENT' : 'EIO', `rados: cannot read the Ceph configuration ${conf ?? '(default search path: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)'}: error ${-rc}; pass --ceph-conf or set CEPH_CONF`));
+    if (rc < 0)
+      shutdownAndThrow(
+        new ThinpoolError(
+          rc === -ENOENT ? 'ENOENT' : 'EIO',
+          `rados: cannot read the Ceph configuration ${conf ?? '(default search path: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)'}: error ${-rc}; pass --ceph-conf or set CEPH_CONF`,
+        ),
+      );
     l.confParseEnv(h, null);
     const osdT = String(opts.osdTimeoutSeconds ?? 30);
     const monT = String(opts.monTimeoutSeconds ?? 30);
-    for (const [k, v] of [['rados_osd_op_timeout', osdT], ['rados_mon_op_timeout', monT], ['client_mount_timeout', monT]]) {
+    for (const [k, v] of [
+      ['rados_osd_op_timeout', osdT],
+      ['rados_mon_op_timeout', monT],
+      ['client_mount_timeout', monT],
+    ]) {
       rc = l.confSet(h, k, v);
       if (rc < 0) shutdownAndThrow(radosError(rc, `cannot set ${k}`));
     }
@@ -225,7 +282,10 @@ export class RadosCluster {
   ioctx(pool: string): RadosIoctx {
     const out = [null];
     const rc = this.lib.ioctxCreate(this.handle, pool, out);
-    if (rc < 0) throw rc === -ENOENT ? new ThinpoolError('ENOENT', `rados: no Ceph pool ${JSON.stringify(pool)}: create it with "ceph osd pool create ${pool}"`) : radosError(rc, `cannot open Ceph pool ${pool}`);
+    if (rc < 0)
+      throw rc === -ENOENT
+        ? new ThinpoolError('ENOENT', `rados: no Ceph pool ${JSON.stringify(pool)}: create it with "ceph osd pool create ${pool}"`)
+        : radosError(rc, `cannot open Ceph pool ${pool}`);
     const io = new RadosIoctx(this, out[0], () => this.#ioctxs.delete(io));
     this.#ioctxs.add(io);
     return io;
@@ -380,7 +440,9 @@ export class RadosIoctx {
     for (;;) {
       const bufs = [new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap)];
       const lens = [[cap], [cap], [cap], [cap]];
-      const rc = Number(this.#l.listLockers(this.handle, oid, name, [0], bufs[0], lens[0], bufs[1], lens[1], bufs[2], lens[2], bufs[3], lens[3]));
+      const rc = Number(
+        this.#l.listLockers(this.handle, oid, name, [0], bufs[0], lens[0], bufs[1], lens[1], bufs[2], lens[2], bufs[3], lens[3]),
+      );
       if (rc === -ERANGE) {
         cap *= 4;
         continue;
@@ -439,7 +501,10 @@ export class RadosIoctx {
     const comp = out[0];
     return new Promise<number>((resolve) => {
       inFlight.set(comp, { resolve, settle, buf });
-      rc = kind === 'write' ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off) : l.aioRead(this.handle, oid, comp, buf, buf.length, off);
+      rc =
+        kind === 'write'
+          ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off)
+          : l.aioRead(this.handle, oid, comp, buf, buf.length, off);
       if (rc < 0) {
         inFlight.delete(comp);
         l.aioRelease(comp);

@@ -50,7 +50,9 @@ function readDescriptor(io: RadosIoctx, prefix: string): Descriptor | null {
     checkObjectSize(d.objectSize);
     return d;
   } catch (e) {
-    throw new ThinpoolError('ECORRUPT', `RADOS object ${prefix} is not a thinpool device descriptor: ${(e as Error).message}`, { cause: e });
+    throw new ThinpoolError('ECORRUPT', `RADOS object ${prefix} is not a thinpool device descriptor: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -134,7 +136,12 @@ export class RadosDevice implements AsyncBlockDevice {
     this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
       const part = buf.subarray(at, at + n);
       if (index * this.objectSize >= this.#size) part.fill(0);
-      else parts.push(this.io.aioRead(this.#name(index), part, within).then((got) => { if (got < n) part.fill(0, got); }));
+      else
+        parts.push(
+          this.io.aioRead(this.#name(index), part, within).then((got) => {
+            if (got < n) part.fill(0, got);
+          }),
+        );
     });
     await Promise.all(parts);
   }
@@ -192,7 +199,8 @@ export class RadosDevice implements AsyncBlockDevice {
     this.#pieces(start, end - start, (index, within, _at, n) => {
       const name = this.#name(index);
       if (within === 0 && (n === this.objectSize || tail)) this.io.remove(name);
-      else if (tail) this.io.trunc(name, within); // nothing is stored past the old end
+      else if (tail)
+        this.io.trunc(name, within); // nothing is stored past the old end
       else this.io.zero(name, within, n);
     });
   }

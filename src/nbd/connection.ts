@@ -63,7 +63,12 @@ export class Connection {
       busyPollMicros: host.busyPollMicros,
       maxQueuedBytes: host.maxQueuedBytes,
     });
-    this.handshake = new Handshake(this.io, host, (exp, structured, statusOk) => this.enter(exp, structured, statusOk), () => this.startTls());
+    this.handshake = new Handshake(
+      this.io,
+      host,
+      (exp, structured, statusOk) => this.enter(exp, structured, statusOk),
+      () => this.startTls(),
+    );
     this.deadline = setTimeout(() => {
       this.deadline = null;
       if (this.tx || this.io.closed) return;
@@ -146,9 +151,14 @@ export class Connection {
         return;
       }
       let up: ReturnType<typeof upgradeToTls> | null = null;
-      up = upgradeToTls(socket, t, () => {
-        this.handshake.identity = up?.identity() ?? null;
-      }, (why) => this.host.log(`nbd: TLS handshake failed: ${why}`));
+      up = upgradeToTls(
+        socket,
+        t,
+        () => {
+          this.handshake.identity = up?.identity() ?? null;
+        },
+        (why) => this.host.log(`nbd: TLS handshake failed: ${why}`),
+      );
       this.io = new SocketIO(up.socket, this.owner, {
         portable: this.host.portableIO === true,
         plainDescriptor: false,

@@ -100,7 +100,7 @@ export class OpenExport {
       this.volume.discardSync(offset, length);
       return;
     }
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       const n = Math.min(ZEROES.length, length - done);
       this.volume.writeSync(ZEROES.subarray(0, n), offset + done);
       done += n;

@@ -115,7 +115,6 @@ export class Handshake {
     return true;
   }
 
-
   private optReply(code: number, type: number, payload: Buffer | null = null): void {
     const len = payload ? payload.length : 0;
     const h = Buffer.allocUnsafe(20 + len);

@@ -16,10 +16,18 @@ import { join } from 'node:path';
 import type { ThinPool } from '../thin/pool.js';
 import { NbdServer } from './server.js';
 
-const TOOLS: [string, string][] = [['nbdfuse', 'nbdfuse'], ['losetup', 'mount'], ['mount', 'mount'], ['mkfs.ext4', 'e2fsprogs'], ['fusermount3', 'fuse3']];
+const TOOLS: [string, string][] = [
+  ['nbdfuse', 'nbdfuse'],
+  ['losetup', 'mount'],
+  ['mount', 'mount'],
+  ['mkfs.ext4', 'e2fsprogs'],
+  ['fusermount3', 'fuse3'],
+];
 
 function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool} || test -x /sbin/${tool} || test -x /usr/sbin/${tool}`], { stdio: 'ignore' }).status === 0;
+  return (
+    spawnSync('sh', ['-c', `command -v ${tool} || test -x /sbin/${tool} || test -x /usr/sbin/${tool}`], { stdio: 'ignore' }).status === 0
+  );
 }
 
 /** Null when volumes can be mounted through nbdfuse + loop here, else why not. */
@@ -37,8 +45,12 @@ function run(cmd: string, args: string[], timeoutMs = 120000): Promise<string> {
     const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.stderr.on('data', (d) => {
+      err += d;
+    });
     const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
     c.on('error', (e) => {
       clearTimeout(t);
@@ -110,7 +122,11 @@ export interface MountedVolume {
 }
 
 /** Attach a volume, optionally make an ext4 file system on it, and mount it at dir (default: a temp dir). */
-export async function mountExt4(pool: ThinPool, volume: string, opts: { mkfs?: boolean; dir?: string; mkfsArgs?: string[] } = {}): Promise<MountedVolume> {
+export async function mountExt4(
+  pool: ThinPool,
+  volume: string,
+  opts: { mkfs?: boolean; dir?: string; mkfsArgs?: string[] } = {},
+): Promise<MountedVolume> {
   const dev = await attachVolume(pool, volume);
   const own = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tp-ext4-'));

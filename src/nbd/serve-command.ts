@@ -124,7 +124,8 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     busyPollMicros = opts.busyPollUs === undefined ? undefined : parseBusyPoll(opts.busyPollUs);
     tls = parseTls(opts);
     if (opts.socketMode !== undefined) {
-      if (!/^0?[0-7]{3}$/.test(opts.socketMode)) throw new Error(`bad --socket-mode "${opts.socketMode}": expected an octal mode such as 600 or 660`);
+      if (!/^0?[0-7]{3}$/.test(opts.socketMode))
+        throw new Error(`bad --socket-mode "${opts.socketMode}": expected an octal mode such as 600 or 660`);
       if (opts.socket === undefined) throw new Error('--socket-mode applies to --socket only');
       socketMode = Number.parseInt(opts.socketMode, 8);
     }
@@ -135,7 +136,9 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     return 2;
   }
   if ('host' in where && where.host !== undefined && !isLoopback(where.host) && tls?.mode !== 'require' && opts.insecure !== true) {
-    stderr.write(`thinpool serve: refusing to listen on ${where.host}, which is not a loopback address, without --tls require: anyone who reaches it could read and write every export (use --tls require with --tls-psk or --tls-certificates, or --insecure to accept that)\n`);
+    stderr.write(
+      `thinpool serve: refusing to listen on ${where.host}, which is not a loopback address, without --tls require: anyone who reaches it could read and write every export (use --tls require with --tls-psk or --tls-certificates, or --insecure to accept that)\n`,
+    );
     return 2;
   }
   if (tls) {
@@ -150,7 +153,9 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   let pool: ThinPool;
   try {
     pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true, ceph: opts.ceph });
-    pool.on('threshold', (e) => stderr.write(`thinpool serve: warning: ${e.resource} use reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks)\n`));
+    pool.on('threshold', (e) =>
+      stderr.write(`thinpool serve: warning: ${e.resource} use reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks)\n`),
+    );
     pool.on('extended', (e) => stderr.write(`thinpool serve: ${e.resource} device grown from ${e.fromBlocks} to ${e.toBlocks} blocks\n`));
     pool.on('warning', (w) => stderr.write(`thinpool serve: warning: ${w.message}\n`));
   } catch (e) {

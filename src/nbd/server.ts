@@ -126,7 +126,8 @@ export class NbdServer {
     this.pollMicros = busyPollMicros(opts.busyPollMicros);
     if (opts.tls) checkTlsOptions(opts.tls);
     const positive = (what: string, v: number | undefined) => {
-      if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ThinpoolError('EINVAL', `${what} ${String(v)}: expected a positive integer`);
+      if (v !== undefined && !(Number.isInteger(v) && v > 0))
+        throw new ThinpoolError('EINVAL', `${what} ${String(v)}: expected a positive integer`);
     };
     positive('maxConnections', opts.maxConnections);
     positive('handshakeTimeoutMs', opts.handshakeTimeoutMs);
@@ -195,7 +196,9 @@ export class NbdServer {
     get busyPollMicros(): number {
       return server.pollMicros;
     },
-    counted: () => { this.nreq++; },
+    counted: () => {
+      this.nreq++;
+    },
     closed: (conn) => {
       this.conns.delete(conn);
       if (this.conns.size === 0) {
@@ -209,7 +212,10 @@ export class NbdServer {
   /** Names offered by NBD_OPT_LIST. */
   exportNames(): string[] {
     if (this.opts.exports) return [...this.opts.exports];
-    return this.pool.list().map((v) => v.name).filter((n): n is string => n !== undefined);
+    return this.pool
+      .list()
+      .map((v) => v.name)
+      .filter((n): n is string => n !== undefined);
   }
 
   /** May this PSK identity use this export (tls.allow)? */
@@ -248,7 +254,12 @@ export class NbdServer {
     if (!('path' in opts)) {
       const host = opts.host ?? '127.0.0.1';
       if (!isLoopback(host) && this.opts.tls?.mode !== 'require' && this.opts.insecure !== true) {
-        return Promise.reject(new ThinpoolError('EINVAL', `refusing to serve on ${host}, which is not a loopback address, without TLS required: anyone who reaches it could read and write every export (require TLS, or say insecure to accept that)`));
+        return Promise.reject(
+          new ThinpoolError(
+            'EINVAL',
+            `refusing to serve on ${host}, which is not a loopback address, without TLS required: anyone who reaches it could read and write every export (require TLS, or say insecure to accept that)`,
+          ),
+        );
       }
     }
     const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
@@ -331,7 +342,9 @@ export class NbdServer {
     if (this.conns.size > 0) {
       const idle = new Promise<void>((r) => this.idleWaiters.push(r));
       for (const c of [...this.conns]) c.shutdown();
-      const timer = setTimeout(() => { for (const c of [...this.conns]) c.destroy(); }, 5000);
+      const timer = setTimeout(() => {
+        for (const c of [...this.conns]) c.destroy();
+      }, 5000);
       await idle;
       clearTimeout(timer);
     }

@@ -146,7 +146,9 @@ export class SocketIO {
       socket.on('data', this.listeners.data);
     }
     if (!opts.portable && opts.plainDescriptor !== false && handle && typeof handle.fd === 'number' && handle.fd >= 0) this.fd = handle.fd;
-    socket.on('error', () => { /* EPIPE / ECONNRESET: the 'close' event follows */ });
+    socket.on('error', () => {
+      /* EPIPE / ECONNRESET: the 'close' event follows */
+    });
     socket.on('end', this.listeners.end);
     socket.on('close', this.listeners.close);
     socket.on('drain', this.listeners.drain);
@@ -415,7 +417,7 @@ export class SocketIO {
         }
       }
     } catch (e) {
-      this.owner.log(`nbd: connection dropped after an internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      this.owner.log(`nbd: connection dropped after an internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       this.destroy();
     } finally {
       this.flush();
@@ -468,7 +470,10 @@ export class SocketIO {
     if (pooled.length > 0 || bytes > GATHER_BYTES) {
       sock.cork();
       for (let i = from; i < out.length - 1; i++) sock.write(out[i]);
-      if (pooled.length > 0) sock.write(out[out.length - 1], () => { for (const b of pooled) giveBuffer(b); });
+      if (pooled.length > 0)
+        sock.write(out[out.length - 1], () => {
+          for (const b of pooled) giveBuffer(b);
+        });
       else sock.write(out[out.length - 1]);
       sock.uncork();
     } else if (from === out.length - 1) sock.write(out[from]);

@@ -62,7 +62,10 @@ export function readPskFile(path: string): Map<string, Buffer> {
     const id = colon > 0 ? line.slice(0, colon) : '';
     const hex = colon > 0 ? line.slice(colon + 1) : '';
     if (id === '' || id.length > MAX_IDENTITY || !/^([0-9a-fA-F]{2})+$/.test(hex)) {
-      throw new ThinpoolError('EINVAL', `PSK file ${path} line ${i + 1}: expected IDENTITY:HEXKEY (make one with: psktool -u IDENTITY -p ${path})`);
+      throw new ThinpoolError(
+        'EINVAL',
+        `PSK file ${path} line ${i + 1}: expected IDENTITY:HEXKEY (make one with: psktool -u IDENTITY -p ${path})`,
+      );
     }
     if (keys.has(id)) throw new ThinpoolError('EINVAL', `PSK file ${path} line ${i + 1}: identity "${id}" appears twice`);
     keys.set(id, Buffer.from(hex, 'hex'));
@@ -77,12 +80,20 @@ export function readCertificateDir(dir: string): NbdCertificates {
   const read = (name: string, required: boolean): Buffer | undefined => {
     const p = join(dir, name);
     if (!existsSync(p)) {
-      if (required) throw new ThinpoolError('ENOENT', `certificate directory ${dir} has no ${name} (expected server-cert.pem, server-key.pem and optionally ca-cert.pem)`);
+      if (required)
+        throw new ThinpoolError(
+          'ENOENT',
+          `certificate directory ${dir} has no ${name} (expected server-cert.pem, server-key.pem and optionally ca-cert.pem)`,
+        );
       return undefined;
     }
     return readFileSync(p);
   };
-  const certs: NbdCertificates = { cert: read('server-cert.pem', true)!, key: read('server-key.pem', true)!, ca: read('ca-cert.pem', false) };
+  const certs: NbdCertificates = {
+    cert: read('server-cert.pem', true)!,
+    key: read('server-key.pem', true)!,
+    ca: read('ca-cert.pem', false),
+  };
   try {
     tls.createSecureContext({ cert: certs.cert, key: certs.key, ca: certs.ca });
   } catch (e) {
@@ -135,7 +146,9 @@ export function upgradeToTls(plain: Socket, t: NbdTlsOptions, onSecure: () => vo
     // handshake (the server then falls back to certificates, or fails without them), so PSK means TLS 1.2; a
     // client with a certificate-only configuration negotiates TLS 1.2 too when PSK is configured alongside.
     // Node's default list ends in !PSK, which would strike them out again.
-    const defaults = tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== '!PSK').join(':');
+    const defaults = tls.DEFAULT_CIPHERS.split(':')
+      .filter((c) => c !== '!PSK')
+      .join(':');
     // RSA-PSK is left out: it would authenticate the server by certificate too, which a PSK client cannot check.
     opts.ciphers = t.certificates ? `ECDHE-PSK:DHE-PSK:PSK:${defaults}:!kRSAPSK` : 'ECDHE-PSK:DHE-PSK:PSK:!kRSAPSK';
     opts.maxVersion = 'TLSv1.2';

@@ -35,8 +35,15 @@ const STATUS_MAX_BLOCKS = 1 << 16;
 /** WRITE payloads larger than this that have not fully arrived are read straight into a buffer of their own. */
 const DIRECT_PAYLOAD = 64 * 1024;
 
-const TX_BASE_FLAGS = C.TX_HAS_FLAGS | C.TX_SEND_FLUSH | C.TX_SEND_FUA | C.TX_SEND_TRIM | C.TX_SEND_WRITE_ZEROES
-  | C.TX_CAN_MULTI_CONN | C.TX_SEND_CACHE | C.TX_SEND_FAST_ZERO;
+const TX_BASE_FLAGS =
+  C.TX_HAS_FLAGS |
+  C.TX_SEND_FLUSH |
+  C.TX_SEND_FUA |
+  C.TX_SEND_TRIM |
+  C.TX_SEND_WRITE_ZEROES |
+  C.TX_CAN_MULTI_CONN |
+  C.TX_SEND_CACHE |
+  C.TX_SEND_FAST_ZERO;
 
 /** The transmission flags announced for an export (what this phase accepts). */
 export function transmissionFlags(exp: OpenExport, structured: boolean): number {
@@ -101,7 +108,6 @@ export class Transmission {
     this.command(type, flags, hi, lo, offset, length);
     return !io.closed;
   }
-
 
   private simple(hi: number, lo: number, error: number): void {
     const h = Buffer.allocUnsafe(16);
@@ -205,35 +211,43 @@ export class Transmission {
    */
   private writeAsync(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
     const exp = this.exp;
-    exp.writeAsync(data, offset).then(() => {
-      if (flags & C.CMD_FLAG_FUA) exp.flush();
-      this.simple(hi, lo, 0);
-    }).catch((e: unknown) => {
-      this.engineError('WRITE', e);
-      this.simple(hi, lo, nbdErrno(e, true));
-    }).finally(() => this.io.flush());
+    exp
+      .writeAsync(data, offset)
+      .then(() => {
+        if (flags & C.CMD_FLAG_FUA) exp.flush();
+        this.simple(hi, lo, 0);
+      })
+      .catch((e: unknown) => {
+        this.engineError('WRITE', e);
+        this.simple(hi, lo, nbdErrno(e, true));
+      })
+      .finally(() => this.io.flush());
   }
 
   /** An asynchronous export's READ: one data chunk (holes read as zeros), replied when the data has arrived. */
   private readAsync(hi: number, lo: number, offset: number, length: number): void {
     const head = this.structured ? 28 : 16;
     const b = Buffer.allocUnsafe(head + length);
-    this.exp.readAsync(b.subarray(head), offset).then(() => {
-      if (this.structured) {
-        this.chunkHeader(b, 0, C.REPLY_FLAG_DONE, C.REPLY_TYPE_OFFSET_DATA, hi, lo, 8 + length);
-        b.writeUInt32BE(Math.floor(offset / 0x100000000), 20);
-        b.writeUInt32BE(offset >>> 0, 24);
-      } else {
-        b.writeUInt32BE(C.SIMPLE_REPLY_MAGIC, 0);
-        b.writeUInt32BE(0, 4);
-        b.writeUInt32BE(hi, 8);
-        b.writeUInt32BE(lo, 12);
-      }
-      this.io.push(b);
-    }).catch((e: unknown) => {
-      this.engineError('READ', e);
-      this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
-    }).finally(() => this.io.flush());
+    this.exp
+      .readAsync(b.subarray(head), offset)
+      .then(() => {
+        if (this.structured) {
+          this.chunkHeader(b, 0, C.REPLY_FLAG_DONE, C.REPLY_TYPE_OFFSET_DATA, hi, lo, 8 + length);
+          b.writeUInt32BE(Math.floor(offset / 0x100000000), 20);
+          b.writeUInt32BE(offset >>> 0, 24);
+        } else {
+          b.writeUInt32BE(C.SIMPLE_REPLY_MAGIC, 0);
+          b.writeUInt32BE(0, 4);
+          b.writeUInt32BE(hi, 8);
+          b.writeUInt32BE(lo, 12);
+        }
+        this.io.push(b);
+      })
+      .catch((e: unknown) => {
+        this.engineError('READ', e);
+        this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
+      })
+      .finally(() => this.io.flush());
   }
 
   private engineError(what: string, e: unknown): void {

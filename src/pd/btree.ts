@@ -56,15 +56,27 @@ export class BTree<V> {
   }
 
   // ---- node accessors (a resident node at byte address a) ----
-  private nr(a: number): number { return this.core.u32[(a + 16) >>> 2]; }
-  private max(a: number): number { return this.core.u32[(a + 20) >>> 2]; }
-  private isLeaf(a: number): boolean { return this.core.u32[(a + 4) >>> 2] === LEAF; }
-  private key(a: number, i: number): number { return this.core.u64(a + 32 + 8 * i); }
+  private nr(a: number): number {
+    return this.core.u32[(a + 16) >>> 2];
+  }
+  private max(a: number): number {
+    return this.core.u32[(a + 20) >>> 2];
+  }
+  private isLeaf(a: number): boolean {
+    return this.core.u32[(a + 4) >>> 2] === LEAF;
+  }
+  private key(a: number, i: number): number {
+    return this.core.u64(a + 32 + 8 * i);
+  }
   private valueAddr(a: number, i: number): number {
     return a + 32 + 8 * this.max(a) + this.core.u32[(a + 24) >>> 2] * i;
   }
-  private child(a: number, i: number): number { return this.core.u64(this.valueAddr(a, i)); }
-  private value(a: number): V { return this.vt.read(this.core.u32, a); }
+  private child(a: number, i: number): number {
+    return this.core.u64(this.valueAddr(a, i));
+  }
+  private value(a: number): V {
+    return this.vt.read(this.core.u32, a);
+  }
 
   emptyRoot(): number {
     return this.tm.newNode(LEAF, this.vt.size).block;
@@ -106,15 +118,19 @@ export class BTree<V> {
   insert(root: number, key: number, value: V): UpdateResult<V> {
     const { core } = this;
     this.vt.write(core.u32, core.param, value);
-    return this.tm.cache.op(() => this.updated(core.x.btreeInsert(
-      root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), core.param, this.vt.size, this.vt.ref)));
+    return this.tm.cache.op(() =>
+      this.updated(
+        core.x.btreeInsert(root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), core.param, this.vt.size, this.vt.ref),
+      ),
+    );
   }
 
   /** Remove key if present, returning its value (whose references are the caller's). */
   remove(root: number, key: number): UpdateResult<V> {
     const { core } = this;
-    return this.tm.cache.op(() => this.updated(core.x.btreeRemove(
-      root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), this.vt.size, this.vt.ref)));
+    return this.tm.cache.op(() =>
+      this.updated(core.x.btreeRemove(root >>> 0, Math.floor(root / TWO32), key >>> 0, Math.floor(key / TWO32), this.vt.size, this.vt.ref)),
+    );
   }
 
   /**
@@ -133,14 +149,13 @@ export class BTree<V> {
    * Visit every node (pre-order, by block number and depth) and every leaf entry in key order. Bounded by
    * MAX_DEPTH; callbacks must not modify metadata.
    */
-  walk(
-    root: number,
-    onEntry: ((key: number, value: V) => void) | null,
-    onNode?: (mblock: number, depth: number) => void,
-  ): void {
+  walk(root: number, onEntry: ((key: number, value: V) => void) | null, onNode?: (mblock: number, depth: number) => void): void {
     const visit = (b: number, depth: number, lowKey: number): void => {
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+          structure: this.name,
+          mblock: b,
+        });
       }
       if (onNode) {
         this.read(b); // validated before the callback sees it
@@ -177,7 +192,10 @@ export class BTree<V> {
     const visit = (b: number, depth: number): void => {
       if (!enter(b)) return;
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+          structure: this.name,
+          mblock: b,
+        });
       }
       const a = this.read(b);
       const n = this.nr(a);
@@ -217,7 +235,10 @@ export class BTree<V> {
   /** Node addresses of the leaves below b, each valid until resumed. */
   private *leavesBelow(b: number, depth: number, lowKey: number): Generator<number, void, undefined> {
     if (depth >= MAX_DEPTH) {
-      throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+      throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+        structure: this.name,
+        mblock: b,
+      });
     }
     const a = this.read(b);
     const n = this.nr(a);
@@ -247,7 +268,10 @@ export class BTree<V> {
   walkRange(root: number, lo: number, hi: number, onEntry: (key: number, value: V) => void): void {
     const visit = (b: number, depth: number): void => {
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, { structure: this.name, mblock: b });
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+          structure: this.name,
+          mblock: b,
+        });
       }
       const a = this.read(b);
       const n = this.nr(a);
@@ -314,4 +338,3 @@ export class BTree<V> {
     return level[0][1];
   }
 }
-

@@ -15,7 +15,17 @@
  */
 import type { Core } from '../core/wasm.js';
 import {
-  DSM_ENTRY_BYTES, DSM_E_BLOCK, DSM_E_DIRTY, DSM_E_FREE, DSM_E_HINT, S_D_ALLOCATED, S_D_CHANGED, S_D_NR_BITMAPS, S_D_NR_BLOCKS, S_D_PENDING_FREE, S_D_REF_ROOT,
+  DSM_ENTRY_BYTES,
+  DSM_E_BLOCK,
+  DSM_E_DIRTY,
+  DSM_E_FREE,
+  DSM_E_HINT,
+  S_D_ALLOCATED,
+  S_D_CHANGED,
+  S_D_NR_BITMAPS,
+  S_D_NR_BLOCKS,
+  S_D_PENDING_FREE,
+  S_D_REF_ROOT,
 } from '../core/abi.js';
 import { ThinpoolError } from '../errors.js';
 import type { BTree } from './btree.js';
@@ -66,10 +76,20 @@ export class DataSpaceMap {
     const { core } = this;
     this.freed = [];
     this.indexRoot = root.bitmapRoot;
-    const n = core.x.dsmLoad(root.nrBlocks >>> 0, Math.floor(root.nrBlocks / TWO32), root.refCountRoot >>> 0, Math.floor(root.refCountRoot / TWO32));
+    const n = core.x.dsmLoad(
+      root.nrBlocks >>> 0,
+      Math.floor(root.nrBlocks / TWO32),
+      root.refCountRoot >>> 0,
+      Math.floor(root.refCountRoot / TWO32),
+    );
     if (n < 0) {
       // The only failure: more bitmaps than the metadata device has blocks, so the count itself is corrupt.
-      throw ThinpoolError.metadata('ECORRUPT', `data space map of ${root.nrBlocks} blocks needs more bitmaps than the metadata device has blocks`, 'superblock', 0);
+      throw ThinpoolError.metadata(
+        'ECORRUPT',
+        `data space map of ${root.nrBlocks} blocks needs more bitmaps than the metadata device has blocks`,
+        'superblock',
+        0,
+      );
     }
     let j = 0;
     this.indexTree.walk(this.indexRoot, (key, entry) => {
@@ -77,14 +97,24 @@ export class DataSpaceMap {
         throw ThinpoolError.metadata('ECORRUPT', `data space map index is missing bitmap ${j}`, 'data space map index', this.indexRoot);
       }
       if (j >= n) {
-        throw ThinpoolError.metadata('ECORRUPT', `data space map index has more than the ${n} bitmaps ${root.nrBlocks} blocks need`, 'data space map index', this.indexRoot);
+        throw ThinpoolError.metadata(
+          'ECORRUPT',
+          `data space map index has more than the ${n} bitmaps ${root.nrBlocks} blocks need`,
+          'data space map index',
+          this.indexRoot,
+        );
       }
       const b = entry.block;
       this.tm.cache.op(() => this.run(core.x.dsmLoadBitmap(j, b >>> 0, Math.floor(b / TWO32)), 'data space map bitmap'));
       j++;
     });
     if (j !== n) {
-      throw ThinpoolError.metadata('ECORRUPT', `data space map index has ${j} bitmaps, expected ${n}`, 'data space map index', this.indexRoot);
+      throw ThinpoolError.metadata(
+        'ECORRUPT',
+        `data space map index has ${j} bitmaps, expected ${n}`,
+        'data space map index',
+        this.indexRoot,
+      );
     }
   }
 

@@ -19,8 +19,17 @@ import { ThinpoolError } from '../errors.js';
 import { BlockKind } from './block-kinds.js';
 import type { BlockCache } from './block-cache.js';
 import {
-  ENTRIES_PER_BITMAP, S_NR_META, S_ALLOCATED, S_COMMITTED_ALLOCATED, S_TX_ALLOCS, S_IN_COMMIT, S_USE_RESERVE,
-  S_REF_DIRTY, S_NR_TOUCHED, S_META_DIRTY_BITMAPS, TX_NEW,
+  ENTRIES_PER_BITMAP,
+  S_NR_META,
+  S_ALLOCATED,
+  S_COMMITTED_ALLOCATED,
+  S_TX_ALLOCS,
+  S_IN_COMMIT,
+  S_USE_RESERVE,
+  S_REF_DIRTY,
+  S_NR_TOUCHED,
+  S_META_DIRTY_BITMAPS,
+  TX_NEW,
 } from '../core/abi.js';
 import { TWO32 } from '../core/u64.js';
 
@@ -125,7 +134,8 @@ export class MetadataSpaceMap {
   /** Grow to newNr blocks (spec 7.8): the last bitmap covers more, new bitmaps are created at the commit. */
   extend(newNr: number): void {
     if (newNr < this.nrBlocks) throw new ThinpoolError('EINVAL', `metadata space map cannot shrink (${this.nrBlocks} -> ${newNr})`);
-    if (newNr > this.core.nrMetaBlocks || newNr > MAX_METADATA_BLOCKS) throw new ThinpoolError('EINVAL', `metadata space map cannot grow to ${newNr} blocks`);
+    if (newNr > this.core.nrMetaBlocks || newNr > MAX_METADATA_BLOCKS)
+      throw new ThinpoolError('EINVAL', `metadata space map cannot grow to ${newNr} blocks`);
     const oldBitmaps = this.nrBitmaps;
     if (oldBitmaps > 0) this.dirtyBitmaps[oldBitmaps - 1] = 1;
     this.nrBlocks = newNr;
@@ -253,7 +263,12 @@ export class MetadataSpaceMap {
       const { x } = this.core;
       if (this.refDirty) {
         const oldNodes: number[] = [];
-        if (this.refRoot >= 0) refTree.read(this.refRoot, () => undefined, (b) => oldNodes.push(b));
+        if (this.refRoot >= 0)
+          refTree.read(
+            this.refRoot,
+            () => undefined,
+            (b) => oldNodes.push(b),
+          );
         for (const b of oldNodes) this.dec(b);
         const entries: Array<[number, number]> = [];
         for (let b = 0; b < this.nrBlocks; b++) if (this.counts[b] >= 3) entries.push([b, this.counts[b]]);

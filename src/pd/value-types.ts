@@ -39,7 +39,9 @@ export const U32: ValueType<number> = {
   size: 4,
   ref: RefKind.None,
   read: (mem, a) => mem[a >>> 2],
-  write: (mem, a, v) => { mem[a >>> 2] = v >>> 0; },
+  write: (mem, a, v) => {
+    mem[a >>> 2] = v >>> 0;
+  },
 };
 
 /** An index entry of a space map (spec 4.3): its bitmap's block, free entries, and the first possibly free one. */

@@ -34,7 +34,11 @@ export function findTool(name: string): string | null {
 
 function tool(name: string): string {
   const p = findTool(name);
-  if (!p) throw new ThinpoolError('ENOENT', `${name} not found: install e2fsprogs (Debian package e2fsprogs); the snapshotter formats its base filesystem with it`);
+  if (!p)
+    throw new ThinpoolError(
+      'ENOENT',
+      `${name} not found: install e2fsprogs (Debian package e2fsprogs); the snapshotter formats its base filesystem with it`,
+    );
   return p;
 }
 
@@ -42,7 +46,9 @@ function run(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     c.on('error', (e) => reject(new ThinpoolError('EIO', `${cmd} could not start: ${e.message}`)));
     c.on('close', (code) => {
       if (code === 0) resolve();
@@ -102,14 +108,27 @@ function copyInto(file: string, volume: Volume): void {
 /** Write an empty, journalled ext4 filesystem of the volume's size into the (empty, writable) volume. */
 export async function writeBaseFilesystem(volume: Volume): Promise<void> {
   const size = volume.sizeBytes;
-  if (size < MIN_BASE_SIZE) throw new ThinpoolError('EINVAL', `filesystem size ${size} bytes is too small: use at least ${MIN_BASE_SIZE / 1024 / 1024} MiB`);
+  if (size < MIN_BASE_SIZE)
+    throw new ThinpoolError('EINVAL', `filesystem size ${size} bytes is too small: use at least ${MIN_BASE_SIZE / 1024 / 1024} MiB`);
   const mkfs = tool('mkfs.ext4');
   const debugfs = tool('debugfs');
   const dir = mkdtempSync(join(tmpdir(), 'thinpool-base-'));
   const file = join(dir, 'fs.img');
   try {
-    await run(mkfs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-L', 'thinpool',
-      '-E', 'root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard', file, `${Math.floor(size / 1024)}k`]);
+    await run(mkfs, [
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-b',
+      '4096',
+      '-L',
+      'thinpool',
+      '-E',
+      'root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard',
+      file,
+      `${Math.floor(size / 1024)}k`,
+    ]);
     await run(debugfs, ['-w', '-R', 'rmdir lost+found', file]);
     copyInto(file, volume);
   } finally {

@@ -44,7 +44,9 @@ function run(cmd: string, args: string[], timeoutMs = 30000): Promise<{ code: nu
   return new Promise((resolve) => {
     const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
     c.on('error', (e) => {
       clearTimeout(t);
@@ -82,8 +84,11 @@ function loopsBacking(files: string[]): Map<string, string[]> {
 /** Mount points (from /proc/self/mountinfo) at or under dir. */
 function mountsUnder(dir: string): string[] {
   try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4])
-      .filter((p): p is string => p !== undefined).map((p) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((p): p is string => p !== undefined)
+      .map((p) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
       .filter((p) => p === dir || p.startsWith(`${dir}/`));
   } catch {
     return [];
@@ -97,7 +102,10 @@ function exited(c: ChildProcess): boolean {
 async function waitExit(c: ChildProcess, ms: number): Promise<boolean> {
   if (exited(c)) return true;
   return new Promise((resolve) => {
-    const t = setTimeout(() => { c.off('exit', done); resolve(false); }, ms);
+    const t = setTimeout(() => {
+      c.off('exit', done);
+      resolve(false);
+    }, ms);
     function done() {
       clearTimeout(t);
       resolve(true);
@@ -148,11 +156,15 @@ export class Exports {
         let cmd = '';
         try {
           cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        } catch { /* gone */ }
+        } catch {
+          /* gone */
+        }
         if (cmd.includes('nbdfuse') && cmd.includes(mnt)) {
           try {
             process.kill(pid, 'SIGTERM');
-          } catch { /* gone meanwhile */ }
+          } catch {
+            /* gone meanwhile */
+          }
         }
       }
       this.removeDir(d);
@@ -217,16 +229,23 @@ export class Exports {
     const uri = `nbd+unix:///${encodeURIComponent(volume)}?socket=${this.socket}`;
     const child = spawn('nbdfuse', [...(readOnly ? ['-r'] : []), '-P', pidFile, mnt, uri], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const e: Export = { volume, dir, mnt, file: join(mnt, 'nbd'), readOnly, child };
     let spawnError: Error | null = null;
-    child.on('error', (x) => { spawnError = x; });
+    child.on('error', (x) => {
+      spawnError = x;
+    });
     const deadline = Date.now() + 15000;
     while (!(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '')) {
       if (spawnError || exited(child) || Date.now() > deadline) {
         await this.unmountAndStop(e, true);
         const why = spawnError ? (spawnError as Error).message : exited(child) ? `exited: ${err.trim()}` : 'did not start within 15 s';
-        throw new ThinpoolError('EIO', `nbdfuse for volume ${volume} failed (${why}); it comes with Debian package libnbd-bin and needs /dev/fuse`);
+        throw new ThinpoolError(
+          'EIO',
+          `nbdfuse for volume ${volume} failed (${why}); it comes with Debian package libnbd-bin and needs /dev/fuse`,
+        );
       }
       await sleep(5);
     }
@@ -287,11 +306,17 @@ export class Exports {
 
   /** Tear every export down (forcefully) and stop the NBD server (which commits the pool). */
   async close(): Promise<void> {
-    await Promise.all([...this.live.keys()].map((v) => this.teardown(v, { force: true, waitMs: 2000 }).catch((x) => this.log(`teardown of ${v}: ${(x as Error).message}`))));
+    await Promise.all(
+      [...this.live.keys()].map((v) =>
+        this.teardown(v, { force: true, waitMs: 2000 }).catch((x) => this.log(`teardown of ${v}: ${(x as Error).message}`)),
+      ),
+    );
     if (this.server) await this.server.close();
     this.server = null;
     try {
       if (existsSync(this.socket)) unlinkSync(this.socket);
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
   }
 }

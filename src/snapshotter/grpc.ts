@@ -54,7 +54,14 @@ function infoMsg(i: SnapshotInfo): InfoMsg {
 function toStatus(e: unknown): Partial<grpc.StatusObject> {
   const msg = e instanceof Error ? e.message : String(e);
   if (isThinpoolError(e)) {
-    const code = ({ ENOENT: grpc.status.NOT_FOUND, EEXIST: grpc.status.ALREADY_EXISTS, EBUSY: grpc.status.FAILED_PRECONDITION, EINVAL: grpc.status.INVALID_ARGUMENT } as Record<string, grpc.status>)[e.code];
+    const code = (
+      {
+        ENOENT: grpc.status.NOT_FOUND,
+        EEXIST: grpc.status.ALREADY_EXISTS,
+        EBUSY: grpc.status.FAILED_PRECONDITION,
+        EINVAL: grpc.status.INVALID_ARGUMENT,
+      } as Record<string, grpc.status>
+    )[e.code];
     if (code !== undefined) return { code, details: msg };
   }
   return { code: grpc.status.UNKNOWN, details: msg };
@@ -64,10 +71,15 @@ type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, cb: grpc.sendUnaryD
 
 function unary<Req>(fn: (req: Req) => Promise<unknown> | unknown, onError: (name: string, e: unknown) => void, name: string): Unary<Req> {
   return (call, cb) => {
-    Promise.resolve().then(() => fn(call.request)).then((r) => cb(null, r), (e: unknown) => {
-      onError(name, e);
-      cb(toStatus(e));
-    });
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (r) => cb(null, r),
+        (e: unknown) => {
+          onError(name, e);
+          cb(toStatus(e));
+        },
+      );
   };
 }
 
@@ -84,7 +96,9 @@ export interface RunningServer {
 
 export async function serveGrpc(s: ContainerdSnapshotter, socket: string, opts: GrpcServerOptions = {}): Promise<RunningServer> {
   const def = protoLoader.loadSync(PROTO, { includeDirs: [protoDir()], keepCase: true, longs: String, enums: String, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { containerd: { services: { snapshots: { v1: { Snapshots: { service: grpc.ServiceDefinition } } } } } };
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    containerd: { services: { snapshots: { v1: { Snapshots: { service: grpc.ServiceDefinition } } } } };
+  };
   const service = pkg.containerd.services.snapshots.v1.Snapshots.service;
   const onError = opts.onError ?? (() => undefined);
   const mounts = (m: Mount[]) => ({ mounts: m });
@@ -94,27 +108,47 @@ export async function serveGrpc(s: ContainerdSnapshotter, socket: string, opts: 
     Prepare: unary<KeyReq>(async (r) => mounts(await s.prepare(r.key, r.parent, r.labels)), onError, 'Prepare'),
     View: unary<KeyReq>(async (r) => mounts(await s.view(r.key, r.parent, r.labels)), onError, 'View'),
     Mounts: unary<{ key: string }>(async (r) => mounts(await s.mounts(r.key)), onError, 'Mounts'),
-    Commit: unary<{ name: string; key: string; labels: Record<string, string> }>(async (r) => {
-      await s.commit(r.name, r.key, r.labels);
-      return {};
-    }, onError, 'Commit'),
-    Remove: unary<{ key: string }>(async (r) => {
-      await s.remove(r.key);
-      return {};
-    }, onError, 'Remove'),
+    Commit: unary<{ name: string; key: string; labels: Record<string, string> }>(
+      async (r) => {
+        await s.commit(r.name, r.key, r.labels);
+        return {};
+      },
+      onError,
+      'Commit',
+    ),
+    Remove: unary<{ key: string }>(
+      async (r) => {
+        await s.remove(r.key);
+        return {};
+      },
+      onError,
+      'Remove',
+    ),
     Stat: unary<{ key: string }>((r) => ({ info: infoMsg(s.stat(r.key)) }), onError, 'Stat'),
-    Update: unary<{ info: InfoMsg | null; update_mask: { paths: string[] } | null }>(async (r) => {
-      const info = r.info ?? { name: '', labels: {} };
-      return { info: infoMsg(await s.update(info.name, info.labels, r.update_mask?.paths ?? [])) };
-    }, onError, 'Update'),
-    Usage: unary<{ key: string }>((r) => {
-      const u = s.usage(r.key);
-      return { size: String(u.size), inodes: String(u.inodes) };
-    }, onError, 'Usage'),
-    Cleanup: unary<unknown>(async () => {
-      await s.cleanup();
-      return {};
-    }, onError, 'Cleanup'),
+    Update: unary<{ info: InfoMsg | null; update_mask: { paths: string[] } | null }>(
+      async (r) => {
+        const info = r.info ?? { name: '', labels: {} };
+        return { info: infoMsg(await s.update(info.name, info.labels, r.update_mask?.paths ?? [])) };
+      },
+      onError,
+      'Update',
+    ),
+    Usage: unary<{ key: string }>(
+      (r) => {
+        const u = s.usage(r.key);
+        return { size: String(u.size), inodes: String(u.inodes) };
+      },
+      onError,
+      'Usage',
+    ),
+    Cleanup: unary<unknown>(
+      async () => {
+        await s.cleanup();
+        return {};
+      },
+      onError,
+      'Cleanup',
+    ),
     List: (call: grpc.ServerWritableStream<{ filters: string[] }, unknown>) => {
       try {
         const all = s.list(call.request.filters ?? []).map(infoMsg);
@@ -150,7 +184,9 @@ export async function serveGrpc(s: ContainerdSnapshotter, socket: string, opts: 
       }).then(() => {
         try {
           if (existsSync(socket)) unlinkSync(socket);
-        } catch { /* gone */ }
+        } catch {
+          /* gone */
+        }
       });
       return stopping;
     },

@@ -156,7 +156,8 @@ export class SnapshotStore {
     if (parent !== '') {
       const p = this.state.snapshots[parent];
       if (!p || !this.has(parent)) throw new ThinpoolError('ENOENT', `parent snapshot ${JSON.stringify(parent)} does not exist`);
-      if (p.kind !== 'committed') throw new ThinpoolError('EINVAL', `parent ${JSON.stringify(parent)} is not a committed snapshot (it is ${p.kind})`);
+      if (p.kind !== 'committed')
+        throw new ThinpoolError('EINVAL', `parent ${JSON.stringify(parent)} is not a committed snapshot (it is ${p.kind})`);
       origin = p.volume;
     } else {
       const base = this.state.bases[String(this.fsSize)];
@@ -175,7 +176,11 @@ export class SnapshotStore {
   commit(name: string, key: string, labels: Record<string, string> | undefined): SnapshotInfo {
     if (typeof name !== 'string' || name === '') throw new ThinpoolError('EINVAL', 'a committed snapshot needs a name');
     const r = this.rec(key);
-    if (r.kind !== 'active') throw new ThinpoolError('EBUSY', `snapshot ${JSON.stringify(key)} is ${r.kind}, not active: only an active snapshot can be committed`);
+    if (r.kind !== 'active')
+      throw new ThinpoolError(
+        'EBUSY',
+        `snapshot ${JSON.stringify(key)} is ${r.kind}, not active: only an active snapshot can be committed`,
+      );
     if (this.has(name)) throw new ThinpoolError('EEXIST', `snapshot ${JSON.stringify(name)} already exists`);
     const now = nowNs().toString();
     const rec: Rec = { ...r, kind: 'committed', labels: copyLabels(labels), created: now, updated: now };
@@ -190,9 +195,17 @@ export class SnapshotStore {
   /** Throws unless remove(key) would succeed. */
   checkRemove(key: string): void {
     this.rec(key);
-    const kids = Object.entries(this.state.snapshots).filter(([, r]) => r.parent === key).map(([k]) => k);
+    const kids = Object.entries(this.state.snapshots)
+      .filter(([, r]) => r.parent === key)
+      .map(([k]) => k);
     if (kids.length > 0) {
-      throw new ThinpoolError('EBUSY', `cannot remove snapshot ${JSON.stringify(key)}: it is the parent of ${kids.length} snapshot(s) (${kids.slice(0, 3).map((k) => JSON.stringify(k)).join(', ')}); remove them first`);
+      throw new ThinpoolError(
+        'EBUSY',
+        `cannot remove snapshot ${JSON.stringify(key)}: it is the parent of ${kids.length} snapshot(s) (${kids
+          .slice(0, 3)
+          .map((k) => JSON.stringify(k))
+          .join(', ')}); remove them first`,
+      );
     }
   }
 
@@ -219,7 +232,11 @@ export class SnapshotStore {
         const v = labels?.[k];
         if (v === undefined || v === '') delete next[k];
         else next[k] = v;
-      } else throw new ThinpoolError('EINVAL', `cannot update field ${JSON.stringify(p)} of snapshot ${JSON.stringify(name)}: only labels can change`);
+      } else
+        throw new ThinpoolError(
+          'EINVAL',
+          `cannot update field ${JSON.stringify(p)} of snapshot ${JSON.stringify(name)}: only labels can change`,
+        );
     }
     r.labels = next;
     r.updated = nowNs().toString();
@@ -230,7 +247,10 @@ export class SnapshotStore {
   /** Every snapshot matching containerd filters (see filters.ts), in key order. */
   list(filters: readonly string[] = []): SnapshotInfo[] {
     const pred = compileFilters(filters);
-    return Object.keys(this.state.snapshots).sort().map((k) => this.info(k, this.state.snapshots[k])).filter((i) => pred(i));
+    return Object.keys(this.state.snapshots)
+      .sort()
+      .map((k) => this.info(k, this.state.snapshots[k]))
+      .filter((i) => pred(i));
   }
 
   /** The volume a snapshot was made from: its parent's, or the base. */
@@ -262,7 +282,10 @@ export class SnapshotStore {
   /** Volumes labelled as this store's that it does not name (left by a crash between two commits). */
   orphans(): string[] {
     const named = new Set([...Object.values(this.state.snapshots).map((r) => r.volume), ...Object.values(this.state.bases)]);
-    return this.pool.list().filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === OWNER && !named.has(v.name)).map((v) => v.name!);
+    return this.pool
+      .list()
+      .filter((v) => v.name !== undefined && v.labels[OWNER_LABEL] === OWNER && !named.has(v.name))
+      .map((v) => v.name!);
   }
 
   /** Delete the orphans (children first) and commit. Returns their names. */

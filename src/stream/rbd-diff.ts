@@ -54,7 +54,8 @@ export class DiffEncoder {
 
   private named(tag: number, name: string): Uint8Array {
     const n = Buffer.from(name, 'utf8');
-    if (n.length > MAX_NAME) throw new ThinpoolError('EINVAL', `snapshot name is ${n.length} bytes, more than the ${MAX_NAME} an rbd diff stream allows`);
+    if (n.length > MAX_NAME)
+      throw new ThinpoolError('EINVAL', `snapshot name is ${n.length} bytes, more than the ${MAX_NAME} an rbd diff stream allows`);
     const b = this.head(tag, 4 + n.length, 4 + n.length);
     const at = b.length - 4 - n.length;
     b.writeUInt32LE(n.length, at);
@@ -127,7 +128,10 @@ class ByteReader {
   consumed = 0;
 
   constructor(src: Source) {
-    this.it = Symbol.asyncIterator in src ? (src as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]() : (src as Iterable<Uint8Array>)[Symbol.iterator]();
+    this.it =
+      Symbol.asyncIterator in src
+        ? (src as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]()
+        : (src as Iterable<Uint8Array>)[Symbol.iterator]();
   }
 
   private async fill(): Promise<boolean> {
@@ -174,7 +178,10 @@ class ByteReader {
 }
 
 function truncated(at: number, what: string): ThinpoolError {
-  return new ThinpoolError('ESTREAM', `rbd diff stream ends at byte ${at}, inside ${what}: the stream is truncated (nothing was applied); send it again`);
+  return new ThinpoolError(
+    'ESTREAM',
+    `rbd diff stream ends at byte ${at}, inside ${what}: the stream is truncated (nothing was applied); send it again`,
+  );
 }
 
 function corrupt(at: number, what: string): ThinpoolError {
@@ -197,11 +204,14 @@ export async function* decodeDiff(src: Source, opts: DecodeOptions = {}): AsyncG
   let finished = false;
   try {
     const banner = await r.exact(BANNER_V1.length, 'the banner').catch((e: unknown) => {
-      throw r.consumed === 0 ? new ThinpoolError('ESTREAM', 'rbd diff stream is empty: expected the banner "rbd diff v1" or "rbd diff v2"', { cause: e }) : e;
+      throw r.consumed === 0
+        ? new ThinpoolError('ESTREAM', 'rbd diff stream is empty: expected the banner "rbd diff v1" or "rbd diff v2"', { cause: e })
+        : e;
     });
     const text = banner.toString('latin1');
     const version: DiffVersion | null = text === BANNER_V1 ? 1 : text === BANNER_V2 ? 2 : null;
-    if (version === null) throw corrupt(0, `banner ${JSON.stringify(text)} is not "rbd diff v1\\n" or "rbd diff v2\\n" (not an rbd export-diff stream)`);
+    if (version === null)
+      throw corrupt(0, `banner ${JSON.stringify(text)} is not "rbd diff v1\\n" or "rbd diff v2\\n" (not an rbd export-diff stream)`);
     let size: number | null = null;
     let inData = false;
     for (;;) {
@@ -252,7 +262,7 @@ export async function* decodeDiff(src: Source, opts: DecodeOptions = {}): AsyncG
             yield { type: 'zero', offset, length };
             break;
           }
-          for (let done = 0; done < length;) {
+          for (let done = 0; done < length; ) {
             const piece = await r.exact(Math.min(maxPiece, length - done), `the ${length} bytes of a data record at offset ${offset}`);
             yield { type: 'write', offset: offset + done, data: piece };
             done += piece.length;
@@ -270,7 +280,7 @@ export async function* decodeDiff(src: Source, opts: DecodeOptions = {}): AsyncG
         default: {
           if (version === 1) throw corrupt(at, `unknown record tag 0x${tag.toString(16)} in a v1 stream`);
           // v2: skip a record this reader does not know, without holding it.
-          for (let left = len; left > 0;) {
+          for (let left = len; left > 0; ) {
             const part = await r.some(Math.min(left, 65536));
             if (part === null) throw truncated(r.consumed, `an unknown record (tag 0x${tag.toString(16)})`);
             left -= part.length;

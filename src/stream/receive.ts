@@ -73,7 +73,7 @@ function applyWrite(vol: Volume, bs: number, offset: number, data: Uint8Array): 
     if (runStart >= 0) vol.writeSync(data.subarray(runStart, end), offset + runStart);
     runStart = -1;
   };
-  for (let at = 0; at < data.length;) {
+  for (let at = 0; at < data.length; ) {
     const pos = offset + at;
     const n = Math.min(bs - (pos % bs), data.length - at);
     const part = data.subarray(at, at + n);
@@ -115,7 +115,10 @@ function abandon(pool: ThinPool, vol: Volume, base: string | undefined): void {
  * Receive the stream from `source` as the new volume `name`. Commits once, at the end. See the contract above.
  */
 export async function receive(
-  pool: ThinPool, name: string, source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>, opts: ReceiveOptions = {},
+  pool: ThinPool,
+  name: string,
+  source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>,
+  opts: ReceiveOptions = {},
 ): Promise<ReceiveResult> {
   if (pool.has(name)) throw new ThinpoolError('EEXIST', `a volume named "${name}" already exists`);
   let vol: Volume | null = null;
@@ -126,16 +129,23 @@ export async function receive(
   let dataBytes = 0;
   let zeroBytes = 0;
   const start = (): Volume => {
-    if (size === null) throw new ThinpoolError('ESTREAM', 'rbd diff stream has no size record before its data: it is not a complete export-diff stream');
+    if (size === null)
+      throw new ThinpoolError('ESTREAM', 'rbd diff stream has no size record before its data: it is not a complete export-diff stream');
     const baseRef = opts.from ?? fromSnap;
     if (opts.from !== undefined && fromSnap === undefined) {
-      throw new ThinpoolError('EINVAL', `the stream is a full stream (no from-snap record): it makes a new volume and cannot be applied onto ${String(opts.from)}; receive it without a base`);
+      throw new ThinpoolError(
+        'EINVAL',
+        `the stream is a full stream (no from-snap record): it makes a new volume and cannot be applied onto ${String(opts.from)}; receive it without a base`,
+      );
     }
     const labels = { [OWNER_LABEL]: RECEIVING_OWNER };
     let v: Volume;
     if (baseRef !== undefined) {
       if (!pool.has(baseRef)) {
-        throw new ThinpoolError('ENOENT', `the stream is incremental from "${String(baseRef)}", but no volume of that name is in this pool: receive the stream of "${String(baseRef)}" first, or name the base volume with --from`);
+        throw new ThinpoolError(
+          'ENOENT',
+          `the stream is incremental from "${String(baseRef)}", but no volume of that name is in this pool: receive the stream of "${String(baseRef)}" first, or name the base volume with --from`,
+        );
       }
       const b = pool.volume(baseRef);
       base = b.label;
@@ -149,9 +159,15 @@ export async function receive(
   try {
     for await (const rec of decodeDiff(source, { onBytes: opts.onProgress }) as AsyncGenerator<DiffRecord>) {
       switch (rec.type) {
-        case 'from': fromSnap = rec.name; break;
-        case 'to': toSnap = rec.name; break;
-        case 'size': size = rec.size; break;
+        case 'from':
+          fromSnap = rec.name;
+          break;
+        case 'to':
+          toSnap = rec.name;
+          break;
+        case 'size':
+          size = rec.size;
+          break;
         case 'write':
           vol ??= start();
           applyWrite(vol, pool.blockSize, rec.offset, rec.data);

@@ -95,7 +95,10 @@ export function planSend(pool: ThinPool, snapshot: string | number, opts: Pick<S
  * totalBytes)` counts the data bytes read so far.
  */
 export async function* sendStream(
-  pool: ThinPool, snapshot: string | number, opts: SendOptions = {}, onProgress?: (done: number, total: number) => void,
+  pool: ThinPool,
+  snapshot: string | number,
+  opts: SendOptions = {},
+  onProgress?: (done: number, total: number) => void,
 ): AsyncGenerator<Uint8Array, SendPlan, undefined> {
   const plan = planSend(pool, snapshot, opts);
   const enc = new DiffEncoder(opts.version ?? 1);

@@ -111,10 +111,11 @@ export class VolumeRandomAccess extends EventEmitter {
       err = e as Error;
     }
     if (err) process.nextTick(() => cb?.(err));
-    else this.close(() => {
-      this.emit('unlink');
-      cb?.(null);
-    });
+    else
+      this.close(() => {
+        this.emit('unlink');
+        cb?.(null);
+      });
   }
 
   /** Nothing to suspend in memory or in a pool file; kept for the interface. */

@@ -207,7 +207,9 @@ export class GoldenStore implements AsyncDisposable, Disposable {
   /** A store over an in-memory pool. */
   static memory(opts: GoldenStoreOptions = {}): GoldenStore {
     const pool = ThinPool.memory({
-      size: opts.size ?? DEFAULT_POOL_BYTES, blockSize: opts.blockSize, metadataSize: opts.metadataSize,
+      size: opts.size ?? DEFAULT_POOL_BYTES,
+      blockSize: opts.blockSize,
+      metadataSize: opts.metadataSize,
     });
     return new GoldenStore(pool, undefined, false);
   }
@@ -217,7 +219,9 @@ export class GoldenStore implements AsyncDisposable, Disposable {
     const dir = mkdtempSync(join(opts.parent ?? tmpdir(), 'thinpool-test-'));
     try {
       const pool = ThinPool.formatSync(join(dir, 'pool'), {
-        size: opts.size ?? DEFAULT_POOL_BYTES, blockSize: opts.blockSize, metadataSize: opts.metadataSize,
+        size: opts.size ?? DEFAULT_POOL_BYTES,
+        blockSize: opts.blockSize,
+        metadataSize: opts.metadataSize,
       });
       return new GoldenStore(pool, dir, opts.keep === true);
     } catch (e) {

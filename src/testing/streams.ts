@@ -34,7 +34,8 @@ export function createVolumeReadStream(v: VolumeLike, opts: VolumeReadStreamOpti
   const start = opts.start ?? 0;
   const endExclusive = Math.min(size, opts.end === undefined ? size : opts.end + 1);
   const hwm = opts.highWaterMark ?? 1024 * 1024;
-  if (!Number.isSafeInteger(start) || start < 0 || start > size) throw new RangeError(`start ${start} is outside the volume (${size} bytes)`);
+  if (!Number.isSafeInteger(start) || start < 0 || start > size)
+    throw new RangeError(`start ${start} is outside the volume (${size} bytes)`);
   let pos = start;
   return new Readable({
     highWaterMark: hwm,
@@ -59,7 +60,8 @@ export function createVolumeReadStream(v: VolumeLike, opts: VolumeReadStreamOpti
 export function createVolumeWriteStream(v: VolumeLike, opts: VolumeWriteStreamOptions = {}): Writable {
   const vol = volumeOf(v);
   let pos = opts.start ?? 0;
-  if (!Number.isSafeInteger(pos) || pos < 0 || pos > vol.sizeBytes) throw new RangeError(`start ${pos} is outside the volume (${vol.sizeBytes} bytes)`);
+  if (!Number.isSafeInteger(pos) || pos < 0 || pos > vol.sizeBytes)
+    throw new RangeError(`start ${pos} is outside the volume (${vol.sizeBytes} bytes)`);
   return new Writable({
     highWaterMark: opts.highWaterMark,
     write(chunk: Buffer, _enc, cb) {

@@ -23,7 +23,11 @@ async function loadVitest(): Promise<typeof import('vitest')> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err?.code === 'ERR_MODULE_NOT_FOUND' && /'vitest'/.test(String(err.message))) {
-      throw new ThinpoolError('ENOENT', 'thinpool/vitest needs vitest (4.1 or later), which is not installed: run "npm install --save-dev vitest", or use goldenSuite from thinpool/testing with any other test runner', { cause: e });
+      throw new ThinpoolError(
+        'ENOENT',
+        'thinpool/vitest needs vitest (4.1 or later), which is not installed: run "npm install --save-dev vitest", or use goldenSuite from thinpool/testing with any other test runner',
+        { cause: e },
+      );
     }
     throw e;
   }

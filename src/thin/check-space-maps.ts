@@ -38,8 +38,15 @@ export class SpaceMapChecker extends CheckState {
       }
     }
     if (firstFree < 0) firstFree = vals.length;
-    if (nrFree !== free) this.warn('ECORRUPT', structure, `index entry ${j}: nr_free ${nrFree}, but bitmap block ${block} has ${free} free entries`, block);
-    if (nfb > firstFree) this.warn('ECORRUPT', structure, `index entry ${j}: none_free_before ${nfb}, but entry ${firstFree} of bitmap block ${block} is free`, block);
+    if (nrFree !== free)
+      this.warn('ECORRUPT', structure, `index entry ${j}: nr_free ${nrFree}, but bitmap block ${block} has ${free} free entries`, block);
+    if (nfb > firstFree)
+      this.warn(
+        'ECORRUPT',
+        structure,
+        `index entry ${j}: none_free_before ${nfb}, but entry ${firstFree} of bitmap block ${block} is free`,
+        block,
+      );
     return vals.length - free;
   }
 
@@ -55,7 +62,8 @@ export class SpaceMapChecker extends CheckState {
       }
       if (c < 3) this.error('ECORRUPT', t.name, `${t.name} entry for ${what} block ${b} holds ${c} (< 3)`, root);
       const v = valueOf(b);
-      if (v !== undefined && v !== 3) this.error('ECORRUPT', t.name, `${t.name} has an entry for ${what} block ${b}, but its bitmap value is ${v}`, root);
+      if (v !== undefined && v !== 3)
+        this.error('ECORRUPT', t.name, `${t.name} has an entry for ${what} block ${b}, but its bitmap value is ${v}`, root);
     }
     return entries;
   }
@@ -95,7 +103,12 @@ export class SpaceMapChecker extends CheckState {
       this.warn('ECORRUPT', structure, `nr_allocated is ${sm.nrAllocated}, but the bitmaps count ${used} blocks in use`);
     }
     if (this.sb.metadataNrBlocks !== this.nrMeta) {
-      this.warn('ECORRUPT', 'superblock', `metadata_nr_blocks is ${this.sb.metadataNrBlocks}, but the metadata space map has ${this.nrMeta} blocks`, 0);
+      this.warn(
+        'ECORRUPT',
+        'superblock',
+        `metadata_nr_blocks is ${this.sb.metadataNrBlocks}, but the metadata space map has ${this.nrMeta} blocks`,
+        0,
+      );
     }
     this.stats.metadataBlocksUsed = this.md.metadataAllocated;
   }
@@ -110,7 +123,13 @@ export class SpaceMapChecker extends CheckState {
       collect: (k: number, e: IndexEntry) => index.set(k, [e.block, e.nrFree, e.noneFreeBefore]),
     });
     for (const k of index.keys()) {
-      if (k >= nBitmaps) this.error('ECORRUPT', DATA_INDEX.name, `data space map index has an entry for bitmap ${k}, but ${this.nrData} data blocks need ${nBitmaps}`, sm.bitmapRoot);
+      if (k >= nBitmaps)
+        this.error(
+          'ECORRUPT',
+          DATA_INDEX.name,
+          `data space map index has an entry for bitmap ${k}, but ${this.nrData} data blocks need ${nBitmaps}`,
+          sm.bitmapRoot,
+        );
     }
     const bitmapValues: Array<Uint8Array | null> = [];
     let used = 0;
@@ -186,5 +205,4 @@ export class SpaceMapChecker extends CheckState {
       }
     }
   }
-
 }

@@ -58,7 +58,6 @@ export interface TreeType {
   vt: ValueType<any>;
 }
 
-
 /** What a validated subtree looks like from above (so a shared subtree is read and counted once). */
 export interface Summary {
   kind: string;
@@ -217,7 +216,15 @@ export class CheckState {
         return null;
       }
       const { internal, nr: n, max, keys } = node;
-      const s: Summary = { kind: t.kind, nr: n, max, firstKey: n > 0 ? keys[0] : -1, lastKey: n > 0 ? keys[n - 1] : -1, entries: 0, height: 0 };
+      const s: Summary = {
+        kind: t.kind,
+        nr: n,
+        max,
+        firstKey: n > 0 ? keys[0] : -1,
+        lastKey: n > 0 ? keys[n - 1] : -1,
+        entries: 0,
+        height: 0,
+      };
       let ok = this.fitChecks(s, b, parentKey, isRoot, internal ? -1 : lastLeafKey, t, !internal);
       if (!internal) {
         if (n > 0) lastLeafKey = keys[n - 1];
@@ -258,7 +265,12 @@ export class CheckState {
     let ok = true;
     const min = Math.floor(s.max / 3);
     if (!isRoot && s.nr < min) {
-      this.error('EBADNODE', t.name, `too few entries in btree_node: ${s.nr}, expected at least ${min} (block ${b}, max_entries = ${s.max})`, b);
+      this.error(
+        'EBADNODE',
+        t.name,
+        `too few entries in btree_node: ${s.nr}, expected at least ${min} (block ${b}, max_entries = ${s.max})`,
+        b,
+      );
       ok = false;
     }
     if (parentKey >= 0 && s.firstKey >= 0 && s.firstKey < parentKey) {
@@ -266,12 +278,16 @@ export class CheckState {
       ok = false;
     }
     if (leaf && lastLeafKey >= 0 && s.firstKey >= 0 && s.firstKey <= lastLeafKey) {
-      this.error('EBADNODE', t.name, `the last key of the previous leaf was ${lastLeafKey} and the first key of this leaf is ${s.firstKey} (block ${b})`, b);
+      this.error(
+        'EBADNODE',
+        t.name,
+        `the last key of the previous leaf was ${lastLeafKey} and the first key of this leaf is ${s.firstKey} (block ${b})`,
+        b,
+      );
       ok = false;
     }
     return ok;
   }
-
 
   report(): CheckReport {
     if (this.droppedErrors > 0) {

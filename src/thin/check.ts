@@ -48,27 +48,34 @@ class Checker extends SpaceMapChecker {
   thinTrees(sb: Superblock, held: boolean): void {
     const pre = held ? 'metadata snapshot ' : '';
     const details = new Map<number, DeviceDetails>();
-    const detailsOk = this.walk(sb.deviceDetailsRoot, DETAILS, {
-      context: held ? 'the metadata snapshot' : undefined,
-      collect: (id: number, d: DeviceDetails) => details.set(id, d),
-    }) !== null;
+    const detailsOk =
+      this.walk(sb.deviceDetailsRoot, DETAILS, {
+        context: held ? 'the metadata snapshot' : undefined,
+        collect: (id: number, d: DeviceDetails) => details.set(id, d),
+      }) !== null;
     const tops = new Map<number, number>();
-    const topsOk = this.walk(sb.dataMappingRoot, L0, {
-      context: held ? 'the metadata snapshot' : undefined,
-      collect: (id: number, root: number) => tops.set(id, root),
-      distinctLeaf: (id: number, root: number) => void this.ref(root, `${pre}mapping tree (level 0) entry for thin device ${id}`),
-    }) !== null;
+    const topsOk =
+      this.walk(sb.dataMappingRoot, L0, {
+        context: held ? 'the metadata snapshot' : undefined,
+        collect: (id: number, root: number) => tops.set(id, root),
+        distinctLeaf: (id: number, root: number) => void this.ref(root, `${pre}mapping tree (level 0) entry for thin device ${id}`),
+      }) !== null;
     if (detailsOk && topsOk) {
       for (const id of details.keys()) {
         if (!tops.has(id)) this.error('ECORRUPT', L0.name, `${pre}thin device ${id} has details but no mapping tree`, sb.dataMappingRoot);
       }
       for (const id of tops.keys()) {
-        if (!details.has(id)) this.error('ECORRUPT', DETAILS.name, `${pre}thin device ${id} has mappings but no details`, sb.deviceDetailsRoot);
+        if (!details.has(id))
+          this.error('ECORRUPT', DETAILS.name, `${pre}thin device ${id} has mappings but no details`, sb.deviceDetailsRoot);
       }
     }
     for (const [id, d] of details) {
       if (!(d.creationTime <= d.snapshottedTime && d.snapshottedTime <= sb.time)) {
-        this.warn('ECORRUPT', DETAILS.name, `${pre}thin device ${id}: expected creation_time ${d.creationTime} <= snap_time ${d.snapshottedTime} <= superblock time ${sb.time}`);
+        this.warn(
+          'ECORRUPT',
+          DETAILS.name,
+          `${pre}thin device ${id}: expected creation_time ${d.creationTime} <= snap_time ${d.snapshottedTime} <= superblock time ${sb.time}`,
+        );
       }
     }
     const time = sb.time;
@@ -80,12 +87,14 @@ class Checker extends SpaceMapChecker {
           const d = m.dblock;
           const t = m.time;
           if (d >= nrData) {
-            if (this.badData++ === 0) this.badDataFirst = `virtual block ${v} of ${pre}thin device ${id} maps data block ${d} (leaf block ${leaf})`;
+            if (this.badData++ === 0)
+              this.badDataFirst = `virtual block ${v} of ${pre}thin device ${id} maps data block ${d} (leaf block ${leaf})`;
           } else {
             this.dataRef(d);
           }
           if (t > time) {
-            if (this.badTime++ === 0) this.badTimeFirst = `virtual block ${v} of ${pre}thin device ${id} has time ${t} (leaf block ${leaf})`;
+            if (this.badTime++ === 0)
+              this.badTimeFirst = `virtual block ${v} of ${pre}thin device ${id} has time ${t} (leaf block ${leaf})`;
           }
         },
       });
@@ -93,19 +102,31 @@ class Checker extends SpaceMapChecker {
       if (!held) this.stats.mappings += s.entries;
       const d = details.get(id);
       if (d !== undefined && d.mappedBlocks !== s.entries) {
-        this.error('ECORRUPT', DETAILS.name, `${pre}thin device ${id} has mapped_blocks ${d.mappedBlocks}, but its mapping tree has ${s.entries} entries`, sb.deviceDetailsRoot);
+        this.error(
+          'ECORRUPT',
+          DETAILS.name,
+          `${pre}thin device ${id} has mapped_blocks ${d.mappedBlocks}, but its mapping tree has ${s.entries} entries`,
+          sb.deviceDetailsRoot,
+        );
       }
     }
     if (!held) this.stats.devices = tops.size;
     if (this.badData > 0) {
-      this.error('ECORRUPT', L1.name, `${this.badData} mapping(s) beyond the end of the data device (${nrData} blocks), first: ${this.badDataFirst}`);
+      this.error(
+        'ECORRUPT',
+        L1.name,
+        `${this.badData} mapping(s) beyond the end of the data device (${nrData} blocks), first: ${this.badDataFirst}`,
+      );
     }
     if (this.badTime > 0) {
-      this.error('ECORRUPT', L1.name, `${this.badTime} mapping(s) with a time above the ${pre}superblock time ${time}, first: ${this.badTimeFirst}`);
+      this.error(
+        'ECORRUPT',
+        L1.name,
+        `${this.badTime} mapping(s) with a time above the ${pre}superblock time ${time}, first: ${this.badTimeFirst}`,
+      );
     }
     this.badData = this.badTime = 0;
   }
-
 
   run(): void {
     const sb = this.sb;
@@ -138,9 +159,7 @@ class Checker extends SpaceMapChecker {
     this.compareMetadataCounts();
     this.compareDataCounts(readable);
   }
-
 }
-
 
 /** Check the committed state of an open ThinMetadata (see the module comment). */
 export function checkMetadata(md: ThinMetadata): CheckReport {
@@ -165,7 +184,9 @@ export function checkMetadataDevice(dev: BlockDevice, opts: { cacheBlocks?: numb
     if (!isThinpoolError(e)) throw e;
     return {
       ok: false,
-      errors: [{ code: e.code, structure: e.structure ?? 'metadata', ...(e.mblock === undefined ? {} : { mblock: e.mblock }), message: e.message }],
+      errors: [
+        { code: e.code, structure: e.structure ?? 'metadata', ...(e.mblock === undefined ? {} : { mblock: e.mblock }), message: e.message },
+      ],
       warnings: [],
       stats: { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 },
     };

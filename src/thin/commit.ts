@@ -35,9 +35,12 @@ export function superblockFingerprint(dev: BlockDevice): string {
 export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
   s.alive();
   if (s.md.mode !== 'write') {
-    throw new ThinpoolError('EROFS', s.md.needsCheck
-      ? 'pool is read-only: needs_check is set after a failed metadata operation (run `thinpool check`)'
-      : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`);
+    throw new ThinpoolError(
+      'EROFS',
+      s.md.needsCheck
+        ? 'pool is read-only: needs_check is set after a failed metadata operation (run `thinpool check`)'
+        : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`,
+    );
   }
   if (!freeing) ensureMetadataHeadroom(s);
   const run = (): T => {
@@ -77,7 +80,10 @@ function ensureMetadataHeadroom(s: PoolState): void {
   if (md.metadataFreeBlocks >= OP_METADATA_MARGIN) return;
   if (md.dirty) commit(s);
   if (s.md.metadataFreeBlocks < OP_METADATA_MARGIN) {
-    throw new ThinpoolError('ENOSPC_METADATA', `out of metadata space (${s.md.metadataFreeBlocks} free blocks of ${s.md.metadataNrBlocks}): delete volumes or grow the metadata device`);
+    throw new ThinpoolError(
+      'ENOSPC_METADATA',
+      `out of metadata space (${s.md.metadataFreeBlocks} free blocks of ${s.md.metadataNrBlocks}): delete volumes or grow the metadata device`,
+    );
   }
 }
 
@@ -118,10 +124,14 @@ function stageThenCommit(s: PoolState, catalogChanged: boolean): void {
     s.storage.catalog.publish();
     return;
   }
-  md.commit(catalogChanged ? (sbBytes) => {
-    const fp = createHash('sha256').update(sbBytes.subarray(0, 512)).digest('hex');
-    s.storage.catalog.stage(s.catalog, fp);
-  } : undefined);
+  md.commit(
+    catalogChanged
+      ? (sbBytes) => {
+          const fp = createHash('sha256').update(sbBytes.subarray(0, 512)).digest('hex');
+          s.storage.catalog.stage(s.catalog, fp);
+        }
+      : undefined,
+  );
   if (catalogChanged) s.storage.catalog.publish();
   passDown(s, md.takeFreedDataBlocks());
 }

@@ -104,7 +104,11 @@ export class DataPath {
       } else {
         // One read for a run of virtual blocks mapped to consecutive data blocks.
         let next = vblock + 1;
-        while (done + n < buf.length && dblock + (next - vblock) < md.nrDataBlocks && md.lookupData(id, next) === dblock + (next - vblock)) {
+        while (
+          done + n < buf.length &&
+          dblock + (next - vblock) < md.nrDataBlocks &&
+          md.lookupData(id, next) === dblock + (next - vblock)
+        ) {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
@@ -169,7 +173,9 @@ export class DataPath {
       const root = md.rootOf(id);
       for (let v = firstFull; v < endFull; v++) if (md.lookupDblock(root, v) >= 0) doomed.push(v);
     } else {
-      md.forEachMapping(id, (v) => { if (v >= firstFull && v < endFull) doomed.push(v); });
+      md.forEachMapping(id, (v) => {
+        if (v >= firstFull && v < endFull) doomed.push(v);
+      });
     }
     for (const v of doomed) change(this.s, () => md.removeMapping(id, v), true);
   }
@@ -258,17 +264,21 @@ export class DataPath {
     });
     try {
       for (const d of dblocks) s.highWater.beforeWrite(d);
-      for (let i = 0; i < k;) {
+      for (let i = 0; i < k; ) {
         let j = i + 1;
         while (j < k && dblocks[j] === dblocks[i] + (j - i)) j++;
         s.storage.data.write(buf.subarray(i * bs, j * bs), dblocks[i] * bs);
         i = j;
       }
     } catch (e) {
-      change(s, () => { for (const d of dblocks) md.releaseDataBlock(d); });
+      change(s, () => {
+        for (const d of dblocks) md.releaseDataBlock(d);
+      });
       throw e;
     }
-    change(s, () => { for (let i = 0; i < k; i++) md.insertMapping(id, vblock + i, dblocks[i]); });
+    change(s, () => {
+      for (let i = 0; i < k; i++) md.insertMapping(id, vblock + i, dblocks[i]);
+    });
     return k * bs;
   }
 
@@ -294,7 +304,11 @@ export class DataPath {
 
   /** A mapping that points past the data device: corrupt metadata, never followed. */
   private badMapping(id: number, vblock: number, dblock: number, root: number): never {
-    throw new ThinpoolError('ECORRUPT', `mapping tree of thin device ${id} maps block ${vblock} to data block ${dblock}, beyond the data device (${this.s.md.nrDataBlocks} blocks) (root block ${root})`, { structure: 'mapping tree', mblock: root });
+    throw new ThinpoolError(
+      'ECORRUPT',
+      `mapping tree of thin device ${id} maps block ${vblock} to data block ${dblock}, beyond the data device (${this.s.md.nrDataBlocks} blocks) (root block ${root})`,
+      { structure: 'mapping tree', mblock: root },
+    );
   }
 
   /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
@@ -315,7 +329,10 @@ export class DataPath {
         }
         if (autoExtend(s, s.spaceSettings)) return s.md.allocDataBlock();
         const total = s.md.nrDataBlocks;
-        throw new ThinpoolError('ENOSPC_DATA', `pool is full: all ${total} data blocks (${total * s.blockSize} bytes) are in use; delete volumes or extend the pool`);
+        throw new ThinpoolError(
+          'ENOSPC_DATA',
+          `pool is full: all ${total} data blocks (${total * s.blockSize} bytes) are in use; delete volumes or extend the pool`,
+        );
       }
     });
   }

@@ -120,14 +120,27 @@ export function* thinDumpText(md: ThinMetadata, opts: DumpOptions = {}, pieceByt
   const sb = viewSuperblock(md, snap);
   const out = new XmlBytes(pieceBytes);
   out.superblockOpen({
-    time: sb.time, transaction: sb.transactionId, flags: sb.flags, version: sb.version,
-    dataBlockSize: sb.dataBlockSectors, nrDataBlocks: snap ? 0 : md.nrDataBlocks,
+    time: sb.time,
+    transaction: sb.transactionId,
+    flags: sb.flags,
+    version: sb.version,
+    dataBlockSize: sb.dataBlockSectors,
+    nrDataBlocks: snap ? 0 : md.nrDataBlocks,
   });
   const l1 = md.inspect().l1;
   for (const d of viewDevices(md, snap)) {
-    out.deviceOpen({ devId: d.id, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
+    out.deviceOpen({
+      devId: d.id,
+      mappedBlocks: d.mappedBlocks,
+      transaction: d.transactionId,
+      creationTime: d.creationTime,
+      snapTime: d.snapshottedTime,
+    });
     // The current run: v .. v+len-1 -> db .. db+len-1 at time t.
-    let v = 0, db = 0, len = 0, t = 0;
+    let v = 0,
+      db = 0,
+      len = 0,
+      t = 0;
     for (const leaf of l1.leaves(d.root)) {
       const n = leaf.nr;
       for (let i = 0; i < n; i++) {

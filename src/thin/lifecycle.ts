@@ -79,7 +79,11 @@ function checkBlockSize(bs: number): void {
  * Create the files (or RADOS objects) of a new pool at dir under its lock and hand their storage to format
  * (which owns it then).
  */
-export function createFileStorage<T>(dir: string, opts: PoolFormatOptions, format: (storage: PoolStorage, opts: PoolFormatOptions) => T): T {
+export function createFileStorage<T>(
+  dir: string,
+  opts: PoolFormatOptions,
+  format: (storage: PoolStorage, opts: PoolFormatOptions) => T,
+): T {
   const bs = opts.blockSize ?? MIN_BLOCK_SIZE;
   checkBlockSize(bs);
   const nrData = Math.floor(opts.size / bs);
@@ -137,7 +141,9 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
     if (lock.tookOverStale) {
       try {
         writeFileSync(marker, 'the last writer stopped without closing the pool\n');
-      } catch { /* a read-only directory: the next writer cannot know */ }
+      } catch {
+        /* a read-only directory: the next writer cannot know */
+      }
     }
   } else {
     uncleanStop = lock.tookOverStale || existsSync(marker);
@@ -152,7 +158,13 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
       throw e;
     }
     const storage: PoolStorage = {
-      metadata, data, catalog: new FileCatalogStore(dir), release: () => lock.release(), dir, highWater: new FileHighWaterStore(dir), uncleanStop,
+      metadata,
+      data,
+      catalog: new FileCatalogStore(dir),
+      release: () => lock.release(),
+      dir,
+      highWater: new FileHighWaterStore(dir),
+      uncleanStop,
     };
     try {
       return open(storage);
@@ -195,15 +207,28 @@ export function formatMetadata(storage: PoolStorage, opts: PoolFormatOptions): T
   checkBlockSize(bs);
   const nrData = Math.floor(opts.size / bs);
   if (storage.data.sizeBytes < nrData * bs) storage.data.resize(nrData * bs);
-  return ThinMetadata.format(storage.metadata, { nrDataBlocks: nrData, dataBlockSectors: bs / 512, cacheBlocks: opts.cacheBlocks, mappingCacheEntries: opts.mappingCacheEntries });
+  return ThinMetadata.format(storage.metadata, {
+    nrDataBlocks: nrData,
+    dataBlockSectors: bs / 512,
+    cacheBlocks: opts.cacheBlocks,
+    mappingCacheEntries: opts.mappingCacheEntries,
+  });
 }
 
 /** Open the metadata of a pool and its catalog (recovered against the superblock unless read-only). */
 export function openMetadata(storage: PoolStorage, opts: PoolOpenOptions): { md: ThinMetadata; catalog: CatalogData } {
-  const md = ThinMetadata.open(storage.metadata, { cacheBlocks: opts.cacheBlocks, mappingCacheEntries: opts.mappingCacheEntries, readOnly: opts.readOnly });
+  const md = ThinMetadata.open(storage.metadata, {
+    cacheBlocks: opts.cacheBlocks,
+    mappingCacheEntries: opts.mappingCacheEntries,
+    readOnly: opts.readOnly,
+  });
   const bs = md.dataBlockSectors * 512;
   if (storage.data.sizeBytes < md.nrDataBlocks * bs) {
-    throw new ThinpoolError('EBADSUPER', `data device is ${storage.data.sizeBytes} bytes but the superblock (block 0) describes ${md.nrDataBlocks} blocks of ${bs} bytes`, { structure: 'superblock', mblock: 0 });
+    throw new ThinpoolError(
+      'EBADSUPER',
+      `data device is ${storage.data.sizeBytes} bytes but the superblock (block 0) describes ${md.nrDataBlocks} blocks of ${bs} bytes`,
+      { structure: 'superblock', mblock: 0 },
+    );
   }
   const catalog = opts.readOnly
     ? (storage.catalog.readPublished() ?? emptyCatalog())

@@ -62,7 +62,12 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
       const code = (e as NodeJS.ErrnoException).code;
       if (opts.readOnly && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
         openHere.add(real);
-        return { release: () => { openHere.delete(real); }, tookOverStale };
+        return {
+          release: () => {
+            openHere.delete(real);
+          },
+          tookOverStale,
+        };
       }
       if (code !== 'EEXIST') throw new ThinpoolError('EIO', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
     }

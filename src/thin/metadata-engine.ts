@@ -90,7 +90,11 @@ export abstract class MetadataEngine {
     this.dsm = new DataSpaceMap(this.tm, dataIndex, dataRef);
     this.refCodec = {
       read: (root, onEntry, onNode) => this.refTree.walk(root, onEntry, (b) => onNode(b)),
-      build: (entries) => this.refTree.build(entries.map((e) => e[0]), (i) => entries[i][1]),
+      build: (entries) =>
+        this.refTree.build(
+          entries.map((e) => e[0]),
+          (i) => entries[i][1],
+        ),
     };
     if (opts.readOnly) this.mode = 'read-only';
   }
@@ -107,7 +111,13 @@ export abstract class MetadataEngine {
   /** The read-only door for check, dump and usage (metadata-inspect.ts). */
   inspect(): MetadataInspection {
     return (this.inspection ??= new MetadataInspection({
-      core: this.core, cache: this.cache, msm: this.msm, dsm: this.dsm, l0: this.l0, l1: this.l1, details: this.details,
+      core: this.core,
+      cache: this.cache,
+      msm: this.msm,
+      dsm: this.dsm,
+      l0: this.l0,
+      l1: this.l1,
+      details: this.details,
       superblock: () => this.sb,
       heldSuperblock: () => this.heldSuperblock(),
     }));
@@ -124,9 +134,12 @@ export abstract class MetadataEngine {
   // ---- changes ----
   protected writable(): void {
     if (this.mode !== 'write') {
-      throw new ThinpoolError('EROFS', this.needsCheck
-        ? 'pool metadata is read-only: needs_check is set (run a check/repair first)'
-        : `pool metadata is ${this.mode === 'fail' ? 'failed' : 'read-only'}`);
+      throw new ThinpoolError(
+        'EROFS',
+        this.needsCheck
+          ? 'pool metadata is read-only: needs_check is set (run a check/repair first)'
+          : `pool metadata is ${this.mode === 'fail' ? 'failed' : 'read-only'}`,
+      );
     }
   }
 

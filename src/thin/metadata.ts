@@ -44,12 +44,10 @@ interface DeviceState extends DeviceDetails {
   gen: number;
 }
 
-
 export interface FormatOptions extends MetadataOpenOptions {
   nrDataBlocks: number;
   dataBlockSectors: number;
 }
-
 
 export class ThinMetadata extends MetadataEngine {
   private devices = new Map<number, DeviceState>();
@@ -73,12 +71,23 @@ export class ThinMetadata extends MetadataEngine {
     md.msm.initEmpty();
     md.msm.inc(0);
     md.sb = {
-      flags: 0, blocknr: 0, uuid: new Uint8Array(16), version: 2, time: 0, transactionId: 0, heldRoot: 0,
+      flags: 0,
+      blocknr: 0,
+      uuid: new Uint8Array(16),
+      version: 2,
+      time: 0,
+      transactionId: 0,
+      heldRoot: 0,
       dataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
       metadataSm: { nrBlocks: nrMeta, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
-      dataMappingRoot: 0, deviceDetailsRoot: 0,
-      dataBlockSectors: opts.dataBlockSectors, metadataBlockSectors: 8, metadataNrBlocks: nrMeta,
-      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+      dataMappingRoot: 0,
+      deviceDetailsRoot: 0,
+      dataBlockSectors: opts.dataBlockSectors,
+      metadataBlockSectors: 8,
+      metadataNrBlocks: nrMeta,
+      compatFlags: 0,
+      compatRoFlags: 0,
+      incompatFlags: 0,
     };
     md.sb.deviceDetailsRoot = md.details.emptyRoot();
     md.sb.dataMappingRoot = md.l0.emptyRoot();
@@ -95,11 +104,19 @@ export class ThinMetadata extends MetadataEngine {
     const sb = readSuperblock(raw);
     const nrMeta = sb.metadataSm.nrBlocks;
     if (nrMeta > MAX_METADATA_BLOCKS || nrMeta * 4096 > dev.sizeBytes) {
-      throw ThinpoolError.metadata('EBADSUPER', `metadata space map claims ${nrMeta} blocks but the device has ${Math.floor(dev.sizeBytes / 4096)}`, 'superblock', 0);
+      throw ThinpoolError.metadata(
+        'EBADSUPER',
+        `metadata space map claims ${nrMeta} blocks but the device has ${Math.floor(dev.sizeBytes / 4096)}`,
+        'superblock',
+        0,
+      );
     }
     const growTo = opts.growTo ?? nrMeta;
     if (growTo < nrMeta || growTo > MAX_METADATA_BLOCKS || growTo * 4096 > dev.sizeBytes) {
-      throw new ThinpoolError('EINVAL', `cannot grow the metadata space map from ${nrMeta} to ${growTo} blocks (device holds ${Math.floor(dev.sizeBytes / 4096)}, limit ${MAX_METADATA_BLOCKS})`);
+      throw new ThinpoolError(
+        'EINVAL',
+        `cannot grow the metadata space map from ${nrMeta} to ${growTo} blocks (device holds ${Math.floor(dev.sizeBytes / 4096)}, limit ${MAX_METADATA_BLOCKS})`,
+      );
     }
     const md = new ThinMetadata(dev, growTo, opts);
     md.load(sb);
@@ -126,11 +143,23 @@ export class ThinMetadata extends MetadataEngine {
     const detail = new Map<number, DeviceDetails>(this.details.entries(sb.deviceDetailsRoot));
     for (const [id, root] of this.l0.entries(sb.dataMappingRoot)) {
       const d = detail.get(id);
-      if (!d) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has mappings but no details`, 'device details tree', sb.deviceDetailsRoot);
+      if (!d)
+        throw ThinpoolError.metadata(
+          'ECORRUPT',
+          `thin device ${id} has mappings but no details`,
+          'device details tree',
+          sb.deviceDetailsRoot,
+        );
       this.devices.set(id, { id, root, storedRoot: root, detailsDirty: false, l0Shadowed: false, gen: this.mcache.fresh(), ...d });
     }
     for (const id of detail.keys()) {
-      if (!this.devices.has(id)) throw ThinpoolError.metadata('ECORRUPT', `thin device ${id} has details but no mapping tree`, 'mapping tree (level 0)', sb.dataMappingRoot);
+      if (!this.devices.has(id))
+        throw ThinpoolError.metadata(
+          'ECORRUPT',
+          `thin device ${id} has details but no mapping tree`,
+          'mapping tree (level 0)',
+          sb.dataMappingRoot,
+        );
     }
     this.sbDirty = false;
   }
@@ -167,7 +196,13 @@ export class ThinMetadata extends MetadataEngine {
   /** The live (in-core) details of device id and the root of its level-1 tree. */
   deviceDetails(id: number): DeviceDetails & { root: number } {
     const d = this.device(id);
-    return { mappedBlocks: d.mappedBlocks, transactionId: d.transactionId, creationTime: d.creationTime, snapshottedTime: d.snapshottedTime, root: d.root };
+    return {
+      mappedBlocks: d.mappedBlocks,
+      transactionId: d.transactionId,
+      creationTime: d.creationTime,
+      snapshottedTime: d.snapshottedTime,
+      root: d.root,
+    };
   }
 
   private device(id: number): DeviceState {
@@ -220,7 +255,8 @@ export class ThinMetadata extends MetadataEngine {
   }
 
   private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID) throw new ThinpoolError('EINVAL', `thin device id ${id} out of range 0..${MAX_DEVICE_ID}`);
+    if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID)
+      throw new ThinpoolError('EINVAL', `thin device id ${id} out of range 0..${MAX_DEVICE_ID}`);
   }
 
   createThin(id: number): void {
@@ -231,8 +267,16 @@ export class ThinMetadata extends MetadataEngine {
     this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, id, root).root;
     const t = this.sb.time;
     this.devices.set(id, {
-      id, root, storedRoot: root, mappedBlocks: 0, transactionId: this.sb.transactionId,
-      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true, gen: this.mcache.fresh(),
+      id,
+      root,
+      storedRoot: root,
+      mappedBlocks: 0,
+      transactionId: this.sb.transactionId,
+      creationTime: t,
+      snapshottedTime: t,
+      detailsDirty: true,
+      l0Shadowed: true,
+      gen: this.mcache.fresh(),
     });
   }
 
@@ -250,8 +294,16 @@ export class ThinMetadata extends MetadataEngine {
     o.snapshottedTime = t;
     o.detailsDirty = true;
     this.devices.set(id, {
-      id, root: o.root, storedRoot: o.root, mappedBlocks: o.mappedBlocks, transactionId: this.sb.transactionId,
-      creationTime: t, snapshottedTime: t, detailsDirty: true, l0Shadowed: true, gen: this.mcache.fresh(),
+      id,
+      root: o.root,
+      storedRoot: o.root,
+      mappedBlocks: o.mappedBlocks,
+      transactionId: this.sb.transactionId,
+      creationTime: t,
+      snapshottedTime: t,
+      detailsDirty: true,
+      l0Shadowed: true,
+      gen: this.mcache.fresh(),
     });
   }
 
@@ -394,7 +446,8 @@ export class ThinMetadata extends MetadataEngine {
     const s = this.tm.newBlock(BlockKind.Superblock);
     const copy: Superblock = {
       ...this.committedSb,
-      blocknr: s.block, heldRoot: 0,
+      blocknr: s.block,
+      heldRoot: 0,
       dataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
       metadataSm: { nrBlocks: 0, nrAllocated: 0, bitmapRoot: 0, refCountRoot: 0 },
     };

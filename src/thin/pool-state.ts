@@ -107,7 +107,9 @@ export class PoolState {
     if (rec) return rec.sizeBytes;
     if (!this.md.hasDevice(id)) throw new ThinpoolError('ENOENT', `no volume with device id ${id}`);
     let last = -1;
-    this.md.forEachMapping(id, (v) => { last = v; });
+    this.md.forEachMapping(id, (v) => {
+      last = v;
+    });
     return (last + 1) * this.blockSize;
   }
 }

@@ -26,8 +26,16 @@ import { change, commit } from './commit.js';
 import { DataPath } from './data-path.js';
 import { grow, type ExtendOptions } from './extend.js';
 import {
-  clearUncleanMarker, closeStorage, createFileStorage, formatMetadata, memoryStorage, openFileStorage, openMetadata, reconcile,
-  type PoolFormatOptions, type PoolOpenOptions,
+  clearUncleanMarker,
+  closeStorage,
+  createFileStorage,
+  formatMetadata,
+  memoryStorage,
+  openFileStorage,
+  openMetadata,
+  reconcile,
+  type PoolFormatOptions,
+  type PoolOpenOptions,
 } from './lifecycle.js';
 import { emptyCatalog, type CatalogData, type VolumeRecord } from './catalog.js';
 import type { ThinMetadata } from './metadata.js';
@@ -38,7 +46,14 @@ import { diffDevices, type DiffRange } from './usage.js';
 import type { Volume, VolumeIO } from './volume.js';
 import { Volumes, type CreateOptions, type OwnerOptions, type SnapshotOptions, type VolumeInfo } from './volumes.js';
 
-export { MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, defaultMetadataSize, isPoolDir, type PoolFormatOptions, type PoolOpenOptions } from './lifecycle.js';
+export {
+  MIN_BLOCK_SIZE,
+  MAX_BLOCK_SIZE,
+  defaultMetadataSize,
+  isPoolDir,
+  type PoolFormatOptions,
+  type PoolOpenOptions,
+} from './lifecycle.js';
 export type { PoolStorage, PoolEvents } from './pool-state.js';
 export type { ExtendOptions } from './extend.js';
 export { OWNER_LABEL, RECEIVING_OWNER, type CreateOptions, type OwnerOptions, type SnapshotOptions, type VolumeInfo } from './volumes.js';
@@ -325,7 +340,11 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   }
 
   /** Rename a volume or change its labels / read-only flag (committed with the next commit). */
-  updateSync(ref: string | number, patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean }, opts: OwnerOptions = {}): void {
+  updateSync(
+    ref: string | number,
+    patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean },
+    opts: OwnerOptions = {},
+  ): void {
     this.#volumes.update(ref, patch, opts);
   }
 

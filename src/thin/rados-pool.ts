@@ -55,7 +55,10 @@ export function parseRadosAddress(s: string): RadosAddress {
   const cephPool = slash < 0 ? rest : rest.slice(0, slash);
   const name = slash < 0 ? '' : rest.slice(slash + 1);
   if (!isRadosAddress(s) || cephPool === '' || !NAME_RULE.test(name)) {
-    throw new ThinpoolError('EINVAL', `bad RADOS pool address ${JSON.stringify(s)}: use rados://CEPH_POOL/NAME, NAME of 1-96 letters, digits, _ and -`);
+    throw new ThinpoolError(
+      'EINVAL',
+      `bad RADOS pool address ${JSON.stringify(s)}: use rados://CEPH_POOL/NAME, NAME of 1-96 letters, digits, _ and -`,
+    );
   }
   return { cephPool, name };
 }
@@ -79,7 +82,10 @@ function describeHolder(h: RadosHolder): string {
 }
 
 export class RadosCatalogStore implements CatalogStore {
-  constructor(readonly io: RadosIoctx, readonly name: string) {}
+  constructor(
+    readonly io: RadosIoctx,
+    readonly name: string,
+  ) {}
   get #published(): string {
     return `${this.name}.catalog`;
   }
@@ -115,7 +121,10 @@ export class RadosCatalogStore implements CatalogStore {
 }
 
 export class RadosHighWaterStore implements HighWaterStore {
-  constructor(readonly io: RadosIoctx, readonly name: string) {}
+  constructor(
+    readonly io: RadosIoctx,
+    readonly name: string,
+  ) {}
   read(): number | null {
     const raw = this.io.readAll(`${this.name}.hwm`);
     if (raw === null) return null;
@@ -174,16 +183,29 @@ function takeLock(io: RadosIoctx, address: string, name: string): () => void {
     if ((e as ThinpoolError).code !== 'EBUSY') throw e;
     const holders = io.lockers(oid, LOCK_NAME).map(holderOf);
     const who = holders.length > 0 ? holders.map(describeHolder).join(', ') : 'another client';
-    throw new ThinpoolError('EBUSY', `pool ${address} is open for writing by ${who}; if that process is gone, run "thinpool lock break ${address}"`);
+    throw new ThinpoolError(
+      'EBUSY',
+      `pool ${address} is open for writing by ${who}; if that process is gone, run "thinpool lock break ${address}"`,
+    );
   }
   return () => {
     try {
       io.unlock(oid, LOCK_NAME, cookie);
-    } catch { /* fenced or cluster gone: the lock is broken or dies with the pool's next break */ }
+    } catch {
+      /* fenced or cluster gone: the lock is broken or dies with the pool's next break */
+    }
   };
 }
 
-function assemble(address: string, cluster: RadosCluster, io: RadosIoctx, name: string, readOnly: boolean, unlock: (() => void) | null, create?: { dataSize: number; metadataSize: number; objectSize?: number }): RadosStorage {
+function assemble(
+  address: string,
+  cluster: RadosCluster,
+  io: RadosIoctx,
+  name: string,
+  readOnly: boolean,
+  unlock: (() => void) | null,
+  create?: { dataSize: number; metadataSize: number; objectSize?: number },
+): RadosStorage {
   const devices: RadosDevice[] = [];
   try {
     if (create) {
@@ -217,7 +239,11 @@ function assemble(address: string, cluster: RadosCluster, io: RadosIoctx, name: 
  * New, empty devices for a pool at `address`, write-locked; the header is marked complete by `finish()` once
  * the pool is formatted on them. EEXIST when a pool (or part of one) is there.
  */
-export function formatRadosStorage(address: string, sizes: { dataSize: number; metadataSize: number }, opts: CephOptions = {}): RadosStorage & { finish(): void } {
+export function formatRadosStorage(
+  address: string,
+  sizes: { dataSize: number; metadataSize: number },
+  opts: CephOptions = {},
+): RadosStorage & { finish(): void } {
   const a = parseRadosAddress(address);
   const { cluster, io } = connect(a, opts);
   let unlock: (() => void) | null = null;
@@ -246,7 +272,10 @@ export function openRadosStorage(address: string, opts: CephOptions & { readOnly
   let unlock: (() => void) | null = null;
   try {
     if (readHeader(io, a.name) === null) {
-      throw new ThinpoolError('ENOENT', `no thin pool at ${address}: list them with "thinpool ls-pools ${RADOS_SCHEME}${a.cephPool}", create one with "thinpool init ${address} --size SIZE"`);
+      throw new ThinpoolError(
+        'ENOENT',
+        `no thin pool at ${address}: list them with "thinpool ls-pools ${RADOS_SCHEME}${a.cephPool}", create one with "thinpool init ${address} --size SIZE"`,
+      );
     }
     if (!opts.readOnly) unlock = takeLock(io, address, a.name);
   } catch (e) {
@@ -257,7 +286,10 @@ export function openRadosStorage(address: string, opts: CephOptions & { readOnly
 }
 
 /** Names of the thin pools in a Ceph pool (`rados://CEPH_POOL`, with or without a trailing slash). */
-export function listRadosPools(cephPoolAddress: string, opts: CephOptions = {}): Array<{ name: string; address: string; created: string; holder: RadosHolder | null }> {
+export function listRadosPools(
+  cephPoolAddress: string,
+  opts: CephOptions = {},
+): Array<{ name: string; address: string; created: string; holder: RadosHolder | null }> {
   const cephPool = cephPoolAddress.slice(RADOS_SCHEME.length).replace(/\/$/, '');
   if (!isRadosAddress(cephPoolAddress) || cephPool === '' || cephPool.includes('/')) {
     throw new ThinpoolError('EINVAL', `bad Ceph pool address ${JSON.stringify(cephPoolAddress)}: use rados://CEPH_POOL`);

@@ -111,34 +111,48 @@ export function restoreMetadataStream(
   let top: XmlSuperblock | undefined;
   let cur: XmlDevice | undefined;
   const stats: RestoreStats = { devices: 0, mappings: 0, nrDataBlocks: 0, dataBlockSize: 0 };
-  parseThinXmlStream(first, more, {
-    superblock: (sb) => {
-      const nrData = opts.nrDataBlocks ?? sb.nrDataBlocks;
-      const dataBlockSize = opts.dataBlockSize ?? sb.dataBlockSize;
-      validate({ ...sb, devices: [] }, nrData, dataBlockSize);
-      stats.nrDataBlocks = nrData;
-      stats.dataBlockSize = dataBlockSize;
-      top = sb;
-      md = ThinMetadata.format(device({ nrDataBlocks: nrData, dataBlockSize }), { nrDataBlocks: nrData, dataBlockSectors: dataBlockSize, cacheBlocks: opts.cacheBlocks });
+  parseThinXmlStream(
+    first,
+    more,
+    {
+      superblock: (sb) => {
+        const nrData = opts.nrDataBlocks ?? sb.nrDataBlocks;
+        const dataBlockSize = opts.dataBlockSize ?? sb.dataBlockSize;
+        validate({ ...sb, devices: [] }, nrData, dataBlockSize);
+        stats.nrDataBlocks = nrData;
+        stats.dataBlockSize = dataBlockSize;
+        top = sb;
+        md = ThinMetadata.format(device({ nrDataBlocks: nrData, dataBlockSize }), {
+          nrDataBlocks: nrData,
+          dataBlockSectors: dataBlockSize,
+          cacheBlocks: opts.cacheBlocks,
+        });
+      },
+      device: (d) => {
+        validate({ ...top!, devices: [{ ...d, mappings: [] }] }, stats.nrDataBlocks, stats.dataBlockSize);
+        md!.createThin(d.devId);
+        stats.devices++;
+        cur = d;
+      },
+      mapping: (m) => {
+        checkMapping(m, cur!.devId, stats.nrDataBlocks);
+        for (let i = 0; i < m.length; i++) md!.insertMappingRaw(cur!.devId, m.vblock + i, m.dblock + i, m.time);
+        stats.mappings += m.length;
+      },
+      deviceEnd: () => {
+        const d = cur!;
+        md!.setDeviceDetails(d.devId, { transactionId: d.transaction, creationTime: d.creationTime, snapshottedTime: d.snapTime });
+        cur = undefined;
+      },
     },
-    device: (d) => {
-      validate({ ...top!, devices: [{ ...d, mappings: [] }] }, stats.nrDataBlocks, stats.dataBlockSize);
-      md!.createThin(d.devId);
-      stats.devices++;
-      cur = d;
-    },
-    mapping: (m) => {
-      checkMapping(m, cur!.devId, stats.nrDataBlocks);
-      for (let i = 0; i < m.length; i++) md!.insertMappingRaw(cur!.devId, m.vblock + i, m.dblock + i, m.time);
-      stats.mappings += m.length;
-    },
-    deviceEnd: () => {
-      const d = cur!;
-      md!.setDeviceDetails(d.devId, { transactionId: d.transaction, creationTime: d.creationTime, snapshottedTime: d.snapTime });
-      cur = undefined;
-    },
-  }, { checkDataBounds: opts.nrDataBlocks === undefined });
-  md!.setSuperblockFields({ time: top!.time, transactionId: opts.transactionId ?? top!.transaction, flags: top!.flags, version: top!.version });
+    { checkDataBounds: opts.nrDataBlocks === undefined },
+  );
+  md!.setSuperblockFields({
+    time: top!.time,
+    transactionId: opts.transactionId ?? top!.transaction,
+    flags: top!.flags,
+    version: top!.version,
+  });
   md!.commit();
   return stats;
 }

@@ -63,7 +63,10 @@ function releaseRuns(s: PoolState, sorted: number[], onProgress?: (done: number,
     if (s.storage.data.discard(sorted[i] * bs, (j - i) * bs)) released += j - i;
     else if (!s.warnedNoPunch) {
       s.warnedNoPunch = true;
-      s.events.emit('warning', { code: 'NO_PUNCH_HOLE', message: 'the data device cannot release space (no hole punching here): freed blocks stay allocated in the data file' });
+      s.events.emit('warning', {
+        code: 'NO_PUNCH_HOLE',
+        message: 'the data device cannot release space (no hole punching here): freed blocks stay allocated in the data file',
+      });
       return released;
     }
     onProgress?.(j, sorted.length);

@@ -59,7 +59,8 @@ function writeSm(dv: DataView, o: number, r: SpaceMapRoot): void {
 export function decodeSuperblock(b: Uint8Array, checksumOk: boolean, where = 0): Superblock {
   const structure = where === 0 ? 'superblock' : 'metadata snapshot superblock';
   if (!checksumOk) {
-    if (b.every((x) => x === 0)) throw ThinpoolError.metadata('EBADSUPER', 'no superblock (all zeros: not a dm-thin metadata device)', structure, where);
+    if (b.every((x) => x === 0))
+      throw ThinpoolError.metadata('EBADSUPER', 'no superblock (all zeros: not a dm-thin metadata device)', structure, where);
     throw ThinpoolError.metadata('EBADCSUM', 'bad checksum', structure, where);
   }
   const dv = new DataView(b.buffer, b.byteOffset, 4096);
@@ -84,11 +85,18 @@ export function decodeSuperblock(b: Uint8Array, checksumOk: boolean, where = 0):
   };
   if (u64(dv, 32) !== SUPERBLOCK_MAGIC) throw ThinpoolError.metadata('EBADSUPER', 'bad magic', structure, where);
   if (sb.blocknr !== where) throw ThinpoolError.metadata('EBADBLOCKNR', 'bad block nr', structure, where);
-  if (sb.incompatFlags !== 0) throw ThinpoolError.metadata('EBADSUPER', `unsupported incompat features 0x${sb.incompatFlags.toString(16)}`, structure, where);
+  if (sb.incompatFlags !== 0)
+    throw ThinpoolError.metadata('EBADSUPER', `unsupported incompat features 0x${sb.incompatFlags.toString(16)}`, structure, where);
   if (where === 0 && !(sb.dataBlockSectors >= 128 && sb.dataBlockSectors <= 2097152 && sb.dataBlockSectors % 128 === 0)) {
-    throw ThinpoolError.metadata('EBADSUPER', `bad data block size ${sb.dataBlockSectors} sectors (128..2097152, a multiple of 128)`, structure, where);
+    throw ThinpoolError.metadata(
+      'EBADSUPER',
+      `bad data block size ${sb.dataBlockSectors} sectors (128..2097152, a multiple of 128)`,
+      structure,
+      where,
+    );
   }
-  if (sb.metadataBlockSectors !== 8) throw ThinpoolError.metadata('EBADSUPER', `metadata block size ${sb.metadataBlockSectors} sectors (must be 8)`, structure, where);
+  if (sb.metadataBlockSectors !== 8)
+    throw ThinpoolError.metadata('EBADSUPER', `metadata block size ${sb.metadataBlockSectors} sectors (must be 8)`, structure, where);
   return sb;
 }
 

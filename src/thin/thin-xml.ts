@@ -76,14 +76,18 @@ export function coalesceMappings(mappings: readonly XmlMapping[]): XmlMapping[] 
 
 /** thin_dump's opening line for the superblock. */
 export function xmlSuperblockOpen(sb: Omit<XmlSuperblock, 'devices' | 'uuid'>): string {
-  return `<superblock uuid="" time="${sb.time}" transaction="${sb.transaction}" flags="${sb.flags}" ` +
-    `version="${sb.version}" data_block_size="${sb.dataBlockSize}" nr_data_blocks="${sb.nrDataBlocks}">\n`;
+  return (
+    `<superblock uuid="" time="${sb.time}" transaction="${sb.transaction}" flags="${sb.flags}" ` +
+    `version="${sb.version}" data_block_size="${sb.dataBlockSize}" nr_data_blocks="${sb.nrDataBlocks}">\n`
+  );
 }
 
 /** thin_dump's opening line for a device. */
 export function xmlDeviceOpen(dev: Omit<XmlDevice, 'mappings'>): string {
-  return `  <device dev_id="${dev.devId}" mapped_blocks="${dev.mappedBlocks}" transaction="${dev.transaction}" ` +
-    `creation_time="${dev.creationTime}" snap_time="${dev.snapTime}">\n`;
+  return (
+    `  <device dev_id="${dev.devId}" mapped_blocks="${dev.mappedBlocks}" transaction="${dev.transaction}" ` +
+    `creation_time="${dev.creationTime}" snap_time="${dev.snapTime}">\n`
+  );
 }
 
 /** thin_dump's line for one coalesced run (length >= 1). */
@@ -216,7 +220,13 @@ function* tokenize(first: string, more?: () => string | null): Generator<Tag> {
       re.lastIndex = i;
       const m = re.exec(text);
       if (m !== null) {
-        const t: Tag = { kind: 'empty', name: re === SINGLE_RE ? 'single_mapping' : 'range_mapping', attrs: NO_ATTRS, line, values: m.slice(1) };
+        const t: Tag = {
+          kind: 'empty',
+          name: re === SINGLE_RE ? 'single_mapping' : 'range_mapping',
+          attrs: NO_ATTRS,
+          line,
+          values: m.slice(1),
+        };
         i = re.lastIndex; // no newline inside
         yield t;
         continue;
@@ -343,15 +353,20 @@ function optUintAttr(tag: Tag, key: string, max: number, dflt: number): number {
 export function parseThinXml(text: string, options: ParseThinXmlOptions = {}): XmlSuperblock {
   let sb: XmlSuperblock | undefined;
   let dev: XmlDevice | undefined;
-  parseThinXmlStream(text, undefined, {
-    superblock: (s) => void (sb = s),
-    device: (d) => {
-      sb!.devices.push(d);
-      dev = d;
+  parseThinXmlStream(
+    text,
+    undefined,
+    {
+      superblock: (s) => void (sb = s),
+      device: (d) => {
+        sb!.devices.push(d);
+        dev = d;
+      },
+      mapping: (m) => void dev!.mappings.push(m),
+      deviceEnd: () => void (dev = undefined),
     },
-    mapping: (m) => void dev!.mappings.push(m),
-    deviceEnd: () => void (dev = undefined),
-  }, options);
+    options,
+  );
   return sb!;
 }
 
@@ -370,7 +385,12 @@ export interface ThinXmlHandler {
  * Parse thin_dump XML as a stream, with parseThinXml's rules and errors: `first`, then the pieces `more` returns
  * until null (split anywhere, even inside a tag). Memory: the current piece and one device's attributes.
  */
-export function parseThinXmlStream(first: string, more: (() => string | null) | undefined, h: ThinXmlHandler, options: ParseThinXmlOptions = {}): void {
+export function parseThinXmlStream(
+  first: string,
+  more: (() => string | null) | undefined,
+  h: ThinXmlHandler,
+  options: ParseThinXmlOptions = {},
+): void {
   const checkDataBounds = options.checkDataBounds ?? true;
   let sb: XmlSuperblock | undefined;
   let sbDone = false;
@@ -442,7 +462,12 @@ export function parseThinXmlStream(first: string, more: (() => string | null) | 
         if (dev === undefined) throw xmlError('not in device');
         const v = tag.values;
         if (v !== undefined) {
-          addMapping(tag, { vblock: toUint(tag, 'origin_block', v[0], U64), dblock: toUint(tag, 'data_block', v[1], U64), length: 1, time: toUint(tag, 'time', v[2], U32) });
+          addMapping(tag, {
+            vblock: toUint(tag, 'origin_block', v[0], U64),
+            dblock: toUint(tag, 'data_block', v[1], U64),
+            length: 1,
+            time: toUint(tag, 'time', v[2], U32),
+          });
           break;
         }
         addMapping(tag, {
@@ -458,8 +483,10 @@ export function parseThinXmlStream(first: string, more: (() => string | null) | 
         const v = tag.values;
         if (v !== undefined) {
           addMapping(tag, {
-            vblock: toUint(tag, 'origin_begin', v[0], U64), dblock: toUint(tag, 'data_begin', v[1], U64),
-            length: toUint(tag, 'length', v[2], U64), time: toUint(tag, 'time', v[3], U32),
+            vblock: toUint(tag, 'origin_begin', v[0], U64),
+            dblock: toUint(tag, 'data_begin', v[1], U64),
+            length: toUint(tag, 'length', v[2], U64),
+            time: toUint(tag, 'time', v[3], U32),
           });
           break;
         }

@@ -66,10 +66,14 @@ function unsharedEntries(md: ThinMetadata, root: number): number {
     for (let i = 0; i < sorted.length; i++) if (look.dataCount(sorted[i]) === 1) n++;
     held = 0;
   };
-  l1.walkWhere(root, (b) => look.metadataCount(b) === 1, (_v, m) => {
-    if (held === batch.length) flush();
-    if (m.dblock < nrData) batch[held++] = m.dblock;
-  });
+  l1.walkWhere(
+    root,
+    (b) => look.metadataCount(b) === 1,
+    (_v, m) => {
+      if (held === batch.length) flush();
+      if (m.dblock < nrData) batch[held++] = m.dblock;
+    },
+  );
   flush();
   return n;
 }
@@ -167,8 +171,12 @@ export function diffDevices(md: ThinMetadata, a: number, b: number, opts: DeltaO
   let i = 0;
   let j = 0;
   // Current (partly consumed) runs of each side.
-  let lv = 0, ld = 0, ll = 0;
-  let rv = 0, rd = 0, rl = 0;
+  let lv = 0,
+    ld = 0,
+    ll = 0;
+  let rv = 0,
+    rd = 0,
+    rl = 0;
   for (;;) {
     if (ll === 0 && i < L.v.length) {
       lv = L.v[i];

@@ -127,7 +127,10 @@ export class Volumes {
   private checkOwner(id: number, opts: OwnerOptions, what: string): void {
     const owner = this.s.recordOf(id)?.labels[OWNER_LABEL];
     if (owner !== undefined && owner !== opts.owner) {
-      throw new ThinpoolError('EBUSY', `volume ${this.s.recordOf(id)!.name} belongs to ${owner}: it cannot be ${what} directly (use the ${owner} commands, e.g. "thinpool image rm" or "thinpool container rm")`);
+      throw new ThinpoolError(
+        'EBUSY',
+        `volume ${this.s.recordOf(id)!.name} belongs to ${owner}: it cannot be ${what} directly (use the ${owner} commands, e.g. "thinpool image rm" or "thinpool container rm")`,
+      );
     }
   }
 
@@ -139,7 +142,14 @@ export class Volumes {
     return change(s, () => {
       const id = this.nextId();
       s.md.createThin(id);
-      s.catalog.volumes.push({ id, name, sizeBytes: opts.size, createdAt: new Date().toISOString(), labels: { ...(opts.labels ?? {}) }, ...(opts.readOnly ? { readOnly: true } : {}) });
+      s.catalog.volumes.push({
+        id,
+        name,
+        sizeBytes: opts.size,
+        createdAt: new Date().toISOString(),
+        labels: { ...(opts.labels ?? {}) },
+        ...(opts.readOnly ? { readOnly: true } : {}),
+      });
       s.catalogDirty = true;
       return this.volume(id);
     });
@@ -154,8 +164,13 @@ export class Volumes {
       const id = this.nextId();
       s.md.createSnapshot(id, oid);
       s.catalog.volumes.push({
-        id, name, sizeBytes: s.sizeOf(oid), origin: oid, createdAt: new Date().toISOString(),
-        labels: { ...(opts.labels ?? {}) }, ...(opts.readOnly ? { readOnly: true } : {}),
+        id,
+        name,
+        sizeBytes: s.sizeOf(oid),
+        origin: oid,
+        createdAt: new Date().toISOString(),
+        labels: { ...(opts.labels ?? {}) },
+        ...(opts.readOnly ? { readOnly: true } : {}),
       });
       s.catalogDirty = true;
       return this.volume(id);
@@ -166,12 +181,16 @@ export class Volumes {
     const s = this.s;
     const id = this.idOf(ref);
     this.checkOwner(id, opts, 'deleted');
-    change(s, () => {
-      s.md.deleteDevice(id);
-      s.catalog.volumes = s.catalog.volumes.filter((v) => v.id !== id);
-      for (const v of s.catalog.volumes) if (v.origin === id) delete v.origin;
-      s.catalogDirty = true;
-    }, true);
+    change(
+      s,
+      () => {
+        s.md.deleteDevice(id);
+        s.catalog.volumes = s.catalog.volumes.filter((v) => v.id !== id);
+        for (const v of s.catalog.volumes) if (v.origin === id) delete v.origin;
+        s.catalogDirty = true;
+      },
+      true,
+    );
   }
 
   /** Grow or shrink the virtual size; shrinking unmaps the blocks past the new end and zeroes a partial tail. */
@@ -189,7 +208,9 @@ export class Volumes {
       if (size < old) {
         const firstGone = Math.ceil(size / bs);
         const doomed: number[] = [];
-        s.md.forEachMappingIn(id, firstGone, Number.MAX_SAFE_INTEGER, (v) => { doomed.push(v); });
+        s.md.forEachMappingIn(id, firstGone, Number.MAX_SAFE_INTEGER, (v) => {
+          doomed.push(v);
+        });
         for (const v of doomed) s.md.removeMapping(id, v);
       } else if (size > old && old % bs !== 0) {
         this.data.zeroRange(id, old, Math.min(size, Math.ceil(old / bs) * bs) - old);
@@ -205,7 +226,11 @@ export class Volumes {
   update(ref: string | number, patch: { name?: string; labels?: Record<string, string>; readOnly?: boolean }, opts: OwnerOptions): void {
     const s = this.s;
     const id = this.idOf(ref);
-    if (patch.readOnly === false || patch.name !== undefined || (patch.labels !== undefined && patch.labels[OWNER_LABEL] !== s.recordOf(id)?.labels[OWNER_LABEL])) {
+    if (
+      patch.readOnly === false ||
+      patch.name !== undefined ||
+      (patch.labels !== undefined && patch.labels[OWNER_LABEL] !== s.recordOf(id)?.labels[OWNER_LABEL])
+    ) {
       this.checkOwner(id, opts, 'renamed, relabelled or made writable');
     }
     let rec = s.recordOf(id);
@@ -275,10 +300,19 @@ export class Volumes {
     const sname = s.recordOf(sid)?.name ?? `#${sid}`;
     if (id === sid) throw new ThinpoolError('EINVAL', `volume ${vname} cannot be rolled back to itself`);
     this.checkOwner(id, opts, 'rolled back');
-    if (s.recordOf(id)?.readOnly) throw new ThinpoolError('EROFS', `volume ${vname} is read-only: it cannot be rolled back (make it writable first: "thinpool set POOL ${vname} --writable")`);
+    if (s.recordOf(id)?.readOnly)
+      throw new ThinpoolError(
+        'EROFS',
+        `volume ${vname} is read-only: it cannot be rolled back (make it writable first: "thinpool set POOL ${vname} --writable")`,
+      );
     const users = this.usersOf(id);
-    if (users.length > 0) throw new ThinpoolError('EBUSY', `volume ${vname} is in use by ${users.join(', ')}: stop that first, then roll back`);
-    if (!this.isSnapshotOf(sid, id)) throw new ThinpoolError('EINVAL', `${sname} is not a snapshot of ${vname}: a volume rolls back only to its own snapshots (see "thinpool ls POOL --tree")`);
+    if (users.length > 0)
+      throw new ThinpoolError('EBUSY', `volume ${vname} is in use by ${users.join(', ')}: stop that first, then roll back`);
+    if (!this.isSnapshotOf(sid, id))
+      throw new ThinpoolError(
+        'EINVAL',
+        `${sname} is not a snapshot of ${vname}: a volume rolls back only to its own snapshots (see "thinpool ls POOL --tree")`,
+      );
     const bs = s.blockSize;
     const volSize = s.sizeOf(id);
     const snapSize = s.sizeOf(sid);
@@ -288,16 +322,22 @@ export class Volumes {
     if (s.md.mode === 'write' && s.md.metadataFreeBlocks < 2 * OP_METADATA_MARGIN && s.md.dirty) commit(s);
     const fresh = tail !== null ? this.data.headCopy(tail.dblock, snapSize - tailBlock * bs) : -1;
     try {
-      change(s, () => {
-        s.md.rollbackDevice(id, sid);
-        if (fresh >= 0) s.md.insertMapping(id, tailBlock, fresh);
-        if (volSize < snapSize) {
-          const doomed: number[] = [];
-          s.md.forEachMappingIn(id, Math.ceil(volSize / bs), Number.MAX_SAFE_INTEGER, (v) => { doomed.push(v); });
-          for (const v of doomed) s.md.removeMapping(id, v);
-        }
-        s.catalogDirty = true;
-      }, true);
+      change(
+        s,
+        () => {
+          s.md.rollbackDevice(id, sid);
+          if (fresh >= 0) s.md.insertMapping(id, tailBlock, fresh);
+          if (volSize < snapSize) {
+            const doomed: number[] = [];
+            s.md.forEachMappingIn(id, Math.ceil(volSize / bs), Number.MAX_SAFE_INTEGER, (v) => {
+              doomed.push(v);
+            });
+            for (const v of doomed) s.md.removeMapping(id, v);
+          }
+          s.catalogDirty = true;
+        },
+        true,
+      );
     } catch (e) {
       // A clean refusal leaves the transaction as it was: give the copy's block back.
       if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.releaseDataBlock(fresh), true);

@@ -9,7 +9,14 @@
  * The buffer grows only while one piece is being filled past its size (never beyond a piece plus one leaf's
  * lines in a dump).
  */
-import { XML_DEVICE_CLOSE, XML_SUPERBLOCK_CLOSE, xmlDeviceOpen, xmlSuperblockOpen, type XmlDevice, type XmlSuperblock } from './thin-xml.js';
+import {
+  XML_DEVICE_CLOSE,
+  XML_SUPERBLOCK_CLOSE,
+  xmlDeviceOpen,
+  xmlSuperblockOpen,
+  type XmlDevice,
+  type XmlSuperblock,
+} from './thin-xml.js';
 
 const SINGLE_1 = Buffer.from('    <single_mapping origin_block="');
 const SINGLE_2 = Buffer.from('" data_block="');

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { OPAQUE_MARKER, whiteoutName } from './names.js';
 
 export class Branch {
-  constructor(readonly root: string, readonly writable: boolean) {}
+  constructor(
+    readonly root: string,
+    readonly writable: boolean,
+  ) {}
 
   /** Host path of a merged-view path in this branch. */
   host(rel: string): string {

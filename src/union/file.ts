@@ -14,7 +14,12 @@ export class UnionFile {
   private closed = false;
 
   /** @internal use Union.open() */
-  constructor(hostPath: string, inUpper: boolean, private readonly writable: boolean, private readonly copyUp: CopyUpHook) {
+  constructor(
+    hostPath: string,
+    inUpper: boolean,
+    private readonly writable: boolean,
+    private readonly copyUp: CopyUpHook,
+  ) {
     this.inUpper = inUpper;
     this.fd = openSync(hostPath, inUpper && writable ? 'r+' : 'r');
   }

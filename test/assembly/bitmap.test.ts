@@ -49,10 +49,18 @@ describe('space-map bitmaps', () => {
       const from = Math.floor(rnd() * ENTRIES_PER_BITMAP);
       const to = from + Math.floor(rnd() * (ENTRIES_PER_BITMAP - from + 1));
       let want = -1;
-      for (let i = from; i < to; i++) if (a[i] === 0 && b[i] === 0) { want = i; break; }
+      for (let i = from; i < to; i++)
+        if (a[i] === 0 && b[i] === 0) {
+          want = i;
+          break;
+        }
       expect(core.x.bitmapFindFree(cur, com, from, to), `round ${round} [${from}, ${to})`).toBe(want);
       let wantAlone = -1;
-      for (let i = from; i < to; i++) if (a[i] === 0) { wantAlone = i; break; }
+      for (let i = from; i < to; i++)
+        if (a[i] === 0) {
+          wantAlone = i;
+          break;
+        }
       expect(core.x.bitmapFindFree(cur, cur, from, to)).toBe(wantAlone);
       const n = Math.floor(rnd() * (ENTRIES_PER_BITMAP + 1));
       expect(core.x.bitmapCountFree(cur, n), `round ${round} first ${n}`).toBe(a.subarray(0, n).filter((v) => v === 0).length);

@@ -37,21 +37,30 @@ function insert(p: number, i: number, key: number, value: number): void {
 }
 
 function fill(p: number, list: [number, number][]): void {
-  list.forEach(([k, v], i) => { insert(p, i, k, v); });
+  list.forEach(([k, v], i) => {
+    insert(p, i, k, v);
+  });
 }
 
 describe('btree node primitives', () => {
   const a = core.slotAddr(0);
   const b = core.slotAddr(1);
 
-  test('maxEntriesFor is the kernel\'s 3 * floor(floor(4064 / (8 + vs)) / 3)', () => {
+  test("maxEntriesFor is the kernel's 3 * floor(floor(4064 / (8 + vs)) / 3)", () => {
     expect([4, 8, 16, 24].map((vs) => core.x.maxEntriesFor(vs))).toEqual([336, 252, 168, 126]);
   });
 
   test('nodeInit writes the header and zeroes the rest', () => {
     core.u8.fill(0xaa, a, a + 4096);
     core.x.nodeInit(a, 5, 1, LEAF, 24);
-    expect([dv.getUint32(a + 4, true), dv.getUint32(a + 8, true), dv.getUint32(a + 12, true), nr(a), max(a), vsOf(a)]).toEqual([LEAF, 5, 1, 0, 126, 24]);
+    expect([dv.getUint32(a + 4, true), dv.getUint32(a + 8, true), dv.getUint32(a + 12, true), nr(a), max(a), vsOf(a)]).toEqual([
+      LEAF,
+      5,
+      1,
+      0,
+      126,
+      24,
+    ]);
     expect(tailIsZero(a)).toBe(true);
     expect(core.u8[a + 4095]).toBe(0);
   });
@@ -108,7 +117,11 @@ describe('btree node primitives', () => {
 
   test('redistribute moves entries either way so the left node holds the target', () => {
     const list: [number, number][] = Array.from({ length: 120 }, (_, i) => [i * 2 + 1, i * 7]);
-    for (const [split, target] of [[100, 60], [20, 60], [60, 60]]) {
+    for (const [split, target] of [
+      [100, 60],
+      [20, 60],
+      [60, 60],
+    ]) {
       core.x.nodeInit(a, 1, 0, LEAF, 8);
       core.x.nodeInit(b, 2, 0, LEAF, 8);
       fill(a, list.slice(0, split));
@@ -126,7 +139,11 @@ describe('nodeCheck', () => {
 
   function valid(flags = LEAF, vs = 8): void {
     core.x.nodeInit(p, 12, 0, flags, vs);
-    fill(p, [[1, 1], [5, 2], [9, 3]]);
+    fill(p, [
+      [1, 1],
+      [5, 2],
+      [9, 3],
+    ]);
     core.x.blockPrepare(p, Salt.Node);
   }
 
@@ -136,7 +153,13 @@ describe('nodeCheck', () => {
     expect(core.x.nodeCheck(p, 13, 0, 8)).toBe(Status.BAD_BLOCKNR);
     expect(core.x.nodeCheck(p, 12, 0, 16)).toBe(Status.BAD_VALUE_SIZE);
     const broken: [string, () => void, number][] = [
-      ['flipped payload byte', () => { core.u8[p + 100] ^= 1; }, Status.BAD_CHECKSUM],
+      [
+        'flipped payload byte',
+        () => {
+          core.u8[p + 100] ^= 1;
+        },
+        Status.BAD_CHECKSUM,
+      ],
       ['flags 3', () => dv.setUint32(p + 4, 3, true), Status.BAD_FLAGS],
       ['max_entries not a multiple of 3', () => dv.setUint32(p + 20, 251, true), Status.BAD_MAX_ENTRIES],
       ['max_entries beyond the block', () => dv.setUint32(p + 20, 255, true), Status.BAD_MAX_ENTRIES],

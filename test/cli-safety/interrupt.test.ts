@@ -26,7 +26,7 @@ function bigFile(path: string, mib: number): string {
   const fd = openSync(path, 'w');
   const chunk = Buffer.alloc(1 << 20);
   for (let i = 0; i < mib; i++) {
-    chunk.fill(i % 251 + 1);
+    chunk.fill((i % 251) + 1);
     chunk.writeUInt32LE(i, 0);
     writeSync(fd, chunk);
   }
@@ -35,13 +35,20 @@ function bigFile(path: string, mib: number): string {
 }
 
 /** Run the CLI; once the data file holds at least `atBytes` more than before, send `signal`. */
-function runAndSignal(args: string[], dataFile: string, atBytes: number, signal: NodeJS.Signals): Promise<{ code: number | null; signal: string | null; stderr: string; sent: boolean }> {
+function runAndSignal(
+  args: string[],
+  dataFile: string,
+  atBytes: number,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: string | null; stderr: string; sent: boolean }> {
   const start = allocatedBytes(dataFile);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let sent = false;
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const poll = setInterval(() => {
       if (!sent && allocatedBytes(dataFile) - start >= atBytes) {
         sent = true;
@@ -85,12 +92,15 @@ const commands: [string, (pool: string, img: string) => string[]][] = [
   ['write', (pool, img) => ['write', pool, 'target', img]],
 ];
 
-describe.each(commands)("%s interrupted", (name, argv) => {
+describe.each(commands)('%s interrupted', (name, argv) => {
   const prepare = async (pool: string): Promise<void> => {
     if (name === 'write') expect((await cli(['create', pool, 'target', '--size', '2G'])).code).toBe(0);
   };
 
-  test.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('by %s: exit %i, one line saying what was kept and dropped, the written blocks released at once', async (sig, exit) => {
+  test.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('by %s: exit %i, one line saying what was kept and dropped, the written blocks released at once', async (sig, exit) => {
     const pool = await newPool();
     await prepare(pool);
     const img = bigFile(join(work, 'big.img'), 1024);
@@ -99,7 +109,11 @@ describe.each(commands)("%s interrupted", (name, argv) => {
     expect(r.sent, `the command finished before the signal: ${r.stderr}`).toBe(true);
     expect(r.code, r.stderr).toBe(exit);
     expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
-    expect(r.stderr).toMatch(new RegExp(`^thinpool ${name}: interrupted by ${sig}: kept .* as of its last commit \\(transaction \\d+\\); dropped everything this command wrote and released the [\\d.]+ [KMG]iB it had written from the data file\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^thinpool ${name}: interrupted by ${sig}: kept .* as of its last commit \\(transaction \\d+\\); dropped everything this command wrote and released the [\\d.]+ [KMG]iB it had written from the data file\\n$`,
+      ),
+    );
     // At once, before any other command:
     const held = allocatedBytes(join(pool, 'data'));
     expect(held).toBeLessThanOrEqual(before + BLOCK);
@@ -120,7 +134,9 @@ describe.each(commands)("%s interrupted", (name, argv) => {
     expect(allocatedBytes(join(pool, 'data'))).toBeGreaterThan(used + (16 << 20));
     const next = await cli(['create', pool, 'after', '--size', '1M']);
     expect(next.code, next.stderr).toBe(0);
-    expect(next.stderr).toMatch(/^thinpool: warning: .* was not closed by its last writer: released [\d.]+ [KMG]iB \(\d+ blocks\) it had written but never committed\n$/);
+    expect(next.stderr).toMatch(
+      /^thinpool: warning: .* was not closed by its last writer: released [\d.]+ [KMG]iB \(\d+ blocks\) it had written but never committed\n$/,
+    );
     await expectNoLeftover(pool);
     expect((await cli(['check', pool])).code).toBe(0);
   });
@@ -133,17 +149,35 @@ describe.skipIf(!haveMkfs)('image import interrupted', () => {
     const dir = join(work, `layers-${sig}`);
     mkdirSync(dir, { recursive: true });
     const layer = join(dir, 'big.tar');
-    writeFileSync(layer, await makeTar([{ name: 'big1', body: pattern(96 << 20, 7) }, { name: 'big2', body: pattern(96 << 20, 8) }]));
+    writeFileSync(
+      layer,
+      await makeTar([
+        { name: 'big1', body: pattern(96 << 20, 7) },
+        { name: 'big2', body: pattern(96 << 20, 8) },
+      ]),
+    );
     return layer;
   };
 
-  test.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('by %s: exit %i, one line, no image and no layer volume left, the written blocks released at once', async (sig, exit) => {
+  test.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('by %s: exit %i, one line, no image and no layer volume left, the written blocks released at once', async (sig, exit) => {
     const pool = await newPool();
     const before = await usedBytes(pool);
-    const r = await runAndSignal(['image', 'import', pool, 'app', await bigLayer(sig), '--fs-size', '512M'], join(pool, 'data'), 24 << 20, sig);
+    const r = await runAndSignal(
+      ['image', 'import', pool, 'app', await bigLayer(sig), '--fs-size', '512M'],
+      join(pool, 'data'),
+      24 << 20,
+      sig,
+    );
     expect(r.sent, `the import finished before the signal: ${r.stderr}`).toBe(true);
     expect(r.code, r.stderr).toBe(exit);
-    expect(r.stderr).toMatch(new RegExp(`^thinpool image import: interrupted by ${sig}: kept .* as of its last commit \\(transaction \\d+\\); dropped everything this command wrote and released the [\\d.]+ [KMG]iB it had written from the data file\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^thinpool image import: interrupted by ${sig}: kept .* as of its last commit \\(transaction \\d+\\); dropped everything this command wrote and released the [\\d.]+ [KMG]iB it had written from the data file\\n$`,
+      ),
+    );
     expect(allocatedBytes(join(pool, 'data'))).toBeLessThanOrEqual(before + BLOCK);
     expect(await usedBytes(pool)).toBe(before);
     const images = await cli(['image', 'ls', pool, '--json']);
@@ -155,7 +189,12 @@ describe.skipIf(!haveMkfs)('image import interrupted', () => {
 
   test('by SIGKILL: the next command releases what it wrote', async () => {
     const pool = await newPool();
-    const r = await runAndSignal(['image', 'import', pool, 'app', await bigLayer('SIGKILL'), '--fs-size', '512M'], join(pool, 'data'), 24 << 20, 'SIGKILL');
+    const r = await runAndSignal(
+      ['image', 'import', pool, 'app', await bigLayer('SIGKILL'), '--fs-size', '512M'],
+      join(pool, 'data'),
+      24 << 20,
+      'SIGKILL',
+    );
     expect(r.sent, `the import finished before the signal: ${r.stderr}`).toBe(true);
     expect(r.signal).toBe('SIGKILL');
     const next = await cli(['create', pool, 'after', '--size', '1M']);

@@ -48,12 +48,17 @@ async function readVol(pool: string, name: string): Promise<Buffer> {
 type Kill = { at: number } | { afterWrite: number; dataFile: string };
 
 /** Run the built CLI; kill it with SIGKILL as `kill` says (if still running). */
-function runBin(args: string[], kill: Kill | undefined): Promise<{ code: number | null; signal: string | null; ms: number; stderr: string }> {
+function runBin(
+  args: string[],
+  kill: Kill | undefined,
+): Promise<{ code: number | null; signal: string | null; ms: number; stderr: string }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     let timer: NodeJS.Timeout | undefined;
     let poll: NodeJS.Timeout | undefined;
     if (kill && 'at' in kill) timer = setTimeout(() => child.kill('SIGKILL'), kill.at);
@@ -76,7 +81,15 @@ function runBin(args: string[], kill: Kill | undefined): Promise<{ code: number 
 }
 
 /** A pool with committed volumes: `keep` (never touched again) and `target` (half provisioned with old bytes). */
-async function setup(): Promise<{ dir: string; pool: string; keep: Buffer; target: Buffer; input: string; image: string; inputBytes: Buffer }> {
+async function setup(): Promise<{
+  dir: string;
+  pool: string;
+  keep: Buffer;
+  target: Buffer;
+  input: string;
+  image: string;
+  inputBytes: Buffer;
+}> {
   const dir = tempDir('tp-kill-');
   dirs.push(dir);
   const pool = join(dir, 'pool');
@@ -164,7 +177,9 @@ test('kill -9 of `thinpool write` at random moments: check passes, committed dat
     // Back to the old state (committed) for the next round.
     await ok(['write', s.pool, 'target', join(s.dir, 'old-full.bin')]);
   }
-  console.log(`cli kill -9 (write): ${KILLS.write} runs of a ${(s.inputBytes.length / MiB).toFixed(1)} MiB write (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, committed data intact; target showed the new bytes ${tally.sawNew}, the old ${tally.sawOld}, old and new per sector ${tally.sawMix}; 0 failures`);
+  console.log(
+    `cli kill -9 (write): ${KILLS.write} runs of a ${(s.inputBytes.length / MiB).toFixed(1)} MiB write (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, committed data intact; target showed the new bytes ${tally.sawNew}, the old ${tally.sawOld}, old and new per sector ${tally.sawMix}; 0 failures`,
+  );
   expect(tally.killed).toBeGreaterThan(0);
 }, 240_000);
 
@@ -200,7 +215,9 @@ test('kill -9 of `thinpool import` at random moments: check passes, the volume i
       tally.absent++;
     }
   }
-  console.log(`cli kill -9 (import): ${KILLS.import} runs of a 20 MiB image import (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, other volumes intact; volume absent ${tally.absent}, whole image ${tally.whole}; 0 failures`);
+  console.log(
+    `cli kill -9 (import): ${KILLS.import} runs of a 20 MiB image import (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, other volumes intact; volume absent ${tally.absent}, whole image ${tally.whole}; 0 failures`,
+  );
   expect(tally.killed).toBeGreaterThan(0);
 }, 240_000);
 
@@ -240,5 +257,7 @@ test('a full pool through the CLI: "is full ... nothing was written", exit statu
   await ok(['create', pool, 'a', '--size', '4M']);
   await ok(['write', pool, 'a', big, '--offset', '1M']);
   expect((await cli(['check', pool])).code).toBe(0);
-  console.log('cli full pool: write (file and stdin) and import refused with "is full ... nothing was written", exit status 1 (in process and as a process), pool unchanged byte for byte; 0 failures');
+  console.log(
+    'cli full pool: write (file and stdin) and import refused with "is full ... nothing was written", exit status 1 (in process and as a process), pool unchanged byte for byte; 0 failures',
+  );
 }, 60_000);

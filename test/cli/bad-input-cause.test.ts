@@ -41,8 +41,13 @@ function copy(): string {
 }
 
 describe.each(commands)('%s', (cmd, argv) => {
-  test('a typo\'d pool path: no pool there, check the path or init one', async () => {
-    expectOneLineError(await cli(argv(join(root, 'mastr'))), 1, cmd, /no pool at .*mastr.* \(no such directory\): check the path, or create one with "thinpool init/);
+  test("a typo'd pool path: no pool there, check the path or init one", async () => {
+    expectOneLineError(
+      await cli(argv(join(root, 'mastr'))),
+      1,
+      cmd,
+      /no pool at .*mastr.* \(no such directory\): check the path, or create one with "thinpool init/,
+    );
   });
 
   test('a file where the pool directory is expected', async () => {
@@ -59,11 +64,16 @@ describe.each(commands)('%s', (cmd, argv) => {
     expectOneLineError(r, 1, cmd, /no pool at|not a directory|check the path/);
   });
 
-  test('metadata that is not dm-thin metadata (another tool\'s files): says so, pool unchanged', async () => {
+  test("metadata that is not dm-thin metadata (another tool's files): says so, pool unchanged", async () => {
     const p = copy();
     writeFileSync(join(p, 'metadata'), Buffer.alloc(1 << 20, 0x5a));
     const before = hashPool(p);
-    expectOneLineError(await cli(argv(p)), 1, cmd, /metadata" is not dm-thin metadata \(no superblock magic\)|metadata is not dm-thin metadata \(no superblock magic\): .* was not made by thinpool or another dm-thin tool, or its metadata was overwritten; check the path/);
+    expectOneLineError(
+      await cli(argv(p)),
+      1,
+      cmd,
+      /metadata" is not dm-thin metadata \(no superblock magic\)|metadata is not dm-thin metadata \(no superblock magic\): .* was not made by thinpool or another dm-thin tool, or its metadata was overwritten; check the path/,
+    );
     expect(hashPool(p)).toEqual(before);
   });
 
@@ -73,7 +83,12 @@ describe.each(commands)('%s', (cmd, argv) => {
     md.writeUInt32LE(3, 40);
     writeFileSync(join(p, 'metadata'), md);
     const before = hashPool(p);
-    expectOneLineError(await cli(argv(p)), 1, cmd, /has dm-thin metadata version 3, newer than this thinpool reads \(1 to 2\): use the tool that made it, or a newer thinpool/);
+    expectOneLineError(
+      await cli(argv(p)),
+      1,
+      cmd,
+      /has dm-thin metadata version 3, newer than this thinpool reads \(1 to 2\): use the tool that made it, or a newer thinpool/,
+    );
     expect(hashPool(p)).toEqual(before);
   });
 
@@ -83,7 +98,12 @@ describe.each(commands)('%s', (cmd, argv) => {
     cat.catalog.version = 2;
     writeFileSync(join(p, 'catalog.json'), JSON.stringify(cat));
     const before = hashPool(p);
-    expectOneLineError(await cli(argv(p)), 1, cmd, /the catalog of .* is version 2, newer than this thinpool reads \(1\): use the thinpool that made it, or a newer one/);
+    expectOneLineError(
+      await cli(argv(p)),
+      1,
+      cmd,
+      /the catalog of .* is version 2, newer than this thinpool reads \(1\): use the thinpool that made it, or a newer one/,
+    );
     expect(hashPool(p)).toEqual(before);
   });
 });
@@ -92,14 +112,24 @@ describe('init', () => {
   test('over a file: exit 1, one line, the file untouched', async () => {
     const file = join(root, 'init-file');
     writeFileSync(file, 'keep me');
-    expectOneLineError(await cli(['init', file, '--size', '64M']), 1, 'init', /exists and is not a directory: give a new or empty directory for the pool/);
+    expectOneLineError(
+      await cli(['init', file, '--size', '64M']),
+      1,
+      'init',
+      /exists and is not a directory: give a new or empty directory for the pool/,
+    );
     expect(readFileSync(file, 'utf8')).toBe('keep me');
   });
 
   test('under a file: a part of the path is a file', async () => {
     const file = join(root, 'init-parent');
     writeFileSync(file, 'keep me');
-    expectOneLineError(await cli(['init', join(file, 'pool'), '--size', '64M']), 1, 'init', /a part of this path is a file, not a directory: check the path/);
+    expectOneLineError(
+      await cli(['init', join(file, 'pool'), '--size', '64M']),
+      1,
+      'init',
+      /a part of this path is a file, not a directory: check the path/,
+    );
     expect(readFileSync(file, 'utf8')).toBe('keep me');
   });
 });
@@ -109,7 +139,12 @@ describe('files next to the pool', () => {
     const file = join(root, 'export-parent');
     writeFileSync(file, 'x');
     const before = hashPool(master);
-    expectOneLineError(await cli(['export', master, 'a', join(file, 'out.img')]), 1, 'export', /is a file, not a directory: check the path/);
+    expectOneLineError(
+      await cli(['export', master, 'a', join(file, 'out.img')]),
+      1,
+      'export',
+      /is a file, not a directory: check the path/,
+    );
     expect(hashPool(master)).toEqual(before);
   });
 
@@ -117,7 +152,12 @@ describe('files next to the pool', () => {
     const file = join(root, 'import-parent');
     writeFileSync(file, 'x');
     const before = hashPool(master);
-    expectOneLineError(await cli(['import', master, 'b', join(file, 'disk.img')]), 1, 'import', /cannot open image .*: a part of the path is a file, not a directory: check the path/);
+    expectOneLineError(
+      await cli(['import', master, 'b', join(file, 'disk.img')]),
+      1,
+      'import',
+      /cannot open image .*: a part of the path is a file, not a directory: check the path/,
+    );
     expect(hashPool(master)).toEqual(before);
   });
 
@@ -125,24 +165,36 @@ describe('files next to the pool', () => {
     const p = join(root, 'md-dir');
     mkdirSync(join(p, 'metadata'), { recursive: true });
     copyFileSync(join(master, 'data'), join(p, 'data'));
-    expectOneLineError(await cli(['ls', p]), 1, 'ls', /metadata" is a directory, not a metadata file|metadata is a directory, not a metadata file/);
+    expectOneLineError(
+      await cli(['ls', p]),
+      1,
+      'ls',
+      /metadata" is a directory, not a metadata file|metadata is a directory, not a metadata file/,
+    );
   });
 });
 
 describe('host conditions the engine reports as EIO (full disk, no permission)', () => {
-  const eio = (code: string): ThinpoolError => new ThinpoolError('EIO', `write /p/data: ${code}`, { cause: Object.assign(new Error(code), { code }) });
+  const eio = (code: string): ThinpoolError =>
+    new ThinpoolError('EIO', `write /p/data: ${code}`, { cause: Object.assign(new Error(code), { code }) });
 
   test('a full host file system names the cause and the remedy', () => {
     for (const code of ['ENOSPC', 'EDQUOT']) {
       const { message, exitCode } = explainError(eio(code), { pool: 'pool', mode: 'write' });
       expect(exitCode).toBe(1);
-      expect(message).toBe(`the file system holding pool is full (${code}): free space on it (see "df pool") and retry; the pool keeps its last commit`);
+      expect(message).toBe(
+        `the file system holding pool is full (${code}): free space on it (see "df pool") and retry; the pool keeps its last commit`,
+      );
     }
   });
 
   test('no permission: a reading command is told it cannot read, a changing one that it cannot write', () => {
-    expect(explainError(eio('EACCES'), { pool: 'pool', mode: 'read' }).message).toBe('cannot read pool pool (EACCES): run as the pool\'s owner or fix its permissions');
-    expect(explainError(eio('EACCES'), { pool: 'pool', mode: 'write' }).message).toMatch(/^pool is not writable \(EACCES\): this command changes the pool/);
+    expect(explainError(eio('EACCES'), { pool: 'pool', mode: 'read' }).message).toBe(
+      "cannot read pool pool (EACCES): run as the pool's owner or fix its permissions",
+    );
+    expect(explainError(eio('EACCES'), { pool: 'pool', mode: 'write' }).message).toMatch(
+      /^pool is not writable \(EACCES\): this command changes the pool/,
+    );
   });
 
   test('system errors: full disk, path through a file, existing file', () => {

@@ -18,7 +18,18 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeTar, threeLayers } from '../images/support.js';
 import { needTool } from '../support/tools.js';
-import { cleanup, cli, conditionPools, expectOneLineError, flipByte, hashPool, holdLock, poolCopier, tempDir, type CliResult } from './helpers.js';
+import {
+  cleanup,
+  cli,
+  conditionPools,
+  expectOneLineError,
+  flipByte,
+  hashPool,
+  holdLock,
+  poolCopier,
+  tempDir,
+  type CliResult,
+} from './helpers.js';
 
 const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs');
 const root = tempDir('tp-bad-more-');
@@ -42,7 +53,13 @@ beforeAll(async () => {
   layer0 = join(root, 'l0.tar');
   writeFileSync(layer0, await makeTar(layers[0]));
   layer1 = join(root, 'l1.tar');
-  writeFileSync(layer1, await makeTar([{ name: 'new/', type: 'directory' }, { name: 'new/file', body: Buffer.alloc(300 * 1024, 7) }]));
+  writeFileSync(
+    layer1,
+    await makeTar([
+      { name: 'new/', type: 'directory' },
+      { name: 'new/file', body: Buffer.alloc(300 * 1024, 7) },
+    ]),
+  );
   master = join(root, 'master');
   await ok(['init', master, '--size', '16M']);
   await ok(['create', master, 'v', '--size', '1M']);
@@ -74,7 +91,13 @@ function cmdOf(argv: string[]): string {
 }
 
 /** Run argv, check it failed as expected, and that every pool given is unchanged. */
-async function expectFails(pools: string | string[], argv: string[], exit: number, pattern?: RegExp, opts: { stdin?: Buffer; cmd?: string } = {}): Promise<CliResult> {
+async function expectFails(
+  pools: string | string[],
+  argv: string[],
+  exit: number,
+  pattern?: RegExp,
+  opts: { stdin?: Buffer; cmd?: string } = {},
+): Promise<CliResult> {
   const list = Array.isArray(pools) ? pools : [pools];
   const before = list.map((p) => hashPool(p));
   const r = await cli(argv, { stdin: opts.stdin });
@@ -101,7 +124,14 @@ const CMDS: Cmd[] = [
   { name: 'extend', argv: (p) => ['extend', p, '--size', '128M'], writes: true, positional: 1 },
   { name: 'space', argv: (p) => ['space', p], writes: false, positional: 1 },
   { name: 'space (change)', argv: (p) => ['space', p, '--discard-passdown', 'on'], writes: true, positional: 1 },
-  { name: 'image import', argv: (p) => ['image', 'import', p, 'app2', layer0, '--fs-size', '8M'], writes: true, positional: 3, variadic: true, group: true },
+  {
+    name: 'image import',
+    argv: (p) => ['image', 'import', p, 'app2', layer0, '--fs-size', '8M'],
+    writes: true,
+    positional: 3,
+    variadic: true,
+    group: true,
+  },
   { name: 'image ls', argv: (p) => ['image', 'ls', p], writes: false, positional: 1, group: true },
   { name: 'image history', argv: (p) => ['image', 'history', p, 'app'], writes: false, positional: 2, group: true },
   { name: 'image rm', argv: (p) => ['image', 'rm', p, 'spare'], writes: true, positional: 2, group: true },
@@ -116,7 +146,15 @@ const CMDS: Cmd[] = [
   { name: 'fs rm', argv: (p) => ['fs', 'rm', p, 'c1', '/etc/hostname'], writes: true, positional: 3, group: true },
 ];
 const SERVE_ARGV = (p: string): string[] => ['serve', p, 'v', '--socket', join(root, `serve-${copies++}.sock`)];
-const BENCH_ARGV = (): string[] => ['bench', '--scenario', 'small-write', '--out', join(root, 'bench-out'), '--work', join(root, 'bench-work')];
+const BENCH_ARGV = (): string[] => [
+  'bench',
+  '--scenario',
+  'small-write',
+  '--out',
+  join(root, 'bench-out'),
+  '--work',
+  join(root, 'bench-work'),
+];
 
 /** Indices of the positional arguments within argv (command words, options and their values skipped). */
 function positionalIdx(argv: string[], words: number): number[] {
@@ -145,25 +183,41 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
   type UsageCase = [string, string, (p: string) => string[]];
   const usageCases: UsageCase[] = [];
   const groupUsageCases: UsageCase[] = [];
-  for (const c of [...CMDS.filter((x) => x.name !== 'space (change)'),
+  for (const c of [
+    ...CMDS.filter((x) => x.name !== 'space (change)'),
     { name: 'serve', argv: SERVE_ARGV, writes: false, positional: 2, required: 1, variadic: true },
-    { name: 'bench', argv: BENCH_ARGV, writes: false, positional: 0 }] as Cmd[]) {
+    { name: 'bench', argv: BENCH_ARGV, writes: false, positional: 0 },
+  ] as Cmd[]) {
     const words = c.group ? 2 : 1;
     const to = c.group ? groupUsageCases : usageCases;
     const n = positionalIdx(c.argv('POOL'), words).length;
     for (let keep = (c.required ?? c.positional) - 1; keep >= 0 && n > 0; keep--) {
-      to.push([c.name, `only ${keep} of ${c.required ?? c.positional} required argument(s)`, (p) => {
-        const argv = c.argv(p);
-        const drop = positionalIdx(argv, words).slice(keep);
-        return argv.filter((_a, i) => !drop.includes(i));
-      }]);
+      to.push([
+        c.name,
+        `only ${keep} of ${c.required ?? c.positional} required argument(s)`,
+        (p) => {
+          const argv = c.argv(p);
+          const drop = positionalIdx(argv, words).slice(keep);
+          return argv.filter((_a, i) => !drop.includes(i));
+        },
+      ]);
     }
     if (!c.variadic) to.push([c.name, 'an extra argument', (p) => [...c.argv(p), 'extra']]);
     to.push([c.name, 'an unknown option', (p) => [...c.argv(p), '--frobnicate']]);
     to.push([c.name, 'an unknown short option', (p) => [...c.argv(p), '-Z']]);
   }
-  for (const [name, opt] of [['extend', '--size'], ['image import', '--fs-size'], ['space', '--data-thresholds'], ['space', '--auto-extend'], ['fs put', '--mode'], ['serve', '--listen'], ['serve', '--socket'], ['bench', '--scenario']] as const) {
-    const base = name === 'serve' ? (p: string) => ['serve', p] : name === 'bench' ? () => ['bench'] : CMDS.find((c) => c.name === name)!.argv;
+  for (const [name, opt] of [
+    ['extend', '--size'],
+    ['image import', '--fs-size'],
+    ['space', '--data-thresholds'],
+    ['space', '--auto-extend'],
+    ['fs put', '--mode'],
+    ['serve', '--listen'],
+    ['serve', '--socket'],
+    ['bench', '--scenario'],
+  ] as const) {
+    const base =
+      name === 'serve' ? (p: string) => ['serve', p] : name === 'bench' ? () => ['bench'] : CMDS.find((c) => c.name === name)!.argv;
     const strip = (argv: string[]): string[] => {
       const i = argv.indexOf(opt);
       return i < 0 ? argv : [...argv.slice(0, i), ...argv.slice(i + 2)];
@@ -227,14 +281,22 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     for (const [s, f] of sizeSites) for (const v of BAD_SIZES) cases.push([s, v, f, /--(size|metadata-size|fs-size|auto-extend-max)/]);
     for (const [s, f] of percentSites) for (const v of BAD_PERCENTS) cases.push([s, v, f, /percent/]);
     for (const [s, f] of onOffSites) for (const v of BAD_ON_OFF) cases.push([s, v, f, /is on or off/]);
-    for (const v of ['', '0', '-5', 'abc', '50%', 'NaN']) cases.push(['space --auto-extend-percent', v, (p, x) => ['space', p, '--auto-extend-percent', x], /percent/]);
-    for (const v of ['', 'never', 'ERROR', 'error,wait']) cases.push(['space --when-full', v, (p, x) => ['space', p, '--when-full', x], /--when-full is error or wait/]);
-    for (const v of ['', 'abc', '8', '999', '-1', '77777']) cases.push(['fs put --mode', v, (p, x) => ['fs', 'put', p, 'c1', '/etc/x', small, '--mode', x], /--mode .*octal/]);
+    for (const v of ['', '0', '-5', 'abc', '50%', 'NaN'])
+      cases.push(['space --auto-extend-percent', v, (p, x) => ['space', p, '--auto-extend-percent', x], /percent/]);
+    for (const v of ['', 'never', 'ERROR', 'error,wait'])
+      cases.push(['space --when-full', v, (p, x) => ['space', p, '--when-full', x], /--when-full is error or wait/]);
+    for (const v of ['', 'abc', '8', '999', '-1', '77777'])
+      cases.push(['fs put --mode', v, (p, x) => ['fs', 'put', p, 'c1', '/etc/x', small, '--mode', x], /--mode .*octal/]);
     // Values that parse but are not acceptable there.
     cases.push(['extend --size', '0', sizeSites[0][1], /--size/]);
     cases.push(['image import --fs-size', '0', sizeSites[2][1], /--fs-size/]);
     cases.push(['space --auto-extend-max', '0', sizeSites[3][1], /--auto-extend-max/]);
-    cases.push(['space --auto-extend on --auto-extend-max', '1M (not above the data device)', (p) => ['space', p, '--auto-extend', 'on', '--auto-extend-max', '1M'], /--auto-extend-max larger than the data device/]);
+    cases.push([
+      'space --auto-extend on --auto-extend-max',
+      '1M (not above the data device)',
+      (p) => ['space', p, '--auto-extend', 'on', '--auto-extend-max', '1M'],
+      /--auto-extend-max larger than the data device/,
+    ]);
     cases.push(['space --auto-extend on', 'without --auto-extend-max', (p) => ['space', p, '--auto-extend', 'on'], /--auto-extend-max/]);
 
     test.each(cases)('%s %j', async (_site, v, f, pattern) => {
@@ -272,7 +334,12 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
 
     test('extend: shrinking the data or metadata device is refused (exit 1)', async () => {
       await expectFails(master, ['extend', master, '--size', '8M'], 1, /is smaller than the data device .*shrinking is not supported/);
-      await expectFails(master, ['extend', master, '--metadata-size', '1M'], 1, /is smaller than the metadata device .*shrinking is not supported/);
+      await expectFails(
+        master,
+        ['extend', master, '--metadata-size', '1M'],
+        1,
+        /is smaller than the metadata device .*shrinking is not supported/,
+      );
     });
     // Fixed (was: silently grown to the 15.9 GiB dm-thin limit instead): a size beyond the limit is a usage error.
     test('extend: a metadata device beyond the dm-thin limit is refused', async () => {
@@ -302,7 +369,20 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     // Image names follow image references (library/alpine:3.19, registry.example/x@sha256:...): "/" and ":"
     // are part of them. What is refused everywhere: control characters, spaces, backslashes, "..", empty, too
     // long, a leading "/", "#", ".".
-    const BAD = ['/abs', 'a\\b', 'new\nline', 'tab\tbed', 'bell\x07', 'esc\x1b[31m', 'sp ace', '', '#4', 'a/../b', '.hidden', 'x'.repeat(256)];
+    const BAD = [
+      '/abs',
+      'a\\b',
+      'new\nline',
+      'tab\tbed',
+      'bell\x07',
+      'esc\x1b[31m',
+      'sp ace',
+      '',
+      '#4',
+      'a/../b',
+      '.hidden',
+      'x'.repeat(256),
+    ];
     const sites: Array<[string, (p: string, n: string) => string[]]> = [
       ['image import', (p, n) => ['image', 'import', p, n, layer0]],
       ['container create', (p, n) => ['container', 'create', p, 'app', n]],
@@ -343,8 +423,16 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
 
     test.each([
       ['image import', (p: string) => ['image', 'import', p, 'app', layer0], /an image named "?app"? already exists: choose another name/],
-      ['container create', (p: string) => ['container', 'create', p, 'app', 'c1'], /a container named "?c1"? already exists: choose another name/],
-      ['container commit', (p: string) => ['container', 'commit', p, 'c1', 'spare'], /an image named "?spare"? already exists: choose another name/],
+      [
+        'container create',
+        (p: string) => ['container', 'create', p, 'app', 'c1'],
+        /a container named "?c1"? already exists: choose another name/,
+      ],
+      [
+        'container commit',
+        (p: string) => ['container', 'commit', p, 'c1', 'spare'],
+        /an image named "?spare"? already exists: choose another name/,
+      ],
     ])('%s: a duplicate name, exit 1', async (_s, f, pattern) => {
       await expectFails(master, f(master), 1, pattern);
     });
@@ -375,18 +463,73 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
   // ---- command-specific failures ----
   describe('command-specific failures: one line, pool unchanged', () => {
     test.each([
-      ['image rm of an image a container uses', (p: string) => ['image', 'rm', p, 'app'], 1, /image app is used by container c1: remove it first/],
+      [
+        'image rm of an image a container uses',
+        (p: string) => ['image', 'rm', p, 'app'],
+        1,
+        /image app is used by container c1: remove it first/,
+      ],
       ['image import: a missing source', (p: string) => ['image', 'import', p, 'x', join(root, 'nope.tar')], 1, /nope\.tar/],
-      ['image import: not a tar', (p: string) => ['image', 'import', p, 'x', join(root, 'garbage.tar')], 1, /garbage\.tar is not a valid tar archive/],
-      ['image import: an empty file', (p: string) => ['image', 'import', p, 'x', join(root, 'empty.tar')], 1, /empty\.tar is empty: not a tar archive/],
-      ['image import: an empty file after a good one', (p: string) => ['image', 'import', p, 'x', layer0, join(root, 'empty.tar')], 1, /empty\.tar is empty/],
-      ['image import: a gzip of nothing', (p: string) => ['image', 'import', p, 'x', join(root, 'empty.tar.gz')], 1, /empty\.tar\.gz is empty once uncompressed: not a tar archive/],
-      ['image import: a short text file', (p: string) => ['image', 'import', p, 'x', join(root, 'text.tar')], 1, /text\.tar is not a valid tar archive/],
-      ['image import: a truncated tar after a good one', (p: string) => ['image', 'import', p, 'x', layer0, join(root, 'trunc.tar')], 1, /truncated or corrupt/],
-      ['image import: a directory that is no OCI layout', (p: string) => ['image', 'import', p, 'x', join(root, 'plain-dir')], 1, undefined],
-      ['fs put into a committed image layer', (p: string) => ['fs', 'put', p, 'app', '/etc/x', small], 1, /is read-only .*change a container instead/],
-      ['fs rm in a committed image layer', (p: string) => ['fs', 'rm', p, 'app', '/etc/hostname'], 1, /is read-only .*change a container instead/],
-      ['fs put: a missing input file', (p: string) => ['fs', 'put', p, 'c1', '/etc/x', join(root, 'nope.bin')], 1, /nope\.bin: no such file or directory/],
+      [
+        'image import: not a tar',
+        (p: string) => ['image', 'import', p, 'x', join(root, 'garbage.tar')],
+        1,
+        /garbage\.tar is not a valid tar archive/,
+      ],
+      [
+        'image import: an empty file',
+        (p: string) => ['image', 'import', p, 'x', join(root, 'empty.tar')],
+        1,
+        /empty\.tar is empty: not a tar archive/,
+      ],
+      [
+        'image import: an empty file after a good one',
+        (p: string) => ['image', 'import', p, 'x', layer0, join(root, 'empty.tar')],
+        1,
+        /empty\.tar is empty/,
+      ],
+      [
+        'image import: a gzip of nothing',
+        (p: string) => ['image', 'import', p, 'x', join(root, 'empty.tar.gz')],
+        1,
+        /empty\.tar\.gz is empty once uncompressed: not a tar archive/,
+      ],
+      [
+        'image import: a short text file',
+        (p: string) => ['image', 'import', p, 'x', join(root, 'text.tar')],
+        1,
+        /text\.tar is not a valid tar archive/,
+      ],
+      [
+        'image import: a truncated tar after a good one',
+        (p: string) => ['image', 'import', p, 'x', layer0, join(root, 'trunc.tar')],
+        1,
+        /truncated or corrupt/,
+      ],
+      [
+        'image import: a directory that is no OCI layout',
+        (p: string) => ['image', 'import', p, 'x', join(root, 'plain-dir')],
+        1,
+        undefined,
+      ],
+      [
+        'fs put into a committed image layer',
+        (p: string) => ['fs', 'put', p, 'app', '/etc/x', small],
+        1,
+        /is read-only .*change a container instead/,
+      ],
+      [
+        'fs rm in a committed image layer',
+        (p: string) => ['fs', 'rm', p, 'app', '/etc/hostname'],
+        1,
+        /is read-only .*change a container instead/,
+      ],
+      [
+        'fs put: a missing input file',
+        (p: string) => ['fs', 'put', p, 'c1', '/etc/x', join(root, 'nope.bin')],
+        1,
+        /nope\.bin: no such file or directory/,
+      ],
       ['fs put at the root', (p: string) => ['fs', 'put', p, 'c1', '/', small], 2, /not the root/],
       ['fs put: a path escaping the root', (p: string) => ['fs', 'put', p, 'c1', '../../x', small], 2, /escapes the filesystem's root/],
       ['fs put: a path under a file', (p: string) => ['fs', 'put', p, 'c1', '/etc/hostname/x', small], 1, undefined],
@@ -438,7 +581,12 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     // Fixed (was: exit 2 with "(UNKNOWN node_ext2fs_mount UNKNOWN (2133571347) args: [1])"): the volume is not
     // what it should be (exit 1), and the message says where filesystems are instead of libext2fs internals.
     test.each(noFs)('%s on a volume with no filesystem: exit 1, no libext2fs internals', async (_n, f) => {
-      const r = await expectFails(master, f(master), 1, /volume v holds no ext4 filesystem.*: fs commands work on images and containers \(see "thinpool image ls .*" and "thinpool container ls .*"\)/);
+      const r = await expectFails(
+        master,
+        f(master),
+        1,
+        /volume v holds no ext4 filesystem.*: fs commands work on images and containers \(see "thinpool image ls .*" and "thinpool container ls .*"\)/,
+      );
       expect(r.stderr).not.toMatch(/node_ext2fs|UNKNOWN/);
     });
   });
@@ -472,11 +620,19 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     }
     const sock = (): string => join(root, `serve-${copies++}.sock`);
     test('--listen and --socket together', async () => {
-      await serveFails(master, ['serve', master, '--listen', '127.0.0.1:1', '--socket', sock()], 2, /--listen and --socket cannot be used together/);
+      await serveFails(
+        master,
+        ['serve', master, '--listen', '127.0.0.1:1', '--socket', sock()],
+        2,
+        /--listen and --socket cannot be used together/,
+      );
     });
-    test.each(['abc:xyz', 'x', ':', '', '65536', ':-1', 'host:', '[::1]', '1.2.3.4:99999', ' 80', '80 ', '1e3', '0x50'])('a bad --listen %j', async (v) => {
-      await serveFails(master, ['serve', master, '--listen', v], 2, /bad --listen .*expected HOST:PORT, :PORT or PORT/);
-    });
+    test.each(['abc:xyz', 'x', ':', '', '65536', ':-1', 'host:', '[::1]', '1.2.3.4:99999', ' 80', '80 ', '1e3', '0x50'])(
+      'a bad --listen %j',
+      async (v) => {
+        await serveFails(master, ['serve', master, '--listen', v], 2, /bad --listen .*expected HOST:PORT, :PORT or PORT/);
+      },
+    );
     test('an unknown pool', async () => {
       await serveFails(join(root, 'nope'), ['serve', join(root, 'nope'), '--socket', sock()], 1, /no pool at .*no such directory/);
     });
@@ -499,7 +655,12 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     test('a locked pool says what to do', async () => {
       const pool = copyPool();
       children.push(holdLock(pool));
-      await serveFails(pool, ['serve', pool, '--socket', sock()], 1, /is open in process \d+: wait for it to finish \(or stop it\) and retry/);
+      await serveFails(
+        pool,
+        ['serve', pool, '--socket', sock()],
+        1,
+        /is open in process \d+: wait for it to finish \(or stop it\) and retry/,
+      );
     });
   });
 
@@ -517,7 +678,12 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
       const r = await cli(['bench', ...args, '--out', out, '--work', work]);
       expect(Date.now() - t).toBeLessThan(10_000);
       expect(r.code).not.toBe(0);
-      expectOneLineErrorNoStdout(r, r.code, 'bench', /unknown scenario .*(known: |choose from )small-write, deep-read, create, many, throughput, teardown/);
+      expectOneLineErrorNoStdout(
+        r,
+        r.code,
+        'bench',
+        /unknown scenario .*(known: |choose from )small-write, deep-read, create, many, throughput, teardown/,
+      );
       expect(existsSync(out)).toBe(false);
     });
     // Fixed (was: found only after the systems were probed, 5-6 lines on the process's stderr, a directory left
@@ -546,8 +712,23 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
 
   // ---- pool conditions, for every command ----
   describe('pool conditions, for every command', () => {
-    type Cond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'corrupt catalog' | 'read-only directory';
-    const conds: Cond[] = ['no such directory', 'not a pool', 'locked', 'corrupt superblock', 'truncated metadata', 'corrupt catalog', 'read-only directory'];
+    type Cond =
+      | 'no such directory'
+      | 'not a pool'
+      | 'locked'
+      | 'corrupt superblock'
+      | 'truncated metadata'
+      | 'corrupt catalog'
+      | 'read-only directory';
+    const conds: Cond[] = [
+      'no such directory',
+      'not a pool',
+      'locked',
+      'corrupt superblock',
+      'truncated metadata',
+      'corrupt catalog',
+      'read-only directory',
+    ];
     let pools = new Map<string, string>();
     let undo: (() => void) | null = null;
 
@@ -622,7 +803,12 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
     // Fixed (was: "node_ext2fs_umount EIO (29) args: [...]"): the pool's ENOSPC, which libext2fs saw as EIO, is
     // what the command reports, with what to do.
     test.each(cases)('%s: says the pool is full and what to do', async (_n, f) => {
-      const r = await expectFails(pool, f(pool), 1, /^thinpool [a-z ]+: pool .* is full: .*nothing was changed: free space with "thinpool container rm .*",? or grow the pool with "thinpool extend .* --size SIZE"$/m);
+      const r = await expectFails(
+        pool,
+        f(pool),
+        1,
+        /^thinpool [a-z ]+: pool .* is full: .*nothing was changed: free space with "thinpool container rm .*",? or grow the pool with "thinpool extend .* --size SIZE"$/m,
+      );
       expect(r.stderr).not.toMatch(/node_ext2fs|EIO/);
     });
   });
@@ -636,4 +822,3 @@ function freeBytes(st: Record<string, unknown>): number {
   if (d && typeof d.total === 'number' && typeof d.used === 'number') return d.total - d.used;
   throw new Error(`cannot find the free data space in ${JSON.stringify(st)}`);
 }
-

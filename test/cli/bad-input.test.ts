@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
-import { cleanup, cli, conditionPools, expectOneLineError, flipByte, hashPool, makeReadOnly, poolCopier, tempDir, type CliResult } from './helpers.js';
+import {
+  cleanup,
+  cli,
+  conditionPools,
+  expectOneLineError,
+  flipByte,
+  hashPool,
+  makeReadOnly,
+  poolCopier,
+  tempDir,
+  type CliResult,
+} from './helpers.js';
 
 const root = tempDir('tp-bad-');
 let master = '';
@@ -190,7 +201,21 @@ describe('bad sizes: exit 2, pool unchanged', () => {
 });
 
 describe('names: exit 2 for bad names, 1 for duplicates', () => {
-  const BAD_NAMES = ['x/y', '/abs', 'a\\b', 'new\nline', 'tab\tbed', 'bell\x07', 'del\x7f', 'esc\x1b[31m', 'sp ace', '', '123', '#4', 'x'.repeat(256)];
+  const BAD_NAMES = [
+    'x/y',
+    '/abs',
+    'a\\b',
+    'new\nline',
+    'tab\tbed',
+    'bell\x07',
+    'del\x7f',
+    'esc\x1b[31m',
+    'sp ace',
+    '',
+    '123',
+    '#4',
+    'x'.repeat(256),
+  ];
   const sites: Array<[string, (p: string, n: string) => string[]]> = [
     ['create', (p, n) => ['create', p, n, '--size', '1M']],
     ['snapshot', (p, n) => ['snapshot', p, 'a', n]],
@@ -223,14 +248,34 @@ describe('unknown volumes: exit 1', () => {
     ['by id', ['map', 'P', '#99']],
   ];
   test.each(cases)('%s', async (_n, argv) => {
-    await expectFails(master, argv.map((a) => (a === 'P' ? master : a === 'SMALL' ? small : a)), 1, /no volume .*: list the volumes with "thinpool ls /);
+    await expectFails(
+      master,
+      argv.map((a) => (a === 'P' ? master : a === 'SMALL' ? small : a)),
+      1,
+      /no volume .*: list the volumes with "thinpool ls /,
+    );
     expect(existsSync(join(root, 'x.img'))).toBe(false);
   });
 });
 
 describe('pool conditions, for every command', () => {
-  type Cond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'corrupt mapping leaf' | 'read-only directory';
-  const conds: Cond[] = ['no such directory', 'not a pool', 'locked', 'corrupt superblock', 'truncated metadata', 'corrupt mapping leaf', 'read-only directory'];
+  type Cond =
+    | 'no such directory'
+    | 'not a pool'
+    | 'locked'
+    | 'corrupt superblock'
+    | 'truncated metadata'
+    | 'corrupt mapping leaf'
+    | 'read-only directory';
+  const conds: Cond[] = [
+    'no such directory',
+    'not a pool',
+    'locked',
+    'corrupt superblock',
+    'truncated metadata',
+    'corrupt mapping leaf',
+    'read-only directory',
+  ];
   let pools = new Map<string, string>();
   let undo: (() => void) | null = null;
 
@@ -264,7 +309,12 @@ describe('pool conditions, for every command', () => {
         break;
       case 'corrupt superblock':
       case 'truncated metadata':
-        await expectFails(pool, argv, 1, name === 'check' ? /is damaged: .*superblock.*block 0|is damaged: .*metadata space map claims/ : /damaged|superblock/);
+        await expectFails(
+          pool,
+          argv,
+          1,
+          name === 'check' ? /is damaged: .*superblock.*block 0|is damaged: .*metadata space map claims/ : /damaged|superblock/,
+        );
         break;
       case 'corrupt mapping leaf': {
         // Commands that read volume a's mappings fail; the others do not touch that block.
@@ -294,7 +344,6 @@ describe('pool conditions, for every command', () => {
   });
 });
 
-
 describe('a full pool', () => {
   let pool = '';
   beforeAll(async () => {
@@ -315,7 +364,13 @@ describe('a full pool', () => {
     ['import', (p: string) => ['import', p, 'img', join(root, 'img.bin')]],
     ['shrink to a partial block of a shared block', (p: string) => ['resize', p, 'v', '--size', '1536']],
   ])('%s', async (_n, f) => {
-    await expectFails(pool, f(pool), 1, /is full: this needs \d+ free data blocks .* but 0 are free .*nothing was written/, Buffer.alloc(10, 7));
+    await expectFails(
+      pool,
+      f(pool),
+      1,
+      /is full: this needs \d+ free data blocks .* but 0 are free .*nothing was written/,
+      Buffer.alloc(10, 7),
+    );
   });
   test('writing over unshared mapped blocks still works', async () => {
     const r = await cli(['write', pool, 'w', small]);
@@ -344,7 +399,13 @@ describe('command-specific failures', () => {
   });
   test('write: input longer than the volume, nothing written', async () => {
     await expectFails(master, ['write', master, 'a', '--offset', '1021K', small], 1, /does not fit in volume a/);
-    await expectFails(master, ['write', master, 'a', '--offset', '1021K', '-'], 1, /longer than the 3 KiB left in the volume/, Buffer.alloc(5000));
+    await expectFails(
+      master,
+      ['write', master, 'a', '--offset', '1021K', '-'],
+      1,
+      /longer than the 3 KiB left in the volume/,
+      Buffer.alloc(5000),
+    );
   });
   test('write: missing input file', async () => {
     await expectFails(master, ['write', master, 'a', join(root, 'nope.bin')], 1, /nope\.bin: no such file or directory/);
@@ -355,7 +416,7 @@ describe('command-specific failures', () => {
     await expectFails(master, ['import', master, 'x', join(root, 'empty.img')], 1, /is empty/);
     await expectFails(master, ['import', master, 'x', root], 1, /not a regular file/);
   });
-  test('export: over the pool\'s own files, into a missing directory', async () => {
+  test("export: over the pool's own files, into a missing directory", async () => {
     await expectFails(master, ['export', master, 'a', join(master, 'data')], 2, /refusing to export over the pool's own data file/);
     await expectFails(master, ['export', master, 'a', join(root, 'no-dir', 'x.img')], 1, /does not exist/);
   });
@@ -367,7 +428,10 @@ describe('command-specific failures', () => {
     writeFileSync(join(root, 'bad.xml'), '<superblock uuid="" time="0"');
     await expectFails(master, ['restore', join(root, 'bad.xml'), master + '-new'], 1, /is not valid thin_dump XML/);
     await expectFails(master, ['restore', xml, master], 1, /already holds a pool/);
-    writeFileSync(join(root, 'beyond.xml'), '<superblock uuid="" time="0" transaction="0" flags="0" version="2" data_block_size="128" nr_data_blocks="4">\n  <device dev_id="1" mapped_blocks="1" transaction="0" creation_time="0" snap_time="0">\n    <single_mapping origin_block="0" data_block="9" time="0"/>\n  </device>\n</superblock>\n');
+    writeFileSync(
+      join(root, 'beyond.xml'),
+      '<superblock uuid="" time="0" transaction="0" flags="0" version="2" data_block_size="128" nr_data_blocks="4">\n  <device dev_id="1" mapped_blocks="1" transaction="0" creation_time="0" snap_time="0">\n    <single_mapping origin_block="0" data_block="9" time="0"/>\n  </device>\n</superblock>\n',
+    );
     await expectFails(master, ['restore', join(root, 'beyond.xml'), master + '-new'], 1, /mapping beyond end of data device \(9 >= 4\)/);
     expect(existsSync(master + '-new')).toBe(false);
   });

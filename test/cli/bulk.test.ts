@@ -4,7 +4,17 @@
 // many chunks (in-process streams and a real pipe), --commit-every, and a source that changes size while it is
 // read (a clear error, no volume, nothing left behind).
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, readFileSync, statSync, truncateSync, appendFileSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  appendFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -27,7 +37,7 @@ async function ok(argv: string[], stdin?: Buffer): Promise<{ stdout: string; byt
 /** Deterministic non-zero bytes. */
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
-  let x = seed * 2654435761 >>> 0;
+  let x = (seed * 2654435761) >>> 0;
   for (let i = 0; i < n; i++) {
     x = (x * 1103515245 + 12345) >>> 0;
     b[i] = (x >>> 24) | 1;
@@ -72,9 +82,32 @@ afterAll(() => cleanup(root));
 
 describe('import and export round trips', () => {
   const cases: Array<[string, number, (size: number) => Array<[number, Buffer]>]> = [
-    ['data at both edges, an unaligned size', 5 * MiB + 1000, (size) => [[0, pattern(3000, 1)], [size - 700, pattern(700, 2)]]],
-    ['a block of zeros written inside data, partial blocks', 3 * MiB + 512, () => [[100 * KiB, pattern(200 * KiB, 3)], [300 * KiB, Buffer.alloc(128 * KiB)], [428 * KiB, pattern(5, 4)], [2 * MiB - 1, pattern(2, 5)]]],
-    ['more than one chunk of data', 20 * MiB, () => [[0, pattern(9 * MiB + 7, 6)], [12 * MiB, pattern(8 * MiB, 7)]]],
+    [
+      'data at both edges, an unaligned size',
+      5 * MiB + 1000,
+      (size) => [
+        [0, pattern(3000, 1)],
+        [size - 700, pattern(700, 2)],
+      ],
+    ],
+    [
+      'a block of zeros written inside data, partial blocks',
+      3 * MiB + 512,
+      () => [
+        [100 * KiB, pattern(200 * KiB, 3)],
+        [300 * KiB, Buffer.alloc(128 * KiB)],
+        [428 * KiB, pattern(5, 4)],
+        [2 * MiB - 1, pattern(2, 5)],
+      ],
+    ],
+    [
+      'more than one chunk of data',
+      20 * MiB,
+      () => [
+        [0, pattern(9 * MiB + 7, 6)],
+        [12 * MiB, pattern(8 * MiB, 7)],
+      ],
+    ],
     ['no data at all', 2 * MiB, () => []],
   ];
   test.each(cases)('%s: export equals the image, holes where it had no data', async (_n, size, pieces) => {
@@ -99,7 +132,9 @@ describe('import and export round trips', () => {
     expect((await ok(['read', pool, name])).bytes.equals(padded)).toBe(true);
     const from = Math.floor(volSize / 3) + 3;
     const len = Math.min(volSize - from, 9 * MiB + 11);
-    expect((await ok(['read', pool, name, '--offset', String(from), '--length', String(len)])).bytes.equals(padded.subarray(from, from + len))).toBe(true);
+    expect(
+      (await ok(['read', pool, name, '--offset', String(from), '--length', String(len)])).bytes.equals(padded.subarray(from, from + len)),
+    ).toBe(true);
   });
 });
 
@@ -108,7 +143,10 @@ describe('write', () => {
     await ok(['create', pool, 'w1', '--size', '4M']);
     await ok(['write', pool, 'w1', '-'], Buffer.alloc(4 * MiB, 0xff));
     const img = join(root, 'holey.img');
-    const whole = sparseFile(img, 3 * MiB, [[5, pattern(70 * KiB, 8)], [2 * MiB, pattern(10, 9)]]);
+    const whole = sparseFile(img, 3 * MiB, [
+      [5, pattern(70 * KiB, 8)],
+      [2 * MiB, pattern(10, 9)],
+    ]);
     await ok(['write', pool, 'w1', img, '--offset', '1000']);
     const expected = Buffer.alloc(4 * MiB, 0xff);
     whole.copy(expected, 1000);
@@ -133,7 +171,11 @@ describe('write', () => {
       o += n;
     }
     const out = new Collect();
-    const code = await main(['write', pool, 's1', '-', '--offset', '4097'], { stdin: Readable.from(chunks), stdout: out, stderr: new Collect() });
+    const code = await main(['write', pool, 's1', '-', '--offset', '4097'], {
+      stdin: Readable.from(chunks),
+      stdout: out,
+      stderr: new Collect(),
+    });
     expect(code).toBe(0);
     const expected = Buffer.alloc(24 * MiB);
     data.copy(expected, 4097);
@@ -145,7 +187,11 @@ describe('write', () => {
   test('a real pipe into the process, and read to a pipe', () => {
     requireFreshBuild();
     const img = join(root, 'pipe.img');
-    const whole = sparseFile(img, 17 * MiB + 512, [[0, pattern(MiB, 13)], [9 * MiB, pattern(3 * MiB, 14)], [17 * MiB, pattern(512, 15)]]);
+    const whole = sparseFile(img, 17 * MiB + 512, [
+      [0, pattern(MiB, 13)],
+      [9 * MiB, pattern(3 * MiB, 14)],
+      [17 * MiB, pattern(512, 15)],
+    ]);
     expect(spawnSync(process.execPath, [BIN, 'create', pool, 'p1', '--size', String(whole.length)]).status).toBe(0);
     const w = spawnSync('sh', ['-c', `cat "$1" | "$2" "$3" write "$4" p1`, 'sh', img, process.execPath, BIN, pool], { encoding: 'utf8' });
     expect(w.status, w.stderr).toBe(0);
@@ -154,8 +200,14 @@ describe('write', () => {
     expect(r.status, String(r.stderr)).toBe(0);
     expect(Buffer.from(r.stdout).equals(whole)).toBe(true);
     // A reader that stops early: one line, exit 1 (not a crash, no stack).
-    const head = spawnSync('sh', ['-c', `{ "$1" "$2" read "$3" p1; echo "exit $?" >&2; } | head -c 10 > /dev/null`, 'sh', process.execPath, BIN, pool], { encoding: 'utf8' });
-    expect(head.stderr).toBe('thinpool read: standard output was closed before everything was written (the reader stopped early)\nexit 1\n');
+    const head = spawnSync(
+      'sh',
+      ['-c', `{ "$1" "$2" read "$3" p1; echo "exit $?" >&2; } | head -c 10 > /dev/null`, 'sh', process.execPath, BIN, pool],
+      { encoding: 'utf8' },
+    );
+    expect(head.stderr).toBe(
+      'thinpool read: standard output was closed before everything was written (the reader stopped early)\nexit 1\n',
+    );
   });
 
   test('standard input longer than the volume, past the first chunk: nothing kept, the blocks released', async () => {
@@ -173,7 +225,9 @@ describe('write', () => {
     await ok(['create', pool, 'ce', '--size', '16M']);
     const r = await cli(['write', pool, 'ce', '-', '--commit-every', '8M'], { stdin: pattern(16 * MiB + 1, 17) });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/longer than .*; the first 8388608 bytes of the input were written and committed \(--commit-every\), the rest was not/);
+    expect(r.stderr).toMatch(
+      /longer than .*; the first 8388608 bytes of the input were written and committed \(--commit-every\), the rest was not/,
+    );
     expect(await mappedBytes('ce')).toBe(8 * MiB);
     expect((await ok(['read', pool, 'ce', '--length', '8M'])).bytes.equals(pattern(16 * MiB + 1, 17).subarray(0, 8 * MiB))).toBe(true);
     expect((await cli(['check', pool])).code).toBe(0);
@@ -218,7 +272,9 @@ describe('a source that changes size while it is read', () => {
     const code = await main(argv, { stdout: new Collect(), stderr, stdin: Readable.from([]) });
     expect(changed).toBe(true);
     expect(code).toBe(1);
-    expect(stderr.text()).toMatch(/changed size while it was read \(25165824 bytes at the start, \d+ now\): something is writing to it; nothing was written/);
+    expect(stderr.text()).toMatch(
+      /changed size while it was read \(25165824 bytes at the start, \d+ now\): something is writing to it; nothing was written/,
+    );
     const ls = await ok(['ls', pool, '--json']);
     expect(ls.stdout).not.toContain('"changing"');
     if (verb === 'write') expect(await mappedBytes('target')).toBe(0);

@@ -1,7 +1,22 @@
 // Running the CLI in-process and checking that failed commands leave a pool byte-for-byte unchanged.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,7 +91,9 @@ export function holdLock(dir: string): ChildProcess {
 export function cleanup(dir: string): void {
   try {
     spawnSync('chattr', ['-R', '-i', dir], { stdio: 'ignore' });
-  } catch { /* ignore */ }
+  } catch {
+    /* ignore */
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -121,14 +138,24 @@ export function expectOneLineError(r: CliResult, exit: number, cmd: string, patt
   if (pattern) expect(r.stderr).toMatch(pattern);
 }
 
-export type SharedCond = 'no such directory' | 'not a pool' | 'locked' | 'corrupt superblock' | 'truncated metadata' | 'read-only directory';
+export type SharedCond =
+  | 'no such directory'
+  | 'not a pool'
+  | 'locked'
+  | 'corrupt superblock'
+  | 'truncated metadata'
+  | 'read-only directory';
 
 /**
  * Pools in the conditions every command is tried against, made from copies of master: a missing directory, a
  * directory that is no pool, a pool locked by a live process (added to children), a corrupt superblock, a
  * truncated metadata file and a read-only directory. Call undo() to make the read-only one writable again.
  */
-export function conditionPools(root: string, copy: () => string, children: ChildProcess[]): { pools: Map<string, string>; undo: () => void } {
+export function conditionPools(
+  root: string,
+  copy: () => string,
+  children: ChildProcess[],
+): { pools: Map<string, string>; undo: () => void } {
   const pools = new Map<string, string>();
   pools.set('no such directory', join(root, 'does-not-exist'));
   const empty = join(root, 'empty-dir');

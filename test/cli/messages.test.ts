@@ -32,7 +32,7 @@ async function ok(argv: string[], stdin?: Buffer): Promise<string> {
 }
 
 describe('delete: what the pool freed, and separately what the host got back', () => {
-  test('an exclusive volume: both, measured against the data file\'s allocation', async () => {
+  test("an exclusive volume: both, measured against the data file's allocation", async () => {
     const pool = await newPool();
     await ok(['create', pool, 'a', '--size', '4M']);
     await ok(['write', pool, 'a'], Buffer.alloc(1 << 20, 7));
@@ -49,7 +49,9 @@ describe('delete: what the pool freed, and separately what the host got back', (
     await ok(['create', pool, 'a', '--size', '4M']);
     await ok(['write', pool, 'a'], Buffer.alloc(1 << 20, 7));
     await ok(['snapshot', pool, 'a', 's']);
-    expect(await ok(['delete', pool, 's'])).toBe('deleted volume s: 0 B freed in the pool (every block is shared with another volume), nothing to return to the host\n');
+    expect(await ok(['delete', pool, 's'])).toBe(
+      'deleted volume s: 0 B freed in the pool (every block is shared with another volume), nothing to return to the host\n',
+    );
   });
 
   test('with discard passdown off the host gets nothing back, and the message says how to get it', async () => {
@@ -60,7 +62,9 @@ describe('delete: what the pool freed, and separately what the host got back', (
     const before = allocatedBytes(join(pool, 'data'));
     const out = await ok(['delete', pool, 'a']);
     expect(allocatedBytes(join(pool, 'data'))).toBe(before);
-    expect(out).toBe(`deleted volume a: 1 MiB freed in the pool, none returned to the host yet: discard passdown is off (run "thinpool trim ${pool}")\n`);
+    expect(out).toBe(
+      `deleted volume a: 1 MiB freed in the pool, none returned to the host yet: discard passdown is off (run "thinpool trim ${pool}")\n`,
+    );
   });
 });
 
@@ -69,13 +73,28 @@ function fakeImage(format: string): Buffer {
   const b = Buffer.alloc(1 << 20);
   b.write('some raw-looking data', 4096);
   switch (format) {
-    case 'qcow2': b.write('QFI\xfb', 0, 'latin1'); break;
-    case 'vmdk': b.write('KDMV', 0, 'latin1'); break;
-    case 'vmdk-descriptor': b.write('# Disk DescriptorFile\nversion=1\n', 0, 'latin1'); break;
-    case 'vdi': b.write('<<< Oracle VM VirtualBox Disk Image >>>\n', 0, 'latin1'); b.writeUInt32LE(0xbeda107f, 64); break;
-    case 'vhdx': b.write('vhdxfile', 0, 'latin1'); break;
-    case 'vhd-dynamic': b.write('conectix', 0, 'latin1'); break;
-    case 'vhd-fixed': b.write('conectix', b.length - 512, 'latin1'); break;
+    case 'qcow2':
+      b.write('QFI\xfb', 0, 'latin1');
+      break;
+    case 'vmdk':
+      b.write('KDMV', 0, 'latin1');
+      break;
+    case 'vmdk-descriptor':
+      b.write('# Disk DescriptorFile\nversion=1\n', 0, 'latin1');
+      break;
+    case 'vdi':
+      b.write('<<< Oracle VM VirtualBox Disk Image >>>\n', 0, 'latin1');
+      b.writeUInt32LE(0xbeda107f, 64);
+      break;
+    case 'vhdx':
+      b.write('vhdxfile', 0, 'latin1');
+      break;
+    case 'vhd-dynamic':
+      b.write('conectix', 0, 'latin1');
+      break;
+    case 'vhd-fixed':
+      b.write('conectix', b.length - 512, 'latin1');
+      break;
   }
   return b;
 }
@@ -117,20 +136,23 @@ describe('import: image formats that are not raw are refused with the conversion
     expectOneLineError(await cli(['import', pool, 'd', img, '--format', 'qcow2']), 2, 'import', /--format "?qcow2"? is not supported/);
   });
 
-  test.skipIf(!needTool('qemu-img', 'qemu-utils'))('images made by qemu-img are recognised, and the command given converts them', async () => {
-    const pool = await newPool();
-    for (const fmt of ['qcow2', 'vmdk', 'vdi', 'vpc', 'vhdx']) {
-      const img = join(root, `real.${fmt}`);
-      const made = spawnSync('qemu-img', ['create', '-q', '-f', fmt, img, '4M'], { encoding: 'utf8' });
-      expect(made.status, made.stderr).toBe(0);
-      const r = await cli(['import', pool, 'd', img]);
-      expectOneLineError(r, 1, 'import', /is a (qcow2|VMDK|VDI|VHD|VHDX)\b.* image, not a raw disk image/);
-      const cmd = /"(qemu-img convert [^"]+)"/.exec(r.stderr)![1].split(' ');
-      const conv = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
-      expect(conv.status, `${cmd.join(' ')}: ${conv.stderr}`).toBe(0);
-      expect(await ok(['import', pool, `from-${fmt}`, cmd[cmd.length - 1]])).toMatch(/^imported /);
-    }
-  });
+  test.skipIf(!needTool('qemu-img', 'qemu-utils'))(
+    'images made by qemu-img are recognised, and the command given converts them',
+    async () => {
+      const pool = await newPool();
+      for (const fmt of ['qcow2', 'vmdk', 'vdi', 'vpc', 'vhdx']) {
+        const img = join(root, `real.${fmt}`);
+        const made = spawnSync('qemu-img', ['create', '-q', '-f', fmt, img, '4M'], { encoding: 'utf8' });
+        expect(made.status, made.stderr).toBe(0);
+        const r = await cli(['import', pool, 'd', img]);
+        expectOneLineError(r, 1, 'import', /is a (qcow2|VMDK|VDI|VHD|VHDX)\b.* image, not a raw disk image/);
+        const cmd = /"(qemu-img convert [^"]+)"/.exec(r.stderr)![1].split(' ');
+        const conv = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
+        expect(conv.status, `${cmd.join(' ')}: ${conv.stderr}`).toBe(0);
+        expect(await ok(['import', pool, `from-${fmt}`, cmd[cmd.length - 1]])).toMatch(/^imported /);
+      }
+    },
+  );
 });
 
 describe('a full pool names the ways out, thinpool extend among them', () => {
@@ -139,20 +161,28 @@ describe('a full pool names the ways out, thinpool extend among them', () => {
     await ok(['create', pool, 'a', '--size', '4M']);
     const before = hashPool(pool);
     const r = await cli(['write', pool, 'a'], { stdin: Buffer.alloc(2 << 20, 1) });
-    expectOneLineError(r, 1, 'write', new RegExp(`is full: .*nothing was written: delete volumes .*grow the pool \\("thinpool extend ${pool} --size SIZE"\\)`));
+    expectOneLineError(
+      r,
+      1,
+      'write',
+      new RegExp(`is full: .*nothing was written: delete volumes .*grow the pool \\("thinpool extend ${pool} --size SIZE"\\)`),
+    );
     expect(hashPool(pool)).toEqual(before);
   });
 });
 
 describe('ls shows labels and read-only volumes', () => {
-  test('--json has each volume\'s labels; the table has a MODE column (rw / ro)', async () => {
+  test("--json has each volume's labels; the table has a MODE column (rw / ro)", async () => {
     const pool = await newPool();
     const p = ThinPool.openSync(pool);
     p.createThinSync('plain', { size: 1 << 20 });
     p.createThinSync('layer', { size: 1 << 20, labels: { role: 'base layer' }, readOnly: true });
     p.closeSync();
     const json = JSON.parse(await ok(['ls', pool, '--json'])) as { name: string; labels: Record<string, string>; readOnly: boolean }[];
-    expect(json.map((v) => [v.name, v.labels, v.readOnly])).toEqual([['plain', {}, false], ['layer', { role: 'base layer' }, true]]);
+    expect(json.map((v) => [v.name, v.labels, v.readOnly])).toEqual([
+      ['plain', {}, false],
+      ['layer', { role: 'base layer' }, true],
+    ]);
     const table = (await ok(['ls', pool])).trimEnd().split('\n');
     expect(table[0]).toMatch(/\bMODE$/);
     expect(table[1]).toMatch(/^plain .* rw$/);

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { FileDevice } from '../../src/io/file-device.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
-import { buildFixtureImages, CORRUPT, expectedDumpFile, fixturesAvailable, fixtureSource, GOOD_FIXTURES } from '../support/dm-thin-fixtures.js';
+import {
+  buildFixtureImages,
+  CORRUPT,
+  expectedDumpFile,
+  fixturesAvailable,
+  fixtureSource,
+  GOOD_FIXTURES,
+} from '../support/dm-thin-fixtures.js';
 import { projectRoot, thinCheck, thinDumpText } from '../support/oracle.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
 import { requireFreshBuild } from '../support/dist.js';
@@ -54,7 +61,7 @@ describe.skipIf(!haveFixtures)('dump equals thin_dump on the fixtures', () => {
   });
 });
 
-describe('restore of the fixtures\' XML', () => {
+describe("restore of the fixtures' XML", () => {
   test.each(GOOD_FIXTURES)('%s: thin_check passes and thin_dump prints it back', async (name) => {
     const xml = expectedDumpFile(name);
     const pool = join(root, `restored-${name}`);
@@ -175,7 +182,25 @@ describe('the shipped command', () => {
     const h = spawnSync('node', [bin, '--help'], { encoding: 'utf8' });
     expect(h.status).toBe(0);
     expect(h.stdout).toMatch(/Usage: thinpool/);
-    for (const c of ['init', 'create', 'snapshot', 'delete', 'resize', 'ls', 'status', 'write', 'read', 'import', 'export', 'map', 'diff', 'check', 'dump', 'restore', 'demo']) {
+    for (const c of [
+      'init',
+      'create',
+      'snapshot',
+      'delete',
+      'resize',
+      'ls',
+      'status',
+      'write',
+      'read',
+      'import',
+      'export',
+      'map',
+      'diff',
+      'check',
+      'dump',
+      'restore',
+      'demo',
+    ]) {
       expect(h.stdout).toContain(`  ${c}`);
       const ch = spawnSync('node', [bin, c, '--help'], { encoding: 'utf8' });
       expect(ch.status, c).toBe(0);

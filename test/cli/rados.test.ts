@@ -59,11 +59,17 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
     const p = 'rados://tp/served';
     expect((await c(['init', p, '--size', '256M'])).code).toBe(0);
     expect((await c(['create', p, 'v', '--size', '32M'])).code).toBe(0);
-    const server: ChildProcess = spawn(process.execPath, [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', ceph.conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server: ChildProcess = spawn(process.execPath, [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', ceph.conf], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
-    server.stdout!.on('data', (d) => { out += d; });
-    server.stderr!.on('data', (d) => { err += d; });
+    server.stdout!.on('data', (d) => {
+      out += d;
+    });
+    server.stderr!.on('data', (d) => {
+      err += d;
+    });
     const exited = new Promise<number | null>((resolve) => server.on('exit', (code) => resolve(code)));
     try {
       const deadline = Date.now() + 30_000;
@@ -78,7 +84,10 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(`open for writing by process ${server.pid} on host`);
       expect(refused.stderr).toMatch(/run "thinpool lock break rados:\/\/tp\/served"\n$/);
-      const held = JSON.parse((await c(['ls-pools', 'rados://tp', '--json'])).stdout) as Array<{ address: string; holder: { pid: number } | null }>;
+      const held = JSON.parse((await c(['ls-pools', 'rados://tp', '--json'])).stdout) as Array<{
+        address: string;
+        holder: { pid: number } | null;
+      }>;
       expect(held.find((x) => x.address === p)?.holder?.pid).toBe(server.pid);
 
       if (needTool('qemu-io', 'qemu-utils')) {
@@ -86,8 +95,24 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
         expect(w.code, w.stderr + w.stdout).toBe(0);
       }
       if (needTool('fio', 'fio')) {
-        const f = await run('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
-          '--size=4M', '--offset=8M', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', '--output-format=json'], { timeoutMs: 120_000 });
+        const f = await run(
+          'fio',
+          [
+            '--name=t',
+            '--ioengine=nbd',
+            `--uri=${uri}`,
+            '--rw=randwrite',
+            '--bs=4k',
+            '--iodepth=16',
+            '--size=4M',
+            '--offset=8M',
+            '--verify=crc32c',
+            '--do_verify=1',
+            '--verify_state_save=0',
+            '--output-format=json',
+          ],
+          { timeoutMs: 120_000 },
+        );
         expect(f.code, f.stderr).toBe(0);
         expect(JSON.parse(f.stdout.slice(f.stdout.indexOf('{'))).jobs[0].error).toBe(0);
       }

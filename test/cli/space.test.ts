@@ -8,13 +8,28 @@ import { main } from '../../src/cli/main.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
 
 const dirs: string[] = [];
-afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
-  const code = await main(argv, { stdout: sink((s) => { out += s; }) as never, stderr: sink((s) => { err += s; }) as never });
+  const sink = (f: (s: string) => void) =>
+    new Writable({
+      write(c, _e, cb) {
+        f(String(c));
+        cb();
+      },
+    });
+  const code = await main(argv, {
+    stdout: sink((s) => {
+      out += s;
+    }) as never,
+    stderr: sink((s) => {
+      err += s;
+    }) as never,
+  });
   return { code, out, err };
 }
 
@@ -55,6 +70,8 @@ test('a write that takes data use past a threshold succeeds and warns once on st
   writeFileSync(join(dir, 'img'), Buffer.alloc(13 * 64 * 1024, 1));
   const r = await run('write', pool, 'v', join(dir, 'img'));
   expect(r.code, r.err).toBe(0);
-  expect(r.err.trimEnd().split('\n')).toEqual([expect.stringMatching(/^thinpool: warning: data use of .* reached 80% \(13 of 16 blocks\)/)]);
+  expect(r.err.trimEnd().split('\n')).toEqual([
+    expect.stringMatching(/^thinpool: warning: data use of .* reached 80% \(13 of 16 blocks\)/),
+  ]);
   verifyMetadataFile(join(pool, 'metadata'));
 });

@@ -94,7 +94,12 @@ describe('send and receive on the command line', () => {
     verifyMetadataFile(join(d, 'metadata'));
     expect((await readVol(d, 's1')).equals(await readVol(src, 's1'))).toBe(true);
     expect((await readVol(d, 's2')).equals(await readVol(src, 's2'))).toBe(true);
-    const ls = JSON.parse((await ok(['ls', d, '--json'])).stdout) as Array<{ name: string; readOnly: boolean; sharedBytes: number; mappedBytes: number }>;
+    const ls = JSON.parse((await ok(['ls', d, '--json'])).stdout) as Array<{
+      name: string;
+      readOnly: boolean;
+      sharedBytes: number;
+      mappedBytes: number;
+    }>;
     const r2ls = ls.find((v) => v.name === 's2')!;
     expect(r2ls.readOnly).toBe(true);
     expect(r2ls.sharedBytes).toBeGreaterThan(0);

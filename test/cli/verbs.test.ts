@@ -31,7 +31,15 @@ async function readVol(pool: string, name: string): Promise<Buffer> {
   return (await ok(['read', pool, name])).stdoutBytes;
 }
 
-interface Ls { name: string; id: number; sizeBytes: number; readOnly: boolean; labels: Record<string, string>; origin: string | null; children?: Ls[] }
+interface Ls {
+  name: string;
+  id: number;
+  sizeBytes: number;
+  readOnly: boolean;
+  labels: Record<string, string>;
+  origin: string | null;
+  children?: Ls[];
+}
 async function ls(pool: string): Promise<Ls[]> {
   return JSON.parse((await ok(['ls', pool, '--json'])).stdout) as Ls[];
 }
@@ -51,7 +59,13 @@ beforeAll(async () => {
     const layer = join(root, 'layer.tar');
     const { makeTar } = await import('../images/support.js');
     const { writeFileSync } = await import('node:fs');
-    writeFileSync(layer, await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/hello', body: Buffer.from('hi') }]));
+    writeFileSync(
+      layer,
+      await makeTar([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/hello', body: Buffer.from('hi') },
+      ]),
+    );
     await ok(['image', 'import', master, 'app', layer, '--fs-size', '8M']);
   }
 });
@@ -76,7 +90,10 @@ describe('create and snapshot with labels, snapshot --read-only, ls --tree', () 
   test('ls --tree draws volumes under their origins; --json nests them', async () => {
     const t = (await ok(['ls', master, '--tree'])).stdout.split('\n');
     expect(t[0]).toMatch(/^NAME\s+ID\s+SIZE\s+MAPPED\s+EXCLUSIVE\s+SHARED\s+ORIGIN\s+CREATED\s+MODE$/);
-    const names = t.slice(1).filter((l) => l).map((l) => /^(.*?\S)\s{2,}\d+\s/.exec(l)![1]);
+    const names = t
+      .slice(1)
+      .filter((l) => l)
+      .map((l) => /^(.*?\S)\s{2,}\d+\s/.exec(l)![1]);
     expect(names.slice(0, 5)).toEqual(['vm', '├─ before', '└─ after', '   └─ after-child', 'other']);
     expect(t.find((l) => l.startsWith('├─ before'))).toMatch(/\sro$/);
     const tree = JSON.parse((await ok(['ls', master, '--tree', '--json'])).stdout) as Ls[];
@@ -104,7 +121,7 @@ describe('rename', () => {
 });
 
 describe('rollback', () => {
-  test('VOLUME gets SNAPSHOT\'s content, keeps name, id, size and labels; frees what only it held', async () => {
+  test("VOLUME gets SNAPSHOT's content, keeps name, id, size and labels; frees what only it held", async () => {
     const p = copy(master);
     const vm = (await ls(p)).find((v) => v.name === 'vm')!;
     const want = await readVol(p, 'before');

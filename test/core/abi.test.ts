@@ -39,7 +39,7 @@ describe('ABI between assembly/ and src/core/', () => {
     expect(r.status, r.stderr).toBe(0);
   });
 
-  test('the built core has exactly the host\'s fields: a Core starts', () => {
+  test("the built core has exactly the host's fields: a Core starts", () => {
     const core = new Core(16, 64);
     expect(core.x.abiFieldCount()).toBe(ABI_FIELDS.length);
     expect(() => checkAbi(core.x, 'built')).not.toThrow();
@@ -80,10 +80,25 @@ describe('ABI between assembly/ and src/core/', () => {
       expect(src).toContain(line);
       writeFileSync(abi, src.replace(line, `export const S_RESULT: usize = ${S_RESULT + 8};`));
       const out = join(dir, 'core.wasm');
-      const asc = spawnSync(process.execPath, [
-        join(root, 'node_modules/assemblyscript/bin/asc.js'), join(dir, 'assembly/index.ts'), '-o', out,
-        '--runtime', 'stub', '--importMemory', '--initialMemory', '1', '--noAssert', '--enable', 'simd,bulk-memory', '-O1',
-      ], { encoding: 'utf8' });
+      const asc = spawnSync(
+        process.execPath,
+        [
+          join(root, 'node_modules/assemblyscript/bin/asc.js'),
+          join(dir, 'assembly/index.ts'),
+          '-o',
+          out,
+          '--runtime',
+          'stub',
+          '--importMemory',
+          '--initialMemory',
+          '1',
+          '--noAssert',
+          '--enable',
+          'simd,bulk-memory',
+          '-O1',
+        ],
+        { encoding: 'utf8' },
+      );
       expect(asc.status, asc.stderr).toBe(0);
       const e = refusal(() => checkAbi(exportsOf(readFileSync(out)), 'at core.wasm'));
       expect(e.code).toBe('EABI');

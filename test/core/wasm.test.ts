@@ -7,7 +7,11 @@ import { ThinpoolError, type ErrorCode } from '../../src/errors.js';
 
 describe('Core', () => {
   test('the layout: regions in order, 4 KiB pages and slots aligned, all inside the fixed memory', () => {
-    for (const [slots, meta] of [[16, 64], [64, 1000], [300, 16320 * 3 + 5]]) {
+    for (const [slots, meta] of [
+      [16, 64],
+      [64, 1000],
+      [300, 16320 * 3 + 5],
+    ]) {
       const c = new Core(slots, meta);
       const regions: [string, number, number][] = [
         ['param', c.param, 4096],
@@ -81,7 +85,11 @@ describe('Core', () => {
       [Status.DATA_REF_UNDERFLOW, 'ECORRUPT', /data block 42 reference count underflow in test tree/],
       [Status.NO_DATA_SPACE, 'ENOSPC_DATA', /out of data space \(1000 blocks/],
       [Status.DATA_SHRINK, 'EINVAL', /cannot shrink \(1000 -> 42 blocks\)/],
-      [Status.DATA_MAP_TOO_BIG, 'EINVAL', /data device of 42 blocks needs more space-map bitmaps than the metadata device has blocks \(64\)/],
+      [
+        Status.DATA_MAP_TOO_BIG,
+        'EINVAL',
+        /data device of 42 blocks needs more space-map bitmaps than the metadata device has blocks \(64\)/,
+      ],
       [Status.TOO_DEEP, 'ECYCLE', /test tree deeper than 16 levels \(block 42; cycle\?\)/],
       [Status.NESTED_TOO_DEEP, 'EFAILED', /btree updates nested too deeply in test tree \(block 42\)/],
       [Status.WORK_OVERFLOW, 'EFAILED', /tree deletion stack overflow in test tree \(block 42\)/],

@@ -27,8 +27,23 @@ import { ThinPool, type PoolStorage, type PoolStatus } from '../../src/thin/pool
 import { mulberry32 } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import {
-  applyToPool, BS, COMMITTING_OPS, describeOp, diffAcked, generate, makeTemplate, modelBefore, pendingWritesOf,
-  readPool, TickingCatalog, trace, type Model, type PendingWrite, type Template, type Trace, type WOp,
+  applyToPool,
+  BS,
+  COMMITTING_OPS,
+  describeOp,
+  diffAcked,
+  generate,
+  makeTemplate,
+  modelBefore,
+  pendingWritesOf,
+  readPool,
+  TickingCatalog,
+  trace,
+  type Model,
+  type PendingWrite,
+  type Template,
+  type Trace,
+  type WOp,
 } from './harness.js';
 
 const SOAK = process.env.THINPOOL_SOAK === '1';
@@ -71,11 +86,25 @@ interface IoEvent {
  */
 function logged(dev: BlockDevice, name: string, log: IoEvent[], quiet: Array<[number, IoEvent]>, cur: () => number): BlockDevice {
   return {
-    get sizeBytes() { return dev.sizeBytes; },
-    read: (b, o) => { log.push({ op: cur(), dev: name, kind: 'read', offset: o }); dev.read(b, o); },
-    write: (b, o) => { log.push({ op: cur(), dev: name, kind: 'write', offset: o, data: b.slice() }); dev.write(b, o); },
-    flush: () => { log.push({ op: cur(), dev: name, kind: 'flush', offset: 0 }); dev.flush(); },
-    resize: (size) => { dev.resize(size); quiet.push([log.length, { op: cur(), dev: name, kind: 'resize', offset: 0, length: size }]); },
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    read: (b, o) => {
+      log.push({ op: cur(), dev: name, kind: 'read', offset: o });
+      dev.read(b, o);
+    },
+    write: (b, o) => {
+      log.push({ op: cur(), dev: name, kind: 'write', offset: o, data: b.slice() });
+      dev.write(b, o);
+    },
+    flush: () => {
+      log.push({ op: cur(), dev: name, kind: 'flush', offset: 0 });
+      dev.flush();
+    },
+    resize: (size) => {
+      dev.resize(size);
+      quiet.push([log.length, { op: cur(), dev: name, kind: 'resize', offset: 0, length: size }]);
+    },
     discard: (o, l) => {
       const ok = dev.discard(o, l);
       if (ok) quiet.push([log.length, { op: cur(), dev: name, kind: 'discard', offset: o, length: l }]);
@@ -102,12 +131,23 @@ interface Run {
   error: unknown;
 }
 
-async function run(tpl: Template, t: Trace, armAt: number | undefined, log?: IoEvent[], quiet: Array<[number, IoEvent]> = [], status?: PoolLevel[]): Promise<Run> {
+async function run(
+  tpl: Template,
+  t: Trace,
+  armAt: number | undefined,
+  log?: IoEvent[],
+  quiet: Array<[number, IoEvent]> = [],
+  status?: PoolLevel[],
+): Promise<Run> {
   const clock = new CrashClock();
   const meta = new CrashDevice(clock, tpl.meta.snapshot());
   const data = new CrashDevice(clock, tpl.data.snapshot());
   let cur = -1;
-  const catalog = new TickingCatalog(tpl.catalog.clone(), clock, log ? (what, staged) => log.push({ op: cur, dev: 'catalog', kind: what, offset: 0, staged }) : undefined);
+  const catalog = new TickingCatalog(
+    tpl.catalog.clone(),
+    clock,
+    log ? (what, staged) => log.push({ op: cur, dev: 'catalog', kind: what, offset: 0, staged }) : undefined,
+  );
   const storage: PoolStorage = log
     ? { metadata: logged(meta, 'meta', log, quiet, () => cur), data: logged(data, 'data', log, quiet, () => cur), catalog }
     : { metadata: meta, data, catalog };
@@ -135,7 +175,10 @@ interface PoolLevel {
   metadataBlocks: number;
 }
 const poolLevel = (st: PoolStatus): PoolLevel => ({
-  transactionId: st.transactionId, held: st.heldMetadataRoot !== null, dataBlocks: st.dataBlocks.total, metadataBlocks: st.metadataBlocks.total,
+  transactionId: st.transactionId,
+  held: st.heldMetadataRoot !== null,
+  dataBlocks: st.dataBlocks.total,
+  metadataBlocks: st.metadataBlocks.total,
 });
 
 /**
@@ -146,9 +189,14 @@ const poolLevel = (st: PoolStatus): PoolLevel => ({
 function phases(t: Trace, log: IoEvent[]): string[] {
   const out: string[] = [];
   const sbWriteAt = new Map<number, number>();
-  log.forEach((e, k) => { if (e.dev === 'meta' && e.kind === 'write' && e.offset === 0) sbWriteAt.set(e.op, k); });
   log.forEach((e, k) => {
-    if (e.op < 0) { out.push(`open:${e.dev}-${e.kind}`); return; }
+    if (e.dev === 'meta' && e.kind === 'write' && e.offset === 0) sbWriteAt.set(e.op, k);
+  });
+  log.forEach((e, k) => {
+    if (e.op < 0) {
+      out.push(`open:${e.dev}-${e.kind}`);
+      return;
+    }
     const o = t.ops[e.op]!;
     const sb = sbWriteAt.get(e.op);
     if (!COMMITTING_OPS.has(o.op) && sb === undefined) {
@@ -193,9 +241,17 @@ async function workload(seed: number, tpls: Templates): Promise<Workload> {
   const rng = mulberry32(seed);
   const dataBytes = (autoExtend ? AE_BLOCKS : DATA_BLOCKS) * BS;
   const ops: WOp[] = generate(rng, {
-    steps: 10 + Math.floor(rng() * 10), maxVolumes: 4, maxBlocks: 3, commitRate: 0.12,
+    steps: 10 + Math.floor(rng() * 10),
+    maxVolumes: 4,
+    maxBlocks: 3,
+    commitRate: 0.12,
     // No explicit growth on the auto-extend template (the pool grows by itself; a smaller size would be refused).
-    extended: { dataBytes, metaBytes: META_BYTES, maxDataBytes: autoExtend ? dataBytes : dataBytes + 8 * BS, maxMetaBytes: META_BYTES + 256 * 1024 },
+    extended: {
+      dataBytes,
+      metaBytes: META_BYTES,
+      maxDataBytes: autoExtend ? dataBytes : dataBytes + 8 * BS,
+      maxMetaBytes: META_BYTES + 256 * 1024,
+    },
   });
   ops.push({ op: 'commit' });
   const t = trace(ops);
@@ -253,15 +309,26 @@ function alternatives(w: Workload, i: number): Alternative[] {
   if (COMMITTING_OPS.has(o.op)) {
     // reserveMetadataSnap and metadata growth commit twice: the first commit has the old pool-level state.
     const twice = o.op === 'reserve-snap' || o.op === 'grow-meta';
-    out.push({ acked: t.after[i]!, pending: [], pool: twice ? (p) => samePool(after)(p) || samePool(ack.pool)(p) : samePool(after), what: 'new' });
+    out.push({
+      acked: t.after[i]!,
+      pending: [],
+      pool: twice ? (p) => samePool(after)(p) || samePool(ack.pool)(p) : samePool(after),
+      what: 'new',
+    });
   } else if (w.commitsInside.has(i)) {
     // An implicit commit inside a write (auto-extend, or the allocator committing to reuse freed blocks): the
     // state before the op with any part of its writes, the data device grown by one or more steps.
     const before = modelBefore(t, i);
     out.push({
-      acked: before, pending: pendingWritesOf(before, o), what: 'new',
-      pool: (p) => p.transactionId === after.transactionId && p.held === after.held && p.metadataBlocks === after.metadataBlocks &&
-        p.dataBlocks >= ack.pool.dataBlocks && p.dataBlocks <= after.dataBlocks,
+      acked: before,
+      pending: pendingWritesOf(before, o),
+      what: 'new',
+      pool: (p) =>
+        p.transactionId === after.transactionId &&
+        p.held === after.held &&
+        p.metadataBlocks === after.metadataBlocks &&
+        p.dataBlocks >= ack.pool.dataBlocks &&
+        p.dataBlocks <= after.dataBlocks,
     });
   }
   return out;
@@ -280,7 +347,11 @@ class Replayer {
   private catalog: MemoryCatalogStore;
   private next = 0;
   private nextQuiet = 0;
-  constructor(tpl: Template, private readonly log: IoEvent[], private readonly quiet: Array<[number, IoEvent]>) {
+  constructor(
+    tpl: Template,
+    private readonly log: IoEvent[],
+    private readonly quiet: Array<[number, IoEvent]>,
+  ) {
     this.durable = { meta: tpl.meta.snapshot(), data: tpl.data.snapshot() };
     this.catalog = tpl.catalog.clone();
   }
@@ -290,7 +361,11 @@ class Replayer {
    * kept one, if a write, torn per 512-byte sector with probability 1/2). Checked against a real CrashClock on
    * the engine-run sample.
    */
-  at(k: number, rng: () => number, keep: Keep = 'random'): { meta: MemoryDevice; data: MemoryDevice; catalog: MemoryCatalogStore; unflushed: number } {
+  at(
+    k: number,
+    rng: () => number,
+    keep: Keep = 'random',
+  ): { meta: MemoryDevice; data: MemoryDevice; catalog: MemoryCatalogStore; unflushed: number } {
     if (k < this.next) throw new Error('Replayer only moves forward');
     for (; this.next <= k; this.next++) {
       // Updates that are not I/O calls and came before call `next`.
@@ -375,7 +450,10 @@ function sameBytes(a: BlockDevice, b: BlockDevice): boolean {
  * Throws with a reproducible description on failure.
  */
 async function cut(
-  tpl: Template, w: Workload, rep: Replayer, k: number,
+  tpl: Template,
+  w: Workload,
+  rep: Replayer,
+  k: number,
   opts: { external: boolean; reuse: boolean; engine: boolean; variant?: number },
 ): Promise<CutResult & { unflushed: number }> {
   const phase = w.phase[k]!;
@@ -384,7 +462,8 @@ async function cut(
   // 2: every unflushed update survives whole; 3 and up: other random subsets.
   const variant = opts.variant ?? 0;
   const keep: Keep = variant === 1 ? 'none' : variant === 2 ? 'all' : 'random';
-  const where = `workload seed ${w.seed}, cut at I/O call ${k} (${phase}) inside op #${stoppedAt}` +
+  const where =
+    `workload seed ${w.seed}, cut at I/O call ${k} (${phase}) inside op #${stoppedAt}` +
     ` ${stoppedAt >= 0 ? describeOp(w.t.ops[stoppedAt]!) : '(open)'}, crash variant ${variant} (${keep} of the unflushed writes kept);` +
     ` replay: THINPOOL_CRASH_ONLY=${w.seed}:${k}${variant ? `:${variant}` : ''}` +
     `\nops: ${w.t.ops.map(describeOp).join('\n     ')}`;
@@ -395,7 +474,8 @@ async function cut(
   if (opts.engine && variant === 0) {
     const real = await run(tpl, w.t, k);
     if (!isThinpoolError(real.error)) throw new Error(`${where}: the cut surfaced as ${String(real.error)}, not a ThinpoolError`);
-    if (real.stoppedAt !== stoppedAt) throw new Error(`${where}: the engine stopped in op ${real.stoppedAt}, the dry run says ${stoppedAt}`);
+    if (real.stoppedAt !== stoppedAt)
+      throw new Error(`${where}: the engine stopped in op ${real.stoppedAt}, the dry run says ${stoppedAt}`);
     code = real.error.code;
     real.clock.crash(crashRng());
     // createdAt is wall-clock time: the only field allowed to differ.
@@ -436,8 +516,10 @@ async function cut(
     diffs.push(`${alt.what}: ${d}`);
   }
   if (landed === undefined) {
-    throw new Error(`${where}: after the crash the pool shows none of the allowed states (${diffs.join('; ')});` +
-      ` pool-level after each op: ${JSON.stringify(w.poolAfter)}`);
+    throw new Error(
+      `${where}: after the crash the pool shows none of the allowed states (${diffs.join('; ')});` +
+        ` pool-level after each op: ${JSON.stringify(w.poolAfter)}`,
+    );
   }
   if (opts.external) {
     try {
@@ -457,117 +539,164 @@ async function cut(
   return { phase, code, landed, unflushed: r.unflushed };
 }
 
-test(`crash points: ${TARGET_CUTS} cuts across every phase of a commit`, async () => {
-  const started = performance.now();
-  const tpls: Templates = {
-    plain: makeTemplate(DATA_BLOCKS, META_BYTES),
-    autoExtend: makeTemplate(AE_BLOCKS, META_BYTES, (p) => {
-      p.configureSpace({ autoExtend: { enabled: true, atPercent: 60, percent: 50, maxBytes: 512 * BS } });
-    }),
-  };
-  const tplOf = (w: Workload) => (w.autoExtend ? tpls.autoExtend : tpls.plain);
-  if (ONLY) {
-    const [s, k, variant] = ONLY.split(':').map(Number);
-    const w = await workload(s!, tpls);
-    console.log(`replaying workload ${s} cut ${k} (${w.phase[k!]}) crash variant ${variant ?? 0}`);
-    await cut(tplOf(w), w, new Replayer(tplOf(w), w.log, w.quiet), k!, { external: true, reuse: true, engine: true, variant: variant ?? 0 });
-    return;
-  }
-  /** Cuts inside operations and commits (the target counts these). */
-  let cuts = 0;
-  /** Cuts while the pool opens (reported apart). */
-  let openCuts = 0;
-  /** Commit-phase cuts, and the crashes made of them (COMMIT_CRASHES each). */
-  let commitCuts = 0;
-  let commitCrashes = 0;
-  /** Commit-phase cuts with unflushed writes, where keeping none and keeping all are different crashes. */
-  let commitCutsWithUnflushed = 0;
-  let workloads = 0;
-  let external = 0;
-  let landedNew = 0;
-  let landedOld = 0;
-  let engineCuts = 0;
-  let aeWorkloads = 0;
-  let aeGrowths = 0;
-  const byPhase = new Map<string, number>();
-  const byCode = new Map<string, number>();
-  const byOp = new Map<string, number>();
-  for (let n = 0; cuts < TARGET_CUTS; n++) {
-    if (SECONDS !== undefined && performance.now() - started > SECONDS * 1000) break;
-    const w = await workload(BASE_SEED + n, tpls);
-    workloads++;
-    for (const o of w.t.ops) byOp.set(o.op, (byOp.get(o.op) ?? 0) + 1);
-    if (w.autoExtend) {
-      aeWorkloads++;
-      aeGrowths += [...w.commitsInside].filter((i) => !COMMITTING_OPS.has(w.t.ops[i]!.op)).length;
+test(
+  `crash points: ${TARGET_CUTS} cuts across every phase of a commit`,
+  async () => {
+    const started = performance.now();
+    const tpls: Templates = {
+      plain: makeTemplate(DATA_BLOCKS, META_BYTES),
+      autoExtend: makeTemplate(AE_BLOCKS, META_BYTES, (p) => {
+        p.configureSpace({ autoExtend: { enabled: true, atPercent: 60, percent: 50, maxBytes: 512 * BS } });
+      }),
+    };
+    const tplOf = (w: Workload) => (w.autoExtend ? tpls.autoExtend : tpls.plain);
+    if (ONLY) {
+      const [s, k, variant] = ONLY.split(':').map(Number);
+      const w = await workload(s!, tpls);
+      console.log(`replaying workload ${s} cut ${k} (${w.phase[k!]}) crash variant ${variant ?? 0}`);
+      await cut(tplOf(w), w, new Replayer(tplOf(w), w.log, w.quiet), k!, {
+        external: true,
+        reuse: true,
+        engine: true,
+        variant: variant ?? 0,
+      });
+      return;
     }
-    const tpl = tplOf(w);
-    const rep = new Replayer(tpl, w.log, w.quiet);
-    for (let k = 0; k < w.phase.length; k++) {
-      const all = cuts + openCuts;
-      const ext = all % EXTERNAL_EVERY === 0;
-      const engine = all % ENGINE_EVERY === 0;
-      const res = await cut(tpl, w, rep, k, { external: ext, reuse: all % REUSE_EVERY === 0, engine });
-      if (res.phase.startsWith('open:')) openCuts++;
-      else cuts++;
-      if (engine) engineCuts++;
-      if (ext) external++;
-      byPhase.set(res.phase, (byPhase.get(res.phase) ?? 0) + 1);
-      byCode.set(res.code, (byCode.get(res.code) ?? 0) + 1);
-      if (res.phase.includes('commit:')) {
-        if (res.landed === 'new') landedNew++;
-        else landedOld++;
-        commitCuts++;
-        commitCrashes++;
-        if (res.unflushed > 0) commitCutsWithUnflushed++;
-        for (let variant = 1; variant < COMMIT_CRASHES; variant++) {
-          const more = await cut(tpl, w, rep, k, { external: false, reuse: false, engine: false, variant });
-          commitCrashes++;
-          if (more.landed === 'new') landedNew++;
+    /** Cuts inside operations and commits (the target counts these). */
+    let cuts = 0;
+    /** Cuts while the pool opens (reported apart). */
+    let openCuts = 0;
+    /** Commit-phase cuts, and the crashes made of them (COMMIT_CRASHES each). */
+    let commitCuts = 0;
+    let commitCrashes = 0;
+    /** Commit-phase cuts with unflushed writes, where keeping none and keeping all are different crashes. */
+    let commitCutsWithUnflushed = 0;
+    let workloads = 0;
+    let external = 0;
+    let landedNew = 0;
+    let landedOld = 0;
+    let engineCuts = 0;
+    let aeWorkloads = 0;
+    let aeGrowths = 0;
+    const byPhase = new Map<string, number>();
+    const byCode = new Map<string, number>();
+    const byOp = new Map<string, number>();
+    for (let n = 0; cuts < TARGET_CUTS; n++) {
+      if (SECONDS !== undefined && performance.now() - started > SECONDS * 1000) break;
+      const w = await workload(BASE_SEED + n, tpls);
+      workloads++;
+      for (const o of w.t.ops) byOp.set(o.op, (byOp.get(o.op) ?? 0) + 1);
+      if (w.autoExtend) {
+        aeWorkloads++;
+        aeGrowths += [...w.commitsInside].filter((i) => !COMMITTING_OPS.has(w.t.ops[i]!.op)).length;
+      }
+      const tpl = tplOf(w);
+      const rep = new Replayer(tpl, w.log, w.quiet);
+      for (let k = 0; k < w.phase.length; k++) {
+        const all = cuts + openCuts;
+        const ext = all % EXTERNAL_EVERY === 0;
+        const engine = all % ENGINE_EVERY === 0;
+        const res = await cut(tpl, w, rep, k, { external: ext, reuse: all % REUSE_EVERY === 0, engine });
+        if (res.phase.startsWith('open:')) openCuts++;
+        else cuts++;
+        if (engine) engineCuts++;
+        if (ext) external++;
+        byPhase.set(res.phase, (byPhase.get(res.phase) ?? 0) + 1);
+        byCode.set(res.code, (byCode.get(res.code) ?? 0) + 1);
+        if (res.phase.includes('commit:')) {
+          if (res.landed === 'new') landedNew++;
           else landedOld++;
+          commitCuts++;
+          commitCrashes++;
+          if (res.unflushed > 0) commitCutsWithUnflushed++;
+          for (let variant = 1; variant < COMMIT_CRASHES; variant++) {
+            const more = await cut(tpl, w, rep, k, { external: false, reuse: false, engine: false, variant });
+            commitCrashes++;
+            if (more.landed === 'new') landedNew++;
+            else landedOld++;
+          }
         }
       }
     }
-  }
-  const secs = ((performance.now() - started) / 1000).toFixed(1);
-  const commitPhases = [...byPhase].filter(([p]) => p.startsWith('commit:')).sort();
-  const innerCommits = new Map<string, number>();
-  for (const [p, c] of byPhase) if (p.includes('/commit:')) innerCommits.set(p.split('/')[0]!, (innerCommits.get(p.split('/')[0]!) ?? 0) + c);
-  const otherPhases = [...byPhase].filter(([p]) => !p.includes('commit:')).sort((a, b) => b[1] - a[1]);
-  const rate = (cuts / Number(secs)).toFixed(0);
-  console.log(
-    `crash points: ${cuts} cut points inside operations and commits (plus ${openCuts} while opening) over ${workloads} workloads,` +
-    ` 0 failures, ${secs}s (${rate} cut points/s); ${commitCuts} commit-phase cuts crashed ${COMMIT_CRASHES} ways each` +
-    ` (${commitCrashes} crashes; ${commitCutsWithUnflushed} of those cuts had unflushed writes)` +
-    ` (engine re-run and cut with armAt on ${engineCuts}, the others replayed from the dry run's I/O log;` +
-    ` external tools on ${external}; crashes inside a commit landed on the new state ${landedNew}, old ${landedOld})` +
-    `\n  commit phases: ${commitPhases.map(([p, c]) => `${p.slice(7)} ${c}`).join(', ')}` +
-    `\n  commits inside other ops: ${[...innerCommits].sort().map(([p, c]) => `${p} ${c}`).join(', ')}` +
-    `\n  other phases: ${otherPhases.map(([p, c]) => `${p} ${c}`).join(', ')}` +
-    `\n  ops in the workloads: ${[...byOp].sort((a, b) => b[1] - a[1]).map(([p, c]) => `${p} ${c}`).join(', ')}` +
-    `\n  auto-extend: ${aeWorkloads} workloads on an ${AE_BLOCKS}-block pool growing by 50 % at 60 % use, ${aeGrowths} ops that grew the pool inside a write` +
-    `\n  errors surfaced by the cut op: ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ')}`,
-  );
-  for (const p of ['data-flush', 'metadata-write', 'metadata-flush', 'catalog-stage', 'superblock-write', 'superblock-flush', 'catalog-publish']) {
-    expect(byPhase.get(`commit:${p}`) ?? 0, `cuts in commit phase ${p}`).toBeGreaterThan(0);
-  }
-  for (const p of ['reserve-snap', 'release-snap', 'txid', 'grow', 'grow-meta', 'write']) {
-    expect(innerCommits.get(p) ?? 0, `cuts inside the commit of ${p}`).toBeGreaterThan(0);
-  }
-  if (SECONDS === undefined) expect(cuts).toBeGreaterThanOrEqual(TARGET_CUTS);
-  expect(commitCrashes).toBe(commitCuts * COMMIT_CRASHES);
-  expect(commitCutsWithUnflushed, 'commit-phase cuts where the subsets of unflushed writes differ').toBeGreaterThan(commitCuts / 2);
-  const figuresDir = process.env.THINPOOL_FIGURES_DIR;
-  if (figuresDir !== undefined) {
-    mkdirSync(figuresDir, { recursive: true });
-    const sorted = (m: Map<string, number>) => Object.fromEntries([...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
-    writeFileSync(join(figuresDir, 'crash-points.json'), `${JSON.stringify({
-      suite: 'crash points', soak: SOAK, seed: BASE_SEED, target: TARGET_CUTS, workloads, autoExtendWorkloads: aeWorkloads,
-      cutsInOperations: cuts, cutsAtOpen: openCuts, commitCuts, commitCrashesPerCut: COMMIT_CRASHES, commitCrashes,
-      commitCutsWithUnflushed, landedNew, landedOld, engineReruns: engineCuts, externalChecks: external, failures: 0,
-      commitPhases: Object.fromEntries(commitPhases.map(([p, c]) => [p.slice(7), c])),
-      commitsInsideOps: Object.fromEntries([...innerCommits].sort()),
-      otherPhases: sorted(new Map(otherPhases)), ops: sorted(byOp), errorCodes: sorted(byCode),
-    }, null, 2)}\n`);
-  }
-}, SOAK ? 3_600_000 : 900_000);
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    const commitPhases = [...byPhase].filter(([p]) => p.startsWith('commit:')).sort();
+    const innerCommits = new Map<string, number>();
+    for (const [p, c] of byPhase)
+      if (p.includes('/commit:')) innerCommits.set(p.split('/')[0]!, (innerCommits.get(p.split('/')[0]!) ?? 0) + c);
+    const otherPhases = [...byPhase].filter(([p]) => !p.includes('commit:')).sort((a, b) => b[1] - a[1]);
+    const rate = (cuts / Number(secs)).toFixed(0);
+    console.log(
+      `crash points: ${cuts} cut points inside operations and commits (plus ${openCuts} while opening) over ${workloads} workloads,` +
+        ` 0 failures, ${secs}s (${rate} cut points/s); ${commitCuts} commit-phase cuts crashed ${COMMIT_CRASHES} ways each` +
+        ` (${commitCrashes} crashes; ${commitCutsWithUnflushed} of those cuts had unflushed writes)` +
+        ` (engine re-run and cut with armAt on ${engineCuts}, the others replayed from the dry run's I/O log;` +
+        ` external tools on ${external}; crashes inside a commit landed on the new state ${landedNew}, old ${landedOld})` +
+        `\n  commit phases: ${commitPhases.map(([p, c]) => `${p.slice(7)} ${c}`).join(', ')}` +
+        `\n  commits inside other ops: ${[...innerCommits]
+          .sort()
+          .map(([p, c]) => `${p} ${c}`)
+          .join(', ')}` +
+        `\n  other phases: ${otherPhases.map(([p, c]) => `${p} ${c}`).join(', ')}` +
+        `\n  ops in the workloads: ${[...byOp]
+          .sort((a, b) => b[1] - a[1])
+          .map(([p, c]) => `${p} ${c}`)
+          .join(', ')}` +
+        `\n  auto-extend: ${aeWorkloads} workloads on an ${AE_BLOCKS}-block pool growing by 50 % at 60 % use, ${aeGrowths} ops that grew the pool inside a write` +
+        `\n  errors surfaced by the cut op: ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ')}`,
+    );
+    for (const p of [
+      'data-flush',
+      'metadata-write',
+      'metadata-flush',
+      'catalog-stage',
+      'superblock-write',
+      'superblock-flush',
+      'catalog-publish',
+    ]) {
+      expect(byPhase.get(`commit:${p}`) ?? 0, `cuts in commit phase ${p}`).toBeGreaterThan(0);
+    }
+    for (const p of ['reserve-snap', 'release-snap', 'txid', 'grow', 'grow-meta', 'write']) {
+      expect(innerCommits.get(p) ?? 0, `cuts inside the commit of ${p}`).toBeGreaterThan(0);
+    }
+    if (SECONDS === undefined) expect(cuts).toBeGreaterThanOrEqual(TARGET_CUTS);
+    expect(commitCrashes).toBe(commitCuts * COMMIT_CRASHES);
+    expect(commitCutsWithUnflushed, 'commit-phase cuts where the subsets of unflushed writes differ').toBeGreaterThan(commitCuts / 2);
+    const figuresDir = process.env.THINPOOL_FIGURES_DIR;
+    if (figuresDir !== undefined) {
+      mkdirSync(figuresDir, { recursive: true });
+      const sorted = (m: Map<string, number>) => Object.fromEntries([...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+      writeFileSync(
+        join(figuresDir, 'crash-points.json'),
+        `${JSON.stringify(
+          {
+            suite: 'crash points',
+            soak: SOAK,
+            seed: BASE_SEED,
+            target: TARGET_CUTS,
+            workloads,
+            autoExtendWorkloads: aeWorkloads,
+            cutsInOperations: cuts,
+            cutsAtOpen: openCuts,
+            commitCuts,
+            commitCrashesPerCut: COMMIT_CRASHES,
+            commitCrashes,
+            commitCutsWithUnflushed,
+            landedNew,
+            landedOld,
+            engineReruns: engineCuts,
+            externalChecks: external,
+            failures: 0,
+            commitPhases: Object.fromEntries(commitPhases.map(([p, c]) => [p.slice(7), c])),
+            commitsInsideOps: Object.fromEntries([...innerCommits].sort()),
+            otherPhases: sorted(new Map(otherPhases)),
+            ops: sorted(byOp),
+            errorCodes: sorted(byCode),
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    }
+  },
+  SOAK ? 3_600_000 : 900_000,
+);

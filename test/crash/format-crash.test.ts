@@ -78,7 +78,9 @@ function formatCut(start: Start, k: number | undefined, seed: number, external: 
     if (acked) throw new Error(`${where}: the format was acknowledged but the pool does not open: ${String(e)}`, { cause: e });
     if (!isThinpoolError(e)) throw new Error(`${where}: opening threw ${String(e)}, not a ThinpoolError`, { cause: e });
     if (e.structure !== 'superblock' || e.mblock !== 0) {
-      throw new Error(`${where}: opening failed with ${e.code} "${e.message}" (structure ${e.structure}, block ${e.mblock}), not naming the superblock (block 0)`);
+      throw new Error(
+        `${where}: opening failed with ${e.code} "${e.message}" (structure ${e.structure}, block ${e.mblock}), not naming the superblock (block 0)`,
+      );
     }
     return { kind: 'refused', what: e.code };
   }
@@ -94,7 +96,8 @@ function formatCut(start: Start, k: number | undefined, seed: number, external: 
     }
     return { kind: 'old pool', what: 'ok' };
   }
-  if (vols.length !== 0) throw new Error(`${where}: the pool opened with volumes ${JSON.stringify(vols.map((v) => [v.id, v.name]))}, not empty`);
+  if (vols.length !== 0)
+    throw new Error(`${where}: the pool opened with volumes ${JSON.stringify(vols.map((v) => [v.id, v.name]))}, not empty`);
   const st = pool.status();
   expect(st.dataBlocks.total, `${where}: data blocks`).toBe(DATA_BLOCKS);
   expect(st.blockSize, `${where}: block size`).toBe(BS);
@@ -120,7 +123,10 @@ test('a crash during format: the pool is refused naming the superblock, or is a 
     const img = startImage(start);
     const meta = new CrashDevice(clock, img.dev);
     const data = new CrashDevice(clock, 0);
-    ThinPool.formatStorage({ metadata: meta, data, catalog: new TickingCatalog(img.catalog, clock) }, { size: DATA_BLOCKS * BS, blockSize: BS });
+    ThinPool.formatStorage(
+      { metadata: meta, data, catalog: new TickingCatalog(img.catalog, clock) },
+      { size: DATA_BLOCKS * BS, blockSize: BS },
+    );
     const calls = clock.ops;
     const tally = new Map<string, number>();
     for (let k = 0; k <= calls; k++) {
@@ -131,7 +137,9 @@ test('a crash during format: the pool is refused naming the superblock, or is a 
         total++;
       }
     }
-    lines.push(`  over ${start}: ${calls} I/O calls cut (+ the acknowledged format) x ${SEEDS_PER_CUT} crash seeds: ${[...tally].map(([kk, n]) => `${kk} ${n}`).join(', ')}`);
+    lines.push(
+      `  over ${start}: ${calls} I/O calls cut (+ the acknowledged format) x ${SEEDS_PER_CUT} crash seeds: ${[...tally].map(([kk, n]) => `${kk} ${n}`).join(', ')}`,
+    );
     expect(tally.get('empty pool') ?? 0, `some cuts over ${start} land on the formatted pool`).toBeGreaterThan(0);
   }
   console.log(`format crash: ${total} cut points, 0 failures, ${((performance.now() - started) / 1000).toFixed(1)}s\n${lines.join('\n')}`);

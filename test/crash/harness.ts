@@ -115,10 +115,12 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
     if (ext && live.length > 0 && rng() < 0.14) {
       const s = rng();
       if (s < 0.3 && m.held) push({ op: 'release-snap' });
-      else if (s < 0.3) push({ op: 'reserve-snap' }); // commits the catalog with the metadata (FIXED BUG 5)
+      else if (s < 0.3)
+        push({ op: 'reserve-snap' }); // commits the catalog with the metadata (FIXED BUG 5)
       else if (s < 0.45) push({ op: 'txid', from: m.txid, to: m.txid + 1 + Math.floor(rng() * 3) });
       else if (s < 0.6 && m.dataBytes + BS <= ext.maxDataBytes) push({ op: 'grow', size: m.dataBytes + BS * (1 + Math.floor(rng() * 2)) });
-      else if (s < 0.7 && m.metaBytes + 16 * 4096 <= ext.maxMetaBytes) push({ op: 'grow-meta', size: m.metaBytes + 4096 * (16 + Math.floor(rng() * 16)) });
+      else if (s < 0.7 && m.metaBytes + 16 * 4096 <= ext.maxMetaBytes)
+        push({ op: 'grow-meta', size: m.metaBytes + 4096 * (16 + Math.floor(rng() * 16)) });
       else {
         // A catalog-only commit: nothing but names or labels changed since the last commit.
         push({ op: 'commit' });
@@ -167,11 +169,21 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
 
 export function applyToModel(m: Model, o: WOp): void {
   switch (o.op) {
-    case 'create': m.vols.set(o.uid, { name: o.name, bytes: new Uint8Array(o.size), labels: {} }); break;
-    case 'snapshot': m.vols.set(o.uid, { name: o.name, bytes: m.vols.get(o.origin)!.bytes.slice(), labels: {} }); break;
-    case 'write': m.vols.get(o.uid)!.bytes.set(fill(o.length, o.seed), o.offset); break;
-    case 'discard': m.vols.get(o.uid)!.bytes.fill(0, o.offset, o.offset + o.length); break;
-    case 'delete': m.vols.delete(o.uid); break;
+    case 'create':
+      m.vols.set(o.uid, { name: o.name, bytes: new Uint8Array(o.size), labels: {} });
+      break;
+    case 'snapshot':
+      m.vols.set(o.uid, { name: o.name, bytes: m.vols.get(o.origin)!.bytes.slice(), labels: {} });
+      break;
+    case 'write':
+      m.vols.get(o.uid)!.bytes.set(fill(o.length, o.seed), o.offset);
+      break;
+    case 'discard':
+      m.vols.get(o.uid)!.bytes.fill(0, o.offset, o.offset + o.length);
+      break;
+    case 'delete':
+      m.vols.delete(o.uid);
+      break;
     case 'resize': {
       const v = m.vols.get(o.uid)!;
       const n = new Uint8Array(o.size);
@@ -179,14 +191,29 @@ export function applyToModel(m: Model, o: WOp): void {
       v.bytes = n;
       break;
     }
-    case 'rename': m.vols.get(o.uid)!.name = o.name; break;
-    case 'label': m.vols.get(o.uid)!.labels[o.key] = o.value; break;
-    case 'commit': break;
-    case 'reserve-snap': m.held = true; break;
-    case 'release-snap': m.held = false; break;
-    case 'txid': m.txid = o.to; break;
-    case 'grow': m.dataBytes = o.size; break;
-    case 'grow-meta': m.metaBytes = o.size; break;
+    case 'rename':
+      m.vols.get(o.uid)!.name = o.name;
+      break;
+    case 'label':
+      m.vols.get(o.uid)!.labels[o.key] = o.value;
+      break;
+    case 'commit':
+      break;
+    case 'reserve-snap':
+      m.held = true;
+      break;
+    case 'release-snap':
+      m.held = false;
+      break;
+    case 'txid':
+      m.txid = o.to;
+      break;
+    case 'grow':
+      m.dataBytes = o.size;
+      break;
+    case 'grow-meta':
+      m.metaBytes = o.size;
+      break;
   }
 }
 
@@ -197,20 +224,45 @@ export function applyToModel(m: Model, o: WOp): void {
 export function applyToPool(p: ThinPool, m: Model, o: WOp): void | Promise<void> {
   const nameOf = (uid: number) => m.vols.get(uid)!.name;
   switch (o.op) {
-    case 'create': p.createThinSync(o.name, { size: o.size }); break;
-    case 'snapshot': p.snapshotSync(nameOf(o.origin), o.name); break;
-    case 'write': p.volume(nameOf(o.uid)).writeSync(fill(o.length, o.seed), o.offset); break;
-    case 'discard': p.volume(nameOf(o.uid)).discardSync(o.offset, o.length); break;
-    case 'delete': p.deleteSync(nameOf(o.uid)); break;
-    case 'resize': p.resizeSync(nameOf(o.uid), o.size); break;
-    case 'rename': p.updateSync(nameOf(o.uid), { name: o.name }); break;
-    case 'label': p.updateSync(nameOf(o.uid), { labels: { ...m.vols.get(o.uid)!.labels, [o.key]: o.value } }); break;
-    case 'commit': p.commitSync(); break;
-    case 'reserve-snap': return p.reserveMetadataSnap().then(() => undefined);
-    case 'release-snap': return p.releaseMetadataSnap();
-    case 'txid': return p.setTransactionId(o.from, o.to);
-    case 'grow': p.extendSync({ size: o.size }); break;
-    case 'grow-meta': p.extendSync({ metadataSize: o.size }); break;
+    case 'create':
+      p.createThinSync(o.name, { size: o.size });
+      break;
+    case 'snapshot':
+      p.snapshotSync(nameOf(o.origin), o.name);
+      break;
+    case 'write':
+      p.volume(nameOf(o.uid)).writeSync(fill(o.length, o.seed), o.offset);
+      break;
+    case 'discard':
+      p.volume(nameOf(o.uid)).discardSync(o.offset, o.length);
+      break;
+    case 'delete':
+      p.deleteSync(nameOf(o.uid));
+      break;
+    case 'resize':
+      p.resizeSync(nameOf(o.uid), o.size);
+      break;
+    case 'rename':
+      p.updateSync(nameOf(o.uid), { name: o.name });
+      break;
+    case 'label':
+      p.updateSync(nameOf(o.uid), { labels: { ...m.vols.get(o.uid)!.labels, [o.key]: o.value } });
+      break;
+    case 'commit':
+      p.commitSync();
+      break;
+    case 'reserve-snap':
+      return p.reserveMetadataSnap().then(() => undefined);
+    case 'release-snap':
+      return p.releaseMetadataSnap();
+    case 'txid':
+      return p.setTransactionId(o.from, o.to);
+    case 'grow':
+      p.extendSync({ size: o.size });
+      break;
+    case 'grow-meta':
+      p.extendSync({ metadataSize: o.size });
+      break;
   }
 }
 
@@ -224,13 +276,16 @@ export interface PendingWrite {
 /** The in-place candidates an op may leave on disk: written bytes, zeroed edges and tails. */
 export function pendingWritesOf(m: Model, o: WOp): PendingWrite[] {
   switch (o.op) {
-    case 'write': return [{ uid: o.uid, offset: o.offset, data: fill(o.length, o.seed) }];
-    case 'discard': return [{ uid: o.uid, offset: o.offset, data: new Uint8Array(o.length) }];
+    case 'write':
+      return [{ uid: o.uid, offset: o.offset, data: fill(o.length, o.seed) }];
+    case 'discard':
+      return [{ uid: o.uid, offset: o.offset, data: new Uint8Array(o.length) }];
     case 'resize': {
       const old = m.vols.get(o.uid)!.bytes.length;
       return o.size < old ? [{ uid: o.uid, offset: o.size, data: new Uint8Array(Math.min(old - o.size, BS)) }] : [];
     }
-    default: return [];
+    default:
+      return [];
   }
 }
 
@@ -306,7 +361,8 @@ export function diffExact(seen: Seen, m: Model): string | null {
   for (const v of m.vols.values()) {
     const got = seen.get(v.name)!;
     if (got.bytes.length !== v.bytes.length) return `size of ${v.name}: ${got.bytes.length} != ${v.bytes.length}`;
-    if (JSON.stringify(got.labels) !== JSON.stringify(v.labels)) return `labels of ${v.name}: ${JSON.stringify(got.labels)} != ${JSON.stringify(v.labels)}`;
+    if (JSON.stringify(got.labels) !== JSON.stringify(v.labels))
+      return `labels of ${v.name}: ${JSON.stringify(got.labels)} != ${JSON.stringify(v.labels)}`;
     if (Buffer.compare(got.bytes, v.bytes) !== 0) {
       const k = got.bytes.findIndex((b, j) => b !== v.bytes[j]);
       return `${v.name} byte ${k}: ${got.bytes[k]} != ${v.bytes[k]}`;
@@ -325,7 +381,8 @@ export function diffAcked(seen: Seen, acked: Model, pending: PendingWrite[]): st
   for (const [uid, v] of acked.vols) {
     const got = seen.get(v.name)!;
     if (got.bytes.length !== v.bytes.length) return `size of ${v.name}: ${got.bytes.length} != ${v.bytes.length}`;
-    if (JSON.stringify(got.labels) !== JSON.stringify(v.labels)) return `labels of ${v.name}: ${JSON.stringify(got.labels)} != ${JSON.stringify(v.labels)}`;
+    if (JSON.stringify(got.labels) !== JSON.stringify(v.labels))
+      return `labels of ${v.name}: ${JSON.stringify(got.labels)} != ${JSON.stringify(v.labels)}`;
     if (Buffer.compare(got.bytes, v.bytes) === 0) continue;
     const mine = pending.filter((w) => w.uid === uid);
     for (let s = 0; s < v.bytes.length; s += SECTOR) {
@@ -346,7 +403,9 @@ export function diffAcked(seen: Seen, acked: Model, pending: PendingWrite[]): st
 function sectorReachable(g: Uint8Array, old: Uint8Array, s: number, ws: PendingWrite[]): boolean {
   if (ws.length > 12) {
     // Too many to enumerate: per byte, old or a byte some write put there.
-    return g.every((b, j) => b === old[j] || ws.some((w) => s + j >= w.offset && s + j < w.offset + w.data.length && w.data[s + j - w.offset] === b));
+    return g.every(
+      (b, j) => b === old[j] || ws.some((w) => s + j >= w.offset && s + j < w.offset + w.data.length && w.data[s + j - w.offset] === b),
+    );
   }
   const buf = new Uint8Array(old.length);
   for (let mask = 1; mask < 1 << ws.length; mask++) {
@@ -371,7 +430,11 @@ export function diffExpectation(seen: Seen, e: Expectation): string | null {
 
 /** A catalog store whose stage/publish/discard count as I/O calls of the clock (so cuts land on them too). */
 export class TickingCatalog implements CatalogStore {
-  constructor(readonly inner: MemoryCatalogStore, readonly clock: CrashClock, readonly onTick?: (what: string, staged?: [CatalogData, string]) => void) {}
+  constructor(
+    readonly inner: MemoryCatalogStore,
+    readonly clock: CrashClock,
+    readonly onTick?: (what: string, staged?: [CatalogData, string]) => void,
+  ) {}
   readPublished(): CatalogData | null {
     return this.inner.readPublished();
   }

@@ -11,8 +11,21 @@ import { checkMetadata } from '../../src/thin/check.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { keepOpen, mulberry32 } from '../support/model.js';
 import {
-  applyToPool, BS, describeOp, diffAcked, diffExact, generate, makeTemplate, modelBefore, pendingWritesOf, readPool,
-  trace, type PendingWrite, type Template, type Trace, type WOp,
+  applyToPool,
+  BS,
+  describeOp,
+  diffAcked,
+  diffExact,
+  generate,
+  makeTemplate,
+  modelBefore,
+  pendingWritesOf,
+  readPool,
+  trace,
+  type PendingWrite,
+  type Template,
+  type Trace,
+  type WOp,
 } from './harness.js';
 
 type Dev = 'meta' | 'data';
@@ -43,7 +56,11 @@ const scripted: WOp[] = [
   { op: 'commit' },
 ];
 
-interface Counts { reads: number; writes: number; flushes: number }
+interface Counts {
+  reads: number;
+  writes: number;
+  flushes: number;
+}
 const KEY = { read: 'reads', write: 'writes', flush: 'flushes' } as const;
 const countsOf = (d: FaultDevice): Counts => ({ reads: d.reads, writes: d.writes, flushes: d.flushes });
 
@@ -67,7 +84,11 @@ function countIo(tpl: Template, t: Trace): Array<Record<Dev, Counts>> {
   return out;
 }
 
-interface Outcome { needsCheck: boolean; mode: string; committedAfter: boolean }
+interface Outcome {
+  needsCheck: boolean;
+  mode: string;
+  committedAfter: boolean;
+}
 
 function failOne(tpl: Template, t: Trace, dev: Dev, kind: Kind, n: number, where: string): Outcome {
   const s = open(tpl);
@@ -90,17 +111,25 @@ function failOne(tpl: Template, t: Trace, dev: Dev, kind: Kind, n: number, where
     outcome.needsCheck = st.needsCheck;
     outcome.mode = st.mode;
     if (dev === 'meta' && kind !== 'read') {
-      expect(st.needsCheck && st.mode === 'read-only', `${where}: after a metadata ${kind} failure: needs_check ${st.needsCheck}, mode ${st.mode}`).toBe(true);
+      expect(
+        st.needsCheck && st.mode === 'read-only',
+        `${where}: after a metadata ${kind} failure: needs_check ${st.needsCheck}, mode ${st.mode}`,
+      ).toBe(true);
     }
     // resize zeroes a partial tail inside its metadata change, so a data error there aborts the transaction
     // and sets needs_check (stricter than dm-thin, which has no such write; reported, not a failure).
     if (dev === 'data' && kind !== 'flush' && !(i >= 0 && t.ops[i]!.op === 'resize')) {
-      expect(!st.needsCheck && st.mode === 'write', `${where}: after a data ${kind} failure: needs_check ${st.needsCheck}, mode ${st.mode}`).toBe(true);
+      expect(
+        !st.needsCheck && st.mode === 'write',
+        `${where}: after a data ${kind} failure: needs_check ${st.needsCheck}, mode ${st.mode}`,
+      ).toBe(true);
     }
     if (st.mode === 'read-only') {
       // Read-only: a write that needs a metadata change is refused with EROFS.
       const fresh = `fresh${n}`;
-      expect(() => pool!.createThinSync(fresh, { size: BS }), `${where}: create on a read-only pool`).toThrow(expect.objectContaining({ code: 'EROFS' }));
+      expect(() => pool!.createThinSync(fresh, { size: BS }), `${where}: create on a read-only pool`).toThrow(
+        expect.objectContaining({ code: 'EROFS' }),
+      );
     }
     if (st.mode === 'write') {
       pool.commitSync(); // the fault was one-shot: the pool carries on and commits what it did
@@ -163,8 +192,15 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
     }
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
-  console.log(`I/O errors: ${cases} injected faults over ${workloads.length} workloads, 0 failures, ${secs}s\n` +
-    [...tally].map(([k, v]) => `  ${k}: ${v.cases} faults, then needs_check+read-only ${v.needsCheck}, still writable ${v.writable}, open failed ${v.cases - v.needsCheck - v.writable}`).join('\n'));
+  console.log(
+    `I/O errors: ${cases} injected faults over ${workloads.length} workloads, 0 failures, ${secs}s\n` +
+      [...tally]
+        .map(
+          ([k, v]) =>
+            `  ${k}: ${v.cases} faults, then needs_check+read-only ${v.needsCheck}, still writable ${v.writable}, open failed ${v.cases - v.needsCheck - v.writable}`,
+        )
+        .join('\n'),
+  );
   // The workloads are fixed (scripted + seeds 11..20) and the engine's I/O is deterministic, so the number of
   // injected faults is exact: a change means the engine now does different I/O (or a fault point went
   // missing). Update this, README.md and docs/crash-safety.md together, from the line printed above.

@@ -75,7 +75,10 @@ test('data full in the middle of writes: ENOSPC_DATA, committed data kept, delet
     b.writeSync(d, blk * BS);
     bBytes.set(d, blk * BS);
   }
-  expect(code(() => b.writeSync(fill(100, 9), 8 * BS + 7)), 'a write to a new block when the data device is full').toBe('ENOSPC_DATA');
+  expect(
+    code(() => b.writeSync(fill(100, 9), 8 * BS + 7)),
+    'a write to a new block when the data device is full',
+  ).toBe('ENOSPC_DATA');
   cases++;
   // A write spanning a provisioned and a new block: the first part lands, the second is refused.
   const span = fill(2000, 10);
@@ -121,8 +124,14 @@ test('data full while breaking sharing with a snapshot: ENOSPC_DATA, snapshot an
     a.writeSync(d, blk * BS + 10);
     aBytes.set(d, blk * BS + 10);
   }
-  expect(code(() => a.writeSync(fill(500, 300), 6 * BS + 10)), 'copy-on-write with no free block').toBe('ENOSPC_DATA');
-  expect(code(() => pool.volume('s').writeSync(fill(10, 301), 9 * BS)), 'a write to the snapshot').toBe('ENOSPC_DATA');
+  expect(
+    code(() => a.writeSync(fill(500, 300), 6 * BS + 10)),
+    'copy-on-write with no free block',
+  ).toBe('ENOSPC_DATA');
+  expect(
+    code(() => pool.volume('s').writeSync(fill(10, 301), 9 * BS)),
+    'a write to the snapshot',
+  ).toBe('ENOSPC_DATA');
   // A snapshot needs no data block: it still succeeds when the data device is full.
   pool.snapshotSync('a', 's2');
   expectHealthy(pool, 'after ENOSPC_DATA on copy-on-write');
@@ -175,9 +184,15 @@ test('metadata full: ENOSPC_METADATA for creates, snapshots and writes; pool con
   expect(err, `creating volumes until the metadata device is full (${names.length} made)`).toBe('ENOSPC_METADATA');
   expect(names.length).toBeGreaterThan(10);
   cases++;
-  expect(code(() => pool.snapshotSync('v0', 'snap')), 'a snapshot when metadata is full').toBe('ENOSPC_METADATA');
+  expect(
+    code(() => pool.snapshotSync('v0', 'snap')),
+    'a snapshot when metadata is full',
+  ).toBe('ENOSPC_METADATA');
   cases++;
-  expect(code(() => pool.volume('v9').writeSync(fill(10, 1), 0)), 'a write to a new block when metadata is full').toBe('ENOSPC_METADATA');
+  expect(
+    code(() => pool.volume('v9').writeSync(fill(10, 1), 0)),
+    'a write to a new block when metadata is full',
+  ).toBe('ENOSPC_METADATA');
   cases++;
   // Reads and in-place writes need no metadata block.
   const inPlace = fill(100, 2);
@@ -247,7 +262,10 @@ test('low-water mark, data: each threshold reported once when crossed, in status
   ]);
   // status().lowWater.data after each block written (block n+1 in use).
   expect(levels).toEqual([0, 0, 0, 0, 25, 25, 25, 25, 25, 50, 50, 50, 50, 50, 75, 75, 75, 75, 75, 75]);
-  expect(code(() => a.writeSync(fill(10, 1), 0)), 'in place when full').toBe('ok');
+  expect(
+    code(() => a.writeSync(fill(10, 1), 0)),
+    'in place when full',
+  ).toBe('ok');
   want.set(fill(10, 1), 0);
   cases++;
   lowWaterCases++;
@@ -265,7 +283,10 @@ test('low-water mark, data: each threshold reported once when crossed, in status
   expect(p2.status().lowWater.data, 'level after deleting everything').toBe(0);
   const b = p2.createThinSync('b', { size: 20 * BS });
   for (let blk = 0; blk < 11; blk++) b.writeSync(fill(10, blk), blk * BS);
-  expect(ev2.map((e) => e.threshold), 'thresholds reported again after falling below').toEqual([25, 50]);
+  expect(
+    ev2.map((e) => e.threshold),
+    'thresholds reported again after falling below',
+  ).toEqual([25, 50]);
   expectHealthy(p2, 'after the low-water rounds');
   p2.closeSync();
   verifyMetadataDevice(meta);
@@ -301,7 +322,10 @@ test('low-water mark, metadata: thresholds reported while writes fill the metada
   expect(meta20!.totalBlocks).toBe(80);
   expect(meta20!.usedBlocks / meta20!.totalBlocks).toBeGreaterThanOrEqual(0.2);
   expect(meta40!.usedBlocks / meta40!.totalBlocks).toBeGreaterThanOrEqual(0.4);
-  expect(ev.filter((e) => e.resource === 'data'), 'no data threshold (1 % of data used)').toEqual([]);
+  expect(
+    ev.filter((e) => e.resource === 'data'),
+    'no data threshold (1 % of data used)',
+  ).toEqual([]);
   expect(pool.status().lowWater.metadata).toBe(40);
   expectHealthy(pool, 'after the metadata thresholds');
   pool.closeSync();
@@ -332,7 +356,10 @@ test('FIXED BUG 7: a metadata threshold crossed by creates alone is reported', (
 
 test('auto-extend: the pool grows at the low-water mark, up to its maximum, then ENOSPC_DATA; nothing lost', () => {
   const { pool, meta, reopen } = newPool(8);
-  pool.configureSpace({ thresholds: { data: [50], metadata: [99] }, autoExtend: { enabled: true, atPercent: 75, percent: 50, maxBytes: 20 * BS } });
+  pool.configureSpace({
+    thresholds: { data: [50], metadata: [99] },
+    autoExtend: { enabled: true, atPercent: 75, percent: 50, maxBytes: 20 * BS },
+  });
   pool.commitSync();
   const grown: Array<{ resource: string; fromBlocks: number; toBlocks: number; auto: boolean }> = [];
   const ev: Ev[] = [];
@@ -388,5 +415,7 @@ test("whenFull 'wait': a write waits for space freed by other work, or times out
 });
 
 test('out-of-space summary', () => {
-  console.log(`out of space: ${cases} out-of-space situations checked (data full in writes and copy-on-write, metadata full in creates, snapshots and writes, auto-extend to its maximum, whenFull wait), 0 failures; low-water mark: ${lowWaterCases} cases (data and metadata thresholds, status().lowWater, auto-extend, whenFull wait)`);
+  console.log(
+    `out of space: ${cases} out-of-space situations checked (data full in writes and copy-on-write, metadata full in creates, snapshots and writes, auto-extend to its maximum, whenFull wait), 0 failures; low-water mark: ${lowWaterCases} cases (data and metadata thresholds, status().lowWater, auto-extend, whenFull wait)`,
+  );
 });

@@ -17,14 +17,21 @@ import { BS, diffExact, fill, makeTemplate, Model, readPool, TickingCatalog, typ
 /** A model of the named volumes a pool shows (uids are the list order). */
 function modelOf(vols: Array<{ name: string; bytes: Uint8Array; labels?: Record<string, string> }>): Model {
   const m = new Model();
-  vols.forEach((v, i) => { m.vols.set(i, { name: v.name, bytes: v.bytes, labels: v.labels ?? {} }); });
+  vols.forEach((v, i) => {
+    m.vols.set(i, { name: v.name, bytes: v.bytes, labels: v.labels ?? {} });
+  });
   return m;
 }
 
 type Operation = (p: ThinPool) => Promise<unknown>;
 
 /** Run op on the template's pool over CrashDevices, cut at I/O call k (undefined: no cut). */
-async function runCut(tpl: Template, op: Operation, k: number | undefined, seed: number): Promise<{ clock: CrashClock; ops: number; error: unknown; storage: PoolStorage }> {
+async function runCut(
+  tpl: Template,
+  op: Operation,
+  k: number | undefined,
+  seed: number,
+): Promise<{ clock: CrashClock; ops: number; error: unknown; storage: PoolStorage }> {
   const clock = new CrashClock();
   const meta = new CrashDevice(clock, tpl.meta.snapshot());
   const data = new CrashDevice(clock, tpl.data.snapshot());
@@ -106,7 +113,13 @@ describe('crash points inside receive', () => {
   test('full receive: before or after at every cut', async () => {
     const stream = await collect(sendStream(sender, 'base'));
     const tpl = makeTemplate(32, 1024 * 1024);
-    const landed = await everyCut(tpl, (p) => receive(p, 'got', [stream]), modelOf([]), modelOf([{ name: 'got', bytes: baseBytes }]), 'full receive');
+    const landed = await everyCut(
+      tpl,
+      (p) => receive(p, 'got', [stream]),
+      modelOf([]),
+      modelOf([{ name: 'got', bytes: baseBytes }]),
+      'full receive',
+    );
     expect(landed.old + landed.new).toBeGreaterThan(10);
   });
 
@@ -119,7 +132,10 @@ describe('crash points inside receive', () => {
       v.writeSync(fill(BS + 100, 2), 3 * BS);
     });
     const before = modelOf([{ name: 'base', bytes: baseBytes }]);
-    const after = modelOf([{ name: 'base', bytes: baseBytes }, { name: 'next', bytes: nextBytes }]);
+    const after = modelOf([
+      { name: 'base', bytes: baseBytes },
+      { name: 'next', bytes: nextBytes },
+    ]);
     await everyCut(tpl, (p) => receive(p, 'next', [incr]), before, after, 'incremental receive');
   });
 });

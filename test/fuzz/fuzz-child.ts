@@ -46,8 +46,17 @@ async function main(): Promise<void> {
   const started = performance.now();
   const bases = await makeBases();
   const t: ChildTally = {
-    mutants: 0, resealed: 0, maxMs: 0, totalMs: 0, kinds: {}, codes: {}, unnamed: {}, seconds: 0,
-    classes: Object.fromEntries(CLASSES.map((c) => [c, { mutants: 0, detected: 0, poolTried: 0, poolRefused: 0, undetected: [], poolClean: [] }])) as unknown as Record<MutantClass, ClassTally>,
+    mutants: 0,
+    resealed: 0,
+    maxMs: 0,
+    totalMs: 0,
+    kinds: {},
+    codes: {},
+    unnamed: {},
+    seconds: 0,
+    classes: Object.fromEntries(
+      CLASSES.map((c) => [c, { mutants: 0, detected: 0, poolTried: 0, poolRefused: 0, undetected: [], poolClean: [] }]),
+    ) as unknown as Record<MutantClass, ClassTally>,
   };
   for (let i = cfg.first; i < cfg.last; i++) {
     if (cfg.seconds !== undefined && (i & 63) === 0 && performance.now() - started > cfg.seconds * 1000) break;
@@ -87,6 +96,6 @@ async function main(): Promise<void> {
 }
 
 main().catch(async (e: unknown) => {
-  await send({ type: 'fail', i: -1, what: 'the child itself', message: e instanceof Error ? e.stack ?? e.message : String(e) });
+  await send({ type: 'fail', i: -1, what: 'the child itself', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   process.exit(1);
 });

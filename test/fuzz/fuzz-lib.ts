@@ -39,7 +39,9 @@ function fill(len: number, seed: number): Uint8Array {
 /** A view of dev whose close() does nothing (support/model.ts's keepOpen). */
 function keepOpen(dev: BlockDevice): BlockDevice {
   return {
-    get sizeBytes() { return dev.sizeBytes; },
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
     read: (b, o) => dev.read(b, o),
     write: (b, o) => dev.write(b, o),
     flush: () => dev.flush(),
@@ -122,7 +124,13 @@ export async function makeBase(name: string, seed: number, holdSnap: boolean): P
     byKind[k].push(b);
     if (k === 'node') {
       const dv = new DataView(buf.buffer);
-      nodes.push({ b, internal: (dv.getUint32(4, true) & 1) === 1, nr: dv.getUint32(16, true), max: dv.getUint32(20, true), vs: dv.getUint32(24, true) });
+      nodes.push({
+        b,
+        internal: (dv.getUint32(4, true) & 1) === 1,
+        nr: dv.getUint32(16, true),
+        max: dv.getUint32(20, true),
+        vs: dv.getUint32(24, true),
+      });
     }
   }
   const md = ThinMetadata.open(meta, { readOnly: true });
@@ -205,14 +213,28 @@ export function mutate(base: Base, rng: Rng): Mutant {
     truncatedTo = size;
     what = `truncated to ${size} bytes`;
   } else if (r < 0.57) {
-    const a = pick(rng, used.filter((b) => b !== 0));
-    const b = rng() < 0.3 ? pick(rng, base.byKind.free) : pick(rng, used.filter((x) => x !== 0));
+    const a = pick(
+      rng,
+      used.filter((b) => b !== 0),
+    );
+    const b =
+      rng() < 0.3
+        ? pick(rng, base.byKind.free)
+        : pick(
+            rng,
+            used.filter((x) => x !== 0),
+          );
     const ba = new Uint8Array(4096);
     const bb = new Uint8Array(4096);
     dev.read(ba, a * 4096);
     dev.read(bb, b * 4096);
     const dup = rng() < 0.3;
-    for (const [src, dst] of dup ? [[ba, b]] as const : [[ba, b], [bb, a]] as const) {
+    for (const [src, dst] of dup
+      ? ([[ba, b]] as const)
+      : ([
+          [ba, b],
+          [bb, a],
+        ] as const)) {
       blk.set(src);
       const kind = base.kinds[src === ba ? a : b]!;
       if (resealed && kind !== 'free') {
@@ -228,7 +250,10 @@ export function mutate(base: Base, rng: Rng): Mutant {
     load(0);
     const sbv = new DataView(blk.buffer.slice(0));
     const roots = [sbv.getUint32(320, true), sbv.getUint32(328, true)];
-    const n = pick(rng, base.nodes.filter((x) => x.nr > 0 && x.vs === 8));
+    const n = pick(
+      rng,
+      base.nodes.filter((x) => x.nr > 0 && x.vs === 8),
+    );
     if (!n || rng() < 0.2) {
       const field = pick(rng, [320, 328, 56, 64 + 16, 64 + 24, 192 + 16, 192 + 24]);
       const v = pick(rng, [...roots, ...used, wild(rng, nrMeta)]);
@@ -286,7 +311,14 @@ export function mutate(base: Base, rng: Rng): Mutant {
       const n = pick(rng, leaves);
       load(n.b);
       const i = int(rng, n.nr);
-      const off = 32 + 8 * n.max + n.vs * i + pick(rng, [0, 4].filter((o) => o < n.vs));
+      const off =
+        32 +
+        8 * n.max +
+        n.vs * i +
+        pick(
+          rng,
+          [0, 4].filter((o) => o < n.vs),
+        );
       const v = pick(rng, [0xffffffff, 0x7fffffff, 0x01000000, 64 << 24, int(rng, 2 ** 32)]);
       dv.setUint32(off, v >>> 0, true);
       store(n.b, 'node');
@@ -295,7 +327,6 @@ export function mutate(base: Base, rng: Rng): Mutant {
   }
   return { dev, what: `${what}${resealed ? ' [checksum recomputed]' : ''}`, resealed, touched, truncatedTo };
 }
-
 
 export type MutantClass = 'live' | 'live-resealed' | 'stale' | 'stale-resealed' | 'truncated' | 'unchanged';
 export const CLASSES: readonly MutantClass[] = ['live', 'live-resealed', 'stale', 'stale-resealed', 'truncated', 'unchanged'];
@@ -399,7 +430,8 @@ export async function runMutant(base: Base, m: Mutant, withPool: boolean): Promi
       codes.push(e.code);
       // Strict naming applies to what open and read report; the writer's path may also refuse for other reasons
       // (a corrupt pool time makes a snapshot impossible: EINVAL "pool time exhausted").
-      if (!namesBlock(e) && (phase === 'opening' || phase === 'listing / reading')) unnamed.push(`${phase}: ${e.code} ${e.structure ?? '(no structure)'}: ${e.message.replace(/\d+/g, 'N')}`);
+      if (!namesBlock(e) && (phase === 'opening' || phase === 'listing / reading'))
+        unnamed.push(`${phase}: ${e.code} ${e.structure ?? '(no structure)'}: ${e.message.replace(/\d+/g, 'N')}`);
     }
   }
   return { cls, detected: issues.length > 0, pool, codes, unnamed, ms: performance.now() - started };

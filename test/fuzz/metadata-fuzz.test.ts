@@ -56,7 +56,10 @@ interface ChildResult {
 /** Run mutants in a child under the hang bound. */
 function runChild(cfg: ChildConfig, hangMs: number): Promise<ChildResult> {
   return new Promise((resolve) => {
-    const child = fork(join(here, 'fuzz-child.ts'), [JSON.stringify(cfg)], { execArgv: ['--import', register], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(here, 'fuzz-child.ts'), [JSON.stringify(cfg)], {
+      execArgv: ['--import', register],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const result: ChildResult = { exit: null };
     let current: { i: number; what: string; since: number } | undefined;
     const watchdog = setInterval(() => {
@@ -67,8 +70,13 @@ function runChild(cfg: ChildConfig, hangMs: number): Promise<ChildResult> {
     }, 100);
     child.on('message', (msg: { type: string; i: number; what: string; tally: ChildTally; message: string }) => {
       if (msg.type === 'mutant') current = { i: msg.i, what: msg.what, since: performance.now() };
-      else if (msg.type === 'done') { result.tally = msg.tally; current = undefined; }
-      else if (msg.type === 'fail') { result.fail = { i: msg.i, what: msg.what, message: msg.message }; current = undefined; }
+      else if (msg.type === 'done') {
+        result.tally = msg.tally;
+        current = undefined;
+      } else if (msg.type === 'fail') {
+        result.fail = { i: msg.i, what: msg.what, message: msg.message };
+        current = undefined;
+      }
     });
     child.on('exit', (code, signal) => {
       clearInterval(watchdog);
@@ -80,49 +88,86 @@ function runChild(cfg: ChildConfig, hangMs: number): Promise<ChildResult> {
 
 const pct = (n: number, d: number) => (d === 0 ? '-' : `${((100 * n) / d).toFixed(1)} %`);
 
-test(`metadata fuzzing: ${MUTANTS} mutants, detection asserted per class, under a hang bound`, async () => {
-  const first = ONLY ? Number(ONLY) : 0;
-  const last = ONLY ? Number(ONLY) + 1 : MUTANTS;
-  const r = await runChild({ seed: SEED, first, last, poolEvery: ONLY ? 1 : POOL_EVERY, seconds: SECONDS }, HANG_MS);
-  const replay = (i: number) => `replay: THINPOOL_FUZZ_SEED=${SEED} THINPOOL_FUZZ_ONLY=${i}`;
-  if (r.hung) expect.fail(`${r.hung.what} still ran after ${r.hung.ms} ms (bound ${HANG_MS} ms): child killed (${replay(r.hung.i)})`);
-  if (r.fail) expect.fail(`${r.fail.what}: ${r.fail.message} (${replay(r.fail.i)})`);
-  expect(r.exit).toBe(0);
-  const t = r.tally!;
-  const c = t.classes;
-  const line = (name: string, k: keyof typeof c) =>
-    `  ${name}: ${c[k].mutants}, checker reported ${c[k].detected} (${pct(c[k].detected, c[k].mutants)}); pool opened on ${c[k].poolTried}, refused ${c[k].poolRefused}`;
-  console.log(
-    `metadata fuzzing: ${t.mutants} mutants (${t.resealed} with checksums recomputed), 0 crashes, 0 hangs (bound ${HANG_MS} ms, child killed past it), ` +
-    `${t.seconds.toFixed(1)}s (${(t.mutants / t.seconds).toFixed(0)} mutants/s); max ${t.maxMs.toFixed(1)} ms per mutant, mean ${(t.totalMs / Math.max(1, t.mutants)).toFixed(2)} ms\n` +
-    `${line('live, checksum not recomputed', 'live')}\n${line('live, checksum recomputed', 'live-resealed')}\n` +
-    `${line('stale', 'stale')}\n${line('stale, checksum recomputed', 'stale-resealed')}\n${line('truncated past the live blocks', 'truncated')}\n${line('unchanged bytes', 'unchanged')}\n` +
-    `  undetected live, checksum recomputed (first ${c['live-resealed'].undetected.length}): ${c['live-resealed'].undetected.map((w) => `\n    ${w}`).join('')}\n` +
-    `  mutation kinds: ${Object.entries(t.kinds).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}\n` +
-    `  error codes: ${Object.entries(t.codes).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`,
-  );
-  if (SECONDS === undefined) expect(t.mutants).toBe(last - first);
-  expect(Object.entries(t.unnamed), 'every error names its structure and metadata block').toEqual([]);
-  expect(c.live.undetected, 'live mutants (checksum not recomputed) the checker found nothing in').toEqual([]);
-  expect(c.live.poolClean, 'live mutants (checksum not recomputed) the pool opened and read').toEqual([]);
-  expect(c.live.poolTried).toBe(c.live.mutants);
-  expect(c.stale.detected + c['stale-resealed'].detected, `stale mutants the checker reported: ${[...c.stale.undetected]}`).toBe(0);
-  expect(c.stale.poolRefused + c['stale-resealed'].poolRefused, 'stale mutants the pool refused').toBe(0);
-  if (!ONLY) {
-    expect(c.live.mutants, 'live mutants in the run').toBeGreaterThan(t.mutants / 5);
-    expect(c['live-resealed'].detected / c['live-resealed'].mutants, 'detection rate, live mutants with checksums recomputed').toBeGreaterThanOrEqual(LIVE_RESEALED_FLOOR);
-  }
-  const figuresDir = process.env.THINPOOL_FIGURES_DIR;
-  if (figuresDir !== undefined && !ONLY) {
-    mkdirSync(figuresDir, { recursive: true });
-    const classes = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, { mutants: v.mutants, detected: v.detected, poolTried: v.poolTried, poolRefused: v.poolRefused }]));
-    const sorted = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
-    writeFileSync(join(figuresDir, 'metadata-fuzz.json'), `${JSON.stringify({
-      suite: 'metadata fuzzing', soak: SOAK, seed: SEED, mutants: t.mutants, resealed: t.resealed, hangBoundMs: HANG_MS,
-      liveResealedFloor: LIVE_RESEALED_FLOOR, crashes: 0, hangs: 0, unnamedErrors: 0, classes, kinds: sorted(t.kinds), codes: sorted(t.codes),
-    }, null, 2)}\n`);
-  }
-}, SOAK ? 7_200_000 : 600_000);
+test(
+  `metadata fuzzing: ${MUTANTS} mutants, detection asserted per class, under a hang bound`,
+  async () => {
+    const first = ONLY ? Number(ONLY) : 0;
+    const last = ONLY ? Number(ONLY) + 1 : MUTANTS;
+    const r = await runChild({ seed: SEED, first, last, poolEvery: ONLY ? 1 : POOL_EVERY, seconds: SECONDS }, HANG_MS);
+    const replay = (i: number) => `replay: THINPOOL_FUZZ_SEED=${SEED} THINPOOL_FUZZ_ONLY=${i}`;
+    if (r.hung) expect.fail(`${r.hung.what} still ran after ${r.hung.ms} ms (bound ${HANG_MS} ms): child killed (${replay(r.hung.i)})`);
+    if (r.fail) expect.fail(`${r.fail.what}: ${r.fail.message} (${replay(r.fail.i)})`);
+    expect(r.exit).toBe(0);
+    const t = r.tally!;
+    const c = t.classes;
+    const line = (name: string, k: keyof typeof c) =>
+      `  ${name}: ${c[k].mutants}, checker reported ${c[k].detected} (${pct(c[k].detected, c[k].mutants)}); pool opened on ${c[k].poolTried}, refused ${c[k].poolRefused}`;
+    console.log(
+      `metadata fuzzing: ${t.mutants} mutants (${t.resealed} with checksums recomputed), 0 crashes, 0 hangs (bound ${HANG_MS} ms, child killed past it), ` +
+        `${t.seconds.toFixed(1)}s (${(t.mutants / t.seconds).toFixed(0)} mutants/s); max ${t.maxMs.toFixed(1)} ms per mutant, mean ${(t.totalMs / Math.max(1, t.mutants)).toFixed(2)} ms\n` +
+        `${line('live, checksum not recomputed', 'live')}\n${line('live, checksum recomputed', 'live-resealed')}\n` +
+        `${line('stale', 'stale')}\n${line('stale, checksum recomputed', 'stale-resealed')}\n${line('truncated past the live blocks', 'truncated')}\n${line('unchanged bytes', 'unchanged')}\n` +
+        `  undetected live, checksum recomputed (first ${c['live-resealed'].undetected.length}): ${c['live-resealed'].undetected.map((w) => `\n    ${w}`).join('')}\n` +
+        `  mutation kinds: ${Object.entries(t.kinds)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')}\n` +
+        `  error codes: ${Object.entries(t.codes)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')}`,
+    );
+    if (SECONDS === undefined) expect(t.mutants).toBe(last - first);
+    expect(Object.entries(t.unnamed), 'every error names its structure and metadata block').toEqual([]);
+    expect(c.live.undetected, 'live mutants (checksum not recomputed) the checker found nothing in').toEqual([]);
+    expect(c.live.poolClean, 'live mutants (checksum not recomputed) the pool opened and read').toEqual([]);
+    expect(c.live.poolTried).toBe(c.live.mutants);
+    expect(c.stale.detected + c['stale-resealed'].detected, `stale mutants the checker reported: ${[...c.stale.undetected]}`).toBe(0);
+    expect(c.stale.poolRefused + c['stale-resealed'].poolRefused, 'stale mutants the pool refused').toBe(0);
+    if (!ONLY) {
+      expect(c.live.mutants, 'live mutants in the run').toBeGreaterThan(t.mutants / 5);
+      expect(
+        c['live-resealed'].detected / c['live-resealed'].mutants,
+        'detection rate, live mutants with checksums recomputed',
+      ).toBeGreaterThanOrEqual(LIVE_RESEALED_FLOOR);
+    }
+    const figuresDir = process.env.THINPOOL_FIGURES_DIR;
+    if (figuresDir !== undefined && !ONLY) {
+      mkdirSync(figuresDir, { recursive: true });
+      const classes = Object.fromEntries(
+        Object.entries(c).map(([k, v]) => [
+          k,
+          { mutants: v.mutants, detected: v.detected, poolTried: v.poolTried, poolRefused: v.poolRefused },
+        ]),
+      );
+      const sorted = (o: Record<string, number>) =>
+        Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+      writeFileSync(
+        join(figuresDir, 'metadata-fuzz.json'),
+        `${JSON.stringify(
+          {
+            suite: 'metadata fuzzing',
+            soak: SOAK,
+            seed: SEED,
+            mutants: t.mutants,
+            resealed: t.resealed,
+            hangBoundMs: HANG_MS,
+            liveResealedFloor: LIVE_RESEALED_FLOOR,
+            crashes: 0,
+            hangs: 0,
+            unnamedErrors: 0,
+            classes,
+            kinds: sorted(t.kinds),
+            codes: sorted(t.codes),
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    }
+  },
+  SOAK ? 7_200_000 : 600_000,
+);
 
 test('the hang bound fires: a planted infinite loop in mutant 5 gets the child killed and is named', async () => {
   const r = await runChild({ seed: SEED, first: 0, last: 20, poolEvery: POOL_EVERY, plantHangAt: 5 }, 2000);

@@ -30,7 +30,11 @@ describe.skipIf(!haveTools)('thinpool image / container / fs', () => {
     expect(r.stdout).toMatch(/^NAME\s+IMAGE ID\s+LAYERS\s+SIZE\s+CREATED\napp\s+[0-9a-f]{12}\s+3\s/);
     r = await cli(['image', 'history', pool, 'app', '--json']);
     const hist = JSON.parse(r.stdout) as Array<{ createdBy: string; sizeBytes: number }>;
-    expect(hist.map((h) => h.createdBy)).toEqual(['thinpool image import l2.tar.gz', 'thinpool image import l1.tar.gz', 'thinpool image import l0.tar.gz']);
+    expect(hist.map((h) => h.createdBy)).toEqual([
+      'thinpool image import l2.tar.gz',
+      'thinpool image import l1.tar.gz',
+      'thinpool image import l0.tar.gz',
+    ]);
 
     expect((await cli(['fs', 'cat', pool, 'app', '/etc/hostname'])).stdout).toBe('layer two\n');
     r = await cli(['fs', 'ls', pool, 'app', '/bin', '-l']);
@@ -53,8 +57,14 @@ describe.skipIf(!haveTools)('thinpool image / container / fs', () => {
     r = await cli(['container', 'ls', pool]);
     expect(r.stdout).toMatch(/^NAME\s+IMAGE\s+VOLUME\s+CREATED\s+SIZE\nc1\s+app\s+sn-\d+\s/);
     // The volume ls names is the container's: the pool's own commands take it, and export by name writes the same disk.
-    const listed = JSON.parse((await cli(['container', 'ls', pool, '--json'])).stdout) as { name: string; volume: string; volumeId: number }[];
-    expect(listed).toEqual([expect.objectContaining({ name: 'c1', volume: expect.stringMatching(/^sn-\d+$/), volumeId: expect.any(Number) })]);
+    const listed = JSON.parse((await cli(['container', 'ls', pool, '--json'])).stdout) as {
+      name: string;
+      volume: string;
+      volumeId: number;
+    }[];
+    expect(listed).toEqual([
+      expect.objectContaining({ name: 'c1', volume: expect.stringMatching(/^sn-\d+$/), volumeId: expect.any(Number) }),
+    ]);
     const byName = join(work, 'c1.img');
     const byVolume = join(work, 'c1-vol.img');
     r = await cli(['container', 'export', pool, 'c1', byName]);
@@ -65,7 +75,9 @@ describe.skipIf(!haveTools)('thinpool image / container / fs', () => {
     expect(spawnSync('e2fsck', ['-fn', byName]).status).toBe(0);
     const imageDisk = join(work, 'app.img');
     expect((await cli(['image', 'export', pool, 'app', imageDisk])).code).toBe(0);
-    expect(execFileSync('debugfs', ['-R', 'cat /etc/hostname', imageDisk], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toBe('layer two\n');
+    expect(execFileSync('debugfs', ['-R', 'cat /etc/hostname', imageDisk], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toBe(
+      'layer two\n',
+    );
     r = await cli(['container', 'export', pool, 'nope', byName]);
     expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/no container named "nope"/)]);
     r = await cli(['image', 'export', pool, 'nope', imageDisk]);

@@ -14,8 +14,13 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { needPrerequisite, needTool } from '../support/tools.js';
 import { expectFsck, exportSparse } from './support.js';
 
-const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs') && needTool('zstd', 'zstd') && needTool('python3', 'python3') && needTool('mount', 'mount')
-  && needPrerequisite('image fidelity (mknod, xattrs, loop mount)', process.getuid?.() === 0 ? undefined : 'needs root');
+const haveTools =
+  needTool('mkfs.ext4', 'e2fsprogs') &&
+  needTool('e2fsck', 'e2fsprogs') &&
+  needTool('zstd', 'zstd') &&
+  needTool('python3', 'python3') &&
+  needTool('mount', 'mount') &&
+  needPrerequisite('image fidelity (mknod, xattrs, loop mount)', process.getuid?.() === 0 ? undefined : 'needs root');
 const work = mkdtempSync(join(tmpdir(), 'tp-fidelity-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -28,7 +33,8 @@ function sh(script: string, cwd = work): string {
 /** security.capability v2: cap_net_raw (bit 13) permitted and effective. */
 const CAP = '\\x01\\x00\\x00\\x02\\x00\\x20\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00';
 
-const setx = (file: string, name: string, pyBytes: string): string => `python3 -c "import os; os.setxattr('${file}', '${name}', b'${pyBytes}', follow_symlinks=False)"`;
+const setx = (file: string, name: string, pyBytes: string): string =>
+  `python3 -c "import os; os.setxattr('${file}', '${name}', b'${pyBytes}', follow_symlinks=False)"`;
 
 // Every entry of a tree, as JSON lines: type, mode, owner, size, device numbers, content hash, link target,
 // mtime (not for directories and links), xattrs, and the first path of its hard-link group.
@@ -124,7 +130,9 @@ describe.runIf(haveTools)('image layers keep devices, FIFOs, modes, links, times
         expect(by.get('/dev/null')).toMatchObject({ fmt: '0o20000', dev: [1, 3], mode: '0o666' });
         expect(by.get('/dev/big')).toMatchObject({ fmt: '0o20000', dev: [300, 70000] });
         expect(by.get('/run/initctl')).toMatchObject({ fmt: '0o10000', mode: '0o600' });
-        expect(by.get('/bin/ping')).toEqual(expect.objectContaining({ mode: '0o755', xattrs: { 'security.capability': '0100000200200000000000000000000000000000' } }));
+        expect(by.get('/bin/ping')).toEqual(
+          expect.objectContaining({ mode: '0o755', xattrs: { 'security.capability': '0100000200200000000000000000000000000000' } }),
+        );
         expect(by.get('/bin/alink')).toMatchObject({ target: '../data/a' });
         expect(by.get('/usr/bin/sg')).toMatchObject({ mode: '0o2755', gid: 42 });
         expect(by.get('/tmp')).toMatchObject({ mode: '0o1777' });
@@ -142,11 +150,15 @@ describe.runIf(haveTools)('image layers keep devices, FIFOs, modes, links, times
   }, 240_000);
 
   test('extended attributes too big for the inode: an error naming the path, no image', async () => {
-    sh(`mkdir -p big && echo f > big/f && python3 -c "import os; os.setxattr('big/f', 'user.big', b'x' * 200)" && tar --xattrs --xattrs-include='*' -cf big.tar -C big .`);
+    sh(
+      `mkdir -p big && echo f > big/f && python3 -c "import os; os.setxattr('big/f', 'user.big', b'x' * 200)" && tar --xattrs --xattrs-include='*' -cf big.tar -C big .`,
+    );
     const pool = ThinPool.formatSync(join(work, 'pool-big'), { size: 256 * 1024 * 1024 });
     try {
       const store = new ImageStore(pool, { size: 16 * 1024 * 1024 });
-      await expect(store.import('big', [join(work, 'big.tar')])).rejects.toThrow(/^\/f: its extended attributes \(user\.big\) need more than/);
+      await expect(store.import('big', [join(work, 'big.tar')])).rejects.toThrow(
+        /^\/f: its extended attributes \(user\.big\) need more than/,
+      );
       expect(store.images()).toEqual([]);
     } finally {
       pool.closeSync();

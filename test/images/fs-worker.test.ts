@@ -10,7 +10,7 @@ import { needTool } from '../support/tools.js';
 const haveMkfs = needTool('mkfs.ext4', 'e2fsprogs');
 
 describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
-  test('round trip through the worker; its errors are FsError with the worker\'s file and line', async () => {
+  test("round trip through the worker; its errors are FsError with the worker's file and line", async () => {
     const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
     try {
       const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
@@ -19,7 +19,10 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         await fs.writeFile('/a/b.txt', Buffer.from('hello'), { mode: 0o640, uid: 7, gid: 8 });
         expect((await fs.readFile('/a/b.txt')).toString()).toBe('hello');
         expect(await fs.lstat('/a/b.txt')).toMatchObject({ type: 'file', mode: 0o640, uid: 7, gid: 8, size: 5 });
-        return fs.put({ path: '/l', type: 'link', linkname: '/missing', mode: 0o644, uid: 0, gid: 0 }).then(() => null, (e: unknown) => e);
+        return fs.put({ path: '/l', type: 'link', linkname: '/missing', mode: 0o644, uid: 0, gid: 0 }).then(
+          () => null,
+          (e: unknown) => e,
+        );
       });
       expect(err).toBeInstanceOf(FsError);
       expect(err).toMatchObject({ code: 'ENOENT', message: 'hard link /l: its target /missing does not exist' });

@@ -57,12 +57,34 @@ async function writeOciLayout(dir: string, ls: TEntry[][]): Promise<void> {
     { created: '2024-01-02T00:00:00Z', created_by: 'ENV A=1', empty_layer: true },
     ...ls.slice(1).map((_, i) => ({ created: `2024-01-0${i + 3}T00:00:00Z`, created_by: `RUN step ${i + 2}` })),
   ];
-  const config = Buffer.from(JSON.stringify({ created: '2024-01-05T00:00:00Z', architecture: 'amd64', os: 'linux', config: { Env: ['A=1'] }, rootfs: { type: 'layers', diff_ids: diffIds }, history }));
+  const config = Buffer.from(
+    JSON.stringify({
+      created: '2024-01-05T00:00:00Z',
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['A=1'] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history,
+    }),
+  );
   const cfg = put(config);
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg, size: config.length }, layers: descs }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg, size: config.length },
+      layers: descs,
+    }),
+  );
   const md = put(manifest);
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: md, size: manifest.length }] }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: md, size: manifest.length }],
+    }),
+  );
 }
 
 /** A docker save archive of the given layers. */
@@ -76,7 +98,14 @@ async function writeDockerSave(file: string, ls: TEntry[][]): Promise<void> {
     files.push({ name: `l${i}/layer.tar`, body: t });
     paths.push(`l${i}/layer.tar`);
   }
-  const config = Buffer.from(JSON.stringify({ created: '2024-02-01T00:00:00Z', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds }, history: ls.map((_, i) => ({ created_by: `docker step ${i}` })) }));
+  const config = Buffer.from(
+    JSON.stringify({
+      created: '2024-02-01T00:00:00Z',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: ls.map((_, i) => ({ created_by: `docker step ${i}` })),
+    }),
+  );
   files.push({ name: 'config.json', body: config });
   files.push({ name: 'manifest.json', body: JSON.stringify([{ Config: 'config.json', RepoTags: ['test:latest'], Layers: paths }]) });
   writeFileSync(file, await makeTar(files));
@@ -98,7 +127,7 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     verifyMetadataFile(join(poolDir, 'metadata'));
   });
 
-  test('imports a list of layer tarballs; every layer\'s merged view equals the reference extraction', async () => {
+  test("imports a list of layer tarballs; every layer's merged view equals the reference extraction", async () => {
     const r = await store.import('app', layerFiles);
     expect(r.applied).toBe(3);
     expect(r.reused).toBe(0);
@@ -148,7 +177,7 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     expect(() => store.snapshotter.commit('again', im.chainIds[1])).toThrow(/only an active/);
   });
 
-  test('history: newest first, sizes add up to the pool\'s usage of the image', () => {
+  test("history: newest first, sizes add up to the pool's usage of the image", () => {
     const im = store.image('app');
     const rows = store.history('app');
     expect(rows.map((r) => r.layer)).toEqual([...im.chainIds].reverse());
@@ -167,9 +196,12 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     expect(rows[0].size).toBeLessThan(1024 * 1024);
   });
 
-  test('a second image sharing two base layers adds only its own layer\'s blocks', async () => {
+  test("a second image sharing two base layers adds only its own layer's blocks", async () => {
     const used0 = pool.status().dataBlocks.used;
-    const own: TEntry[] = [{ name: 'srv/', type: 'directory' }, { name: 'srv/index.html', body: 'x'.repeat(300000) }];
+    const own: TEntry[] = [
+      { name: 'srv/', type: 'directory' },
+      { name: 'srv/index.html', body: 'x'.repeat(300000) },
+    ];
     const files = [layerFiles[0], layerFiles[1], (await writeLayerFiles(join(work, 'other'), [own], false))[0]];
     const r = await store.import('other', files);
     expect([r.applied, r.reused]).toEqual([1, 2]);
@@ -199,12 +231,17 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     });
     // The merged view: the reference plus the same changes.
     const ref = join(work, 'ref-web');
-    referenceExtract(ref, [...layers, [
-      { name: 'etc/hostname', body: 'container\n' },
-      { name: 'var/', type: 'directory' }, { name: 'var/log/', type: 'directory' },
-      { name: 'var/log/app.log', body: Buffer.alloc(200000, 1) },
-      { name: '.wh.gone.txt' }, { name: '.wh.cache' },
-    ]]);
+    referenceExtract(ref, [
+      ...layers,
+      [
+        { name: 'etc/hostname', body: 'container\n' },
+        { name: 'var/', type: 'directory' },
+        { name: 'var/log/', type: 'directory' },
+        { name: 'var/log/app.log', body: Buffer.alloc(200000, 1) },
+        { name: '.wh.gone.txt' },
+        { name: '.wh.cache' },
+      ],
+    ]);
     expect(await withFs(vol, fsTree)).toEqual(dirTree(ref));
     expectFsck(vol, work);
     // The image did not change.
@@ -262,18 +299,26 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
     const ref = join(work, 'ref-docker');
     referenceExtract(ref, fresh);
     const im = store.image('docker-app');
-    expect(await withFs(store.snapshotter.volume(im.chainIds[2]), (fs) => fsTree(fs, { times: true }))).toEqual(dirTree(ref, { times: true }));
+    expect(await withFs(store.snapshotter.volume(im.chainIds[2]), (fs) => fsTree(fs, { times: true }))).toEqual(
+      dirTree(ref, { times: true }),
+    );
     for (const c of im.chainIds) expectFsck(store.snapshotter.volume(c), work);
   });
 
   test('bad input: a clear error and nothing left behind', async () => {
     const snapState = JSON.stringify(pool.getExtension('snapshotter'));
     const imgState = JSON.stringify(pool.getExtension('images'));
-    const vols = pool.list().map((v) => v.name).sort();
+    const vols = pool
+      .list()
+      .map((v) => v.name)
+      .sort();
     const used = pool.status().dataBlocks.used;
     const dir = join(work, 'bad');
     mkdirSync(dir, { recursive: true });
-    const good = await makeTar([{ name: 'new/', type: 'directory' }, { name: 'new/file', body: 'z'.repeat(100000) }]);
+    const good = await makeTar([
+      { name: 'new/', type: 'directory' },
+      { name: 'new/file', body: 'z'.repeat(100000) },
+    ]);
     const cases: Array<[string, string[], RegExp]> = [];
     // truncated tar (a second layer after a good, new one: the first must be rolled back too)
     writeFileSync(join(dir, 'good.tar'), good);
@@ -313,7 +358,12 @@ describe.skipIf(!haveTools)('images on thin snapshots', () => {
 
     expect(JSON.stringify(pool.getExtension('snapshotter'))).toBe(snapState);
     expect(JSON.stringify(pool.getExtension('images'))).toBe(imgState);
-    expect(pool.list().map((v) => v.name).sort()).toEqual(vols);
+    expect(
+      pool
+        .list()
+        .map((v) => v.name)
+        .sort(),
+    ).toEqual(vols);
     expect(pool.status().dataBlocks.used).toBe(used);
   });
 

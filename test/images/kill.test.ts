@@ -28,13 +28,18 @@ const MAX_RUNS = 2 * KILLS;
 const work = tempDir('tp-images-kill-');
 afterAll(() => cleanup(work));
 
-function runCli(args: string[], killAt: number | null): Promise<{ code: number | null; signal: string | null; ms: number; stderr: string }> {
+function runCli(
+  args: string[],
+  killAt: number | null,
+): Promise<{ code: number | null; signal: string | null; ms: number; stderr: string }> {
   const script = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(${JSON.stringify(args)});`;
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = killAt === null ? undefined : setTimeout(() => child.kill('SIGKILL'), killAt);
     child.on('error', reject);
     child.on('exit', (code, signal) => {
@@ -61,11 +66,17 @@ describe.skipIf(!haveTools)('image import under SIGKILL', () => {
         { name: 'bin/run', body: pattern(70 * 1024, 3), mode: 0o755 },
         { name: 'data0', body: pattern(3 * 1024 * 1024, 1) },
       ],
-      [{ name: 'data1', body: pattern(3 * 1024 * 1024, 2) }, { name: 'etc/os-link', type: 'symlink', linkname: 'os' }],
+      [
+        { name: 'data1', body: pattern(3 * 1024 * 1024, 2) },
+        { name: 'etc/os-link', type: 'symlink', linkname: 'os' },
+      ],
     ];
     writeFileSync(base[0], await makeTar(baseLayers[0]));
     writeFileSync(base[1], await makeTar(baseLayers[1]));
-    const topLayer = (i: number): TEntry[] => [{ name: 'app', body: pattern(2 * 1024 * 1024, 100 + i) }, { name: 'id', body: `run ${i}` }];
+    const topLayer = (i: number): TEntry[] => [
+      { name: 'app', body: pattern(2 * 1024 * 1024, 100 + i) },
+      { name: 'id', body: `run ${i}` },
+    ];
     /** The whole tree of image app<i> must equal the reference extraction of its three layers. */
     const expectWhole = async (store: ImageStore, i: number): Promise<void> => {
       const ref = join(work, `ref-${i}`);
@@ -90,7 +101,7 @@ describe.skipIf(!haveTools)('image import under SIGKILL', () => {
       }
     }
     let seed = 12345;
-    const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const rand = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
     let killed = 0;
     // Kill moments fall inside the shortest run seen so far: the timed run may have been slowed by other work.
     let shortest = full.ms;
@@ -118,14 +129,21 @@ describe.skipIf(!haveTools)('image import under SIGKILL', () => {
       }
     }
     expect(killed).toBeGreaterThan(0);
-    console.log(`image import kill -9: ${runs} runs (full run ${full.ms.toFixed(0)} ms, shortest ${shortest.toFixed(0)} ms), ${killed} killed; after each: check passed, image absent or whole`);
+    console.log(
+      `image import kill -9: ${runs} runs (full run ${full.ms.toFixed(0)} ms, shortest ${shortest.toFixed(0)} ms), ${killed} killed; after each: check passed, image absent or whole`,
+    );
     // The next import collects every volume no record names.
     const p = ThinPool.openSync(pool);
     const store = new ImageStore(p, { size: 128 * 1024 * 1024 });
     writeFileSync(join(dir, 'last.tar'), await makeTar([{ name: 'last', body: 'x' }]));
     await store.import('last', [join(dir, 'last.tar')]);
     const owned = store.snapshotter.ownedVolumes();
-    expect(p.list().filter((v) => !owned.has(v.name!)).map((v) => v.name)).toEqual([]);
+    expect(
+      p
+        .list()
+        .filter((v) => !owned.has(v.name!))
+        .map((v) => v.name),
+    ).toEqual([]);
     p.closeSync();
     verifyMetadataFile(join(pool, 'metadata'));
   }, 300_000);

@@ -68,7 +68,11 @@ describe.skipIf(!haveTools)('snapshotter', () => {
     verifyMetadataFile(join(dir, 'metadata'));
     const pool2 = ThinPool.openSync(dir);
     const sn2 = new Snapshotter(pool2, { size: SIZE });
-    expect(sn2.walk().map((s) => [s.key, s.kind])).toEqual([['b', 'active'], ['layer1', 'committed'], ['v', 'view']]);
+    expect(sn2.walk().map((s) => [s.key, s.kind])).toEqual([
+      ['b', 'active'],
+      ['layer1', 'committed'],
+      ['v', 'view'],
+    ]);
     expect(sn2.stat('b').labels).toEqual({ role: 'app' });
     expect(sn2.volume('layer1').readOnly).toBe(true);
     for (const k of ['b', 'layer1', 'v']) expectFsck(sn2.volume(k), work);
@@ -90,18 +94,23 @@ describe.skipIf(!haveTools)('snapshotter', () => {
     sn.prepare('pre', 'base');
     const names = pool.list().map((v) => v.name);
     const ext = JSON.stringify(pool.getExtension('snapshotter'));
-    await expect(sn.transaction(async () => {
-      sn.prepare('x1', 'base');
-      sn.commit('x2', 'x1');
-      sn.prepare('x3', 'x2');
-      sn.commit('pre-done', 'pre');
-      // nothing is in the catalog until the transaction ends
-      expect(JSON.stringify(pool.getExtension('snapshotter'))).toBe(ext);
-      throw new Error('boom');
-    })).rejects.toThrow('boom');
+    await expect(
+      sn.transaction(async () => {
+        sn.prepare('x1', 'base');
+        sn.commit('x2', 'x1');
+        sn.prepare('x3', 'x2');
+        sn.commit('pre-done', 'pre');
+        // nothing is in the catalog until the transaction ends
+        expect(JSON.stringify(pool.getExtension('snapshotter'))).toBe(ext);
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     expect(pool.list().map((v) => v.name)).toEqual(names);
     expect(JSON.stringify(pool.getExtension('snapshotter'))).toBe(ext);
-    expect(sn.walk().map((s) => [s.key, s.kind])).toEqual([['base', 'committed'], ['pre', 'active']]);
+    expect(sn.walk().map((s) => [s.key, s.kind])).toEqual([
+      ['base', 'committed'],
+      ['pre', 'active'],
+    ]);
     expect(sn.volume('pre').readOnly).toBe(false);
     pool.closeSync();
   });
@@ -124,7 +133,9 @@ describe.skipIf(!haveTools)('bad input to the images API', () => {
       expect(() => checkContainerName('web-1.a_b')).not.toThrow();
       expect(() => checkContainerName('a/b')).toThrow(/bad container name a\/b: .*no "\/"/);
       // eslint-disable-next-line no-control-regex
-      expect(() => checkImageName('del\x7f')).toThrow(expect.objectContaining({ code: 'EINVAL', message: expect.not.stringMatching(/[\x00-\x1f\x7f]/) }));
+      expect(() => checkImageName('del\x7f')).toThrow(
+        expect.objectContaining({ code: 'EINVAL', message: expect.not.stringMatching(/[\x00-\x1f\x7f]/) }),
+      );
       expect(quoteName('a\x7fb\n')).toBe('"a\\u007fb\\n"');
     } finally {
       pool.closeSync();
@@ -137,7 +148,10 @@ describe.skipIf(!haveTools)('bad input to the images API', () => {
     try {
       const v = pool.createThinSync('raw', { size: 4 * 1024 * 1024 });
       const err = await withFs(v, async () => 1).catch((e: unknown) => e as Error & { code: string });
-      expect(err).toMatchObject({ code: 'ENOENT', message: 'volume raw holds no ext4 filesystem (or a damaged one that cannot be mounted)' });
+      expect(err).toMatchObject({
+        code: 'ENOENT',
+        message: 'volume raw holds no ext4 filesystem (or a damaged one that cannot be mounted)',
+      });
     } finally {
       pool.closeSync();
     }

@@ -3,8 +3,21 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  closeSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync,
-  symlinkSync, writeFileSync, writeSync, chmodSync, lutimesSync,
+  closeSync,
+  ftruncateSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+  chmodSync,
+  lutimesSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -39,12 +52,22 @@ export async function makeTar(entries: TEntry[], opts: { gzip?: boolean } = {}):
   const end = new Promise<void>((r) => pack.on('end', () => r()));
   for (const e of entries) {
     const type = e.type ?? 'file';
-    const body = type === 'file' ? (typeof e.body === 'string' ? Buffer.from(e.body) : e.body ?? Buffer.alloc(0)) : undefined;
+    const body = type === 'file' ? (typeof e.body === 'string' ? Buffer.from(e.body) : (e.body ?? Buffer.alloc(0))) : undefined;
     await new Promise<void>((resolve, reject) => {
-      pack.entry({
-        name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
-        uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: new Date(e.mtime ?? defaultMtime(e.name)), linkname: e.linkname, size: body?.length ?? 0,
-      }, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+      pack.entry(
+        {
+          name: e.name,
+          type,
+          mode: e.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
+          uid: e.uid ?? 0,
+          gid: e.gid ?? 0,
+          mtime: new Date(e.mtime ?? defaultMtime(e.name)),
+          linkname: e.linkname,
+          size: body?.length ?? 0,
+        },
+        body ?? Buffer.alloc(0),
+        (err) => (err ? reject(err) : resolve()),
+      );
     });
   }
   pack.finalize();
@@ -55,7 +78,7 @@ export async function makeTar(entries: TEntry[], opts: { gzip?: boolean } = {}):
 
 export function pattern(size: number, seed: number): Buffer {
   const b = Buffer.alloc(size);
-  let x = seed * 2654435761 >>> 0;
+  let x = (seed * 2654435761) >>> 0;
   for (let i = 0; i < size; i += 4) {
     x = (x ^ (x << 13)) >>> 0;
     x = (x ^ (x >>> 17)) >>> 0;
@@ -106,7 +129,10 @@ export function threeLayers(big = 3 * 1024 * 1024): TEntry[][] {
 }
 
 function clean(name: string): string {
-  return name.split('/').filter((p) => p && p !== '.').join('/');
+  return name
+    .split('/')
+    .filter((p) => p && p !== '.')
+    .join('/');
 }
 
 /** Extract layers in order into dir, applying whiteouts and opaque markers (the reference). */
@@ -132,7 +158,11 @@ export function referenceExtract(dir: string, layers: TEntry[][]): void {
       mkdirSync(join(dir, parent), { recursive: true });
       const type = e.type ?? 'file';
       let old: ReturnType<typeof lstatSync> | null = null;
-      try { old = lstatSync(p); } catch { /* none */ }
+      try {
+        old = lstatSync(p);
+      } catch {
+        /* none */
+      }
       if (old && !(old.isDirectory() && type === 'directory')) rmSync(p, { recursive: true, force: true });
       const mode = e.mode ?? (type === 'directory' ? 0o755 : 0o644);
       if (type === 'directory') {
@@ -141,7 +171,7 @@ export function referenceExtract(dir: string, layers: TEntry[][]): void {
       } else if (type === 'symlink') symlinkSync(e.linkname!, p);
       else if (type === 'link') linkSync(join(dir, clean(e.linkname!)), p);
       else {
-        writeFileSync(p, typeof e.body === 'string' ? Buffer.from(e.body) : e.body ?? Buffer.alloc(0));
+        writeFileSync(p, typeof e.body === 'string' ? Buffer.from(e.body) : (e.body ?? Buffer.alloc(0)));
         chmodSync(p, mode);
       }
       unpacked.add(rel);
@@ -164,12 +194,21 @@ export function referenceExtract(dir: string, layers: TEntry[][]): void {
     for (const [p, t] of stamps) {
       try {
         lutimesSync(p, t, t);
-      } catch { /* whited out later in the layer */ }
+      } catch {
+        /* whited out later in the layer */
+      }
     }
   }
 }
 
-export interface Node { path: string; type: string; mode: number; target?: string; sha?: string; mtime?: number }
+export interface Node {
+  path: string;
+  type: string;
+  mode: number;
+  target?: string;
+  sha?: string;
+  mtime?: number;
+}
 
 export function dirTree(root: string, opts: { times?: boolean } = {}): Node[] {
   const out: Node[] = [];
@@ -180,7 +219,10 @@ export function dirTree(root: string, opts: { times?: boolean } = {}): Node[] {
       const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
       const node: Node = { path: r, type, mode: type === 'symlink' ? 0 : st.mode & 0o7777 };
       if (type === 'symlink') node.target = readlinkSync(join(root, r));
-      if (type === 'file') node.sha = createHash('sha256').update(readFileSync(join(root, r))).digest('hex');
+      if (type === 'file')
+        node.sha = createHash('sha256')
+          .update(readFileSync(join(root, r)))
+          .digest('hex');
       if (opts.times && type !== 'dir') node.mtime = Math.floor(st.mtimeMs / 1000);
       out.push(node);
       if (type === 'dir') walk(r);

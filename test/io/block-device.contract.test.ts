@@ -204,7 +204,8 @@ describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
         const off = Math.floor(rng() * 1000 * KiB);
         const data = pattern(1 + Math.floor(rng() * 20 * KiB), i);
         model.set(data, off);
-        if (i % 10 === 9) dev.write(data, off); // a synchronous write lands after the async ones before it
+        if (i % 10 === 9)
+          dev.write(data, off); // a synchronous write lands after the async ones before it
         else pending.push(dev.writeAsync(data, off));
       }
       dev.flush(); // returns only when every write above is acknowledged

@@ -51,13 +51,20 @@ describe('FileDevice.copyWithin on the temp directory', () => {
     expect(readAt(dev, 4 * BS, BS)).toEqual(src);
     dev.copyWithin(6 * BS, 2 * BS, BS); // a hole copies as zeros
     expect(readAt(dev, 2 * BS, BS).every((x) => x === 0)).toBe(true);
-    for (const [s, d] of [[BS, BS + 4096], [BS + 4096, BS]]) {
+    for (const [s, d] of [
+      [BS, BS + 4096],
+      [BS + 4096, BS],
+    ]) {
       expect(() => dev.copyWithin(s, d, BS)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     }
     dev.close();
     const ro = FileDevice.open(path, { readOnly: true });
     let code: unknown;
-    try { ro.copyWithin(BS, 5 * BS, BS); } catch (e) { code = isThinpoolError(e) ? e.code : e; }
+    try {
+      ro.copyWithin(BS, 5 * BS, BS);
+    } catch (e) {
+      code = isThinpoolError(e) ? e.code : e;
+    }
     expect(code).toBe('EROFS');
     ro.close();
   });
@@ -101,11 +108,15 @@ function mountLoopFs(kind: 'xfs' | 'btrfs'): string {
   fs.truncateSync(image, 320 * 1024 * 1024); // mkfs.xfs wants at least 300 MiB
   sh(kind === 'xfs' ? 'mkfs.xfs' : 'mkfs.btrfs', kind === 'xfs' ? ['-q', '-m', 'reflink=1', image] : ['-q', image]);
   const loop = sh('losetup', ['-f', '--show', image]).trim();
-  cleanups.push(() => { spawnSync('losetup', ['-d', loop]); });
+  cleanups.push(() => {
+    spawnSync('losetup', ['-d', loop]);
+  });
   const mnt = join(tmp, `${kind}-mnt`);
   fs.mkdirSync(mnt);
   sh('mount', [loop, mnt]);
-  cleanups.push(() => { spawnSync('umount', [mnt]); });
+  cleanups.push(() => {
+    spawnSync('umount', [mnt]);
+  });
   return mnt;
 }
 
@@ -124,7 +135,10 @@ function sharedBytes(path: string): number {
 const haveLosetup = needTool('losetup', 'mount') && needTool('filefrag', 'e2fsprogs');
 const canLoop = haveLosetup && needPrerequisite('loop-mounted XFS and btrfs', loopMountUnavailable());
 
-for (const [kind, mkfs, pkg] of [['xfs', 'mkfs.xfs', 'xfsprogs'], ['btrfs', 'mkfs.btrfs', 'btrfs-progs']] as const) {
+for (const [kind, mkfs, pkg] of [
+  ['xfs', 'mkfs.xfs', 'xfsprogs'],
+  ['btrfs', 'mkfs.btrfs', 'btrfs-progs'],
+] as const) {
   const have = canLoop && needTool(mkfs, pkg);
   test.skipIf(!have)(`${kind} (loop-mounted): copy-on-write shares the block's extents (reflink) and only the 4 KiB written is new`, () => {
     const mnt = mountLoopFs(kind);

@@ -28,7 +28,15 @@ function makeImage(path: string, extents: [number, number][], zeroes: [number, n
 
 /** The reference image: data at 0-1M, 10-11M, 30-30.5M, written zeroes at 40-42M. */
 function makeRef(path: string): Buffer {
-  return makeImage(path, [[0, MiB], [10 * MiB, MiB], [30 * MiB, MiB / 2]], [[40 * MiB, 2 * MiB]]);
+  return makeImage(
+    path,
+    [
+      [0, MiB],
+      [10 * MiB, MiB],
+      [30 * MiB, MiB / 2],
+    ],
+    [[40 * MiB, 2 * MiB]],
+  );
 }
 
 const EXPECTED_MAP = [
@@ -41,7 +49,10 @@ const EXPECTED_MAP = [
 ];
 
 function parseMap(out: string): number[][] {
-  return out.trim().split('\n').map((l) => l.trim().split(/\s+/).slice(0, 3).map(Number));
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).slice(0, 3).map(Number));
 }
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -55,7 +66,11 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
 
   beforeAll(async () => {
     tmp = tempDir();
-    pool = filePool(tmp.dir, [{ name: 'vol1', size: SIZE }, { name: 'vol2', size: 32 * MiB }, { name: 'vol3', size: SIZE }]);
+    pool = filePool(tmp.dir, [
+      { name: 'vol1', size: SIZE },
+      { name: 'vol2', size: 32 * MiB },
+      { name: 'vol3', size: SIZE },
+    ]);
     pool.snapshotSync('vol2', 'snap2', { readOnly: true });
     pool.commitSync();
     refPath = join(tmp.dir, 'ref.raw');
@@ -115,8 +130,12 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
       expect(sha(readFileSync(raw))).toBe(sha(ref));
       expect(await runOk('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', refPath, srv.at('vol1')])).toContain('Images are identical');
       expect(await runOk('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', qcow, srv.at('vol1')])).toContain('Images are identical');
-      const map = JSON.parse(await runOk('qemu-img', ['map', '--output=json', '-f', 'raw', srv.at('vol1')])) as
-        { start: number; length: number; data: boolean; zero: boolean }[];
+      const map = JSON.parse(await runOk('qemu-img', ['map', '--output=json', '-f', 'raw', srv.at('vol1')])) as {
+        start: number;
+        length: number;
+        data: boolean;
+        zero: boolean;
+      }[];
       const got = map.map((e) => [e.start, e.length, e.data ? 0 : 3]);
       expect(got).toEqual(EXPECTED_MAP);
       for (const e of map) expect(e.zero).toBe(!e.data);
@@ -126,7 +145,15 @@ describe.skipIf(!hasNbdinfo || !hasNbdcopy)('libnbd clients', () => {
       // A pattern unlike the reference (other data, other places), made into qcow2 without the server, written
       // by qemu-img into a volume that has never held anything.
       const rawPath = join(tmp.dir, 'other.raw');
-      const other = makeImage(rawPath, [[2 * MiB, MiB], [20 * MiB, MiB / 2], [50 * MiB, 2 * MiB]], [[60 * MiB, MiB]]);
+      const other = makeImage(
+        rawPath,
+        [
+          [2 * MiB, MiB],
+          [20 * MiB, MiB / 2],
+          [50 * MiB, 2 * MiB],
+        ],
+        [[60 * MiB, MiB]],
+      );
       expect(sha(other)).not.toBe(sha(ref));
       const qcow = join(tmp.dir, 'other.qcow2');
       await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawPath, qcow]);

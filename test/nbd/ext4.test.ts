@@ -13,7 +13,13 @@ import { kernelMountUnavailable, mountExt4 } from '../../src/nbd/kernel-mount.js
 import { filePool, MiB, run, runOk, serveTcp, tempDir, type Served } from './support.js';
 
 function whyNot(): string | null {
-  const tools: [string, string][] = [['nbdfuse', 'nbdfuse'], ['losetup', 'mount'], ['mkfs.ext4', 'e2fsprogs'], ['e2fsck', 'e2fsprogs'], ['fusermount3', 'fuse3']];
+  const tools: [string, string][] = [
+    ['nbdfuse', 'nbdfuse'],
+    ['losetup', 'mount'],
+    ['mkfs.ext4', 'e2fsprogs'],
+    ['e2fsck', 'e2fsprogs'],
+    ['fusermount3', 'fuse3'],
+  ];
   for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
   if (process.getuid?.() !== 0) return 'needs root for losetup and mount';
   if (!existsSync('/dev/fuse')) return 'no /dev/fuse (FUSE not available in this container)';
@@ -123,22 +129,26 @@ describe.skipIf(!canRun)('ext4 on a thin volume through nbdfuse', () => {
 
 describe('kernelMountUnavailable / mountExt4 (the helper behind the ext4 benchmark system)', () => {
   const canMount = needPrerequisite('kernel ext4 mount', kernelMountUnavailable());
-  test.skipIf(!canMount)('mountExt4 makes, mounts and detaches an ext4 volume', async () => {
-    const tmp = tempDir();
-    const pool = filePool(tmp.dir, [{ name: 'm', size: 32 * MiB }]);
-    try {
-      const m = await mountExt4(pool, 'm', { mkfs: true });
-      await runOk('dd', ['if=/dev/urandom', `of=${join(m.dir, 'f')}`, 'bs=64k', 'count=16', 'status=none']);
-      const sum = (await runOk('sha256sum', [join(m.dir, 'f')])).split(' ')[0];
-      await m.unmount();
-      await m.unmount(); // idempotent
-      const again = await mountExt4(pool, 'm');
-      expect((await runOk('sha256sum', [join(again.dir, 'f')])).split(' ')[0]).toBe(sum);
-      await again.unmount();
-    } finally {
-      pool.closeSync();
-      verifyMetadataFile(join(tmp.dir, 'pool', 'metadata'));
-      tmp.cleanup();
-    }
-  }, 120000);
+  test.skipIf(!canMount)(
+    'mountExt4 makes, mounts and detaches an ext4 volume',
+    async () => {
+      const tmp = tempDir();
+      const pool = filePool(tmp.dir, [{ name: 'm', size: 32 * MiB }]);
+      try {
+        const m = await mountExt4(pool, 'm', { mkfs: true });
+        await runOk('dd', ['if=/dev/urandom', `of=${join(m.dir, 'f')}`, 'bs=64k', 'count=16', 'status=none']);
+        const sum = (await runOk('sha256sum', [join(m.dir, 'f')])).split(' ')[0];
+        await m.unmount();
+        await m.unmount(); // idempotent
+        const again = await mountExt4(pool, 'm');
+        expect((await runOk('sha256sum', [join(again.dir, 'f')])).split(' ')[0]).toBe(sum);
+        await again.unmount();
+      } finally {
+        pool.closeSync();
+        verifyMetadataFile(join(tmp.dir, 'pool', 'metadata'));
+        tmp.cleanup();
+      }
+    },
+    120000,
+  );
 });

@@ -11,10 +11,18 @@ import { filePool, MiB, run, tempDir } from './support.js';
 const hasFio = needTool('fio', 'fio');
 const hasNbdinfo = needTool('nbdinfo', 'libnbd-bin');
 
-interface FioJob { error: number; read: { io_bytes: number }; write: { io_bytes: number }; trim: { io_bytes: number }; sync?: { total_ios?: number } }
+interface FioJob {
+  error: number;
+  read: { io_bytes: number };
+  write: { io_bytes: number };
+  trim: { io_bytes: number };
+  sync?: { total_ios?: number };
+}
 
 async function fio(uri: string, args: string[]): Promise<FioJob> {
-  const r = await run('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', '--verify_state_save=0', ...args], { timeoutMs: 90000 });
+  const r = await run('fio', ['--name=t', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', '--verify_state_save=0', ...args], {
+    timeoutMs: 90000,
+  });
   const text = r.stdout.slice(r.stdout.indexOf('{'));
   if (r.code !== 0) throw new Error(`fio ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   const job = (JSON.parse(text) as { jobs: FioJob[] }).jobs[0];
@@ -31,7 +39,10 @@ describe.skipIf(!hasFio)('fio --ioengine=nbd', () => {
 
   beforeAll(async () => {
     tmp = tempDir();
-    pool = filePool(tmp.dir, [{ name: 'a', size: 64 * MiB }, { name: 'b', size: 64 * MiB }]);
+    pool = filePool(tmp.dir, [
+      { name: 'a', size: 64 * MiB },
+      { name: 'b', size: 64 * MiB },
+    ]);
     server = new NbdServer(pool);
     tcp = (await server.listen({ port: 0 })).uri;
     unix = (await server.listen({ path: join(tmp.dir, 'nbd.sock') })).uri;
@@ -45,22 +56,44 @@ describe.skipIf(!hasFio)('fio --ioengine=nbd', () => {
   });
 
   test('random writes verified with crc32c at iodepth 16 (TCP)', async () => {
-    const j = await fio(`${tcp}/a`, ['--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=32M',
-      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1']);
+    const j = await fio(`${tcp}/a`, [
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=16',
+      '--size=32M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+    ]);
     expect(j.write.io_bytes).toBe(32 * MiB);
     expect(j.read.io_bytes).toBe(32 * MiB);
   });
 
   test('mixed random read/write verified at iodepth 16 (Unix socket)', async () => {
     const uri = unix.replace('nbd+unix:///', 'nbd+unix:///b');
-    const j = await fio(uri, ['--rw=randrw', '--bs=4k', '--iodepth=16', '--size=16M',
-      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1']);
+    const j = await fio(uri, [
+      '--rw=randrw',
+      '--bs=4k',
+      '--iodepth=16',
+      '--size=16M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+    ]);
     expect(j.write.io_bytes).toBeGreaterThan(0);
   });
 
   test('1 KiB unaligned random writes verified (read-modify-write inside thin blocks)', async () => {
-    const j = await fio(`${tcp}/b`, ['--rw=randrw', '--bs=1k', '--iodepth=8', '--size=4M', '--offset=1536',
-      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1']);
+    const j = await fio(`${tcp}/b`, [
+      '--rw=randrw',
+      '--bs=1k',
+      '--iodepth=8',
+      '--size=4M',
+      '--offset=1536',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+    ]);
     expect(j.write.io_bytes).toBeGreaterThan(0);
   });
 
@@ -84,10 +117,25 @@ describe.skipIf(!hasFio)('fio --ioengine=nbd', () => {
     const wide = new NbdServer(pool, { busyPollMicros: 1000 });
     const uri = (await wide.listen({ port: 0 })).uri;
     try {
-      const busy = run('fio', ['--name=busy', '--ioengine=nbd', `--uri=${uri}/a`, '--rw=randread', '--bs=4k',
-        '--iodepth=1', '--size=16M', '--runtime=5', '--time_based'], { timeoutMs: 60000 });
+      const busy = run(
+        'fio',
+        [
+          '--name=busy',
+          '--ioengine=nbd',
+          `--uri=${uri}/a`,
+          '--rw=randread',
+          '--bs=4k',
+          '--iodepth=1',
+          '--size=16M',
+          '--runtime=5',
+          '--time_based',
+        ],
+        { timeoutMs: 60000 },
+      );
       let busyDone = false;
-      void busy.then(() => { busyDone = true; });
+      void busy.then(() => {
+        busyDone = true;
+      });
       while (wide.requests < 2000 && !busyDone) await new Promise((r) => setTimeout(r, 20));
       expect(busyDone, 'fio ended before it got going').toBe(false);
       const info = await run('nbdinfo', ['--map', `${uri}/b`], { timeoutMs: 30000 });

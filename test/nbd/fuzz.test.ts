@@ -45,7 +45,11 @@ beforeAll(async () => {
   portable = new NbdServer(pool, { log: (m) => logs.push(m), portableIO: true });
   portablePort = (await portable.listen({ port: 0 })).port!;
   // A short handshake deadline: a session stalled inside the TLS handshake (a partial record) is closed by it.
-  secure = new NbdServer(pool, { log: (m) => logs.push(m), handshakeTimeoutMs: 2000, tls: { mode: 'on', psk: new Map([['fuzz', TLS_KEY]]) } });
+  secure = new NbdServer(pool, {
+    log: (m) => logs.push(m),
+    handshakeTimeoutMs: 2000,
+    tls: { mode: 'on', psk: new Map([['fuzz', TLS_KEY]]) },
+  });
   securePort = (await secure.listen({ port: 0 })).port!;
 });
 
@@ -83,15 +87,33 @@ function makeSession(r: () => number): Buffer[] {
   const nOpts = int(5);
   for (let i = 0; i < nOpts; i++) {
     switch (int(9)) {
-      case 0: opt(8); break;
-      case 1: opt(10, RawClient.metaData(name(), pick([['base:allocation'], [], ['base:'], ['foo:bar', 'base:allocation']]))); break;
-      case 2: opt(9, RawClient.metaData(name(), pick([[], ['base:']]))); break;
-      case 3: opt(3); break;
-      case 4: opt(6, RawClient.goData(name(), [0, 1, 2, 3])); break;
-      case 5: opt(int(20)); break;
-      case 6: opt(5); break;
-      case 7: if (r() < 0.1) opt(2); break;
-      default: opt(pick([6, 7, 9, 10]), Buffer.from([0, 0, 0, int(255), 1, 2])); break;
+      case 0:
+        opt(8);
+        break;
+      case 1:
+        opt(10, RawClient.metaData(name(), pick([['base:allocation'], [], ['base:'], ['foo:bar', 'base:allocation']])));
+        break;
+      case 2:
+        opt(9, RawClient.metaData(name(), pick([[], ['base:']])));
+        break;
+      case 3:
+        opt(3);
+        break;
+      case 4:
+        opt(6, RawClient.goData(name(), [0, 1, 2, 3]));
+        break;
+      case 5:
+        opt(int(20));
+        break;
+      case 6:
+        opt(5);
+        break;
+      case 7:
+        if (r() < 0.1) opt(2);
+        break;
+      default:
+        opt(pick([6, 7, 9, 10]), Buffer.from([0, 0, 0, int(255), 1, 2]));
+        break;
     }
   }
   if (r() < 0.93) {
@@ -125,9 +147,15 @@ function makeSession(r: () => number): Buffer[] {
     const m = 1 + int(4);
     for (let i = 0; i < m; i++) {
       switch (int(4)) {
-        case 0: all[int(all.length)] ^= 1 << int(8); break;
-        case 1: all[int(all.length)] = int(256); break;
-        case 2: all = all.subarray(0, int(all.length)); break;
+        case 0:
+          all[int(all.length)] ^= 1 << int(8);
+          break;
+        case 1:
+          all[int(all.length)] = int(256);
+          break;
+        case 2:
+          all = all.subarray(0, int(all.length));
+          break;
         default: {
           const at = int(all.length);
           const junk = Buffer.alloc(int(40));
@@ -219,8 +247,12 @@ function runTlsSession(port: number, r: () => number): Promise<{ closed: boolean
         return;
       }
       const key = what === 1 ? randomBytes(32) : TLS_KEY;
-      t = tls.connect({ socket: sock, ciphers: 'ECDHE-PSK:DHE-PSK:PSK:!kRSAPSK', checkServerIdentity: () => undefined,
-        pskCallback: () => ({ identity: r() < 0.9 ? 'fuzz' : 'nobody', psk: key }) });
+      t = tls.connect({
+        socket: sock,
+        ciphers: 'ECDHE-PSK:DHE-PSK:PSK:!kRSAPSK',
+        checkServerIdentity: () => undefined,
+        pskCallback: () => ({ identity: r() < 0.9 ? 'fuzz' : 'nobody', psk: key }),
+      });
       t.on('error', () => finish(true));
       t.on('close', () => finish(true));
       t.on('data', () => {});
@@ -288,9 +320,14 @@ async function fuzz(srv: NbdServer, port: number, sessions: number, seed: number
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   await canary(port, r);
-  console.log(`nbd fuzz (${label}): ${finished} sessions in ${Date.now() - start} ms (seed ${seed}), ${srv.accepted} connections accepted, ${srv.requests - requestsBefore} requests`);
+  console.log(
+    `nbd fuzz (${label}): ${finished} sessions in ${Date.now() - start} ms (seed ${seed}), ${srv.accepted} connections accepted, ${srv.requests - requestsBefore} requests`,
+  );
   expect(srv.requests - requestsBefore).toBeGreaterThan(2 * sessions);
-  const mapped = pool.list().filter((v) => v.name === 'f1' || v.name === 'f2').reduce((a, v) => a + v.mappedBytes, 0);
+  const mapped = pool
+    .list()
+    .filter((v) => v.name === 'f1' || v.name === 'f2')
+    .reduce((a, v) => a + v.mappedBytes, 0);
   expect(mapped, 'fuzzed writes reached the volumes').toBeGreaterThan(0);
   expect(hung, 'sessions the server did not close').toBe(0);
   expect(finished).toBeGreaterThanOrEqual(sessions);
@@ -331,7 +368,9 @@ test(`fuzz around TLS: ${TLS_SESSIONS} sessions that start TLS and misbehave (se
   await Promise.all(Array.from({ length: 8 }, worker));
   await canary(securePort, r, true);
   await canary(securePort, r, false);
-  console.log(`nbd fuzz (TLS): ${finished} sessions in ${Date.now() - start} ms (seed ${SEED + 2}), ${secured} with TLS up, ${secure.accepted} connections accepted, ${secure.requests} requests`);
+  console.log(
+    `nbd fuzz (TLS): ${finished} sessions in ${Date.now() - start} ms (seed ${SEED + 2}), ${secured} with TLS up, ${secure.accepted} connections accepted, ${secure.requests} requests`,
+  );
   expect(hung, 'sessions the server did not close').toBe(0);
   expect(finished).toBeGreaterThanOrEqual(TLS_SESSIONS);
   expect(secured).toBeGreaterThan(TLS_SESSIONS / 2);

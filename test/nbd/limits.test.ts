@@ -12,7 +12,9 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { assembleRead, RawClient } from './raw-client.js';
 import { MiB, tempDir } from './support.js';
 
-const READ = 0, WRITE = 1, FLUSH = 3;
+const READ = 0,
+  WRITE = 1,
+  FLUSH = 3;
 const KEY = randomBytes(32);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -31,7 +33,10 @@ afterAll(() => {
   tmp.cleanup();
 });
 
-async function withServer(opts: ConstructorParameters<typeof NbdServer>[1], body: (s: NbdServer, port: number, logs: string[]) => Promise<void>): Promise<void> {
+async function withServer(
+  opts: ConstructorParameters<typeof NbdServer>[1],
+  body: (s: NbdServer, port: number, logs: string[]) => Promise<void>,
+): Promise<void> {
   const logs: string[] = [];
   const s = new NbdServer(pool, { ...opts, log: (m) => logs.push(m) });
   const port = (await s.listen({ port: 0 })).port!;
@@ -86,7 +91,11 @@ describe('limits', () => {
     });
   });
 
-  describe.each([['plain', false, false], ['TLS', true, false], ['TLS, portable I/O', true, true]] as const)('queued replies (%s)', (_label, useTls, portableIO) => {
+  describe.each([
+    ['plain', false, false],
+    ['TLS', true, false],
+    ['TLS, portable I/O', true, true],
+  ] as const)('queued replies (%s)', (_label, useTls, portableIO) => {
     test('a client that stops reading makes the server hold at most the bound plus one reply; it all arrives once it reads', async () => {
       const bound = 2 * MiB;
       const tls = useTls ? { mode: 'require' as const, psk: new Map([['alice', KEY]]) } : undefined;
@@ -128,7 +137,10 @@ describe('limits', () => {
   });
 });
 
-describe.each([['TLS', false], ['TLS, portable I/O', true]] as const)('the busy-poll window without a readable descriptor (%s)', (_label, portableIO) => {
+describe.each([
+  ['TLS', false],
+  ['TLS, portable I/O', true],
+] as const)('the busy-poll window without a readable descriptor (%s)', (_label, portableIO) => {
   // A TLS socket's descriptor carries ciphertext, so the window is spent keeping the event loop hot (one
   // setImmediate after another) rather than reading the descriptor. It must start only after answering in the
   // transmission phase, end by itself once the client goes quiet, and be off with a window of 0.
@@ -218,7 +230,8 @@ describe('safe defaults of listening', () => {
   test('server options are checked: credentials for TLS, positive limits', () => {
     expect(() => new NbdServer(pool, { tls: { mode: 'require' } })).toThrow(/needs credentials/);
     expect(() => new NbdServer(pool, { maxConnections: 0 })).toThrow(/positive integer/);
-    expect(() => new NbdServer(pool, { tls: { mode: 'on', psk: new Map([['a', KEY]]), allow: new Map([['b', ['v']]]) } })).toThrow(/not in the PSK file/);
+    expect(() => new NbdServer(pool, { tls: { mode: 'on', psk: new Map([['a', KEY]]), allow: new Map([['b', ['v']]]) } })).toThrow(
+      /not in the PSK file/,
+    );
   });
 });
-

@@ -9,10 +9,30 @@ import { verifyMetadataDevice } from '../support/pool-check.js';
 import { assembleRead, RawClient } from './raw-client.js';
 import { MiB } from './support.js';
 
-const READ = 0, WRITE = 1, DISC = 2, FLUSH = 3, TRIM = 4, CACHE = 5, ZERO = 6, STATUS = 7;
-const FUA = 1, NO_HOLE = 2, DF = 4, REQ_ONE = 8, FAST_ZERO = 0x10;
-const EPERM = 1, EINVAL = 22, ENOSPC = 28, ENOTSUP = 95;
-const ACK = 1, REP_SERVER = 2, REP_META = 4, ERR_UNSUP = 0x80000001, ERR_POLICY = 0x80000002, ERR_INVALID = 0x80000003, ERR_UNKNOWN = 0x80000006;
+const READ = 0,
+  WRITE = 1,
+  DISC = 2,
+  FLUSH = 3,
+  TRIM = 4,
+  CACHE = 5,
+  ZERO = 6,
+  STATUS = 7;
+const FUA = 1,
+  NO_HOLE = 2,
+  DF = 4,
+  REQ_ONE = 8,
+  FAST_ZERO = 0x10;
+const EPERM = 1,
+  EINVAL = 22,
+  ENOSPC = 28,
+  ENOTSUP = 95;
+const ACK = 1,
+  REP_SERVER = 2,
+  REP_META = 4,
+  ERR_UNSUP = 0x80000001,
+  ERR_POLICY = 0x80000002,
+  ERR_INVALID = 0x80000003,
+  ERR_UNKNOWN = 0x80000006;
 const SIZE = 16 * MiB;
 const BS = 64 * 1024;
 
@@ -46,7 +66,10 @@ async function connect(): Promise<RawClient> {
   return RawClient.connect({ port });
 }
 
-async function session(name = 'v', opts: { structured?: boolean; meta?: boolean } = {}): Promise<RawClient & { size: number; flags: number }> {
+async function session(
+  name = 'v',
+  opts: { structured?: boolean; meta?: boolean } = {},
+): Promise<RawClient & { size: number; flags: number }> {
   const c = await connect();
   const r = await c.negotiate(name, opts);
   return Object.assign(c, r);
@@ -67,7 +90,10 @@ test('this Node offers the hooks of the fast I/O path (else the server silently 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_label, portable) => {
+describe.each([
+  ['fast I/O', false],
+  ['portable I/O', true],
+] as const)('%s', (_label, portable) => {
   beforeAll(() => start(portable));
   afterAll(() => stop());
 
@@ -266,7 +292,12 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
         for (let i = 4; i < p.length; i += 8) out.push([p.readUInt32BE(i), p.readUInt32BE(i + 4)]);
         return out;
       };
-      expect(ext(await roundTrip(c, STATUS, 0, 0, SIZE))).toEqual([[2 * BS, 0], [3 * BS, 3], [BS, 0], [SIZE - 6 * BS, 3]]);
+      expect(ext(await roundTrip(c, STATUS, 0, 0, SIZE))).toEqual([
+        [2 * BS, 0],
+        [3 * BS, 3],
+        [BS, 0],
+        [SIZE - 6 * BS, 3],
+      ]);
       expect(ext(await roundTrip(c, STATUS, REQ_ONE, 100, 1000))).toEqual([[1000, 0]]);
       expect(ext(await roundTrip(c, STATUS, REQ_ONE, 2 * BS + 1, SIZE - 2 * BS - 1))).toEqual([[3 * BS - 1, 3]]);
       expect((await roundTrip(c, STATUS, 0, SIZE - 512, 1024)).error).toBe(EINVAL);
@@ -311,7 +342,13 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
 
     test('DISC: earlier requests are answered, then the server closes', async () => {
       const c = await session('v');
-      c.write(Buffer.concat([RawClient.request(READ, 0, 7n, 0, 512), RawClient.request(DISC, 0, 8n, 0, 0), RawClient.request(READ, 0, 9n, 0, 512)]));
+      c.write(
+        Buffer.concat([
+          RawClient.request(READ, 0, 7n, 0, 512),
+          RawClient.request(DISC, 0, 8n, 0, 0),
+          RawClient.request(READ, 0, 9n, 0, 512),
+        ]),
+      );
       const r = await c.reply();
       expect(r!.cookie).toBe(7n);
       expect(await c.waitClosed()).toBe(true);
@@ -320,7 +357,8 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
     test('pipelined requests in one segment, bad request magic closes', async () => {
       const c = await session('v');
       const reqs = [];
-      for (let i = 0; i < 16; i++) reqs.push(RawClient.request(i % 2 ? WRITE : READ, 0, BigInt(i), i * 4096, 4096, i % 2 ? Buffer.alloc(4096, i) : undefined));
+      for (let i = 0; i < 16; i++)
+        reqs.push(RawClient.request(i % 2 ? WRITE : READ, 0, BigInt(i), i * 4096, 4096, i % 2 ? Buffer.alloc(4096, i) : undefined));
       c.write(Buffer.concat(reqs));
       const seen = new Set<bigint>();
       for (let i = 0; i < 16; i++) {
@@ -352,7 +390,10 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
       expect([r2.cookie, r2.error]).toEqual([2n, ENOSPC]);
       // A small write cut inside its header and inside its payload, pipelined with a read of the big one.
       const small = randomBytes(3000);
-      const two = Buffer.concat([RawClient.request(WRITE, 0, 3n, 40000, small.length, small), RawClient.request(READ, 0, 4n, 70000, big.length)]);
+      const two = Buffer.concat([
+        RawClient.request(WRITE, 0, 3n, 40000, small.length, small),
+        RawClient.request(READ, 0, 4n, 70000, big.length),
+      ]);
       for (const cut of [10, 500, two.length]) {
         c.write(two.subarray(cut === 10 ? 0 : cut === 500 ? 10 : 500, cut));
         await sleep(5);
@@ -391,12 +432,16 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
 
   describe('robustness', () => {
     test('abrupt disconnects mid-header, mid-payload and with requests in flight; partial writes are not applied', async () => {
-      const before = assembleRead(await (async () => {
-        const c = await session('v');
-        const r = await roundTrip(c, READ, 0, 0, 2 * BS);
-        c.close();
-        return r;
-      })(), 0, 2 * BS);
+      const before = assembleRead(
+        await (async () => {
+          const c = await session('v');
+          const r = await roundTrip(c, READ, 0, 0, 2 * BS);
+          c.close();
+          return r;
+        })(),
+        0,
+        2 * BS,
+      );
       const a = await session('v');
       a.write(RawClient.request(READ, 0, 1n, 0, 512).subarray(0, 13));
       a.close();
@@ -420,16 +465,20 @@ describe.each([['fast I/O', false], ['portable I/O', true]] as const)('%s', (_la
     test('32 clients at once on two volumes, data verified', async () => {
       const clients = await Promise.all(Array.from({ length: 32 }, (_, i) => session(i % 2 ? 'v' : 'w')));
       const datas = clients.map(() => randomBytes(3 * 4096 + 17));
-      await Promise.all(clients.map(async (c, i) => {
-        const off = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
-        expect((await roundTrip(c, WRITE, 0, off, datas[i].length, datas[i])).error).toBe(0);
-      }));
-      await Promise.all(clients.map(async (c, i) => {
-        const own = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
-        const r = await roundTrip(c, READ, 0, own, datas[i].length);
-        expect(assembleRead(r, own, datas[i].length).equals(datas[i])).toBe(true);
-        c.close();
-      }));
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const off = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
+          expect((await roundTrip(c, WRITE, 0, off, datas[i].length, datas[i])).error).toBe(0);
+        }),
+      );
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const own = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
+          const r = await roundTrip(c, READ, 0, own, datas[i].length);
+          expect(assembleRead(r, own, datas[i].length).equals(datas[i])).toBe(true);
+          c.close();
+        }),
+      );
     });
 
     test('close() lets connections finish what they sent, then commits', async () => {

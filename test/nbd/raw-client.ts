@@ -33,7 +33,9 @@ export class RawClient {
   private attach(sock: net.Socket): void {
     sock.on('data', this.onData);
     sock.on('close', this.onClose);
-    sock.on('error', () => { /* closed */ });
+    sock.on('error', () => {
+      /* closed */
+    });
   }
 
   /**
@@ -172,7 +174,9 @@ export class RawClient {
     b.writeUInt32BE(n.length, 0);
     n.copy(b, 4);
     b.writeUInt16BE(infos.length, 4 + n.length);
-    infos.forEach((t, i) => { b.writeUInt16BE(t, 6 + n.length + 2 * i); });
+    infos.forEach((t, i) => {
+      b.writeUInt16BE(t, 6 + n.length + 2 * i);
+    });
     return b;
   }
 
@@ -195,7 +199,10 @@ export class RawClient {
   }
 
   /** STRUCTURED_REPLY (optional), SET_META_CONTEXT base:allocation (optional), GO. Returns size and flags. */
-  async negotiate(name = '', opts: { structured?: boolean; meta?: boolean; tls?: ClientTls } = {}): Promise<{ size: number; flags: number }> {
+  async negotiate(
+    name = '',
+    opts: { structured?: boolean; meta?: boolean; tls?: ClientTls } = {},
+  ): Promise<{ size: number; flags: number }> {
     await this.greeting();
     if (opts.tls) {
       const t = await this.startTls(opts.tls);

@@ -39,13 +39,33 @@ function start(extra: Partial<ServeCommandOptions>) {
   let result!: Promise<number>;
   const listening = new Promise<void>((resolve) => {
     const done = serveCommand({
-      pool: dir, names: [], listen: '127.0.0.1:0', stdout: out, stderr: err, signal: ac.signal,
-      onListening: (u) => { uri = u; resolve(); }, ...extra,
+      pool: dir,
+      names: [],
+      listen: '127.0.0.1:0',
+      stdout: out,
+      stderr: err,
+      signal: ac.signal,
+      onListening: (u) => {
+        uri = u;
+        resolve();
+      },
+      ...extra,
     });
     void done.then(() => resolve());
     result = done;
   });
-  return { out, err, stop: () => ac.abort(), listening, get uri() { return uri; }, get result() { return result; } };
+  return {
+    out,
+    err,
+    stop: () => ac.abort(),
+    listening,
+    get uri() {
+      return uri;
+    },
+    get result() {
+      return result;
+    },
+  };
 }
 
 describe('serveCommand', () => {
@@ -63,7 +83,7 @@ describe('serveCommand', () => {
     expect(a.err.text).toContain('no volume named "nosuch"');
     const b = start({ listen: 'x:y' });
     expect(await b.result).toBe(2);
-    const c = start({ socket: join(tmp.dir, 's') , listen: ':1' });
+    const c = start({ socket: join(tmp.dir, 's'), listen: ':1' });
     expect(await c.result).toBe(2);
     for (const bad of ['abc', '-1', '1001', '1.5']) {
       const e = start({ busyPollUs: bad });

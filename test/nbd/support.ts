@@ -42,8 +42,12 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60000);
     child.on('error', (e) => {
       clearTimeout(t);

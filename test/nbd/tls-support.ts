@@ -25,15 +25,38 @@ export async function makeCertificates(dir: string): Promise<{ server: string; c
   mkdirSync(server, { recursive: true });
   mkdirSync(client, { recursive: true });
   writeFileSync(join(dir, 'ca.tmpl'), 'cn = "thinpool test CA"\nca\ncert_signing_key\nexpiration_days = 2\n');
-  writeFileSync(join(dir, 'server.tmpl'), 'organization = "thinpool test"\ncn = "localhost"\ndns_name = "localhost"\n'
-    + 'ip_address = "127.0.0.1"\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n');
+  writeFileSync(
+    join(dir, 'server.tmpl'),
+    'organization = "thinpool test"\ncn = "localhost"\ndns_name = "localhost"\n' +
+      'ip_address = "127.0.0.1"\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n',
+  );
   const caKey = join(dir, 'ca-key.pem');
   await runOk('certtool', ['--generate-privkey', '--no-text', '--outfile', caKey]);
-  await runOk('certtool', ['--generate-self-signed', '--no-text', '--load-privkey', caKey, '--template', join(dir, 'ca.tmpl'), '--outfile', join(server, 'ca-cert.pem')]);
+  await runOk('certtool', [
+    '--generate-self-signed',
+    '--no-text',
+    '--load-privkey',
+    caKey,
+    '--template',
+    join(dir, 'ca.tmpl'),
+    '--outfile',
+    join(server, 'ca-cert.pem'),
+  ]);
   await runOk('certtool', ['--generate-privkey', '--no-text', '--outfile', join(server, 'server-key.pem')]);
-  await runOk('certtool', ['--generate-certificate', '--no-text', '--load-privkey', join(server, 'server-key.pem'),
-    '--load-ca-certificate', join(server, 'ca-cert.pem'), '--load-ca-privkey', caKey, '--template', join(dir, 'server.tmpl'),
-    '--outfile', join(server, 'server-cert.pem')]);
+  await runOk('certtool', [
+    '--generate-certificate',
+    '--no-text',
+    '--load-privkey',
+    join(server, 'server-key.pem'),
+    '--load-ca-certificate',
+    join(server, 'ca-cert.pem'),
+    '--load-ca-privkey',
+    caKey,
+    '--template',
+    join(dir, 'server.tmpl'),
+    '--outfile',
+    join(server, 'server-cert.pem'),
+  ]);
   const ca = readFileSync(join(server, 'ca-cert.pem'));
   writeFileSync(join(client, 'ca-cert.pem'), ca);
   return { server, client, ca };

@@ -22,9 +22,21 @@ const hasNbdcopy = needTool('nbdcopy', 'libnbd-bin');
 const hasQemu = needTool('qemu-img', 'qemu-utils');
 const hasFio = needTool('fio', 'fio');
 
-const ACK = 1, REP_SERVER = 2, ERR_POLICY = 0x80000002, ERR_INVALID = 0x80000003, ERR_TLS_REQD = 0x80000005, ERR_UNKNOWN = 0x80000006;
-const OPT_EXPORT_NAME = 1, OPT_ABORT = 2, OPT_LIST = 3, OPT_INFO = 6, OPT_GO = 7, OPT_STRUCTURED = 8, OPT_SET_META = 10;
-const READ = 0, WRITE = 1;
+const ACK = 1,
+  REP_SERVER = 2,
+  ERR_POLICY = 0x80000002,
+  ERR_INVALID = 0x80000003,
+  ERR_TLS_REQD = 0x80000005,
+  ERR_UNKNOWN = 0x80000006;
+const OPT_EXPORT_NAME = 1,
+  OPT_ABORT = 2,
+  OPT_LIST = 3,
+  OPT_INFO = 6,
+  OPT_GO = 7,
+  OPT_STRUCTURED = 8,
+  OPT_SET_META = 10;
+const READ = 0,
+  WRITE = 1;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD over TLS', () => {
@@ -41,7 +53,11 @@ describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD 
 
   beforeAll(async () => {
     tmp = tempDir('tp-nbd-tls-');
-    pool = filePool(tmp.dir, [{ name: 'a', size: 64 * MiB }, { name: 'b', size: 16 * MiB }, { name: 'secret', size: 16 * MiB }]);
+    pool = filePool(tmp.dir, [
+      { name: 'a', size: 64 * MiB },
+      { name: 'b', size: 16 * MiB },
+      { name: 'secret', size: 16 * MiB },
+    ]);
     keyFile = join(tmp.dir, 'keys.psk');
     keys = await makePskFile(keyFile, ['alice', 'bob']);
     pki = await makeCertificates(tmp.dir);
@@ -114,7 +130,16 @@ describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD 
     // X.509: qemu checks the server's certificate against the CA in DIR/ca-cert.pem.
     const x509 = `tls-creds-x509,id=tls1,endpoint=client,dir=${pki.client}`;
     const out2 = join(tmp.dir, 'q-out2.raw');
-    await runOk('qemu-img', ['convert', '--object', x509, '--image-opts', `driver=nbd,host=localhost,port=${port},export=b,tls-creds=tls1`, '-O', 'raw', out2]);
+    await runOk('qemu-img', [
+      'convert',
+      '--object',
+      x509,
+      '--image-opts',
+      `driver=nbd,host=localhost,port=${port},export=b,tls-creds=tls1`,
+      '-O',
+      'raw',
+      out2,
+    ]);
     expect(sha(readFileSync(out2).subarray(0, img.length))).toBe(sha(img));
   });
 
@@ -134,12 +159,33 @@ describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD 
       const fsock = (await fioServer.listen({ path: join(home, 'nbd.sock') })).path!;
       const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
       for (const uri of [`nbds://localhost:${fport}/a`, `nbds+unix:///a?socket=${fsock}&tls-hostname=localhost`]) {
-        const argv = [...asUser, 'env', `HOME=${home}`, 'fio', '--name=t', '--ioengine=nbd', `--uri=${uri}`, `--directory=${home}`,
-          '--output-format=json', '--verify_state_save=0', '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=8M', '--offset=16M',
-          '--verify=crc32c', '--do_verify=1', '--verify_fatal=1'];
+        const argv = [
+          ...asUser,
+          'env',
+          `HOME=${home}`,
+          'fio',
+          '--name=t',
+          '--ioengine=nbd',
+          `--uri=${uri}`,
+          `--directory=${home}`,
+          '--output-format=json',
+          '--verify_state_save=0',
+          '--rw=randwrite',
+          '--bs=4k',
+          '--iodepth=16',
+          '--size=8M',
+          '--offset=16M',
+          '--verify=crc32c',
+          '--do_verify=1',
+          '--verify_fatal=1',
+        ];
         const r = await run(argv[0], argv.slice(1), { timeoutMs: 120000 });
         expect(r.code, `${uri}: ${r.stderr}`).toBe(0);
-        const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+        const job = (
+          JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
+            jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[];
+          }
+        ).jobs[0];
         expect(job.error).toBe(0);
         expect(job.write.io_bytes).toBe(8 * MiB);
         expect(job.read.io_bytes).toBe(8 * MiB);
@@ -176,12 +222,19 @@ describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD 
     const c = await RawClient.connect({ port });
     await c.greeting();
     for (const [code, data] of [
-      [OPT_LIST, Buffer.alloc(0)], [OPT_STRUCTURED, Buffer.alloc(0)], [OPT_INFO, RawClient.goData('a')],
-      [OPT_GO, RawClient.goData('a')], [OPT_SET_META, RawClient.metaData('a', ['base:allocation'])], [99, Buffer.alloc(3)],
+      [OPT_LIST, Buffer.alloc(0)],
+      [OPT_STRUCTURED, Buffer.alloc(0)],
+      [OPT_INFO, RawClient.goData('a')],
+      [OPT_GO, RawClient.goData('a')],
+      [OPT_SET_META, RawClient.metaData('a', ['base:allocation'])],
+      [99, Buffer.alloc(3)],
     ] as const) {
       c.sendOption(code, data);
       const r = (await c.optionReplies())!;
-      expect(r.map((x) => [x.code, x.type]), `option ${code}`).toEqual([[code, ERR_TLS_REQD]]);
+      expect(
+        r.map((x) => [x.code, x.type]),
+        `option ${code}`,
+      ).toEqual([[code, ERR_TLS_REQD]]);
     }
     c.sendOption(5, Buffer.from('x'));
     expect((await c.optionReplies())!.map((x) => x.type)).toEqual([ERR_INVALID]);
@@ -209,10 +262,19 @@ describe.skipIf(!hasPsktool || !hasCerttool || !hasNbdinfo || !hasNbdcopy)('NBD 
     const before = pool.list().find((v) => v.name === 'secret')!.mappedBytes;
     const d = await RawClient.connect({ port });
     await d.greeting();
-    d.write(Buffer.concat([
-      (() => { const h = Buffer.alloc(16); h.writeBigUInt64BE(0x49484156454f5054n); h.writeUInt32BE(OPT_EXPORT_NAME, 8); h.writeUInt32BE(6, 12); return h; })(),
-      Buffer.from('secret'), RawClient.request(WRITE, 0, 1n, 0, 4096, Buffer.alloc(4096, 0xab)),
-    ]));
+    d.write(
+      Buffer.concat([
+        (() => {
+          const h = Buffer.alloc(16);
+          h.writeBigUInt64BE(0x49484156454f5054n);
+          h.writeUInt32BE(OPT_EXPORT_NAME, 8);
+          h.writeUInt32BE(6, 12);
+          return h;
+        })(),
+        Buffer.from('secret'),
+        RawClient.request(WRITE, 0, 1n, 0, 4096, Buffer.alloc(4096, 0xab)),
+      ]),
+    );
     expect(await d.waitClosed()).toBe(true);
     expect(pool.list().find((v) => v.name === 'secret')!.mappedBytes).toBe(before);
     // ABORT before TLS is answered and the connection ends.

@@ -27,25 +27,53 @@ beforeAll(() => {
 describe('npm pack contents', () => {
   test('the built code, its declarations, the WASM core, the CLI, the native helper sources, docs and LICENSE', () => {
     for (const p of [
-      'package.json', 'README.md', 'LICENSE', 'bin/thinpool.js', 'build/thinpool.wasm',
-      'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/testing/vitest.js',
-      'dist/src/testing/index.js', 'dist/src/images/index.js', 'dist/bench/compare/run.js',
-      'native/thinpool_native.c', 'native/binding.gyp', 'scripts/build-native.mjs', 'docs/cli.md',
-    ]) expect(paths.has(p), p).toBe(true);
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'bin/thinpool.js',
+      'build/thinpool.wasm',
+      'dist/src/index.js',
+      'dist/src/index.d.ts',
+      'dist/src/cli/main.js',
+      'dist/src/testing/vitest.js',
+      'dist/src/testing/index.js',
+      'dist/src/images/index.js',
+      'dist/bench/compare/run.js',
+      'native/thinpool_native.c',
+      'native/binding.gyp',
+      'scripts/build-native.mjs',
+      'docs/cli.md',
+    ])
+      expect(paths.has(p), p).toBe(true);
   });
 
   test('every export and the bin point at packed files', () => {
-    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, string>; bin: Record<string, string>; main: string; types: string };
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      exports: Record<string, string>;
+      bin: Record<string, string>;
+      main: string;
+      types: string;
+    };
     for (const target of [...Object.values(pkg.exports), ...Object.values(pkg.bin), pkg.main, pkg.types]) {
       expect(paths.has(normalize(target)), target).toBe(true);
     }
   });
 
   test('no WAT text, no tests, no TypeScript sources, no source maps, no build leftovers', () => {
-    const unwanted = files.map((f) => f.path).filter((p) =>
-      p.endsWith('.wat') || p.endsWith('.map') || /(^|\/)test\//.test(p) || /\.test\.[jt]s$/.test(p) ||
-      (p.endsWith('.ts') && !p.endsWith('.d.ts')) || (p.startsWith('src/') && !p.startsWith('src/snapshotter/proto/')) || p.startsWith('assembly/') ||
-      p.startsWith('native/build/') || p.startsWith('node_modules/'));
+    const unwanted = files
+      .map((f) => f.path)
+      .filter(
+        (p) =>
+          p.endsWith('.wat') ||
+          p.endsWith('.map') ||
+          /(^|\/)test\//.test(p) ||
+          /\.test\.[jt]s$/.test(p) ||
+          (p.endsWith('.ts') && !p.endsWith('.d.ts')) ||
+          (p.startsWith('src/') && !p.startsWith('src/snapshotter/proto/')) ||
+          p.startsWith('assembly/') ||
+          p.startsWith('native/build/') ||
+          p.startsWith('node_modules/'),
+      );
     expect(unwanted).toEqual([]);
   });
 
@@ -79,11 +107,21 @@ describe('the command list', () => {
     const help = spawnSync(process.execPath, [join(root, 'bin', 'thinpool.js'), '--help'], { encoding: 'utf8' });
     expect(help.status, help.stderr).toBe(0);
     const section = help.stdout.slice(help.stdout.indexOf('Commands:'));
-    const listed = [...section.matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]).filter((c) => c !== 'help').sort();
+    const listed = [...section.matchAll(/^ {2}([a-z][a-z-]*)/gm)]
+      .map((m) => m[1])
+      .filter((c) => c !== 'help')
+      .sort();
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     const block = readme.slice(readme.indexOf('## The command line'));
     const para = block.slice(0, block.indexOf('every command has'));
-    const named = [...para.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1].replace(/^thinpool /, '').split('|').map((x) => x.trim())).sort();
+    const named = [...para.matchAll(/`([^`]+)`/g)]
+      .flatMap((m) =>
+        m[1]
+          .replace(/^thinpool /, '')
+          .split('|')
+          .map((x) => x.trim()),
+      )
+      .sort();
     expect(named).toEqual(listed);
   });
 });
@@ -107,7 +145,10 @@ describe('links in the shipped documentation', () => {
   });
 
   test('the link finder sees links, reference links and images, and skips URLs and code', () => {
-    expect(relativeLinks('a [x](docs/a.md#b) [y](https://e.org/z) ![p](plots/c.svg "t")\n[r]: ../up.md\n```\n[no](code.md)\n```\n<img src="i.png">'))
-      .toEqual(['docs/a.md', 'plots/c.svg', '../up.md', 'i.png']);
+    expect(
+      relativeLinks(
+        'a [x](docs/a.md#b) [y](https://e.org/z) ![p](plots/c.svg "t")\n[r]: ../up.md\n```\n[no](code.md)\n```\n<img src="i.png">',
+      ),
+    ).toEqual(['docs/a.md', 'plots/c.svg', '../up.md', 'i.png']);
   });
 });

@@ -50,7 +50,10 @@ test('the Quick start command runs the demo on a fresh copy without rebuilding o
   const skip = new Set(['node_modules', '.git', 'thinpool-demo', 'thinpool-bench', 'tmp']);
   cpSync(root, clone, { recursive: true, filter: (src) => !skip.has(relative(root, src).split('/')[0]) });
   symlinkSync(join(root, 'node_modules'), join(clone, 'node_modules'), 'dir');
-  const before = new Map([...mtimes(join(clone, 'dist')), ...[...mtimes(join(clone, 'build'))].map(([k, v]) => [`build/${k}`, v] as const)]);
+  const before = new Map([
+    ...mtimes(join(clone, 'dist')),
+    ...[...mtimes(join(clone, 'build'))].map(([k, v]) => [`build/${k}`, v] as const),
+  ]);
   const cache = join(work, 'npm-cache');
 
   const r = spawnSync('sh', ['-c', rest], {

@@ -30,7 +30,11 @@ function readmeBlock(lang: string, marker: string): string {
   return b.text;
 }
 
-function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string>; timeout?: number } = {}): SpawnSyncReturns<string> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; timeout?: number } = {},
+): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, {
     cwd: opts.cwd ?? app,
     encoding: 'utf8',
@@ -68,10 +72,11 @@ describe('installed from npm pack into an empty app', () => {
     const nm = join(app, 'node_modules');
     expect(existsSync(join(nm, 'thinpool', 'dist', 'src', 'index.js'))).toBe(true);
     expect(existsSync(join(nm, 'thinpool', 'build', 'thinpool.wasm'))).toBe(true);
-    for (const dev of ['typescript', 'assemblyscript', 'vitest', 'vite', '@biomejs/biome']) expect(existsSync(join(nm, dev)), dev).toBe(false);
+    for (const dev of ['typescript', 'assemblyscript', 'vitest', 'vite', '@biomejs/biome'])
+      expect(existsSync(join(nm, dev)), dev).toBe(false);
   });
 
-  test('the README\'s library example runs', () => {
+  test("the README's library example runs", () => {
     writeFileSync(join(app, 'library.mjs'), readmeBlock('ts', "from 'thinpool';"));
     const r = run(process.execPath, ['library.mjs']);
     expect(r.status, show(r)).toBe(0);
@@ -79,7 +84,7 @@ describe('installed from npm pack into an empty app', () => {
     expect(r.stdout).toMatch(/transactionId/);
   });
 
-  test('the README\'s node:test example passes under node --test', () => {
+  test("the README's node:test example passes under node --test", () => {
     writeFileSync(join(app, 'golden-node.test.mjs'), readmeBlock('js', "from 'node:test'"));
     const r = run(process.execPath, ['--test', 'golden-node.test.mjs']);
     expect(r.status, show(r)).toBe(0);
@@ -90,10 +95,12 @@ describe('installed from npm pack into an empty app', () => {
   test('thinpool/vitest without vitest installed fails saying what to install', () => {
     const r = run(process.execPath, ['--input-type=module', '-e', "await import('thinpool/vitest')"]);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/thinpool\/vitest needs vitest \(4\.1 or later\), which is not installed: run "npm install --save-dev vitest"/);
+    expect(r.stderr).toMatch(
+      /thinpool\/vitest needs vitest \(4\.1 or later\), which is not installed: run "npm install --save-dev vitest"/,
+    );
   });
 
-  test('the README\'s vitest example passes once the app has vitest, and leaves no exported image behind', () => {
+  test("the README's vitest example passes once the app has vitest, and leaves no exported image behind", () => {
     // The app's own vitest (a user's dev dependency): the repository's copy, linked in.
     symlinkSync(join(root, 'node_modules', 'vitest'), join(app, 'node_modules', 'vitest'), 'dir');
     const example = readmeBlock('ts', "from 'thinpool/vitest'");
@@ -101,25 +108,41 @@ describe('installed from npm pack into an empty app', () => {
     writeFileSync(join(app, 'golden.test.ts'), example);
     const tmp = join(work, 'tmp');
     mkdirSync(tmp);
-    const r = run(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'golden.test.ts'], { env: { TMPDIR: tmp, CI: 'true' } });
+    const r = run(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'golden.test.ts'], {
+      env: { TMPDIR: tmp, CI: 'true' },
+    });
     expect(r.status, show(r)).toBe(0);
     expect(r.stdout).toMatch(/1 passed/);
     expect(readdirSync(tmp).filter((f) => f.startsWith('disk-under-test'))).toEqual([]);
   });
 
-  test('the README\'s examples type-check with the README\'s TypeScript settings', () => {
+  test("the README's examples type-check with the README's TypeScript settings", () => {
     writeFileSync(join(app, 'library.ts'), readmeBlock('ts', "from 'thinpool';"));
     // The settings README.md gives ("module" NodeNext, "lib" with ESNext.Disposable, @types/node), the user's
     // @types/node standing in as the repository's copy.
-    const settings = /"module": "NodeNext"/.test(readme) && /"lib": \["ES2022",\s*"ESNext\.Disposable"\]/.test(readme) && /@types\/node/.test(readme);
+    const settings =
+      /"module": "NodeNext"/.test(readme) && /"lib": \["ES2022",\s*"ESNext\.Disposable"\]/.test(readme) && /@types\/node/.test(readme);
     expect(settings, 'README.md states module NodeNext, lib ES2022 + ESNext.Disposable and @types/node').toBe(true);
-    writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: {
-        target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'ESNext.Disposable'], strict: true, noEmit: true,
-        types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
-      },
-      files: ['library.ts', 'golden.test.ts'],
-    }, null, 2));
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify(
+        {
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            lib: ['ES2022', 'ESNext.Disposable'],
+            strict: true,
+            noEmit: true,
+            types: ['node'],
+            typeRoots: [join(root, 'node_modules', '@types')],
+          },
+          files: ['library.ts', 'golden.test.ts'],
+        },
+        null,
+        2,
+      ),
+    );
     const r = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
     expect(r.status, show(r)).toBe(0);
   });
@@ -133,7 +156,10 @@ describe('installed from npm pack into an empty app', () => {
     expect(t.status, show(t)).toBe(0);
     const env = { npm_config_offline: 'true' };
     const pool = join(work, 'images-pool');
-    for (const args of [['init', pool, '--size', '256M'], ['image', 'import', pool, 'app', tarball]]) {
+    for (const args of [
+      ['init', pool, '--size', '256M'],
+      ['image', 'import', pool, 'app', tarball],
+    ]) {
       const r = run('npx', ['--no-install', 'thinpool', ...args], { env });
       expect(r.status, show(r)).toBe(0);
     }
@@ -142,7 +168,7 @@ describe('installed from npm pack into an empty app', () => {
     expect(cat.stdout).toBe('from the package\n');
   });
 
-  test('npx thinpool demo (the README\'s command for installed users), and status names the hole-punching path', () => {
+  test("npx thinpool demo (the README's command for installed users), and status names the hole-punching path", () => {
     expect(readme).toMatch(/^ {4}npx thinpool demo$/m);
     const r = run('npx', ['--no-install', 'thinpool', 'demo'], { env: { npm_config_offline: 'true' } });
     expect(r.status, show(r)).toBe(0);

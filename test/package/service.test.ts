@@ -34,7 +34,9 @@ function children(pid: number): number[] {
       const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid === pid) out.push(Number(e));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return out;
 }
@@ -46,7 +48,9 @@ function processesMentioning(text: string): number[] {
     if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
     try {
       if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(text)) out.push(Number(e));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return out;
 }
@@ -54,7 +58,10 @@ function processesMentioning(text: string): number[] {
 function newPool(name: string): string {
   const pool = join(work, name);
   const bin = join(binDir, 'thinpool');
-  for (const argv of [['init', pool, '--size', '64M'], ['create', pool, 'vol', '--size', '4M']]) {
+  for (const argv of [
+    ['init', pool, '--size', '64M'],
+    ['create', pool, 'vol', '--size', '4M'],
+  ]) {
     const r = spawnSync(bin, argv, { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
   }
@@ -62,14 +69,24 @@ function newPool(name: string): string {
 }
 
 /** Start argv, wait for "serving ...", SIGTERM the started process, and return how it ended. */
-async function serveAndTerminate(argv: string[], socket: string, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; pid: number }> {
+async function serveAndTerminate(
+  argv: string[],
+  socket: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; pid: number }> {
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
   started.push(child);
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-  const ended = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  child.stdout!.on('data', (b: Buffer) => {
+    stdout += b.toString();
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const ended = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   const deadline = Date.now() + 30_000;
   while (!/^serving /m.test(stdout)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start: ${stdout} ${stderr}`);
@@ -96,7 +113,14 @@ describe('running thinpool serve as a service', () => {
     // The unit's command line on this machine: the linked bin, a pool of ours, a socket instead of the fixed port.
     const pool = newPool('unit-pool');
     const socket = join(work, 'unit.sock');
-    const argv = [join(binDir, 'thinpool'), 'serve', pool, ...exec.slice(3).filter((a, i, all) => a !== '--listen' && all[i - 1] !== '--listen'), '--socket', socket];
+    const argv = [
+      join(binDir, 'thinpool'),
+      'serve',
+      pool,
+      ...exec.slice(3).filter((a, i, all) => a !== '--listen' && all[i - 1] !== '--listen'),
+      '--socket',
+      socket,
+    ];
     const r = await serveAndTerminate(argv, socket);
     expect(r, r.stderr).toMatchObject({ code: 0, signal: null });
     expect(processesMentioning(socket)).toEqual([]);
@@ -105,7 +129,7 @@ describe('running thinpool serve as a service', () => {
     expect(check.status, check.stdout + check.stderr).toBe(0);
   });
 
-  test('a wrapper script that execs the bin: SIGTERM to the script\'s pid gives exit 0 and no process', async () => {
+  test("a wrapper script that execs the bin: SIGTERM to the script's pid gives exit 0 and no process", async () => {
     const pool = newPool('script-pool');
     const socket = join(work, 'script.sock');
     const script = join(work, 'serve.sh');

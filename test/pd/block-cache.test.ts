@@ -39,7 +39,7 @@ function thrown(fn: () => unknown): unknown {
 }
 
 describe('BlockCache', () => {
-  test('create gives a zeroed dirty slot; writeDirty writes it with the kind\'s checksum; a re-read validates', () => {
+  test("create gives a zeroed dirty slot; writeDirty writes it with the kind's checksum; a re-read validates", () => {
     const { core, dev, cache } = setup();
     const a = cache.create(7, BlockKind.Bitmap);
     expect(core.u8.subarray(a, a + 4096).every((x) => x === 0)).toBe(true);

@@ -56,7 +56,16 @@ test('range walks over a mapping tree of several levels visit exactly the range'
   }
   pool.commitSync();
   const starts = (off: number, len: number) => v.extents(off * BS, len * BS).map((e) => e.offsetBytes / BS);
-  for (const [first, len] of [[0, 1], [1, 1], [500, 1000], [1999, 2], [2 * n - 300, 300], [777, 3001], [0, 2 * n], [2 * n - 1, 1]]) {
+  for (const [first, len] of [
+    [0, 1],
+    [1, 1],
+    [500, 1000],
+    [1999, 2],
+    [2 * n - 300, 300],
+    [777, 3001],
+    [0, 2 * n],
+    [2 * n - 1, 1],
+  ]) {
     expect(starts(first, len), `blocks ${first}..${first + len}`).toEqual(mapped.filter((b) => b >= first && b < first + len));
   }
   expect(v.map().length).toBe(n);

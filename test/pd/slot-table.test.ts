@@ -36,8 +36,10 @@ test('the slot table agrees with a Map through random sets, deletes and validati
       }
       for (const x of blocks) {
         const m = model.get(x);
-        if (t.get(x) !== (m ? m.slot : -1)) expect.fail(`seed ${seed} step ${step}: block ${x} in slot ${t.get(x)}, the model says ${m?.slot ?? -1}`);
-        if (t.validatedAs(x) !== (m ? m.vs : NOT_NODE)) expect.fail(`seed ${seed} step ${step}: block ${x} validated as ${t.validatedAs(x)}, the model says ${m?.vs ?? NOT_NODE}`);
+        if (t.get(x) !== (m ? m.slot : -1))
+          expect.fail(`seed ${seed} step ${step}: block ${x} in slot ${t.get(x)}, the model says ${m?.slot ?? -1}`);
+        if (t.validatedAs(x) !== (m ? m.vs : NOT_NODE))
+          expect.fail(`seed ${seed} step ${step}: block ${x} validated as ${t.validatedAs(x)}, the model says ${m?.vs ?? NOT_NODE}`);
       }
     }
   }

@@ -74,14 +74,18 @@ describe('data space map', () => {
     for (const b of fresh) expect(freed).not.toContain(b);
     expectCode(() => md.allocDataBlock(), 'ENOSPC_DATA', /out of data space/);
     md.createThin(9);
-    fresh.forEach((b, v) => { md.insertMapping(9, v, b); });
+    fresh.forEach((b, v) => {
+      md.insertMapping(9, v, b);
+    });
     md.commit();
     expectClean(dev);
     expect(md.dataFreedInTransaction).toBe(0);
     const again = new Set<number>();
     for (let i = 0; i < 13; i++) again.add(md.allocDataBlock());
     expect(again).toEqual(new Set(freed));
-    [...again].forEach((b, v) => { md.insertMapping(9, 100 + v, b); });
+    [...again].forEach((b, v) => {
+      md.insertMapping(9, 100 + v, b);
+    });
     md.commit();
     expectClean(dev);
   });
@@ -97,7 +101,9 @@ describe('data space map', () => {
     for (let v = 0; v < 24000; v++) more.push(md.allocDataBlock());
     expect(Math.min(...more)).toBe(16000);
     expect(Math.max(...more)).toBe(39999);
-    more.forEach((b, i) => { md.insertMapping(1, 16000 + i, b); });
+    more.forEach((b, i) => {
+      md.insertMapping(1, 16000 + i, b);
+    });
     md.commit();
     expectClean(dev);
     expectCode(() => md.extendData(100), 'EINVAL', /cannot shrink/);
@@ -120,8 +126,11 @@ describe('data space map', () => {
     core.x.blockPrepare(core.scratch, NODE_SALT);
     dev.write(core.u8.slice(core.scratch, core.scratch + 4096), refRoot * 4096);
     const re = ThinMetadata.open(dev);
-    expectCode(() => re.dataBlockCount(d[0]), 'ECORRUPT',
-      new RegExp(`data block ${d[0]} has bitmap value 3 but no ref-count entry in data ref-count tree \\(block ${refRoot}\\)`));
+    expectCode(
+      () => re.dataBlockCount(d[0]),
+      'ECORRUPT',
+      new RegExp(`data block ${d[0]} has bitmap value 3 but no ref-count entry in data ref-count tree \\(block ${refRoot}\\)`),
+    );
     const r = checkMetadataDevice(dev);
     expect(r.ok).toBe(false);
   });

@@ -26,7 +26,9 @@ function untilThrow(fn: () => void): { e: unknown; n: number } {
 test('newNode on a full metadata device: ENOSPC_METADATA, after handing out only real blocks', () => {
   const md = fresh();
   const blocks: number[] = [];
-  const { e, n } = untilThrow(() => { blocks.push(ThinMetadata.internals(md).tm.newNode(LEAF, 8).block); });
+  const { e, n } = untilThrow(() => {
+    blocks.push(ThinMetadata.internals(md).tm.newNode(LEAF, 8).block);
+  });
   expect(isThinpoolError(e, 'ENOSPC_METADATA'), String(e)).toBe(true);
   expect(n).toBeGreaterThan(0);
   expect(new Set(blocks).size).toBe(blocks.length);
@@ -35,7 +37,9 @@ test('newNode on a full metadata device: ENOSPC_METADATA, after handing out only
 
 test('newBlock on a full metadata device: ENOSPC_METADATA', () => {
   const md = fresh();
-  const { e, n } = untilThrow(() => { ThinMetadata.internals(md).tm.newBlock(BlockKind.Bitmap); });
+  const { e, n } = untilThrow(() => {
+    ThinMetadata.internals(md).tm.newBlock(BlockKind.Bitmap);
+  });
   expect(isThinpoolError(e, 'ENOSPC_METADATA'), String(e)).toBe(true);
   expect(n).toBeGreaterThan(0);
 });

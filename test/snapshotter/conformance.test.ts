@@ -15,16 +15,40 @@ import { CLI, ROOT, leaksUnder, run, snapshotterUnavailable, waitNoLeaks } from 
 const GOSRC = '/usr/share/gocode';
 const SUITE = `${GOSRC}/src/github.com/containerd/containerd/snapshots/testsuite/testsuite.go`;
 
-const CASES = ['Basic', 'StatActive', 'StatComitted', 'TransitivityTest', 'PreareViewFailingtest', 'Update', 'Remove', 'Walk',
-  'LayerFileupdate', 'RemoveDirectoryInLowerLayer', 'Chown', 'DirectoryPermissionOnCommit', 'RemoveIntermediateSnapshot',
-  'DeletedFilesInChildSnapshot', 'MoveFileFromLowerLayer', 'ViewReadonly', 'StatInWalk', 'CloseTwice', 'RootPermission',
-  '128LayersMount'];
+const CASES = [
+  'Basic',
+  'StatActive',
+  'StatComitted',
+  'TransitivityTest',
+  'PreareViewFailingtest',
+  'Update',
+  'Remove',
+  'Walk',
+  'LayerFileupdate',
+  'RemoveDirectoryInLowerLayer',
+  'Chown',
+  'DirectoryPermissionOnCommit',
+  'RemoveIntermediateSnapshot',
+  'DeletedFilesInChildSnapshot',
+  'MoveFileFromLowerLayer',
+  'ViewReadonly',
+  'StatInWalk',
+  'CloseTwice',
+  'RootPermission',
+  '128LayersMount',
+];
 
 function whyNot(): string | null {
   if (!needTool('go', 'golang-go')) return 'go not installed (Debian package golang-go)';
-  if (!needPrerequisite("containerd's snapshots/testsuite sources", existsSync(SUITE) ? undefined : `${SUITE} not found (Debian package golang-github-containerd-containerd-dev)`)) return 'containerd sources not installed (Debian package golang-github-containerd-containerd-dev)';
+  if (
+    !needPrerequisite(
+      "containerd's snapshots/testsuite sources",
+      existsSync(SUITE) ? undefined : `${SUITE} not found (Debian package golang-github-containerd-containerd-dev)`,
+    )
+  )
+    return 'containerd sources not installed (Debian package golang-github-containerd-containerd-dev)';
   const mounts = snapshotterUnavailable();
-  return needPrerequisite('the snapshotter\'s mounts (loop devices, /dev/fuse, nbdfuse)', mounts) ? null : mounts;
+  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
 }
 
 const reason = whyNot();
@@ -38,34 +62,41 @@ describe("containerd's snapshotter conformance suite", () => {
   const work = mkdtempSync(join(tmpdir(), 'tp-ctrd-suite-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  test('every case passes through the proxy snapshotter, thinpool check clean after each, nothing leaks', async () => {
-    const pkg = join(work, 'go', 'src', 'thinpoolsuite');
-    mkdirSync(pkg, { recursive: true });
-    copyFileSync(join(ROOT, 'test', 'snapshotter', 'go', 'thinpool_test.go'), join(pkg, 'thinpool_test.go'));
-    const bin = join(work, 'suite.test');
-    const env = {
-      ...process.env, GOPATH: `${join(work, 'go')}:${GOSRC}`, GO111MODULE: 'off', GOFLAGS: '',
-      GOCACHE: process.env.GOCACHE ?? join(process.env.HOME ? homedir() : work, '.cache', 'go-build'),
-    };
-    const build = await run('go', ['test', '-c', '-o', bin, '.'], { env, cwd: pkg, timeoutMs: 600000 });
-    expect(build.code, `go test -c:\n${build.stdout}${build.stderr}`).toBe(0);
+  test(
+    'every case passes through the proxy snapshotter, thinpool check clean after each, nothing leaks',
+    async () => {
+      const pkg = join(work, 'go', 'src', 'thinpoolsuite');
+      mkdirSync(pkg, { recursive: true });
+      copyFileSync(join(ROOT, 'test', 'snapshotter', 'go', 'thinpool_test.go'), join(pkg, 'thinpool_test.go'));
+      const bin = join(work, 'suite.test');
+      const env = {
+        ...process.env,
+        GOPATH: `${join(work, 'go')}:${GOSRC}`,
+        GO111MODULE: 'off',
+        GOFLAGS: '',
+        GOCACHE: process.env.GOCACHE ?? join(process.env.HOME ? homedir() : work, '.cache', 'go-build'),
+      };
+      const build = await run('go', ['test', '-c', '-o', bin, '.'], { env, cwd: pkg, timeoutMs: 600000 });
+      expect(build.code, `go test -c:\n${build.stdout}${build.stderr}`).toBe(0);
 
-    const tmp = join(work, 'tmp');
-    mkdirSync(tmp);
-    const r = await run(bin, ['-test.root', '-test.v', '-test.timeout', '25m'], {
-      env: { ...process.env, TMPDIR: tmp, THINPOOL_NODE: process.execPath, THINPOOL_CLI: CLI },
-      timeoutMs: 26 * 60000,
-    });
-    const out = r.stdout + r.stderr;
-    const failed = out.split('\n').filter((l) => /--- FAIL/.test(l));
-    expect(failed, out.slice(-20000)).toEqual([]);
-    for (const c of CASES) expect(out, `case ${c}`).toMatch(new RegExp(`--- PASS: TestThinpool/${c} \\(`));
-    expect(out).toMatch(/--- SKIP: TestThinpool\/Rename \(/);
-    expect(r.code, out.slice(-5000)).toBe(0);
-    expect(out).toMatch(/^PASS$/m);
+      const tmp = join(work, 'tmp');
+      mkdirSync(tmp);
+      const r = await run(bin, ['-test.root', '-test.v', '-test.timeout', '25m'], {
+        env: { ...process.env, TMPDIR: tmp, THINPOOL_NODE: process.execPath, THINPOOL_CLI: CLI },
+        timeoutMs: 26 * 60000,
+      });
+      const out = r.stdout + r.stderr;
+      const failed = out.split('\n').filter((l) => /--- FAIL/.test(l));
+      expect(failed, out.slice(-20000)).toEqual([]);
+      for (const c of CASES) expect(out, `case ${c}`).toMatch(new RegExp(`--- PASS: TestThinpool/${c} \\(`));
+      expect(out).toMatch(/--- SKIP: TestThinpool\/Rename \(/);
+      expect(r.code, out.slice(-5000)).toBe(0);
+      expect(out).toMatch(/^PASS$/m);
 
-    const left = await waitNoLeaks(tmp);
-    expect(left).toEqual({ loops: [], fuseMounts: [], mounts: [], processes: [] });
-    expect(leaksUnder(work).processes).toEqual([]);
-  }, 40 * 60000);
+      const left = await waitNoLeaks(tmp);
+      expect(left).toEqual({ loops: [], fuseMounts: [], mounts: [], processes: [] });
+      expect(leaksUnder(work).processes).toEqual([]);
+    },
+    40 * 60000,
+  );
 });

@@ -14,28 +14,34 @@ export class Containerd {
   readonly address: string;
   readonly exited: Promise<void>;
 
-  constructor(readonly dir: string, snapshotterSocket: string) {
+  constructor(
+    readonly dir: string,
+    snapshotterSocket: string,
+  ) {
     mkdirSync(dir, { recursive: true });
     this.address = join(dir, 'c.sock');
     const config = join(dir, 'config.toml');
-    writeFileSync(config, [
-      'version = 2',
-      `root = "${join(dir, 'root')}"`,
-      `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${this.address}"`,
-      '[ttrpc]',
-      `  address = "${join(dir, 'c.sock.ttrpc')}"`,
-      '[debug]',
-      `  address = "${join(dir, 'debug.sock')}"`,
-      '[metrics]',
-      '  address = ""',
-      '[proxy_plugins.thinpool]',
-      '  type = "snapshot"',
-      `  address = "${snapshotterSocket}"`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      config,
+      [
+        'version = 2',
+        `root = "${join(dir, 'root')}"`,
+        `state = "${join(dir, 'state')}"`,
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        '[grpc]',
+        `  address = "${this.address}"`,
+        '[ttrpc]',
+        `  address = "${join(dir, 'c.sock.ttrpc')}"`,
+        '[debug]',
+        `  address = "${join(dir, 'debug.sock')}"`,
+        '[metrics]',
+        '  address = ""',
+        '[proxy_plugins.thinpool]',
+        '  type = "snapshot"',
+        `  address = "${snapshotterSocket}"`,
+        '',
+      ].join('\n'),
+    );
     const log = openSync(join(dir, 'containerd.log'), 'a');
     this.child = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
     this.exited = new Promise((r) => this.child.on('exit', () => r()));
@@ -74,7 +80,12 @@ export class Containerd {
   /** Snapshot keys the thinpool snapshotter has, as containerd lists them. */
   async snapshots(): Promise<string[]> {
     const out = await this.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'ls']);
-    return out.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]).filter(Boolean);
+    return out
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0])
+      .filter(Boolean);
   }
 
   async stop(timeoutMs = 30000): Promise<void> {
@@ -100,7 +111,13 @@ async function ok(cmd: string, args: string[]): Promise<string> {
 }
 
 async function setXattr(file: string, name: string, value: Buffer): Promise<void> {
-  await ok('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]))', file, name, value.toString('hex')]);
+  await ok('python3', [
+    '-c',
+    'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]))',
+    file,
+    name,
+    value.toString('hex'),
+  ]);
 }
 
 /**
@@ -153,8 +170,13 @@ export async function addLayer(layout: string, layer: Buffer, ref: string, out: 
     writeFileSync(join(layout, 'blobs', 'sha256', d), b);
     return { digest: `sha256:${d}`, size: b.length };
   };
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
-  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8')) as { config: { digest: string; size: number }; layers: { mediaType: string; digest: string; size: number }[] };
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; annotations?: Record<string, string> }[];
+  };
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8')) as {
+    config: { digest: string; size: number };
+    layers: { mediaType: string; digest: string; size: number }[];
+  };
   const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as { rootfs: { diff_ids: string[] }; history?: unknown[] };
   const l = put(layer);
   config.rootfs.diff_ids.push(l.digest);
@@ -163,7 +185,12 @@ export async function addLayer(layout: string, layer: Buffer, ref: string, out: 
   manifest.config = { ...manifest.config, ...c };
   manifest.layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l });
   const m = put(Buffer.from(JSON.stringify(manifest)));
-  const newIndex = { schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': ref } }] };
+  const newIndex = {
+    schemaVersion: 2,
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': ref } },
+    ],
+  };
   writeFileSync(join(layout, 'index.json'), JSON.stringify(newIndex));
   await ok('tar', ['cf', out, '-C', layout, '.']);
 }

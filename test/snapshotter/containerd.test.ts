@@ -11,16 +11,32 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { needPrerequisite, needTool } from '../support/tools.js';
 import { CAP_NET_RAW_EP, Containerd, addLayer, buildTestImage } from './containerd-support.js';
-import { SnapshotterProcess, backendSnapshots, checkPool, leaksUnder, run, snapshotterUnavailable, thinpool, waitNoLeaks } from './support.js';
+import {
+  SnapshotterProcess,
+  backendSnapshots,
+  checkPool,
+  leaksUnder,
+  run,
+  snapshotterUnavailable,
+  thinpool,
+  waitNoLeaks,
+} from './support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function whyNot(): string | null {
-  const tools: [string, string][] = [['containerd', 'containerd'], ['ctr', 'containerd'], ['runc', 'runc'], ['umoci', 'umoci'], ['busybox', 'busybox-static'],
-    ['python3', 'python3'], ['thin_check', 'thin-provisioning-tools']];
+  const tools: [string, string][] = [
+    ['containerd', 'containerd'],
+    ['ctr', 'containerd'],
+    ['runc', 'runc'],
+    ['umoci', 'umoci'],
+    ['busybox', 'busybox-static'],
+    ['python3', 'python3'],
+    ['thin_check', 'thin-provisioning-tools'],
+  ];
   for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
   const mounts = snapshotterUnavailable();
-  return needPrerequisite('the snapshotter\'s mounts (loop devices, /dev/fuse, nbdfuse)', mounts) ? null : mounts;
+  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
 }
 
 const reason = whyNot();
@@ -89,9 +105,18 @@ describe('containerd on the thinpool snapshotter', () => {
 
   test('a container sees both layers, the whiteout, the device node, the FIFO, setuid and the capability xattr', async () => {
     expect(await ctrd!.ctrOk(['images', 'ls', '-q'])).toContain(IMG);
-    const out = await ctrd!.ctrOk(['run', '--rm', '--snapshotter', 'thinpool', IMG, 'see1', '/bin/sh', '-c',
-      'cat /etc/keep.txt /etc/layer2.txt; ls /etc; test -e /etc/gone.txt && echo gone-present || echo gone-absent; '
-      + 'stat -c "%n %F %t:%T %a" /data/mydev /data/fifo /bin/suid; grep " / / " /proc/self/mountinfo']);
+    const out = await ctrd!.ctrOk([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'thinpool',
+      IMG,
+      'see1',
+      '/bin/sh',
+      '-c',
+      'cat /etc/keep.txt /etc/layer2.txt; ls /etc; test -e /etc/gone.txt && echo gone-present || echo gone-absent; ' +
+        'stat -c "%n %F %t:%T %a" /data/mydev /data/fifo /bin/suid; grep " / / " /proc/self/mountinfo',
+    ]);
     expect(out).toContain('layer one\nlayer two\n');
     expect(out).toContain('gone-absent');
     expect(out).not.toContain('gone.txt');
@@ -101,7 +126,11 @@ describe('containerd on the thinpool snapshotter', () => {
     expect(out).toMatch(/ \/ \/ .* - ext4 \/dev\/loop\d+ rw/); // the root is our ext4, through a loop device
 
     // The xattr, from the host: a view of the image's top layer, mounted as `ctr snapshots mounts` says.
-    const keys = (await ctrd!.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'ls'])).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    const keys = (await ctrd!.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'ls']))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
     const committed = keys.filter((k) => k[k.length - 1] === 'Committed');
     const top = committed.find((k) => !committed.some((o) => o.length === 3 && o[1] === k[0]))!;
     expect(committed.length).toBe(2);
@@ -113,7 +142,11 @@ describe('containerd on the thinpool snapshotter', () => {
     const m = await sh(cmd);
     expect(m.code, m.stderr).toBe(0);
     try {
-      const x = await run('python3', ['-c', 'import os,sys; print(os.getxattr(sys.argv[1], "security.capability").hex())', join(mnt, 'bin', 'cap')]);
+      const x = await run('python3', [
+        '-c',
+        'import os,sys; print(os.getxattr(sys.argv[1], "security.capability").hex())',
+        join(mnt, 'bin', 'cap'),
+      ]);
       expect(x.stdout.trim()).toBe(CAP_NET_RAW_EP.toString('hex'));
       const w = await sh(`touch ${mnt}/x 2>&1`);
       expect(w.stdout).toMatch(/Read-only file system/);
@@ -136,28 +169,66 @@ describe('containerd on the thinpool snapshotter', () => {
     );
     const left = await ctrd!.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'ls']);
     expect(left, tries.join('\n')).not.toContain('xattr-view');
-    await poll('the view in the snapshotter after removal', () => backendSnapshots(sock), (s) => !s.some((x) => JSON.stringify(x).includes('xattr-view')), 20000);
+    await poll(
+      'the view in the snapshotter after removal',
+      () => backendSnapshots(sock),
+      (s) => !s.some((x) => JSON.stringify(x).includes('xattr-view')),
+      20000,
+    );
   }, 300000);
 
   test('a file written in a container, taken into a new image, is seen by a container of that image', async () => {
-    await ctrd!.ctrOk(['run', '--snapshotter', 'thinpool', IMG, 'writer', '/bin/sh', '-c', 'echo written-in-writer > /etc/new.txt; rm /etc/keep.txt; sync']);
+    await ctrd!.ctrOk([
+      'run',
+      '--snapshotter',
+      'thinpool',
+      IMG,
+      'writer',
+      '/bin/sh',
+      '-c',
+      'echo written-in-writer > /etc/new.txt; rm /etc/keep.txt; sync',
+    ]);
     const layer = join(dir, 'layer3.tar');
-    const d = await sh(`ctr --address ${ctrd!.address} --namespace tp snapshots --snapshotter thinpool diff --media-type application/vnd.oci.image.layer.v1.tar writer > ${layer}`);
+    const d = await sh(
+      `ctr --address ${ctrd!.address} --namespace tp snapshots --snapshotter thinpool diff --media-type application/vnd.oci.image.layer.v1.tar writer > ${layer}`,
+    );
     expect(d.code, d.stderr).toBe(0);
     const img2 = join(dir, 'img2.tar');
     await addLayer(layout, readFileSync(layer), 'img2', img2);
     await ctrd!.ctrOk(['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tptest2', img2]);
-    const out = await ctrd!.ctrOk(['run', '--rm', '--snapshotter', 'thinpool', 'docker.io/library/tptest2:img2', 'reader', '/bin/sh', '-c',
-      'cat /etc/new.txt /etc/layer2.txt; test -e /etc/keep.txt && echo keep-present || echo keep-absent']);
+    const out = await ctrd!.ctrOk([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'thinpool',
+      'docker.io/library/tptest2:img2',
+      'reader',
+      '/bin/sh',
+      '-c',
+      'cat /etc/new.txt /etc/layer2.txt; test -e /etc/keep.txt && echo keep-present || echo keep-absent',
+    ]);
     expect(out).toBe('written-in-writer\nlayer two\nkeep-absent\n');
     await ctrd!.ctrOk(['containers', 'rm', 'writer']);
   }, 300000);
 
   test('removing containers and images gives every block back; the pool is consistent', async () => {
     await ctrd!.ctrOk(['images', 'rm', '--sync', IMG, 'docker.io/library/tptest2:img2']);
-    await poll('snapshots after removal (containerd collects garbage asynchronously)', () => ctrd!.snapshots(), (s) => s.length === 0);
-    await poll('snapshots in the snapshotter after removal', () => backendSnapshots(sock), (s) => s.length === 0);
-    await poll('exports after removal', async () => readdirSync(join(`${sock}.d`, 'fuse')), (e) => e.length === 0, 20000);
+    await poll(
+      'snapshots after removal (containerd collects garbage asynchronously)',
+      () => ctrd!.snapshots(),
+      (s) => s.length === 0,
+    );
+    await poll(
+      'snapshots in the snapshotter after removal',
+      () => backendSnapshots(sock),
+      (s) => s.length === 0,
+    );
+    await poll(
+      'exports after removal',
+      async () => readdirSync(join(`${sock}.d`, 'fuse')),
+      (e) => e.length === 0,
+      20000,
+    );
     const vols = await stopAndCheck();
     // Only the hidden base filesystem is left: each snapshot's blocks went back with it.
     expect(vols.map((v) => v.name)).toEqual(['ctrd-base-536870912']);
@@ -173,21 +244,46 @@ describe('containerd on the thinpool snapshotter', () => {
       for (let i = 0; i < 6; i++) writeFileSync(join(rootfs, 'big', `f${i}`), randomBytes(16 * 1024 * 1024));
     });
     const fuse = join(`${sock}.d`, 'fuse');
-    const importing = ctrd!.ctr(['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tpbig', big.archive], 300000);
+    const importing = ctrd!.ctr(
+      ['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tpbig', big.archive],
+      300000,
+    );
     // Kill once a layer is being written (an export is live).
-    await poll('an export during the import', async () => (existsSync(fuse) ? readdirSync(fuse).length : 0), (n) => n > 0, 120000);
+    await poll(
+      'an export during the import',
+      async () => (existsSync(fuse) ? readdirSync(fuse).length : 0),
+      (n) => n > 0,
+      120000,
+    );
     await sleep(300);
     await snap!.kill();
     const first = await importing;
     await startSnapshotter();
     await ctrd!.ready();
     await ctrd!.ctrOk(['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tpbig', big.archive], 300000);
-    const out = await ctrd!.ctrOk(['run', '--rm', '--snapshotter', 'thinpool', 'docker.io/library/tpbig:img', 'big1', '/bin/sh', '-c',
-      'ls /big | wc -l; cat /etc/layer2.txt']);
+    const out = await ctrd!.ctrOk([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'thinpool',
+      'docker.io/library/tpbig:img',
+      'big1',
+      '/bin/sh',
+      '-c',
+      'ls /big | wc -l; cat /etc/layer2.txt',
+    ]);
     expect(out, `the first import ${first.code === 0 ? 'finished before the kill' : 'failed as expected'}`).toBe('6\nlayer two\n');
     await ctrd!.ctrOk(['images', 'rm', '--sync', 'docker.io/library/tpbig:img']);
-    await poll('snapshots after removal', () => ctrd!.snapshots(), (s) => s.length === 0);
-    await poll('snapshots in the snapshotter after removal', () => backendSnapshots(sock), (s) => s.length === 0);
+    await poll(
+      'snapshots after removal',
+      () => ctrd!.snapshots(),
+      (s) => s.length === 0,
+    );
+    await poll(
+      'snapshots in the snapshotter after removal',
+      () => backendSnapshots(sock),
+      (s) => s.length === 0,
+    );
     const vols = await stopAndCheck();
     expect(vols.map((v) => v.name)).toEqual(['ctrd-base-536870912']);
     expect(leaksUnder(`${sock}.d`)).toEqual({ loops: [], fuseMounts: [], mounts: [], processes: [] });

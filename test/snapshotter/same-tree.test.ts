@@ -19,13 +19,20 @@ import { Containerd, buildTestImage } from './containerd-support.js';
 import { SnapshotterProcess, checkPool, run, snapshotterUnavailable, thinpool, waitNoLeaks } from './support.js';
 
 function whyNot(): string | null {
-  const tools: [string, string][] = [['containerd', 'containerd'], ['ctr', 'containerd'], ['runc', 'runc'], ['umoci', 'umoci'], ['busybox', 'busybox-static'],
-    ['python3', 'python3'], ['thin_check', 'thin-provisioning-tools']];
+  const tools: [string, string][] = [
+    ['containerd', 'containerd'],
+    ['ctr', 'containerd'],
+    ['runc', 'runc'],
+    ['umoci', 'umoci'],
+    ['busybox', 'busybox-static'],
+    ['python3', 'python3'],
+    ['thin_check', 'thin-provisioning-tools'],
+  ];
   for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
   const ovl = overlayUnavailable() ?? null;
-  if (!needPrerequisite('containerd\'s overlayfs snapshotter (kernel overlayfs)', ovl)) return ovl;
+  if (!needPrerequisite("containerd's overlayfs snapshotter (kernel overlayfs)", ovl)) return ovl;
   const mounts = snapshotterUnavailable();
-  return needPrerequisite('the snapshotter\'s mounts (loop devices, /dev/fuse, nbdfuse)', mounts) ? null : mounts;
+  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
 }
 
 const reason = whyNot();
@@ -77,7 +84,7 @@ async function tree(root: string): Promise<string[]> {
   return r.stdout.trim().split('\n');
 }
 
-describe('the same image on thinpool and on containerd\'s overlayfs snapshotter', () => {
+describe("the same image on thinpool and on containerd's overlayfs snapshotter", () => {
   if (reason) {
     test.skipIf(reason !== null)(`thinpool and overlayfs trees (skipped: ${reason})`, () => {});
     return;
@@ -114,8 +121,12 @@ describe('the same image on thinpool and on containerd\'s overlayfs snapshotter'
       writeFileSync(join(r, 'data', 'linked'), 'one inode, three names\n');
       linkSync(join(r, 'data', 'linked'), join(r, 'data', 'linked2'));
       linkSync(join(r, 'data', 'linked'), join(r, 'etc', 'linked3'));
-      const x = await run('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.mime_type", b"text/plain"); os.setxattr(sys.argv[2], "user.dir", bytes(range(0, 40)))',
-        join(r, 'data', 'linked'), join(r, 'data', 'tmp')]);
+      const x = await run('python3', [
+        '-c',
+        'import os,sys; os.setxattr(sys.argv[1], "user.mime_type", b"text/plain"); os.setxattr(sys.argv[2], "user.dir", bytes(range(0, 40)))',
+        join(r, 'data', 'linked'),
+        join(r, 'data', 'tmp'),
+      ]);
       if (x.code !== 0) throw new Error(x.stderr);
     });
     archive = built.archive;
@@ -142,7 +153,11 @@ describe('the same image on thinpool and on containerd\'s overlayfs snapshotter'
 
   /** Mount a view of the image's top layer (its chain id, the same key in every snapshotter) as ctr says. */
   async function mountTop(snapshotter: string): Promise<string> {
-    const rows = (await ctrd!.ctrOk(['snapshots', '--snapshotter', snapshotter, 'ls'])).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    const rows = (await ctrd!.ctrOk(['snapshots', '--snapshotter', snapshotter, 'ls']))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
     const committed = rows.filter((k) => k[k.length - 1] === 'Committed');
     const tops = committed.filter((k) => !committed.some((o) => o.length === 3 && o[1] === k[0]));
     expect(tops.length, JSON.stringify(rows)).toBe(1);
@@ -164,8 +179,13 @@ describe('the same image on thinpool and on containerd\'s overlayfs snapshotter'
     const [thin, overlay, oci] = [await tree(onThin), await tree(onOverlay), await tree(merged)];
     // The image is what it claims to be: a few thousand paths, the special files among them.
     expect(oci.length).toBeGreaterThan(1000);
-    for (const p of ['"/data/blk"', '"/data/mydev"', '"/data/fifo"', '"/bin/suid"', '"/bin/cap"', '"/data/linked2"', '"/data/sgid"'].map((s) => `"path": ${s}`)) {
-      expect(oci.some((l) => l.includes(p)), p).toBe(true);
+    for (const p of ['"/data/blk"', '"/data/mydev"', '"/data/fifo"', '"/bin/suid"', '"/bin/cap"', '"/data/linked2"', '"/data/sgid"'].map(
+      (s) => `"path": ${s}`,
+    )) {
+      expect(
+        oci.some((l) => l.includes(p)),
+        p,
+      ).toBe(true);
     }
     expect(oci.some((l) => l.includes('"/etc/gone.txt"'))).toBe(false);
     expect(oci.find((l) => l.includes('"path": "/bin/cap"'))).toContain('security.capability');
@@ -176,11 +196,15 @@ describe('the same image on thinpool and on containerd\'s overlayfs snapshotter'
     expect({ onlyThin: diff(thin, overlay), onlyOverlay: diff(overlay, thin) }).toEqual({ onlyThin: [], onlyOverlay: [] });
     // The merged OCI tree: the same paths and records. Its root is the bundle's own directory, and its times are
     // the originals, which umoci's layer tars round to whole seconds: times are compared above only.
-    const seconds = (l: string[]) => l.slice(1).map((x) => {
-      const o = JSON.parse(x) as { mtime?: number };
-      delete o.mtime;
-      return JSON.stringify(o);
+    const seconds = (l: string[]) =>
+      l.slice(1).map((x) => {
+        const o = JSON.parse(x) as { mtime?: number };
+        delete o.mtime;
+        return JSON.stringify(o);
+      });
+    expect({ onlyThin: diff(seconds(thin), seconds(oci)), onlyOci: diff(seconds(oci), seconds(thin)) }).toEqual({
+      onlyThin: [],
+      onlyOci: [],
     });
-    expect({ onlyThin: diff(seconds(thin), seconds(oci)), onlyOci: diff(seconds(oci), seconds(thin)) }).toEqual({ onlyThin: [], onlyOci: [] });
   }, 600000);
 });

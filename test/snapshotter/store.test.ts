@@ -14,7 +14,12 @@ import { checkPool } from './support.js';
 const MiB = 1024 * 1024;
 
 describe('containerd filters', () => {
-  const s = (name: string, kind: Filterable['kind'], parent: string, labels: Record<string, string> = {}): Filterable => ({ name, kind, parent, labels });
+  const s = (name: string, kind: Filterable['kind'], parent: string, labels: Record<string, string> = {}): Filterable => ({
+    name,
+    kind,
+    parent,
+    labels,
+  });
   const all = [s('a', 'committed', ''), s('b', 'active', 'a', { 'x.y': '1', k: 'v' }), s('c', 'view', 'a', { k: 'w' })];
   const names = (f: string[]) => all.filter(compileFilters(f)).map((x) => x.name);
 

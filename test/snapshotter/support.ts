@@ -14,12 +14,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Null when the snapshotter can run here (tools, root, FUSE, loop devices), else why not. */
 export function snapshotterUnavailable(extra: [string, string][] = []): string | null {
-  const tools: [string, string][] = [['nbdfuse', 'libnbd-bin'], ['fusermount3', 'fuse3'], ['mkfs.ext4', 'e2fsprogs'], ['debugfs', 'e2fsprogs'], ['losetup', 'mount'], ...extra];
+  const tools: [string, string][] = [
+    ['nbdfuse', 'libnbd-bin'],
+    ['fusermount3', 'fuse3'],
+    ['mkfs.ext4', 'e2fsprogs'],
+    ['debugfs', 'e2fsprogs'],
+    ['losetup', 'mount'],
+    ...extra,
+  ];
   for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
   const what = 'kernel mounts of snapshots';
-  if (!needPrerequisite(what, process.getuid?.() === 0 ? undefined : 'needs root (loop devices and mounts)')) return 'needs root (loop devices and mounts)';
-  if (!needPrerequisite(what, existsSync('/dev/fuse') ? undefined : 'no /dev/fuse (FUSE not available here)')) return 'no /dev/fuse (FUSE not available here)';
-  if (!needPrerequisite(what, existsSync('/dev/loop-control') ? undefined : 'no /dev/loop-control (no loop devices here)')) return 'no /dev/loop-control (no loop devices here)';
+  if (!needPrerequisite(what, process.getuid?.() === 0 ? undefined : 'needs root (loop devices and mounts)'))
+    return 'needs root (loop devices and mounts)';
+  if (!needPrerequisite(what, existsSync('/dev/fuse') ? undefined : 'no /dev/fuse (FUSE not available here)'))
+    return 'no /dev/fuse (FUSE not available here)';
+  if (!needPrerequisite(what, existsSync('/dev/loop-control') ? undefined : 'no /dev/loop-control (no loop devices here)'))
+    return 'no /dev/loop-control (no loop devices here)';
   return null;
 }
 
@@ -31,13 +41,21 @@ export interface RunResult {
 }
 
 /** Run a program asynchronously; killed (SIGKILL) after timeoutMs. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120000);
     child.on('error', (e) => {
       clearTimeout(t);
@@ -75,7 +93,9 @@ export function leaksUnder(dir: string): Leaks {
     try {
       const b = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
       if (b.startsWith(dir)) loops.push(`${n}:${b}`);
-    } catch { /* not attached */ }
+    } catch {
+      /* not attached */
+    }
   }
   const fuseMounts: string[] = [];
   const mounts: string[] = [];
@@ -92,7 +112,9 @@ export function leaksUnder(dir: string): Leaks {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
       const state = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.[0];
       if (cmd.includes(dir) && state !== 'Z') processes.push(`${p} ${cmd}`);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return { loops, fuseMounts, mounts, processes };
 }
@@ -101,7 +123,7 @@ export function leaksUnder(dir: string): Leaks {
 export async function waitNoLeaks(dir: string, ms = 15000): Promise<Leaks> {
   const deadline = Date.now() + ms;
   let l = leaksUnder(dir);
-  while (Date.now() < deadline && (l.loops.length + l.fuseMounts.length + l.mounts.length + l.processes.length) > 0) {
+  while (Date.now() < deadline && l.loops.length + l.fuseMounts.length + l.mounts.length + l.processes.length > 0) {
     await sleep(100);
     l = leaksUnder(dir);
   }
@@ -115,10 +137,20 @@ export class SnapshotterProcess {
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(readonly pool: string, readonly socket: string, args: string[] = []) {
-    this.child = spawn(process.execPath, [CLI, 'snapshotter', 'serve', pool, '--address', socket, '--verbose', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d) => { this.stdout += d; });
-    this.child.stderr!.on('data', (d) => { this.stderr += d; });
+  constructor(
+    readonly pool: string,
+    readonly socket: string,
+    args: string[] = [],
+  ) {
+    this.child = spawn(process.execPath, [CLI, 'snapshotter', 'serve', pool, '--address', socket, '--verbose', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout!.on('data', (d) => {
+      this.stdout += d;
+    });
+    this.child.stderr!.on('data', (d) => {
+      this.stderr += d;
+    });
     this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
   }
 
@@ -170,8 +202,18 @@ export async function checkPool(poolDir: string): Promise<string[]> {
 export async function backendSnapshots(socket: string): Promise<string[]> {
   const grpc = await import('@grpc/grpc-js');
   const loader = await import('@grpc/proto-loader');
-  const def = loader.loadSync('containerd/services/snapshots/v1/snapshots.proto', { includeDirs: [join(ROOT, 'src', 'snapshotter', 'proto')], keepCase: true, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { containerd: { services: { snapshots: { v1: { Snapshots: new (a: string, c: unknown) => { List(req: unknown): NodeJS.EventEmitter; close(): void } } } } } };
+  const def = loader.loadSync('containerd/services/snapshots/v1/snapshots.proto', {
+    includeDirs: [join(ROOT, 'src', 'snapshotter', 'proto')],
+    keepCase: true,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    containerd: {
+      services: {
+        snapshots: { v1: { Snapshots: new (a: string, c: unknown) => { List(req: unknown): NodeJS.EventEmitter; close(): void } } };
+      };
+    };
+  };
   const client = new pkg.containerd.services.snapshots.v1.Snapshots(`unix://${socket}`, grpc.credentials.createInsecure());
   try {
     return await new Promise<string[]>((resolve, reject) => {

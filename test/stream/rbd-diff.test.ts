@@ -21,11 +21,21 @@ const tag = (c: string): Buffer => Buffer.from(c, 'latin1');
 function handV1(): Buffer {
   return Buffer.concat([
     Buffer.from('rbd diff v1\n'),
-    tag('f'), le32(1), tag('a'),
-    tag('t'), le32(1), tag('b'),
-    tag('s'), le64(8192),
-    tag('w'), le64(512), le64(3), Buffer.from([1, 2, 3]),
-    tag('z'), le64(1024), le64(4096),
+    tag('f'),
+    le32(1),
+    tag('a'),
+    tag('t'),
+    le32(1),
+    tag('b'),
+    tag('s'),
+    le64(8192),
+    tag('w'),
+    le64(512),
+    le64(3),
+    Buffer.from([1, 2, 3]),
+    tag('z'),
+    le64(1024),
+    le64(4096),
     tag('e'),
   ]);
 }
@@ -34,20 +44,43 @@ function handV1(): Buffer {
 function handV2(): Buffer {
   return Buffer.concat([
     Buffer.from('rbd diff v2\n'),
-    tag('f'), le64(5), le32(1), tag('a'),
-    tag('t'), le64(5), le32(1), tag('b'),
-    tag('X'), le64(5), Buffer.from('hello'),
-    tag('p'), le64(1), Buffer.from([1]),
-    tag('s'), le64(8), le64(8192),
-    tag('w'), le64(19), le64(512), le64(3), Buffer.from([1, 2, 3]),
-    tag('z'), le64(16), le64(1024), le64(4096),
+    tag('f'),
+    le64(5),
+    le32(1),
+    tag('a'),
+    tag('t'),
+    le64(5),
+    le32(1),
+    tag('b'),
+    tag('X'),
+    le64(5),
+    Buffer.from('hello'),
+    tag('p'),
+    le64(1),
+    Buffer.from([1]),
+    tag('s'),
+    le64(8),
+    le64(8192),
+    tag('w'),
+    le64(19),
+    le64(512),
+    le64(3),
+    Buffer.from([1, 2, 3]),
+    tag('z'),
+    le64(16),
+    le64(1024),
+    le64(4096),
     tag('e'),
   ]);
 }
 
 const expected: DiffRecord[] = [
-  { type: 'from', name: 'a' }, { type: 'to', name: 'b' }, { type: 'size', size: 8192 },
-  { type: 'write', offset: 512, data: Buffer.from([1, 2, 3]) }, { type: 'zero', offset: 1024, length: 4096 }, { type: 'end' },
+  { type: 'from', name: 'a' },
+  { type: 'to', name: 'b' },
+  { type: 'size', size: 8192 },
+  { type: 'write', offset: 512, data: Buffer.from([1, 2, 3]) },
+  { type: 'zero', offset: 1024, length: 4096 },
+  { type: 'end' },
 ];
 
 async function decodeAll(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, maxPiece?: number): Promise<DiffRecord[]> {
@@ -58,7 +91,16 @@ async function decodeAll(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array
 
 function encodeSample(version: 1 | 2): Buffer {
   const e = new DiffEncoder(version);
-  return Buffer.concat([e.banner(), e.fromSnap('a'), e.toSnap('b'), e.size(8192), e.writeHeader(512, 3), Buffer.from([1, 2, 3]), e.zero(1024, 4096), e.end()]);
+  return Buffer.concat([
+    e.banner(),
+    e.fromSnap('a'),
+    e.toSnap('b'),
+    e.size(8192),
+    e.writeHeader(512, 3),
+    Buffer.from([1, 2, 3]),
+    e.zero(1024, 4096),
+    e.end(),
+  ]);
 }
 
 async function decodeError(bytes: Buffer): Promise<Error> {
@@ -81,7 +123,10 @@ describe('rbd diff codec', () => {
     expect(encodeSample(2).equals(withoutExtras)).toBe(true);
   });
 
-  test.each([['v1', handV1], ['v2', handV2]])('decodes a hand-made %s stream, also one byte at a time', async (_v, make) => {
+  test.each([
+    ['v1', handV1],
+    ['v2', handV2],
+  ])('decodes a hand-made %s stream, also one byte at a time', async (_v, make) => {
     expect(await decodeAll([make()])).toEqual(expected);
     const bytes = make();
     const single = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1));
@@ -95,7 +140,12 @@ describe('rbd diff codec', () => {
     const s = Buffer.concat([e.banner(), e.size(1 << 20), e.writeHeader(4096, data.length), data, e.end()]);
     const recs = await decodeAll([s], 3000);
     const pieces = recs.filter((r) => r.type === 'write') as Array<{ offset: number; data: Uint8Array }>;
-    expect(pieces.map((p) => [p.offset, p.data.length])).toEqual([[4096, 3000], [7096, 3000], [10096, 3000], [13096, 1000]]);
+    expect(pieces.map((p) => [p.offset, p.data.length])).toEqual([
+      [4096, 3000],
+      [7096, 3000],
+      [10096, 3000],
+      [13096, 1000],
+    ]);
     expect(Buffer.concat(pieces.map((p) => p.data)).equals(data)).toBe(true);
   });
 
@@ -111,7 +161,10 @@ describe('rbd diff codec', () => {
     expect(pulled).toBe(1);
   });
 
-  test.each([['v1', handV1], ['v2', handV2]])('every truncation of a %s stream is ESTREAM', async (_v, make) => {
+  test.each([
+    ['v1', handV1],
+    ['v2', handV2],
+  ])('every truncation of a %s stream is ESTREAM', async (_v, make) => {
     const full = make();
     for (let n = 0; n < full.length; n++) {
       const e = await decodeError(full.subarray(0, n));
@@ -123,13 +176,54 @@ describe('rbd diff codec', () => {
   const corrupt: Array<[string, () => Buffer, RegExp]> = [
     ['a bad banner', () => Buffer.concat([Buffer.from('rbd diff v3\n'), tag('e')]), /banner/],
     ['an unknown tag in v1', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('X'), le32(0), tag('e')]), /unknown record tag/],
-    ['a data record before the size', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('z'), le64(0), le64(512), tag('e')]), /before the size/],
-    ['a data record past the size', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), le64(4096), tag('z'), le64(4096), le64(512), tag('e')]), /past the image size/],
-    ['a metadata record after data', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), le64(4096), tag('z'), le64(0), le64(512), tag('s'), le64(8192), tag('e')]), /after data/],
-    ['a name longer than 4096 bytes', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('t'), le32(5000), Buffer.alloc(5000, 0x61), tag('e')]), /name is 5000 bytes/],
-    ['a v2 length that disagrees', () => Buffer.concat([Buffer.from('rbd diff v2\n'), tag('s'), le64(9), le64(4096), tag('e')]), /expected 8/],
-    ['a v2 data length that disagrees', () => Buffer.concat([Buffer.from('rbd diff v2\n'), tag('s'), le64(8), le64(4096), tag('w'), le64(16), le64(0), le64(3), Buffer.from([1, 2, 3]), tag('e')]), /expected 19/],
-    ['an offset beyond 2^53', () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), Buffer.alloc(8, 0xff), tag('e')]), /out of range/],
+    [
+      'a data record before the size',
+      () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('z'), le64(0), le64(512), tag('e')]),
+      /before the size/,
+    ],
+    [
+      'a data record past the size',
+      () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), le64(4096), tag('z'), le64(4096), le64(512), tag('e')]),
+      /past the image size/,
+    ],
+    [
+      'a metadata record after data',
+      () =>
+        Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), le64(4096), tag('z'), le64(0), le64(512), tag('s'), le64(8192), tag('e')]),
+      /after data/,
+    ],
+    [
+      'a name longer than 4096 bytes',
+      () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('t'), le32(5000), Buffer.alloc(5000, 0x61), tag('e')]),
+      /name is 5000 bytes/,
+    ],
+    [
+      'a v2 length that disagrees',
+      () => Buffer.concat([Buffer.from('rbd diff v2\n'), tag('s'), le64(9), le64(4096), tag('e')]),
+      /expected 8/,
+    ],
+    [
+      'a v2 data length that disagrees',
+      () =>
+        Buffer.concat([
+          Buffer.from('rbd diff v2\n'),
+          tag('s'),
+          le64(8),
+          le64(4096),
+          tag('w'),
+          le64(16),
+          le64(0),
+          le64(3),
+          Buffer.from([1, 2, 3]),
+          tag('e'),
+        ]),
+      /expected 19/,
+    ],
+    [
+      'an offset beyond 2^53',
+      () => Buffer.concat([Buffer.from('rbd diff v1\n'), tag('s'), Buffer.alloc(8, 0xff), tag('e')]),
+      /out of range/,
+    ],
   ];
   test.each(corrupt)('%s is ESTREAM', async (_what, make, pattern) => {
     const e = await decodeError(make());

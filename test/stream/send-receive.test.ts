@@ -74,37 +74,48 @@ function chain(seed: number): { pool: ThinPool; snaps: string[] } {
 }
 
 describe('send and receive', () => {
-  test.each([[1, 101], [2, 202], [1, 303]] as const)('an incremental chain of 10 snapshots (v%i, seed %i) comes back byte for byte, sharing what it can', async (version, seed) => {
-    const { pool: src, snaps } = chain(seed);
-    const dst = memPool();
-    let prev: string | undefined;
-    for (const s of snaps) {
-      // Through a real pipe (a PassThrough with a small buffer), as `send | receive` would run.
-      const pipe = new PassThrough({ highWaterMark: 16 * 1024 });
-      const sending = pipeline(Readable.from(sendStream(src, s, { from: prev, version, pieceBytes: 100_000 })), pipe);
-      const res = await receive(dst, s, pipe, { readOnly: true });
-      pipe.resume(); // nothing follows the end record: let the sending side finish
-      await sending;
-      expect(res.base).toBe(prev);
-      expect(res.toSnap).toBe(s);
-      expect(bytesOf(dst, s).equals(bytesOf(src, s)), s).toBe(true);
-      expect(dst.volume(s).readOnly).toBe(true);
-      if (prev !== undefined) {
-        // Blocks s maps apart from prev (its own new blocks): no more on the receiving side than on the sender.
-        const own = (p: ThinPool): number => p.diff(prev!, s).filter((r) => r.kind === 'different' || r.kind === 'right_only').reduce((n, r) => n + r.length, 0);
-        expect(own(dst), `${prev} -> ${s}`).toBeLessThanOrEqual(own(src));
+  test.each([
+    [1, 101],
+    [2, 202],
+    [1, 303],
+  ] as const)(
+    'an incremental chain of 10 snapshots (v%i, seed %i) comes back byte for byte, sharing what it can',
+    async (version, seed) => {
+      const { pool: src, snaps } = chain(seed);
+      const dst = memPool();
+      let prev: string | undefined;
+      for (const s of snaps) {
+        // Through a real pipe (a PassThrough with a small buffer), as `send | receive` would run.
+        const pipe = new PassThrough({ highWaterMark: 16 * 1024 });
+        const sending = pipeline(Readable.from(sendStream(src, s, { from: prev, version, pieceBytes: 100_000 })), pipe);
+        const res = await receive(dst, s, pipe, { readOnly: true });
+        pipe.resume(); // nothing follows the end record: let the sending side finish
+        await sending;
+        expect(res.base).toBe(prev);
+        expect(res.toSnap).toBe(s);
+        expect(bytesOf(dst, s).equals(bytesOf(src, s)), s).toBe(true);
+        expect(dst.volume(s).readOnly).toBe(true);
+        if (prev !== undefined) {
+          // Blocks s maps apart from prev (its own new blocks): no more on the receiving side than on the sender.
+          const own = (p: ThinPool): number =>
+            p
+              .diff(prev!, s)
+              .filter((r) => r.kind === 'different' || r.kind === 'right_only')
+              .reduce((n, r) => n + r.length, 0);
+          expect(own(dst), `${prev} -> ${s}`).toBeLessThanOrEqual(own(src));
+        }
+        prev = s;
       }
-      prev = s;
-    }
-    for (const s of snaps) expect(bytesOf(dst, s).equals(bytesOf(src, s)), s).toBe(true);
-    src.deleteSync('live');
-    src.commitSync();
-    expect(dst.status().dataBlocks.used).toBeLessThanOrEqual(src.status().dataBlocks.used);
-    dst.commitSync();
-    verifyMetadataDevice(dst.storage.metadata);
-    dst.closeSync();
-    src.closeSync();
-  });
+      for (const s of snaps) expect(bytesOf(dst, s).equals(bytesOf(src, s)), s).toBe(true);
+      src.deleteSync('live');
+      src.commitSync();
+      expect(dst.status().dataBlocks.used).toBeLessThanOrEqual(src.status().dataBlocks.used);
+      dst.commitSync();
+      verifyMetadataDevice(dst.storage.metadata);
+      dst.closeSync();
+      src.closeSync();
+    },
+  );
 
   test('full streams of every snapshot come back byte for byte, holes and zero blocks unprovisioned', async () => {
     const { pool: src, snaps } = chain(404);
@@ -120,7 +131,10 @@ describe('send and receive', () => {
         const b = bytesOf(dst, s);
         for (const e of dst.volume(s).map()) {
           for (let o = e.offsetBytes; o < e.offsetBytes + e.lengthBytes; o += BS) {
-            expect(b.subarray(o, Math.min(b.length, o + BS)).some((x) => x !== 0), `${s} block at ${o} is mapped zeros`).toBe(true);
+            expect(
+              b.subarray(o, Math.min(b.length, o + BS)).some((x) => x !== 0),
+              `${s} block at ${o} is mapped zeros`,
+            ).toBe(true);
           }
         }
       }
@@ -146,7 +160,10 @@ describe('send and receive', () => {
       orig(id, buf, off);
     };
     const plan = planSend(src, 'next', { from: 'base' });
-    expect(plan.ranges).toEqual([{ kind: 'write', offset: 5 * BS, length: BS }, { kind: 'zero', offset: 50 * BS, length: 2 * BS }]);
+    expect(plan.ranges).toEqual([
+      { kind: 'write', offset: 5 * BS, length: BS },
+      { kind: 'zero', offset: 50 * BS, length: 2 * BS },
+    ]);
     const stream = await collect(sendStream(src, 'next', { from: 'base' }));
     expect(reads).toEqual([5 * BS]);
     expect(stream.length).toBeLessThan(BS + 200);
@@ -180,7 +197,9 @@ describe('send and receive', () => {
     const rng = seededRng(5);
     const cuts = [0, 5, 12, 13, full.length - 1, ...Array.from({ length: 25 }, () => Math.floor(rng() * full.length))];
     for (const cut of cuts) {
-      await expect(receive(dst, 's5', [full.subarray(0, cut)]), `cut at ${cut}`).rejects.toSatisfy((e: unknown) => isThinpoolError(e, 'ESTREAM'));
+      await expect(receive(dst, 's5', [full.subarray(0, cut)]), `cut at ${cut}`).rejects.toSatisfy((e: unknown) =>
+        isThinpoolError(e, 'ESTREAM'),
+      );
       expect(dst.has('s5')).toBe(false);
       expect(view()).toBe(before);
       expect(dst.status().dataBlocks.used).toBe(used);
@@ -228,7 +247,10 @@ describe('send and receive', () => {
       p.createThinSync('half', { size: BS, labels: { [OWNER_LABEL]: RECEIVING_OWNER } }).writeSync(fill(100, 1), 0);
       p.createThinSync('kept', { size: BS });
     });
-    const ro = ThinPool.openStorage({ metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() }, { readOnly: true });
+    const ro = ThinPool.openStorage(
+      { metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() },
+      { readOnly: true },
+    );
     expect(ro.list().map((v) => v.name)).toEqual(['half', 'kept']);
     ro.closeSync();
     const rw = ThinPool.openStorage({ metadata: tpl.meta.snapshot(), data: tpl.data.snapshot(), catalog: tpl.catalog.clone() });
@@ -243,8 +265,14 @@ describe('send and receive', () => {
     src.createThinSync('img', { size: 3 * BS });
     src.volume('img').writeSync(fill(BS, 3), BS);
     const recs = [];
-    for await (const r of decodeDiff(sendStream(src, 'img'))) recs.push(r.type === 'write' ? { type: 'write', offset: r.offset, length: r.data.length } : r);
-    expect(recs).toEqual([{ type: 'to', name: 'img' }, { type: 'size', size: 3 * BS }, { type: 'write', offset: BS, length: BS }, { type: 'end' }]);
+    for await (const r of decodeDiff(sendStream(src, 'img')))
+      recs.push(r.type === 'write' ? { type: 'write', offset: r.offset, length: r.data.length } : r);
+    expect(recs).toEqual([
+      { type: 'to', name: 'img' },
+      { type: 'size', size: 3 * BS },
+      { type: 'write', offset: BS, length: BS },
+      { type: 'end' },
+    ]);
     src.closeSync();
   });
 });

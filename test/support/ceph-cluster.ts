@@ -56,8 +56,13 @@ export interface CephCluster {
 
 /** True when the Ceph daemons and tools are installed (see needTool: a failure under CI=true). */
 export function haveCeph(): boolean {
-  return needTool('ceph-mon', 'ceph-mon') && needTool('ceph-osd', 'ceph-osd') && needTool('ceph', 'ceph-common')
-    && needTool('ceph-authtool', 'ceph-common') && needTool('monmaptool', 'ceph-common');
+  return (
+    needTool('ceph-mon', 'ceph-mon') &&
+    needTool('ceph-osd', 'ceph-osd') &&
+    needTool('ceph', 'ceph-common') &&
+    needTool('ceph-authtool', 'ceph-common') &&
+    needTool('monmaptool', 'ceph-common')
+  );
 }
 
 function freePort(): Promise<number> {
@@ -103,7 +108,11 @@ async function waitGone(pid: number, timeoutMs: number): Promise<void> {
 
 function tail(file: string, lines = 15): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => !/^\s+\d+:/.test(l)).slice(-lines).join('\n');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => !/^\s+\d+:/.test(l))
+      .slice(-lines)
+      .join('\n');
   } catch {
     return '(no log)';
   }
@@ -182,7 +191,9 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
 
   const daemon = (cmd: string, args: string[]): ChildProcess => {
     const child = spawn(cmd, ['-c', conf, '-f', ...args], { stdio: 'ignore' });
-    child.on('error', () => { /* reported through the wait's timeout and the log */ });
+    child.on('error', () => {
+      /* reported through the wait's timeout and the log */
+    });
     child.unref();
     children.push(child);
     return child;
@@ -192,7 +203,9 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
       if (c.pid !== undefined && processRunning(c.pid)) {
         try {
           process.kill(c.pid, 'SIGKILL');
-        } catch { /* already gone */ }
+        } catch {
+          /* already gone */
+        }
       }
     }
     for (const c of children) if (c.pid !== undefined) await waitGone(c.pid, timeoutMs);
@@ -200,7 +213,9 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
 
   /** The epoch the OSD came up in, or -1 when the monitor has it down. */
   const osdUpFrom = async (): Promise<number> => {
-    const out = JSON.parse(await ceph(['osd', 'dump', '--format', 'json'])) as { osds: Array<{ osd: number; up: number; up_from: number }> };
+    const out = JSON.parse(await ceph(['osd', 'dump', '--format', 'json'])) as {
+      osds: Array<{ osd: number; up: number; up_from: number }>;
+    };
     const o = out.osds.find((x) => x.osd === osdId);
     return o !== undefined && o.up === 1 ? o.up_from : -1;
   };
@@ -231,7 +246,11 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
   try {
     const keyring = join(dir, 'keyring');
     await exec('ceph-authtool', ['--create-keyring', keyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *'], timeoutMs);
-    await exec('ceph-authtool', [keyring, '--gen-key', '-n', 'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *'], timeoutMs);
+    await exec(
+      'ceph-authtool',
+      [keyring, '--gen-key', '-n', 'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *'],
+      timeoutMs,
+    );
     const monmap = join(dir, 'monmap');
     await exec('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[v2:127.0.0.1:${v2},v1:127.0.0.1:${v1}]`, monmap], timeoutMs);
     await exec('ceph-mon', ['-c', conf, '--mkfs', '-i', 'a', '--monmap', monmap, '--keyring', keyring], timeoutMs);

@@ -142,7 +142,12 @@ export const RECORDED_RUNS: readonly RecordedRun[] = [
     tool: 'thin_delta',
     args: ['--verbose', '--snap1', '2', '--snap2', '3'],
   },
-  { file: '08-metadata-snap.thin_delta-m-1-3.txt', fixture: '08-metadata-snap', tool: 'thin_delta', args: ['-m', '--snap1', '1', '--snap2', '3'] },
+  {
+    file: '08-metadata-snap.thin_delta-m-1-3.txt',
+    fixture: '08-metadata-snap',
+    tool: 'thin_delta',
+    args: ['-m', '--snap1', '1', '--snap2', '3'],
+  },
 ];
 
 /** The parts of a recorded run (see `formatRun` in oracle.ts). */

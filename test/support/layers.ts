@@ -31,9 +31,21 @@ export const LAYERS: Array<{ name: string; files: string[] }> = [
   {
     name: 'thin metadata',
     files: [
-      'thin/block-time.ts', 'thin/device-details.ts', 'thin/superblock.ts', 'thin/metadata-inspect.ts', 'thin/metadata-engine.ts', 'thin/mapping-cache.ts',
-      'thin/metadata.ts', 'thin/check-state.ts', 'thin/check-space-maps.ts', 'thin/check.ts', 'thin/dump.ts',
-      'thin/restore.ts', 'thin/thin-xml.ts', 'thin/xml-bytes.ts', 'thin/usage.ts',
+      'thin/block-time.ts',
+      'thin/device-details.ts',
+      'thin/superblock.ts',
+      'thin/metadata-inspect.ts',
+      'thin/metadata-engine.ts',
+      'thin/mapping-cache.ts',
+      'thin/metadata.ts',
+      'thin/check-state.ts',
+      'thin/check-space-maps.ts',
+      'thin/check.ts',
+      'thin/dump.ts',
+      'thin/restore.ts',
+      'thin/thin-xml.ts',
+      'thin/xml-bytes.ts',
+      'thin/usage.ts',
     ],
   },
   { name: 'pool and volumes', files: ['thin/'] },
@@ -83,7 +95,11 @@ function sourceFiles(dir: string): string[] {
 export function importsOf(text: string): string[] {
   const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
   const out: string[] = [];
-  const patterns = [/\b(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g];
+  const patterns = [
+    /\b(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*['"]([^'"]+)['"]/g,
+    /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
   for (const re of patterns) for (const m of code.matchAll(re)) if (m[1].startsWith('.')) out.push(m[1]);
   return out;
 }
@@ -102,10 +118,19 @@ export function checkTree(srcDir: string, oversized: Record<string, number> = {}
       out.push({ kind: 'size', file: rel, message: `${rel} has ${lines} lines (limit ${MAX_LINES}): split it by concept` });
     }
     if (!opensWithContract(text)) {
-      out.push({ kind: 'contract', file: rel, message: `${rel} does not open with its contract: start it with a comment saying what it owns and promises` });
+      out.push({
+        kind: 'contract',
+        file: rel,
+        message: `${rel} does not open with its contract: start it with a comment saying what it owns and promises`,
+      });
     }
     const from = layerOf(rel);
-    if (from < 0) out.push({ kind: 'unplaced', file: rel, message: `${rel} is in no layer: place it in LAYERS (test/support/layers.ts) and docs/architecture.md` });
+    if (from < 0)
+      out.push({
+        kind: 'unplaced',
+        file: rel,
+        message: `${rel} is in no layer: place it in LAYERS (test/support/layers.ts) and docs/architecture.md`,
+      });
     const targets: string[] = [];
     for (const spec of importsOf(text)) {
       const target = posix.normalize(posix.join(dirname(rel), spec)).replace(/\.js$/, '.ts');
@@ -114,13 +139,21 @@ export function checkTree(srcDir: string, oversized: Record<string, number> = {}
       targets.push(resolved);
       const to = layerOf(resolved);
       if (from >= 0 && to > from) {
-        out.push({ kind: 'layer', file: rel, message: `${rel} (${LAYERS[from].name}) imports ${resolved} (${LAYERS[to].name}), a higher layer` });
+        out.push({
+          kind: 'layer',
+          file: rel,
+          message: `${rel} (${LAYERS[from].name}) imports ${resolved} (${LAYERS[to].name}), a higher layer`,
+        });
       }
     }
     edges.set(rel, targets);
   }
   for (const cycle of cycles(edges)) {
-    out.push({ kind: 'cycle', file: cycle[0], message: `import cycle among ${cycle.join(', ')}: make one of them depend on an interface instead` });
+    out.push({
+      kind: 'cycle',
+      file: cycle[0],
+      message: `import cycle among ${cycle.join(', ')}: make one of them depend on an interface instead`,
+    });
   }
   return out;
 }

@@ -13,8 +13,14 @@ import type { ThinPool } from '../../src/thin/pool.js';
 import type { Rng } from './rng.js';
 export type { Rng };
 
-interface ModelMapping { token: number; time: number }
-interface VolumeSpace { snapshottedTime: number; map: Map<number, ModelMapping> }
+interface ModelMapping {
+  token: number;
+  time: number;
+}
+interface VolumeSpace {
+  snapshottedTime: number;
+  map: Map<number, ModelMapping>;
+}
 
 export class PoolModel {
   volumes = new Map<string, Uint8Array>();
@@ -55,7 +61,9 @@ export class PoolModel {
     const bs = this.blockSize;
     if (bs === 0) return;
     switch (o.op) {
-      case 'create': this.space.set(o.name, { snapshottedTime: this.time, map: new Map() }); break;
+      case 'create':
+        this.space.set(o.name, { snapshottedTime: this.time, map: new Map() });
+        break;
       case 'snapshot': {
         const origin = this.space.get(o.origin)!;
         origin.snapshottedTime = ++this.time;
@@ -78,7 +86,9 @@ export class PoolModel {
         for (const v of [...map.keys()]) if (v >= firstFull && v < endFull) map.delete(v);
         break;
       }
-      case 'delete': this.space.delete(o.name); break;
+      case 'delete':
+        this.space.delete(o.name);
+        break;
       case 'resize':
         if (o.size < oldSize) {
           const map = this.space.get(o.name)!.map;
@@ -88,7 +98,8 @@ export class PoolModel {
           this.zero(o.name, oldSize, Math.min(o.size, Math.ceil(oldSize / bs) * bs) - oldSize);
         }
         break;
-      case 'commit': break;
+      case 'commit':
+        break;
     }
   }
 
@@ -127,13 +138,13 @@ export function randomOp(rng: Rng, m: PoolModel, blockSize: number): Op {
   const pick = () => names[Math.floor(rng() * names.length)];
   const r = rng();
   if (names.length === 0 || (r < 0.08 && names.length < 8)) {
-    return { op: 'create', name: `v${nameCounter++}`, size: (1 + Math.floor(rng() * 16)) * blockSize / 4 };
+    return { op: 'create', name: `v${nameCounter++}`, size: ((1 + Math.floor(rng() * 16)) * blockSize) / 4 };
   }
   if (r < 0.18 && names.length < 8) return { op: 'snapshot', origin: pick(), name: `v${nameCounter++}` };
   if (r < 0.22 && names.length > 1) return { op: 'delete', name: pick() };
   if (r < 0.26) {
     const name = pick();
-    return { op: 'resize', name, size: Math.max(512, Math.floor(rng() * 5 * blockSize / 512) * 512) };
+    return { op: 'resize', name, size: Math.max(512, Math.floor((rng() * 5 * blockSize) / 512) * 512) };
   }
   if (r < 0.34) {
     const name = pick();
@@ -152,11 +163,21 @@ export function randomOp(rng: Rng, m: PoolModel, blockSize: number): Op {
 export function applyToModel(m: PoolModel, o: Op): void {
   m.applySpace(o, o.op === 'resize' ? m.volumes.get(o.name)!.length : 0);
   switch (o.op) {
-    case 'create': m.volumes.set(o.name, new Uint8Array(o.size)); break;
-    case 'snapshot': m.volumes.set(o.name, m.volumes.get(o.origin)!.slice()); break;
-    case 'write': m.volumes.get(o.name)!.set(fill(o.length, o.seed), o.offset); break;
-    case 'discard': m.volumes.get(o.name)!.fill(0, o.offset, o.offset + o.length); break;
-    case 'delete': m.volumes.delete(o.name); break;
+    case 'create':
+      m.volumes.set(o.name, new Uint8Array(o.size));
+      break;
+    case 'snapshot':
+      m.volumes.set(o.name, m.volumes.get(o.origin)!.slice());
+      break;
+    case 'write':
+      m.volumes.get(o.name)!.set(fill(o.length, o.seed), o.offset);
+      break;
+    case 'discard':
+      m.volumes.get(o.name)!.fill(0, o.offset, o.offset + o.length);
+      break;
+    case 'delete':
+      m.volumes.delete(o.name);
+      break;
     case 'resize': {
       const old = m.volumes.get(o.name)!;
       const n = new Uint8Array(o.size);
@@ -164,25 +185,44 @@ export function applyToModel(m: PoolModel, o: Op): void {
       m.volumes.set(o.name, n);
       break;
     }
-    case 'commit': break;
+    case 'commit':
+      break;
   }
 }
 
 export function applyToPool(p: ThinPool, o: Op): void {
   switch (o.op) {
-    case 'create': p.createThinSync(o.name, { size: o.size }); break;
-    case 'snapshot': p.snapshotSync(o.origin, o.name); break;
-    case 'write': p.volume(o.name).writeSync(fill(o.length, o.seed), o.offset); break;
-    case 'discard': p.volume(o.name).discardSync(o.offset, o.length); break;
-    case 'delete': p.deleteSync(o.name); break;
-    case 'resize': p.resizeSync(o.name, o.size); break;
-    case 'commit': p.commitSync(); break;
+    case 'create':
+      p.createThinSync(o.name, { size: o.size });
+      break;
+    case 'snapshot':
+      p.snapshotSync(o.origin, o.name);
+      break;
+    case 'write':
+      p.volume(o.name).writeSync(fill(o.length, o.seed), o.offset);
+      break;
+    case 'discard':
+      p.volume(o.name).discardSync(o.offset, o.length);
+      break;
+    case 'delete':
+      p.deleteSync(o.name);
+      break;
+    case 'resize':
+      p.resizeSync(o.name, o.size);
+      break;
+    case 'commit':
+      p.commitSync();
+      break;
   }
 }
 
 /** The pool's volumes equal the model's, byte for byte. */
 export function expectPoolEquals(p: ThinPool, m: PoolModel): void {
-  const names = p.list().map((v) => v.name).filter((n): n is string => n !== undefined).sort();
+  const names = p
+    .list()
+    .map((v) => v.name)
+    .filter((n): n is string => n !== undefined)
+    .sort();
   expect(names).toEqual([...m.volumes.keys()].sort());
   for (const [name, bytes] of m.volumes) {
     const v = p.volume(name);
@@ -214,7 +254,10 @@ export function expectSpaceEquals(p: ThinPool, m: PoolModel): void {
     let exclusive = 0;
     for (const mm of vol!.map.values()) if (refs.get(mm.token) === 1) exclusive++;
     expect({ name, mapped: info.mappedBytes, exclusive: info.exclusiveBytes, shared: info.sharedBytes }).toEqual({
-      name, mapped: vol!.map.size * bs, exclusive: exclusive * bs, shared: (vol!.map.size - exclusive) * bs,
+      name,
+      mapped: vol!.map.size * bs,
+      exclusive: exclusive * bs,
+      shared: (vol!.map.size - exclusive) * bs,
     });
     const seen = new Set<number>();
     p.metadata.forEachMapping(info.id, (v, d) => {
@@ -223,7 +266,8 @@ export function expectSpaceEquals(p: ThinPool, m: PoolModel): void {
       if (mm === undefined) expect.fail(`volume ${name} maps block ${v} (data block ${d}), the model does not`);
       const known = m.tokenBlock.get(mm.token);
       if (known === undefined) m.tokenBlock.set(mm.token, d);
-      else if (known !== d) expect.fail(`volume ${name} block ${v}: the model keeps it in place on data block ${known}, the pool moved it to ${d}`);
+      else if (known !== d)
+        expect.fail(`volume ${name} block ${v}: the model keeps it in place on data block ${known}, the pool moved it to ${d}`);
       const other = blockToken.get(d);
       if (other === undefined) blockToken.set(d, mm.token);
       else if (other !== mm.token) expect.fail(`volume ${name} block ${v}: data block ${d} holds two different model blocks`);
@@ -236,7 +280,9 @@ import type { BlockDevice } from '../../src/io/block-device.js';
 /** A view of dev whose close() does nothing, so a test can close a pool and open it again on the same bytes. */
 export function keepOpen(dev: BlockDevice): BlockDevice {
   return {
-    get sizeBytes() { return dev.sizeBytes; },
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
     read: (b, o) => dev.read(b, o),
     write: (b, o) => dev.write(b, o),
     flush: () => dev.flush(),

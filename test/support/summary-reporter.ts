@@ -37,8 +37,7 @@ export function countResults(
       else if (state === 'skipped') {
         c.skipped++;
         skippedNames.push(`${relative(process.cwd(), mod.moduleId)} > ${test.fullName}`);
-      }
-      else c.failed++; // 'failed', or 'pending' in an interrupted run
+      } else c.failed++; // 'failed', or 'pending' in an interrupted run
     }
     if (mod.errors().length > 0) c.failed++;
     for (const suite of mod.children.allSuites()) {
@@ -58,11 +57,7 @@ export function formatSummary(c: SummaryCounts): string {
 }
 
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(
-    testModules: ReadonlyArray<TestModule>,
-    unhandledErrors: ReadonlyArray<SerializedError>,
-    _reason: TestRunEndReason,
-  ): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError>, _reason: TestRunEndReason): void {
     const skipped: string[] = [];
     const c = countResults(testModules, unhandledErrors, skipped);
     if (process.env.CI === 'true' && c.skipped > 0) {

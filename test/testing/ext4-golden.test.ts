@@ -26,7 +26,11 @@ function makeGoldenImage(): string {
   const blob = Buffer.alloc(3 * 1024 * 1024);
   for (let i = 0; i < blob.length; i++) blob[i] = (i * 7 + (i >> 12)) & 0xff;
   writeFileSync(join(src, 'data', 'blob.bin'), blob);
-  const r = spawnSync(toolPath('mkfs.ext4'), ['-q', '-F', '-t', 'ext4', '-b', '4096', '-E', 'root_owner=0:0', '-d', src, imagePath, '64M'], { encoding: 'utf8' });
+  const r = spawnSync(
+    toolPath('mkfs.ext4'),
+    ['-q', '-F', '-t', 'ext4', '-b', '4096', '-E', 'root_owner=0:0', '-d', src, imagePath, '64M'],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`mkfs.ext4 failed: ${r.stderr}`);
   return imagePath;
 }
@@ -42,7 +46,10 @@ type Fs = {
   symlink(target: string, p: string): Promise<void>;
   readlink(p: string): Promise<string>;
   stat(p: string): Promise<{ size: number }>;
-  open(p: string, flags: string): Promise<{ write(b: Uint8Array, o: number, l: number, pos: number): Promise<unknown>; close(): Promise<void> }>;
+  open(
+    p: string,
+    flags: string,
+  ): Promise<{ write(b: Uint8Array, o: number, l: number, pos: number): Promise<unknown>; close(): Promise<void> }>;
   trim(): Promise<void>;
 };
 

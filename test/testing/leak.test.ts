@@ -34,7 +34,9 @@ describe.each([
     }
     const ms = performance.now() - t0;
     const end = store.usage();
-    console.log(`${kind}: ${CYCLES} cycles in ${ms.toFixed(0)} ms (${((ms * 1000) / CYCLES).toFixed(1)} us/cycle); start ${JSON.stringify(start)} end ${JSON.stringify(end)}`);
+    console.log(
+      `${kind}: ${CYCLES} cycles in ${ms.toFixed(0)} ms (${((ms * 1000) / CYCLES).toFixed(1)} us/cycle); start ${JSON.stringify(start)} end ${JSON.stringify(end)}`,
+    );
     expect(end).toEqual(start);
     expect(peakData).toBe(start.dataBlocks);
     expect(store.pool.list().map((v) => v.name)).toEqual(['golden']);

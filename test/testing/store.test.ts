@@ -5,8 +5,15 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import {
-  GoldenStore, createVolumeReadStream, createVolumeWriteStream, exportVolumeSync, goldenSuite, randomAccess,
-  volumeDigest, VolumeDisk, type Fork,
+  GoldenStore,
+  createVolumeReadStream,
+  createVolumeWriteStream,
+  exportVolumeSync,
+  goldenSuite,
+  randomAccess,
+  volumeDigest,
+  VolumeDisk,
+  type Fork,
 } from '../../src/testing/index.js';
 import { verifyMetadataDevice, verifyMetadataFile } from '../support/pool-check.js';
 
@@ -56,7 +63,11 @@ describe.each(kinds)('%s store', (kind, make) => {
     expect(g.sizeBytes).toBe(Math.ceil(bytes.length / 512) * 512);
     expect(g.volume.readOnly).toBe(true);
     // blocks 0, 16 and 17 (the 70 KiB piece at 1 MiB + 3 crosses into the next 64 KiB block), 64 (the tail)
-    expect(g.volume.map().map((e) => [e.offsetBytes / (64 * KiB), e.lengthBytes / (64 * KiB)])).toEqual([[0, 1], [16, 2], [64, 1]]);
+    expect(g.volume.map().map((e) => [e.offsetBytes / (64 * KiB), e.lengthBytes / (64 * KiB)])).toEqual([
+      [0, 1],
+      [16, 2],
+      [64, 1],
+    ]);
     const full = Buffer.alloc(bytes.length);
     g.volume.readSync(full, 0);
     expect(full.equals(bytes)).toBe(true);
@@ -141,68 +152,77 @@ describe('adapters', () => {
     await fn(f, store);
   }
 
-  test('read and write streams at an offset', () => withFork(async (f) => {
-    const data = pattern(2 * MiB + 17, 6);
-    await pipeline(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), createVolumeWriteStream(f, { start: 12345, flush: true }));
-    const chunks: Buffer[] = [];
-    for await (const c of createVolumeReadStream(f, { start: 12345, end: 12345 + data.length - 1, highWaterMark: 256 * KiB })) chunks.push(c as Buffer);
-    expect(Buffer.concat(chunks).equals(data)).toBe(true);
-    const all: Buffer[] = [];
-    for await (const c of createVolumeReadStream(f)) all.push(c as Buffer);
-    expect(Buffer.concat(all).length).toBe(4 * MiB);
-    await expect(pipeline(Readable.from([Buffer.alloc(10)]), createVolumeWriteStream(f, { start: 4 * MiB - 5 }))).rejects.toThrow(/beyond the end/);
-  }));
+  test('read and write streams at an offset', () =>
+    withFork(async (f) => {
+      const data = pattern(2 * MiB + 17, 6);
+      await pipeline(
+        Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
+        createVolumeWriteStream(f, { start: 12345, flush: true }),
+      );
+      const chunks: Buffer[] = [];
+      for await (const c of createVolumeReadStream(f, { start: 12345, end: 12345 + data.length - 1, highWaterMark: 256 * KiB }))
+        chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+      const all: Buffer[] = [];
+      for await (const c of createVolumeReadStream(f)) all.push(c as Buffer);
+      expect(Buffer.concat(all).length).toBe(4 * MiB);
+      await expect(pipeline(Readable.from([Buffer.alloc(10)]), createVolumeWriteStream(f, { start: 4 * MiB - 5 }))).rejects.toThrow(
+        /beyond the end/,
+      );
+    }));
 
-  test('random-access-storage style object', () => withFork(async (f) => {
-    const ras = randomAccess(f);
-    const call = <T>(fn: (cb: (err: Error | null, v?: T) => void) => void) =>
-      new Promise<T>((res, rej) => fn((err, v) => (err ? rej(err) : res(v as T))));
-    let sync = true;
-    const p = call<void>((cb) => ras.write(5, Buffer.from('abcdef'), cb));
-    sync = false;
-    await p;
-    expect(sync).toBe(false);
-    expect(ras.opened).toBe(true);
-    expect((await call<Buffer>((cb) => ras.read(5, 6, cb))).toString()).toBe('abcdef');
-    expect(await call<{ size: number }>((cb) => ras.stat(cb))).toEqual({ size: 4 * MiB });
-    await expect(call<Buffer>((cb) => ras.read(4 * MiB - 2, 4, cb))).rejects.toThrow(/Could not satisfy length/);
-    await call<void>((cb) => ras.del(0, 128 * KiB, cb));
-    expect((await call<Buffer>((cb) => ras.read(0, 128 * KiB, cb))).every((b) => b === 0)).toBe(true);
-    await call<void>((cb) => ras.truncate(2 * MiB, cb));
-    expect(await call<{ size: number }>((cb) => ras.stat(cb))).toEqual({ size: 2 * MiB });
-    await call<void>((cb) => ras.unlink(cb));
-    expect(f.disposed).toBe(true);
-    expect(ras.closed).toBe(true);
-    await expect(call<Buffer>((cb) => ras.read(0, 1, cb))).rejects.toThrow(/Closed/);
-  }));
+  test('random-access-storage style object', () =>
+    withFork(async (f) => {
+      const ras = randomAccess(f);
+      const call = <T>(fn: (cb: (err: Error | null, v?: T) => void) => void) =>
+        new Promise<T>((res, rej) => fn((err, v) => (err ? rej(err) : res(v as T))));
+      let sync = true;
+      const p = call<void>((cb) => ras.write(5, Buffer.from('abcdef'), cb));
+      sync = false;
+      await p;
+      expect(sync).toBe(false);
+      expect(ras.opened).toBe(true);
+      expect((await call<Buffer>((cb) => ras.read(5, 6, cb))).toString()).toBe('abcdef');
+      expect(await call<{ size: number }>((cb) => ras.stat(cb))).toEqual({ size: 4 * MiB });
+      await expect(call<Buffer>((cb) => ras.read(4 * MiB - 2, 4, cb))).rejects.toThrow(/Could not satisfy length/);
+      await call<void>((cb) => ras.del(0, 128 * KiB, cb));
+      expect((await call<Buffer>((cb) => ras.read(0, 128 * KiB, cb))).every((b) => b === 0)).toBe(true);
+      await call<void>((cb) => ras.truncate(2 * MiB, cb));
+      expect(await call<{ size: number }>((cb) => ras.stat(cb))).toEqual({ size: 2 * MiB });
+      await call<void>((cb) => ras.unlink(cb));
+      expect(f.disposed).toBe(true);
+      expect(ras.closed).toBe(true);
+      await expect(call<Buffer>((cb) => ras.read(0, 1, cb))).rejects.toThrow(/Closed/);
+    }));
 
-  test('file-disk Disk: read, write, discard unmaps, flush', () => withFork(async (f, store) => {
-    const goldenDigest = volumeDigest(f.golden);
-    const disk = new VolumeDisk(f);
-    expect(await disk.getCapacity()).toBe(4 * MiB);
-    const buf = Buffer.alloc(300 * KiB);
-    await disk.read(buf, 0, buf.length, 100);
-    expect(buf.equals(pattern(300 * KiB, 5))).toBe(true);
-    await disk.write(Buffer.from('xyz'), 0, 3, 2 * MiB);
-    const three = Buffer.alloc(3);
-    f.readSync(three, 2 * MiB);
-    expect(three.toString()).toBe('xyz');
-    const mappedBefore = f.volume.map().length;
-    expect(mappedBefore).toBeGreaterThan(0);
-    await disk.discard(0, 4 * MiB);
-    expect(f.volume.map()).toEqual([]);
-    await disk.flush();
-    // a golden gives a read-only Disk: writes are dropped, as file-disk does
-    const gdisk = new VolumeDisk(f.golden);
-    expect(gdisk.readOnly).toBe(true);
-    await gdisk.write(Buffer.from('no'), 0, 2, 0);
-    await gdisk.discard(0, MiB);
-    expect(volumeDigest(f.golden)).toBe(goldenDigest);
-    const first = Buffer.alloc(2);
-    f.golden.volume.readSync(first, 100);
-    expect(first.equals(pattern(2, 5))).toBe(true);
-    expect(store.liveForks).toBe(1);
-  }));
+  test('file-disk Disk: read, write, discard unmaps, flush', () =>
+    withFork(async (f, store) => {
+      const goldenDigest = volumeDigest(f.golden);
+      const disk = new VolumeDisk(f);
+      expect(await disk.getCapacity()).toBe(4 * MiB);
+      const buf = Buffer.alloc(300 * KiB);
+      await disk.read(buf, 0, buf.length, 100);
+      expect(buf.equals(pattern(300 * KiB, 5))).toBe(true);
+      await disk.write(Buffer.from('xyz'), 0, 3, 2 * MiB);
+      const three = Buffer.alloc(3);
+      f.readSync(three, 2 * MiB);
+      expect(three.toString()).toBe('xyz');
+      const mappedBefore = f.volume.map().length;
+      expect(mappedBefore).toBeGreaterThan(0);
+      await disk.discard(0, 4 * MiB);
+      expect(f.volume.map()).toEqual([]);
+      await disk.flush();
+      // a golden gives a read-only Disk: writes are dropped, as file-disk does
+      const gdisk = new VolumeDisk(f.golden);
+      expect(gdisk.readOnly).toBe(true);
+      await gdisk.write(Buffer.from('no'), 0, 2, 0);
+      await gdisk.discard(0, MiB);
+      expect(volumeDigest(f.golden)).toBe(goldenDigest);
+      const first = Buffer.alloc(2);
+      f.golden.volume.readSync(first, 100);
+      expect(first.equals(pattern(2, 5))).toBe(true);
+      expect(store.liveForks).toBe(1);
+    }));
 });
 
 describe('goldenSuite (runner-agnostic)', () => {
@@ -210,7 +230,14 @@ describe('goldenSuite (runner-agnostic)', () => {
     const dir = tmp();
     const { path, bytes } = makeImage(dir);
     let made = 0;
-    const suite = goldenSuite({ image: () => { made++; return path; }, store: 'temp', size: 128 * MiB });
+    const suite = goldenSuite({
+      image: () => {
+        made++;
+        return path;
+      },
+      store: 'temp',
+      size: 128 * MiB,
+    });
     await Promise.all([suite.setup(), suite.setup()]);
     expect(made).toBe(1);
     const r = await suite.withFork(async (f) => {
@@ -218,7 +245,11 @@ describe('goldenSuite (runner-agnostic)', () => {
       return f.name;
     });
     expect(suite.store.pool.has(r)).toBe(false);
-    await expect(suite.withFork(() => { throw new Error('boom'); })).rejects.toThrow('boom');
+    await expect(
+      suite.withFork(() => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     expect(suite.store.liveForks).toBe(0);
     const left = suite.fork();
     const buf = Buffer.alloc(bytes.length);

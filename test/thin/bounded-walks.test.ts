@@ -180,7 +180,8 @@ describe('streamed XML parse and restore', () => {
   });
 
   test('errors are the same wherever the input is cut', () => {
-    const good = '<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="100">\n  <device dev_id="1" mapped_blocks="1" transaction="1" creation_time="0" snap_time="0">\n';
+    const good =
+      '<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="100">\n  <device dev_id="1" mapped_blocks="1" transaction="1" creation_time="0" snap_time="0">\n';
     for (const bad of [
       `${good}    <single_mapping origin_block="1" data_block="100" time="0"/>\n  </device>\n</superblock>\n`,
       `${good}    <single_mapping origin_block="x" data_block="1" time="0"/>\n  </device>\n</superblock>\n`,
@@ -203,10 +204,14 @@ describe('streamed XML parse and restore', () => {
       const b = new MemoryDevice(16 * MiB);
       const pieces = Array.from({ length: Math.ceil(xml.length / 997) }, (_, i) => xml.slice(i * 997, (i + 1) * 997));
       let k = 1;
-      const stats = restoreMetadataStream((s) => {
-        expect(s).toEqual({ nrDataBlocks: sb.nrDataBlocks, dataBlockSize: sb.dataBlockSize });
-        return b;
-      }, pieces[0], () => (k < pieces.length ? pieces[k++] : null));
+      const stats = restoreMetadataStream(
+        (s) => {
+          expect(s).toEqual({ nrDataBlocks: sb.nrDataBlocks, dataBlockSize: sb.dataBlockSize });
+          return b;
+        },
+        pieces[0],
+        () => (k < pieces.length ? pieces[k++] : null),
+      );
       const mdA = ThinMetadata.open(a, { readOnly: true });
       const mdB = ThinMetadata.open(b, { readOnly: true });
       expect(formatThinDumpXml(dumpMetadata(mdB))).toBe(formatThinDumpXml(dumpMetadata(mdA)));
@@ -218,8 +223,15 @@ describe('streamed XML parse and restore', () => {
 
 test('the checker counts a data block shared by 300 devices exactly (past its one-byte counters)', () => {
   const devices: XmlDevice[] = Array.from({ length: 300 }, (_, i) => ({
-    devId: i, mappedBlocks: 2, transaction: 0, creationTime: 0, snapTime: 0,
-    mappings: [{ vblock: 0, dblock: 7, length: 1, time: 0 }, { vblock: 1, dblock: 8 + (i % 3), length: 1, time: 0 }],
+    devId: i,
+    mappedBlocks: 2,
+    transaction: 0,
+    creationTime: 0,
+    snapTime: 0,
+    mappings: [
+      { vblock: 0, dblock: 7, length: 1, time: 0 },
+      { vblock: 1, dblock: 8 + (i % 3), length: 1, time: 0 },
+    ],
   }));
   const sb: XmlSuperblock = { uuid: '', time: 0, transaction: 1, flags: 0, version: 2, dataBlockSize: 128, nrDataBlocks: 100, devices };
   const dev = new MemoryDevice(16 * MiB);

@@ -43,7 +43,13 @@ function setU64(buf: Uint8Array, off: number, v: number): void {
 }
 
 /** Rewrite block b after `edit` changed it, with a correct checksum for `salt` (computed by the WASM core). */
-function patchBlock(md: ThinMetadata, dev: BlockDevice, b: number, salt: number, edit: (buf: Uint8Array, core: ThinMetadata['core'], addr: number) => void): void {
+function patchBlock(
+  md: ThinMetadata,
+  dev: BlockDevice,
+  b: number,
+  salt: number,
+  edit: (buf: Uint8Array, core: ThinMetadata['core'], addr: number) => void,
+): void {
   const core = ThinMetadata.internals(md).core;
   const addr = core.scratch;
   core.u8.set(readBlock(dev, b), addr);

@@ -28,9 +28,17 @@ function recordingDevice(blocks: number, opts: { copy?: boolean; async?: boolean
   const calls: Calls = { reads: [], writes: [], copies: [], asyncReads: [], asyncWrites: [] };
   const wrapped: BlockDevice & Record<string, unknown> = {
     ...keepOpen(dev),
-    get sizeBytes() { return dev.sizeBytes; },
-    read: (b: Uint8Array, o: number) => { calls.reads.push([o, b.length]); dev.read(b, o); },
-    write: (b: Uint8Array, o: number) => { calls.writes.push([o, b.length]); dev.write(b, o); },
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    read: (b: Uint8Array, o: number) => {
+      calls.reads.push([o, b.length]);
+      dev.read(b, o);
+    },
+    write: (b: Uint8Array, o: number) => {
+      calls.writes.push([o, b.length]);
+      dev.write(b, o);
+    },
   };
   if (opts.copy) {
     wrapped.copyWithin = (src: number, dst: number, len: number): CopyPath => {
@@ -43,10 +51,20 @@ function recordingDevice(blocks: number, opts: { copy?: boolean; async?: boolean
   }
   if (opts.async) {
     // Applied at once (issue order), completed later: what the pool sees of a network device.
-    wrapped.readAsync = (b: Uint8Array, o: number) => { calls.asyncReads.push([o, b.length]); dev.read(b, o); return Promise.resolve(); };
-    wrapped.writeAsync = (b: Uint8Array, o: number) => { calls.asyncWrites.push([o, b.length]); dev.write(b.slice(), o); return Promise.resolve(); };
+    wrapped.readAsync = (b: Uint8Array, o: number) => {
+      calls.asyncReads.push([o, b.length]);
+      dev.read(b, o);
+      return Promise.resolve();
+    };
+    wrapped.writeAsync = (b: Uint8Array, o: number) => {
+      calls.asyncWrites.push([o, b.length]);
+      dev.write(b.slice(), o);
+      return Promise.resolve();
+    };
   }
-  const clear = () => { for (const k of Object.keys(calls) as Array<keyof Calls>) calls[k].length = 0; };
+  const clear = () => {
+    for (const k of Object.keys(calls) as Array<keyof Calls>) calls[k].length = 0;
+  };
   return { dev, wrapped, calls, clear };
 }
 
@@ -76,7 +94,12 @@ test('a run of virtual blocks on consecutive data blocks is one device read, and
   v.writeSync(content, 2 * BS); // virtual 2..5 on data blocks d..d+3, one device write each
   const d = v.map()[0]!.dblock;
   expect(v.map()).toEqual([{ offsetBytes: 2 * BS, lengthBytes: 4 * BS, dblock: d }]);
-  expect(blocksOf(data.calls.writes)).toEqual([[d, 1], [d + 1, 1], [d + 2, 1], [d + 3, 1]]);
+  expect(blocksOf(data.calls.writes)).toEqual([
+    [d, 1],
+    [d + 1, 1],
+    [d + 2, 1],
+    [d + 3, 1],
+  ]);
 
   // Reading from the middle of the first block to the middle of the last: one device read for the run.
   data.clear();
@@ -106,7 +129,11 @@ test('a run of virtual blocks on consecutive data blocks is one device read, and
   v.writeSync(fill(BS, 5), 6 * BS); // v's virtual 6 on d + 6: after 5 (on d + 3) but not consecutive
   data.clear();
   const all = read(v, 2 * BS, 6 * BS);
-  expect(blocksOf(data.calls.reads)).toEqual([[d, 4], [d + 6, 1], [d + 5, 1]]);
+  expect(blocksOf(data.calls.reads)).toEqual([
+    [d, 4],
+    [d + 6, 1],
+    [d + 5, 1],
+  ]);
   expect(Buffer.compare(all.subarray(4 * BS, 5 * BS), fill(BS, 5))).toBe(0);
   expect(Buffer.compare(all.subarray(5 * BS), fill(BS, 4))).toBe(0);
   pool.closeSync();
@@ -124,7 +151,10 @@ test('a write into shared blocks copies each whole block to a new one first, and
   // is written whole without a copy.
   const part = fill(BS + 200, 2);
   v.writeSync(part, BS - 100);
-  expect(v.map().every((e) => e.dblock >= d + 3), 'every written block moved off the shared ones').toBe(true);
+  expect(
+    v.map().every((e) => e.dblock >= d + 3),
+    'every written block moved off the shared ones',
+  ).toBe(true);
   expect(data.calls.copies.length).toBe(2);
   for (const [src, dst, len] of data.calls.copies) {
     expect(len).toBe(BS);
@@ -132,7 +162,10 @@ test('a write into shared blocks copies each whole block to a new one first, and
     expect(dst % BS).toBe(0);
     expect([d, d + 1, d + 2]).toContain(src / BS);
   }
-  expect(data.calls.writes.some(([o]) => o >= d * BS && o < (d + 3) * BS), 'no write lands on a shared block').toBe(false);
+  expect(
+    data.calls.writes.some(([o]) => o >= d * BS && o < (d + 3) * BS),
+    'no write lands on a shared block',
+  ).toBe(false);
   // The volume reads the old bytes around the write and the new ones inside it; the snapshot still reads the old.
   const want = before.slice();
   want.set(part, BS - 100);
@@ -183,7 +216,11 @@ test('on an asynchronous device, reads and in-place writes are requests in fligh
   const next = fill(2 * BS, 2);
   await v.write(next, BS / 2); // in place over three mapped blocks: one request per block, in flight
   expect(data.calls.writes).toEqual([]);
-  expect(data.calls.asyncWrites).toEqual([[d * BS + BS / 2, BS / 2], [(d + 1) * BS, BS], [(d + 2) * BS, BS / 2]]);
+  expect(data.calls.asyncWrites).toEqual([
+    [d * BS + BS / 2, BS / 2],
+    [(d + 1) * BS, BS],
+    [(d + 2) * BS, BS / 2],
+  ]);
   const want = first.slice();
   want.set(next, BS / 2);
   const after = new Uint8Array(3 * BS);
@@ -225,7 +262,12 @@ test('a full pool whose transaction freed blocks commits and allocates them agai
   expect(read(v, 0, 2 * BS).every((x) => x === 0)).toBe(true);
   // The write committed the discard before reusing the blocks; its own mappings are not committed yet.
   const copy = crashCopy();
-  expect(copy.volume('v').map().map((e) => [e.offsetBytes / BS, e.lengthBytes / BS])).toEqual([[2, 2]]);
+  expect(
+    copy
+      .volume('v')
+      .map()
+      .map((e) => [e.offsetBytes / BS, e.lengthBytes / BS]),
+  ).toEqual([[2, 2]]);
   copy.closeSync();
   pool.closeSync();
 });

@@ -152,7 +152,9 @@ describe.skipIf(!haveFixtures)('dm-thin fixtures: what each is for', () => {
 
   test('04: device 1 has a multi-level mapping tree; 05: data blocks with counts above 2', () => {
     withMetadata('04-multilevel', (md) => {
-      expect(ThinMetadata.internals(md).core.u32[(ThinMetadata.internals(md).cache.get(md.rootOf(1), BlockKind.Node, 8) + 4) >>> 2]).toBe(INTERNAL);
+      expect(ThinMetadata.internals(md).core.u32[(ThinMetadata.internals(md).cache.get(md.rootOf(1), BlockKind.Node, 8) + 4) >>> 2]).toBe(
+        INTERNAL,
+      );
     });
     withMetadata('05-refcounts', (md) => {
       expect(md.dataBlockCount(0)).toBe(5);

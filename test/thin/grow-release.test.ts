@@ -20,7 +20,9 @@ function recordingData(blocks: number, canPunch = true) {
   const discards: Array<[number, number]> = [];
   const wrapped: BlockDevice = {
     ...keepOpen(dev),
-    get sizeBytes() { return dev.sizeBytes; },
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
     discard: (o, l) => {
       discards.push([o / BS, l / BS]);
       return canPunch ? dev.discard(o, l) : false;
@@ -61,10 +63,12 @@ test('extend: the same size changes nothing, a smaller one is EINVAL naming both
   expect(pool.status()).toEqual(txBefore);
 
   expect(thrown(() => pool.extendSync({ size: 15 * BS }))).toEqual({
-    code: 'EINVAL', message: 'shrinking the data device (16 -> 15 blocks) is not supported',
+    code: 'EINVAL',
+    message: 'shrinking the data device (16 -> 15 blocks) is not supported',
   });
   expect(thrown(() => pool.extendSync({ metadataSize: 1024 * 1024 - 4096 }))).toEqual({
-    code: 'EINVAL', message: 'shrinking the metadata device (256 -> 255 blocks) is not supported',
+    code: 'EINVAL',
+    message: 'shrinking the metadata device (256 -> 255 blocks) is not supported',
   });
   expect(pool.mode, 'a refused shrink leaves the pool writable').toBe('write');
 
@@ -149,8 +153,16 @@ test('passdown: freed blocks go back to the device after the commit, in coalesce
   const progress: Array<[number, number]> = [];
   const total = pool.trimSync((done, of) => progress.push([done, of]));
   expect(total).toBe(32 - 4);
-  expect(progress).toEqual([[3, 28], [6, 28], [28, 28]]);
-  expect(data.discards).toEqual([[0, 3], [4, 3], [10, 22]]);
+  expect(progress).toEqual([
+    [3, 28],
+    [6, 28],
+    [28, 28],
+  ]);
+  expect(data.discards).toEqual([
+    [0, 3],
+    [4, 3],
+    [10, 22],
+  ]);
 });
 
 test('a device that cannot punch holes is reported once, and trim says it released nothing', () => {

@@ -18,7 +18,11 @@ import { PoolModel, applyToModel, applyToPool, expectPoolEquals, keepOpen, mulbe
 const BS = 64 * 1024;
 
 function memoryPool(blocks: number, mappingCacheEntries?: number): { storage: PoolStorage; pool: ThinPool } {
-  const storage: PoolStorage = { metadata: keepOpen(new MemoryDevice(1 << 20)), data: keepOpen(new MemoryDevice(blocks * BS)), catalog: new MemoryCatalogStore() };
+  const storage: PoolStorage = {
+    metadata: keepOpen(new MemoryDevice(1 << 20)),
+    data: keepOpen(new MemoryDevice(blocks * BS)),
+    catalog: new MemoryCatalogStore(),
+  };
   return { storage, pool: ThinPool.formatStorage(storage, { size: blocks * BS, blockSize: BS, mappingCacheEntries }) };
 }
 
@@ -187,7 +191,9 @@ test('random operations: reads with the default cache, a four-entry cache and no
             for (const p of pools) {
               p.pool.volume(name).readSync(buf, off);
               if (Buffer.compare(buf, bytes.subarray(off, off + buf.length)) !== 0) {
-                expect.fail(`volume ${name} at ${off} (cache ${caches[pools.indexOf(p)] ?? 'default'}) differs from the model after ${op.op}`);
+                expect.fail(
+                  `volume ${name} at ${off} (cache ${caches[pools.indexOf(p)] ?? 'default'}) differs from the model after ${op.op}`,
+                );
               }
             }
           }

@@ -7,13 +7,27 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
-import { PoolModel, applyToModel, applyToPool, expectPoolEquals, expectSpaceEquals, fill, keepOpen, mulberry32, randomOp } from '../support/model.js';
+import {
+  PoolModel,
+  applyToModel,
+  applyToPool,
+  expectPoolEquals,
+  expectSpaceEquals,
+  fill,
+  keepOpen,
+  mulberry32,
+  randomOp,
+} from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 
 const BS = 64 * 1024;
 
 function memoryPool(blocks: number): { storage: PoolStorage; pool: ThinPool } {
-  const storage: PoolStorage = { metadata: keepOpen(new MemoryDevice(1 << 20)), data: keepOpen(new MemoryDevice(blocks * BS)), catalog: new MemoryCatalogStore() };
+  const storage: PoolStorage = {
+    metadata: keepOpen(new MemoryDevice(1 << 20)),
+    data: keepOpen(new MemoryDevice(blocks * BS)),
+    catalog: new MemoryCatalogStore(),
+  };
   return { storage, pool: ThinPool.formatStorage(storage, { size: blocks * BS, blockSize: BS }) };
 }
 
@@ -68,7 +82,11 @@ test('the first write into a shared block allocates exactly one block, later wri
   const s = pool.snapshotSync('a', 's');
   expect(pool.status().dataBlocks.used).toBe(4);
   let used = 4;
-  for (const [vol, block] of [[a, 0], [s, 1], [a, 2]] as const) {
+  for (const [vol, block] of [
+    [a, 0],
+    [s, 1],
+    [a, 2],
+  ] as const) {
     vol.writeSync(fill(10, block), block * BS + 5);
     expect(pool.status().dataBlocks.used, 'first write into a shared block').toBe(++used);
     vol.writeSync(fill(BS, block + 50), block * BS);

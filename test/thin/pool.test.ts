@@ -155,10 +155,13 @@ describe('file pool', () => {
     const pool = await ThinPool.format(dir, { size: 64 * MiB });
     await expect(ThinPool.open(dir)).rejects.toThrow(/already open/);
     await pool.close();
-    const child = spawn(process.execPath, ['-e', `
+    const child = spawn(process.execPath, [
+      '-e',
+      `
       const fs = require('node:fs');
       fs.writeFileSync(${JSON.stringify(join(dir, 'lock'))}, process.pid + ' ' + fs.readFileSync('/proc/self/stat','utf8').split(') ')[1].split(' ')[19] + '\\n');
-      console.log('locked'); setInterval(() => {}, 1000);`]);
+      console.log('locked'); setInterval(() => {}, 1000);`,
+    ]);
     await new Promise<void>((res) => child.stdout.once('data', () => res()));
     await expect(ThinPool.open(dir)).rejects.toThrow(/open in process/);
     child.kill('SIGKILL');

@@ -17,7 +17,10 @@ function newPool(dataBlocks: number) {
   const meta = new MemoryDevice(4 * 1024 * 1024);
   const data = new FaultDevice(keepOpen(new MemoryDevice(dataBlocks * BS)));
   const catalog = new MemoryCatalogStore();
-  const pool = ThinPool.formatStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog }, { size: dataBlocks * BS, blockSize: BS });
+  const pool = ThinPool.formatStorage(
+    { metadata: keepOpen(meta), data: keepOpen(data), catalog },
+    { size: dataBlocks * BS, blockSize: BS },
+  );
   const reopen = () => ThinPool.openStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog }, {});
   return { pool, data, meta, reopen };
 }
@@ -29,7 +32,10 @@ function read(p: ThinPool, name: string, off: number, n: number): Uint8Array {
 }
 
 function mapped(p: ThinPool, name: string): number[] {
-  return p.volume(name).map().flatMap((e) => Array.from({ length: e.lengthBytes / BS }, (_, i) => e.offsetBytes / BS + i));
+  return p
+    .volume(name)
+    .map()
+    .flatMap((e) => Array.from({ length: e.lengthBytes / BS }, (_, i) => e.offsetBytes / BS + i));
 }
 
 test('a write over unmapped, mapped and shared blocks: bytes, mappings and space as block by block, runs in one device write', () => {

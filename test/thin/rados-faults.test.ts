@@ -93,7 +93,10 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
       const got = back.subarray(c * 4096, (c + 1) * 4096);
       if (Buffer.compare(got, acked.subarray(c * 4096, (c + 1) * 4096)) === 0) continue;
       const later = since.get(c);
-      expect(later !== undefined && got.every((x) => x === got[0]) && later.has(got[0]), `chunk ${c} holds neither its acknowledged bytes nor a later write`).toBe(true);
+      expect(
+        later !== undefined && got.every((x) => x === got[0]) && later.has(got[0]),
+        `chunk ${c} holds neither its acknowledged bytes nor a later write`,
+      ).toBe(true);
     }
     await again.close();
 

@@ -18,8 +18,14 @@ import { needTool } from '../support/tools.js';
 
 const MiB = 1024 * 1024;
 const dirs: string[] = [];
-const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'tp-space-')); dirs.push(d); return d; };
-afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'tp-space-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 const allocated = (p: string) => statSync(p).blocks * 512;
 
 test('deleting a volume returns its blocks to the host after the commit, not before', async () => {
@@ -51,7 +57,10 @@ test('a crash between a delete and its commit loses nothing', () => {
     const catalog = new MemoryCatalogStore();
     const highWater = new MemoryHighWaterStore(0);
     const storage: PoolStorage = {
-      metadata: new CrashDevice(clock, new MemoryDevice(4 * MiB)), data: new CrashDevice(clock, new MemoryDevice(64 * MiB)), catalog, highWater,
+      metadata: new CrashDevice(clock, new MemoryDevice(4 * MiB)),
+      data: new CrashDevice(clock, new MemoryDevice(64 * MiB)),
+      catalog,
+      highWater,
     };
     const pool = ThinPool.formatStorage(storage, { size: 64 * MiB });
     const a = pool.createThinSync('a', { size: 8 * MiB });
@@ -68,7 +77,10 @@ test('a crash between a delete and its commit loses nothing', () => {
     }
     clock.crash(mulberry32(seed + 100));
     const re = ThinPool.openStorage({
-      metadata: (storage.metadata as CrashDevice).afterCrash(), data: (storage.data as CrashDevice).afterCrash(), catalog, highWater,
+      metadata: (storage.metadata as CrashDevice).afterCrash(),
+      data: (storage.data as CrashDevice).afterCrash(),
+      catalog,
+      highWater,
     });
     const got = new Uint8Array(8 * MiB);
     re.volume('b').readSync(got, 0);
@@ -98,7 +110,11 @@ test.skipIf(!hasThin)('trim on a thin_restore pool with garbage in unmapped bloc
   const before = new Map<number, Uint8Array>();
   const readMapped = (id: number): Uint8Array => {
     const v = pool.volume(id);
-    const parts = v.map().map((e) => { const b = new Uint8Array(e.lengthBytes); v.readSync(b, e.offsetBytes); return b; });
+    const parts = v.map().map((e) => {
+      const b = new Uint8Array(e.lengthBytes);
+      v.readSync(b, e.offsetBytes);
+      return b;
+    });
     return Buffer.concat(parts);
   };
   for (const id of pool.metadata.deviceIds()) before.set(id, readMapped(id));

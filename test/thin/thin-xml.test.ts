@@ -15,10 +15,9 @@ const hasThin =
   needTool('thin_check', 'thin-provisioning-tools');
 
 /** thin_dump 0.9.0 outputs recorded from the fixtures (test/fixtures/dm-thin). */
-const DUMP_FIXTURES = [
-  ...GOOD_FIXTURES.map((name) => expectedDumpFile(name)),
-  fixtureSource('08-metadata-snap.dump-m.xml'),
-].map((file) => path.basename(file));
+const DUMP_FIXTURES = [...GOOD_FIXTURES.map((name) => expectedDumpFile(name)), fixtureSource('08-metadata-snap.dump-m.xml')].map((file) =>
+  path.basename(file),
+);
 
 const HEAD = '<superblock uuid="" time="0" transaction="0" data_block_size="128" nr_data_blocks="10">\n';
 const DEV = '<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0" snap_time="0">\n';
@@ -124,9 +123,9 @@ describe('parseThinXml follows thin_restore 0.9.0', () => {
     expect(parseError('<superblock uuid="" time="0" transaction="0" data_block_size="128"></superblock>')).toBe(
       'could not find attribute: nr_data_blocks',
     );
-    expect(
-      parseError(HEAD + '<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0"/></superblock>'),
-    ).toBe('could not find attribute: snap_time');
+    expect(parseError(HEAD + '<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0"/></superblock>')).toBe(
+      'could not find attribute: snap_time',
+    );
     expect(parseError(HEAD + DEV + '<single_mapping origin_block="0" time="0"/></device></superblock>')).toBe(
       'could not find attribute: data_block',
     );

@@ -16,7 +16,16 @@ const BS = 64 * 1024;
 
 function counting(dev: BlockDevice) {
   const c = { flushes: 0 };
-  const d: BlockDevice = { ...keepOpen(dev), get sizeBytes() { return dev.sizeBytes; }, flush: () => { c.flushes++; dev.flush(); } };
+  const d: BlockDevice = {
+    ...keepOpen(dev),
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    flush: () => {
+      c.flushes++;
+      dev.flush();
+    },
+  };
   return { d, c };
 }
 
@@ -27,8 +36,7 @@ function newPool(dataBlocks = 32) {
   const fault = new FaultDevice(keepOpen(meta));
   const flushes = counting(data);
   const pool = ThinPool.formatStorage({ metadata: fault, data: flushes.d, catalog }, { size: dataBlocks * BS, blockSize: BS });
-  const reopen = (readOnly = false) =>
-    ThinPool.openStorage({ metadata: keepOpen(meta), data: flushes.d, catalog }, { readOnly });
+  const reopen = (readOnly = false) => ThinPool.openStorage({ metadata: keepOpen(meta), data: flushes.d, catalog }, { readOnly });
   return { pool, fault, flushes: flushes.c, reopen };
 }
 
@@ -80,7 +88,12 @@ test('refusals, inside a metadata change or before it, keep the uncommitted work
   expect(pool.mode).toBe('write');
   pool.closeSync();
   const again = reopen();
-  expect(again.list().map((v) => v.name).sort()).toEqual(['a', 'c', 'd', 'e']);
+  expect(
+    again
+      .list()
+      .map((v) => v.name)
+      .sort(),
+  ).toEqual(['a', 'c', 'd', 'e']);
   expect(again.transactionId).toBe(0);
   expect(Buffer.compare(bytes(again, 'a', 0, 100), fill(100, 1))).toBe(0);
   again.closeSync();

@@ -62,8 +62,14 @@ describe('rollback', () => {
     const dev = p.storage.data;
     const r0 = dev.read.bind(dev);
     const w0 = dev.write.bind(dev);
-    dev.read = (b, o) => { reads.push(o); r0(b, o); };
-    dev.write = (b, o) => { writes.push(o); w0(b, o); };
+    dev.read = (b, o) => {
+      reads.push(o);
+      r0(b, o);
+    };
+    dev.write = (b, o) => {
+      writes.push(o);
+      w0(b, o);
+    };
     p.rollbackSync('vm', 'snap');
     expect([reads, writes]).toEqual([[], []]); // constant time: no data block read or written
     dev.read = r0;
@@ -94,7 +100,7 @@ describe('rollback', () => {
     check(p);
   });
 
-  test('a volume smaller than its snapshot: the snapshot\'s blocks past the end are not kept', () => {
+  test("a volume smaller than its snapshot: the snapshot's blocks past the end are not kept", () => {
     const p = memPool();
     const v = p.createThinSync('vm', { size: 6 * BS });
     v.writeSync(fill(6 * BS, 4), 0);
@@ -102,9 +108,18 @@ describe('rollback', () => {
     p.resizeSync('vm', 2 * BS + 512);
     p.rollbackSync('vm', 'snap');
     expect(bytesOf(p, 'vm').equals(bytesOf(p, 'snap').subarray(0, 2 * BS + 512))).toBe(true);
-    expect(p.volume('vm').map().reduce((n, e) => n + e.lengthBytes, 0)).toBe(3 * BS);
+    expect(
+      p
+        .volume('vm')
+        .map()
+        .reduce((n, e) => n + e.lengthBytes, 0),
+    ).toBe(3 * BS);
     p.resizeSync('vm', 6 * BS); // growing again shows zeros, not the snapshot's old blocks
-    expect(bytesOf(p, 'vm').subarray(2 * BS + 512).every((b) => b === 0)).toBe(true);
+    expect(
+      bytesOf(p, 'vm')
+        .subarray(2 * BS + 512)
+        .every((b) => b === 0),
+    ).toBe(true);
     check(p);
   });
 

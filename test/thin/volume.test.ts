@@ -40,12 +40,32 @@ test('ranges: up to the last byte is fine, one past it, negative, fractional or 
   expect(code(() => v.readSync(new Uint8Array(512), size - 512))).toBe('ok');
   expect(code(() => v.discardSync(size - 512, 512))).toBe('ok');
   expect(code(() => v.readSync(new Uint8Array(0), size))).toBe('ok');
-  for (const [off, len] of [[size - 511, 512], [size, 1], [-1, 1], [0.5, 1], [Number.MAX_SAFE_INTEGER + 1, 0], [Number.NaN, 1]] as const) {
-    expect(code(() => v.readSync(new Uint8Array(len), off)), `read ${off}+${len}`).toBe('EINVAL');
-    expect(code(() => v.writeSync(new Uint8Array(len), off)), `write ${off}+${len}`).toBe('EINVAL');
-    expect(code(() => v.discardSync(off, len)), `discard ${off}+${len}`).toBe('EINVAL');
+  for (const [off, len] of [
+    [size - 511, 512],
+    [size, 1],
+    [-1, 1],
+    [0.5, 1],
+    [Number.MAX_SAFE_INTEGER + 1, 0],
+    [Number.NaN, 1],
+  ] as const) {
+    expect(
+      code(() => v.readSync(new Uint8Array(len), off)),
+      `read ${off}+${len}`,
+    ).toBe('EINVAL');
+    expect(
+      code(() => v.writeSync(new Uint8Array(len), off)),
+      `write ${off}+${len}`,
+    ).toBe('EINVAL');
+    expect(
+      code(() => v.discardSync(off, len)),
+      `discard ${off}+${len}`,
+    ).toBe('EINVAL');
   }
-  for (const len of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1]) expect(code(() => v.discardSync(0, len)), `discard length ${len}`).toBe('EINVAL');
+  for (const len of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1])
+    expect(
+      code(() => v.discardSync(0, len)),
+      `discard length ${len}`,
+    ).toBe('EINVAL');
   let msg = '';
   try {
     v.readSync(new Uint8Array(2), size - 1);

@@ -47,7 +47,9 @@ export function overlayUnavailable(): string | undefined {
   return undefined;
 }
 
-export interface Tree { [path: string]: string }
+export interface Tree {
+  [path: string]: string;
+}
 
 /** A description of a directory tree through an fs-like view: type, content / target, mode bits of files. */
 export function snapshotTree(view: {

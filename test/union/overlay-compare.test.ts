@@ -4,7 +4,21 @@
  * a failure in CI (needPrerequisite).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, openSync, writeSync, closeSync, unlinkSync, rmdirSync, lstatSync, readdirSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+  writeSync,
+  closeSync,
+  unlinkSync,
+  rmdirSync,
+  lstatSync,
+  readdirSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,23 +28,34 @@ import { hostView, overlayUnavailable, snapshotTree, writeLayer, type LayerOp } 
 
 const LAYERS: LayerOp[][] = [
   [
-    { file: 'etc/passwd', content: 'root:x:0:0' }, { file: 'etc/hosts', content: '127.0.0.1' },
-    { file: 'usr/bin/tool', content: 'v1' }, { file: 'usr/lib/libx.so', content: 'lib' },
-    { file: 'var/cache/c1', content: 'c1' }, { file: 'var/cache/sub/c2', content: 'c2' },
-    { file: 'opt/app/cfg', content: 'cfg' }, { link: 'bin', target: 'usr/bin' }, { dir: 'empty' },
+    { file: 'etc/passwd', content: 'root:x:0:0' },
+    { file: 'etc/hosts', content: '127.0.0.1' },
+    { file: 'usr/bin/tool', content: 'v1' },
+    { file: 'usr/lib/libx.so', content: 'lib' },
+    { file: 'var/cache/c1', content: 'c1' },
+    { file: 'var/cache/sub/c2', content: 'c2' },
+    { file: 'opt/app/cfg', content: 'cfg' },
+    { link: 'bin', target: 'usr/bin' },
+    { dir: 'empty' },
   ],
   [
-    { file: 'usr/bin/tool', content: 'v2' }, { del: 'etc/hosts' }, { opaque: 'var/cache' },
-    { file: 'var/cache/fresh', content: 'f' }, { file: 'home/u/.profile', content: 'p' },
+    { file: 'usr/bin/tool', content: 'v2' },
+    { del: 'etc/hosts' },
+    { opaque: 'var/cache' },
+    { file: 'var/cache/fresh', content: 'f' },
+    { file: 'home/u/.profile', content: 'p' },
   ],
-  [
-    { del: 'opt' }, { file: 'etc/hosts', content: 'restored' }, { file: 'usr/lib/libx.so', content: 'lib3' },
-    { del: 'usr/bin/tool' },
-  ],
+  [{ del: 'opt' }, { file: 'etc/hosts', content: 'restored' }, { file: 'usr/lib/libx.so', content: 'lib3' }, { del: 'usr/bin/tool' }],
 ];
 
 /** The same changes through each view. */
-interface Ops { write(p: string, pos: number, s: string): void; create(p: string, s: string): void; unlink(p: string): void; mkdir(p: string): void; rmdir(p: string): void }
+interface Ops {
+  write(p: string, pos: number, s: string): void;
+  create(p: string, s: string): void;
+  unlink(p: string): void;
+  mkdir(p: string): void;
+  rmdir(p: string): void;
+}
 
 function change(v: Ops): void {
   v.write('etc/passwd', 2, 'ZZ');
@@ -65,7 +90,14 @@ describe.skipIf(!canMount)('merged view equals kernel overlayfs', () => {
     });
     for (const d of ['ua', 'uo', 'work', 'mnt']) mkdirSync(join(dir, d));
     mnt = join(dir, 'mnt');
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerO.join(':')},upperdir=${join(dir, 'uo')},workdir=${join(dir, 'work')}`, mnt]);
+    execFileSync('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${lowerO.join(':')},upperdir=${join(dir, 'uo')},workdir=${join(dir, 'work')}`,
+      mnt,
+    ]);
     mounted = true;
     union = new Union({ lower: lowerA, upper: join(dir, 'ua') });
   });
@@ -75,12 +107,13 @@ describe.skipIf(!canMount)('merged view equals kernel overlayfs', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const unionView = () => snapshotTree({
-    readdir: (p) => union.readdir(p),
-    lstat: (p) => union.stat(p),
-    read: (p) => union.readFile(p).toString('utf8'),
-    readlink: (p) => readlinkSync(join(union.branches[union.branchOf(p)]!.root, p)),
-  });
+  const unionView = () =>
+    snapshotTree({
+      readdir: (p) => union.readdir(p),
+      lstat: (p) => union.stat(p),
+      read: (p) => union.readFile(p).toString('utf8'),
+      readlink: (p) => readlinkSync(join(union.branches[union.branchOf(p)]!.root, p)),
+    });
 
   it('on the layers as written', () => {
     const kernel = snapshotTree(hostView(mnt));
@@ -90,14 +123,22 @@ describe.skipIf(!canMount)('merged view equals kernel overlayfs', () => {
 
   it('after the same changes through both', () => {
     change({
-      write: (p, pos, s) => { const f = union.open(p, 'r+'); f.write(Buffer.from(s), pos); f.close(); },
+      write: (p, pos, s) => {
+        const f = union.open(p, 'r+');
+        f.write(Buffer.from(s), pos);
+        f.close();
+      },
       create: (p, s) => union.writeFile(p, s),
       unlink: (p) => union.unlink(p),
       mkdir: (p) => union.mkdir(p),
       rmdir: (p) => union.rmdir(p),
     });
     change({
-      write: (p, pos, s) => { const fd = openSync(join(mnt, p), 'r+'); writeSync(fd, s, pos); closeSync(fd); },
+      write: (p, pos, s) => {
+        const fd = openSync(join(mnt, p), 'r+');
+        writeSync(fd, s, pos);
+        closeSync(fd);
+      },
       create: (p, s) => writeFileSync(join(mnt, p), s),
       unlink: (p) => unlinkSync(join(mnt, p)),
       mkdir: (p) => mkdirSync(join(mnt, p)),

@@ -6,16 +6,22 @@ import { Union, type UnionError } from '../../src/union/index.js';
 import { writeLayer, type LayerOp } from './layers.js';
 
 let dir: string;
-beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'union-')); });
-afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'union-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** Layers bottom first; returns a union with a fresh writable branch. */
 function make(layers: LayerOp[][]): Union {
-  const lower = layers.map((ops, i) => {
-    const p = join(dir, `l${i}`);
-    writeLayer(p, ops, 'aufs');
-    return p;
-  }).reverse();
+  const lower = layers
+    .map((ops, i) => {
+      const p = join(dir, `l${i}`);
+      writeLayer(p, ops, 'aufs');
+      return p;
+    })
+    .reverse();
   const upper = join(dir, 'upper');
   writeLayer(upper, [], 'aufs');
   return new Union({ lower, upper });
@@ -23,15 +29,26 @@ function make(layers: LayerOp[][]): Union {
 
 const text = (u: Union, p: string) => u.readFile(p).toString('utf8');
 const code = (f: () => unknown) => {
-  try { f(); } catch (e) { return (e as UnionError).code; }
+  try {
+    f();
+  } catch (e) {
+    return (e as UnionError).code;
+  }
   return 'ok';
 };
 
 describe('merged view', () => {
   it('upper layers shadow lower ones and directories merge', () => {
     const u = make([
-      [{ file: 'etc/a', content: 'a0' }, { file: 'etc/b', content: 'b0' }, { file: 'bin/sh', content: 'sh' }],
-      [{ file: 'etc/a', content: 'a1' }, { file: 'etc/c', content: 'c1' }],
+      [
+        { file: 'etc/a', content: 'a0' },
+        { file: 'etc/b', content: 'b0' },
+        { file: 'bin/sh', content: 'sh' },
+      ],
+      [
+        { file: 'etc/a', content: 'a1' },
+        { file: 'etc/c', content: 'c1' },
+      ],
     ]);
     expect(u.readdir('')).toEqual(['bin', 'etc']);
     expect(u.readdir('etc')).toEqual(['a', 'b', 'c']);
@@ -42,7 +59,11 @@ describe('merged view', () => {
 
   it('whiteouts hide lower entries and are not listed', () => {
     const u = make([
-      [{ file: 'etc/a', content: 'a' }, { file: 'etc/b', content: 'b' }, { file: 'opt/x/y', content: 'y' }],
+      [
+        { file: 'etc/a', content: 'a' },
+        { file: 'etc/b', content: 'b' },
+        { file: 'opt/x/y', content: 'y' },
+      ],
       [{ del: 'etc/a' }, { del: 'opt' }],
     ]);
     expect(u.readdir('etc')).toEqual(['b']);
@@ -53,7 +74,10 @@ describe('merged view', () => {
 
   it('an opaque directory does not merge with the ones below', () => {
     const u = make([
-      [{ file: 'var/old', content: 'o' }, { file: 'var/keep/k', content: 'k' }],
+      [
+        { file: 'var/old', content: 'o' },
+        { file: 'var/keep/k', content: 'k' },
+      ],
       [{ opaque: 'var' }, { file: 'var/new', content: 'n' }],
     ]);
     expect(u.readdir('var')).toEqual(['new']);
@@ -101,7 +125,12 @@ describe('changes', () => {
   });
 
   it('creating over a whiteout removes it; mkdir over a whiteout makes an opaque directory', () => {
-    const u = make([[{ file: 'a', content: 'old' }, { file: 'd/x', content: 'x' }]]);
+    const u = make([
+      [
+        { file: 'a', content: 'old' },
+        { file: 'd/x', content: 'x' },
+      ],
+    ]);
     u.unlink('a');
     u.writeFile('a', 'again');
     expect(text(u, 'a')).toBe('again');

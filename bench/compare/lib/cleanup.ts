@@ -26,7 +26,11 @@ export function trackCloser(fn: () => void): () => void {
 
 export function cleanupAll(): void {
   for (const fn of closers) {
-    try { fn(); } catch { /* best effort */ }
+    try {
+      fn();
+    } catch {
+      /* best effort */
+    }
   }
   closers.clear();
   for (const m of [...mounts].reverse()) spawnSync('umount', ['-l', m]);

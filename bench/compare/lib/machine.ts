@@ -27,7 +27,9 @@ export function machine(workDir: string): Machine {
   let osName = os.type();
   try {
     osName = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? osName;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   const df = sh('df', ['-T', workDir])?.split('\n')[1]?.split(/\s+/);
   return {
     cpu: os.cpus()[0]?.model ?? 'unknown',

@@ -8,12 +8,18 @@ import { chartSvg, fmtBytes } from './svg.js';
 export function fmtValue(v: number, unit: Unit): string {
   if (!Number.isFinite(v)) return '–';
   switch (unit) {
-    case 'bytes': return fmtBytes(v);
-    case 'ms': return v >= 100 ? `${v.toFixed(0)} ms` : v >= 1 ? `${v.toFixed(2)} ms` : `${(v * 1000).toFixed(0)} µs`;
-    case 'µs': return `${v.toFixed(1)} µs`;
-    case 'ops/s': return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M/s` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k/s` : `${v.toFixed(0)}/s`;
-    case 'MiB/s': return `${v.toFixed(0)} MiB/s`;
-    case 'ratio': return v.toFixed(2);
+    case 'bytes':
+      return fmtBytes(v);
+    case 'ms':
+      return v >= 100 ? `${v.toFixed(0)} ms` : v >= 1 ? `${v.toFixed(2)} ms` : `${(v * 1000).toFixed(0)} µs`;
+    case 'µs':
+      return `${v.toFixed(1)} µs`;
+    case 'ops/s':
+      return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M/s` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k/s` : `${v.toFixed(0)}/s`;
+    case 'MiB/s':
+      return `${v.toFixed(0)} MiB/s`;
+    case 'ratio':
+      return v.toFixed(2);
   }
 }
 
@@ -48,7 +54,16 @@ export function tables(results: ScenarioResult[]): string {
       const [kase, metric] = k.split('\u0000') as [string, string];
       const row = r.figures.filter((f) => f.case === kase && f.metric === metric);
       const base = row.find((f) => f.system === 'thinpool');
-      out.push(`| ${kase} | ${metric} | ${systems.map((s) => cell(row.find((f) => f.system === s), base)).join(' | ')} |`);
+      out.push(
+        `| ${kase} | ${metric} | ${systems
+          .map((s) =>
+            cell(
+              row.find((f) => f.system === s),
+              base,
+            ),
+          )
+          .join(' | ')} |`,
+      );
     }
     out.push('');
     for (const n of r.notes) out.push(`- ${n}`);

@@ -55,11 +55,25 @@ export class Recorder {
   readonly figures: Figure[] = [];
   readonly charts: { file: string; chart: Chart }[] = [];
   readonly notes: string[] = [];
-  constructor(readonly scenario: string, private readonly ctx: Ctx) {}
+  constructor(
+    readonly scenario: string,
+    private readonly ctx: Ctx,
+  ) {}
 
   add(kase: string, metric: string, unit: Unit, system: System, runs: number[], note?: string): void {
     const s = summarize(runs);
-    this.figures.push({ scenario: this.scenario, case: kase, metric, unit, system, median: s.median, min: s.min, max: s.max, runs: s.runs, ...(note ? { note } : {}) });
+    this.figures.push({
+      scenario: this.scenario,
+      case: kase,
+      metric,
+      unit,
+      system,
+      median: s.median,
+      min: s.min,
+      max: s.max,
+      runs: s.runs,
+      ...(note ? { note } : {}),
+    });
   }
 
   skip(kase: string, metric: string, unit: Unit, system: System, reason: string): void {

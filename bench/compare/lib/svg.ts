@@ -52,11 +52,17 @@ export function fmtBytes(v: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let u = 0;
   let x = v;
-  while (Math.abs(x) >= 1024 && u < units.length - 1) { x /= 1024; u++; }
+  while (Math.abs(x) >= 1024 && u < units.length - 1) {
+    x /= 1024;
+    u++;
+  }
   return `${+x.toPrecision(3)} ${units[u]}`;
 }
 
-interface Scale { map(v: number): number; ticks: number[] }
+interface Scale {
+  map(v: number): number;
+  ticks: number[];
+}
 
 function scale(lo: number, hi: number, a: number, b: number, log: boolean): Scale {
   if (log) {
@@ -131,7 +137,10 @@ function yRange(values: number[], log: boolean | undefined): [number, number] {
 export function lineSvg(c: LineChart): string {
   const out: string[] = [];
   const xs = c.series.flatMap((s) => s.points.map((p) => p[0])).filter((x) => !c.x.log || x > 0);
-  const [ylo, yhi] = yRange(c.series.flatMap((s) => s.points.map((p) => p[1])), c.y.log);
+  const [ylo, yhi] = yRange(
+    c.series.flatMap((s) => s.points.map((p) => p[1])),
+    c.y.log,
+  );
   const xlo = Math.min(...xs, xs.length ? Infinity : 1);
   const xhi = Math.max(...xs, xs.length ? -Infinity : 10);
   const sx = scale(xlo, xhi === xlo ? xlo * 2 : xhi, M.left, W - M.right, !!c.x.log);
@@ -144,12 +153,22 @@ export function lineSvg(c: LineChart): string {
     out.push(`<line x1="${px}" x2="${px}" y1="${H - M.bottom}" y2="${H - M.bottom + 5}" stroke="black"/>`);
     out.push(`<text x="${px}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(fx(t))}</text>`);
   }
-  out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - M.bottom + 40}" text-anchor="middle">${esc(c.x.label)}${c.x.log ? ' (log scale)' : ''}</text>`);
+  out.push(
+    `<text x="${(M.left + W - M.right) / 2}" y="${H - M.bottom + 40}" text-anchor="middle">${esc(c.x.label)}${c.x.log ? ' (log scale)' : ''}</text>`,
+  );
   c.series.forEach((s, i) => {
     const col = COLORS[i % COLORS.length];
-    const pts = s.points.filter((p) => Number.isFinite(p[1]) && (!c.y.log || p[1] > 0) && (!c.x.log || p[0] > 0)).sort((a, b) => a[0] - b[0]);
-    if (pts.length > 1) out.push(`<polyline fill="none" stroke="${col}" stroke-width="2" points="${pts.map((p) => `${sx.map(p[0]).toFixed(1)},${sy.map(p[1]).toFixed(1)}`).join(' ')}"/>`);
-    for (const p of pts) out.push(`<circle cx="${sx.map(p[0]).toFixed(1)}" cy="${sy.map(p[1]).toFixed(1)}" r="3.5" fill="${col}"><title>${esc(`${s.name}: ${fx(p[0])} → ${(c.y.format ?? fmtNumber)(p[1])}`)}</title></circle>`);
+    const pts = s.points
+      .filter((p) => Number.isFinite(p[1]) && (!c.y.log || p[1] > 0) && (!c.x.log || p[0] > 0))
+      .sort((a, b) => a[0] - b[0]);
+    if (pts.length > 1)
+      out.push(
+        `<polyline fill="none" stroke="${col}" stroke-width="2" points="${pts.map((p) => `${sx.map(p[0]).toFixed(1)},${sy.map(p[1]).toFixed(1)}`).join(' ')}"/>`,
+      );
+    for (const p of pts)
+      out.push(
+        `<circle cx="${sx.map(p[0]).toFixed(1)}" cy="${sy.map(p[1]).toFixed(1)}" r="3.5" fill="${col}"><title>${esc(`${s.name}: ${fx(p[0])} → ${(c.y.format ?? fmtNumber)(p[1])}`)}</title></circle>`,
+      );
   });
   out.push(...legend(c.series.map((s) => s.name)));
   return frame(c, out);
@@ -157,7 +176,10 @@ export function lineSvg(c: LineChart): string {
 
 export function barSvg(c: BarChart): string {
   const out: string[] = [];
-  const [ylo, yhi] = yRange(c.series.flatMap((s) => s.values.filter((v): v is number => v !== null)), c.y.log);
+  const [ylo, yhi] = yRange(
+    c.series.flatMap((s) => s.values.filter((v): v is number => v !== null)),
+    c.y.log,
+  );
   const sy = scale(ylo, yhi, H - M.bottom, M.top, !!c.y.log);
   yAxis(c.y, sy, out);
   const groupW = (W - M.left - M.right) / Math.max(1, c.categories.length);
@@ -171,11 +193,15 @@ export function barSvg(c: BarChart): string {
       const v = s.values[gi];
       const x = gx + si * barW;
       if (v === null || v === undefined || !Number.isFinite(v) || (c.y.log && v <= 0)) {
-        out.push(`<text x="${x + barW / 2}" y="${base - 4}" text-anchor="middle" font-size="9" fill="#888" transform="rotate(-90 ${x + barW / 2} ${base - 4})">n/a</text>`);
+        out.push(
+          `<text x="${x + barW / 2}" y="${base - 4}" text-anchor="middle" font-size="9" fill="#888" transform="rotate(-90 ${x + barW / 2} ${base - 4})">n/a</text>`,
+        );
         return;
       }
       const top = Math.min(base, sy.map(v));
-      out.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(base - top).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name}, ${cat}: ${f(v)}`)}</title></rect>`);
+      out.push(
+        `<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(base - top).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name}, ${cat}: ${f(v)}`)}</title></rect>`,
+      );
     });
   });
   out.push(...legend(c.series.map((s) => s.name)));

@@ -16,7 +16,12 @@ import { BLOCK, formatPool, mapBlocksMetadataOnly } from '../systems/thin.js';
 
 function plan(ctx: Ctx) {
   if (ctx.mode === 'quick') return { sizes: [MiB, 64 * MiB], depths: [1, 16, 64], layers: [1, 16, 64], rawMax: 64 * MiB };
-  return { sizes: [MiB, 64 * MiB, GiB, 16 * GiB, 64 * GiB], depths: [1, 16, 64, 128, 1000], layers: [1, 16, 64, 128, OVERLAY_MAX_LOWER], rawMax: ctx.mode === 'full' ? GiB : 64 * MiB };
+  return {
+    sizes: [MiB, 64 * MiB, GiB, 16 * GiB, 64 * GiB],
+    depths: [1, 16, 64, 128, 1000],
+    layers: [1, 16, 64, 128, OVERLAY_MAX_LOWER],
+    rawMax: ctx.mode === 'full' ? GiB : 64 * MiB,
+  };
 }
 
 const SNAP = 'create a container layer';
@@ -65,7 +70,12 @@ export const create: Scenario = {
         rmSync(join(dir, 'pool'), { recursive: true, force: true });
       }
       // ext4 on thinpool via NBD: the parent is an ext4 volume holding one file of that size (written through NBD).
-      if (rec.runs('ext4-nbd', [[kase, SNAP, 'ms'], [kase, E4MOUNT, 'ms']])) {
+      if (
+        rec.runs('ext4-nbd', [
+          [kase, SNAP, 'ms'],
+          [kase, E4MOUNT, 'ms'],
+        ])
+      ) {
         if (size > E4MAX) {
           const why = `ext4 parents are written through NBD: measured up to ${fmtBytes(E4MAX)}`;
           rec.skip(kase, SNAP, 'ms', 'ext4-nbd', why);
@@ -78,8 +88,21 @@ export const create: Scenario = {
             writeDataFile(join(dir, 'e4m', 'image.bin'), size);
             e.unmount(join(dir, 'e4m'));
             const runs = Array.from({ length: reps }, (_, r) => ext4Container(e, 'parent', `s${r}`, join(dir, 'e4m')));
-            rec.add(kase, SNAP, 'ms', 'ext4-nbd', runs.map((x) => x.total), 'snapshot + commit + NBD server + nbdfuse + losetup + mount (process starts included)');
-            rec.add(kase, E4MOUNT, 'ms', 'ext4-nbd', runs.map((x) => x.mount));
+            rec.add(
+              kase,
+              SNAP,
+              'ms',
+              'ext4-nbd',
+              runs.map((x) => x.total),
+              'snapshot + commit + NBD server + nbdfuse + losetup + mount (process starts included)',
+            );
+            rec.add(
+              kase,
+              E4MOUNT,
+              'ms',
+              'ext4-nbd',
+              runs.map((x) => x.mount),
+            );
           } finally {
             e.close();
           }
@@ -144,7 +167,13 @@ export const create: Scenario = {
         rec.add(kase, SNAP, 'ms', 'raw', runs, 'full copy of the image');
         rmSync(src);
       } else {
-        rec.skip(kase, SNAP, 'ms', 'raw', `full copies measured up to ${fmtBytes(p.rawMax)}${ctx.mode === 'full' ? '' : ' (1 GiB with --full)'}`);
+        rec.skip(
+          kase,
+          SNAP,
+          'ms',
+          'raw',
+          `full copies measured up to ${fmtBytes(p.rawMax)}${ctx.mode === 'full' ? '' : ' (1 GiB with --full)'}`,
+        );
       }
     }
 
@@ -157,7 +186,11 @@ export const create: Scenario = {
       let depth = 1;
       let top = 'd0';
       for (const d of p.depths) {
-        while (depth < d) { pool.pool.snapshotSync(top, `d${depth}`); top = `d${depth}`; depth++; }
+        while (depth < d) {
+          pool.pool.snapshotSync(top, `d${depth}`);
+          top = `d${depth}`;
+          depth++;
+        }
         pool.pool.commitSync();
         const runs: number[] = [];
         for (let r = 0; r < reps; r++) {
@@ -173,7 +206,18 @@ export const create: Scenario = {
       pool.close();
       rmSync(join(dir, 'pool'), { recursive: true, force: true });
     }
-    if (rec.runs('ext4-nbd', p.depths.flatMap((d) => [[`depth ${d}`, DEPTH, 'ms'], [`depth ${d}`, E4MOUNT, 'ms']] as [string, string, 'ms'][]))) {
+    if (
+      rec.runs(
+        'ext4-nbd',
+        p.depths.flatMap(
+          (d) =>
+            [
+              [`depth ${d}`, DEPTH, 'ms'],
+              [`depth ${d}`, E4MOUNT, 'ms'],
+            ] as [string, string, 'ms'][],
+        ),
+      )
+    ) {
       const e = new Ext4Pool(join(dir, 'e4pool'), 256 * MiB);
       try {
         e.createThin('d0', ext4VolumeSize(16 * MiB));
@@ -183,24 +227,49 @@ export const create: Scenario = {
         let depth = 1;
         let top = 'd0';
         for (const d of p.depths) {
-          while (depth < d) { e.snapshot(top, `d${depth}`, false); top = `d${depth}`; depth++; }
+          while (depth < d) {
+            e.snapshot(top, `d${depth}`, false);
+            top = `d${depth}`;
+            depth++;
+          }
           e.commit();
           const runs = Array.from({ length: Math.min(reps, 3) }, (_, r) => ext4Container(e, top, `x${d}-${r}`, join(dir, 'e4m')));
-          rec.add(`depth ${d}`, DEPTH, 'ms', 'ext4-nbd', runs.map((x) => x.total), 'snapshot + commit of the top of a chain, then serve + nbdfuse + losetup + mount it');
-          rec.add(`depth ${d}`, E4MOUNT, 'ms', 'ext4-nbd', runs.map((x) => x.mount));
+          rec.add(
+            `depth ${d}`,
+            DEPTH,
+            'ms',
+            'ext4-nbd',
+            runs.map((x) => x.total),
+            'snapshot + commit of the top of a chain, then serve + nbdfuse + losetup + mount it',
+          );
+          rec.add(
+            `depth ${d}`,
+            E4MOUNT,
+            'ms',
+            'ext4-nbd',
+            runs.map((x) => x.mount),
+          );
         }
       } finally {
         e.close();
       }
       rmSync(join(dir, 'e4pool'), { recursive: true, force: true });
     }
-    if (rec.runs('qcow2', p.depths.map((d) => [`depth ${d}`, DEPTH, 'ms']))) {
+    if (
+      rec.runs(
+        'qcow2',
+        p.depths.map((d) => [`depth ${d}`, DEPTH, 'ms']),
+      )
+    ) {
       const q = join(dir, 'q');
       mkdirSync(q);
       qcowCreate(join(q, '0.qcow2'), 64 * MiB, { prealloc: 'metadata' });
       let depth = 1;
       for (const d of p.depths) {
-        while (depth < d) { qcowCreate(join(q, `${depth}.qcow2`), 64 * MiB, { backing: join(q, `${depth - 1}.qcow2`), unsafe: true }); depth++; }
+        while (depth < d) {
+          qcowCreate(join(q, `${depth}.qcow2`), 64 * MiB, { backing: join(q, `${depth - 1}.qcow2`), unsafe: true });
+          depth++;
+        }
         const runs: number[] = [];
         for (let r = 0; r < (d > 128 ? Math.min(reps, 2) : reps); r++) {
           const t = now();
@@ -217,7 +286,12 @@ export const create: Scenario = {
     const MOUNT = 'create a container over N layers';
     const ld = join(dir, 'layers');
     for (let i = 0; i < Math.max(...p.layers); i++) mkdirSync(join(ld, String(i), `own${i}`), { recursive: true });
-    if (rec.runs('overlayfs', p.layers.map((n) => [`${n} layers`, MOUNT, 'ms']))) {
+    if (
+      rec.runs(
+        'overlayfs',
+        p.layers.map((n) => [`${n} layers`, MOUNT, 'ms']),
+      )
+    ) {
       for (const n of p.layers) {
         const lower = Array.from({ length: n }, (_, i) => String(n - 1 - i));
         const runs: number[] = [];
@@ -247,18 +321,36 @@ export const create: Scenario = {
     rmSync(dir, { recursive: true, force: true });
 
     if (ctx.mode !== 'full') rec.note('Raw full copies run up to 64 MiB by default (1 GiB with --full).');
-    rec.note('thinpool parents are mapped in the metadata only (no data written) so that 64 GiB parents fit in a run; a snapshot reads no data either way.');
-    rec.note(`ext4 on thinpool via NBD: parents up to ${fmtBytes(E4MAX)} (a real ext4 with a file of that size, written through NBD); a container is a snapshot of the volume attached and mounted. "of which attach + mount" is the NBD server + nbdfuse + losetup + mount part; depth cases take 3 repetitions.`);
+    rec.note(
+      'thinpool parents are mapped in the metadata only (no data written) so that 64 GiB parents fit in a run; a snapshot reads no data either way.',
+    );
+    rec.note(
+      `ext4 on thinpool via NBD: parents up to ${fmtBytes(E4MAX)} (a real ext4 with a file of that size, written through NBD); a container is a snapshot of the volume attached and mounted. "of which attach + mount" is the NBD server + nbdfuse + losetup + mount part; depth cases take 3 repetitions.`,
+    );
     const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
-    const names = ['thinpool snapshot', 'ext4 (NBD) snapshot + mount', 'qcow2 overlay', 'overlayfs mount', 'union container', 'raw full copy'];
+    const names = [
+      'thinpool snapshot',
+      'ext4 (NBD) snapshot + mount',
+      'qcow2 overlay',
+      'overlayfs mount',
+      'union container',
+      'raw full copy',
+    ];
     rec.chart('create-size.svg', {
-      kind: 'line', title: 'Creating a container layer against the parent size',
-      x: { label: 'mapped size of the parent', log: true, format: fmtBytes }, y: { label: 'time (ms)', log: true },
-      series: sys.map((s, i) => ({ name: names[i]!, points: p.sizes.map((z) => [z, rec.get(`parent ${fmtBytes(z)}`, SNAP, s) ?? NaN] as [number, number]) })),
+      kind: 'line',
+      title: 'Creating a container layer against the parent size',
+      x: { label: 'mapped size of the parent', log: true, format: fmtBytes },
+      y: { label: 'time (ms)', log: true },
+      series: sys.map((s, i) => ({
+        name: names[i]!,
+        points: p.sizes.map((z) => [z, rec.get(`parent ${fmtBytes(z)}`, SNAP, s) ?? NaN] as [number, number]),
+      })),
     });
     rec.chart('create-depth.svg', {
-      kind: 'line', title: 'Creating a layer on a chain / over N lower layers',
-      x: { label: 'depth of the chain or number of lower layers', log: true }, y: { label: 'time (ms)', log: true },
+      kind: 'line',
+      title: 'Creating a layer on a chain / over N lower layers',
+      x: { label: 'depth of the chain or number of lower layers', log: true },
+      y: { label: 'time (ms)', log: true },
       series: [
         { name: 'thinpool snapshot', points: p.depths.map((d) => [d, rec.get(`depth ${d}`, DEPTH, 'thinpool') ?? NaN]) },
         { name: 'ext4 (NBD) snapshot + mount', points: p.depths.map((d) => [d, rec.get(`depth ${d}`, DEPTH, 'ext4-nbd') ?? NaN]) },

@@ -50,7 +50,9 @@ export const deepRead: Scenario = {
     const offs = randomOffsets(p.size, 1 << 16);
     const buf = Buffer.alloc(4096);
     const reps = Math.min(ctx.reps, 3);
-    const rd = (fd: number) => (i: number) => { readSync(fd, buf, 0, 4096, offs[i & 0xffff]!); };
+    const rd = (fd: number) => (i: number) => {
+      readSync(fd, buf, 0, 4096, offs[i & 0xffff]!);
+    };
 
     // Layers 0 (bottom, holds the data) .. maxFile-1; names are short so deep lowerdir options fit in a page.
     const layer = (i: number) => join(dir, 'l', String(i));
@@ -77,10 +79,20 @@ export const deepRead: Scenario = {
       let depth = 1;
       let top = 'd0';
       for (const d of p.block) {
-        while (depth < d) { pool.pool.snapshotSync(top, `d${depth}`); top = `d${depth}`; depth++; }
+        while (depth < d) {
+          pool.pool.snapshotSync(top, `d${depth}`);
+          top = `d${depth}`;
+          depth++;
+        }
         pool.pool.commitSync();
         const vol = pool.pool.volume(top);
-        rec.add(`depth ${d}`, READS, 'ops/s', 'thinpool', best(reps, () => opsPerSec((i) => vol.readSync(buf, offs[i & 0xffff]!), p.ms)));
+        rec.add(
+          `depth ${d}`,
+          READS,
+          'ops/s',
+          'thinpool',
+          best(reps, () => opsPerSec((i) => vol.readSync(buf, offs[i & 0xffff]!), p.ms)),
+        );
       }
       pool.close();
       rmSync(join(dir, 'pool'), { recursive: true, force: true });
@@ -89,7 +101,9 @@ export const deepRead: Scenario = {
     // ext4 on thinpool via NBD: the data file on an ext4 volume, then a chain of snapshots of the volume; the top
     // one is mounted. Cold reads (first touches after the mount) go loop -> nbdfuse -> NBD -> the pool; warm
     // reads (after one sequential pass over the file), opens and stats are the kernel's page and dentry caches.
-    const erows: [string, string, Unit][] = p.block.flatMap((d) => [COLD, READS, OPENS, STATS].map((m) => [`depth ${d}`, m, 'ops/s'] as [string, string, Unit]));
+    const erows: [string, string, Unit][] = p.block.flatMap((d) =>
+      [COLD, READS, OPENS, STATS].map((m) => [`depth ${d}`, m, 'ops/s'] as [string, string, Unit]),
+    );
     if (rec.runs('ext4-nbd', erows)) {
       const e = new Ext4Pool(join(dir, 'e4pool'), 2 * ext4VolumeSize(p.size));
       try {
@@ -102,7 +116,11 @@ export const deepRead: Scenario = {
         let top = 'd0';
         const cold = ctx.mode === 'quick' ? 300 : 2000;
         for (const d of p.block) {
-          while (depth < d) { e.snapshot(top, `d${depth}`, false); top = `d${depth}`; depth++; }
+          while (depth < d) {
+            e.snapshot(top, `d${depth}`, false);
+            top = `d${depth}`;
+            depth++;
+          }
           e.commit();
           const coldRuns: number[] = [];
           for (let r = 0; r < reps; r++) {
@@ -116,14 +134,39 @@ export const deepRead: Scenario = {
               // Warm the page cache with the whole file first, as the other systems' files are (written in this process).
               const big = Buffer.alloc(MiB);
               for (let o = 0; o < p.size; o += MiB) readSync(fd, big, 0, MiB, o);
-              rec.add(`depth ${d}`, READS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(rd(fd), p.ms)));
-              rec.add(`depth ${d}`, OPENS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(() => closeSync(openSync(file, 'r')), p.ms, 200)));
-              rec.add(`depth ${d}`, STATS, 'ops/s', 'ext4-nbd', best(reps, () => opsPerSec(() => statSync(file), p.ms, 200)));
+              rec.add(
+                `depth ${d}`,
+                READS,
+                'ops/s',
+                'ext4-nbd',
+                best(reps, () => opsPerSec(rd(fd), p.ms)),
+              );
+              rec.add(
+                `depth ${d}`,
+                OPENS,
+                'ops/s',
+                'ext4-nbd',
+                best(reps, () => opsPerSec(() => closeSync(openSync(file, 'r')), p.ms, 200)),
+              );
+              rec.add(
+                `depth ${d}`,
+                STATS,
+                'ops/s',
+                'ext4-nbd',
+                best(reps, () => opsPerSec(() => statSync(file), p.ms, 200)),
+              );
             }
             closeSync(fd);
             e.unmount(m);
           }
-          rec.add(`depth ${d}`, COLD, 'ops/s', 'ext4-nbd', coldRuns, `${cold} reads right after mounting the top of the chain (a fresh nbdfuse + loop + mount each run)`);
+          rec.add(
+            `depth ${d}`,
+            COLD,
+            'ops/s',
+            'ext4-nbd',
+            coldRuns,
+            `${cold} reads right after mounting the top of the chain (a fresh nbdfuse + loop + mount each run)`,
+          );
         }
       } finally {
         e.close();
@@ -141,13 +184,25 @@ export const deepRead: Scenario = {
       const step = 7919 * 4096; // prime number of pages: offsets wrap around the image in a scattered order
       for (const d of p.block) {
         const count = ctx.mode === 'quick' ? 2000 : d <= 16 ? 40000 : d <= 128 ? 10000 : 100;
-        while (depth < d) { qcowCreate(join(q, `${depth}.qcow2`), p.size, { backing: join(q, `${depth - 1}.qcow2`), unsafe: true }); depth++; }
-        rec.add(`depth ${d}`, READS, 'ops/s', 'qcow2', best(reps, () => qemuBench(join(q, `${d - 1}.qcow2`), count, 4096, step), false), 'qemu-img bench, queue depth 1, strided offsets');
+        while (depth < d) {
+          qcowCreate(join(q, `${depth}.qcow2`), p.size, { backing: join(q, `${depth - 1}.qcow2`), unsafe: true });
+          depth++;
+        }
+        rec.add(
+          `depth ${d}`,
+          READS,
+          'ops/s',
+          'qcow2',
+          best(reps, () => qemuBench(join(q, `${d - 1}.qcow2`), count, 4096, step), false),
+          'qemu-img bench, queue depth 1, strided offsets',
+        );
       }
     }
 
     // kernel overlayfs: N lower layers mounted (relative paths keep the option short).
-    const frows: [string, string, Unit][] = p.file.flatMap((d) => [READS, OPENS, STATS].map((m) => [`depth ${d}`, m, 'ops/s'] as [string, string, Unit]));
+    const frows: [string, string, Unit][] = p.file.flatMap((d) =>
+      [READS, OPENS, STATS].map((m) => [`depth ${d}`, m, 'ops/s'] as [string, string, Unit]),
+    );
     if (rec.runs('overlayfs', frows)) {
       for (const d of p.file) {
         const c = join(dir, `ovl${d}`);
@@ -155,14 +210,33 @@ export const deepRead: Scenario = {
         const m = mountOverlay(lower, join(c, 'u'), join(c, 'w'), join(c, 'm'), join(dir, 'l'));
         const file = join(m.mnt, path);
         const fd = openSync(file, 'r');
-        rec.add(`depth ${d}`, READS, 'ops/s', 'overlayfs', best(reps, () => opsPerSec(rd(fd), p.ms)));
+        rec.add(
+          `depth ${d}`,
+          READS,
+          'ops/s',
+          'overlayfs',
+          best(reps, () => opsPerSec(rd(fd), p.ms)),
+        );
         closeSync(fd);
-        rec.add(`depth ${d}`, OPENS, 'ops/s', 'overlayfs', best(reps, () => opsPerSec(() => closeSync(openSync(file, 'r')), p.ms, 200)));
-        rec.add(`depth ${d}`, STATS, 'ops/s', 'overlayfs', best(reps, () => opsPerSec(() => statSync(file), p.ms, 200)));
+        rec.add(
+          `depth ${d}`,
+          OPENS,
+          'ops/s',
+          'overlayfs',
+          best(reps, () => opsPerSec(() => closeSync(openSync(file, 'r')), p.ms, 200)),
+        );
+        rec.add(
+          `depth ${d}`,
+          STATS,
+          'ops/s',
+          'overlayfs',
+          best(reps, () => opsPerSec(() => statSync(file), p.ms, 200)),
+        );
         m.umount();
         rmSync(c, { recursive: true, force: true });
       }
-      for (const d of p.block) if (!p.file.includes(d)) rec.skip(`depth ${d}`, READS, 'ops/s', 'overlayfs', 'overlayfs stacks at most 500 lower layers');
+      for (const d of p.block)
+        if (!p.file.includes(d)) rec.skip(`depth ${d}`, READS, 'ops/s', 'overlayfs', 'overlayfs stacks at most 500 lower layers');
     }
 
     // userspace union: every lookup walks the branches top-down.
@@ -170,26 +244,57 @@ export const deepRead: Scenario = {
       const lower = Array.from({ length: d }, (_, i) => layer(d - 1 - i));
       const u = new Union({ lower });
       const f = u.open(path, 'r');
-      rec.add(`depth ${d}`, READS, 'ops/s', 'union', best(reps, () => opsPerSec((i) => f.read(buf, offs[i & 0xffff]!), p.ms)));
+      rec.add(
+        `depth ${d}`,
+        READS,
+        'ops/s',
+        'union',
+        best(reps, () => opsPerSec((i) => f.read(buf, offs[i & 0xffff]!), p.ms)),
+      );
       f.close();
-      rec.add(`depth ${d}`, OPENS, 'ops/s', 'union', best(reps, () => opsPerSec(() => u.open(path, 'r').close(), p.ms, 20)));
-      rec.add(`depth ${d}`, STATS, 'ops/s', 'union', best(reps, () => opsPerSec(() => u.stat(path), p.ms, 20)));
+      rec.add(
+        `depth ${d}`,
+        OPENS,
+        'ops/s',
+        'union',
+        best(reps, () => opsPerSec(() => u.open(path, 'r').close(), p.ms, 20)),
+      );
+      rec.add(
+        `depth ${d}`,
+        STATS,
+        'ops/s',
+        'union',
+        best(reps, () => opsPerSec(() => u.stat(path), p.ms, 20)),
+      );
     }
-    for (const d of p.block) if (!p.file.includes(d)) rec.skip(`depth ${d}`, READS, 'ops/s', 'union', 'file-level stacks measured up to 128 layers (as the issue asks)');
+    for (const d of p.block)
+      if (!p.file.includes(d))
+        rec.skip(`depth ${d}`, READS, 'ops/s', 'union', 'file-level stacks measured up to 128 layers (as the issue asks)');
 
     rmSync(dir, { recursive: true, force: true });
-    rec.note(`Data file: ${p.size / MiB} MiB in the bottom layer; random 4 KiB reads from the page cache, medians of ${reps} runs of ${p.ms} ms.`);
-    rec.note('ext4 on thinpool via NBD: the layers are a snapshot chain of the ext4 volume (block level, so it runs to depth 1,000 like thinpool); "cold" reads are the first touches after a fresh mount and go through loop, nbdfuse and NBD to the pool.');
+    rec.note(
+      `Data file: ${p.size / MiB} MiB in the bottom layer; random 4 KiB reads from the page cache, medians of ${reps} runs of ${p.ms} ms.`,
+    );
+    rec.note(
+      'ext4 on thinpool via NBD: the layers are a snapshot chain of the ext4 volume (block level, so it runs to depth 1,000 like thinpool); "cold" reads are the first touches after a fresh mount and go through loop, nbdfuse and NBD to the pool.',
+    );
     const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
     const names = ['thinpool', 'ext4 on thinpool via NBD', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw file'];
     rec.chart('deep-read-reads.svg', {
-      kind: 'line', title: 'Random 4 KiB reads through a stack (data in the bottom layer)',
-      x: { label: 'stack depth (layers)', log: true }, y: { label: 'reads per second', log: true },
-      series: sys.map((s, i) => ({ name: names[i]!, points: p.block.map((d) => [d, rec.get(`depth ${d}`, READS, s) ?? NaN] as [number, number]) })),
+      kind: 'line',
+      title: 'Random 4 KiB reads through a stack (data in the bottom layer)',
+      x: { label: 'stack depth (layers)', log: true },
+      y: { label: 'reads per second', log: true },
+      series: sys.map((s, i) => ({
+        name: names[i]!,
+        points: p.block.map((d) => [d, rec.get(`depth ${d}`, READS, s) ?? NaN] as [number, number]),
+      })),
     });
     rec.chart('deep-read-lookups.svg', {
-      kind: 'line', title: 'Opens and stats of a path in the bottom layer',
-      x: { label: 'stack depth (layers)', log: true }, y: { label: 'operations per second', log: true },
+      kind: 'line',
+      title: 'Opens and stats of a path in the bottom layer',
+      x: { label: 'stack depth (layers)', log: true },
+      y: { label: 'operations per second', log: true },
       series: [
         { name: 'overlayfs open', points: p.file.map((d) => [d, rec.get(`depth ${d}`, OPENS, 'overlayfs') ?? NaN] as [number, number]) },
         { name: 'overlayfs stat', points: p.file.map((d) => [d, rec.get(`depth ${d}`, STATS, 'overlayfs') ?? NaN] as [number, number]) },

@@ -51,16 +51,24 @@ export const many: Scenario = {
       runLayout(ctx, rec, dir, layout, p.image, p.containers);
     }
     rmSync(dir, { recursive: true, force: true });
-    rec.note(`Image of ${fmtBytes(p.image)} (1 GiB with --full), ${p.containers} containers each writing 1% of it as 4 KiB writes at random places.`);
+    rec.note(
+      `Image of ${fmtBytes(p.image)} (1 GiB with --full), ${p.containers} containers each writing 1% of it as 4 KiB writes at random places.`,
+    );
     rec.note('Space = everything the system holds on disk for the image and all containers (st_blocks), read after the last container.');
-    rec.note('ext4 on thinpool via NBD: the image is an ext4 volume (with its journal and inode tables) holding the same files; its space is the pool\'s data and metadata files, like thinpool\'s.');
+    rec.note(
+      "ext4 on thinpool via NBD: the image is an ext4 volume (with its journal and inode tables) holding the same files; its space is the pool's data and metadata files, like thinpool's.",
+    );
     const sys: System[] = ['thinpool', 'ext4-nbd', 'qcow2', 'overlayfs', 'union', 'raw'];
     const names = ['thinpool', 'ext4 on thinpool via NBD', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw copies (computed)'];
     rec.chart('many-space.svg', {
-      kind: 'bar', title: `${p.containers} containers, each changing 1% of a ${fmtBytes(p.image)} image`,
+      kind: 'bar',
+      title: `${p.containers} containers, each changing 1% of a ${fmtBytes(p.image)} image`,
       categories: ['scattered over files', 'inside one file'],
       y: { label: 'space on disk (image + containers)', format: fmtBytes },
-      series: sys.map((s, i) => ({ name: names[i]!, values: (['scattered', 'one file'] as Layout[]).map((l) => rec.get(l, 'space on disk', s)) })),
+      series: sys.map((s, i) => ({
+        name: names[i]!,
+        values: (['scattered', 'one file'] as Layout[]).map((l) => rec.get(l, 'space on disk', s)),
+      })),
     });
   },
 };
@@ -71,7 +79,10 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
   const files = layout === 'one file' ? 1 : image / FILE;
   const fsize = layout === 'one file' ? image : FILE;
   for (let k = 0; k < files; k++) writeDataFile(join(lower, fileName(layout, k)), fsize);
-  const rows: [string, string, Unit][] = [[layout, 'space on disk', 'bytes'], [layout, 'time for all containers', 'ms']];
+  const rows: [string, string, Unit][] = [
+    [layout, 'space on disk', 'bytes'],
+    [layout, 'time for all containers', 'ms'],
+  ];
   const report = (sys: System, space: number, ms: number, note?: string) => {
     rec.add(layout, 'space on disk', 'bytes', sys, [space], note);
     rec.add(layout, 'time for all containers', 'ms', sys, [ms]);
@@ -96,7 +107,12 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
     }
     pool.pool.commitSync();
     const ms = now() - t;
-    report('thinpool', allocatedBytes(...pool.paths), ms, `pool data blocks in use: ${fmtBytes(pool.pool.status().dataBlocks.used * pool.pool.blockSize)}`);
+    report(
+      'thinpool',
+      allocatedBytes(...pool.paths),
+      ms,
+      `pool data blocks in use: ${fmtBytes(pool.pool.status().dataBlocks.used * pool.pool.blockSize)}`,
+    );
     pool.close();
     rmSync(join(dir, 'pool'), { recursive: true, force: true });
   }
@@ -116,12 +132,21 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
       for (let c = 0; c < containers; c++) {
         e.snapshot('image', `c${c}`, false);
         e.mount(`c${c}`, m);
-        for (const [k, off] of writesOf(layout, image, c)) { const fd = openSync(join(m, fileName(layout, k)), 'r+'); writeSync(fd, WRITE, 0, 4096, off); closeSync(fd); }
+        for (const [k, off] of writesOf(layout, image, c)) {
+          const fd = openSync(join(m, fileName(layout, k)), 'r+');
+          writeSync(fd, WRITE, 0, 4096, off);
+          closeSync(fd);
+        }
         e.unmount(m);
       }
       e.commit();
       const ms = now() - t;
-      report('ext4-nbd', e.allocated(), ms, `snapshot + attach + mount + writes + umount + detach per container; pool data blocks in use: ${fmtBytes(e.usedBytes())}`);
+      report(
+        'ext4-nbd',
+        e.allocated(),
+        ms,
+        `snapshot + attach + mount + writes + umount + detach per container; pool data blocks in use: ${fmtBytes(e.usedBytes())}`,
+      );
     } finally {
       e.close();
     }
@@ -140,7 +165,10 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
     for (let c = 0; c < containers; c++) {
       const top = join(dir, `c${c}.qcow2`);
       qcowCreate(top, undefined, { backing: base });
-      qemuIo(top, writesOf(layout, image, c).map(([k, off]) => `write -q -P 0x77 ${k * FILE + off} 4k`));
+      qemuIo(
+        top,
+        writesOf(layout, image, c).map(([k, off]) => `write -q -P 0x77 ${k * FILE + off} 4k`),
+      );
       tops.push(top);
     }
     report('qcow2', allocatedBytes(base, ...tops), now() - t);
@@ -157,14 +185,20 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
   };
 
   if (rec.runs('overlayfs', rows)) {
-    if (tooBig) { rec.skip(layout, 'space on disk', 'bytes', 'overlayfs', tooBig); rec.skip(layout, 'time for all containers', 'ms', 'overlayfs', tooBig); }
-    else {
+    if (tooBig) {
+      rec.skip(layout, 'space on disk', 'bytes', 'overlayfs', tooBig);
+      rec.skip(layout, 'time for all containers', 'ms', 'overlayfs', tooBig);
+    } else {
       const t = now();
       const uppers: string[] = [];
       for (let c = 0; c < containers; c++) {
         const cd = join(dir, `ovl${c}`);
         const m = mountOverlay([lower], join(cd, 'u'), join(cd, 'w'), join(cd, 'm'));
-        apply((name, off) => { const fd = openSync(join(m.mnt, name), 'r+'); writeSync(fd, WRITE, 0, 4096, off); closeSync(fd); }, c);
+        apply((name, off) => {
+          const fd = openSync(join(m.mnt, name), 'r+');
+          writeSync(fd, WRITE, 0, 4096, off);
+          closeSync(fd);
+        }, c);
         m.umount();
         uppers.push(join(cd, 'u'));
       }
@@ -173,15 +207,21 @@ function runLayout(_ctx: Ctx, rec: Recorder, root: string, layout: Layout, image
     }
   }
 
-  if (tooBig) { rec.skip(layout, 'space on disk', 'bytes', 'union', tooBig); rec.skip(layout, 'time for all containers', 'ms', 'union', tooBig); }
-  else {
+  if (tooBig) {
+    rec.skip(layout, 'space on disk', 'bytes', 'union', tooBig);
+    rec.skip(layout, 'time for all containers', 'ms', 'union', tooBig);
+  } else {
     const t = now();
     const uppers: string[] = [];
     for (let c = 0; c < containers; c++) {
       const upper = join(dir, `u${c}`);
       mkdirSync(upper);
       const u = new Union({ lower: [lower], upper });
-      apply((name, off) => { const f = u.open(name, 'r+'); f.write(WRITE, off); f.close(); }, c);
+      apply((name, off) => {
+        const f = u.open(name, 'r+');
+        f.write(WRITE, off);
+        f.close();
+      }, c);
       uppers.push(upper);
     }
     report('union', allocatedBytes(lower, ...uppers), now() - t);

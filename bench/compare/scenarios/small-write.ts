@@ -22,20 +22,58 @@ function sizes(ctx: Ctx): number[] {
   return [MiB, 64 * MiB];
 }
 
-interface Sample { ms: number; written: number; allocated: number }
+interface Sample {
+  ms: number;
+  written: number;
+  allocated: number;
+}
 
 function record(rec: Recorder, size: number, system: System, first: Sample[], second: Sample[], note?: string): void {
   const kase = fmtBytes(size);
-  rec.add(kase, 'first write: time', 'ms', system, first.map((s) => s.ms), note);
-  rec.add(kase, 'first write: bytes written', 'bytes', system, first.map((s) => s.written));
-  rec.add(kase, 'first write: bytes allocated', 'bytes', system, first.map((s) => s.allocated));
-  rec.add(kase, 'second write: time', 'ms', system, second.map((s) => s.ms), note);
-  rec.add(kase, 'second write: bytes written', 'bytes', system, second.map((s) => s.written));
+  rec.add(
+    kase,
+    'first write: time',
+    'ms',
+    system,
+    first.map((s) => s.ms),
+    note,
+  );
+  rec.add(
+    kase,
+    'first write: bytes written',
+    'bytes',
+    system,
+    first.map((s) => s.written),
+  );
+  rec.add(
+    kase,
+    'first write: bytes allocated',
+    'bytes',
+    system,
+    first.map((s) => s.allocated),
+  );
+  rec.add(
+    kase,
+    'second write: time',
+    'ms',
+    system,
+    second.map((s) => s.ms),
+    note,
+  );
+  rec.add(
+    kase,
+    'second write: bytes written',
+    'bytes',
+    system,
+    second.map((s) => s.written),
+  );
 }
 
 const ROWS = (size: number): [string, string, Unit][] => [
-  [fmtBytes(size), 'first write: time', 'ms'], [fmtBytes(size), 'first write: bytes written', 'bytes'],
-  [fmtBytes(size), 'first write: bytes allocated', 'bytes'], [fmtBytes(size), 'second write: time', 'ms'],
+  [fmtBytes(size), 'first write: time', 'ms'],
+  [fmtBytes(size), 'first write: bytes written', 'bytes'],
+  [fmtBytes(size), 'first write: bytes allocated', 'bytes'],
+  [fmtBytes(size), 'second write: time', 'ms'],
   [fmtBytes(size), 'second write: bytes written', 'bytes'],
 ];
 
@@ -70,9 +108,15 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
       const c = p.pool.snapshotSync('image', `c${r}`);
       p.pool.commitSync();
       let ms = 0;
-      const m1 = measure(p.paths, () => { ms = measure([], () => c.writeSync(WRITE, mid)).ms; p.pool.commitSync(); });
+      const m1 = measure(p.paths, () => {
+        ms = measure([], () => c.writeSync(WRITE, mid)).ms;
+        p.pool.commitSync();
+      });
       f.push({ ...m1, ms });
-      const m2 = measure(p.paths, () => { ms = measure([], () => c.writeSync(WRITE, mid)).ms; p.pool.commitSync(); });
+      const m2 = measure(p.paths, () => {
+        ms = measure([], () => c.writeSync(WRITE, mid)).ms;
+        p.pool.commitSync();
+      });
       s.push({ ...m2, ms });
     }
     p.close();
@@ -91,7 +135,15 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
       const f: Sample[] = [];
       const s: Sample[] = [];
       // open + pwrite + fsync + close: the copy-on-write happens when the block reaches the volume, at the fsync.
-      const w = (file: string) => { const fd = openSync(file, 'r+'); try { writeSync(fd, WRITE, 0, WRITE.length, mid); fsyncSync(fd); } finally { closeSync(fd); } };
+      const w = (file: string) => {
+        const fd = openSync(file, 'r+');
+        try {
+          writeSync(fd, WRITE, 0, WRITE.length, mid);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      };
       const one = (file: string): Sample => {
         const a0 = p.allocated();
         const w0 = p.written();
@@ -109,7 +161,14 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
         p.unmount(c);
         p.delete(`c${r}`);
       }
-      record(rec, size, 'ext4-nbd', f, s, 'open + pwrite + fsync + close through the ext4 mount of a snapshot; bytes = what the NBD server wrote to the pool files (data, journal, metadata, commit)');
+      record(
+        rec,
+        size,
+        'ext4-nbd',
+        f,
+        s,
+        'open + pwrite + fsync + close through the ext4 mount of a snapshot; bytes = what the NBD server wrote to the pool files (data, journal, metadata, commit)',
+      );
     } finally {
       p.close();
     }
@@ -140,7 +199,11 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
       const upper = join(dir, `union${r}`);
       mkdirSync(upper);
       const u = new Union({ lower: [join(dir, 'layer0')], upper });
-      const w = () => { const h = u.open('data.bin', 'r+'); h.write(WRITE, mid); h.close(); };
+      const w = () => {
+        const h = u.open('data.bin', 'r+');
+        h.write(WRITE, mid);
+        h.close();
+      };
       f.push(measure([upper], w));
       s.push(measure([upper], w));
       rmSync(upper, { recursive: true, force: true });
@@ -158,9 +221,13 @@ function runSize(ctx: Ctx, rec: Recorder, size: number): void {
       const top = join(dir, `top${r}.qcow2`);
       qcowCreate(top, undefined, { backing: img });
       let t = 0;
-      const m1 = measure([top], () => { t = qemuIo(top, [`write -P 0x5a ${mid} 4k`])[0]! * 1000; });
+      const m1 = measure([top], () => {
+        t = qemuIo(top, [`write -P 0x5a ${mid} 4k`])[0]! * 1000;
+      });
       f.push({ ...m1, ms: t });
-      const m2 = measure([top], () => { t = qemuIo(top, [`write -P 0x5a ${mid} 4k`])[0]! * 1000; });
+      const m2 = measure([top], () => {
+        t = qemuIo(top, [`write -P 0x5a ${mid} 4k`])[0]! * 1000;
+      });
       s.push({ ...m2, ms: t });
       rmSync(top);
     }
@@ -180,20 +247,30 @@ export const smallWrite: Scenario = {
     }
     if (ctx.mode !== 'full') rec.note('The 1 GiB file runs only with --full.');
     rec.note('For thinpool the file is a byte range of the base volume (64 KiB blocks); the container is a snapshot of it.');
-    rec.note('For ext4 on thinpool via NBD the file lives on an ext4 file system (4 KiB blocks) on the base volume; the container is a snapshot of the volume mounted through nbdfuse + loop. Its write is fsync\'d: without it nothing would reach the volume (and no copy-on-write would happen) inside the timed section.');
+    rec.note(
+      "For ext4 on thinpool via NBD the file lives on an ext4 file system (4 KiB blocks) on the base volume; the container is a snapshot of the volume mounted through nbdfuse + loop. Its write is fsync'd: without it nothing would reach the volume (and no copy-on-write would happen) inside the timed section.",
+    );
     const systems: System[] = ['thinpool', 'ext4-nbd', 'overlayfs', 'union', 'qcow2', 'raw'];
     const labels = ['thinpool', 'ext4 on thinpool via NBD', 'kernel overlayfs', 'union (userspace)', 'qcow2 chain', 'raw file'];
     rec.chart('small-write-time.svg', {
-      kind: 'line', title: 'First 4 KiB write into an inherited file',
+      kind: 'line',
+      title: 'First 4 KiB write into an inherited file',
       x: { label: 'size of the inherited file', log: true, format: fmtBytes },
       y: { label: 'time of the first write (ms)', log: true },
-      series: systems.map((sys, i) => ({ name: labels[i]!, points: ss.map((z) => [z, rec.get(fmtBytes(z), 'first write: time', sys) ?? NaN] as [number, number]) })),
+      series: systems.map((sys, i) => ({
+        name: labels[i]!,
+        points: ss.map((z) => [z, rec.get(fmtBytes(z), 'first write: time', sys) ?? NaN] as [number, number]),
+      })),
     });
     rec.chart('small-write-bytes.svg', {
-      kind: 'line', title: 'Bytes written by the first 4 KiB write',
+      kind: 'line',
+      title: 'Bytes written by the first 4 KiB write',
       x: { label: 'size of the inherited file', log: true, format: fmtBytes },
       y: { label: 'bytes written to disk', log: true, format: fmtBytes },
-      series: systems.map((sys, i) => ({ name: labels[i]!, points: ss.map((z) => [z, rec.get(fmtBytes(z), 'first write: bytes written', sys) ?? NaN] as [number, number]) })),
+      series: systems.map((sys, i) => ({
+        name: labels[i]!,
+        points: ss.map((z) => [z, rec.get(fmtBytes(z), 'first write: bytes written', sys) ?? NaN] as [number, number]),
+      })),
     });
   },
 };

@@ -34,12 +34,43 @@ export const teardown: Scenario = {
     const offs = offsets(image);
     const reps = Math.min(ctx.reps, 3);
     const M: [string, string, Unit][] = [];
-    for (const k of ['container', 'image']) for (const [m, u] of [['time', 'ms'], ['space given back to the filesystem', 'bytes']] as [string, Unit][]) M.push([`remove ${k}`, m, u]);
+    for (const k of ['container', 'image'])
+      for (const [m, u] of [
+        ['time', 'ms'],
+        ['space given back to the filesystem', 'bytes'],
+      ] as [string, Unit][])
+        M.push([`remove ${k}`, m, u]);
     const report = (sys: System, runs: { c: number; cb: number; i: number; ib: number }[], note?: string) => {
-      rec.add('remove container', 'time', 'ms', sys, runs.map((r) => r.c), note);
-      rec.add('remove container', 'space given back to the filesystem', 'bytes', sys, runs.map((r) => r.cb));
-      rec.add('remove image', 'time', 'ms', sys, runs.map((r) => r.i), note);
-      rec.add('remove image', 'space given back to the filesystem', 'bytes', sys, runs.map((r) => r.ib));
+      rec.add(
+        'remove container',
+        'time',
+        'ms',
+        sys,
+        runs.map((r) => r.c),
+        note,
+      );
+      rec.add(
+        'remove container',
+        'space given back to the filesystem',
+        'bytes',
+        sys,
+        runs.map((r) => r.cb),
+      );
+      rec.add(
+        'remove image',
+        'time',
+        'ms',
+        sys,
+        runs.map((r) => r.i),
+        note,
+      );
+      rec.add(
+        'remove image',
+        'space given back to the filesystem',
+        'bytes',
+        sys,
+        runs.map((r) => r.ib),
+      );
     };
     /** Time fn and the growth of free space on the filesystem (allocation of the given paths, before - after). */
     const drop = (paths: string[], fn: () => void): [number, number] => {
@@ -61,9 +92,15 @@ export const teardown: Scenario = {
         for (const o of offs) c.writeSync(WRITE, o);
         pool.pool.commitSync();
         const used0 = pool.pool.status().dataBlocks.used;
-        const [cm, cb] = drop(pool.paths, () => { pool.pool.deleteSync('c'); pool.pool.commitSync(); });
+        const [cm, cb] = drop(pool.paths, () => {
+          pool.pool.deleteSync('c');
+          pool.pool.commitSync();
+        });
         const used1 = pool.pool.status().dataBlocks.used;
-        const [im, ib] = drop(pool.paths, () => { pool.pool.deleteSync('image'); pool.pool.commitSync(); });
+        const [im, ib] = drop(pool.paths, () => {
+          pool.pool.deleteSync('image');
+          pool.pool.commitSync();
+        });
         pooled.push((used0 - used1) * pool.pool.blockSize);
         runs.push({ c: cm, cb, i: im, ib });
         pool.close();
@@ -83,7 +120,10 @@ export const teardown: Scenario = {
         rmSync(raw);
         const top = join(dir, 'top.qcow2');
         qcowCreate(top, undefined, { backing: base });
-        qemuIo(top, offs.map((o) => `write -q -P 0x44 ${o} 4k`));
+        qemuIo(
+          top,
+          offs.map((o) => `write -q -P 0x44 ${o} 4k`),
+        );
         const [cm, cb] = drop([top], () => rmSync(top));
         const [im, ib] = drop([base], () => rmSync(base));
         runs.push({ c: cm, cb, i: im, ib });
@@ -100,7 +140,10 @@ export const teardown: Scenario = {
         const cd = join(dir, 'ovl');
         const m = mountOverlay([lower], join(cd, 'u'), join(cd, 'w'), join(cd, 'm'));
         for (const o of offs) pwriteAt(join(m.mnt, 'image.bin'), WRITE, o);
-        const [cm, cb] = drop([join(cd, 'u'), join(cd, 'w')], () => { m.umount(); rmSync(cd, { recursive: true, force: true }); });
+        const [cm, cb] = drop([join(cd, 'u'), join(cd, 'w')], () => {
+          m.umount();
+          rmSync(cd, { recursive: true, force: true });
+        });
         const [im, ib] = drop([lower], () => rmSync(lower, { recursive: true, force: true }));
         runs.push({ c: cm, cb, i: im, ib });
       }
@@ -142,20 +185,29 @@ export const teardown: Scenario = {
     rmSync(dir, { recursive: true, force: true });
     rec.note(`Image of ${image / MiB} MiB in one file (1 GiB with --full); the container changed 1% of it in 4 KiB writes.`);
     const back = rec.get('remove container', 'space given back to the filesystem', 'thinpool') ?? 0;
-    rec.note(back > 0
-      ? 'thinpool gives the blocks of a deleted volume back to the pool and, measured here, to the filesystem too (the data file shrinks in allocation).'
-      : 'thinpool gives deleted blocks back to the pool (reusable by any volume) but not to the filesystem: the data file stays allocated.');
+    rec.note(
+      back > 0
+        ? 'thinpool gives the blocks of a deleted volume back to the pool and, measured here, to the filesystem too (the data file shrinks in allocation).'
+        : 'thinpool gives deleted blocks back to the pool (reusable by any volume) but not to the filesystem: the data file stays allocated.',
+    );
     const sys: System[] = ['thinpool', 'qcow2', 'overlayfs', 'union', 'raw'];
     const names = ['thinpool', 'qcow2 chain', 'kernel overlayfs', 'union (userspace)', 'raw file'];
     rec.chart('teardown-time.svg', {
-      kind: 'bar', title: 'Teardown time', categories: ['remove container', 'remove image'],
+      kind: 'bar',
+      title: 'Teardown time',
+      categories: ['remove container', 'remove image'],
       y: { label: 'time (ms)', log: true },
       series: sys.map((s, i) => ({ name: names[i]!, values: ['remove container', 'remove image'].map((k) => rec.get(k, 'time', s)) })),
     });
     rec.chart('teardown-space.svg', {
-      kind: 'bar', title: 'Space given back to the filesystem', categories: ['remove container', 'remove image'],
+      kind: 'bar',
+      title: 'Space given back to the filesystem',
+      categories: ['remove container', 'remove image'],
       y: { label: 'bytes freed on the filesystem', log: true, format: (v) => `${+(v / MiB).toPrecision(3)} MiB` },
-      series: sys.map((s, i) => ({ name: names[i]!, values: ['remove container', 'remove image'].map((k) => rec.get(k, 'space given back to the filesystem', s)) })),
+      series: sys.map((s, i) => ({
+        name: names[i]!,
+        values: ['remove container', 'remove image'].map((k) => rec.get(k, 'space given back to the filesystem', s)),
+      })),
       note: 'n/a = nothing given back (0 bytes) or not run',
     });
   },

@@ -21,7 +21,10 @@ type Op = 'seq 1 MiB write' | 'seq 1 MiB read' | 'rand 4 KiB write' | 'rand 4 Ki
 const OPS: Op[] = ['seq 1 MiB write', 'seq 1 MiB read', 'rand 4 KiB write', 'rand 4 KiB read'];
 type State = 'fresh' | 'provisioned' | 'snapshot';
 
-interface Io { read(buf: Uint8Array, pos: number): void; write(buf: Uint8Array, pos: number): void }
+interface Io {
+  read(buf: Uint8Array, pos: number): void;
+  write(buf: Uint8Array, pos: number): void;
+}
 
 /** MiB/s of one op over the target. */
 function runOp(op: Op, io: Io, size: number, rand: number, seed: number): number {
@@ -32,10 +35,26 @@ function runOp(op: Op, io: Io, size: number, rand: number, seed: number): number
   const offs = Array.from({ length: rand }, () => Math.floor(r() * (size / 4096)) * 4096);
   const t = now();
   let bytes = 0;
-  if (op === 'seq 1 MiB write') for (let o = 0; o < size; o += MiB) { io.write(big, o); bytes += MiB; }
-  else if (op === 'seq 1 MiB read') for (let o = 0; o < size; o += MiB) { io.read(rbig, o); bytes += MiB; }
-  else if (op === 'rand 4 KiB write') for (const o of offs) { io.write(small, o); bytes += 4096; }
-  else for (const o of offs) { io.read(small, o); bytes += 4096; }
+  if (op === 'seq 1 MiB write')
+    for (let o = 0; o < size; o += MiB) {
+      io.write(big, o);
+      bytes += MiB;
+    }
+  else if (op === 'seq 1 MiB read')
+    for (let o = 0; o < size; o += MiB) {
+      io.read(rbig, o);
+      bytes += MiB;
+    }
+  else if (op === 'rand 4 KiB write')
+    for (const o of offs) {
+      io.write(small, o);
+      bytes += 4096;
+    }
+  else
+    for (const o of offs) {
+      io.read(small, o);
+      bytes += 4096;
+    }
   return bytes / MiB / ((now() - t) / 1000);
 }
 
@@ -50,7 +69,15 @@ export const throughput: Scenario = {
     const reps = Math.min(ctx.reps, 3);
     const rawFd = (path: string): Io & { close(): void } => {
       const fd = openSync(path, 'r+');
-      return { read: (b, o) => { readSync(fd, b, 0, b.length, o); }, write: (b, o) => { writeSync(fd, b, 0, b.length, o); }, close: () => closeSync(fd) };
+      return {
+        read: (b, o) => {
+          readSync(fd, b, 0, b.length, o);
+        },
+        write: (b, o) => {
+          writeSync(fd, b, 0, b.length, o);
+        },
+        close: () => closeSync(fd),
+      };
     };
     for (const state of ['fresh', 'provisioned', 'snapshot'] as State[]) {
       ctx.log(`  ${stateLabel[state]}`);
@@ -62,8 +89,12 @@ export const throughput: Scenario = {
         for (let r = 0; r < reps; r++) {
           // raw: a sparse file for "fresh", a fully written file otherwise (a snapshot has no raw analogue: same as provisioned).
           const rawPath = join(dir, 'raw.bin');
-          if (state === 'fresh') { writeDataFile(rawPath, 0); const fd = openSync(rawPath, 'r+'); ftruncateSync(fd, p.size); closeSync(fd); }
-          else writeDataFile(rawPath, p.size);
+          if (state === 'fresh') {
+            writeDataFile(rawPath, 0);
+            const fd = openSync(rawPath, 'r+');
+            ftruncateSync(fd, p.size);
+            closeSync(fd);
+          } else writeDataFile(rawPath, p.size);
           const io = rawFd(rawPath);
           const rv = runOp(op, io, p.size, p.rand, r);
           io.close();
@@ -88,14 +119,20 @@ export const throughput: Scenario = {
       }
     }
     rmSync(dir, { recursive: true, force: true });
-    rec.note(`Volume and raw file of ${p.size / MiB} MiB (1 GiB with --full); ${p.rand} random 4 KiB operations; page cache warm, no fsync; commits not timed.`);
+    rec.note(
+      `Volume and raw file of ${p.size / MiB} MiB (1 GiB with --full); ${p.rand} random 4 KiB operations; page cache warm, no fsync; commits not timed.`,
+    );
     rec.note('Reads of a fresh volume return zeros without I/O (no block is mapped); reads of a fresh raw file read holes.');
     const cats = ['fresh', 'provisioned', 'snapshot'] as State[];
     rec.chart('throughput-ratio.svg', {
-      kind: 'bar', title: 'thinpool throughput as a fraction of the raw file',
+      kind: 'bar',
+      title: 'thinpool throughput as a fraction of the raw file',
       categories: OPS,
       y: { label: 'thinpool / raw file (1 = as fast as raw)', log: true },
-      series: cats.map((s) => ({ name: `volume: ${stateLabel[s]}`, values: OPS.map((op) => rec.get(`${stateLabel[s]}: ${op}`, 'thinpool / raw', 'thinpool')) })),
+      series: cats.map((s) => ({
+        name: `volume: ${stateLabel[s]}`,
+        values: OPS.map((op) => rec.get(`${stateLabel[s]}: ${op}`, 'thinpool / raw', 'thinpool')),
+      })),
     });
   },
 };

@@ -11,7 +11,10 @@ import { workerData, type MessagePort } from 'node:worker_threads';
 import { ThinPool } from '../../../src/index.js';
 import { mountExt4, type MountedVolume } from '../../../src/nbd/kernel-mount.js';
 
-interface Data { port: MessagePort; flag: Int32Array }
+interface Data {
+  port: MessagePort;
+  flag: Int32Array;
+}
 const { port, flag } = workerData as Data;
 
 let pool: ThinPool | undefined;
@@ -46,7 +49,11 @@ async function handle(r: Req): Promise<unknown> {
   switch (r.op) {
     case 'format':
       if (pool && !pool.isClosed) throw new Error('a pool is already open');
-      pool = ThinPool.formatSync(r.dir, { size: r.size, blockSize: r.blockSize, ...(r.metadataSize ? { metadataSize: r.metadataSize } : {}) });
+      pool = ThinPool.formatSync(r.dir, {
+        size: r.size,
+        blockSize: r.blockSize,
+        ...(r.metadataSize ? { metadataSize: r.metadataSize } : {}),
+      });
       return null;
     case 'create':
       thePool().createThinSync(r.name, { size: r.size });
@@ -70,7 +77,9 @@ async function handle(r: Req): Promise<unknown> {
       let back = '';
       try {
         back = execFileSync('losetup', ['-n', '-O', 'BACK-FILE', '--list', m.loop], { encoding: 'utf8' }).trim();
-      } catch { /* best effort */ }
+      } catch {
+        /* best effort */
+      }
       return { loop: m.loop, back };
     }
     case 'unmount': {
@@ -98,11 +107,13 @@ async function handle(r: Req): Promise<unknown> {
 }
 
 port.on('message', (r: Req) => {
-  handle(r).then(
-    (value) => port.postMessage({ value }),
-    (e: unknown) => port.postMessage({ error: e instanceof Error ? e.message : String(e) }),
-  ).finally(() => {
-    Atomics.store(flag, 0, 1);
-    Atomics.notify(flag, 0);
-  });
+  handle(r)
+    .then(
+      (value) => port.postMessage({ value }),
+      (e: unknown) => port.postMessage({ error: e instanceof Error ? e.message : String(e) }),
+    )
+    .finally(() => {
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+    });
 });

@@ -39,7 +39,11 @@ function workerFile(): string | undefined {
   return existsSync(dist) ? dist : undefined;
 }
 
-interface Mounted { dir: string; loop: string; back: string }
+interface Mounted {
+  dir: string;
+  loop: string;
+  back: string;
+}
 
 /** A pool in a worker thread whose volumes mount as ext4 through NBD. All methods are synchronous. */
 export class Ext4Pool {
@@ -51,7 +55,11 @@ export class Ext4Pool {
   private readonly untrack: () => void;
   readonly paths: string[];
 
-  constructor(readonly dir: string, size: number, opts: { blockSize?: number; metadataSize?: number } = {}) {
+  constructor(
+    readonly dir: string,
+    size: number,
+    opts: { blockSize?: number; metadataSize?: number } = {},
+  ) {
     const file = workerFile();
     if (!file) throw new Error('ext4-worker.js is not built (npm run build)');
     this.flag = new Int32Array(new SharedArrayBuffer(4));
@@ -156,7 +164,8 @@ export class Ext4Pool {
     if (this.closed) return;
     this.closed = true;
     for (const m of [...this.mounted.values()].reverse()) {
-      if (spawnSync('umount', [m.dir], { stdio: 'ignore', timeout: 30_000 }).status !== 0) spawnSync('umount', ['-l', m.dir], { stdio: 'ignore' });
+      if (spawnSync('umount', [m.dir], { stdio: 'ignore', timeout: 30_000 }).status !== 0)
+        spawnSync('umount', ['-l', m.dir], { stdio: 'ignore' });
       spawnSync('losetup', ['-d', m.loop], { stdio: 'ignore' });
       if (m.back) spawnSync('fusermount3', ['-u', '-z', dirname(m.back)], { stdio: 'ignore' });
     }
@@ -185,7 +194,11 @@ export function ext4Unavailable(work: string): string | undefined {
   } catch (e) {
     return `cannot mount ext4 through nbdfuse + loop (${(e instanceof Error ? e.message : String(e)).split('\n')[0]})`;
   } finally {
-    try { p?.close(); } catch { /* reported above */ }
+    try {
+      p?.close();
+    } catch {
+      /* reported above */
+    }
     rmSync(d, { recursive: true, force: true });
   }
 }

@@ -14,11 +14,15 @@ export function overlayUnavailable(work: string): string | undefined {
   if (process.getuid?.() !== 0) return 'cannot mount (not root: mounting needs CAP_SYS_ADMIN)';
   try {
     if (!readFileSync('/proc/filesystems', 'utf8').includes('overlay')) return 'cannot mount (no overlay in /proc/filesystems)';
-  } catch { /* try anyway */ }
+  } catch {
+    /* try anyway */
+  }
   const d = mkdtempSync(join(work, 'ovl-probe-'));
   try {
     for (const s of ['l', 'u', 'w', 'm']) mkdirSync(join(d, s));
-    const r = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d}/l,upperdir=${d}/u,workdir=${d}/w`, `${d}/m`], { encoding: 'utf8' });
+    const r = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d}/l,upperdir=${d}/u,workdir=${d}/w`, `${d}/m`], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) return `cannot mount (${(r.stderr || r.error?.message || 'mount failed').trim()})`;
     spawnSync('umount', [`${d}/m`]);
     return undefined;
@@ -43,7 +47,10 @@ export function mountOverlay(lower: readonly string[], upper: string, work: stri
   mkdirSync(work, { recursive: true });
   mkdirSync(mnt, { recursive: true });
   const t = now();
-  const r = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower.join(':')},upperdir=${upper},workdir=${work}`, mnt], { cwd, encoding: 'utf8' });
+  const r = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower.join(':')},upperdir=${upper},workdir=${work}`, mnt], {
+    cwd,
+    encoding: 'utf8',
+  });
   const ms = now() - t;
   if (r.status !== 0) throw new Error(`overlay mount failed: ${r.stderr.trim()}`);
   trackMount(mnt);

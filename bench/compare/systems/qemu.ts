@@ -51,7 +51,23 @@ export function qemuIo(image: string, commands: readonly string[]): number[] {
 
 /** qemu-img bench: count requests of size bytes, queue depth 1, offsets advancing by step (wrapping). Ops per second. */
 export function qemuBench(image: string, count: number, size: number, step: number, write = false): number {
-  const args = ['bench', '-f', 'qcow2', '-c', String(count), '-d', '1', '-s', String(size), '-S', String(step), '-t', 'writeback', '-i', 'threads'];
+  const args = [
+    'bench',
+    '-f',
+    'qcow2',
+    '-c',
+    String(count),
+    '-d',
+    '1',
+    '-s',
+    String(size),
+    '-S',
+    String(step),
+    '-t',
+    'writeback',
+    '-i',
+    'threads',
+  ];
   if (write) args.push('-w');
   args.push(image);
   const out = execFileSync('qemu-img', args, { encoding: 'utf8' });

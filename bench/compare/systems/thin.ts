@@ -15,7 +15,9 @@ export interface OpenPool {
 /** metadataSize: room for the btrees (the file is sparse, so only what is used is allocated). */
 export function formatPool(dir: string, size: number, blockSize = BLOCK, metadataSize?: number): OpenPool {
   const pool = ThinPool.formatSync(dir, { size, blockSize, ...(metadataSize ? { metadataSize } : {}) });
-  const untrack = trackCloser(() => { if (!pool.isClosed) pool.closeSync(); });
+  const untrack = trackCloser(() => {
+    if (!pool.isClosed) pool.closeSync();
+  });
   return {
     pool,
     dir,

@@ -9,7 +9,9 @@ export async function bench(ctx: Ctx, _args: string[], opts: Record<string, unkn
   if (opts.full) args.push('--full');
   if (opts.scenario !== undefined) {
     const { SCENARIOS } = await import('../../../bench/compare/run.js');
-    const names = String(opts.scenario).split(',').map((x) => x.trim());
+    const names = String(opts.scenario)
+      .split(',')
+      .map((x) => x.trim());
     const known = SCENARIOS.map((x) => x.name);
     const unknown = names.filter((n) => !known.includes(n));
     if (names.length === 0 || unknown.length > 0) {

@@ -45,12 +45,38 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     });
   });
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(rows.map((r) => ({ name: r.name, image: r.image, imageId: r.imageId, volume: r.volume, volumeId: r.volumeId, created: r.created, sizeBytes: r.size })), null, 2) + '\n');
+    await write(
+      ctx.io.stdout,
+      JSON.stringify(
+        rows.map((r) => ({
+          name: r.name,
+          image: r.image,
+          imageId: r.imageId,
+          volume: r.volume,
+          volumeId: r.volumeId,
+          created: r.created,
+          sizeBytes: r.size,
+        })),
+        null,
+        2,
+      ) + '\n',
+    );
     return 0;
   }
-  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE', 'VOLUME', 'CREATED', 'SIZE'],
-    rows.map((r) => [r.name, r.image, r.volume, r.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), opts.bytes ? String(r.size) : humanSize(r.size)]),
-    ['left', 'left', 'left', 'left', 'right']));
+  await write(
+    ctx.io.stdout,
+    formatTable(
+      ['NAME', 'IMAGE', 'VOLUME', 'CREATED', 'SIZE'],
+      rows.map((r) => [
+        r.name,
+        r.image,
+        r.volume,
+        r.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+        opts.bytes ? String(r.size) : humanSize(r.size),
+      ]),
+      ['left', 'left', 'left', 'left', 'right'],
+    ),
+  );
   return 0;
 }
 
@@ -62,9 +88,13 @@ export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
 
 export async function commit(ctx: Ctx, [dir, name, image]: string[], opts: Record<string, unknown>): Promise<number> {
   usage(checkImageName, image);
-  const im = await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).commitContainer(name, image, {
-    ...(typeof opts.message === 'string' ? { comment: opts.message } : {}),
-  })));
+  const im = await withPool(ctx, dir, 'write', (pool) =>
+    run(dir, () =>
+      new ImageStore(pool).commitContainer(name, image, {
+        ...(typeof opts.message === 'string' ? { comment: opts.message } : {}),
+      }),
+    ),
+  );
   await write(ctx.io.stdout, `committed container ${name} as image ${image} (${im.id.slice(7, 19)}, ${im.chainIds.length} layers)\n`);
   return 0;
 }

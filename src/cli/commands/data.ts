@@ -42,98 +42,120 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
   let committed = 0;
   try {
     requirePoolDir(ctx, dir);
-    const written = await withPool(ctx, dir, 'write', async (pool) => {
-      const vol = pool.volume(name);
-      if (vol.readOnly) throw new CliError(`volume ${q(vol.label)} is read-only`);
-      const size = vol.sizeBytes;
-      if (offset > size) throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
-      if (!fromStdin && offset + inputSize > size) {
-        throw new CliError(`${q(file)} (${humanSize(inputSize)}) does not fit in volume ${q(vol.label)} at offset ${offset} (${humanSize(size)}); nothing was written: resize the volume first ("thinpool resize")`);
-      }
-      const bs = pool.blockSize;
-      const shared = (v: number): boolean => pool.metadata.lookup(vol.id, v)?.shared === true;
-      const sink = new VolumeSink(vol, offset, (fromStdin ? size : offset + inputSize) - offset, false, shared);
-      const buf = Buffer.allocUnsafe(batchSize(bs));
-      const progress = new Progress(ctx.io, `writing ${vol.label}`, fromStdin ? Infinity : inputSize);
-      let sinceCommit = 0;
-      const commitIfDue = (n: number): void => {
-        sinceCommit += n;
-        if (sinceCommit < commitEvery) return;
-        pool.commitSync();
-        committed += sinceCommit;
-        sinceCommit = 0;
-      };
-      try {
-        if (!fromStdin) {
-          // Preflight from the file's layout (data ranges may hold zeros: only when that bound does not fit is
-          // the data read twice, to count exactly).
-          let bound = 0;
-          const layout = fileLayout(fd, inputSize);
-          for (const r of layout) bound += r.hole ? sink.planHole(offset + r.start, r.end - r.start) : blocksNeeded(pool, vol.id, offset + r.start, r.end - r.start);
-          try {
-            preflightSpace(pool, dir, bound);
-          } catch (e) {
-            let exact = 0;
-            await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
-              data: (chunk, pos) => { exact += sink.plan(chunk, offset + pos); },
-              hole: (pos, len) => { exact += sink.planHole(offset + pos, len); },
-            });
-            if (exact === bound) throw e;
-            preflightSpace(pool, dir, exact);
-          }
-          let done = 0;
-          await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
-            data: async (chunk, pos) => {
-              wroteData = true;
-              sink.data(chunk, offset + pos);
-              done += chunk.length;
-              commitIfDue(chunk.length);
-              progress.update(done);
-              await checkpoint();
-            },
-            hole: async (pos, len) => {
-              wroteData = true;
-              sink.hole(offset + pos, len);
-              done += len;
-              commitIfDue(len);
-              progress.update(done);
-              await checkpoint();
-            },
-          });
-        } else {
-          // Standard input, chunk by chunk (each ends at a volume block boundary); each chunk is preflighted
-          // before it is written, so input that fits in one chunk fails with the pool untouched.
-          const first = buf.length - (offset % bs);
-          for (let pos = offset; ;) {
-            const want = Math.min(pos === offset ? first : buf.length, size - pos);
-            const n = want === 0 ? 0 : await input!.fill(buf.subarray(0, want));
-            if (n === want && pos + n === size) {
-              // The volume is full: any further byte does not fit.
-              const extra = await input!.fill(Buffer.alloc(1));
-              if (extra > 0) throw new CliError(`standard input is longer than the ${humanSize(size - offset)} left in the volume; nothing was written: write less or resize the volume first`);
+    const written = await withPool(
+      ctx,
+      dir,
+      'write',
+      async (pool) => {
+        const vol = pool.volume(name);
+        if (vol.readOnly) throw new CliError(`volume ${q(vol.label)} is read-only`);
+        const size = vol.sizeBytes;
+        if (offset > size)
+          throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
+        if (!fromStdin && offset + inputSize > size) {
+          throw new CliError(
+            `${q(file)} (${humanSize(inputSize)}) does not fit in volume ${q(vol.label)} at offset ${offset} (${humanSize(size)}); nothing was written: resize the volume first ("thinpool resize")`,
+          );
+        }
+        const bs = pool.blockSize;
+        const shared = (v: number): boolean => pool.metadata.lookup(vol.id, v)?.shared === true;
+        const sink = new VolumeSink(vol, offset, (fromStdin ? size : offset + inputSize) - offset, false, shared);
+        const buf = Buffer.allocUnsafe(batchSize(bs));
+        const progress = new Progress(ctx.io, `writing ${vol.label}`, fromStdin ? Infinity : inputSize);
+        let sinceCommit = 0;
+        const commitIfDue = (n: number): void => {
+          sinceCommit += n;
+          if (sinceCommit < commitEvery) return;
+          pool.commitSync();
+          committed += sinceCommit;
+          sinceCommit = 0;
+        };
+        try {
+          if (!fromStdin) {
+            // Preflight from the file's layout (data ranges may hold zeros: only when that bound does not fit is
+            // the data read twice, to count exactly).
+            let bound = 0;
+            const layout = fileLayout(fd, inputSize);
+            for (const r of layout)
+              bound += r.hole
+                ? sink.planHole(offset + r.start, r.end - r.start)
+                : blocksNeeded(pool, vol.id, offset + r.start, r.end - r.start);
+            try {
+              preflightSpace(pool, dir, bound);
+            } catch (e) {
+              let exact = 0;
+              await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
+                data: (chunk, pos) => {
+                  exact += sink.plan(chunk, offset + pos);
+                },
+                hole: (pos, len) => {
+                  exact += sink.planHole(offset + pos, len);
+                },
+              });
+              if (exact === bound) throw e;
+              preflightSpace(pool, dir, exact);
             }
-            if (n === 0) break;
-            const chunk = buf.subarray(0, n);
-            preflightSpace(pool, dir, sink.plan(chunk, pos));
-            wroteData = true;
-            sink.data(chunk, pos);
-            pos += n;
-            inputSize += n;
-            commitIfDue(n);
-            progress.update(inputSize);
-            await checkpoint();
-            if (n < want) break;
+            let done = 0;
+            await eachFileChunk(fd, file, inputSize, offset, bs, buf, {
+              data: async (chunk, pos) => {
+                wroteData = true;
+                sink.data(chunk, offset + pos);
+                done += chunk.length;
+                commitIfDue(chunk.length);
+                progress.update(done);
+                await checkpoint();
+              },
+              hole: async (pos, len) => {
+                wroteData = true;
+                sink.hole(offset + pos, len);
+                done += len;
+                commitIfDue(len);
+                progress.update(done);
+                await checkpoint();
+              },
+            });
+          } else {
+            // Standard input, chunk by chunk (each ends at a volume block boundary); each chunk is preflighted
+            // before it is written, so input that fits in one chunk fails with the pool untouched.
+            const first = buf.length - (offset % bs);
+            for (let pos = offset; ; ) {
+              const want = Math.min(pos === offset ? first : buf.length, size - pos);
+              const n = want === 0 ? 0 : await input!.fill(buf.subarray(0, want));
+              if (n === want && pos + n === size) {
+                // The volume is full: any further byte does not fit.
+                const extra = await input!.fill(Buffer.alloc(1));
+                if (extra > 0)
+                  throw new CliError(
+                    `standard input is longer than the ${humanSize(size - offset)} left in the volume; nothing was written: write less or resize the volume first`,
+                  );
+              }
+              if (n === 0) break;
+              const chunk = buf.subarray(0, n);
+              preflightSpace(pool, dir, sink.plan(chunk, pos));
+              wroteData = true;
+              sink.data(chunk, pos);
+              pos += n;
+              inputSize += n;
+              commitIfDue(n);
+              progress.update(inputSize);
+              await checkpoint();
+              if (n < want) break;
+            }
           }
+        } catch (e) {
+          if (committed > 0 && e instanceof CliError) {
+            throw new CliError(
+              `${e.message.replace(/; nothing was written/, '')}; the first ${committed} bytes of the input were written and committed (--commit-every), the rest was not`,
+              e.exitCode,
+            );
+          }
+          throw e;
         }
-      } catch (e) {
-        if (committed > 0 && e instanceof CliError) {
-          throw new CliError(`${e.message.replace(/; nothing was written/, '')}; the first ${committed} bytes of the input were written and committed (--commit-every), the rest was not`, e.exitCode);
-        }
-        throw e;
-      }
-      progress.done();
-      return { n: inputSize, label: vol.label };
-    }, { interruptible: true, releaseOnError: () => wroteData });
+        progress.done();
+        return { n: inputSize, label: vol.label };
+      },
+      { interruptible: true, releaseOnError: () => wroteData },
+    );
     await writeOut(ctx.io.stdout, `wrote ${written.n} bytes to ${q(written.label)} at offset ${offset}\n`);
   } finally {
     input?.close();
@@ -142,16 +164,17 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
   return 0;
 }
 
-
 export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const offset = sizeArg(opts.offset, '--offset', { allowZero: true });
   const length = opts.length === undefined ? undefined : sizeArg(opts.length, '--length', { allowZero: true });
   await withPool(ctx, dir, 'read', async (pool) => {
     const vol = pool.volume(name);
     const size = vol.sizeBytes;
-    if (offset > size) throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
+    if (offset > size)
+      throw new UsageError(`--offset ${opts.offset as string} is beyond the end of volume ${q(vol.label)} (${humanSize(size)})`);
     const len = length ?? size - offset;
-    if (offset + len > size) throw new UsageError(`--offset ${offset} + --length ${len} runs past the end of volume ${q(vol.label)} (${size} bytes)`);
+    if (offset + len > size)
+      throw new UsageError(`--offset ${offset} + --length ${len} runs past the end of volume ${q(vol.label)} (${size} bytes)`);
     const out = new Output(ctx.io.stdoutFd, ctx.io.stdout);
     try {
       const end = offset + len;
@@ -205,7 +228,9 @@ function imageFormat(fd: number, size: number): { format: string; qemu: string }
 export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: Record<string, unknown>): Promise<number> {
   checkName(name);
   if (opts.format !== undefined && opts.format !== 'raw') {
-    throw new UsageError(`--format ${q(String(opts.format))} is not supported: import takes raw images (--format raw); convert others with "qemu-img convert -O raw IMAGE IMAGE.raw"`);
+    throw new UsageError(
+      `--format ${q(String(opts.format))} is not supported: import takes raw images (--format raw); convert others with "qemu-img convert -O raw IMAGE IMAGE.raw"`,
+    );
   }
   const path = resolvePath(ctx, image);
   let fd: number;
@@ -213,10 +238,14 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
     fd = openSync(path, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file: check the path'
-      : code === 'ENOTDIR' ? 'a part of the path is a file, not a directory: check the path'
-        : code === 'EACCES' || code === 'EPERM' ? 'permission denied: make it readable for this user'
-          : (e as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file: check the path'
+        : code === 'ENOTDIR'
+          ? 'a part of the path is a file, not a directory: check the path'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied: make it readable for this user'
+            : (e as Error).message;
     throw new CliError(`cannot open image ${q(image)}: ${why}`);
   }
   try {
@@ -230,54 +259,65 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
     if (size === 0) throw new CliError(`image ${q(image)} is empty: nothing to import`);
     const known = opts.format === 'raw' ? null : imageFormat(fd, imageSize);
     if (known !== null) {
-      throw new CliError(`${q(image)} is a ${known.format} image, not a raw disk image: convert it with "qemu-img convert -f ${known.qemu} -O raw ${image} ${image}.raw" and import that (or give --format raw to import the file's bytes as they are)`);
+      throw new CliError(
+        `${q(image)} is a ${known.format} image, not a raw disk image: convert it with "qemu-img convert -f ${known.qemu} -O raw ${image} ${image}.raw" and import that (or give --format raw to import the file's bytes as they are)`,
+      );
     }
     requirePoolDir(ctx, dir);
     let wroteData = false;
-    const res = await withPool(ctx, dir, 'write', async (pool) => {
-      if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);
-      const bs = pool.blockSize;
-      const buf = Buffer.allocUnsafe(batchSize(bs));
-      // Only the image's data ranges are read (SEEK_DATA/SEEK_HOLE); the write must fit before anything is
-      // written: the blocks under the data ranges bound it, and only when that bound does not fit are the data
-      // ranges read twice, to count the blocks that are not all zeros.
-      const layout = fileLayout(fd, imageSize);
-      let bound = 0;
-      for (const r of layout) if (!r.hole) bound += Math.ceil(r.end / bs) - Math.floor(r.start / bs);
-      try {
-        preflightSpace(pool, dir, bound);
-      } catch (e) {
-        const scan = new Progress(ctx.io, `scanning ${basename(image)}`, imageSize);
-        let nonZero = 0;
+    const res = await withPool(
+      ctx,
+      dir,
+      'write',
+      async (pool) => {
+        if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);
+        const bs = pool.blockSize;
+        const buf = Buffer.allocUnsafe(batchSize(bs));
+        // Only the image's data ranges are read (SEEK_DATA/SEEK_HOLE); the write must fit before anything is
+        // written: the blocks under the data ranges bound it, and only when that bound does not fit are the data
+        // ranges read twice, to count the blocks that are not all zeros.
+        const layout = fileLayout(fd, imageSize);
+        let bound = 0;
+        for (const r of layout) if (!r.hole) bound += Math.ceil(r.end / bs) - Math.floor(r.start / bs);
+        try {
+          preflightSpace(pool, dir, bound);
+        } catch (e) {
+          const scan = new Progress(ctx.io, `scanning ${basename(image)}`, imageSize);
+          let nonZero = 0;
+          await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
+            data: async (chunk, pos) => {
+              for (let o = 0; o < chunk.length; o += bs) if (!isZero(chunk.subarray(o, Math.min(chunk.length, o + bs)))) nonZero++;
+              scan.update(pos + chunk.length);
+              await checkpoint();
+            },
+            hole: () => undefined,
+          });
+          scan.done();
+          if (nonZero === bound) throw e;
+          preflightSpace(pool, dir, nonZero);
+        }
+        const vol = pool.createThinSync(name, { size });
+        const sink = new VolumeSink(vol, 0, size, true, () => false);
+        const progress = new Progress(ctx.io, `importing ${basename(image)}`, imageSize);
         await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
           data: async (chunk, pos) => {
-            for (let o = 0; o < chunk.length; o += bs) if (!isZero(chunk.subarray(o, Math.min(chunk.length, o + bs)))) nonZero++;
-            scan.update(pos + chunk.length);
+            wroteData = true;
+            sink.data(chunk, pos);
+            progress.update(pos + chunk.length);
             await checkpoint();
           },
           hole: () => undefined,
         });
-        scan.done();
-        if (nonZero === bound) throw e;
-        preflightSpace(pool, dir, nonZero);
-      }
-      const vol = pool.createThinSync(name, { size });
-      const sink = new VolumeSink(vol, 0, size, true, () => false);
-      const progress = new Progress(ctx.io, `importing ${basename(image)}`, imageSize);
-      await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
-        data: async (chunk, pos) => {
-          wroteData = true;
-          sink.data(chunk, pos);
-          progress.update(pos + chunk.length);
-          await checkpoint();
-        },
-        hole: () => undefined,
-      });
-      progress.done();
-      const written = vol.extents(0, size).reduce((n, e) => n + e.lengthBytes / bs, 0);
-      return { id: vol.id, written, bs, blocks: Math.ceil(imageSize / bs) };
-    }, { interruptible: true, releaseOnError: () => wroteData });
-    await writeOut(ctx.io.stdout, `imported ${q(image)} as volume ${name} (id ${res.id}, ${humanSize(size)}): ${res.written} of ${res.blocks} blocks provisioned (${humanSize(res.written * res.bs)}), all-zero blocks left unprovisioned\n`);
+        progress.done();
+        const written = vol.extents(0, size).reduce((n, e) => n + e.lengthBytes / bs, 0);
+        return { id: vol.id, written, bs, blocks: Math.ceil(imageSize / bs) };
+      },
+      { interruptible: true, releaseOnError: () => wroteData },
+    );
+    await writeOut(
+      ctx.io.stdout,
+      `imported ${q(image)} as volume ${name} (id ${res.id}, ${humanSize(size)}): ${res.written} of ${res.blocks} blocks provisioned (${humanSize(res.written * res.bs)}), all-zero blocks left unprovisioned\n`,
+    );
   } finally {
     closeSync(fd);
   }
@@ -305,11 +345,13 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
   const out = resolvePath(ctx, file);
   const poolAbs = requirePoolDir(ctx, dir);
   for (const f of ['metadata', 'data', 'catalog.json']) {
-    if (existsSync(out) && samePath(out, join(poolAbs, f))) throw new UsageError(`refusing to export over the pool's own ${f} file: choose another output file`);
+    if (existsSync(out) && samePath(out, join(poolAbs, f)))
+      throw new UsageError(`refusing to export over the pool's own ${f} file: choose another output file`);
   }
   if (existsSync(out) && statSync(out).isDirectory()) throw new UsageError(`${q(file)} is a directory: give a file name`);
   if (!existsSync(dirname(out))) throw new CliError(`cannot write ${q(file)}: directory ${q(dirname(file))} does not exist`);
-  if (!statSync(dirname(out)).isDirectory()) throw new CliError(`cannot write ${q(file)}: ${q(dirname(file))} is a file, not a directory: check the path`);
+  if (!statSync(dirname(out)).isDirectory())
+    throw new CliError(`cannot write ${q(file)}: ${q(dirname(file))} is a file, not a directory: check the path`);
   const res = await withPool(ctx, dir, 'read', (pool) => {
     const vol = pick(pool);
     const size = vol.sizeBytes;
@@ -340,7 +382,7 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
             }
             if (run >= 0) {
               const part = chunk.subarray(run, o);
-              for (let w = 0; w < part.length;) w += writeSync(fd, part, w, part.length - w, pos + run + w);
+              for (let w = 0; w < part.length; ) w += writeSync(fd, part, w, part.length - w, pos + run + w);
               run = -1;
             }
             if (o === n) break;
@@ -355,6 +397,9 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
     }
     return { label: vol.label, size, dataBlocks, bs };
   });
-  await writeOut(ctx.io.stdout, `exported ${q(res.label)} to ${q(file)}: ${humanSize(res.size)}, ${res.dataBlocks} blocks of data (${humanSize(res.dataBlocks * res.bs)}), the rest sparse\n`);
+  await writeOut(
+    ctx.io.stdout,
+    `exported ${q(res.label)} to ${q(file)}: ${humanSize(res.size)}, ${res.dataBlocks} blocks of data (${humanSize(res.dataBlocks * res.bs)}), the rest sparse\n`,
+  );
   return 0;
 }

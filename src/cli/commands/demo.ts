@@ -21,7 +21,8 @@ export async function demo(ctx: Ctx, [dirArg]: string[]): Promise<number> {
     if (!statSync(abs).isDirectory()) throw new CliError(`${q(dir)} exists and is not a directory: give another DIR ("thinpool demo DIR")`);
     const entries = readdirSync(abs);
     if (entries.includes(MARKER)) rmSync(abs, { recursive: true, force: true });
-    else if (entries.length > 0) throw new CliError(`${q(dir)} exists and was not made by "thinpool demo": give another DIR ("thinpool demo DIR")`);
+    else if (entries.length > 0)
+      throw new CliError(`${q(dir)} exists and was not made by "thinpool demo": give another DIR ("thinpool demo DIR")`);
   }
   mkdirSync(abs, { recursive: true });
   writeFileSync(join(abs, MARKER), 'made by `thinpool demo`; the next run replaces this directory\n');
@@ -65,6 +66,8 @@ export async function demo(ctx: Ctx, [dirArg]: string[]): Promise<number> {
   await run('read', pool, 'snap', '--offset', '64K', '--length', '24');
   await run('read', pool, 'base', '--offset', '64K', '--length', '41');
   await say('\n');
-  await say(`\n# Next: "thinpool check ${pool}", "thinpool dump ${pool}" (thin_dump XML), "thinpool export ${pool} snap snap.img", "thinpool --help".\n`);
+  await say(
+    `\n# Next: "thinpool check ${pool}", "thinpool dump ${pool}" (thin_dump XML), "thinpool export ${pool} snap snap.img", "thinpool --help".\n`,
+  );
   return 0;
 }

@@ -21,7 +21,8 @@ async function run<T>(dir: string, f: () => Promise<T>): Promise<T> {
 function modeArg(v: unknown): number {
   const text = String(v);
   const mode = /^[0-7]{1,6}$/.test(text) ? parseInt(text, 8) : NaN;
-  if (!(mode >= 0 && mode <= 0o7777)) throw new UsageError(`--mode ${q(text)} must be an octal mode such as 644 or 0755 (digits 0-7, at most 7777)`);
+  if (!(mode >= 0 && mode <= 0o7777))
+    throw new UsageError(`--mode ${q(text)} must be an octal mode such as 644 or 0755 (digits 0-7, at most 7777)`);
   return mode;
 }
 
@@ -43,37 +44,60 @@ function modeString(s: FsStat): string {
 
 export async function ls(ctx: Ctx, [dir, ref, path]: string[], opts: Record<string, unknown>): Promise<number> {
   const p = absPath(path);
-  const rows = await withPool(ctx, dir, 'read', (pool) => run(dir, () => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
-    const st = await fs.lstat(p);
-    if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
-    if (st.type !== 'dir') return [st];
-    if (opts.recursive) return fs.tree(p);
-    const out: FsStat[] = [];
-    for (const n of await fs.readdir(p)) out.push((await fs.lstat(p === '/' ? `/${n}` : `${p}/${n}`))!);
-    return out;
-  }, { readOnly: true })));
+  const rows = await withPool(ctx, dir, 'read', (pool) =>
+    run(dir, () =>
+      withFs(
+        new ImageStore(pool).resolveVolume(ref),
+        async (fs) => {
+          const st = await fs.lstat(p);
+          if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
+          if (st.type !== 'dir') return [st];
+          if (opts.recursive) return fs.tree(p);
+          const out: FsStat[] = [];
+          for (const n of await fs.readdir(p)) out.push((await fs.lstat(p === '/' ? `/${n}` : `${p}/${n}`))!);
+          return out;
+        },
+        { readOnly: true },
+      ),
+    ),
+  );
   if (opts.json) {
     await write(ctx.io.stdout, JSON.stringify(rows, null, 2) + '\n');
     return 0;
   }
-  const name = (s: FsStat): string => (opts.recursive ? s.path : s.path.slice(s.path.lastIndexOf('/') + 1)) + (s.type === 'symlink' ? ` -> ${s.target}` : '');
+  const name = (s: FsStat): string =>
+    (opts.recursive ? s.path : s.path.slice(s.path.lastIndexOf('/') + 1)) + (s.type === 'symlink' ? ` -> ${s.target}` : '');
   if (!opts.long) {
     await write(ctx.io.stdout, rows.map((s) => `${name(s)}\n`).join(''));
     return 0;
   }
-  await write(ctx.io.stdout, formatTable(['MODE', 'UID', 'GID', 'SIZE', 'NAME'],
-    rows.map((s) => [modeString(s), String(s.uid), String(s.gid), String(s.size), name(s)]), ['left', 'right', 'right', 'right', 'left']));
+  await write(
+    ctx.io.stdout,
+    formatTable(
+      ['MODE', 'UID', 'GID', 'SIZE', 'NAME'],
+      rows.map((s) => [modeString(s), String(s.uid), String(s.gid), String(s.size), name(s)]),
+      ['left', 'right', 'right', 'right', 'left'],
+    ),
+  );
   return 0;
 }
 
 export async function cat(ctx: Ctx, [dir, ref, path]: string[]): Promise<number> {
   const p = absPath(path);
-  await withPool(ctx, dir, 'read', (pool) => run(dir, () => withFs(new ImageStore(pool).resolveVolume(ref), async (fs) => {
-    const st = await fs.lstat(p);
-    if (!st) throw new CliError(`no such file ${q(p)} in ${q(ref)}`);
-    if (st.type !== 'file') throw new CliError(`${q(p)} in ${q(ref)} is a ${st.type === 'dir' ? 'directory' : st.type}, not a file`);
-    for await (const chunk of fs.readChunks(p)) await write(ctx.io.stdout, chunk);
-  }, { readOnly: true })));
+  await withPool(ctx, dir, 'read', (pool) =>
+    run(dir, () =>
+      withFs(
+        new ImageStore(pool).resolveVolume(ref),
+        async (fs) => {
+          const st = await fs.lstat(p);
+          if (!st) throw new CliError(`no such file ${q(p)} in ${q(ref)}`);
+          if (st.type !== 'file') throw new CliError(`${q(p)} in ${q(ref)} is a ${st.type === 'dir' ? 'directory' : st.type}, not a file`);
+          for await (const chunk of fs.readChunks(p)) await write(ctx.io.stdout, chunk);
+        },
+        { readOnly: true },
+      ),
+    ),
+  );
   return 0;
 }
 
@@ -86,7 +110,10 @@ async function readInput(ctx: Ctx, file: string | undefined): Promise<Buffer> {
 
 function refuseCommitted(store: ImageStore, ref: string): void {
   const v = store.resolveVolume(ref);
-  if (v.readOnly) throw new CliError(`${q(ref)} is read-only (a committed image layer or a view): change a container instead ("thinpool container create POOL IMAGE NAME")`);
+  if (v.readOnly)
+    throw new CliError(
+      `${q(ref)} is read-only (a committed image layer or a view): change a container instead ("thinpool container create POOL IMAGE NAME")`,
+    );
 }
 
 export async function put(ctx: Ctx, [dir, ref, path, file]: string[], opts: Record<string, unknown>): Promise<number> {
@@ -109,13 +136,15 @@ export async function rm(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
   await withPool(ctx, dir, 'write', async (pool) => {
     const store = new ImageStore(pool);
     refuseCommitted(store, ref);
-    await run(dir, () => withFs(store.resolveVolume(ref), async (fs) => {
-      const st = await fs.lstat(p);
-      if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
-      if (st.type === 'dir' && !opts.recursive) throw new CliError(`${q(p)} is a directory: use --recursive`);
-      await fs.rmrf(p);
-      await fs.trim();
-    }));
+    await run(dir, () =>
+      withFs(store.resolveVolume(ref), async (fs) => {
+        const st = await fs.lstat(p);
+        if (!st) throw new CliError(`no such file or directory ${q(p)} in ${q(ref)}`);
+        if (st.type === 'dir' && !opts.recursive) throw new CliError(`${q(p)} is a directory: use --recursive`);
+        await fs.rmrf(p);
+        await fs.trim();
+      }),
+    );
   });
   await write(ctx.io.stdout, `removed ${p} from ${ref}\n`);
   return 0;

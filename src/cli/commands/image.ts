@@ -34,13 +34,22 @@ export function imagesError(e: unknown, dir: string): unknown {
   if (!(e instanceof ThinpoolError)) return e;
   const d = q(dir);
   if (e.code === 'ENOSPC_DATA') {
-    return new CliError(`pool ${d} is full: no free data blocks for this change; nothing was changed: free space with "thinpool container rm ${d} NAME", "thinpool image rm ${d} NAME" or "thinpool delete ${d} NAME", or grow the pool with "thinpool extend ${d} --size SIZE"`, 1);
+    return new CliError(
+      `pool ${d} is full: no free data blocks for this change; nothing was changed: free space with "thinpool container rm ${d} NAME", "thinpool image rm ${d} NAME" or "thinpool delete ${d} NAME", or grow the pool with "thinpool extend ${d} --size SIZE"`,
+      1,
+    );
   }
   if (e.code === 'ENOSPC_METADATA') {
-    return new CliError(`pool ${d} is full: its metadata device has no free blocks; nothing was changed: free space by removing containers, images or volumes, or grow it with "thinpool extend ${d} --metadata-size SIZE"`, 1);
+    return new CliError(
+      `pool ${d} is full: its metadata device has no free blocks; nothing was changed: free space by removing containers, images or volumes, or grow it with "thinpool extend ${d} --metadata-size SIZE"`,
+      1,
+    );
   }
   if (e.code === 'ENOENT' && /holds no ext4 filesystem/.test(e.message)) {
-    return new CliError(`${e.message}: fs commands work on images and containers (see "thinpool image ls ${d}" and "thinpool container ls ${d}") and on volumes formatted with ext4`, 1);
+    return new CliError(
+      `${e.message}: fs commands work on images and containers (see "thinpool image ls ${d}" and "thinpool container ls ${d}") and on volumes formatted with ext4`,
+      1,
+    );
   }
   return e;
 }
@@ -48,7 +57,10 @@ export function imagesError(e: unknown, dir: string): unknown {
 function storeOptions(opts: Record<string, unknown>): { size?: number } {
   if (opts.fsSize === undefined) return {};
   const size = sizeArg(opts.fsSize, '--fs-size');
-  if (size < MIN_FS_SIZE) throw new UsageError(`--fs-size ${q(String(opts.fsSize))} is too small for an ext4 filesystem: use at least 1M (the minimum is ${MIN_FS_SIZE} bytes)`);
+  if (size < MIN_FS_SIZE)
+    throw new UsageError(
+      `--fs-size ${q(String(opts.fsSize))} is too small for an ext4 filesystem: use at least 1M (the minimum is ${MIN_FS_SIZE} bytes)`,
+    );
   return { size };
 }
 
@@ -62,18 +74,30 @@ export async function importImage(ctx: Ctx, args: string[], opts: Record<string,
   }
   const store = storeOptions(opts);
   const paths = sources.map((s) => resolvePath(ctx, s));
-  const r = await withPool(ctx, dir, 'write', async (pool) => {
-    try {
-      return await new ImageStore(pool, store).import(name, paths, { checkpoint });
-    } catch (e) {
-      throw badInput(imagesError(e, dir));
-    }
-  }, { interruptible: true });
+  const r = await withPool(
+    ctx,
+    dir,
+    'write',
+    async (pool) => {
+      try {
+        return await new ImageStore(pool, store).import(name, paths, { checkpoint });
+      } catch (e) {
+        throw badInput(imagesError(e, dir));
+      }
+    },
+    { interruptible: true },
+  );
   if (opts.json) {
-    await write(ctx.io.stdout, json({ name, id: r.image.id, layers: r.image.chainIds, applied: r.applied, reused: r.reused, bytes: r.bytes }));
+    await write(
+      ctx.io.stdout,
+      json({ name, id: r.image.id, layers: r.image.chainIds, applied: r.applied, reused: r.reused, bytes: r.bytes }),
+    );
     return 0;
   }
-  await write(ctx.io.stdout, `imported image ${name} (${short(r.image.id, false)}): ${r.image.chainIds.length} layers, ${r.applied} applied, ${r.reused} reused, ${humanSize(r.bytes)} of files\n`);
+  await write(
+    ctx.io.stdout,
+    `imported image ${name} (${short(r.image.id, false)}): ${r.image.chainIds.length} layers, ${r.applied} applied, ${r.reused} reused, ${humanSize(r.bytes)} of files\n`,
+  );
   return 0;
 }
 
@@ -83,33 +107,75 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     return store.images().map((im) => ({ ...im, size: store.layerSizes(im).reduce((a, b) => a + b, 0) }));
   });
   if (opts.json) {
-    await write(ctx.io.stdout, json(rows.map((r) => ({ name: r.name, id: r.id, layers: r.chainIds.length, sizeBytes: r.size, created: r.created ?? null, imported: r.importedAt }))));
+    await write(
+      ctx.io.stdout,
+      json(
+        rows.map((r) => ({
+          name: r.name,
+          id: r.id,
+          layers: r.chainIds.length,
+          sizeBytes: r.size,
+          created: r.created ?? null,
+          imported: r.importedAt,
+        })),
+      ),
+    );
     return 0;
   }
-  await write(ctx.io.stdout, formatTable(['NAME', 'IMAGE ID', 'LAYERS', 'SIZE', 'CREATED'],
-    rows.map((r) => [r.name, short(r.id, (opts.trunc === false)), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
-    ['left', 'left', 'right', 'right', 'left']));
+  await write(
+    ctx.io.stdout,
+    formatTable(
+      ['NAME', 'IMAGE ID', 'LAYERS', 'SIZE', 'CREATED'],
+      rows.map((r) => [r.name, short(r.id, opts.trunc === false), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
+      ['left', 'left', 'right', 'right', 'left'],
+    ),
+  );
   return 0;
 }
 
 export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const rows = await withPool(ctx, dir, 'read', (pool) => new ImageStore(pool).history(name));
   if (opts.json) {
-    await write(ctx.io.stdout, json(rows.map((r) => ({ layer: r.layer, created: r.created ?? null, createdBy: r.createdBy ?? null, comment: r.comment ?? null, sizeBytes: r.size }))));
+    await write(
+      ctx.io.stdout,
+      json(
+        rows.map((r) => ({
+          layer: r.layer,
+          created: r.created ?? null,
+          createdBy: r.createdBy ?? null,
+          comment: r.comment ?? null,
+          sizeBytes: r.size,
+        })),
+      ),
+    );
     return 0;
   }
   const by = (s: string | undefined): string => {
     const t = (s ?? '').replace(/\s+/g, ' ');
-    return (opts.trunc === false) || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
+    return opts.trunc === false || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
   };
-  await write(ctx.io.stdout, formatTable(['LAYER', 'CREATED', 'CREATED BY', 'SIZE'],
-    rows.map((r) => [short(r.layer, (opts.trunc === false)), when(r.created), by(r.createdBy), opts.bytes ? String(r.size) : humanSize(r.size)]),
-    ['left', 'left', 'left', 'right']));
+  await write(
+    ctx.io.stdout,
+    formatTable(
+      ['LAYER', 'CREATED', 'CREATED BY', 'SIZE'],
+      rows.map((r) => [
+        short(r.layer, opts.trunc === false),
+        when(r.created),
+        by(r.createdBy),
+        opts.bytes ? String(r.size) : humanSize(r.size),
+      ]),
+      ['left', 'left', 'left', 'right'],
+    ),
+  );
   return 0;
 }
 
 export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
-  const freed = await withPool(ctx, dir, 'write', (pool) => new ImageStore(pool).removeImage(name).catch((e: unknown) => { throw imagesError(e, dir); }));
+  const freed = await withPool(ctx, dir, 'write', (pool) =>
+    new ImageStore(pool).removeImage(name).catch((e: unknown) => {
+      throw imagesError(e, dir);
+    }),
+  );
   await write(ctx.io.stdout, `removed image ${name} (${humanSize(freed)} freed)\n`);
   return 0;
 }

@@ -11,9 +11,12 @@ import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
 /** What `status` says about how freed blocks go back to the host. */
 function holePunchText(p: HolePunchPath): string {
   switch (p) {
-    case 'native': return 'native helper (fallocate(2) in-process)';
-    case 'fallocate': return 'util-linux fallocate(1), one process per range: the native helper is not built (npm skipped the install script? see "npm install-scripts approve thinpool", then "npm rebuild thinpool")';
-    case 'none': return 'unavailable: freed blocks keep their host space (install util-linux, or build the native helper with "npm rebuild thinpool")';
+    case 'native':
+      return 'native helper (fallocate(2) in-process)';
+    case 'fallocate':
+      return 'util-linux fallocate(1), one process per range: the native helper is not built (npm skipped the install script? see "npm install-scripts approve thinpool", then "npm rebuild thinpool")';
+    case 'none':
+      return 'unavailable: freed blocks keep their host space (install util-linux, or build the native helper with "npm rebuild thinpool")';
   }
 }
 
@@ -25,9 +28,17 @@ type Listed = Awaited<ReturnType<ThinPool['list']>>[number];
 
 function lsJson(v: Listed): Record<string, unknown> {
   return {
-    name: v.name ?? null, id: v.id, sizeBytes: v.sizeBytes, mappedBytes: v.mappedBytes, exclusiveBytes: v.exclusiveBytes,
-    sharedBytes: v.sharedBytes, origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
-    originId: v.origin ?? null, createdAt: v.createdAt ?? null, readOnly: v.readOnly, labels: v.labels,
+    name: v.name ?? null,
+    id: v.id,
+    sizeBytes: v.sizeBytes,
+    mappedBytes: v.mappedBytes,
+    exclusiveBytes: v.exclusiveBytes,
+    sharedBytes: v.sharedBytes,
+    origin: v.originName ?? (v.origin !== undefined ? `#${v.origin}` : null),
+    originId: v.origin ?? null,
+    createdAt: v.createdAt ?? null,
+    readOnly: v.readOnly,
+    labels: v.labels,
   };
 }
 
@@ -86,13 +97,30 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
   const ordered = opts.tree ? forest(vols) : vols.map((v) => ({ v, depth: 0, prefix: '' }));
   const rows = ordered.map(({ v, prefix }) => [
-    prefix + (v.name ?? `#${v.id}`), String(v.id), sz(v.sizeBytes), sz(v.mappedBytes), sz(v.exclusiveBytes), sz(v.sharedBytes),
+    prefix + (v.name ?? `#${v.id}`),
+    String(v.id),
+    sz(v.sizeBytes),
+    sz(v.mappedBytes),
+    sz(v.exclusiveBytes),
+    sz(v.sharedBytes),
     v.originName ?? (v.origin !== undefined ? `#${v.origin}` : '-'),
     v.createdAt ? v.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
     v.readOnly ? 'ro' : 'rw',
   ]);
-  await write(ctx.io.stdout, formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED', 'MODE'], rows,
-    ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left', 'left']));
+  await write(
+    ctx.io.stdout,
+    formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED', 'MODE'], rows, [
+      'left',
+      'right',
+      'right',
+      'right',
+      'right',
+      'right',
+      'left',
+      'left',
+      'left',
+    ]),
+  );
   return 0;
 }
 
@@ -107,29 +135,55 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
   const bs = st.blockSize;
   const pct = (u: number, t: number): string => (t === 0 ? '0.0' : ((u / t) * 100).toFixed(1));
   if (opts.json) {
-    await write(ctx.io.stdout, json({
-      blockSize: bs,
-      data: { usedBytes: st.dataBlocks.used * bs, totalBytes: st.dataBlocks.total * bs, freeBytes: st.dataBlocks.free * bs, usedBlocks: st.dataBlocks.used, totalBlocks: st.dataBlocks.total, percent: Number(pct(st.dataBlocks.used, st.dataBlocks.total)) },
-      metadata: { usedBytes: st.metadataBlocks.used * 4096, totalBytes: st.metadataBlocks.total * 4096, freeBytes: st.metadataBlocks.free * 4096, usedBlocks: st.metadataBlocks.used, totalBlocks: st.metadataBlocks.total, percent: Number(pct(st.metadataBlocks.used, st.metadataBlocks.total)) },
-      transactionId: st.transactionId,
-      heldMetadataSnapshot: st.heldMetadataRoot,
-      mode: poolMode(st),
-      needsCheck: st.needsCheck,
-      volumes: st.volumes,
-      lowWater: st.lowWater,
-      discardPassdown: st.discardPassdown,
-      holePunching: holePunchPath(),
-    }));
+    await write(
+      ctx.io.stdout,
+      json({
+        blockSize: bs,
+        data: {
+          usedBytes: st.dataBlocks.used * bs,
+          totalBytes: st.dataBlocks.total * bs,
+          freeBytes: st.dataBlocks.free * bs,
+          usedBlocks: st.dataBlocks.used,
+          totalBlocks: st.dataBlocks.total,
+          percent: Number(pct(st.dataBlocks.used, st.dataBlocks.total)),
+        },
+        metadata: {
+          usedBytes: st.metadataBlocks.used * 4096,
+          totalBytes: st.metadataBlocks.total * 4096,
+          freeBytes: st.metadataBlocks.free * 4096,
+          usedBlocks: st.metadataBlocks.used,
+          totalBlocks: st.metadataBlocks.total,
+          percent: Number(pct(st.metadataBlocks.used, st.metadataBlocks.total)),
+        },
+        transactionId: st.transactionId,
+        heldMetadataSnapshot: st.heldMetadataRoot,
+        mode: poolMode(st),
+        needsCheck: st.needsCheck,
+        volumes: st.volumes,
+        lowWater: st.lowWater,
+        discardPassdown: st.discardPassdown,
+        holePunching: holePunchPath(),
+      }),
+    );
     return 0;
   }
   const rows = [
-    ['data', `${humanSize(st.dataBlocks.used * bs)} used of ${humanSize(st.dataBlocks.total * bs)} (${pct(st.dataBlocks.used, st.dataBlocks.total)}%), ${st.dataBlocks.used}/${st.dataBlocks.total} blocks`],
-    ['metadata', `${humanSize(st.metadataBlocks.used * 4096)} used of ${humanSize(st.metadataBlocks.total * 4096)} (${pct(st.metadataBlocks.used, st.metadataBlocks.total)}%), ${st.metadataBlocks.used}/${st.metadataBlocks.total} blocks`],
+    [
+      'data',
+      `${humanSize(st.dataBlocks.used * bs)} used of ${humanSize(st.dataBlocks.total * bs)} (${pct(st.dataBlocks.used, st.dataBlocks.total)}%), ${st.dataBlocks.used}/${st.dataBlocks.total} blocks`,
+    ],
+    [
+      'metadata',
+      `${humanSize(st.metadataBlocks.used * 4096)} used of ${humanSize(st.metadataBlocks.total * 4096)} (${pct(st.metadataBlocks.used, st.metadataBlocks.total)}%), ${st.metadataBlocks.used}/${st.metadataBlocks.total} blocks`,
+    ],
     ['block size', humanSize(bs)],
     ['volumes', String(st.volumes)],
     ['transaction id', String(st.transactionId)],
     ['metadata snapshot', st.heldMetadataRoot === null ? 'none' : `held at block ${st.heldMetadataRoot}`],
-    ['low-water', `data ${st.lowWater.data ? `above ${st.lowWater.data}%` : 'below every threshold'}, metadata ${st.lowWater.metadata ? `above ${st.lowWater.metadata}%` : 'below every threshold'}`],
+    [
+      'low-water',
+      `data ${st.lowWater.data ? `above ${st.lowWater.data}%` : 'below every threshold'}, metadata ${st.lowWater.metadata ? `above ${st.lowWater.metadata}%` : 'below every threshold'}`,
+    ],
     ['hole punching', holePunchText(holePunchPath())],
     ['mode', poolMode(st) + (st.needsCheck ? ' (needs_check is set: run "thinpool check")' : '')],
   ];
@@ -140,14 +194,32 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
 export async function map(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const { extents, bs } = await withPool(ctx, dir, 'read', (pool) => ({ extents: pool.volume(name).map(), bs: pool.blockSize }));
   if (opts.json) {
-    await write(ctx.io.stdout, json(extents.map((e) => ({
-      offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes, vblock: e.offsetBytes / bs, blocks: e.lengthBytes / bs, dblock: e.dblock,
-    }))));
+    await write(
+      ctx.io.stdout,
+      json(
+        extents.map((e) => ({
+          offsetBytes: e.offsetBytes,
+          lengthBytes: e.lengthBytes,
+          vblock: e.offsetBytes / bs,
+          blocks: e.lengthBytes / bs,
+          dblock: e.dblock,
+        })),
+      ),
+    );
     return 0;
   }
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
-  const rows = extents.map((e) => [sz(e.offsetBytes), sz(e.lengthBytes), String(e.offsetBytes / bs), String(e.lengthBytes / bs), String(e.dblock)]);
-  await write(ctx.io.stdout, formatTable(['OFFSET', 'LENGTH', 'VBLOCK', 'BLOCKS', 'DATA_BLOCK'], rows, ['right', 'right', 'right', 'right', 'right']));
+  const rows = extents.map((e) => [
+    sz(e.offsetBytes),
+    sz(e.lengthBytes),
+    String(e.offsetBytes / bs),
+    String(e.lengthBytes / bs),
+    String(e.dblock),
+  ]);
+  await write(
+    ctx.io.stdout,
+    formatTable(['OFFSET', 'LENGTH', 'VBLOCK', 'BLOCKS', 'DATA_BLOCK'], rows, ['right', 'right', 'right', 'right', 'right']),
+  );
   return 0;
 }
 
@@ -155,11 +227,17 @@ export async function diff(ctx: Ctx, [dir, a, b]: string[], opts: Record<string,
   const { ranges, bs } = await withPool(ctx, dir, 'read', (pool) => ({ ranges: pool.diff(a, b), bs: pool.blockSize }));
   const shown = opts.all ? ranges : ranges.filter((r) => r.kind !== 'same');
   if (opts.json) {
-    await write(ctx.io.stdout, json(shown.map((r) => ({ kind: r.kind, begin: r.begin, length: r.length, offsetBytes: r.begin * bs, lengthBytes: r.length * bs }))));
+    await write(
+      ctx.io.stdout,
+      json(shown.map((r) => ({ kind: r.kind, begin: r.begin, length: r.length, offsetBytes: r.begin * bs, lengthBytes: r.length * bs }))),
+    );
     return 0;
   }
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
   const rows = shown.map((r) => [r.kind, String(r.begin), String(r.length), sz(r.begin * bs), sz(r.length * bs)]);
-  await write(ctx.io.stdout, formatTable(['KIND', 'BEGIN', 'BLOCKS', 'OFFSET', 'LENGTH'], rows, ['left', 'right', 'right', 'right', 'right']));
+  await write(
+    ctx.io.stdout,
+    formatTable(['KIND', 'BEGIN', 'BLOCKS', 'OFFSET', 'LENGTH'], rows, ['left', 'right', 'right', 'right', 'right']),
+  );
   return 0;
 }

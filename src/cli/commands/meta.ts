@@ -35,7 +35,9 @@ function target(ctx: Ctx, pool: string): Target {
     const metadata = join(temp, 'metadata');
     const fd = openSync(metadata, 'w');
     try {
-      readRadosMetadata(pool, cephOptions(ctx), (chunk, off) => { writeSync(fd, chunk, 0, chunk.length, off); });
+      readRadosMetadata(pool, cephOptions(ctx), (chunk, off) => {
+        writeSync(fd, chunk, 0, chunk.length, off);
+      });
     } catch (e) {
       rmSync(temp, { recursive: true, force: true });
       throw explained(e, pool);
@@ -48,7 +50,10 @@ function target(ctx: Ctx, pool: string): Target {
   if (!existsSync(abs)) throw new CliError(`no pool at ${q(pool)} (no such file or directory): check the path`);
   if (statSync(abs).isDirectory()) {
     const md = join(abs, 'metadata');
-    if (!existsSync(md)) throw new CliError(`${q(pool)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(pool)} --size SIZE"`);
+    if (!existsSync(md))
+      throw new CliError(
+        `${q(pool)} is not a thinpool pool (no metadata file): check the path, or create one with "thinpool init ${q(pool)} --size SIZE"`,
+      );
     return { metadata: md, dir: abs };
   }
   return { metadata: abs };
@@ -65,7 +70,9 @@ function readLock(t: Target, pool: string): PoolLock | null {
       // The last writer died: leave word for the next writer, which releases its uncommitted blocks.
       try {
         writeFileSync(join(t.dir, UNCLEAN_MARKER), 'the last writer stopped without closing the pool\n');
-      } catch { /* a read-only directory */ }
+      } catch {
+        /* a read-only directory */
+      }
     }
     return lock;
   } catch (e) {
@@ -76,7 +83,12 @@ function readLock(t: Target, pool: string): PoolLock | null {
 }
 
 function describeIssue(i: CheckIssue): string {
-  const where = i.mblock !== undefined && !new RegExp(`block ${i.mblock}\\b`).test(i.message) ? ` (${i.structure}, block ${i.mblock})` : !i.message.includes(i.structure) ? ` (${i.structure})` : '';
+  const where =
+    i.mblock !== undefined && !new RegExp(`block ${i.mblock}\\b`).test(i.message)
+      ? ` (${i.structure}, block ${i.mblock})`
+      : !i.message.includes(i.structure)
+        ? ` (${i.structure})`
+        : '';
   return `${i.message}${where}`;
 }
 
@@ -90,7 +102,12 @@ function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
   const out: CatalogFindings = { errors: [], warnings: [] };
   const path = join(dir, 'catalog.json');
   if (!existsSync(path)) {
-    if (devices.size > 0) out.warnings.push({ code: 'ECORRUPT', structure: 'catalog', message: 'no catalog.json: volumes have no names (address them as #ID)' });
+    if (devices.size > 0)
+      out.warnings.push({
+        code: 'ECORRUPT',
+        structure: 'catalog',
+        message: 'no catalog.json: volumes have no names (address them as #ID)',
+      });
     return out;
   }
   let cat: { catalog?: { format?: string; volumes?: Array<{ id: number; name: string; sizeBytes: number; origin?: number }> } };
@@ -109,14 +126,24 @@ function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
   const ids = new Set<number>();
   for (const v of vols) {
     if (typeof v?.name !== 'string' || !Number.isInteger(v?.id) || !Number.isSafeInteger(v?.sizeBytes) || v.sizeBytes < 0) {
-      out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json has a malformed volume entry ${JSON.stringify(v)}` });
+      out.errors.push({
+        code: 'ECORRUPT',
+        structure: 'catalog',
+        message: `catalog.json has a malformed volume entry ${JSON.stringify(v)}`,
+      });
       continue;
     }
-    if (names.has(v.name)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json names two volumes ${q(v.name)}` });
+    if (names.has(v.name))
+      out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json names two volumes ${q(v.name)}` });
     if (ids.has(v.id)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json lists device ${v.id} twice` });
     names.add(v.name);
     ids.add(v.id);
-    if (!devices.has(v.id)) out.warnings.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json lists volume ${q(v.name)} (device ${v.id}) that the metadata does not hold (dropped on the next open)` });
+    if (!devices.has(v.id))
+      out.warnings.push({
+        code: 'ECORRUPT',
+        structure: 'catalog',
+        message: `catalog.json lists volume ${q(v.name)} (device ${v.id}) that the metadata does not hold (dropped on the next open)`,
+      });
   }
   return out;
 }
@@ -137,7 +164,14 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
         if (!isThinpoolError(e)) throw e;
         report = {
           ok: false,
-          errors: [{ code: e.code, structure: e.structure ?? 'metadata', ...(e.mblock === undefined ? {} : { mblock: e.mblock }), message: e.message }],
+          errors: [
+            {
+              code: e.code,
+              structure: e.structure ?? 'metadata',
+              ...(e.mblock === undefined ? {} : { mblock: e.mblock }),
+              message: e.message,
+            },
+          ],
           warnings: [],
           stats: { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 },
         };
@@ -149,17 +183,29 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
           const need = md.nrDataBlocks * md.dataBlockSectors * 512;
           if (!existsSync(dataPath)) extra.errors.push({ code: 'ECORRUPT', structure: 'data file', message: 'the data file is missing' });
           else if (statSync(dataPath).size < need) {
-            extra.errors.push({ code: 'ECORRUPT', structure: 'data file', message: `the data file is ${statSync(dataPath).size} bytes but the metadata maps ${md.nrDataBlocks} blocks of ${md.dataBlockSectors * 512} bytes (${need} bytes)` });
+            extra.errors.push({
+              code: 'ECORRUPT',
+              structure: 'data file',
+              message: `the data file is ${statSync(dataPath).size} bytes but the metadata maps ${md.nrDataBlocks} blocks of ${md.dataBlockSectors * 512} bytes (${need} bytes)`,
+            });
           }
           let devs = new Set<number>();
           try {
             devs = new Set(md.deviceIds());
-          } catch { /* reported by the check */ }
+          } catch {
+            /* reported by the check */
+          }
           const c = checkCatalog(t.dir, devs);
           extra.errors.push(...c.errors);
           extra.warnings.push(...c.warnings);
         }
-        if (md.needsCheck) extra.warnings.push({ code: 'EROFS', structure: 'superblock', mblock: 0, message: 'needs_check is set: the pool stays read-only until it is cleared' });
+        if (md.needsCheck)
+          extra.warnings.push({
+            code: 'EROFS',
+            structure: 'superblock',
+            mblock: 0,
+            message: 'needs_check is set: the pool stays read-only until it is cleared',
+          });
       }
     } finally {
       dev.close();
@@ -174,19 +220,20 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
   if (opts.json) {
     await write(ctx.io.stdout, JSON.stringify({ ok, errors, warnings, stats: report!.stats }, null, 2) + '\n');
   } else {
-    const lines = [
-      ...errors.map((i) => `error: ${describeIssue(i)}`),
-      ...warnings.map((i) => `warning: ${describeIssue(i)}`),
-    ];
+    const lines = [...errors.map((i) => `error: ${describeIssue(i)}`), ...warnings.map((i) => `warning: ${describeIssue(i)}`)];
     const s = report!.stats;
-    lines.push(ok
-      ? `${pool}: OK: ${s.devices} volumes, ${s.mappings} mappings, ${s.metadataBlocksUsed} metadata blocks and ${s.dataBlocksUsed} data blocks in use`
-      : `${pool}: DAMAGED: ${errors.length} error${errors.length === 1 ? '' : 's'}`);
+    lines.push(
+      ok
+        ? `${pool}: OK: ${s.devices} volumes, ${s.mappings} mappings, ${s.metadataBlocksUsed} metadata blocks and ${s.dataBlocksUsed} data blocks in use`
+        : `${pool}: DAMAGED: ${errors.length} error${errors.length === 1 ? '' : 's'}`,
+    );
     await write(ctx.io.stdout, lines.join('\n') + '\n');
   }
   if (!ok) {
     const first = describeIssue(errors[0]);
-    throw new CliError(`${q(pool)} is damaged: ${first}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}: restore the pool from a dump ("thinpool restore") or a backup`);
+    throw new CliError(
+      `${q(pool)} is damaged: ${first}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}: restore the pool from a dump ("thinpool restore") or a backup`,
+    );
   }
   return 0;
 }
@@ -254,7 +301,8 @@ export async function restore(ctx: Ctx, [xmlFile, pool]: string[], opts: Record<
     await spool(ctx.io.stdin, src);
   } else {
     src = resolvePath(ctx, xmlFile);
-    if (!existsSync(src)) throw new CliError(`${q(xmlFile)}: no such file: give a thin_dump XML file (made by "thinpool dump" or thin_dump)`);
+    if (!existsSync(src))
+      throw new CliError(`${q(xmlFile)}: no such file: give a thin_dump XML file (made by "thinpool dump" or thin_dump)`);
     if (statSync(src).isDirectory()) throw new CliError(`${q(xmlFile)} is a directory: give a thin_dump XML file`);
   }
   try {
@@ -288,17 +336,24 @@ async function restoreFrom(ctx: Ctx, xmlFile: string, src: string, pool: string,
     const input = xmlPieces(src);
     let superblock: Uint8Array;
     try {
-      stats = restoreMetadataStream((sb) => {
-        const bs = sb.dataBlockSize * 512;
-        const dataBytes = sb.nrDataBlocks * bs;
-        const c = counted ?? { mappings: 0, devices: 0 };
-        const neededBlocks = 2 * (Math.ceil(c.mappings / 100) + c.devices + Math.ceil(sb.nrDataBlocks / 16000)) + 128;
-        const dflt = Math.min(MAX_METADATA_BLOCKS * 4096, Math.max(2 * 1024 * 1024, Math.ceil((48 * dataBytes) / Math.max(bs, 1)), neededBlocks * 4096));
-        mdBytes = metadataSize ?? Math.ceil(dflt / 4096) * 4096;
-        dev = FileDevice.create(mdPath, mdBytes);
-        made.push(mdPath);
-        return dev;
-      }, input.first, input.more);
+      stats = restoreMetadataStream(
+        (sb) => {
+          const bs = sb.dataBlockSize * 512;
+          const dataBytes = sb.nrDataBlocks * bs;
+          const c = counted ?? { mappings: 0, devices: 0 };
+          const neededBlocks = 2 * (Math.ceil(c.mappings / 100) + c.devices + Math.ceil(sb.nrDataBlocks / 16000)) + 128;
+          const dflt = Math.min(
+            MAX_METADATA_BLOCKS * 4096,
+            Math.max(2 * 1024 * 1024, Math.ceil((48 * dataBytes) / Math.max(bs, 1)), neededBlocks * 4096),
+          );
+          mdBytes = metadataSize ?? Math.ceil(dflt / 4096) * 4096;
+          dev = FileDevice.create(mdPath, mdBytes);
+          made.push(mdPath);
+          return dev;
+        },
+        input.first,
+        input.more,
+      );
       dev!.flush();
       superblock = new Uint8Array(512);
       dev!.read(superblock, 0);
@@ -322,14 +377,20 @@ async function restoreFrom(ctx: Ctx, xmlFile: string, src: string, pool: string,
     lock?.release();
     lock = null;
     if (!existed) rmSync(abs, { recursive: true, force: true });
-    if (isThinpoolError(e) && e.code === 'EXML') throw new CliError(`${q(xmlFile)} is not valid thin_dump XML: ${e.message}: fix the file and retry`);
-    if (isThinpoolError(e) && e.code === 'EINVAL') throw new CliError(`${q(xmlFile)} cannot be restored: ${e.message}: fix the XML and retry`);
-    if (isThinpoolError(e) && e.code === 'ENOSPC_METADATA') throw new CliError(`the metadata does not fit in ${humanSize(mdBytes)}: give a larger --metadata-size`);
+    if (isThinpoolError(e) && e.code === 'EXML')
+      throw new CliError(`${q(xmlFile)} is not valid thin_dump XML: ${e.message}: fix the file and retry`);
+    if (isThinpoolError(e) && e.code === 'EINVAL')
+      throw new CliError(`${q(xmlFile)} cannot be restored: ${e.message}: fix the XML and retry`);
+    if (isThinpoolError(e) && e.code === 'ENOSPC_METADATA')
+      throw new CliError(`the metadata does not fit in ${humanSize(mdBytes)}: give a larger --metadata-size`);
     throw explained(e, pool);
   } finally {
     lock?.release();
   }
   const bs = stats.dataBlockSize * 512;
-  await write(ctx.io.stdout, `restored ${q(xmlFile)} into pool ${pool}: ${stats.devices} volumes, ${stats.mappings} mappings, ${humanSize(stats.nrDataBlocks * bs)} of data (${stats.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`);
+  await write(
+    ctx.io.stdout,
+    `restored ${q(xmlFile)} into pool ${pool}: ${stats.devices} volumes, ${stats.mappings} mappings, ${humanSize(stats.nrDataBlocks * bs)} of data (${stats.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`,
+  );
   return 0;
 }

@@ -18,13 +18,18 @@ export async function lsPools(ctx: Ctx, [where]: string[], opts: Record<string, 
     await write(ctx.io.stdout, JSON.stringify(pools, null, 2) + '\n');
     return 0;
   }
-  const rows = pools.map((p) => [p.address, p.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), p.holder === null ? '-' : `pid ${p.holder.pid} on ${p.holder.host} since ${p.holder.since}`]);
+  const rows = pools.map((p) => [
+    p.address,
+    p.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    p.holder === null ? '-' : `pid ${p.holder.pid} on ${p.holder.host} since ${p.holder.since}`,
+  ]);
   await write(ctx.io.stdout, formatTable(['POOL', 'CREATED', 'WRITER'], rows));
   return 0;
 }
 
 export async function lockBreak(ctx: Ctx, [pool]: string[], opts: Record<string, unknown>): Promise<number> {
-  if (!isRadosAddress(pool)) throw new UsageError(`${q(pool)} is not a rados:// pool: a pool directory's lock frees itself when its holder exits`);
+  if (!isRadosAddress(pool))
+    throw new UsageError(`${q(pool)} is not a rados:// pool: a pool directory's lock frees itself when its holder exits`);
   let broken;
   try {
     broken = breakRadosLock(pool, cephOptions(ctx));
@@ -33,7 +38,12 @@ export async function lockBreak(ctx: Ctx, [pool]: string[], opts: Record<string,
   }
   if (opts.json) await write(ctx.io.stdout, JSON.stringify(broken, null, 2) + '\n');
   else if (broken.length === 0) await write(ctx.io.stdout, `${pool}: nobody held the write lock\n`);
-  else for (const h of broken) await write(ctx.io.stdout, `${pool}: fenced ${h.client} at ${h.addr} (process ${h.pid} on ${h.host} since ${h.since}) and removed its lock\n`);
+  else
+    for (const h of broken)
+      await write(
+        ctx.io.stdout,
+        `${pool}: fenced ${h.client} at ${h.addr} (process ${h.pid} on ${h.host} since ${h.since}) and removed its lock\n`,
+      );
   return 0;
 }
 

@@ -9,11 +9,14 @@ import { requirePoolDir, resolvePath, sizeArg } from '../pool.js';
 const MAX_SOCKET_PATH = 107;
 
 export async function serve(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
-  if (typeof opts.address !== 'string' || opts.address === '') throw new UsageError('--address SOCKET is required (the unix socket containerd\'s proxy_plugins entry names)');
+  if (typeof opts.address !== 'string' || opts.address === '')
+    throw new UsageError("--address SOCKET is required (the unix socket containerd's proxy_plugins entry names)");
   const socket = resolvePath(ctx, opts.address);
   const stateDir = resolvePath(ctx, typeof opts.stateDir === 'string' ? opts.stateDir : `${socket}.d`);
-  if (socket.length > MAX_SOCKET_PATH) throw new UsageError(`socket path ${q(socket)} is longer than ${MAX_SOCKET_PATH} bytes: use a shorter --address`);
-  if (`${stateDir}/nbd.sock`.length > MAX_SOCKET_PATH) throw new UsageError(`state directory ${q(stateDir)} is too long for a unix socket inside it: use a shorter --state-dir`);
+  if (socket.length > MAX_SOCKET_PATH)
+    throw new UsageError(`socket path ${q(socket)} is longer than ${MAX_SOCKET_PATH} bytes: use a shorter --address`);
+  if (`${stateDir}/nbd.sock`.length > MAX_SOCKET_PATH)
+    throw new UsageError(`state directory ${q(stateDir)} is too long for a unix socket inside it: use a shorter --state-dir`);
   const fsSize = sizeArg(opts.fsSize ?? '10G', '--fs-size');
   const abs = requirePoolDir(ctx, dir);
   let pool: ThinPool;
@@ -28,6 +31,13 @@ export async function serve(ctx: Ctx, [dir]: string[], opts: Record<string, unkn
   }
   const { serveSnapshotter } = await import('../../snapshotter/serve.js');
   return serveSnapshotter({
-    pool, poolName: dir, socket, stateDir, fsSize, stdout: ctx.io.stdout, stderr: ctx.io.stderr, verbose: opts.verbose === true,
+    pool,
+    poolName: dir,
+    socket,
+    stateDir,
+    fsSize,
+    stdout: ctx.io.stdout,
+    stderr: ctx.io.stderr,
+    verbose: opts.verbose === true,
   });
 }

@@ -7,7 +7,9 @@ export async function trim(ctx: Ctx, [dir]: string[]): Promise<number> {
   const { released, bs } = await withPool(ctx, dir, 'write', (pool) => {
     const progress = new Progress(ctx.io, 'trim', pool.status().dataBlocks.total * pool.blockSize);
     let warned = '';
-    pool.on('warning', (w) => { warned = w.message; });
+    pool.on('warning', (w) => {
+      warned = w.message;
+    });
     const n = pool.trimSync((done, total) => progress.update((done / total) * pool.status().dataBlocks.total * pool.blockSize));
     progress.done();
     if (warned) throw new CliError(`${warned}: nothing was released`);
@@ -23,29 +25,40 @@ export async function extend(ctx: Ctx, [dir]: string[], opts: Record<string, unk
   const metadataSize = opts.metadataSize === undefined ? undefined : sizeArg(opts.metadataSize, '--metadata-size');
   const MAX_METADATA_BYTES = 4161600 * 4096;
   if (metadataSize !== undefined && metadataSize > MAX_METADATA_BYTES) {
-    throw new UsageError(`--metadata-size ${humanSize(metadataSize)} is above the dm-thin maximum of ${humanSize(MAX_METADATA_BYTES)} (4161600 blocks)`);
+    throw new UsageError(
+      `--metadata-size ${humanSize(metadataSize)} is above the dm-thin maximum of ${humanSize(MAX_METADATA_BYTES)} (4161600 blocks)`,
+    );
   }
   const st = await withPool(ctx, dir, 'write', (pool) => {
     const before = pool.status();
     if (size !== undefined && Math.floor(size / pool.blockSize) < before.dataBlocks.total) {
-      throw new CliError(`--size ${humanSize(size)} is smaller than the data device (${humanSize(before.dataBlocks.total * pool.blockSize)}): shrinking is not supported`);
+      throw new CliError(
+        `--size ${humanSize(size)} is smaller than the data device (${humanSize(before.dataBlocks.total * pool.blockSize)}): shrinking is not supported`,
+      );
     }
     if (metadataSize !== undefined && Math.floor(metadataSize / 4096) < before.metadataBlocks.total) {
-      throw new CliError(`--metadata-size ${humanSize(metadataSize)} is smaller than the metadata device (${humanSize(before.metadataBlocks.total * 4096)}): shrinking is not supported`);
+      throw new CliError(
+        `--metadata-size ${humanSize(metadataSize)} is smaller than the metadata device (${humanSize(before.metadataBlocks.total * 4096)}): shrinking is not supported`,
+      );
     }
     pool.extendSync({ size, metadataSize });
     return { before, after: pool.status(), bs: pool.blockSize };
   });
-  await write(ctx.io.stdout,
+  await write(
+    ctx.io.stdout,
     `data: ${humanSize(st.before.dataBlocks.total * st.bs)} -> ${humanSize(st.after.dataBlocks.total * st.bs)}\n` +
-    `metadata: ${humanSize(st.before.metadataBlocks.total * 4096)} -> ${humanSize(st.after.metadataBlocks.total * 4096)}\n`);
+      `metadata: ${humanSize(st.before.metadataBlocks.total * 4096)} -> ${humanSize(st.after.metadataBlocks.total * 4096)}\n`,
+  );
   return 0;
 }
 
 function percents(text: unknown, option: string): number[] {
-  const words = String(text).split(',').map((s) => s.trim());
+  const words = String(text)
+    .split(',')
+    .map((s) => s.trim());
   const parts = words.map((w) => (/^\d+(\.\d+)?$/.test(w) ? Number(w) : NaN));
-  if (parts.length === 0 || parts.some((p) => !(p > 0 && p <= 100))) throw new UsageError(`${option} takes percentages in (0, 100], e.g. 80,90,95`);
+  if (parts.length === 0 || parts.some((p) => !(p > 0 && p <= 100)))
+    throw new UsageError(`${option} takes percentages in (0, 100], e.g. 80,90,95`);
   return parts;
 }
 
@@ -64,8 +77,16 @@ function onOff(text: unknown, option: string): boolean {
 
 /** Show or change the pool's space policy. */
 export async function space(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
-  const changing = ['discardPassdown', 'dataThresholds', 'metadataThresholds', 'autoExtend', 'autoExtendAt', 'autoExtendPercent', 'autoExtendMax', 'whenFull']
-    .some((k) => opts[k] !== undefined);
+  const changing = [
+    'discardPassdown',
+    'dataThresholds',
+    'metadataThresholds',
+    'autoExtend',
+    'autoExtendAt',
+    'autoExtendPercent',
+    'autoExtendMax',
+    'whenFull',
+  ].some((k) => opts[k] !== undefined);
   const settings = await withPool(ctx, dir, changing ? 'write' : 'read', (pool) => {
     if (!changing) return pool.spaceSettings;
     const cur = pool.spaceSettings;
@@ -83,7 +104,8 @@ export async function space(ctx: Ctx, [dir]: string[], opts: Record<string, unkn
       discardPassdown: opts.discardPassdown === undefined ? cur.discardPassdown : onOff(opts.discardPassdown, '--discard-passdown'),
       thresholds: {
         data: opts.dataThresholds === undefined ? cur.thresholds.data : percents(opts.dataThresholds, '--data-thresholds'),
-        metadata: opts.metadataThresholds === undefined ? cur.thresholds.metadata : percents(opts.metadataThresholds, '--metadata-thresholds'),
+        metadata:
+          opts.metadataThresholds === undefined ? cur.thresholds.metadata : percents(opts.metadataThresholds, '--metadata-thresholds'),
       },
       autoExtend: ae,
       whenFull,
@@ -94,11 +116,13 @@ export async function space(ctx: Ctx, [dir]: string[], opts: Record<string, unkn
     return 0;
   }
   const ae = settings.autoExtend;
-  await write(ctx.io.stdout,
+  await write(
+    ctx.io.stdout,
     `discard passdown:    ${settings.discardPassdown ? 'on' : 'off'}\n` +
-    `data thresholds:     ${settings.thresholds.data.join(', ')} %\n` +
-    `metadata thresholds: ${settings.thresholds.metadata.join(', ')} %\n` +
-    `auto-extend:         ${ae.enabled ? `on: at ${ae.atPercent}% grow by ${ae.percent}% up to ${humanSize(ae.maxBytes)}` : 'off'}\n` +
-    `when full:           ${settings.whenFull}\n`);
+      `data thresholds:     ${settings.thresholds.data.join(', ')} %\n` +
+      `metadata thresholds: ${settings.thresholds.metadata.join(', ')} %\n` +
+      `auto-extend:         ${ae.enabled ? `on: at ${ae.atPercent}% grow by ${ae.percent}% up to ${humanSize(ae.maxBytes)}` : 'off'}\n` +
+      `when full:           ${settings.whenFull}\n`,
+  );
   return 0;
 }

@@ -24,17 +24,23 @@ function streamVersion(v: unknown): 1 | 2 {
 }
 
 function writeAll(fd: number, b: Uint8Array): void {
-  for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done);
+  for (let done = 0; done < b.length; ) done += writeSync(fd, b, done, b.length - done);
 }
 
 export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<string, unknown>): Promise<number> {
   const version = streamVersion(opts.streamVersion);
   const out = typeof opts.output === 'string' && opts.output !== '-' ? resolvePath(ctx, opts.output) : undefined;
-  if (out === undefined && ctx.io.stdout.isTTY) throw new UsageError('refusing to write a binary stream to a terminal: pipe it (thinpool send POOL SNAP | thinpool receive ...) or give -o FILE');
-  if (opts.json && out === undefined) throw new UsageError('--json prints a summary on standard output, which carries the stream: give -o FILE with --json');
+  if (out === undefined && ctx.io.stdout.isTTY)
+    throw new UsageError(
+      'refusing to write a binary stream to a terminal: pipe it (thinpool send POOL SNAP | thinpool receive ...) or give -o FILE',
+    );
+  if (opts.json && out === undefined)
+    throw new UsageError('--json prints a summary on standard output, which carries the stream: give -o FILE with --json');
   if (out !== undefined) {
-    if (existsSync(out) && statSync(out).isDirectory()) throw new UsageError(`-o ${q(opts.output as string)} is a directory: give a file name`);
-    if (!existsSync(dirname(out))) throw new CliError(`cannot write ${q(opts.output as string)}: directory ${q(dirname(opts.output as string))} does not exist`);
+    if (existsSync(out) && statSync(out).isDirectory())
+      throw new UsageError(`-o ${q(opts.output as string)} is a directory: give a file name`);
+    if (!existsSync(dirname(out)))
+      throw new CliError(`cannot write ${q(opts.output as string)}: directory ${q(dirname(opts.output as string))} does not exist`);
   }
   requirePoolDir(ctx, dir);
   const tmp = out === undefined ? undefined : `${out}.partial-${process.pid}`;
@@ -60,7 +66,9 @@ export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<str
       if (fd >= 0) {
         try {
           closeSync(fd);
-        } catch { /* already closed */ }
+        } catch {
+          /* already closed */
+        }
         rmSync(tmp!, { force: true });
       }
       throw e;
@@ -70,12 +78,28 @@ export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<str
   if (out !== undefined) {
     const p = res.plan;
     if (opts.json) {
-      await write(ctx.io.stdout, JSON.stringify({
-        snapshot: p.snapshot, base: p.base ?? null, sizeBytes: p.sizeBytes, streamVersion: version, streamBytes: res.bytes,
-        dataBytes: p.dataBytes, zeroBytes: p.zeroBytes, file: opts.output,
-      }, null, 2) + '\n');
+      await write(
+        ctx.io.stdout,
+        JSON.stringify(
+          {
+            snapshot: p.snapshot,
+            base: p.base ?? null,
+            sizeBytes: p.sizeBytes,
+            streamVersion: version,
+            streamBytes: res.bytes,
+            dataBytes: p.dataBytes,
+            zeroBytes: p.zeroBytes,
+            file: opts.output,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
     } else {
-      await write(ctx.io.stdout, `sent ${q(p.snapshot)}${p.base !== undefined ? ` since ${q(p.base)}` : ''} to ${q(opts.output as string)}: ${humanSize(res.bytes)} stream, ${humanSize(p.dataBytes)} of data, ${humanSize(p.zeroBytes)} zeroed\n`);
+      await write(
+        ctx.io.stdout,
+        `sent ${q(p.snapshot)}${p.base !== undefined ? ` since ${q(p.base)}` : ''} to ${q(opts.output as string)}: ${humanSize(res.bytes)} stream, ${humanSize(p.dataBytes)} of data, ${humanSize(p.zeroBytes)} zeroed\n`,
+      );
     }
   }
   return 0;
@@ -86,14 +110,19 @@ export async function receive(ctx: Ctx, [dir, name]: string[], opts: Record<stri
   const labels = parseLabels(opts.label);
   const file = typeof opts.input === 'string' && opts.input !== '-' ? resolvePath(ctx, opts.input) : undefined;
   const stdin = ctx.io.stdin as typeof ctx.io.stdin & { isTTY?: boolean };
-  if (file === undefined && stdin.isTTY) throw new UsageError('refusing to read a stream from a terminal: pipe one in (thinpool send ... | thinpool receive POOL NAME) or give -i FILE');
+  if (file === undefined && stdin.isTTY)
+    throw new UsageError(
+      'refusing to read a stream from a terminal: pipe one in (thinpool send ... | thinpool receive POOL NAME) or give -i FILE',
+    );
   let total = Infinity;
   let fd = -1;
   if (file !== undefined) {
     try {
       fd = openSync(file, 'r');
     } catch (e) {
-      throw new CliError(`cannot open ${q(opts.input as string)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      throw new CliError(
+        `cannot open ${q(opts.input as string)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+      );
     }
     const st = fstatSync(fd);
     if (st.isDirectory()) {
@@ -108,7 +137,9 @@ export async function receive(ctx: Ctx, [dir, name]: string[], opts: Record<stri
     // nothing at all. (A pipe is checked as it is applied; see src/stream/receive.ts.)
     const check = new Progress(ctx.io, `checking ${basename(file)}`, total);
     try {
-      for await (const _rec of decodeDiff(createReadStream(file, { highWaterMark: 1024 * 1024 }), { onBytes: (n) => check.update(n) })) { /* decode only */ }
+      for await (const _rec of decodeDiff(createReadStream(file, { highWaterMark: 1024 * 1024 }), { onBytes: (n) => check.update(n) })) {
+        /* decode only */
+      }
     } catch (e) {
       closeSync(fd);
       throw explained(e, dir);
@@ -123,19 +154,38 @@ export async function receive(ctx: Ctx, [dir, name]: string[], opts: Record<stri
       const progress = new Progress(ctx.io, `receiving ${label}`, total);
       try {
         return await receiveStream(pool, name, input, {
-          from: opts.from as string | undefined, labels, readOnly: opts.readOnly === true, onProgress: (n) => progress.update(n),
+          from: opts.from as string | undefined,
+          labels,
+          readOnly: opts.readOnly === true,
+          onProgress: (n) => progress.update(n),
         });
       } finally {
         progress.done();
       }
     });
     if (opts.json) {
-      await write(ctx.io.stdout, JSON.stringify({
-        name: res.name, id: res.id, sizeBytes: res.sizeBytes, base: res.base ?? null, fromSnap: res.fromSnap ?? null,
-        toSnap: res.toSnap ?? null, dataBytes: res.dataBytes, zeroBytes: res.zeroBytes,
-      }, null, 2) + '\n');
+      await write(
+        ctx.io.stdout,
+        JSON.stringify(
+          {
+            name: res.name,
+            id: res.id,
+            sizeBytes: res.sizeBytes,
+            base: res.base ?? null,
+            fromSnap: res.fromSnap ?? null,
+            toSnap: res.toSnap ?? null,
+            dataBytes: res.dataBytes,
+            zeroBytes: res.zeroBytes,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
     } else {
-      await write(ctx.io.stdout, `received ${q(res.name)} (id ${res.id}, ${humanSize(res.sizeBytes)})${res.base !== undefined ? ` as a snapshot of ${q(res.base)}` : ''}: ${humanSize(res.dataBytes)} of data, ${humanSize(res.zeroBytes)} zeroed\n`);
+      await write(
+        ctx.io.stdout,
+        `received ${q(res.name)} (id ${res.id}, ${humanSize(res.sizeBytes)})${res.base !== undefined ? ` as a snapshot of ${q(res.base)}` : ''}: ${humanSize(res.dataBytes)} of data, ${humanSize(res.zeroBytes)} zeroed\n`,
+      );
     }
   } finally {
     if (fd >= 0 && !(input as { destroyed?: boolean }).destroyed) (input as { destroy(): void }).destroy();

@@ -40,10 +40,20 @@ export async function rollback(ctx: Ctx, [dir, volume, snapshot]: string[], opts
       throw e;
     }
     pool.commitSync();
-    return { id: vol.id, volume: vol.label, snapshot: snap.label, freedBytes: (before - pool.status().dataBlocks.used) * pool.blockSize, sizeBytes: vol.sizeBytes };
+    return {
+      id: vol.id,
+      volume: vol.label,
+      snapshot: snap.label,
+      freedBytes: (before - pool.status().dataBlocks.used) * pool.blockSize,
+      sizeBytes: vol.sizeBytes,
+    };
   });
   if (opts.json) await write(ctx.io.stdout, json(res));
-  else await write(ctx.io.stdout, `rolled ${q(res.volume)} back to ${q(res.snapshot)} (id ${res.id}, ${humanSize(res.sizeBytes)}; ${humanSize(res.freedBytes)} freed)\n`);
+  else
+    await write(
+      ctx.io.stdout,
+      `rolled ${q(res.volume)} back to ${q(res.snapshot)} (id ${res.id}, ${humanSize(res.sizeBytes)}; ${humanSize(res.freedBytes)} freed)\n`,
+    );
   return 0;
 }
 
@@ -60,7 +70,8 @@ export async function set(ctx: Ctx, [dir, volume]: string[], opts: Record<string
     const info = pool.list().find((v) => v.id === vol.id)!;
     const labels = { ...info.labels, ...add };
     for (const k of remove) {
-      if (!(k in labels)) throw new CliError(`volume ${q(vol.label)} has no label ${q(k)}: see its labels with "thinpool ls ${q(dir)} --json"`);
+      if (!(k in labels))
+        throw new CliError(`volume ${q(vol.label)} has no label ${q(k)}: see its labels with "thinpool ls ${q(dir)} --json"`);
       delete labels[k];
     }
     // Labels of an owned volume (an image layer, a container) can be added; it stays owned (thinpool.* keys are
@@ -71,8 +82,13 @@ export async function set(ctx: Ctx, [dir, volume]: string[], opts: Record<string
   });
   if (opts.json) await write(ctx.io.stdout, json(res));
   else {
-    const l = Object.entries(res.labels).map(([k, v]) => `${k}=${v}`).join(' ');
-    await write(ctx.io.stdout, `${q(res.name)} (id ${res.id}): ${res.readOnly ? 'read-only' : 'writable'}${l ? `, labels ${l}` : ', no labels'}\n`);
+    const l = Object.entries(res.labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    await write(
+      ctx.io.stdout,
+      `${q(res.name)} (id ${res.id}): ${res.readOnly ? 'read-only' : 'writable'}${l ? `, labels ${l}` : ', no labels'}\n`,
+    );
   }
   return 0;
 }

@@ -36,7 +36,8 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
   }
   if (opts.objectSize !== undefined) throw new UsageError('--object-size is for rados:// pools only');
   const existed = existsSync(abs);
-  if (existed && !statSync(abs).isDirectory()) throw new CliError(`${q(dir)} exists and is not a directory: give a new or empty directory for the pool`);
+  if (existed && !statSync(abs).isDirectory())
+    throw new CliError(`${q(dir)} exists and is not a directory: give a new or empty directory for the pool`);
   if (existed) {
     if (existsSync(join(abs, 'metadata')) || existsSync(join(abs, 'data')) || existsSync(join(abs, 'catalog.json'))) {
       throw new CliError(`${q(dir)} already holds a pool: choose another directory (or delete this one first)`);
@@ -52,7 +53,9 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
       for (const f of ['metadata', 'data', 'catalog.json', 'catalog.next.json']) {
         try {
           rmSync(join(abs, f), { force: true });
-        } catch { /* ignore */ }
+        } catch {
+          /* ignore */
+        }
       }
     }
     throw explained(e, dir);
@@ -63,7 +66,10 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
 async function created(ctx: Ctx, dir: string, pool: ThinPool): Promise<number> {
   const st = pool.status();
   pool.closeSync();
-  await write(ctx.io.stdout, `created pool ${dir}: ${humanSize(st.dataBlocks.total * st.blockSize)} of data (${st.dataBlocks.total} blocks of ${humanSize(st.blockSize)}), ${humanSize(st.metadataBlocks.total * 4096)} of metadata\n`);
+  await write(
+    ctx.io.stdout,
+    `created pool ${dir}: ${humanSize(st.dataBlocks.total * st.blockSize)} of data (${st.dataBlocks.total} blocks of ${humanSize(st.blockSize)}), ${humanSize(st.metadataBlocks.total * 4096)} of metadata\n`,
+  );
   return 0;
 }
 
@@ -111,12 +117,18 @@ export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
   const poolFreed = freed.blocks * freed.bs;
   let host: string;
   if (poolFreed === 0) host = 'nothing to return to the host';
-  else if (hostBefore === null || hostAfter === null) host = 'the host\'s share could not be measured';
+  else if (hostBefore === null || hostAfter === null) host = "the host's share could not be measured";
   else if (hostBefore - hostAfter > 0) host = `${humanSize(hostBefore - hostAfter)} returned to the host`;
   else if (!freed.passdown) host = `none returned to the host yet: discard passdown is off (run "thinpool trim ${dir}")`;
-  else if (holePunchPath() === 'none') host = 'none returned to the host: hole punching is unavailable here (install util-linux or build the native helper; see "thinpool status")';
-  else host = `none returned to the host: the file system of ${q(dir)} refused to punch holes (the blocks stay allocated but are reused by the pool)`;
-  await write(ctx.io.stdout, `deleted volume ${q(freed.label)}: ${humanSize(poolFreed)} freed in the pool${poolFreed === 0 ? ' (every block is shared with another volume)' : ''}, ${host}\n`);
+  else if (holePunchPath() === 'none')
+    host =
+      'none returned to the host: hole punching is unavailable here (install util-linux or build the native helper; see "thinpool status")';
+  else
+    host = `none returned to the host: the file system of ${q(dir)} refused to punch holes (the blocks stay allocated but are reused by the pool)`;
+  await write(
+    ctx.io.stdout,
+    `deleted volume ${q(freed.label)}: ${humanSize(poolFreed)} freed in the pool${poolFreed === 0 ? ' (every block is shared with another volume)' : ''}, ${host}\n`,
+  );
   return 0;
 }
 
