@@ -91,15 +91,10 @@ test('a run of virtual blocks on consecutive data blocks is one device read, and
   const { pool, data } = newPool(16);
   const v = pool.createThinSync('v', { size: 12 * BS });
   const content = fill(4 * BS, 1);
-  v.writeSync(content, 2 * BS); // virtual 2..5 on data blocks d..d+3, one device write each
+  v.writeSync(content, 2 * BS); // virtual 2..5 on data blocks d..d+3: provisioned together, one device write
   const d = v.map()[0]!.dblock;
   expect(v.map()).toEqual([{ offsetBytes: 2 * BS, lengthBytes: 4 * BS, dblock: d }]);
-  expect(blocksOf(data.calls.writes)).toEqual([
-    [d, 1],
-    [d + 1, 1],
-    [d + 2, 1],
-    [d + 3, 1],
-  ]);
+  expect(blocksOf(data.calls.writes)).toEqual([[d, 4]]);
 
   // Reading from the middle of the first block to the middle of the last: one device read for the run.
   data.clear();
