@@ -140,52 +140,56 @@ for (const [kind, mkfs, pkg] of [
   ['btrfs', 'mkfs.btrfs', 'btrfs-progs'],
 ] as const) {
   const have = canLoop && needTool(mkfs, pkg);
-  test.skipIf(!have)(`${kind} (loop-mounted): copy-on-write shares the block's extents (reflink) and only the 4 KiB written is new`, () => {
-    const mnt = mountLoopFs(kind);
-    // The device level: the path taken is the clone.
-    const dev = FileDevice.create(join(mnt, 'dev'), 4 * BS);
-    dev.write(pattern(BS, 3), 0);
-    expect(dev.copyWithin(0, 2 * BS, BS)).toBe('clone');
-    expect(readAt(dev, 2 * BS, BS)).toEqual(pattern(BS, 3));
-    dev.close();
+  test.skipIf(!have)(
+    `${kind} (loop-mounted): copy-on-write shares the block's extents (reflink) and only the 4 KiB written is new`,
+    () => {
+      const mnt = mountLoopFs(kind);
+      // The device level: the path taken is the clone.
+      const dev = FileDevice.create(join(mnt, 'dev'), 4 * BS);
+      dev.write(pattern(BS, 3), 0);
+      expect(dev.copyWithin(0, 2 * BS, BS)).toBe('clone');
+      expect(readAt(dev, 2 * BS, BS)).toEqual(pattern(BS, 3));
+      dev.close();
 
-    // Through a pool: a snapshot shares 32 blocks; a 4 KiB write into each copies it.
-    const N = 32;
-    const pool = ThinPool.formatSync(join(mnt, 'pool'), { size: 4 * N * BS });
-    try {
-      const v = pool.createThinSync('v', { size: N * BS });
-      for (let i = 0; i < N; i++) v.writeSync(pattern(BS, 100 + i), i * BS);
-      pool.snapshotSync('v', 's');
-      pool.commitSync();
-      const dataFile = join(mnt, 'pool', 'data');
-      expect(sharedBytes(dataFile)).toBe(0);
-      const piece = new Uint8Array(4 * KiB).fill(0xee);
-      for (let i = 0; i < N; i++) v.writeSync(piece, i * BS + 8 * KiB);
-      pool.commitSync();
-      const data = pool.storage.data as FileDevice;
-      expect(data.copies.clone).toBe(N);
-      // Reflinked: the file system reports the copies' extents as shared (FIEMAP_EXTENT_SHARED), all but the
-      // 4 KiB written into each (both the origin's block and its copy hold shared extents).
-      expect(sharedBytes(dataFile)).toBeGreaterThanOrEqual(N * (BS - 4 * KiB));
-      const s = pool.volume('s');
-      for (let i = 0; i < N; i++) {
-        const want = pattern(BS, 100 + i);
-        expect(readAt({ read: (b, o) => s.readSync(b, o) }, i * BS, BS)).toEqual(want);
-        want.set(piece, 8 * KiB);
-        expect(readAt({ read: (b, o) => v.readSync(b, o) }, i * BS, BS)).toEqual(want);
+      // Through a pool: a snapshot shares 32 blocks; a 4 KiB write into each copies it.
+      const N = 32;
+      const pool = ThinPool.formatSync(join(mnt, 'pool'), { size: 4 * N * BS });
+      try {
+        const v = pool.createThinSync('v', { size: N * BS });
+        for (let i = 0; i < N; i++) v.writeSync(pattern(BS, 100 + i), i * BS);
+        pool.snapshotSync('v', 's');
+        pool.commitSync();
+        const dataFile = join(mnt, 'pool', 'data');
+        expect(sharedBytes(dataFile)).toBe(0);
+        const piece = new Uint8Array(4 * KiB).fill(0xee);
+        for (let i = 0; i < N; i++) v.writeSync(piece, i * BS + 8 * KiB);
+        pool.commitSync();
+        const data = pool.storage.data as FileDevice;
+        expect(data.copies.clone).toBe(N);
+        // Reflinked: the file system reports the copies' extents as shared (FIEMAP_EXTENT_SHARED), all but the
+        // 4 KiB written into each (both the origin's block and its copy hold shared extents).
+        expect(sharedBytes(dataFile)).toBeGreaterThanOrEqual(N * (BS - 4 * KiB));
+        const s = pool.volume('s');
+        for (let i = 0; i < N; i++) {
+          const want = pattern(BS, 100 + i);
+          expect(readAt({ read: (b, o) => s.readSync(b, o) }, i * BS, BS)).toEqual(want);
+          want.set(piece, 8 * KiB);
+          expect(readAt({ read: (b, o) => v.readSync(b, o) }, i * BS, BS)).toEqual(want);
+        }
+      } finally {
+        pool.closeSync();
       }
-    } finally {
-      pool.closeSync();
-    }
-    // Reopened (the commit made the copies durable): the same bytes.
-    const again = ThinPool.openSync(join(mnt, 'pool'));
-    try {
-      const piece = new Uint8Array(4 * KiB).fill(0xee);
-      const want = pattern(BS, 100 + 7);
-      want.set(piece, 8 * KiB);
-      expect(readAt({ read: (b, o) => again.volume('v').readSync(b, o) }, 7 * BS, BS)).toEqual(want);
-    } finally {
-      again.closeSync();
-    }
-  });
+      // Reopened (the commit made the copies durable): the same bytes.
+      const again = ThinPool.openSync(join(mnt, 'pool'));
+      try {
+        const piece = new Uint8Array(4 * KiB).fill(0xee);
+        const want = pattern(BS, 100 + 7);
+        want.set(piece, 8 * KiB);
+        expect(readAt({ read: (b, o) => again.volume('v').readSync(b, o) }, 7 * BS, BS)).toEqual(want);
+      } finally {
+        again.closeSync();
+      }
+    },
+    240_000,
+  ); // mkfs, loop mounts and btrfs's syncs took 81 s once on a loaded 2-core machine
 }
