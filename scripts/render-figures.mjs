@@ -16,7 +16,9 @@
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
 // docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
-// docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`.
+// docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
+// docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`
+// (a section whose SECTIONS entry has `missing` shows that text while its JSON does not exist yet).
 // A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
 // doc is left alone. test/docs/figures.test.ts runs --check.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -247,6 +249,41 @@ function rados(f) {
   ].join('\n');
 }
 
+/** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */
+function radosDepth(f) {
+  const names = Object.keys(f.runs);
+  const first = f.runs[names[0]];
+  const ops = (x) => n(Math.round(x));
+  const base = (r, row) => r.rows.find((x) => x.depth === r.rows[0].depth && x.qd === row.qd);
+  return [
+    names
+      .map((k) => {
+        const r = f.runs[k];
+        const create =
+          r.create === null
+            ? ''
+            : ` Snapshot creation (whole commands, median over the levels): thinpool snapshot ${n(r.create.thinpoolMs)} ms, rbd snap create + protect + clone ${n(r.create.rbdMs)} ms (**${(r.create.thinpoolMs / r.create.rbdMs).toFixed(2)}**).`;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.${create}`;
+      })
+      .join(' '),
+    '',
+    `| depth | QD | ${names.map((k) => `${k}: librbd op/s | thinpool op/s | **thinpool/librbd** | librbd vs depth ${f.runs[k].rows[0].depth} | thinpool vs depth ${f.runs[k].rows[0].depth}`).join(' | ')} |`,
+    `|---:|---:|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
+    ...first.rows.map(
+      (row) =>
+        `| ${row.depth} | ${row.qd} | ${names
+          .map((k) => {
+            const r = f.runs[k];
+            const x = r.rows.find((y) => y.depth === row.depth && y.qd === row.qd);
+            if (x === undefined) return '- | - | - | - | -';
+            const b = base(r, x);
+            return `${ops(x.rbd)} | ${ops(x.thinpool)} | **${(x.thinpool / x.rbd).toFixed(2)}** | ${(x.rbd / b.rbd).toFixed(2)} | ${(x.thinpool / b.thinpool).toFixed(2)}`;
+          })
+          .join(' | ')} |`,
+    ),
+  ].join('\n');
+}
+
 const TOOL = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls' };
 const mib = (b) => `${(b / 1048576).toFixed(0)} MiB`;
 const secs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms} ms`);
@@ -378,6 +415,14 @@ const SECTIONS = [
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
   { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
+  {
+    doc: 'docs/rados.md',
+    name: 'rados-depth',
+    json: 'rados-depth.json',
+    render: radosDepth,
+    // Until a run is recorded the section says how to record one (the figures come only from runs).
+    missing: 'No run recorded yet: `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME` records one.',
+  },
   { doc: 'docs/benchmarks-engine.md', name: 'metadata-tools', json: 'metadata-tools.json', render: metadataTools },
   { doc: 'README.md', name: 'metadata-tools-headline', json: 'metadata-tools.json', render: metadataToolsHeadline },
   { doc: 'docs/benchmarks-engine.md', name: 'read-path', json: 'read-path.json', render: readPath },
@@ -400,8 +445,9 @@ export function renderDocs() {
     const i = d.after.indexOf(open);
     const j = d.after.indexOf(close);
     if (i < 0 || j < i) throw new Error(`${s.doc}: no section ${open} ... ${close}`);
-    const json = Array.isArray(s.json) ? s.json.map(readJson) : readJson(s.json);
-    d.after = `${d.after.slice(0, i + open.length)}\n${s.render(json)}\n${d.after.slice(j)}`;
+    const absent = s.missing !== undefined && !existsSync(join(figures, s.json));
+    const text = absent ? s.missing : s.render(Array.isArray(s.json) ? s.json.map(readJson) : readJson(s.json));
+    d.after = `${d.after.slice(0, i + open.length)}\n${text}\n${d.after.slice(j)}`;
     d.names.push(s.name);
   }
   return docs;

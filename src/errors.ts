@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'EROFS' // the pool or volume is read-only (needs_check, failed, committed snapshot)
   | 'ECLOSED' // the pool or device is closed
   | 'EFENCED' // this client was fenced off a shared pool (its lock was broken): nothing it writes lands
+  | 'ESTALE' // a read-only open of a shared pool whose writer committed past what it reads: open it again
   | 'EFAILED' // the pool failed (a WASM trap or an unrecoverable I/O error) and refuses further work
   | 'EABI' // the WASM core was built from another version of the host's contract (assembly/abi.ts): a stale build
   | 'EXML' // malformed thin_dump XML

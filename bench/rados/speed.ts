@@ -16,119 +16,27 @@
  * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/rados.json) under NAME (e.g. `before`,
  * `after`), with the commit measured; scripts/render-figures.mjs renders it into docs/rados.md.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { ThinPool } from '../../src/thin/pool.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
+import { argValue, execFileP, fio, type Kind, MiB, median, printTable, rbdBench, rbdFill, recordRun, serve } from './_lib.js';
 
-const execFileP = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const MiB = 1024 * 1024;
 const SIZE = QUICK ? 64 * MiB : 256 * MiB;
 const OPS = QUICK ? 4000 : 16000;
-const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REPS = Number(argValue('--reps') ?? 3);
 const FIGURES = argValue('--figures');
 const AS = argValue('--as');
 if (FIGURES !== undefined && AS === undefined) throw new Error('--figures=FILE needs --as=NAME (e.g. --as=after)');
 
-function argValue(name: string): string | undefined {
-  const a = process.argv.find((x) => x.startsWith(`${name}=`));
-  return a === undefined ? undefined : a.slice(name.length + 1);
-}
-
-type Kind = 'read' | 'write';
 const CASES: Array<[Kind, number]> = [
   ['read', 1],
   ['read', 16],
   ['write', 1],
   ['write', 16],
 ];
-
-/** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
-async function rbdBench(conf: string, image: string, kind: Kind, threads: number): Promise<number> {
-  const { stdout } = await execFileP(
-    'rbd',
-    [
-      '-c',
-      conf,
-      'bench',
-      '--io-type',
-      kind,
-      '--io-size',
-      '4K',
-      '--io-threads',
-      String(threads),
-      '--io-pattern',
-      'rand',
-      '--io-total',
-      String(OPS * 4096),
-      image,
-    ],
-    { maxBuffer: 16 * MiB },
-  );
-  const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
-  if (m === null) throw new Error(`rbd bench printed no rate: ${stdout.slice(-300)}`);
-  return Number(m[1]);
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
-async function fio(uri: string, kind: Kind, depth: number): Promise<number> {
-  const { stdout } = await execFileP(
-    'fio',
-    [
-      '--name=t',
-      '--ioengine=nbd',
-      `--uri=${uri}`,
-      `--rw=rand${kind}`,
-      '--bs=4k',
-      `--iodepth=${depth}`,
-      `--size=${SIZE}`,
-      `--number_ios=${OPS}`,
-      '--norandommap',
-      '--output-format=json',
-    ],
-    { maxBuffer: 16 * MiB },
-  );
-  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
-  return job[kind].iops as number;
-}
-
-/** `thinpool serve POOL v` in its own process; resolves the volume's NBD URI and a stop function. */
-async function serve(pool: string, conf: string | undefined): Promise<{ uri: string; stop(): Promise<void> }> {
-  const args = [BIN, 'serve', pool, 'v', '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  let out = '';
-  const uri = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 30_000);
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /(nbd:\/\/[^\s:]+:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(`${m[1]}/v`);
-      }
-    });
-    child.on('exit', () => reject(new Error(`serve exited: ${out}`)));
-  });
-  return {
-    uri,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 /** A pool with volume v of SIZE, written in full (so reads find data). */
 async function makePool(address: string, conf: string | undefined): Promise<void> {
@@ -150,32 +58,19 @@ async function run(): Promise<void> {
   const results: Array<{ kind: Kind; depth: number; rbd: number; rados: number; file: number }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
-    await execFileP('rbd', [
-      '-c',
-      conf,
-      'bench',
-      '--io-type',
-      'write',
-      '--io-size',
-      '4M',
-      '--io-pattern',
-      'seq',
-      '--io-total',
-      String(SIZE),
-      image,
-    ]);
+    await rbdFill(conf, image, SIZE);
     const address = `rados://${cephPool}/${tag}`;
     await makePool(address, conf);
     await makePool(join(dir, 'pool'), undefined);
-    const rados = await serve(address, conf);
-    const file = await serve(join(dir, 'pool'), undefined);
+    const rados = await serve(address, conf, ['v']);
+    const file = await serve(join(dir, 'pool'), undefined, ['v']);
     try {
       const samples = CASES.map(() => ({ rbd: [] as number[], rados: [] as number[], file: [] as number[] }));
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
-          samples[i].rbd.push(await rbdBench(conf, image, kind, depth));
-          samples[i].rados.push(await fio(rados.uri, kind, depth));
-          samples[i].file.push(await fio(file.uri, kind, depth));
+          samples[i].rbd.push(await rbdBench(conf, image, kind, depth, OPS));
+          samples[i].rados.push(await fio(`${rados.uri}/v`, kind, depth, SIZE, OPS));
+          samples[i].file.push(await fio(`${file.uri}/v`, kind, depth, SIZE, OPS));
         }
       }
       for (const [i, [kind, depth]] of CASES.entries()) {
@@ -199,31 +94,20 @@ async function run(): Promise<void> {
     (r.rados / r.file).toFixed(2),
   ]);
   const head = ['case', 'librbd op/s', 'thinpool rados op/s', 'ratio', 'thinpool file op/s', 'rados/file'];
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   console.log(
     `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`,
   );
-  for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+  printTable(head, rows);
   console.log(`median of ${REPS} rounds; load average ${loadavg()[0].toFixed(1)} at the end`);
   if (FIGURES !== undefined) {
-    const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
-    const commit = git(['rev-parse', '--short', 'HEAD']);
-    const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
-    const doc = existsSync(FIGURES) ? JSON.parse(readFileSync(FIGURES, 'utf8')) : {};
-    doc.runs = {
-      ...(doc.runs ?? {}),
-      [AS!]: {
-        commit: dirty ? `${commit}+changes` : commit,
-        date: new Date().toISOString().slice(0, 10),
-        sizeMiB: SIZE / MiB,
-        ops: OPS,
-        reps: REPS,
-        cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
-        loadAverage: Number(loadavg()[0].toFixed(1)),
-        rows: results,
-      },
-    };
-    writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
+    recordRun(FIGURES, AS!, {
+      sizeMiB: SIZE / MiB,
+      ops: OPS,
+      reps: REPS,
+      cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
+      loadAverage: Number(loadavg()[0].toFixed(1)),
+      rows: results,
+    });
   }
 }
 

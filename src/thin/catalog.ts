@@ -57,6 +57,10 @@ export interface CatalogStore {
   stage(catalog: CatalogData, fingerprint: string): void;
   publish(): void;
   discardStaged(): void;
+  /** Optional (stores readers share with a writer): record the catalog of a held metadata root, tagged. */
+  hold?(catalog: CatalogData, tag: string): void;
+  /** Optional: forget the catalog recorded by hold(). */
+  dropHeld?(): void;
 }
 
 /** Parse a stored envelope; ECORRUPT (naming `what`) when it is not one. */

@@ -18,6 +18,8 @@
  * - An unclean stop (the lock was taken over from a holder that died, or the `unclean` marker a read-only
  *   opener left after such a takeover) is reported in `storage.uncleanStop` to a writable opener, which
  *   releases the uncommitted blocks and then removes the marker (pool.ts).
+ * - A read-only open of a RADOS pool takes no lock and reads one commit (rados-reader.ts): when the writer
+ *   commits while it is being opened, the open starts over (up to OPEN_ATTEMPTS times).
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +35,7 @@ import { lockPool } from './lock.js';
 import { ThinMetadata } from './metadata.js';
 import type { PoolState, PoolStorage } from './pool-state.js';
 import { type CephOptions, formatRadosStorage, isRadosAddress, openRadosStorage } from './rados-pool.js';
+import { OPEN_ATTEMPTS } from './rados-reader.js';
 
 export const MIN_BLOCK_SIZE = 64 * 1024;
 export const MAX_BLOCK_SIZE = 1024 * 1024 * 1024;
@@ -122,12 +125,18 @@ export function createFileStorage<T>(
 /** Open the files (or RADOS objects) of the pool at dir under its lock and hand their storage to open (which owns it then). */
 export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (storage: PoolStorage) => T): T {
   if (isRadosAddress(dir)) {
-    const storage = openRadosStorage(dir, { ...opts.ceph, readOnly: opts.readOnly });
-    try {
-      return open(storage);
-    } catch (e) {
-      storage.release();
-      throw e;
+    for (let attempt = 1; ; attempt++) {
+      const storage = openRadosStorage(dir, { ...opts.ceph, readOnly: opts.readOnly });
+      try {
+        const pool = open(storage);
+        storage.settle?.();
+        return pool;
+      } catch (e) {
+        storage.release();
+        // A read-only open reads one commit: the writer committed while it was being read, so read the next.
+        if ((e as ThinpoolError).code === 'ESTALE' && attempt < OPEN_ATTEMPTS) continue;
+        throw e;
+      }
     }
   }
   if (!existsSync(join(dir, 'metadata'))) {

@@ -42,6 +42,7 @@ import type { ThinMetadata } from './metadata.js';
 import { PoolState, type PoolEvents, type PoolStorage } from './pool-state.js';
 import { metadataUse, releaseUncommitted, releaseUnused } from './space.js';
 import { mergeSpaceSettings, thresholdLevel, type SpaceSettings } from './space-policy.js';
+import { heldTag } from './rados-reader.js';
 import { diffDevices, type DiffRange } from './usage.js';
 import type { Volume, VolumeIO } from './volume.js';
 import { Volumes, type CreateOptions, type OwnerOptions, type SnapshotOptions, type VolumeInfo } from './volumes.js';
@@ -210,6 +211,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   /** Take the held metadata snapshot (dm-thin's reserve_metadata_snap): commits before and after. */
   async reserveMetadataSnap(): Promise<number> {
     this.commitSync();
+    // Readers that share the store (rados-reader.ts) find the catalog of the held state, tagged with its roots.
+    this.storage.catalog.hold?.(this.#s.catalog, heldTag(this.#s.md.superblock));
     const held = change(this.#s, () => this.#s.md.reserveMetadataSnap());
     this.commitSync();
     return held;
@@ -218,6 +221,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   async releaseMetadataSnap(): Promise<void> {
     change(this.#s, () => this.#s.md.releaseMetadataSnap());
     this.commitSync();
+    this.storage.catalog.dropHeld?.();
   }
 
   // ---- space: settings, trim, extend (space.ts, extend.ts) ----

@@ -4,13 +4,15 @@
  *   NAME.header                 identity (JSON) and the writer's exclusive lock (cls_lock "thinpool")
  *   NAME.metadata, NAME.data    device descriptors; NAME.metadata.<16 hex>, NAME.data.<16 hex> their objects
  *   NAME.catalog(.next)         the catalog, published / staged (catalog.ts protocol; each write is atomic)
+ *   NAME.catalog.held           the catalog of the held metadata root (while one is held)
  *   NAME.hwm                    the data high-water mark (high-water.ts)
  *
  * Contract:
  * - One writer, fenced: opening for write takes the exclusive lock on the header; a second opener (any host,
  *   any process, this one included) gets EBUSY naming the holder (host, pid, since) from the lock's cookie.
  *   `breakRadosLock` blocklists each holder's client address before removing its lock, so nothing the old
- *   holder still sends lands (its requests fail with EFENCED). Read-only opens take no lock.
+ *   holder still sends lands (its requests fail with EFENCED). Read-only opens take no lock and read one commit
+ *   (or the held metadata root) through rados-reader.ts; `NAME.catalog.held` is the held root's catalog.
  * - The header's JSON is written last at format: a pool shows up in `listRadosPools` only once complete.
  * - The cluster comes from `conf` (else CEPH_CONF, else librados's default search) and client `id` (default
  *   "admin"), as the rbd tool; every OSD request is bounded by `osdTimeoutSeconds` (EIO "timed out").
@@ -23,6 +25,7 @@ import { RadosCluster, type RadosIoctx, type Locker } from '../io/librados.js';
 import { RadosDevice } from '../io/rados-device.js';
 import { type CatalogData, type CatalogStore, type Envelope, parseEnvelope } from './catalog.js';
 import type { HighWaterStore } from './high-water.js';
+import { OPEN_ATTEMPTS, openReaderView } from './rados-reader.js';
 
 const RADOS_SCHEME = 'rados://';
 const LOCK_NAME = 'thinpool';
@@ -118,6 +121,13 @@ export class RadosCatalogStore implements CatalogStore {
   discardStaged(): void {
     this.io.remove(this.#staged);
   }
+  /** Record the catalog of a held metadata root (read by read-only opens, rados-reader.ts), tagged with its roots. */
+  hold(catalog: CatalogData, tag: string): void {
+    this.io.writeFull(`${this.name}.catalog.held`, Buffer.from(JSON.stringify({ fingerprint: tag, catalog } satisfies Envelope)));
+  }
+  dropHeld(): void {
+    this.io.remove(`${this.name}.catalog.held`);
+  }
 }
 
 export class RadosHighWaterStore implements HighWaterStore {
@@ -144,6 +154,8 @@ export interface RadosStorage {
   highWater: HighWaterStore;
   release(): void;
   rados: { address: string; io: RadosIoctx };
+  /** A read-only open: called once the pool is open (rados-reader.ts). */
+  settle?(): void;
 }
 
 interface Header {
@@ -222,17 +234,22 @@ function assemble(
   }
   const highWater = new RadosHighWaterStore(io, name);
   if (create) highWater.write(0);
-  return {
-    metadata: devices[0],
-    data: devices[1],
-    catalog: new RadosCatalogStore(io, name),
-    highWater,
-    rados: { address, io },
-    release: () => {
-      unlock?.();
-      cluster.close();
-    },
+  const catalog = new RadosCatalogStore(io, name);
+  const release = () => {
+    unlock?.();
+    cluster.close();
   };
+  if (readOnly) {
+    // No lock: a consistent view of one commit while the writer goes on (rados-reader.ts).
+    try {
+      const v = openReaderView(io, name, devices[0], devices[1], catalog);
+      return { metadata: v.metadata, data: v.data, catalog: v.catalog, highWater, rados: { address, io }, release, settle: v.settle };
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+  return { metadata: devices[0], data: devices[1], catalog, highWater, rados: { address, io }, release };
 }
 
 /**
@@ -342,7 +359,7 @@ export function destroyRadosPool(address: string, opts: CephOptions = {}): void 
     try {
       RadosDevice.destroy(io, `${a.name}.data`);
       RadosDevice.destroy(io, `${a.name}.metadata`);
-      for (const o of ['catalog', 'catalog.next', 'hwm']) io.remove(`${a.name}.${o}`);
+      for (const o of ['catalog', 'catalog.next', 'catalog.held', 'hwm']) io.remove(`${a.name}.${o}`);
     } finally {
       unlock();
     }
@@ -354,22 +371,37 @@ export function destroyRadosPool(address: string, opts: CephOptions = {}): void 
 
 /**
  * Copy the committed metadata device of the pool at `address` (no lock taken) to `sink`, in chunks of at most
- * 4 MiB, in order. Returns the device size.
+ * 4 MiB, in order, then reads block 0 again: when the writer committed meanwhile (the copy may mix two commits)
+ * the copy starts over from offset 0 (the sink writes each chunk at its offset, so the next copy replaces it),
+ * up to OPEN_ATTEMPTS times, then ESTALE. Returns the device size.
  */
 export function readRadosMetadata(address: string, opts: CephOptions, sink: (chunk: Uint8Array, offset: number) => void): number {
-  const s = openRadosStorage(address, { ...opts, readOnly: true });
+  const a = parseRadosAddress(address);
+  const { cluster, io } = connect(a, opts);
   try {
-    const size = s.metadata.sizeBytes;
-    const buf = new Uint8Array(Math.min(size, 4 * 1024 * 1024));
-    for (let off = 0; off < size; off += buf.length) {
-      const part = buf.subarray(0, Math.min(buf.length, size - off));
-      s.metadata.read(part, off);
-      sink(part, off);
+    if (readHeader(io, a.name) === null) throw new ThinpoolError('ENOENT', `no thin pool at ${address}`);
+    const md = RadosDevice.open(io, `${a.name}.metadata`, { readOnly: true });
+    try {
+      const size = md.sizeBytes;
+      const buf = new Uint8Array(Math.min(size, 4 * 1024 * 1024));
+      const first = new Uint8Array(4096);
+      const last = new Uint8Array(4096);
+      for (let attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
+        md.read(first, 0);
+        for (let off = 0; off < size; off += buf.length) {
+          const part = buf.subarray(0, Math.min(buf.length, size - off));
+          md.read(part, off);
+          sink(part, off);
+        }
+        md.read(last, 0);
+        if (Buffer.compare(first, last) !== 0) continue;
+        return size;
+      }
+      throw new ThinpoolError('ESTALE', `the writer of ${address} committed during each of ${OPEN_ATTEMPTS} attempts to copy its metadata`);
+    } finally {
+      md.close();
     }
-    return size;
   } finally {
-    s.metadata.close();
-    s.data.close();
-    s.release();
+    cluster.close();
   }
 }

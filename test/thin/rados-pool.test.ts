@@ -1,11 +1,15 @@
 // Pools in Ceph RADOS (rados://CEPH_POOL/NAME) on a single-node cluster started by the test: the pool story,
-// snapshots at depth, the model test, metadata checked by our checker and thin_check, one writer with fencing.
+// snapshots at depth, the model test, metadata checked by our checker and thin_check, one writer with fencing,
+// read-only opens beside a writer (one commit, or the held metadata root).
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
+import { MemoryDevice } from '../../src/io/memory-device.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { breakRadosLock, listRadosPools, parseRadosAddress } from '../../src/thin/rados-pool.js';
+import { breakRadosLock, listRadosPools, parseRadosAddress, readRadosMetadata } from '../../src/thin/rados-pool.js';
 import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
 import { PoolModel, applyToModel, applyToPool, expectPoolEquals, mulberry32, randomOp } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
@@ -203,4 +207,162 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     await next.close();
     verify(a);
   });
+  test('a read-only open beside a writer reads the commit it opened, or fails with ESTALE: never blocks the writer reused', async () => {
+    const a = addr();
+    // 64 data blocks: once v is deleted, writing w in full must reuse v's blocks.
+    const writer = await ThinPool.format(a, { size: 4 * MiB, ...opts() });
+    const p1 = pattern(2 * MiB, 1);
+    await (await writer.createThin('v', { size: 2 * MiB })).write(p1, 0);
+    await writer.commit();
+    const reader = await ThinPool.open(a, { ...opts(), readOnly: true });
+    expect(reader.list().map((x) => x.name)).toEqual(['v']);
+    const b = new Uint8Array(64 * KiB);
+    await reader.volume('v').read(b, 0);
+    expect(b).toEqual(p1.subarray(0, 64 * KiB));
+    await expect(reader.volume('v').write(b, 0)).rejects.toBeDefined(); // a reader writes nothing
+
+    await writer.delete('v');
+    await writer.commit();
+    const p2 = pattern(4 * MiB, 2);
+    await (await writer.createThin('w', { size: 4 * MiB })).write(p2, 0);
+    await writer.commit();
+    expect(writer.status().dataBlocks.used).toBe(64);
+    // v's blocks now hold w's bytes: the reader must not hand them out as v's.
+    for (const off of [64 * KiB, 1 * MiB]) {
+      await expect(reader.volume('v').read(b, off)).rejects.toMatchObject({ code: 'ESTALE' });
+      expect(() => reader.volume('v').readSync(b, off)).toThrow(/committed since this read-only open/);
+    }
+    await reader.close();
+    const next = await ThinPool.open(a, { ...opts(), readOnly: true }); // opens the last commit
+    expect(next.list().map((x) => x.name)).toEqual(['w']);
+    await next.volume('w').read(b, 1 * MiB);
+    expect(b).toEqual(p2.subarray(1 * MiB, 1 * MiB + 64 * KiB));
+    await next.close();
+    await writer.close();
+    verify(a);
+  });
+
+  test('with a held metadata root, read-only opens read the held state while the writer goes on, until it is released', async () => {
+    const a = addr();
+    const writer = await ThinPool.format(a, { size: 16 * MiB, ...opts() });
+    const p1 = pattern(2 * MiB, 3);
+    await (await writer.createThin('v', { size: 2 * MiB })).write(p1, 0);
+    await writer.snapshot('v', 'snap');
+    await writer.reserveMetadataSnap();
+    // After the reservation: v deleted, its snapshot overwritten, a new volume written in full, renamed, committed.
+    await writer.delete('v');
+    await writer.volume('snap').write(pattern(2 * MiB, 4), 0);
+    await writer.commit();
+    await (await writer.createThin('w', { size: 4 * MiB })).write(pattern(4 * MiB, 5), 0);
+    await writer.rename('w', 'w2');
+    await writer.commit();
+
+    const reader = await ThinPool.open(a, { ...opts(), readOnly: true });
+    expect(reader.metadata.heldRoot).not.toBe(0);
+    expect(
+      reader
+        .list()
+        .map((x) => x.name)
+        .sort(),
+    ).toEqual(['snap', 'v']); // the catalog recorded with the held root
+    const b = new Uint8Array(64 * KiB);
+    await reader.volume('v').read(b, 0);
+    expect(b).toEqual(p1.subarray(0, 64 * KiB));
+    // The writer goes on committing: the held trees and the data they map are not reused, so the view holds.
+    for (let i = 0; i < 3; i++) {
+      await writer.volume('w2').write(pattern(64 * KiB, 10 + i), i * 64 * KiB);
+      await writer.createThin(`x${i}`, { size: 1 * MiB });
+      await writer.commit();
+      for (const name of ['v', 'snap']) {
+        await reader.volume(name).read(b, (5 + i) * 64 * KiB);
+        expect(b).toEqual(p1.subarray((5 + i) * 64 * KiB, (6 + i) * 64 * KiB));
+      }
+    }
+    await writer.releaseMetadataSnap();
+    await expect(reader.volume('v').read(b, 20 * 64 * KiB)).rejects.toThrow(/released the metadata snapshot/);
+    await reader.close();
+    const next = await ThinPool.open(a, { ...opts(), readOnly: true });
+    expect(next.metadata.heldRoot).toBe(0);
+    expect(
+      next
+        .list()
+        .map((x) => x.name)
+        .sort(),
+    ).toEqual(['snap', 'w2', 'x0', 'x1', 'x2']);
+    await next.close();
+    await writer.close();
+    verify(a);
+  });
+  test('a writer in another process commits without pause: every read-only open and metadata copy sees one commit', async () => {
+    const a = addr();
+    const size = 256 * KiB;
+    const pool = await ThinPool.format(a, { size: 4 * MiB, ...opts() });
+    await pool.createThin('v', { size });
+    await pool.close();
+    // Each generation deletes v and writes a new v filled with the generation's byte, so the blocks of the
+    // generation before last are reused: a reader mixing commits would see two generations, or another's bytes.
+    const script = `
+      const { ThinPool } = await import(${JSON.stringify(new URL('../../src/thin/pool.ts', import.meta.url).href)});
+      const pool = await ThinPool.open(${JSON.stringify(a)}, { ceph: { conf: ${JSON.stringify(ceph.conf)} } });
+      let stop = false;
+      process.on('SIGTERM', () => { stop = true; });
+      for (let gen = 1; !stop; gen++) {
+        await pool.delete('v');
+        await (await pool.createThin('v', { size: ${size} })).write(new Uint8Array(${size}).fill(gen & 255), 0);
+        await pool.commit();
+        process.stdout.write('gen ' + gen + '\\n');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await pool.close();`;
+    const register = fileURLToPath(new URL('../support/ts-register.mjs', import.meta.url));
+    const child = spawn(process.execPath, ['--import', register, '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    let gen = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      const m = /gen (\d+)\n$/.exec(String(d));
+      if (m) gen = Number(m[1]);
+    });
+    try {
+      while (gen < 2) await new Promise((r) => setTimeout(r, 20));
+      const startGen = gen;
+      let ok = 0;
+      let stale = 0;
+      const b = new Uint8Array(size);
+      for (let i = 0; i < 40 && (ok < 5 || gen - startGen < 10); i++) {
+        try {
+          const r = await ThinPool.open(a, { ...opts(), readOnly: true });
+          try {
+            // Every other open reads v in pieces with pauses between, so that commits fall between its reads.
+            for (let off = 0; off < size; off += 64 * KiB) {
+              await r.volume('v').read(b.subarray(off, off + 64 * KiB), off);
+              if (i % 2 === 1) await new Promise((res) => setTimeout(res, 40));
+            }
+          } finally {
+            await r.close();
+          }
+          expect(b.every((x) => x === b[0])).toBe(true);
+          ok++;
+        } catch (e) {
+          if (!isThinpoolError(e, 'ESTALE')) throw e;
+          stale++;
+        }
+        if (i % 10 === 0) {
+          let md: MemoryDevice | null = null;
+          readRadosMetadata(a, { conf: ceph.conf }, (chunk, off) => {
+            md ??= new MemoryDevice(2 * MiB);
+            md.write(chunk, off);
+          });
+          verifyMetadataDevice(md!);
+        }
+      }
+      expect(ok, `${ok} opens read one whole commit, ${stale} found theirs overtaken (ESTALE)`).toBeGreaterThan(0);
+      expect(gen - startGen).toBeGreaterThan(2); // the writer went on meanwhile
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+    verify(a);
+  }, 120_000);
 });

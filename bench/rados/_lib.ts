@@ -1,0 +1,123 @@
+/**
+ * Helpers shared by the rados benches (speed.ts, depth.ts); not a bench itself (the runner skips `_` files).
+ *   - `rbdBench`: `rbd bench` 4 KiB random I/O on an image, at the rate `rbd bench` prints (its own clock, without
+ *     the tool's start-up);
+ *   - `fio`: fio's nbd engine against an NBD URI, at the rate fio reports (without connecting);
+ *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port;
+ *   - `recordRun`: merge one run into a figures JSON under `runs[NAME]`, with the commit measured.
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const execFileP = promisify(execFile);
+export const MiB = 1024 * 1024;
+export const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+export type Kind = 'read' | 'write';
+
+export function argValue(name: string): string | undefined {
+  const a = process.argv.find((x) => x.startsWith(`${name}=`));
+  return a === undefined ? undefined : a.slice(name.length + 1);
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
+export async function rbdBench(conf: string, image: string, kind: Kind, threads: number, ops: number): Promise<number> {
+  const args = ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads)];
+  args.push('--io-pattern', 'rand', '--io-total', String(ops * 4096), image);
+  const { stdout } = await execFileP('rbd', args, { maxBuffer: 16 * MiB });
+  const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
+  if (m === null) throw new Error(`rbd bench printed no rate: ${stdout.slice(-300)}`);
+  return Number(m[1]);
+}
+
+/**
+ * Write an image in full (4 MiB sequential writes from one thread: with `rbd bench`'s default 16 threads a
+ * sequential fill writes only the first object) and check with `rbd du` that every byte is allocated, so reads
+ * find data instead of objects librbd's object map answers as zeros without asking an OSD.
+ */
+export async function rbdFill(conf: string, image: string, size: number): Promise<void> {
+  const args = ['-c', conf, 'bench', '--io-type', 'write', '--io-size', '4M', '--io-threads', '1', '--io-pattern', 'seq'];
+  await execFileP('rbd', [...args, '--io-total', String(size), image]);
+  const { stdout } = await execFileP('rbd', ['-c', conf, 'du', '--format', 'json', image]);
+  const used = (JSON.parse(stdout) as { images: Array<{ used_size: number }> }).images[0]?.used_size;
+  if (used !== size) throw new Error(`image ${image}: ${used} of ${size} bytes written after the fill`);
+}
+
+/** fio (nbd engine) 4 KiB random I/O over the whole export of `size` bytes. */
+export async function fio(uri: string, kind: Kind, depth: number, size: number, ops: number): Promise<number> {
+  const { stdout } = await execFileP(
+    'fio',
+    [
+      '--name=t',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=rand${kind}`,
+      '--bs=4k',
+      `--iodepth=${depth}`,
+      `--size=${size}`,
+      `--number_ios=${ops}`,
+      '--norandommap',
+      '--output-format=json',
+    ],
+    { maxBuffer: 16 * MiB },
+  );
+  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
+  return job[kind].iops as number;
+}
+
+/**
+ * `thinpool serve POOL [NAMES...]` in its own process; resolves the server's NBD URI (`nbd://HOST:PORT`, append
+ * `/NAME` for an export) and a stop function (SIGTERM, then waits for the exit).
+ */
+export async function serve(pool: string, conf: string | undefined, names: string[]): Promise<{ uri: string; stop(): Promise<void> }> {
+  const args = [BIN, 'serve', pool, ...names, '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  let out = '';
+  const uri = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 60_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /(nbd:\/\/[^\s:]+:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]);
+      }
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${out}`)));
+  });
+  return {
+    uri,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Merge `run` into the JSON at `file` as `runs[as]`, adding the commit measured (`+changes` when the tree is dirty). */
+export function recordRun(file: string, as: string, run: Record<string, unknown>): void {
+  const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+  const commit = git(['rev-parse', '--short', 'HEAD']);
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+  const doc = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  doc.runs = {
+    ...(doc.runs ?? {}),
+    [as]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), ...run },
+  };
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+}
+
+/** Print rows as a table: the first column left-aligned, the others right-aligned. */
+export function printTable(head: string[], rows: string[][]): void {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+}
