@@ -16,6 +16,7 @@ const notEngine = [
   'superblock',
   'thin-xml',
   'usage',
+  'xml-tokenizer',
 ];
 
 export default {

@@ -10,14 +10,15 @@
  *   snapshotter transaction: on any error the layer volumes it made are deleted and no image is recorded.
  */
 import { createHash } from 'node:crypto';
-import tar, { type Header } from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
 import { q } from '../messages.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
-import { type FsSession, withFs, type FsStat } from './fs-worker.js';
+import { type Change, changesDigest, treeChanges } from './changes.js';
+import { withFs } from './fs-worker.js';
 import { applyLayer } from './layer.js';
 import { patchInodes } from './ext4-inodes.js';
+import { checkContainerName, checkImageName, quoteName } from './names.js';
 import { chainIds, fileDigest, readSource, type HistoryEntry, type ImageConfig } from './source.js';
 import { Snapshotter, type SnapshotterOptions } from './snapshotter.js';
 
@@ -67,43 +68,8 @@ export interface HistoryRow {
   size: number;
 }
 
-export interface Change {
-  kind: 'A' | 'C' | 'D';
-  path: string;
-}
-
 function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
-}
-
-/** Image names follow image references (library/alpine:3.19, registry.example/x@sha256:...): "/" and ":" are part of them. */
-const IMAGE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,254}$/;
-/** Container names follow the volume-name rule (and Docker's): no "/". */
-const CONTAINER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$/;
-
-/** A user-given name in quotes for a message: JSON-escaped, DEL too, so nothing is echoed raw (q() leaves printable names bare). */
-export function quoteName(name: string): string {
-  return JSON.stringify(String(name)).replace(/\x7f/g, '\\u007f');
-}
-
-/** Throws EINVAL unless name is a valid image name. */
-export function checkImageName(name: string): void {
-  if (typeof name !== 'string' || !IMAGE_NAME_RE.test(name) || name.includes('..')) {
-    throw new ThinpoolError(
-      'EINVAL',
-      `bad image name ${q(name)}: 1-255 characters of letters, digits and . _ : @ / + -, starting with a letter or digit`,
-    );
-  }
-}
-
-/** Throws EINVAL unless name is a valid container name. */
-export function checkContainerName(name: string): void {
-  if (typeof name !== 'string' || !CONTAINER_NAME_RE.test(name) || name.includes('..')) {
-    throw new ThinpoolError(
-      'EINVAL',
-      `bad container name ${q(name)}: 1-255 characters of letters, digits and . _ : @ + -, starting with a letter or digit (no "/")`,
-    );
-  }
 }
 
 export class ImageStore {
@@ -416,95 +382,4 @@ export class ImageStore {
     if (this.snapshotter.has(ref)) return this.snapshotter.volume(ref);
     return this.pool.volume(ref);
   }
-}
-
-/** A container's changes against its image: A, C, D rows; ancestors of changes are C (as docker reports them). */
-async function treeChanges(a: FsSession, b: FsSession, since: number): Promise<Change[]> {
-  const skip = (p: string): boolean => p === '/lost+found' || p.startsWith('/lost+found/');
-  const ta = new Map((await a.tree()).filter((s) => !skip(s.path)).map((s) => [s.path, s]));
-  const tb = new Map((await b.tree()).filter((s) => !skip(s.path)).map((s) => [s.path, s]));
-  const out = new Map<string, Change['kind']>();
-  const parentsChanged = (p: string): void => {
-    for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) {
-      const d = p.slice(0, i);
-      if (!out.has(d) && ta.has(d) && tb.has(d)) out.set(d, 'C');
-    }
-  };
-  for (const [p, sb] of tb) {
-    const sa = ta.get(p);
-    if (!sa || sa.type !== sb.type) {
-      out.set(p, sa ? 'C' : 'A');
-      parentsChanged(p);
-      continue;
-    }
-    if (await differs(a, b, sa, sb, since)) {
-      out.set(p, 'C');
-      parentsChanged(p);
-    }
-  }
-  for (const p of ta.keys()) {
-    if (tb.has(p)) continue;
-    const parent = p.slice(0, p.lastIndexOf('/'));
-    if (parent && ta.has(parent) && !tb.has(parent)) continue; // report the top of a deleted tree only
-    out.set(p, 'D');
-    parentsChanged(p);
-  }
-  return [...out].map(([path, kind]) => ({ kind, path })).sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
-}
-
-async function differs(a: FsSession, b: FsSession, sa: FsStat, sb: FsStat, since: number): Promise<boolean> {
-  if (sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid || sa.target !== sb.target) return true;
-  if (sa.type === 'dir') return false; // a directory is changed when something in it is (reported through its children)
-  if (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs || sa.ino !== sb.ino) return true;
-  // Same metadata: the content can still differ when rewritten within the clock's second; compare it then.
-  if (sa.type === 'file' && sb.mtimeMs >= since) return (await a.hashFile(sa.path)) !== (await b.hashFile(sb.path));
-  return false;
-}
-
-/** sha256 of the layer tar made of the changes (files, links, dirs; whiteouts for deletions): the diff id. */
-async function changesDigest(b: FsSession, changes: Change[]): Promise<string> {
-  const pack = tar.pack();
-  const hash = createHash('sha256');
-  pack.on('data', (c: unknown) => hash.update(c as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('end', resolve);
-    pack.on('error', reject);
-  });
-  const entry = (h: Partial<Header> & { name: string }, body?: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => {
-      pack.entry(h, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-    });
-  for (const ch of changes) {
-    const rel = ch.path.slice(1);
-    if (ch.kind === 'D') {
-      const i = rel.lastIndexOf('/');
-      await entry({ name: `${rel.slice(0, i + 1)}.wh.${rel.slice(i + 1)}`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
-      continue;
-    }
-    const st = await b.lstat(ch.path);
-    if (!st) continue;
-    const common = { name: rel, mode: st.mode, uid: st.uid, gid: st.gid, mtime: new Date(st.mtimeMs) };
-    if (st.type === 'dir') await entry({ ...common, type: 'directory' });
-    else if (st.type === 'symlink') await entry({ ...common, type: 'symlink', linkname: st.target ?? '' });
-    else if (st.type === 'file') {
-      let fin!: Promise<void>;
-      const s = (() => {
-        let res!: () => void;
-        let rej!: (e: Error) => void;
-        fin = new Promise<void>((a, b2) => {
-          res = a;
-          rej = b2;
-        });
-        return pack.entry({ ...common, type: 'file', size: st.size }, (err) => (err ? rej(err) : res()));
-      })();
-      for await (const c of b.readChunks(ch.path)) {
-        if (!s.write(c)) await new Promise<void>((r) => s.once('drain', () => r()));
-      }
-      s.end(undefined as unknown as Buffer);
-      await fin;
-    }
-  }
-  pack.finalize();
-  await done;
-  return `sha256:${hash.digest('hex')}`;
 }

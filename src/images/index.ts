@@ -6,8 +6,8 @@ export {
   type ContainerRecord,
   type ImportResult,
   type HistoryRow,
-  type Change,
 } from './images.js';
+export type { Change } from './changes.js';
 export {
   Snapshotter,
   EXTENSION as SNAPSHOTTER_EXTENSION,

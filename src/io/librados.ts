@@ -1,213 +1,24 @@
 /**
- * librados (Ceph's C client library, librados.so.2) through koffi's prebuilt FFI: the few calls thinpool uses,
- * wrapped so that every failure is a ThinpoolError.
+ * The Ceph client API thinpool uses: a connection to a cluster (`RadosCluster`, rados_t) and an I/O context on one
+ * Ceph pool (`RadosIoctx`, rados_ioctx_t) with object reads, writes, listing and cls locks, every failure a
+ * ThinpoolError. Layer: io. The library binding is librados-ffi.ts; asynchronous requests are librados-aio.ts.
  *
  * Contract:
- * - Loaded lazily, on the first `RadosCluster.connect()`: file and memory pools never load koffi or librados.
- *   Where either is missing the error (code ENOENT) names what to install: Debian package `librados2` (part of
- *   `ceph-common`), or npm package `koffi`.
+ * - librados is loaded lazily, on the first `RadosCluster.connect()`: file and memory pools never load koffi or
+ *   librados. Where either is missing the error (code ENOENT) names what to install: Debian package `librados2`
+ *   (part of `ceph-common`), or npm package `koffi`.
  * - All calls are synchronous (they block the event loop for one round trip to the cluster) except `aioWrite` /
  *   `aioRead`, which run on librados's own threads and resolve when the cluster acknowledges; completions are
- *   collected in batches (see `wait` below). Requests of one
- *   client to one object are applied in the order they were sent, synchronous or not (RADOS's ordering).
+ *   collected in batches (librados-aio.ts). Requests of one client to one object are applied in the order they
+ *   were sent, synchronous or not (RADOS's ordering).
  * - `osdTimeoutSeconds` bounds every OSD request (`rados_osd_op_timeout`): a request to a dead OSD fails with
  *   EIO "timed out" instead of waiting for the OSD to come back.
  * - A client blocklisted by another (lock break, see rados-pool.ts) gets EFENCED on every later request: its
  *   writes never land.
  */
-import { createRequire } from 'node:module';
-import { ThinpoolError, type ErrorCode } from '../errors.js';
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Fn = (...args: any[]) => any;
-
-interface Lib {
-  koffi: any;
-  create2: Fn;
-  confReadFile: Fn;
-  confSet: Fn;
-  confParseEnv: Fn;
-  connect: Fn;
-  shutdown: Fn;
-  instanceId: Fn;
-  ioctxCreate: Fn;
-  ioctxDestroy: Fn;
-  setNamespace: Fn;
-  write: Fn;
-  writeFull: Fn;
-  read: Fn;
-  remove: Fn;
-  trunc: Fn;
-  stat: Fn;
-  createWriteOp: Fn;
-  releaseWriteOp: Fn;
-  writeOpZero: Fn;
-  writeOpOperate: Fn;
-  lockExclusive: Fn;
-  unlock: Fn;
-  listLockers: Fn;
-  breakLock: Fn;
-  blocklistAdd: Fn;
-  listOpen: Fn;
-  listNext: Fn;
-  listClose: Fn;
-  aioCreate: Fn;
-  aioRelease: Fn;
-  aioWrite: Fn;
-  aioRead: Fn;
-  aioGetReturn: Fn;
-  aioWaitComplete: Fn;
-  aioIsComplete: Fn;
-  /** `.async(comp, (err, rc) => ...)` runs it on a koffi worker thread. */
-  aioWaitCompleteAsync: Fn;
-}
-
-let lib: Lib | null = null;
-
-/**
- * Asynchronous requests in flight, by completion address, oldest first. Completions carry no callback (a koffi
- * callback from librados's thread would make that thread wait for Node's main thread, one completion at a
- * time); instead one waiter at a time blocks on the oldest request in flight on a koffi worker thread
- * (`rados_aio_wait_for_complete.async`), and when it returns, the main thread settles every request that has
- * completed by then (a batch) and waits again on the oldest left. The pending asynchronous call keeps Node's
- * event loop alive while anything is in flight. A completion is released here, after its request completed.
- */
-interface Pending {
-  resolve(rc: number): void;
-  /** Called synchronously when the request is found complete (before its promise settles). */
-  settle?: (rc: number) => void;
-  /** Keeps the buffer alive until librados is done with it. */
-  buf: Uint8Array;
-}
-const inFlight = new Map<unknown, Pending>();
-/** The completion the waiter thread blocks on (released only after that wait returned), or null. */
-let waitingOn: unknown = null;
-
-/** Start the waiter on the oldest request in flight, unless one runs or nothing is in flight. */
-function wait(): void {
-  if (waitingOn !== null || inFlight.size === 0) return;
-  const oldest = inFlight.keys().next().value;
-  waitingOn = oldest;
-  lib!.aioWaitCompleteAsync(oldest, () => {
-    waitingOn = null;
-    if (!inFlight.has(oldest)) lib!.aioRelease(oldest); // settled meanwhile by waitAll
-    harvest();
-  });
-}
-
-/** Settle every request that has completed, then wait on the oldest left. */
-function harvest(): void {
-  const l = lib!;
-  for (const [comp, p] of inFlight) {
-    if (l.aioIsComplete(comp) === 0) continue;
-    inFlight.delete(comp);
-    const rc = l.aioGetReturn(comp) as number;
-    if (comp !== waitingOn) l.aioRelease(comp);
-    p.settle?.(rc);
-    p.resolve(rc);
-  }
-  wait();
-}
-
-const ENOENT = 2;
-const ETIMEDOUT = 110;
-const ESHUTDOWN = 108; // librados's EBLOCKLISTED
-const EBUSY = 16;
-const EEXIST = 17;
-const ERANGE = 34;
-
-function load(): Lib {
-  if (lib !== null) return lib;
-  const require = createRequire(import.meta.url);
-  let koffi: any;
-  try {
-    koffi = require('koffi');
-  } catch (e) {
-    throw new ThinpoolError(
-      'ENOENT',
-      'rados: pools need the npm package koffi (an optional dependency of thinpool): run "npm install koffi"',
-      { cause: e },
-    );
-  }
-  let so: any;
-  try {
-    so = koffi.load('librados.so.2');
-  } catch (e) {
-    throw new ThinpoolError(
-      'ENOENT',
-      'rados: pools need librados (librados.so.2): install the Debian package librados2 (it comes with ceph-common): apt-get install ceph-common',
-      { cause: e },
-    );
-  }
-  const f = (sig: string) => so.func(sig);
-  const waitForComplete = f('int rados_aio_wait_for_complete(void *c)');
-  lib = {
-    koffi,
-    create2: f('int rados_create2(_Out_ void **cluster, const char *clustername, const char *name, uint64_t flags)'),
-    confReadFile: f('int rados_conf_read_file(void *cluster, const char *path)'),
-    confSet: f('int rados_conf_set(void *cluster, const char *option, const char *value)'),
-    confParseEnv: f('int rados_conf_parse_env(void *cluster, const char *var)'),
-    connect: f('int rados_connect(void *cluster)'),
-    shutdown: f('void rados_shutdown(void *cluster)'),
-    instanceId: f('uint64_t rados_get_instance_id(void *cluster)'),
-    ioctxCreate: f('int rados_ioctx_create(void *cluster, const char *pool, _Out_ void **ioctx)'),
-    ioctxDestroy: f('void rados_ioctx_destroy(void *ioctx)'),
-    setNamespace: f('void rados_ioctx_set_namespace(void *ioctx, const char *nspace)'),
-    write: f('int rados_write(void *io, const char *oid, const uint8_t *buf, size_t len, uint64_t off)'),
-    writeFull: f('int rados_write_full(void *io, const char *oid, const uint8_t *buf, size_t len)'),
-    read: f('int rados_read(void *io, const char *oid, _Out_ uint8_t *buf, size_t len, uint64_t off)'),
-    remove: f('int rados_remove(void *io, const char *oid)'),
-    trunc: f('int rados_trunc(void *io, const char *oid, uint64_t size)'),
-    stat: f('int rados_stat(void *io, const char *oid, _Out_ uint64_t *size, _Out_ int64_t *mtime)'),
-    createWriteOp: f('void *rados_create_write_op()'),
-    releaseWriteOp: f('void rados_release_write_op(void *op)'),
-    writeOpZero: f('void rados_write_op_zero(void *op, uint64_t off, uint64_t len)'),
-    writeOpOperate: f('int rados_write_op_operate(void *op, void *io, const char *oid, void *mtime, int flags)'),
-    lockExclusive: f(
-      'int rados_lock_exclusive(void *io, const char *oid, const char *name, const char *cookie, const char *desc, void *duration, uint8_t flags)',
-    ),
-    unlock: f('int rados_unlock(void *io, const char *oid, const char *name, const char *cookie)'),
-    listLockers: f(
-      'int64_t rados_list_lockers(void *io, const char *oid, const char *name, _Out_ int *exclusive, _Out_ uint8_t *tag, _Inout_ size_t *tagLen, _Out_ uint8_t *clients, _Inout_ size_t *clientsLen, _Out_ uint8_t *cookies, _Inout_ size_t *cookiesLen, _Out_ uint8_t *addrs, _Inout_ size_t *addrsLen)',
-    ),
-    breakLock: f('int rados_break_lock(void *io, const char *oid, const char *name, const char *client, const char *cookie)'),
-    blocklistAdd: f('int rados_blocklist_add(void *cluster, const char *addr, uint32_t expireSeconds)'),
-    listOpen: f('int rados_nobjects_list_open(void *io, _Out_ void **ctx)'),
-    listNext: f('int rados_nobjects_list_next(void *ctx, _Out_ const char **entry, _Out_ const char **key, _Out_ const char **nspace)'),
-    listClose: f('void rados_nobjects_list_close(void *ctx)'),
-    aioCreate: f('int rados_aio_create_completion2(void *arg, void *cb, _Out_ void **completion)'),
-    aioRelease: f('void rados_aio_release(void *c)'),
-    aioWrite: f('int rados_aio_write(void *io, const char *oid, void *c, const uint8_t *buf, size_t len, uint64_t off)'),
-    aioRead: f('int rados_aio_read(void *io, const char *oid, void *c, uint8_t *buf, size_t len, uint64_t off)'),
-    aioGetReturn: f('int rados_aio_get_return_value(void *c)'),
-    aioWaitComplete: waitForComplete,
-    aioIsComplete: f('int rados_aio_is_complete(void *c)'),
-    aioWaitCompleteAsync: (comp: unknown, cb: Fn) => waitForComplete.async(comp, cb),
-  };
-  return lib;
-}
-
-/** A ThinpoolError for a negative librados return value. */
-function radosError(rc: number, what: string): ThinpoolError {
-  const errno = -rc;
-  let code: ErrorCode = 'EIO';
-  let why = `error ${errno}`;
-  if (errno === ENOENT) {
-    code = 'ENOENT';
-    why = 'no such object or pool';
-  } else if (errno === ETIMEDOUT) why = 'timed out (is the OSD or monitor down?)';
-  else if (errno === ESHUTDOWN) {
-    code = 'EFENCED';
-    why = 'this client is blocklisted: another opener broke its lock, so nothing it sends lands';
-  } else if (errno === EBUSY) {
-    code = 'EBUSY';
-    why = 'busy';
-  } else if (errno === EEXIST) {
-    code = 'EEXIST';
-    why = 'exists';
-  } else if (errno === 1 || errno === 13) why = 'permission denied (check --ceph-id and its keyring)';
-  return new ThinpoolError(code, `rados: ${what}: ${why}`);
-}
+import { ThinpoolError } from '../errors.js';
+import { inFlightCount, submit, waitAll as waitForAllRequests } from './librados-aio.js';
+import { EBUSY, EEXIST, ENOENT, ERANGE, type Lib, load, radosError } from './librados-ffi.js';
 
 export interface RadosConnectOptions {
   /** ceph.conf path; default: CEPH_CONF, then librados's search (/etc/ceph/ceph.conf, ...). */
@@ -461,7 +272,7 @@ export class RadosIoctx {
 
   /** Requests of this process in flight (any I/O context). */
   static get inFlight(): number {
-    return inFlight.size;
+    return inFlightCount();
   }
 
   /**
@@ -489,30 +300,20 @@ export class RadosIoctx {
    * this returns (their promises settle later).
    */
   waitAll(): void {
-    for (const comp of inFlight.keys()) this.#l.aioWaitComplete(comp);
-    harvest();
+    waitForAllRequests(this.#l);
   }
 
   #aio(kind: 'read' | 'write', oid: string, buf: Uint8Array, off: number, settle?: (rc: number) => void): Promise<number> {
     const l = this.#l;
-    const out: unknown[] = [null];
-    let rc = l.aioCreate(null, null, out) as number;
-    if (rc < 0) return Promise.reject(radosError(rc, 'cannot create an aio completion'));
-    const comp = out[0];
-    return new Promise<number>((resolve) => {
-      inFlight.set(comp, { resolve, settle, buf });
-      rc =
+    return submit(
+      l,
+      buf,
+      (comp) =>
         kind === 'write'
           ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off)
-          : l.aioRead(this.handle, oid, comp, buf, buf.length, off);
-      if (rc < 0) {
-        inFlight.delete(comp);
-        l.aioRelease(comp);
-        settle?.(rc);
-        resolve(rc);
-      }
-      wait();
-    });
+          : l.aioRead(this.handle, oid, comp, buf, buf.length, off),
+      settle,
+    );
   }
 
   breakLock(oid: string, name: string, client: string, cookie: string): void {

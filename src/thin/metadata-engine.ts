@@ -4,7 +4,8 @@
  * open, and the operations on them that are not about devices: space and cache figures, data block
  * references held outside mappings, the metadata reserve, the held snapshot's superblock, the needs_check
  * flag, inspection.
- * `ThinMetadata` (metadata.ts) extends it with the devices, their mappings and the commit.
+ * `MetadataDevices` (metadata-devices.ts) extends it with the in-core device table, the reads and the commit,
+ * and `ThinMetadata` (metadata.ts) with format, open and the changes.
  *
  * Contract:
  * - The parts are protected: callers outside the metadata layer use the named operations here and in

@@ -118,7 +118,7 @@ describe.skipIf(!haveTools)('snapshotter', () => {
 
 describe.skipIf(!haveTools)('bad input to the images API', () => {
   test('a filesystem size below the mkfs.ext4 minimum is refused up front; names are checked and quoted', async () => {
-    const { checkContainerName, checkImageName, quoteName } = await import('../../src/images/images.js');
+    const { checkContainerName, checkImageName, quoteName } = await import('../../src/images/names.js');
     const { MIN_FS_SIZE } = await import('../../src/images/mkfs.js');
     const dir = join(work, 'bad');
     const pool = ThinPool.formatSync(dir, { size: 64 * 1024 * 1024 });

@@ -6,7 +6,8 @@
 import { UsageError, formatTable, write } from '../io.js';
 import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
-import { ImageStore, checkContainerName, checkImageName } from '../../images/images.js';
+import { ImageStore } from '../../images/images.js';
+import { checkContainerName, checkImageName } from '../../images/names.js';
 import { imagesError } from './image.js';
 import { exportVolume } from './data.js';
 

@@ -3,7 +3,8 @@ import { CliError, UsageError, formatTable, q, write } from '../io.js';
 import { ThinpoolError } from '../../errors.js';
 import type { Ctx } from '../io.js';
 import { checkpoint, humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
-import { ImageStore, checkImageName } from '../../images/images.js';
+import { ImageStore } from '../../images/images.js';
+import { checkImageName } from '../../images/names.js';
 import { MIN_FS_SIZE } from '../../images/mkfs.js';
 import { exportVolume } from './data.js';
 
