@@ -2,8 +2,10 @@
 // The files mutated are the engine's: metadata, the pool (every src/thin file that holds it, whatever its
 // split), volumes, the persistent-data layer and the checker; the formats, tools and catalog around them are
 // left out. MUTATE=glob[,glob...] narrows the run (e.g. MUTATE=src/pd/transaction-manager.ts).
-// The tests are the fast engine suites (vitest.mutate.config.ts). The JSON report feeds
-// scripts/render-mutation.mjs, which writes the score table into docs/testing-the-engine.md.
+// The tests are the fast engine suites (vitest.mutate.config.ts; test/repo/config-files.test.ts checks that every
+// test file either config names exists). The JSON report feeds `node scripts/render-figures.mjs --mutation
+// REPORT.json`, which merges it into docs/figures/mutation.json and writes the score table into
+// docs/testing-the-engine.md.
 const notEngine = [
   'catalog',
   'dump',

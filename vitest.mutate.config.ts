@@ -18,7 +18,7 @@ export default defineConfig({
           'test/thin/grow-release.test.ts',
           'test/thin/transaction.test.ts',
           'test/thin/space.test.ts',
-          'test/thin/streaming.test.ts',
+          'test/thin/bounded-walks.test.ts',
           'test/crash/out-of-space.test.ts',
           'test/fuzz/fuzz-regressions.test.ts',
           'test/crash/regressions.test.ts',

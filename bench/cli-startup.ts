@@ -4,7 +4,11 @@
  * system of the whole process, from a preloaded hook that reports process.cpuUsage() at exit; both sides carry
  * it). On a shared machine the CPU time is the steadier figure: the wall time also counts waiting for a core.
  * Goal (issue 17): at most 1.3x. Run after `npm run build`:
- *   node dist/bench/cli-startup.js [runs]
+ *   node dist/bench/cli-startup.js [RUNS] [--quick]
+ * RUNS: how many interleaved pairs of runs (a whole number from 1; default 10); `--quick`: 3 runs, unless RUNS is
+ * given (a smoke run, as `node dist/bench/run.js --quick` asks of every bench). Other `--` flags are meant for
+ * other benches (bench/run.ts passes its flags to every bench) and are ignored with a note; anything else is a
+ * usage error (exit 2).
  * With THINPOOL_FIGURES_DIR set, writes $THINPOOL_FIGURES_DIR/startup.json for scripts/render-figures.mjs.
  */
 import { spawnSync } from 'node:child_process';
@@ -42,10 +46,29 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/** The run count from the command line (see the opening comment); exits 2 with a message when it is not one. */
+function parseRuns(argv: string[]): number {
+  const positional = argv.filter((a) => !a.startsWith('--'));
+  const usage = 'usage: node dist/bench/cli-startup.js [RUNS] [--quick]';
+  if (positional.length > 1) {
+    console.error(`cli-startup: one run count at most, got ${positional.join(' ')}\n${usage}`);
+    process.exit(2);
+  }
+  for (const a of argv)
+    if (a.startsWith('--') && a !== '--quick') console.error(`cli-startup: ignoring ${a} (not an option of this bench)`);
+  if (positional.length === 0) return argv.includes('--quick') ? 3 : 10;
+  const n = Number(positional[0]);
+  if (!/^\d+$/.test(positional[0]) || !Number.isSafeInteger(n) || n < 1) {
+    console.error(`cli-startup: the run count must be a whole number from 1, got ${JSON.stringify(positional[0])}\n${usage}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const runs = parseRuns(process.argv.slice(2));
 const root = findRoot();
 const bin = resolve(root, 'bin/thinpool.js');
 if (!existsSync(join(root, 'dist/src/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-const runs = Number(process.argv[2] ?? 10);
 const dir = mkdtempSync(join(tmpdir(), 'tp-bench-cli-'));
 try {
   const pool = join(dir, 'pool');

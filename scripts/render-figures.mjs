@@ -14,7 +14,7 @@
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
-// docs/figures/bulk.json by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
+// docs/figures/bulk.json (the bulk table in docs/cli.md) by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
 // docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`

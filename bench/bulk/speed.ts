@@ -24,7 +24,7 @@
  * write:8` for a version that holds the whole input of `write` in memory.
  * `--gib N` (repeatable): only the image of N GiB (1 or 8), e.g. `--gib 1`.
  * `--figures FILE --as NAME`: also merge this run into FILE (docs/figures/bulk.json) under NAME (e.g. `before`,
- * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/benchmarks.md.
+ * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/cli.md.
  * Set BENCH_DIR to put the images elsewhere than the temporary directory.
  */
 import { execFileSync, spawnSync } from 'node:child_process';

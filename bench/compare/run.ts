@@ -3,14 +3,19 @@
  *
  *   node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
  *
+ * --out: where the results go; default `docs` (the checked-in figures) for a default or --full run, and
+ * `./thinpool-bench` for --quick. A quick run never writes over the checked-in figures: `--quick --out` naming
+ * this project's docs/ folder is a usage error (see USAGE, printed by --help).
  * Systems: thinpool (in process), ext4 on a thinpool volume through NBD (nbdfuse + loop + mount, when
  * permitted), kernel overlayfs (real mounts, when permitted), the userspace union driver (src/union), qcow2
  * chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
  * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
  * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupAll, installCleanupHandlers, trackDir } from './lib/cleanup.js';
 import { canCountWrites } from './lib/disk.js';
@@ -84,20 +89,59 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   return { results, unavailable };
 }
 
+export const USAGE = `usage: node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
+  --quick          every scenario and system at tiny sizes (a smoke run, well under a minute)
+  --full           add the 1 GiB cases (needs tens of GB free and a long time)
+  --scenario LIST  only these scenarios: ${SCENARIOS.map((s) => s.name).join(',')}
+  --out DIR        where benchmark-results.json, benchmark-tables.md and plots/*.svg go; default: docs (the
+                   checked-in figures) for a default or --full run, ./thinpool-bench for --quick. A quick run
+                   never writes into this project's docs/ folder (--quick --out docs is refused)
+  --reps N         repetitions per case (default 5; 1 with --quick)
+  --work DIR       scratch directory (default: the system temporary directory)`;
+
+/** The docs/ folder of this project (where the checked-in figures are), from dist/bench/compare or bench/compare. */
+function checkedInDocs(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+  return join(dir, 'docs');
+}
+
+/** Where a run writes: --out, else `docs` (default and --full) or `thinpool-bench` (--quick). Throws for a quick run into docs/. */
+export function outputDir(mode: Mode, out: string | undefined): string {
+  const dir = out ?? (mode === 'quick' ? 'thinpool-bench' : 'docs');
+  if (mode === 'quick' && resolve(dir) === checkedInDocs()) {
+    throw new Error(`--quick would overwrite the checked-in figures in ${dir}: give another --out (default for --quick: ./thinpool-bench)`);
+  }
+  return dir;
+}
+
 /** The command line of the comparison (also `thinpool bench`): args without node and script. */
 export async function main(args: string[] = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      quick: { type: 'boolean', default: false },
-      full: { type: 'boolean', default: false },
-      scenario: { type: 'string', multiple: true },
-      out: { type: 'string', default: 'docs' },
-      reps: { type: 'string' },
-      work: { type: 'string' },
-    },
-  });
+  let values: ReturnType<typeof parse>;
+  try {
+    values = parse(args);
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const mode: Mode = values.quick ? 'quick' : values.full ? 'full' : 'default';
+  let out: string;
+  try {
+    out = outputDir(mode, values.out);
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const started = new Date().toISOString();
   const t = now();
   const { results, unavailable } = runCompare({
@@ -107,7 +151,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
     work: values.work,
   });
   process.stdout.write(`\n${tables(results)}\n`);
-  const files = writeOutputs(values.out!, {
+  const files = writeOutputs(out, {
     command: `node dist/bench/compare/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     mode,
     startedAt: started,
@@ -121,6 +165,21 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
   const problems = checkFigures(results, unavailable);
   for (const p of problems) process.stderr.write(`check: ${p}\n`);
   if (problems.length > 0) process.exitCode = 1;
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      help: { type: 'boolean', short: 'h', default: false },
+      quick: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      scenario: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      reps: { type: 'string' },
+      work: { type: 'string' },
+    },
+  }).values;
 }
 
 /**

@@ -19,13 +19,25 @@ export async function bench(ctx: Ctx, _args: string[], opts: Record<string, unkn
     }
     args.push('--scenario', names.join(','));
   }
-  args.push('--out', resolvePath(ctx, String(opts.out ?? 'thinpool-bench')));
+  const out = resolvePath(ctx, String(opts.out ?? 'thinpool-bench'));
+  const { outputDir } = await import('../../../bench/compare/run.js');
+  try {
+    outputDir(opts.quick ? 'quick' : opts.full ? 'full' : 'default', out); // a quick run never writes into the project's docs/
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  args.push('--out', out);
   if (opts.work) args.push('--work', resolvePath(ctx, String(opts.work)));
   // bench/ sits beside src/ in the source tree and in dist/.
   const { main } = await import('../../../bench/compare/run.js');
+  // main reports through process.exitCode (1: a check failed, 2: a usage error such as --quick into the
+  // checked-in docs/); hand that back as this command's status and leave process.exitCode as it was.
   const before = process.exitCode;
-  await main(args);
-  const failed = process.exitCode === 1 && before !== 1;
-  if (failed) process.exitCode = before;
-  return failed ? 1 : 0;
+  process.exitCode = undefined;
+  try {
+    await main(args);
+    return Number(process.exitCode ?? 0);
+  } finally {
+    process.exitCode = before;
+  }
 }
