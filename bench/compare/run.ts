@@ -27,8 +27,10 @@ import { many } from './scenarios/many.js';
 import { smallWrite } from './scenarios/small-write.js';
 import { teardown } from './scenarios/teardown.js';
 import { throughput } from './scenarios/throughput.js';
+import { containerd } from './scenarios/containerd.js';
+import { containerdUnavailable } from './systems/containerd.js';
 
-export const SCENARIOS: Scenario[] = [smallWrite, deepRead, create, many, throughput, teardown];
+export const SCENARIOS: Scenario[] = [smallWrite, deepRead, create, many, throughput, teardown, containerd];
 
 export interface RunOptions {
   mode: Mode;
@@ -51,6 +53,8 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   if (q) unavailable.qcow2 = q;
   const e4 = ext4Unavailable(work);
   if (e4) unavailable['ext4-nbd'] = e4;
+  const ctrd = containerdUnavailable(ovl);
+  if (ctrd) unavailable['ctrd-thinpool'] = unavailable['ctrd-overlayfs'] = ctrd;
   for (const s of SYSTEMS) log(`${s.padEnd(10)} ${unavailable[s] ? `skipped: ${unavailable[s]}` : 'runs'}`);
   if (!canCountWrites()) log('note: /proc/self/io is not readable: bytes written are not counted');
   const ctx: Ctx = { work, mode: opts.mode, reps: opts.reps ?? (opts.mode === 'quick' ? 1 : 5), unavailable, log };
