@@ -2,20 +2,26 @@
  * Block-level against file-level copy-on-write, side by side (issue 5).
  *
  *   node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
+ *                                  [--figures=FILE --as=NAME]
  *
  * Systems: thinpool (in process), ext4 on a thinpool volume through NBD (nbdfuse + loop + mount, when
  * permitted), kernel overlayfs (real mounts, when permitted), the userspace union driver (src/union), qcow2
- * chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
+ * chains (qemu-img / qemu-io, when installed) and the raw file; in the `containerd` scenario, one containerd
+ * with its overlayfs snapshotter and with `thinpool snapshotter serve` (when containerd, runc and umoci are installed). Prints progress and a table
  * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
  * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupAll, installCleanupHandlers, trackDir } from './lib/cleanup.js';
 import { canCountWrites } from './lib/disk.js';
 import { machine } from './lib/machine.js';
 import { tables, writeOutputs } from './lib/report.js';
+import { chartSvg } from './lib/svg.js';
 import { Recorder, SYSTEMS, type Ctx, type Mode, type Scenario, type ScenarioResult, type System } from './lib/result.js';
 import { now } from './lib/stats.js';
 import { ext4Unavailable } from './systems/ext4.js';
@@ -99,8 +105,12 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
       out: { type: 'string', default: 'docs' },
       reps: { type: 'string' },
       work: { type: 'string' },
+      figures: { type: 'string' },
+      as: { type: 'string' },
     },
   });
+  if (values.figures !== undefined && values.as === undefined) throw new Error('--figures=FILE needs --as=NAME (e.g. --as=after)');
+  const load0 = loadavg()[0];
   const mode: Mode = values.quick ? 'quick' : values.full ? 'full' : 'default';
   const started = new Date().toISOString();
   const t = now();
@@ -120,11 +130,56 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
     unavailable: unavailable as Record<string, string>,
     scenarios: results,
   });
+  if (values.figures !== undefined) files.push(...mergeFigures(values.figures, values.as!, mode, load0, results));
   process.stderr.write(`wrote ${files.join(', ')}\n`);
   process.stderr.write(`total ${((now() - t) / 1000).toFixed(1)} s\n`);
   const problems = checkFigures(results, unavailable);
   for (const p of problems) process.stderr.write(`check: ${p}\n`);
   if (problems.length > 0) process.exitCode = 1;
+}
+
+/**
+ * `--figures=FILE --as=NAME`: merge this run's scenarios (every figure, the notes, the commit measured, the load
+ * average before and after) into FILE under runs.NAME, for scripts/render-figures.mjs (docs/figures/containerd.json
+ * renders into docs/benchmarks.md), and write the run's charts into the plots/ directory beside FILE's directory
+ * (docs/plots for docs/figures/...). Returns the files written.
+ */
+function mergeFigures(file: string, as: string, mode: Mode, load0: number, results: ScenarioResult[]): string[] {
+  const git = (args: string[]) => {
+    const r = spawnSync('git', args, { cwd: dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim() : '';
+  };
+  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+  const doc = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { runs?: Record<string, unknown> }) : {};
+  doc.runs = {
+    ...(doc.runs ?? {}),
+    [as]: {
+      commit: dirty ? `${commit}+changes` : commit,
+      date: new Date().toISOString().slice(0, 10),
+      mode,
+      cpus: availableParallelism(),
+      loadAverage: [Number(load0.toFixed(1)), Number(loadavg()[0].toFixed(1))],
+      scenarios: results.map((r) => ({
+        name: r.name,
+        title: r.title,
+        ms: Math.round(r.ms),
+        notes: r.notes,
+        figures: r.figures.map(({ runs: _runs, ...f }) => f),
+      })),
+    },
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(doc, null, 1)}\n`);
+  const plots = join(dirname(file), '..', 'plots');
+  mkdirSync(plots, { recursive: true });
+  const written = [file];
+  for (const r of results)
+    for (const c of r.charts) {
+      writeFileSync(join(plots, c.file), chartSvg(c.chart));
+      written.push(join(plots, c.file));
+    }
+  return written;
 }
 
 /**

@@ -341,7 +341,13 @@ export class ContainerdRig {
     if (this.stopped) return;
     this.stopped = true;
     this.untrack();
-    if (this.ctrdPid) stopPid(this.ctrdPid, 30_000);
+    if (this.ctrdPid && !exited(this.ctrdPid)) {
+      // What a failed run may have left: tasks (their shims would outlive containerd) and containers.
+      const ids = (what: string) => this.ctr([what, 'ls', '-q'], 30_000).stdout.split('\n').filter(Boolean);
+      for (const t of ids('tasks')) this.ctr(['tasks', 'rm', '-f', t], 30_000);
+      for (const c of ids('containers')) this.ctr(['containers', 'rm', c], 30_000);
+      stopPid(this.ctrdPid, 30_000);
+    }
     stopPid(this.snapPid, 60_000);
   }
 }
