@@ -19,15 +19,10 @@ const SYS: CtrdSystem[] = ['ctrd-overlayfs', 'ctrd-thinpool'];
 const LABEL: Record<CtrdSystem, string> = { 'ctrd-overlayfs': 'containerd + overlayfs', 'ctrd-thinpool': 'containerd + thinpool' };
 
 function sizes(ctx: Ctx) {
-  if (ctx.mode === 'quick') return { big: 4 * MiB, extra: 2 * MiB, small: 200, containers: 2, runs: 2, reps: 1 };
-  return {
-    big: 64 * MiB,
-    extra: 40 * MiB,
-    small: 2000,
-    containers: 20,
-    runs: ctx.mode === 'full' ? 20 : 10,
-    reps: ctx.mode === 'full' ? 5 : 3,
-  };
+  // Rounds of the timed cases: --reps (default 5; 1 with --quick); `ctr run` and removal twice as many.
+  const reps = Math.max(1, ctx.reps);
+  if (ctx.mode === 'quick') return { big: 4 * MiB, extra: 2 * MiB, small: 200, containers: 2, runs: 2 * reps, reps };
+  return { big: 64 * MiB, extra: 40 * MiB, small: 2000, containers: 20, runs: 2 * reps, reps };
 }
 
 /** The order of the two systems in round i: alternating, so neither always goes first (warm caches, load). */
@@ -166,10 +161,12 @@ function measureAll(
   z: ReturnType<typeof sizes>,
   K: Keys,
 ): void {
-  const sample = (s: CtrdSystem): Sample =>
-    s === 'ctrd-overlayfs'
-      ? { alloc: allocatedBytes(rig.overlayRoot), written: allocatedBytes(rig.overlayRoot), used: allocatedBytes(rig.overlayRoot) }
-      : { alloc: allocatedBytes(rig.pool), written: rig.snapshotterWrites(), used: rig.poolUsedBytes() };
+  /** overlayfs: everything is the allocation under its snapshots; thinpool: the pool's files, the process's writes, used blocks. */
+  const sample = (s: CtrdSystem): Sample => {
+    if (s === 'ctrd-thinpool') return { alloc: allocatedBytes(rig.pool), written: rig.snapshotterWrites(), used: rig.poolUsedBytes() };
+    const a = allocatedBytes(rig.overlayRoot);
+    return { alloc: a, written: a, used: a };
+  };
   const diff = (a: Sample, b: Sample): Sample => ({ alloc: b.alloc - a.alloc, written: b.written - a.written, used: b.used - a.used });
   /** Poll until cond holds (bounded). */
   const until = (what: string, cond: () => boolean, ms = 120_000) => {
