@@ -18,7 +18,9 @@
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
 // docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`
-// (a section whose SECTIONS entry has `missing` shows that text while its JSON does not exist yet).
+// (a section whose SECTIONS entry has `missing` shows that text while its JSON does not exist yet);
+// docs/figures/containerd.json (and docs/plots/containerd-*.svg) by `node dist/bench/compare/run.js --scenario
+// containerd --out DIR --figures=docs/figures/containerd.json --as=NAME`;
 // A generated section sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`; everything else in the
 // doc is left alone. test/docs/figures.test.ts runs --check.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -409,6 +411,46 @@ function nbdTls(f) {
   return out.join('\n');
 }
 
+const CTRD_COMMAND =
+  'npm run build && node dist/bench/compare/run.js --scenario containerd --out /tmp/ctrd-bench --figures=docs/figures/containerd.json --as=NAME';
+
+/** bench/compare's `containerd` scenario (`--figures=docs/figures/containerd.json --as=NAME`): per run, overlayfs against thinpool. */
+function containerdRuns(f) {
+  if (f === undefined) return `No run recorded yet. Measure with:\n\n    ${CTRD_COMMAND}`;
+  const bytes = (v) => (v >= 1048576 ? `${(v / 1048576).toFixed(1)} MiB` : `${(v / 1024).toFixed(0)} KiB`);
+  const ms = (v) => (v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
+  const val = (x) =>
+    x === undefined ? '-' : x.median === null ? `skipped: ${x.skipped}` : x.unit === 'bytes' ? bytes(x.median) : ms(x.median);
+  const out = [];
+  for (const [name, r] of Object.entries(f.runs)) {
+    const sc = r.scenarios.find((x) => x.name === 'containerd');
+    if (sc === undefined) continue;
+    out.push(
+      `**${name}**: commit ${r.commit}, ${r.date}, ${r.mode} scale, ${r.cpus} CPUs shared with other work (load average ${r.loadAverage[0]} before, ${r.loadAverage[1]} after), ${(sc.ms / 1000).toFixed(0)} s.`,
+      '',
+      '| case | metric | containerd + overlayfs | containerd + thinpool | overlayfs / thinpool | lower |',
+      '|---|---|---:|---:|---:|---|',
+    );
+    const keys = [...new Set(sc.figures.map((x) => `${x.case}\u0000${x.metric}`))];
+    for (const k of keys) {
+      const [kase, metric] = k.split('\u0000');
+      const get = (s) => sc.figures.find((x) => x.case === kase && x.metric === metric && x.system === s);
+      const o = get('ctrd-overlayfs');
+      const t = get('ctrd-thinpool');
+      const ok = o?.median > 0 && t?.median > 0;
+      const ratio = ok ? o.median / t.median : null;
+      out.push(
+        `| ${kase} | ${metric} | ${val(o)} | ${val(t)} | ${ratio === null ? '-' : `**${ratio.toFixed(2)}**`} | ${ratio === null ? '-' : ratio >= 1 ? 'thinpool' : 'overlayfs'} |`,
+      );
+    }
+    out.push('');
+    for (const n of sc.notes.filter((x) => !x.includes('overlayfs / thinpool ='))) out.push(`- ${n}`);
+    out.push('');
+  }
+  out.push('![containerd: times](plots/containerd-time.svg)', '![containerd: bytes](plots/containerd-space.svg)');
+  return out.join('\n');
+}
+
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
@@ -429,6 +471,7 @@ const SECTIONS = [
   { doc: 'docs/benchmarks-engine.md', name: 'startup', json: 'startup.json', render: startup },
   { doc: 'docs/benchmarks-engine.md', name: 'cow', json: 'cow.json', render: cow },
   { doc: 'docs/nbd.md', name: 'nbd-tls', json: 'nbd-tls.json', render: nbdTls },
+  { doc: 'docs/benchmarks.md', name: 'containerd', json: 'containerd.json', render: containerdRuns, optional: true },
   { doc: 'README.md', name: 'overheads', json: ['read-path.json', 'startup.json', 'cow.json'], render: overheadsHeadline },
 ];
 
@@ -445,8 +488,17 @@ export function renderDocs() {
     const i = d.after.indexOf(open);
     const j = d.after.indexOf(close);
     if (i < 0 || j < i) throw new Error(`${s.doc}: no section ${open} ... ${close}`);
+    // A section with `missing` shows that text while its JSON does not exist yet; an optional one renders
+    // without its JSON (saying no run is recorded yet).
     const absent = s.missing !== undefined && !existsSync(join(figures, s.json));
-    const text = absent ? s.missing : s.render(Array.isArray(s.json) ? s.json.map(readJson) : readJson(s.json));
+    const json = absent
+      ? undefined
+      : Array.isArray(s.json)
+        ? s.json.map(readJson)
+        : s.optional && !existsSync(join(figures, s.json))
+          ? undefined
+          : readJson(s.json);
+    const text = absent ? s.missing : s.render(json);
     d.after = `${d.after.slice(0, i + open.length)}\n${text}\n${d.after.slice(j)}`;
     d.names.push(s.name);
   }

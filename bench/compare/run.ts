@@ -2,18 +2,21 @@
  * Block-level against file-level copy-on-write, side by side (issue 5).
  *
  *   node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
+ *                                  [--figures=FILE --as=NAME]
  *
  * --out: where the results go; default `docs` (the checked-in figures) for a default or --full run, and
  * `./thinpool-bench` for --quick. A quick run never writes over the checked-in figures: `--quick --out` naming
  * this project's docs/ folder is a usage error (see USAGE, printed by --help).
  * Systems: thinpool (in process), ext4 on a thinpool volume through NBD (nbdfuse + loop + mount, when
  * permitted), kernel overlayfs (real mounts, when permitted), the userspace union driver (src/union), qcow2
- * chains (qemu-img / qemu-io, when installed) and the raw file. Prints progress and a table
+ * chains (qemu-img / qemu-io, when installed) and the raw file; in the `containerd` scenario, one containerd
+ * with its overlayfs snapshotter and with `thinpool snapshotter serve` (when containerd, runc and umoci are installed). Prints progress and a table
  * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
  * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
  */
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -21,6 +24,7 @@ import { cleanupAll, installCleanupHandlers, trackDir } from './lib/cleanup.js';
 import { canCountWrites } from './lib/disk.js';
 import { machine } from './lib/machine.js';
 import { tables, writeOutputs } from './lib/report.js';
+import { chartSvg } from './lib/svg.js';
 import { Recorder, SYSTEMS, type Ctx, type Mode, type Scenario, type ScenarioResult, type System } from './lib/result.js';
 import { now } from './lib/stats.js';
 import { ext4Unavailable } from './systems/ext4.js';
@@ -32,8 +36,10 @@ import { many } from './scenarios/many.js';
 import { smallWrite } from './scenarios/small-write.js';
 import { teardown } from './scenarios/teardown.js';
 import { throughput } from './scenarios/throughput.js';
+import { containerd } from './scenarios/containerd.js';
+import { containerdUnavailable } from './systems/containerd.js';
 
-export const SCENARIOS: Scenario[] = [smallWrite, deepRead, create, many, throughput, teardown];
+export const SCENARIOS: Scenario[] = [smallWrite, deepRead, create, many, throughput, teardown, containerd];
 
 export interface RunOptions {
   mode: Mode;
@@ -56,6 +62,8 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   if (q) unavailable.qcow2 = q;
   const e4 = ext4Unavailable(work);
   if (e4) unavailable['ext4-nbd'] = e4;
+  const ctrd = containerdUnavailable(ovl);
+  if (ctrd) unavailable['ctrd-thinpool'] = unavailable['ctrd-overlayfs'] = ctrd;
   for (const s of SYSTEMS) log(`${s.padEnd(10)} ${unavailable[s] ? `skipped: ${unavailable[s]}` : 'runs'}`);
   if (!canCountWrites()) log('note: /proc/self/io is not readable: bytes written are not counted');
   const ctx: Ctx = { work, mode: opts.mode, reps: opts.reps ?? (opts.mode === 'quick' ? 1 : 5), unavailable, log };
@@ -89,7 +97,7 @@ export function runCompare(opts: RunOptions): { results: ScenarioResult[]; unava
   return { results, unavailable };
 }
 
-export const USAGE = `usage: node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR]
+export const USAGE = `usage: node dist/bench/compare/run.js [--quick | --full] [--scenario NAME[,NAME]] [--out DIR] [--reps N] [--work DIR] [--figures=FILE --as=NAME]
   --quick          every scenario and system at tiny sizes (a smoke run, well under a minute)
   --full           add the 1 GiB cases (needs tens of GB free and a long time)
   --scenario LIST  only these scenarios: ${SCENARIOS.map((s) => s.name).join(',')}
@@ -97,7 +105,8 @@ export const USAGE = `usage: node dist/bench/compare/run.js [--quick | --full] [
                    checked-in figures) for a default or --full run, ./thinpool-bench for --quick. A quick run
                    never writes into this project's docs/ folder (--quick --out docs is refused)
   --reps N         repetitions per case (default 5; 1 with --quick)
-  --work DIR       scratch directory (default: the system temporary directory)`;
+  --work DIR       scratch directory (default: the system temporary directory)
+  --figures=FILE --as=NAME  also merge this run into FILE under NAME (docs/figures/containerd.json), plots beside it`;
 
 /** The docs/ folder of this project (where the checked-in figures are), from dist/bench/compare or bench/compare. */
 function checkedInDocs(): string | undefined {
@@ -133,6 +142,12 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (values.figures !== undefined && values.as === undefined) {
+    process.stderr.write(`--figures=FILE needs --as=NAME (e.g. --as=after)\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const load0 = loadavg()[0];
   const mode: Mode = values.quick ? 'quick' : values.full ? 'full' : 'default';
   let out: string;
   try {
@@ -160,6 +175,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
     unavailable: unavailable as Record<string, string>,
     scenarios: results,
   });
+  if (values.figures !== undefined) files.push(...mergeFigures(values.figures, values.as!, mode, load0, results));
   process.stderr.write(`wrote ${files.join(', ')}\n`);
   process.stderr.write(`total ${((now() - t) / 1000).toFixed(1)} s\n`);
   const problems = checkFigures(results, unavailable);
@@ -178,8 +194,54 @@ function parse(args: string[]) {
       out: { type: 'string' },
       reps: { type: 'string' },
       work: { type: 'string' },
+      figures: { type: 'string' },
+      as: { type: 'string' },
     },
   }).values;
+}
+
+/**
+ * `--figures=FILE --as=NAME`: merge this run's scenarios (every figure, the notes, the commit measured, the load
+ * average before and after) into FILE under runs.NAME, for scripts/render-figures.mjs (docs/figures/containerd.json
+ * renders into docs/benchmarks.md), and write the run's charts into the plots/ directory beside FILE's directory
+ * (docs/plots for docs/figures/...). Returns the files written.
+ */
+function mergeFigures(file: string, as: string, mode: Mode, load0: number, results: ScenarioResult[]): string[] {
+  const git = (args: string[]) => {
+    const r = spawnSync('git', args, { cwd: dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim() : '';
+  };
+  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+  const doc = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { runs?: Record<string, unknown> }) : {};
+  doc.runs = {
+    ...(doc.runs ?? {}),
+    [as]: {
+      commit: dirty ? `${commit}+changes` : commit,
+      date: new Date().toISOString().slice(0, 10),
+      mode,
+      cpus: availableParallelism(),
+      loadAverage: [Number(load0.toFixed(1)), Number(loadavg()[0].toFixed(1))],
+      scenarios: results.map((r) => ({
+        name: r.name,
+        title: r.title,
+        ms: Math.round(r.ms),
+        notes: r.notes,
+        figures: r.figures.map(({ runs: _runs, ...f }) => f),
+      })),
+    },
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(doc, null, 1)}\n`);
+  const plots = join(dirname(file), '..', 'plots');
+  mkdirSync(plots, { recursive: true });
+  const written = [file];
+  for (const r of results)
+    for (const c of r.charts) {
+      writeFileSync(join(plots, c.file), chartSvg(c.chart));
+      written.push(join(plots, c.file));
+    }
+  return written;
 }
 
 /**

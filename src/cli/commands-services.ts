@@ -44,14 +44,14 @@ export function defineServiceCommands({ def }: Registry): void {
     (c) =>
       c
         .description(
-          'compare thinpool (and ext4 on a thinpool volume through NBD) with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file',
+          'compare thinpool (and ext4 on a thinpool volume through NBD) with kernel overlayfs, a userspace union driver, qcow2 chains and the raw file; and containerd on its overlayfs snapshotter against containerd on thinpool',
         )
         .option('--quick', 'every scenario at tiny sizes (under a minute)')
         .option('--full', 'add the 1 GiB cases (needs tens of GB free and a long time)')
-        .option('--scenario <LIST>', 'only these scenarios: small-write,deep-read,create,many,throughput,teardown')
+        .option('--scenario <LIST>', 'only these scenarios: small-write,deep-read,create,many,throughput,teardown,containerd')
         .option('--out <DIR>', 'where to write results JSON, tables and SVG plots', 'thinpool-bench')
         .option('--work <DIR>', 'scratch directory (default: the system temporary directory)'),
-    'Tables go to standard output, progress to standard error. Method and reference figures: docs/benchmarks.md.\nkernel overlayfs needs root (mount); qcow2 needs qemu-utils; rows say why a system was skipped.',
+    'Tables go to standard output, progress to standard error. Method and reference figures: docs/benchmarks.md.\nkernel overlayfs needs root (mount); qcow2 needs qemu-utils; containerd needs containerd, runc, umoci, busybox-static,\nFUSE and loop devices; rows say why a system was skipped.',
   );
 
   def(

@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Machine } from './machine.js';
-import { SYSTEMS, SYSTEM_LABEL, type Figure, type ScenarioResult, type Unit } from './result.js';
+import { BASELINES, SYSTEMS, SYSTEM_LABEL, type Figure, type ScenarioResult, type Unit } from './result.js';
 import { chartSvg, fmtBytes } from './svg.js';
 
 export function fmtValue(v: number, unit: Unit): string {
@@ -30,14 +30,14 @@ function cell(f: Figure | undefined, base: Figure | undefined): string {
   if (f.runs && f.runs.length > 1 && f.min !== undefined && f.max !== undefined && f.max !== f.min) {
     s += ` (${fmtValue(f.min, f.unit)}–${fmtValue(f.max, f.unit)})`;
   }
-  if (f.system !== 'thinpool' && base?.median && f.unit !== 'ratio') {
+  if (base !== undefined && f.system !== base.system && base.median && f.unit !== 'ratio') {
     const r = f.median / base.median;
     s += ` **×${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}**`;
   }
   return s;
 }
 
-/** A Markdown table per scenario: one row per (case, metric), one column per system, with the ratio to thinpool. */
+/** A Markdown table per scenario: one row per (case, metric), one column per system, with the ratio to thinpool (containerd's rows: to containerd + thinpool). */
 export function tables(results: ScenarioResult[]): string {
   const out: string[] = [];
   for (const r of results) {
@@ -53,7 +53,7 @@ export function tables(results: ScenarioResult[]): string {
     for (const k of keys) {
       const [kase, metric] = k.split('\u0000') as [string, string];
       const row = r.figures.filter((f) => f.case === kase && f.metric === metric);
-      const base = row.find((f) => f.system === 'thinpool');
+      const base = BASELINES.map((b) => row.find((f) => f.system === b)).find((f) => f !== undefined);
       out.push(
         `| ${kase} | ${metric} | ${systems
           .map((s) =>

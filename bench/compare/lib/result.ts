@@ -2,7 +2,7 @@
 import type { Chart } from './svg.js';
 import { summarize } from './stats.js';
 
-export const SYSTEMS = ['thinpool', 'ext4-nbd', 'overlayfs', 'union', 'qcow2', 'raw'] as const;
+export const SYSTEMS = ['thinpool', 'ext4-nbd', 'overlayfs', 'union', 'qcow2', 'raw', 'ctrd-thinpool', 'ctrd-overlayfs'] as const;
 export type System = (typeof SYSTEMS)[number];
 
 export const SYSTEM_LABEL: Record<System, string> = {
@@ -12,7 +12,12 @@ export const SYSTEM_LABEL: Record<System, string> = {
   union: 'union (userspace)',
   qcow2: 'qcow2 chain',
   raw: 'raw file',
+  'ctrd-thinpool': 'containerd + thinpool',
+  'ctrd-overlayfs': 'containerd + overlayfs',
 };
+
+/** The system a row's ratios are taken against: thinpool, or for containerd's rows containerd on thinpool. */
+export const BASELINES: readonly System[] = ['thinpool', 'ctrd-thinpool'];
 
 export type Unit = 'ms' | 'µs' | 'bytes' | 'ops/s' | 'MiB/s' | 'ratio';
 
