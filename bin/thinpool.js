@@ -13,7 +13,8 @@
 // - It lives in dist/.v8-cache/ of this package, or, where that cannot be written (a global install owned by
 //   root), in $XDG_CACHE_HOME/thinpool (~/.cache/thinpool); where neither can, there is none. It is written
 //   (to a temporary name, then renamed: never read half-written) only after a run that succeeded (exit 0)
-//   without a cache V8 accepted. THINPOOL_CODE_CACHE=0 turns it off.
+//   without a cache V8 accepted; caches of other bundles or Node versions in that directory are removed then.
+//   One file per command run (~250-400 KiB each). THINPOOL_CODE_CACHE=0 turns it off.
 // Without the bundle (a build by `tsc` alone), the ES modules of dist/ run as they are.
 //
 // A reader that stops early (`thinpool --help | head -1`) is not a crash: a write that fails with EPIPE fails
@@ -85,6 +86,11 @@ function saveCache(script, dirs, name) {
       fs.mkdirSync(d, { recursive: true });
       fs.writeFileSync(tmp, data);
       fs.renameSync(tmp, path.join(d, name));
+      // Caches of other builds or Node versions are of no more use here: remove them (only names made here).
+      const mine = name.slice(0, name.indexOf('-'));
+      for (const f of fs.readdirSync(d)) {
+        if (/^[0-9a-f]{32}-v.*\.bin$/.test(f) && !f.startsWith(`${mine}-${process.version}-`)) fs.rmSync(path.join(d, f), { force: true });
+      }
       return;
     } catch {
       try {

@@ -36,7 +36,7 @@ function version(): string {
   }
 }
 
-function build(ctx: Ctx, state: RunState): Command {
+function build(ctx: Ctx, state: RunState, only?: string): Command {
   const program = new Command('thinpool');
   const { io } = ctx;
   program
@@ -60,7 +60,7 @@ function build(ctx: Ctx, state: RunState): Command {
       `\nStart with:  thinpool demo\nEvery command has --help. Exit status: 0 success, 1 failure, 2 usage error.\n${SIZES}`,
     );
 
-  const commands = registry(program, ctx, state);
+  const commands = registry(program, ctx, state, only);
   defineVolumeCommands(commands);
   defineContentCommands(commands);
   definePoolCommands(commands);
@@ -90,10 +90,13 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   };
   const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd(), main };
   const state = { result: 0, cmd: '' };
-  const program = build(ctx, state);
   // The command (or "group subcommand") argv names, for error lines and help hints even when parsing fails.
   const named = (list: readonly Command[], word: string | undefined): Command | undefined =>
     list.find((c) => c.name() === word || c.aliases().includes(word ?? ''));
+  // Only argv's command is declared when argv names one by its name (see registry()); otherwise (an option such
+  // as --help, `help`, an alias, an unknown word) the whole tree, so help and suggestions list every command.
+  let program = argv.length > 0 && /^[a-z]/.test(argv[0]) ? build(ctx, state, argv[0]) : undefined;
+  if (program === undefined || named(program.commands, argv[0]) === undefined) program = build(ctx, state);
   const top = named(program.commands, argv[0]);
   const subCmd = top && top.commands.length > 0 ? named(top.commands, argv[1]) : undefined;
   const cmdName = top ? (subCmd ? `${top.name()} ${subCmd.name()}` : top.name()) : '';
