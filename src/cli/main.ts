@@ -7,7 +7,9 @@
  *
  * Start-up matters: this module loads only commander, ./io.js and the command declarations (./define.ts and
  * ./commands-*.ts: flags and help, no engine); each command's module under ./commands/ (and through it the
- * engine and the WASM core) is loaded with a dynamic import() when that command runs.
+ * engine and the WASM core) is loaded with a dynamic import() when that command runs, and only the command argv
+ * names is declared to commander (registry() in ./define.ts). The shipped bin runs all of it as one bundled file
+ * with V8's code cache (scripts/bundle-cli.mjs, bin/thinpool.js).
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
