@@ -63,8 +63,14 @@ const GROUPS: Record<string, string> = {
   snapshotter: "containerd's storage: a proxy snapshotter on the pool (serve)",
 };
 
-export function registry(program: Command, ctx: Ctx, state: RunState): Registry {
+/**
+ * `only`: declare just the command (or group) of that name and skip the rest (start-up: commander's objects for
+ * ~45 commands cost more than the snapshot command's own work). main() falls back to the whole tree when that
+ * leaves argv's command undeclared (an alias, `help`, a typo), so what is printed never depends on it.
+ */
+export function registry(program: Command, ctx: Ctx, state: RunState, only?: string): Registry {
   const def = (name: string, mod: CommandModule, fn: string, configure: Configure, help?: string): void => {
+    if (only !== undefined && name !== only) return;
     const c = program.command(name);
     configure(c);
     c.helpOption('-h, --help', 'show this help');
@@ -82,6 +88,7 @@ export function registry(program: Command, ctx: Ctx, state: RunState): Registry 
   // Command groups (image, container, fs, snapshotter, lock): `thinpool GROUP COMMAND ...`, same lazy loading as def().
   const groups = new Map<string, Command>();
   const sub = (group: string, name: string, mod: CommandModule, fn: string, configure: Configure, help?: string): void => {
+    if (only !== undefined && group !== only) return;
     let g = groups.get(group);
     if (!g) {
       g = program

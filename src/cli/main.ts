@@ -7,7 +7,9 @@
  *
  * Start-up matters: this module loads only commander, ./io.js and the command declarations (./define.ts and
  * ./commands-*.ts: flags and help, no engine); each command's module under ./commands/ (and through it the
- * engine and the WASM core) is loaded with a dynamic import() when that command runs.
+ * engine and the WASM core) is loaded with a dynamic import() when that command runs, and only the command argv
+ * names is declared to commander (registry() in ./define.ts). The shipped bin runs all of it as one bundled file
+ * with V8's code cache (scripts/bundle-cli.mjs, bin/thinpool.js).
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
@@ -36,7 +38,7 @@ function version(): string {
   }
 }
 
-function build(ctx: Ctx, state: RunState): Command {
+function build(ctx: Ctx, state: RunState, only?: string): Command {
   const program = new Command('thinpool');
   const { io } = ctx;
   program
@@ -60,7 +62,7 @@ function build(ctx: Ctx, state: RunState): Command {
       `\nStart with:  thinpool demo\nEvery command has --help. Exit status: 0 success, 1 failure, 2 usage error.\n${SIZES}`,
     );
 
-  const commands = registry(program, ctx, state);
+  const commands = registry(program, ctx, state, only);
   defineVolumeCommands(commands);
   defineContentCommands(commands);
   definePoolCommands(commands);
@@ -90,10 +92,13 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   };
   const ctx: Ctx = { io: fullIo, cwd: fullIo.cwd ?? process.cwd(), main };
   const state = { result: 0, cmd: '' };
-  const program = build(ctx, state);
   // The command (or "group subcommand") argv names, for error lines and help hints even when parsing fails.
   const named = (list: readonly Command[], word: string | undefined): Command | undefined =>
     list.find((c) => c.name() === word || c.aliases().includes(word ?? ''));
+  // Only argv's command is declared when argv names one by its name (see registry()); otherwise (an option such
+  // as --help, `help`, an alias, an unknown word) the whole tree, so help and suggestions list every command.
+  let program = argv.length > 0 && /^[a-z]/.test(argv[0]) ? build(ctx, state, argv[0]) : undefined;
+  if (program === undefined || named(program.commands, argv[0]) === undefined) program = build(ctx, state);
   const top = named(program.commands, argv[0]);
   const subCmd = top && top.commands.length > 0 ? named(top.commands, argv[1]) : undefined;
   const cmdName = top ? (subCmd ? `${top.name()} ${subCmd.name()}` : top.name()) : '';

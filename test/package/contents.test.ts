@@ -31,6 +31,8 @@ describe('npm pack contents', () => {
       'README.md',
       'LICENSE',
       'bin/thinpool.js',
+      'bin/package.json',
+      'dist/src/cli/thinpool.cjs',
       'build/thinpool.wasm',
       'dist/src/index.js',
       'dist/src/index.d.ts',
