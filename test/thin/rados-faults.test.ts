@@ -49,6 +49,9 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
       for (let i = 0; i < 8; i++) {
         const off = Math.floor(rng() * (VOL / 4096)) * 4096;
         const b = new Uint8Array(4096).fill(1 + Math.floor(rng() * 255));
+        // Recorded before the write: a write that times out was sent and may still land when the OSD returns.
+        const c = off / 4096;
+        (since.get(c) ?? since.set(c, new Set()).get(c)!).add(b[0]);
         const t0 = Date.now();
         try {
           v.writeSync(b, off);
@@ -58,8 +61,6 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
           break;
         }
         model.set(b, off);
-        const c = off / 4096;
-        (since.get(c) ?? since.set(c, new Set()).get(c)!).add(b[0]);
       }
       if (failure !== undefined) break;
       const t0 = Date.now();
