@@ -3,6 +3,7 @@
 // rootfs: what the containerd tests need. containerd is stopped by pid; nothing of the machine's is touched.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { containerdConfigToml } from '../../src/snapshotter/containerd-config.js';
 import { chmodSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, type RunResult } from './support.js';
@@ -21,27 +22,7 @@ export class Containerd {
     mkdirSync(dir, { recursive: true });
     this.address = join(dir, 'c.sock');
     const config = join(dir, 'config.toml');
-    writeFileSync(
-      config,
-      [
-        'version = 2',
-        `root = "${join(dir, 'root')}"`,
-        `state = "${join(dir, 'state')}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        `  address = "${this.address}"`,
-        '[ttrpc]',
-        `  address = "${join(dir, 'c.sock.ttrpc')}"`,
-        '[debug]',
-        `  address = "${join(dir, 'debug.sock')}"`,
-        '[metrics]',
-        '  address = ""',
-        '[proxy_plugins.thinpool]',
-        '  type = "snapshot"',
-        `  address = "${snapshotterSocket}"`,
-        '',
-      ].join('\n'),
-    );
+    writeFileSync(config, containerdConfigToml(dir, snapshotterSocket));
     const log = openSync(join(dir, 'containerd.log'), 'a');
     this.child = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
     this.exited = new Promise((r) => this.child.on('exit', () => r()));

@@ -28,6 +28,7 @@ import {
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trackCloser } from '../lib/cleanup.js';
+import { containerdConfigToml } from '../../../src/snapshotter/containerd-config.js';
 import { readSuperblock } from '../../../src/thin/superblock.js';
 import { now } from '../lib/stats.js';
 
@@ -231,29 +232,13 @@ export class ContainerdRig {
     const config = join(dir, 'config.toml');
     writeFileSync(
       config,
-      [
-        'version = 2',
-        `root = "${join(dir, 'root')}"`,
-        `state = "${join(dir, 'state')}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        `  address = "${this.address}"`,
-        '[ttrpc]',
-        `  address = "${join(dir, 'c.sock.ttrpc')}"`,
-        '[debug]',
-        `  address = "${join(dir, 'debug.sock')}"`,
-        '[metrics]',
-        '  address = ""',
+      containerdConfigToml(dir, this.snapSock, [
         // A deletion schedules a collection at once: by default the next one waits 50x the last one's duration
         // (pause_threshold 0.02), so a slow removal postpones every later one.
         '[plugins."io.containerd.gc.v1.scheduler"]',
         '  deletion_threshold = 1',
         '  schedule_delay = "0s"',
-        '[proxy_plugins.thinpool]',
-        '  type = "snapshot"',
-        `  address = "${this.snapSock}"`,
-        '',
-      ].join('\n'),
+      ]),
     );
     const log = openSync(join(dir, 'containerd.log'), 'a');
     const c = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
