@@ -9,26 +9,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { requireFreshBuild } from '../support/dist.js';
-import { needPrerequisite, needTool } from '../support/tools.js';
-import { overlayUnavailable } from '../union/layers.js';
-import { ROOT, run, snapshotterUnavailable, waitNoLeaks } from '../snapshotter/support.js';
+import { whyNoContainerdComparison } from '../snapshotter/containerd-support.js';
+import { ROOT, run, waitNoLeaks } from '../snapshotter/support.js';
 
-function whyNot(): string | null {
-  const tools: [string, string][] = [
-    ['containerd', 'containerd'],
-    ['ctr', 'containerd'],
-    ['runc', 'runc'],
-    ['umoci', 'umoci'],
-    ['busybox', 'busybox-static'],
-  ];
-  for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
-  const ovl = overlayUnavailable() ?? null;
-  if (!needPrerequisite("containerd's overlayfs snapshotter (kernel overlayfs)", ovl)) return ovl;
-  const mounts = snapshotterUnavailable();
-  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
-}
-
-const reason = whyNot();
+const reason = whyNoContainerdComparison();
 
 interface Figure {
   case: string;

@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import { containerdConfigToml } from '../../src/snapshotter/containerd-config.js';
 import { chmodSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, type RunResult } from './support.js';
+import { needPrerequisite, needTool } from '../support/tools.js';
+import { overlayUnavailable } from '../union/layers.js';
+import { run, type RunResult, snapshotterUnavailable } from './support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -174,4 +176,25 @@ export async function addLayer(layout: string, layer: Buffer, ref: string, out: 
   };
   writeFileSync(join(layout, 'index.json'), JSON.stringify(newIndex));
   await ok('tar', ['cf', out, '-C', layout, '.']);
+}
+
+/**
+ * Why containerd cannot run both its overlayfs snapshotter and thinpool's here (null: it can), for tests that
+ * compare the two: the tools (plus `extraTools`, each with its Debian package), kernel overlayfs and the
+ * snapshotter's mounts, each through the gates that fail under CI=true.
+ */
+export function whyNoContainerdComparison(extraTools: [string, string][] = []): string | null {
+  const tools: [string, string][] = [
+    ['containerd', 'containerd'],
+    ['ctr', 'containerd'],
+    ['runc', 'runc'],
+    ['umoci', 'umoci'],
+    ['busybox', 'busybox-static'],
+    ...extraTools,
+  ];
+  for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
+  const ovl = overlayUnavailable() ?? null;
+  if (!needPrerequisite("containerd's overlayfs snapshotter (kernel overlayfs)", ovl)) return ovl;
+  const mounts = snapshotterUnavailable();
+  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
 }

@@ -13,29 +13,13 @@
 import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { needPrerequisite, needTool } from '../support/tools.js';
-import { overlayUnavailable } from '../union/layers.js';
-import { Containerd, buildTestImage } from './containerd-support.js';
-import { SnapshotterProcess, checkPool, run, snapshotterUnavailable, thinpool, waitNoLeaks } from './support.js';
+import { Containerd, buildTestImage, whyNoContainerdComparison } from './containerd-support.js';
+import { SnapshotterProcess, checkPool, run, thinpool, waitNoLeaks } from './support.js';
 
-function whyNot(): string | null {
-  const tools: [string, string][] = [
-    ['containerd', 'containerd'],
-    ['ctr', 'containerd'],
-    ['runc', 'runc'],
-    ['umoci', 'umoci'],
-    ['busybox', 'busybox-static'],
-    ['python3', 'python3'],
-    ['thin_check', 'thin-provisioning-tools'],
-  ];
-  for (const [t, p] of tools) if (!needTool(t, p)) return `${t} not installed (Debian package ${p})`;
-  const ovl = overlayUnavailable() ?? null;
-  if (!needPrerequisite("containerd's overlayfs snapshotter (kernel overlayfs)", ovl)) return ovl;
-  const mounts = snapshotterUnavailable();
-  return needPrerequisite("the snapshotter's mounts (loop devices, /dev/fuse, nbdfuse)", mounts) ? null : mounts;
-}
-
-const reason = whyNot();
+const reason = whyNoContainerdComparison([
+  ['python3', 'python3'],
+  ['thin_check', 'thin-provisioning-tools'],
+]);
 if (reason) console.warn(`skipping the thinpool / overlayfs tree comparison: ${reason}`);
 
 /**
