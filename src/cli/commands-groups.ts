@@ -1,8 +1,8 @@
 /**
  * The `thinpool` command groups, declared (flags and help) in the order `--help` lists them: image (import,
  * ls, history, export, rm), container (create, ls, rm, commit, export, diff), fs (ls, cat, put, rm),
- * snapshotter serve and lock break. Their code is in ./commands/image.ts, container.ts, fs.ts, snapshotter.ts
- * and rados.ts, loaded only when one runs.
+ * snapshotter serve, lock break and metadata-snap (reserve, release). Their code is in ./commands/image.ts,
+ * container.ts, fs.ts, snapshotter.ts, rados.ts and metadata-snap.ts, loaded only when one runs.
  */
 import type { Command } from 'commander';
 import type { Registry } from './define.js';
@@ -140,5 +140,24 @@ export function defineCommandGroups({ sub }: Registry): void {
         .argument('<POOL>', 'rados://CEPH_POOL/NAME')
         .option('--json', 'print JSON'),
     'For a writer that died or hangs: nothing it still sends lands. As `rbd lock remove`.\nExample:\n  thinpool lock break rados://rbd/pool1',
+  );
+
+  const HELD =
+    'At most one is held. It keeps mappings, not data contents (as dm-thin\'s reserve_metadata_snap): the blocks it\nmaps stay allocated until it is released, even when their volume is deleted, but writes to a block a live\nvolume still maps land in place. "thinpool status" shows it; "thinpool dump POOL --metadata-snap" and\nthin_dump -m read it; read-only opens of a rados:// pool read it for as long as it is held.';
+  sub(
+    'metadata-snap',
+    'reserve',
+    'metaSnap',
+    'reserve',
+    (c) => P(c).description('hold a snapshot of the committed metadata (dm-thin reserve_metadata_snap)').option('--json', 'print JSON'),
+    `${HELD}\nExample:\n  thinpool metadata-snap reserve ./pool && thinpool dump ./pool --metadata-snap`,
+  );
+  sub(
+    'metadata-snap',
+    'release',
+    'metaSnap',
+    'release',
+    (c) => P(c).description('release the held metadata snapshot and the blocks only it kept').option('--json', 'print JSON'),
+    'Example:\n  thinpool metadata-snap release ./pool',
   );
 }

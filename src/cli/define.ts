@@ -30,6 +30,7 @@ export const modules = {
   stream: () => import('./commands/stream.js'),
   verbs: () => import('./commands/verbs.js'),
   snapshotter: () => import('./commands/snapshotter.js'),
+  metaSnap: () => import('./commands/metadata-snap.js'),
 } as const;
 
 /** A module of ./commands/ that implements commands. */
@@ -61,6 +62,7 @@ const GROUPS: Record<string, string> = {
   fs: 'files inside a volume, image or container (ls, cat, put, rm), no mount',
   lock: 'the write lock of a pool in Ceph RADOS (break)',
   snapshotter: "containerd's storage: a proxy snapshotter on the pool (serve)",
+  'metadata-snap': 'the held metadata snapshot: a consistent view for dump -m and readers (reserve, release)',
 };
 
 /**

@@ -51,7 +51,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 function stale(what: string): ThinpoolError {
   return new ThinpoolError(
     'ESTALE',
-    `the pool's writer committed ${what}: this read-only view no longer holds; open the pool again (a held metadata snapshot, ThinPool.reserveMetadataSnap, gives a view that lasts while it is held)`,
+    `the pool's writer committed ${what}: this read-only view no longer holds; open the pool again (a held metadata snapshot, "thinpool metadata-snap reserve" or ThinPool.reserveMetadataSnap, gives a view that lasts while it is held)`,
   );
 }
 

@@ -1,4 +1,5 @@
 // The command line on rados://CEPH_POOL/NAME pools: every kind of command, ls-pools, dump-metadata + thin_check,
+// metadata-snap reserve/release,
 // `thinpool serve` of a rados: volume to qemu-io and fio in another process, a second writer refused with the
 // holder named, and `lock break` fencing the serving process (its later writes fail and never land).
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -53,6 +54,27 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
     const bad = await c(['ls', 'rados://tp/a/b']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('use rados://CEPH_POOL/NAME');
+  });
+
+  test('metadata-snap reserve / release on a rados: pool: dump -m keeps the state at the reserve', async () => {
+    const p = 'rados://tp/held';
+    expect((await c(['init', p, '--size', '256M'])).code).toBe(0);
+    expect((await c(['create', p, 'v', '--size', '4M'])).code).toBe(0);
+    expect((await c(['write', p, 'v'], { stdin: 'x'.repeat(100_000) })).code).toBe(0);
+    const atReserve = (await c(['dump', p])).stdout;
+    const res = await c(['metadata-snap', 'reserve', p, '--json']);
+    expect(res.code, res.stderr).toBe(0);
+    expect((await c(['delete', p, 'v'])).code).toBe(0);
+    expect((await c(['create', p, 'w', '--size', '1M'])).code).toBe(0);
+    const m = await c(['dump', p, '--metadata-snap']);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout.replace(/ nr_data_blocks="\d+"/, '')).toBe(atReserve.replace(/ nr_data_blocks="\d+"/, ''));
+    // v's two blocks stay allocated while the held view maps them.
+    expect(JSON.parse((await c(['status', p, '--json'])).stdout).data.usedBlocks).toBe(2);
+    expect((await c(['metadata-snap', 'release', p])).code).toBe(0);
+    expect(JSON.parse((await c(['status', p, '--json'])).stdout).data.usedBlocks).toBe(0);
+    const chk = await c(['check', p]);
+    expect(chk.code, chk.stderr).toBe(0);
   });
 
   test('serve in another process: qemu-io and fio write through NBD; a second writer is refused; lock break fences the server', async () => {
