@@ -14,7 +14,7 @@ export function defineServiceCommands({ def }: Registry): void {
       c
         .description('serve volumes over NBD (fixed newstyle) until SIGINT/SIGTERM')
         .argument('<POOL>', 'pool directory')
-        .argument('[NAME...]', 'volumes to export (default: all)')
+        .argument('[NAME...]', 'volumes to export (default: all); container/NAME or image/NAME: a container or image by its name')
         .option('-l, --listen <HOST:PORT>', 'TCP address to listen on (default 127.0.0.1:10809)')
         .option('-S, --socket <PATH>', 'Unix socket to listen on instead of TCP')
         .option('-r, --read-only', 'export every volume read-only')

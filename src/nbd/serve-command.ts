@@ -21,6 +21,8 @@ export interface ServeCommandOptions {
   /** The cluster and client of a rados:// pool. */
   ceph?: CephOptions;
   names: string[];
+  /** Export names standing for other volumes (NbdServerOptions.aliases), resolved once the pool is open. */
+  aliases?: (pool: ThinPool) => ReadonlyMap<string, string>;
   /** HOST:PORT, :PORT or PORT (default 127.0.0.1:10809). */
   listen?: string;
   /** Unix socket path (instead of TCP). */
@@ -167,12 +169,14 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   }
   let server: NbdServer;
   try {
+    const aliases = opts.aliases?.(pool);
     for (const n of opts.names) {
-      if (!pool.has(n)) throw new Error(`no volume named "${n}" in ${opts.pool}`);
+      if (!pool.has(aliases?.get(n) ?? n)) throw new Error(`no volume named "${n}" in ${opts.pool}`);
     }
     const names = opts.names.length > 0 ? opts.names : undefined;
     server = new NbdServer(pool, {
       exports: names,
+      aliases,
       readOnly: opts.readOnly,
       busyPollMicros,
       tls,

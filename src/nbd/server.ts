@@ -60,6 +60,11 @@ function busyPollMicros(v: number | undefined): number {
 export interface NbdServerOptions {
   /** Volume names to export; default every named volume (looked up when a client asks). */
   exports?: string[];
+  /**
+   * Export names that stand for another volume reference (a name or `#ID`): `container/web` -> `#12`. An aliased
+   * export is served under its export name; names not in the map are volume references themselves.
+   */
+  aliases?: ReadonlyMap<string, string>;
   /** Export everything read-only. */
   readOnly?: boolean;
   /** The volume served for the empty export name. */
@@ -133,7 +138,7 @@ export class NbdServer {
     positive('handshakeTimeoutMs', opts.handshakeTimeoutMs);
     positive('maxQueuedReplyBytes', opts.maxQueuedReplyBytes);
     if (opts.exports) {
-      for (const n of opts.exports) this.claimVolume(pool.volume(n).id); // throws ENOENT now rather than at the first client
+      for (const n of opts.exports) this.claimVolume(pool.volume(opts.aliases?.get(n) ?? n).id); // throws ENOENT now, not at the first client
     }
   }
 
@@ -236,11 +241,12 @@ export class NbdServer {
         target = names[0];
       }
     } else if (this.opts.exports && !this.opts.exports.includes(name)) return null;
-    if (!this.pool.has(target)) return null;
+    const ref = this.opts.aliases?.get(target);
+    if (!this.pool.has(ref ?? target)) return null;
     if (!this.allowed(target, identity)) return null;
-    const vol = this.pool.volume(target);
+    const vol = this.pool.volume(ref ?? target);
     this.claimVolume(vol.id);
-    return new OpenExport(this.pool, vol.name ?? target, vol, this.opts.readOnly === true);
+    return new OpenExport(this.pool, ref !== undefined ? target : (vol.name ?? target), vol, this.opts.readOnly === true);
   }
 
   /** Hold vol in use until the server closes (once per volume). */
