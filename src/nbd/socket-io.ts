@@ -35,6 +35,7 @@ import { readSync, writeSync, writevSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { giveBuffer } from './buffers.js';
 import { socketHandle, userBufferKeys } from './socket-handle.js';
+import { spinGuard } from './spin-guard.js';
 
 export { FAST_IO_AVAILABLE } from './socket-handle.js';
 
@@ -327,21 +328,28 @@ export class SocketIO {
    * the last input, by scheduling one immediate after another (libuv polls with a zero timeout while an
    * immediate is pending). Each tick returns to the event loop, so other connections and the TLS socket's own
    * work run in between; the chain ends once the window passes without input or the connection leaves the
-   * transmission phase. Costs server CPU the way the busy-poll does, and nothing when the client is idle.
+   * transmission phase. Costs server CPU the way the busy-poll does, and nothing when the client is idle. On a
+   * machine with no idle CPU the spin only takes time from other tasks (the client among them): spinGuard
+   * (spin-guard.ts) sees that and turns the loop off for a while.
    */
   private keepHot(): void {
-    this.lastInputNs = process.hrtime.bigint();
-    if (this.hotScheduled) return;
+    const now = process.hrtime.bigint();
+    this.lastInputNs = now;
+    if (this.hotScheduled || !spinGuard.allowed(now)) return;
     this.hotScheduled = true;
+    spinGuard.start(now);
     setImmediate(this.hotTick);
   }
 
   private readonly hotTick = (): void => {
-    if (this.closed || this.ending || !this.pollReady || process.hrtime.bigint() - this.lastInputNs > this.pollNs) {
-      this.hotScheduled = false;
+    const now = process.hrtime.bigint();
+    const end = this.closed || this.ending || !this.pollReady || now - this.lastInputNs > this.pollNs;
+    if (spinGuard.check(now, end) && !end) {
+      setImmediate(this.hotTick);
       return;
     }
-    setImmediate(this.hotTick);
+    if (!end) spinGuard.check(now, true); // stopped by the guard: the chain ends here
+    this.hotScheduled = false;
   };
 
   /** Whether the hot loop is running (tests: it must stop once the client goes quiet). */
