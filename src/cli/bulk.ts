@@ -21,7 +21,7 @@
  */
 import { fstatSync, readSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { dataRanges, isZero, makeBlocking, readFull, zeros } from '../io/sparse.js';
+import { WRITE_PIECE, dataRanges, isZero, makeBlocking, readFull, zeros } from '../io/sparse.js';
 import type { BlockDevice } from '../io/block-device.js';
 import type { Extent, Volume } from '../thin/volume.js';
 import { CliError, q, write as writeOut } from './io.js';
@@ -278,7 +278,7 @@ export class Output {
     let done = 0;
     if (this.useFd && this.fd !== undefined) {
       try {
-        while (done < buf.length) done += writeSync(this.fd, buf, done, buf.length - done);
+        while (done < buf.length) done += writeSync(this.fd, buf, done, Math.min(WRITE_PIECE, buf.length - done));
         return;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;

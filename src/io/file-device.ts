@@ -20,6 +20,7 @@
  *   at start-up (it pulls in net and dgram).
  */
 import { nativeHelpers } from './native.js';
+import { writeFull } from './sparse.js';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
@@ -162,11 +163,8 @@ export class FileDevice implements BlockDevice {
   write(buf: Uint8Array, offsetBytes: number): void {
     this.#checkWritable();
     checkRange(offsetBytes, buf.length);
-    let done = 0;
     try {
-      while (done < buf.length) {
-        done += fs.writeSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
-      }
+      writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
     } catch (e) {
       throw fsError(e, 'write', this.path);
     }

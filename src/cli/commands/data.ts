@@ -1,7 +1,7 @@
 /** write, read, import, export: moving bytes in and out of volumes. */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { isZero, readFull, zeros } from '../../io/sparse.js';
+import { isZero, readFull, writeFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
 import type { Ctx } from '../io.js';
@@ -395,8 +395,7 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
               continue;
             }
             if (run >= 0) {
-              const part = chunk.subarray(run, o);
-              for (let w = 0; w < part.length; ) w += writeSync(fd, part, w, part.length - w, pos + run + w);
+              writeFull(fd, chunk.subarray(run, o), pos + run);
               run = -1;
             }
             if (o === n) break;
