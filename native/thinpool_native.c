@@ -1,13 +1,16 @@
 // Optional native helpers: what node:fs lacks (fallocate punch hole, SEEK_DATA/SEEK_HOLE for file devices and
 // sparse sources; blocking mode and pipe size of the standard streams for the CLI's bulk reads and writes;
 // ranges copied inside the kernel with copy_file_range(2), or shared with the FICLONERANGE ioctl (reflink) where
-// the file system can share extents, for copy-on-write). Built at install by scripts/build-native.mjs; the
-// TypeScript side falls back when it is absent. Every function returns -errno on failure and never throws.
+// the file system can share extents, for copy-on-write; bytes sent from a file to any descriptor with sendfile(2)
+// (the CLI's read to a pipe, a file or /dev/null: no copy through user space). Built at install by
+// scripts/build-native.mjs; the TypeScript side falls back when it is absent. Every function returns -errno on
+// failure and never throws.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -103,12 +106,29 @@ static napi_value clone_range(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// sendFile(fdOut, fdIn, offIn, length) -> bytes sent (0 at the end of the input), or -errno. One sendfile(2)
+// call from fdIn at offIn (its file position is left alone) to fdOut at its current position: the caller loops.
+static napi_value send_file(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd_out = arg_i64(env, argv[0]), fd_in = arg_i64(env, argv[1]), off_in = arg_i64(env, argv[2]);
+  int64_t len = arg_i64(env, argv[3]);
+  off_t off = (off_t)off_in;
+  ssize_t r = sendfile((int)fd_out, (int)fd_in, &off, (size_t)len);
+  napi_value v;
+  napi_create_int64(env, r < 0 ? -(int64_t)errno : (int64_t)r, &v);
+  return v;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &f);
   napi_set_named_property(env, exports, "copyRange", f);
   napi_create_function(env, "cloneRange", NAPI_AUTO_LENGTH, clone_range, NULL, &f);
   napi_set_named_property(env, exports, "cloneRange", f);
+  napi_create_function(env, "sendFile", NAPI_AUTO_LENGTH, send_file, NULL, &f);
+  napi_set_named_property(env, exports, "sendFile", f);
   napi_create_function(env, "punchHole", NAPI_AUTO_LENGTH, punch_hole, NULL, &f);
   napi_set_named_property(env, exports, "punchHole", f);
   napi_create_function(env, "seek", NAPI_AUTO_LENGTH, seek, NULL, &f);

@@ -9,15 +9,20 @@
  *   `plan` counts, without writing, the data blocks the same call would provision (unprovisioned blocks that
  *   get data, shared blocks that get anything). `hole` writes zeros only where blocks are provisioned.
  *   Calls for one sink come for disjoint ranges; whether a block is provisioned is what it was when the sink was
- *   made (the sink's own writes are never inside a later call's range).
+ *   made (the sink's own writes are never inside a later call's range). `data` right after `plan` of the same
+ *   buffer object and position (its bytes unchanged) reuses the zero tests `plan` made: each block is compared
+ *   once.
  * - FileSource reads the data ranges of a regular file (holes are never read) in chunks of whole volume blocks
  *   and fails with a clear error when the file changes size while it is read.
  * - Input and Output move the standard streams: the descriptor itself, made blocking, when the command runs as
- *   the process (no copies through Node streams); the Node stream otherwise (tests, embedding).
+ *   the process (no copies through Node streams); the Node stream otherwise (tests, embedding). Output.send
+ *   moves a device's bytes to that descriptor inside the kernel (BlockDevice.sendTo: sendfile) where both
+ *   allow it, and says when they do not (the caller then reads and writes).
  */
 import { fstatSync, readSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { dataRanges, isZero, makeBlocking, readFull, zeros } from '../io/sparse.js';
+import { WRITE_PIECE, dataRanges, isZero, makeBlocking, readFull, zeros } from '../io/sparse.js';
+import type { BlockDevice } from '../io/block-device.js';
 import type { Extent, Volume } from '../thin/volume.js';
 import { CliError, q, write as writeOut } from './io.js';
 import type { Writable } from 'node:stream';
@@ -30,6 +35,8 @@ export class VolumeSink {
   private readonly bs: number;
   private readonly mapped: Extent[];
   private readonly shared: (vblock: number) => boolean;
+  /** The zero tests of the last `plan` (one per piece: 1 all zeros), for the `data` call of the same bytes. */
+  private planned: { buf: Uint8Array; pos: number; zero: Uint8Array } | null = null;
   /** Bytes written into the volume (zero pieces skipped on unprovisioned blocks are not counted). */
   written = 0;
 
@@ -72,11 +79,16 @@ export class VolumeSink {
   /** Data blocks writing buf at pos would provision. */
   plan(buf: Uint8Array, pos: number): number {
     let n = 0;
+    const zero = new Uint8Array(Math.ceil(buf.length / this.bs) + 1);
+    let i = 0;
     this.pieces(buf, pos, (start, end, vblock) => {
       if (!this.isMapped(vblock)) {
-        if (!isZero(buf.subarray(start, end))) n++;
+        if (isZero(buf.subarray(start, end))) zero[i] = 1;
+        else n++;
       } else if (this.shared(vblock)) n++;
+      i++;
     });
+    this.planned = { buf, pos, zero };
     return n;
   }
 
@@ -91,6 +103,8 @@ export class VolumeSink {
 
   /** Write buf at volume position pos (see the contract). */
   data(buf: Uint8Array, pos: number): void {
+    const plan = this.planned !== null && this.planned.buf === buf && this.planned.pos === pos ? this.planned.zero : null;
+    this.planned = null;
     let runStart = -1;
     let runEnd = -1;
     const flush = (): void => {
@@ -99,8 +113,10 @@ export class VolumeSink {
       this.written += runEnd - runStart;
       runStart = -1;
     };
+    let i = 0;
     this.pieces(buf, pos, (start, end, vblock) => {
-      if (!this.isMapped(vblock) && isZero(buf.subarray(start, end))) {
+      const zero = plan !== null ? plan[i++] === 1 : !this.isMapped(vblock) && isZero(buf.subarray(start, end));
+      if (zero) {
         flush();
         return;
       }
@@ -245,6 +261,7 @@ export class Output {
   private readonly stream: Writable;
   private restore: (() => void) | null = null;
   private useFd: boolean;
+  private canSend = true;
 
   constructor(fd: number | undefined, stream: Writable) {
     this.fd = fd;
@@ -261,7 +278,7 @@ export class Output {
     let done = 0;
     if (this.useFd && this.fd !== undefined) {
       try {
-        while (done < buf.length) done += writeSync(this.fd, buf, done, buf.length - done);
+        while (done < buf.length) done += writeSync(this.fd, buf, done, Math.min(WRITE_PIECE, buf.length - done));
         return;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
@@ -272,6 +289,25 @@ export class Output {
     }
     const rest = buf.subarray(done);
     await writeOut(this.stream, reused ? Buffer.from(rest) : rest);
+  }
+
+  /**
+   * Send `length` bytes of `dev` from its byte `offset` to the output inside the kernel, when the output is the
+   * process's own descriptor (made blocking) and the device can (BlockDevice.sendTo). Returns the bytes sent
+   * (fewer than asked only where the device's file ends: the rest reads as zeros), or null when it cannot
+   * (nothing sent: read and write them instead; later calls then give up at once).
+   */
+  send(dev: BlockDevice, offset: number, length: number): number | null {
+    if (!this.useFd || this.fd === undefined || this.restore === null || !this.canSend || dev.sendTo === undefined) return null;
+    try {
+      const n = dev.sendTo(this.fd, offset, length);
+      if (n === null) this.canSend = false;
+      return n;
+    } catch (e) {
+      if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'EPIPE')
+        throw new CliError('standard output was closed before everything was written (the reader stopped early)');
+      throw e;
+    }
   }
 
   close(): void {

@@ -33,6 +33,12 @@ export interface BlockDevice {
    * `copy` (copied inside the kernel), `read-write` (through a buffer). Without it callers read and write.
    */
   copyWithin?(srcBytes: number, dstBytes: number, lengthBytes: number): CopyPath;
+  /**
+   * Optional: send bytes [offsetBytes, offsetBytes + lengthBytes) to the file descriptor `outFd` at its current
+   * position inside the kernel (no copy through user space). Returns the bytes sent (fewer only where the
+   * device's backing ends: the rest reads as zeros), or null when it cannot serve that descriptor (nothing sent).
+   */
+  sendTo?(outFd: number, offsetBytes: number, lengthBytes: number): number | null;
   close(): void;
 }
 

@@ -14,16 +14,29 @@
  *   copies inside the kernel with copy_file_range(2), else reads and writes through a buffer; a path that fails
  *   once on a device (the file system lacks it) is not tried again on that device. `copies` counts the paths
  *   taken. Durability is a write's: the data flush (fdatasync) persists the shared or copied extents.
+ * - `sendTo` sends a range of the file to another descriptor inside the kernel (sendfile(2)): no copy through
+ *   user space. It returns null, having sent nothing, where the helper or sendfile cannot serve that descriptor.
+ * - util-linux `fallocate` is spawned only where the helper is missing: node:child_process is loaded then, not
+ *   at start-up (it pulls in net and dgram).
  */
 import { nativeHelpers } from './native.js';
+import { writeFull } from './sparse.js';
 import * as fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
 import type { BlockDevice, CopyPath } from './block-device.js';
 import { checkRange, checkSize } from './memory-device.js';
 
 /** Smallest range `FileDevice.discard` tries to punch. */
 export const PUNCH_MIN_BYTES = 64 * 1024;
+
+/** Largest sendfile(2) request (the kernel caps one call just below 2 GiB). */
+const SEND_MAX = 1024 * 1024 * 1024;
+const EINVAL = 22;
+const ENOSYS = 38;
+const EOPNOTSUPP = 95;
+/** Names of the errno values a send may fail with that callers tell apart (x86-64 and arm64 numbers). */
+const ERRNO_NAMES: Record<number, string> = { 5: 'EIO', 11: 'EAGAIN', 28: 'ENOSPC', 32: 'EPIPE', 27: 'EFBIG' };
 
 /** Set once `fallocate` is found missing: no device tries again. */
 let fallocateMissing = false;
@@ -150,11 +163,8 @@ export class FileDevice implements BlockDevice {
   write(buf: Uint8Array, offsetBytes: number): void {
     this.#checkWritable();
     checkRange(offsetBytes, buf.length);
-    let done = 0;
     try {
-      while (done < buf.length) {
-        done += fs.writeSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
-      }
+      writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
     } catch (e) {
       throw fsError(e, 'write', this.path);
     }
@@ -196,6 +206,7 @@ export class FileDevice implements BlockDevice {
       return false;
     }
     if (fallocateMissing) return false;
+    const { spawnSync } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
     const r = spawnSync(
       'fallocate',
       ['--punch-hole', '--keep-size', '--offset', String(offsetBytes), '--length', String(length), this.path],
@@ -250,6 +261,32 @@ export class FileDevice implements BlockDevice {
       done += part.length;
     }
     return 'read-write';
+  }
+
+  /**
+   * Send bytes [offsetBytes, offsetBytes + lengthBytes) of the file to `outFd` at its current position, inside
+   * the kernel. Returns the bytes sent: fewer than asked only when the file ends first (the rest reads as
+   * zeros: the caller writes them), or null when nothing could be sent this way (no helper, or a descriptor
+   * sendfile does not serve: read instead). A failure after the first byte, or one of the output (EPIPE,
+   * ENOSPC), throws EIO with the errno code as its cause.
+   */
+  sendTo(outFd: number, offsetBytes: number, lengthBytes: number): number | null {
+    this.#checkOpen();
+    checkRange(offsetBytes, lengthBytes);
+    const send = nativeHelpers()?.sendFile;
+    if (send === undefined) return null;
+    let done = 0;
+    while (done < lengthBytes) {
+      const n = send(outFd, this.#fd, offsetBytes + done, Math.min(lengthBytes - done, SEND_MAX));
+      if (n === 0) break; // the end of the file
+      if (n < 0) {
+        if (done === 0 && (n === -EINVAL || n === -ENOSYS || n === -EOPNOTSUPP)) return null;
+        const code = ERRNO_NAMES[-n] ?? `errno ${-n}`;
+        throw new ThinpoolError('EIO', `sendfile from ${this.path}: ${code}`, { cause: Object.assign(new Error(code), { code }) });
+      }
+      done += n;
+    }
+    return done;
   }
 
   close(): void {

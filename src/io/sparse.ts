@@ -9,13 +9,19 @@
  *   SEEK_DATA, the whole of [from, to) is one range: callers stay correct, only slower.
  * - `isZero` compares against a shared zero buffer with memcmp (no per-byte JavaScript loop).
  * - `readFull` fills a buffer from a descriptor until it is full or at end of input (pipes return short reads).
+ * - `writeFull` writes a whole buffer in calls of at most WRITE_PIECE bytes: page-cache writes from one large
+ *   user buffer in one call measured several times slower (in the kernel's copy from user space,
+ *   copy_folio_from_iter_atomic) than the same bytes in 256 KiB calls on the virtual machines this runs on; the
+ *   extra calls cost nothing measurable elsewhere. Reads have no such limit.
  * - `makeBlocking` clears O_NONBLOCK on a descriptor (Node sets it on the pipes it opens as streams), so that
  *   plain reads and writes wait instead of failing with EAGAIN.
  */
-import { readSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { nativeHelpers } from './native.js';
 
 const ENXIO = 6;
+/** Most bytes one write call is given (see the contract). */
+export const WRITE_PIECE = 256 * 1024;
 const ZERO = new Uint8Array(1024 * 1024);
 
 /** The ranges of [from, to) of the file that may hold data (see the contract). */
@@ -62,6 +68,13 @@ export function readFull(fd: number, buf: Uint8Array, pos: number | null): numbe
     done += n;
   }
   return done;
+}
+
+/** Write all of buf to fd at pos (or the current position when pos is null), WRITE_PIECE bytes a call at most. */
+export function writeFull(fd: number, buf: Uint8Array, pos: number | null): void {
+  for (let done = 0; done < buf.length; ) {
+    done += writeSync(fd, buf, done, Math.min(WRITE_PIECE, buf.length - done), pos === null ? null : pos + done);
+  }
 }
 
 /**

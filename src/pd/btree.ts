@@ -276,11 +276,20 @@ export class BTree<V> {
       const a = this.read(b);
       const n = this.nr(a);
       if (this.isLeaf(a)) {
+        // The leaf's entries in range are decoded before any callback runs (a callback may make resident
+        // addresses stale), with one cache lookup per leaf, not one per entry.
+        const keys: number[] = [];
+        const values: V[] = [];
+        const base = this.valueAddr(a, 0);
+        const size = this.core.u32[(a + 24) >>> 2];
         for (let i = 0; i < n; i++) {
           const k = this.key(a, i);
           if (k >= hi) break;
-          if (k >= lo) onEntry(k, this.value(this.valueAddr(this.read(b), i)));
+          if (k < lo) continue;
+          keys.push(k);
+          values.push(this.value(base + size * i));
         }
+        for (let i = 0; i < keys.length; i++) onEntry(keys[i], values[i]);
         return;
       }
       const kids: number[] = [];

@@ -1,8 +1,8 @@
 // The bulk commands (import, export, read, write) by their behaviour: bytes and holes after round trips of
 // sparse images (data at both edges, zero blocks inside data, unaligned sizes and offsets), zero blocks on
 // unprovisioned blocks staying unprovisioned, holes of an input file zeroing what was there, standard input in
-// many chunks (in-process streams and a real pipe), --commit-every, and a source that changes size while it is
-// read (a clear error, no volume, nothing left behind).
+// many chunks (in-process streams and a real pipe), read to a pipe, a file and /dev/null, --commit-every, and a
+// source that changes size while it is read (a clear error, no volume, nothing left behind).
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -184,7 +184,7 @@ describe('write', () => {
     expect(await mappedBytes('s1')).toBe((49 + 1 + 33) * 64 * KiB);
   });
 
-  test('a real pipe into the process, and read to a pipe', () => {
+  test('a real pipe into the process, and read to a pipe, a file, a file opened for appending, /dev/null', () => {
     requireFreshBuild();
     const img = join(root, 'pipe.img');
     const whole = sparseFile(img, 17 * MiB + 512, [
@@ -199,6 +199,28 @@ describe('write', () => {
     const r = spawnSync('sh', ['-c', `"$1" "$2" read "$3" p1 | cat`, 'sh', process.execPath, BIN, pool], { maxBuffer: 64 * MiB });
     expect(r.status, String(r.stderr)).toBe(0);
     expect(Buffer.from(r.stdout).equals(whole)).toBe(true);
+    // To a file (provisioned runs sent inside the kernel, holes written), at an unaligned range; to a file opened
+    // for appending (which sendfile refuses: read and write instead); to /dev/null.
+    // From inside the data at 9 MiB, through the hole, into the last data: sent from mid-extent, then holes.
+    const from = 9 * MiB + 4097;
+    const len = 8 * MiB - 4097 + 300;
+    const want = whole.subarray(from, from + len);
+    const outFile = join(root, 'read.out');
+    const toFile = spawnSync(
+      'sh',
+      ['-c', `"$1" "$2" read "$3" p1 --offset ${from} --length ${len} > "$4"`, 'sh', process.execPath, BIN, pool, outFile],
+      { encoding: 'utf8' },
+    );
+    expect(toFile.status, toFile.stderr).toBe(0);
+    expect(readFileSync(outFile).equals(want)).toBe(true);
+    writeFileSync(outFile, 'head');
+    const append = spawnSync('sh', ['-c', `"$1" "$2" read "$3" p1 >> "$4"`, 'sh', process.execPath, BIN, pool, outFile], {
+      encoding: 'utf8',
+    });
+    expect(append.status, append.stderr).toBe(0);
+    expect(readFileSync(outFile).equals(Buffer.concat([Buffer.from('head'), whole]))).toBe(true);
+    const toNull = spawnSync('sh', ['-c', `"$1" "$2" read "$3" p1 > /dev/null`, 'sh', process.execPath, BIN, pool], { encoding: 'utf8' });
+    expect(toNull.status, toNull.stderr).toBe(0);
     // A reader that stops early: one line, exit 1 (not a crash, no stack).
     const head = spawnSync(
       'sh',

@@ -1,7 +1,7 @@
 /** write, read, import, export: moving bytes in and out of volumes. */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { isZero, readFull, zeros } from '../../io/sparse.js';
+import { isZero, readFull, writeFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
 import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
 import type { Ctx } from '../io.js';
@@ -179,7 +179,8 @@ export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string,
     try {
       const end = offset + len;
       const buf = Buffer.allocUnsafe(batchSize(pool.blockSize));
-      // Holes (unprovisioned blocks) are written from a buffer of zeros, never read.
+      // Holes (unprovisioned blocks) are written from a buffer of zeros, never read; provisioned runs are sent
+      // (sendfile) or read in batches.
       let pos = offset;
       const hole = async (to: number): Promise<void> => {
         while (pos < to) {
@@ -188,9 +189,22 @@ export async function read(ctx: Ctx, [dir, name]: string[], opts: Record<string,
           pos += z.length;
         }
       };
+      const data = pool.storage.data;
+      const bs = pool.blockSize;
+      const dataEnd = pool.metadata.nrDataBlocks * bs;
       for (const e of vol.extents(offset, len)) {
         await hole(Math.max(pos, Math.min(end, e.offsetBytes)));
         const stop = Math.min(end, e.offsetBytes + e.lengthBytes);
+        // An extent is a run of consecutive data blocks: sent from the data file inside the kernel where the
+        // output takes it (a mapping past the data device is left to readSync, which reports it).
+        if (pos < stop && e.dblock * bs + e.lengthBytes <= dataEnd) {
+          const sent = out.send(data, e.dblock * bs + (pos - e.offsetBytes), stop - pos);
+          if (sent !== null) {
+            pos += sent;
+            await hole(stop);
+            continue;
+          }
+        }
         while (pos < stop) {
           const n = Math.min(buf.length, stop - pos);
           const chunk = buf.subarray(0, n);
@@ -381,8 +395,7 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
               continue;
             }
             if (run >= 0) {
-              const part = chunk.subarray(run, o);
-              for (let w = 0; w < part.length; ) w += writeSync(fd, part, w, part.length - w, pos + run + w);
+              writeFull(fd, chunk.subarray(run, o), pos + run);
               run = -1;
             }
             if (o === n) break;
