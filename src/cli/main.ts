@@ -24,7 +24,11 @@ import { defineCommandGroups } from './commands-groups.js';
 
 export type { CliIO } from './io.js';
 
+/** Set by the bundle (scripts/bundle-cli.mjs) to package.json's version: no file read at start-up. */
+declare const __THINPOOL_VERSION__: string | undefined;
+
 function version(): string {
+  if (typeof __THINPOOL_VERSION__ === 'string') return __THINPOOL_VERSION__;
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
     if (pkg.version) return pkg.version;
