@@ -28,7 +28,7 @@ import { lookupValue } from './btree-lookup';
 
 // @ts-ignore: decorator
 @external("host", "dataFreed")
-declare function hostDataFreed(blockLo: u32, blockHi: u32): void;
+declare function hostDataFreed(blockLo: u32, blockHi: u32, unused: u32, unused2: u32): usize; // one signature for all host imports (block-access.ts)
 
 let TABLE: usize = 0;
 let CAPACITY: u32 = 0;
@@ -115,7 +115,7 @@ function setCount(d: u64, old: u32, c: u32): void {
     store<u16>(e + DSM_E_FREE, load<u16>(e + DSM_E_FREE) + 1);
     if (<u32>load<u16>(e + DSM_E_HINT) > i) store<u16>(e + DSM_E_HINT, <u16>i);
     if (load<u32>(e + DSM_E_COMMITTED) != DSM_NO_BLOCK) bump(S_D_PENDING_FREE, 1);
-    hostDataFreed(<u32>d, <u32>(d >> 32));
+    hostDataFreed(<u32>d, <u32>(d >> 32), 0, 0);
     markDirty(e);
   }
 }

@@ -23,9 +23,23 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-process.stdout.on('error', (e) => {
+// process.stdout is made on first use only (its stream modules cost a start-up ~5 ms; a command's lines go
+// straight to fd 1): the EPIPE handler is attached when it is made.
+const stdout = Object.getOwnPropertyDescriptor(process, 'stdout');
+const onStdoutError = (e) => {
   if (e?.code !== 'EPIPE') throw e;
-});
+};
+if (stdout?.get && stdout.configurable) {
+  Object.defineProperty(process, 'stdout', {
+    ...stdout,
+    get() {
+      Object.defineProperty(process, 'stdout', stdout);
+      const s = process.stdout;
+      s.on('error', onStdoutError);
+      return s;
+    },
+  });
+} else process.stdout.on('error', onStdoutError);
 
 const argv = process.argv.slice(2);
 const pkg = path.join(__dirname, '..');

@@ -39,6 +39,8 @@ const result = await build({
   // What import.meta.url becomes (a function named so that no bundled file shadows it, as `require` can be).
   banner: { js: "const __thinpoolFileUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   logLevel: 'warning',
+  // main.ts's version(): the package's version as a constant, rather than package.json read on every start.
+  define: { __THINPOOL_VERSION__: JSON.stringify(JSON.parse(await readFile(resolve(root, 'package.json'), 'utf8')).version) },
   plugins: [
     {
       name: 'thinpool',

@@ -9,7 +9,9 @@
  * data file's file system offers (FICLONERANGE reflink, copy_file_range, or read + write) and, for the same-run
  * baseline of the old path, once more in a child process without the native helper (THINPOOL_NO_NATIVE=1: read
  * + write through a buffer). Goal (issue 17): shared first write at most 2x the unshared write on any file
- * system, about 1x where extents can be shared.
+ * system, about 1x where extents can be shared. Columns `copy alone` and `floor`: the 64 KiB copy on a bare file
+ * of that file system (no pool), and (unshared write + copy alone) / unshared write: the ratio were the copy the
+ * engine's only extra work, which no work in the engine can take off.
  *
  * With THINPOOL_FIGURES_DIR set (and not --quick), writes $THINPOOL_FIGURES_DIR/cow.json for
  * scripts/render-figures.mjs.
@@ -19,7 +21,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FileDevice } from '../../src/io/file-device.js';
+import { FileDevice } from '../../src/io/file-device.js';
 import { ThinPool } from '../../src/index.js';
 import { BLOCK, QUICK, args, fmtNs, header, interleaved, note, rng, scratchDir, table, verdict, type Case } from './_lib.js';
 
@@ -33,6 +35,42 @@ interface Measured {
   unsharedNs: number;
   sharedNs: number;
   unprovisionedNs: number;
+  /** The copy alone: the device's copyWithin of a 64 KiB block into a fresh one, on a bare file of the same file system. */
+  copyNs: number;
+  /**
+   * The floor under the ratio: (unshared write + the copy alone) / unshared write, what a shared first write
+   * would cost were the copy the engine's only extra work.
+   */
+  floorRatio: number;
+}
+
+/** The copy alone (see Measured.copyNs): a bare FileDevice in dir, NBLK written blocks, copies into fresh ones. */
+async function copyAlone(dir: string): Promise<number> {
+  const dev = FileDevice.create(join(dir, 'floor'), NBLK * BLOCK * 2);
+  try {
+    const block = Buffer.alloc(BLOCK, 5);
+    for (let i = 0; i < NBLK; i++) dev.write(block, i * BLOCK);
+    dev.flush();
+    const piece = Buffer.alloc(4096, 3);
+    const cases: Case[] = [
+      {
+        name: 'in place',
+        run: (f, n) => {
+          for (let i = f; i < f + n; i++) dev.write(piece, (i % NBLK) * BLOCK + 8192);
+        },
+      },
+      {
+        name: 'copy',
+        run: (f, n) => {
+          for (let i = f; i < f + n; i++) dev.copyWithin((i % NBLK) * BLOCK, (NBLK + i) * BLOCK, BLOCK);
+        },
+      },
+    ];
+    const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
+    return res[1].nsPerOp;
+  } finally {
+    dev.close();
+  }
 }
 
 async function measure(dir: string): Promise<Measured> {
@@ -77,7 +115,9 @@ async function measure(dir: string): Promise<Measured> {
   const copies = (pool.storage.data as FileDevice).copies;
   const path = (Object.entries(copies) as Array<[string, number]>).sort((a, b) => b[1] - a[1])[0][0];
   pool.closeSync();
-  return { path, unsharedNs: res[0].nsPerOp, sharedNs: res[1].nsPerOp, unprovisionedNs: res[2].nsPerOp };
+  const copyNs = await copyAlone(dir);
+  const unsharedNs = res[0].nsPerOp;
+  return { path, unsharedNs, sharedNs: res[1].nsPerOp, unprovisionedNs: res[2].nsPerOp, copyNs, floorRatio: 1 + copyNs / unsharedNs };
 }
 
 /** Runs measure() in a child process on dir (optionally without the native helper); returns its figures. */
@@ -153,7 +193,7 @@ async function main(): Promise<void> {
     const t = loopFs(base, kind);
     if (t) targets.push({ fs: `${kind} (loop-mounted)`, dir: t.dir, remove: t.remove });
   }
-  const rows: Array<{ fs: string; path: string; unsharedNs: number; sharedNs: number; unprovisionedNs: number; ratio: number }> = [];
+  const rows: Array<Measured & { fs: string; ratio: number }> = [];
   try {
     for (const t of targets) {
       for (const noNative of [false, true]) {
@@ -168,7 +208,17 @@ async function main(): Promise<void> {
   }
   table(
     'First 4 KiB write into a shared 64 KiB block against a 4 KiB write into an unshared one (medians of rounds)',
-    ['file system', 'copy path', 'unshared write', 'shared first write', 'ratio', 'goal <= 2x', 'unprovisioned first write'],
+    [
+      'file system',
+      'copy path',
+      'unshared write',
+      'shared first write',
+      'ratio',
+      'goal <= 2x',
+      'unprovisioned first write',
+      'copy alone',
+      'floor',
+    ],
     rows.map((r) => [
       r.fs,
       r.path,
@@ -177,6 +227,8 @@ async function main(): Promise<void> {
       `${r.ratio.toFixed(2)}x`,
       r.path === 'read-write' ? '(old path, baseline)' : verdict(r.ratio, 2, false),
       fmtNs(r.unprovisionedNs),
+      fmtNs(r.copyNs),
+      `${r.floorRatio.toFixed(2)}x`,
     ]),
   );
   const figDir = process.env.THINPOOL_FIGURES_DIR;

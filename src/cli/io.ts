@@ -4,6 +4,7 @@
  *
  * This module must stay light: main.ts loads it on every start, so it imports nothing from the engine.
  */
+import { writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { formatSize as humanBytes } from '../sizes.js';
 
@@ -71,6 +72,36 @@ export function write(stream: Writable, text: string | Uint8Array): Promise<void
       stream.once('error', onError);
     }
   });
+}
+
+let stdoutMade = false;
+
+/**
+ * process.stdout, noted as made: from then on writeStdout() writes through it (never around what it may have queued).
+ * Making it costs a start-up its stream modules (~5 ms); a command that only prints a line never needs it.
+ */
+export function processStdout(): Writable & { isTTY?: boolean } {
+  stdoutMade = true;
+  return process.stdout;
+}
+
+/**
+ * Write a command's output to its stdout: straight to the descriptor (io.stdoutFd) while process.stdout has not
+ * been made, else through the stream (write()). A descriptor that refuses with EAGAIN (a pipe left non-blocking
+ * by another process) gets the rest through the stream; any other error (EPIPE) rejects, as the stream's does.
+ */
+export function writeStdout(io: CliIO, text: string | Uint8Array): Promise<void> {
+  const fd = io.stdoutFd;
+  if (fd === undefined || stdoutMade) return write(io.stdout, text);
+  const b = typeof text === 'string' ? Buffer.from(text) : text;
+  let done = 0;
+  try {
+    while (done < b.length) done += writeSync(fd, b, done, b.length - done);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return write(io.stdout, b.subarray(done));
+    return Promise.reject(e);
+  }
+  return Promise.resolve();
 }
 
 export type Align = 'left' | 'right';

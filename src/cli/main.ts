@@ -13,7 +13,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { CliError, type CliIO, type Ctx } from './io.js';
+import { CliError, type CliIO, type Ctx, processStdout } from './io.js';
 import { explainError } from '../messages.js';
 import { registry, SIZES, type RunState } from './define.js';
 import { defineVolumeCommands } from './commands-volumes.js';
@@ -24,7 +24,11 @@ import { defineCommandGroups } from './commands-groups.js';
 
 export type { CliIO } from './io.js';
 
+/** Set by the bundle (scripts/bundle-cli.mjs) to package.json's version: no file read at start-up. */
+declare const __THINPOOL_VERSION__: string | undefined;
+
 function version(): string {
+  if (typeof __THINPOOL_VERSION__ === 'string') return __THINPOOL_VERSION__;
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
     if (pkg.version) return pkg.version;
@@ -80,8 +84,13 @@ function build(ctx: Ctx, state: RunState, only?: string): Command {
 /** Run the command line argv; resolves to the exit status. */
 export async function main(argv: string[], io?: Partial<CliIO>): Promise<number> {
   const fullIo: CliIO = {
-    stdout: io?.stdout ?? process.stdout,
-    stderr: io?.stderr ?? process.stderr,
+    // Made only when a command asks for the stream: writeStdout() writes a command's lines straight to fd 1.
+    get stdout() {
+      return io?.stdout ?? processStdout();
+    },
+    get stderr() {
+      return io?.stderr ?? process.stderr; // made when something goes there (errors, warnings, progress)
+    },
     // Looked up only when a command reads it: making process.stdin turns a pipe on fd 0 non-blocking.
     get stdin() {
       return io?.stdin ?? process.stdin;

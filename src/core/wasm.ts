@@ -198,11 +198,18 @@ export class Core {
         },
       },
       host: {
+        // One signature for all, (i32, i32, i32, i32) -> i32 (assembly/block-access.ts): one wrapper to compile.
         node: (lo: number, hi: number, vs: number) => this.host.node(lo, hi, vs),
         block: (lo: number, hi: number, kind: number) => this.host.block(lo, hi, kind),
         create: (lo: number, hi: number, kind: number, vs: number) => this.host.create(lo, hi, kind, vs),
-        forget: (lo: number, hi: number) => this.host.forget(lo, hi),
-        dataFreed: (lo: number, hi: number) => this.host.dataFreed(lo, hi),
+        forget: (lo: number, hi: number) => {
+          this.host.forget(lo, hi);
+          return 0;
+        },
+        dataFreed: (lo: number, hi: number) => {
+          this.host.dataFreed(lo, hi);
+          return 0;
+        },
       },
     };
     const inst = instantiateSync<Record<string, unknown>>(module(), imports as never);

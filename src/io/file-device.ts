@@ -44,6 +44,14 @@ let fallocateMissing = false;
 /** How `discard` releases host space in this process: the native helper, util-linux fallocate(1), or not at all. */
 export type HolePunchPath = 'native' | 'fallocate' | 'none';
 
+/**
+ * node:child_process, loaded on the first punch that needs util-linux fallocate(1): it pulls in net and dgram,
+ * a cost every start-up of the CLI would pay for a fallback it rarely takes.
+ */
+function spawnSync(): typeof import('node:child_process').spawnSync {
+  return (createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')).spawnSync;
+}
+
 function onPath(name: string): boolean {
   if (fallocateMissing) return false;
   for (const dir of (process.env.PATH ?? '').split(':')) {
@@ -206,8 +214,7 @@ export class FileDevice implements BlockDevice {
       return false;
     }
     if (fallocateMissing) return false;
-    const { spawnSync } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
-    const r = spawnSync(
+    const r = spawnSync()(
       'fallocate',
       ['--punch-hole', '--keep-size', '--offset', String(offsetBytes), '--length', String(length), this.path],
       { stdio: 'ignore' },

@@ -9,12 +9,13 @@
  *   needs_check and leaves the pool read-only (spec 7.9); a clean error leaves the transaction as it was.
  * - `freeing` changes (delete, discard, shrink) skip the headroom check and may use the metadata reserve, so
  *   deleting volumes always makes room again.
- * - `commit()`: flush the data device, commit the metadata (superblock last, flushed), then publish the catalog,
- *   staged between "all blocks written and flushed" and "superblock written" with the fingerprint of the new
- *   superblock (two-phase, catalog.ts); then discard passdown of the blocks the commit freed. A failed commit
- *   aborts as above. In read-only mode, data written in place is still flushed.
+ * - `commit()`: flush the data device (when data was written or it grew since the last commit), commit the
+ *   metadata (superblock last, flushed), then publish the catalog, staged between "all blocks written and
+ *   flushed" and "superblock written" with the fingerprint of the new superblock (two-phase, catalog.ts); then
+ *   discard passdown of the blocks the commit freed. A failed commit aborts as above. In read-only mode, data
+ *   written in place is still flushed.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 import { ThinpoolError, isThinpoolError } from '../errors.js';
 import type { BlockDevice } from '../io/block-device.js';
 import { emptyCatalog } from './catalog.js';
@@ -28,7 +29,7 @@ const CLEAN_ERRORS = new Set(['EINVAL', 'EEXIST', 'ENOENT', 'EBUSY', 'ENOSPC_DAT
 export function superblockFingerprint(dev: BlockDevice): string {
   const b = new Uint8Array(512);
   dev.read(b, 0);
-  return createHash('sha256').update(b).digest('hex');
+  return sha256Hex(b);
 }
 
 /** Run a metadata change; on any failure except a clean out-of-space, abort and go read-only (spec 7.9). */
@@ -101,7 +102,9 @@ export function commit(s: PoolState): void {
     return;
   }
   try {
-    s.storage.data.flush();
+    // Data before the mappings that point at it. Nothing written since the last commit (a snapshot, a delete, a
+    // rename): nothing of this transaction's can be unflushed, and the sync is skipped.
+    if (s.dataDirty) s.storage.data.flush();
     s.dataDirty = false;
     stageThenCommit(s, s.catalogDirty);
     s.catalogDirty = false;
@@ -127,7 +130,7 @@ function stageThenCommit(s: PoolState, catalogChanged: boolean): void {
   md.commit(
     catalogChanged
       ? (sbBytes) => {
-          const fp = createHash('sha256').update(sbBytes.subarray(0, 512)).digest('hex');
+          const fp = sha256Hex(sbBytes.subarray(0, 512));
           s.storage.catalog.stage(s.catalog, fp);
         }
       : undefined,

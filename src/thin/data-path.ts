@@ -205,16 +205,18 @@ export class DataPath {
   private writeBlock(id: number, vblock: number, within: number, part: Uint8Array, m: (Mapping & { shared: boolean }) | null): void {
     const s = this.s;
     const md = s.md;
-    s.dataDirty = true;
     const bs = s.blockSize;
     const data = s.storage.data;
     if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
     if (m && !m.shared && md.mode !== 'fail') {
+      s.dataDirty = true;
       data.write(part, m.dblock * bs + within); // in place; read-only mode still writes unshared mapped blocks
       return;
     }
     if (md.mode !== 'write') change(s, () => undefined); // refuses with the mode's error
     const dblock = this.allocDataBlock();
+    // Set after the allocation, which may commit (auto-extend, reclaiming freed blocks): that commit clears it.
+    s.dataDirty = true;
     try {
       const pristine = s.highWater.isPristine(dblock);
       s.highWater.beforeWrite(dblock);
@@ -256,12 +258,12 @@ export class DataPath {
       this.writeBlock(id, vblock, 0, buf.subarray(0, bs), null);
       return bs;
     }
-    s.dataDirty = true;
     const dblocks = change(s, () => {
       const out: number[] = [];
       for (let i = 0; i < k; i++) out.push(md.allocDataBlock());
       return out;
     });
+    s.dataDirty = true; // after change(), which may commit (metadata headroom) and so clear it
     try {
       for (const d of dblocks) s.highWater.beforeWrite(d);
       for (let i = 0; i < k; ) {

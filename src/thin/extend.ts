@@ -35,6 +35,7 @@ export function grow(s: PoolState, opts: ExtendOptions, auto: boolean): void {
     }
     if (nr > old) {
       s.storage.data.resize(nr * bs);
+      s.dataDirty = true; // the commit's data flush makes the new size durable before the metadata claims it
       change(s, () => s.md.extendData(nr));
       commit(s);
       s.events.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr, auto });

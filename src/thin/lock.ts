@@ -5,11 +5,20 @@
  * pool locked. No dependency: flock is not in node:fs. A lock taken over from a holder that died says so
  * (`tookOverStale`): that holder stopped without closing the pool, so it may have written data it never committed.
  */
-import { closeSync, openSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
 
 const openHere = new Set<string>();
+
+/** Remove the lock file if it is there (unlinkSync, not rmSync: rmSync loads node's rimraf on every release). */
+function removeLockFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
 
 function startTime(pid: number): string {
   try {
@@ -54,7 +63,7 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
       return {
         release: () => {
           openHere.delete(real);
-          rmSync(path, { force: true });
+          removeLockFile(path);
         },
         tookOverStale,
       };
@@ -82,7 +91,7 @@ export function lockPool(dir: string, opts: { readOnly?: boolean } = {}): PoolLo
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid, started)) {
       throw new ThinpoolError('EBUSY', `pool ${dir} is open in process ${pid}`);
     }
-    rmSync(path, { force: true }); // stale: its holder is gone
+    removeLockFile(path); // stale: its holder is gone
     tookOverStale = true;
   }
   throw new ThinpoolError('EBUSY', `cannot take the lock of pool ${dir}`);

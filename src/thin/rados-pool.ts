@@ -18,7 +18,7 @@
  *   "admin"), as the rbd tool; every OSD request is bounded by `osdTimeoutSeconds` (EIO "timed out").
  * - librados is loaded only here (through librados.ts): file pools never load it.
  */
-import { hostname } from 'node:os';
+import { createRequire } from 'node:module';
 import { ThinpoolError } from '../errors.js';
 import type { BlockDevice } from '../io/block-device.js';
 import { RadosCluster, type RadosIoctx, type Locker } from '../io/librados.js';
@@ -183,6 +183,11 @@ function readHeader(io: RadosIoctx, name: string): Header | null {
   } catch {
     return null;
   }
+}
+
+/** The host's name, from node:os loaded here only: every start-up of the CLI would load it for file pools too. */
+function hostname(): string {
+  return (createRequire(import.meta.url)('node:os') as typeof import('node:os')).hostname();
 }
 
 /** Take the write lock on the header (creating the object if needed); EBUSY naming the holder. */

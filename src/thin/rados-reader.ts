@@ -23,7 +23,7 @@
  *   must still equal it. Otherwise the read fails with ESTALE: the reader reopens (or reads a held root, which
  *   lasts while it is held). Writes are refused (EROFS).
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 import { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
 import type { AsyncBlockDevice, BlockDevice } from '../io/block-device.js';
@@ -204,5 +204,5 @@ export function openReaderView(
 
 /** The fingerprint commit.ts ties a staged catalog to (sha256 of the superblock's first 512 bytes). */
 function superblockHash(b: Uint8Array): string {
-  return createHash('sha256').update(b.subarray(0, 512)).digest('hex');
+  return sha256Hex(b.subarray(0, 512));
 }

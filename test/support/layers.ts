@@ -20,7 +20,7 @@ export const MAX_LINES = 500;
  * src/; a pattern ending in '/' names a folder. Keep in step with the diagram in docs/architecture.md.
  */
 export const LAYERS: Array<{ name: string; files: string[] }> = [
-  { name: 'base (errors, sizes, messages)', files: ['errors.ts', 'sizes.ts', 'messages.ts'] },
+  { name: 'base (errors, sizes, messages, sha256)', files: ['errors.ts', 'sizes.ts', 'messages.ts', 'sha256.ts'] },
   { name: 'io', files: ['io/'] },
   { name: 'core', files: ['core/'] },
   { name: 'block cache', files: ['pd/block-cache.ts', 'pd/block-kinds.ts', 'pd/slot-table.ts'] },

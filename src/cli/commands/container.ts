@@ -3,7 +3,7 @@
  * container's pool volume (the one `thinpool map`, `serve` and `export` take); `export` writes a container's disk
  * by the container's name.
  */
-import { UsageError, formatTable, write } from '../io.js';
+import { UsageError, formatTable, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
 import { ImageStore } from '../../images/images.js';
@@ -33,7 +33,7 @@ export async function create(ctx: Ctx, [dir, image, name]: string[]): Promise<nu
   usage(checkContainerName, name);
   const t0 = performance.now();
   await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).createContainer(image, name)));
-  await write(ctx.io.stdout, `created container ${name} from image ${image} (${(performance.now() - t0).toFixed(0)} ms)\n`);
+  await writeStdout(ctx.io, `created container ${name} from image ${image} (${(performance.now() - t0).toFixed(0)} ms)\n`);
   return 0;
 }
 
@@ -46,8 +46,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     });
   });
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       JSON.stringify(
         rows.map((r) => ({
           name: r.name,
@@ -64,8 +64,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     );
     return 0;
   }
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(
       ['NAME', 'IMAGE', 'VOLUME', 'CREATED', 'SIZE'],
       rows.map((r) => [
@@ -83,7 +83,7 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
 
 export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
   const freed = await withPool(ctx, dir, 'write', (pool) => run(dir, () => new ImageStore(pool).removeContainer(name)));
-  await write(ctx.io.stdout, `removed container ${name} (${humanSize(freed)} freed)\n`);
+  await writeStdout(ctx.io, `removed container ${name} (${humanSize(freed)} freed)\n`);
   return 0;
 }
 
@@ -96,17 +96,17 @@ export async function commit(ctx: Ctx, [dir, name, image]: string[], opts: Recor
       }),
     ),
   );
-  await write(ctx.io.stdout, `committed container ${name} as image ${image} (${im.id.slice(7, 19)}, ${im.chainIds.length} layers)\n`);
+  await writeStdout(ctx.io, `committed container ${name} as image ${image} (${im.id.slice(7, 19)}, ${im.chainIds.length} layers)\n`);
   return 0;
 }
 
 export async function diff(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const changes = await withPool(ctx, dir, 'read', (pool) => run(dir, () => new ImageStore(pool).diff(name)));
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(changes, null, 2) + '\n');
+    await writeStdout(ctx.io, JSON.stringify(changes, null, 2) + '\n');
     return 0;
   }
-  await write(ctx.io.stdout, changes.map((c) => `${c.kind} ${c.path}\n`).join(''));
+  await writeStdout(ctx.io, changes.map((c) => `${c.kind} ${c.path}\n`).join(''));
   return 0;
 }
 

@@ -3,7 +3,7 @@ import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync
 import { dirname, basename, join } from 'node:path';
 import { isZero, readFull, writeFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
-import { CliError, Progress, UsageError, q, write as writeOut } from '../io.js';
+import { CliError, Progress, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import type { ThinPool } from '../../thin/pool.js';
 import type { Volume } from '../../thin/volume.js';
@@ -156,7 +156,7 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
       },
       { interruptible: true, releaseOnError: () => wroteData },
     );
-    await writeOut(ctx.io.stdout, `wrote ${written.n} bytes to ${q(written.label)} at offset ${offset}\n`);
+    await writeStdout(ctx.io, `wrote ${written.n} bytes to ${q(written.label)} at offset ${offset}\n`);
   } finally {
     input?.close();
     if (fd >= 0) closeSync(fd);
@@ -328,8 +328,8 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
       },
       { interruptible: true, releaseOnError: () => wroteData },
     );
-    await writeOut(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       `imported ${q(image)} as volume ${name} (id ${res.id}, ${humanSize(size)}): ${res.written} of ${res.blocks} blocks provisioned (${humanSize(res.written * res.bs)}), all-zero blocks left unprovisioned\n`,
     );
   } finally {
@@ -410,8 +410,8 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
     }
     return { label: vol.label, size, dataBlocks, bs };
   });
-  await writeOut(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `exported ${q(res.label)} to ${q(file)}: ${humanSize(res.size)}, ${res.dataBlocks} blocks of data (${humanSize(res.dataBlocks * res.bs)}), the rest sparse\n`,
   );
   return 0;

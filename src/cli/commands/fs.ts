@@ -1,6 +1,6 @@
 /** fs ls, cat, put, rm: files inside the ext4 filesystem of a volume, image or container (no mount). */
 import { readFileSync } from 'node:fs';
-import { CliError, UsageError, formatTable, q, write } from '../io.js';
+import { CliError, UsageError, formatTable, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { resolvePath, withPool } from '../pool.js';
 import { ImageStore } from '../../images/images.js';
@@ -62,17 +62,17 @@ export async function ls(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
     ),
   );
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(rows, null, 2) + '\n');
+    await writeStdout(ctx.io, JSON.stringify(rows, null, 2) + '\n');
     return 0;
   }
   const name = (s: FsStat): string =>
     (opts.recursive ? s.path : s.path.slice(s.path.lastIndexOf('/') + 1)) + (s.type === 'symlink' ? ` -> ${s.target}` : '');
   if (!opts.long) {
-    await write(ctx.io.stdout, rows.map((s) => `${name(s)}\n`).join(''));
+    await writeStdout(ctx.io, rows.map((s) => `${name(s)}\n`).join(''));
     return 0;
   }
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(
       ['MODE', 'UID', 'GID', 'SIZE', 'NAME'],
       rows.map((s) => [modeString(s), String(s.uid), String(s.gid), String(s.size), name(s)]),
@@ -92,7 +92,7 @@ export async function cat(ctx: Ctx, [dir, ref, path]: string[]): Promise<number>
           const st = await fs.lstat(p);
           if (!st) throw new CliError(`no such file ${q(p)} in ${q(ref)}`);
           if (st.type !== 'file') throw new CliError(`${q(p)} in ${q(ref)} is a ${st.type === 'dir' ? 'directory' : st.type}, not a file`);
-          for await (const chunk of fs.readChunks(p)) await write(ctx.io.stdout, chunk);
+          for await (const chunk of fs.readChunks(p)) await writeStdout(ctx.io, chunk);
         },
         { readOnly: true },
       ),
@@ -126,7 +126,7 @@ export async function put(ctx: Ctx, [dir, ref, path, file]: string[], opts: Reco
     refuseCommitted(store, ref);
     await run(dir, () => withFs(store.resolveVolume(ref), (fs) => fs.writeFile(p, data, { mode })));
   });
-  await write(ctx.io.stdout, `wrote ${data.length} bytes to ${p} in ${ref}\n`);
+  await writeStdout(ctx.io, `wrote ${data.length} bytes to ${p} in ${ref}\n`);
   return 0;
 }
 
@@ -146,6 +146,6 @@ export async function rm(ctx: Ctx, [dir, ref, path]: string[], opts: Record<stri
       }),
     );
   });
-  await write(ctx.io.stdout, `removed ${p} from ${ref}\n`);
+  await writeStdout(ctx.io, `removed ${p} from ${ref}\n`);
   return 0;
 }

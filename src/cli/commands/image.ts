@@ -1,5 +1,5 @@
 /** image import, ls, history, rm: images as stacks of committed thin snapshots. */
-import { CliError, UsageError, formatTable, q, write } from '../io.js';
+import { CliError, UsageError, formatTable, q, writeStdout } from '../io.js';
 import { ThinpoolError } from '../../errors.js';
 import type { Ctx } from '../io.js';
 import { checkpoint, humanSize, resolvePath, sizeArg, withPool } from '../pool.js';
@@ -89,14 +89,14 @@ export async function importImage(ctx: Ctx, args: string[], opts: Record<string,
     { interruptible: true },
   );
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json({ name, id: r.image.id, layers: r.image.chainIds, applied: r.applied, reused: r.reused, bytes: r.bytes }),
     );
     return 0;
   }
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `imported image ${name} (${short(r.image.id, false)}): ${r.image.chainIds.length} layers, ${r.applied} applied, ${r.reused} reused, ${humanSize(r.bytes)} of files\n`,
   );
   return 0;
@@ -108,8 +108,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     return store.images().map((im) => ({ ...im, size: store.layerSizes(im).reduce((a, b) => a + b, 0) }));
   });
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json(
         rows.map((r) => ({
           name: r.name,
@@ -123,8 +123,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     );
     return 0;
   }
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(
       ['NAME', 'IMAGE ID', 'LAYERS', 'SIZE', 'CREATED'],
       rows.map((r) => [r.name, short(r.id, opts.trunc === false), String(r.chainIds.length), humanSize(r.size), when(r.created)]),
@@ -137,8 +137,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
 export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const rows = await withPool(ctx, dir, 'read', (pool) => new ImageStore(pool).history(name));
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json(
         rows.map((r) => ({
           layer: r.layer,
@@ -155,8 +155,8 @@ export async function history(ctx: Ctx, [dir, name]: string[], opts: Record<stri
     const t = (s ?? '').replace(/\s+/g, ' ');
     return opts.trunc === false || t.length <= 45 ? t : `${t.slice(0, 44)}…`;
   };
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(
       ['LAYER', 'CREATED', 'CREATED BY', 'SIZE'],
       rows.map((r) => [
@@ -177,7 +177,7 @@ export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
       throw imagesError(e, dir);
     }),
   );
-  await write(ctx.io.stdout, `removed image ${name} (${humanSize(freed)} freed)\n`);
+  await writeStdout(ctx.io, `removed image ${name} (${humanSize(freed)} freed)\n`);
   return 0;
 }
 

@@ -3,7 +3,7 @@
  * prints what it read (one JSON document with --json where offered) and changes nothing on disk.
  */
 import type { ThinPool } from '../../thin/pool.js';
-import { formatTable, write } from '../io.js';
+import { formatTable, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { humanSize, withPool } from '../pool.js';
 import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
@@ -91,7 +91,7 @@ function treeJson(vols: Listed[]): unknown[] {
 export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const vols = await withPool(ctx, dir, 'read', (pool) => pool.list());
   if (opts.json) {
-    await write(ctx.io.stdout, json(opts.tree ? treeJson(vols) : vols.map(lsJson)));
+    await writeStdout(ctx.io, json(opts.tree ? treeJson(vols) : vols.map(lsJson)));
     return 0;
   }
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
@@ -107,8 +107,8 @@ export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown
     v.createdAt ? v.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
     v.readOnly ? 'ro' : 'rw',
   ]);
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(['NAME', 'ID', 'SIZE', 'MAPPED', 'EXCLUSIVE', 'SHARED', 'ORIGIN', 'CREATED', 'MODE'], rows, [
       'left',
       'right',
@@ -135,8 +135,8 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
   const bs = st.blockSize;
   const pct = (u: number, t: number): string => (t === 0 ? '0.0' : ((u / t) * 100).toFixed(1));
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json({
         blockSize: bs,
         data: {
@@ -187,15 +187,15 @@ export async function status(ctx: Ctx, [dir]: string[], opts: Record<string, unk
     ['hole punching', holePunchText(holePunchPath())],
     ['mode', poolMode(st) + (st.needsCheck ? ' (needs_check is set: run "thinpool check")' : '')],
   ];
-  await write(ctx.io.stdout, rows.map(([k, v]) => `${(k + ':').padEnd(19)}${v}`).join('\n') + '\n');
+  await writeStdout(ctx.io, rows.map(([k, v]) => `${(k + ':').padEnd(19)}${v}`).join('\n') + '\n');
   return 0;
 }
 
 export async function map(ctx: Ctx, [dir, name]: string[], opts: Record<string, unknown>): Promise<number> {
   const { extents, bs } = await withPool(ctx, dir, 'read', (pool) => ({ extents: pool.volume(name).map(), bs: pool.blockSize }));
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json(
         extents.map((e) => ({
           offsetBytes: e.offsetBytes,
@@ -216,8 +216,8 @@ export async function map(ctx: Ctx, [dir, name]: string[], opts: Record<string, 
     String(e.lengthBytes / bs),
     String(e.dblock),
   ]);
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(['OFFSET', 'LENGTH', 'VBLOCK', 'BLOCKS', 'DATA_BLOCK'], rows, ['right', 'right', 'right', 'right', 'right']),
   );
   return 0;
@@ -227,16 +227,16 @@ export async function diff(ctx: Ctx, [dir, a, b]: string[], opts: Record<string,
   const { ranges, bs } = await withPool(ctx, dir, 'read', (pool) => ({ ranges: pool.diff(a, b), bs: pool.blockSize }));
   const shown = opts.all ? ranges : ranges.filter((r) => r.kind !== 'same');
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       json(shown.map((r) => ({ kind: r.kind, begin: r.begin, length: r.length, offsetBytes: r.begin * bs, lengthBytes: r.length * bs }))),
     );
     return 0;
   }
   const sz = (n: number): string => (opts.bytes ? String(n) : humanSize(n));
   const rows = shown.map((r) => [r.kind, String(r.begin), String(r.length), sz(r.begin * bs), sz(r.length * bs)]);
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     formatTable(['KIND', 'BEGIN', 'BLOCKS', 'OFFSET', 'LENGTH'], rows, ['left', 'right', 'right', 'right', 'right']),
   );
   return 0;

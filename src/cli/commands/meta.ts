@@ -14,7 +14,7 @@ import { restoreMetadataStream, type RestoreStats } from '../../thin/restore.js'
 import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
 import { createHash } from 'node:crypto';
 import { countXmlMappings, spool, xmlPieces } from '../xml-source.js';
-import { CliError, UsageError, q, write } from '../io.js';
+import { CliError, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { cephOptions, explained, humanSize, resolvePath, sizeArg } from '../pool.js';
 import { isRadosAddress, readRadosMetadata } from '../../thin/rados-pool.js';
@@ -218,7 +218,7 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
   const warnings = [...report!.warnings, ...extra.warnings];
   const ok = errors.length === 0;
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify({ ok, errors, warnings, stats: report!.stats }, null, 2) + '\n');
+    await writeStdout(ctx.io, JSON.stringify({ ok, errors, warnings, stats: report!.stats }, null, 2) + '\n');
   } else {
     const lines = [...errors.map((i) => `error: ${describeIssue(i)}`), ...warnings.map((i) => `warning: ${describeIssue(i)}`)];
     const s = report!.stats;
@@ -227,7 +227,7 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
         ? `${pool}: OK: ${s.devices} volumes, ${s.mappings} mappings, ${s.metadataBlocksUsed} metadata blocks and ${s.dataBlocksUsed} data blocks in use`
         : `${pool}: DAMAGED: ${errors.length} error${errors.length === 1 ? '' : 's'}`,
     );
-    await write(ctx.io.stdout, lines.join('\n') + '\n');
+    await writeStdout(ctx.io, lines.join('\n') + '\n');
   }
   if (!ok) {
     const first = describeIssue(errors[0]);
@@ -253,10 +253,10 @@ export async function dump(ctx: Ctx, [pool]: string[], opts: Record<string, unkn
       if (outPath !== undefined) out = openSync(outPath, 'w');
       // Each piece is a view of one reused buffer: written before the next is made (or copied for a stream
       // that keeps it, as tests' streams do).
-      const direct = out ?? (ctx.io.stdout === process.stdout ? 1 : undefined);
+      const direct = out ?? ctx.io.stdoutFd;
       for (let p = first; p.done !== true; p = pieces.next()) {
         if (direct !== undefined) writeFully(direct, p.value);
-        else await write(ctx.io.stdout, Buffer.from(p.value));
+        else await writeStdout(ctx.io, Buffer.from(p.value));
       }
     } finally {
       dev.close();
@@ -388,8 +388,8 @@ async function restoreFrom(ctx: Ctx, xmlFile: string, src: string, pool: string,
     lock?.release();
   }
   const bs = stats.dataBlockSize * 512;
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `restored ${q(xmlFile)} into pool ${pool}: ${stats.devices} volumes, ${stats.mappings} mappings, ${humanSize(stats.nrDataBlocks * bs)} of data (${stats.nrDataBlocks} blocks of ${humanSize(bs)}), ${humanSize(mdBytes)} of metadata\n`,
   );
   return 0;

@@ -2,7 +2,7 @@
 import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { breakRadosLock, isRadosAddress, listRadosPools, readRadosMetadata } from '../../thin/rados-pool.js';
-import { CliError, UsageError, formatTable, q, write } from '../io.js';
+import { CliError, UsageError, formatTable, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { cephOptions, explained, requirePoolDir, resolvePath } from '../pool.js';
 
@@ -15,7 +15,7 @@ export async function lsPools(ctx: Ctx, [where]: string[], opts: Record<string, 
     throw explained(e, where);
   }
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(pools, null, 2) + '\n');
+    await writeStdout(ctx.io, JSON.stringify(pools, null, 2) + '\n');
     return 0;
   }
   const rows = pools.map((p) => [
@@ -23,7 +23,7 @@ export async function lsPools(ctx: Ctx, [where]: string[], opts: Record<string, 
     p.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     p.holder === null ? '-' : `pid ${p.holder.pid} on ${p.holder.host} since ${p.holder.since}`,
   ]);
-  await write(ctx.io.stdout, formatTable(['POOL', 'CREATED', 'WRITER'], rows));
+  await writeStdout(ctx.io, formatTable(['POOL', 'CREATED', 'WRITER'], rows));
   return 0;
 }
 
@@ -36,12 +36,12 @@ export async function lockBreak(ctx: Ctx, [pool]: string[], opts: Record<string,
   } catch (e) {
     throw explained(e, pool);
   }
-  if (opts.json) await write(ctx.io.stdout, JSON.stringify(broken, null, 2) + '\n');
-  else if (broken.length === 0) await write(ctx.io.stdout, `${pool}: nobody held the write lock\n`);
+  if (opts.json) await writeStdout(ctx.io, JSON.stringify(broken, null, 2) + '\n');
+  else if (broken.length === 0) await writeStdout(ctx.io, `${pool}: nobody held the write lock\n`);
   else
     for (const h of broken)
-      await write(
-        ctx.io.stdout,
+      await writeStdout(
+        ctx.io,
         `${pool}: fenced ${h.client} at ${h.addr} (process ${h.pid} on ${h.host} since ${h.since}) and removed its lock\n`,
       );
   return 0;

@@ -1,5 +1,5 @@
 /** trim, extend, space: managing a pool's space (issue 9). */
-import { CliError, Progress, UsageError, q, write } from '../io.js';
+import { CliError, Progress, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { humanSize, sizeArg, withPool } from '../pool.js';
 
@@ -15,7 +15,7 @@ export async function trim(ctx: Ctx, [dir]: string[]): Promise<number> {
     if (warned) throw new CliError(`${warned}: nothing was released`);
     return { released: n, bs: pool.blockSize };
   });
-  await write(ctx.io.stdout, `released ${released} unused blocks (${humanSize(released * bs)}) of ${q(dir)}'s data file\n`);
+  await writeStdout(ctx.io, `released ${released} unused blocks (${humanSize(released * bs)}) of ${q(dir)}'s data file\n`);
   return 0;
 }
 
@@ -44,8 +44,8 @@ export async function extend(ctx: Ctx, [dir]: string[], opts: Record<string, unk
     pool.extendSync({ size, metadataSize });
     return { before, after: pool.status(), bs: pool.blockSize };
   });
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `data: ${humanSize(st.before.dataBlocks.total * st.bs)} -> ${humanSize(st.after.dataBlocks.total * st.bs)}\n` +
       `metadata: ${humanSize(st.before.metadataBlocks.total * 4096)} -> ${humanSize(st.after.metadataBlocks.total * 4096)}\n`,
   );
@@ -112,12 +112,12 @@ export async function space(ctx: Ctx, [dir]: string[], opts: Record<string, unkn
     });
   });
   if (opts.json) {
-    await write(ctx.io.stdout, JSON.stringify(settings, null, 2) + '\n');
+    await writeStdout(ctx.io, JSON.stringify(settings, null, 2) + '\n');
     return 0;
   }
   const ae = settings.autoExtend;
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `discard passdown:    ${settings.discardPassdown ? 'on' : 'off'}\n` +
       `data thresholds:     ${settings.thresholds.data.join(', ')} %\n` +
       `metadata thresholds: ${settings.thresholds.metadata.join(', ')} %\n` +

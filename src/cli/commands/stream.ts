@@ -12,7 +12,7 @@ import { basename, dirname } from 'node:path';
 import { decodeDiff } from '../../stream/rbd-diff.js';
 import { receive as receiveStream } from '../../stream/receive.js';
 import { planSend, sendStream } from '../../stream/send.js';
-import { CliError, Progress, UsageError, q, write } from '../io.js';
+import { CliError, Progress, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { parseLabels } from '../labels.js';
 import { checkName, explained, humanSize, requirePoolDir, resolvePath, withPool } from '../pool.js';
@@ -52,7 +52,7 @@ export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<str
     try {
       for await (const chunk of sendStream(pool, snapshot, { from: opts.from as string | undefined, version }, (d) => progress.update(d))) {
         if (fd >= 0) writeAll(fd, chunk);
-        else await write(ctx.io.stdout, chunk);
+        else await writeStdout(ctx.io, chunk);
         bytes += chunk.length;
       }
       progress.done();
@@ -78,8 +78,8 @@ export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<str
   if (out !== undefined) {
     const p = res.plan;
     if (opts.json) {
-      await write(
-        ctx.io.stdout,
+      await writeStdout(
+        ctx.io,
         JSON.stringify(
           {
             snapshot: p.snapshot,
@@ -96,8 +96,8 @@ export async function send(ctx: Ctx, [dir, snapshot]: string[], opts: Record<str
         ) + '\n',
       );
     } else {
-      await write(
-        ctx.io.stdout,
+      await writeStdout(
+        ctx.io,
         `sent ${q(p.snapshot)}${p.base !== undefined ? ` since ${q(p.base)}` : ''} to ${q(opts.output as string)}: ${humanSize(res.bytes)} stream, ${humanSize(p.dataBytes)} of data, ${humanSize(p.zeroBytes)} zeroed\n`,
       );
     }
@@ -164,8 +164,8 @@ export async function receive(ctx: Ctx, [dir, name]: string[], opts: Record<stri
       }
     });
     if (opts.json) {
-      await write(
-        ctx.io.stdout,
+      await writeStdout(
+        ctx.io,
         JSON.stringify(
           {
             name: res.name,
@@ -182,8 +182,8 @@ export async function receive(ctx: Ctx, [dir, name]: string[], opts: Record<stri
         ) + '\n',
       );
     } else {
-      await write(
-        ctx.io.stdout,
+      await writeStdout(
+        ctx.io,
         `received ${q(res.name)} (id ${res.id}, ${humanSize(res.sizeBytes)})${res.base !== undefined ? ` as a snapshot of ${q(res.base)}` : ''}: ${humanSize(res.dataBytes)} of data, ${humanSize(res.zeroBytes)} zeroed\n`,
       );
     }

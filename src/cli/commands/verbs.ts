@@ -5,7 +5,7 @@
  * durable, so a refused command leaves the pool byte-identical.
  */
 import { isThinpoolError } from '../../errors.js';
-import { CliError, UsageError, q, write, type Ctx } from '../io.js';
+import { CliError, UsageError, q, type Ctx, writeStdout } from '../io.js';
 import { parseLabels, parseUnlabels } from '../labels.js';
 import { checkName, humanSize, withPool } from '../pool.js';
 
@@ -22,8 +22,8 @@ export async function rename(ctx: Ctx, [dir, from, to]: string[], opts: Record<s
     pool.commitSync();
     return { id: vol.id, old };
   });
-  if (opts.json) await write(ctx.io.stdout, json({ id: res.id, from: res.old, to }));
-  else await write(ctx.io.stdout, `renamed ${q(res.old)} to ${q(to)} (id ${res.id})\n`);
+  if (opts.json) await writeStdout(ctx.io, json({ id: res.id, from: res.old, to }));
+  else await writeStdout(ctx.io, `renamed ${q(res.old)} to ${q(to)} (id ${res.id})\n`);
   return 0;
 }
 
@@ -48,10 +48,10 @@ export async function rollback(ctx: Ctx, [dir, volume, snapshot]: string[], opts
       sizeBytes: vol.sizeBytes,
     };
   });
-  if (opts.json) await write(ctx.io.stdout, json(res));
+  if (opts.json) await writeStdout(ctx.io, json(res));
   else
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       `rolled ${q(res.volume)} back to ${q(res.snapshot)} (id ${res.id}, ${humanSize(res.sizeBytes)}; ${humanSize(res.freedBytes)} freed)\n`,
     );
   return 0;
@@ -80,13 +80,13 @@ export async function set(ctx: Ctx, [dir, volume]: string[], opts: Record<string
     pool.commitSync();
     return { id: vol.id, name: vol.label, readOnly: vol.readOnly, labels };
   });
-  if (opts.json) await write(ctx.io.stdout, json(res));
+  if (opts.json) await writeStdout(ctx.io, json(res));
   else {
     const l = Object.entries(res.labels)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    await write(
-      ctx.io.stdout,
+    await writeStdout(
+      ctx.io,
       `${q(res.name)} (id ${res.id}): ${res.readOnly ? 'read-only' : 'writable'}${l ? `, labels ${l}` : ', no labels'}\n`,
     );
   }

@@ -6,7 +6,7 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../thin/pool.js';
 import { allocatedBytes, holePunchPath } from '../../io/file-device.js';
-import { CliError, UsageError, q, write } from '../io.js';
+import { CliError, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import { isRadosAddress } from '../../thin/rados-pool.js';
 import { cephOptions, checkName, explained, humanSize, resolvePath, sizeArg, withPool, blocksNeeded, preflightSpace } from '../pool.js';
@@ -66,8 +66,8 @@ export async function init(ctx: Ctx, [dir]: string[], opts: Record<string, unkno
 async function created(ctx: Ctx, dir: string, pool: ThinPool): Promise<number> {
   const st = pool.status();
   pool.closeSync();
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `created pool ${dir}: ${humanSize(st.dataBlocks.total * st.blockSize)} of data (${st.dataBlocks.total} blocks of ${humanSize(st.blockSize)}), ${humanSize(st.metadataBlocks.total * 4096)} of metadata\n`,
   );
   return 0;
@@ -79,7 +79,7 @@ export async function create(ctx: Ctx, [dir, name]: string[], opts: Record<strin
   if (size % 512 !== 0) throw new UsageError(`--size ${opts.size as string} must be a multiple of 512 bytes`);
   const labels = parseLabels(opts.label);
   const id = await withPool(ctx, dir, 'write', (pool) => pool.createThinSync(name, { size, labels }).id);
-  await write(ctx.io.stdout, `created volume ${name} (id ${id}, ${humanSize(size)})\n`);
+  await writeStdout(ctx.io, `created volume ${name} (id ${id}, ${humanSize(size)})\n`);
   return 0;
 }
 
@@ -87,7 +87,7 @@ export async function snapshot(ctx: Ctx, [dir, origin, name]: string[], opts: Re
   checkName(name, 'snapshot name');
   const labels = parseLabels(opts.label);
   const id = await withPool(ctx, dir, 'write', (pool) => pool.snapshotSync(origin, name, { labels, readOnly: opts.readOnly === true }).id);
-  await write(ctx.io.stdout, `created ${opts.readOnly ? 'read-only ' : ''}snapshot ${name} of ${origin} (id ${id})\n`);
+  await writeStdout(ctx.io, `created ${opts.readOnly ? 'read-only ' : ''}snapshot ${name} of ${origin} (id ${id})\n`);
   return 0;
 }
 
@@ -125,8 +125,8 @@ export async function remove(ctx: Ctx, [dir, name]: string[]): Promise<number> {
       'none returned to the host: hole punching is unavailable here (install util-linux or build the native helper; see "thinpool status")';
   else
     host = `none returned to the host: the file system of ${q(dir)} refused to punch holes (the blocks stay allocated but are reused by the pool)`;
-  await write(
-    ctx.io.stdout,
+  await writeStdout(
+    ctx.io,
     `deleted volume ${q(freed.label)}: ${humanSize(poolFreed)} freed in the pool${poolFreed === 0 ? ' (every block is shared with another volume)' : ''}, ${host}\n`,
   );
   return 0;
@@ -143,6 +143,6 @@ export async function resize(ctx: Ctx, [dir, name]: string[], opts: Record<strin
     pool.resizeSync(vol.id, size);
     return old;
   });
-  await write(ctx.io.stdout, `resized volume ${name} from ${humanSize(old)} to ${humanSize(size)}\n`);
+  await writeStdout(ctx.io, `resized volume ${name} from ${humanSize(old)} to ${humanSize(size)}\n`);
   return 0;
 }
