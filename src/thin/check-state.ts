@@ -10,7 +10,8 @@
  *   the size of the data device: per metadata block one byte of state (the tree kind of a validated node,
  *   damaged, a level-1 leaf whose entries were counted) and 4 bytes of expected count; a node summary is kept
  *   only for nodes the metadata space map counts as shared (count > 1). Expected data counts are kept for one
- *   window of `windowBlocks` data blocks at a time (1 byte each, counts above 254 in an overflow map): the
+ *   window of `windowBlocks` data blocks at a time (2 bits each like dm-thin's bitmaps, counts of 3 and more
+ *   in an overflow map, as many entries as the data ref-count tree holds on a sound pool): the
  *   first window is counted during the tree walks, each further one by reading the counted level-1 leaves
  *   again (`countWindow`, in metadata block order).
  * - `walk` validates a tree (beyond what the block cache checks on read: min entries, parent keys, leaf key order
@@ -107,8 +108,8 @@ const DAMAGED = 0x40;
 /** A level-1 leaf whose entries were counted as data references (read again by countWindow). */
 const COUNTED = 0x80;
 
-/** Default data blocks per window of expected data counts (4 MiB of counts; 256 GiB of data at 64 KiB). */
-export const DEFAULT_WINDOW_BLOCKS = 1 << 22;
+/** Default data blocks per window of expected data counts (4 MiB of 2-bit counts; 1 TiB of data at 64 KiB). */
+export const DEFAULT_WINDOW_BLOCKS = 1 << 24;
 
 export interface CheckOptions {
   /** Data blocks whose expected counts are held at once (default DEFAULT_WINDOW_BLOCKS). */
@@ -126,9 +127,10 @@ export class CheckState {
   private droppedWarnings = 0;
   /** Expected metadata counts (spec 6.1). */
   readonly expected: Uint32Array;
-  /** Expected data counts (spec 6.2) of the window [winStart, winStart + counts.length): 1 byte per data block,
-   * a count that reaches 255 goes on in `over` (by index in the window). */
+  /** Expected data counts (spec 6.2) of the window [winStart, winStart + winLen): 2 bits per data block (index
+   * i in the window: byte i >> 2, bits 2 * (i & 3)); a count of 3 or more is 3 there and held in `over`. */
   private readonly counts: Uint8Array;
+  private winLen: number;
   private readonly over = new Map<number, number>();
   private winStart = 0;
   readonly windowBlocks: number;
@@ -148,7 +150,8 @@ export class CheckState {
     const w = opts.windowBlocks ?? DEFAULT_WINDOW_BLOCKS;
     if (!(Number.isSafeInteger(w) && w > 0)) throw new ThinpoolError('EINVAL', `bad check window ${w} (data blocks, > 0)`);
     this.windowBlocks = w;
-    this.counts = new Uint8Array(Math.min(this.nrData, w));
+    this.winLen = Math.min(this.nrData, w);
+    this.counts = new Uint8Array(Math.ceil(this.winLen / 4));
   }
 
   // ---- reporting ----
@@ -193,27 +196,25 @@ export class CheckState {
   /** One reference to data block d (< nrData), counted when d falls in the current window. */
   dataRef(d: number): void {
     const i = d - this.winStart;
-    const c = this.counts;
-    if (i < 0 || i >= c.length) return;
-    if (c[i] < 255) c[i]++;
-    else this.over.set(i, (this.over.get(i) ?? 255) + 1);
+    if (i < 0 || i >= this.winLen) return;
+    const sh = (i & 3) << 1;
+    const c = (this.counts[i >>> 2] >>> sh) & 3;
+    if (c < 3) this.counts[i >>> 2] += 1 << sh;
+    if (c === 2) this.over.set(i, 3);
+    else if (c === 3) this.over.set(i, (this.over.get(i) as number) + 1);
   }
 
   /** Expected count of data block d, which must fall in the current window. */
   expectedData(d: number): number {
     const i = d - this.winStart;
-    const c = this.counts[i];
-    return c < 255 ? c : (this.over.get(i) ?? 255);
-  }
-
-  /** Data blocks of the current window: [start, end). */
-  get window(): { start: number; end: number } {
-    return { start: this.winStart, end: this.winStart + this.counts.length };
+    const c = (this.counts[i >>> 2] >>> ((i & 3) << 1)) & 3;
+    return c < 3 ? c : (this.over.get(i) as number);
   }
 
   /** Count the window starting at data block `start` again: the entries of every counted level-1 leaf. */
   countWindow(start: number): void {
     this.winStart = start;
+    this.winLen = Math.min(this.nrData - start, this.windowBlocks);
     this.counts.fill(0);
     this.over.clear();
     const st = this.nodeState;

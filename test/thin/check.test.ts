@@ -282,9 +282,13 @@ describe('checkMetadata counts data references in windows of data blocks', () =>
     md.createSnapshot(2, 1);
     for (let v = 0; v < 50; v++) md.insertMapping(2, v * 7, md.allocDataBlock());
     md.commit();
+    return { dev, md: ThinMetadata.open(dev, { readOnly: true }), bitmap: dataBitmap(dev, md) };
+  }
+
+  /** The data space map's only bitmap block (its index tree is one leaf). */
+  function dataBitmap(dev: BlockDevice, md: ThinMetadata): number {
     const leaf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
-    const bitmap = u64(leaf, 32 + 8 * new DataView(leaf.buffer).getUint32(20, true));
-    return { dev, md: ThinMetadata.open(dev, { readOnly: true }), bitmap };
+    return u64(leaf, 32 + 8 * new DataView(leaf.buffer).getUint32(20, true));
   }
 
   test('a pool whose data device spans many windows checks clean, shared blocks counted right in every window', () => {
@@ -318,6 +322,29 @@ describe('checkMetadata counts data references in windows of data blocks', () =>
       expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d1}, expected 1, but got 2`);
       expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d2}, expected 2, but got 1`);
       expect(msgs.filter((m) => m.startsWith('data reference counts differ')).length).toBe(2);
+    }
+  });
+
+  test('counts of 3 and more (past the 2 bits a block gets) are exact in every window', () => {
+    const { dev } = windowedPool();
+    const rw = ThinMetadata.open(dev);
+    // Snapshots 3, 4 and 5 of device 1 each write one block of the leaf holding virtual block 200: three more
+    // copies of that leaf, so its other blocks count 4 (1 + 3 copies; device 2 had copied it already: 5).
+    for (const id of [3, 4, 5]) {
+      rw.createSnapshot(id, 1);
+      rw.insertMapping(id, 201, rw.allocDataBlock());
+    }
+    rw.commit();
+    const ro = ThinMetadata.open(dev, { readOnly: true });
+    const d = ro.lookup(1, 200)!.dblock;
+    const count = ro.dataBlockCount(d);
+    expect(count).toBeGreaterThanOrEqual(4);
+    expect(d >= 100, `block ${d} beyond the first window of 100`).toBe(true);
+    for (const w of [100, 7, undefined]) expect(checkMetadataDevice(dev, w === undefined ? {} : { windowBlocks: w }).errors).toEqual([]);
+    patchBlock(ro, dev, dataBitmap(dev, ro), BITMAP_SALT, (_buf, core, addr) => core.x.bitmapSet(addr, d, 2));
+    for (const w of [100, undefined]) {
+      const msgs = checkMetadataDevice(dev, w === undefined ? {} : { windowBlocks: w }).errors.map((x) => x.message);
+      expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d}, expected ${count}, but got 2`);
     }
   });
 
