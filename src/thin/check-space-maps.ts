@@ -7,6 +7,8 @@
  *   space map reports must equal the expected count (metadata: exactly, spec 6.1; data: spec 6.2).
  * - Counters that are only hints (`nr_allocated`, index `nr_free` / `none_free_before`) give warnings, not errors
  *   (thin_restore leaves them stale, spec 4.8). Unreadable bitmaps are reported once and their blocks skipped.
+ * - The data space map's bitmaps are read one at a time and not kept (its ref-count tree entries are); data
+ *   counts are compared window by window (check-state.ts), each window's bitmaps read through the cache.
  */
 import { ENTRIES_PER_BITMAP } from '../pd/space-map-metadata.js';
 import type { IndexEntry } from '../pd/value-types.js';
@@ -51,7 +53,7 @@ export class SpaceMapChecker extends CheckState {
   }
 
   /** Ref-count tree entries of a space map, cross-checked against the bitmap values. */
-  protected refTree(root: number, t: TreeType, nrBlocks: number, valueOf: (b: number) => number | undefined): Map<number, number> {
+  protected refTree(root: number, t: TreeType, nrBlocks: number, valueOf?: (b: number) => number | undefined): Map<number, number> {
     const entries = new Map<number, number>();
     this.walk(root, t, { collect: (b: number, count: number) => entries.set(b, count) });
     const what = t === META_REF ? 'metadata' : 'data';
@@ -61,11 +63,15 @@ export class SpaceMapChecker extends CheckState {
         continue;
       }
       if (c < 3) this.error('ECORRUPT', t.name, `${t.name} entry for ${what} block ${b} holds ${c} (< 3)`, root);
-      const v = valueOf(b);
-      if (v !== undefined && v !== 3)
-        this.error('ECORRUPT', t.name, `${t.name} has an entry for ${what} block ${b}, but its bitmap value is ${v}`, root);
+      const v = valueOf?.(b);
+      if (v !== undefined && v !== 3) this.notThree(t, b, v, root);
     }
     return entries;
+  }
+
+  private notThree(t: TreeType, b: number, v: number, root: number): void {
+    const what = t === META_REF ? 'metadata' : 'data';
+    this.error('ECORRUPT', t.name, `${t.name} has an entry for ${what} block ${b}, but its bitmap value is ${v}`, root);
   }
 
   metadataSpaceMap(): void {
@@ -131,41 +137,41 @@ export class SpaceMapChecker extends CheckState {
           sm.bitmapRoot,
         );
     }
-    const bitmapValues: Array<Uint8Array | null> = [];
+    // The ref-count tree first, then each bitmap once: its hints, and bitmap value 3 <-> ref-count tree entry.
+    const refs = this.refTree(sm.refCountRoot, DATA_REF, this.nrData);
+    const refBlocks = Float64Array.from(refs.keys()).sort();
+    let p = 0;
     let used = 0;
     let all = true;
     for (let j = 0; j < nBitmaps; j++) {
       const e = index.get(j);
       if (e === undefined) {
         this.error('ECORRUPT', DATA_INDEX.name, `data space map index has no entry for bitmap ${j}`, sm.bitmapRoot);
-        bitmapValues.push(null);
         all = false;
         continue;
       }
       const [block, nrFree, nfb] = e;
       if (!this.ref(block, `data space map index entry ${j}`)) {
-        bitmapValues.push(null);
         all = false;
         continue;
       }
-      const covered = Math.min(ENTRIES_PER_BITMAP, this.nrData - j * ENTRIES_PER_BITMAP);
+      const base = j * ENTRIES_PER_BITMAP;
+      const covered = Math.min(ENTRIES_PER_BITMAP, this.nrData - base);
       const vals = this.readBitmap(block, covered, structure, j);
-      bitmapValues.push(vals);
       if (vals === null) {
         all = false;
         continue;
       }
       readable[j] = 1;
       used += this.hints(vals, nrFree, nfb, structure, j, block);
-    }
-    const valueOf = (d: number): number | undefined => bitmapValues[Math.floor(d / ENTRIES_PER_BITMAP)]?.[d % ENTRIES_PER_BITMAP];
-    const refs = this.refTree(sm.refCountRoot, DATA_REF, this.nrData, valueOf);
-    for (let j = 0; j < nBitmaps; j++) {
-      const vals = bitmapValues[j];
-      if (!vals) continue;
-      for (let i = 0; i < vals.length; i++) {
-        if (vals[i] === 3 && !refs.has(j * ENTRIES_PER_BITMAP + i)) {
-          this.error('ECORRUPT', structure, `data block ${j * ENTRIES_PER_BITMAP + i} has bitmap value 3 but no ref-count tree entry`);
+      while (p < refBlocks.length && refBlocks[p] < base) p++;
+      for (; p < refBlocks.length && refBlocks[p] < base + covered; p++) {
+        const v = vals[refBlocks[p] - base];
+        if (v !== 3) this.notThree(DATA_REF, refBlocks[p], v, sm.refCountRoot);
+      }
+      for (let i = 0; i < covered; i++) {
+        if (vals[i] === 3 && !refs.has(base + i)) {
+          this.error('ECORRUPT', structure, `data block ${base + i} has bitmap value 3 but no ref-count tree entry`);
         }
       }
     }
@@ -186,8 +192,16 @@ export class SpaceMapChecker extends CheckState {
     }
   }
 
+  /** Expected against actual data counts, window by window (the first was counted by the tree walks). */
   compareDataCounts(readable: Uint8Array): void {
-    for (let d = 0; d < this.nrData; d++) {
+    for (let start = 0; start < this.nrData; start += this.windowBlocks) {
+      if (start > 0) this.countWindow(start);
+      this.compareWindow(readable, start, Math.min(this.nrData, start + this.windowBlocks));
+    }
+  }
+
+  private compareWindow(readable: Uint8Array, start: number, end: number): void {
+    for (let d = start; d < end; d++) {
       if (!readable[Math.floor(d / ENTRIES_PER_BITMAP)]) {
         d = (Math.floor(d / ENTRIES_PER_BITMAP) + 1) * ENTRIES_PER_BITMAP - 1;
         continue;

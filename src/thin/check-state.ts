@@ -6,6 +6,14 @@
  * - Errors and warnings are kept up to MAX_REPORTED each; the rest are counted and summarised by `report()`.
  * - `ref(b)` counts one expected reference to metadata block b (spec 6.1), `dataRef(d)` one to data block d
  *   (6.2): each distinct node's outgoing pointers are counted once, however many trees share it.
+ * - Memory is bounded by the metadata device and one window of data blocks, never by the number of mappings or
+ *   the size of the data device: per metadata block one byte of state (the tree kind of a validated node,
+ *   damaged, a level-1 leaf whose entries were counted) and 4 bytes of expected count; a node summary is kept
+ *   only for nodes the metadata space map counts as shared (count > 1). Expected data counts are kept for one
+ *   window of `windowBlocks` data blocks at a time (2 bits each like dm-thin's bitmaps, counts of 3 and more
+ *   in an overflow map, as many entries as the data ref-count tree holds on a sound pool): the
+ *   first window is counted during the tree walks, each further one by reading the counted level-1 leaves
+ *   again (`countWindow`, in metadata block order).
  * - `walk` validates a tree (beyond what the block cache checks on read: min entries, parent keys, leaf key order
  *   across leaves, equal leaf depths, a node used by one kind of tree only) and never hangs: a node reached
  *   twice in one walk or a walk deeper than MAX_DEPTH is an ECYCLE error. Nodes are read through the metadata's
@@ -53,6 +61,8 @@ export const MAX_REPORTED = 1000;
 export interface TreeType {
   /** Distinguishes trees whose nodes must never be mixed. */
   kind: string;
+  /** The kind as stored per metadata block (1..7, unique). */
+  code: number;
   name: string;
   // biome-ignore lint/suspicious/noExplicitAny: each tree's walk options name its own value type
   vt: ValueType<any>;
@@ -84,12 +94,27 @@ export interface WalkOptions {
 }
 
 /** The trees the checker walks, with their leaf value types. */
-export const DETAILS: TreeType = { kind: 'details', name: 'device details tree', vt: DEVICE_DETAILS };
-export const L0: TreeType = { kind: 'l0', name: 'mapping tree (level 0)', vt: TREE_ROOT };
-export const L1: TreeType = { kind: 'l1', name: 'mapping tree (level 1)', vt: BLOCK_TIME };
-export const DATA_INDEX: TreeType = { kind: 'data-index', name: 'data space map index tree', vt: INDEX_ENTRY };
-export const DATA_REF: TreeType = { kind: 'data-ref', name: 'data ref-count tree', vt: U32 };
-export const META_REF: TreeType = { kind: 'meta-ref', name: 'metadata ref-count tree', vt: U32 };
+export const DETAILS: TreeType = { kind: 'details', code: 1, name: 'device details tree', vt: DEVICE_DETAILS };
+export const L0: TreeType = { kind: 'l0', code: 2, name: 'mapping tree (level 0)', vt: TREE_ROOT };
+export const L1: TreeType = { kind: 'l1', code: 3, name: 'mapping tree (level 1)', vt: BLOCK_TIME };
+export const DATA_INDEX: TreeType = { kind: 'data-index', code: 4, name: 'data space map index tree', vt: INDEX_ENTRY };
+export const DATA_REF: TreeType = { kind: 'data-ref', code: 5, name: 'data ref-count tree', vt: U32 };
+export const META_REF: TreeType = { kind: 'meta-ref', code: 6, name: 'metadata ref-count tree', vt: U32 };
+const KINDS = ['', DETAILS.kind, L0.kind, L1.kind, DATA_INDEX.kind, DATA_REF.kind, META_REF.kind];
+
+/** Per metadata block state (nodeState): low bits the kind code of a validated node, or these flags. */
+const KIND_MASK = 0x0f;
+const DAMAGED = 0x40;
+/** A level-1 leaf whose entries were counted as data references (read again by countWindow). */
+const COUNTED = 0x80;
+
+/** Default data blocks per window of expected data counts (4 MiB of 2-bit counts; 1 TiB of data at 64 KiB). */
+export const DEFAULT_WINDOW_BLOCKS = 1 << 24;
+
+export interface CheckOptions {
+  /** Data blocks whose expected counts are held at once (default DEFAULT_WINDOW_BLOCKS). */
+  windowBlocks?: number;
+}
 
 export class CheckState {
   readonly md: MetadataInspection;
@@ -102,21 +127,31 @@ export class CheckState {
   private droppedWarnings = 0;
   /** Expected metadata counts (spec 6.1). */
   readonly expected: Uint32Array;
-  /** Expected data counts (spec 6.2); a Map for absurdly large data devices. */
-  /** One byte per data block; a count that reaches 255 goes on in dataMap. */
-  private readonly dataTyped?: Uint8Array;
-  private readonly dataMap = new Map<number, number>();
-  /** Validated nodes (null: the node or something below it is damaged; reported once). */
-  private readonly summaries = new Map<number, Summary | null>();
+  /** Expected data counts (spec 6.2) of the window [winStart, winStart + winLen): 2 bits per data block (index
+   * i in the window: byte i >> 2, bits 2 * (i & 3)); a count of 3 or more is 3 there and held in `over`. */
+  private readonly counts: Uint8Array;
+  private winLen: number;
+  private readonly over = new Map<number, number>();
+  private winStart = 0;
+  readonly windowBlocks: number;
+  /** Per metadata block: kind code of a validated node | DAMAGED | COUNTED (see the constants). */
+  private readonly nodeState: Uint8Array;
+  /** Summaries of validated nodes the metadata space map counts as shared (reached again by other trees). */
+  private readonly summaries = new Map<number, Summary>();
   stats: CheckStats = { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 };
 
-  constructor(md: MetadataInspection) {
+  constructor(md: MetadataInspection, opts: CheckOptions = {}) {
     this.md = md;
     this.sb = md.superblock as Superblock;
     this.nrMeta = md.nrMetadataBlocks;
     this.nrData = md.nrDataBlocks;
     this.expected = new Uint32Array(this.nrMeta);
-    if (this.nrData <= 1 << 29) this.dataTyped = new Uint8Array(this.nrData);
+    this.nodeState = new Uint8Array(this.nrMeta);
+    const w = opts.windowBlocks ?? DEFAULT_WINDOW_BLOCKS;
+    if (!(Number.isSafeInteger(w) && w > 0)) throw new ThinpoolError('EINVAL', `bad check window ${w} (data blocks, > 0)`);
+    this.windowBlocks = w;
+    this.winLen = Math.min(this.nrData, w);
+    this.counts = new Uint8Array(Math.ceil(this.winLen / 4));
   }
 
   // ---- reporting ----
@@ -158,16 +193,56 @@ export class CheckState {
     return true;
   }
 
+  /** One reference to data block d (< nrData), counted when d falls in the current window. */
   dataRef(d: number): void {
-    const t = this.dataTyped;
-    if (t !== undefined && t[d] < 255) t[d]++;
-    else this.dataMap.set(d, (this.dataMap.get(d) ?? (t !== undefined ? 255 : 0)) + 1);
+    const i = d - this.winStart;
+    if (i < 0 || i >= this.winLen) return;
+    const sh = (i & 3) << 1;
+    const c = (this.counts[i >>> 2] >>> sh) & 3;
+    if (c < 3) this.counts[i >>> 2] += 1 << sh;
+    if (c === 2) this.over.set(i, 3);
+    else if (c === 3) this.over.set(i, (this.over.get(i) as number) + 1);
   }
 
+  /** Expected count of data block d, which must fall in the current window. */
   expectedData(d: number): number {
-    const t = this.dataTyped;
-    if (t !== undefined && t[d] < 255) return t[d];
-    return this.dataMap.get(d) ?? (t !== undefined ? 255 : 0);
+    const i = d - this.winStart;
+    const c = (this.counts[i >>> 2] >>> ((i & 3) << 1)) & 3;
+    return c < 3 ? c : (this.over.get(i) as number);
+  }
+
+  /** Count the window starting at data block `start` again: the entries of every counted level-1 leaf. */
+  countWindow(start: number): void {
+    this.winStart = start;
+    this.winLen = Math.min(this.nrData - start, this.windowBlocks);
+    this.counts.fill(0);
+    this.over.clear();
+    const st = this.nodeState;
+    const nrData = this.nrData;
+    for (let b = 0; b < st.length; b++) {
+      if ((st[b] & COUNTED) === 0) continue;
+      let node: NodeView<{ dblock: number }>;
+      try {
+        node = this.md.readNode(b, BLOCK_TIME);
+      } catch (e) {
+        this.caught(e, `${L1.name} leaf ${b}`);
+        continue;
+      }
+      const vals = node.values;
+      for (let i = 0; i < node.nr; i++) {
+        const d = vals[i].dblock;
+        if (d < nrData) this.dataRef(d);
+      }
+    }
+  }
+
+  /** Whether the metadata space map counts block b as shared (then its summary is kept). */
+  private shared(b: number): boolean {
+    try {
+      return this.md.metadataCount(b) > 1;
+    } catch {
+      return true;
+    }
   }
 
   // ---- btree walk ----
@@ -194,25 +269,30 @@ export class CheckState {
         this.error('EBADBLOCKNR', t.name, `${ctx} points to block ${b}, beyond the metadata device (${this.nrMeta} blocks)`, b);
         return null;
       }
-      const known = this.summaries.get(b);
-      if (known === null) return null;
-      if (known !== undefined && known.kind !== t.kind) {
-        this.error('ECORRUPT', t.name, `block ${b} is used by the ${ctx} and by a ${known.kind} tree`, b);
+      const state = this.nodeState[b];
+      if (state & DAMAGED) return null;
+      const kindCode = state & KIND_MASK;
+      if (kindCode !== 0 && kindCode !== t.code) {
+        this.error('ECORRUPT', t.name, `block ${b} is used by the ${ctx} and by a ${KINDS[kindCode]} tree`, b);
         return null;
       }
+      // Seen before: its summary when the space map counts it shared; else (a count of 1, yet reached again:
+      // the metadata counts will differ) it is read and validated again, counting nothing.
+      const known = kindCode !== 0 ? this.summaries.get(b) : undefined;
       if (known !== undefined && opts.collect === undefined) {
         // Shared subtree already validated and counted: check only how it fits here.
         this.fitChecks(known, b, parentKey, isRoot, lastLeafKey, t);
         if (known.entries > 0) lastLeafKey = known.lastKey;
         return known;
       }
-      const first = known === undefined;
+      const first = kindCode === 0;
+      let counted = 0;
       let node: NodeView<unknown>;
       try {
         node = this.md.readNode(b, t.vt);
       } catch (e) {
         this.caught(e, ctx);
-        if (first) this.summaries.set(b, null);
+        if (first) this.nodeState[b] = DAMAGED;
         return null;
       }
       const { internal, nr: n, max, keys } = node;
@@ -228,7 +308,10 @@ export class CheckState {
       let ok = this.fitChecks(s, b, parentKey, isRoot, internal ? -1 : lastLeafKey, t, !internal);
       if (!internal) {
         if (n > 0) lastLeafKey = keys[n - 1];
-        if (first && opts.distinctLeaf) for (let i = 0; i < n; i++) opts.distinctLeaf(keys[i], node.values[i], b);
+        if (first && opts.distinctLeaf) {
+          for (let i = 0; i < n; i++) opts.distinctLeaf(keys[i], node.values[i], b);
+          if (t === L1) counted = COUNTED;
+        }
         if (opts.collect) for (let i = 0; i < n; i++) opts.collect(keys[i], node.values[i]);
         s.entries = n;
       } else {
@@ -253,7 +336,10 @@ export class CheckState {
         s.height = height + 1;
         if (s.entries === 0) s.firstKey = s.lastKey = -1;
       }
-      if (first) this.summaries.set(b, ok ? s : null);
+      if (first) {
+        this.nodeState[b] = (ok ? t.code : DAMAGED) | counted;
+        if (ok && this.shared(b)) this.summaries.set(b, s);
+      }
       return ok ? s : null;
     };
 

@@ -22,18 +22,26 @@
  * The check reads the committed state: use a freshly opened ThinMetadata (read-only is enough), or one that has
  * just committed. `checkMetadataDevice(dev)` opens read-only and turns an error thrown by the open itself into a
  * report entry. The parts: check-state.ts (reporting, expected counts, the tree walk), check-space-maps.ts (both
- * space maps), this file (the thin trees, the order of the run, the entry points).
+ * space maps), this file (the thin trees, the order of the run, the entry points). Memory is bounded by the
+ * metadata device and one window of data blocks (`windowBlocks`, see check-state.ts), not by the mappings.
  */
 import type { BlockDevice } from '../io/block-device.js';
 import { isThinpoolError, ThinpoolError } from '../errors.js';
 import type { Mapping } from './block-time.js';
 import { SpaceMapChecker } from './check-space-maps.js';
-import { DETAILS, L0, L1, type CheckReport } from './check-state.js';
+import { DETAILS, L0, L1, type CheckOptions, type CheckReport } from './check-state.js';
 import type { DeviceDetails } from './device-details.js';
 import { ThinMetadata } from './metadata.js';
 import type { Superblock } from './superblock.js';
 
-export { MAX_REPORTED, type CheckIssue, type CheckReport, type CheckStats } from './check-state.js';
+export {
+  DEFAULT_WINDOW_BLOCKS,
+  MAX_REPORTED,
+  type CheckIssue,
+  type CheckOptions,
+  type CheckReport,
+  type CheckStats,
+} from './check-state.js';
 
 /** The whole check: the thin trees of the live superblock and the held snapshot, then the space maps. */
 class Checker extends SpaceMapChecker {
@@ -162,11 +170,11 @@ class Checker extends SpaceMapChecker {
 }
 
 /** Check the committed state of an open ThinMetadata (see the module comment). */
-export function checkMetadata(md: ThinMetadata): CheckReport {
+export function checkMetadata(md: ThinMetadata, opts: CheckOptions = {}): CheckReport {
   if (md.dirty) {
     throw new ThinpoolError('EBUSY', 'checkMetadata reads the committed state: commit (or reopen) first');
   }
-  const c = new Checker(md.inspect());
+  const c = new Checker(md.inspect(), opts);
   try {
     c.run();
   } catch (e) {
@@ -176,7 +184,7 @@ export function checkMetadata(md: ThinMetadata): CheckReport {
 }
 
 /** Open dev read-only and check it; an error thrown by the open itself becomes the report's only error. */
-export function checkMetadataDevice(dev: BlockDevice, opts: { cacheBlocks?: number } = {}): CheckReport {
+export function checkMetadataDevice(dev: BlockDevice, opts: { cacheBlocks?: number } & CheckOptions = {}): CheckReport {
   let md: ThinMetadata;
   try {
     md = ThinMetadata.open(dev, { readOnly: true, cacheBlocks: opts.cacheBlocks });
@@ -191,5 +199,5 @@ export function checkMetadataDevice(dev: BlockDevice, opts: { cacheBlocks?: numb
       stats: { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 },
     };
   }
-  return checkMetadata(md);
+  return checkMetadata(md, opts);
 }

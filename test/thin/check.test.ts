@@ -269,6 +269,91 @@ describe('checkMetadata finds damage', () => {
   });
 });
 
+describe('checkMetadata counts data references in windows of data blocks', () => {
+  /**
+   * Device 1 maps 1200 data blocks; its snapshot 2 shares its tree, then maps 50 blocks of its own (every 7th
+   * virtual block below 350): the leaves it changed are copied, so their other entries' blocks count 2.
+   */
+  function windowedPool(): { dev: MemoryDevice; md: ThinMetadata; bitmap: number } {
+    const dev = new MemoryDevice(8 * MiB);
+    const md = ThinMetadata.format(dev, { nrDataBlocks: 5000, dataBlockSectors: 128 });
+    md.createThin(1);
+    for (let v = 0; v < 1200; v++) md.insertMapping(1, v, md.allocDataBlock());
+    md.createSnapshot(2, 1);
+    for (let v = 0; v < 50; v++) md.insertMapping(2, v * 7, md.allocDataBlock());
+    md.commit();
+    return { dev, md: ThinMetadata.open(dev, { readOnly: true }), bitmap: dataBitmap(dev, md) };
+  }
+
+  /** The data space map's only bitmap block (its index tree is one leaf). */
+  function dataBitmap(dev: BlockDevice, md: ThinMetadata): number {
+    const leaf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
+    return u64(leaf, 32 + 8 * new DataView(leaf.buffer).getUint32(20, true));
+  }
+
+  test('a pool whose data device spans many windows checks clean, shared blocks counted right in every window', () => {
+    const { dev, md } = windowedPool();
+    const whole = checkMetadataDevice(dev);
+    expect(whole.errors).toEqual([]);
+    // Blocks referenced by two leaves (count 2) beyond the first window of 100.
+    const shared = [...Array(1200).keys()].map((v) => md.lookup(1, v)!.dblock).filter((d) => d >= 100 && md.dataBlockCount(d) === 2);
+    expect(shared.length).toBeGreaterThan(100);
+    for (const w of [100, 128, 300, 1000, 1]) {
+      const r = checkMetadataDevice(dev, { windowBlocks: w });
+      expect(r.errors, `window ${w}`).toEqual([]);
+      expect(r.stats).toEqual(whole.stats);
+    }
+  });
+
+  test('a wrong count in the second window is found and names the block; so is a shared block counted once', () => {
+    const { dev, md, bitmap } = windowedPool();
+    const d1 = md.lookup(2, 7)!.dblock; // the snapshot's own block: count 1
+    const d2 = md.lookup(1, 200)!.dblock; // in a leaf both devices reach, one copied: count 2
+    expect(d1 >= 1000 && d1 < 2000, `block ${d1} in the second window of 1000`).toBe(true);
+    expect(d2 >= 100 && d2 < 1000, `block ${d2} beyond the first window of 100, in the first of 1000`).toBe(true);
+    expect([md.dataBlockCount(d1), md.dataBlockCount(d2)]).toEqual([1, 2]);
+    patchBlock(md, dev, bitmap, BITMAP_SALT, (_buf, core, addr) => {
+      core.x.bitmapSet(addr, d1, 2);
+      core.x.bitmapSet(addr, d2, 1);
+    });
+    for (const w of [1000, 100, undefined]) {
+      const r = checkMetadataDevice(dev, w === undefined ? {} : { windowBlocks: w });
+      const msgs = r.errors.map((x) => x.message);
+      expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d1}, expected 1, but got 2`);
+      expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d2}, expected 2, but got 1`);
+      expect(msgs.filter((m) => m.startsWith('data reference counts differ')).length).toBe(2);
+    }
+  });
+
+  test('counts of 3 and more (past the 2 bits a block gets) are exact in every window', () => {
+    const { dev } = windowedPool();
+    const rw = ThinMetadata.open(dev);
+    // Snapshots 3, 4 and 5 of device 1 each write one block of the leaf holding virtual block 200: three more
+    // copies of that leaf, so its other blocks count 4 (1 + 3 copies; device 2 had copied it already: 5).
+    for (const id of [3, 4, 5]) {
+      rw.createSnapshot(id, 1);
+      rw.insertMapping(id, 201, rw.allocDataBlock());
+    }
+    rw.commit();
+    const ro = ThinMetadata.open(dev, { readOnly: true });
+    const d = ro.lookup(1, 200)!.dblock;
+    const count = ro.dataBlockCount(d);
+    expect(count).toBeGreaterThanOrEqual(4);
+    expect(d >= 100, `block ${d} beyond the first window of 100`).toBe(true);
+    for (const w of [100, 7, undefined]) expect(checkMetadataDevice(dev, w === undefined ? {} : { windowBlocks: w }).errors).toEqual([]);
+    patchBlock(ro, dev, dataBitmap(dev, ro), BITMAP_SALT, (_buf, core, addr) => core.x.bitmapSet(addr, d, 2));
+    for (const w of [100, undefined]) {
+      const msgs = checkMetadataDevice(dev, w === undefined ? {} : { windowBlocks: w }).errors.map((x) => x.message);
+      expect(msgs, `window ${w}`).toContain(`data reference counts differ for block ${d}, expected ${count}, but got 2`);
+    }
+  });
+
+  test('a window of no data blocks is refused', () => {
+    const { dev } = windowedPool();
+    expect(() => checkMetadataDevice(dev, { windowBlocks: 0 })).toThrow(/bad check window 0/);
+  });
+});
+
 describe('engine regressions found by the checker', () => {
   // ThinMetadata.open compared the WASM core's i32 checksum (negative when bit 31 is set) with the unsigned le32
   // of DataView.getUint32, so every superblock whose checksum is >= 2^31 was rejected as "bad checksum in
