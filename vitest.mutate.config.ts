@@ -17,6 +17,7 @@ export default defineConfig({
           'test/thin/volume.test.ts',
           'test/thin/grow-release.test.ts',
           'test/thin/transaction.test.ts',
+          'test/thin/pool-state.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/crash/out-of-space.test.ts',
