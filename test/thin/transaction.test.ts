@@ -4,7 +4,12 @@
 // commits flush the data device exactly when data was written; a catalog-only change is committed too; and
 // volume records stay right when the list of volumes is replaced (delete, abort); a read-only open never
 // publishes its catalog; a metadata device that refuses writes for good fails the pool; and a crash between
-// staging and publishing the catalog keeps the catalog that belongs to the superblock on disk.
+// staging and publishing the catalog keeps the catalog that belongs to the superblock on disk; an I/O error
+// inside a change aborts; under 64 free metadata blocks a change commits first, then refuses (ENOSPC_METADATA);
+// and a file pool commits mappings alone without touching its catalog.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { ThinpoolError, isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
@@ -354,4 +359,74 @@ test('a device error inside a metadata change aborts to the last commit, sets ne
   ]);
   expect(Buffer.compare(bytes(pool, 'a', 0, 4 * BS), fill(4 * BS, 1))).toBe(0);
   pool.closeSync();
+});
+
+test('metadata headroom: under 64 free blocks a change first commits the open transaction, then refuses with ENOSPC_METADATA', () => {
+  const meta = new MemoryDevice(160 * 4096);
+  const data = new MemoryDevice(64 * BS);
+  const catalog = new MemoryCatalogStore();
+  const fault = new FaultDevice(keepOpen(meta));
+  const pool = ThinPool.formatStorage({ metadata: fault, data: keepOpen(data), catalog }, { size: 64 * BS, blockSize: BS });
+  const margin = 64; // OP_METADATA_MARGIN
+  // Create volumes, never committing, until the metadata device is full. A commit flushes the metadata device.
+  const steps: { free: number; dirty: boolean; committed: boolean }[] = [];
+  let err = 'ok';
+  let message = '';
+  const names: string[] = [];
+  for (let i = 0; i < 400 && err === 'ok'; i++) {
+    const step = { free: pool.metadata.metadataFreeBlocks, dirty: pool.metadata.dirty, committed: false };
+    const flushes = fault.flushes;
+    try {
+      pool.createThinSync(`v${i}`, { size: BS });
+      names.push(`v${i}`);
+    } catch (e) {
+      if (!isThinpoolError(e)) throw e;
+      err = e.code;
+      message = e.message;
+    }
+    step.committed = fault.flushes !== flushes;
+    steps.push(step);
+  }
+  expect(err).toBe('ENOSPC_METADATA');
+  expect(message).toMatch(/^out of metadata space \(\d+ free blocks of 160\): delete volumes or grow the metadata device$/);
+  expect(
+    steps.some((s) => s.free === margin && s.dirty),
+    'the sequence passes exactly 64 free blocks with a transaction open',
+  ).toBe(true);
+  for (const [i, s] of steps.entries()) {
+    expect(s.committed, `step ${i}: ${s.free} free blocks, ${s.dirty ? 'uncommitted changes' : 'nothing uncommitted'}`).toBe(
+      s.free < margin && s.dirty,
+    );
+  }
+  // Full and committed: a refused change commits nothing, not even a pending change of the catalog alone.
+  pool.commitSync();
+  pool.renameSync('v0', 'renamed');
+  expect(codeOf(() => pool.createThinSync('more', { size: BS }))).toBe('ENOSPC_METADATA');
+  pool.closeSync({ commit: false });
+  const again = ThinPool.openStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog });
+  expect(again.has('v0') && !again.has('renamed')).toBe(true);
+  // Deleting volumes frees metadata blocks for the next commit: the next change commits first and fits.
+  for (const n of names.slice(-Math.ceil(names.length / 3))) again.deleteSync(n);
+  again.createThinSync('fits', { size: BS });
+  expect(again.has('fits')).toBe(true);
+  again.closeSync();
+});
+
+test('a commit of new mappings alone (the catalog unchanged) on a file pool', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-commit-'));
+  try {
+    const pool = ThinPool.formatSync(join(dir, 'pool'), { size: 16 * BS, blockSize: BS });
+    const a = pool.createThinSync('a', { size: 4 * BS });
+    pool.commitSync();
+    a.writeSync(fill(100, 1), 2 * BS); // a new mapping: metadata changes, the catalog does not
+    expect(pool.metadata.dirty).toBe(true);
+    pool.commitSync();
+    expect(pool.metadata.dirty).toBe(false);
+    pool.closeSync();
+    const again = ThinPool.openSync(join(dir, 'pool'));
+    expect(Buffer.compare(bytes(again, 'a', 2 * BS, 100), fill(100, 1))).toBe(0);
+    again.closeSync();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
