@@ -18,6 +18,8 @@ export default defineConfig({
           'test/thin/grow-release.test.ts',
           'test/thin/transaction.test.ts',
           'test/thin/pool-state.test.ts',
+          'test/thin/data-path.test.ts',
+          'test/thin/data-path-edges.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/crash/out-of-space.test.ts',
