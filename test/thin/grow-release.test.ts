@@ -184,6 +184,41 @@ test('a device that cannot punch holes is reported once, and trim says it releas
   expect(pool.mode).toBe('write');
 });
 
+test('passdown sorts the freed blocks before coalescing: blocks freed in descending order are released as one run', () => {
+  const { pool, data } = newPool(16);
+  const a = pool.createThinSync('a', { size: 8 * BS });
+  const keep = pool.createThinSync('keep', { size: BS });
+  keep.writeSync(fill(10, 9), 0); // data block 0
+  // Written last block first: virtual block 5 gets data block 1, ..., virtual block 0 data block 6. Deleting
+  // 'a' frees them in virtual-block order, so the data blocks come out descending.
+  for (let b = 5; b >= 0; b--) a.writeSync(fill(10, b), b * BS);
+  pool.commitSync();
+  expect(data.discards).toEqual([]);
+  pool.deleteSync('a');
+  pool.commitSync();
+  expect(data.discards).toEqual([[1, 6]]);
+  const got = new Uint8Array(10);
+  keep.readSync(got, 0);
+  expect(Buffer.compare(got, fill(10, 9))).toBe(0);
+});
+
+test('the warning for a device that cannot punch holes says what it means', () => {
+  const { pool } = newPool(8, { canPunch: false });
+  const warnings: { code: string; message: string }[] = [];
+  pool.on('warning', (w) => warnings.push(w));
+  const a = pool.createThinSync('a', { size: 2 * BS });
+  a.writeSync(fill(10, 1), 0);
+  pool.commitSync();
+  pool.deleteSync('a');
+  pool.commitSync();
+  expect(warnings).toEqual([
+    {
+      code: 'NO_PUNCH_HOLE',
+      message: 'the data device cannot release space (no hole punching here): freed blocks stay allocated in the data file',
+    },
+  ]);
+});
+
 test('after an unclean stop, blocks free in the committed state are released up to the high-water mark, not past it', () => {
   // Nothing ever written: the mark is 0 and nothing is released.
   const fresh = newPool(64);
