@@ -215,7 +215,11 @@ export function formatMetadata(storage: PoolStorage, opts: PoolFormatOptions): T
   const bs = opts.blockSize ?? MIN_BLOCK_SIZE;
   checkBlockSize(bs);
   const nrData = Math.floor(opts.size / bs);
-  if (storage.data.sizeBytes < nrData * bs) storage.data.resize(nrData * bs);
+  if (storage.data.sizeBytes < nrData * bs) {
+    storage.data.resize(nrData * bs);
+    // The size must be durable before a superblock claims it: the pool's commits flush data only after writes.
+    storage.data.flush();
+  }
   return ThinMetadata.format(storage.metadata, {
     nrDataBlocks: nrData,
     dataBlockSectors: bs / 512,

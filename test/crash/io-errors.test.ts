@@ -210,7 +210,7 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
     'meta flush': 72,
     'data read': 27,
     'data write': 252,
-    'data flush': 39,
+    'data flush': 32,
   });
-  expect(cases).toBe(802);
+  expect(cases).toBe(795);
 }, 240_000);
