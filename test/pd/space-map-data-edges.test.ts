@@ -105,9 +105,43 @@ describe('data space map edges', () => {
       ['inc', () => dsm.inc(d)],
       ['dec', () => dsm.dec(d)],
     ] as const) {
-      expectCode(fn, 'ECORRUPT', new RegExp(`data block ${d} beyond the data device`));
+      expectCode(fn, 'ECORRUPT', new RegExp(`data block ${d} beyond the data device \\(1000 blocks\\) in data space map$`));
     }
     expect(dsm.count(3)).toBe(1);
+    expect(dsm.nrFree).toBe(990);
+    dsm.inc(3);
+    expect(dsm.dec(3)).toBe(1);
+    expect(dsm.dec(3)).toBe(0);
+    expect(dsm.nrFree).toBe(991);
+    expectCode(() => dsm.dec(3), 'ECORRUPT', /data block 3 reference count underflow in data space map$/);
+  });
+
+  test('a size of 0 data blocks with a bitmap in the index is an index with too many bitmaps', () => {
+    const { md } = pool(1000);
+    const root = md.superblock.dataSm;
+    expectCode(
+      () => ThinMetadata.internals(md).dsm.load({ ...root, nrBlocks: 0 }),
+      'ECORRUPT',
+      /has more than the 0 bitmaps 0 blocks need/,
+    );
+  });
+
+  test('growing the data device past 2^32 blocks is refused whole, not taken as its low word', () => {
+    const { md } = pool(1000);
+    expect(thrown(() => md.extendData(TWO32 + 2000))).toBeDefined();
+    expect(md.nrDataBlocks).toBe(1000);
+  });
+
+  test('freed blocks start empty after format and open; the index entries written hold the free count and hint', () => {
+    const { dev, md } = pool(1000);
+    expect(md.takeFreedDataBlocks()).toEqual([]);
+    const re = ThinMetadata.open(dev);
+    expect(re.takeFreedDataBlocks()).toEqual([]);
+    const buf = new Uint8Array(4096);
+    dev.read(buf, md.superblock.dataSm.bitmapRoot * 4096);
+    const dv = new DataView(buf.buffer);
+    const v = 32 + dv.getUint32(20, true) * 8;
+    expect([dv.getUint32(v + 8, true), dv.getUint32(v + 12, true)]).toEqual([990, 10]);
   });
 
   test('the ref-count root is carried whole: one past 2^32 is not the committed tree', () => {
