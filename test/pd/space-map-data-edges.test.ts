@@ -174,4 +174,16 @@ describe('data space map edges', () => {
     md.commit();
     expect(dsm.changed).toBe(false);
   });
+
+  test('a growth that was aborted leaves no index entry behind: the next commit writes the committed bitmaps only', () => {
+    const { dev, md } = pool(1000);
+    md.extendData(40000);
+    md.abort();
+    expect(md.nrDataBlocks).toBe(1000);
+    md.insertMapping(1, 10, md.allocDataBlock());
+    md.commit();
+    const re = ThinMetadata.open(dev);
+    expect(re.nrDataBlocks).toBe(1000);
+    expect(re.dataUsedBlocks).toBe(11);
+  });
 });
