@@ -98,7 +98,7 @@ describe('BlockCache edges', () => {
     // Zeroed blocks written back: checksummed with their salt, but their block number field says 0.
     const bm = cache.create(6, BlockKind.Bitmap);
     const node = cache.create(5, BlockKind.Node, 8);
-    const untyped = cache.create(4, BlockKind.Node);
+    cache.create(4, BlockKind.Node);
     cache.writeDirty();
     expect(cache.dirtyCount).toBe(0);
     expect(cache.get(6, BlockKind.Bitmap)).toBe(bm);
