@@ -344,11 +344,11 @@ export class SocketIO {
   private readonly hotTick = (): void => {
     const now = process.hrtime.bigint();
     const end = this.closed || this.ending || !this.pollReady || now - this.lastInputNs > this.pollNs;
-    if (spinGuard.check(now, end) && !end) {
+    if (!end && spinGuard.check(now, false)) {
       setImmediate(this.hotTick);
       return;
     }
-    if (!end) spinGuard.check(now, true); // stopped by the guard: the chain ends here
+    spinGuard.check(now, true); // the chain ends here: the client went quiet, or the guard stopped it
     this.hotScheduled = false;
   };
 

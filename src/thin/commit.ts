@@ -88,24 +88,24 @@ function ensureMetadataHeadroom(s: PoolState): void {
   }
 }
 
+/**
+ * Flush the data device if anything was written to it (or it grew) since the last flush. Nothing written since
+ * the last commit (a snapshot, a delete, a rename): nothing can be unflushed, and the sync is skipped.
+ */
+function flushData(s: PoolState): void {
+  if (s.dataDirty) s.storage.data.flush();
+  s.dataDirty = false;
+}
+
 /** Commit everything written so far (data flush, metadata, catalog). */
 export function commit(s: PoolState): void {
   s.alive();
-  if (s.md.mode !== 'write') {
-    if (s.dataDirty) s.storage.data.flush(); // in-place writes in read-only mode are still made durable
-    s.dataDirty = false;
-    return;
-  }
-  if (!s.md.dirty && !s.catalogDirty) {
-    if (s.dataDirty) s.storage.data.flush();
-    s.dataDirty = false;
+  if (s.md.mode !== 'write' || (!s.md.dirty && !s.catalogDirty)) {
+    flushData(s); // nothing to commit; in-place writes (also in read-only mode) are still made durable
     return;
   }
   try {
-    // Data before the mappings that point at it. Nothing written since the last commit (a snapshot, a delete, a
-    // rename): nothing of this transaction's can be unflushed, and the sync is skipped.
-    if (s.dataDirty) s.storage.data.flush();
-    s.dataDirty = false;
+    flushData(s); // data before the mappings that point at it
     stageThenCommit(s, s.catalogDirty);
     s.catalogDirty = false;
   } catch (e) {

@@ -9,19 +9,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { FileDevice } from '../../src/io/index.js';
 import { nativeHelpers } from '../../src/io/native.js';
+import { fill } from '../support/model.js';
 
 const tmp = fs.mkdtempSync(join(os.tmpdir(), 'tp-send-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function pattern(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = (x >>> 24) | 1;
-  }
-  return b;
-}
+/** n non-zero pseudo-random bytes (the model's fill), as a Buffer. */
+const pattern = (n: number, seed: number): Buffer => Buffer.from(fill(n, seed).buffer);
 
 describe('FileDevice.sendTo', () => {
   const helper = nativeHelpers()?.sendFile !== undefined;

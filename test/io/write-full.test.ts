@@ -6,19 +6,13 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { WRITE_PIECE, writeFull } from '../../src/io/sparse.js';
+import { fill } from '../support/model.js';
 
 const tmp = fs.mkdtempSync(join(os.tmpdir(), 'tp-writefull-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function pattern(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = (x >>> 24) | 1;
-  }
-  return b;
-}
+/** n non-zero pseudo-random bytes (the model's fill), as a Buffer. */
+const pattern = (n: number, seed: number): Buffer => Buffer.from(fill(n, seed).buffer);
 
 test('a buffer of several pieces lands whole, at a position and at the current position', () => {
   const a = pattern(3 * WRITE_PIECE + 17, 1);

@@ -9,7 +9,6 @@
 import { CliError, write } from '../io.js';
 import type { Ctx } from '../io.js';
 import { withPool } from '../pool.js';
-import { ThinpoolError } from '../../errors.js';
 
 export async function reserve(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   const held = await withPool(ctx, dir, 'write', async (pool) => {
@@ -34,12 +33,7 @@ export async function release(ctx: Ctx, [dir]: string[], opts: Record<string, un
   const was = await withPool(ctx, dir, 'write', async (pool) => {
     const block = pool.status().heldMetadataRoot;
     if (block === null) throw new CliError(`${dir} holds no metadata snapshot: nothing to release`);
-    try {
-      await pool.releaseMetadataSnap();
-    } catch (e) {
-      if (e instanceof ThinpoolError && e.code === 'EINVAL') throw new CliError(`${dir} holds no metadata snapshot: nothing to release`);
-      throw e;
-    }
+    await pool.releaseMetadataSnap(); // the pool is locked: the snapshot seen above is still held
     return block;
   });
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ releasedMetadataRoot: was })}\n`);

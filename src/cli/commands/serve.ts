@@ -17,16 +17,20 @@ export async function serve(ctx: Ctx, args: string[], opts: Record<string, unkno
   const named = names.filter((n) => n.startsWith(CONTAINER) || n.startsWith(IMAGE));
   // The images layer is loaded only when a container or image is named.
   const images = named.length > 0 ? await import('../../images/images.js') : null;
-  const aliases = (p: ThinPool): ReadonlyMap<string, string> => {
-    const map = new Map<string, string>();
-    if (images === null) return map;
-    const store = new images.ImageStore(p);
-    for (const n of named) {
-      const v = n.startsWith(CONTAINER) ? store.containerVolume(n.slice(CONTAINER.length)) : store.imageVolume(n.slice(IMAGE.length));
-      map.set(n, `#${v.id}`);
-    }
-    return map;
-  };
+  const aliases =
+    images === null
+      ? undefined
+      : (p: ThinPool): ReadonlyMap<string, string> => {
+          const store = new images.ImageStore(p);
+          return new Map(
+            named.map((n) => {
+              const v = n.startsWith(CONTAINER)
+                ? store.containerVolume(n.slice(CONTAINER.length))
+                : store.imageVolume(n.slice(IMAGE.length));
+              return [n, `#${v.id}`];
+            }),
+          );
+        };
   const { serveCommand } = await import('../../nbd/serve-command.js');
   return serveCommand({
     pool,
