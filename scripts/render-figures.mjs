@@ -185,7 +185,13 @@ function mutation(f) {
 function bulk(f) {
   const names = Object.keys(f.runs);
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
-  const ratio = (r) => (r === undefined ? '-' : r.ratio === null ? (r.failed ?? 'failed') : `**${r.ratio.toFixed(2)}x**`);
+  // A run that timed Node's start-up (`node -e ""`) gives the floor it sets beside the ratio.
+  const ratio = (r) =>
+    r === undefined
+      ? '-'
+      : r.ratio === null
+        ? (r.failed ?? 'failed')
+        : `**${r.ratio.toFixed(2)}x**${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
   const out = [
     names

@@ -14,7 +14,10 @@
  * processes (GNU time's %M) and the CPU time of the command line (user + system, all its processes: steadier than
  * wall time when the machine is loaded; the 0.01 s resolution makes small reference figures coarse) are printed
  * for each side. Every command is a fresh process (`node bin/thinpool.js`),
- * so thinpool's figures include Node's start-up. Checks once per size that the export equals the image byte for
+ * so thinpool's figures include Node's start-up; `node -e ""` is timed in the same rounds, and each row also
+ * prints the floor that start-up sets (start-up + reference time, against the reference). Before each timed
+ * command an untimed `sync` writes out the dirty pages the previous one left (the references do not sync, and
+ * thinpool's commit does: without it each side would pay for the other's writeback). Checks once per size that the export equals the image byte for
  * byte and that `read` and `write` round-trip.
  *
  *   node dist/bench/bulk/speed.js [--quick] [--reps N] [--figures FILE --as NAME]
@@ -102,6 +105,11 @@ function run(line: string, rssFile: string): Timed {
   return { s, rssMiB: kib / 1024, cpuS: user + sys };
 }
 
+/** Write every dirty page out (untimed, between commands). */
+function settle(): void {
+  execFileSync('sync');
+}
+
 /** A sparse raw image: `runs` runs of random data of `runLen` bytes spread evenly over `size` bytes. */
 function makeImage(path: string, size: number, runs: number, runLen: number): void {
   const fd = openSync(path, 'w');
@@ -139,6 +147,13 @@ interface Row {
   thinpoolCpuS?: number | null;
   referenceCpuS?: number;
   cpuRatio?: number | null;
+  /**
+   * Median wall seconds of `node -e ""` measured in the same rounds: the start-up any Node command line pays,
+   * which the C tools do not. `floorRatio` = (startupS + referenceS) / referenceS: the ratio a Node CLI would show
+   * if it did the work exactly as fast as the reference.
+   */
+  startupS?: number;
+  floorRatio?: number;
   failed?: string;
 }
 
@@ -178,13 +193,19 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
   ): boolean => {
     const a: Timed[] = [];
     const b: Timed[] = [];
+    const node: Timed[] = [];
     const verb = command.replace(/^.*thinpool (\w+).*$/, '$1');
     let failed: string | undefined = SKIP.has(`${verb}:${size / GiB}`) ? 'not run (--skip)' : undefined;
     for (let i = 0; i < REPS; i++) {
+      // Every timed command starts with no dirty pages left by the one before (untimed `sync`): neither side
+      // pays for the other's writeback.
       prepRef();
+      settle();
       b.push(run(refLine, rss));
+      node.push(run(`${sh(process.execPath)} -e ""`, rss));
       if (failed !== undefined) continue;
       prepTp();
+      settle();
       try {
         a.push(run(tpLine, rss));
       } catch (e) {
@@ -196,6 +217,7 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     const ts = failed === undefined ? median(a.map((t) => t.s)) : null;
     const tc = failed === undefined ? median(a.map((t) => t.cpuS)) : null;
     const rc = median(b.map((t) => t.cpuS));
+    const startupS = median(node.map((t) => t.s));
     rows.push({
       command,
       reference,
@@ -208,6 +230,8 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
       thinpoolCpuS: tc,
       referenceCpuS: rc,
       cpuRatio: tc === null ? null : tc / Math.max(rc, 0.01),
+      startupS,
+      floorRatio: (startupS + rs) / rs,
       ...(failed === undefined ? {} : { failed }),
     });
     return failed === undefined;
@@ -294,11 +318,11 @@ function table(label: string, rows: Row[]): string {
   const f = (x: number | null): string => (x === null ? 'failed' : x.toFixed(2));
   return [
     `${label}:`,
-    '| command | thinpool s | reference | reference s | ratio | goal | CPU s thinpool / reference (ratio) | peak RSS thinpool / reference |',
-    '|---|---|---|---|---|---|---|---|',
+    '| command | thinpool s | reference | reference s | ratio | goal | floor: node start-up + reference | CPU s thinpool / reference (ratio) | peak RSS thinpool / reference |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${f(r.thinpoolCpuS ?? null)} / ${f(r.referenceCpuS ?? null)} (${r.cpuRatio == null ? '-' : `${f(r.cpuRatio)}x`}) | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`,
+        `| \`${r.command}\` | ${f(r.thinpoolS)} | \`${r.reference}\` | ${f(r.referenceS)} | ${r.ratio === null ? '-' : `**${f(r.ratio)}x**`} | ${r.goal}x | ${r.floorRatio === undefined ? '-' : `${f(r.floorRatio)}x (${f(r.startupS!)} s)`} | ${f(r.thinpoolCpuS ?? null)} / ${f(r.referenceCpuS ?? null)} (${r.cpuRatio == null ? '-' : `${f(r.cpuRatio)}x`}) | ${r.thinpoolRssMiB?.toFixed(0) ?? '-'} / ${r.referenceRssMiB.toFixed(0)} MiB |`,
     ),
     ...rows.filter((r) => r.failed !== undefined).map((r) => `\`${r.command}\` failed: ${r.failed}`),
   ].join('\n');
