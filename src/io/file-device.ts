@@ -9,6 +9,9 @@
  *   `PUNCH_MIN_BYTES`; smaller ranges, a missing `fallocate` or a failed punch return false (range unchanged).
  *   After one failure the device stops trying; a missing binary disables punching process-wide.
  * - fs errors surface as `ThinpoolError` EIO (ENOENT / EEXIST when opening or creating).
+ * - Reads and writes go through the native helper's pread/pwrite when it is built (one system call per request,
+ *   no per-call argument conversion: about 1 µs less than fs.readSync per 4 KiB page-cache read on the test
+ *   machine), else through node:fs; both loop over short transfers, writes in pieces of at most WRITE_PIECE.
  * - `holePunchPath()` names the path `discard` takes in this process (what `thinpool status` reports).
  * - `copyWithin` (copy-on-write of data blocks) shares the extents with FICLONERANGE (reflink: XFS, btrfs), else
  *   copies inside the kernel with copy_file_range(2), else reads and writes through a buffer; a path that fails
@@ -20,7 +23,8 @@
  *   at start-up (it pulls in net and dgram).
  */
 import { nativeHelpers } from './native.js';
-import { writeFull } from './sparse.js';
+import { WRITE_PIECE, writeFull } from './sparse.js';
+import { getSystemErrorName } from 'node:util';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { ThinpoolError, type ErrorCode } from '../errors.js';
@@ -71,6 +75,12 @@ export function holePunchPath(): HolePunchPath {
   return onPath('fallocate') ? 'fallocate' : 'none';
 }
 
+/** A native call's -errno as the error node:fs would have thrown (its `code` is the errno's name). */
+function errnoError(negErrno: number, syscall: string): NodeJS.ErrnoException {
+  const code = getSystemErrorName(negErrno);
+  return Object.assign(new Error(`${code}: ${syscall} failed (errno ${-negErrno})`), { code, errno: negErrno, syscall });
+}
+
 function fsError(e: unknown, what: string, path: string): ThinpoolError {
   const errno = (e as NodeJS.ErrnoException | undefined)?.code;
   const code: ErrorCode = errno === 'ENOENT' ? 'ENOENT' : errno === 'EEXIST' ? 'EEXIST' : 'EIO';
@@ -101,6 +111,9 @@ export class FileDevice implements BlockDevice {
   #cloneFailed = false;
   #copyFailed = false;
   #copyBuf: Uint8Array | null = null;
+  /** The native helper's pread/pwrite (one system call, no per-call argument conversion), or null: node:fs. */
+  readonly #pread = nativeHelpers()?.pread ?? null;
+  readonly #pwrite = nativeHelpers()?.pwrite ?? null;
   /** How many `copyWithin` calls took each path on this device. */
   readonly copies: Record<CopyPath, number> = { clone: 0, copy: 0, 'read-write': 0 };
 
@@ -156,9 +169,14 @@ export class FileDevice implements BlockDevice {
     this.#checkOpen();
     if (!(offsetBytes >= 0 && Number.isSafeInteger(offsetBytes + buf.length))) checkRange(offsetBytes, buf.length);
     let done = 0;
+    const pread = this.#pread;
     try {
       while (done < buf.length) {
-        const n = fs.readSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
+        let n: number;
+        if (pread !== null) {
+          n = pread(this.#fd, done === 0 ? buf : buf.subarray(done), offsetBytes + done);
+          if (n < 0) throw errnoError(n, 'read');
+        } else n = fs.readSync(this.#fd, buf, done, buf.length - done, offsetBytes + done);
         if (n === 0) break; // EOF
         done += n;
       }
@@ -171,8 +189,17 @@ export class FileDevice implements BlockDevice {
   write(buf: Uint8Array, offsetBytes: number): void {
     this.#checkWritable();
     checkRange(offsetBytes, buf.length);
+    const pwrite = this.#pwrite;
     try {
-      writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
+      if (pwrite === null) writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
+      else {
+        for (let done = 0; done < buf.length; ) {
+          const end = Math.min(buf.length, done + WRITE_PIECE);
+          const n = pwrite(this.#fd, done === 0 && end === buf.length ? buf : buf.subarray(done, end), offsetBytes + done);
+          if (n < 0) throw errnoError(n, 'write');
+          done += n;
+        }
+      }
     } catch (e) {
       throw fsError(e, 'write', this.path);
     }

@@ -1,7 +1,7 @@
 /**
  * The optional native helper (native/thinpool_native.c): punch hole and SEEK_DATA/SEEK_HOLE, which node:fs
  * lacks; blocking mode and pipe size of a file descriptor (the CLI's bulk paths); copy_file_range and
- * FICLONERANGE (copy-on-write copies); sendfile (the CLI's read). Null when it was not built (no compiler at install time): callers fall
+ * FICLONERANGE (copy-on-write copies); sendfile (the CLI's read); pread/pwrite (the file device's requests). Null when it was not built (no compiler at install time): callers fall
  * back. The later functions are optional too: a helper built from an older source lacks them.
  */
 import { createRequire } from 'node:module';
@@ -21,6 +21,12 @@ export interface NativeHelpers {
   copyRange?(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
   /** One sendfile(2) from fdIn at offIn to fdOut at its position: bytes sent (0 at the end of the input) or -errno. */
   sendFile?(fdOut: number, fdIn: number, offIn: number, length: number): number;
+  /**
+   * One pread(2) / pwrite(2) over the whole typed array at `position`: bytes transferred (short at the end of
+   * the file) or -errno. No argument checks: the caller has checked the range.
+   */
+  pread?(fd: number, view: Uint8Array, position: number): number;
+  pwrite?(fd: number, view: Uint8Array, position: number): number;
   /** FICLONERANGE: the destination range shares the source's extents; 0 or -errno. */
   cloneRange?(fdSrc: number, offSrc: number, fdDst: number, offDst: number, length: number): number;
 }
