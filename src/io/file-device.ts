@@ -191,7 +191,8 @@ export class FileDevice implements BlockDevice {
     checkRange(offsetBytes, buf.length);
     const pwrite = this.#pwrite;
     try {
-      if (pwrite === null) writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
+      if (pwrite === null)
+        writeFull(this.#fd, buf, offsetBytes); // in pieces of at most WRITE_PIECE (sparse.ts: measured faster)
       else {
         for (let done = 0; done < buf.length; ) {
           const end = Math.min(buf.length, done + WRITE_PIECE);

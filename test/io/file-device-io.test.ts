@@ -42,7 +42,8 @@ describe('FileDevice request paths', () => {
   it('the native helper offers pread and pwrite (CI builds it: the fast path is the one tested)', () => {
     const native = nativeHelpers();
     if (native === null) {
-      if (process.env.CI === 'true') expect.fail('the native helper is not built (npm run install; needs a C compiler: Debian package build-essential)');
+      if (process.env.CI === 'true')
+        expect.fail('the native helper is not built (npm run install; needs a C compiler: Debian package build-essential)');
       return;
     }
     expect(typeof native.pread).toBe('function');
@@ -95,10 +96,14 @@ describe('FileDevice request paths', () => {
         console.log(back.every((b) => b === 2) ? 'head written' : 'head not written');
       `;
       // ulimit -f counts 512-byte blocks in dash: 64 KiB.
-      const r = spawnSync('sh', ['-c', 'ulimit -f 128 && exec "$0" "$@"', process.execPath, '--import', register, '--input-type=module', '-e', script], {
-        encoding: 'utf8',
-        env: { ...process.env, ...(native ? {} : { THINPOOL_NO_NATIVE: '1' }) },
-      });
+      const r = spawnSync(
+        'sh',
+        ['-c', 'ulimit -f 128 && exec "$0" "$@"', process.execPath, '--import', register, '--input-type=module', '-e', script],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, ...(native ? {} : { THINPOOL_NO_NATIVE: '1' }) },
+        },
+      );
       expect(r.status, r.stderr).toBe(0);
       const [err, head] = r.stdout.trim().split('\n');
       const e = JSON.parse(err) as { code: string; message: string };
