@@ -18,6 +18,10 @@ export function defineServiceCommands({ def }: Registry): void {
         .option('-l, --listen <HOST:PORT>', 'TCP address to listen on (default 127.0.0.1:10809)')
         .option('-S, --socket <PATH>', 'Unix socket to listen on instead of TCP')
         .option('-r, --read-only', 'export every volume read-only')
+        .option(
+          '--write-back <SIZE>',
+          "rados:// pools: answer up to SIZE of writes before the cluster acknowledges them, as librbd's cache (FLUSH and FUA wait for them; a failure among them fails the next FLUSH and every later write); default 0: off",
+        )
         .option('--busy-poll-us <N>', 'after answering, poll the connection N microseconds before sleeping (0-1000, default 50; 0: off)')
         .option('--tls <off|on|require>', 'NBD over TLS (STARTTLS): off, offered (on), or required before anything is served', 'off')
         .option('--tls-psk <FILE>', 'pre-shared keys, psktool format (IDENTITY:HEXKEY lines)')

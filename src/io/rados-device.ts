@@ -10,6 +10,12 @@
  *   writes past the end (sizes are also recorded by `resize` at once).
  * - `readAsync`/`writeAsync` go through librados aio (many requests in flight). Requests to one object are
  *   applied in issue order, sync or async, so a read or copy after a write sees it.
+ * - Write-back (`writeBackBytes` > 0, as librbd's cache): `writeAsync` resolves once its requests are sent, not
+ *   acknowledged, while at most `writeBackBytes` of such writes are unacknowledged (past that it waits for the
+ *   oldest). A later read still sees the bytes (issue order per object). `flush` waits for all of them. The
+ *   first that fails makes the device failed: `flush`, `write` and `writeAsync` throw that error from then on
+ *   (nothing the caller was told was written may be committed as if it were), until the device is reopened.
+ *   Off (0) by default: every write is acknowledged by the cluster when it returns.
  * - `discard` always succeeds: wholly covered objects are removed, partly covered ranges zeroed in place.
  * - Shrinking removes the objects past the new end and truncates the one across it: no object holds bytes at
  *   or beyond `sizeBytes` (so growing again exposes zeros).
@@ -33,6 +39,14 @@ interface Descriptor {
 export interface RadosDeviceOptions {
   /** Bytes per RADOS object: a power of two from 4 KiB to 64 MiB. Default 4 MiB. Fixed at create. */
   objectSize?: number;
+  /** Write-back: bytes of `writeAsync` data that may be unacknowledged (see the contract). Default 0: off. */
+  writeBackBytes?: number;
+}
+
+function checkWriteBack(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new ThinpoolError('EINVAL', `write-back size ${n} must be a whole number of bytes, 0 or more`);
+  return n;
 }
 
 function checkObjectSize(n: number): void {
@@ -61,17 +75,25 @@ export class RadosDevice implements AsyncBlockDevice {
   readonly prefix: string;
   readonly objectSize: number;
   readonly readOnly: boolean;
+  /** Write-back bound in bytes (0: off). */
+  readonly writeBackBytes: number;
   #size: number;
   #recordedSize: number;
   #closed = false;
+  /** Write-back: bytes sent and not yet acknowledged, and the writes behind them, oldest first. */
+  #unacked = 0;
+  readonly #behind: Array<{ settled: boolean; acked: Promise<void> }> = [];
+  /** Write-back: the first failure of a write already reported as done (sticky: see the contract). */
+  #failed: ThinpoolError | null = null;
 
-  private constructor(io: RadosIoctx, prefix: string, d: Descriptor, readOnly: boolean) {
+  private constructor(io: RadosIoctx, prefix: string, d: Descriptor, readOnly: boolean, writeBackBytes: number) {
     this.io = io;
     this.prefix = prefix;
     this.objectSize = d.objectSize;
     this.#size = d.sizeBytes;
     this.#recordedSize = d.sizeBytes;
     this.readOnly = readOnly;
+    this.writeBackBytes = readOnly ? 0 : checkWriteBack(writeBackBytes);
   }
 
   /** A new, empty device of sizeBytes; EEXIST when the descriptor object exists. */
@@ -79,16 +101,23 @@ export class RadosDevice implements AsyncBlockDevice {
     checkSize(sizeBytes);
     const objectSize = opts.objectSize ?? DEFAULT_OBJECT_BYTES;
     checkObjectSize(objectSize);
+    checkWriteBack(opts.writeBackBytes ?? 0);
     if (io.size(prefix) !== null) throw new ThinpoolError('EEXIST', `RADOS object ${prefix} exists: a device is already there`);
     const d: Descriptor = { format: 'thinpool-rados-device', version: 1, sizeBytes, objectSize };
     io.writeFull(prefix, Buffer.from(JSON.stringify(d)));
-    return new RadosDevice(io, prefix, d, false);
+    return new RadosDevice(io, prefix, d, false, opts.writeBackBytes ?? 0);
   }
 
-  static open(io: RadosIoctx, prefix: string, opts: { readOnly?: boolean } = {}): RadosDevice {
+  static open(io: RadosIoctx, prefix: string, opts: { readOnly?: boolean; writeBackBytes?: number } = {}): RadosDevice {
+    checkWriteBack(opts.writeBackBytes ?? 0);
     const d = readDescriptor(io, prefix);
     if (d === null) throw new ThinpoolError('ENOENT', `no RADOS device ${prefix} (its descriptor object is missing)`);
-    return new RadosDevice(io, prefix, d, opts.readOnly === true);
+    return new RadosDevice(io, prefix, d, opts.readOnly === true, opts.writeBackBytes ?? 0);
+  }
+
+  /** Write-back: bytes of writes reported done that the cluster has not acknowledged yet. */
+  get unacknowledgedBytes(): number {
+    return this.#unacked;
   }
 
   /** True when a device descriptor exists under prefix. */
@@ -151,16 +180,44 @@ export class RadosDevice implements AsyncBlockDevice {
     checkRange(offsetBytes, buf.length);
     if (buf.length === 0) return;
     const parts: Array<Promise<void>> = [];
+    const behind = this.writeBackBytes > 0;
     this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
-      parts.push(this.io.aioWrite(this.#name(index), buf.subarray(at, at + n), within));
+      const part = buf.subarray(at, at + n);
+      if (!behind) {
+        parts.push(this.io.aioWrite(this.#name(index), part, within));
+        return;
+      }
+      // Acknowledged later: the settle hook (run synchronously when the completion is found, also inside a
+      // flush's waitAll) keeps the count and the first failure; the promise itself never rejects.
+      this.#unacked += n;
+      const entry = { settled: false, acked: Promise.resolve() };
+      const sent = this.io.aioWrite(this.#name(index), part, within, (e) => {
+        entry.settled = true;
+        this.#unacked -= n;
+        if (e !== null) this.#failed ??= e;
+      });
+      entry.acked = sent.catch(() => undefined);
+      this.#behind.push(entry);
     });
     if (offsetBytes + buf.length > this.#size) this.#size = offsetBytes + buf.length;
-    await Promise.all(parts);
+    if (!behind) {
+      await Promise.all(parts);
+      return;
+    }
+    // Past the bound, wait for the oldest writes (each entry resolves once acknowledged or failed).
+    for (;;) {
+      while (this.#behind.length > 0 && this.#behind[0].settled) this.#behind.shift();
+      if (this.#unacked <= this.writeBackBytes || this.#behind.length === 0) break;
+      await this.#behind[0].acked;
+    }
+    if (this.#failed !== null) throw this.#failed;
   }
 
   flush(): void {
     this.#checkOpen();
     this.io.waitAll();
+    this.#behind.length = 0;
+    if (this.#failed !== null) throw this.#failed;
     if (!this.readOnly && this.#size !== this.#recordedSize) this.#recordSize();
   }
 
@@ -235,6 +292,7 @@ export class RadosDevice implements AsyncBlockDevice {
   #checkWritable(): void {
     this.#checkOpen();
     if (this.readOnly) throw new ThinpoolError('EROFS', `RADOS device ${this.prefix} is open read-only`);
+    if (this.#failed !== null) throw this.#failed;
   }
 }
 

@@ -10,6 +10,7 @@
  * `--insecure` is given; `--tls on|require` needs `--tls-psk` and/or `--tls-certificates`.
  */
 import { isThinpoolError } from '../errors.js';
+import { formatSize, parseSize } from '../sizes.js';
 import { explainError, q } from '../messages.js';
 import { ThinPool } from '../thin/pool.js';
 import type { CephOptions } from '../thin/rados-pool.js';
@@ -30,6 +31,8 @@ export interface ServeCommandOptions {
   readOnly?: boolean;
   /** Busy-poll window in microseconds (NbdServerOptions.busyPollMicros), as given on the command line. */
   busyPollUs?: string;
+  /** rados:// pools: the write-back size (CephOptions.writeBackBytes) as given on the command line (e.g. 24M). */
+  writeBack?: string;
   /** off (default), on or require. */
   tls?: string;
   /** psktool key file. */
@@ -121,6 +124,7 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   let socketMode: number | undefined;
   let maxConnections: number | undefined;
   let handshakeTimeout: number | undefined;
+  let writeBackBytes = 0;
   try {
     where = opts.socket !== undefined ? { path: opts.socket } : parseListen(opts.listen ?? '127.0.0.1:10809');
     busyPollMicros = opts.busyPollUs === undefined ? undefined : parseBusyPoll(opts.busyPollUs);
@@ -133,6 +137,14 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     }
     maxConnections = parseCount('--max-connections', opts.maxConnections, 65536);
     handshakeTimeout = parseCount('--handshake-timeout', opts.handshakeTimeout, 3600);
+    if (opts.writeBack !== undefined) {
+      writeBackBytes = parseSize(opts.writeBack, '--write-back');
+      if (writeBackBytes > 0 && !opts.pool.startsWith('rados://'))
+        throw new Error(
+          "--write-back applies to rados:// pools only: a file pool's writes already land in the page cache and are made durable by FLUSH and FUA",
+        );
+      if (writeBackBytes > 0 && opts.readOnly === true) throw new Error('--write-back and --read-only cannot be used together');
+    }
   } catch (e) {
     stderr.write(`thinpool serve: ${(e as Error).message}\n`);
     return 2;
@@ -154,7 +166,10 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
   }
   let pool: ThinPool;
   try {
-    pool = await ThinPool.open(opts.pool, { readOnly: opts.readOnly === true, ceph: opts.ceph });
+    pool = await ThinPool.open(opts.pool, {
+      readOnly: opts.readOnly === true,
+      ceph: writeBackBytes > 0 ? { ...opts.ceph, writeBackBytes } : opts.ceph,
+    });
     pool.on('threshold', (e) =>
       stderr.write(`thinpool serve: warning: ${e.resource} use reached ${e.threshold}% (${e.usedBlocks} of ${e.totalBlocks} blocks)\n`),
     );
@@ -212,7 +227,9 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     const list = opts.names.length > 0 ? opts.names : server.exportNames();
     const ro = opts.readOnly ? ' (read-only)' : '';
     const uri = tls?.mode === 'require' ? addr.uri.replace(/^nbd(\+unix)?:/, (_m, u: string | undefined) => `nbds${u ?? ''}:`) : addr.uri;
-    const how = tls ? `, TLS ${tls.mode === 'require' ? 'required' : 'offered'}` : '';
+    const how =
+      (tls ? `, TLS ${tls.mode === 'require' ? 'required' : 'offered'}` : '') +
+      (writeBackBytes > 0 ? `, write-back ${formatSize(writeBackBytes)}` : '');
     stdout.write(`serving ${list.length} export${list.length === 1 ? '' : 's'}${ro}${how} on ${uri}: ${list.join(', ')}\n`);
     opts.onListening?.(uri);
   } catch (e) {

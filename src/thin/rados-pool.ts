@@ -40,6 +40,13 @@ export interface CephOptions {
   osdTimeoutSeconds?: number;
   /** Bytes per data object at format: a power of two, 4 KiB to 64 MiB (default 4 MiB). */
   objectSize?: number;
+  /**
+   * Write-back for data written asynchronously (volume.write, the NBD server): up to this many bytes of such
+   * writes are reported done before the cluster acknowledges them, as librbd's cache does; a commit (an NBD
+   * FLUSH or FUA) waits for all of them, and a failure among them fails that commit and every later write
+   * (rados-device.ts). Default 0: every write is acknowledged by the cluster before it is reported done.
+   */
+  writeBackBytes?: number;
 }
 
 export interface RadosAddress {
@@ -222,15 +229,16 @@ function assemble(
   readOnly: boolean,
   unlock: (() => void) | null,
   create?: { dataSize: number; metadataSize: number; objectSize?: number },
+  writeBackBytes = 0,
 ): RadosStorage {
   const devices: RadosDevice[] = [];
   try {
     if (create) {
       devices.push(RadosDevice.create(io, `${name}.metadata`, create.metadataSize));
-      devices.push(RadosDevice.create(io, `${name}.data`, create.dataSize, { objectSize: create.objectSize }));
+      devices.push(RadosDevice.create(io, `${name}.data`, create.dataSize, { objectSize: create.objectSize, writeBackBytes }));
     } else {
       devices.push(RadosDevice.open(io, `${name}.metadata`, { readOnly }));
-      devices.push(RadosDevice.open(io, `${name}.data`, { readOnly }));
+      devices.push(RadosDevice.open(io, `${name}.data`, { readOnly, writeBackBytes }));
     }
   } catch (e) {
     unlock?.();
@@ -277,7 +285,7 @@ export function formatRadosStorage(
     cluster.close();
     throw e;
   }
-  const s = assemble(address, cluster, io, a.name, false, unlock, { ...sizes, objectSize: opts.objectSize });
+  const s = assemble(address, cluster, io, a.name, false, unlock, { ...sizes, objectSize: opts.objectSize }, opts.writeBackBytes);
   return {
     ...s,
     finish: () => {
@@ -304,7 +312,7 @@ export function openRadosStorage(address: string, opts: CephOptions & { readOnly
     cluster.close();
     throw e;
   }
-  return assemble(address, cluster, io, a.name, opts.readOnly === true, unlock);
+  return assemble(address, cluster, io, a.name, opts.readOnly === true, unlock, undefined, opts.writeBackBytes);
 }
 
 /** Names of the thin pools in a Ceph pool (`rados://CEPH_POOL`, with or without a trailing slash). */

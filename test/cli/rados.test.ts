@@ -77,89 +77,94 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
     expect(chk.code, chk.stderr).toBe(0);
   });
 
-  test('serve in another process: qemu-io and fio write through NBD; a second writer is refused; lock break fences the server', async () => {
-    const p = 'rados://tp/served';
-    expect((await c(['init', p, '--size', '256M'])).code).toBe(0);
-    expect((await c(['create', p, 'v', '--size', '32M'])).code).toBe(0);
-    const server: ChildProcess = spawn(process.execPath, [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', ceph.conf], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    server.stdout!.on('data', (d) => {
-      out += d;
-    });
-    server.stderr!.on('data', (d) => {
-      err += d;
-    });
-    const exited = new Promise<number | null>((resolve) => server.on('exit', (code) => resolve(code)));
-    try {
-      const deadline = Date.now() + 30_000;
-      while (!/nbd:\/\/\S+:/.test(out)) {
-        if (Date.now() > deadline || server.exitCode !== null) throw new Error(`serve did not start: ${out} ${err}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const uri = `${/(nbd:\/\/[^\s:]+:\d+)/.exec(out)![1]}/v`;
+  // Twice: writes acknowledged by the cluster (the default), and written behind (--write-back, as librbd's cache).
+  for (const writeBack of [null, '1M']) {
+    test(`serve in another process${writeBack === null ? '' : ` with --write-back ${writeBack}`}: qemu-io and fio write through NBD; a second writer is refused; lock break fences the server`, async () => {
+      const p = `rados://tp/served${writeBack === null ? '' : 'wb'}`;
+      expect((await c(['init', p, '--size', '256M'])).code).toBe(0);
+      expect((await c(['create', p, 'v', '--size', '32M'])).code).toBe(0);
+      const wb = writeBack === null ? [] : ['--write-back', writeBack];
+      const server: ChildProcess = spawn(process.execPath, [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', ceph.conf, ...wb], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      server.stdout!.on('data', (d) => {
+        out += d;
+      });
+      server.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const exited = new Promise<number | null>((resolve) => server.on('exit', (code) => resolve(code)));
+      try {
+        const deadline = Date.now() + 30_000;
+        while (!/nbd:\/\/\S+:/.test(out)) {
+          if (Date.now() > deadline || server.exitCode !== null) throw new Error(`serve did not start: ${out} ${err}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const uri = `${/(nbd:\/\/[^\s:]+:\d+)/.exec(out)![1]}/v`;
+        if (writeBack !== null) expect(out).toContain('write-back 1 MiB');
 
-      // The server holds the write lock: a writer in this process is refused with the holder named.
-      const refused = await c(['create', p, 'w', '--size', '1M']);
-      expect(refused.code).toBe(1);
-      expect(refused.stderr).toContain(`open for writing by process ${server.pid} on host`);
-      expect(refused.stderr).toMatch(/run "thinpool lock break rados:\/\/tp\/served"\n$/);
-      const held = JSON.parse((await c(['ls-pools', 'rados://tp', '--json'])).stdout) as Array<{
-        address: string;
-        holder: { pid: number } | null;
-      }>;
-      expect(held.find((x) => x.address === p)?.holder?.pid).toBe(server.pid);
+        // The server holds the write lock: a writer in this process is refused with the holder named.
+        const refused = await c(['create', p, 'w', '--size', '1M']);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain(`open for writing by process ${server.pid} on host`);
+        expect(refused.stderr).toMatch(new RegExp(`run "thinpool lock break ${p.replace(/\//g, '\\/')}"\n$`));
+        const held = JSON.parse((await c(['ls-pools', 'rados://tp', '--json'])).stdout) as Array<{
+          address: string;
+          holder: { pid: number } | null;
+        }>;
+        expect(held.find((x) => x.address === p)?.holder?.pid).toBe(server.pid);
 
-      if (needTool('qemu-io', 'qemu-utils')) {
-        const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 64k', '-c', 'flush', uri]);
-        expect(w.code, w.stderr + w.stdout).toBe(0);
-      }
-      if (needTool('fio', 'fio')) {
-        const f = await run(
-          'fio',
-          [
-            '--name=t',
-            '--ioengine=nbd',
-            `--uri=${uri}`,
-            '--rw=randwrite',
-            '--bs=4k',
-            '--iodepth=16',
-            '--size=4M',
-            '--offset=8M',
-            '--verify=crc32c',
-            '--do_verify=1',
-            '--verify_state_save=0',
-            '--output-format=json',
-          ],
-          { timeoutMs: 120_000 },
-        );
-        expect(f.code, f.stderr).toBe(0);
-        expect(JSON.parse(f.stdout.slice(f.stdout.indexOf('{'))).jobs[0].error).toBe(0);
-      }
-      // Reads need no lock: the committed 0x11 block is visible to a read-only opener.
-      const before = await c(['read', p, 'v', '--length', '4']);
-      if (needTool('qemu-io', 'qemu-utils')) expect(before.stdoutBytes).toEqual(Buffer.alloc(4, 0x11));
+        if (needTool('qemu-io', 'qemu-utils')) {
+          const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 64k', '-c', 'flush', uri]);
+          expect(w.code, w.stderr + w.stdout).toBe(0);
+        }
+        if (needTool('fio', 'fio')) {
+          const f = await run(
+            'fio',
+            [
+              '--name=t',
+              '--ioengine=nbd',
+              `--uri=${uri}`,
+              '--rw=randwrite',
+              '--bs=4k',
+              '--iodepth=16',
+              '--size=4M',
+              '--offset=8M',
+              '--verify=crc32c',
+              '--do_verify=1',
+              '--verify_state_save=0',
+              '--output-format=json',
+            ],
+            { timeoutMs: 120_000 },
+          );
+          expect(f.code, f.stderr).toBe(0);
+          expect(JSON.parse(f.stdout.slice(f.stdout.indexOf('{'))).jobs[0].error).toBe(0);
+        }
+        // Reads need no lock: the committed 0x11 block is visible to a read-only opener.
+        const before = await c(['read', p, 'v', '--length', '4']);
+        if (needTool('qemu-io', 'qemu-utils')) expect(before.stdoutBytes).toEqual(Buffer.alloc(4, 0x11));
 
-      // Break the lock: the server is fenced; its later writes fail and never land.
-      const br = await c(['lock', 'break', p]);
-      expect(br.code, br.stderr).toBe(0);
-      expect(br.stdout).toContain(`process ${server.pid}`);
-      expect((await c(['create', p, 'w', '--size', '1M'])).code).toBe(0); // the lock is free for a new writer
-      if (needTool('qemu-io', 'qemu-utils')) {
-        const late = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 64k', '-c', 'write -P 0x33 16M 64k', '-c', 'flush', uri]);
-        expect(`${late.stdout}${late.stderr}`).toMatch(/error|failed/i);
-        const now = await c(['read', p, 'v', '--length', '4']);
-        expect(now.stdoutBytes).toEqual(Buffer.alloc(4, 0x11));
-        const far = await c(['read', p, 'v', '--offset', '16M', '--length', '4']);
-        expect(far.stdoutBytes).toEqual(Buffer.alloc(4, 0));
+        // Break the lock: the server is fenced; its later writes fail and never land.
+        const br = await c(['lock', 'break', p]);
+        expect(br.code, br.stderr).toBe(0);
+        expect(br.stdout).toContain(`process ${server.pid}`);
+        expect((await c(['create', p, 'w', '--size', '1M'])).code).toBe(0); // the lock is free for a new writer
+        if (needTool('qemu-io', 'qemu-utils')) {
+          const late = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 64k', '-c', 'write -P 0x33 16M 64k', '-c', 'flush', uri]);
+          expect(`${late.stdout}${late.stderr}`).toMatch(/error|failed/i);
+          const now = await c(['read', p, 'v', '--length', '4']);
+          expect(now.stdoutBytes).toEqual(Buffer.alloc(4, 0x11));
+          const far = await c(['read', p, 'v', '--offset', '16M', '--length', '4']);
+          expect(far.stdoutBytes).toEqual(Buffer.alloc(4, 0));
+        }
+      } finally {
+        server.kill('SIGTERM');
+        await exited;
       }
-    } finally {
-      server.kill('SIGTERM');
-      await exited;
-    }
-    const chk = await c(['check', p]);
-    expect(chk.code, chk.stdout + chk.stderr).toBe(0);
-  });
+      const chk = await c(['check', p]);
+      expect(chk.code, chk.stdout + chk.stderr).toBe(0);
+    });
+  }
 });

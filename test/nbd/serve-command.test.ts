@@ -90,6 +90,21 @@ describe('serveCommand', () => {
       expect(await e.result).toBe(2);
       expect(e.err.text).toContain(`bad --busy-poll-us "${bad}"`);
     }
+    // --write-back: rados:// pools only, a size, not with --read-only.
+    const w = start({ writeBack: '1M' });
+    expect(await w.result).toBe(2);
+    expect(w.err.text).toContain('--write-back applies to rados:// pools only');
+    const wr = start({ pool: 'rados://tp/x', writeBack: '1M', readOnly: true });
+    expect(await wr.result).toBe(2);
+    expect(wr.err.text).toContain('--write-back and --read-only cannot be used together');
+    const wz = start({ pool: 'rados://tp/x', writeBack: 'lots' });
+    expect(await wz.result).toBe(2);
+    expect(wz.err.text).toContain('--write-back');
+    const w0 = start({ writeBack: '0' }); // 0: off, accepted for any pool
+    await w0.listening;
+    expect(w0.out.text).not.toContain('write-back');
+    w0.stop();
+    expect(await w0.result).toBe(0);
     const d = start({ pool: join(tmp.dir, 'none') });
     expect(await d.result).toBe(1);
     expect(d.err.text).toContain('cannot open pool');

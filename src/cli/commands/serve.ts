@@ -41,6 +41,7 @@ export async function serve(ctx: Ctx, args: string[], opts: Record<string, unkno
     socket: opts.socket as string | undefined,
     readOnly: opts.readOnly === true,
     busyPollUs: opts.busyPollUs as string | undefined,
+    writeBack: opts.writeBack as string | undefined,
     tls: opts.tls as string | undefined,
     tlsPsk: opts.tlsPsk as string | undefined,
     tlsCertificates: opts.tlsCertificates as string | undefined,
