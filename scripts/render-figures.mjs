@@ -254,7 +254,32 @@ function rados(f) {
           })
           .join(' | ')} |`,
     ),
+    ...radosModes(f, ops),
   ].join('\n');
+}
+
+/**
+ * Runs that measured writes in both acknowledgement modes (librbd's cache off, thinpool serve --write-back): like
+ * against like, one row per run and write case.
+ */
+function radosModes(f, ops) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
+    r.rows
+      .filter((x) => x.rbdNoCache !== undefined && x.radosWriteBack !== undefined)
+      .map(
+        (x) =>
+          `| ${k} | 4K rand write QD${x.depth} | ${ops(x.rbdNoCache)} | ${ops(x.rados)} | **${(x.rados / x.rbdNoCache).toFixed(2)}** | ${ops(x.rbd)} | ${ops(x.radosWriteBack)} | **${(x.radosWriteBack / x.rbd).toFixed(2)}** |`,
+      ),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    "Writes, like against like: acknowledged by the cluster (librbd `--rbd_cache=false`, thinpool by default), and written behind (librbd's default cache, `thinpool serve --write-back 24M`):",
+    '',
+    '| run | case | librbd, cache off op/s | thinpool op/s | **ratio** | librbd, cache on op/s | thinpool --write-back op/s | **ratio** |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ];
 }
 
 /** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */

@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the rados benches (speed.ts, depth.ts); not a bench itself (the runner skips `_` files).
  *   - `rbdBench`: `rbd bench` 4 KiB random I/O on an image, at the rate `rbd bench` prints (its own clock, without
- *     the tool's start-up);
+ *     the tool's start-up), with librbd's cache as configured (on by default) or off (`--rbd_cache=false`);
  *   - `fio`: fio's nbd engine against an NBD URI, at the rate fio reports (without connecting);
  *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port;
  *   - `recordRun`: merge one run into a figures JSON under `runs[NAME]`, with the commit measured.
@@ -29,8 +29,9 @@ export const median = (xs: number[]): number => {
 };
 
 /** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
-export async function rbdBench(conf: string, image: string, kind: Kind, threads: number, ops: number): Promise<number> {
+export async function rbdBench(conf: string, image: string, kind: Kind, threads: number, ops: number, cache = true): Promise<number> {
   const args = ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads)];
+  if (!cache) args.push('--rbd_cache=false'); // every write acknowledged by the cluster before it completes
   args.push('--io-pattern', 'rand', '--io-total', String(ops * 4096), image);
   const { stdout } = await execFileP('rbd', args, { maxBuffer: 16 * MiB });
   const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
@@ -77,8 +78,13 @@ export async function fio(uri: string, kind: Kind, depth: number, size: number, 
  * `thinpool serve POOL [NAMES...]` in its own process; resolves the server's NBD URI (`nbd://HOST:PORT`, append
  * `/NAME` for an export) and a stop function (SIGTERM, then waits for the exit).
  */
-export async function serve(pool: string, conf: string | undefined, names: string[]): Promise<{ uri: string; stop(): Promise<void> }> {
-  const args = [BIN, 'serve', pool, ...names, '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : [])];
+export async function serve(
+  pool: string,
+  conf: string | undefined,
+  names: string[],
+  extra: string[] = [],
+): Promise<{ uri: string; stop(): Promise<void> }> {
+  const args = [BIN, 'serve', pool, ...names, '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : []), ...extra];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
   let out = '';

@@ -4,7 +4,10 @@
  *     in a `rados://` pool (a separate process, as users run it);
  *   - `rbd bench --io-type read|write --io-size 4K --io-threads 1|16 --io-pattern rand` on an RBD image of the
  *     same size in the same Ceph pool;
- *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs).
+ *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs);
+ *   - for writes, each side's other mode: librbd with its cache off (`--rbd_cache=false`: every write acknowledged
+ *     by the cluster, as thinpool's default) and `thinpool serve --write-back 24M` of a second rados: pool (writes
+ *     answered once sent, as librbd's default cache): like against like, both ways.
  * Both the volume and the image are written in full first, so reads find data. Prints operations per second
  * and the ratios thinpool/librbd and rados/file: each the median of `--reps N` rounds (default 3), the three
  * systems taking turns within a round. librbd's rate is the one `rbd bench` prints (its own clock, without the
@@ -55,29 +58,61 @@ async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tp-bench-rados-'));
   const tag = `bench${process.pid}`;
   const image = `${cephPool}/${tag}`;
-  const results: Array<{ kind: Kind; depth: number; rbd: number; rados: number; file: number }> = [];
+  const results: Array<{
+    kind: Kind;
+    depth: number;
+    rbd: number;
+    rados: number;
+    file: number;
+    /** Writes only: librbd with its cache off, and thinpool serve --write-back. */
+    rbdNoCache?: number;
+    radosWriteBack?: number;
+  }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
     await rbdFill(conf, image, SIZE);
     const address = `rados://${cephPool}/${tag}`;
+    const addressWb = `rados://${cephPool}/${tag}wb`;
     await makePool(address, conf);
+    await makePool(addressWb, conf);
     await makePool(join(dir, 'pool'), undefined);
     const rados = await serve(address, conf, ['v']);
+    // The same, with writes written behind as librbd's cache does (serve --write-back, librbd's default 32 MiB cache).
+    const radosWb = await serve(addressWb, conf, ['v'], ['--write-back', '24M']);
     const file = await serve(join(dir, 'pool'), undefined, ['v']);
     try {
-      const samples = CASES.map(() => ({ rbd: [] as number[], rados: [] as number[], file: [] as number[] }));
+      const samples = CASES.map(() => ({
+        rbd: [] as number[],
+        rbdNoCache: [] as number[],
+        rados: [] as number[],
+        radosWriteBack: [] as number[],
+        file: [] as number[],
+      }));
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
           samples[i].rbd.push(await rbdBench(conf, image, kind, depth, OPS));
           samples[i].rados.push(await fio(`${rados.uri}/v`, kind, depth, SIZE, OPS));
           samples[i].file.push(await fio(`${file.uri}/v`, kind, depth, SIZE, OPS));
+          if (kind === 'write') {
+            samples[i].rbdNoCache.push(await rbdBench(conf, image, kind, depth, OPS, false));
+            samples[i].radosWriteBack.push(await fio(`${radosWb.uri}/v`, kind, depth, SIZE, OPS));
+          }
         }
       }
       for (const [i, [kind, depth]] of CASES.entries()) {
-        results.push({ kind, depth, rbd: median(samples[i].rbd), rados: median(samples[i].rados), file: median(samples[i].file) });
+        const m = samples[i];
+        results.push({
+          kind,
+          depth,
+          rbd: median(m.rbd),
+          rados: median(m.rados),
+          file: median(m.file),
+          ...(kind === 'write' ? { rbdNoCache: median(m.rbdNoCache), radosWriteBack: median(m.radosWriteBack) } : {}),
+        });
       }
     } finally {
       await rados.stop();
+      await radosWb.stop();
       await file.stop();
     }
   } finally {
@@ -85,15 +120,32 @@ async function run(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await cluster?.stop();
   }
+  const opt = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(0));
+  const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '-' : (a / b).toFixed(2));
   const rows = results.map((r) => [
     `4K rand ${r.kind} QD${r.depth}`,
     r.rbd.toFixed(0),
     r.rados.toFixed(0),
     (r.rados / r.rbd).toFixed(2),
+    opt(r.rbdNoCache),
+    ratio(r.rados, r.rbdNoCache),
+    opt(r.radosWriteBack),
+    ratio(r.radosWriteBack, r.rbd),
     r.file.toFixed(0),
     (r.rados / r.file).toFixed(2),
   ]);
-  const head = ['case', 'librbd op/s', 'thinpool rados op/s', 'ratio', 'thinpool file op/s', 'rados/file'];
+  const head = [
+    'case',
+    'librbd op/s',
+    'thinpool rados op/s',
+    'ratio',
+    'librbd, cache off',
+    'thinpool / librbd cache off',
+    'thinpool --write-back',
+    'write-back / librbd',
+    'thinpool file op/s',
+    'rados/file',
+  ];
   console.log(
     `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`,
   );
