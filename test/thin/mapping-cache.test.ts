@@ -69,6 +69,32 @@ test('MappingCache: a repeated lookup does not walk; a new generation, a collidi
   expect(new MappingCache(100).entries).toBe(64);
 });
 
+test('MappingCache: every one of its slots holds an entry; 1 entry is a cache, 0 or less is off', () => {
+  let walks = 0;
+  const walk = (root: number, vblock: number): number => {
+    walks++;
+    return root * 1000 + vblock;
+  };
+  for (const n of [1, 2, 4, 8, 16]) {
+    const c = new MappingCache(n);
+    expect(c.entries).toBe(n);
+    const g = c.fresh();
+    // n consecutive vblocks of one generation hash to n different slots (the hash xors vblock into its low bits).
+    for (let v = 0; v < n; v++) c.get(g, v, 3, walk);
+    walks = 0;
+    for (let v = 0; v < n; v++) expect(c.get(g, v, 3, walk)).toBe(3000 + v);
+    expect(walks, `${n} entries`).toBe(0);
+  }
+  for (const n of [0, -1, -100]) {
+    const c = new MappingCache(n);
+    expect(c.entries, `${n} entries`).toBe(0);
+    walks = 0;
+    expect(c.get(c.fresh(), 2, 1, walk)).toBe(1002);
+    expect(c.get(1, 2, 1, walk)).toBe(1002);
+    expect(walks).toBe(2);
+  }
+});
+
 test('a provisioning write, a CoW break, a discard and a resize make cached reads stale', () => {
   const { pool } = memoryPool(64);
   const a = pool.createThinSync('a', { size: 8 * BS });
