@@ -278,6 +278,8 @@ export class ThinMetadata extends MetadataDevices {
     d.creationTime = det.creationTime;
     d.snapshottedTime = det.snapshottedTime;
     d.detailsDirty = true;
+    // Dirty on its own: the next commit writes the details (and so a new details root), even with nothing else.
+    this.sbDirty = true;
   }
 
   /** Set superblock fields directly (restore). */

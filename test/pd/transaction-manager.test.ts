@@ -69,3 +69,18 @@ test('dec of a block past the metadata device: EBADBLOCKNR naming the space map'
   expect(isThinpoolError(err, 'EBADBLOCKNR'), String(err)).toBe(true);
   expect(err).toMatchObject({ structure: 'space map', mblock: 1_000_000 });
 });
+
+test('dec of a block number past 2^32 is refused whole, not taken for the block its low word names', () => {
+  const md = fresh();
+  const { tm } = ThinMetadata.internals(md);
+  const b = tm.newNode(LEAF, 8).block;
+  let err: unknown;
+  try {
+    tm.dec(2 ** 32 + b);
+  } catch (e) {
+    err = e;
+  }
+  expect(isThinpoolError(err, 'EBADBLOCKNR'), String(err)).toBe(true);
+  expect(err).toMatchObject({ structure: 'space map', mblock: 2 ** 32 + b });
+  expect(tm.dec(b)).toBe(0); // b kept its one reference
+});
