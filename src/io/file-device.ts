@@ -39,8 +39,6 @@ const SEND_MAX = 1024 * 1024 * 1024;
 const EINVAL = 22;
 const ENOSYS = 38;
 const EOPNOTSUPP = 95;
-/** Names of the errno values a send may fail with that callers tell apart (x86-64 and arm64 numbers). */
-const ERRNO_NAMES: Record<number, string> = { 5: 'EIO', 11: 'EAGAIN', 28: 'ENOSPC', 32: 'EPIPE', 27: 'EFBIG' };
 
 /** Set once `fallocate` is found missing: no device tries again. */
 let fallocateMissing = false;
@@ -316,8 +314,8 @@ export class FileDevice implements BlockDevice {
       if (n === 0) break; // the end of the file
       if (n < 0) {
         if (done === 0 && (n === -EINVAL || n === -ENOSYS || n === -EOPNOTSUPP)) return null;
-        const code = ERRNO_NAMES[-n] ?? `errno ${-n}`;
-        throw new ThinpoolError('EIO', `sendfile from ${this.path}: ${code}`, { cause: Object.assign(new Error(code), { code }) });
+        const cause = errnoError(n, 'sendfile');
+        throw new ThinpoolError('EIO', `sendfile from ${this.path}: ${cause.code}`, { cause });
       }
       done += n;
     }

@@ -13,7 +13,7 @@ import { isThinpoolError } from '../errors.js';
 import { formatSize, parseSize } from '../sizes.js';
 import { explainError, q } from '../messages.js';
 import { ThinPool } from '../thin/pool.js';
-import type { CephOptions } from '../thin/rados-pool.js';
+import { type CephOptions, isRadosAddress } from '../thin/rados-pool.js';
 import { isLoopback, MAX_BUSY_POLL_US, NbdServer, type NbdListenOptions } from './server.js';
 import { type NbdTlsOptions, readCertificateDir, readPskFile } from './tls.js';
 
@@ -139,7 +139,7 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<number> {
     handshakeTimeout = parseCount('--handshake-timeout', opts.handshakeTimeout, 3600);
     if (opts.writeBack !== undefined) {
       writeBackBytes = parseSize(opts.writeBack, '--write-back');
-      if (writeBackBytes > 0 && !opts.pool.startsWith('rados://'))
+      if (writeBackBytes > 0 && !isRadosAddress(opts.pool))
         throw new Error(
           "--write-back applies to rados:// pools only: a file pool's writes already land in the page cache and are made durable by FLUSH and FUA",
         );

@@ -15,48 +15,14 @@ import { ThinMetadata } from '../../src/thin/metadata.js';
 import { formatThinDumpXml } from '../../src/thin/thin-xml.js';
 import { seededRng, thinCheck, thinDumpText, type Rng } from '../support/oracle.js';
 import { needTool } from '../support/tools.js';
+import { BITMAP_SALT, NODE_SALT, patchBlock, readBlock, setU64, u64 } from '../support/metadata-patch.js';
 
 const hasThinCheck = needTool('thin_check', 'thin-provisioning-tools') && needTool('thin_dump', 'thin-provisioning-tools');
 
-const NODE_SALT = 121107;
-const BITMAP_SALT = 240779;
 const MiB = 1024 * 1024;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'thinpool-check-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function readBlock(dev: BlockDevice, b: number): Uint8Array {
-  const buf = new Uint8Array(4096);
-  dev.read(buf, b * 4096);
-  return buf;
-}
-
-function u64(buf: Uint8Array, off: number): number {
-  const dv = new DataView(buf.buffer, buf.byteOffset);
-  return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 4294967296;
-}
-
-function setU64(buf: Uint8Array, off: number, v: number): void {
-  const dv = new DataView(buf.buffer, buf.byteOffset);
-  dv.setUint32(off, v >>> 0, true);
-  dv.setUint32(off + 4, Math.floor(v / 4294967296), true);
-}
-
-/** Rewrite block b after `edit` changed it, with a correct checksum for `salt` (computed by the WASM core). */
-function patchBlock(
-  md: ThinMetadata,
-  dev: BlockDevice,
-  b: number,
-  salt: number,
-  edit: (buf: Uint8Array, core: ThinMetadata['core'], addr: number) => void,
-): void {
-  const core = ThinMetadata.internals(md).core;
-  const addr = core.scratch;
-  core.u8.set(readBlock(dev, b), addr);
-  edit(core.u8.subarray(addr, addr + 4096), core, addr);
-  core.x.blockPrepare(addr, salt);
-  dev.write(core.u8.slice(addr, addr + 4096), b * 4096);
-}
 
 /** thin_check (and thin_dump) on a copy of dev's bytes: locally only when installed, always in CI (needTool). */
 function externalChecks(dev: BlockDevice, expectedDump?: string): void {
@@ -266,6 +232,13 @@ describe('checkMetadata finds damage', () => {
     expect(r.ok).toBe(false);
     expect(r.errors[0]!.code).toBe('EBADCSUM');
     expect(r.errors[0]!.mblock).toBe(0);
+    // An open that fails is the whole report: that one entry, no warnings, empty stats.
+    expect(r).toEqual({
+      ok: false,
+      errors: [{ code: 'EBADCSUM', structure: 'superblock', mblock: 0, message: r.errors[0]!.message }],
+      warnings: [],
+      stats: { devices: 0, mappings: 0, metadataBlocksUsed: 0, dataBlocksUsed: 0 },
+    });
   });
 });
 
