@@ -1,5 +1,5 @@
 {
   "targets": [
-    { "target_name": "thinpool_native", "sources": ["thinpool_native.c"] }
+    { "target_name": "thinpool_native", "sources": ["thinpool_native.c", "rados_aio.c"] }
   ]
 }

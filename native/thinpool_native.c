@@ -155,6 +155,8 @@ static napi_value pwrite_view(napi_env env, napi_callback_info info) {
   return rw(env, info, 1);
 }
 
+napi_value rados_aio_register(napi_env env, napi_value exports);  // rados_aio.c
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "pread", NAPI_AUTO_LENGTH, pread_view, NULL, &f);
@@ -175,7 +177,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "setBlocking", f);
   napi_create_function(env, "pipeSize", NAPI_AUTO_LENGTH, pipe_size, NULL, &f);
   napi_set_named_property(env, exports, "pipeSize", f);
-  return exports;
+  return rados_aio_register(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -365,6 +365,26 @@ const readVsRaw = (f) => {
   return { raw, rows: f.rows.map((r) => ({ ...r, ratio: raw / r.nsPerOp })) };
 };
 
+function radosCompletions(f) {
+  const out = [];
+  for (const [k, r] of Object.entries(f.runs)) {
+    const q = (x) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(2));
+    const ops = (x) => (x === null ? '-' : n(Math.round(x)));
+    out.push(
+      `Run "${k}": commit ${r.commit}, ${r.date}, ${n(r.ops)} operations of 4 KiB per case, median of ${r.reps} rounds (paths alternating), ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`,
+      '',
+      '| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...r.rows.map(
+        (x) =>
+          `| ${x.kind} | ${x.depth} | ${ops(x.rates.sync)} | ${ops(x.rates.koffi)} | ${ops(x.rates.native)} | ${q(x.rates.native / x.rates.koffi)} | ${x.rates.sync === null ? '-' : q(x.rates.native / x.rates.sync)} |`,
+      ),
+      '',
+    );
+  }
+  return out.join('\n').trimEnd();
+}
+
 function readPath(f) {
   const { rows } = readVsRaw(f);
   return [
@@ -498,6 +518,14 @@ const SECTIONS = [
     render: radosDepth,
     // Until a run is recorded the section says how to record one (the figures come only from runs).
     missing: 'No run recorded yet: `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME` records one.',
+  },
+  {
+    doc: 'docs/rados.md',
+    name: 'rados-completions',
+    json: 'rados-completions.json',
+    render: radosCompletions,
+    missing:
+      'No run recorded yet: `node dist/bench/rados/completions.js --figures=docs/figures/rados-completions.json --as=NAME` records one.',
   },
   { doc: 'docs/benchmarks-engine.md', name: 'metadata-tools', json: 'metadata-tools.json', render: metadataTools },
   { doc: 'README.md', name: 'metadata-tools-headline', json: 'metadata-tools.json', render: metadataToolsHeadline },

@@ -17,7 +17,7 @@
  *   writes never land.
  */
 import { ThinpoolError } from '../errors.js';
-import { inFlightCount, submit, waitAll as waitForAllRequests } from './librados-aio.js';
+import { completionPath, inFlightCount, submit, useCompletionPath, waitAll as waitForAllRequests } from './librados-aio.js';
 import { EBUSY, EEXIST, ENOENT, ERANGE, type Lib, load, radosError } from './librados-ffi.js';
 
 export interface RadosConnectOptions {
@@ -125,12 +125,15 @@ export interface Locker {
 /** An I/O context on one Ceph pool (rados_ioctx_t). Object names are strings; offsets are bytes. */
 export class RadosIoctx {
   #h: unknown;
+  /** The rados_ioctx_t's address (the native completion path takes it as a number). */
+  readonly #address: bigint;
   readonly cluster: RadosCluster;
   readonly #onClose: () => void;
 
   constructor(cluster: RadosCluster, h: unknown, onClose: () => void) {
     this.cluster = cluster;
     this.#h = h;
+    this.#address = cluster.lib.koffi.address(h) as bigint;
     this.#onClose = onClose;
   }
 
@@ -276,6 +279,19 @@ export class RadosIoctx {
   }
 
   /**
+   * How completions reach the event loop: 'native' (the helper's C callback, one thread hand-off) or 'koffi'
+   * (a koffi worker waits, two hand-offs). See librados-aio.ts.
+   */
+  static get completionPath(): 'native' | 'koffi' {
+    return completionPath();
+  }
+
+  /** Choose the completion path (false: the native one is not built); EBUSY while requests are in flight. */
+  static useCompletionPath(path: 'native' | 'koffi'): boolean {
+    return useCompletionPath(path);
+  }
+
+  /**
    * Write through librados aio; resolves when the cluster acknowledges (the write is then durable). `settle`,
    * when given, sees the result synchronously as soon as the completion is found (by the waiter or `waitAll`).
    */
@@ -304,16 +320,8 @@ export class RadosIoctx {
   }
 
   #aio(kind: 'read' | 'write', oid: string, buf: Uint8Array, off: number, settle?: (rc: number) => void): Promise<number> {
-    const l = this.#l;
-    return submit(
-      l,
-      buf,
-      (comp) =>
-        kind === 'write'
-          ? l.aioWrite(this.handle, oid, comp, buf, buf.length, off)
-          : l.aioRead(this.handle, oid, comp, buf, buf.length, off),
-      settle,
-    );
+    const io = this.handle;
+    return submit(this.#l, { write: kind === 'write', io, ioAddress: this.#address, oid, buf, off }, settle);
   }
 
   breakLock(oid: string, name: string, client: string, cookie: string): void {

@@ -29,6 +29,16 @@ export interface NativeHelpers {
   pwrite?(fd: number, view: Uint8Array, position: number): number;
   /** FICLONERANGE: the destination range shares the source's extents; 0 or -errno. */
   cloneRange?(fdSrc: number, offSrc: number, fdDst: number, offDst: number, length: number): number;
+  /**
+   * librados completions straight into the event loop (native/rados_aio.c). Init once librados.so.2 is loaded:
+   * 0, -ENOENT (librados not loaded) or -EBUSY (another thread's environment registered first); `done` gets
+   * pairs (token, rc) of completed requests. Start: 0 or librados's -errno (then no completion comes); the
+   * view must stay alive until its token is reported. Drain: blocks until every started request completed,
+   * and returns their pairs.
+   */
+  radosAioInit?(done: (pairs: Int32Array) => void): number;
+  radosAioStart?(write: 0 | 1, ioctx: bigint, oid: string, view: Uint8Array, offset: number, token: number): number;
+  radosAioDrain?(): Int32Array;
 }
 
 let cached: NativeHelpers | null | undefined;

@@ -204,6 +204,7 @@ export class NbdServer {
     counted: () => {
       this.nreq++;
     },
+    asyncInFlight: 0,
     closed: (conn) => {
       this.conns.delete(conn);
       if (this.conns.size === 0) {

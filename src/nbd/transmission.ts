@@ -7,7 +7,9 @@
  *   SocketIO; the replies of one batch of input go out together (SocketIO.flush). Exception: on an `async`
  *   export (a RADOS pool) READ and WRITE are started as parsed and stay in flight together; each reply is
  *   queued and flushed when its request completes (replies may come out of order, as NBD allows; a FLUSH
- *   commits, which waits for every data write in flight).
+ *   commits, which waits for every data write in flight). A READ that is alone (nothing in flight on the
+ *   server, no further request waiting in this connection's input) runs synchronously: one round trip that
+ *   delays nobody already waiting, without the hand-off from librados's thread to the event loop (queue depth 1).
  * - A WRITE is applied whole or not at all: its payload is complete before anything is written. A payload of up
  *   to DIRECT_PAYLOAD waits in the input buffer; a larger one still arriving is received into a buffer of its own
  *   (SocketIO.payload) and a refused one (too large, read-only, past the end, bad flags) is read and dropped.
@@ -28,6 +30,8 @@ export interface TransmissionHost {
   log(msg: string): void;
   /** Counts every transmission request parsed (statistics). */
   counted(): void;
+  /** Asynchronous requests (READ/WRITE of `async` exports) in flight on the whole server; kept by Transmission. */
+  asyncInFlight: number;
 }
 
 /** Most blocks one BLOCK_STATUS request scans (the client re-asks from where the reply ended). */
@@ -211,6 +215,7 @@ export class Transmission {
    */
   private writeAsync(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
     const exp = this.exp;
+    this.host.asyncInFlight++;
     exp
       .writeAsync(data, offset)
       .then(() => {
@@ -221,13 +226,22 @@ export class Transmission {
         this.engineError('WRITE', e);
         this.simple(hi, lo, nbdErrno(e, true));
       })
-      .finally(() => this.io.flush());
+      .finally(() => {
+        this.host.asyncInFlight--;
+        this.io.flush();
+      });
+  }
+
+  /** Nothing in flight on the server and no further request header waiting in this connection's input. */
+  private alone(): boolean {
+    return this.host.asyncInFlight === 0 && this.io.avail() < 28;
   }
 
   /** An asynchronous export's READ: one data chunk (holes read as zeros), replied when the data has arrived. */
   private readAsync(hi: number, lo: number, offset: number, length: number): void {
     const head = this.structured ? 28 : 16;
     const b = Buffer.allocUnsafe(head + length);
+    this.host.asyncInFlight++;
     this.exp
       .readAsync(b.subarray(head), offset)
       .then(() => {
@@ -247,7 +261,10 @@ export class Transmission {
         this.engineError('READ', e);
         this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
       })
-      .finally(() => this.io.flush());
+      .finally(() => {
+        this.host.asyncInFlight--;
+        this.io.flush();
+      });
   }
 
   private engineError(what: string, e: unknown): void {
@@ -324,7 +341,7 @@ export class Transmission {
 
   private read(hi: number, lo: number, offset: number, length: number, df: boolean): void {
     const exp = this.exp;
-    if (exp.async) return this.readAsync(hi, lo, offset, length);
+    if (exp.async && !this.alone()) return this.readAsync(hi, lo, offset, length);
     try {
       if (!this.structured) {
         const b = Buffer.allocUnsafe(16 + length);
