@@ -24,6 +24,11 @@ export class OpenExport {
   readonly readOnly: boolean;
   /** The volume's pool keeps many data requests in flight (a RADOS pool): READ and WRITE run asynchronously. */
   readonly async: boolean;
+  /**
+   * A WRITE that is alone may run synchronously: an async export whose data device answers asynchronous writes
+   * only once the cluster has them (no write-back), so a synchronous write answers no later.
+   */
+  readonly syncLoneWrites: boolean;
   private readonly pool: ThinPool;
   private readonly bs: number;
 
@@ -35,6 +40,7 @@ export class OpenExport {
     this.readOnly = readOnly || volume.readOnly || pool.mode !== 'write';
     this.bs = pool.blockSize;
     this.async = pool.asyncData;
+    this.syncLoneWrites = this.async && !(((pool.storage.data as { writeBackBytes?: number }).writeBackBytes ?? 0) > 0);
   }
 
   readAsync(buf: Uint8Array, offset: number): Promise<void> {

@@ -10,6 +10,7 @@
  *   commits, which waits for every data write in flight). A READ that is alone (nothing in flight on the
  *   server, no further request waiting in this connection's input) runs synchronously: one round trip that
  *   delays nobody already waiting, without the hand-off from librados's thread to the event loop (queue depth 1).
+ *   So does a WRITE that is alone, unless the export's device has write-back (which answers sooner).
  * - A WRITE is applied whole or not at all: its payload is complete before anything is written. A payload of up
  *   to DIRECT_PAYLOAD waits in the input buffer; a larger one still arriving is received into a buffer of its own
  *   (SocketIO.payload) and a refused one (too large, read-only, past the end, bad flags) is read and dropped.
@@ -198,7 +199,8 @@ export class Transmission {
   /** Apply a whole WRITE (never a partial one: the payload is complete before anything is written). */
   private doWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
     const exp = this.exp;
-    if (exp.async && data.length > 0) return this.writeAsync(flags, hi, lo, offset, Buffer.from(data));
+    if (exp.async && data.length > 0 && !(exp.syncLoneWrites && this.alone()))
+      return this.writeAsync(flags, hi, lo, offset, Buffer.from(data));
     try {
       if (data.length > 0) exp.write(data, offset);
       if (flags & C.CMD_FLAG_FUA) exp.flush();

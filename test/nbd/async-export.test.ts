@@ -17,14 +17,22 @@ const EIO = 5;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A pool on a memory device that answers asynchronous requests after a few milliseconds, counting each kind. */
-function asyncPool() {
+/**
+ * A pool on a memory device that answers asynchronous requests after a few milliseconds, counting each kind;
+ * with `writeBack` it says so as a RADOS device with write-back does (`writeBackBytes` > 0).
+ */
+function asyncPool(writeBack: boolean) {
   const dev = new MemoryDevice(16 * BS);
-  const calls = { syncReads: 0, asyncReads: 0, asyncWrites: 0, failNextAsyncRead: false };
+  const calls = { syncReads: 0, syncWrites: 0, asyncReads: 0, asyncWrites: 0, failNextAsyncRead: false };
   const data = {
     ...keepOpen(dev),
+    ...(writeBack ? { writeBackBytes: 1 << 20 } : {}),
     get sizeBytes() {
       return dev.sizeBytes;
+    },
+    write: (b: Uint8Array, o: number) => {
+      calls.syncWrites++;
+      dev.write(b, o);
     },
     read: (b: Uint8Array, o: number) => {
       calls.syncReads++;
@@ -64,8 +72,8 @@ afterEach(async () => {
 });
 
 /** A raw client on the pool's volume; structured replies (self-describing: replies may come in any order). */
-async function session() {
-  const { pool, calls } = asyncPool();
+async function session(writeBack = false) {
+  const { pool, calls } = asyncPool(writeBack);
   const logs: string[] = [];
   const server = new NbdServer(pool, { log: (m) => logs.push(m) });
   const port = (await server.listen({ host: '127.0.0.1', port: 0 })).port!;
@@ -104,8 +112,8 @@ test('a READ alone runs synchronously; pipelined READs run asynchronously; all r
   expect(calls.syncReads).toBe(before);
 });
 
-test('a READ behind a WRITE in flight runs asynchronously; after a failed asynchronous READ a lone READ is synchronous again', async () => {
-  const { c, calls, logs } = await session();
+test('with write-back a lone WRITE runs asynchronously and a READ behind it too; after a failed asynchronous READ a lone READ is synchronous again', async () => {
+  const { c, calls, logs } = await session(true);
   c.send(WRITE, 0, 1n, BS, 4096, fill(4096, 9));
   await sleep(2); // the WRITE is in flight (its device write takes 20 ms)
   c.send(READ, 0, 2n, 3 * BS, 4096);
@@ -132,4 +140,35 @@ test('a READ behind a WRITE in flight runs asynchronously; after a failed asynch
   expect(assembleRead(r, BS, 4096).equals(Buffer.from(want))).toBe(true);
   expect(calls.syncReads, 'nothing is counted in flight after the failure').toBeGreaterThan(sync);
   expect(calls.asyncReads).toBe(asyncBefore);
+});
+
+test('without write-back a lone WRITE runs synchronously; pipelined WRITEs run asynchronously; the bytes land', async () => {
+  const { c, calls } = await session(false);
+  const before = calls.syncWrites;
+  c.send(WRITE, 0, 1n, 2 * BS + 10, 4096, fill(4096, 5));
+  const r1 = (await c.reply())!;
+  expect([r1.cookie, r1.error]).toEqual([1n, 0]);
+  expect(calls.syncWrites, 'the lone WRITE went to the device synchronously').toBeGreaterThan(before);
+  expect(calls.asyncWrites).toBe(0);
+  c.write(
+    Buffer.concat([
+      RawClient.request(WRITE, 0, 2n, 10, 4096, fill(4096, 6)),
+      RawClient.request(WRITE, 0, 3n, BS + 10, 4096, fill(4096, 7)),
+    ]),
+  );
+  const rs = [(await c.reply())!, (await c.reply())!].map((r) => [r.cookie, r.error]).sort();
+  expect(rs).toEqual([
+    [2n, 0],
+    [3n, 0],
+  ]);
+  expect(calls.asyncWrites, 'two pipelined WRITEs were in flight together').toBe(2);
+  for (const [off, seed] of [
+    [2 * BS + 10, 5],
+    [10, 6],
+    [BS + 10, 7],
+  ]) {
+    c.send(READ, 0, 9n, off, 4096);
+    const r = (await c.reply())!;
+    expect(assembleRead(r, off, 4096).equals(Buffer.from(fill(4096, seed))), `bytes at ${off}`).toBe(true);
+  }
 });
