@@ -69,7 +69,7 @@ describe('limits', () => {
   });
 
   test('a client that does not finish the handshake in time is closed (silent, and stalled inside TLS)', async () => {
-    await withServer({ handshakeTimeoutMs: 300, tls: { mode: 'on', psk: new Map([['alice', KEY]]) } }, async (s, port, logs) => {
+    await withServer({ handshakeTimeoutMs: 300, tls: { mode: 'on', psk: new Map([['alice', KEY]]) } }, async (_s, port, logs) => {
       const silent = await RawClient.connect({ port });
       await silent.greeting();
       expect(await silent.waitClosed(3000)).toBe(true);
