@@ -259,6 +259,27 @@ export class Exports {
     return e !== undefined && loopsBacking([e.file]).size > 0;
   }
 
+  /** Wait up to ms for the loop devices on this volume's file to go; true when none is left. */
+  async waitReleased(volume: string, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (this.inUse(volume)) {
+      if (Date.now() >= deadline) return false;
+      await sleep(20);
+    }
+    return true;
+  }
+
+  /**
+   * Write out every filesystem's changes (`sync`, in a child: the writes come back through this process's NBD
+   * server, so its event loop must stay free). Used when a filesystem on an export outlives its unmount (a copy
+   * of the mount in another mount namespace keeps it alive, unflushed): afterwards the volume holds what the
+   * mount shows (ext4's journal included).
+   */
+  async syncFilesystems(): Promise<void> {
+    const r = await run('sync', [], 120000);
+    if (r.code !== 0) this.log(`sync failed (${r.code}): ${r.err}`);
+  }
+
   /**
    * Stop exporting a volume. Waits (up to releaseTimeoutMs) for loop devices on its file to go; if one stays:
    * without force, EBUSY (nothing changed); with force, a lazy unmount.

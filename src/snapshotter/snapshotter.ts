@@ -5,14 +5,18 @@
  * Mounts: `{ type: 'ext4', source: FILE, options: ['loop', 'rw' | 'ro'] }` where FILE is the volume shown by
  * nbdfuse; containerd attaches the loop device itself. Views and committed snapshots mount read-only.
  *
- * Lifecycle of an export: made by Prepare / View / Mounts; after Commit it is torn down at once when nothing
- * has it mounted (the volume is then sealed read-only in the pool), else it lives until Remove, Cleanup or
- * shutdown; Remove tears it down before deleting the volume (refused with EBUSY while a loop device still uses
+ * Lifecycle of an export: made by Prepare / View / Mounts; after Commit it is torn down when nothing has it
+ * mounted (within a second: the loop device's autoclear runs asynchronously; the volume is then sealed read-only
+ * in the pool), else its filesystem is written out (`sync`: the committed volume holds what the mount shows)
+ * and the export lives until Remove, Cleanup or shutdown; Remove tears it down before deleting the volume (refused with EBUSY while a loop device still uses
  * it after a grace period). Calls that change state run one at a time (a queue); Stat, List and Usage do not wait.
  */
 import type { ThinPool } from '../thin/pool.js';
 import { Exports, type ExportsOptions } from './exports.js';
 import { SnapshotStore, type SnapshotInfo } from './store.js';
+
+/** How long Commit waits for the loop device of an unmounted snapshot to detach (autoclear runs asynchronously). */
+const COMMIT_RELEASE_WAIT_MS = 1000;
 
 export interface Mount {
   type: string;
@@ -99,6 +103,15 @@ export class ContainerdSnapshotter {
     return this.serial(async () => {
       const volume = this.store.volumeOf(key);
       this.store.commit(name, key, labels);
+      if (this.exports.has(volume) && !(await this.exports.waitReleased(volume, COMMIT_RELEASE_WAIT_MS))) {
+        // Unmounted by the caller, yet the loop device stays: the filesystem lives on (a copy of the mount in
+        // another mount namespace, e.g. of a process that unshared while it was mounted), so it was not shut
+        // down and its latest changes may be in memory only. Write them out so the committed volume (and every
+        // snapshot of it) holds what the mount shows; the export stays until nothing uses it.
+        this.log(`snapshot ${JSON.stringify(name)} committed while its filesystem is still in use: writing it out (sync)`);
+        await this.exports.syncFilesystems();
+        return;
+      }
       await this.release(volume);
     });
   }
