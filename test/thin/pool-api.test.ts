@@ -116,13 +116,19 @@ test('status reports each figure of the pool', () => {
 
 test('the space policy, the extensions and the held snapshot are durable with a commit', async () => {
   const d = devices();
-  const pool = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
-  expect(pool.spaceSettings.whenFull).toBe('error');
-  const merged = pool.configureSpace({ whenFull: 'wait', waitTimeoutMs: 5 });
+  const formatted = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
+  expect(d.catalog.readPublished()).toMatchObject({ volumes: [] });
+  expect(formatted.spaceSettings.whenFull).toBe('error');
+  const merged = formatted.configureSpace({ whenFull: 'wait', waitTimeoutMs: 5 });
   expect(merged).toMatchObject({ whenFull: 'wait', waitTimeoutMs: 5, discardPassdown: true });
-  expect(pool.spaceSettings).toEqual(merged);
-  expect(pool.getExtension('images')).toBeUndefined();
-  pool.setExtension('images', { layers: 3 });
+  expect(formatted.spaceSettings).toEqual(merged);
+  formatted.closeSync(); // the policy alone changed
+  const reopened = ThinPool.openStorage(d.storage());
+  expect(reopened.spaceSettings).toMatchObject({ whenFull: 'wait', waitTimeoutMs: 5 });
+  expect(reopened.getExtension('images')).toBeUndefined();
+  reopened.setExtension('images', { layers: 3 });
+  reopened.closeSync(); // the extension alone changed
+  const pool = ThinPool.openStorage(d.storage());
   pool.createThinSync('v', { size: BS }).writeSync(fill(BS, 1), 0);
   const held = await pool.reserveMetadataSnap();
   expect(held).toBeGreaterThan(0);
@@ -159,6 +165,9 @@ test('close without a commit drops what was not committed; trim commits first', 
   expect(third.has(99)).toBe(false);
   third.closeSync();
   expect(() => third.trimSync()).toThrow(expect.objectContaining({ code: 'ECLOSED' }));
+  const ro = ThinPool.openStorage(d.storage(), { readOnly: true });
+  expect(ro.trimSync()).toBe(32); // a reader commits nothing first; the committed state leaves every block free
+  ro.closeSync();
 });
 
 test('an unclean stop: a writable open releases the uncommitted blocks, a read-only one leaves them; release needs a clean transaction', () => {
