@@ -196,3 +196,146 @@ test('an unclean stop: a writable open releases the uncommitted blocks, a read-o
   expect(plain.releasedOnOpen).toBe(0);
   plain.closeSync();
 });
+
+test('a data device that takes asynchronous requests: volumes read and write through the asynchronous path', async () => {
+  const d = devices();
+  const calls = { reads: 0, writes: 0 };
+  const data = {
+    ...keepOpen(d.data),
+    get sizeBytes() {
+      return d.data.sizeBytes;
+    },
+    readAsync: async (b: Uint8Array, o: number) => {
+      calls.reads++;
+      d.data.read(b, o);
+    },
+    writeAsync: async (b: Uint8Array, o: number) => {
+      calls.writes++;
+      d.data.write(b, o);
+    },
+  };
+  const pool = ThinPool.formatStorage({ ...d.storage(), data }, { size: 32 * BS, blockSize: BS });
+  expect(pool.asyncData).toBe(true);
+  const v = pool.createThinSync('v', { size: 4 * BS });
+  await v.write(fill(2 * BS, 1), BS);
+  await v.write(fill(100, 2), BS + 10); // in place, in a mapped block
+  const want = fill(2 * BS, 1);
+  want.set(fill(100, 2), 10);
+  const got = new Uint8Array(2 * BS);
+  await v.read(got, BS);
+  expect(Buffer.compare(got, want)).toBe(0);
+  expect(calls.writes).toBeGreaterThan(0);
+  expect(calls.reads).toBeGreaterThan(0);
+  pool.closeSync();
+});
+
+test('opening drops half-received volumes only when writable; a pool that needs a check opens read-only and releases nothing', () => {
+  const d = devices();
+  const pool = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
+  pool.createThinSync('done', { size: BS });
+  pool.createThinSync('half', { size: BS, labels: { 'thinpool.owner': 'receive' } });
+  pool.closeSync();
+  const reader = ThinPool.openStorage(d.storage(), { readOnly: true });
+  expect(reader.list().map((v) => v.name)).toEqual(['done', 'half']);
+  reader.closeSync();
+  const writer = ThinPool.openStorage(d.storage());
+  expect(writer.list().map((v) => v.name)).toEqual(['done']);
+  writer.createThinSync('half2', { size: BS, labels: { 'thinpool.owner': 'receive' } });
+  writer.metadata.setNeedsCheck();
+  writer.closeSync();
+  const checked = ThinPool.openStorage(d.storage({ uncleanStop: true }));
+  expect(checked.mode).toBe('read-only');
+  expect(checked.status().needsCheck).toBe(true);
+  expect(checked.releasedOnOpen).toBe(0);
+  expect(checked.storage.uncleanStop).toBe(true);
+  checked.closeSync();
+});
+
+test('commit() makes the changes durable by itself; a reader closes without flushing anything', async () => {
+  const d = devices();
+  const pool = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
+  pool.createThinSync('v', { size: BS });
+  await pool.commit();
+  await pool.close({ commit: false });
+  const flushes = { metadata: 0, data: 0 };
+  const counted = (name: 'metadata' | 'data', dev: MemoryDevice) => ({
+    ...keepOpen(dev),
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    flush: () => {
+      flushes[name]++;
+      dev.flush();
+    },
+  });
+  const reader = ThinPool.openStorage(
+    { ...d.storage(), metadata: counted('metadata', d.meta), data: counted('data', d.data) },
+    { readOnly: true },
+  );
+  expect(reader.list().map((v) => v.name)).toEqual(['v']);
+  reader.closeSync();
+  expect(flushes).toEqual({ metadata: 0, data: 0 });
+});
+
+test('closing a pool gone read-only (needs_check) flushes the in-place writes it still took', () => {
+  const d = devices();
+  let dataFlushes = 0;
+  const data = {
+    ...keepOpen(d.data),
+    get sizeBytes() {
+      return d.data.sizeBytes;
+    },
+    flush: () => {
+      dataFlushes++;
+      d.data.flush();
+    },
+  };
+  const pool = ThinPool.formatStorage({ ...d.storage(), data }, { size: 32 * BS, blockSize: BS });
+  const v = pool.createThinSync('v', { size: 2 * BS });
+  v.writeSync(fill(BS, 1), 0);
+  pool.commitSync();
+  pool.metadata.setNeedsCheck();
+  expect(pool.mode).toBe('read-only');
+  v.writeSync(fill(100, 2), 10); // an unshared mapped block: written in place even in read-only mode
+  dataFlushes = 0;
+  pool.closeSync();
+  expect(dataFlushes).toBe(1);
+});
+
+test('closing a failed pool flushes nothing and does not throw', () => {
+  const d = devices();
+  let dataFlushes = 0;
+  let metadataFails = false;
+  const metadata = {
+    ...keepOpen(d.meta),
+    get sizeBytes() {
+      return d.meta.sizeBytes;
+    },
+    write: (b: Uint8Array, o: number) => {
+      if (metadataFails) throw new Error('metadata device gone');
+      d.meta.write(b, o);
+    },
+  };
+  const data = {
+    ...keepOpen(d.data),
+    get sizeBytes() {
+      return d.data.sizeBytes;
+    },
+    flush: () => {
+      dataFlushes++;
+      d.data.flush();
+    },
+  };
+  const pool = ThinPool.formatStorage({ ...d.storage(), metadata, data }, { size: 32 * BS, blockSize: BS });
+  const v = pool.createThinSync('v', { size: 2 * BS });
+  v.writeSync(fill(BS, 1), 0);
+  pool.commitSync();
+  v.writeSync(fill(100, 2), 10); // in place, not yet flushed
+  metadataFails = true;
+  pool.metadata.setNeedsCheck(); // cannot be written: the pool fails
+  expect(pool.mode).toBe('fail');
+  dataFlushes = 0;
+  pool.closeSync();
+  expect(dataFlushes).toBe(0);
+  expect(pool.isClosed).toBe(true);
+});
