@@ -166,7 +166,10 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     return this.#s.closed;
   }
 
-  /** Commit (unless `commit: false`: uncommitted changes are then dropped) and release the pool. */
+  /**
+   * Commit (unless `commit: false`: uncommitted changes are then dropped) and release the pool. A pool gone
+   * read-only still flushes the in-place writes it took (commit.ts); a failed one closes without a flush.
+   */
   async close(opts: { commit?: boolean } = {}): Promise<void> {
     this.closeSync(opts);
   }
@@ -174,7 +177,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   closeSync(opts: { commit?: boolean } = {}): void {
     if (this.#s.closed) return;
     try {
-      if (this.mode === 'write' && opts.commit !== false) this.commitSync();
+      if (this.mode !== 'fail' && opts.commit !== false) this.commitSync();
     } finally {
       closeStorage(this.#s);
     }

@@ -88,9 +88,29 @@ describe('BlockCache', () => {
     const copy = new Uint8Array(4096);
     dev.read(copy, 11 * 4096);
     dev.write(copy, 12 * 4096);
-    expect(thrown(() => cache.get(12, BlockKind.Bitmap))).toMatchObject({ code: 'EBADBLOCKNR', mblock: 12 });
-    expect(thrown(() => cache.get(0, BlockKind.Bitmap))).toMatchObject({ code: 'EBADBLOCKNR', mblock: 0 });
-    expect(thrown(() => cache.get(NR_META, BlockKind.Bitmap))).toMatchObject({ code: 'EBADBLOCKNR', mblock: NR_META });
+    const bitmap = { code: 'EBADBLOCKNR', structure: 'space map bitmap' };
+    expect(thrown(() => cache.get(12, BlockKind.Bitmap))).toMatchObject({ ...bitmap, mblock: 12 });
+    expect(thrown(() => cache.get(0, BlockKind.Bitmap))).toMatchObject({ ...bitmap, mblock: 0 });
+    expect(thrown(() => cache.get(NR_META, BlockKind.Bitmap))).toMatchObject({ ...bitmap, mblock: NR_META });
+  });
+
+  test('a damaged superblock is refused naming the superblock; it is the one kind read at block 0', () => {
+    const { core, dev, cache } = setup();
+    stamp(core, cache.create(0, BlockKind.Superblock), 0, 4);
+    cache.writeDirty();
+    cache.drop();
+    expect(stamped(core, cache.get(0, BlockKind.Superblock), 0, 4)).toBe(true);
+    cache.drop();
+    const bad = new Uint8Array(4096);
+    dev.read(bad, 0);
+    bad[2000] ^= 1;
+    dev.write(bad, 0);
+    expect(thrown(() => cache.get(0, BlockKind.Superblock))).toMatchObject({
+      code: 'EBADCSUM',
+      structure: 'superblock',
+      mblock: 0,
+    });
+    expect(cache.has(0)).toBe(false);
   });
 
   test('more dirty blocks than slots: evicted ones are written back early and read back intact', () => {
