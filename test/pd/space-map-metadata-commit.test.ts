@@ -301,3 +301,39 @@ test('block 0 may hold the ref-count root, the index or a bitmap: it is released
   expect(u.sm.countOf(0), 'the replaced bitmap').toBe(0);
   expect(root6.refCountRoot).toBe(root2.refCountRoot);
 });
+
+test('a commit needing three rounds of shadowing: the bitmap dirtied by the second round is shadowed too', () => {
+  // The state is built so that a commit with no change moves the index within bitmap 2's range, shadowing bitmap 2
+  // frees its old block in bitmap 0's range, and bitmap 0 (already passed by that round) needs a third round.
+  // Allocations that are then aborted move the allocation cursor, which survives an abort.
+  const { dev, written } = watchedDevice(NR * 4096);
+  const s = stack(dev);
+  const cursorTo = (root: ReturnType<typeof commit>, stop: (b: number) => boolean): void => {
+    s.sm.useReserve++;
+    while (!stop(s.sm.alloc()));
+    s.sm.useReserve--;
+    abort(s, root);
+  };
+  s.sm.initEmpty();
+  s.sm.inc(0);
+  const rootA = commit(s); // every part of the map in bitmap 0's range
+  cursorTo(rootA, (b) => b >= E);
+  s.sm.inc(NR - 5);
+  const rootB1 = commit(s); // the bitmaps and the index move into bitmap 1's range
+  cursorTo(rootB1, (b) => b === NR - 2);
+  const rootB2 = commit(s); // the index takes the last block; the bitmaps wrap round into bitmap 0's range
+  expect(rootB2.bitmapRoot).toBe(NR - 1);
+  const bm2 = indexEntries(s, rootB2, 3)[2].block;
+  expect(bm2).toBeLessThan(E);
+  cursorTo(rootB2, (b) => b >= 2 * E);
+
+  const before = counts(s.sm);
+  written.clear();
+  const rootC = commit(s);
+  expect(written.size).toBeGreaterThan(0);
+  for (const b of written) expect(before[b], `block ${b} of the last commit written`).toBe(0);
+  const idx = indexEntries(s, rootC, 3);
+  expect(idx[2].block).toBeGreaterThanOrEqual(2 * E);
+  expect(idx[0].block, 'bitmap 0, dirtied by freeing the old bitmap 2, is shadowed').not.toBe(indexEntries(s, rootB2, 1)[0].block);
+  expect(s.sm.countOf(bm2)).toBe(0);
+});

@@ -94,12 +94,19 @@ export function code(f: () => unknown): string | undefined {
 export function watchedDevice(sizeBytes: number): { dev: BlockDevice; mem: MemoryDevice; written: Set<number> } {
   const mem = new MemoryDevice(sizeBytes);
   const written = new Set<number>();
-  const dev: BlockDevice = Object.assign(Object.create(mem) as BlockDevice, {
-    write: (buf: Uint8Array, off: number) => {
+  const dev: BlockDevice = {
+    get sizeBytes() {
+      return mem.sizeBytes;
+    },
+    read: (buf, off) => mem.read(buf, off),
+    write: (buf, off) => {
       written.add(off / 4096);
       mem.write(buf, off);
     },
-    read: (buf: Uint8Array, off: number) => mem.read(buf, off),
-  });
+    flush: () => mem.flush(),
+    resize: (n) => mem.resize(n),
+    discard: (off, len) => mem.discard(off, len),
+    close: () => mem.close(),
+  };
   return { dev, mem, written };
 }
