@@ -185,8 +185,8 @@ describe('bitmap value 3 and the ref-count tree', () => {
  * blocks of both bitmaps; devices 6 and 7 share its block ENTRIES_PER_BITMAP, the first of bitmap 1 (count 3: a
  * ref-count tree entry in each bitmap).
  */
-function openThenDamage(damage: (dev: MemoryDevice, md: ThinMetadata) => void): ReturnType<typeof checkMetadata> {
-  const { dev, md } = pool(TWO);
+function openThenDamage(damage: (dev: MemoryDevice, md: ThinMetadata) => void, nrData = TWO): ReturnType<typeof checkMetadata> {
+  const { dev, md } = pool(nrData);
   md.createThin(5);
   for (let v = 0; v < 16400; v++) md.insertMapping(5, v, md.allocDataBlock());
   for (const id of [6, 7]) {
@@ -308,5 +308,29 @@ describe('the data space map index', () => {
       },
     ]);
     expect(r.warnings).toEqual([]);
+  });
+
+  test('past an unreadable middle bitmap, the counts of the next bitmap are still compared', () => {
+    const E = ENTRIES_PER_BITMAP;
+    let second = 0;
+    const r = openThenDamage(
+      (dev, md) => {
+        const leafBuf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
+        second = u64(leafBuf, valueOffset(leafBuf, 1, INDEX_ENTRY.size));
+        const third = u64(leafBuf, valueOffset(leafBuf, 2, INDEX_ENTRY.size));
+        patchBlock(md, dev, third, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 5, 1));
+        const b = readBlock(dev, second);
+        b[100] ^= 1;
+        dev.write(b, second * 4096);
+      },
+      2 * E + 100,
+    );
+    expect(r.errors.filter((e) => e.message.startsWith(`${DSM} bitmap 1: `)).map((e) => e.mblock)).toEqual([second]);
+    expect(r.errors).toContainEqual({
+      code: 'ECORRUPT',
+      structure: DSM,
+      message: `data reference counts differ for block ${2 * E + 5}, expected 0, but got 1`,
+    });
+    expect(r.errors.length).toBe(2);
   });
 });
