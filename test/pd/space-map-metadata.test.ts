@@ -4,63 +4,10 @@
 // commit references; growing and loading refuse sizes past the core's arrays; allocation stops at the reserve.
 import { expect, test } from 'vitest';
 import { Core } from '../../src/core/wasm.js';
-import { isThinpoolError } from '../../src/errors.js';
-import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
-import { BlockCache } from '../../src/pd/block-cache.js';
 import { BlockKind } from '../../src/pd/block-kinds.js';
-import { BTree } from '../../src/pd/btree.js';
-import { ENTRIES_PER_BITMAP, MetadataSpaceMap, type RefTreeCodec, type SpaceMapRoot } from '../../src/pd/space-map-metadata.js';
-import { TransactionManager } from '../../src/pd/transaction-manager.js';
-import { U32 } from '../../src/pd/value-types.js';
-
-const NR = 2 * ENTRIES_PER_BITMAP + 100;
-
-interface Stack {
-  core: Core;
-  cache: BlockCache;
-  sm: MetadataSpaceMap;
-  codec: RefTreeCodec;
-}
-
-function stack(dev: BlockDevice, nrBlocks = NR, capacity = NR): Stack {
-  const core = new Core(256, capacity);
-  const cache = new BlockCache(core, dev);
-  const sm = new MetadataSpaceMap(core, nrBlocks);
-  const tm = new TransactionManager(core, cache, sm);
-  const tree = new BTree(tm, U32, 'metadata ref-count tree');
-  const codec: RefTreeCodec = {
-    read: (root, onEntry, onNode) => tree.walk(root, onEntry, (b) => onNode(b)),
-    build: (entries) =>
-      tree.build(
-        entries.map((e) => e[0]),
-        (i) => entries[i][1],
-      ),
-  };
-  return { core, cache, sm, codec };
-}
-
-function commit(s: Stack): SpaceMapRoot {
-  const root = s.sm.prepareCommit(s.cache, s.codec);
-  s.cache.writeDirty();
-  s.sm.afterCommit();
-  return root;
-}
-
-function counts(sm: MetadataSpaceMap, n = NR): number[] {
-  const out: number[] = [];
-  for (let b = 0; b < n; b++) out.push(sm.countOf(b));
-  return out;
-}
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return isThinpoolError(e) ? e.code : String(e);
-  }
-  return undefined;
-}
+import { ENTRIES_PER_BITMAP, MetadataSpaceMap } from '../../src/pd/space-map-metadata.js';
+import { NR, code, commit, counts, stack, watchedDevice } from '../support/space-map-stack.js';
 
 test('three bitmaps: counts (1, 2, 3 and past 3) load back, and each index entry holds its bitmap, nr_free and first free', () => {
   const dev = new MemoryDevice(NR * 4096);
@@ -105,15 +52,7 @@ test('three bitmaps: counts (1, 2, 3 and past 3) load back, and each index entry
 });
 
 test('a commit writes no block the previous commit references, so the previous map still loads until the new root is used', () => {
-  const mem = new MemoryDevice(NR * 4096);
-  const written = new Set<number>();
-  const dev: BlockDevice = Object.assign(Object.create(mem) as BlockDevice, {
-    write: (buf: Uint8Array, off: number) => {
-      written.add(off / 4096);
-      mem.write(buf, off);
-    },
-    read: (buf: Uint8Array, off: number) => mem.read(buf, off),
-  });
+  const { dev, mem, written } = watchedDevice(NR * 4096);
   const s = stack(dev);
   s.sm.initEmpty();
   s.sm.inc(0);

@@ -91,8 +91,14 @@ describe('index hints are warnings', () => {
     const { bitmap } = dataIndex(dev, md);
     patchBlock(md, dev, bitmap, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 500, 1));
     const r = checkMetadataDevice(dev);
-    expect(r.errors.map((e) => e.message)).toEqual([`data reference counts differ for block 500, expected 0, but got 1`]);
-    expect(r.warnings.map((w) => w.message)).toContain(`nr_allocated is 10, but the bitmaps count 11 data blocks in use`);
+    expect(r.errors).toEqual([
+      { code: 'ECORRUPT', structure: DSM, message: 'data reference counts differ for block 500, expected 0, but got 1' },
+    ]);
+    expect(r.warnings).toContainEqual({
+      code: 'ECORRUPT',
+      structure: DSM,
+      message: 'nr_allocated is 10, but the bitmaps count 11 data blocks in use',
+    });
   });
 });
 
@@ -175,13 +181,20 @@ describe('bitmap value 3 and the ref-count tree', () => {
 /**
  * The data space map's index and bitmaps are validated when the metadata is opened, so damage to them reaches
  * the checker only when it comes after the open: a pool of two bitmaps with enough mapping leaves (device 5) to
- * push the space map's blocks out of a small block cache, opened, then damaged, then checked.
+ * push the space map's blocks out of a small block cache, opened, then damaged, then checked. Device 5 maps
+ * blocks of both bitmaps; devices 6 and 7 share its block ENTRIES_PER_BITMAP, the first of bitmap 1 (count 3: a
+ * ref-count tree entry in each bitmap).
  */
-function openThenDamage(damage: (dev: MemoryDevice, md: ThinMetadata) => void): ReturnType<typeof checkMetadata> {
-  const { dev, md } = pool(TWO);
+function openThenDamage(damage: (dev: MemoryDevice, md: ThinMetadata) => void, nrData = TWO): ReturnType<typeof checkMetadata> {
+  const { dev, md } = pool(nrData);
   md.createThin(5);
-  for (let v = 0; v < 16000; v++) md.insertMapping(5, v, md.allocDataBlock());
+  for (let v = 0; v < 16400; v++) md.insertMapping(5, v, md.allocDataBlock());
+  for (const id of [6, 7]) {
+    md.createThin(id);
+    md.insertMappingRaw(id, 0, ENTRIES_PER_BITMAP, 0);
+  }
   md.commit();
+  expect(md.dataBlockCount(ENTRIES_PER_BITMAP)).toBe(3);
   const ro = ThinMetadata.open(dev, { readOnly: true, cacheBlocks: 64 });
   damage(dev, md);
   return checkMetadata(ro);
@@ -223,7 +236,7 @@ describe('the data space map index', () => {
       const leafBuf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
       const first = u64(leafBuf, valueOffset(leafBuf, 0, INDEX_ENTRY.size));
       second = u64(leafBuf, valueOffset(leafBuf, 1, INDEX_ENTRY.size));
-      patchBlock(md, dev, first, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 16100, 1));
+      patchBlock(md, dev, first, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 16100, 2));
       const b = readBlock(dev, second);
       b[100] ^= 1;
       dev.write(b, second * 4096);
@@ -231,8 +244,93 @@ describe('the data space map index', () => {
     const bad = r.errors.filter((e) => e.message.startsWith(`${DSM} bitmap 1: `));
     expect(bad.length, JSON.stringify(r.errors)).toBe(1);
     expect(bad[0]!.mblock).toBe(second);
-    expect(r.errors.map((e) => e.message)).toContain('data reference counts differ for block 16100, expected 0, but got 1');
+    expect(r.errors.map((e) => e.message)).toContain('data reference counts differ for block 16100, expected 1, but got 2');
     expect(r.errors.length).toBe(2);
     expect(r.warnings.some((w) => w.message.startsWith('nr_allocated'))).toBe(false);
+  });
+
+  test('ref-count entries in both bitmaps are each checked against their own bitmap, also past an unreadable one', () => {
+    const clean = openThenDamage(() => undefined);
+    expect(clean.errors).toEqual([]);
+    expect(clean.warnings).toEqual([]);
+    let first = 0;
+    const r = openThenDamage((dev, md) => {
+      const leafBuf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
+      first = u64(leafBuf, valueOffset(leafBuf, 0, INDEX_ENTRY.size));
+      const second = u64(leafBuf, valueOffset(leafBuf, 1, INDEX_ENTRY.size));
+      patchBlock(md, dev, second, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 0, 2));
+      const b = readBlock(dev, first);
+      b[100] ^= 1;
+      dev.write(b, first * 4096);
+    });
+    const root = r.errors.find((e) => e.structure === 'data ref-count tree')?.mblock;
+    expect(r.errors.filter((e) => e.structure === 'data ref-count tree')).toEqual([
+      {
+        code: 'ECORRUPT',
+        structure: 'data ref-count tree',
+        mblock: root,
+        message: `data ref-count tree has an entry for data block ${ENTRIES_PER_BITMAP}, but its bitmap value is 2`,
+      },
+    ]);
+    expect(r.errors.filter((e) => e.message.startsWith(`${DSM} bitmap 0: `)).map((e) => e.mblock)).toEqual([first]);
+    expect(r.errors).toContainEqual({
+      code: 'ECORRUPT',
+      structure: DSM,
+      message: `data reference counts differ for block ${ENTRIES_PER_BITMAP}, expected 3, but got 2`,
+    });
+    expect(r.errors.length).toBe(3);
+  });
+
+  test('an index entry past the metadata device: reported, its bitmap skipped, nr_allocated not judged', () => {
+    let nrMeta = 0;
+    let second = 0;
+    const r = openThenDamage((dev, md) => {
+      nrMeta = md.inspect().nrMetadataBlocks;
+      const leafBuf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
+      second = u64(leafBuf, valueOffset(leafBuf, 1, INDEX_ENTRY.size));
+      patchBlock(md, dev, md.superblock.dataSm.bitmapRoot, NODE_SALT, (buf) =>
+        setU64(buf, valueOffset(buf, 1, INDEX_ENTRY.size), nrMeta + 5),
+      );
+    });
+    const where = 'data space map index entry 1';
+    expect(r.errors).toEqual([
+      {
+        code: 'EBADBLOCKNR',
+        structure: where,
+        mblock: nrMeta + 5,
+        message: `reference to block ${nrMeta + 5} beyond the metadata device (${nrMeta} blocks) from ${where}`,
+      },
+      {
+        code: 'ECORRUPT',
+        structure: 'metadata space map',
+        mblock: second,
+        message: `metadata reference counts differ for block ${second}, expected 0, but got 1`,
+      },
+    ]);
+    expect(r.warnings).toEqual([]);
+  });
+
+  test('past an unreadable middle bitmap, the counts of the next bitmap are still compared', () => {
+    const E = ENTRIES_PER_BITMAP;
+    let second = 0;
+    const r = openThenDamage(
+      (dev, md) => {
+        const leafBuf = readBlock(dev, md.superblock.dataSm.bitmapRoot);
+        second = u64(leafBuf, valueOffset(leafBuf, 1, INDEX_ENTRY.size));
+        const third = u64(leafBuf, valueOffset(leafBuf, 2, INDEX_ENTRY.size));
+        patchBlock(md, dev, third, BITMAP_SALT, (_b, core, addr) => core.x.bitmapSet(addr, 5, 1));
+        const b = readBlock(dev, second);
+        b[100] ^= 1;
+        dev.write(b, second * 4096);
+      },
+      2 * E + 100,
+    );
+    expect(r.errors.filter((e) => e.message.startsWith(`${DSM} bitmap 1: `)).map((e) => e.mblock)).toEqual([second]);
+    expect(r.errors).toContainEqual({
+      code: 'ECORRUPT',
+      structure: DSM,
+      message: `data reference counts differ for block ${2 * E + 5}, expected 0, but got 1`,
+    });
+    expect(r.errors.length).toBe(2);
   });
 });
