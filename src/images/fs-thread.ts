@@ -1,7 +1,8 @@
 /**
  * The ext2fs worker thread: libext2fs (the `ext2fs` package, compiled to WASM) mounts the filesystem of one
  * volume through a ProxyDisk whose blocks live in the thread that owns the pool, and runs the filesystem
- * operations `FsSession` (fs-worker.ts) asks for, one `call` at a time, answering each with one `reply`.
+ * operations `FsSession` (fs-worker.ts) asks for, one `call` at a time in the order they arrive, answering each
+ * with one `reply`; a chained call after a failed chained call is skipped with ECANCELED (fs-batch.ts).
  *
  * Invariants: operations other than `mount` fail with EINVAL while nothing is mounted; `umount` closes every
  * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
@@ -14,6 +15,7 @@ import { parentPort } from 'node:worker_threads';
 import ext2fs from 'ext2fs';
 import { ProxyDisk } from './fs-proxy-disk.js';
 import {
+  type CallMsg,
   CHUNK,
   type EntryType,
   type FromWorker,
@@ -309,12 +311,15 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
 };
 
-port.on('message', async (m: ToWorker) => {
-  if (m.t === 'io-reply') {
-    const p = pending.get(m.id);
-    pending.delete(m.id);
-    if (m.error) p?.reject(new CodedError(m.error.code, m.error.message));
-    else p?.resolve(m);
+/** Run one call and post its reply; a chained call after a failed chained call is skipped (ECANCELED). */
+async function run(m: CallMsg): Promise<void> {
+  if (!m.chain) chainFailed = false;
+  else if (chainFailed) {
+    port.postMessage({
+      t: 'reply',
+      id: m.id,
+      error: { code: 'ECANCELED', message: `${m.op} skipped: an earlier operation failed` },
+    } satisfies FromWorker);
     return;
   }
   try {
@@ -324,6 +329,7 @@ port.on('message', async (m: ToWorker) => {
     const value = await op(...(m.args as never[]));
     port.postMessage({ t: 'reply', id: m.id, value } satisfies FromWorker);
   } catch (e) {
+    if (m.chain) chainFailed = true;
     const err = e as { code?: string; message?: string; stack?: string } | undefined;
     port.postMessage({
       t: 'reply',
@@ -331,5 +337,19 @@ port.on('message', async (m: ToWorker) => {
       error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack },
     } satisfies FromWorker);
   }
+}
+
+/** Calls run one at a time, in the order they arrive; I/O replies are taken at once. */
+let queue: Promise<void> = Promise.resolve();
+let chainFailed = false;
+port.on('message', (m: ToWorker) => {
+  if (m.t === 'io-reply') {
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    if (m.error) p?.reject(new CodedError(m.error.code, m.error.message));
+    else p?.resolve(m);
+    return;
+  }
+  queue = queue.then(() => run(m));
 });
 port.postMessage({ t: 'ready' } satisfies FromWorker);
