@@ -3,8 +3,8 @@
  * (fs-thread.ts), and the shapes of what the worker returns. Both sides import only types and constants from
  * here, so the protocol is checked by the compiler on both ends.
  *
- * Invariants: every `call` gets exactly one `reply` with the same id, and calls run one at a time in the order
- * sent; every `io` request from the worker gets exactly one `io-reply`; file data moves at most CHUNK bytes
+ * Invariants: every `call` gets exactly one `reply` with the same id (alone or in a `replies` group, in the
+ * order the calls were sent), and calls run one at a time in the order sent; every `io` request from the worker gets exactly one `io-reply`; file data moves at most CHUNK bytes
  * per call (a write-back `io` request carries up to 16 MiB of blocks).
  */
 
@@ -89,10 +89,15 @@ export interface IoReply {
   data?: ArrayBuffer;
   error?: { code: string; message: string };
 }
+/** Replies posted together (while more calls wait to run, the worker posts its replies in groups). */
+export interface RepliesMsg {
+  t: 'replies';
+  list: ReplyMsg[];
+}
 /** The worker posts this once, when libext2fs is loaded and it listens for calls. */
 export interface ReadyMsg {
   t: 'ready';
 }
 
 export type ToWorker = CallMsg | IoReply;
-export type FromWorker = ReplyMsg | IoReq | ReadyMsg;
+export type FromWorker = ReplyMsg | RepliesMsg | IoReq | ReadyMsg;

@@ -25,6 +25,9 @@ const MAXDIRTY = 16 * 1024 * 1024;
 /** Sends one I/O request to the owning thread and resolves with its reply (rejects on its error). */
 export type IoChannel = (msg: Omit<IoReq, 't' | 'id'>, transfer?: ArrayBuffer[]) => Promise<IoReply>;
 
+/** Buffers a released disk leaves for the next disk of this thread (a thread uses its disks one at a time). */
+const kept: { arena: Uint8Array | null; spare: ArrayBuffer | null } = { arena: null, spare: null };
+
 export class ProxyDisk {
   readonly readOnly: boolean;
   private readonly cap: number;
@@ -32,9 +35,9 @@ export class ProxyDisk {
   private readonly win = new Map<number, Uint8Array>();
   /** Dirty pages: page number -> its slot in `arena`. */
   private readonly dirty = new Map<number, number>();
-  private readonly arena: Uint8Array;
+  private arena: Uint8Array | null = null;
   /** A buffer the owning thread gave back with its answer to a write, for the next one. */
-  private spare: ArrayBuffer | null = null;
+  private spare: ArrayBuffer | null;
   private inflight: Promise<void> | null = null;
   private failed: unknown = null;
 
@@ -42,7 +45,8 @@ export class ProxyDisk {
     this.readOnly = readOnly;
     this.cap = capacity;
     this.io = io;
-    this.arena = new Uint8Array(readOnly ? 0 : MAXDIRTY);
+    this.spare = kept.spare;
+    kept.spare = null;
   }
 
   private check(): void {
@@ -51,7 +55,7 @@ export class ProxyDisk {
 
   private page(p: number): Uint8Array | undefined {
     const slot = this.dirty.get(p);
-    return slot === undefined ? undefined : this.arena.subarray(slot * PAGE, slot * PAGE + PAGE);
+    return slot === undefined ? undefined : this.arena!.subarray(slot * PAGE, slot * PAGE + PAGE);
   }
 
   private async fetchWin(w: number): Promise<Uint8Array> {
@@ -103,7 +107,11 @@ export class ProxyDisk {
       const n = Math.min(PAGE - within, length - done);
       let page = this.page(p);
       if (!page) {
-        if (this.dirty.size * PAGE >= this.arena.length) await this.post();
+        if (this.dirty.size * PAGE >= MAXDIRTY) await this.post();
+        if (this.arena === null) {
+          this.arena = kept.arena ?? new Uint8Array(MAXDIRTY);
+          kept.arena = null;
+        }
         const slot = this.dirty.size;
         page = this.arena.subarray(slot * PAGE, slot * PAGE + PAGE);
         if (n < PAGE) await this.read(page, 0, PAGE, p * PAGE);
@@ -162,6 +170,15 @@ export class ProxyDisk {
     if (this.inflight) await this.inflight;
     this.inflight = null;
     this.check();
+  }
+
+  /** After the last writeBack (the unmount): leave this disk's buffers to the thread's next disk. */
+  release(): void {
+    if (this.dirty.size > 0 || this.inflight !== null) return;
+    if (this.arena) kept.arena = this.arena;
+    if (this.spare) kept.spare = this.spare;
+    this.arena = null;
+    this.spare = null;
   }
 
   async flush(): Promise<void> {

@@ -23,6 +23,7 @@ import {
   type IoReply,
   type PutEntry,
   type PutResult,
+  type ReplyMsg,
   type ToWorker,
 } from './fs-protocol.js';
 
@@ -129,7 +130,15 @@ async function lstat(p: string): Promise<FsStat | null> {
   }
 }
 
+/**
+ * Directories known to exist (lstat said so, or made here) since the last removal: checkParents does not look
+ * them up again. Emptied on mount, unmount and every removal (rmrf, unlink, rmdir), the only ways a directory
+ * stops being one.
+ */
+const dirs = new Set<string>();
+
 async function rmrf(p: string): Promise<boolean> {
+  dirs.clear();
   const s = await lstat(p);
   if (!s) return true;
   if (s.type === 'dir') {
@@ -145,9 +154,11 @@ async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
   let cur = '';
   for (let i = 0; i < parts.length - 1; i++) {
     cur += `/${parts[i]}`;
+    if (dirs.has(cur)) continue;
     const s = await lstat(cur);
     if (!s) {
       await mounted().mkdir(cur, 0o755);
+      dirs.add(cur);
       continue;
     }
     if (s.type === 'symlink' && noSymlinks)
@@ -156,6 +167,7 @@ async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
         `path ${p} goes through the symbolic link ${cur} (-> ${s.target}): refusing to write through a link`,
       );
     if (s.type !== 'dir' && s.type !== 'symlink') throw new CodedError('ENOTDIR', `path ${p}: ${cur} is not a directory`);
+    if (s.type === 'dir') dirs.add(cur);
   }
 }
 
@@ -238,6 +250,7 @@ async function hashFile(p: string): Promise<string> {
 /** The operations FsSession calls by name; each returns a value that can be posted back. */
 const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async mount(capacity: number, ro: boolean) {
+    dirs.clear();
     disk = new ProxyDisk(ro, capacity, io);
     raw = await ext2fs.mount(disk, 0);
     fs = (raw as { promises: Ext2Fs }).promises;
@@ -247,9 +260,11 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
     if (fs) {
       for (const fd of fds.keys()) await fs.close(fd).catch(() => undefined);
       fds.clear();
+      dirs.clear();
       fs = null;
       await ext2fs.umount(raw);
       await disk!.writeBack();
+      disk!.release();
     }
     return true;
   },
@@ -298,10 +313,12 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
   hashFile,
   async unlink(p: string) {
+    dirs.clear();
     await mounted().unlink(p);
     return true;
   },
   async rmdir(p: string) {
+    dirs.clear();
     await mounted().rmdir(p);
     return true;
   },
@@ -315,11 +332,7 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
 async function run(m: CallMsg): Promise<void> {
   if (!m.chain) chainFailed = false;
   else if (chainFailed) {
-    port.postMessage({
-      t: 'reply',
-      id: m.id,
-      error: { code: 'ECANCELED', message: `${m.op} skipped: an earlier operation failed` },
-    } satisfies FromWorker);
+    reply({ t: 'reply', id: m.id, error: { code: 'ECANCELED', message: `${m.op} skipped: an earlier operation failed` } });
     return;
   }
   try {
@@ -327,21 +340,32 @@ async function run(m: CallMsg): Promise<void> {
     if (!op) throw new CodedError('EINVAL', `unknown operation ${m.op}`);
     if (m.op !== 'mount') mounted();
     const value = await op(...(m.args as never[]));
-    port.postMessage({ t: 'reply', id: m.id, value } satisfies FromWorker);
+    reply({ t: 'reply', id: m.id, value });
   } catch (e) {
     if (m.chain) chainFailed = true;
     const err = e as { code?: string; message?: string; stack?: string } | undefined;
-    port.postMessage({
-      t: 'reply',
-      id: m.id,
-      error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack },
-    } satisfies FromWorker);
+    reply({ t: 'reply', id: m.id, error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack } });
   }
+}
+
+/**
+ * Replies not posted yet: posted together once no call waits to run or 32 are held (fewer wakeups of the
+ * owning thread while it streams calls; a lone call is answered at once).
+ */
+const outbox: ReplyMsg[] = [];
+function reply(r: ReplyMsg): void {
+  outbox.push(r);
+  if (waiting > 0 && outbox.length < 32) return;
+  if (outbox.length === 1) port.postMessage(outbox[0] satisfies FromWorker);
+  else port.postMessage({ t: 'replies', list: outbox.slice() } satisfies FromWorker);
+  outbox.length = 0;
 }
 
 /** Calls run one at a time, in the order they arrive; I/O replies are taken at once. */
 let queue: Promise<void> = Promise.resolve();
 let chainFailed = false;
+/** Calls received and not yet started. */
+let waiting = 0;
 port.on('message', (m: ToWorker) => {
   if (m.t === 'io-reply') {
     const p = pending.get(m.id);
@@ -350,6 +374,10 @@ port.on('message', (m: ToWorker) => {
     else p?.resolve(m);
     return;
   }
-  queue = queue.then(() => run(m));
+  waiting++;
+  queue = queue.then(() => {
+    waiting--;
+    return run(m);
+  });
 });
 port.postMessage({ t: 'ready' } satisfies FromWorker);

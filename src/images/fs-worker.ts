@@ -25,7 +25,16 @@ import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
 import type { Volume } from '../thin/volume.js';
 import { FsBatch } from './fs-batch.js';
-import { CHUNK, type FromWorker, type FsStat, type IoReq, type PutEntry, type PutResult, type ToWorker } from './fs-protocol.js';
+import {
+  CHUNK,
+  type FromWorker,
+  type FsStat,
+  type IoReq,
+  type PutEntry,
+  type PutResult,
+  type ReplyMsg,
+  type ToWorker,
+} from './fs-protocol.js';
 
 export { FsBatch } from './fs-batch.js';
 export { CHUNK, type EntryType, type FsStat, type PutEntry, type PutResult } from './fs-protocol.js';
@@ -107,13 +116,8 @@ export class FsSession {
     this.worker = idle.pop() ?? spawnWorker();
     this.onMessage = (m) => {
       if (m.t === 'io') this.serve(m);
-      else if (m.t === 'reply') {
-        const p = this.pending.get(m.id);
-        this.pending.delete(m.id);
-        if (!p) return;
-        if (m.error) p.reject(new FsError(m.error.code, m.error.message, m.error.stack));
-        else p.resolve(m.value);
-      }
+      else if (m.t === 'reply') this.answer(m);
+      else if (m.t === 'replies') for (const r of m.list) this.answer(r);
     };
     this.onFail = (e) => {
       this.dead = e;
@@ -124,6 +128,14 @@ export class FsSession {
     this.worker.on('message', this.onMessage);
     this.worker.on('error', this.onFail);
     this.worker.on('exit', this.onExit);
+  }
+
+  private answer(m: ReplyMsg): void {
+    const p = this.pending.get(m.id);
+    this.pending.delete(m.id);
+    if (!p) return;
+    if (m.error) p.reject(new FsError(m.error.code, m.error.message, m.error.stack));
+    else p.resolve(m.value);
   }
 
   /** Unmounted cleanly: keep the worker (and its compiled libext2fs) for the next session. */
