@@ -14,11 +14,18 @@
  *   not use it afterwards.
  * - The answer callbacks (`then`) run in the order sent; one that throws counts as that call's failure.
  */
-import type { FsSession } from './fs-worker.js';
 import { CHUNK, type FsStat, type PutEntry, type PutResult } from './fs-protocol.js';
 
 const MAX_BYTES = 16 * 1024 * 1024;
 const MAX_CALLS = 512;
+
+/** What a batch needs of a session (FsSession, fs-worker.ts, is one). */
+export interface BatchTarget {
+  /** Post one call; `chain`: skipped by the worker after a failed chained call; `transfer`: moved, not copied. */
+  send<T>(op: string, args: unknown[], chain: boolean, transfer?: ArrayBuffer[]): Promise<T>;
+  /** Throws EROFS when the session is read-only. */
+  mustWrite(what: string): void;
+}
 
 interface Sent {
   done: Promise<void>;
@@ -26,12 +33,12 @@ interface Sent {
 }
 
 export class FsBatch {
-  private readonly fs: FsSession;
+  private readonly fs: BatchTarget;
   private readonly sent: Sent[] = [];
   private bytes = 0;
   private failure: { error: unknown } | null = null;
 
-  constructor(fs: FsSession) {
+  constructor(fs: BatchTarget) {
     this.fs = fs;
   }
 
