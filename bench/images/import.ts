@@ -3,7 +3,8 @@
  *
  * 1. Import throughput of a ~100 MiB four-layer image (plain tar layers: many small files, 1 MiB files, one
  *    10 MiB file, whiteouts), as a ratio to `tar -x` of the same layers into a directory on the same disk
- *    (with and without a final `sync`; the import ends with a pool commit, which syncs).
+ *    (with and without a final `sync`; the import ends with a pool commit, which syncs). Three rounds of the
+ *    three steps back to back: best of 3 of each, and the ratios within each round (same load).
  * 2. Container creation time for images of ~100 MiB and ~1 GiB (constant: a thin snapshot plus a commit).
  * 3. Reading a file through an image (mount in a worker + read, and read in an open session) against reading it
  *    from the extracted directory.
@@ -105,9 +106,12 @@ async function main(): Promise<void> {
       `image: ${layers.length} layers, ${(total / MiB).toFixed(1)} MiB of tar, ${layers.reduce((n, l) => n + l.length, 0)} entries`,
     );
 
-    // tar -x into a directory, and the same with a final sync, best of 3.
+    // Three rounds, each: tar -x into a directory, the same with a final sync, and a thinpool import into a
+    // fresh file pool; the three steps of a round run back to back, so their ratios see the same machine load.
     const tx: number[] = [];
     const txs: number[] = [];
+    const imp: number[] = [];
+    let poolDir = '';
     for (let r = 0; r < 3; r++) {
       for (const withSync of [false, true]) {
         const dir = join(work, `x-${r}-${withSync}`);
@@ -122,13 +126,6 @@ async function main(): Promise<void> {
         (withSync ? txs : tx).push(ms);
         if (r < 2 || withSync) rmSync(dir, { recursive: true, force: true });
       }
-    }
-    const extracted = join(work, 'x-2-false');
-
-    // thinpool import into a fresh file pool, best of 3.
-    const imp: number[] = [];
-    let poolDir = '';
-    for (let r = 0; r < 3; r++) {
       poolDir = join(work, `pool-${r}`);
       const pool = ThinPool.formatSync(poolDir, { size: 8 * 1024 * MiB });
       const store = new ImageStore(pool, { size: 2 * 1024 * MiB });
@@ -139,6 +136,7 @@ async function main(): Promise<void> {
       pool.closeSync();
       if (r < 2) rmSync(poolDir, { recursive: true, force: true });
     }
+    const extracted = join(work, 'x-2-false');
     const best = (xs: number[]): number => Math.min(...xs);
     console.log('\n| step | time (best of 3) | MiB/s | vs tar -x |');
     console.log('|---|---:|---:|---:|');
@@ -151,6 +149,11 @@ async function main(): Promise<void> {
         `| ${name} | ${best(xs).toFixed(0)} ms | ${(total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`,
       );
     }
+    const ratios = (a: number[], b: number[]): string => a.map((x, i) => (x / b[i]).toFixed(2)).join(', ');
+    console.log(
+      `\nper round (same load): import / tar -x ${ratios(imp, tx)} (median ${median(imp.map((x, i) => x / tx[i])).toFixed(2)}x); ` +
+        `import / (tar -x + sync) ${ratios(imp, txs)} (median ${median(imp.map((x, i) => x / txs[i])).toFixed(2)}x)`,
+    );
 
     if (IMPORT_ONLY) return;
     // Container creation at ~100 MiB and ~1 GiB.

@@ -110,6 +110,7 @@ const le32 = (n: number): Buffer => {
 class Ext4Editor {
   readonly g: Geometry;
   private readonly tables = new Map<number, number>();
+  private readonly tableBlocks = new Map<number, { b: Buffer; dirty: boolean }>();
   constructor(readonly v: Volume) {
     this.g = geometry(v);
   }
@@ -127,10 +128,26 @@ class Ext4Editor {
     return table * g.blockSize + ((ino - 1) % g.inodesPerGroup) * g.inodeSize;
   }
 
+  /**
+   * The inode table block holding an inode, read once: inodes are read from and written into it, and
+   * `flush()` writes the blocks written to (one I/O per block instead of one per inode).
+   */
+  private tableBlock(ino: number): { block: { b: Buffer; dirty: boolean }; at: number } {
+    const pos = this.inodePos(ino);
+    const start = pos - (pos % this.g.blockSize);
+    let block = this.tableBlocks.get(start);
+    if (!block) {
+      block = { b: Buffer.alloc(this.g.blockSize), dirty: false };
+      this.v.readSync(block.b, start);
+      this.tableBlocks.set(start, block);
+    }
+    return { block, at: pos - start };
+  }
+
+  /** A copy of the inode (see tableBlock). */
   readInode(ino: number): Buffer {
-    const b = Buffer.alloc(this.g.inodeSize);
-    this.v.readSync(b, this.inodePos(ino));
-    return b;
+    const { block, at } = this.tableBlock(ino);
+    return Buffer.from(block.b.subarray(at, at + this.g.inodeSize));
   }
 
   /** Bytes of the inode past the first 128 that are fields (i_extra_isize). */
@@ -149,7 +166,18 @@ class Ext4Editor {
       inode.writeUInt16LE(c & 0xffff, 0x7c);
       if (hasHi) inode.writeUInt16LE(c >>> 16, 0x82);
     }
-    this.v.writeSync(inode, this.inodePos(ino));
+    const { block, at } = this.tableBlock(ino);
+    block.b.set(inode.subarray(0, this.g.inodeSize), at);
+    block.dirty = true;
+  }
+
+  /** Write the inode table blocks that inodes were written into. */
+  flush(): void {
+    for (const [start, block] of this.tableBlocks) {
+      if (!block.dirty) continue;
+      this.v.writeSync(block.b, start);
+      block.dirty = false;
+    }
   }
 
   readBlock(n: number): Buffer {
@@ -325,6 +353,7 @@ export function patchInodes(v: Volume, c: InodeChanges): void {
     if (t !== undefined) setTimes(ed, inode, t);
     ed.writeInode(ino, inode);
   }
+  ed.flush();
   for (const f of c.dirents ?? []) fixDirent(ed, f);
 }
 

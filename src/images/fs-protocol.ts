@@ -3,8 +3,9 @@
  * (fs-thread.ts), and the shapes of what the worker returns. Both sides import only types and constants from
  * here, so the protocol is checked by the compiler on both ends.
  *
- * Invariants: every `call` gets exactly one `reply` with the same id; every `io` request from the worker gets
- * exactly one `io-reply`; file data moves at most CHUNK bytes per message.
+ * Invariants: every `call` gets exactly one `reply` with the same id (alone or in a `replies` group, in the
+ * order the calls were sent), and calls run one at a time in the order sent; every `io` request from the worker gets exactly one `io-reply`; file data moves at most CHUNK bytes
+ * per call (a write-back `io` request carries up to 16 MiB of blocks).
  */
 
 /** Most file data one call moves (libext2fs aborts at ~16 MiB per operation). */
@@ -56,6 +57,8 @@ export interface CallMsg {
   id: number;
   op: string;
   args: unknown[];
+  /** Skipped (ECANCELED) when an earlier chained call failed since the last unchained one (fs-batch.ts). */
+  chain?: boolean;
 }
 /** The worker's answer to a call: a value or an error with an errno-like code. */
 export interface ReplyMsg {
@@ -64,7 +67,11 @@ export interface ReplyMsg {
   value?: unknown;
   error?: { code: string; message: string; stack?: string };
 }
-/** The worker's block I/O, served by this thread over the volume. */
+/**
+ * The worker's block I/O, served by this thread over the volume, in the order posted: `read` length bytes at
+ * offset; `write` the `runs` ((volume offset, length) pairs) whose bytes lie end to end in `data`; `discard`
+ * length bytes at offset; `flush`.
+ */
 export interface IoReq {
   t: 'io';
   id: number;
@@ -72,8 +79,9 @@ export interface IoReq {
   length?: number;
   offset?: number;
   data?: Uint8Array;
+  runs?: number[];
 }
-/** The answer to an I/O request: `data` (with `n` bytes valid) for a read. */
+/** The answer to an I/O request: `data` (with `n` bytes valid) for a read; for a write, its buffer given back. */
 export interface IoReply {
   t: 'io-reply';
   id: number;
@@ -81,10 +89,15 @@ export interface IoReply {
   data?: ArrayBuffer;
   error?: { code: string; message: string };
 }
+/** Replies posted together (while more calls wait to run, the worker posts its replies in groups). */
+export interface RepliesMsg {
+  t: 'replies';
+  list: ReplyMsg[];
+}
 /** The worker posts this once, when libext2fs is loaded and it listens for calls. */
 export interface ReadyMsg {
   t: 'ready';
 }
 
 export type ToWorker = CallMsg | IoReply;
-export type FromWorker = ReplyMsg | IoReq | ReadyMsg;
+export type FromWorker = ReplyMsg | RepliesMsg | IoReq | ReadyMsg;

@@ -1,38 +1,61 @@
 /**
  * The disk libext2fs sees inside the worker thread (fs-thread.ts): every block read, write, discard and flush
- * becomes an `io` request to the thread that owns the pool.
+ * becomes an `io` request to the thread that owns the pool. It has the methods libext2fs's mount calls
+ * (read, write, discard, flush); a read-only disk drops writes silently, as file-disk's disks do.
  *
- * libext2fs does every I/O as one 4 KiB block, so this disk caches 256 KiB read windows (at most 128, least
- * recently used dropped) and keeps written pages (write-back) until 16 MiB are dirty, a flush, a discard or the
- * unmount, then sends them as runs of consecutive pages of up to 1 MiB. Invariant: a read sees every write
- * made before it (dirty pages are laid over fetched windows, and writes update cached windows).
+ * libext2fs does every I/O as one 4 KiB block (about four per data block it writes: the zeroed new block, the
+ * inode table block read and written, the data), so this disk caches 256 KiB read windows (at most 128, least
+ * recently used dropped) and keeps written pages (write-back) until 16 MiB are dirty, then posts them as one
+ * `write` request (runs of consecutive pages laid end to end) without waiting for its answer; libext2fs goes
+ * on while the owning thread writes them, and at most one such request is in flight when the next is posted.
+ * The owning thread gives the request's buffer back with its answer, for the next one (no fresh memory).
+ * A flush, a discard and `writeBack()` (the unmount) post what is dirty and wait for every write in flight.
+ *
+ * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
+ * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
+ * failed, every later read, write, flush and discard fails with its error.
  */
-import { Disk, type ReadResult, type WriteResult } from 'file-disk';
 import type { IoReply, IoReq } from './fs-protocol.js';
 
 const PAGE = 4096;
 const WIN = 256 * 1024;
 const MAXWIN = 128;
 const MAXDIRTY = 16 * 1024 * 1024;
-const RUN = 1024 * 1024;
 
 /** Sends one I/O request to the owning thread and resolves with its reply (rejects on its error). */
 export type IoChannel = (msg: Omit<IoReq, 't' | 'id'>, transfer?: ArrayBuffer[]) => Promise<IoReply>;
 
-export class ProxyDisk extends Disk {
+/** Buffers a released disk leaves for the next disk of this thread (a thread uses its disks one at a time). */
+const kept: { arena: Uint8Array | null; spare: ArrayBuffer | null } = { arena: null, spare: null };
+
+export class ProxyDisk {
+  readonly readOnly: boolean;
   private readonly cap: number;
   private readonly io: IoChannel;
   private readonly win = new Map<number, Uint8Array>();
-  private readonly dirty = new Map<number, Uint8Array>();
+  /** Dirty pages: page number -> its slot in `arena`. */
+  private readonly dirty = new Map<number, number>();
+  private arena: Uint8Array | null = null;
+  /** A buffer the owning thread gave back with its answer to a write, for the next one. */
+  private spare: ArrayBuffer | null;
+  private inflight: Promise<void> | null = null;
+  private failed: unknown = null;
 
   constructor(readOnly: boolean, capacity: number, io: IoChannel) {
-    super(readOnly, false, false, true);
+    this.readOnly = readOnly;
     this.cap = capacity;
     this.io = io;
+    this.spare = kept.spare;
+    kept.spare = null;
   }
 
-  protected async _getCapacity(): Promise<number> {
-    return this.cap;
+  private check(): void {
+    if (this.failed !== null) throw this.failed;
+  }
+
+  private page(p: number): Uint8Array | undefined {
+    const slot = this.dirty.get(p);
+    return slot === undefined ? undefined : this.arena!.subarray(slot * PAGE, slot * PAGE + PAGE);
   }
 
   private async fetchWin(w: number): Promise<Uint8Array> {
@@ -47,7 +70,7 @@ export class ProxyDisk extends Disk {
     const r = await this.io({ op: 'read', length: len, offset: off });
     b = new Uint8Array(r.data!, 0, r.n!);
     for (let p = off / PAGE; p * PAGE < off + b.length; p++) {
-      const d = this.dirty.get(p);
+      const d = this.page(p);
       if (d) b.set(d.subarray(0, Math.min(PAGE, off + b.length - p * PAGE)), p * PAGE - off);
     }
     this.win.set(w, b);
@@ -55,7 +78,9 @@ export class ProxyDisk extends Disk {
     return b;
   }
 
-  protected async _read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<ReadResult> {
+  /** Read length bytes at fileOffset into buffer at bufferOffset (cut short at the end of the disk). */
+  async read(buffer: Uint8Array, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesRead: number }> {
+    this.check();
     const end = Math.min(fileOffset + length, this.cap);
     let done = 0;
     while (fileOffset + done < end) {
@@ -68,21 +93,29 @@ export class ProxyDisk extends Disk {
       buffer.set(b.subarray(within, within + n), bufferOffset + done);
       done += n;
     }
-    return { bytesRead: done, buffer };
+    return { bytesRead: done };
   }
 
-  protected async _write(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<WriteResult> {
+  async write(buffer: Uint8Array, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesWritten: number }> {
+    this.check();
+    if (this.readOnly) return { bytesWritten: length };
     let done = 0;
     while (done < length) {
       const pos = fileOffset + done;
       const p = Math.floor(pos / PAGE);
       const within = pos - p * PAGE;
       const n = Math.min(PAGE - within, length - done);
-      let page = this.dirty.get(p);
+      let page = this.page(p);
       if (!page) {
-        page = new Uint8Array(PAGE);
-        if (n < PAGE) await this._read(Buffer.from(page.buffer), 0, PAGE, p * PAGE);
-        this.dirty.set(p, page);
+        if (this.dirty.size * PAGE >= MAXDIRTY) await this.post();
+        if (this.arena === null) {
+          this.arena = kept.arena ?? new Uint8Array(MAXDIRTY);
+          kept.arena = null;
+        }
+        const slot = this.dirty.size;
+        page = this.arena.subarray(slot * PAGE, slot * PAGE + PAGE);
+        if (n < PAGE) await this.read(page, 0, PAGE, p * PAGE);
+        this.dirty.set(p, slot);
       }
       const part = buffer.subarray(bufferOffset + done, bufferOffset + done + n);
       page.set(part, within);
@@ -91,35 +124,70 @@ export class ProxyDisk extends Disk {
       if (cached) cached.set(part, pos - w * WIN);
       done += n;
     }
-    if (this.dirty.size * PAGE >= MAXDIRTY) await this.writeBack();
-    return { bytesWritten: length, buffer };
+    return { bytesWritten: length };
   }
 
-  /** Send every dirty page to the owning thread, as runs of consecutive pages. */
-  async writeBack(): Promise<void> {
+  /**
+   * Post the dirty pages as one write request (after the previous one is answered) and start a new arena.
+   * The request's `runs` are (volume offset, length) pairs whose bytes are laid end to end in its data.
+   */
+  private async post(): Promise<void> {
+    if (this.inflight) await this.inflight;
+    this.check();
     if (this.dirty.size === 0) return;
     const pages = [...this.dirty.keys()].sort((a, b) => a - b);
-    let i = 0;
-    while (i < pages.length) {
+    const data =
+      this.spare !== null && this.spare.byteLength >= pages.length * PAGE ? new Uint8Array(this.spare) : new Uint8Array(MAXDIRTY);
+    this.spare = null;
+    const runs: number[] = [];
+    let used = 0;
+    for (let i = 0; i < pages.length; ) {
       let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1] + 1 && (j - i) * PAGE < RUN) j++;
-      const run = new Uint8Array((j - i) * PAGE);
-      for (let k = i; k < j; k++) run.set(this.dirty.get(pages[k])!, (k - i) * PAGE);
+      while (j < pages.length && pages[j] === pages[j - 1] + 1) j++;
       const off = pages[i] * PAGE;
-      const len = Math.min(run.length, this.cap - off);
-      const data = len === run.length ? run : run.slice(0, len);
-      await this.io({ op: 'write', data, offset: off }, [data.buffer]);
+      for (let k = i; k < j; k++) data.set(this.page(pages[k])!, used + (k - i) * PAGE);
+      const len = Math.min((j - i) * PAGE, this.cap - off);
+      if (len > 0) {
+        runs.push(off, len);
+        used += len;
+      }
       i = j;
     }
     this.dirty.clear();
+    this.inflight = this.io({ op: 'write', data: data.subarray(0, used), runs }, [data.buffer as ArrayBuffer]).then(
+      (r) => {
+        if (r.data) this.spare = r.data;
+      },
+      (e: unknown) => {
+        if (this.failed === null) this.failed = e;
+      },
+    );
   }
 
-  protected async _flush(): Promise<void> {
+  /** Post every dirty page and wait for every write in flight; throws the error of a failed one. */
+  async writeBack(): Promise<void> {
+    await this.post();
+    if (this.inflight) await this.inflight;
+    this.inflight = null;
+    this.check();
+  }
+
+  /** After the last writeBack (the unmount): leave this disk's buffers to the thread's next disk. */
+  release(): void {
+    if (this.dirty.size > 0 || this.inflight !== null) return;
+    if (this.arena) kept.arena = this.arena;
+    if (this.spare) kept.spare = this.spare;
+    this.arena = null;
+    this.spare = null;
+  }
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
     await this.writeBack();
     await this.io({ op: 'flush' });
   }
 
-  override async discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
     if (this.readOnly) return;
     await this.writeBack();
     await this.io({ op: 'discard', offset, length });

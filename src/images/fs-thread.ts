@@ -1,7 +1,8 @@
 /**
  * The ext2fs worker thread: libext2fs (the `ext2fs` package, compiled to WASM) mounts the filesystem of one
  * volume through a ProxyDisk whose blocks live in the thread that owns the pool, and runs the filesystem
- * operations `FsSession` (fs-worker.ts) asks for, one `call` at a time, answering each with one `reply`.
+ * operations `FsSession` (fs-worker.ts) asks for, one `call` at a time in the order they arrive, answering each
+ * with one `reply`; a chained call after a failed chained call is skipped with ECANCELED (fs-batch.ts).
  *
  * Invariants: operations other than `mount` fail with EINVAL while nothing is mounted; `umount` closes every
  * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
@@ -14,6 +15,7 @@ import { parentPort } from 'node:worker_threads';
 import ext2fs from 'ext2fs';
 import { ProxyDisk } from './fs-proxy-disk.js';
 import {
+  type CallMsg,
   CHUNK,
   type EntryType,
   type FromWorker,
@@ -21,6 +23,7 @@ import {
   type IoReply,
   type PutEntry,
   type PutResult,
+  type ReplyMsg,
   type ToWorker,
 } from './fs-protocol.js';
 
@@ -127,7 +130,15 @@ async function lstat(p: string): Promise<FsStat | null> {
   }
 }
 
+/**
+ * Directories known to exist (lstat said so, or made here) since the last removal: checkParents does not look
+ * them up again. Emptied on mount, unmount and every removal (rmrf, unlink, rmdir), the only ways a directory
+ * stops being one.
+ */
+const dirs = new Set<string>();
+
 async function rmrf(p: string): Promise<boolean> {
+  dirs.clear();
   const s = await lstat(p);
   if (!s) return true;
   if (s.type === 'dir') {
@@ -143,9 +154,11 @@ async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
   let cur = '';
   for (let i = 0; i < parts.length - 1; i++) {
     cur += `/${parts[i]}`;
+    if (dirs.has(cur)) continue;
     const s = await lstat(cur);
     if (!s) {
       await mounted().mkdir(cur, 0o755);
+      dirs.add(cur);
       continue;
     }
     if (s.type === 'symlink' && noSymlinks)
@@ -154,6 +167,7 @@ async function checkParents(p: string, noSymlinks: boolean): Promise<void> {
         `path ${p} goes through the symbolic link ${cur} (-> ${s.target}): refusing to write through a link`,
       );
     if (s.type !== 'dir' && s.type !== 'symlink') throw new CodedError('ENOTDIR', `path ${p}: ${cur} is not a directory`);
+    if (s.type === 'dir') dirs.add(cur);
   }
 }
 
@@ -236,6 +250,7 @@ async function hashFile(p: string): Promise<string> {
 /** The operations FsSession calls by name; each returns a value that can be posted back. */
 const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async mount(capacity: number, ro: boolean) {
+    dirs.clear();
     disk = new ProxyDisk(ro, capacity, io);
     raw = await ext2fs.mount(disk, 0);
     fs = (raw as { promises: Ext2Fs }).promises;
@@ -245,9 +260,11 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
     if (fs) {
       for (const fd of fds.keys()) await fs.close(fd).catch(() => undefined);
       fds.clear();
+      dirs.clear();
       fs = null;
       await ext2fs.umount(raw);
       await disk!.writeBack();
+      disk!.release();
     }
     return true;
   },
@@ -296,10 +313,12 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
   hashFile,
   async unlink(p: string) {
+    dirs.clear();
     await mounted().unlink(p);
     return true;
   },
   async rmdir(p: string) {
+    dirs.clear();
     await mounted().rmdir(p);
     return true;
   },
@@ -309,12 +328,11 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
 };
 
-port.on('message', async (m: ToWorker) => {
-  if (m.t === 'io-reply') {
-    const p = pending.get(m.id);
-    pending.delete(m.id);
-    if (m.error) p?.reject(new CodedError(m.error.code, m.error.message));
-    else p?.resolve(m);
+/** Run one call and post its reply; a chained call after a failed chained call is skipped (ECANCELED). */
+async function run(m: CallMsg): Promise<void> {
+  if (!m.chain) chainFailed = false;
+  else if (chainFailed) {
+    reply({ t: 'reply', id: m.id, error: { code: 'ECANCELED', message: `${m.op} skipped: an earlier operation failed` } });
     return;
   }
   try {
@@ -322,14 +340,44 @@ port.on('message', async (m: ToWorker) => {
     if (!op) throw new CodedError('EINVAL', `unknown operation ${m.op}`);
     if (m.op !== 'mount') mounted();
     const value = await op(...(m.args as never[]));
-    port.postMessage({ t: 'reply', id: m.id, value } satisfies FromWorker);
+    reply({ t: 'reply', id: m.id, value });
   } catch (e) {
+    if (m.chain) chainFailed = true;
     const err = e as { code?: string; message?: string; stack?: string } | undefined;
-    port.postMessage({
-      t: 'reply',
-      id: m.id,
-      error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack },
-    } satisfies FromWorker);
+    reply({ t: 'reply', id: m.id, error: { code: err?.code || 'EIO', message: String(err?.message ?? e), stack: err?.stack } });
   }
+}
+
+/**
+ * Replies not posted yet: posted together once no call waits to run or 32 are held (fewer wakeups of the
+ * owning thread while it streams calls; a lone call is answered at once).
+ */
+const outbox: ReplyMsg[] = [];
+function reply(r: ReplyMsg): void {
+  outbox.push(r);
+  if (waiting > 0 && outbox.length < 32) return;
+  if (outbox.length === 1) port.postMessage(outbox[0] satisfies FromWorker);
+  else port.postMessage({ t: 'replies', list: outbox.slice() } satisfies FromWorker);
+  outbox.length = 0;
+}
+
+/** Calls run one at a time, in the order they arrive; I/O replies are taken at once. */
+let queue: Promise<void> = Promise.resolve();
+let chainFailed = false;
+/** Calls received and not yet started. */
+let waiting = 0;
+port.on('message', (m: ToWorker) => {
+  if (m.t === 'io-reply') {
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    if (m.error) p?.reject(new CodedError(m.error.code, m.error.message));
+    else p?.resolve(m);
+    return;
+  }
+  waiting++;
+  queue = queue.then(() => {
+    waiting--;
+    return run(m);
+  });
 });
 port.postMessage({ t: 'ready' } satisfies FromWorker);

@@ -2,8 +2,9 @@
  * ext4 inside a volume, without a mount: libext2fs (the `ext2fs` package, compiled to WASM) runs in a worker
  * thread (fs-thread.ts), because it installs process-wide uncaught-error handlers and has a fixed heap that
  * aborts on big operations. The worker's disk (fs-proxy-disk.ts) forwards every block read, write, discard and
- * flush to this thread, where a `VolumeDisk` over the volume serves it; so the pool stays owned by one thread
- * and one transaction. The messages between the two are typed in fs-protocol.ts.
+ * flush to this thread, which serves it on the volume synchronously, in the order posted; so the pool stays
+ * owned by one thread and one transaction. The messages between the two are typed in fs-protocol.ts; calls
+ * that do not wait for each other's answers go through an `FsBatch` (fs-batch.ts).
  *
  * Contract:
  * - `FsSession.open(volume)` mounts; `close()` unmounts (flushing libext2fs's caches) and ends the worker.
@@ -22,10 +23,20 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
-import { VolumeDisk } from '../testing/disk.js';
 import type { Volume } from '../thin/volume.js';
-import { CHUNK, type FromWorker, type FsStat, type IoReq, type PutEntry, type PutResult, type ToWorker } from './fs-protocol.js';
+import { FsBatch } from './fs-batch.js';
+import {
+  CHUNK,
+  type FromWorker,
+  type FsStat,
+  type IoReq,
+  type PutEntry,
+  type PutResult,
+  type ReplyMsg,
+  type ToWorker,
+} from './fs-protocol.js';
 
+export { FsBatch } from './fs-batch.js';
 export { CHUNK, type EntryType, type FsStat, type PutEntry, type PutResult } from './fs-protocol.js';
 
 export class FsError extends Error {
@@ -86,7 +97,6 @@ export class FsSession {
   readonly volume: Volume;
   readonly writable: boolean;
   private readonly worker: Worker;
-  private readonly disk: VolumeDisk;
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private dead: Error | null = null;
@@ -103,17 +113,11 @@ export class FsSession {
   private constructor(volume: Volume, readOnly: boolean) {
     this.volume = volume;
     this.writable = !readOnly;
-    this.disk = new VolumeDisk(volume, { readOnly });
     this.worker = idle.pop() ?? spawnWorker();
     this.onMessage = (m) => {
-      if (m.t === 'io') void this.serve(m);
-      else if (m.t === 'reply') {
-        const p = this.pending.get(m.id);
-        this.pending.delete(m.id);
-        if (!p) return;
-        if (m.error) p.reject(new FsError(m.error.code, m.error.message, m.error.stack));
-        else p.resolve(m.value);
-      }
+      if (m.t === 'io') this.serve(m);
+      else if (m.t === 'reply') this.answer(m);
+      else if (m.t === 'replies') for (const r of m.list) this.answer(r);
     };
     this.onFail = (e) => {
       this.dead = e;
@@ -124,6 +128,14 @@ export class FsSession {
     this.worker.on('message', this.onMessage);
     this.worker.on('error', this.onFail);
     this.worker.on('exit', this.onExit);
+  }
+
+  private answer(m: ReplyMsg): void {
+    const p = this.pending.get(m.id);
+    this.pending.delete(m.id);
+    if (!p) return;
+    if (m.error) p.reject(new FsError(m.error.code, m.error.message, m.error.stack));
+    else p.resolve(m.value);
   }
 
   /** Unmounted cleanly: keep the worker (and its compiled libext2fs) for the next session. */
@@ -156,23 +168,36 @@ export class FsSession {
     return s;
   }
 
-  private async serve(m: IoReq): Promise<void> {
+  /**
+   * Serve one block I/O of the worker, synchronously, so requests take effect in the order they were posted
+   * (the worker's disk relies on it: it does not wait for its write-backs before reading).
+   */
+  private serve(m: IoReq): void {
+    const v = this.volume;
     try {
       switch (m.op) {
         case 'read': {
           const ab = new ArrayBuffer(m.length!);
-          const r = await this.disk.read(Buffer.from(ab), 0, m.length!, m.offset!);
-          this.worker.postMessage({ t: 'io-reply', id: m.id, n: r.bytesRead, data: ab } satisfies ToWorker, [ab]);
+          const n = Math.max(0, Math.min(m.length!, v.sizeBytes - m.offset!));
+          if (n > 0) v.readSync(new Uint8Array(ab, 0, n), m.offset!);
+          this.worker.postMessage({ t: 'io-reply', id: m.id, n: m.length!, data: ab } satisfies ToWorker, [ab]);
           return;
         }
-        case 'write':
-          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only`);
-          await this.disk.write(Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.length), 0, m.data!.length, m.offset!);
+        case 'write': {
+          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
+          const runs = m.runs!;
+          for (let i = 0, pos = 0; i < runs.length; pos += runs[i + 1], i += 2)
+            v.writeSync(m.data!.subarray(pos, pos + runs[i + 1]), runs[i]);
+          const back = m.data!.buffer as ArrayBuffer; // given back for the worker's next write-back
+          this.worker.postMessage({ t: 'io-reply', id: m.id, data: back } satisfies ToWorker, [back]);
+          return;
+        }
+        case 'discard': {
+          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
+          const end = Math.min(m.offset! + m.length!, v.sizeBytes);
+          if (end > m.offset!) v.discardSync(m.offset!, end - m.offset!);
           break;
-        case 'discard':
-          if (!this.writable) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only`);
-          await this.disk.discard(m.offset!, m.length!);
-          break;
+        }
         case 'flush':
           break;
       }
@@ -188,15 +213,26 @@ export class FsSession {
   }
 
   private call<T>(op: string, ...args: unknown[]): Promise<T> {
+    return this.send(op, args, false);
+  }
+
+  /** Post one call (chained: see FsBatch; transfer: buffers moved to the worker, not copied). */
+  send<T>(op: string, args: unknown[], chain: boolean, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<T>((resolve, reject) => {
       const id = ++this.seq;
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject: (e) => reject(this.ioError ?? e) });
-      this.worker.postMessage({ t: 'call', id, op, args } satisfies ToWorker);
+      this.worker.postMessage({ t: 'call', id, op, args, ...(chain ? { chain } : {}) } satisfies ToWorker, transfer);
     });
   }
 
-  private mustWrite(what: string): void {
+  /** Calls that do not wait for each other's answers (see FsBatch). */
+  batch(): FsBatch {
+    return new FsBatch(this);
+  }
+
+  /** Throws EROFS (before anything is sent) when the session is read-only. */
+  mustWrite(what: string): void {
     if (!this.writable)
       throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only (a committed layer or a view): cannot ${what}`);
   }

@@ -152,11 +152,13 @@ export async function applyLayer(
   const specials = new Map<number, { kind: SpecialKind; major: number; minor: number }>();
   const dirents: DirentFix[] = [];
   const xattrs = new Map<number, { path: string; attrs: Map<string, Buffer> }>();
+  const batch = fs.batch();
   try {
     for await (const entry of readTar(hashed)) {
       const h = entry.header;
       const path = cleanPath(h.name);
       if (opts.checkpoint && entries % 16 === 0) await opts.checkpoint();
+      await batch.room();
       entries++;
       const base = path.slice(path.lastIndexOf('/') + 1);
       const parent = path.slice(0, path.lastIndexOf('/')) || '/';
@@ -166,12 +168,15 @@ export async function applyLayer(
       }
       if (base.startsWith('.wh.')) {
         const victim = (parent === '/' ? '' : parent) + '/' + base.slice(4);
-        await fs.rmrf(victim);
+        batch.rmrf(victim);
         continue;
       }
       if (path === '') {
         // the root itself
-        if (h.type === 'dir') await fs.put({ path: '/', type: 'dir', mode: h.mode, uid: h.uid, gid: h.gid }).catch(() => undefined);
+        if (h.type === 'dir') {
+          await batch.settle(); // its failure is ignored: an unchained call, once everything before it is applied
+          await fs.put({ path: '/', type: 'dir', mode: h.mode, uid: h.uid, gid: h.gid }).catch(() => undefined);
+        }
         continue;
       }
       const common = { path, mode: h.mode, uid: h.uid, gid: h.gid };
@@ -181,18 +186,18 @@ export async function applyLayer(
       };
       switch (h.type) {
         case 'dir':
-          stamp(await fs.put({ ...common, type: 'dir' }));
+          batch.put({ ...common, type: 'dir' }, stamp);
           break;
         case 'symlink':
-          stamp(await fs.put({ ...common, type: 'symlink', linkname: h.linkname }));
+          batch.put({ ...common, type: 'symlink', linkname: h.linkname }, stamp);
           break;
         case 'link': {
           const target = cleanPath(h.linkname, 'hard link target');
           if (target === '') throw new ThinpoolError('EINVAL', `layer ${opts.label}: hard link ${path} points at the root`);
-          const r = await fs.put({ ...common, type: 'link', linkname: target, wantParent: true });
+          const r = await batch.putNow({ ...common, type: 'link', linkname: target, wantParent: true });
           if (Number.isFinite(h.mtimeMs) && h.mtimeMs >= 0) times.set(r.ino, h.mtimeMs);
           // A link to a device or FIFO: its directory entry gets the node's type too.
-          const kind = specials.get(r.ino)?.kind ?? (await fs.lstat(path))?.special;
+          const kind = specials.get(r.ino)?.kind ?? (await batch.lstatNow(path))?.special;
           if (kind === 'char' || kind === 'block' || kind === 'fifo') dirents.push({ dir: r.parent!, name: base, kind, path });
           break;
         }
@@ -200,45 +205,52 @@ export async function applyLayer(
         case 'block':
         case 'fifo': {
           // An empty file stands in for the node until patchInodes gives it its type and numbers.
-          const r = await fs.put({ ...common, type: 'file', data: new Uint8Array(0), wantParent: true });
           const kind = KINDS[h.type];
-          specials.set(r.ino, { kind, major: h.devmajor, minor: h.devminor });
-          dirents.push({ dir: r.parent!, name: base, kind, path });
-          stamp(r);
+          batch.put({ ...common, type: 'file', data: new Uint8Array(0), wantParent: true }, (r) => {
+            specials.set(r.ino, { kind, major: h.devmajor, minor: h.devminor });
+            dirents.push({ dir: r.parent!, name: base, kind, path });
+            stamp(r);
+          });
           break;
         }
         case 'file': {
           const size = h.size;
           bytes += size;
+          // The body goes in pieces of at most CHUNK bytes, each copied once into its own buffer (moved, not
+          // copied, to the worker).
+          let piece: Uint8Array = Buffer.allocUnsafeSlow(Math.min(size, CHUNK)); // every byte is set before it is sent
+          let fill = 0;
           if (size <= CHUNK) {
-            const parts: Buffer[] = [];
-            for await (const c of entry.body()) parts.push(c);
-            // An exact-size copy: a view would post its whole input chunk to the worker.
-            stamp(await fs.put({ ...common, type: 'file', data: parts.length === 1 ? Buffer.from(parts[0]) : Buffer.concat(parts) }));
-          } else {
-            const put = await fs.put({ ...common, type: 'file' });
-            stamp(put);
-            const fd = put.fd!;
-            try {
-              let pos = 0;
-              let pend: Buffer[] = [];
-              let pendLen = 0;
-              for await (const c of entry.body()) {
-                pend.push(c);
-                pendLen += c.length;
-                if (pendLen >= CHUNK) {
-                  const b = Buffer.concat(pend);
-                  await fs.write(fd, b, pos);
-                  pos += b.length;
+            for await (const c of entry.body()) {
+              piece.set(c, fill);
+              fill += c.length;
+            }
+            batch.put({ ...common, type: 'file', data: piece }, stamp);
+            break;
+          }
+          const put = await batch.putNow({ ...common, type: 'file' });
+          stamp(put);
+          const fd = put.fd!;
+          try {
+            let pos = 0;
+            for await (const c of entry.body()) {
+              for (let off = 0; off < c.length; ) {
+                const n = Math.min(piece.length - fill, c.length - off);
+                piece.set(c.subarray(off, off + n), fill);
+                fill += n;
+                off += n;
+                if (fill === piece.length) {
+                  batch.write(fd, piece, pos);
+                  pos += fill;
+                  piece = Buffer.allocUnsafeSlow(Math.min(size - pos, CHUNK));
+                  fill = 0;
                   if (opts.checkpoint) await opts.checkpoint();
-                  pend = [];
-                  pendLen = 0;
+                  await batch.room();
                 }
               }
-              if (pendLen) await fs.write(fd, Buffer.concat(pend), pos);
-            } finally {
-              await fs.closeFile(fd);
             }
+          } finally {
+            batch.close(fd);
           }
           break;
         }
@@ -249,8 +261,14 @@ export async function applyLayer(
     for await (const _ of hashed) {
       /* hashed on the way */
     }
+    await batch.settle();
   } catch (e) {
-    throw wrapTarError(e, opts.label);
+    // A call that failed came before what failed here: that is the error (as when every call was awaited).
+    const first = await batch.settle().then(
+      () => e,
+      (f: unknown) => f,
+    );
+    throw wrapTarError(first, opts.label);
   }
   // Opaque directories: drop what lower layers put there (keep what this layer unpacked, and the way to it).
   const onPath = new Set<string>();

@@ -31,4 +31,47 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
       pool.closeSync();
     }
   });
+
+  test('a batch runs its calls in order; after a failed one nothing later is applied and settle throws that error', async () => {
+    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
+    try {
+      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
+      formatExt4(v);
+      const base = { mode: 0o644, uid: 0, gid: 0 };
+      const inos: number[] = [];
+      const settled = await withFs(v, async (fs) => {
+        const b = fs.batch();
+        b.put({ ...base, path: '/d/a', type: 'file', data: Buffer.from('first') }, (r) => inos.push(r.ino));
+        b.put({ ...base, path: '/l', type: 'link', linkname: '/missing' }, (r) => inos.push(r.ino));
+        b.put({ ...base, path: '/d/b', type: 'file', data: Buffer.from('after') }, (r) => inos.push(r.ino));
+        b.rmrf('/d/a');
+        const err = await b.settle().then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await expect(b.room()).rejects.toBe(err);
+        return { err, a: await fs.lstat('/d/a'), b: await fs.lstat('/d/b'), text: (await fs.readFile('/d/a')).toString() };
+      });
+      expect(settled.err).toBeInstanceOf(FsError);
+      expect(settled.err).toMatchObject({ code: 'ENOENT', message: 'hard link /l: its target /missing does not exist' });
+      expect(settled.a).toMatchObject({ type: 'file', size: 5 });
+      expect(settled.text).toBe('first');
+      expect(settled.b).toBeNull();
+      expect(inos).toEqual([settled.a!.ino]);
+      // After the batch, unchained calls run again; a read-only session's batch refuses before sending.
+      await withFs(v, async (fs) => {
+        await fs.writeFile('/c', Buffer.from('c'));
+        expect(await fs.lstat('/c')).toMatchObject({ size: 1 });
+      });
+      await withFs(
+        v,
+        async (fs) => {
+          expect(() => fs.batch().put({ ...base, path: '/x', type: 'dir' })).toThrow(/read-only.*cannot write \/x/);
+        },
+        { readOnly: true },
+      );
+    } finally {
+      pool.closeSync();
+    }
+  });
 });
