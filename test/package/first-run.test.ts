@@ -23,14 +23,16 @@ function quickStartCommand(): string {
   return m[1].trim();
 }
 
-/** Modification times of every file under dir. */
+/** Modification times of every file under dir, apart from the V8 code cache. */
 function mtimes(dir: string): Map<string, number> {
   const out = new Map<string, number>();
   const walk = (d: string): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(relative(dir, p), statSync(p).mtimeMs);
+      // V8's code cache (bin/thinpool.js) is written by any run of a command not yet cached: not a build.
+      if (e.isDirectory()) {
+        if (e.name !== '.v8-cache') walk(p);
+      } else out.set(relative(dir, p), statSync(p).mtimeMs);
     }
   };
   walk(dir);
