@@ -288,12 +288,8 @@ export class Exports {
     return this.serial(volume, async () => {
       const e = this.live.get(volume);
       if (!e) return;
-      const deadline = Date.now() + (opts.waitMs ?? this.opts.releaseTimeoutMs ?? 10000);
-      let loops = loopsBacking([e.file]).get(e.file) ?? [];
-      while (loops.length > 0 && Date.now() < deadline) {
-        await sleep(20);
-        loops = loopsBacking([e.file]).get(e.file) ?? [];
-      }
+      await this.waitReleased(volume, opts.waitMs ?? this.opts.releaseTimeoutMs ?? 10000);
+      const loops = loopsBacking([e.file]).get(e.file) ?? [];
       if (loops.length > 0 && !opts.force) {
         throw new ThinpoolError('EBUSY', `volume ${volume} is still in use by /dev/${loops.join(', /dev/')}: unmount the snapshot first`);
       }

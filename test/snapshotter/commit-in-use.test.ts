@@ -11,7 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { needTool } from '../support/tools.js';
-import { ROOT, SnapshotterProcess, checkPool, leaksUnder, run, snapshotterUnavailable, thinpool, waitNoLeaks } from './support.js';
+import {
+  SnapshotterProcess,
+  checkPool,
+  leaksUnder,
+  run,
+  snapshotsClient,
+  snapshotterUnavailable,
+  thinpool,
+  waitNoLeaks,
+} from './support.js';
 
 const reason =
   snapshotterUnavailable([['unshare', 'util-linux']]) ?? (needTool('thin_check', 'thin-provisioning-tools') ? null : 'thin_check missing');
@@ -26,20 +35,8 @@ interface Mount {
 }
 type Unary = (req: unknown, cb: (e: Error | null, r: { mounts?: Mount[] }) => void) => void;
 
-async function snapshotsClient(socket: string) {
-  const grpc = await import('@grpc/grpc-js');
-  const loader = await import('@grpc/proto-loader');
-  const def = loader.loadSync('containerd/services/snapshots/v1/snapshots.proto', {
-    includeDirs: [join(ROOT, 'src', 'snapshotter', 'proto')],
-    keepCase: true,
-    defaults: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    containerd: {
-      services: { snapshots: { v1: { Snapshots: new (a: string, c: unknown) => Record<string, Unary> & { close(): void } } } };
-    };
-  };
-  const c = new pkg.containerd.services.snapshots.v1.Snapshots(`unix://${socket}`, grpc.credentials.createInsecure());
+async function client(socket: string) {
+  const c = (await snapshotsClient(socket)) as unknown as Record<string, Unary> & { close(): void };
   const call = (m: string, req: Record<string, unknown>) =>
     new Promise<{ mounts?: Mount[] }>((resolve, reject) =>
       c[m].call(c, { snapshotter: 'thinpool', ...req }, (e, r) => (e ? reject(e) : resolve(r))),
@@ -79,9 +76,9 @@ describe('commit of a snapshot still mounted in another mount namespace', () => 
     let holder: ReturnType<typeof spawn> | null = null;
     try {
       await sn.ready();
-      const client = await snapshotsClient(socket);
+      const snaps = await client(socket);
       try {
-        await mountOk((await client.prepare('layer-a', ''))[0], a);
+        await mountOk((await snaps.prepare('layer-a', ''))[0], a);
         const files = Array.from({ length: 20 }, (_, i) => [`f${i}`, `content ${i} `.repeat(100 + i)] as const);
         for (const [n, body] of files) writeFileSync(join(a, n), body);
         mkdirSync(join(a, 'dir'));
@@ -114,13 +111,13 @@ describe('commit of a snapshot still mounted in another mount namespace', () => 
           execSync('for n in /sys/block/loop*/loop/backing_file; do echo "$n $(cat $n)"; done 2>/dev/null; true', { encoding: 'utf8' });
         expect(leaksUnder(join(work, 'st')).loops.length, `the filesystem lives on: its loop device stays\n${table()}`).toBeGreaterThan(0);
 
-        await client.commit('layer-a-done', 'layer-a');
-        await mountOk((await client.prepare('layer-b', 'layer-a-done'))[0], b);
+        await snaps.commit('layer-a-done', 'layer-a');
+        await mountOk((await snaps.prepare('layer-b', 'layer-a-done'))[0], b);
         for (const [n, body] of files) expect(readFileSync(join(b, n), 'utf8'), n).toBe(body);
         expect(readFileSync(join(b, 'dir', 'inner'), 'utf8')).toBe('inner file');
         expect((await run('umount', [b])).code).toBe(0);
       } finally {
-        client.close();
+        snaps.close();
       }
     } finally {
       await run('umount', [b]);

@@ -200,21 +200,7 @@ export async function checkPool(poolDir: string): Promise<string[]> {
  * drops a snapshot before its garbage collection removes it from the snapshotter.
  */
 export async function backendSnapshots(socket: string): Promise<string[]> {
-  const grpc = await import('@grpc/grpc-js');
-  const loader = await import('@grpc/proto-loader');
-  const def = loader.loadSync('containerd/services/snapshots/v1/snapshots.proto', {
-    includeDirs: [join(ROOT, 'src', 'snapshotter', 'proto')],
-    keepCase: true,
-    defaults: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    containerd: {
-      services: {
-        snapshots: { v1: { Snapshots: new (a: string, c: unknown) => { List(req: unknown): NodeJS.EventEmitter; close(): void } } };
-      };
-    };
-  };
-  const client = new pkg.containerd.services.snapshots.v1.Snapshots(`unix://${socket}`, grpc.credentials.createInsecure());
+  const client = (await snapshotsClient(socket)) as unknown as { List(req: unknown): NodeJS.EventEmitter; close(): void };
   try {
     return await new Promise<string[]>((resolve, reject) => {
       const names: string[] = [];
@@ -226,4 +212,23 @@ export async function backendSnapshots(socket: string): Promise<string[]> {
   } finally {
     client.close();
   }
+}
+
+/** A gRPC client of containerd's Snapshots service on the snapshotter's socket (its methods by name). */
+export async function snapshotsClient(socket: string): Promise<Record<string, (...a: unknown[]) => unknown> & { close(): void }> {
+  const grpc = await import('@grpc/grpc-js');
+  const loader = await import('@grpc/proto-loader');
+  const def = loader.loadSync('containerd/services/snapshots/v1/snapshots.proto', {
+    includeDirs: [join(ROOT, 'src', 'snapshotter', 'proto')],
+    keepCase: true,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    containerd: {
+      services: {
+        snapshots: { v1: { Snapshots: new (a: string, c: unknown) => Record<string, (...a: unknown[]) => unknown> & { close(): void } } };
+      };
+    };
+  };
+  return new pkg.containerd.services.snapshots.v1.Snapshots(`unix://${socket}`, grpc.credentials.createInsecure());
 }
