@@ -255,7 +255,29 @@ function rados(f) {
           .join(' | ')} |`,
     ),
     ...radosModes(f, ops),
+    ...radosCpu(f),
   ].join('\n');
+}
+
+/** Runs that measured CPU per request (each side's whole process): one row per run and case. */
+function radosCpu(f) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
+    r.rows
+      .filter((x) => x.rbdCpuUs !== undefined && x.radosCpuUs !== undefined)
+      .map(
+        (x) =>
+          `| ${k} | 4K rand ${x.kind} QD${x.depth} | ${Math.round(x.rbdCpuUs)} | ${Math.round(x.radosCpuUs)} | ${(x.radosCpuUs / x.rbdCpuUs).toFixed(2)} |`,
+      ),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    "CPU per request, each side's whole process with all its threads (librados's included): `rbd bench` (less a run of one request per thread: its start-up) and `thinpool serve` (around fio's run; the NBD hop is on its side). The OSD and the client share the same two cores, so at queue depth 16 this bounds the rate:",
+    '',
+    '| run | case | librbd CPU µs/op | thinpool serve CPU µs/op | serve / librbd |',
+    '|---|---|---:|---:|---:|',
+    ...rows,
+  ];
 }
 
 /**

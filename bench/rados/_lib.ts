@@ -3,7 +3,9 @@
  *   - `rbdBench`: `rbd bench` 4 KiB random I/O on an image, at the rate `rbd bench` prints (its own clock, without
  *     the tool's start-up), with librbd's cache as configured (on by default) or off (`--rbd_cache=false`);
  *   - `fio`: fio's nbd engine against an NBD URI, at the rate fio reports (without connecting);
- *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port;
+ *   - `rbdBenchCpu`: the same, with the CPU time the `rbd` process used;
+ *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port,
+ *     with its pid (`processCpuSeconds` reads what it has used);
  *   - `recordRun`: merge one run into a figures JSON under `runs[NAME]`, with the commit measured.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
@@ -30,13 +32,42 @@ export const median = (xs: number[]): number => {
 
 /** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
 export async function rbdBench(conf: string, image: string, kind: Kind, threads: number, ops: number, cache = true): Promise<number> {
+  return (await rbdBenchCpu(conf, image, kind, threads, ops, cache)).rate;
+}
+
+/**
+ * rbdBench, with the CPU time (user + system, seconds) the `rbd` process used in all: start-up and connection
+ * included (subtract a run of one operation per thread to leave the requests' share). Measured by the shell's
+ * `times` builtin after the command (the children's CPU times, 10 ms resolution).
+ */
+export async function rbdBenchCpu(
+  conf: string,
+  image: string,
+  kind: Kind,
+  threads: number,
+  ops: number,
+  cache = true,
+): Promise<{ rate: number; cpuSeconds: number }> {
   const args = ['-c', conf, 'bench', '--io-type', kind, '--io-size', '4K', '--io-threads', String(threads)];
   if (!cache) args.push('--rbd_cache=false'); // every write acknowledged by the cluster before it completes
   args.push('--io-pattern', 'rand', '--io-total', String(ops * 4096), image);
-  const { stdout } = await execFileP('rbd', args, { maxBuffer: 16 * MiB });
-  const m = /ops\/sec:\s*([\d.]+)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
+  const { stdout } = await execFileP('bash', ['-c', 'rbd "$@" && times', 'bash', ...args], { maxBuffer: 16 * MiB });
+  const m = /ops\/sec:\s*([\d.]+|inf)/.exec(stdout.slice(stdout.lastIndexOf('elapsed:')));
   if (m === null) throw new Error(`rbd bench printed no rate: ${stdout.slice(-300)}`);
-  return Number(m[1]);
+  // `times` prints the shell's user and system times, then its children's: "0m1.230s 0m0.450s".
+  const t = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stdout.trimEnd());
+  if (t === null) throw new Error(`no CPU times after rbd bench: ${stdout.slice(-200)}`);
+  // One request may finish within rbd's clock tick: it prints `inf`.
+  return { rate: m[1] === 'inf' ? Number.POSITIVE_INFINITY : Number(m[1]), cpuSeconds: Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) };
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU time (user + system, seconds) a running process has used so far, from /proc/PID/stat. */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
 }
 
 /**
@@ -83,7 +114,7 @@ export async function serve(
   conf: string | undefined,
   names: string[],
   extra: string[] = [],
-): Promise<{ uri: string; stop(): Promise<void> }> {
+): Promise<{ uri: string; pid: number; stop(): Promise<void> }> {
   const args = [BIN, 'serve', pool, ...names, '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : []), ...extra];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
@@ -102,6 +133,7 @@ export async function serve(
   });
   return {
     uri,
+    pid: child.pid!,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;

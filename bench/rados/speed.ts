@@ -8,6 +8,10 @@
  *   - for writes, each side's other mode: librbd with its cache off (`--rbd_cache=false`: every write acknowledged
  *     by the cluster, as thinpool's default) and `thinpool serve --write-back 24M` of a second rados: pool (writes
  *     answered once sent, as librbd's default cache): like against like, both ways.
+ * CPU per request, each side's whole process (all its threads, librados's included): `thinpool serve` from
+ * /proc around fio's run; `rbd bench` from the shell's `times`, less a run of one request per thread (its
+ * start-up). On a machine with few cores, where the OSD, the client and the server share them, this is what
+ * bounds the rate at queue depth 16.
  * Both the volume and the image are written in full first, so reads find data. Prints operations per second
  * and the ratios thinpool/librbd and rados/file: each the median of `--reps N` rounds (default 3), the three
  * systems taking turns within a round. librbd's rate is the one `rbd bench` prints (its own clock, without the
@@ -24,7 +28,21 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
-import { argValue, execFileP, fio, type Kind, MiB, median, printTable, rbdBench, rbdFill, recordRun, serve } from './_lib.js';
+import {
+  argValue,
+  execFileP,
+  fio,
+  type Kind,
+  MiB,
+  median,
+  printTable,
+  processCpuSeconds,
+  rbdBench,
+  rbdBenchCpu,
+  rbdFill,
+  recordRun,
+  serve,
+} from './_lib.js';
 
 const QUICK = process.argv.includes('--quick');
 const SIZE = QUICK ? 64 * MiB : 256 * MiB;
@@ -67,6 +85,9 @@ async function run(): Promise<void> {
     /** Writes only: librbd with its cache off, and thinpool serve --write-back. */
     rbdNoCache?: number;
     radosWriteBack?: number;
+    /** CPU microseconds per request: the `rbd bench` process (less its start-up), the `thinpool serve` process. */
+    rbdCpuUs: number;
+    radosCpuUs: number;
   }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
@@ -87,11 +108,19 @@ async function run(): Promise<void> {
         rados: [] as number[],
         radosWriteBack: [] as number[],
         file: [] as number[],
+        rbdCpuUs: [] as number[],
+        radosCpuUs: [] as number[],
       }));
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
-          samples[i].rbd.push(await rbdBench(conf, image, kind, depth, OPS));
+          // librbd's CPU per request: the run's CPU less that of a run of one request per thread (start-up).
+          const idle = await rbdBenchCpu(conf, image, kind, depth, depth);
+          const lib = await rbdBenchCpu(conf, image, kind, depth, OPS);
+          samples[i].rbd.push(lib.rate);
+          samples[i].rbdCpuUs.push(((lib.cpuSeconds - idle.cpuSeconds) * 1e6) / (OPS - depth));
+          const cpu0 = processCpuSeconds(rados.pid);
           samples[i].rados.push(await fio(`${rados.uri}/v`, kind, depth, SIZE, OPS));
+          samples[i].radosCpuUs.push(((processCpuSeconds(rados.pid) - cpu0) * 1e6) / OPS);
           samples[i].file.push(await fio(`${file.uri}/v`, kind, depth, SIZE, OPS));
           if (kind === 'write') {
             samples[i].rbdNoCache.push(await rbdBench(conf, image, kind, depth, OPS, false));
@@ -107,6 +136,8 @@ async function run(): Promise<void> {
           rbd: median(m.rbd),
           rados: median(m.rados),
           file: median(m.file),
+          rbdCpuUs: median(m.rbdCpuUs),
+          radosCpuUs: median(m.radosCpuUs),
           ...(kind === 'write' ? { rbdNoCache: median(m.rbdNoCache), radosWriteBack: median(m.radosWriteBack) } : {}),
         });
       }
@@ -133,6 +164,8 @@ async function run(): Promise<void> {
     ratio(r.radosWriteBack, r.rbd),
     r.file.toFixed(0),
     (r.rados / r.file).toFixed(2),
+    r.rbdCpuUs.toFixed(0),
+    r.radosCpuUs.toFixed(0),
   ]);
   const head = [
     'case',
@@ -145,6 +178,8 @@ async function run(): Promise<void> {
     'write-back / librbd',
     'thinpool file op/s',
     'rados/file',
+    'librbd CPU us/op',
+    'serve CPU us/op',
   ];
   console.log(
     `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore, 1 OSD, started for this run' : conf})`,

@@ -61,3 +61,28 @@ export function isAsyncDevice(dev: BlockDevice): dev is AsyncBlockDevice {
     typeof (dev as Partial<AsyncBlockDevice>).writeAsync === 'function'
   );
 }
+
+const DONE: Promise<void> = Promise.resolve();
+
+/**
+ * One promise for the parts of an asynchronous request, fulfilled when all are (rejected with the first
+ * rejection). The common request is one part: that part's own promise is returned, without Promise.all's extra
+ * promise, closures and microtask turns on the per-request path.
+ */
+export function allParts(parts: Array<Promise<void>>): Promise<void> {
+  if (parts.length === 1) return parts[0];
+  if (parts.length === 0) return DONE;
+  return Promise.all(parts).then(() => undefined);
+}
+
+/**
+ * Run the synchronous start of an asynchronous request: what it throws becomes the returned promise's
+ * rejection, as an `async` function would make it, without an async function's own promise and resumption.
+ */
+export function started(start: () => Promise<void>): Promise<void> {
+  try {
+    return start();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}

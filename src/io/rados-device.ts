@@ -23,7 +23,7 @@
  * - The device does not own the I/O context: `close` leaves it open.
  */
 import { ThinpoolError } from '../errors.js';
-import type { AsyncBlockDevice } from './block-device.js';
+import { type AsyncBlockDevice, allParts, started } from './block-device.js';
 import type { RadosIoctx } from './librados.js';
 import { checkRange, checkSize } from './memory-device.js';
 
@@ -158,21 +158,23 @@ export class RadosDevice implements AsyncBlockDevice {
     if (offsetBytes + buf.length > this.#size) this.#size = offsetBytes + buf.length;
   }
 
-  async readAsync(buf: Uint8Array, offsetBytes: number): Promise<void> {
-    this.#checkOpen();
-    checkRange(offsetBytes, buf.length);
-    const parts: Array<Promise<void>> = [];
-    this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
-      const part = buf.subarray(at, at + n);
-      if (index * this.objectSize >= this.#size) part.fill(0);
-      else
-        parts.push(
-          this.io.aioRead(this.#name(index), part, within).then((got) => {
-            if (got < n) part.fill(0, got);
-          }),
-        );
+  readAsync(buf: Uint8Array, offsetBytes: number): Promise<void> {
+    return started(() => {
+      this.#checkOpen();
+      checkRange(offsetBytes, buf.length);
+      const parts: Array<Promise<void>> = [];
+      this.#pieces(offsetBytes, buf.length, (index, within, at, n) => {
+        const part = buf.subarray(at, at + n);
+        if (index * this.objectSize >= this.#size) part.fill(0);
+        else
+          parts.push(
+            this.io.aioRead(this.#name(index), part, within).then((got) => {
+              if (got < n) part.fill(0, got);
+            }),
+          );
+      });
+      return allParts(parts);
     });
-    await Promise.all(parts);
   }
 
   async writeAsync(buf: Uint8Array, offsetBytes: number): Promise<void> {

@@ -242,7 +242,9 @@ export class Transmission {
   /** An asynchronous export's READ: one data chunk (holes read as zeros), replied when the data has arrived. */
   private readAsync(hi: number, lo: number, offset: number, length: number): void {
     const head = this.structured ? 28 : 16;
-    const b = Buffer.allocUnsafe(head + length);
+    // As the synchronous path: a small reply is cut from the shared slab, a large one is pooled (takeBuffer).
+    const backing = takeBuffer(head + length);
+    const b = backing.length === head + length ? backing : backing.subarray(0, head + length);
     this.host.asyncInFlight++;
     this.exp
       .readAsync(b.subarray(head), offset)
@@ -257,9 +259,10 @@ export class Transmission {
           b.writeUInt32BE(hi, 8);
           b.writeUInt32BE(lo, 12);
         }
-        this.io.push(b);
+        this.io.push(b, backing !== b ? backing : undefined);
       })
       .catch((e: unknown) => {
+        giveBuffer(backing);
         this.engineError('READ', e);
         this.replyError(hi, lo, nbdErrno(e, false), true, 'read failed');
       })

@@ -19,7 +19,7 @@
  * - headCopy allocates and fills a block before its caller changes any mapping (rollback's partial tail).
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
-import { isAsyncDevice } from '../io/block-device.js';
+import { allParts, isAsyncDevice, started } from '../io/block-device.js';
 import { change, commit } from './commit.js';
 import { autoExtend } from './extend.js';
 import type { Mapping } from './metadata.js';
@@ -62,12 +62,17 @@ export class DataPath {
    * readData with the device reads in flight together when the data device takes asynchronous requests
    * (a RADOS device); the mapping lookups stay synchronous.
    */
-  async readDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
-    const data = this.s.storage.data;
-    if (!isAsyncDevice(data)) return this.readData(id, buf, offset);
-    const parts: Array<Promise<void>> = [];
-    this.readLoop(id, buf, offset, (part, pos) => parts.push(data.readAsync(part, pos)));
-    await Promise.all(parts);
+  readDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
+    return started(() => {
+      const data = this.s.storage.data;
+      if (!isAsyncDevice(data)) {
+        this.readData(id, buf, offset);
+        return allParts([]);
+      }
+      const parts: Array<Promise<void>> = [];
+      this.readLoop(id, buf, offset, (part, pos) => parts.push(data.readAsync(part, pos)));
+      return allParts(parts);
+    });
   }
 
   /**

@@ -14,6 +14,7 @@
  *   whole pool: this file imports nothing from the pool's files.
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
+import { allParts, started } from '../io/block-device.js';
 
 /** What a volume needs from its pool: the data path, the catalog record of its device, the commit. */
 export interface VolumeIO {
@@ -111,10 +112,16 @@ export class Volume {
     this.#io.writeData(this.id, buf, offsetBytes);
   }
 
-  async read(buf: Uint8Array, offsetBytes: number): Promise<void> {
-    if (!this.#io.asyncData || this.#io.readDataAsync === undefined) return this.readSync(buf, offsetBytes);
-    this.range(offsetBytes, buf.length);
-    await this.#io.readDataAsync(this.id, buf, offsetBytes);
+  read(buf: Uint8Array, offsetBytes: number): Promise<void> {
+    return started(() => {
+      const io = this.#io;
+      if (!io.asyncData || io.readDataAsync === undefined) {
+        this.readSync(buf, offsetBytes);
+        return allParts([]);
+      }
+      this.range(offsetBytes, buf.length);
+      return io.readDataAsync(this.id, buf, offsetBytes);
+    });
   }
 
   /**
