@@ -245,10 +245,16 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   /**
    * Release every data block that no volume uses from the data file (like thin_trim), e.g. for pools written
    * before passdown or by other tools. Commits first. Returns the number of blocks released.
+   * Only the writer may: a read-only open (which takes no lock: a writer may be working, its new blocks not yet
+   * committed) and a pool gone read-only (needs_check: its space maps are suspect) refuse with EROFS, since
+   * discarding a block that is in use destroys its data.
    */
   trimSync(onProgress?: (done: number, total: number) => void): number {
     this.#s.alive();
-    if (this.mode === 'write') this.commitSync();
+    if (this.mode !== 'write') {
+      throw new ThinpoolError('EROFS', `pool is ${this.mode === 'fail' ? 'failed' : 'read-only'}: trim releases blocks only from a pool open for writing`);
+    }
+    this.commitSync();
     return releaseUnused(this.#s, onProgress);
   }
 
@@ -337,8 +343,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     this.#volumes.delete(ref, opts);
   }
 
-  async resize(ref: string | number, size: number): Promise<void> {
-    this.resizeSync(ref, size);
+  async resize(ref: string | number, size: number, opts: OwnerOptions = {}): Promise<void> {
+    this.resizeSync(ref, size, opts);
   }
 
   /** Grow or shrink the virtual size; shrinking unmaps the blocks past the new end and zeroes a partial tail. */

@@ -165,8 +165,9 @@ test('close without a commit drops what was not committed; trim commits first', 
   expect(third.has(99)).toBe(false);
   third.closeSync();
   expect(() => third.trimSync()).toThrow(expect.objectContaining({ code: 'ECLOSED' }));
+  // A reader may not trim: it holds no lock, and a writer's new blocks are free in the committed state.
   const ro = ThinPool.openStorage(d.storage(), { readOnly: true });
-  expect(ro.trimSync()).toBe(32); // a reader commits nothing first; the committed state leaves every block free
+  expect(() => ro.trimSync()).toThrow(expect.objectContaining({ code: 'EROFS', message: expect.stringContaining('read-only') }));
   ro.closeSync();
 });
 
@@ -338,4 +339,16 @@ test('closing a failed pool flushes nothing and does not throw', () => {
   pool.closeSync();
   expect(dataFlushes).toBe(0);
   expect(pool.isClosed).toBe(true);
+});
+
+test('the async resize takes an owner as resizeSync does: an owned volume resizes for its owner only', async () => {
+  const d = devices();
+  const pool = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
+  pool.createThinSync('layer', { size: BS, labels: { 'thinpool.owner': 'images' } });
+  await expect(pool.resize('layer', 2 * BS)).rejects.toMatchObject({ code: 'EBUSY' });
+  await expect(pool.resize('layer', 2 * BS, { owner: 'someone' })).rejects.toMatchObject({ code: 'EBUSY' });
+  expect(pool.volume('layer').sizeBytes).toBe(BS);
+  await pool.resize('layer', 2 * BS, { owner: 'images' });
+  expect(pool.volume('layer').sizeBytes).toBe(2 * BS);
+  pool.closeSync();
 });
