@@ -6,11 +6,12 @@
  * a container's filesystem is never mounted by a kernel), lazy inode table init, root owned by 0:0.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
-import { dataRanges, isZero } from '../io/sparse.js';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
+import { copyNonZero } from '../io/sparse.js';
+import { findTool } from '../io/system-tools.js';
 import type { Volume } from '../thin/volume.js';
 
 /**
@@ -18,16 +19,6 @@ import type { Volume } from '../thin/volume.js';
  * e2fsprogs 1.47; 1 MiB leaves room for other versions and for lost+found and a few files.
  */
 export const MIN_FS_SIZE = 1024 * 1024;
-
-const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
-
-export function findTool(name: string): string | null {
-  for (const dir of [...(process.env.PATH ?? '').split(':').filter(Boolean), ...SBIN]) {
-    const p = join(dir, name);
-    if (existsSync(p)) return p;
-  }
-  return null;
-}
 
 /** Format an ext4 filesystem of the volume's size into an (empty, writable) volume. */
 export function formatExt4(volume: Volume, label = 'thinpool'): void {
@@ -59,22 +50,11 @@ export function formatExt4(volume: Volume, label = 'thinpool'): void {
       { encoding: 'utf8' },
     );
     if (r.status !== 0) throw new ThinpoolError('EIO', `mkfs.ext4 failed: ${(r.stderr || r.error?.message || '').trim()}`);
+    // Only the ranges mkfs wrote (SEEK_DATA/SEEK_HOLE): a 2 GiB image holds a few MiB of metadata, and
+    // reading its holes cost 10-20 s on a loaded machine. 64 KiB pieces that are all zeros stay unwritten.
     const fd = openSync(file, 'r');
     try {
-      // Only the ranges mkfs wrote (SEEK_DATA/SEEK_HOLE): a 2 GiB image holds a few MiB of metadata, and
-      // reading its holes cost 10-20 s on a loaded machine. 64 KiB pieces that are all zeros stay unwritten.
-      const bs = 64 * 1024;
-      const buf = Buffer.alloc(1024 * 1024);
-      for (const [from, to] of dataRanges(fd, 0, size)) {
-        for (let pos = from; pos < to; pos += buf.length) {
-          const n = readSync(fd, buf, 0, Math.min(buf.length, to - pos), pos);
-          if (n <= 0) break;
-          for (let off = 0; off < n; off += bs) {
-            const part = buf.subarray(off, Math.min(n, off + bs));
-            if (!isZero(part)) volume.writeSync(part, pos + off);
-          }
-        }
-      }
+      copyNonZero(fd, size, 64 * 1024, (part, offset) => volume.writeSync(part, offset));
     } finally {
       closeSync(fd);
     }

@@ -8,6 +8,8 @@
  *   Bytes outside them are holes and read as zeros. Without the helper, or on a file system without
  *   SEEK_DATA, the whole of [from, to) is one range: callers stay correct, only slower.
  * - `isZero` compares against a shared zero buffer with memcmp (no per-byte JavaScript loop).
+ * - `copyNonZero(fd, size, piece, write)` hands every piece of the file's first `size` bytes that is not all
+ *   zeros to `write` (pieces aligned to `piece` bytes; holes never read). What is not handed over is zeros.
  * - `readFull` fills a buffer from a descriptor until it is full or at end of input (pipes return short reads).
  * - `writeFull` writes a whole buffer in calls of at most WRITE_PIECE bytes: page-cache writes from one large
  *   user buffer in one call measured several times slower (in the kernel's copy from user space,
@@ -52,6 +54,27 @@ export function isZero(buf: Uint8Array): boolean {
     if (Buffer.compare(buf.subarray(off, off + n), ZERO.subarray(0, n)) !== 0) return false;
   }
   return true;
+}
+
+/**
+ * Read the data ranges of the file at fd within [0, size) in 1 MiB reads and call write(part, offset) for each
+ * `piece`-aligned piece (the last may be short at size) holding a non-zero byte; `part` is valid only during the
+ * call. Used to copy a sparse file (mkfs's image) into a volume that maps only what the file holds.
+ */
+export function copyNonZero(fd: number, size: number, piece: number, write: (part: Uint8Array, offset: number) => void): void {
+  const buf = Buffer.alloc(Math.max(piece, Math.floor((1024 * 1024) / piece) * piece));
+  let done = 0; // everything before it has been handed over or was zeros
+  for (const [from, to] of dataRanges(fd, 0, size)) {
+    for (let pos = Math.max(done, Math.floor(from / piece) * piece); pos < to; pos += buf.length) {
+      const n = readFull(fd, buf.subarray(0, Math.min(buf.length, size - pos)), pos);
+      if (n === 0) break;
+      for (let off = 0; off < n; off += piece) {
+        const part = buf.subarray(off, Math.min(n, off + piece));
+        if (!isZero(part)) write(part, pos + off);
+      }
+      done = pos + n;
+    }
+  }
 }
 
 /** A read-only buffer of zeros of at least `n` bytes' worth, for writing holes out (never written to). */

@@ -10,27 +10,16 @@
  * is started asynchronously: the caller's event loop keeps serving NBD meanwhile.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
-import { nativeHelpers } from '../io/native.js';
+import { copyNonZero } from '../io/sparse.js';
+import { findTool } from '../io/system-tools.js';
 import type { Volume } from '../thin/volume.js';
 
 /** Smallest base filesystem: ext4 with a journal needs a few MiB; below 16 MiB the journal would crowd it out. */
 const MIN_BASE_SIZE = 16 * 1024 * 1024;
-
-const ENXIO = 6;
-const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
-
-/** An executable on PATH or in the sbin directories (mkfs.ext4 and debugfs live in /sbin). */
-export function findTool(name: string): string | null {
-  for (const dir of [...(process.env.PATH ?? '').split(':').filter(Boolean), ...SBIN]) {
-    const p = join(dir, name);
-    if (existsSync(p)) return p;
-  }
-  return null;
-}
 
 function tool(name: string): string {
   const p = findTool(name);
@@ -57,49 +46,11 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-function isZero(b: Uint8Array): boolean {
-  const w = new BigUint64Array(b.buffer, b.byteOffset, b.length >>> 3);
-  for (let i = 0; i < w.length; i++) if (w[i] !== 0n) return false;
-  for (let i = w.length << 3; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-}
-
-/** The byte ranges of a file that may hold data: its data extents, or the whole file without the helper. */
-function dataRanges(fd: number, size: number): [number, number][] {
-  const native = nativeHelpers();
-  if (!native) return [[0, size]];
-  const out: [number, number][] = [];
-  let pos = 0;
-  while (pos < size) {
-    const start = native.seek(fd, pos, 0);
-    if (start === -ENXIO) break; // no data at or after pos
-    if (start < 0) return [[0, size]]; // SEEK_DATA not supported here: read it all
-    const end = native.seek(fd, start, 1);
-    const stop = end < 0 ? size : Math.min(end, size);
-    out.push([start, stop]);
-    pos = stop;
-  }
-  return out;
-}
-
-/** Copy the non-zero 64 KiB pieces of file ranges into the volume. */
+/** Copy the non-zero 64 KiB pieces of the file's data ranges into the volume. */
 function copyInto(file: string, volume: Volume): void {
-  const size = volume.sizeBytes;
   const fd = openSync(file, 'r');
   try {
-    const piece = 64 * 1024;
-    const buf = Buffer.alloc(1024 * 1024);
-    for (const [from, to] of dataRanges(fd, size)) {
-      const first = Math.floor(from / piece) * piece;
-      for (let pos = first; pos < to; pos += buf.length) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
-        if (n <= 0) break;
-        for (let off = 0; off < n; off += piece) {
-          const part = buf.subarray(off, Math.min(n, off + piece));
-          if (!isZero(part)) volume.writeSync(part, pos + off);
-        }
-      }
-    }
+    copyNonZero(fd, volume.sizeBytes, 64 * 1024, (part, offset) => volume.writeSync(part, offset));
   } finally {
     closeSync(fd);
   }
