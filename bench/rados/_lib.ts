@@ -58,7 +58,10 @@ export async function rbdBenchCpu(
   const t = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stdout.trimEnd());
   if (t === null) throw new Error(`no CPU times after rbd bench: ${stdout.slice(-200)}`);
   // One request may finish within rbd's clock tick: it prints `inf`.
-  return { rate: m[1] === 'inf' ? Number.POSITIVE_INFINITY : Number(m[1]), cpuSeconds: Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) };
+  return {
+    rate: m[1] === 'inf' ? Number.POSITIVE_INFINITY : Number(m[1]),
+    cpuSeconds: Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]),
+  };
 }
 
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;

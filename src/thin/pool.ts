@@ -252,7 +252,10 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
   trimSync(onProgress?: (done: number, total: number) => void): number {
     this.#s.alive();
     if (this.mode !== 'write') {
-      throw new ThinpoolError('EROFS', `pool is ${this.mode === 'fail' ? 'failed' : 'read-only'}: trim releases blocks only from a pool open for writing`);
+      throw new ThinpoolError(
+        'EROFS',
+        `pool is ${this.mode === 'fail' ? 'failed' : 'read-only'}: trim releases blocks only from a pool open for writing`,
+      );
     }
     this.commitSync();
     return releaseUnused(this.#s, onProgress);
