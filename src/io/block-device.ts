@@ -53,6 +53,11 @@ export type CopyPath = 'clone' | 'copy' | 'read-write';
 export interface AsyncBlockDevice extends BlockDevice {
   readAsync(buf: Uint8Array, offsetBytes: number): Promise<void>;
   writeAsync(buf: Uint8Array, offsetBytes: number): Promise<void>;
+  /**
+   * Write-back: how many bytes of writes `writeAsync` may have answered before the device has them (librbd's
+   * cache); 0 when every write is answered only once it is there. `flush` waits for them either way.
+   */
+  readonly writeBackBytes: number;
 }
 
 export function isAsyncDevice(dev: BlockDevice): dev is AsyncBlockDevice {

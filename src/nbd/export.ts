@@ -40,7 +40,7 @@ export class OpenExport {
     this.readOnly = readOnly || volume.readOnly || pool.mode !== 'write';
     this.bs = pool.blockSize;
     this.async = pool.asyncData;
-    this.syncLoneWrites = this.async && !(((pool.storage.data as { writeBackBytes?: number }).writeBackBytes ?? 0) > 0);
+    this.syncLoneWrites = this.async && pool.writeBackBytes === 0;
   }
 
   readAsync(buf: Uint8Array, offset: number): Promise<void> {

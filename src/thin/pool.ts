@@ -436,6 +436,12 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
     return isAsyncDevice(this.#s.storage.data);
   }
 
+  /** @internal bytes of writes the data device may answer before it has them (AsyncBlockDevice.writeBackBytes) */
+  get writeBackBytes(): number {
+    const data = this.#s.storage.data;
+    return isAsyncDevice(data) ? data.writeBackBytes : 0;
+  }
+
   /** @internal */
   readDataAsync(id: number, buf: Uint8Array, offset: number): Promise<void> {
     return this.#data.readDataAsync(id, buf, offset);

@@ -85,6 +85,8 @@ class CheckedDevice implements AsyncBlockDevice {
   get sizeBytes(): number {
     return this.inner.sizeBytes;
   }
+  /** A reader writes nothing. */
+  readonly writeBackBytes = 0;
   #overlay(buf: Uint8Array, offsetBytes: number): void {
     if (this.block0 === null || offsetBytes >= BLOCK) return;
     const n = Math.min(buf.length, BLOCK - offsetBytes);

@@ -26,7 +26,7 @@ function asyncPool(writeBack: boolean) {
   const calls = { syncReads: 0, syncWrites: 0, asyncReads: 0, asyncWrites: 0, failNextAsyncRead: false };
   const data = {
     ...keepOpen(dev),
-    ...(writeBack ? { writeBackBytes: 1 << 20 } : {}),
+    writeBackBytes: writeBack ? 1 << 20 : 0,
     get sizeBytes() {
       return dev.sizeBytes;
     },

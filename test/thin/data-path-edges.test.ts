@@ -403,6 +403,7 @@ test('on an asynchronous device, reads and in-place writes inside blocks land at
       calls.flushes++;
       dev.flush();
     },
+    writeBackBytes: 0,
     readAsync: (b: Uint8Array, o: number) => {
       dev.read(b, o);
       return Promise.resolve();

@@ -206,6 +206,7 @@ test('a data device that takes asynchronous requests: volumes read and write thr
     get sizeBytes() {
       return d.data.sizeBytes;
     },
+    writeBackBytes: 0,
     readAsync: async (b: Uint8Array, o: number) => {
       calls.reads++;
       d.data.read(b, o);
