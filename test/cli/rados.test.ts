@@ -4,8 +4,9 @@
 // holder named, and `lock break` fencing the serving process (its later writes fail and never land).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
 import { needTool } from '../support/tools.js';
 import { run } from '../nbd/support.js';
@@ -14,16 +15,12 @@ import { cli, tempDir } from './helpers.js';
 const BIN = join(import.meta.dirname, '../../bin/thinpool.js');
 
 describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
-  let ceph: CephCluster;
+  const cluster = useCephCluster({ pools: ['tp'] });
   let tmp: string;
-  const c = (args: string[], opts: { stdin?: string } = {}) => cli([...args, '--ceph-conf', ceph.conf], { ...opts, cwd: tmp });
+  const c = (args: string[], opts: { stdin?: string } = {}) => cli([...args, '--ceph-conf', cluster.ceph.conf], { ...opts, cwd: tmp });
 
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'] });
+  beforeAll(() => {
     tmp = tempDir('tp-cli-rados-');
-  });
-  afterAll(async () => {
-    await ceph?.stop();
   });
 
   test('init, create, write, read, snapshot, ls, status, ls-pools, check, dump-metadata (thin_check)', async () => {
@@ -84,9 +81,13 @@ describe.skipIf(!haveCeph())('CLI on rados: pools', () => {
       expect((await c(['init', p, '--size', '256M'])).code).toBe(0);
       expect((await c(['create', p, 'v', '--size', '32M'])).code).toBe(0);
       const wb = writeBack === null ? [] : ['--write-back', writeBack];
-      const server: ChildProcess = spawn(process.execPath, [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', ceph.conf, ...wb], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const server: ChildProcess = spawn(
+        process.execPath,
+        [BIN, 'serve', p, '--listen', '127.0.0.1:0', '--ceph-conf', cluster.ceph.conf, ...wb],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let out = '';
       let err = '';
       server.stdout!.on('data', (d) => {

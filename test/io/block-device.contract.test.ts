@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,9 +14,9 @@ import {
   allocatedBytes,
 } from '../../src/io/index.js';
 
-import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { seededRng } from '../support/rng.js';
 
 const KiB = 1024;
@@ -178,25 +178,16 @@ blockDeviceContract('FaultDevice (no faults)', (size) => new FaultDevice(new Mem
 blockDeviceContract('RecordingDevice', (size) => new RecordingDevice(new MemoryDevice(size)));
 
 describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
-  let ceph: CephCluster | undefined;
-  let client: RadosCluster | undefined;
-  let io: RadosIoctx;
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'] });
-    client = RadosCluster.connect({ conf: ceph.conf });
-    io = client.ioctx('tp');
-  });
-  afterAll(async () => {
-    client?.close();
-    await ceph?.stop();
-  });
+  const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
   // 64 KiB objects: the contract's ranges cross many object boundaries; 4 MiB: the default.
-  blockDeviceContract('RadosDevice (64 KiB objects)', (size) => RadosDevice.create(io, `dev-${fileSeq++}`, size, { objectSize: 64 * KiB }));
-  blockDeviceContract('RadosDevice (4 MiB objects)', (size) => RadosDevice.create(io, `dev-${fileSeq++}`, size));
+  blockDeviceContract('RadosDevice (64 KiB objects)', (size) =>
+    RadosDevice.create(cluster.io, `dev-${fileSeq++}`, size, { objectSize: 64 * KiB }),
+  );
+  blockDeviceContract('RadosDevice (4 MiB objects)', (size) => RadosDevice.create(cluster.io, `dev-${fileSeq++}`, size));
 
   describe('RadosDevice', () => {
     it('many requests in flight: issue order per byte, async and sync mixed; flush waits for all', async () => {
-      const dev = RadosDevice.create(io, `async-${fileSeq++}`, 1024 * KiB, { objectSize: 64 * KiB });
+      const dev = RadosDevice.create(cluster.io, `async-${fileSeq++}`, 1024 * KiB, { objectSize: 64 * KiB });
       const model = new Uint8Array(1024 * KiB);
       const rng = seeded(77);
       const pending: Array<Promise<void>> = [];
@@ -223,14 +214,14 @@ describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
     });
 
     it('keeps size and contents across open; removes whole objects on discard and shrink', () => {
-      const dev = RadosDevice.create(io, 'persist', 256 * KiB, { objectSize: 64 * KiB });
-      expectCode(() => RadosDevice.create(io, 'persist', 4096), 'EEXIST');
+      const dev = RadosDevice.create(cluster.io, 'persist', 256 * KiB, { objectSize: 64 * KiB });
+      expectCode(() => RadosDevice.create(cluster.io, 'persist', 4096), 'EEXIST');
       dev.write(pattern(256 * KiB, 4), 0);
       expect(dev.objectCount()).toBe(4);
       dev.write(pattern(10, 5), 300 * KiB); // grows: recorded by flush
       dev.flush();
       dev.close();
-      const again = RadosDevice.open(io, 'persist');
+      const again = RadosDevice.open(cluster.io, 'persist');
       expect(again.sizeBytes).toBe(300 * KiB + 10);
       expect(again.objectSize).toBe(64 * KiB);
       expectBytes(readAt(again, 0, 256 * KiB), pattern(256 * KiB, 4));
@@ -239,15 +230,15 @@ describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
       expect(again.objectCount()).toBe(3);
       again.resize(32 * KiB);
       expect(again.objectCount()).toBe(1);
-      expect(io.size('persist.0000000000000000')).toBe(32 * KiB);
+      expect(cluster.io.size('persist.0000000000000000')).toBe(32 * KiB);
       again.close();
-      const ro = RadosDevice.open(io, 'persist', { readOnly: true });
+      const ro = RadosDevice.open(cluster.io, 'persist', { readOnly: true });
       expect(ro.sizeBytes).toBe(32 * KiB);
       expectCode(() => ro.write(new Uint8Array(1), 0), 'EROFS');
       ro.close();
-      RadosDevice.destroy(io, 'persist');
-      expect(RadosDevice.exists(io, 'persist')).toBe(false);
-      expectCode(() => RadosDevice.open(io, 'persist'), 'ENOENT');
+      RadosDevice.destroy(cluster.io, 'persist');
+      expect(RadosDevice.exists(cluster.io, 'persist')).toBe(false);
+      expectCode(() => RadosDevice.open(cluster.io, 'persist'), 'ENOENT');
     });
   });
 });

@@ -4,10 +4,11 @@
 // request librados or the helper refuses fails with a typed error, and nothing stays in flight. On a real
 // single-node cluster started for this file; skipped (a failure under CI=true) without Ceph. Under CI=true the
 // native helper must be built (npm ci builds it), so the native path is never silently skipped.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
-import { RadosCluster, RadosIoctx } from '../../src/io/librados.js';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { RadosIoctx } from '../../src/io/librados.js';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { seededRng } from '../support/rng.js';
 
 const KiB = 1024;
@@ -20,18 +21,7 @@ function pattern(length: number, seed: number): Uint8Array {
 }
 
 describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ceph-common)', () => {
-  let ceph: CephCluster | undefined;
-  let client: RadosCluster | undefined;
-  let io: RadosIoctx;
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'] });
-    client = RadosCluster.connect({ conf: ceph.conf });
-    io = client.ioctx('tp');
-  });
-  afterAll(async () => {
-    client?.close();
-    await ceph?.stop();
-  });
+  const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
 
   it('the native path is there when the helper is built (always under CI)', () => {
     const ok = RadosIoctx.useCompletionPath('native');
@@ -56,7 +46,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         for (let i = 0; i < 64; i++) {
           const oid = `${path}-obj-${i % 8}`;
           writes.push(
-            io
+            cluster.io
               .aioWrite(oid, pattern(4 * KiB, i), Math.floor(i / 8) * 4 * KiB, (e) => order.push(`settle ${i} ${e === null}`))
               .then(() => {
                 order.push(`resolve ${i}`);
@@ -71,7 +61,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
           expect(order.indexOf(`settle ${i} true`)).toBeLessThan(order.indexOf(`resolve ${i}`));
         }
         const bufs = Array.from({ length: 64 }, () => new Uint8Array(4 * KiB));
-        const got = await Promise.all(bufs.map((b, i) => io.aioRead(`${path}-obj-${i % 8}`, b, Math.floor(i / 8) * 4 * KiB)));
+        const got = await Promise.all(bufs.map((b, i) => cluster.io.aioRead(`${path}-obj-${i % 8}`, b, Math.floor(i / 8) * 4 * KiB)));
         expect(RadosIoctx.inFlight).toBe(0);
         for (let i = 0; i < 64; i++) {
           expect(got[i]).toBe(4 * KiB);
@@ -79,7 +69,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         }
         // A read into part of a larger buffer fills exactly that part.
         const big = new Uint8Array(12 * KiB).fill(7);
-        expect(await io.aioRead(`${path}-obj-3`, big.subarray(4 * KiB, 8 * KiB), 0)).toBe(4 * KiB);
+        expect(await cluster.io.aioRead(`${path}-obj-3`, big.subarray(4 * KiB, 8 * KiB), 0)).toBe(4 * KiB);
         expect(big.subarray(0, 4 * KiB).every((x) => x === 7)).toBe(true);
         expect(Buffer.from(big.subarray(4 * KiB, 8 * KiB)).equals(Buffer.from(pattern(4 * KiB, 3)))).toBe(true);
         expect(big.subarray(8 * KiB).every((x) => x === 7)).toBe(true);
@@ -89,7 +79,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         if (!use()) return;
         const settled = new Set<number>();
         const writes = Array.from({ length: 32 }, (_, i) =>
-          io.aioWrite(`${path}-wait`, pattern(4 * KiB, 100 + i), i * 4 * KiB, (e) => {
+          cluster.io.aioWrite(`${path}-wait`, pattern(4 * KiB, 100 + i), i * 4 * KiB, (e) => {
             expect(e).toBeNull();
             settled.add(i);
           }),
@@ -101,23 +91,23 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
           code = (e as { code: string }).code;
         }
         expect(code).toBe('EBUSY');
-        io.waitAll();
+        cluster.io.waitAll();
         expect(settled.size).toBe(32);
         expect(RadosIoctx.inFlight).toBe(0);
         await Promise.all(writes);
         const all = new Uint8Array(128 * KiB);
-        expect(io.read(`${path}-wait`, all, 0)).toBe(128 * KiB);
+        expect(cluster.io.read(`${path}-wait`, all, 0)).toBe(128 * KiB);
         for (let i = 0; i < 32; i++)
           expect(Buffer.from(all.subarray(i * 4 * KiB, (i + 1) * 4 * KiB)).equals(Buffer.from(pattern(4 * KiB, 100 + i)))).toBe(true);
       });
 
       it('a missing object reads 0 bytes; a refused request fails typed and leaves nothing in flight', async () => {
         if (!use()) return;
-        expect(await io.aioRead(`${path}-never-written`, new Uint8Array(4 * KiB), 0)).toBe(0);
+        expect(await cluster.io.aioRead(`${path}-never-written`, new Uint8Array(4 * KiB), 0)).toBe(0);
         const long = 'x'.repeat(3000); // longer than the helper's name buffer and the OSD's name limit
         let err: unknown = null;
         let hook: unknown = 'not called';
-        await io.aioWrite(long, new Uint8Array(4 * KiB), 0, (e) => (hook = e)).catch((e) => (err = e));
+        await cluster.io.aioWrite(long, new Uint8Array(4 * KiB), 0, (e) => (hook = e)).catch((e) => (err = e));
         expect(isThinpoolError(err), String(err)).toBe(true);
         expect(String((err as Error).message)).toContain('write of 4096 bytes at 0 to object xxx');
         expect(isThinpoolError(hook)).toBe(true);

@@ -1,12 +1,13 @@
 // Write-back on a RADOS device (rados-device.ts): writes reported done before the cluster acknowledges them,
 // bounded, visible to later reads, waited for by flush, and a failure among them sticky. On a real single-node
 // cluster started for this file; skipped (a failure under CI=true) without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { seededRng } from '../support/rng.js';
 
 const KiB = 1024;
@@ -29,22 +30,12 @@ function codeOf(fn: () => unknown): string {
 }
 
 describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-common)', () => {
-  let ceph: CephCluster | undefined;
-  let other: RadosCluster | undefined;
-  let otherIo: RadosIoctx;
+  // `cluster.io`: another client's view, to check what one client's device made visible.
+  const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
   let seq = 0;
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'] });
-    other = RadosCluster.connect({ conf: ceph.conf });
-    otherIo = other.ioctx('tp');
-  });
-  afterAll(async () => {
-    other?.close();
-    await ceph?.stop();
-  });
 
   it('reports writes done before the cluster acknowledges them, never more than the bound; reads and flush see them', async () => {
-    const client = RadosCluster.connect({ conf: ceph!.conf });
+    const client = RadosCluster.connect({ conf: cluster.ceph.conf });
     try {
       const io = client.ioctx('tp');
       const name = `wb-${seq++}`;
@@ -73,20 +64,20 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       dev.flush();
       expect(dev.unacknowledgedBytes).toBe(0);
       // After flush another client reads every byte.
-      const seen = RadosDevice.open(otherIo, name, { readOnly: true });
+      const seen = RadosDevice.open(cluster.io, name, { readOnly: true });
       const all = new Uint8Array(1024 * KiB);
       seen.read(all, 0);
       expect(Buffer.from(all).equals(Buffer.from(model))).toBe(true);
       seen.close();
       dev.close();
-      RadosDevice.destroy(otherIo, name);
+      RadosDevice.destroy(cluster.io, name);
     } finally {
       client.close();
     }
   });
 
   it('without write-back (the default) a write resolves only once acknowledged', async () => {
-    const client = RadosCluster.connect({ conf: ceph!.conf });
+    const client = RadosCluster.connect({ conf: cluster.ceph.conf });
     try {
       const dev = RadosDevice.create(client.ioctx('tp'), `wt-${seq++}`, 256 * KiB);
       expect(dev.writeBackBytes).toBe(0);
@@ -101,7 +92,7 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
   });
 
   it('a write that fails after it was reported done fails the next flush and every later write; it never lands', async () => {
-    const client = RadosCluster.connect({ conf: ceph!.conf });
+    const client = RadosCluster.connect({ conf: cluster.ceph.conf });
     try {
       const io = client.ioctx('tp');
       const name = `fenced-${seq++}`;
@@ -110,18 +101,18 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       dev.flush();
       // Fence this client as `lock break` does: its address (from a lock it holds) blocklisted by another.
       io.lockExclusive(`${name}.probe`, 'probe', 'c', 'test');
-      const [holder] = otherIo.lockers(`${name}.probe`, 'probe');
-      other!.blocklist(holder.addr);
+      const [holder] = cluster.io.lockers(`${name}.probe`, 'probe');
+      cluster.client.blocklist(holder.addr);
       await dev.writeAsync(pattern(4 * KiB, 2), 0); // reported done: the failure comes back later
       expect(codeOf(() => dev.flush())).toBe('EFENCED');
       expect(codeOf(() => dev.flush())).toBe('EFENCED'); // sticky
       expect(codeOf(() => dev.write(new Uint8Array(1), 0))).toBe('EFENCED');
       await expect(dev.writeAsync(new Uint8Array(1), 0)).rejects.toMatchObject({ code: 'EFENCED' });
       const back = new Uint8Array(4 * KiB);
-      RadosDevice.open(otherIo, name, { readOnly: true }).read(back, 0);
+      RadosDevice.open(cluster.io, name, { readOnly: true }).read(back, 0);
       expect(Buffer.from(back).equals(Buffer.from(pattern(4 * KiB, 1)))).toBe(true); // the flushed bytes, not the fenced write
-      RadosDevice.destroy(otherIo, name);
-      otherIo.remove(`${name}.probe`);
+      RadosDevice.destroy(cluster.io, name);
+      cluster.io.remove(`${name}.probe`);
     } finally {
       client.close();
     }
@@ -129,7 +120,7 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
 
   it('a rados: pool opened with write-back commits what volume.write reported; reopened without it, the bytes are there', async () => {
     const address = `rados://tp/wbpool${seq++}`;
-    const conf = ceph!.conf;
+    const conf = cluster.ceph.conf;
     const pool = await ThinPool.format(address, { size: 8 * 1024 * KiB, ceph: { conf, writeBackBytes: 256 * KiB } });
     const v = await pool.createThin('v', { size: 1024 * KiB });
     v.writeSync(new Uint8Array(1024 * KiB).fill(1), 0); // provision every block (in-place writes go behind)

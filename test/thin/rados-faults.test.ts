@@ -3,13 +3,14 @@
 // hanging, the pool stops taking changes, and after the OSD restarts the pool reopens holding every
 // acknowledged commit (later writes may have landed too, as on any block device).
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { RadosCluster } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { breakRadosLock } from '../../src/thin/rados-pool.js';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { seededRng } from '../support/rng.js';
 
@@ -18,18 +19,12 @@ const MiB = 1024 * KiB;
 const VOL = 4 * MiB;
 
 describe.skipIf(!haveCeph())('rados: pool faults', () => {
-  let ceph: CephCluster;
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'], objectStore: 'bluestore' });
-  });
-  afterAll(async () => {
-    await ceph?.stop();
-  });
+  const cluster = useCephCluster({ pools: ['tp'], objectStore: 'bluestore' });
 
   test('OSD killed during writes: typed errors within the timeout, then every acknowledged commit survives a restart', async () => {
     const address = 'rados://tp/faulty';
     const timeout = 3;
-    const pool = await ThinPool.format(address, { size: 64 * MiB, ceph: { conf: ceph.conf, osdTimeoutSeconds: timeout } });
+    const pool = await ThinPool.format(address, { size: 64 * MiB, ceph: { conf: cluster.ceph.conf, osdTimeoutSeconds: timeout } });
     const v = await pool.createThin('v', { size: VOL });
     await pool.commit();
     const model = new Uint8Array(VOL);
@@ -40,7 +35,7 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
 
     // The OSD dies a moment after the write loop starts; the loop blocks the event loop, so the kill comes from
     // a child process (it signals only the OSD this test started).
-    const osdPid = ceph.osdPid();
+    const osdPid = cluster.ceph.osdPid();
     const killer = spawn('sh', ['-c', `sleep 0.5; kill -9 ${osdPid}`], { stdio: 'ignore' });
     let failure: unknown;
     let failedAfterMs = 0;
@@ -88,9 +83,9 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
     expect(pool.mode).not.toBe('write');
     pool.closeSync({ commit: false });
 
-    await ceph.startOsd();
-    breakRadosLock(address, { conf: ceph.conf }); // the dead writer's lock outlives it, as a crashed host's would
-    const again = await ThinPool.open(address, { ceph: { conf: ceph.conf } });
+    await cluster.ceph.startOsd();
+    breakRadosLock(address, { conf: cluster.ceph.conf }); // the dead writer's lock outlives it, as a crashed host's would
+    const again = await ThinPool.open(address, { ceph: { conf: cluster.ceph.conf } });
     const back = new Uint8Array(VOL);
     await again.volume('v').read(back, 0);
     // Acknowledged bytes stay unless a later write replaced them: writes into blocks an acknowledged commit
@@ -106,7 +101,7 @@ describe.skipIf(!haveCeph())('rados: pool faults', () => {
     }
     await again.close();
 
-    const client = RadosCluster.connect({ conf: ceph.conf });
+    const client = RadosCluster.connect({ conf: cluster.ceph.conf });
     try {
       const md = RadosDevice.open(client.ioctx('tp'), 'faulty.metadata', { readOnly: true });
       verifyMetadataDevice(md);

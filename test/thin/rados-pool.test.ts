@@ -3,14 +3,14 @@
 // read-only opens beside a writer (one commit, or the held metadata root).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
-import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { breakRadosLock, listRadosPools, parseRadosAddress, readRadosMetadata } from '../../src/thin/rados-pool.js';
-import { type CephCluster, haveCeph, startCephCluster } from '../support/ceph-cluster.js';
+import { haveCeph } from '../support/ceph-cluster.js';
+import { useCephCluster } from '../support/ceph-suite.js';
 import { PoolModel, applyToModel, applyToPool, expectPoolEquals, mulberry32, randomOp } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 
@@ -28,26 +28,14 @@ function pattern(len: number, seed: number): Uint8Array {
 }
 
 describe.skipIf(!haveCeph())('rados: pools', () => {
-  let ceph: CephCluster;
-  let client: RadosCluster;
-  let io: RadosIoctx;
+  const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
   let seq = 0;
   const addr = () => `rados://tp/p${seq++}`;
-  const opts = () => ({ ceph: { conf: ceph.conf } });
-
-  beforeAll(async () => {
-    ceph = await startCephCluster({ pools: ['tp'] });
-    client = RadosCluster.connect({ conf: ceph.conf });
-    io = client.ioctx('tp');
-  });
-  afterAll(async () => {
-    client?.close();
-    await ceph?.stop();
-  });
+  const opts = () => ({ ceph: { conf: cluster.ceph.conf } });
 
   /** The metadata device of a pool, read-only through a connection of the test's own: our checker + thin_check. */
   function verify(address: string): void {
-    const dev = RadosDevice.open(io, `${parseRadosAddress(address).name}.metadata`, { readOnly: true });
+    const dev = RadosDevice.open(cluster.io, `${parseRadosAddress(address).name}.metadata`, { readOnly: true });
     try {
       verifyMetadataDevice(dev);
     } finally {
@@ -57,7 +45,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
 
   test('story: format, write, read, snapshots at depth 30, reopen; metadata passes thin_check', async () => {
     const a = addr();
-    const pool = await ThinPool.format(a, { size: 256 * MiB, ...opts(), ceph: { conf: ceph.conf, objectSize: 1 * MiB } });
+    const pool = await ThinPool.format(a, { size: 256 * MiB, ...opts(), ceph: { conf: cluster.ceph.conf, objectSize: 1 * MiB } });
     expect(pool.storage.rados?.address).toBe(a);
     const base = await pool.createThin('base', { size: 16 * MiB });
     const full = pattern(16 * MiB, 7);
@@ -91,7 +79,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     await again.delete('base');
     await again.close();
     verify(a);
-    expect(listRadosPools('rados://tp', { conf: ceph.conf }).map((p) => p.address)).toContain(a);
+    expect(listRadosPools('rados://tp', { conf: cluster.ceph.conf }).map((p) => p.address)).toContain(a);
   });
 
   test('random operation sequences with reopen match the model', () => {
@@ -189,7 +177,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     const v = await old.createThin('v', { size: 1 * MiB });
     await v.write(new Uint8Array(4096).fill(1), 0);
     await old.commit();
-    const broken = breakRadosLock(a, { conf: ceph.conf });
+    const broken = breakRadosLock(a, { conf: cluster.ceph.conf });
     expect(broken).toHaveLength(1);
     expect(broken[0].pid).toBe(process.pid);
     const next = await ThinPool.open(a, opts());
@@ -303,7 +291,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     // generation before last are reused: a reader mixing commits would see two generations, or another's bytes.
     const script = `
       const { ThinPool } = await import(${JSON.stringify(new URL('../../src/thin/pool.ts', import.meta.url).href)});
-      const pool = await ThinPool.open(${JSON.stringify(a)}, { ceph: { conf: ${JSON.stringify(ceph.conf)} } });
+      const pool = await ThinPool.open(${JSON.stringify(a)}, { ceph: { conf: ${JSON.stringify(cluster.ceph.conf)} } });
       let stop = false;
       process.on('SIGTERM', () => { stop = true; });
       for (let gen = 1; !stop; gen++) {
@@ -350,7 +338,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
         }
         if (i % 10 === 0) {
           let md: MemoryDevice | null = null;
-          readRadosMetadata(a, { conf: ceph.conf }, (chunk, off) => {
+          readRadosMetadata(a, { conf: cluster.ceph.conf }, (chunk, off) => {
             md ??= new MemoryDevice(2 * MiB);
             md.write(chunk, off);
           });
