@@ -18,6 +18,8 @@ export default defineConfig({
           'test/thin/check-space-maps.test.ts',
           'test/thin/check-metadata-space-map.test.ts',
           'test/thin/metadata-inspect.test.ts',
+          'test/thin/metadata-engine.test.ts',
+          'test/thin/metadata-devices.test.ts',
           'test/thin/model.test.ts',
           'test/thin/volume.test.ts',
           'test/thin/volumes.test.ts',

@@ -185,14 +185,17 @@ export abstract class MetadataDevices extends MetadataEngine {
     if (!this.dirty) return;
     if (this.mode !== 'write') throw new ThinpoolError('EROFS', 'pool metadata is read-only');
     const { core } = this;
-    for (const d of [...this.devices.values()].sort((a, b) => a.id - b.id)) {
-      if (d.detailsDirty) {
-        this.sb.deviceDetailsRoot = this.details.insert(this.sb.deviceDetailsRoot, d.id, d).root;
+    // Writing the device table is part of the commit: like the space maps it may use the metadata reserve.
+    this.usingMetadataReserve(() => {
+      for (const d of [...this.devices.values()].sort((a, b) => a.id - b.id)) {
+        if (d.detailsDirty) {
+          this.sb.deviceDetailsRoot = this.details.insert(this.sb.deviceDetailsRoot, d.id, d).root;
+        }
+        if (d.root !== d.storedRoot) {
+          this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id, d.root).root;
+        }
       }
-      if (d.root !== d.storedRoot) {
-        this.sb.dataMappingRoot = this.l0.insert(this.sb.dataMappingRoot, d.id, d.root).root;
-      }
-    }
+    });
     this.sb.dataSm = this.dsm.prepareCommit();
     this.sb.metadataSm = this.msm.prepareCommit(this.cache, this.refCodec);
     this.cache.writeDirty();
