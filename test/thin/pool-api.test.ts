@@ -353,3 +353,49 @@ test('the async resize takes an owner as resizeSync does: an owned volume resize
   expect(pool.volume('layer').sizeBytes).toBe(2 * BS);
   pool.closeSync();
 });
+
+test('volume.read and volume.write always answer with a promise: bytes on a plain and an asynchronous data device, errors as rejections', async () => {
+  const d = devices();
+  const asyncCalls = { reads: 0 };
+  const asyncData = {
+    ...keepOpen(d.data),
+    get sizeBytes() {
+      return d.data.sizeBytes;
+    },
+    writeBackBytes: 0,
+    readAsync: async (b: Uint8Array, o: number) => {
+      asyncCalls.reads++;
+      d.data.read(b, o);
+    },
+    writeAsync: async (b: Uint8Array, o: number) => d.data.write(b, o),
+  };
+  for (const storage of [d.storage(), { ...devices().storage(), data: asyncData }]) {
+    const pool = ThinPool.formatStorage(storage, { size: 32 * BS, blockSize: BS });
+    const v = pool.createThinSync('v', { size: 3 * BS });
+    const bytes = fill(BS + 1000, 7);
+    const wrote = v.write(bytes, BS - 500);
+    expect(wrote).toBeInstanceOf(Promise);
+    await wrote;
+    const got = new Uint8Array(bytes.length + 600); // 100 zeros before, 500 after
+    const read = v.read(got, BS - 600);
+    expect(read).toBeInstanceOf(Promise);
+    await read;
+    const want = new Uint8Array(got.length);
+    want.set(bytes, 100);
+    expect(Buffer.compare(got, want)).toBe(0);
+    // Out of range: a rejected promise with the typed error, never a throw from the call itself.
+    for (const [off, len] of [
+      [3 * BS - 100, 512],
+      [-1, 1],
+      [0.5, 1],
+    ]) {
+      let p: Promise<void> | undefined;
+      expect(() => {
+        p = v.read(new Uint8Array(len), off);
+      }).not.toThrow();
+      await expect(p).rejects.toMatchObject({ code: 'EINVAL' });
+    }
+    pool.closeSync();
+  }
+  expect(asyncCalls.reads).toBeGreaterThan(0);
+});
