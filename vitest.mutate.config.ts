@@ -12,6 +12,7 @@ export default defineConfig({
       : [
           'test/pd/*.test.ts',
           'test/thin/pool.test.ts',
+          'test/thin/metadata-refusals.test.ts',
           'test/thin/check.test.ts',
           'test/thin/check-thin-trees.test.ts',
           'test/thin/check-walk.test.ts',
