@@ -255,10 +255,12 @@ export class ThinMetadata extends MetadataDevices {
   insertMappingRaw(id: number, vblock: number, dblock: number, time: number): void {
     this.writable();
     const d = this.device(id);
+    if (!(Number.isSafeInteger(vblock) && vblock >= 0)) throw new ThinpoolError('EINVAL', `virtual block ${vblock} out of range`);
     if (!(dblock >= 0 && dblock < this.dsm.nrBlocks)) {
       throw new ThinpoolError('EINVAL', `mapping beyond end of data device (${dblock} >= ${this.dsm.nrBlocks})`);
     }
-    if (!(time >= 0 && time <= MAX_TIME)) throw new ThinpoolError('EINVAL', `mapping time ${time} out of range`);
+    if (!Number.isInteger(dblock)) throw new ThinpoolError('EINVAL', `data block ${dblock} is not a whole number`);
+    if (!(Number.isInteger(time) && time >= 0 && time <= MAX_TIME)) throw new ThinpoolError('EINVAL', `mapping time ${time} out of range`);
     d.gen = this.mcache.fresh();
     this.prepareL1(d);
     this.dsm.inc(dblock);
@@ -282,9 +284,18 @@ export class ThinMetadata extends MetadataDevices {
     this.sbDirty = true;
   }
 
-  /** Set superblock fields directly (restore). */
+  /** Set superblock fields directly (restore): time 0..MAX_TIME, a transaction id >= 0, flags and version u32. */
   setSuperblockFields(f: { time?: number; transactionId?: number; flags?: number; version?: number }): void {
     this.writable();
+    const bad = (name: string, v: number | undefined, max: number): void => {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0 && v <= max)) {
+        throw new ThinpoolError('EINVAL', `superblock ${name} ${v} out of range (0 to ${max})`);
+      }
+    };
+    bad('time', f.time, MAX_TIME);
+    bad('transaction id', f.transactionId, Number.MAX_SAFE_INTEGER);
+    bad('flags', f.flags, 0xffffffff);
+    bad('version', f.version, 0xffffffff);
     if (f.time !== undefined) this.sb.time = f.time;
     if (f.transactionId !== undefined) this.sb.transactionId = f.transactionId;
     if (f.flags !== undefined) this.sb.flags = f.flags;

@@ -251,6 +251,14 @@ test('restore mappings: data blocks inside the data device, times 0..MAX_TIME; a
   for (const time of [-1, MAX_TIME + 1, Number.NaN]) {
     expect(refusal(() => md.insertMappingRaw(1, 0, 0, time))).toEqual({ code: 'EINVAL', message: `mapping time ${time} out of range` });
   }
+  expect(refusal(() => md.insertMappingRaw(1, 0, 1.5, 0))).toEqual({ code: 'EINVAL', message: 'data block 1.5 is not a whole number' });
+  expect(refusal(() => md.insertMappingRaw(1, 0, 0, 0.5))).toEqual({ code: 'EINVAL', message: 'mapping time 0.5 out of range' });
+  for (const vblock of [-1, 0.5, 2 ** 53, Number.NaN]) {
+    expect(refusal(() => md.insertMappingRaw(1, vblock, 0, 0))).toEqual({
+      code: 'EINVAL',
+      message: `virtual block ${vblock} out of range`,
+    });
+  }
   expect(md.dirty).toBe(false);
   expect(md.dataUsedBlocks).toBe(0);
   md.insertMappingRaw(1, 0, 63, MAX_TIME);
@@ -279,6 +287,25 @@ test('restore sets each superblock field alone; each is a change the next commit
     expect(sbFields(ThinMetadata.open(rec))).toEqual(want);
   }
   expect(ThinMetadata.open(rec).mode).toBe('read-only');
+});
+
+test('restore refuses superblock fields out of range, and a refusal changes nothing', () => {
+  const { md } = formatted();
+  const before = sbFields(md);
+  for (const [patch, message] of [
+    [{ time: MAX_TIME + 1 }, `superblock time ${MAX_TIME + 1} out of range (0 to ${MAX_TIME})`],
+    [{ time: -1 }, `superblock time -1 out of range (0 to ${MAX_TIME})`],
+    [{ transactionId: 0.5 }, `superblock transaction id 0.5 out of range (0 to ${Number.MAX_SAFE_INTEGER})`],
+    [{ flags: 2 ** 32 }, `superblock flags ${2 ** 32} out of range (0 to ${0xffffffff})`],
+    [{ version: -1 }, `superblock version -1 out of range (0 to ${0xffffffff})`],
+    [{ time: 3, version: Number.NaN }, `superblock version NaN out of range (0 to ${0xffffffff})`],
+  ] as const) {
+    expect(refusal(() => md.setSuperblockFields(patch))).toEqual({ code: 'EINVAL', message });
+    expect(sbFields(md)).toEqual(before);
+  }
+  expect(md.dirty).toBe(false);
+  md.setSuperblockFields({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
+  expect(sbFields(md)).toEqual({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
 });
 
 test('set_transaction_id: the old id must match, the new one be a safe integer >= 0; a refusal keeps the id', () => {
