@@ -185,10 +185,70 @@ export class BTree<V> {
   }
 
   /**
+   * The largest key in the tree at root, or -1 when the tree is empty: the rightmost path only (one node per
+   * level; a node below the root is never empty). Bounded by MAX_DEPTH.
+   */
+  lastKey(root: number): number {
+    let b = root;
+    for (let depth = 0; ; depth++) {
+      if (depth >= MAX_DEPTH) {
+        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+          structure: this.name,
+          mblock: b,
+        });
+      }
+      const a = this.read(b);
+      const n = this.nr(a);
+      if (n === 0) {
+        if (depth > 0) throw ThinpoolError.metadata('EBADNODE', 'too few entries (0)', this.name, b);
+        return -1;
+      }
+      if (this.isLeaf(a)) return this.key(a, n - 1);
+      b = this.child(a, n - 1);
+    }
+  }
+
+  /**
    * A pruned walk: the leaf entries, in key order, reached only through nodes for which `enter(block)` holds;
    * a node it refuses is neither read nor descended. Bounded by MAX_DEPTH; callbacks must not modify metadata.
    */
   walkWhere(root: number, enter: (mblock: number) => boolean, onEntry: (key: number, value: V) => void): void {
+    this.leavesWhere(root, enter, (a, n) => {
+      // Decoded before any callback runs (a callback may make resident addresses stale).
+      const keys = new Float64Array(n);
+      const values: V[] = [];
+      for (let i = 0; i < n; i++) {
+        keys[i] = this.key(a, i);
+        values.push(this.value(this.valueAddr(a, i)));
+      }
+      for (let i = 0; i < n; i++) onEntry(keys[i], values[i]);
+    });
+  }
+
+  /**
+   * walkWhere for counting over many entries: each leaf's values are read by `part` (one number from the value
+   * at byte address a of `mem`, no object made) into `parts`, handed to onLeaf(parts, n) a leaf at a time; the
+   * first n entries of `parts` are valid only during that call. One cache lookup per leaf, not per entry.
+   */
+  walkPartsWhere(
+    root: number,
+    enter: (mblock: number) => boolean,
+    part: (mem: Uint32Array, a: number) => number,
+    onLeaf: (parts: Float64Array, n: number) => void,
+  ): void {
+    let parts = new Float64Array(0);
+    this.leavesWhere(root, enter, (a, n) => {
+      if (parts.length < n) parts = new Float64Array(n);
+      const u32 = this.core.u32;
+      const base = this.valueAddr(a, 0);
+      const size = u32[(a + 24) >>> 2];
+      for (let i = 0; i < n; i++) parts[i] = part(u32, base + size * i);
+      onLeaf(parts, n);
+    });
+  }
+
+  /** The pruned walk itself: onLeaf(a, n) for each leaf reached, its address valid until onLeaf calls the cache. */
+  private leavesWhere(root: number, enter: (mblock: number) => boolean, onLeaf: (a: number, n: number) => void): void {
     const visit = (b: number, depth: number): void => {
       if (!enter(b)) return;
       if (depth >= MAX_DEPTH) {
@@ -200,10 +260,7 @@ export class BTree<V> {
       const a = this.read(b);
       const n = this.nr(a);
       if (this.isLeaf(a)) {
-        for (let i = 0; i < n; i++) {
-          const at = this.read(b); // the callback may have moved the node
-          onEntry(this.key(at, i), this.value(this.valueAddr(at, i)));
-        }
+        onLeaf(a, n);
         return;
       }
       const kids = new Float64Array(n);

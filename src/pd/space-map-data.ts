@@ -124,6 +124,19 @@ export class DataSpaceMap {
     return c;
   }
 
+  /** count() of blocks[0..n) into out[0..n), in one cache operation (for walks over many mappings). */
+  counts(blocks: Float64Array, n: number, out: Uint32Array): void {
+    const x = this.core.x;
+    this.tm.cache.op(() => {
+      for (let i = 0; i < n; i++) {
+        const d = blocks[i];
+        const c = x.dsmCount(d >>> 0, Math.floor(d / TWO32));
+        if (c < 0) this.core.throwStatus(-c, 'data space map');
+        out[i] = c;
+      }
+    });
+  }
+
   inc(d: number): void {
     this.tm.cache.op(() => this.run(this.core.x.dsmInc(d >>> 0, Math.floor(d / TWO32))));
   }

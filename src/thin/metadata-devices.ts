@@ -164,6 +164,11 @@ export abstract class MetadataDevices extends MetadataEngine {
     this.l1.walk(d.root, (k, m) => fn(k, m.dblock, m.time));
   }
 
+  /** The device's highest mapped virtual block, or -1 when it maps none (reads one path of its tree). */
+  lastMapped(id: number): number {
+    return this.l1.lastKey(this.device(id).root);
+  }
+
   /** Visit the mappings of a device with vbegin <= vblock < vend, in vblock order. */
   forEachMappingIn(id: number, vbegin: number, vend: number, fn: (vblock: number, dblock: number, time: number) => void): void {
     const d = this.device(id);

@@ -22,7 +22,10 @@ import type { DeviceDetails } from './device-details.js';
 import type { Superblock } from './superblock.js';
 
 /** A tree offered for reading only. */
-export type ReadonlyTree<V> = Pick<BTree<V>, 'name' | 'lookup' | 'walk' | 'walkRange' | 'walkWhere' | 'leaves' | 'entries'>;
+export type ReadonlyTree<V> = Pick<
+  BTree<V>,
+  'name' | 'lookup' | 'walk' | 'walkRange' | 'walkWhere' | 'walkPartsWhere' | 'leaves' | 'entries'
+>;
 
 /** One btree node, copied out of the cache. */
 export interface NodeView<V> {
@@ -101,6 +104,11 @@ export class MetadataInspection {
   /** Reference count of data block d (throws for a block beyond the data device or an unreadable bitmap). */
   dataCount(d: number): number {
     return this.p.dsm.count(d);
+  }
+
+  /** dataCount of blocks[0..n) into out[0..n) (sorted blocks read each bitmap once). */
+  dataCounts(blocks: Float64Array, n: number, out: Uint32Array): void {
+    this.p.dsm.counts(blocks, n, out);
   }
 
   /** Read and validate node b of a tree whose leaves hold `vt` values; its content, copied out. */

@@ -106,10 +106,6 @@ export class PoolState {
     const rec = this.recordOf(id);
     if (rec) return rec.sizeBytes;
     if (!this.md.hasDevice(id)) throw new ThinpoolError('ENOENT', `no volume with device id ${id}`);
-    let last = -1;
-    this.md.forEachMapping(id, (v) => {
-      last = v;
-    });
-    return (last + 1) * this.blockSize;
+    return (this.md.lastMapped(id) + 1) * this.blockSize;
   }
 }

@@ -24,6 +24,7 @@
  * has been fetched; this implementation reports those blocks as left_only / right_only instead.)
  */
 import { ThinpoolError } from '../errors.js';
+import { blockOf } from './block-time.js';
 import type { ThinMetadata } from './metadata.js';
 import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
 
@@ -60,18 +61,24 @@ function unsharedEntries(md: ThinMetadata, root: number): number {
   let n = 0;
   // Data blocks are looked up in sorted batches: each bitmap is read once per batch, not once per entry.
   const batch = new Float64Array(1 << 16);
+  const counts = new Uint32Array(batch.length);
   let held = 0;
   const flush = (): void => {
     const sorted = batch.subarray(0, held).sort();
-    for (let i = 0; i < sorted.length; i++) if (look.dataCount(sorted[i]) === 1) n++;
+    look.dataCounts(sorted, held, counts);
+    for (let i = 0; i < held; i++) if (counts[i] === 1) n++;
     held = 0;
   };
-  l1.walkWhere(
+  l1.walkPartsWhere(
     root,
     (b) => look.metadataCount(b) === 1,
-    (_v, m) => {
-      if (held === batch.length) flush();
-      if (m.dblock < nrData) batch[held++] = m.dblock;
+    blockOf,
+    (dblocks, count) => {
+      for (let i = 0; i < count; i++) {
+        if (held === batch.length) flush();
+        const d = dblocks[i];
+        if (d < nrData) batch[held++] = d;
+      }
     },
   );
   flush();

@@ -151,6 +151,61 @@ describe('btree walks', () => {
     expect(none).toEqual([]);
   });
 
+  test("walkPartsWhere hands out each leaf's values read by the part, only below the nodes it is let into", () => {
+    const s = stack();
+    const { root, keys } = twoLevels(s, 90, TWO32 - 500); // keys on both sides of 2^32
+    const r = s.node(root);
+    const skipped = new Set([r.child(1), r.child(50)]);
+    const got: number[] = [];
+    const sizes = new Set<number>();
+    s.tree.walkPartsWhere(
+      root,
+      (b) => !skipped.has(b),
+      (mem, a) => mem[a >>> 2] + mem[(a + 4) >>> 2] * TWO32, // the whole u64 value
+      (parts, n) => {
+        sizes.add(n);
+        for (let i = 0; i < n; i++) got.push(parts[i]);
+      },
+    );
+    const leafMax = s.core.x.maxEntriesFor(8);
+    const want = keys.filter((_, i) => ![1, 50].includes(Math.floor(i / leafMax))).map((k) => k + 1);
+    expect(got).toEqual(want);
+    expect([...sizes]).toEqual([leafMax]); // a leaf at a time
+    let calls = 0;
+    s.tree.walkPartsWhere(
+      root,
+      (b) => b !== root,
+      () => 0,
+      () => calls++,
+    );
+    expect(calls).toBe(0);
+  });
+
+  test('lastKey is the largest key (past 2^32 too), -1 for an empty tree; a cycle down the right side is ECYCLE', () => {
+    const s = stack();
+    expect(s.tree.lastKey(s.tree.build([], () => 0))).toBe(-1);
+    expect(s.tree.lastKey(s.tree.build([7, 9, 12], (i) => i))).toBe(12);
+    const { root, keys } = twoLevels(s, 90, TWO32 - 500);
+    expect(s.tree.lastKey(root)).toBe(keys[keys.length - 1]);
+    expect(keys[keys.length - 1]).toBeGreaterThan(TWO32);
+    const a = twoLevels(s).root;
+    const b = twoLevels(s).root;
+    s.node(a).setChild(89, b);
+    s.node(b).setChild(89, a);
+    const at = MAX_DEPTH % 2 === 0 ? a : b;
+    expect(thrown(() => s.tree.lastKey(a))).toEqual({
+      code: 'ECYCLE',
+      message: `test tree deeper than ${MAX_DEPTH} levels at block ${at} (cycle?)`,
+      structure: 'test tree',
+      mblock: at,
+    });
+    // An empty node below the root is damage, not an empty tree.
+    const c = twoLevels(s).root;
+    const last = s.node(c).child(89);
+    s.node(last).setNr(0);
+    expect(thrown(() => s.tree.lastKey(c))).toMatchObject({ code: 'EBADNODE', structure: 'test tree', mblock: last });
+  });
+
   test('leaves hand out the values with the keys', () => {
     const s = stack();
     const { root, keys } = twoLevels(s, 3);

@@ -59,6 +59,27 @@ describe('data space map', () => {
     expectClean(dev);
   });
 
+  test('counts of many blocks at once equal their counts one by one (0, 1, 2 and from the ref-count tree); a block past the device is refused', () => {
+    const { md, d } = sharedPool(1000);
+    md.deleteDevice(4); // d: count 3 (ref-count tree entries)
+    md.createThin(9);
+    md.insertMappingRaw(9, 0, d[0], 0); // d[0]: 4
+    const look = md.inspect();
+    const blocks = new Float64Array([...d, 10, 11, 12, 500, 999, d[0]]);
+    const out = new Uint32Array(blocks.length).fill(77);
+    look.dataCounts(blocks, blocks.length - 1, out); // the last is left out
+    expect([...out.subarray(0, blocks.length - 1)]).toEqual([...blocks.subarray(0, blocks.length - 1)].map((b) => md.dataBlockCount(b)));
+    expect(out[blocks.length - 1]).toBe(77);
+    expect(out[0]).toBe(4);
+    expect(out[1]).toBe(3);
+    expect([...out.subarray(10, 15)]).toEqual([1, 1, 0, 0, 0]);
+    expectCode(
+      () => look.dataCounts(new Float64Array([0, 1000]), 2, new Uint32Array(2)),
+      'ECORRUPT',
+      /data block 1000 beyond the data device/,
+    );
+  });
+
   test('blocks freed in a transaction count as free at once but are reused only after the commit', () => {
     const { dev, md, d } = sharedPool(20);
     md.takeFreedDataBlocks();
