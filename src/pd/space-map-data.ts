@@ -124,17 +124,21 @@ export class DataSpaceMap {
     return c;
   }
 
-  /** count() of blocks[0..n) into out[0..n), in one cache operation (for walks over many mappings). */
+  /**
+   * count() of blocks[0..n) into out[0..n) (for walks over many mappings). One cache operation per block, as
+   * count() (an operation pins every block it touches until it returns, so one for a whole batch could pin
+   * more bitmaps than the cache holds), through one closure made once, not one per block.
+   */
   counts(blocks: Float64Array, n: number, out: Uint32Array): void {
     const x = this.core.x;
-    this.tm.cache.op(() => {
-      for (let i = 0; i < n; i++) {
-        const d = blocks[i];
-        const c = x.dsmCount(d >>> 0, Math.floor(d / TWO32));
-        if (c < 0) this.core.throwStatus(-c, 'data space map');
-        out[i] = c;
-      }
-    });
+    let d = 0;
+    const one = (): number => x.dsmCount(d >>> 0, Math.floor(d / TWO32));
+    for (let i = 0; i < n; i++) {
+      d = blocks[i];
+      const c = this.tm.cache.op(one);
+      if (c < 0) this.core.throwStatus(-c, 'data space map');
+      out[i] = c;
+    }
   }
 
   inc(d: number): void {

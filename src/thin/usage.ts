@@ -24,6 +24,7 @@
  * has been fetched; this implementation reports those blocks as left_only / right_only instead.)
  */
 import { ThinpoolError } from '../errors.js';
+import { ENTRIES_PER_BITMAP } from '../pd/space-map-metadata.js';
 import { blockOf } from './block-time.js';
 import type { ThinMetadata } from './metadata.js';
 import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
@@ -59,13 +60,16 @@ function unsharedEntries(md: ThinMetadata, root: number): number {
   const look = md.inspect();
   const nrData = look.nrDataBlocks;
   let n = 0;
-  // Data blocks are looked up in sorted batches: each bitmap is read once per batch, not once per entry.
+  // Data blocks are looked up in batches. When every bitmap of the data space map fits in half the metadata
+  // cache, they stay resident and the batch is looked up in walk order; else each batch is sorted first, so
+  // each bitmap is read once per batch, not once per entry.
+  const sortBatches = Math.ceil(nrData / ENTRIES_PER_BITMAP) > md.cacheBlocks / 2;
   const batch = new Float64Array(1 << 16);
   const counts = new Uint32Array(batch.length);
   let held = 0;
   const flush = (): void => {
-    const sorted = batch.subarray(0, held).sort();
-    look.dataCounts(sorted, held, counts);
+    const blocks = sortBatches ? batch.subarray(0, held).sort() : batch;
+    look.dataCounts(blocks, held, counts);
     for (let i = 0; i < held; i++) if (counts[i] === 1) n++;
     held = 0;
   };
