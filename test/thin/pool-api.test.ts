@@ -400,6 +400,16 @@ test('volume.read and volume.write always answer with a promise: bytes on a plai
       }).not.toThrow();
       await expect(p).rejects.toMatchObject({ code: 'EINVAL' });
     }
+    await expect(v.read(new Uint8Array(1), -1)).rejects.toMatchObject({ message: 'bad range: offset -1, length 1' });
+    await expect(v.write(new Uint8Array(512), 3 * BS - 100)).rejects.toMatchObject({
+      code: 'EINVAL',
+      message: `range ${3 * BS - 100}+512 beyond the end of volume v (${3 * BS} bytes)`,
+    });
+    // Nothing at the very end is a range of its own, not an error.
+    await v.read(new Uint8Array(0), 3 * BS);
+    await v.write(new Uint8Array(0), 3 * BS);
+    pool.updateSync('v', { readOnly: true });
+    await expect(v.write(new Uint8Array(512), 0)).rejects.toMatchObject({ code: 'EROFS', message: 'volume v is read-only' });
     pool.closeSync();
   }
   expect(asyncCalls.reads).toBeGreaterThan(0);
