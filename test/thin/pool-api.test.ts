@@ -414,3 +414,27 @@ test('volume.read and volume.write always answer with a promise: bytes on a plai
   }
   expect(asyncCalls.reads).toBeGreaterThan(0);
 });
+
+test('a device made by other tools (no catalog record): sized by its last mapped block, writable, named #id', async () => {
+  const d = devices();
+  const pool = ThinPool.formatStorage(d.storage(), { size: 32 * BS, blockSize: BS });
+  const md = pool.metadata;
+  md.createThin(7);
+  expect(pool.volume(7).sizeBytes).toBe(0); // nothing mapped yet
+  md.insertMappingRaw(7, 2, 5, 0);
+  md.insertMappingRaw(7, 9, 6, 0);
+  md.insertMappingRaw(7, 4, 7, 0);
+  pool.commitSync();
+  const v = pool.volume(7);
+  expect(v.sizeBytes).toBe(10 * BS);
+  expect(v.readOnly).toBe(false);
+  expect(v.label).toBe('#7');
+  await expect(v.read(new Uint8Array(1), 10 * BS)).rejects.toMatchObject({
+    message: `range ${10 * BS}+1 beyond the end of volume #7 (${10 * BS} bytes)`,
+  });
+  v.writeSync(fill(BS, 3), 9 * BS);
+  const got = new Uint8Array(BS);
+  v.readSync(got, 9 * BS);
+  expect(Buffer.compare(got, fill(BS, 3))).toBe(0);
+  pool.closeSync();
+});
