@@ -30,6 +30,7 @@ export default defineConfig({
           'test/thin/data-path-edges.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
+          'test/thin/dump-pieces.test.ts',
           'test/crash/out-of-space.test.ts',
           'test/fuzz/fuzz-regressions.test.ts',
           'test/crash/regressions.test.ts',
