@@ -17,6 +17,8 @@ export default defineConfig({
           'test/thin/check-walk.test.ts',
           'test/thin/check-space-maps.test.ts',
           'test/thin/check-metadata-space-map.test.ts',
+          'test/thin/check-state-edges.test.ts',
+          'test/thin/check-state-shared.test.ts',
           'test/thin/metadata-inspect.test.ts',
           'test/thin/model.test.ts',
           'test/thin/volume.test.ts',
