@@ -204,6 +204,18 @@ describe('node shape and position, one finding each', () => {
     expect(r.stats.mappings).toBe(0);
   });
 
+  test('an empty leaf between two leaves: the next leaf is still ordered against the leaf before it', () => {
+    const { dev, md, leaves } = pool(1500);
+    const before = md.inspect().readNode(leaves[0], BLOCK_TIME);
+    const last0 = before.keys[before.nr - 1];
+    patchBlock(md, dev, leaves[1], NODE_SALT, (buf) => new DataView(buf.buffer, buf.byteOffset).setUint32(16, 0, true));
+    patchBlock(md, dev, leaves[2], NODE_SALT, (buf) => setU64(buf, 32, last0));
+    const r = checkMetadataDevice(dev);
+    expect(r.errors.filter((e) => e.mblock === leaves[2]).map((e) => e.message)).toContain(
+      `the last key of the previous leaf was ${last0} and the first key of this leaf is ${last0} (block ${leaves[2]})`,
+    );
+  });
+
   test('a first key of 0 is checked like any other: below its parent key, and not above the previous leaf', () => {
     const { dev, md, root, leaves } = pool(1500);
     // The root's first key becomes 5, above its first leaf's lowest key (0).

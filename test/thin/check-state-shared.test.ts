@@ -150,6 +150,44 @@ describe('a tree reached again although the space map counts it once', () => {
   });
 });
 
+describe('a node counted once by the space map, reached again where it does not fit', () => {
+  /** Device 1 maps 0..1499 (pool), device 2 maps `n` blocks from virtual block 10000: an internal root. */
+  function twoTrees(n: number): { dev: MemoryDevice; md: ThinMetadata; root1: number; leaves1: number[]; root2: number } {
+    const { dev, md, root, leaves } = pool(1500, n + 1600);
+    md.createThin(2);
+    for (let v = 0; v < n; v++) md.insertMapping(2, 10000 + v, md.allocDataBlock());
+    md.commit();
+    const root2 = md.rootOf(2);
+    expect(md.inspect().readNode(root2, BLOCK_TIME).internal).toBe(true);
+    return { dev, md, root1: root, leaves1: leaves, root2 };
+  }
+
+  test("device 1's leaf as a child of device 2's root is read again and validated there: device 2 is damaged", () => {
+    const { dev, md, leaves1, root2 } = twoTrees(1500);
+    const parent = md.inspect().readNode(root2, BLOCK_TIME).keys[1];
+    const low = md.inspect().readNode(leaves1[1], BLOCK_TIME).keys[0];
+    patchBlock(md, dev, root2, NODE_SALT, (buf) => setU64(buf, valueOffset(buf, 1, 8), leaves1[1]));
+    const r = checkMetadataDevice(dev);
+    expect(r.errors).toContainEqual({
+      code: 'EBADNODE',
+      structure: L1,
+      mblock: leaves1[1],
+      message: `parent key mismatch: parent was ${parent}, but lowest in node was ${low} (block ${leaves1[1]})`,
+    });
+    expect(r.stats.mappings).toBe(1500); // device 1 only
+  });
+
+  test("device 2's tree (a root over leaves) as the last child of device 1's root: leaves at different depths", () => {
+    const { dev, md, root1, root2 } = twoTrees(12000);
+    const top = md.inspect().readNode(root1, BLOCK_TIME);
+    patchBlock(md, dev, root1, NODE_SALT, (buf) => setU64(buf, valueOffset(buf, top.nr - 1, 8), root2));
+    const r = checkMetadataDevice(dev);
+    expect(r.errors.filter((e) => e.mblock === root1 && e.code === 'EBADNODE').map((e) => e.message)).toEqual([
+      `leaves at different depths below internal node of ${L1} of thin device 1 (block ${root1})`,
+    ]);
+  });
+});
+
 describe('a node used by two kinds of tree names the kind that read it first', () => {
   /** Offsets in the superblock: the data space map's index and ref-count roots, the metadata space map's ref-count root. */
   const DATA_INDEX_ROOT = 80;
