@@ -261,7 +261,11 @@ test('restore mappings: data blocks inside the data device, times 0..MAX_TIME; a
   }
   expect(md.dirty).toBe(false);
   expect(md.dataUsedBlocks).toBe(0);
-  md.insertMappingRaw(1, 0, 63, MAX_TIME);
+  md.insertMappingRaw(1, 0, 62, 0);
+  expect(md.dataBlockCount(62)).toBe(1);
+  md.insertMappingRaw(1, 0, 63, MAX_TIME); // the same virtual block again: the old data block loses its reference
+  expect(md.dataBlockCount(62)).toBe(0);
+  expect(md.deviceDetails(1).mappedBlocks).toBe(1);
   md.insertMappingRaw(1, 1, 0, 0);
   md.commit();
   const back = ThinMetadata.open(dev);
@@ -306,6 +310,8 @@ test('restore refuses superblock fields out of range, and a refusal changes noth
   expect(md.dirty).toBe(false);
   md.setSuperblockFields({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
   expect(sbFields(md)).toEqual({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
+  md.setSuperblockFields({ time: 0, transactionId: 0, flags: 0, version: 0 }); // both ends of every range
+  expect(sbFields(md)).toEqual({ time: 0, transactionId: 0, flags: 0, version: 0 });
 });
 
 test('set_transaction_id: the old id must match, the new one be a safe integer >= 0; a refusal keeps the id', () => {
