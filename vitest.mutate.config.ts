@@ -36,6 +36,7 @@ export default defineConfig({
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/thin/dump-pieces.test.ts',
+          'test/thin/usage.test.ts',
           'test/crash/out-of-space.test.ts',
           'test/fuzz/fuzz-regressions.test.ts',
           'test/crash/regressions.test.ts',
