@@ -76,7 +76,7 @@ describe('data space map', () => {
     expectCode(
       () => look.dataCounts(new Float64Array([0, 1000]), 2, new Uint32Array(2)),
       'ECORRUPT',
-      /data block 1000 beyond the data device/,
+      /data block 1000 beyond the data device \(1000 blocks\) in data space map/,
     );
   });
 
