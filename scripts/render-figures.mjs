@@ -272,7 +272,7 @@ function radosCpu(f) {
   if (rows.length === 0) return [];
   return [
     '',
-    "CPU per request, each side's whole process with all its threads (librados's included): `rbd bench` (less a run of one request per thread: its start-up) and `thinpool serve` (around fio's run; the NBD hop is on its side). The OSD and the client share the same two cores, so at queue depth 16 this bounds the rate:",
+    "CPU per request, each side's whole process with all its threads (librados's included): `rbd bench` (less a run of one request per thread: its start-up) and `thinpool serve` (around fio's run; the NBD hop is on its side). The OSD, the client and the server share the same two cores, so what one request costs weighs on the rate, most at queue depth 16:",
     '',
     '| run | case | librbd CPU µs/op | thinpool serve CPU µs/op | serve / librbd |',
     '|---|---|---:|---:|---:|',
