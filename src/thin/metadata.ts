@@ -284,7 +284,10 @@ export class ThinMetadata extends MetadataDevices {
     this.sbDirty = true;
   }
 
-  /** Set superblock fields directly (restore): time 0..MAX_TIME, a transaction id >= 0, flags and version u32. */
+  /**
+   * Set superblock fields directly (restore): a transaction id >= 0, time, flags and version u32 (as the format
+   * stores them and thin_restore accepts; a time past MAX_TIME only refuses further snapshots).
+   */
   setSuperblockFields(f: { time?: number; transactionId?: number; flags?: number; version?: number }): void {
     this.writable();
     const bad = (name: string, v: number | undefined, max: number): void => {
@@ -292,7 +295,7 @@ export class ThinMetadata extends MetadataDevices {
         throw new ThinpoolError('EINVAL', `superblock ${name} ${v} out of range (0 to ${max})`);
       }
     };
-    bad('time', f.time, MAX_TIME);
+    bad('time', f.time, 0xffffffff);
     bad('transaction id', f.transactionId, Number.MAX_SAFE_INTEGER);
     bad('flags', f.flags, 0xffffffff);
     bad('version', f.version, 0xffffffff);

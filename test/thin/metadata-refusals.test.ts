@@ -297,8 +297,8 @@ test('restore refuses superblock fields out of range, and a refusal changes noth
   const { md } = formatted();
   const before = sbFields(md);
   for (const [patch, message] of [
-    [{ time: MAX_TIME + 1 }, `superblock time ${MAX_TIME + 1} out of range (0 to ${MAX_TIME})`],
-    [{ time: -1 }, `superblock time -1 out of range (0 to ${MAX_TIME})`],
+    [{ time: 2 ** 32 }, `superblock time ${2 ** 32} out of range (0 to ${0xffffffff})`],
+    [{ time: -1 }, `superblock time -1 out of range (0 to ${0xffffffff})`],
     [{ transactionId: 0.5 }, `superblock transaction id 0.5 out of range (0 to ${Number.MAX_SAFE_INTEGER})`],
     [{ flags: 2 ** 32 }, `superblock flags ${2 ** 32} out of range (0 to ${0xffffffff})`],
     [{ version: -1 }, `superblock version -1 out of range (0 to ${0xffffffff})`],
@@ -308,8 +308,8 @@ test('restore refuses superblock fields out of range, and a refusal changes noth
     expect(sbFields(md)).toEqual(before);
   }
   expect(md.dirty).toBe(false);
-  md.setSuperblockFields({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
-  expect(sbFields(md)).toEqual({ time: MAX_TIME, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
+  md.setSuperblockFields({ time: 0xffffffff, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
+  expect(sbFields(md)).toEqual({ time: 0xffffffff, transactionId: Number.MAX_SAFE_INTEGER, flags: 0xffffffff, version: 0xffffffff });
   md.setSuperblockFields({ time: 0, transactionId: 0, flags: 0, version: 0 }); // both ends of every range
   expect(sbFields(md)).toEqual({ time: 0, transactionId: 0, flags: 0, version: 0 });
 });
