@@ -55,6 +55,14 @@ export class BTree<V> {
     this.name = name;
   }
 
+  /** The error of every walk that reaches MAX_DEPTH (a cycle, or damage deeper than any real tree). */
+  private tooDeep(b: number): ThinpoolError {
+    return new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
+      structure: this.name,
+      mblock: b,
+    });
+  }
+
   // ---- node accessors (a resident node at byte address a) ----
   private nr(a: number): number {
     return this.core.u32[(a + 16) >>> 2];
@@ -152,10 +160,7 @@ export class BTree<V> {
   walk(root: number, onEntry: ((key: number, value: V) => void) | null, onNode?: (mblock: number, depth: number) => void): void {
     const visit = (b: number, depth: number, lowKey: number): void => {
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
-          structure: this.name,
-          mblock: b,
-        });
+        throw this.tooDeep(b);
       }
       if (onNode) {
         this.read(b); // validated before the callback sees it
@@ -192,10 +197,7 @@ export class BTree<V> {
     let b = root;
     for (let depth = 0; ; depth++) {
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
-          structure: this.name,
-          mblock: b,
-        });
+        throw this.tooDeep(b);
       }
       const a = this.read(b);
       const n = this.nr(a);
@@ -252,10 +254,7 @@ export class BTree<V> {
     const visit = (b: number, depth: number): void => {
       if (!enter(b)) return;
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
-          structure: this.name,
-          mblock: b,
-        });
+        throw this.tooDeep(b);
       }
       const a = this.read(b);
       const n = this.nr(a);
@@ -292,10 +291,7 @@ export class BTree<V> {
   /** Node addresses of the leaves below b, each valid until resumed. */
   private *leavesBelow(b: number, depth: number, lowKey: number): Generator<number, void, undefined> {
     if (depth >= MAX_DEPTH) {
-      throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
-        structure: this.name,
-        mblock: b,
-      });
+      throw this.tooDeep(b);
     }
     const a = this.read(b);
     const n = this.nr(a);
@@ -325,10 +321,7 @@ export class BTree<V> {
   walkRange(root: number, lo: number, hi: number, onEntry: (key: number, value: V) => void): void {
     const visit = (b: number, depth: number): void => {
       if (depth >= MAX_DEPTH) {
-        throw new ThinpoolError('ECYCLE', `${this.name} deeper than ${MAX_DEPTH} levels at block ${b} (cycle?)`, {
-          structure: this.name,
-          mblock: b,
-        });
+        throw this.tooDeep(b);
       }
       const a = this.read(b);
       const n = this.nr(a);

@@ -42,6 +42,27 @@ async function rejection(p: Promise<unknown>): Promise<string> {
   return 'ok';
 }
 
+/** A data device over `dev` that also takes asynchronous requests (as a RADOS device), counting them. */
+function asyncDevice(dev: MemoryDevice) {
+  const calls = { reads: 0, writes: 0 };
+  const data = {
+    ...keepOpen(dev),
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    writeBackBytes: 0,
+    readAsync: async (b: Uint8Array, o: number) => {
+      calls.reads++;
+      dev.read(b, o);
+    },
+    writeAsync: async (b: Uint8Array, o: number) => {
+      calls.writes++;
+      dev.write(b, o);
+    },
+  };
+  return { data, calls };
+}
+
 function read(p: ThinPool, name: string, offset: number, len: number): Uint8Array {
   const b = new Uint8Array(len);
   p.volume(name).readSync(b, offset);
@@ -202,22 +223,7 @@ test('an unclean stop: a writable open releases the uncommitted blocks, a read-o
 
 test('a data device that takes asynchronous requests: volumes read and write through the asynchronous path', async () => {
   const d = devices();
-  const calls = { reads: 0, writes: 0 };
-  const data = {
-    ...keepOpen(d.data),
-    get sizeBytes() {
-      return d.data.sizeBytes;
-    },
-    writeBackBytes: 0,
-    readAsync: async (b: Uint8Array, o: number) => {
-      calls.reads++;
-      d.data.read(b, o);
-    },
-    writeAsync: async (b: Uint8Array, o: number) => {
-      calls.writes++;
-      d.data.write(b, o);
-    },
-  };
+  const { data, calls } = asyncDevice(d.data);
   const pool = ThinPool.formatStorage({ ...d.storage(), data }, { size: 32 * BS, blockSize: BS });
   expect(pool.asyncData).toBe(true);
   const v = pool.createThinSync('v', { size: 4 * BS });
@@ -361,19 +367,7 @@ test('the async resize takes an owner as resizeSync does: an owned volume resize
 
 test('volume.read and volume.write always answer with a promise: bytes on a plain and an asynchronous data device, errors as rejections', async () => {
   const d = devices();
-  const asyncCalls = { reads: 0 };
-  const asyncData = {
-    ...keepOpen(d.data),
-    get sizeBytes() {
-      return d.data.sizeBytes;
-    },
-    writeBackBytes: 0,
-    readAsync: async (b: Uint8Array, o: number) => {
-      asyncCalls.reads++;
-      d.data.read(b, o);
-    },
-    writeAsync: async (b: Uint8Array, o: number) => d.data.write(b, o),
-  };
+  const { data: asyncData, calls: asyncCalls } = asyncDevice(d.data);
   for (const storage of [d.storage(), { ...devices().storage(), data: asyncData }]) {
     const pool = ThinPool.formatStorage(storage, { size: 32 * BS, blockSize: BS });
     const v = pool.createThinSync('v', { size: 3 * BS });
