@@ -13,6 +13,18 @@
  *   end of the input after a whole entry end the archive.
  */
 
+/**
+ * A pax time ("1796611314.987654321") in whole milliseconds, the fraction cut, not rounded: rounding took
+ * .9996 s into the next second, so a file read back a second later than tar wrote it. NaN when not a time
+ * (the entry is then not stamped); a negative time stays negative (and is not stamped either).
+ */
+export function paxTimeMs(v: string): number {
+  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v.trim());
+  if (!m) return NaN;
+  const ms = Number(m[2]) * 1000 + Number((m[3] ?? '').padEnd(3, '0').slice(0, 3));
+  return m[1] ? -ms : ms;
+}
+
 export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
 export interface TarHeader {
@@ -206,7 +218,7 @@ export async function* readTar(input: AsyncIterable<Buffer | Uint8Array>): Async
         else if (k === 'size') size = Number(v.toString('latin1'));
         else if (k === 'uid') uid = Number(v.toString('latin1'));
         else if (k === 'gid') gid = Number(v.toString('latin1'));
-        else if (k === 'mtime') mtimeMs = Math.round(Number(v.toString('latin1')) * 1000);
+        else if (k === 'mtime') mtimeMs = paxTimeMs(v.toString('latin1'));
         else if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice(13), Buffer.from(v));
         else if (k.startsWith('LIBARCHIVE.xattr.'))
           xattrs.set(decodeURIComponent(k.slice(17)), Buffer.from(v.toString('latin1'), 'base64'));

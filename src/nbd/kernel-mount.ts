@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ThinPool } from '../thin/pool.js';
+import { mountsUnder, stopNbdfuse, waitLoopDetached } from './nbdfuse-files.js';
 import { NbdServer } from './server.js';
 
 const TOOLS: [string, string][] = [
@@ -79,21 +80,19 @@ export async function attachVolume(pool: ThinPool, volume: string, opts: { readO
   let loop = '';
   let done = false;
   const mnt = join(work, 'mnt');
+  // The teardown order of nbdfuse-files.ts: the loop device lets go of the file (losetup -d may only mark it
+  // for autoclear while the kernel still holds it), then nbdfuse's mount goes, then the server; the directory
+  // is removed only once nothing is mounted under it.
   const detach = async () => {
     if (done) return;
     done = true;
-    if (loop) await run('losetup', ['-d', loop]).catch(() => undefined);
-    if (child) {
-      await run('fusermount3', ['-u', mnt]).catch(() => undefined);
-      const c = child;
-      if (c.exitCode === null && c.signalCode === null) {
-        const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-        await new Promise((r) => c.once('exit', r));
-        clearTimeout(t);
-      }
+    if (loop) {
+      await run('losetup', ['-d', loop]).catch(() => undefined);
+      await waitLoopDetached(loop, 10000);
     }
+    if (child) await stopNbdfuse(child, mnt);
     await server.close();
-    rmSync(work, { recursive: true, force: true });
+    if (mountsUnder(work).length === 0) rmSync(work, { recursive: true, force: true });
   };
   try {
     const addr = await server.listen({ path: join(work, 'nbd.sock') });

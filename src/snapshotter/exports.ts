@@ -20,6 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinpoolError } from '../errors.js';
+import { exited, loopsBacking, mountsUnder, runTool as run, sleep, stopNbdfuse } from '../nbd/nbdfuse-files.js';
 import { NbdServer } from '../nbd/server.js';
 import type { ThinPool } from '../thin/pool.js';
 
@@ -36,82 +37,6 @@ export interface ExportsOptions {
   log?: (msg: string) => void;
   /** How long teardown waits for a loop device on the file to go away (ms). Default 10000. */
   releaseTimeoutMs?: number;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function run(cmd: string, args: string[], timeoutMs = 30000): Promise<{ code: number | null; err: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
-    c.on('error', (e) => {
-      clearTimeout(t);
-      resolve({ code: -1, err: e.message });
-    });
-    c.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, err: err.trim() });
-    });
-  });
-}
-
-/** Loop devices (e.g. "loop3") whose backing file is one of the given paths. */
-function loopsBacking(files: string[]): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let names: string[] = [];
-  try {
-    names = readdirSync('/sys/block').filter((n) => n.startsWith('loop'));
-  } catch {
-    return out;
-  }
-  const want = new Set(files);
-  for (const n of names) {
-    let backing: string;
-    try {
-      backing = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
-    } catch {
-      continue; // not attached
-    }
-    if (want.has(backing)) out.set(backing, [...(out.get(backing) ?? []), n]);
-  }
-  return out;
-}
-
-/** Mount points (from /proc/self/mountinfo) at or under dir. */
-function mountsUnder(dir: string): string[] {
-  try {
-    return readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((p): p is string => p !== undefined)
-      .map((p) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
-      .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  } catch {
-    return [];
-  }
-}
-
-function exited(c: ChildProcess): boolean {
-  return c.exitCode !== null || c.signalCode !== null;
-}
-
-async function waitExit(c: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(c)) return true;
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      c.off('exit', done);
-      resolve(false);
-    }, ms);
-    function done() {
-      clearTimeout(t);
-      resolve(true);
-    }
-    c.once('exit', done);
-  });
 }
 
 export class Exports {
@@ -299,25 +224,7 @@ export class Exports {
   }
 
   private async unmountAndStop(e: Export, lazy: boolean): Promise<void> {
-    if (mountsUnder(e.mnt).length > 0) {
-      let ok = false;
-      for (let i = 0; i < 50 && !ok; i++) {
-        const r = await run('fusermount3', ['-u', ...(lazy ? ['-z'] : []), e.mnt]);
-        ok = r.code === 0 || mountsUnder(e.mnt).length === 0;
-        if (!ok) {
-          if (i === 49) this.log(`fusermount3 -u ${e.mnt}: ${r.err}`);
-          await sleep(20);
-        }
-      }
-      if (!ok) await run('fusermount3', ['-u', '-z', e.mnt]);
-    }
-    if (!(await waitExit(e.child, 5000))) {
-      e.child.kill('SIGTERM');
-      if (!(await waitExit(e.child, 2000))) {
-        e.child.kill('SIGKILL');
-        await waitExit(e.child, 5000);
-      }
-    }
+    for (const note of await stopNbdfuse(e.child, e.mnt, { lazy, retryMs: 2000 })) this.log(note);
     this.removeDir(e.dir);
   }
 

@@ -85,6 +85,7 @@ describe.runIf(haveTools)('image layers keep devices, FIFOs, modes, links, times
       echo u > l1/home/u/f; chown -R 1000:1000 l1/home/u
       ${setx('l1/home/u', 'trusted.overlay', '\\x00\\xffbin')}
       touch -h -d '2001-02-03 04:05:06' l1/etc/hostname l1/dev/null l1/run/initctl l1/data/a
+      echo late > l1/etc/late; touch -d @1796611314.9996 l1/etc/late # tar keeps the fraction: not a second later
       mkdir -p l2/opq l2/dev l2/run l2/etc
       touch l2/.wh.gone l2/.wh.gonefile l2/dev/.wh.loop7 l2/opq/.wh..wh..opq
       echo new > l2/opq/new
@@ -136,6 +137,7 @@ describe.runIf(haveTools)('image layers keep devices, FIFOs, modes, links, times
         expect(by.get('/bin/alink')).toMatchObject({ target: '../data/a' });
         expect(by.get('/usr/bin/sg')).toMatchObject({ mode: '0o2755', gid: 42 });
         expect(by.get('/tmp')).toMatchObject({ mode: '0o1777' });
+        expect(by.get('/etc/late')).toMatchObject({ mtime: 1796611314 });
         expect(by.get('/data/a-hard')).toMatchObject({ link: '/data/a' });
         expect(by.get('/home/u')).toMatchObject({ uid: 1000, xattrs: { 'trusted.overlay': '00ff62696e' } });
         expect(by.get('/etc/hostname')).toMatchObject({ xattrs: { 'user.k': '76' } });

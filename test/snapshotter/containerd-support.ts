@@ -48,6 +48,26 @@ export class Containerd {
     return r.stdout;
   }
 
+  /**
+   * `ctr snapshots view KEY PARENT`, made a garbage-collection root. ctr's `view` (unlike its `prepare` and `commit`)
+   * gives the view no `containerd.io/gc.root` label and holds no lease, so containerd's collector, woken by an
+   * earlier removal (a `ctr run --rm`), may take the view before the next command asks for its mounts. The view is
+   * labelled as a root at once; if the collector took it first, it is made again (bounded).
+   */
+  async viewAsRoot(snapshotter: string, key: string, parent: string): Promise<void> {
+    const tries: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const v = await this.ctr(['snapshots', '--snapshotter', snapshotter, 'view', key, parent]);
+      if (v.code !== 0 && !/already exists/.test(v.stderr)) tries.push(`view: ${v.stderr.trim()}`);
+      const root = `containerd.io/gc.root=${new Date().toISOString()}`;
+      const l = await this.ctr(['snapshots', '--snapshotter', snapshotter, 'label', key, root]);
+      if (l.code === 0) return;
+      tries.push(`label: ${l.stderr.trim()}`);
+      await sleep(100);
+    }
+    throw new Error(`view ${key} of ${parent} could not be made a root:\n${tries.join('\n')}`);
+  }
+
   /** Wait until containerd answers and reaches the snapshotter (bounded). */
   async ready(timeoutMs = 60000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

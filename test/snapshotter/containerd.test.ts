@@ -57,6 +57,30 @@ async function poll<T>(what: string, fn: () => Promise<T>, done: (v: T) => boole
   }
 }
 
+/**
+ * Run a container (`ctr run --rm`) whose shell script writes what it finds to /out/found, a file on a host
+ * directory bound into it, and return that file. Not through ctr's standard output: once under load (CI) ctr
+ * exited 0 with that output empty.
+ */
+async function runAndRead(ctrd: Containerd, dir: string, image: string, name: string, script: string): Promise<string> {
+  const outDir = join(dir, `out-${name}`);
+  mkdirSync(outDir, { recursive: true });
+  await ctrd.ctrOk([
+    'run',
+    '--rm',
+    '--snapshotter',
+    'thinpool',
+    '--mount',
+    `type=bind,src=${outDir},dst=/out,options=rbind:rw`,
+    image,
+    name,
+    '/bin/sh',
+    '-c',
+    `(${script}) > /out/found 2>&1; sync`,
+  ]);
+  return readFileSync(join(outDir, 'found'), 'utf8');
+}
+
 describe('containerd on the thinpool snapshotter', () => {
   if (reason) {
     test.skipIf(reason !== null)(`containerd + runc on thinpool (skipped: ${reason})`, () => {});
@@ -105,18 +129,14 @@ describe('containerd on the thinpool snapshotter', () => {
 
   test('a container sees both layers, the whiteout, the device node, the FIFO, setuid and the capability xattr', async () => {
     expect(await ctrd!.ctrOk(['images', 'ls', '-q'])).toContain(IMG);
-    const out = await ctrd!.ctrOk([
-      'run',
-      '--rm',
-      '--snapshotter',
-      'thinpool',
+    const out = await runAndRead(
+      ctrd!,
+      dir,
       IMG,
       'see1',
-      '/bin/sh',
-      '-c',
       'cat /etc/keep.txt /etc/layer2.txt; ls /etc; test -e /etc/gone.txt && echo gone-present || echo gone-absent; ' +
         'stat -c "%n %F %t:%T %a" /data/mydev /data/fifo /bin/suid; grep " / / " /proc/self/mountinfo',
-    ]);
+    );
     expect(out).toContain('layer one\nlayer two\n');
     expect(out).toContain('gone-absent');
     expect(out).not.toContain('gone.txt');
@@ -134,7 +154,7 @@ describe('containerd on the thinpool snapshotter', () => {
     const committed = keys.filter((k) => k[k.length - 1] === 'Committed');
     const top = committed.find((k) => !committed.some((o) => o.length === 3 && o[1] === k[0]))!;
     expect(committed.length).toBe(2);
-    await ctrd!.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'view', 'xattr-view', top[0]]);
+    await ctrd!.viewAsRoot('thinpool', 'xattr-view', top[0]);
     const mnt = join(dir, 'view');
     mkdirSync(mnt);
     const cmd = (await ctrd!.ctrOk(['snapshots', '--snapshotter', 'thinpool', 'mounts', mnt, 'xattr-view'])).trim();
@@ -196,24 +216,14 @@ describe('containerd on the thinpool snapshotter', () => {
     const img2 = join(dir, 'img2.tar');
     await addLayer(layout, readFileSync(layer), 'img2', img2);
     await ctrd!.ctrOk(['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tptest2', img2]);
-    // The reader's findings go to a file on a host directory bound into it, not through ctr's standard output:
-    // once under load (CI) ctr exited 0 with that output empty.
-    const outDir = join(dir, 'reader-out');
-    mkdirSync(outDir, { recursive: true });
-    await ctrd!.ctrOk([
-      'run',
-      '--rm',
-      '--snapshotter',
-      'thinpool',
-      '--mount',
-      `type=bind,src=${outDir},dst=/out,options=rbind:rw`,
+    const found = await runAndRead(
+      ctrd!,
+      dir,
       'docker.io/library/tptest2:img2',
       'reader',
-      '/bin/sh',
-      '-c',
-      '(cat /etc/new.txt /etc/layer2.txt; test -e /etc/keep.txt && echo keep-present || echo keep-absent) > /out/found; sync',
-    ]);
-    expect(readFileSync(join(outDir, 'found'), 'utf8')).toBe('written-in-writer\nlayer two\nkeep-absent\n');
+      'cat /etc/new.txt /etc/layer2.txt; test -e /etc/keep.txt && echo keep-present || echo keep-absent',
+    );
+    expect(found).toBe('written-in-writer\nlayer two\nkeep-absent\n');
     await ctrd!.ctrOk(['containers', 'rm', 'writer']);
   }, 300000);
 
@@ -267,17 +277,7 @@ describe('containerd on the thinpool snapshotter', () => {
     await startSnapshotter();
     await ctrd!.ready();
     await ctrd!.ctrOk(['images', 'import', '--snapshotter', 'thinpool', '--base-name', 'docker.io/library/tpbig', big.archive], 300000);
-    const out = await ctrd!.ctrOk([
-      'run',
-      '--rm',
-      '--snapshotter',
-      'thinpool',
-      'docker.io/library/tpbig:img',
-      'big1',
-      '/bin/sh',
-      '-c',
-      'ls /big | wc -l; cat /etc/layer2.txt',
-    ]);
+    const out = await runAndRead(ctrd!, dir, 'docker.io/library/tpbig:img', 'big1', 'ls /big | wc -l; cat /etc/layer2.txt');
     expect(out, `the first import ${first.code === 0 ? 'finished before the kill' : 'failed as expected'}`).toBe('6\nlayer two\n');
     await ctrd!.ctrOk(['images', 'rm', '--sync', 'docker.io/library/tpbig:img']);
     await poll(

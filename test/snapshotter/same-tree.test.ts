@@ -145,7 +145,7 @@ describe("the same image on thinpool and on containerd's overlayfs snapshotter",
     const committed = rows.filter((k) => k[k.length - 1] === 'Committed');
     const tops = committed.filter((k) => !committed.some((o) => o.length === 3 && o[1] === k[0]));
     expect(tops.length, JSON.stringify(rows)).toBe(1);
-    await ctrd!.ctrOk(['snapshots', '--snapshotter', snapshotter, 'view', 'tree-view', tops[0][0]]);
+    await ctrd!.viewAsRoot(snapshotter, 'tree-view', tops[0][0]);
     const mnt = join(dir, `mnt-${snapshotter}`);
     mkdirSync(mnt);
     const cmd = (await ctrd!.ctrOk(['snapshots', '--snapshotter', snapshotter, 'mounts', mnt, 'tree-view'])).trim();
