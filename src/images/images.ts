@@ -10,6 +10,7 @@
  *   snapshotter transaction: on any error the layer volumes it made are deleted and no image is recorded.
  */
 import { createHash } from 'node:crypto';
+import { BULK_WRITE_BEHIND } from '../io/block-device.js';
 import { ThinpoolError } from '../errors.js';
 import { q } from '../messages.js';
 import type { ThinPool } from '../thin/pool.js';
@@ -130,6 +131,9 @@ export class ImageStore {
     if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(name)} already exists`);
     const src = await readSource(sources);
     this.snapshotter.collectOrphans();
+    // Layers are bulk writes: the disk writes while they are applied, and the commit's flush waits for little.
+    const data = this.pool.storage.data;
+    const before = data.writeBehind?.(BULK_WRITE_BEHIND);
     try {
       return await this.tx(async () => {
         const diffIds: string[] = [];
@@ -187,6 +191,7 @@ export class ImageStore {
         return { image: clone(image), applied, reused, bytes };
       });
     } finally {
+      if (before !== undefined) data.writeBehind!(before);
       src.cleanup();
     }
   }

@@ -19,6 +19,10 @@
  *   taken. Durability is a write's: the data flush (fdatasync) persists the shared or copied extents.
  * - `sendTo` sends a range of the file to another descriptor inside the kernel (sendfile(2)): no copy through
  *   user space. It returns null, having sent nothing, where the helper or sendfile cannot serve that descriptor.
+ * - `writeBehind(bytes)` (bulk writers: import, write from a stream): once writes since the last start add up to
+ *   `bytes`, the write-back of the span they covered is started (sync_file_range, not waited for), so the disk
+ *   works while the writer goes on and the commit's fdatasync finds little left. A hint only: durability is
+ *   still the flush's; 0 (the default) turns it off; without the native helper it does nothing.
  * - util-linux `fallocate` is spawned only where the helper is missing: node:child_process is loaded then, not
  *   at start-up (it pulls in net and dgram).
  */
@@ -112,6 +116,13 @@ export class FileDevice implements BlockDevice {
   /** The native helper's pread/pwrite (one system call, no per-call argument conversion), or null: node:fs. */
   readonly #pread = nativeHelpers()?.pread ?? null;
   readonly #pwrite = nativeHelpers()?.pwrite ?? null;
+  /** writeBehind: the threshold (0: off), and the bytes and span written since the last start of write-back. */
+  #behind = 0;
+  #behindBytes = 0;
+  #behindLo = Number.MAX_SAFE_INTEGER;
+  #behindHi = 0;
+  /** How many times writeBehind started a write-back on this device. */
+  writeBacksStarted = 0;
   /** How many `copyWithin` calls took each path on this device. */
   readonly copies: Record<CopyPath, number> = { clone: 0, copy: 0, 'read-write': 0 };
 
@@ -203,6 +214,29 @@ export class FileDevice implements BlockDevice {
       throw fsError(e, 'write', this.path);
     }
     if (buf.length > 0) this.#size = Math.max(this.#size, offsetBytes + buf.length);
+    if (this.#behind > 0) this.#wrote(offsetBytes, buf.length);
+  }
+
+  /** Start the write-back of what was written once `bytes` have been written since the last start (0: never). */
+  writeBehind(bytes: number): number {
+    if (!(Number.isSafeInteger(bytes) && bytes >= 0))
+      throw new ThinpoolError('EINVAL', `write-behind threshold ${bytes}: not a byte count`);
+    const before = this.#behind;
+    this.#behind = nativeHelpers()?.startWriteBack ? bytes : 0;
+    return before;
+  }
+
+  #wrote(offset: number, length: number): void {
+    this.#behindBytes += length;
+    this.#behindLo = Math.min(this.#behindLo, offset);
+    this.#behindHi = Math.max(this.#behindHi, offset + length);
+    if (this.#behindBytes < this.#behind) return;
+    // A failure (EINVAL on a file system without it, ESPIPE) costs only the head start: the flush still syncs.
+    nativeHelpers()!.startWriteBack!(this.#fd, this.#behindLo, this.#behindHi - this.#behindLo);
+    this.writeBacksStarted++;
+    this.#behindBytes = 0;
+    this.#behindLo = Number.MAX_SAFE_INTEGER;
+    this.#behindHi = 0;
   }
 
   flush(): void {

@@ -27,6 +27,8 @@ export interface NativeHelpers {
    */
   pread?(fd: number, view: Uint8Array, position: number): number;
   pwrite?(fd: number, view: Uint8Array, position: number): number;
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writing the range's dirty pages back, without waiting; 0 or -errno. */
+  startWriteBack?(fd: number, offset: number, length: number): number;
   /** FICLONERANGE: the destination range shares the source's extents; 0 or -errno. */
   cloneRange?(fdSrc: number, offSrc: number, fdDst: number, offDst: number, length: number): number;
   /**

@@ -3,6 +3,7 @@ import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync
 import { dirname, basename, join } from 'node:path';
 import { isZero, readFull, writeFull, zeros } from '../../io/sparse.js';
 import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
+import { BULK_WRITE_BEHIND } from '../../io/block-device.js';
 import { CliError, Progress, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
 import type { ThinPool } from '../../thin/pool.js';
@@ -60,6 +61,7 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
         const bs = pool.blockSize;
         const shared = (v: number): boolean => pool.metadata.lookup(vol.id, v)?.shared === true;
         const sink = new VolumeSink(vol, offset, (fromStdin ? size : offset + inputSize) - offset, false, shared);
+        pool.storage.data.writeBehind?.(BULK_WRITE_BEHIND);
         const buf = Buffer.allocUnsafe(batchSize(bs));
         const progress = new Progress(ctx.io, `writing ${vol.label}`, fromStdin ? Infinity : inputSize);
         let sinceCommit = 0;
@@ -279,6 +281,7 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
     }
     requirePoolDir(ctx, dir);
     let wroteData = false;
+    let createdId: number | null = null;
     const res = await withPool(
       ctx,
       dir,
@@ -294,7 +297,7 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
         let bound = 0;
         for (const r of layout) if (!r.hole) bound += Math.ceil(r.end / bs) - Math.floor(r.start / bs);
         try {
-          preflightSpace(pool, dir, bound);
+          preflightSpace(pool, dir, bound, { freshAscending: true });
         } catch (e) {
           const scan = new Progress(ctx.io, `scanning ${basename(image)}`, imageSize);
           let nonZero = 0;
@@ -308,10 +311,12 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
           });
           scan.done();
           if (nonZero === bound) throw e;
-          preflightSpace(pool, dir, nonZero);
+          preflightSpace(pool, dir, nonZero, { freshAscending: true });
         }
         const vol = pool.createThinSync(name, { size });
+        createdId = vol.id;
         const sink = new VolumeSink(vol, 0, size, true, () => false);
+        pool.storage.data.writeBehind?.(BULK_WRITE_BEHIND);
         const progress = new Progress(ctx.io, `importing ${basename(image)}`, imageSize);
         await eachFileChunk(fd, image, imageSize, 0, bs, buf, {
           data: async (chunk, pos) => {
@@ -326,7 +331,16 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
         const written = vol.extents(0, size).reduce((n, e) => n + e.lengthBytes / bs, 0);
         return { id: vol.id, written, bs, blocks: Math.ceil(imageSize / bs) };
       },
-      { interruptible: true, releaseOnError: () => wroteData },
+      {
+        interruptible: true,
+        releaseOnError: () => wroteData,
+        // The volume is this command's own (the name was free): the engine may have committed part of it when
+        // metadata ran low, and a failed import keeps nothing.
+        // (the id too: between this failure and the undo another command may have made a volume of that name).
+        undoOnError: (pool) => {
+          if (createdId !== null && pool.has(name) && pool.volume(name).id === createdId) pool.deleteSync(name);
+        },
+      },
     );
     await writeStdout(
       ctx.io,
