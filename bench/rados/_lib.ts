@@ -6,10 +6,12 @@
  *   - `rbdBenchCpu`: the same, with the CPU time the `rbd` process used;
  *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port,
  *     with its pid (`processCpuSeconds` reads what it has used);
+ *   - `qemuNbdRbd`: `qemu-nbd` serving an RBD image through librbd (the same NBD hop as `thinpool serve`);
  *   - `recordRun`: merge one run into a figures JSON under `runs[NAME]`, with the commit measured.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -136,6 +138,56 @@ export async function serve(
   });
   return {
     uri,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * `qemu-nbd` serving the RBD image `image` (POOL/NAME) through librbd (qemu's rbd driver, Debian package
+ * qemu-block-extra) on a Unix socket in `dir`: what users run to reach an RBD image over NBD, the same hop as
+ * `thinpool serve`. `--cache=none` turns librbd's cache off (every write acknowledged by the cluster, as
+ * thinpool's default). Resolves its URI (no export name), pid and stop, or a reason when qemu cannot open rbd:
+ * images here.
+ */
+export async function qemuNbdRbd(
+  conf: string,
+  image: string,
+  dir: string,
+): Promise<{ uri: string; pid: number; stop(): Promise<void> } | { unavailable: string }> {
+  const sock = join(dir, 'qemu-nbd.sock');
+  rmSync(sock, { force: true });
+  const child = spawn('qemu-nbd', ['-t', '-f', 'raw', '--cache=none', '-k', sock, `rbd:${image}:conf=${conf}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  child.on('error', (e) => {
+    err += e.message;
+  });
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(sock)) {
+    if (child.exitCode !== null || err.includes('ENOENT')) {
+      return {
+        unavailable: /rbd/.test(err)
+          ? `qemu-nbd cannot open rbd: images (Debian package qemu-block-extra): ${err.trim()}`
+          : `qemu-nbd: ${err.trim() || 'not installed (Debian package qemu-utils)'}`,
+      };
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      return { unavailable: `qemu-nbd did not listen within 30 s: ${err.trim()}` };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    uri: `nbd+unix:///?socket=${sock}`,
     pid: child.pid!,
     stop: async () => {
       child.kill('SIGTERM');

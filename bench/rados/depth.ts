@@ -20,7 +20,7 @@
  * at depth 0 (1.00: flat).
  *
  * The cluster: `--ceph-conf=FILE` (admin keyring; `--ceph-pool=P`, default rbd; the chains are removed at the
- * end) or, without it, a single-node memstore cluster started for the run (test/support/ceph-cluster.ts).
+ * end) or, without it, a single-node memstore cluster (with pages) started for the run (test/support/ceph-cluster.ts).
  * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/rados-depth.json) under NAME;
  * scripts/render-figures.mjs renders it into docs/rados.md.
  */
@@ -53,7 +53,10 @@ interface Row {
 async function run(): Promise<void> {
   let conf = argValue('--ceph-conf');
   const cephPool = argValue('--ceph-pool') ?? (conf ? 'rbd' : 'tp');
-  const cluster = conf ? null : await startCephCluster({ pools: [cephPool] });
+  // Pages, as in speed.ts: without them memstore keeps each object as one buffer list that every write into its
+  // middle splits, so the side written in smaller pieces (thinpool's 64 KiB blocks, against rbd's 4 MiB fill)
+  // would read slower for the store's sake, not the client's.
+  const cluster = conf ? null : await startCephCluster({ pools: [cephPool], extraConf: ['memstore page set = true'] });
   conf ??= cluster!.conf;
   const ceph = ['-c', conf];
   const tag = `depth${process.pid}`;
