@@ -1,0 +1,157 @@
+// The rados sections of the docs (docs/rados.md): bench/rados/speed.ts, depth.ts and completions.ts runs, rendered
+// from docs/figures/rados*.json. Used by render-figures.mjs.
+
+const n = (x) => x.toLocaleString('en-US');
+/** bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): the runs side by side. */
+export function rados(f) {
+  const names = Object.keys(f.runs);
+  const first = f.runs[names[0]];
+  const ops = (x) => n(Math.round(x));
+  return [
+    names
+      .map((k) => {
+        const r = f.runs[k];
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`;
+      })
+      .join(' '),
+    '',
+    `| case | ${names.map((k) => `${k}: librbd op/s | thinpool rados op/s | **ratio** | thinpool file op/s | rados/file`).join(' | ')} |`,
+    `|---|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
+    ...first.rows.map(
+      (row, i) =>
+        `| 4K rand ${row.kind} QD${row.depth} | ${names
+          .map((k) => {
+            const r = f.runs[k].rows[i];
+            return `${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)}`;
+          })
+          .join(' | ')} |`,
+    ),
+    ...radosModes(f, ops),
+    ...radosHop(f, ops),
+    ...radosCpu(f),
+  ].join('\n');
+}
+
+/**
+ * Runs that measured librbd behind qemu-nbd (fio through it): the same NBD hop on both sides, one row per run and
+ * case, with each server process's CPU per request.
+ */
+function radosHop(f, ops) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
+    r.rows
+      .filter((x) => x.qemuNbd !== undefined)
+      .map(
+        (x) =>
+          `| ${k} | 4K rand ${x.kind} QD${x.depth} | ${ops(x.qemuNbd)} | ${ops(x.rados)} | **${(x.rados / x.qemuNbd).toFixed(2)}** | ${Math.round(x.qemuCpuUs)} | ${Math.round(x.radosCpuUs)} |`,
+      ),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    "Through the same hop: fio's nbd engine against `qemu-nbd` serving the RBD image with librbd (`--cache=none`: its cache off, every write acknowledged by the cluster) and against `thinpool serve` (its default), with each server process's CPU per request:",
+    '',
+    '| run | case | qemu-nbd + librbd op/s | thinpool serve op/s | **ratio** | qemu-nbd CPU µs/op | thinpool serve CPU µs/op |',
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...rows,
+  ];
+}
+
+/** Runs that measured CPU per request (each side's whole process): one row per run and case. */
+function radosCpu(f) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
+    r.rows
+      .filter((x) => x.rbdCpuUs !== undefined && x.radosCpuUs !== undefined)
+      .map(
+        (x) =>
+          `| ${k} | 4K rand ${x.kind} QD${x.depth} | ${Math.round(x.rbdCpuUs)} | ${Math.round(x.radosCpuUs)} | ${(x.radosCpuUs / x.rbdCpuUs).toFixed(2)} |`,
+      ),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    "CPU per request, each side's whole process with all its threads (librados's included): `rbd bench` (less a run of one request per thread: its start-up) and `thinpool serve` (around fio's run; the NBD hop is on its side). The OSD, the client and the server share the same two cores, so what one request costs weighs on the rate, most at queue depth 16:",
+    '',
+    '| run | case | librbd CPU µs/op | thinpool serve CPU µs/op | serve / librbd |',
+    '|---|---|---:|---:|---:|',
+    ...rows,
+  ];
+}
+
+/**
+ * Runs that measured writes in both acknowledgement modes (librbd's cache off, thinpool serve --write-back): like
+ * against like, one row per run and write case.
+ */
+function radosModes(f, ops) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
+    r.rows
+      .filter((x) => x.rbdNoCache !== undefined && x.radosWriteBack !== undefined)
+      .map(
+        (x) =>
+          `| ${k} | 4K rand write QD${x.depth} | ${ops(x.rbdNoCache)} | ${ops(x.rados)} | **${(x.rados / x.rbdNoCache).toFixed(2)}** | ${ops(x.rbd)} | ${ops(x.radosWriteBack)} | **${(x.radosWriteBack / x.rbd).toFixed(2)}** |`,
+      ),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    "Writes, like against like: acknowledged by the cluster (librbd `--rbd_cache=false`, thinpool by default), and written behind (librbd's default cache, `thinpool serve --write-back 24M`):",
+    '',
+    '| run | case | librbd, cache off op/s | thinpool op/s | **ratio** | librbd, cache on op/s | thinpool --write-back op/s | **ratio** |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ];
+}
+
+/** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */
+export function radosDepth(f) {
+  const names = Object.keys(f.runs);
+  const first = f.runs[names[0]];
+  const ops = (x) => n(Math.round(x));
+  const base = (r, row) => r.rows.find((x) => x.depth === r.rows[0].depth && x.qd === row.qd);
+  return [
+    names
+      .map((k) => {
+        const r = f.runs[k];
+        const create =
+          r.create === null
+            ? ''
+            : ` Snapshot creation (whole commands, median over the levels): thinpool snapshot ${n(r.create.thinpoolMs)} ms, rbd snap create + protect + clone ${n(r.create.rbdMs)} ms (**${(r.create.thinpoolMs / r.create.rbdMs).toFixed(2)}**).`;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.${create}`;
+      })
+      .join(' '),
+    '',
+    `| depth | QD | ${names.map((k) => `${k}: librbd op/s | thinpool op/s | **thinpool/librbd** | librbd vs depth ${f.runs[k].rows[0].depth} | thinpool vs depth ${f.runs[k].rows[0].depth}`).join(' | ')} |`,
+    `|---:|---:|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
+    ...first.rows.map(
+      (row) =>
+        `| ${row.depth} | ${row.qd} | ${names
+          .map((k) => {
+            const r = f.runs[k];
+            const x = r.rows.find((y) => y.depth === row.depth && y.qd === row.qd);
+            if (x === undefined) return '- | - | - | - | -';
+            const b = base(r, x);
+            return `${ops(x.rbd)} | ${ops(x.thinpool)} | **${(x.thinpool / x.rbd).toFixed(2)}** | ${(x.rbd / b.rbd).toFixed(2)} | ${(x.thinpool / b.thinpool).toFixed(2)}`;
+          })
+          .join(' | ')} |`,
+    ),
+  ].join('\n');
+}
+
+export function radosCompletions(f) {
+  const out = [];
+  for (const [k, r] of Object.entries(f.runs)) {
+    const q = (x) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(2));
+    const ops = (x) => (x === null ? '-' : n(Math.round(x)));
+    out.push(
+      `Run "${k}": commit ${r.commit}, ${r.date}, ${n(r.ops)} operations of 4 KiB per case, median of ${r.reps} rounds (paths alternating), ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`,
+      '',
+      '| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...r.rows.map(
+        (x) =>
+          `| ${x.kind} | ${x.depth} | ${ops(x.rates.sync)} | ${ops(x.rates.koffi)} | ${ops(x.rates.native)} | ${q(x.rates.native / x.rates.koffi)} | ${x.rates.sync === null ? '-' : q(x.rates.native / x.rates.sync)} |`,
+      ),
+      '',
+    );
+  }
+  return out.join('\n').trimEnd();
+}
