@@ -216,9 +216,12 @@ function bulk(f) {
       `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,
       `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`,
     );
-    size.rows.forEach((row, i) => {
+    // Rows match by command and reference (runs may have measured other rows: a newer one adds some).
+    size.rows.forEach((row) => {
       const cells = names.map((k) => {
-        const r = f.runs[k].sizes.find((s) => s.label === size.label)?.rows[i];
+        const r = f.runs[k].sizes
+          .find((s) => s.label === size.label)
+          ?.rows.find((x) => x.command === row.command && x.reference === row.reference);
         const cpu =
           r?.cpuRatio === undefined || r.cpuRatio === null
             ? '-'

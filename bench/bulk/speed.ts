@@ -3,7 +3,7 @@
  *
  * | thinpool                          | reference                                   | goal   |
  * |-----------------------------------|---------------------------------------------|--------|
- * | `thinpool import POOL v raw.img`  | `qemu-img convert -O qcow2` (and `cp --sparse=always`) | 1.5x |
+ * | `thinpool import POOL v raw.img`  | `qemu-img convert -O qcow2` (also with `-t writeback`, which flushes its output as thinpool's commit does; and `cp --sparse=always`) | 1.5x |
  * | `thinpool export POOL v out.img`  | `cp --sparse=always raw.img out.img`        | 1.5x   |
  * | `thinpool read POOL v > /dev/null`| `cat raw.img > /dev/null`                   | 2x     |
  * | `cat raw.img \| thinpool write POOL w` | `cat raw.img > file`                   | 2x     |
@@ -251,6 +251,19 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     `qemu-img convert -O qcow2 ${sh(img)} ${sh(qcow)}`,
   );
   rmSync(qcow, { force: true });
+  // Like against like: qemu-img's default cache mode for its output is `unsafe` (no flush: the copy may still be
+  // in the page cache when it exits); thinpool's import ends with a commit, which flushes the data first.
+  // `-t writeback` makes qemu-img flush its output before it exits.
+  void pair(
+    'thinpool import POOL v raw.img',
+    'qemu-img convert -O qcow2 -t writeback (flushed)',
+    1.5,
+    fresh,
+    tp(`import ${sh(pool)} v ${sh(img)}`),
+    rmOut(qcow),
+    `qemu-img convert -t writeback -O qcow2 ${sh(img)} ${sh(qcow)}`,
+  );
+  rmSync(qcow, { force: true });
   void pair(
     'thinpool import POOL v raw.img',
     'cp --sparse=always',
@@ -260,7 +273,7 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     rmOut(copy),
     `cp --sparse=always ${sh(img)} ${sh(copy)}`,
   );
-  void pair(
+  const exported = pair(
     'thinpool export POOL v out.img',
     'cp --sparse=always',
     1.5,
@@ -269,13 +282,16 @@ function bench(work: string, label: string, size: number, runs: number, runLen: 
     rmOut(copy),
     `cp --sparse=always ${sh(img)} ${sh(copy)}`,
   );
-  // Checks: the export equals the image, and takes no more space than cp's copy.
-  check(spawnSync('cmp', [img, out]).status === 0, `${label}: the export differs from the image`);
-  const blocks = (p: string): number => statSync(p).blocks;
-  check(
-    blocks(out) <= blocks(copy),
-    `${label}: the export (${blocks(out)} sectors) takes more space than cp --sparse=always (${blocks(copy)})`,
-  );
+  // Checks (where export ran: not under --skip export:N): the export equals the image, and takes no more space
+  // than cp's copy.
+  if (exported) {
+    check(spawnSync('cmp', [img, out]).status === 0, `${label}: the export differs from the image`);
+    const blocks = (p: string): number => statSync(p).blocks;
+    check(
+      blocks(out) <= blocks(copy),
+      `${label}: the export (${blocks(out)} sectors) takes more space than cp --sparse=always (${blocks(copy)})`,
+    );
+  }
   rmSync(copy, { force: true });
   rmSync(out, { force: true });
   void pair(
