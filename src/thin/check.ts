@@ -33,7 +33,7 @@
  */
 import type { BlockDevice } from '../io/block-device.js';
 import { isThinpoolError, ThinpoolError } from '../errors.js';
-import type { Mapping } from './block-time.js';
+import { blockOf, timeOf } from './block-time.js';
 import { SpaceMapChecker } from './check-space-maps.js';
 import { DETAILS, L0, L1, type CheckOptions, type CheckReport } from './check-state.js';
 import type { DeviceDetails } from './device-details.js';
@@ -100,18 +100,20 @@ class Checker extends SpaceMapChecker {
     for (const [id, root] of tops) {
       const s = this.walk(root, L1, {
         context: `${pre}thin device ${id}`,
-        distinctLeaf: (v: number, m: Mapping, leaf: number) => {
-          const d = m.dblock;
-          const t = m.time;
-          if (d >= nrData) {
-            if (this.badData++ === 0)
-              this.badDataFirst = `virtual block ${v} of ${pre}thin device ${id} maps data block ${d} (leaf block ${leaf})`;
-          } else {
-            this.dataRef(d);
-          }
-          if (t > time) {
-            if (this.badTime++ === 0)
-              this.badTimeFirst = `virtual block ${v} of ${pre}thin device ${id} has time ${t} (leaf block ${leaf})`;
+        distinctLeafWords: (keys: Float64Array, words: Uint32Array, nr: number, leaf: number) => {
+          for (let i = 0; i < nr; i++) {
+            const d = blockOf(words, 8 * i);
+            const t = timeOf(words, 8 * i);
+            if (d >= nrData) {
+              if (this.badData++ === 0)
+                this.badDataFirst = `virtual block ${keys[i]} of ${pre}thin device ${id} maps data block ${d} (leaf block ${leaf})`;
+            } else {
+              this.dataRef(d);
+            }
+            if (t > time) {
+              if (this.badTime++ === 0)
+                this.badTimeFirst = `virtual block ${keys[i]} of ${pre}thin device ${id} has time ${t} (leaf block ${leaf})`;
+            }
           }
         },
       });
