@@ -16,6 +16,9 @@ import { CheckState, DATA_INDEX, DATA_REF, META_REF, type TreeType } from './che
 
 /** The space-map half of the check, over the walks' expected counts. */
 export class SpaceMapChecker extends CheckState {
+  /** Per data bitmap: the block dataSpaceMap read it from (meaningful where it was readable). */
+  private dataBitmapBlocks = new Float64Array(0);
+
   // ---- space maps ----
   /**
    * Read one bitmap: its values (as counted in `values` from `base`), free count and first free entry. Returns
@@ -125,6 +128,7 @@ export class SpaceMapChecker extends CheckState {
     const nBitmaps = Math.ceil(this.nrData / ENTRIES_PER_BITMAP);
     const index = new Map<number, [number, number, number]>();
     const readable = new Uint8Array(nBitmaps);
+    this.dataBitmapBlocks = new Float64Array(nBitmaps);
     this.walk(sm.bitmapRoot, DATA_INDEX, {
       collect: (k: number, e: IndexEntry) => index.set(k, [e.block, e.nrFree, e.noneFreeBefore]),
     });
@@ -163,6 +167,7 @@ export class SpaceMapChecker extends CheckState {
         continue;
       }
       readable[j] = 1;
+      this.dataBitmapBlocks[j] = block;
       used += this.hints(vals, nrFree, nfb, structure, j, block);
       while (p < refBlocks.length && refBlocks[p] < base) p++;
       for (; p < refBlocks.length && refBlocks[p] < base + covered; p++) {
@@ -200,22 +205,36 @@ export class SpaceMapChecker extends CheckState {
     }
   }
 
+  /**
+   * Compare [start, end) bitmap by bitmap. The space map's count of a block is its bitmap value when that is
+   * below 3 (read here once per bitmap); a value of 3 (or a bitmap that cannot be read again) is asked of the
+   * data space map block by block, which reads the ref-count tree.
+   */
   private compareWindow(readable: Uint8Array, start: number, end: number): void {
-    for (let d = start; d < end; d++) {
-      if (!readable[Math.floor(d / ENTRIES_PER_BITMAP)]) {
-        d = (Math.floor(d / ENTRIES_PER_BITMAP) + 1) * ENTRIES_PER_BITMAP - 1;
-        continue;
-      }
-      const e = this.expectedData(d);
-      let got: number;
+    for (let j = Math.floor(start / ENTRIES_PER_BITMAP); j * ENTRIES_PER_BITMAP < end; j++) {
+      if (!readable[j]) continue;
+      const base = j * ENTRIES_PER_BITMAP;
+      let vals: Uint8Array | null = null;
       try {
-        got = this.md.dataCount(d);
-      } catch (err) {
-        this.caught(err, `data block ${d}`);
-        continue;
+        vals = this.md.readBitmap(this.dataBitmapBlocks[j], Math.min(ENTRIES_PER_BITMAP, this.nrData - base));
+      } catch {
+        // read before, unreadable now: every count is asked of the data space map
       }
-      if (got !== e) {
-        this.error('ECORRUPT', 'data space map', `data reference counts differ for block ${d}, expected ${e}, but got ${got}`);
+      const to = Math.min(end, base + ENTRIES_PER_BITMAP);
+      for (let d = Math.max(start, base); d < to; d++) {
+        const e = this.expectedData(d);
+        let got = vals === null ? 3 : vals[d - base];
+        if (got === 3) {
+          try {
+            got = this.md.dataCount(d);
+          } catch (err) {
+            this.caught(err, `data block ${d}`);
+            continue;
+          }
+        }
+        if (got !== e) {
+          this.error('ECORRUPT', 'data space map', `data reference counts differ for block ${d}, expected ${e}, but got ${got}`);
+        }
       }
     }
   }

@@ -22,7 +22,7 @@
 import { ThinpoolError, type ErrorCode } from '../errors.js';
 import { MAX_DEPTH } from '../pd/btree.js';
 import { INDEX_ENTRY, TREE_ROOT, U32, type ValueType } from '../pd/value-types.js';
-import { BLOCK_TIME } from './block-time.js';
+import { BLOCK_TIME, blockOf } from './block-time.js';
 import { DEVICE_DETAILS } from './device-details.js';
 import type { MetadataInspection, NodeView } from './metadata-inspect.js';
 import type { Superblock } from './superblock.js';
@@ -89,6 +89,12 @@ export interface WalkOptions {
   /** Leaf entries of leaves seen for the first time in this check (distinct leaves). No cache calls inside. */
   // biome-ignore lint/suspicious/noExplicitAny: the value type of the tree walked (TreeType.vt)
   distinctLeaf?: (key: number, value: any, leaf: number) => void;
+  /**
+   * Instead of distinctLeaf (for trees of many entries: no object per value): each distinct leaf once, its
+   * keys[0..nr) and its values undecoded (NodeView.words: value i at byte address i * value size). No cache
+   * calls inside.
+   */
+  distinctLeafWords?: (keys: Float64Array, words: Uint32Array, nr: number, leaf: number) => void;
   /** Context for messages ("thin device 3"). */
   context?: string;
 }
@@ -221,16 +227,16 @@ export class CheckState {
     const nrData = this.nrData;
     for (let b = 0; b < st.length; b++) {
       if ((st[b] & COUNTED) === 0) continue;
-      let node: NodeView<{ dblock: number }>;
+      let node: NodeView<unknown>;
       try {
-        node = this.md.readNode(b, BLOCK_TIME);
+        node = this.md.readNode(b, BLOCK_TIME, false);
       } catch (e) {
         this.caught(e, `${L1.name} leaf ${b}`);
         continue;
       }
-      const vals = node.values;
+      const words = node.words;
       for (let i = 0; i < node.nr; i++) {
-        const d = vals[i].dblock;
+        const d = blockOf(words, 8 * i);
         if (d < nrData) this.dataRef(d);
       }
     }
@@ -289,7 +295,7 @@ export class CheckState {
       let counted = 0;
       let node: NodeView<unknown>;
       try {
-        node = this.md.readNode(b, t.vt);
+        node = this.md.readNode(b, t.vt, opts.distinctLeafWords === undefined || opts.collect !== undefined);
       } catch (e) {
         this.caught(e, ctx);
         if (first) this.nodeState[b] = DAMAGED;
@@ -308,7 +314,10 @@ export class CheckState {
       let ok = this.fitChecks(s, b, parentKey, isRoot, internal ? -1 : lastLeafKey, t, !internal);
       if (!internal) {
         if (n > 0) lastLeafKey = keys[n - 1];
-        if (first && opts.distinctLeaf) {
+        if (first && opts.distinctLeafWords) {
+          opts.distinctLeafWords(keys, node.words, n, b);
+          if (t === L1) counted = COUNTED;
+        } else if (first && opts.distinctLeaf) {
           for (let i = 0; i < n; i++) opts.distinctLeaf(keys[i], node.values[i], b);
           if (t === L1) counted = COUNTED;
         }

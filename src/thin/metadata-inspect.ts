@@ -37,9 +37,16 @@ export interface NodeView<V> {
   keys: Float64Array;
   /** Internal node: the child block numbers (else empty). */
   children: Float64Array;
-  /** Leaf: the values, decoded by the tree's value type (else empty). */
+  /** Leaf: the values, decoded by the tree's value type (else empty, and empty when read undecoded). */
   values: V[];
+  /**
+   * Leaf read undecoded (`readNode(b, vt, false)`): the values' bytes as little-endian u32 words, value i at
+   * byte address i * valueSize (so a value type's read(words, i * valueSize) decodes it); else empty.
+   */
+  words: Uint32Array;
 }
+
+const NO_WORDS = new Uint32Array(0);
 
 /** The parts of an open ThinMetadata the inspection reads (ThinMetadata keeps them private). */
 export interface InspectedParts {
@@ -111,8 +118,11 @@ export class MetadataInspection {
     this.p.dsm.counts(blocks, n, out);
   }
 
-  /** Read and validate node b of a tree whose leaves hold `vt` values; its content, copied out. */
-  readNode<V>(b: number, vt: ValueType<V>): NodeView<V> {
+  /**
+   * Read and validate node b of a tree whose leaves hold `vt` values; its content, copied out. `decode` false:
+   * a leaf's values are left as words (NodeView.words), for walks over many entries (no object per value).
+   */
+  readNode<V>(b: number, vt: ValueType<V>, decode = true): NodeView<V> {
     const { core } = this.p;
     const a = this.p.cache.get(b, BlockKind.Node, vt.size);
     const u32 = core.u32;
@@ -125,17 +135,25 @@ export class MetadataInspection {
     const vbase = a + 32 + 8 * max;
     const children = new Float64Array(internal ? nr : 0);
     const values: V[] = [];
+    let words = NO_WORDS;
     if (internal) for (let i = 0; i < nr; i++) children[i] = readU64(u32, vbase + 8 * i);
-    else for (let i = 0; i < nr; i++) values.push(vt.read(u32, vbase + valueSize * i));
-    return { internal, nr, max, valueSize, keys, children, values };
+    else if (decode) for (let i = 0; i < nr; i++) values.push(vt.read(u32, vbase + valueSize * i));
+    else words = u32.slice(vbase >>> 2, (vbase + valueSize * nr + 3) >>> 2);
+    return { internal, nr, max, valueSize, keys, children, values, words };
   }
 
   /** The first n 2-bit values of bitmap block b. */
   readBitmap(b: number, n: number): Uint8Array {
     const p = this.p.cache.get(b, BlockKind.Bitmap);
     const out = new Uint8Array(n);
-    const x = this.p.core.x;
-    for (let i = 0; i < n; i++) out[i] = x.bitmapGet(p, i);
+    // The core's bitmapGet (assembly/bitmap.ts), read here rather than called per entry: entry i is bits 2i
+    // (high) and 2i + 1 (low) of the little-endian bytes after the 16-byte header.
+    const u8 = this.p.core.u8;
+    const base = p + 16;
+    for (let i = 0; i < n; i++) {
+      const byte = u8[base + (i >>> 2)] >>> ((i & 3) << 1);
+      out[i] = ((byte & 1) << 1) | ((byte >>> 1) & 1);
+    }
     return out;
   }
 
