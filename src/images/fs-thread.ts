@@ -72,11 +72,11 @@ class CodedError extends Error {
 let seq = 0;
 const pending = new Map<number, { resolve: (r: IoReply) => void; reject: (e: Error) => void }>();
 
-function io(msg: Parameters<ConstructorParameters<typeof ProxyDisk>[2]>[0], transfer: ArrayBuffer[] = []): Promise<IoReply> {
+function io(msg: Parameters<ConstructorParameters<typeof ProxyDisk>[2]>[0]): Promise<IoReply> {
   return new Promise((resolve, reject) => {
     const id = ++seq;
     pending.set(id, { resolve, reject });
-    port.postMessage({ t: 'io', id, ...msg } satisfies FromWorker, transfer);
+    port.postMessage({ t: 'io', id, ...msg } satisfies FromWorker);
   });
 }
 
@@ -252,6 +252,7 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async mount(capacity: number, ro: boolean) {
     dirs.clear();
     disk = new ProxyDisk(ro, capacity, io);
+    await disk.attach();
     raw = await ext2fs.mount(disk, 0);
     fs = (raw as { promises: Ext2Fs }).promises;
     return true;

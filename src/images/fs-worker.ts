@@ -3,8 +3,9 @@
  * thread (fs-thread.ts), because it installs process-wide uncaught-error handlers and has a fixed heap that
  * aborts on big operations. The worker's disk (fs-proxy-disk.ts) forwards every block read, write, discard and
  * flush to this thread, which serves it on the volume synchronously, in the order posted; so the pool stays
- * owned by one thread and one transaction. The messages between the two are typed in fs-protocol.ts; calls
- * that do not wait for each other's answers go through an `FsBatch` (fs-batch.ts).
+ * owned by one thread and one transaction. Block data moves through memory the disk shares with this thread
+ * (not copied into messages). The messages between the two are typed in fs-protocol.ts; calls that do not
+ * wait for each other's answers go through an `FsBatch` (fs-batch.ts).
  *
  * Contract:
  * - `FsSession.open(volume)` mounts; `close()` unmounts (flushing libext2fs's caches) and ends the worker.
@@ -105,6 +106,8 @@ export class FsSession {
    * EIO, so a call that fails after it reports this error, the cause, instead.
    */
   private ioError: unknown = null;
+  /** The memory the worker's disk shares with this thread (its `attach` request): block data in and out. */
+  private shared: Uint8Array | null = null;
 
   private readonly onMessage: (m: FromWorker) => void;
   private readonly onFail: (e: Error) => void;
@@ -176,21 +179,23 @@ export class FsSession {
     const v = this.volume;
     try {
       switch (m.op) {
+        case 'attach':
+          this.shared = new Uint8Array(m.shared!);
+          break;
         case 'read': {
-          const ab = new ArrayBuffer(m.length!);
+          const into = this.mem().subarray(m.at!, m.at! + m.length!);
           const n = Math.max(0, Math.min(m.length!, v.sizeBytes - m.offset!));
-          if (n > 0) v.readSync(new Uint8Array(ab, 0, n), m.offset!);
-          this.worker.postMessage({ t: 'io-reply', id: m.id, n: m.length!, data: ab } satisfies ToWorker, [ab]);
+          if (n > 0) v.readSync(into.subarray(0, n), m.offset!);
+          if (n < into.length) into.fill(0, n);
+          this.worker.postMessage({ t: 'io-reply', id: m.id, n: into.length } satisfies ToWorker);
           return;
         }
         case 'write': {
           if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
           const runs = m.runs!;
-          for (let i = 0, pos = 0; i < runs.length; pos += runs[i + 1], i += 2)
-            v.writeSync(m.data!.subarray(pos, pos + runs[i + 1]), runs[i]);
-          const back = m.data!.buffer as ArrayBuffer; // given back for the worker's next write-back
-          this.worker.postMessage({ t: 'io-reply', id: m.id, data: back } satisfies ToWorker, [back]);
-          return;
+          const mem = this.mem();
+          for (let i = 0; i < runs.length; i += 3) v.writeSync(mem.subarray(runs[i + 1], runs[i + 1] + runs[i + 2]), runs[i]);
+          break;
         }
         case 'discard': {
           if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
@@ -210,6 +215,11 @@ export class FsSession {
         error: { code: (e as { code?: string }).code ?? 'EIO', message: (e as Error).message },
       } satisfies ToWorker);
     }
+  }
+
+  private mem(): Uint8Array {
+    if (this.shared === null) throw new FsError('EIO', 'the ext2fs worker sent block I/O before its shared memory');
+    return this.shared;
   }
 
   private call<T>(op: string, ...args: unknown[]): Promise<T> {
