@@ -38,6 +38,12 @@ export interface PutEntry {
   linkname?: string;
   /** Whole content of a small file (else: returns an fd for write()/close()). */
   data?: Uint8Array;
+  /**
+   * Instead of `data`: the content is `dataLength` bytes at `dataAt` in the session's data ring (memory shared
+   * with the worker, given by its `attachData` call; fs-batch.ts).
+   */
+  dataAt?: number;
+  dataLength?: number;
   /** Refuse parents that are symlinks (paths of layer tars). Default true. */
   noSymlinkParents?: boolean;
   /** Also return the inode number of the parent directory. */

@@ -185,7 +185,15 @@ async function tree(root: string): Promise<FsStat[]> {
   return out;
 }
 
+/** The session's data ring (attachData): file data FsBatch places in memory shared with this thread. */
+let ring: Uint8Array | null = null;
+function ringView(at: number, length: number): Uint8Array {
+  if (ring === null) throw new CodedError('EINVAL', 'no data ring attached');
+  return ring.subarray(at, at + length);
+}
+
 async function put(e: PutEntry): Promise<PutResult> {
+  if (e.dataAt !== undefined) e.data = ringView(e.dataAt, e.dataLength ?? 0);
   const r = await make(e);
   if (e.wantParent) r.parent = (await lstat(e.path.slice(0, e.path.lastIndexOf('/')) || '/'))!.ino;
   return r;
@@ -293,6 +301,15 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async write(fd: number, data: Uint8Array, pos: number) {
     await mounted().write(fd, toBuf(data), 0, data.length, pos);
     return data.length;
+  },
+  async attachData(shared: SharedArrayBuffer) {
+    ring = new Uint8Array(shared);
+    return true;
+  },
+  /** write() of length bytes at `at` in the data ring. */
+  async writeShared(fd: number, at: number, length: number, pos: number) {
+    await mounted().write(fd, toBuf(ringView(at, length)), 0, length, pos);
+    return length;
   },
   async read(fd: number, length: number, pos: number) {
     const b = Buffer.alloc(length);

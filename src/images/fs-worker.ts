@@ -25,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
 import type { Volume } from '../thin/volume.js';
-import { FsBatch } from './fs-batch.js';
+import { FsBatch, RING_BYTES } from './fs-batch.js';
 import {
   CHUNK,
   type FromWorker,
@@ -55,6 +55,8 @@ export class FsError extends Error {
 /** Idle workers (unmounted, libext2fs compiled and ready), reused by the next session. */
 const idle: Worker[] = [];
 const MAX_IDLE = 2;
+/** Data rings of closed sessions (fs-batch.ts), reused by the next: memory already touched. */
+const idleRings: Uint8Array[] = [];
 
 /**
  * This process's Node options, less those that only make sense for a main script given as a string
@@ -108,6 +110,8 @@ export class FsSession {
   private ioError: unknown = null;
   /** The memory the worker's disk shares with this thread (its `attach` request): block data in and out. */
   private shared: Uint8Array | null = null;
+  /** This session's data ring for batches (fs-batch.ts), attached to the worker by the first batch. */
+  private dataRing: Uint8Array | null = null;
 
   private readonly onMessage: (m: FromWorker) => void;
   private readonly onFail: (e: Error) => void;
@@ -146,6 +150,8 @@ export class FsSession {
     this.worker.off('message', this.onMessage);
     this.worker.off('error', this.onFail);
     this.worker.off('exit', this.onExit);
+    if (reuse && this.dataRing !== null && !this.dead && idleRings.length < MAX_IDLE) idleRings.push(this.dataRing);
+    this.dataRing = null;
     if (reuse && !this.dead && idle.length < MAX_IDLE) {
       idle.push(this.worker);
       return Promise.resolve();
@@ -236,9 +242,22 @@ export class FsSession {
     });
   }
 
-  /** Calls that do not wait for each other's answers (see FsBatch). */
+  /**
+   * Calls that do not wait for each other's answers (see FsBatch). The first batch of a writable session
+   * gives the worker the session's data ring (an unchained call, before any call of the batch).
+   */
   batch(): FsBatch {
+    if (this.writable && this.dataRing === null) {
+      this.dataRing = idleRings.pop() ?? new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+      this.send('attachData', [this.dataRing.buffer], false).catch(() => undefined); // a later call reports it
+    }
     return new FsBatch(this);
+  }
+
+  /** The data ring the first batch attached (see batch()). */
+  ring(): Uint8Array {
+    if (this.dataRing === null) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only: no data ring`);
+    return this.dataRing;
   }
 
   /** Throws EROFS (before anything is sent) when the session is read-only. */

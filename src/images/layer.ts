@@ -251,16 +251,20 @@ export async function applyLayer(
         case 'file': {
           const size = h.size;
           bytes += size;
-          // The body goes in pieces of at most CHUNK bytes, each copied once into its own buffer (moved, not
-          // copied, to the worker).
-          let piece: Uint8Array = Buffer.allocUnsafeSlow(Math.min(size, CHUNK)); // every byte is set before it is sent
-          let fill = 0;
+          if (size === 0) {
+            batch.put({ ...common, type: 'file', data: new Uint8Array(0) }, stamp);
+            break;
+          }
+          // The body goes in pieces of at most CHUNK bytes, each copied once into the batch's data ring (memory
+          // the worker shares).
           if (size <= CHUNK) {
+            const piece = await batch.reserve(size);
+            let fill = 0;
             for await (const c of entry.body()) {
               piece.set(c, fill);
               fill += c.length;
             }
-            batch.put({ ...common, type: 'file', data: piece }, stamp);
+            batch.putShared({ ...common, type: 'file' }, piece, stamp);
             break;
           }
           const put = await batch.putNow({ ...common, type: 'file' });
@@ -268,16 +272,19 @@ export async function applyLayer(
           const fd = put.fd!;
           try {
             let pos = 0;
+            let piece: Uint8Array | null = null;
+            let fill = 0;
             for await (const c of entry.body()) {
               for (let off = 0; off < c.length; ) {
+                piece ??= await batch.reserve(Math.min(size - pos, CHUNK));
                 const n = Math.min(piece.length - fill, c.length - off);
                 piece.set(c.subarray(off, off + n), fill);
                 fill += n;
                 off += n;
                 if (fill === piece.length) {
-                  batch.write(fd, piece, pos);
+                  batch.writeShared(fd, piece, pos);
                   pos += fill;
-                  piece = Buffer.allocUnsafeSlow(Math.min(size - pos, CHUNK));
+                  piece = null;
                   fill = 0;
                   if (opts.checkpoint) await opts.checkpoint();
                   await batch.room();

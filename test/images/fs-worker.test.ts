@@ -1,6 +1,7 @@
 // The ext2fs worker is a real module: it runs from fs-thread.ts here (through the TypeScript loader) and from
 // the compiled fs-thread.js in dist/ and in the package; an error it raises carries its stack, naming the
 // worker's own source file and line (not an eval'd string). The built CLI is covered by test/images/cli.test.ts.
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { FsError, withFs } from '../../src/images/fs-worker.js';
@@ -67,6 +68,53 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         v,
         async (fs) => {
           expect(() => fs.batch().put({ ...base, path: '/x', type: 'dir' })).toThrow(/read-only.*cannot write \/x/);
+        },
+        { readOnly: true },
+      );
+    } finally {
+      pool.closeSync();
+    }
+  });
+
+  test("a batch's shared data goes round its ring: every file keeps its own bytes, nothing is overwritten in flight", async () => {
+    const pool = ThinPool.memory({ size: 160 * 1024 * 1024 });
+    try {
+      const v = pool.createThinSync('fs', { size: 96 * 1024 * 1024 });
+      formatExt4(v);
+      const base = { mode: 0o600, uid: 0, gid: 0 };
+      const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+      const want = new Map<string, string>();
+      await withFs(v, async (fs) => {
+        const b = fs.batch();
+        // 48 files of 600 KiB (28 MiB, more than the ring holds), sent without waiting for any answer.
+        for (let i = 0; i < 48; i++) {
+          const body = randomBytes(600 * 1024);
+          const piece = await b.reserve(body.length);
+          piece.set(body);
+          b.putShared({ ...base, path: `/f/${i}`, type: 'file' }, piece);
+          want.set(`/f/${i}`, sha(body));
+        }
+        // A file written through its handle in 1 MiB pieces of the ring.
+        const big = randomBytes(5 * 1024 * 1024 + 123);
+        const fd = (await b.putNow({ ...base, path: '/big', type: 'file' })).fd!;
+        for (let pos = 0; pos < big.length; pos += 1024 * 1024) {
+          const part = big.subarray(pos, Math.min(big.length, pos + 1024 * 1024));
+          const piece = await b.reserve(part.length);
+          piece.set(part);
+          b.writeShared(fd, piece, pos);
+        }
+        b.close(fd);
+        want.set('/big', sha(big));
+        // Only the view the last reserve() gave can be sent.
+        const piece = await b.reserve(10);
+        expect(() => b.putShared({ ...base, path: '/x', type: 'file' }, piece.subarray(1))).toThrow(RangeError);
+        await b.settle();
+      });
+      await withFs(
+        v,
+        async (fs) => {
+          for (const [path, hash] of want) expect([path, sha(await fs.readFile(path))]).toEqual([path, hash]);
+          expect(await fs.lstat('/big')).toMatchObject({ mode: 0o600, size: 5 * 1024 * 1024 + 123 });
         },
         { readOnly: true },
       );
