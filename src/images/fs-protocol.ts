@@ -89,11 +89,15 @@ export interface IoReq {
   shared?: SharedArrayBuffer;
   runs?: number[];
 }
-/** The answer to an I/O request: for a read, `n` bytes were placed (zeroes past the end of the volume). */
+/**
+ * The answer to an I/O request: for a read, `n` bytes were placed (zeroes past the end of the volume), and
+ * the `zeros` bytes that follow them on the volume are unprovisioned (read as zeroes) when it is answered.
+ */
 export interface IoReply {
   t: 'io-reply';
   id: number;
   n?: number;
+  zeros?: number;
   error?: { code: string; message: string };
 }
 /** Replies posted together (while more calls wait to run, the worker posts its replies in groups). */

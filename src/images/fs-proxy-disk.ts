@@ -16,6 +16,11 @@
  * writes meanwhile. No window is read into while it is used, and no arena is written while it is in flight.
  * A flush, a discard and `writeBack()` (the unmount) post what is dirty and wait for every write in flight.
  *
+ * A read's answer also says how far the unprovisioned space after it goes, as it is once every write posted
+ * before the read is done; a window inside such a range, none of whose pages was posted since, is made here
+ * as zeroes with the dirty pages laid over it, without asking (libext2fs reads back blocks it has just
+ * allocated and zeroed: one window request per file, before).
+ *
  * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
  * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
  * failed, every later read, write, flush and discard fails with its error.
@@ -26,6 +31,7 @@ const PAGE = 4096;
 const WIN = 256 * 1024;
 const MAXWIN = 128;
 const MAXDIRTY = 16 * 1024 * 1024;
+const MAXZERO = 32;
 /** Where the two arenas start in the shared memory (the windows come first). */
 const ARENA0 = MAXWIN * WIN;
 const SHARED = ARENA0 + 2 * MAXDIRTY;
@@ -53,6 +59,14 @@ export class ProxyDisk {
   private arena = ARENA0;
   private inflight: Promise<void> | null = null;
   private failed: unknown = null;
+  /**
+   * Byte ranges the owning thread said were unprovisioned (the latest MAXZERO), as (start, end, posts)
+   * triples: `posts` write requests had been posted when the read that told it was.
+   */
+  private readonly zeros: number[] = [];
+  /** Write requests posted so far; and by window, the number of the last one that held a page of it. */
+  private posts = 0;
+  private readonly lastPost: Uint32Array;
 
   constructor(readOnly: boolean, capacity: number, io: IoChannel) {
     this.readOnly = readOnly;
@@ -61,6 +75,14 @@ export class ProxyDisk {
     this.shared = kept.shared ?? new Uint8Array(new SharedArrayBuffer(SHARED));
     kept.shared = null;
     for (let i = MAXWIN - 1; i >= 0; i--) this.freeWins.push(i * WIN);
+    this.lastPost = new Uint32Array(Math.ceil(capacity / WIN));
+  }
+
+  /** Whether window w ([start, end)) is unprovisioned on the owning side but for its dirty pages. */
+  private knownZero(w: number, start: number, end: number): boolean {
+    const z = this.zeros;
+    for (let i = 0; i < z.length; i += 3) if (z[i] <= start && end <= z[i + 1] && this.lastPost[w] <= z[i + 2]) return true;
+    return false;
   }
 
   /** Give the shared memory to the owning thread; once, before any other request. */
@@ -97,13 +119,20 @@ export class ProxyDisk {
     const at = this.freeWins.pop()!;
     const off = w * WIN;
     const len = Math.min(WIN, this.cap - off);
-    try {
-      const r = await this.io({ op: 'read', length: len, offset: off, at });
-      b = this.shared.subarray(at, at + r.n!);
-    } catch (e) {
-      this.freeWins.push(at);
-      throw e;
-    }
+    if (this.knownZero(w, off, off + len)) b = this.shared.subarray(at, at + len).fill(0);
+    else
+      try {
+        const posts = this.posts;
+        const r = await this.io({ op: 'read', length: len, offset: off, at });
+        b = this.shared.subarray(at, at + r.n!);
+        if (r.zeros) {
+          this.zeros.push(off + r.n!, off + r.n! + r.zeros, posts);
+          if (this.zeros.length > 3 * MAXZERO) this.zeros.splice(0, 3);
+        }
+      } catch (e) {
+        this.freeWins.push(at);
+        throw e;
+      }
     for (let p = off / PAGE; p * PAGE < off + b.length; p++) {
       const d = this.page(p);
       if (d) b.set(d.subarray(0, Math.min(PAGE, off + b.length - p * PAGE)), p * PAGE - off);
@@ -176,8 +205,10 @@ export class ProxyDisk {
       const off = pages[i] * PAGE;
       const len = Math.min((j - i) * PAGE, this.cap - off);
       if (len > 0) runs.push(off, this.arena + first * PAGE, len);
+      for (let w = Math.floor(off / WIN); w * WIN < off + len; w++) this.lastPost[w] = this.posts + 1;
       i = j;
     }
+    this.posts++;
     this.dirty.clear();
     this.arena = this.arena === ARENA0 ? ARENA0 + MAXDIRTY : ARENA0;
     this.inflight = this.io({ op: 'write', runs }).then(

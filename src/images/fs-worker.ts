@@ -55,6 +55,8 @@ export class FsError extends Error {
 /** Idle workers (unmounted, libext2fs compiled and ready), reused by the next session. */
 const idle: Worker[] = [];
 const MAX_IDLE = 2;
+/** How far past a read the unprovisioned space is looked up (IoReply.zeros). */
+const ZERO_SPAN = 64 * 1024 * 1024;
 /** Data rings of closed sessions (fs-batch.ts), reused by the next: memory already touched. */
 const idleRings: Uint8Array[] = [];
 
@@ -193,7 +195,12 @@ export class FsSession {
           const n = Math.max(0, Math.min(m.length!, v.sizeBytes - m.offset!));
           if (n > 0) v.readSync(into.subarray(0, n), m.offset!);
           if (n < into.length) into.fill(0, n);
-          this.worker.postMessage({ t: 'io-reply', id: m.id, n: into.length } satisfies ToWorker);
+          // How far the unprovisioned space after it goes: the worker's disk need not ask for windows there.
+          const end = m.offset! + m.length!;
+          const span = Math.min(ZERO_SPAN, v.sizeBytes - end);
+          const next = span > 0 ? v.extents(end, span)[0] : undefined;
+          const zeros = span <= 0 ? 0 : next === undefined ? span : Math.max(0, next.offsetBytes - end);
+          this.worker.postMessage({ t: 'io-reply', id: m.id, n: into.length, zeros } satisfies ToWorker);
           return;
         }
         case 'write': {
