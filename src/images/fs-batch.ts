@@ -92,9 +92,9 @@ export class FsBatch {
   async reserve(n: number): Promise<Uint8Array> {
     if (n > CHUNK) throw new RangeError(`FsBatch.reserve: ${n} bytes, more than ${CHUNK}`);
     const mem = this.fs.ring();
-    let at = this.head;
-    const skip = at + n > mem.length ? mem.length - at : 0;
-    if (skip > 0) at = 0;
+    const wrap = this.head + n > mem.length; // then the end of the ring is skipped (none of it when head is there)
+    const skip = wrap ? mem.length - this.head : 0;
+    const at = wrap ? 0 : this.head;
     while (this.ringUsed + skip + n > mem.length && (await this.retireOldest())) this.throwIfFailed();
     this.throwIfFailed();
     this.head = at + n;

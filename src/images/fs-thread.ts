@@ -8,7 +8,9 @@
  * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
  * so after its reply every change has reached the owning thread. Errors carry an errno-like `code`. Files
  * opened through `put` without data get their mode and owner set again on `close` (libext2fs's open applies
- * the umask).
+ * the umask). File data a batch placed in the session's data ring (`attachData`, memory shared with the
+ * owning thread) is read by `put` (dataAt) and `writeShared` before their reply; a call that names the ring
+ * before one is attached fails with EINVAL.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';

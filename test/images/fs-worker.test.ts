@@ -86,9 +86,10 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
       const want = new Map<string, string>();
       await withFs(v, async (fs) => {
         const b = fs.batch();
-        // 48 files of 600 KiB (28 MiB, more than the ring holds), sent without waiting for any answer.
+        // 24 files of 1 MiB (the ring's end falls between two of them), then 24 of 600 KiB: 38 MiB, more than
+        // the ring holds, sent without waiting for any answer.
         for (let i = 0; i < 48; i++) {
-          const body = randomBytes(600 * 1024);
+          const body = randomBytes(i < 24 ? 1024 * 1024 : 600 * 1024);
           const piece = await b.reserve(body.length);
           piece.set(body);
           b.putShared({ ...base, path: `/f/${i}`, type: 'file' }, piece);
