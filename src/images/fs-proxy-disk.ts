@@ -17,9 +17,9 @@
  * A flush, a discard and `writeBack()` (the unmount) post what is dirty and wait for every write in flight.
  *
  * A read's answer also says how far the unprovisioned space after it goes, as it is once every write posted
- * before the read is done; a window inside such a range, none of whose pages was posted since, is made here
- * as zeroes with the dirty pages laid over it, without asking (libext2fs reads back blocks it has just
- * allocated and zeroed: one window request per file, before).
+ * before the read is done; a read inside such a range, in a window none of whose pages was posted since and
+ * that is not cached, is answered here with zeroes and the dirty pages, without asking nor caching a window
+ * (libext2fs reads back blocks it has just allocated and zeroed: one window request per file, before).
  *
  * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
  * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
@@ -78,7 +78,7 @@ export class ProxyDisk {
     this.lastPost = new Uint32Array(Math.ceil(capacity / WIN));
   }
 
-  /** Whether window w ([start, end)) is unprovisioned on the owning side but for its dirty pages. */
+  /** Whether [start, end) in window w is unprovisioned on the owning side but for its dirty pages. */
   private knownZero(w: number, start: number, end: number): boolean {
     const z = this.zeros;
     for (let i = 0; i < z.length; i += 3) if (z[i] <= start && end <= z[i + 1] && this.lastPost[w] <= z[i + 2]) return true;
@@ -119,20 +119,18 @@ export class ProxyDisk {
     const at = this.freeWins.pop()!;
     const off = w * WIN;
     const len = Math.min(WIN, this.cap - off);
-    if (this.knownZero(w, off, off + len)) b = this.shared.subarray(at, at + len).fill(0);
-    else
-      try {
-        const posts = this.posts;
-        const r = await this.io({ op: 'read', length: len, offset: off, at });
-        b = this.shared.subarray(at, at + r.n!);
-        if (r.zeros) {
-          this.zeros.push(off + r.n!, off + r.n! + r.zeros, posts);
-          if (this.zeros.length > 3 * MAXZERO) this.zeros.splice(0, 3);
-        }
-      } catch (e) {
-        this.freeWins.push(at);
-        throw e;
+    try {
+      const posts = this.posts;
+      const r = await this.io({ op: 'read', length: len, offset: off, at });
+      b = this.shared.subarray(at, at + r.n!);
+      if (r.zeros) {
+        this.zeros.push(off + r.n!, off + r.n! + r.zeros, posts);
+        if (this.zeros.length > 3 * MAXZERO) this.zeros.splice(0, 3);
       }
+    } catch (e) {
+      this.freeWins.push(at);
+      throw e;
+    }
     for (let p = off / PAGE; p * PAGE < off + b.length; p++) {
       const d = this.page(p);
       if (d) b.set(d.subarray(0, Math.min(PAGE, off + b.length - p * PAGE)), p * PAGE - off);
@@ -149,6 +147,21 @@ export class ProxyDisk {
     while (fileOffset + done < end) {
       const pos = fileOffset + done;
       const w = Math.floor(pos / WIN);
+      const upto = Math.min(end, (w + 1) * WIN);
+      if (!this.win.has(w) && this.knownZero(w, pos, upto)) {
+        // Zeroes but for the dirty pages: no window needed.
+        for (let q = pos; q < upto; ) {
+          const p = Math.floor(q / PAGE);
+          const k = Math.min((p + 1) * PAGE, upto) - q;
+          const d = this.page(p);
+          const to = bufferOffset + done + (q - pos);
+          if (d) buffer.set(d.subarray(q - p * PAGE, q - p * PAGE + k), to);
+          else buffer.fill(0, to, to + k);
+          q += k;
+        }
+        done += upto - pos;
+        continue;
+      }
       const b = await this.fetchWin(w);
       const within = pos - w * WIN;
       const n = Math.min(b.length - within, end - pos);
