@@ -5,7 +5,7 @@
  *
  * Invariants: every `call` gets exactly one `reply` with the same id (alone or in a `replies` group, in the
  * order the calls were sent), and calls run one at a time in the order sent; every `io` request from the worker gets exactly one `io-reply`; file data moves at most CHUNK bytes
- * per call (a write-back `io` request carries up to 16 MiB of blocks).
+ * per call (a write-back `io` request names up to 16 MiB of blocks in shared memory).
  */
 
 /** Most file data one call moves (libext2fs aborts at ~16 MiB per operation). */
@@ -38,6 +38,12 @@ export interface PutEntry {
   linkname?: string;
   /** Whole content of a small file (else: returns an fd for write()/close()). */
   data?: Uint8Array;
+  /**
+   * Instead of `data`: the content is `dataLength` bytes at `dataAt` in the session's data ring (memory shared
+   * with the worker, given by its `attachData` call; fs-batch.ts).
+   */
+  dataAt?: number;
+  dataLength?: number;
   /** Refuse parents that are symlinks (paths of layer tars). Default true. */
   noSymlinkParents?: boolean;
   /** Also return the inode number of the parent directory. */
@@ -68,25 +74,30 @@ export interface ReplyMsg {
   error?: { code: string; message: string; stack?: string };
 }
 /**
- * The worker's block I/O, served by this thread over the volume, in the order posted: `read` length bytes at
- * offset; `write` the `runs` ((volume offset, length) pairs) whose bytes lie end to end in `data`; `discard`
- * length bytes at offset; `flush`.
+ * The worker's block I/O, served by this thread over the volume, in the order posted. The data moves through
+ * memory both threads share (fs-proxy-disk.ts), given once by `attach` (`shared`) before any other request:
+ * `read` length bytes at offset into the shared memory at `at`; `write` the `runs`, (volume offset, place in
+ * the shared memory, length) triples; `discard` length bytes at offset; `flush`.
  */
 export interface IoReq {
   t: 'io';
   id: number;
-  op: 'read' | 'write' | 'flush' | 'discard';
+  op: 'attach' | 'read' | 'write' | 'flush' | 'discard';
   length?: number;
   offset?: number;
-  data?: Uint8Array;
+  at?: number;
+  shared?: SharedArrayBuffer;
   runs?: number[];
 }
-/** The answer to an I/O request: `data` (with `n` bytes valid) for a read; for a write, its buffer given back. */
+/**
+ * The answer to an I/O request: for a read, `n` bytes were placed (zeroes past the end of the volume), and
+ * the `zeros` bytes that follow them on the volume are unprovisioned (read as zeroes) when it is answered.
+ */
 export interface IoReply {
   t: 'io-reply';
   id: number;
   n?: number;
-  data?: ArrayBuffer;
+  zeros?: number;
   error?: { code: string; message: string };
 }
 /** Replies posted together (while more calls wait to run, the worker posts its replies in groups). */

@@ -6,10 +6,20 @@
  * libext2fs does every I/O as one 4 KiB block (about four per data block it writes: the zeroed new block, the
  * inode table block read and written, the data), so this disk caches 256 KiB read windows (at most 128, least
  * recently used dropped) and keeps written pages (write-back) until 16 MiB are dirty, then posts them as one
- * `write` request (runs of consecutive pages laid end to end) without waiting for its answer; libext2fs goes
- * on while the owning thread writes them, and at most one such request is in flight when the next is posted.
- * The owning thread gives the request's buffer back with its answer, for the next one (no fresh memory).
+ * `write` request without waiting for its answer; libext2fs goes on while the owning thread writes them, and
+ * at most one such request is in flight when the next is posted.
+ *
+ * Memory shared with the owning thread, not copied nor moved: the read windows and two 16 MiB arenas of dirty
+ * pages live in one SharedArrayBuffer, given to the owning thread once (`attach`, before the first request).
+ * A read request names the window's place in it, which the owning thread fills; a write request names runs
+ * of pages in the arena being written (volume offset, place, length), and the other arena takes the next
+ * writes meanwhile. No window is read into while it is used, and no arena is written while it is in flight.
  * A flush, a discard and `writeBack()` (the unmount) post what is dirty and wait for every write in flight.
+ *
+ * A read's answer also says how far the unprovisioned space after it goes, as it is once every write posted
+ * before the read is done; a read inside such a range, in a window none of whose pages was posted since and
+ * that is not cached, is answered here with zeroes and the dirty pages, without asking nor caching a window
+ * (libext2fs reads back blocks it has just allocated and zeroed: one window request per file, before).
  *
  * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
  * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
@@ -21,32 +31,65 @@ const PAGE = 4096;
 const WIN = 256 * 1024;
 const MAXWIN = 128;
 const MAXDIRTY = 16 * 1024 * 1024;
+const MAXZERO = 32;
+/** Where the two arenas start in the shared memory (the windows come first). */
+const ARENA0 = MAXWIN * WIN;
+const SHARED = ARENA0 + 2 * MAXDIRTY;
 
 /** Sends one I/O request to the owning thread and resolves with its reply (rejects on its error). */
-export type IoChannel = (msg: Omit<IoReq, 't' | 'id'>, transfer?: ArrayBuffer[]) => Promise<IoReply>;
+export type IoChannel = (msg: Omit<IoReq, 't' | 'id'>) => Promise<IoReply>;
 
-/** Buffers a released disk leaves for the next disk of this thread (a thread uses its disks one at a time). */
-const kept: { arena: Uint8Array | null; spare: ArrayBuffer | null } = { arena: null, spare: null };
+/** The shared memory a released disk leaves for the next disk of this thread (one disk at a time). */
+const kept: { shared: Uint8Array | null } = { shared: null };
 
 export class ProxyDisk {
   readonly readOnly: boolean;
   private readonly cap: number;
   private readonly io: IoChannel;
+  /** Windows and arenas (see the module comment); the owning thread has it once attach() is answered. */
+  private readonly shared: Uint8Array;
+  private attached = false;
+  /** Cached windows: window number -> its bytes (a view of `shared`), least recently used first. */
   private readonly win = new Map<number, Uint8Array>();
-  /** Dirty pages: page number -> its slot in `arena`. */
+  /** Window places not in use. */
+  private readonly freeWins: number[] = [];
+  /** Dirty pages: page number -> its slot in the arena being filled. */
   private readonly dirty = new Map<number, number>();
-  private arena: Uint8Array | null = null;
-  /** A buffer the owning thread gave back with its answer to a write, for the next one. */
-  private spare: ArrayBuffer | null;
+  /** The arena being filled (0 or 1): its first byte in `shared`. */
+  private arena = ARENA0;
   private inflight: Promise<void> | null = null;
   private failed: unknown = null;
+  /**
+   * Byte ranges the owning thread said were unprovisioned (the latest MAXZERO), as (start, end, posts)
+   * triples: `posts` write requests had been posted when the read that told it was.
+   */
+  private readonly zeros: number[] = [];
+  /** Write requests posted so far; and by window, the number of the last one that held a page of it. */
+  private posts = 0;
+  private readonly lastPost: Uint32Array;
 
   constructor(readOnly: boolean, capacity: number, io: IoChannel) {
     this.readOnly = readOnly;
     this.cap = capacity;
     this.io = io;
-    this.spare = kept.spare;
-    kept.spare = null;
+    this.shared = kept.shared ?? new Uint8Array(new SharedArrayBuffer(SHARED));
+    kept.shared = null;
+    for (let i = MAXWIN - 1; i >= 0; i--) this.freeWins.push(i * WIN);
+    this.lastPost = new Uint32Array(Math.ceil(capacity / WIN));
+  }
+
+  /** Whether [start, end) in window w is unprovisioned on the owning side but for its dirty pages. */
+  private knownZero(w: number, start: number, end: number): boolean {
+    const z = this.zeros;
+    for (let i = 0; i < z.length; i += 3) if (z[i] <= start && end <= z[i + 1] && this.lastPost[w] <= z[i + 2]) return true;
+    return false;
+  }
+
+  /** Give the shared memory to the owning thread; once, before any other request. */
+  async attach(): Promise<void> {
+    if (this.attached) return;
+    await this.io({ op: 'attach', shared: this.shared.buffer as SharedArrayBuffer });
+    this.attached = true;
   }
 
   private check(): void {
@@ -55,7 +98,9 @@ export class ProxyDisk {
 
   private page(p: number): Uint8Array | undefined {
     const slot = this.dirty.get(p);
-    return slot === undefined ? undefined : this.arena!.subarray(slot * PAGE, slot * PAGE + PAGE);
+    if (slot === undefined) return undefined;
+    const at = this.arena + slot * PAGE;
+    return this.shared.subarray(at, at + PAGE);
   }
 
   private async fetchWin(w: number): Promise<Uint8Array> {
@@ -65,16 +110,32 @@ export class ProxyDisk {
       this.win.set(w, b);
       return b;
     }
+    await this.attach();
+    if (this.freeWins.length === 0) {
+      const oldest = this.win.keys().next().value!;
+      this.freeWins.push(this.win.get(oldest)!.byteOffset);
+      this.win.delete(oldest);
+    }
+    const at = this.freeWins.pop()!;
     const off = w * WIN;
     const len = Math.min(WIN, this.cap - off);
-    const r = await this.io({ op: 'read', length: len, offset: off });
-    b = new Uint8Array(r.data!, 0, r.n!);
+    try {
+      const posts = this.posts;
+      const r = await this.io({ op: 'read', length: len, offset: off, at });
+      b = this.shared.subarray(at, at + r.n!);
+      if (r.zeros) {
+        this.zeros.push(off + r.n!, off + r.n! + r.zeros, posts);
+        if (this.zeros.length > 3 * MAXZERO) this.zeros.splice(0, 3);
+      }
+    } catch (e) {
+      this.freeWins.push(at);
+      throw e;
+    }
     for (let p = off / PAGE; p * PAGE < off + b.length; p++) {
       const d = this.page(p);
       if (d) b.set(d.subarray(0, Math.min(PAGE, off + b.length - p * PAGE)), p * PAGE - off);
     }
     this.win.set(w, b);
-    if (this.win.size > MAXWIN) this.win.delete(this.win.keys().next().value!);
     return b;
   }
 
@@ -86,6 +147,21 @@ export class ProxyDisk {
     while (fileOffset + done < end) {
       const pos = fileOffset + done;
       const w = Math.floor(pos / WIN);
+      const upto = Math.min(end, (w + 1) * WIN);
+      if (!this.win.has(w) && this.knownZero(w, pos, upto)) {
+        // Zeroes but for the dirty pages: no window needed.
+        for (let q = pos; q < upto; ) {
+          const p = Math.floor(q / PAGE);
+          const k = Math.min((p + 1) * PAGE, upto) - q;
+          const d = this.page(p);
+          const to = bufferOffset + done + (q - pos);
+          if (d) buffer.set(d.subarray(q - p * PAGE, q - p * PAGE + k), to);
+          else buffer.fill(0, to, to + k);
+          q += k;
+        }
+        done += upto - pos;
+        continue;
+      }
       const b = await this.fetchWin(w);
       const within = pos - w * WIN;
       const n = Math.min(b.length - within, end - pos);
@@ -105,20 +181,15 @@ export class ProxyDisk {
       const p = Math.floor(pos / PAGE);
       const within = pos - p * PAGE;
       const n = Math.min(PAGE - within, length - done);
-      let page = this.page(p);
-      if (!page) {
+      let slot = this.dirty.get(p);
+      if (slot === undefined) {
         if (this.dirty.size * PAGE >= MAXDIRTY) await this.post();
-        if (this.arena === null) {
-          this.arena = kept.arena ?? new Uint8Array(MAXDIRTY);
-          kept.arena = null;
-        }
-        const slot = this.dirty.size;
-        page = this.arena.subarray(slot * PAGE, slot * PAGE + PAGE);
-        if (n < PAGE) await this.read(page, 0, PAGE, p * PAGE);
+        slot = this.dirty.size;
+        if (n < PAGE) await this.read(this.shared.subarray(this.arena + slot * PAGE, this.arena + slot * PAGE + PAGE), 0, PAGE, p * PAGE);
         this.dirty.set(p, slot);
       }
       const part = buffer.subarray(bufferOffset + done, bufferOffset + done + n);
-      page.set(part, within);
+      this.shared.set(part, this.arena + slot * PAGE + within);
       const w = Math.floor(pos / WIN);
       const cached = this.win.get(w);
       if (cached) cached.set(part, pos - w * WIN);
@@ -128,36 +199,33 @@ export class ProxyDisk {
   }
 
   /**
-   * Post the dirty pages as one write request (after the previous one is answered) and start a new arena.
-   * The request's `runs` are (volume offset, length) pairs whose bytes are laid end to end in its data.
+   * Post the dirty pages as one write request (after the previous one is answered) and fill the other arena
+   * from now on. The request's `runs` are (volume offset, place in the shared memory, length) triples: pages
+   * consecutive on the volume and in the arena make one run.
    */
   private async post(): Promise<void> {
     if (this.inflight) await this.inflight;
+    this.inflight = null;
     this.check();
     if (this.dirty.size === 0) return;
+    await this.attach();
     const pages = [...this.dirty.keys()].sort((a, b) => a - b);
-    const data =
-      this.spare !== null && this.spare.byteLength >= pages.length * PAGE ? new Uint8Array(this.spare) : new Uint8Array(MAXDIRTY);
-    this.spare = null;
     const runs: number[] = [];
-    let used = 0;
     for (let i = 0; i < pages.length; ) {
+      const first = this.dirty.get(pages[i])!;
       let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1] + 1) j++;
+      while (j < pages.length && pages[j] === pages[j - 1] + 1 && this.dirty.get(pages[j]) === first + (j - i)) j++;
       const off = pages[i] * PAGE;
-      for (let k = i; k < j; k++) data.set(this.page(pages[k])!, used + (k - i) * PAGE);
       const len = Math.min((j - i) * PAGE, this.cap - off);
-      if (len > 0) {
-        runs.push(off, len);
-        used += len;
-      }
+      if (len > 0) runs.push(off, this.arena + first * PAGE, len);
+      for (let w = Math.floor(off / WIN); w * WIN < off + len; w++) this.lastPost[w] = this.posts + 1;
       i = j;
     }
+    this.posts++;
     this.dirty.clear();
-    this.inflight = this.io({ op: 'write', data: data.subarray(0, used), runs }, [data.buffer as ArrayBuffer]).then(
-      (r) => {
-        if (r.data) this.spare = r.data;
-      },
+    this.arena = this.arena === ARENA0 ? ARENA0 + MAXDIRTY : ARENA0;
+    this.inflight = this.io({ op: 'write', runs }).then(
+      () => undefined,
       (e: unknown) => {
         if (this.failed === null) this.failed = e;
       },
@@ -172,13 +240,10 @@ export class ProxyDisk {
     this.check();
   }
 
-  /** After the last writeBack (the unmount): leave this disk's buffers to the thread's next disk. */
+  /** After the last writeBack (the unmount): leave the shared memory to the thread's next disk. */
   release(): void {
     if (this.dirty.size > 0 || this.inflight !== null) return;
-    if (this.arena) kept.arena = this.arena;
-    if (this.spare) kept.spare = this.spare;
-    this.arena = null;
-    this.spare = null;
+    kept.shared = this.shared;
   }
 
   async flush(): Promise<void> {
@@ -191,6 +256,10 @@ export class ProxyDisk {
     if (this.readOnly) return;
     await this.writeBack();
     await this.io({ op: 'discard', offset, length });
-    for (const w of [...this.win.keys()]) if (w * WIN < offset + length && (w + 1) * WIN > offset) this.win.delete(w);
+    for (const [w, b] of [...this.win])
+      if (w * WIN < offset + length && (w + 1) * WIN > offset) {
+        this.win.delete(w);
+        this.freeWins.push(b.byteOffset);
+      }
   }
 }

@@ -8,7 +8,9 @@
  * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
  * so after its reply every change has reached the owning thread. Errors carry an errno-like `code`. Files
  * opened through `put` without data get their mode and owner set again on `close` (libext2fs's open applies
- * the umask).
+ * the umask). File data a batch placed in the session's data ring (`attachData`, memory shared with the
+ * owning thread) is read by `put` (dataAt) and `writeShared` before their reply; a call that names the ring
+ * before one is attached fails with EINVAL.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -72,11 +74,11 @@ class CodedError extends Error {
 let seq = 0;
 const pending = new Map<number, { resolve: (r: IoReply) => void; reject: (e: Error) => void }>();
 
-function io(msg: Parameters<ConstructorParameters<typeof ProxyDisk>[2]>[0], transfer: ArrayBuffer[] = []): Promise<IoReply> {
+function io(msg: Parameters<ConstructorParameters<typeof ProxyDisk>[2]>[0]): Promise<IoReply> {
   return new Promise((resolve, reject) => {
     const id = ++seq;
     pending.set(id, { resolve, reject });
-    port.postMessage({ t: 'io', id, ...msg } satisfies FromWorker, transfer);
+    port.postMessage({ t: 'io', id, ...msg } satisfies FromWorker);
   });
 }
 
@@ -185,7 +187,15 @@ async function tree(root: string): Promise<FsStat[]> {
   return out;
 }
 
+/** The session's data ring (attachData): file data FsBatch places in memory shared with this thread. */
+let ring: Uint8Array | null = null;
+function ringView(at: number, length: number): Uint8Array {
+  if (ring === null) throw new CodedError('EINVAL', 'no data ring attached');
+  return ring.subarray(at, at + length);
+}
+
 async function put(e: PutEntry): Promise<PutResult> {
+  if (e.dataAt !== undefined) e.data = ringView(e.dataAt, e.dataLength ?? 0);
   const r = await make(e);
   if (e.wantParent) r.parent = (await lstat(e.path.slice(0, e.path.lastIndexOf('/')) || '/'))!.ino;
   return r;
@@ -252,6 +262,7 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async mount(capacity: number, ro: boolean) {
     dirs.clear();
     disk = new ProxyDisk(ro, capacity, io);
+    await disk.attach();
     raw = await ext2fs.mount(disk, 0);
     fs = (raw as { promises: Ext2Fs }).promises;
     return true;
@@ -292,6 +303,15 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
   async write(fd: number, data: Uint8Array, pos: number) {
     await mounted().write(fd, toBuf(data), 0, data.length, pos);
     return data.length;
+  },
+  async attachData(shared: SharedArrayBuffer) {
+    ring = new Uint8Array(shared);
+    return true;
+  },
+  /** write() of length bytes at `at` in the data ring. */
+  async writeShared(fd: number, at: number, length: number, pos: number) {
+    await mounted().write(fd, toBuf(ringView(at, length)), 0, length, pos);
+    return length;
   },
   async read(fd: number, length: number, pos: number) {
     const b = Buffer.alloc(length);

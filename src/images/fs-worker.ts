@@ -3,8 +3,9 @@
  * thread (fs-thread.ts), because it installs process-wide uncaught-error handlers and has a fixed heap that
  * aborts on big operations. The worker's disk (fs-proxy-disk.ts) forwards every block read, write, discard and
  * flush to this thread, which serves it on the volume synchronously, in the order posted; so the pool stays
- * owned by one thread and one transaction. The messages between the two are typed in fs-protocol.ts; calls
- * that do not wait for each other's answers go through an `FsBatch` (fs-batch.ts).
+ * owned by one thread and one transaction. Block data moves through memory the disk shares with this thread
+ * (not copied into messages). The messages between the two are typed in fs-protocol.ts; calls that do not
+ * wait for each other's answers go through an `FsBatch` (fs-batch.ts).
  *
  * Contract:
  * - `FsSession.open(volume)` mounts; `close()` unmounts (flushing libext2fs's caches) and ends the worker.
@@ -24,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
 import type { Volume } from '../thin/volume.js';
-import { FsBatch } from './fs-batch.js';
+import { FsBatch, RING_BYTES } from './fs-batch.js';
 import {
   CHUNK,
   type FromWorker,
@@ -54,6 +55,10 @@ export class FsError extends Error {
 /** Idle workers (unmounted, libext2fs compiled and ready), reused by the next session. */
 const idle: Worker[] = [];
 const MAX_IDLE = 2;
+/** How far past a read the unprovisioned space is looked up (IoReply.zeros). */
+const ZERO_SPAN = 64 * 1024 * 1024;
+/** Data rings of closed sessions (fs-batch.ts), reused by the next: memory already touched. */
+const idleRings: Uint8Array[] = [];
 
 /**
  * This process's Node options, less those that only make sense for a main script given as a string
@@ -105,6 +110,10 @@ export class FsSession {
    * EIO, so a call that fails after it reports this error, the cause, instead.
    */
   private ioError: unknown = null;
+  /** The memory the worker's disk shares with this thread (its `attach` request): block data in and out. */
+  private shared: Uint8Array | null = null;
+  /** This session's data ring for batches (fs-batch.ts), attached to the worker by the first batch. */
+  private dataRing: Uint8Array | null = null;
 
   private readonly onMessage: (m: FromWorker) => void;
   private readonly onFail: (e: Error) => void;
@@ -143,6 +152,8 @@ export class FsSession {
     this.worker.off('message', this.onMessage);
     this.worker.off('error', this.onFail);
     this.worker.off('exit', this.onExit);
+    if (reuse && this.dataRing !== null && !this.dead && idleRings.length < MAX_IDLE) idleRings.push(this.dataRing);
+    this.dataRing = null;
     if (reuse && !this.dead && idle.length < MAX_IDLE) {
       idle.push(this.worker);
       return Promise.resolve();
@@ -176,21 +187,28 @@ export class FsSession {
     const v = this.volume;
     try {
       switch (m.op) {
+        case 'attach':
+          this.shared = new Uint8Array(m.shared!);
+          break;
         case 'read': {
-          const ab = new ArrayBuffer(m.length!);
+          const into = this.mem().subarray(m.at!, m.at! + m.length!);
           const n = Math.max(0, Math.min(m.length!, v.sizeBytes - m.offset!));
-          if (n > 0) v.readSync(new Uint8Array(ab, 0, n), m.offset!);
-          this.worker.postMessage({ t: 'io-reply', id: m.id, n: m.length!, data: ab } satisfies ToWorker, [ab]);
+          if (n > 0) v.readSync(into.subarray(0, n), m.offset!);
+          if (n < into.length) into.fill(0, n);
+          // How far the unprovisioned space after it goes: the worker's disk need not ask for windows there.
+          const end = m.offset! + m.length!;
+          const span = Math.min(ZERO_SPAN, v.sizeBytes - end);
+          const next = span > 0 ? v.extents(end, span)[0] : undefined;
+          const zeros = span <= 0 ? 0 : next === undefined ? span : Math.max(0, next.offsetBytes - end);
+          this.worker.postMessage({ t: 'io-reply', id: m.id, n: into.length, zeros } satisfies ToWorker);
           return;
         }
         case 'write': {
           if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
           const runs = m.runs!;
-          for (let i = 0, pos = 0; i < runs.length; pos += runs[i + 1], i += 2)
-            v.writeSync(m.data!.subarray(pos, pos + runs[i + 1]), runs[i]);
-          const back = m.data!.buffer as ArrayBuffer; // given back for the worker's next write-back
-          this.worker.postMessage({ t: 'io-reply', id: m.id, data: back } satisfies ToWorker, [back]);
-          return;
+          const mem = this.mem();
+          for (let i = 0; i < runs.length; i += 3) v.writeSync(mem.subarray(runs[i + 1], runs[i + 1] + runs[i + 2]), runs[i]);
+          break;
         }
         case 'discard': {
           if (!this.writable) throw new ThinpoolError('EROFS', `volume ${v.label} is read-only`);
@@ -212,6 +230,11 @@ export class FsSession {
     }
   }
 
+  private mem(): Uint8Array {
+    if (this.shared === null) throw new FsError('EIO', 'the ext2fs worker sent block I/O before its shared memory');
+    return this.shared;
+  }
+
   private call<T>(op: string, ...args: unknown[]): Promise<T> {
     return this.send(op, args, false);
   }
@@ -226,9 +249,22 @@ export class FsSession {
     });
   }
 
-  /** Calls that do not wait for each other's answers (see FsBatch). */
+  /**
+   * Calls that do not wait for each other's answers (see FsBatch). The first batch of a writable session
+   * gives the worker the session's data ring (an unchained call, before any call of the batch).
+   */
   batch(): FsBatch {
+    if (this.writable && this.dataRing === null) {
+      this.dataRing = idleRings.pop() ?? new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+      this.send('attachData', [this.dataRing.buffer], false).catch(() => undefined); // a later call reports it
+    }
     return new FsBatch(this);
+  }
+
+  /** The data ring the first batch attached (see batch()). */
+  ring(): Uint8Array {
+    if (this.dataRing === null) throw new ThinpoolError('EROFS', `volume ${this.volume.label} is read-only: no data ring`);
+    return this.dataRing;
   }
 
   /** Throws EROFS (before anything is sent) when the session is read-only. */

@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Decompress } from 'fzstd';
@@ -80,23 +81,57 @@ function unzstd(raw: Readable): Readable {
   return out;
 }
 
-/** An uncompressed tar stream of a file, by its magic: gzip, zstd, or plain. */
+async function magic(path: string): Promise<'gzip' | 'zstd' | 'plain'> {
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    return 'plain';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** An uncompressed tar stream of a file, by its magic: gzip, zstd, or plain (each chunk its own buffer). */
 export async function openLayer(path: string): Promise<Readable> {
-  const head = await new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const s = createReadStream(path, { start: 0, end: 3 });
-    s.on('data', (c) => chunks.push(c as Buffer));
-    s.on('end', () => resolve(Buffer.concat(chunks)));
-    s.on('error', reject);
-  });
+  const kind = await magic(path);
   const raw = createReadStream(path, { highWaterMark: CHUNK });
-  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip());
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return unzstd(raw);
+  if (kind === 'gzip') return raw.pipe(createGunzip());
+  if (kind === 'zstd') return unzstd(raw);
   return raw;
 }
 
+/**
+ * A file's bytes in chunks of at most CHUNK bytes, read into two buffers in turn (no fresh memory per chunk):
+ * a chunk stays valid until the next-but-one is read, so its consumer copies what it keeps.
+ */
+export async function* fileChunks(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const bufs = [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)];
+    for (let i = 0, pos = 0; ; i ^= 1) {
+      const { bytesRead } = await fh.read(bufs[i], 0, CHUNK, pos);
+      if (bytesRead === 0) return;
+      pos += bytesRead;
+      yield bufs[i].subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Like openLayer, for consumers that copy what they keep of a chunk before reading the next-but-one (hashing,
+ * readTar and applyLayer): a plain tar comes through fileChunks' two reused buffers.
+ */
+export async function layerChunks(path: string): Promise<AsyncIterable<Buffer>> {
+  return (await magic(path)) === 'plain' ? fileChunks(path) : openLayer(path);
+}
+
 /** sha256 of a stream, as "sha256:hex". */
-export async function digestStream(s: Readable): Promise<string> {
+export async function digestStream(s: AsyncIterable<Buffer | Uint8Array>): Promise<string> {
   const h = createHash('sha256');
   for await (const c of s) h.update(c as Buffer);
   return `sha256:${h.digest('hex')}`;
@@ -133,7 +168,7 @@ const KINDS: Record<string, SpecialKind> = { char: 'char', block: 'block', fifo:
  */
 export async function applyLayer(
   fs: FsSession,
-  input: Readable,
+  input: AsyncIterable<Buffer | Uint8Array>,
   opts: { label: string; expectDiffId?: string; checkpoint?: () => Promise<void> },
 ): Promise<ApplyResult> {
   const hash = createHash('sha256');
@@ -216,16 +251,20 @@ export async function applyLayer(
         case 'file': {
           const size = h.size;
           bytes += size;
-          // The body goes in pieces of at most CHUNK bytes, each copied once into its own buffer (moved, not
-          // copied, to the worker).
-          let piece: Uint8Array = Buffer.allocUnsafeSlow(Math.min(size, CHUNK)); // every byte is set before it is sent
-          let fill = 0;
+          if (size === 0) {
+            batch.put({ ...common, type: 'file', data: new Uint8Array(0) }, stamp);
+            break;
+          }
+          // The body goes in pieces of at most CHUNK bytes, each copied once into the batch's data ring (memory
+          // the worker shares).
           if (size <= CHUNK) {
+            const piece = await batch.reserve(size);
+            let fill = 0;
             for await (const c of entry.body()) {
               piece.set(c, fill);
               fill += c.length;
             }
-            batch.put({ ...common, type: 'file', data: piece }, stamp);
+            batch.putShared({ ...common, type: 'file' }, piece, stamp);
             break;
           }
           const put = await batch.putNow({ ...common, type: 'file' });
@@ -233,16 +272,19 @@ export async function applyLayer(
           const fd = put.fd!;
           try {
             let pos = 0;
+            let piece: Uint8Array | null = null;
+            let fill = 0;
             for await (const c of entry.body()) {
               for (let off = 0; off < c.length; ) {
+                piece ??= await batch.reserve(Math.min(size - pos, CHUNK));
                 const n = Math.min(piece.length - fill, c.length - off);
                 piece.set(c.subarray(off, off + n), fill);
                 fill += n;
                 off += n;
                 if (fill === piece.length) {
-                  batch.write(fd, piece, pos);
+                  batch.writeShared(fd, piece, pos);
                   pos += fill;
-                  piece = Buffer.allocUnsafeSlow(Math.min(size - pos, CHUNK));
+                  piece = null;
                   fill = 0;
                   if (opts.checkpoint) await opts.checkpoint();
                   await batch.room();
@@ -263,6 +305,7 @@ export async function applyLayer(
     }
     await batch.settle();
   } catch (e) {
+    await hashed.return(undefined).catch(() => undefined); // closes the input (a file handle) if still open
     // A call that failed came before what failed here: that is the error (as when every call was awaited).
     const first = await batch.settle().then(
       () => e,

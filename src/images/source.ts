@@ -7,14 +7,13 @@
  * history and creation time.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
-import { cleanPath, digestStream, openLayer } from './layer.js';
+import { cleanPath, digestStream, fileChunks, layerChunks, openLayer } from './layer.js';
 
 export interface HistoryEntry {
   created?: string;
@@ -40,7 +39,8 @@ export interface LayerSource {
   diffId?: string;
   /** Digest of the blob as stored (verified before applying). */
   blobDigest?: string;
-  open(): Promise<Readable>;
+  /** The uncompressed tar, in chunks valid until the next-but-one is read (layerChunks, layer.ts). */
+  open(): Promise<AsyncIterable<Buffer>>;
 }
 
 export interface ImageSource {
@@ -72,7 +72,7 @@ function readJson<T>(path: string, what: string): T {
 }
 
 export async function fileDigest(path: string): Promise<string> {
-  return digestStream(createReadStream(path, { highWaterMark: 1024 * 1024 }));
+  return digestStream(fileChunks(path));
 }
 
 function sha(text: string | Buffer): string {
@@ -122,7 +122,13 @@ async function fromOciLayout(root: string): Promise<Omit<ImageSource, 'cleanup'>
     if (diffIds.length !== doc.layers.length) bad(`the image config lists ${diffIds.length} diff ids for ${doc.layers.length} layers`);
     const layers = doc.layers.map((l: Descriptor, i: number): LayerSource => {
       const p = blobPath(root, l.digest);
-      return { label: `${i + 1} (${l.digest.slice(0, 19)})`, path: p, diffId: diffIds[i], blobDigest: l.digest, open: () => openLayer(p) };
+      return {
+        label: `${i + 1} (${l.digest.slice(0, 19)})`,
+        path: p,
+        diffId: diffIds[i],
+        blobDigest: l.digest,
+        open: () => layerChunks(p),
+      };
     });
     return { layers, config, configDigest: doc.config.digest, refName };
   }
@@ -142,7 +148,7 @@ async function fromDockerSave(root: string): Promise<Omit<ImageSource, 'cleanup'
   if (diffIds.length !== m.Layers.length) bad(`the image config lists ${diffIds.length} diff ids for ${m.Layers.length} layers`);
   const layers = m.Layers.map((l, i): LayerSource => {
     const p = join(root, cleanPath(l, 'layer path'));
-    return { label: `${i + 1} (${l})`, path: p, diffId: diffIds[i], open: () => openLayer(p) };
+    return { label: `${i + 1} (${l})`, path: p, diffId: diffIds[i], open: () => layerChunks(p) };
   });
   return { layers, config, configDigest: await fileDigest(cfgPath), refName: m.RepoTags?.[0] };
 }
@@ -230,7 +236,7 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
     try {
       const h = createHash('sha256');
       let n = 0;
-      for await (const c of await openLayer(p)) {
+      for await (const c of await layerChunks(p)) {
         h.update(c as Buffer);
         n += (c as Buffer).length;
       }
@@ -242,7 +248,7 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
         cause: e,
       });
     }
-    layers.push({ label: `${i + 1} (${basename(p)})`, path: p, diffId, open: () => openLayer(p) });
+    layers.push({ label: `${i + 1} (${basename(p)})`, path: p, diffId, open: () => layerChunks(p) });
     history.push({ created: now, created_by: `thinpool image import ${basename(p)}` });
   }
   const config: ImageConfig = {
