@@ -15,7 +15,9 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { ThinPool, type PoolStorage } from '../thin/pool.js';
+import { ThinPool, type PoolOpenOptions, type PoolStorage } from '../thin/pool.js';
+import { readAhead } from '../thin/lifecycle.js';
+import { readSuperblock } from '../thin/superblock.js';
 import { volumeNameProblem } from '../thin/names.js';
 import { OP_METADATA_MARGIN } from '../thin/pool-state.js';
 import { FileDevice } from '../io/file-device.js';
@@ -191,14 +193,31 @@ function abandon(pool: ThinPool): void {
   pool.storage.release?.();
 }
 
-function openReadOnly(abs: string): ThinPool {
+/** How a read-only command reads the metadata: its cache size (4 KiB blocks) and read-ahead window (bytes). */
+export type ReadMetadataOptions = Pick<PoolOpenOptions, 'cacheBlocks' | 'readAheadBytes'>;
+
+/** read's options for the pool at abs, given its superblock's data blocks (0 when block 0 cannot be read). */
+function readOptions(abs: string, read: ReadMetadataOptions | ((nrDataBlocks: number) => ReadMetadataOptions)): ReadMetadataOptions {
+  if (typeof read !== 'function') return read;
+  let nrData = 0;
+  const raw = readBlock0(join(abs, 'metadata'));
   try {
-    return ThinPool.openSync(abs, { readOnly: true });
+    if (raw !== null) nrData = readSuperblock(raw).dataSm.nrBlocks;
+  } catch (e) {
+    if (!isThinpoolError(e)) throw e; // a damaged superblock: the open reports it
+  }
+  return read(nrData);
+}
+
+function openReadOnly(abs: string, read: ReadMetadataOptions): ThinPool {
+  const opts = { ...read, readOnly: true };
+  try {
+    return ThinPool.openSync(abs, opts);
   } catch (e) {
     // A read-only directory cannot hold the lock file: read without it.
     const cause = isThinpoolError(e, 'EIO') ? (e.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
     if (cause !== 'EACCES' && cause !== 'EPERM' && cause !== 'EROFS') throw e;
-    const metadata = FileDevice.open(join(abs, 'metadata'), { readOnly: true });
+    const metadata = readAhead(FileDevice.open(join(abs, 'metadata'), { readOnly: true }), opts);
     let data: FileDevice;
     try {
       data = FileDevice.open(join(abs, 'data'), { readOnly: true });
@@ -208,7 +227,7 @@ function openReadOnly(abs: string): ThinPool {
     }
     const storage: PoolStorage = { metadata, data, catalog: new FileCatalogStore(abs), dir: abs };
     try {
-      return ThinPool.openStorage(storage, { readOnly: true });
+      return ThinPool.openStorage(storage, opts);
     } catch (e2) {
       metadata.close();
       data.close();
@@ -276,7 +295,16 @@ export async function withPool<T>(
   dir: string,
   mode: 'read' | 'write',
   fn: (pool: ThinPool) => T | Promise<T>,
-  opts: { interruptible?: boolean; releaseOnError?: () => boolean; undoOnError?: (pool: ThinPool) => void } = {},
+  opts: {
+    interruptible?: boolean;
+    releaseOnError?: () => boolean;
+    undoOnError?: (pool: ThinPool) => void;
+    /**
+     * Mode 'read' of a file pool: how to read the metadata (default: the engine's cache, no read-ahead), or
+     * how given the data blocks its superblock describes (0 when block 0 cannot be read or decoded).
+     */
+    read?: ReadMetadataOptions | ((nrDataBlocks: number) => ReadMetadataOptions);
+  } = {},
 ): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
   const rados = isRadosAddress(abs);
@@ -285,7 +313,7 @@ export async function withPool<T>(
   let pool: ThinPool;
   try {
     if (rados) pool = ThinPool.openSync(abs, { readOnly: mode === 'read', ceph: cephOptions(ctx) });
-    else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs);
+    else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs, readOptions(abs, opts.read ?? {}));
   } catch (e) {
     throw explained(e, dir, mode);
   }

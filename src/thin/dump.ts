@@ -21,6 +21,13 @@ import type { Superblock } from './superblock.js';
 import type { XmlDevice, XmlMapping, XmlSuperblock } from './thin-xml.js';
 import { XmlBytes } from './xml-bytes.js';
 
+/**
+ * Metadata cache blocks `thinpool dump` opens with: 1 MiB. A dump reads each node once (one path of the tree
+ * and one leaf at a time) and never comes back to it, so a small cache serves it; a larger one only costs
+ * memory (each block read into a slot not used before touches a fresh page).
+ */
+export const DUMP_CACHE_BLOCKS = 256;
+
 export interface DumpOptions {
   /** Dump the held metadata snapshot (thin_dump -m). Throws ENOENT when none is held. */
   metadataSnap?: boolean;

@@ -27,6 +27,7 @@ import { ThinpoolError } from '../errors.js';
 import type { BlockDevice } from '../io/block-device.js';
 import { FileDevice } from '../io/file-device.js';
 import { MemoryDevice } from '../io/memory-device.js';
+import { ReadAheadDevice } from '../io/read-ahead-device.js';
 import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
 import { emptyCatalog, FileCatalogStore, MemoryCatalogStore, recoverCatalog, type CatalogData } from './catalog.js';
 import { superblockFingerprint } from './commit.js';
@@ -61,6 +62,11 @@ export interface PoolOpenOptions {
   /** Entries of the read lookup cache (default 32768 = 1 MiB; 0 turns it off). */
   mappingCacheEntries?: number;
   readOnly?: boolean;
+  /**
+   * Read-only opens of a file pool only (ignored otherwise): read the metadata through a `ReadAheadDevice` of
+   * this window in bytes, for a reader that walks the metadata about once in file order (`thinpool ls`).
+   */
+  readAheadBytes?: number;
   /** For a `rados://CEPH_POOL/NAME` pool: the cluster and client. */
   ceph?: CephOptions;
 }
@@ -158,7 +164,7 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
     uncleanStop = lock.tookOverStale || existsSync(marker);
   }
   try {
-    const metadata = FileDevice.open(join(dir, 'metadata'), { readOnly: opts.readOnly });
+    const metadata = readAhead(FileDevice.open(join(dir, 'metadata'), { readOnly: opts.readOnly }), opts);
     let data: BlockDevice;
     try {
       data = FileDevice.open(join(dir, 'data'), { readOnly: opts.readOnly });
@@ -186,6 +192,11 @@ export function openFileStorage<T>(dir: string, opts: PoolOpenOptions, open: (st
     lock.release();
     throw e;
   }
+}
+
+/** dev as is, or (a read-only open asking for it) a read-ahead view of it, which closes dev when closed. */
+export function readAhead(dev: BlockDevice, opts: Pick<PoolOpenOptions, 'readOnly' | 'readAheadBytes'>): BlockDevice {
+  return opts.readOnly === true && opts.readAheadBytes !== undefined ? new ReadAheadDevice(dev, opts.readAheadBytes) : dev;
 }
 
 /** File a read-only opener leaves when it took over the lock of a writer that died (see openFileStorage). */

@@ -26,7 +26,7 @@
 import { ThinpoolError } from '../errors.js';
 import { ENTRIES_PER_BITMAP } from '../pd/space-map-metadata.js';
 import { blockOf } from './block-time.js';
-import type { ThinMetadata } from './metadata.js';
+import { DEFAULT_CACHE_BLOCKS, type ThinMetadata } from './metadata.js';
 import { forEachL1, readTopLevel, viewDevices, viewSuperblock } from './dump.js';
 
 export interface DeviceUsage {
@@ -38,6 +38,21 @@ export interface DeviceUsage {
 export interface UsageOptions {
   /** Use the held metadata snapshot (thin_ls -m). */
   metadataSnap?: boolean;
+}
+
+/** Data blocks unsharedEntries looks up per batch. */
+const BATCH = 1 << 16;
+
+/**
+ * Metadata cache blocks for a usage run (`thinpool ls`) over nrDataBlocks data blocks: what one batch of
+ * unsharedEntries uses, so that nothing it needs again is evicted: every bitmap of the data space map, twice
+ * over (then batches are looked up in walk order, unsorted: see unsharedEntries), and the level-1 leaves walked
+ * to fill a batch (BATCH / 128: leaves at least half full). At most DEFAULT_CACHE_BLOCKS; at least 512 (2 MiB).
+ * A larger cache only costs memory: the run reads each node about once, and each block read into a slot not
+ * used before touches a fresh page.
+ */
+export function usageCacheBlocks(nrDataBlocks: number): number {
+  return Math.min(DEFAULT_CACHE_BLOCKS, 2 * Math.ceil(nrDataBlocks / ENTRIES_PER_BITMAP) + BATCH / 128);
 }
 
 const MANY = 0xffffffff;
@@ -64,7 +79,7 @@ function unsharedEntries(md: ThinMetadata, root: number): number {
   // cache, they stay resident and the batch is looked up in walk order; else each batch is sorted first, so
   // each bitmap is read once per batch, not once per entry.
   const sortBatches = Math.ceil(nrData / ENTRIES_PER_BITMAP) > md.cacheBlocks / 2;
-  const batch = new Float64Array(1 << 16);
+  const batch = new Float64Array(BATCH);
   const counts = new Uint32Array(batch.length);
   let held = 0;
   const flush = (): void => {

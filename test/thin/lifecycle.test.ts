@@ -10,6 +10,7 @@ import { afterEach, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
+import { ReadAheadDevice } from '../../src/io/read-ahead-device.js';
 import { MAX_METADATA_BLOCKS } from '../../src/pd/space-map-metadata.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { defaultMetadataSize, isPoolDir, UNCLEAN_MARKER } from '../../src/thin/lifecycle.js';
@@ -301,4 +302,28 @@ test('formatting onto a data device smaller than the pool grows it, durably, bef
   const same = ThinPool.formatStorage({ metadata, data, catalog: new MemoryCatalogStore() }, { size: 8 * BS, blockSize: BS });
   expect(events[0]).toBe('metadata');
   same.closeSync();
+});
+
+test('readAheadBytes: a read-only open of a file pool reads its metadata ahead; a writable open ignores it', () => {
+  const dir = join(tmp(), 'p');
+  const pool = ThinPool.formatSync(dir, { size: 64 * BS, blockSize: BS });
+  pool.createThinSync('a', { size: 8 * BS }).writeSync(fill(4 * BS, 7), 0);
+  pool.closeSync();
+  const plain = ThinPool.openSync(dir, { readOnly: true });
+  const want = plain.list();
+  expect(plain.storage.metadata).not.toBeInstanceOf(ReadAheadDevice);
+  plain.closeSync();
+  const ahead = ThinPool.openSync(dir, { readOnly: true, readAheadBytes: 8 * 4096, cacheBlocks: 64 });
+  expect(ahead.storage.metadata).toBeInstanceOf(ReadAheadDevice);
+  expect(ahead.list()).toEqual(want);
+  expect(error(() => ahead.storage.metadata.write(new Uint8Array(4096), 0)).code).toBe('EROFS');
+  ahead.closeSync();
+  // Writable: the option is ignored and the pool writes as ever.
+  const writer = ThinPool.openSync(dir, { readAheadBytes: 8 * 4096 });
+  expect(writer.storage.metadata).not.toBeInstanceOf(ReadAheadDevice);
+  writer.createThinSync('b', { size: BS });
+  writer.closeSync();
+  const again = ThinPool.openSync(dir, { readOnly: true, readAheadBytes: 8 * 4096 });
+  expect(again.list().map((v) => v.name)).toEqual(['a', 'b']);
+  again.closeSync();
 });

@@ -5,8 +5,8 @@
 import { expect, test } from 'vitest';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { ENTRIES_PER_BITMAP } from '../../src/pd/space-map-metadata.js';
-import { ThinMetadata } from '../../src/thin/metadata.js';
-import { deviceUsage } from '../../src/thin/usage.js';
+import { DEFAULT_CACHE_BLOCKS, ThinMetadata } from '../../src/thin/metadata.js';
+import { deviceUsage, usageCacheBlocks } from '../../src/thin/usage.js';
 
 const MiB = 1024 * 1024;
 const NR_DATA = 40 * ENTRIES_PER_BITMAP; // 40 bitmaps: more than half of the smallest cache (64 blocks)
@@ -59,7 +59,7 @@ test('usage over 40 bitmaps: the same counts with every bitmap resident and with
   const { dev, md } = build();
   const want = expected(md);
   expect(deviceUsage(md)).toEqual(want);
-  for (const cacheBlocks of [4096, 64]) {
+  for (const cacheBlocks of [4096, 64, usageCacheBlocks(NR_DATA)]) {
     const again = ThinMetadata.open(dev, { readOnly: true, cacheBlocks });
     expect(again.cacheBlocks).toBe(cacheBlocks);
     expect(deviceUsage(again)).toEqual(want);
@@ -69,4 +69,18 @@ test('usage over 40 bitmaps: the same counts with every bitmap resident and with
   expect(want.get(1)).toEqual({ mappedBlocks: 3000, exclusiveBlocks: rewritten, sharedBlocks: 3000 - rewritten });
   expect(want.get(2)).toEqual({ mappedBlocks: 3000, exclusiveBlocks: rewritten, sharedBlocks: 3000 - rewritten });
   expect(want.get(3)).toEqual({ mappedBlocks: 100, exclusiveBlocks: 0, sharedBlocks: 100 });
+});
+
+test('usageCacheBlocks: every bitmap twice over plus the leaves of one batch, within [512, DEFAULT_CACHE_BLOCKS]', () => {
+  expect(usageCacheBlocks(0)).toBe(512);
+  expect(usageCacheBlocks(1)).toBe(514);
+  expect(usageCacheBlocks(NR_DATA)).toBe(2 * 40 + 512);
+  // The thinpool ls benchmark's pools: 600,000 data blocks (1 M mappings), 3,000,000 (5 M).
+  expect(usageCacheBlocks(600_000)).toBe(2 * Math.ceil(600_000 / ENTRIES_PER_BITMAP) + 512);
+  expect(usageCacheBlocks(3_000_000)).toBe(2 * Math.ceil(3_000_000 / ENTRIES_PER_BITMAP) + 512);
+  expect(usageCacheBlocks(2 ** 40)).toBe(DEFAULT_CACHE_BLOCKS);
+  for (let n = 0; n < 200 * ENTRIES_PER_BITMAP; n += 7919) {
+    // Holds every bitmap in half of itself: unsharedEntries looks batches up unsorted.
+    expect(Math.ceil(n / ENTRIES_PER_BITMAP)).toBeLessThanOrEqual(usageCacheBlocks(n) / 2);
+  }
 });

@@ -5,8 +5,10 @@
 import type { ThinPool } from '../../thin/pool.js';
 import { formatTable, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
-import { humanSize, withPool } from '../pool.js';
+import { humanSize, withPool, type ReadMetadataOptions } from '../pool.js';
 import { holePunchPath, type HolePunchPath } from '../../io/file-device.js';
+import { READ_AHEAD_BYTES } from '../../io/read-ahead-device.js';
+import { usageCacheBlocks } from '../../thin/usage.js';
 
 /** What `status` says about how freed blocks go back to the host. */
 function holePunchText(p: HolePunchPath): string {
@@ -89,7 +91,13 @@ function treeJson(vols: Listed[]): unknown[] {
 }
 
 export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
-  const vols = await withPool(ctx, dir, 'read', (pool) => pool.list());
+  // The usage walk reads each unshared node about once, nearly in file order: read ahead, into a cache sized
+  // for it (usage.ts).
+  const read = (nrDataBlocks: number): ReadMetadataOptions => ({
+    cacheBlocks: usageCacheBlocks(nrDataBlocks),
+    readAheadBytes: READ_AHEAD_BYTES,
+  });
+  const vols = await withPool(ctx, dir, 'read', (pool) => pool.list(), { read });
   if (opts.json) {
     await writeStdout(ctx.io, json(opts.tree ? treeJson(vols) : vols.map(lsJson)));
     return 0;

@@ -7,7 +7,7 @@ import { FileDevice } from '../../io/file-device.js';
 import { ReadAheadDevice } from '../../io/read-ahead-device.js';
 import { MAX_METADATA_BLOCKS } from '../../pd/space-map-metadata.js';
 import { CHECK_CACHE_BLOCKS, checkMetadata, type CheckIssue, type CheckReport } from '../../thin/check.js';
-import { thinDumpText } from '../../thin/dump.js';
+import { DUMP_CACHE_BLOCKS, thinDumpText } from '../../thin/dump.js';
 import { lockPool, type PoolLock } from '../../thin/lock.js';
 import { UNCLEAN_MARKER } from '../../thin/lifecycle.js';
 import { ThinMetadata } from '../../thin/metadata.js';
@@ -246,9 +246,10 @@ export async function dump(ctx: Ctx, [pool]: string[], opts: Record<string, unkn
   const outPath = typeof opts.output === 'string' ? resolvePath(ctx, opts.output) : undefined;
   let out: number | undefined;
   try {
-    const dev = FileDevice.open(t.metadata, { readOnly: true });
+    // Read ahead (the dump walks the metadata almost in file order) into a small cache (dump.ts).
+    const dev = new ReadAheadDevice(FileDevice.open(t.metadata, { readOnly: true }));
     try {
-      const md = ThinMetadata.open(dev, { readOnly: true });
+      const md = ThinMetadata.open(dev, { readOnly: true, cacheBlocks: DUMP_CACHE_BLOCKS });
       // Streamed a piece at a time: memory stays at the metadata cache whatever the pool's size.
       const pieces = thinDumpText(md, { metadataSnap: opts.metadataSnap === true });
       const first = pieces.next(); // a missing metadata snapshot fails before the output file is made
