@@ -73,6 +73,17 @@ async function dataUsed(): Promise<{ blocks: number; onDisk: number }> {
   return { blocks: st.data.usedBlocks, onDisk: statSync(join(pool, 'data')).blocks * 512 };
 }
 
+/**
+ * What a failed command must give back: the same blocks in use, and no pool block (64 KiB) left allocated in the
+ * data file. The host file system may keep a block of its own for the file's extents: the bulk writers start
+ * write-back as they go, so written and then released ranges may have been allocated and punched out, which can
+ * split the file's extent tree (seen once under CI: 4 KiB more on disk, the same blocks in use).
+ */
+function expectGivenBack(now: { blocks: number; onDisk: number }, before: { blocks: number; onDisk: number }): void {
+  expect(now.blocks).toBe(before.blocks);
+  expect(Math.abs(now.onDisk - before.onDisk), `${now.onDisk} bytes on disk, ${before.onDisk} before`).toBeLessThan(64 * 1024);
+}
+
 beforeAll(async () => {
   root = tempDir('tp-bulk-');
   pool = join(root, 'pool');
@@ -239,7 +250,7 @@ describe('write', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/standard input is longer than the 16 MiB left in the volume; nothing was written/);
     expect(await mappedBytes('long')).toBe(0);
-    expect(await dataUsed()).toEqual(before);
+    expectGivenBack(await dataUsed(), before);
     expect((await cli(['check', pool])).code).toBe(0);
   });
 
@@ -300,7 +311,7 @@ describe('a source that changes size while it is read', () => {
     const ls = await ok(['ls', pool, '--json']);
     expect(ls.stdout).not.toContain('"changing"');
     if (verb === 'write') expect(await mappedBytes('target')).toBe(0);
-    expect(await dataUsed()).toEqual(before);
+    expectGivenBack(await dataUsed(), before);
     expect((await cli(['check', pool])).code).toBe(0);
     if (verb === 'write') await ok(['delete', pool, 'target']);
   });
