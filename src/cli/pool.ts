@@ -251,37 +251,46 @@ export async function checkpoint(): Promise<void> {
   if (interruptedBy !== null) throw new Interrupted(interruptedBy);
 }
 
-/** Drop what an interrupted command wrote: reopen the pool (its last commit) and release uncommitted blocks. */
-function releaseAfterInterrupt(abs: string): number | null {
-  try {
-    const pool = ThinPool.openSync(abs);
-    try {
-      return pool.releaseUncommittedSync() * pool.blockSize;
-    } finally {
-      pool.closeSync();
-    }
-  } catch {
-    return null;
-  }
-}
-
 /**
- * After a failed or interrupted command: open the pool, undo what the engine may have committed on its own
- * during the command (it commits when metadata runs low, to free what the transaction shadowed), commit.
- * Returns null, or why it could not.
+ * After a failed or interrupted write, one reopen of the pool (its last commit), then a commit:
+ * - `release`: release the blocks the command wrote but never committed (`released`: their bytes, or null when
+ *   that could not be done now: the next command that changes the pool releases them);
+ * - `undo`: undo what the engine committed on its own during the command (it commits when metadata runs low, to
+ *   free what the transaction shadowed), e.g. remove a volume the command made (`undoError`: null, or why not).
  */
-function undoCommitted(abs: string, undo: (pool: ThinPool) => void): string | null {
+function cleanUpAfterFailure(
+  abs: string,
+  release: boolean,
+  undo: ((pool: ThinPool) => void) | undefined,
+): { released: number | null; undoError: string | null } {
+  const out: { released: number | null; undoError: string | null } = { released: null, undoError: null };
+  const failed = (e: unknown): void => {
+    if (undo) out.undoError ??= (e as Error).message;
+  };
+  let pool: ThinPool;
   try {
-    const pool = ThinPool.openSync(abs);
-    try {
-      undo(pool);
-    } finally {
-      pool.closeSync();
-    }
-    return null;
+    pool = ThinPool.openSync(abs);
   } catch (e) {
-    return (e as Error).message;
+    failed(e);
+    return out;
   }
+  try {
+    if (release) out.released = pool.releaseUncommittedSync() * pool.blockSize;
+  } catch {
+    out.released = null;
+  }
+  try {
+    undo?.(pool);
+  } catch (e) {
+    failed(e);
+  }
+  try {
+    pool.closeSync();
+  } catch (e) {
+    out.released = null;
+    failed(e);
+  }
+  return out;
 }
 
 /**
@@ -365,12 +374,11 @@ export async function withPool<T>(
     abandon(pool);
     if (e instanceof Interrupted) {
       interruptedBy = null;
-      const bytes = releaseAfterInterrupt(abs);
+      const { released: bytes, undoError: undone } = cleanUpAfterFailure(abs, true, opts.undoOnError);
       const released =
         bytes === null
           ? 'the blocks it wrote could not be released now (the next command that changes the pool releases them)'
           : `released the ${formatSize(bytes)} it had written from the data file`;
-      const undone = opts.undoOnError ? undoCommitted(abs, opts.undoOnError) : null;
       throw new CliError(
         `interrupted by ${e.signal}: kept ${q(dir)} as of its last commit (transaction ${tx}); dropped everything this command wrote and ${released}${undone === null ? '' : `; what it had committed could not be undone (${undone})`}`,
         e.signal === 'SIGINT' ? 130 : 143,
@@ -378,8 +386,9 @@ export async function withPool<T>(
     }
     // A command that streamed data in before it failed (its input was not all known up front): release the
     // blocks it wrote, as after an interrupt, so the pool keeps nothing of it.
-    if (mode === 'write' && opts.releaseOnError?.() === true) releaseAfterInterrupt(abs);
-    const undone = mode === 'write' && opts.undoOnError ? undoCommitted(abs, opts.undoOnError) : null;
+    const release = mode === 'write' && opts.releaseOnError?.() === true;
+    const undo = mode === 'write' ? opts.undoOnError : undefined;
+    const undone = release || undo ? cleanUpAfterFailure(abs, release, undo).undoError : null;
     if (block0 !== null) {
       const now = readBlock0(mdPath);
       if (now !== null && onlyNeedsCheckSet(block0, now)) {

@@ -116,6 +116,8 @@ export class FileDevice implements BlockDevice {
   /** The native helper's pread/pwrite (one system call, no per-call argument conversion), or null: node:fs. */
   readonly #pread = nativeHelpers()?.pread ?? null;
   readonly #pwrite = nativeHelpers()?.pwrite ?? null;
+  /** The native helper's sync_file_range(SYNC_FILE_RANGE_WRITE), or null: writeBehind then does nothing. */
+  readonly #startWriteBack = nativeHelpers()?.startWriteBack ?? null;
   /** writeBehind: the threshold (0: off), and the bytes and span written since the last start of write-back. */
   #behind = 0;
   #behindBytes = 0;
@@ -222,7 +224,7 @@ export class FileDevice implements BlockDevice {
     if (!(Number.isSafeInteger(bytes) && bytes >= 0))
       throw new ThinpoolError('EINVAL', `write-behind threshold ${bytes}: not a byte count`);
     const before = this.#behind;
-    this.#behind = nativeHelpers()?.startWriteBack ? bytes : 0;
+    this.#behind = this.#startWriteBack === null ? 0 : bytes;
     return before;
   }
 
@@ -232,7 +234,7 @@ export class FileDevice implements BlockDevice {
     this.#behindHi = Math.max(this.#behindHi, offset + length);
     if (this.#behindBytes < this.#behind) return;
     // A failure (EINVAL on a file system without it, ESPIPE) costs only the head start: the flush still syncs.
-    nativeHelpers()!.startWriteBack!(this.#fd, this.#behindLo, this.#behindHi - this.#behindLo);
+    this.#startWriteBack?.(this.#fd, this.#behindLo, this.#behindHi - this.#behindLo);
     this.writeBacksStarted++;
     this.#behindBytes = 0;
     this.#behindLo = Number.MAX_SAFE_INTEGER;
