@@ -133,6 +133,17 @@ export class MemoryCatalogStore implements CatalogStore {
   }
 }
 
+/**
+ * The catalog of the superblock on disk, read without changing the store: what a read-only open sees. A staged
+ * catalog tied to that superblock is the one its commit wrote (the crash, or the writer, is between steps 2 and
+ * 3); the published one would name the volumes of the commit before.
+ */
+export function catalogAt(store: Pick<CatalogStore, 'readStaged' | 'readPublished'>, superblockFingerprint: string): CatalogData {
+  const staged = store.readStaged();
+  if (staged !== null && staged.fingerprint === superblockFingerprint) return staged.catalog;
+  return store.readPublished() ?? emptyCatalog();
+}
+
 /** Bring the store to the state of the superblock on disk (see the protocol above). */
 export function recoverCatalog(store: CatalogStore, superblockFingerprint: string): CatalogData {
   const staged = store.readStaged();

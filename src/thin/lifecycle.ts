@@ -29,7 +29,7 @@ import { FileDevice } from '../io/file-device.js';
 import { MemoryDevice } from '../io/memory-device.js';
 import { ReadAheadDevice } from '../io/read-ahead-device.js';
 import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
-import { emptyCatalog, FileCatalogStore, MemoryCatalogStore, recoverCatalog, type CatalogData } from './catalog.js';
+import { catalogAt, FileCatalogStore, MemoryCatalogStore, recoverCatalog, type CatalogData } from './catalog.js';
 import { superblockFingerprint } from './commit.js';
 import { FileHighWaterStore, MemoryHighWaterStore } from './high-water.js';
 import { lockPool } from './lock.js';
@@ -254,9 +254,8 @@ export function openMetadata(storage: PoolStorage, opts: PoolOpenOptions): { md:
       { structure: 'superblock', mblock: 0 },
     );
   }
-  const catalog = opts.readOnly
-    ? (storage.catalog.readPublished() ?? emptyCatalog())
-    : recoverCatalog(storage.catalog, superblockFingerprint(storage.metadata));
+  const fingerprint = superblockFingerprint(storage.metadata);
+  const catalog = opts.readOnly ? catalogAt(storage.catalog, fingerprint) : recoverCatalog(storage.catalog, fingerprint);
   return { md, catalog };
 }
 

@@ -29,7 +29,7 @@ import { ThinpoolError } from '../errors.js';
 import type { AsyncBlockDevice, BlockDevice } from '../io/block-device.js';
 import type { RadosIoctx } from '../io/librados.js';
 import type { RadosDevice } from '../io/rados-device.js';
-import { type CatalogData, type CatalogStore, type Envelope, parseEnvelope } from './catalog.js';
+import { catalogAt, type CatalogData, type CatalogStore, type Envelope, parseEnvelope } from './catalog.js';
 import { readSuperblock, sealSuperblockAt, type Superblock } from './superblock.js';
 
 const BLOCK = 4096;
@@ -153,8 +153,7 @@ export function openReaderView(
     metadata.read(sb, 0);
     const live = readSuperblock(sb);
     const fingerprint = superblockHash(sb);
-    const staged = catalog.readStaged();
-    let chosen = staged !== null && staged.fingerprint === fingerprint ? staged.catalog : catalog.readPublished();
+    let chosen = catalogAt(catalog, fingerprint);
     let heldBytes: Uint8Array | null = null;
     let view: Uint8Array | null = null;
     if (live.heldRoot !== 0) {

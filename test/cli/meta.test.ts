@@ -1,7 +1,19 @@
 // dump / restore / check against thin-provisioning-tools 0.9.0, on the project's fixtures and on CLI-made pools,
 // plus a smoke test of the shipped bin through node.
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { FileDevice } from '../../src/io/file-device.js';
@@ -223,4 +235,34 @@ describe('the shipped command', () => {
     expect(rd.stdout).toBe('piped in');
     verifyMetadataFile(join(pool, 'metadata'));
   });
+});
+
+test('a writer stopped between its commit and publishing the catalog: check, ls and read see that commit; the next writer publishes it', async () => {
+  const pool = join(root, 'unpublished');
+  const run = async (argv: string[]) => {
+    const r = await cli(argv);
+    expect(r.code, `${argv.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+  await run(['init', pool, '--size', '4M']);
+  await run(['create', pool, 'a', '--size', '1M']);
+  await run(['create', pool, 'gone', '--size', '1M']);
+  const older = readFileSync(join(pool, 'catalog.json'));
+  await run(['create', pool, 'c', '--size', '1M']);
+  await run(['delete', pool, 'gone']);
+  // The state a stop between steps 2 and 3 of the catalog's protocol leaves: the staged catalog tied to the
+  // superblock on disk, the catalog of two commits before still published.
+  renameSync(join(pool, 'catalog.json'), join(pool, 'catalog.next.json'));
+  writeFileSync(join(pool, 'catalog.json'), older);
+  const names = async () => (JSON.parse(await run(['ls', pool, '--json'])) as Array<{ name: string }>).map((v) => v.name);
+  expect(await names()).toEqual(['a', 'c']);
+  const report = JSON.parse(await run(['check', pool, '--json'])) as { ok: boolean; warnings: unknown[] };
+  expect(report.ok).toBe(true);
+  expect(report.warnings, 'the published catalog names "gone", which that commit deleted: not a finding').toEqual([]);
+  expect(await run(['read', pool, 'c', '--length', '4'])).toBe('\0\0\0\0');
+  expect(existsSync(join(pool, 'catalog.next.json')), 'readers leave it for the next writer').toBe(true);
+  await run(['create', pool, 'd', '--size', '1M']);
+  expect(await names()).toEqual(['a', 'c', 'd']);
+  expect(existsSync(join(pool, 'catalog.next.json'))).toBe(false);
+  verifyMetadataFile(join(pool, 'metadata'));
 });

@@ -2,7 +2,7 @@
 // small file pools in a temporary directory: the geometry rules (block size, metadata size by the dm-thin rule),
 // which directories a pool is formatted into or opened from, the lock released whenever formatting or opening
 // fails, the unclean-stop marker a read-only opener leaves, the data device checked against the superblock,
-// the catalog read back (published for a reader), entries for missing devices dropped, and close.
+// the catalog read back (for a reader: the one tied to the superblock on disk, staged or published), entries for missing devices dropped, and close.
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { ReadAheadDevice } from '../../src/io/read-ahead-device.js';
 import { MAX_METADATA_BLOCKS } from '../../src/pd/space-map-metadata.js';
-import { MemoryCatalogStore } from '../../src/thin/catalog.js';
+import { type CatalogData, MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { defaultMetadataSize, isPoolDir, UNCLEAN_MARKER } from '../../src/thin/lifecycle.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
@@ -232,6 +232,56 @@ test('a reader sees the published catalog (none: no names); a writer recovers it
   expect(back.recordOf(2)).toBeUndefined();
   back.closeSync();
   expect(catalog.readPublished()!.volumes.map((v) => v.name)).toEqual(['a']);
+});
+
+test('a writer stopped between its commit and publishing the catalog: a reader sees the staged catalog of the superblock and changes nothing', () => {
+  const meta = new MemoryDevice(MiB);
+  const data = new MemoryDevice(16 * BS);
+  const catalog = new MemoryCatalogStore();
+  const storage = () => ({ metadata: keepOpen(meta), data: keepOpen(data), catalog });
+  const pool = ThinPool.formatStorage(storage(), { size: 16 * BS, blockSize: BS });
+  pool.createThinSync('a', { size: BS });
+  pool.createThinSync('gone', { size: BS });
+  pool.closeSync();
+  // The next commit makes c and deletes gone; the catalog is staged and the superblock written, then the writer
+  // stops before it publishes.
+  const stopping = {
+    ...storage(),
+    catalog: {
+      readPublished: () => catalog.readPublished(),
+      readStaged: () => catalog.readStaged(),
+      stage: (c: CatalogData, f: string) => catalog.stage(c, f),
+      publish: () => undefined,
+      discardStaged: () => catalog.discardStaged(),
+    },
+  };
+  const writer = ThinPool.openStorage(stopping);
+  writer.createThinSync('c', { size: BS });
+  writer.deleteSync('gone');
+  writer.commitSync();
+  writer.closeSync({ commit: false });
+  expect(catalog.readPublished()!.volumes.map((v) => v.name)).toEqual(['a', 'gone']);
+  const staged = JSON.stringify(catalog.readStaged());
+  const reader = ThinPool.openStorage(storage(), { readOnly: true });
+  expect(reader.list().map((v) => v.name)).toEqual(['a', 'c']);
+  reader.closeSync();
+  expect(JSON.stringify(catalog.readStaged()), 'a reader leaves the staged catalog where it is').toBe(staged);
+  expect(catalog.readPublished()!.volumes.map((v) => v.name)).toEqual(['a', 'gone']);
+  // A staged catalog of another superblock (the crash came before the superblock was written) is not seen.
+  catalog.stage({ ...catalog.readStaged()!.catalog, volumes: [] }, 'another superblock');
+  const before = ThinPool.openStorage(storage(), { readOnly: true });
+  expect(before.list().map((v) => [v.id, v.name])).toEqual([
+    [1, 'a'],
+    [3, undefined],
+  ]);
+  before.closeSync();
+  catalog.stage(JSON.parse(staged).catalog, JSON.parse(staged).fingerprint);
+  // The next writer rolls it forward.
+  const next = ThinPool.openStorage(storage());
+  expect(next.list().map((v) => v.name)).toEqual(['a', 'c']);
+  next.closeSync();
+  expect(catalog.readStaged()).toBeNull();
+  expect(catalog.readPublished()!.volumes.map((v) => v.name)).toEqual(['a', 'c']);
 });
 
 test('close closes both devices and releases the storage once, even when a device fails to close', () => {

@@ -13,6 +13,7 @@ import { UNCLEAN_MARKER } from '../../thin/lifecycle.js';
 import { ThinMetadata } from '../../thin/metadata.js';
 import { restoreMetadataStream, type RestoreStats } from '../../thin/restore.js';
 import { emptyCatalog, FileCatalogStore } from '../../thin/catalog.js';
+import { superblockFingerprint } from '../../thin/commit.js';
 import { createHash } from 'node:crypto';
 import { countXmlMappings, spool, xmlPieces } from '../xml-source.js';
 import { CliError, UsageError, q, writeStdout } from '../io.js';
@@ -98,10 +99,16 @@ interface CatalogFindings {
   warnings: CheckIssue[];
 }
 
-/** The catalog (names, sizes, origins) against the metadata's devices. */
-function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
+/**
+ * The catalog (names, sizes, origins) against the metadata's devices: the catalog of the superblock on disk, so
+ * catalog.next.json when it is tied to that superblock (a writer stopped between its commit and publishing the
+ * catalog: the next writable open rolls it forward), catalog.json otherwise.
+ */
+function checkCatalog(dir: string, devices: Set<number>, superblock: string): CatalogFindings {
   const out: CatalogFindings = { errors: [], warnings: [] };
-  const path = join(dir, 'catalog.json');
+  const staged = new FileCatalogStore(dir).readStaged();
+  const file = staged !== null && staged.fingerprint === superblock ? 'catalog.next.json' : 'catalog.json';
+  const path = join(dir, file);
   if (!existsSync(path)) {
     if (devices.size > 0)
       out.warnings.push({
@@ -115,12 +122,12 @@ function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
   try {
     cat = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json is not valid JSON: ${(e as Error).message}` });
+    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `${file} is not valid JSON: ${(e as Error).message}` });
     return out;
   }
   const vols = cat?.catalog?.volumes;
   if (cat?.catalog?.format !== 'thinpool-catalog' || !Array.isArray(vols)) {
-    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: 'catalog.json is not a thinpool catalog' });
+    out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `${file} is not a thinpool catalog` });
     return out;
   }
   const names = new Set<string>();
@@ -130,20 +137,19 @@ function checkCatalog(dir: string, devices: Set<number>): CatalogFindings {
       out.errors.push({
         code: 'ECORRUPT',
         structure: 'catalog',
-        message: `catalog.json has a malformed volume entry ${JSON.stringify(v)}`,
+        message: `${file} has a malformed volume entry ${JSON.stringify(v)}`,
       });
       continue;
     }
-    if (names.has(v.name))
-      out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json names two volumes ${q(v.name)}` });
-    if (ids.has(v.id)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `catalog.json lists device ${v.id} twice` });
+    if (names.has(v.name)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `${file} names two volumes ${q(v.name)}` });
+    if (ids.has(v.id)) out.errors.push({ code: 'ECORRUPT', structure: 'catalog', message: `${file} lists device ${v.id} twice` });
     names.add(v.name);
     ids.add(v.id);
     if (!devices.has(v.id))
       out.warnings.push({
         code: 'ECORRUPT',
         structure: 'catalog',
-        message: `catalog.json lists volume ${q(v.name)} (device ${v.id}) that the metadata does not hold (dropped on the next open)`,
+        message: `${file} lists volume ${q(v.name)} (device ${v.id}) that the metadata does not hold (dropped on the next open)`,
       });
   }
   return out;
@@ -197,7 +203,7 @@ export async function check(ctx: Ctx, [pool]: string[], opts: Record<string, unk
           } catch {
             /* reported by the check */
           }
-          const c = checkCatalog(t.dir, devs);
+          const c = checkCatalog(t.dir, devs, superblockFingerprint(dev));
           extra.errors.push(...c.errors);
           extra.warnings.push(...c.warnings);
         }
