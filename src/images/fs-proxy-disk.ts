@@ -21,6 +21,10 @@
  * that is not cached, is answered here with zeroes and the dirty pages, without asking nor caching a window
  * (libext2fs reads back blocks it has just allocated and zeroed: one window request per file, before).
  *
+ * `readNow` and `writeNow` are the same read and write when they need no wait (every window at hand; whole
+ * pages with room in the arena): libext2fs's block I/O then completes without Asyncify (ext2fs-sync-io.ts).
+ * They answer undefined, having changed nothing, when the async path must do it.
+ *
  * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
  * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
  * failed, every later read, write, flush and discard fails with its error.
@@ -68,8 +72,14 @@ export class ProxyDisk {
   private posts = 0;
   private readonly lastPost: Uint32Array;
 
-  constructor(readOnly: boolean, capacity: number, io: IoChannel) {
+  /** Whether readNow/writeNow answer (false: always undefined, every I/O goes the async way). */
+  private readonly answerNow: boolean;
+  /** Block I/O answered by readNow/writeNow, and by the async read/write. */
+  readonly counts = { now: 0, waited: 0 };
+
+  constructor(readOnly: boolean, capacity: number, io: IoChannel, answerNow = true) {
     this.readOnly = readOnly;
+    this.answerNow = answerNow;
     this.cap = capacity;
     this.io = io;
     this.shared = kept.shared ?? new Uint8Array(new SharedArrayBuffer(SHARED));
@@ -139,48 +149,125 @@ export class ProxyDisk {
     return b;
   }
 
+  /**
+   * [pos, upto) of window w (one window at most) into buffer at `to`, if at hand: from the cached window, or
+   * zeroes and the dirty pages where the space is known unprovisioned. False (nothing copied) otherwise.
+   */
+  private copyOut(w: number, pos: number, upto: number, buffer: Uint8Array, to: number): boolean {
+    const b = this.win.get(w);
+    if (b !== undefined) {
+      this.win.delete(w); // most recently used
+      this.win.set(w, b);
+      const within = pos - w * WIN;
+      buffer.set(b.subarray(within, within + (upto - pos)), to);
+      return true;
+    }
+    if (!this.knownZero(w, pos, upto)) return false;
+    for (let q = pos; q < upto; ) {
+      const p = Math.floor(q / PAGE);
+      const k = Math.min((p + 1) * PAGE, upto) - q;
+      const d = this.page(p);
+      if (d) buffer.set(d.subarray(q - p * PAGE, q - p * PAGE + k), to + (q - pos));
+      else buffer.fill(0, to + (q - pos), to + (q - pos) + k);
+      q += k;
+    }
+    return true;
+  }
+
+  /**
+   * The read, now, if every byte of it is at hand (ext2fs-sync-io.ts): 0 when buffer is filled from
+   * fileOffset; undefined, with nothing changed but the windows' recency, when a window must be fetched or a
+   * posted write failed (read() then does it, or fails).
+   */
+  readNow(buffer: Uint8Array, fileOffset: number): number | undefined {
+    if (this.failed !== null || !this.answerNow) return undefined;
+    const end = Math.min(fileOffset + buffer.length, this.cap);
+    for (let pos = fileOffset; pos < end; ) {
+      const w = Math.floor(pos / WIN);
+      const upto = Math.min(end, (w + 1) * WIN);
+      if (!this.win.has(w) && !this.knownZero(w, pos, upto)) return undefined;
+      pos = upto;
+    }
+    for (let pos = fileOffset; pos < end; ) {
+      const w = Math.floor(pos / WIN);
+      const upto = Math.min(end, (w + 1) * WIN);
+      this.copyOut(w, pos, upto, buffer, pos - fileOffset);
+      pos = upto;
+    }
+    this.counts.now++;
+    return 0;
+  }
+
   /** Read length bytes at fileOffset into buffer at bufferOffset (cut short at the end of the disk). */
   async read(buffer: Uint8Array, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesRead: number }> {
     this.check();
+    this.counts.waited++;
     const end = Math.min(fileOffset + length, this.cap);
     let done = 0;
     while (fileOffset + done < end) {
       const pos = fileOffset + done;
       const w = Math.floor(pos / WIN);
       const upto = Math.min(end, (w + 1) * WIN);
-      if (!this.win.has(w) && this.knownZero(w, pos, upto)) {
-        // Zeroes but for the dirty pages: no window needed.
-        for (let q = pos; q < upto; ) {
-          const p = Math.floor(q / PAGE);
-          const k = Math.min((p + 1) * PAGE, upto) - q;
-          const d = this.page(p);
-          const to = bufferOffset + done + (q - pos);
-          if (d) buffer.set(d.subarray(q - p * PAGE, q - p * PAGE + k), to);
-          else buffer.fill(0, to, to + k);
-          q += k;
-        }
-        done += upto - pos;
+      if (!this.copyOut(w, pos, upto, buffer, bufferOffset + done)) {
+        const b = await this.fetchWin(w);
+        const within = pos - w * WIN;
+        const n = Math.min(b.length - within, end - pos);
+        if (n <= 0) break;
+        buffer.set(b.subarray(within, within + n), bufferOffset + done);
+        done += n;
         continue;
       }
-      const b = await this.fetchWin(w);
-      const within = pos - w * WIN;
-      const n = Math.min(b.length - within, end - pos);
-      if (n <= 0) break;
-      buffer.set(b.subarray(within, within + n), bufferOffset + done);
-      done += n;
+      done += upto - pos;
     }
     return { bytesRead: done };
   }
 
+  /** Copy `part` (within one page, at volume offset pos) into the page's dirty slot and its cached window, if any. */
+  private put(part: Uint8Array, slot: number, pos: number): void {
+    this.shared.set(part, this.arena + slot * PAGE + (pos % PAGE));
+    const w = Math.floor(pos / WIN);
+    const cached = this.win.get(w);
+    if (cached) cached.set(part, pos - w * WIN);
+  }
+
+  /**
+   * The write, now, if it needs no wait (ext2fs-sync-io.ts): whole pages, and room for them in the arena. 0
+   * when done (a read-only disk drops it, as write() does); undefined, with nothing changed, otherwise (write()
+   * then does it, or fails with the error of a failed posted write).
+   */
+  writeNow(buffer: Uint8Array, fileOffset: number): number | undefined {
+    if (this.failed !== null || !this.answerNow) return undefined;
+    if (this.readOnly) {
+      this.counts.now++;
+      return 0;
+    }
+    const length = buffer.length;
+    if (fileOffset % PAGE !== 0 || length % PAGE !== 0) return undefined;
+    let fresh = 0;
+    for (let pos = fileOffset; pos < fileOffset + length; pos += PAGE) if (!this.dirty.has(pos / PAGE)) fresh++;
+    if ((this.dirty.size + fresh) * PAGE > MAXDIRTY) return undefined;
+    for (let done = 0; done < length; done += PAGE) {
+      const p = (fileOffset + done) / PAGE;
+      let slot = this.dirty.get(p);
+      if (slot === undefined) {
+        slot = this.dirty.size;
+        this.dirty.set(p, slot);
+      }
+      this.put(buffer.subarray(done, done + PAGE), slot, fileOffset + done);
+    }
+    this.counts.now++;
+    return 0;
+  }
+
   async write(buffer: Uint8Array, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesWritten: number }> {
     this.check();
+    this.counts.waited++;
     if (this.readOnly) return { bytesWritten: length };
     let done = 0;
     while (done < length) {
       const pos = fileOffset + done;
       const p = Math.floor(pos / PAGE);
-      const within = pos - p * PAGE;
-      const n = Math.min(PAGE - within, length - done);
+      const n = Math.min(PAGE - (pos - p * PAGE), length - done);
       let slot = this.dirty.get(p);
       if (slot === undefined) {
         if (this.dirty.size * PAGE >= MAXDIRTY) await this.post();
@@ -188,11 +275,7 @@ export class ProxyDisk {
         if (n < PAGE) await this.read(this.shared.subarray(this.arena + slot * PAGE, this.arena + slot * PAGE + PAGE), 0, PAGE, p * PAGE);
         this.dirty.set(p, slot);
       }
-      const part = buffer.subarray(bufferOffset + done, bufferOffset + done + n);
-      this.shared.set(part, this.arena + slot * PAGE + within);
-      const w = Math.floor(pos / WIN);
-      const cached = this.win.get(w);
-      if (cached) cached.set(part, pos - w * WIN);
+      this.put(buffer.subarray(bufferOffset + done, bufferOffset + done + n), slot, pos);
       done += n;
     }
     return { bytesWritten: length };

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import ext2fs from 'ext2fs';
+import { ext2fs, syncIo } from './ext2fs-sync-io.js';
 import { ProxyDisk } from './fs-proxy-disk.js';
 import {
   type CallMsg,
@@ -259,13 +259,13 @@ async function hashFile(p: string): Promise<string> {
 
 /** The operations FsSession calls by name; each returns a value that can be posted back. */
 const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
-  async mount(capacity: number, ro: boolean) {
+  async mount(capacity: number, ro: boolean, answerNow: boolean) {
     dirs.clear();
-    disk = new ProxyDisk(ro, capacity, io);
+    disk = new ProxyDisk(ro, capacity, io, answerNow);
     await disk.attach();
     raw = await ext2fs.mount(disk, 0);
     fs = (raw as { promises: Ext2Fs }).promises;
-    return true;
+    return { syncIo: syncIo && answerNow };
   },
   async umount() {
     if (fs) {
@@ -276,8 +276,9 @@ const ops: Record<string, (...args: never[]) => Promise<unknown>> = {
       await ext2fs.umount(raw);
       await disk!.writeBack();
       disk!.release();
+      return { ...disk!.counts };
     }
-    return true;
+    return null;
   },
   lstat,
   async readdir(p: string) {

@@ -97,6 +97,17 @@ function spawnWorker(): Worker {
   return w;
 }
 
+export interface FsOpenOptions {
+  readOnly?: boolean;
+  /** Default true: block I/O answered at once where it can be (false: always the package's async way). */
+  syncIo?: boolean;
+}
+
+export interface BlockIoCounts {
+  now: number;
+  waited: number;
+}
+
 /** One mounted ext4 filesystem inside a volume. */
 export class FsSession {
   readonly volume: Volume;
@@ -114,6 +125,11 @@ export class FsSession {
   private shared: Uint8Array | null = null;
   /** This session's data ring for batches (fs-batch.ts), attached to the worker by the first batch. */
   private dataRing: Uint8Array | null = null;
+
+  /** Whether libext2fs's block I/O completes without Asyncify when the disk has the answer (ext2fs-sync-io.ts). */
+  syncIo = false;
+  /** After close: the block I/O of libext2fs answered at once and answered the async way. */
+  blockIo: BlockIoCounts | null = null;
 
   private readonly onMessage: (m: FromWorker) => void;
   private readonly onFail: (e: Error) => void;
@@ -161,12 +177,15 @@ export class FsSession {
     return this.worker.terminate();
   }
 
-  /** Mount the ext4 filesystem of a volume (read-only when the volume is, or when asked). */
-  static async open(volume: Volume, opts: { readOnly?: boolean } = {}): Promise<FsSession> {
+  /**
+   * Mount the ext4 filesystem of a volume (read-only when the volume is, or when asked). `syncIo: false` sends
+   * every block I/O the package's async way (ext2fs-sync-io.ts), for tests that compare the two.
+   */
+  static async open(volume: Volume, opts: FsOpenOptions = {}): Promise<FsSession> {
     const ro = opts.readOnly === true || volume.readOnly;
     const s = new FsSession(volume, ro);
     try {
-      await s.call('mount', volume.sizeBytes, ro);
+      s.syncIo = ((await s.call('mount', volume.sizeBytes, ro, opts.syncIo !== false)) as { syncIo: boolean }).syncIo;
     } catch (e) {
       await s.release(false);
       if (s.ioError !== null) throw s.ioError;
@@ -376,7 +395,7 @@ export class FsSession {
   async close(): Promise<void> {
     let ok = false;
     try {
-      if (!this.dead) await this.call('umount');
+      if (!this.dead) this.blockIo = (await this.call('umount')) as BlockIoCounts | null;
       ok = true;
     } finally {
       await this.release(ok);
@@ -385,7 +404,7 @@ export class FsSession {
 }
 
 /** Mount, run fn, unmount. */
-export async function withFs<T>(volume: Volume, fn: (fs: FsSession) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+export async function withFs<T>(volume: Volume, fn: (fs: FsSession) => Promise<T>, opts: FsOpenOptions = {}): Promise<T> {
   const s = await FsSession.open(volume, opts);
   let r: T;
   try {
