@@ -228,7 +228,9 @@ function bulk(f) {
             : `${r.cpuRatio.toFixed(1)}x (${r.thinpoolCpuS.toFixed(2)} / ${r.referenceCpuS.toFixed(2)} s)`;
         return `${sec(r?.thinpoolS)} / ${sec(r?.referenceS)} | ${ratio(r)} | ${cpu} | ${rss(r?.thinpoolRssMiB)}`;
       });
-      out.push(`| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${cells.join(' | ')} | ${row.goal}x |`);
+      out.push(
+        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${cells.join(' | ')} | ${row.goal}x |`,
+      );
     });
   }
   return out.join('\n');
