@@ -76,6 +76,48 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
     }
   });
 
+  it('a write reported done is sent at the next turn of the event loop or before any other request: order kept, its bytes its own', async () => {
+    const client = RadosCluster.connect({ conf: cluster.ceph.conf });
+    try {
+      const io = client.ioctx('tp');
+      const name = `wbq-${seq++}`;
+      const dev = RadosDevice.create(io, name, 256 * KiB, { objectSize: 64 * KiB, writeBackBytes: 1024 * KiB });
+      const a = pattern(4 * KiB, 1);
+      const b = pattern(4 * KiB, 2);
+      const c = pattern(4 * KiB, 3);
+      const keep = Buffer.from(a);
+      await dev.writeAsync(a, 0);
+      a.fill(0); // the caller reuses its buffer at once: the device kept its own copy
+      // In the same turn: a synchronous read sees it, and a synchronous write after it lands after it.
+      const back = new Uint8Array(4 * KiB);
+      dev.read(back, 0);
+      expect(Buffer.from(back).equals(keep)).toBe(true);
+      await dev.writeAsync(b, 8 * KiB);
+      dev.write(c, 8 * KiB);
+      // Then left to the event loop: sent without any other request.
+      await dev.writeAsync(b, 16 * KiB);
+      const seen = RadosDevice.open(cluster.io, name, { readOnly: true });
+      const there = new Uint8Array(4 * KiB);
+      for (let t = 0; t < 500; t++) {
+        await new Promise((r) => setTimeout(r, 10));
+        seen.read(there, 16 * KiB);
+        if (Buffer.from(there).equals(Buffer.from(b))) break;
+      }
+      expect(Buffer.from(there).equals(Buffer.from(b)), 'sent, then acknowledged, with no other request of the device').toBe(true);
+      dev.flush();
+      const all = new Uint8Array(20 * KiB);
+      seen.read(all, 0);
+      expect(Buffer.from(all.subarray(0, 4 * KiB)).equals(keep)).toBe(true);
+      expect(Buffer.from(all.subarray(8 * KiB, 12 * KiB)).equals(Buffer.from(c)), 'the later synchronous write wins').toBe(true);
+      expect(Buffer.from(all.subarray(16 * KiB)).equals(Buffer.from(b))).toBe(true);
+      seen.close();
+      dev.close();
+      RadosDevice.destroy(cluster.io, name);
+    } finally {
+      client.close();
+    }
+  });
+
   it('without write-back (the default) a write resolves only once acknowledged', async () => {
     const client = RadosCluster.connect({ conf: cluster.ceph.conf });
     try {
