@@ -30,6 +30,13 @@ import type { Writable } from 'node:stream';
 /** Bytes moved per call: large sequential I/O, bounded memory. */
 export const CHUNK = 8 * 1024 * 1024;
 
+/**
+ * The buffer of a copy between a file and a volume (import, export): fresh memory costs 13-44 µs per 4 KiB page
+ * the first time it is touched on the VMs measured (an 8 MiB buffer: about 26 ms, a tenth of a 1 GiB export),
+ * while 1 MiB reads and writes already move at the page cache's speed.
+ */
+export const COPY_BUFFER = 1024 * 1024;
+
 export class VolumeSink {
   private readonly vol: Volume;
   private readonly bs: number;

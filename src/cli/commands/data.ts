@@ -2,7 +2,7 @@
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, realpathSync, statSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { isZero, readFull, writeFull, zeros } from '../../io/sparse.js';
-import { CHUNK, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
+import { CHUNK, COPY_BUFFER, Input, Output, VolumeSink, eachFileChunk, fileLayout } from '../bulk.js';
 import { BULK_WRITE_BEHIND } from '../../io/block-device.js';
 import { CliError, Progress, UsageError, q, writeStdout } from '../io.js';
 import type { Ctx } from '../io.js';
@@ -11,8 +11,8 @@ import type { Volume } from '../../thin/volume.js';
 import { blocksNeeded, checkName, checkpoint, humanSize, preflightSpace, requirePoolDir, resolvePath, sizeArg, withPool } from '../pool.js';
 
 /** Batch of whole blocks read at once (at least one block, about CHUNK bytes). */
-function batchSize(bs: number): number {
-  return bs >= CHUNK ? bs : Math.floor(CHUNK / bs) * bs;
+function batchSize(bs: number, bytes = CHUNK): number {
+  return bs >= bytes ? bs : Math.floor(bytes / bs) * bs;
 }
 
 function readFully(fd: number, buf: Uint8Array, pos: number): number {
@@ -289,7 +289,7 @@ export async function importImage(ctx: Ctx, [dir, name, image]: string[], opts: 
       async (pool) => {
         if (pool.has(name)) throw new CliError(`a volume named ${q(name)} already exists in ${q(dir)}: choose another name`);
         const bs = pool.blockSize;
-        const buf = Buffer.allocUnsafe(batchSize(bs));
+        const buf = Buffer.allocUnsafe(batchSize(bs, COPY_BUFFER));
         // Only the image's data ranges are read (SEEK_DATA/SEEK_HOLE); the write must fit before anything is
         // written: the blocks under the data ranges bound it, and only when that bound does not fit are the data
         // ranges read twice, to count the blocks that are not all zeros.
@@ -392,7 +392,7 @@ export async function exportVolume(ctx: Ctx, dir: string, file: string, pick: (p
       // Holes by ftruncate; only provisioned runs are read (in large reads), and only their blocks that are
       // not all zeros are written (consecutive ones in one write).
       ftruncateSync(fd, size);
-      const buf = Buffer.allocUnsafe(batchSize(bs));
+      const buf = Buffer.allocUnsafe(batchSize(bs, COPY_BUFFER));
       const progress = new Progress(ctx.io, `exporting ${vol.label}`, total);
       let done = 0;
       for (const e of extents) {
