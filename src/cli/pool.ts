@@ -17,7 +17,6 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writ
 import { isAbsolute, join, resolve } from 'node:path';
 import { ThinPool, type PoolOpenOptions, type PoolStorage } from '../thin/pool.js';
 import { readAhead } from '../thin/lifecycle.js';
-import { readSuperblock } from '../thin/superblock.js';
 import { volumeNameProblem } from '../thin/names.js';
 import { OP_METADATA_MARGIN } from '../thin/pool-state.js';
 import { FileDevice } from '../io/file-device.js';
@@ -196,19 +195,6 @@ function abandon(pool: ThinPool): void {
 /** How a read-only command reads the metadata: its cache size (4 KiB blocks) and read-ahead window (bytes). */
 export type ReadMetadataOptions = Pick<PoolOpenOptions, 'cacheBlocks' | 'readAheadBytes'>;
 
-/** read's options for the pool at abs, given its superblock's data blocks (0 when block 0 cannot be read). */
-function readOptions(abs: string, read: ReadMetadataOptions | ((nrDataBlocks: number) => ReadMetadataOptions)): ReadMetadataOptions {
-  if (typeof read !== 'function') return read;
-  let nrData = 0;
-  const raw = readBlock0(join(abs, 'metadata'));
-  try {
-    if (raw !== null) nrData = readSuperblock(raw).dataSm.nrBlocks;
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e; // a damaged superblock: the open reports it
-  }
-  return read(nrData);
-}
-
 function openReadOnly(abs: string, read: ReadMetadataOptions): ThinPool {
   const opts = { ...read, readOnly: true };
   try {
@@ -309,10 +295,10 @@ export async function withPool<T>(
     releaseOnError?: () => boolean;
     undoOnError?: (pool: ThinPool) => void;
     /**
-     * Mode 'read' of a file pool: how to read the metadata (default: the engine's cache, no read-ahead), or
-     * how given the data blocks its superblock describes (0 when block 0 cannot be read or decoded).
+     * Mode 'read' of a file pool: how to read the metadata (default: the engine's cache, no read-ahead); the
+     * cache size may be a rule from the data blocks the superblock describes (CacheBlocks).
      */
-    read?: ReadMetadataOptions | ((nrDataBlocks: number) => ReadMetadataOptions);
+    read?: ReadMetadataOptions;
   } = {},
 ): Promise<T> {
   const abs = requirePoolDir(ctx, dir);
@@ -322,7 +308,7 @@ export async function withPool<T>(
   let pool: ThinPool;
   try {
     if (rados) pool = ThinPool.openSync(abs, { readOnly: mode === 'read', ceph: cephOptions(ctx) });
-    else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs, readOptions(abs, opts.read ?? {}));
+    else pool = mode === 'write' ? ThinPool.openSync(abs) : openReadOnly(abs, opts.read ?? {});
   } catch (e) {
     throw explained(e, dir, mode);
   }

@@ -33,6 +33,7 @@ import { catalogAt, FileCatalogStore, MemoryCatalogStore, recoverCatalog, type C
 import { superblockFingerprint } from './commit.js';
 import { FileHighWaterStore, MemoryHighWaterStore } from './high-water.js';
 import { lockPool } from './lock.js';
+import type { CacheBlocks } from './metadata-engine.js';
 import { ThinMetadata } from './metadata.js';
 import type { PoolState, PoolStorage } from './pool-state.js';
 import { type CephOptions, formatRadosStorage, isRadosAddress, openRadosStorage } from './rados-pool.js';
@@ -58,7 +59,8 @@ export interface PoolFormatOptions {
 }
 
 export interface PoolOpenOptions {
-  cacheBlocks?: number;
+  /** Metadata cache size in 4 KiB blocks, or a rule from the data blocks the superblock describes (CacheBlocks). */
+  cacheBlocks?: CacheBlocks;
   /** Entries of the read lookup cache (default 32768 = 1 MiB; 0 turns it off). */
   mappingCacheEntries?: number;
   readOnly?: boolean;

@@ -32,9 +32,20 @@ export const DEFAULT_CACHE_BLOCKS = 8192;
 
 export type MetadataMode = 'write' | 'read-only' | 'fail';
 
+/**
+ * A metadata cache size in 4 KiB blocks, or a rule giving it from the data blocks the superblock describes (read
+ * before the cache is made, so a reader sizes its cache for the pool without reading block 0 twice).
+ */
+export type CacheBlocks = number | ((nrDataBlocks: number) => number);
+
+/** The cache size `c` gives for a pool of nrDataBlocks (undefined: the default). */
+export function cacheBlocksFor(c: CacheBlocks | undefined, nrDataBlocks: number): number | undefined {
+  return typeof c === 'function' ? c(nrDataBlocks) : c;
+}
+
 export interface MetadataOpenOptions {
-  /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size). */
-  cacheBlocks?: number;
+  /** Metadata cache size in 4 KiB blocks (default 8192 = 32 MiB, capped at the metadata size); see CacheBlocks. */
+  cacheBlocks?: CacheBlocks;
   /** Entries of the read lookup cache (mapping-cache.ts; default 32768 = 1 MiB; 0 turns it off). */
   mappingCacheEntries?: number;
   readOnly?: boolean;
@@ -77,7 +88,8 @@ export abstract class MetadataEngine {
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
   protected constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
     this.dev = dev;
-    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
+    const asked = typeof opts.cacheBlocks === 'function' ? undefined : opts.cacheBlocks; // open() resolves a rule
+    const slots = Math.max(64, Math.min(asked ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
     this.core = new Core(slots, capacity);
     this.cache = new BlockCache(this.core, dev);
     this.msm = new MetadataSpaceMap(this.core, capacity);

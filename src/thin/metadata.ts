@@ -23,7 +23,7 @@ import { BlockKind } from '../pd/block-kinds.js';
 import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
 import { blockOf } from './block-time.js';
 import type { DeviceDetails } from './device-details.js';
-import type { MetadataOpenOptions } from './metadata-engine.js';
+import { cacheBlocksFor, type MetadataOpenOptions } from './metadata-engine.js';
 import { type DeviceState, MetadataDevices } from './metadata-devices.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, readSuperblock, type Superblock } from './superblock.js';
 
@@ -52,7 +52,7 @@ export class ThinMetadata extends MetadataDevices {
     // Invalidate any earlier pool first: a crash during format must not bring an old superblock back.
     dev.write(new Uint8Array(4096), 0);
     dev.flush();
-    const md = new ThinMetadata(dev, nrMeta, opts);
+    const md = new ThinMetadata(dev, nrMeta, { ...opts, cacheBlocks: cacheBlocksFor(opts.cacheBlocks, opts.nrDataBlocks) });
     md.msm.initEmpty();
     md.msm.inc(0);
     md.sb = {
@@ -103,7 +103,7 @@ export class ThinMetadata extends MetadataDevices {
         `cannot grow the metadata space map from ${nrMeta} to ${growTo} blocks (device holds ${Math.floor(dev.sizeBytes / 4096)}, limit ${MAX_METADATA_BLOCKS})`,
       );
     }
-    const md = new ThinMetadata(dev, growTo, opts);
+    const md = new ThinMetadata(dev, growTo, { ...opts, cacheBlocks: cacheBlocksFor(opts.cacheBlocks, sb.dataSm.nrBlocks) });
     md.load(sb);
     if (sb.flags & NEEDS_CHECK) md.mode = 'read-only';
     if (growTo > nrMeta) {

@@ -377,3 +377,24 @@ test('readAheadBytes: a read-only open of a file pool reads its metadata ahead; 
   expect(again.list().map((v) => v.name)).toEqual(['a', 'b']);
   again.closeSync();
 });
+
+test('cacheBlocks as a rule: given the data blocks the superblock describes, before the cache is made', () => {
+  const dir = join(tmp(), 'p');
+  ThinPool.formatSync(dir, { size: 40 * BS }).closeSync();
+  const seen: number[] = [];
+  const rule = (n: number): number => {
+    seen.push(n);
+    return 100 + n;
+  };
+  const ro = ThinPool.openSync(dir, { readOnly: true, cacheBlocks: rule });
+  expect(seen).toEqual([40]);
+  expect(ro.metadata.cacheBlocks).toBe(140);
+  ro.closeSync();
+  const rw = ThinPool.openSync(dir, { cacheBlocks: () => 70 });
+  expect(rw.metadata.cacheBlocks).toBe(70);
+  rw.closeSync();
+  // A number is taken as it is (capped at the metadata's size, at least 64).
+  const n = ThinPool.openSync(dir, { readOnly: true, cacheBlocks: 10 });
+  expect(n.metadata.cacheBlocks).toBe(64);
+  n.closeSync();
+});

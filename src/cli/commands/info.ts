@@ -93,10 +93,7 @@ function treeJson(vols: Listed[]): unknown[] {
 export async function ls(ctx: Ctx, [dir]: string[], opts: Record<string, unknown>): Promise<number> {
   // The usage walk reads each unshared node about once, nearly in file order: read ahead, into a cache sized
   // for it (usage.ts).
-  const read = (nrDataBlocks: number): ReadMetadataOptions => ({
-    cacheBlocks: usageCacheBlocks(nrDataBlocks),
-    readAheadBytes: READ_AHEAD_BYTES,
-  });
+  const read: ReadMetadataOptions = { cacheBlocks: usageCacheBlocks, readAheadBytes: READ_AHEAD_BYTES };
   const vols = await withPool(ctx, dir, 'read', (pool) => pool.list(), { read });
   if (opts.json) {
     await writeStdout(ctx.io, json(opts.tree ? treeJson(vols) : vols.map(lsJson)));
