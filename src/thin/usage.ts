@@ -109,15 +109,23 @@ function usageByOwnerTable(md: ThinMetadata, metadataSnap: boolean): Map<number,
   const nrData = md.nrDataBlocks;
   const typed = nrData <= MAX_TYPED_BLOCKS ? new Uint32Array(nrData) : undefined;
   const overflow = new Map<number, number>();
+  const { l1 } = md.inspect();
   devices.forEach((dev, i) => {
     const tag = i + 1;
-    forEachL1(md, dev.root, (_v, d) => {
-      if (typed !== undefined && d < nrData) {
-        typed[d] = typed[d] === 0 ? tag : MANY;
-      } else {
-        overflow.set(d, overflow.has(d) ? MANY : tag);
-      }
-    });
+    // Every node of every device's tree, shared ones included: each visit tags its data blocks. The data blocks
+    // are read raw from each leaf (blockOf), no object per mapping.
+    l1.walkPartsWhere(
+      dev.root,
+      () => true,
+      blockOf,
+      (dblocks, count) => {
+        for (let k = 0; k < count; k++) {
+          const d = dblocks[k];
+          if (typed !== undefined && d < nrData) typed[d] = typed[d] === 0 ? tag : MANY;
+          else overflow.set(d, overflow.has(d) ? MANY : tag);
+        }
+      },
+    );
   });
   const exclusive = new Float64Array(devices.length + 1);
   if (typed !== undefined) {
