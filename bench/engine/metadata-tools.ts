@@ -1,7 +1,8 @@
 /**
  * The metadata tools against the C++ ones (thin-provisioning-tools, Debian package of that name), whole
  * processes, on the same XML and the same metadata, in the same run: `thinpool restore` vs `thin_restore`,
- * `thinpool check` vs `thin_check`, `thinpool dump` vs `thin_dump`, `thinpool ls` vs `thin_ls`, at 1 M and 5 M
+ * `thinpool check` vs `thin_check`, `thinpool dump` vs `thin_dump`, `thinpool ls` vs `thin_ls` (and once more
+ * with a metadata snapshot held, thin_ls reading a copy of that metadata: row `ls-held`), at 1 M and 5 M
  * mappings by default (`--sizes=1,5,20`: millions of mappings; `--quick`: 0.1 M).
  *
  * Each figure is the median wall time of the runs (commands alternate, thinpool first in odd runs) and the ratio
@@ -18,7 +19,7 @@
  * per size, replaced when that size is measured again), which scripts/render-figures.mjs renders into the docs.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,8 +114,8 @@ function measure(millions: number): SizeFigures {
   const runs = QUICK ? 1 : millions <= 1 ? 3 : millions <= 5 ? 2 : 1;
   const load0 = loadavg()[0];
   const node = process.execPath;
-  const pairs: Pair[] = ['restore', 'check', 'dump', 'ls'].map((what) => ({ what, ours: [], theirs: [] }));
-  const [restore, check, dump, ls] = pairs;
+  const pairs: Pair[] = ['restore', 'check', 'dump', 'ls', 'ls-held'].map((what) => ({ what, ours: [], theirs: [] }));
+  const [restore, check, dump, ls, lsHeld] = pairs;
   let metadataBytes = 0;
   for (let r = 0; r < runs; r++) {
     const pool = join(dir, `pool${r}`);
@@ -160,7 +161,18 @@ function measure(millions: number): SizeFigures {
       () => timed(node, [bin, 'ls', pool, '--json'], join(dir, 'ls.json')),
       () => timed('thin_ls', ['--format', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', md], join(dir, 'thin_ls.txt')),
     );
-    spawnSync('rm', ['-rf', pool, theirsMd, ourXml, theirXml]);
+    // ls again with a metadata snapshot held (thinpool then counts owners over every device's whole tree):
+    // thin_ls reads a copy of the same metadata, snapshot included.
+    const reserve = spawnSync(node, [bin, 'metadata-snap', 'reserve', pool], { encoding: 'utf8' });
+    if (reserve.status !== 0) throw new Error(`metadata-snap reserve failed: ${reserve.stderr}`);
+    const heldMd = join(dir, `held${r}.md`);
+    copyFileSync(md, heldMd);
+    both(
+      lsHeld,
+      () => timed(node, [bin, 'ls', pool, '--json'], join(dir, 'ls-held.json')),
+      () => timed('thin_ls', ['--format', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS', heldMd], join(dir, 'thin_ls-held.txt')),
+    );
+    spawnSync('rm', ['-rf', pool, theirsMd, heldMd, ourXml, theirXml]);
   }
   const loadAverage = Math.max(load0, loadavg()[0]);
   const rows = pairs.map((p) => {
