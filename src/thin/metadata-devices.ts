@@ -20,7 +20,7 @@ import { ThinpoolError } from '../errors.js';
 import { blockOf, type Mapping } from './block-time.js';
 import type { DeviceDetails } from './device-details.js';
 import { DEFAULT_MAPPING_CACHE_ENTRIES, MappingCache } from './mapping-cache.js';
-import { MetadataEngine, type MetadataOpenOptions } from './metadata-engine.js';
+import { type EngineOptions, MetadataEngine } from './metadata-engine.js';
 import { sealSuperblockAt, type Superblock } from './superblock.js';
 
 export interface DeviceState extends DeviceDetails {
@@ -41,7 +41,7 @@ export abstract class MetadataDevices extends MetadataEngine {
   private readonly walkL1 = (root: number, vblock: number): number => this.l1.lookupPart(root, vblock, blockOf, -1);
 
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
-  protected constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
+  protected constructor(dev: BlockDevice, capacity: number, opts: EngineOptions) {
     super(dev, capacity, opts);
     this.mcache = new MappingCache(opts.mappingCacheEntries ?? DEFAULT_MAPPING_CACHE_ENTRIES);
   }

@@ -53,6 +53,9 @@ export interface MetadataOpenOptions {
   growTo?: number;
 }
 
+/** What the engine is made with: a cache size already resolved from its rule (cacheBlocksFor). */
+export type EngineOptions = Omit<MetadataOpenOptions, 'cacheBlocks'> & { cacheBlocks?: number };
+
 /** The engine below a ThinMetadata, for white-box tests and engine benchmarks only (see `internals`). */
 export interface MetadataInternals {
   core: Core;
@@ -86,10 +89,9 @@ export abstract class MetadataEngine {
   mode: MetadataMode = 'write';
 
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
-  protected constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
+  protected constructor(dev: BlockDevice, capacity: number, opts: EngineOptions) {
     this.dev = dev;
-    const asked = typeof opts.cacheBlocks === 'function' ? undefined : opts.cacheBlocks; // open() resolves a rule
-    const slots = Math.max(64, Math.min(asked ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
+    const slots = Math.max(64, Math.min(opts.cacheBlocks ?? DEFAULT_CACHE_BLOCKS, capacity + 8));
     this.core = new Core(slots, capacity);
     this.cache = new BlockCache(this.core, dev);
     this.msm = new MetadataSpaceMap(this.core, capacity);

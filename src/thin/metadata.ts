@@ -23,7 +23,7 @@ import { BlockKind } from '../pd/block-kinds.js';
 import { MAX_METADATA_BLOCKS } from '../pd/space-map-metadata.js';
 import { blockOf } from './block-time.js';
 import type { DeviceDetails } from './device-details.js';
-import { cacheBlocksFor, type MetadataOpenOptions } from './metadata-engine.js';
+import { cacheBlocksFor, type EngineOptions, type MetadataOpenOptions } from './metadata-engine.js';
 import { type DeviceState, MetadataDevices } from './metadata-devices.js';
 import { decodeSuperblock, encodeSuperblock, NEEDS_CHECK, readSuperblock, type Superblock } from './superblock.js';
 
@@ -41,7 +41,7 @@ export interface FormatOptions extends MetadataOpenOptions {
 
 export class ThinMetadata extends MetadataDevices {
   /** capacity: metadata blocks the count arrays are sized for (>= the space map's nr_blocks). */
-  private constructor(dev: BlockDevice, capacity: number, opts: MetadataOpenOptions) {
+  private constructor(dev: BlockDevice, capacity: number, opts: EngineOptions) {
     super(dev, capacity, opts);
   }
 

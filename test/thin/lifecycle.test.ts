@@ -275,8 +275,13 @@ test('a writer stopped between its commit and publishing the catalog: a reader s
     [3, undefined],
   ]);
   before.closeSync();
+  // A writer discards it: the published catalog stays, with its records of devices the metadata holds.
+  const discarding = ThinPool.openStorage(storage());
+  expect(catalog.readStaged()).toBeNull();
+  discarding.closeSync({ commit: false });
+  expect(catalog.readPublished()!.volumes.map((v) => v.name)).toEqual(['a', 'gone']);
   catalog.stage(JSON.parse(staged).catalog, JSON.parse(staged).fingerprint);
-  // The next writer rolls it forward.
+  // The next writer rolls the right one forward.
   const next = ThinPool.openStorage(storage());
   expect(next.list().map((v) => v.name)).toEqual(['a', 'c']);
   next.closeSync();
