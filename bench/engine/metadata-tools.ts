@@ -212,7 +212,13 @@ function main(): void {
   for (const s of SIZES) {
     const f = measure(s);
     out.push(f);
-    const tool: Record<string, string> = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls', 'ls-held': 'thin_ls' };
+    const tool: Record<string, string> = {
+      restore: 'thin_restore',
+      check: 'thin_check',
+      dump: 'thin_dump',
+      ls: 'thin_ls',
+      'ls-held': 'thin_ls',
+    };
     table(
       `${s} M mappings (XML ${fmtBytes(f.xmlBytes)}, metadata ${fmtBytes(f.metadataBytes)}, median of ${f.runs}, load average ${f.loadAverage})`,
       ['command', 'thinpool', 'C++ tool', 'ratio', 'thinpool peak RSS', 'C++ peak RSS'],
