@@ -9,8 +9,9 @@
  * So the package's WASM glue (lib/libext2fs.js) is loaded with one change in its block read and write imports:
  * when the WASM is not rewinding (Asyncify's state Normal), they first ask the mounted disk's
  * `readNow(buffer, offset)` / `writeNow(buffer, offset)`. A number (0, or EIO as the async path gives) is the
- * call's result at once, with no unwind; `undefined` means "not at hand" and the call goes the package's way,
- * unchanged. A disk without those methods is served the package's way throughout.
+ * call's result at once, with no unwind; `undefined` (or a throw) means "not at hand" and the call goes the
+ * package's way, unchanged, which reports a failure as EIO. A disk without those methods is served the
+ * package's way throughout.
  *
  * Contract: the same answers, in the same order, as the unchanged package (the disk's sync and async paths
  * see and change the same state; libext2fs runs one call at a time). The change is made to the text of the
@@ -41,7 +42,7 @@ function patched(text: string): string | null {
     const body = head.slice(0, head.indexOf('{') + 1);
     out = out.replace(
       head,
-      `${body}if(Asyncify.state===Asyncify.State.Normal){const w=Module.getObject(disk_id);const d=w&&w.disk;if(d&&typeof d.${now}==="function"){const r=d.${now}(Module.getBuffer(data,count<0?-count:count*block_size),block*block_size+w.offset);if(r!==undefined)return r}}return Asyncify.handleAsync(`,
+      `${body}if(Asyncify.state===Asyncify.State.Normal){const w=Module.getObject(disk_id);const d=w&&w.disk;if(d&&typeof d.${now}==="function"){let r;try{r=d.${now}(Module.getBuffer(data,count<0?-count:count*block_size),block*block_size+w.offset)}catch(e){r=undefined}if(r!==undefined)return r}}return Asyncify.handleAsync(`,
     );
   }
   return out;
