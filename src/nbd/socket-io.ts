@@ -98,6 +98,12 @@ export class SocketIO {
   payload: Payload | null = null;
   /** Busy-polling allowed (the owner's transmission phase). */
   pollReady = false;
+  /**
+   * Busy-polling allowed now (checked before each poll and on every turn of it): the owner says no while
+   * asynchronous requests are in flight, whose completions come through the event loop (a spin would hold them
+   * back, and take the CPU the threads answering them need).
+   */
+  mayPoll: () => boolean = () => true;
   /** Output backed up: input is paused until 'drain'. */
   blocked = false;
   /** Execute what is buffered, then end. */
@@ -302,7 +308,7 @@ export class SocketIO {
     let last = start;
     try {
       for (;;) {
-        if (!this.pollReady || this.closed || this.ending || this.blocked || this.socket.writableLength > 0) return;
+        if (!this.pollReady || !this.mayPoll() || this.closed || this.ending || this.blocked || this.socket.writableLength > 0) return;
         const now = process.hrtime.bigint();
         if (now - last > this.pollNs || now - start > POLL_BUDGET_NS) return;
         const target = this.nextTarget();
@@ -335,7 +341,7 @@ export class SocketIO {
   private keepHot(): void {
     const now = process.hrtime.bigint();
     this.lastInputNs = now;
-    if (this.hotScheduled || !spinGuard.allowed(now)) return;
+    if (this.hotScheduled || !this.mayPoll() || !spinGuard.allowed(now)) return;
     this.hotScheduled = true;
     spinGuard.start(now);
     setImmediate(this.hotTick);
@@ -343,7 +349,7 @@ export class SocketIO {
 
   private readonly hotTick = (): void => {
     const now = process.hrtime.bigint();
-    const end = this.closed || this.ending || !this.pollReady || now - this.lastInputNs > this.pollNs;
+    const end = this.closed || this.ending || !this.pollReady || !this.mayPoll() || now - this.lastInputNs > this.pollNs;
     if (!end && spinGuard.check(now, false)) {
       setImmediate(this.hotTick);
       return;

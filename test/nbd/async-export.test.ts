@@ -5,6 +5,7 @@
 import { afterEach, expect, test } from 'vitest';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { NbdServer } from '../../src/nbd/server.js';
+import { spinGuard } from '../../src/nbd/spin-guard.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
@@ -23,7 +24,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 function asyncPool(writeBack: boolean) {
   const dev = new MemoryDevice(16 * BS);
-  const calls = { syncReads: 0, syncWrites: 0, asyncReads: 0, asyncWrites: 0, failNextAsyncRead: false };
+  const calls = {
+    syncReads: 0,
+    syncWrites: 0,
+    asyncReads: 0,
+    asyncWrites: 0,
+    failNextAsyncRead: false,
+    /** Called at the first turn of the event loop after an asynchronous read started. */
+    probe: null as (() => void) | null,
+  };
   const data = {
     ...keepOpen(dev),
     writeBackBytes: writeBack ? 1 << 20 : 0,
@@ -40,6 +49,8 @@ function asyncPool(writeBack: boolean) {
     },
     readAsync: async (b: Uint8Array, o: number) => {
       calls.asyncReads++;
+      await new Promise((r) => setImmediate(r));
+      calls.probe?.();
       await sleep(5);
       if (calls.failNextAsyncRead) {
         calls.failNextAsyncRead = false;
@@ -72,10 +83,10 @@ afterEach(async () => {
 });
 
 /** A raw client on the pool's volume; structured replies (self-describing: replies may come in any order). */
-async function session(writeBack = false) {
+async function session(writeBack = false, io: { portableIO?: boolean; busyPollMicros?: number } = {}) {
   const { pool, calls } = asyncPool(writeBack);
   const logs: string[] = [];
-  const server = new NbdServer(pool, { log: (m) => logs.push(m) });
+  const server = new NbdServer(pool, { log: (m) => logs.push(m), ...io });
   const port = (await server.listen({ host: '127.0.0.1', port: 0 })).port!;
   const c = await RawClient.connect({ port });
   await c.negotiate('v', { structured: true });
@@ -84,7 +95,7 @@ async function session(writeBack = false) {
     await server.close();
     pool.closeSync();
   };
-  return { c, calls, logs };
+  return { c, calls, logs, server };
 }
 
 test('a READ alone runs synchronously; pipelined READs run asynchronously; all replies carry the right bytes', async () => {
@@ -170,5 +181,33 @@ test('without write-back a lone WRITE runs synchronously; pipelined WRITEs run a
     c.send(READ, 0, 9n, off, 4096);
     const r = (await c.reply())!;
     expect(assembleRead(r, off, 4096).equals(Buffer.from(fill(4096, seed))), `bytes at ${off}`).toBe(true);
+  }
+});
+
+test('no busy-poll spin while asynchronous requests are in flight: their completions come through the event loop', async () => {
+  // Portable I/O: the window is spent keeping the event loop hot, which the server reports (hotConnections).
+  const was = spinGuard.enabled;
+  spinGuard.enabled = false; // the guard would turn spinning off on a machine with no idle CPU: not what this checks
+  try {
+    const { c, calls, server } = await session(false, { portableIO: true, busyPollMicros: 1000 });
+    const seen: number[] = [];
+    calls.probe = () => seen.push(server.hotConnections);
+    for (let round = 0; round < 5; round++) {
+      c.write(Buffer.concat([0, 1, 2, 3].map((i) => RawClient.request(READ, 0, BigInt(100 + round * 4 + i), i * BS, 4096))));
+      for (let i = 0; i < 4; i++) expect((await c.reply())!.error).toBe(0);
+    }
+    expect(calls.asyncReads).toBe(20);
+    expect(seen, 'the event loop was kept spinning with reads in flight').toEqual(new Array(20).fill(0));
+    // With nothing in flight (lone READs run synchronously) the window still opens after answering.
+    let hot = 0;
+    for (let i = 0; i < 50; i++) {
+      c.send(READ, 0, BigInt(500 + i), 0, 4096);
+      expect((await c.reply())!.error).toBe(0);
+      if (server.hotConnections > 0) hot++;
+    }
+    expect(hot).toBeGreaterThan(0);
+  } finally {
+    spinGuard.enabled = was;
+    spinGuard.reset();
   }
 });
