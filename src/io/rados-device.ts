@@ -232,19 +232,31 @@ export class RadosDevice implements AsyncBlockDevice {
 
   /**
    * Send the queued write-back writes. Acknowledged later: the settle hook (run synchronously when the
-   * completion is found, also inside a flush's waitAll) keeps the count and the first failure; the promise
-   * itself never rejects.
+   * completion is found, also inside a flush's waitAll) keeps the count and the first failure, once per write;
+   * a request that fails to start (thrown, or rejected without a completion) counts as such a failure, so
+   * nothing is left counted as in flight and nothing throws out of the event loop's turn.
    */
   #send(): void {
     if (this.#queued.length === 0) return;
     const q = this.#queued.splice(0);
     for (const { name, data, within, entry } of q) {
-      const sent = this.io.aioWrite(name, data, within, (e) => {
+      const done = (e: ThinpoolError | null): void => {
+        if (entry.settled) return;
         entry.settled = true;
         this.#unacked -= data.length;
         if (e !== null) this.#failed ??= e;
-      });
-      entry.acked = sent.catch(() => undefined);
+      };
+      let sent: Promise<void>;
+      try {
+        sent = this.io.aioWrite(name, data, within, done);
+      } catch (e) {
+        sent = Promise.reject(e);
+      }
+      entry.acked = sent.then(
+        () => done(null),
+        (e: unknown) =>
+          done(e instanceof ThinpoolError ? e : new ThinpoolError('EIO', `write to RADOS object ${name} could not start: ${String(e)}`)),
+      );
     }
   }
 

@@ -1,0 +1,80 @@
+// The write-back queue of a RADOS device (rados-device.ts) against an I/O context of our own, no cluster: a
+// queued write whose request fails to start (librados refuses it, or the call throws) fails the device as a
+// failed acknowledgement would: the next flush and write report it, nothing stays counted in flight, and
+// nothing throws out of the event loop's turn that sent it.
+import { expect, test } from 'vitest';
+import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
+import type { RadosIoctx } from '../../src/io/librados.js';
+import { RadosDevice } from '../../src/io/rados-device.js';
+
+type Mode = 'throws' | 'rejects' | 'ok';
+
+/** Just what create, writeAsync and flush use; aioWrite as `mode` says. */
+function fakeIo(mode: Mode): { io: RadosIoctx; sent: number } {
+  const objects = new Map<string, Uint8Array>();
+  const state = { sent: 0 };
+  const io = {
+    size: (oid: string) => objects.get(oid)?.length ?? null,
+    writeFull: (oid: string, b: Uint8Array) => void objects.set(oid, b.slice()),
+    waitAll: () => undefined,
+    aioWrite: (oid: string, buf: Uint8Array, off: number, settle?: (e: ThinpoolError | null) => void): Promise<void> => {
+      state.sent++;
+      if (mode === 'throws') throw new TypeError('the cluster handle is gone');
+      if (mode === 'rejects') return Promise.reject(new ThinpoolError('EIO', `cannot create an aio completion for ${oid}`));
+      const o = objects.get(oid) ?? new Uint8Array(0);
+      const grown = new Uint8Array(Math.max(o.length, off + buf.length));
+      grown.set(o);
+      grown.set(buf, off);
+      objects.set(oid, grown);
+      settle?.(null);
+      return Promise.resolve();
+    },
+  };
+  return {
+    io: io as unknown as RadosIoctx,
+    get sent() {
+      return state.sent;
+    },
+  };
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test.each(['throws', 'rejects'] as const)(
+  'a queued write whose request %s fails the device, and nothing is left in flight',
+  async (mode) => {
+    const f = fakeIo(mode);
+    const dev = RadosDevice.create(f.io, 'q', 1 << 20, { objectSize: 64 * 1024, writeBackBytes: 1 << 20 });
+    await dev.writeAsync(new Uint8Array(4096).fill(1), 0); // reported done: queued, not sent
+    expect(f.sent).toBe(0);
+    expect(dev.unacknowledgedBytes).toBe(4096);
+    await turn(); // sent now: the failure must not escape this turn
+    await turn();
+    expect(f.sent).toBe(1);
+    expect(dev.unacknowledgedBytes).toBe(0);
+    let code = 'no error';
+    try {
+      dev.flush();
+    } catch (e) {
+      expect(isThinpoolError(e)).toBe(true);
+      code = (e as ThinpoolError).code;
+    }
+    expect(code).toBe('EIO');
+    await expect(dev.writeAsync(new Uint8Array(1), 0)).rejects.toMatchObject({ code: 'EIO' });
+  },
+);
+
+test('queued writes go out at the next turn, in order, once each; flush sends what is still queued', async () => {
+  const f = fakeIo('ok');
+  const dev = RadosDevice.create(f.io, 'q', 1 << 20, { objectSize: 64 * 1024, writeBackBytes: 1 << 20 });
+  for (let i = 0; i < 3; i++) await dev.writeAsync(new Uint8Array(4096).fill(i + 1), i * 4096);
+  expect(f.sent).toBe(0);
+  await turn();
+  expect(f.sent).toBe(3);
+  expect(dev.unacknowledgedBytes).toBe(0);
+  await dev.writeAsync(new Uint8Array(4096), 0);
+  dev.flush(); // in the same turn: flush sends it first
+  expect(f.sent).toBe(4);
+  await turn();
+  expect(f.sent).toBe(4); // the scheduled send found nothing left
+});
