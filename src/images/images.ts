@@ -143,7 +143,9 @@ export class ImageStore {
         let bytes = 0;
         let parent: string | undefined;
         for (const [i, layer] of src.layers.entries()) {
-          const known = layer.diffId;
+          // A tarball's diff id is read before applying only where it could name a layer already here: that
+          // layer's key is its chain id, and its parent is this layer's parent. Otherwise the apply computes it.
+          const known = layer.diffId ?? (layer.digest && this.reusableOn(parent) ? await layer.digest() : undefined);
           const chain = known ? chainIds([...diffIds, known])[diffIds.length] : undefined;
           if (chain && this.snapshotter.has(chain)) {
             diffIds.push(known!);
@@ -163,7 +165,7 @@ export class ImageStore {
           this.snapshotter.prepare(key, parent);
           const vol = this.snapshotter.volume(key);
           const res = await withFs(vol, async (fs) =>
-            applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: layer.diffId, checkpoint: opts.checkpoint }),
+            applyLayer(fs, await layer.open(), { label: layer.label, expectDiffId: known, checkpoint: opts.checkpoint }),
           );
           patchInodes(vol, res);
           bytes += res.bytes;
@@ -177,14 +179,15 @@ export class ImageStore {
           applied++;
           opts.onLayer?.(i, src.layers.length, false);
         }
+        const { config, configDigest } = src.configFor ? src.configFor(diffIds) : src;
         const image: ImageRecord = {
           name,
-          id: src.configDigest,
+          id: configDigest,
           diffIds,
           chainIds: chains,
-          ...(src.config.created ? { created: src.config.created } : {}),
-          history: src.config.history ?? [],
-          ...(src.config.config ? { config: src.config.config } : {}),
+          ...(config.created ? { created: config.created } : {}),
+          history: config.history ?? [],
+          ...(config.config ? { config: config.config } : {}),
           importedAt: new Date().toISOString(),
         };
         this.state.images[name] = image;
@@ -194,6 +197,11 @@ export class ImageStore {
       if (before !== undefined) data.writeBehind!(before);
       src.cleanup();
     }
+  }
+
+  /** Whether a committed layer on `parent` (undefined: a bottom layer) exists: only then can a layer be reused. */
+  private reusableOn(parent: string | undefined): boolean {
+    return this.snapshotter.walk().some((s) => s.kind === 'committed' && s.parent === parent);
   }
 
   /** Remove an image and the layers no other image or container uses. Returns the bytes freed. */

@@ -137,6 +137,11 @@ export async function digestStream(s: AsyncIterable<Buffer | Uint8Array>): Promi
   return `sha256:${h.digest('hex')}`;
 }
 
+/** A layer whose tar stream is empty once uncompressed: no tar archive at all (an empty layer is 1 KiB of zeros). */
+export function emptyLayer(label: string): ThinpoolError {
+  return new ThinpoolError('EINVAL', `layer ${label} is empty once uncompressed: not a tar archive`);
+}
+
 function wrapTarError(e: unknown, label: string): unknown {
   if (e instanceof ThinpoolError) return e;
   const msg = (e as Error)?.message ?? String(e);
@@ -172,11 +177,16 @@ export async function applyLayer(
   opts: { label: string; expectDiffId?: string; checkpoint?: () => Promise<void> },
 ): Promise<ApplyResult> {
   const hash = createHash('sha256');
+  // An input that ends cleanly with no byte at all is no tar archive (refused with its own message).
+  let inputBytes = 0;
+  let inputEnded = false;
   async function* hashing(): AsyncGenerator<Buffer> {
     for await (const c of input) {
       hash.update(c as Buffer);
+      inputBytes += (c as Buffer).length;
       yield c as Buffer;
     }
+    inputEnded = true;
   }
   const hashed = hashing();
   const unpacked = new Set<string>();
@@ -311,8 +321,10 @@ export async function applyLayer(
       () => e,
       (f: unknown) => f,
     );
+    if (inputEnded && inputBytes === 0) throw emptyLayer(opts.label);
     throw wrapTarError(first, opts.label);
   }
+  if (inputBytes === 0) throw emptyLayer(opts.label);
   // Opaque directories: drop what lower layers put there (keep what this layer unpacked, and the way to it).
   const onPath = new Set<string>();
   for (const p of unpacked) for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) onPath.add(p.slice(0, i));

@@ -13,7 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
-import { cleanPath, digestStream, fileChunks, layerChunks, openLayer } from './layer.js';
+import { cleanPath, digestStream, emptyLayer, fileChunks, layerChunks, openLayer } from './layer.js';
 
 export interface HistoryEntry {
   created?: string;
@@ -39,6 +39,11 @@ export interface LayerSource {
   diffId?: string;
   /** Digest of the blob as stored (verified before applying). */
   blobDigest?: string;
+  /**
+   * Layer tarballs given without an image config: their diff id, read from the content (one pass over the
+   * file). Asked only where a layer already in the pool could be reused; otherwise the apply computes it.
+   */
+  digest?(): Promise<string>;
   /** The uncompressed tar, in chunks valid until the next-but-one is read (layerChunks, layer.ts). */
   open(): Promise<AsyncIterable<Buffer>>;
 }
@@ -48,6 +53,11 @@ export interface ImageSource {
   config: ImageConfig;
   /** sha256 of the config as stored, or of a config made for a list of tarballs. */
   configDigest: string;
+  /**
+   * Layer tarballs: the config (and its digest) is made once every diff id is known, after the import applied
+   * or reused each layer; `config` and `configDigest` above list no diff ids.
+   */
+  configFor?(diffIds: string[]): { config: ImageConfig; configDigest: string };
   /** Name found in the archive (docker save RepoTags, OCI ref name annotation). */
   refName?: string;
   cleanup(): void;
@@ -227,39 +237,46 @@ export async function readSource(paths: string[]): Promise<ImageSource> {
       }
     }
   }
-  // A list of layer tarballs: the diff ids come from the content.
+  // A list of layer tarballs: the diff ids come from the content, read when needed (LayerSource.digest) or
+  // while applying.
   const layers: LayerSource[] = [];
   const now = new Date().toISOString();
   const history: HistoryEntry[] = [];
   for (const [i, p] of paths.entries()) {
-    let diffId: string;
-    try {
-      const h = createHash('sha256');
-      let n = 0;
-      for await (const c of await layerChunks(p)) {
-        h.update(c as Buffer);
-        n += (c as Buffer).length;
-      }
-      diffId = `sha256:${h.digest('hex')}`;
-      if (n === 0) bad(`${p} is empty once uncompressed: not a tar archive`);
-    } catch (e) {
-      if (e instanceof ThinpoolError) throw e;
-      throw new ThinpoolError('EINVAL', `layer ${p} cannot be read (truncated or corrupt compression): ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-    layers.push({ label: `${i + 1} (${basename(p)})`, path: p, diffId, open: () => layerChunks(p) });
+    const label = `${i + 1} (${basename(p)})`;
+    layers.push({ label, path: p, digest: () => tarballDigest(p, label), open: () => layerChunks(p) });
     history.push({ created: now, created_by: `thinpool image import ${basename(p)}` });
   }
-  const config: ImageConfig = {
-    created: now,
-    architecture: 'amd64',
-    os: 'linux',
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId!) },
-    history,
+  const configFor = (diffIds: string[]): { config: ImageConfig; configDigest: string } => {
+    const config: ImageConfig = {
+      created: now,
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history,
+    };
+    return { config, configDigest: sha(JSON.stringify(config)) };
   };
-  const text = JSON.stringify(config);
-  return { layers, config, configDigest: sha(text), cleanup: () => undefined };
+  return { layers, ...configFor([]), configFor, cleanup: () => undefined };
+}
+
+/** The diff id of a layer tarball: sha256 of its uncompressed bytes (an empty or unreadable one refused). */
+async function tarballDigest(p: string, label: string): Promise<string> {
+  try {
+    const h = createHash('sha256');
+    let n = 0;
+    for await (const c of await layerChunks(p)) {
+      h.update(c as Buffer);
+      n += (c as Buffer).length;
+    }
+    if (n === 0) throw emptyLayer(label);
+    return `sha256:${h.digest('hex')}`;
+  } catch (e) {
+    if (e instanceof ThinpoolError) throw e;
+    throw new ThinpoolError('EINVAL', `layer ${p} cannot be read (truncated or corrupt compression): ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
 }
 
 /** The chain ids of a list of diff ids (OCI image spec). */

@@ -492,7 +492,7 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
         'image import: a gzip of nothing',
         (p: string) => ['image', 'import', p, 'x', join(root, 'empty.tar.gz')],
         1,
-        /empty\.tar\.gz is empty once uncompressed: not a tar archive/,
+        /layer 1 \(empty\.tar\.gz\) is empty once uncompressed: not a tar archive/,
       ],
       [
         'image import: a short text file',
