@@ -31,11 +31,14 @@ import type { Writable } from 'node:stream';
 export const CHUNK = 8 * 1024 * 1024;
 
 /**
- * The buffer of a copy between a file and a volume (import, export): fresh memory costs 13-44 µs per 4 KiB page
- * the first time it is touched on the VMs measured (an 8 MiB buffer: about 26 ms, a tenth of a 1 GiB export),
- * while 1 MiB reads and writes already move at the page cache's speed.
+ * The batch of a copy between a file or a pipe and a volume (import, export, write): read into a buffer this
+ * size, tested for zeros, written out, one batch at a time. bench/bulk/buffer-size.ts, in a fresh process as a
+ * command runs: a 128 KiB batch copies 256 MiB about 1.65x as fast as a 1 MiB batch written in 256 KiB pieces
+ * (1.10x against 1.82x `cp --sparse=always`, which also copies 128 KiB at a time); from 256 KiB on it is as
+ * slow as 1 MiB. Export of 256 MiB of data: 0.28 -> 0.22 s. Fresh memory also costs 13-44 µs per 4 KiB page the
+ * first time it is touched on the VMs measured, a reason for a small buffer by itself.
  */
-export const COPY_BUFFER = 1024 * 1024;
+export const COPY_BUFFER = 128 * 1024;
 
 export class VolumeSink {
   private readonly vol: Volume;

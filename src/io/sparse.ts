@@ -13,8 +13,9 @@
  * - `readFull` fills a buffer from a descriptor until it is full or at end of input (pipes return short reads).
  * - `writeFull` writes a whole buffer in calls of at most WRITE_PIECE bytes: page-cache writes from one large
  *   user buffer in one call measured several times slower (in the kernel's copy from user space,
- *   copy_folio_from_iter_atomic) than the same bytes in 256 KiB calls on the virtual machines this runs on; the
- *   extra calls cost nothing measurable elsewhere. Reads have no such limit.
+ *   copy_folio_from_iter_atomic) than the same bytes in smaller calls on the virtual machines this runs on; the
+ *   extra calls cost nothing measurable elsewhere. 128 KiB, as the bulk commands' batches (COPY_BUFFER):
+ *   bench/bulk/buffer-size.ts.
  * - `makeBlocking` clears O_NONBLOCK on a descriptor (Node sets it on the pipes it opens as streams), so that
  *   plain reads and writes wait instead of failing with EAGAIN.
  */
@@ -23,7 +24,7 @@ import { nativeHelpers } from './native.js';
 
 const ENXIO = 6;
 /** Most bytes one write call is given (see the contract). */
-export const WRITE_PIECE = 256 * 1024;
+export const WRITE_PIECE = 128 * 1024;
 const ZERO = new Uint8Array(1024 * 1024);
 
 /** The ranges of [from, to) of the file that may hold data (see the contract). */

@@ -62,7 +62,7 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
         const shared = (v: number): boolean => pool.metadata.lookup(vol.id, v)?.shared === true;
         const sink = new VolumeSink(vol, offset, (fromStdin ? size : offset + inputSize) - offset, false, shared);
         pool.storage.data.writeBehind?.(BULK_WRITE_BEHIND);
-        const buf = Buffer.allocUnsafe(batchSize(bs));
+        const buf = Buffer.allocUnsafe(batchSize(bs, COPY_BUFFER));
         const progress = new Progress(ctx.io, `writing ${vol.label}`, fromStdin ? Infinity : inputSize);
         let sinceCommit = 0;
         const commitIfDue = (n: number): void => {
@@ -118,11 +118,13 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
             });
           } else {
             // Standard input, chunk by chunk (each ends at a volume block boundary); each chunk is preflighted
-            // before it is written, so input that fits in one chunk fails with the pool untouched.
-            const first = buf.length - (offset % bs);
+            // before it is written. The first chunk is large (about CHUNK bytes), so input that fits in it fails
+            // with the pool untouched; the rest go in COPY_BUFFER batches, which copy faster.
+            const head = Buffer.allocUnsafe(batchSize(bs));
             for (let pos = offset; ; ) {
-              const want = Math.min(pos === offset ? first : buf.length, size - pos);
-              const n = want === 0 ? 0 : await input!.fill(buf.subarray(0, want));
+              const b = pos === offset ? head : buf;
+              const want = Math.min(pos === offset ? head.length - (offset % bs) : buf.length, size - pos);
+              const n = want === 0 ? 0 : await input!.fill(b.subarray(0, want));
               if (n === want && pos + n === size) {
                 // The volume is full: any further byte does not fit.
                 const extra = await input!.fill(Buffer.alloc(1));
@@ -132,7 +134,7 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
                   );
               }
               if (n === 0) break;
-              const chunk = buf.subarray(0, n);
+              const chunk = b.subarray(0, n);
               preflightSpace(pool, dir, sink.plan(chunk, pos));
               wroteData = true;
               sink.data(chunk, pos);
