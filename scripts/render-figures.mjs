@@ -182,9 +182,16 @@ function mutation(f) {
   ].join('\n');
 }
 
-/** bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the runs side by side. */
+/** The bulk tables show this many runs, the newest; the JSON keeps every run (their notes list all). */
+const BULK_SHOWN = 3;
+
+/**
+ * bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the newest
+ * BULK_SHOWN runs side by side.
+ */
 function bulk(f) {
-  const names = Object.keys(f.runs);
+  const all = Object.keys(f.runs);
+  const names = all.slice(-BULK_SHOWN);
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
   // A run that timed Node's start-up (`node -e ""`) gives the floor it sets beside the ratio.
   const ratio = (r) =>
@@ -195,12 +202,13 @@ function bulk(f) {
         : `**${r.ratio.toFixed(2)}x**${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
   const out = [
-    names
+    all
       .map(
         (k) =>
           `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`,
       )
-      .join(' '),
+      .join(' ') +
+      (all.length > names.length ? ` The tables show the newest ${names.length} runs; the others are in docs/figures/bulk.json.` : ''),
   ];
   // Every image size any run measured (a run may cover only some, e.g. `--gib 1`), in order of first appearance.
   const labels = [...new Set(names.flatMap((k) => f.runs[k].sizes.map((z) => z.label)))];

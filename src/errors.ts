@@ -22,7 +22,7 @@ export type ErrorCode =
   | 'EFENCED' // this client was fenced off a shared pool (its lock was broken): nothing it writes lands
   | 'ESTALE' // a read-only open of a shared pool whose writer committed past what it reads: open it again
   | 'EFAILED' // the pool failed (a WASM trap or an unrecoverable I/O error) and refuses further work
-  | 'EABI' // the WASM core was built from another version of the host's contract (assembly/abi.ts): a stale build
+  | 'EABI' // the WASM core is missing, or was built from another version of the host's contract (assembly/abi.ts)
   | 'EXML' // malformed thin_dump XML
   | 'ESTREAM'; // a send/receive stream (rbd diff format) that is truncated or malformed
 

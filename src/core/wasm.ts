@@ -117,7 +117,7 @@ function module(): WebAssembly.Module {
       fileURLToPath(new URL(rel, import.meta.url)),
     );
     const path = candidates.find((p) => existsSync(p));
-    if (!path) throw new ThinpoolError('EFAILED', `WASM core not built (${candidates[0]}): run npm install`);
+    if (!path) throw new ThinpoolError('EABI', `WASM core not built (${candidates[0]}): run npm install`);
     compiled = new WebAssembly.Module(readFileSync(path));
     compiledFrom = path;
   }

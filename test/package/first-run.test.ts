@@ -74,3 +74,17 @@ test('the Quick start command runs the demo on a fresh copy without rebuilding o
   expect(existsSync(join(cache, '_npx'))).toBe(false);
   expect(existsSync(join(clone, 'thinpool-demo', 'pool', 'metadata'))).toBe(true);
 });
+
+test('a copy whose WASM core is missing says so and how to build it, and no pool check is suggested', () => {
+  const copy = join(work, 'no-core');
+  for (const d of ['bin', 'dist', 'package.json']) cpSync(join(root, d), join(copy, d), { recursive: true });
+  symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'), 'dir');
+  const r = spawnSync(process.execPath, [join(copy, 'bin', 'thinpool.js'), 'init', join(work, 'p'), '--size', '16M'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, THINPOOL_CODE_CACHE: '0' },
+  });
+  expect(r.status, r.stderr).toBe(1);
+  expect(r.stderr.trim()).toMatch(/^thinpool init: WASM core not built \(.*build\/thinpool\.wasm\): run npm install$/);
+  expect(existsSync(join(work, 'p', 'metadata'))).toBe(false);
+});
