@@ -2,10 +2,12 @@
 // from docs/figures/rados*.json. Used by render-figures.mjs.
 
 const n = (x) => x.toLocaleString('en-US');
-/** bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): the runs side by side. */
+/**
+ * bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): one row per run and case, the runs in
+ * the order recorded (a table that stays readable however many runs there are).
+ */
 export function rados(f) {
   const names = Object.keys(f.runs);
-  const first = f.runs[names[0]];
   const ops = (x) => n(Math.round(x));
   return [
     names
@@ -15,16 +17,13 @@ export function rados(f) {
       })
       .join(' '),
     '',
-    `| case | ${names.map((k) => `${k}: librbd op/s | thinpool rados op/s | **ratio** | thinpool file op/s | rados/file`).join(' | ')} |`,
-    `|---|${names.map(() => '---:|---:|---:|---:|---:|').join('')}`,
-    ...first.rows.map(
-      (row, i) =>
-        `| 4K rand ${row.kind} QD${row.depth} | ${names
-          .map((k) => {
-            const r = f.runs[k].rows[i];
-            return `${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)}`;
-          })
-          .join(' | ')} |`,
+    '| run | case | librbd op/s | thinpool rados op/s | **ratio** | thinpool file op/s | rados/file |',
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...names.flatMap((k) =>
+      f.runs[k].rows.map(
+        (r) =>
+          `| ${k} | 4K rand ${r.kind} QD${r.depth} | ${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)} |`,
+      ),
     ),
     ...radosModes(f, ops),
     ...radosHop(f, ops),
