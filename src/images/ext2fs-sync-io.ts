@@ -78,3 +78,12 @@ export const ext2fs = require('ext2fs') as {
   mount(disk: object, offset: number): Promise<unknown>;
   umount(fs: unknown): Promise<void>;
 };
+
+/**
+ * The package's calls on an open descriptor (lib/binding.js, one WASM call each): the stat fields it reads one
+ * by one. The package's own `lstat` opens the path, makes twelve such calls and closes it.
+ */
+export const ext2fsBinding = require('ext2fs/lib/binding.js') as {
+  stat_ino(fd: number): Promise<number>;
+  stat_i_mode(fd: number): Promise<number>;
+};
