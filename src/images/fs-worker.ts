@@ -90,9 +90,13 @@ function workerEntry(): { url: URL; execArgv: string[] } {
   return { url: ts, execArgv: [...inheritedExecArgv(), '--enable-source-maps', '--import', pathToFileURL(loader).href] };
 }
 
+/** Workers this process has started (tests: a prestarted worker is the one the next session uses). */
+let spawned = 0;
+
 function spawnWorker(): Worker {
   const { url, execArgv } = workerEntry();
   const w = new Worker(url, { execArgv });
+  spawned++;
   w.unref();
   return w;
 }
@@ -175,6 +179,34 @@ export class FsSession {
       return Promise.resolve();
     }
     return this.worker.terminate();
+  }
+
+  /**
+   * Start a worker now when none is idle, so that its start (about 50 ms here: the thread, its modules, the
+   * package's WASM) overlaps what the caller does before its first `open`. Nothing waits for it; unused, it keeps
+   * the process from nothing (unref). One that fails to start leaves the idle list, and `open` starts another
+   * (and reports that one's failure).
+   */
+  /** Workers started by this process so far, and how many wait idle (for tests). */
+  static workerCounts(): { spawned: number; idle: number } {
+    return { spawned, idle: idle.length };
+  }
+
+  static prestart(): void {
+    if (idle.length > 0) return;
+    let w: Worker;
+    try {
+      w = spawnWorker();
+    } catch {
+      return; // open() throws the same error where it can be reported
+    }
+    const drop = (): void => {
+      const i = idle.indexOf(w);
+      if (i >= 0) idle.splice(i, 1);
+    };
+    w.once('error', drop);
+    w.once('exit', drop);
+    idle.push(w);
   }
 
   /**

@@ -16,7 +16,7 @@ import { q } from '../messages.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Volume } from '../thin/volume.js';
 import { type Change, changesDigest, treeChanges } from './changes.js';
-import { withFs } from './fs-worker.js';
+import { FsSession, withFs } from './fs-worker.js';
 import { applyLayer } from './layer.js';
 import { patchInodes } from './ext4-inodes.js';
 import { checkContainerName, checkImageName, quoteName } from './names.js';
@@ -129,6 +129,7 @@ export class ImageStore {
   ): Promise<ImportResult> {
     checkImageName(name);
     if (this.state.images[name]) throw new ThinpoolError('EEXIST', `an image named ${quoteName(name)} already exists`);
+    FsSession.prestart(); // its start overlaps reading the sources and preparing the first layer
     const src = await readSource(sources);
     this.snapshotter.collectOrphans();
     // Layers are bulk writes: the disk writes while they are applied, and the commit's flush waits for little.

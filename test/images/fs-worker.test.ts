@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
-import { FsError, withFs } from '../../src/images/fs-worker.js';
+import { FsError, FsSession, withFs } from '../../src/images/fs-worker.js';
 import { formatExt4 } from '../../src/images/mkfs.js';
 import { needTool } from '../support/tools.js';
 
@@ -144,6 +144,72 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         for (let i = 0; i < 48; i++) got.push(sha(await fs.readFile(`/f${i}`)));
         expect(got).toEqual(want);
       });
+    } finally {
+      pool.closeSync();
+    }
+  });
+
+  test("entries made again in a directory made by the same session replace the first; the inode numbers put returns are the entries' own", async () => {
+    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
+    try {
+      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
+      formatExt4(v);
+      const base = { mode: 0o644, uid: 0, gid: 0 };
+      const out = await withFs(v, async (fs) => {
+        const inos = new Map<string, number>();
+        const put = async (e: Parameters<typeof fs.put>[0]): Promise<void> => {
+          inos.set(e.path, (await fs.put(e)).ino);
+        };
+        // /n is made by this session (as the parent of /n/x), so the worker knows what is in it.
+        await put({ ...base, path: '/n/x', type: 'file', data: Buffer.from('one') });
+        await put({ ...base, path: '/n/x', type: 'file', data: Buffer.from('two'), mode: 0o600 });
+        await put({ ...base, path: '/n/y', type: 'file', data: Buffer.from('file first') });
+        await put({ ...base, path: '/n/y', type: 'dir', mode: 0o750, uid: 3, gid: 4 });
+        await put({ ...base, path: '/n/y/inner', type: 'file', data: Buffer.from('in') });
+        await put({ ...base, path: '/n/s', type: 'symlink', linkname: 'x', uid: 5, gid: 6 });
+        await put({ ...base, path: '/n/s2', type: 'dir' });
+        await put({ ...base, path: '/n/h', type: 'link', linkname: '/n/x' });
+        await put({ ...base, path: '/n/d', type: 'dir', mode: 0o700 });
+        await put({ ...base, path: '/n/d', type: 'dir', mode: 0o755, uid: 9, gid: 9 }); // again: kept, changed
+        await fs.rmrf('/n/x'); // a removal: what the worker knew is forgotten, and looked up again
+        await put({ ...base, path: '/n/x', type: 'symlink', linkname: 'h' });
+        await put({ ...base, path: '/n/s2', type: 'symlink', linkname: 'y' });
+        await put({ ...base, path: '/n/s2', type: 'file', data: Buffer.from('s2') }); // made before the removal, then again
+        const names = ['/n/x', '/n/y', '/n/y/inner', '/n/s', '/n/s2', '/n/h', '/n/d'];
+        const stats = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await fs.lstat(n)] as const)));
+        return { inos, stats, list: await fs.readdir('/n'), h: (await fs.readFile('/n/h')).toString() };
+      });
+      expect(out.list).toEqual(['d', 'h', 's', 's2', 'x', 'y']);
+      expect(out.h).toBe('two');
+      expect(out.stats['/n/h']).toMatchObject({ type: 'file', mode: 0o600, nlink: 1, size: 3 });
+      expect(out.stats['/n/x']).toMatchObject({ type: 'symlink', target: 'h' });
+      expect(out.stats['/n/y']).toMatchObject({ type: 'dir', mode: 0o750, uid: 3, gid: 4 });
+      expect(out.stats['/n/s']).toMatchObject({ type: 'symlink', target: 'x', uid: 5, gid: 6 });
+      expect(out.stats['/n/d']).toMatchObject({ type: 'dir', mode: 0o755, uid: 9, gid: 9 });
+      expect(out.stats['/n/s2']).toMatchObject({ type: 'file', size: 2 });
+      for (const n of ['/n/x', '/n/y', '/n/y/inner', '/n/s', '/n/s2', '/n/h', '/n/d']) expect(out.inos.get(n), n).toBe(out.stats[n]!.ino);
+    } finally {
+      pool.closeSync();
+    }
+  });
+
+  test('a prestarted worker is the one the next session uses', async () => {
+    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
+    try {
+      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
+      formatExt4(v);
+      // Use up the idle workers earlier tests left, so that prestart has to start one.
+      const sessions = [];
+      while (FsSession.workerCounts().idle > 0) sessions.push(await FsSession.open(v, { readOnly: true }));
+      const before = FsSession.workerCounts().spawned;
+      FsSession.prestart();
+      FsSession.prestart(); // one is idle now: nothing more is started
+      expect(FsSession.workerCounts()).toEqual({ spawned: before + 1, idle: 1 });
+      const s = await FsSession.open(v, { readOnly: true });
+      expect(FsSession.workerCounts()).toEqual({ spawned: before + 1, idle: 0 });
+      expect(await s.lstat('/')).toMatchObject({ type: 'dir' });
+      await s.close();
+      for (const o of sessions) await o.close();
     } finally {
       pool.closeSync();
     }
