@@ -244,6 +244,36 @@ function bulk(f) {
   return out.join('\n');
 }
 
+/** README: the newest bulk run, one row per command and reference, a column per image size. */
+function bulkHeadline(f) {
+  const name = Object.keys(f.runs).at(-1);
+  const run = f.runs[name];
+  const rows = [];
+  for (const size of run.sizes)
+    for (const r of size.rows) {
+      let row = rows.find((x) => x.command === r.command && x.reference === r.reference);
+      if (!row) rows.push((row = { command: r.command, reference: r.reference, goal: r.goal, cells: new Map() }));
+      row.cells.set(size.label, r);
+    }
+  const labels = run.sizes.map((z) => z.label);
+  const cell = (r) =>
+    r === undefined
+      ? '-'
+      : r.ratio === null
+        ? (r.failed ?? 'failed')
+        : `${r.ratio.toFixed(2)}x${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
+  return [
+    `Run "${name}" (commit ${run.commit}, ${run.date}, load average ${run.loadAverage ? run.loadAverage.join(' / ') : 'unknown'}); "floor" is Node's start-up plus the reference, over the reference.`,
+    '',
+    `| command | against | ${labels.map((l) => l.replace(/,.*$/, '')).join(' | ')} | goal |`,
+    `|---|---|${labels.map(() => '---|').join('')}---|`,
+    ...rows.map(
+      (row) =>
+        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${labels.map((l) => cell(row.cells.get(l))).join(' | ')} | ${row.goal}x |`,
+    ),
+  ].join('\n');
+}
+
 const TOOL = { restore: 'thin_restore', check: 'thin_check', dump: 'thin_dump', ls: 'thin_ls', 'ls-held': 'thin_ls' };
 /** How a row is named in the table (a run measures `ls` a second time with a metadata snapshot held). */
 const WHAT = { 'ls-held': 'ls (metadata snapshot held)' };
@@ -419,6 +449,7 @@ const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
+  { doc: 'README.md', name: 'bulk-headline', json: 'bulk.json', render: bulkHeadline },
   { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
   {
     doc: 'docs/rados.md',
