@@ -28,54 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
 
-const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
-const arg = (name: string, def: number) => {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  return a ? Number(a.split('=')[1]) : def;
-};
-const ROUNDS = arg('rounds', QUICK ? 1 : 3);
-const RUNTIME = arg('runtime', QUICK ? 1 : 4);
-const MiB = 1024 * 1024;
-const SIZE = 256 * MiB;
-
-function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function runAsync(cmd: string, argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    c.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function must(cmd: string, argv: string[]): Promise<string> {
-  const r = await runAsync(cmd, argv);
-  if (r.code !== 0) throw new Error(`${cmd} ${argv.join(' ')}: exit ${r.code}\n${r.stderr}`);
-  return r.stdout;
-}
-
-/** CPU time (user + system, in seconds) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, } from './_lib.js';
 
 async function pidOf(f: string): Promise<number> {
   for (let i = 0; i < 100; i++) {
