@@ -2,7 +2,7 @@
  * What the NBD benches (speed.ts, tls.ts) share: their command-line settings, child processes and CPU
  * accounting (not a bench itself: `_` files are helpers).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export const args = process.argv.slice(2);
@@ -56,4 +56,19 @@ export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** Stop what a bench started: its children (SIGTERM, waiting for each to exit) and daemons known by pid. */
+export async function stopAll(children: ChildProcess[], pids: number[]): Promise<void> {
+  for (const c of children) {
+    c.kill('SIGTERM');
+    if (c.exitCode === null) await new Promise((r) => c.once('exit', r));
+  }
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
 }

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ThinPool } from '../../src/thin/pool.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, } from './_lib.js';
+import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, stopAll } from './_lib.js';
 
 /** fio IOPS, and the server's CPU microseconds per request (less sensitive to a busy machine than IOPS). */
 async function fio(uri: string, rw: string, qd: number, out: string, pid: number): Promise<[number, number]> {
@@ -168,17 +168,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    for (const c of children) {
-      c.kill('SIGTERM');
-      if (c.exitCode === null) await new Promise((r) => c.once('exit', r));
-    }
-    for (const p of kitPids) {
-      try {
-        process.kill(p, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    await stopAll(children, kitPids);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, } from './_lib.js';
+import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, stopAll } from './_lib.js';
 
 async function pidOf(f: string): Promise<number> {
   for (let i = 0; i < 100; i++) {
@@ -281,17 +281,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    for (const c of children) {
-      c.kill('SIGTERM');
-      if (c.exitCode === null) await new Promise((r) => c.once('exit', r));
-    }
-    for (const p of kitPids) {
-      try {
-        process.kill(p, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    await stopAll(children, kitPids);
     rmSync(dir, { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   }
