@@ -292,3 +292,23 @@ test('discard unmaps exactly the whole blocks of its range, found by lookup or b
   expect(pool.status().dataBlocks.used).toBe(3);
   pool.closeSync();
 });
+
+test('asynchronous reads settle to nothing, on a synchronous data device and on an asynchronous one, over mapped and unprovisioned blocks', async () => {
+  for (const opts of [{}, { async: true }]) {
+    const { pool, data } = newPool(8, opts);
+    const v = pool.createThinSync('v', { size: 4 * BS });
+    const bytes = new Uint8Array(BS).fill(7);
+    v.writeSync(bytes, 0);
+    const mapped = new Uint8Array(BS);
+    const hole = new Uint8Array(BS).fill(1);
+    data.clear();
+    // The pool's own door to the data path, and the volume's.
+    await expect(pool.readDataAsync(v.id, mapped, 0)).resolves.toBeUndefined();
+    await expect(pool.readDataAsync(v.id, hole, 2 * BS)).resolves.toBeUndefined(); // no device request at all
+    await expect(v.read(new Uint8Array(BS), 3 * BS)).resolves.toBeUndefined();
+    expect(mapped).toEqual(bytes);
+    expect(hole).toEqual(new Uint8Array(BS));
+    expect(data.calls.asyncReads.length + data.calls.reads.length).toBe(1); // only the mapped block was read
+    pool.closeSync();
+  }
+});
