@@ -7,11 +7,11 @@
  * Invariants: operations other than `mount` fail with EINVAL while nothing is mounted; `umount` closes every
  * handle still open, unmounts (libext2fs writes its caches back) and then writes the disk's dirty pages back,
  * so after its reply every change has reached the owning thread. Errors carry an errno-like `code`. Files
- * opened through `put` without data get their mode and owner set on `close` (the package's open of version
- * in use creates them with the mode asked and owner 0:0, but that is not its documented contract: the entry
- * ends as the layer says either way). File data a batch placed in the session's data ring (`attachData`, memory shared with the
- * owning thread) is read by `put` (dataAt) and `writeShared` before their reply; a call that names the ring
- * before one is attached fails with EINVAL.
+ * opened through `put` without data get their mode and owner set on `close` (the package version in use
+ * creates them with the mode asked and owner 0:0, but that is not its documented contract: the entry ends as
+ * the layer says either way). File data a batch placed in the session's data ring (`attachData`, memory shared
+ * with the owning thread) is read by `put` (dataAt) and `writeShared` before their reply; a call that names
+ * the ring before one is attached fails with EINVAL.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
