@@ -181,17 +181,17 @@ export class FsSession {
     return this.worker.terminate();
   }
 
-  /**
-   * Start a worker now when none is idle, so that its start (about 50 ms here: the thread, its modules, the
-   * package's WASM) overlaps what the caller does before its first `open`. Nothing waits for it; unused, it keeps
-   * the process from nothing (unref). One that fails to start leaves the idle list, and `open` starts another
-   * (and reports that one's failure).
-   */
   /** Workers started by this process so far, and how many wait idle (for tests). */
   static workerCounts(): { spawned: number; idle: number } {
     return { spawned, idle: idle.length };
   }
 
+  /**
+   * Start a worker now when none is idle, so that its start (about 50 ms here: the thread, its modules, the
+   * package's WASM) overlaps what the caller does before its first `open`. Nothing waits for it; unused, it does
+   * not keep the process alive (unref). One that fails to start leaves the idle list, and `open` starts another
+   * (and reports that one's failure).
+   */
   static prestart(): void {
     if (idle.length > 0) return;
     let w: Worker;
