@@ -4,18 +4,28 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
+import type { Volume } from '../../src/thin/volume.js';
 import { FsError, FsSession, withFs } from '../../src/images/fs-worker.js';
 import { formatExt4 } from '../../src/images/mkfs.js';
 import { needTool } from '../support/tools.js';
 
 const haveMkfs = needTool('mkfs.ext4', 'e2fsprogs');
 
+/** A fresh ext4 filesystem of volMiB MiB in a memory pool, handed to fn; the pool is closed afterwards. */
+async function onExt4<T>(volMiB: number, fn: (v: Volume) => Promise<T>): Promise<T> {
+  const pool = ThinPool.memory({ size: (volMiB + 64) * 1024 * 1024 });
+  try {
+    const v = pool.createThinSync('fs', { size: volMiB * 1024 * 1024 });
+    formatExt4(v);
+    return await fn(v);
+  } finally {
+    pool.closeSync();
+  }
+}
+
 describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
   test("round trip through the worker; its errors are FsError with the worker's file and line", async () => {
-    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(16, async (v) => {
       const err = await withFs(v, async (fs) => {
         await fs.writeFile('/a/b.txt', Buffer.from('hello'), { mode: 0o640, uid: 7, gid: 8 });
         expect((await fs.readFile('/a/b.txt')).toString()).toBe('hello');
@@ -28,16 +38,11 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
       expect(err).toBeInstanceOf(FsError);
       expect(err).toMatchObject({ code: 'ENOENT', message: 'hard link /l: its target /missing does not exist' });
       expect((err as FsError).workerStack).toMatch(/fs-thread\.ts:\d+:\d+/);
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 
   test('a batch runs its calls in order; after a failed one nothing later is applied and settle throws that error', async () => {
-    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(16, async (v) => {
       const base = { mode: 0o644, uid: 0, gid: 0 };
       const inos: number[] = [];
       const settled = await withFs(v, async (fs) => {
@@ -71,16 +76,11 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         },
         { readOnly: true },
       );
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 
   test("a batch's shared data goes round its ring: every file keeps its own bytes, nothing is overwritten in flight", async () => {
-    const pool = ThinPool.memory({ size: 160 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 96 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(96, async (v) => {
       const base = { mode: 0o600, uid: 0, gid: 0 };
       const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
       const want = new Map<string, string>();
@@ -119,19 +119,14 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         },
         { readOnly: true },
       );
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 
   test('the disk reads back what it wrote after its write-backs and its window cache have moved on', async () => {
     // 48 MiB of fresh files in one session: blocks libext2fs allocates are unprovisioned when it first reads
     // them (made as zeroes in the worker), then written back (every 16 MiB) and dropped from the 32 MiB of
     // cached windows; reading them again in the same session must fetch them, not make them as zeroes.
-    const pool = ThinPool.memory({ size: 160 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 96 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(96, async (v) => {
       const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
       await withFs(v, async (fs) => {
         const want: string[] = [];
@@ -144,16 +139,11 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
         for (let i = 0; i < 48; i++) got.push(sha(await fs.readFile(`/f${i}`)));
         expect(got).toEqual(want);
       });
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 
   test("entries made again in a directory made by the same session replace the first; the inode numbers put returns are the entries' own", async () => {
-    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(16, async (v) => {
       const base = { mode: 0o644, uid: 0, gid: 0 };
       const out = await withFs(v, async (fs) => {
         const inos = new Map<string, number>();
@@ -188,16 +178,11 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
       expect(out.stats['/n/d']).toMatchObject({ type: 'dir', mode: 0o755, uid: 9, gid: 9 });
       expect(out.stats['/n/s2']).toMatchObject({ type: 'file', size: 2 });
       for (const n of ['/n/x', '/n/y', '/n/y/inner', '/n/s', '/n/s2', '/n/h', '/n/d']) expect(out.inos.get(n), n).toBe(out.stats[n]!.ino);
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 
   test('a prestarted worker is the one the next session uses', async () => {
-    const pool = ThinPool.memory({ size: 64 * 1024 * 1024 });
-    try {
-      const v = pool.createThinSync('fs', { size: 16 * 1024 * 1024 });
-      formatExt4(v);
+    await onExt4(16, async (v) => {
       // Use up the idle workers earlier tests left, so that prestart has to start one.
       const sessions = [];
       while (FsSession.workerCounts().idle > 0) sessions.push(await FsSession.open(v, { readOnly: true }));
@@ -210,8 +195,6 @@ describe.runIf(haveMkfs)('the ext2fs worker thread', () => {
       expect(await s.lstat('/')).toMatchObject({ type: 'dir' });
       await s.close();
       for (const o of sessions) await o.close();
-    } finally {
-      pool.closeSync();
-    }
+    });
   });
 });
