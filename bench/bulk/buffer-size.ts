@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { median } from '../compare/lib/stats.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
@@ -88,8 +89,6 @@ function cp(): number {
   execFileSync('cp', ['--sparse=always', src, dst]);
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const settings: Array<{ name: string; batch: number; piece: number }> = [];
 for (const k of [32, 64, 128, 256, 512, 1024]) settings.push({ name: `${k} KiB batch, one write`, batch: k * KiB, piece: k * KiB });

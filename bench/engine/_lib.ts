@@ -20,11 +20,9 @@ export const KiB = 1024;
 export const MiB = 1024 * 1024;
 export const BLOCK = 64 * KiB;
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+import { median } from '../compare/lib/stats.js';
+
+export { median };
 
 export function now(): number {
   return performance.now();

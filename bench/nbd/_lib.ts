@@ -1,9 +1,12 @@
 /**
- * What the NBD benches (speed.ts, tls.ts) share: their command-line settings, child processes and CPU
- * accounting (not a bench itself: `_` files are helpers).
+ * What the NBD benches (speed.ts, tls.ts) share: their command-line settings and child processes; medians and CPU
+ * time come from bench/compare/lib/stats.ts, commands run through test/nbd/support.ts (not a bench itself: `_`
+ * files are helpers).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { runOk } from '../../test/nbd/support.js';
+
+export { median, processCpuSeconds } from '../compare/lib/stats.js';
 
 export const args = process.argv.slice(2);
 export const QUICK = args.includes('--quick');
@@ -22,40 +25,9 @@ export function have(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Run a command to its end, collecting its output. */
-export function runAsync(cmd: string, argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    c.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** The standard output of a command that must succeed (else an error with its standard error). */
-export async function must(cmd: string, argv: string[]): Promise<string> {
-  const r = await runAsync(cmd, argv);
-  if (r.code !== 0) throw new Error(`${cmd} ${argv.join(' ')}: exit ${r.code}\n${r.stderr}`);
-  return r.stdout;
-}
-
-/** CPU time (user + system, in seconds) a process has used so far. */
-export function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+/** The standard output of a command that must succeed (else an error with its output); fio runs for --runtime. */
+export function must(cmd: string, argv: string[]): Promise<string> {
+  return runOk(cmd, argv, { timeoutMs: 3_600_000 });
 }
 
 /** Stop what a bench started: its children (SIGTERM, waiting for each to exit) and daemons known by pid. */

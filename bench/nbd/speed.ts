@@ -18,11 +18,11 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ThinPool } from '../../src/thin/pool.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, stopAll } from './_lib.js';
+import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
 
 /** fio IOPS, and the server's CPU microseconds per request (less sensitive to a busy machine than IOPS). */
 async function fio(uri: string, rw: string, qd: number, out: string, pid: number): Promise<[number, number]> {
-  const c0 = cpuSeconds(pid);
+  const c0 = processCpuSeconds(pid);
   await must('fio', [
     '--name=b',
     '--ioengine=nbd',
@@ -37,7 +37,7 @@ async function fio(uri: string, rw: string, qd: number, out: string, pid: number
     '--output-format=json',
     `--output=${out}`,
   ]);
-  const cpu = cpuSeconds(pid) - c0;
+  const cpu = processCpuSeconds(pid) - c0;
   type Dir = { iops: number; total_ios: number };
   const j = JSON.parse(readFileSync(out, 'utf8')) as { jobs: { read: Dir; write: Dir }[] };
   const d = rw === 'randread' ? j.jobs[0].read : j.jobs[0].write;
@@ -47,11 +47,11 @@ async function fio(uri: string, rw: string, qd: number, out: string, pid: number
 }
 
 async function nbdcopy(from: string, to: string, pid: number): Promise<[number, number]> {
-  const c0 = cpuSeconds(pid);
+  const c0 = processCpuSeconds(pid);
   const t0 = performance.now();
   await must('nbdcopy', ['--request-size=1048576', from, to]);
   const mibs = SIZE / MiB / ((performance.now() - t0) / 1000);
-  return [mibs, ((cpuSeconds(pid) - c0) * 1e6) / (SIZE / MiB)];
+  return [mibs, ((processCpuSeconds(pid) - c0) * 1e6) / (SIZE / MiB)];
 }
 
 async function main(): Promise<number> {

@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, cpuSeconds, have, median, must, stopAll } from './_lib.js';
+import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
 
 async function pidOf(f: string): Promise<number> {
   for (let i = 0; i < 100; i++) {
@@ -161,7 +161,7 @@ async function main(): Promise<number> {
 
     const fio = async (s: Sys, rw: string, qd: number): Promise<[number, number]> => {
       const pid = s === 'nbdkit TLS' ? kitPids[2] : where[s].pid;
-      const c0 = cpuSeconds(pid);
+      const c0 = processCpuSeconds(pid);
       const argv = [
         ...asUser,
         'env',
@@ -180,7 +180,7 @@ async function main(): Promise<number> {
         '--output-format=json',
       ];
       const out = await must(argv[0], argv.slice(1));
-      const cpu = cpuSeconds(pid) - c0;
+      const cpu = processCpuSeconds(pid) - c0;
       type Dir = { iops: number };
       const j = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: Dir; write: Dir }[] };
       const d = rw === 'randread' ? j.jobs[0].read : j.jobs[0].write;
@@ -188,11 +188,11 @@ async function main(): Promise<number> {
     };
     const copy = async (s: Sys, write: boolean): Promise<[number, number]> => {
       const pid = where[s].pid;
-      const c0 = cpuSeconds(pid);
+      const c0 = processCpuSeconds(pid);
       const t0 = performance.now();
       await must('nbdcopy', ['--request-size=1048576', write ? src : where[s].copy, write ? where[s].copy : 'null:']);
       const mibs = SIZE / MiB / ((performance.now() - t0) / 1000);
-      return [mibs, ((cpuSeconds(pid) - c0) * 1e6) / (SIZE / MiB)];
+      return [mibs, ((processCpuSeconds(pid) - c0) * 1e6) / (SIZE / MiB)];
     };
     const cases: { name: string; unit: string; cpuUnit: string; run: (s: Sys) => Promise<[number, number]> }[] = [];
     for (const qd of [1, 16]) {

@@ -27,10 +27,7 @@ export function argValue(name: string): string | undefined {
   return a === undefined ? undefined : a.slice(name.length + 1);
 }
 
-export const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+export { median, processCpuSeconds } from '../compare/lib/stats.js';
 
 /** `rbd bench`'s own rate: its last line reads `elapsed: S ops: N ops/sec: R bytes/sec: ...`. */
 export async function rbdBench(conf: string, image: string, kind: Kind, threads: number, ops: number, cache = true): Promise<number> {
@@ -64,15 +61,6 @@ export async function rbdBenchCpu(
     rate: m[1] === 'inf' ? Number.POSITIVE_INFINITY : Number(m[1]),
     cpuSeconds: Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]),
   };
-}
-
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-/** CPU time (user + system, seconds) a running process has used so far, from /proc/PID/stat. */
-export function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
 }
 
 /**

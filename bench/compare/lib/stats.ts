@@ -1,4 +1,7 @@
-/** Timing and summary statistics: medians of repeated runs with their spread. */
+/** Timing and summary statistics: medians of repeated runs with their spread, and a process's CPU time. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
 export function now(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
@@ -17,11 +20,16 @@ export interface Summary {
   runs: number[];
 }
 
+/** The median (the mean of the two middle values for an even count; NaN for none). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
 export function summarize(runs: readonly number[]): Summary {
   const s = [...runs].sort((a, b) => a - b);
-  const n = s.length;
-  const median = n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-  return { median, min: s[0] ?? NaN, max: s[n - 1] ?? NaN, runs: [...runs] };
+  return { median: median(runs), min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, runs: [...runs] };
 }
 
 /** Operations per second of fn, run in batches until minMs have passed. */
@@ -46,4 +54,15 @@ export function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Clock ticks per second of /proc's CPU times (asked once, when first needed). */
+let clockTicks = 0;
+
+/** CPU time (user + system, seconds) a running process has used so far, from /proc/PID/stat. */
+export function processCpuSeconds(pid: number): number {
+  clockTicks ||= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / clockTicks;
 }
