@@ -182,6 +182,17 @@ function mutation(f) {
   ].join('\n');
 }
 
+/**
+ * One bulk row's ratio for a table cell: `-` when not measured, why when it failed, else the ratio (in bold when
+ * asked) and, for a run that timed Node's start-up (`node -e ""`), the floor that start-up sets.
+ */
+function bulkRatio(r, bold) {
+  if (r === undefined) return '-';
+  if (r.ratio === null) return r.failed ?? 'failed';
+  const x = `${r.ratio.toFixed(2)}x`;
+  return `${bold ? `**${x}**` : x}${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
+}
+
 /** The bulk tables show this many runs, the newest; the JSON keeps every run (their notes list all). */
 const BULK_SHOWN = 3;
 
@@ -193,13 +204,7 @@ function bulk(f) {
   const all = Object.keys(f.runs);
   const names = all.slice(-BULK_SHOWN);
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
-  // A run that timed Node's start-up (`node -e ""`) gives the floor it sets beside the ratio.
-  const ratio = (r) =>
-    r === undefined
-      ? '-'
-      : r.ratio === null
-        ? (r.failed ?? 'failed')
-        : `**${r.ratio.toFixed(2)}x**${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
+  const ratio = (r) => bulkRatio(r, true);
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
   const out = [
     all
@@ -256,12 +261,6 @@ function bulkHeadline(f) {
       row.cells.set(size.label, r);
     }
   const labels = run.sizes.map((z) => z.label);
-  const cell = (r) =>
-    r === undefined
-      ? '-'
-      : r.ratio === null
-        ? (r.failed ?? 'failed')
-        : `${r.ratio.toFixed(2)}x${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
   return [
     `Run "${name}" (commit ${run.commit}, ${run.date}, load average ${run.loadAverage ? run.loadAverage.join(' / ') : 'unknown'}); "floor" is Node's start-up plus the reference, over the reference.`,
     '',
@@ -269,7 +268,7 @@ function bulkHeadline(f) {
     `|---|---|${labels.map(() => '---|').join('')}---|`,
     ...rows.map(
       (row) =>
-        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${labels.map((l) => cell(row.cells.get(l))).join(' | ')} | ${row.goal}x |`,
+        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${labels.map((l) => bulkRatio(row.cells.get(l), false)).join(' | ')} | ${row.goal}x |`,
     ),
   ].join('\n');
 }

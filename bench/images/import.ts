@@ -13,9 +13,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -23,13 +23,8 @@ import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
 
 const QUICK = process.argv.includes('--quick');
-/** The command users run: bin/thinpool.js of the package this file belongs to (built or not). */
-const BIN = ((): string => {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bin', 'thinpool.js'))) return join(dir, 'bin', 'thinpool.js');
-    if (dirname(dir) === dir) throw new Error('bin/thinpool.js not found above this bench');
-  }
-})();
+/** The command users run: bin/thinpool.js of this package (this file runs as dist/bench/images/import.js). */
+const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
 const IMPORT_ONLY = process.argv.includes('--import-only');
 const MiB = 1024 * 1024;
 

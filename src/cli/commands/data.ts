@@ -122,8 +122,9 @@ export async function write(ctx: Ctx, [dir, name, file]: string[], opts: Record<
             // with the pool untouched; the rest go in COPY_BUFFER batches, which copy faster.
             const head = Buffer.allocUnsafe(batchSize(bs));
             for (let pos = offset; ; ) {
+              // The first chunk ends at a block boundary; every later one starts at one.
               const b = pos === offset ? head : buf;
-              const want = Math.min(pos === offset ? head.length - (offset % bs) : buf.length, size - pos);
+              const want = Math.min(b.length - (pos % bs), size - pos);
               const n = want === 0 ? 0 : await input!.fill(b.subarray(0, want));
               if (n === want && pos + n === size) {
                 // The volume is full: any further byte does not fit.
