@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
+import { median } from '../compare/lib/stats.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
@@ -77,11 +78,6 @@ async function timeAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t = performance.now();
   const r = await fn();
   return [r, performance.now() - t];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
 }
 
 async function main(): Promise<void> {
