@@ -33,6 +33,7 @@ export default defineConfig({
           'test/thin/pool-state.test.ts',
           'test/thin/data-path.test.ts',
           'test/thin/data-path-edges.test.ts',
+          'test/thin/pending-copies.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/thin/dump-pieces.test.ts',

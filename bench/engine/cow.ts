@@ -1,8 +1,12 @@
 /**
- * Cost of a first write into a shared block (the block is copied, a new data block allocated and mapped) against
- * a 4 KiB write into an unshared provisioned block, and against a first write into an unprovisioned block (60 KiB
- * of zeros + the piece). Page cache warm, interleaved rounds timed by the wall clock (a reflink's work may run
- * in the kernel's threads); every copy-on-write op hits a block not yet copied.
+ * Cost of a first write into a shared block (a new data block allocated and mapped; the old block's other bytes
+ * copied: at once for writes that are not whole 4 KiB granules, else deferred to the first read, the commit or an
+ * extents call, pending-copies.ts) against a 4 KiB write into an unshared provisioned block, and against a first
+ * write into an unprovisioned block. Page cache warm, interleaved rounds timed by the wall clock (a reflink's work
+ * may run in the kernel's threads); every copy-on-write op hits a block not yet copied. Since the copy of a
+ * 4 KiB write is deferred, two more cases keep it in the timed round: the same writes with every owed copy
+ * settled at the end of each round (against unshared writes with the same call), and shared blocks written
+ * whole 4 KiB at a time (nothing owed, nothing copied).
  *
  * Where: the scratch directory's file system, and, when run as root with loop devices, a loop-mounted XFS
  * (xfsprogs) and btrfs (btrfs-progs) made, used and removed by this run. On each, the copy takes the path the
@@ -35,6 +39,20 @@ interface Measured {
   unsharedNs: number;
   sharedNs: number;
   unprovisionedNs: number;
+  /**
+   * The same writes with the deferred copies settled inside the timed round (pending-copies.ts: a 4 KiB write
+   * into a shared block copies the block's other bytes later, at the latest in the commit): each round ends with
+   * an extents call on the volume, which settles every owed copy; the unshared baseline makes the same call.
+   */
+  settledUnsharedNs: number;
+  settledSharedNs: number;
+  settledRatio: number;
+  /**
+   * Shared blocks written whole, 4 KiB at a time in order (a file system writing a file over a snapshot), per
+   * 4 KiB write, settled in the round; the baseline is the unshared write.
+   */
+  fillNs: number;
+  fillRatio: number;
   /** The copy alone: the device's copyWithin of a 64 KiB block into a fresh one, on a bare file of the same file system. */
   copyNs: number;
   /**
@@ -74,16 +92,15 @@ async function copyAlone(dir: string): Promise<number> {
 }
 
 async function measure(dir: string): Promise<Measured> {
-  const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK * 5, metadataSize: 16 * 1024 * 1024 });
+  const pool = ThinPool.formatSync(join(dir, 'pool'), { size: NBLK * BLOCK * 9, metadataSize: 32 * 1024 * 1024 });
   const v = pool.createThinSync('v', { size: NBLK * BLOCK });
+  const w = pool.createThinSync('w', { size: NBLK * BLOCK });
+  const f = pool.createThinSync('f', { size: NBLK * BLOCK });
   const u = pool.createThinSync('u', { size: NBLK * BLOCK });
   const e = pool.createThinSync('e', { size: NBLK * BLOCK });
   const piece = Buffer.alloc(4096, 3);
-  for (let i = 0; i < NBLK; i++) {
-    v.writeSync(piece, i * BLOCK);
-    u.writeSync(piece, i * BLOCK);
-  }
-  pool.snapshotSync('v', 'snap');
+  for (let i = 0; i < NBLK; i++) for (const vol of [v, w, f, u]) vol.writeSync(piece, i * BLOCK);
+  for (const name of ['v', 'w', 'f']) pool.snapshotSync(name, `${name}-snap`);
   pool.commitSync();
   const r = rng(4);
   const perm = Array.from({ length: NBLK }, (_, i) => i);
@@ -110,6 +127,27 @@ async function measure(dir: string): Promise<Measured> {
         for (let i = f; i < f + n; i++) e.writeSync(piece, perm[i] * BLOCK + 8192);
       },
     },
+    {
+      name: 'unshared, settled',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) u.writeSync(piece, perm[(i + NBLK / 2) % NBLK] * BLOCK + 8192);
+        u.extents(0, BLOCK);
+      },
+    },
+    {
+      name: 'shared, settled',
+      run: (f, n) => {
+        for (let i = f; i < f + n; i++) w.writeSync(piece, perm[i] * BLOCK + 8192);
+        w.extents(0, BLOCK);
+      },
+    },
+    {
+      name: 'shared, filled 4 KiB at a time',
+      run: (from, n) => {
+        for (let i = from; i < from + n; i++) f.writeSync(piece, perm[Math.floor(i / 16)] * BLOCK + (i % 16) * 4096);
+        f.extents(0, BLOCK);
+      },
+    },
   ];
   const res = await interleaved(cases, { perRound: PER_ROUND, rounds: ROUNDS, warmup: 2 });
   const copies = (pool.storage.data as FileDevice).copies;
@@ -117,7 +155,19 @@ async function measure(dir: string): Promise<Measured> {
   pool.closeSync();
   const copyNs = await copyAlone(dir);
   const unsharedNs = res[0].nsPerOp;
-  return { path, unsharedNs, sharedNs: res[1].nsPerOp, unprovisionedNs: res[2].nsPerOp, copyNs, floorRatio: 1 + copyNs / unsharedNs };
+  return {
+    path,
+    unsharedNs,
+    sharedNs: res[1].nsPerOp,
+    unprovisionedNs: res[2].nsPerOp,
+    settledUnsharedNs: res[3].nsPerOp,
+    settledSharedNs: res[4].nsPerOp,
+    settledRatio: res[4].nsPerOp / res[3].nsPerOp,
+    fillNs: res[5].nsPerOp,
+    fillRatio: res[5].nsPerOp / unsharedNs,
+    copyNs,
+    floorRatio: 1 + copyNs / unsharedNs,
+  };
 }
 
 /** Runs measure() in a child process on dir (optionally without the native helper); returns its figures. */
@@ -147,7 +197,7 @@ function loopFs(base: string, kind: 'xfs' | 'btrfs'): { dir: string; remove(): v
   const image = join(base, `${kind}.img`);
   const mnt = join(base, `${kind}-mnt`);
   writeFileSync(image, '');
-  spawnSync('truncate', ['-s', `${(2 * 3 * NBLK * BLOCK) / 1024 / 1024 + 320}M`, image]); // two pools of 3 volumes
+  spawnSync('truncate', ['-s', `${(2 * 9 * NBLK * BLOCK) / 1024 / 1024 + 320}M`, image]); // two pools of 9 volumes' worth
   const made = sh(mkfs, kind === 'xfs' ? ['-q', '-m', 'reflink=1', image] : ['-q', image]);
   if (!made.ok) {
     note(`${kind}: skipped (${mkfs}: ${made.out}; Debian package ${kind === 'xfs' ? 'xfsprogs' : 'btrfs-progs'})`);
@@ -218,6 +268,8 @@ async function main(): Promise<void> {
       'unprovisioned first write',
       'copy alone',
       'floor',
+      'settled: unshared / shared / ratio',
+      'filled 4 KiB at a time / ratio',
     ],
     rows.map((r) => [
       r.fs,
@@ -229,6 +281,8 @@ async function main(): Promise<void> {
       fmtNs(r.unprovisionedNs),
       fmtNs(r.copyNs),
       `${r.floorRatio.toFixed(2)}x`,
+      `${fmtNs(r.settledUnsharedNs)} / ${fmtNs(r.settledSharedNs)} / ${r.settledRatio.toFixed(2)}x`,
+      `${fmtNs(r.fillNs)} / ${r.fillRatio.toFixed(2)}x`,
     ]),
   );
   const figDir = process.env.THINPOOL_FIGURES_DIR;

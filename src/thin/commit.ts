@@ -9,7 +9,9 @@
  *   needs_check and leaves the pool read-only (spec 7.9); a clean error leaves the transaction as it was.
  * - `freeing` changes (delete, discard, shrink) skip the headroom check and may use the metadata reserve, so
  *   deleting volumes always makes room again.
- * - `commit()`: flush the data device (when data was written or it grew since the last commit), commit the
+ * - `commit()`: settle the deferred copy-on-write copies (pending-copies.ts: no committed mapping may point at a
+ *   block that still owes copied bytes; a failed copy fails the commit only, with the transaction intact), flush
+ *   the data device (when data was written or it grew since the last commit), commit the
  *   metadata (superblock last, flushed), then publish the catalog, staged between "all blocks written and
  *   flushed" and "superblock written" with the fingerprint of the new superblock (two-phase, catalog.ts); then
  *   discard passdown of the blocks the commit freed. A failed commit aborts as above. In read-only mode, data
@@ -66,6 +68,7 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
 
 /** Abort to the last commit (metadata and catalog) and set needs_check. */
 function abortToNeedsCheck(s: PoolState): void {
+  s.pending.clear(); // the blocks it names are the dropped transaction's
   try {
     s.md.abort();
     s.catalog = s.storage.catalog.readPublished() ?? emptyCatalog();
@@ -100,6 +103,9 @@ function flushData(s: PoolState): void {
 /** Commit everything written so far (data flush, metadata, catalog). */
 export function commit(s: PoolState): void {
   s.alive();
+  // First, outside the abort below: a copy that fails is a data error, which fails this commit only (as dm-thin
+  // errors the bio only); the transaction and what it owes stay, and the next commit copies again.
+  s.pending.settleAll();
   if (s.md.mode !== 'write' || (!s.md.dirty && !s.catalogDirty)) {
     flushData(s); // nothing to commit; in-place writes (also in read-only mode) are still made durable
     return;

@@ -9,6 +9,9 @@
  *   time rule) copies the whole block to a new one first (break sharing); the rest of a new block reads as
  *   zeros (zeroed unless still pristine under the high-water mark, which is raised durably before the write).
  *   The copy goes through the device's copyWithin when it has one (reflink or copy_file_range on a file).
+ *   A write of whole 4 KiB granules into a shared block defers the copy instead (pending-copies.ts): the new
+ *   block gets the written granules now and owes the rest, settled before anything reads or copies it, before
+ *   its old block is written in place, and at the latest by the commit; a block written whole owes nothing.
  *   The mapping is inserted only after the data is written; a failed data write returns the block.
  * - Unshared mapped blocks are written in place even in read-only mode (not in failed mode); anything that
  *   needs metadata refuses with the mode's error.
@@ -19,7 +22,7 @@
  * - headCopy allocates and fills a block before its caller changes any mapping (rollback's partial tail).
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
-import { allParts, isAsyncDevice, started } from '../io/block-device.js';
+import { allParts, copyInside, isAsyncDevice, started } from '../io/block-device.js';
 import { change, commit } from './commit.js';
 import { autoExtend } from './extend.js';
 import type { Mapping } from './metadata.js';
@@ -31,7 +34,6 @@ const MAX_RUN_BLOCKS = 256;
 
 export class DataPath {
   private readonly s: PoolState;
-  private copyBuf: Uint8Array | null = null;
   private zeroes: Uint8Array | null = null;
 
   constructor(s: PoolState) {
@@ -55,7 +57,10 @@ export class DataPath {
     const dblock = md.lookupData(id, vblock);
     if (dblock < 0) buf.fill(0);
     else if (dblock >= md.nrDataBlocks) this.badMapping(id, vblock, dblock, md.rootOf(id));
-    else s.storage.data.read(buf, dblock * bs + within);
+    else {
+      if (s.pending.size !== 0) s.pending.settle(dblock);
+      s.storage.data.read(buf, dblock * bs + within);
+    }
   }
 
   /**
@@ -117,6 +122,7 @@ export class DataPath {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
+        if (s.pending.size !== 0) for (let d = dblock; d < dblock + (next - vblock); d++) s.pending.settle(d);
         const part = done === 0 && n === buf.length ? buf : buf.subarray(done, done + n);
         if (io === null) data.read(part, dblock * bs + within);
         else io(part, dblock * bs + within);
@@ -142,6 +148,7 @@ export class DataPath {
       let n = Math.min(bs - within, buf.length - done);
       const m = md.lookup(id, vblock);
       if (io !== null && m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail') {
+        if (s.pending.size !== 0) s.pending.beforeInPlace(m.dblock, within, n);
         s.dataDirty = true;
         io(buf.subarray(done, done + n), m.dblock * bs + within); // one block in place, in flight
       } else if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
@@ -151,6 +158,7 @@ export class DataPath {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
+        if (s.pending.size !== 0) this.beforeInPlaceRun(m.dblock, within, n);
         s.dataDirty = true;
         s.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
       } else if (io === null && m === null && within === 0 && buf.length - done >= 2 * bs && md.mode === 'write') {
@@ -200,6 +208,16 @@ export class DataPath {
     }
   }
 
+  /** pending.beforeInPlace for each block of an in-place write of n bytes from `within` of dblock on. */
+  private beforeInPlaceRun(dblock: number, within: number, n: number): void {
+    const bs = this.s.blockSize;
+    for (let d = dblock, at = within, left = n; left > 0; d++, at = 0) {
+      const len = Math.min(bs - at, left);
+      this.s.pending.beforeInPlace(d, at, len);
+      left -= len;
+    }
+  }
+
   /** The data block vblock is mapped to when a write may go there in place (mapped, not shared), else null. */
   private inPlaceRun(id: number, vblock: number): number | null {
     const m = this.s.md.lookup(id, vblock);
@@ -214,18 +232,22 @@ export class DataPath {
     const data = s.storage.data;
     if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
     if (m && !m.shared && md.mode !== 'fail') {
+      if (s.pending.size !== 0) s.pending.beforeInPlace(m.dblock, within, part.length);
       s.dataDirty = true;
       data.write(part, m.dblock * bs + within); // in place; read-only mode still writes unshared mapped blocks
       return;
     }
     if (md.mode !== 'write') change(s, () => undefined); // refuses with the mode's error
+    // Copy-on-write of whole granules is deferred: the block's other bytes are owed from m's (pending-copies.ts).
+    const defer = m !== null && s.pending.canDefer(within, part.length);
+    if (m && s.pending.size !== 0) s.pending.settle(m.dblock); // the bytes copied or owed from it must be whole
     const dblock = this.allocDataBlock();
     // Set after the allocation, which may commit (auto-extend, reclaiming freed blocks): that commit clears it.
     s.dataDirty = true;
     try {
       const pristine = s.highWater.isPristine(dblock);
       s.highWater.beforeWrite(dblock);
-      if (part.length < bs) {
+      if (part.length < bs && !defer) {
         if (m) this.copyBlock(m.dblock, dblock);
         else if (!pristine) {
           this.zeroData(dblock * bs, within);
@@ -238,6 +260,7 @@ export class DataPath {
       throw e;
     }
     change(s, () => md.insertMapping(id, vblock, dblock));
+    if (defer) s.pending.add(dblock, m!.dblock, within, part.length);
   }
 
   /**
@@ -344,22 +367,11 @@ export class DataPath {
     });
   }
 
-  /**
-   * Copy data block `from` into `to` (not mapped yet): through the device's copyWithin when it has one (a file
-   * device shares the extents or copies inside the kernel), else through a buffer.
-   */
+  /** Copy data block `from` (its owed bytes settled first) into `to` (not mapped yet), inside the device where it can. */
   private copyBlock(from: number, to: number): void {
-    const bs = this.s.blockSize;
-    const data = this.s.storage.data;
-    if (data.copyWithin !== undefined) {
-      data.copyWithin(from * bs, to * bs, bs);
-      return;
-    }
-    const buf = (this.copyBuf ??= new Uint8Array(Math.min(bs, 1024 * 1024)));
-    for (let off = 0; off < bs; off += buf.length) {
-      this.s.storage.data.read(buf, from * bs + off);
-      this.s.storage.data.write(buf, to * bs + off);
-    }
+    const s = this.s;
+    if (s.pending.size !== 0) s.pending.settle(from);
+    copyInside(s.storage.data, from * s.blockSize, to * s.blockSize, s.blockSize);
   }
 
   private zeroData(pos: number, len: number): void {

@@ -6,16 +6,18 @@
  * - One PoolState per open pool; it is not exported from the package. Every part reads `md` afresh on each
  *   use: growing the metadata device replaces the ThinMetadata instance (extend.ts).
  * - `catalogDirty` says the catalog must be staged and published with the next commit; `dataDirty` says data
- *   was written since the last commit, so the next commit must flush the data device first.
+ *   was written since the last commit, so the next commit must flush the data device first; `pending` holds
+ *   the copy-on-write copies the data path deferred, which the commit settles before that flush.
  * - `recordOf` and `spaceSettings` are on the data path: both are cached and rebuilt only when the catalog
  *   value they were built from changes (a new volumes array or length; a new settings object).
  */
 import type { EventEmitter } from 'node:events';
 import { ThinpoolError } from '../errors.js';
-import type { BlockDevice } from '../io/block-device.js';
+import { copyInside, type BlockDevice } from '../io/block-device.js';
 import type { CatalogData, CatalogStore, VolumeRecord } from './catalog.js';
 import { HighWater, type HighWaterStore } from './high-water.js';
 import type { ThinMetadata } from './metadata.js';
+import { PendingCopies } from './pending-copies.js';
 import { mergeSpaceSettings, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
 
 export interface PoolStorage {
@@ -61,6 +63,8 @@ export class PoolState {
   closed = false;
   readonly highWater: HighWater;
   readonly thresholds = new ThresholdTracker();
+  /** Copy-on-write copies still owed in this transaction (pending-copies.ts): settled by commit, cleared by abort. */
+  readonly pending: PendingCopies;
   warnedNoPunch = false;
   private settings: SpaceSettings | null = null;
   /** The catalog value `settings` was merged from (the data path reads the policy on every allocation). */
@@ -76,6 +80,10 @@ export class PoolState {
     this.catalog = catalog;
     this.events = events;
     this.highWater = new HighWater(storage.highWater);
+    this.pending = new PendingCopies(this.blockSize, (src, dst, length) => {
+      this.dataDirty = true;
+      copyInside(storage.data, src, dst, length);
+    });
   }
 
   alive(): void {

@@ -459,6 +459,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements VolumeIO {
 
   /** @internal */
   forEachMappingIn(id: number, first: number, end: number, fn: (vblock: number, dblock: number) => void): void {
+    this.#s.pending.settleAll(); // data block numbers leave the pool here: their bytes must be whole
     this.#s.md.forEachMappingIn(id, first, end, fn);
   }
 

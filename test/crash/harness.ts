@@ -157,10 +157,17 @@ export function generate(rng: Rng, opts: GenOptions): WOp[] {
     } else {
       const uid = pick();
       const size = m.vols.get(uid)!.bytes.length;
-      const offset = Math.floor(rng() * size);
-      const big = rng() < 0.2;
-      const length = Math.max(1, Math.min(size - offset, 1 + Math.floor(rng() * (big ? BS + 4096 : 3000))));
-      o = { op: 'write', uid, offset, length, seed: Math.floor(rng() * 1e9) };
+      if (rng() < 0.35) {
+        // Whole 4 KiB granules: their copy-on-write is deferred to the commit (pending-copies.ts).
+        const offset = Math.floor((rng() * size) / 4096) * 4096;
+        const length = Math.max(1, Math.min(size - offset, 4096 * (1 + Math.floor(rng() * 3))));
+        o = { op: 'write', uid, offset, length, seed: Math.floor(rng() * 1e9) };
+      } else {
+        const offset = Math.floor(rng() * size);
+        const big = rng() < 0.2;
+        const length = Math.max(1, Math.min(size - offset, 1 + Math.floor(rng() * (big ? BS + 4096 : 3000))));
+        o = { op: 'write', uid, offset, length, seed: Math.floor(rng() * 1e9) };
+      }
     }
     push(o);
   }

@@ -206,11 +206,11 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
   // missing). Update this, README.md and docs/crash-safety.md together, from the line printed above.
   expect(Object.fromEntries([...tally].map(([k, v]) => [k, v.cases]))).toEqual({
     'meta read': 101,
-    'meta write': 311,
-    'meta flush': 72,
-    'data read': 27,
-    'data write': 252,
-    'data flush': 32,
+    'meta write': 375,
+    'meta flush': 88,
+    'data read': 45,
+    'data write': 246,
+    'data flush': 39,
   });
-  expect(cases).toBe(795);
+  expect(cases).toBe(894);
 }, 240_000);

@@ -155,6 +155,12 @@ export function randomOp(rng: Rng, m: PoolModel, blockSize: number): Op {
   if (r < 0.42) return { op: 'commit' };
   const name = pick();
   const size = m.volumes.get(name)!.length;
+  if (rng() < 0.35) {
+    // Whole 4 KiB granules, as file systems write: the copy-on-write of these is deferred (pending-copies.ts).
+    const offset = Math.floor((rng() * size) / 4096) * 4096;
+    const length = Math.min(size - offset, 4096 * (1 + Math.floor(rng() * (rng() < 0.2 ? blockSize / 2048 : 4))));
+    return { op: 'write', name, offset, length, seed: Math.floor(rng() * 1e9) };
+  }
   const offset = Math.floor(rng() * size);
   const length = Math.min(size - offset, 1 + Math.floor(rng() * (rng() < 0.3 ? 2 * blockSize : 9000)));
   return { op: 'write', name, offset, length, seed: Math.floor(rng() * 1e9) };

@@ -1,0 +1,324 @@
+// Deferred copy-on-write (src/thin/pending-copies.ts) through the pool's interface, seen from a recording data
+// device: a write of whole 4 KiB granules into a shared block copies nothing at once; the block's other bytes
+// are copied when something reads or copies the block, when its old block is written in place, or by the
+// commit, and never when later writes fill the block. Every case checks the bytes of the volume, of its
+// snapshot, and of a pool opened on the devices as a crash would leave them.
+import { expect, test } from 'vitest';
+import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
+import type { BlockDevice, CopyPath } from '../../src/io/block-device.js';
+import { FaultDevice } from '../../src/io/fault-device.js';
+import { MemoryDevice } from '../../src/io/memory-device.js';
+import { MemoryCatalogStore } from '../../src/thin/catalog.js';
+import { ThinPool } from '../../src/thin/pool.js';
+import { restoreMetadata } from '../../src/thin/restore.js';
+import { parseThinXml } from '../../src/thin/thin-xml.js';
+import { fill, keepOpen } from '../support/model.js';
+
+const BS = 64 * 1024;
+const G = 4096;
+
+function newPool(blocks: number, opts: { async?: boolean } = {}) {
+  let failCopies = 0;
+  const meta = new MemoryDevice(1 << 20);
+  const dev = new MemoryDevice(blocks * BS);
+  const copies: Array<[number, number, number]> = [];
+  const reads: Array<[number, number]> = [];
+  const data: BlockDevice & Record<string, unknown> = {
+    ...keepOpen(dev),
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    read: (b: Uint8Array, o: number) => {
+      reads.push([o, b.length]);
+      dev.read(b, o);
+    },
+    copyWithin: (src: number, dst: number, len: number): CopyPath => {
+      copies.push([src, dst, len]);
+      if (failCopies > 0) {
+        failCopies--;
+        throw new ThinpoolError('EIO', 'copy failed (test)');
+      }
+      const b = new Uint8Array(len);
+      dev.read(b, src);
+      dev.write(b, dst);
+      return 'copy';
+    },
+  };
+  if (opts.async) {
+    data.readAsync = (b: Uint8Array, o: number) => {
+      dev.read(b, o);
+      return Promise.resolve();
+    };
+    data.writeAsync = (b: Uint8Array, o: number) => {
+      dev.write(b.slice(), o);
+      return Promise.resolve();
+    };
+  }
+  const catalog = new MemoryCatalogStore();
+  const pool = ThinPool.formatStorage({ metadata: keepOpen(meta), data, catalog }, { size: blocks * BS, blockSize: BS });
+  /** A pool opened on copies of the devices as they are now (what a crash with nothing lost would leave). */
+  const crashCopy = () => ThinPool.openStorage({ metadata: meta.snapshot(), data: dev.snapshot(), catalog: catalog.clone() });
+  const failNextCopies = (n: number) => {
+    failCopies = n;
+  };
+  return { pool, dev, meta, data, catalog, copies, reads, crashCopy, failNextCopies };
+}
+
+function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
+  const b = new Uint8Array(length);
+  v.readSync(b, offset);
+  return b;
+}
+
+/** A pool with volume v of `blocks` written blocks (seed 1), snapshot s, committed. */
+function shared(blocks: number, opts: { async?: boolean } = {}) {
+  const p = newPool(4 * blocks + 4, opts);
+  const v = p.pool.createThinSync('v', { size: blocks * BS });
+  const before = fill(blocks * BS, 1);
+  v.writeSync(before, 0);
+  p.pool.snapshotSync('v', 's');
+  p.pool.commitSync();
+  p.copies.length = 0;
+  return { ...p, v, before };
+}
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+
+test('a 4 KiB write into a shared block copies nothing until the block is read; the read gets the old bytes around it', () => {
+  const { pool, v, before, copies } = shared(1);
+  const old = v.map()[0]!.dblock; // (extents settle first: nothing is owed yet)
+  const piece = fill(G, 2);
+  v.writeSync(piece, 2 * G);
+  expect(copies, 'no copy at the write').toEqual([]);
+  expect(pool.status().dataBlocks.used, 'the new block is allocated').toBe(2);
+  const want = before.slice();
+  want.set(piece, 2 * G);
+  expect(same(read(v, 0, BS), want)).toBe(true);
+  // The owed granules: 0-1 and 3-15, one copy per run, from the old block.
+  const nu = v.map()[0]!.dblock;
+  expect(copies).toEqual([
+    [old * BS, nu * BS, 2 * G],
+    [old * BS + 3 * G, nu * BS + 3 * G, 13 * G],
+  ]);
+  expect(same(read(pool.volume('s'), 0, BS), before)).toBe(true);
+  // Settled: reading again copies nothing more.
+  read(v, 0, BS);
+  expect(copies.length).toBe(2);
+  pool.closeSync();
+});
+
+test('a shared block filled by whole-granule writes is never copied, before or after the commit', () => {
+  const { pool, v, before, copies, crashCopy } = shared(2);
+  const want = before.slice();
+  // Block 1 written in 16 pieces, out of order; block 0 gets two pieces, then a 3-granule write across the rest.
+  for (const g of [5, 0, 15, 9, 1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14]) {
+    const piece = fill(G, 10 + g);
+    v.writeSync(piece, BS + g * G);
+    want.set(piece, BS + g * G);
+  }
+  expect(copies).toEqual([]);
+  const head = fill(2 * G, 3);
+  v.writeSync(head, 0);
+  want.set(head, 0);
+  pool.commitSync();
+  // Block 0 owed granules 2-15 at the commit: one run.
+  expect(copies.map(([, , n]) => n)).toEqual([14 * G]);
+  expect(same(read(v, 0, 2 * BS), want)).toBe(true);
+  expect(same(read(pool.volume('s'), 0, 2 * BS), before)).toBe(true);
+  const after = crashCopy();
+  expect(same(read(after.volume('v'), 0, 2 * BS), want)).toBe(true);
+  expect(same(read(after.volume('s'), 0, 2 * BS), before)).toBe(true);
+  after.closeSync();
+  pool.closeSync();
+});
+
+test('the commit copies what is owed before the mapping lands; a crash before it keeps the old mapping', () => {
+  const { pool, v, before, copies, crashCopy } = shared(1);
+  const piece = fill(G, 4);
+  v.writeSync(piece, 8 * G);
+  const early = crashCopy(); // crashed before the commit: the old mapping, the old bytes
+  expect(same(read(early.volume('v'), 0, BS), before)).toBe(true);
+  early.closeSync();
+  pool.commitSync();
+  expect(copies.length).toBe(2);
+  const want = before.slice();
+  want.set(piece, 8 * G);
+  const late = crashCopy(); // crashed right after the commit: the new mapping, whole
+  expect(same(read(late.volume('v'), 0, BS), want)).toBe(true);
+  expect(same(read(late.volume('s'), 0, BS), before)).toBe(true);
+  late.closeSync();
+  pool.closeSync();
+});
+
+test('writing the old block in place first copies what the new block owes from it', () => {
+  // Two devices map data block 0; by the kernel's time rule device 1 sees it shared and device 2 does not (its
+  // mapping is as new as its snapshot time), so device 2 writes it in place, as dm-thin would.
+  const meta = keepOpen(new MemoryDevice(1 << 20));
+  const dev = new MemoryDevice(8 * BS);
+  const before = fill(BS, 1);
+  dev.write(before, 0);
+  restoreMetadata(
+    meta,
+    parseThinXml(`<superblock uuid="" time="1" transaction="1" flags="0" version="2" data_block_size="128" nr_data_blocks="8">
+  <device dev_id="1" mapped_blocks="1" transaction="0" creation_time="0" snap_time="1">
+    <single_mapping origin_block="0" data_block="0" time="0"/>
+  </device>
+  <device dev_id="2" mapped_blocks="1" transaction="0" creation_time="1" snap_time="1">
+    <single_mapping origin_block="0" data_block="0" time="1"/>
+  </device>
+</superblock>`),
+  );
+  const pool = ThinPool.openStorage({ metadata: meta, data: keepOpen(dev), catalog: new MemoryCatalogStore() });
+  const [one, two] = [pool.volume(1), pool.volume(2)];
+  const piece = fill(G, 5);
+  one.writeSync(piece, 0); // device 1 owes granules 1-15 of data block 0
+  const newer = fill(BS, 6);
+  two.writeSync(newer, 0); // in place into data block 0
+  expect(two.map()[0]!.dblock, 'device 2 wrote in place').toBe(0);
+  const want = before.slice();
+  want.set(piece, 0);
+  expect(same(read(one, 0, BS), want), "device 1 keeps block 0's bytes from before device 2 wrote").toBe(true);
+  expect(same(read(two, 0, BS), newer)).toBe(true);
+  pool.closeSync();
+});
+
+test('a block that still owes bytes, shared by a new snapshot, is settled before it is copied again', () => {
+  const { pool, v, before } = shared(1);
+  const one = fill(G, 7);
+  v.writeSync(one, 4 * G); // owes from the first snapshot's block
+  pool.snapshotSync('v', 's2'); // s2 shares the block that owes
+  const two = fill(G, 8);
+  v.writeSync(two, 12 * G); // a second copy-on-write, from the block that owes
+  const at1 = before.slice();
+  at1.set(one, 4 * G);
+  const at2 = at1.slice();
+  at2.set(two, 12 * G);
+  expect(same(read(pool.volume('s2'), 0, BS), at1)).toBe(true);
+  expect(same(read(v, 0, BS), at2)).toBe(true);
+  expect(same(read(pool.volume('s'), 0, BS), before)).toBe(true);
+  pool.closeSync();
+});
+
+test('an in-place write into a block that owes: whole granules are marked, anything else settles first', () => {
+  const { pool, v, before, copies, crashCopy } = shared(1);
+  const want = before.slice();
+  const put = (data: Uint8Array, at: number) => {
+    v.writeSync(data, at);
+    want.set(data, at);
+  };
+  put(fill(G, 9), 8 * G); // deferred
+  put(fill(2 * G, 10), 0); // in place, whole granules 0-1: marked, no copy
+  expect(copies).toEqual([]);
+  put(fill(10, 11), 5 * G + 7); // in place, part of owed granule 5: settles first
+  expect(copies.length).toBe(2); // granules 2-7 and 9-15
+  expect(copies.map(([, , n]) => n)).toEqual([6 * G, 7 * G]);
+  pool.commitSync();
+  expect(copies.length, 'nothing more owed at the commit').toBe(2);
+  expect(same(read(v, 0, BS), want)).toBe(true);
+  const after = crashCopy();
+  expect(same(read(after.volume('v'), 0, BS), want)).toBe(true);
+  after.closeSync();
+  pool.closeSync();
+});
+
+test('data block numbers handed out (extents) point at whole blocks', () => {
+  const { pool, v, before, dev } = shared(1);
+  const piece = fill(G, 12);
+  v.writeSync(piece, 3 * G);
+  const [e] = v.map(); // settles
+  const raw = new Uint8Array(BS);
+  dev.read(raw, e!.dblock * BS);
+  const want = before.slice();
+  want.set(piece, 3 * G);
+  expect(same(raw, want)).toBe(true);
+  pool.closeSync();
+});
+
+test('deleting the snapshot that holds the old block: the old bytes stay until the commit copies them', () => {
+  const { pool, v, before, crashCopy } = shared(1);
+  const piece = fill(G, 13);
+  v.writeSync(piece, 15 * G);
+  pool.deleteSync('s'); // the old block is freed in this transaction: not reused, not released before the commit
+  const w = pool.createThinSync('w', { size: BS });
+  w.writeSync(fill(BS, 14), 0); // takes another block
+  pool.commitSync();
+  const want = before.slice();
+  want.set(piece, 15 * G);
+  expect(same(read(v, 0, BS), want)).toBe(true);
+  const after = crashCopy();
+  expect(same(read(after.volume('v'), 0, BS), want)).toBe(true);
+  expect(same(read(after.volume('w'), 0, BS), fill(BS, 14))).toBe(true);
+  after.closeSync();
+  pool.closeSync();
+});
+
+test('on an asynchronous device, in-flight writes and reads of a block that owes see the same bytes', async () => {
+  const { pool, v, before } = shared(2, { async: true });
+  const want = before.slice();
+  const a = fill(G, 15);
+  await v.write(a, BS + 4 * G); // deferred
+  want.set(a, BS + 4 * G);
+  const b = fill(3 * G, 16);
+  await v.write(b, BS + 8 * G); // in place, in flight, whole granules
+  want.set(b, BS + 8 * G);
+  const c = fill(100, 17);
+  await v.write(c, BS + 13 * G + 1); // in place, in flight, part of a granule: settles first
+  want.set(c, BS + 13 * G + 1);
+  const got = new Uint8Array(2 * BS);
+  await v.read(got, 0);
+  expect(same(got, want)).toBe(true);
+  const snap = new Uint8Array(2 * BS);
+  await pool.volume('s').read(snap, 0);
+  expect(same(snap, before)).toBe(true);
+  pool.closeSync();
+});
+
+test('a commit whose copy fails is a data error: the transaction and what it owes stay, the next commit copies', () => {
+  const { pool, v, before, copies, failNextCopies, crashCopy } = shared(1);
+  const piece = fill(G, 18);
+  v.writeSync(piece, 6 * G);
+  failNextCopies(1);
+  let err: unknown;
+  try {
+    pool.commitSync();
+  } catch (e) {
+    err = e;
+  }
+  expect(isThinpoolError(err, 'EIO')).toBe(true);
+  expect([pool.mode, pool.status().needsCheck], 'still writable, no needs_check').toEqual(['write', false]);
+  expect(copies.length).toBe(1);
+  const early = crashCopy(); // nothing of the transaction was committed
+  expect(same(read(early.volume('v'), 0, BS), before)).toBe(true);
+  early.closeSync();
+  pool.commitSync();
+  expect(copies.length, 'both owed runs copied again').toBe(3);
+  const want = before.slice();
+  want.set(piece, 6 * G);
+  const late = crashCopy();
+  expect(same(read(late.volume('v'), 0, BS), want)).toBe(true);
+  late.closeSync();
+  pool.closeSync();
+});
+
+test('a transaction dropped by a failed metadata change owes nothing afterwards', () => {
+  const p = newPool(16);
+  const v = p.pool.createThinSync('v', { size: BS });
+  const before = fill(BS, 1);
+  v.writeSync(before, 0);
+  p.pool.createThinSync('x', { size: 4 * BS }).writeSync(fill(4 * BS, 2), 0);
+  p.pool.snapshotSync('v', 's');
+  p.pool.closeSync();
+  // Reopened with a cold metadata cache: resizing x reads its mapping tree inside the change.
+  const fault = new FaultDevice(keepOpen(p.meta));
+  const pool = ThinPool.openStorage({ metadata: fault, data: p.data, catalog: p.catalog });
+  pool.volume('v').writeSync(fill(G, 3), 0); // owes granules 1-15
+  p.copies.length = 0;
+  fault.failAt({ read: fault.reads });
+  expect(() => pool.resizeSync('x', BS)).toThrow(expect.objectContaining({ code: 'EIO' }));
+  expect([pool.mode, pool.status().needsCheck]).toEqual(['read-only', true]);
+  expect(same(read(pool.volume('v'), 0, BS), before), 'the old mapping is back').toBe(true);
+  pool.volume('v').map();
+  pool.commitSync(); // read-only: flushes in-place writes only
+  expect(p.copies, 'nothing copied for the dropped transaction').toEqual([]);
+  pool.closeSync();
+});
