@@ -10,8 +10,9 @@
  *   zeros (zeroed unless still pristine under the high-water mark, which is raised durably before the write).
  *   The copy goes through the device's copyWithin when it has one (reflink or copy_file_range on a file).
  *   A write of whole 4 KiB granules into a shared block defers the copy instead (pending-copies.ts): the new
- *   block gets the written granules now and owes the rest, settled before anything reads or copies it, before
- *   its old block is written in place, and at the latest by the commit; a block written whole owes nothing.
+ *   block is mapped and the bytes held in memory until the block is copied (before anything reads or copies
+ *   it, before its old block is written in place, at the latest by the commit); a block whose every granule
+ *   gets written is written whole and never copied.
  *   The mapping is inserted only after the data is written; a failed data write returns the block.
  * - Unshared mapped blocks are written in place even in read-only mode (not in failed mode); anything that
  *   needs metadata refuses with the mode's error.
@@ -148,9 +149,11 @@ export class DataPath {
       let n = Math.min(bs - within, buf.length - done);
       const m = md.lookup(id, vblock);
       if (io !== null && m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail') {
-        if (s.pending.size !== 0) s.pending.beforeInPlace(m.dblock, within, n);
-        s.dataDirty = true;
-        io(buf.subarray(done, done + n), m.dblock * bs + within); // one block in place, in flight
+        const part = buf.subarray(done, done + n);
+        if (s.pending.size === 0 || !s.pending.takeWrite(m.dblock, within, part)) {
+          s.dataDirty = true;
+          io(part, m.dblock * bs + within); // one block in place, in flight
+        }
       } else if (m && !m.shared && m.dblock < md.nrDataBlocks && md.mode !== 'fail' && n < buf.length - done) {
         // A run of mapped, unshared blocks on consecutive data blocks is written in place with one write.
         let next = vblock + 1;
@@ -158,7 +161,7 @@ export class DataPath {
           n += Math.min(bs, buf.length - done - n);
           next++;
         }
-        if (s.pending.size !== 0) this.beforeInPlaceRun(m.dblock, within, n);
+        if (s.pending.size !== 0) s.pending.settleFor(m.dblock, next - vblock);
         s.dataDirty = true;
         s.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
       } else if (io === null && m === null && within === 0 && buf.length - done >= 2 * bs && md.mode === 'write') {
@@ -208,16 +211,6 @@ export class DataPath {
     }
   }
 
-  /** pending.beforeInPlace for each block of an in-place write of n bytes from `within` of dblock on. */
-  private beforeInPlaceRun(dblock: number, within: number, n: number): void {
-    const bs = this.s.blockSize;
-    for (let d = dblock, at = within, left = n; left > 0; d++, at = 0) {
-      const len = Math.min(bs - at, left);
-      this.s.pending.beforeInPlace(d, at, len);
-      left -= len;
-    }
-  }
-
   /** The data block vblock is mapped to when a write may go there in place (mapped, not shared), else null. */
   private inPlaceRun(id: number, vblock: number): number | null {
     const m = this.s.md.lookup(id, vblock);
@@ -232,15 +225,15 @@ export class DataPath {
     const data = s.storage.data;
     if (m && m.dblock >= md.nrDataBlocks) this.badMapping(id, vblock, m.dblock, md.rootOf(id));
     if (m && !m.shared && md.mode !== 'fail') {
-      if (s.pending.size !== 0) s.pending.beforeInPlace(m.dblock, within, part.length);
+      if (s.pending.size !== 0 && s.pending.takeWrite(m.dblock, within, part)) return; // held for a block to be copied
       s.dataDirty = true;
       data.write(part, m.dblock * bs + within); // in place; read-only mode still writes unshared mapped blocks
       return;
     }
     if (md.mode !== 'write') change(s, () => undefined); // refuses with the mode's error
-    // Copy-on-write of whole granules is deferred: the block's other bytes are owed from m's (pending-copies.ts).
+    // Copy-on-write of whole granules is deferred: the bytes are held until the block is copied (pending-copies.ts).
     const defer = m !== null && s.pending.canDefer(within, part.length);
-    if (m && s.pending.size !== 0) s.pending.settle(m.dblock); // the bytes copied or owed from it must be whole
+    if (m && s.pending.size !== 0) s.pending.settle(m.dblock); // what is copied from it must be whole
     const dblock = this.allocDataBlock();
     // Set after the allocation, which may commit (auto-extend, reclaiming freed blocks): that commit clears it.
     s.dataDirty = true;
@@ -254,13 +247,13 @@ export class DataPath {
           this.zeroData(dblock * bs + within + part.length, bs - within - part.length);
         }
       }
-      data.write(part, dblock * bs + within);
+      if (!defer) data.write(part, dblock * bs + within);
     } catch (e) {
       change(s, () => md.releaseDataBlock(dblock));
       throw e;
     }
     change(s, () => md.insertMapping(id, vblock, dblock));
-    if (defer) s.pending.add(dblock, m!.dblock, within, part.length);
+    if (defer) s.pending.add(dblock, m!.dblock, within, part);
   }
 
   /**
@@ -291,6 +284,7 @@ export class DataPath {
       for (let i = 0; i < k; i++) out.push(md.allocDataBlock());
       return out;
     });
+    if (s.pending.size !== 0) for (const d of dblocks) s.pending.allocated(d);
     s.dataDirty = true; // after change(), which may commit (metadata headroom) and so clear it
     try {
       for (const d of dblocks) s.highWater.beforeWrite(d);
@@ -341,8 +335,15 @@ export class DataPath {
     );
   }
 
-  /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
+  /** A free data block (allocFree), told to the pending copies before anything is written into it. */
   private allocDataBlock(): number {
+    const dblock = this.allocFree();
+    if (this.s.pending.size !== 0) this.s.pending.allocated(dblock);
+    return dblock;
+  }
+
+  /** A free data block; when none is free but this transaction freed some, commit and retry (as the kernel does). */
+  private allocFree(): number {
     const s = this.s;
     // Growing commits: do it before the allocation, never between an allocation and its mapping.
     const set = s.spaceSettings;

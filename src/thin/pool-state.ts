@@ -80,9 +80,15 @@ export class PoolState {
     this.catalog = catalog;
     this.events = events;
     this.highWater = new HighWater(storage.highWater);
-    this.pending = new PendingCopies(this.blockSize, (src, dst, length) => {
-      this.dataDirty = true;
-      copyInside(storage.data, src, dst, length);
+    this.pending = new PendingCopies(this.blockSize, {
+      copy: (src, dst, length) => {
+        this.dataDirty = true;
+        copyInside(storage.data, src, dst, length);
+      },
+      write: (buf, offset) => {
+        this.dataDirty = true;
+        storage.data.write(buf, offset);
+      },
     });
   }
 

@@ -208,9 +208,9 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
     'meta read': 101,
     'meta write': 375,
     'meta flush': 88,
-    'data read': 45,
-    'data write': 246,
+    'data read': 35,
+    'data write': 236,
     'data flush': 39,
   });
-  expect(cases).toBe(894);
+  expect(cases).toBe(874);
 }, 240_000);

@@ -1,14 +1,16 @@
 // Deferred copy-on-write (src/thin/pending-copies.ts) through the pool's interface, seen from a recording data
-// device: a write of whole 4 KiB granules into a shared block copies nothing at once; the block's other bytes
-// are copied when something reads or copies the block, when its old block is written in place, or by the
-// commit, and never when later writes fill the block. Every case checks the bytes of the volume, of its
-// snapshot, and of a pool opened on the devices as a crash would leave them.
+// device: a write of whole 4 KiB granules into a shared block neither copies nor writes at once (the bytes are
+// held); the block is copied, and the held bytes written over it, when something reads or copies the block,
+// when its old block is written in place, or by the commit, and never when later writes fill the block (it is
+// then written whole). Every case checks the bytes of the volume, of its snapshot, and of a pool opened on the
+// devices as a crash would leave them.
 import { expect, test } from 'vitest';
 import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
 import type { BlockDevice, CopyPath } from '../../src/io/block-device.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
+import { PendingCopies } from '../../src/thin/pending-copies.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { restoreMetadata } from '../../src/thin/restore.js';
 import { parseThinXml } from '../../src/thin/thin-xml.js';
@@ -23,6 +25,7 @@ function newPool(blocks: number, opts: { async?: boolean } = {}) {
   const dev = new MemoryDevice(blocks * BS);
   const copies: Array<[number, number, number]> = [];
   const reads: Array<[number, number]> = [];
+  const writes: Array<[number, number]> = [];
   const data: BlockDevice & Record<string, unknown> = {
     ...keepOpen(dev),
     get sizeBytes() {
@@ -31,6 +34,10 @@ function newPool(blocks: number, opts: { async?: boolean } = {}) {
     read: (b: Uint8Array, o: number) => {
       reads.push([o, b.length]);
       dev.read(b, o);
+    },
+    write: (b: Uint8Array, o: number) => {
+      writes.push([o, b.length]);
+      dev.write(b, o);
     },
     copyWithin: (src: number, dst: number, len: number): CopyPath => {
       copies.push([src, dst, len]);
@@ -61,7 +68,7 @@ function newPool(blocks: number, opts: { async?: boolean } = {}) {
   const failNextCopies = (n: number) => {
     failCopies = n;
   };
-  return { pool, dev, meta, data, catalog, copies, reads, crashCopy, failNextCopies };
+  return { pool, dev, meta, data, catalog, copies, reads, writes, crashCopy, failNextCopies };
 }
 
 function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
@@ -79,36 +86,36 @@ function shared(blocks: number, opts: { async?: boolean } = {}) {
   p.pool.snapshotSync('v', 's');
   p.pool.commitSync();
   p.copies.length = 0;
+  p.writes.length = 0;
   return { ...p, v, before };
 }
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
 
-test('a 4 KiB write into a shared block copies nothing until the block is read; the read gets the old bytes around it', () => {
-  const { pool, v, before, copies } = shared(1);
-  const old = v.map()[0]!.dblock; // (extents settle first: nothing is owed yet)
-  const piece = fill(G, 2);
+test('a 4 KiB write into a shared block copies and writes nothing until the block is read; the read gets the old bytes around it', () => {
+  const { pool, v, before, copies, writes } = shared(1);
+  const old = v.map()[0]!.dblock; // (extents settle first: nothing is held yet)
+  const piece = Buffer.from(fill(G, 2)); // a Buffer: its slice() is a view, not a copy
   v.writeSync(piece, 2 * G);
-  expect(copies, 'no copy at the write').toEqual([]);
+  piece.fill(0); // the pool holds a copy of the caller's bytes
+  expect([copies, writes], 'no copy, no write at the write').toEqual([[], []]);
   expect(pool.status().dataBlocks.used, 'the new block is allocated').toBe(2);
   const want = before.slice();
-  want.set(piece, 2 * G);
+  want.set(fill(G, 2), 2 * G);
   expect(same(read(v, 0, BS), want)).toBe(true);
-  // The owed granules: 0-1 and 3-15, one copy per run, from the old block.
+  // The read made the block: the old block copied whole, then the held granule written over it.
   const nu = v.map()[0]!.dblock;
-  expect(copies).toEqual([
-    [old * BS, nu * BS, 2 * G],
-    [old * BS + 3 * G, nu * BS + 3 * G, 13 * G],
-  ]);
+  expect(copies).toEqual([[old * BS, nu * BS, BS]]);
+  expect(writes).toEqual([[nu * BS + 2 * G, G]]);
   expect(same(read(pool.volume('s'), 0, BS), before)).toBe(true);
   // Settled: reading again copies nothing more.
   read(v, 0, BS);
-  expect(copies.length).toBe(2);
+  expect(copies.length).toBe(1);
   pool.closeSync();
 });
 
-test('a shared block filled by whole-granule writes is never copied, before or after the commit', () => {
-  const { pool, v, before, copies, crashCopy } = shared(2);
+test('a shared block filled by whole-granule writes is never copied: it is written whole, once', () => {
+  const { pool, v, before, copies, writes, crashCopy } = shared(2);
   const want = before.slice();
   // Block 1 written in 16 pieces, out of order; block 0 gets two pieces, then a 3-granule write across the rest.
   for (const g of [5, 0, 15, 9, 1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14]) {
@@ -117,12 +124,14 @@ test('a shared block filled by whole-granule writes is never copied, before or a
     want.set(piece, BS + g * G);
   }
   expect(copies).toEqual([]);
+  const filled = v.map()[1]!.dblock;
+  expect(writes, 'one write of the whole block, when its last granule came').toEqual([[filled * BS, BS]]);
   const head = fill(2 * G, 3);
   v.writeSync(head, 0);
   want.set(head, 0);
   pool.commitSync();
-  // Block 0 owed granules 2-15 at the commit: one run.
-  expect(copies.map(([, , n]) => n)).toEqual([14 * G]);
+  // Block 0 held granules 0-1 at the commit: copied whole, then the two granules written over it.
+  expect(copies.map(([, , n]) => n)).toEqual([BS]);
   expect(same(read(v, 0, 2 * BS), want)).toBe(true);
   expect(same(read(pool.volume('s'), 0, 2 * BS), before)).toBe(true);
   const after = crashCopy();
@@ -140,7 +149,7 @@ test('the commit copies what is owed before the mapping lands; a crash before it
   expect(same(read(early.volume('v'), 0, BS), before)).toBe(true);
   early.closeSync();
   pool.commitSync();
-  expect(copies.length).toBe(2);
+  expect(copies.length).toBe(1);
   const want = before.slice();
   want.set(piece, 8 * G);
   const late = crashCopy(); // crashed right after the commit: the new mapping, whole
@@ -199,21 +208,26 @@ test('a block that still owes bytes, shared by a new snapshot, is settled before
   pool.closeSync();
 });
 
-test('an in-place write into a block that owes: whole granules are marked, anything else settles first', () => {
-  const { pool, v, before, copies, crashCopy } = shared(1);
+test('an in-place write into a block still to be copied: whole granules are held, anything else settles first', () => {
+  const { pool, v, before, copies, writes, crashCopy } = shared(1);
   const want = before.slice();
   const put = (data: Uint8Array, at: number) => {
     v.writeSync(data, at);
     want.set(data, at);
   };
   put(fill(G, 9), 8 * G); // deferred
-  put(fill(2 * G, 10), 0); // in place, whole granules 0-1: marked, no copy
-  expect(copies).toEqual([]);
-  put(fill(10, 11), 5 * G + 7); // in place, part of owed granule 5: settles first
-  expect(copies.length).toBe(2); // granules 2-7 and 9-15
-  expect(copies.map(([, , n]) => n)).toEqual([6 * G, 7 * G]);
+  put(fill(2 * G, 10), 0); // in place, whole granules 0-1: held, no copy, no write
+  expect([copies, writes]).toEqual([[], []]);
+  put(fill(10, 11), 5 * G + 7); // in place, part of granule 5: the block is made first, then the write
+  const d = v.map()[0]!.dblock;
+  expect(copies.map(([, , n]) => n)).toEqual([BS]);
+  expect(writes).toEqual([
+    [d * BS, 2 * G],
+    [d * BS + 8 * G, G],
+    [d * BS + 5 * G + 7, 10],
+  ]);
   pool.commitSync();
-  expect(copies.length, 'nothing more owed at the commit').toBe(2);
+  expect(copies.length, 'nothing more to copy at the commit').toBe(1);
   expect(same(read(v, 0, BS), want)).toBe(true);
   const after = crashCopy();
   expect(same(read(after.volume('v'), 0, BS), want)).toBe(true);
@@ -291,7 +305,7 @@ test('a commit whose copy fails is a data error: the transaction and what it owe
   expect(same(read(early.volume('v'), 0, BS), before)).toBe(true);
   early.closeSync();
   pool.commitSync();
-  expect(copies.length, 'both owed runs copied again').toBe(3);
+  expect(copies.length, 'copied again').toBe(2);
   const want = before.slice();
   want.set(piece, 6 * G);
   const late = crashCopy();
@@ -321,4 +335,99 @@ test('a transaction dropped by a failed metadata change owes nothing afterwards'
   pool.commitSync(); // read-only: flushes in-place writes only
   expect(p.copies, 'nothing copied for the dropped transaction').toEqual([]);
   pool.closeSync();
+});
+
+test('blocks over 1 MiB are copied at once, as before', () => {
+  const big = 2 * 1024 * 1024;
+  const meta = new MemoryDevice(1 << 20);
+  const dev = new MemoryDevice(4 * big);
+  let copied = 0;
+  const data: BlockDevice = {
+    ...keepOpen(dev),
+    get sizeBytes() {
+      return dev.sizeBytes;
+    },
+    copyWithin: (src: number, dst: number, len: number): CopyPath => {
+      copied += len;
+      const b = new Uint8Array(len);
+      dev.read(b, src);
+      dev.write(b, dst);
+      return 'copy';
+    },
+  };
+  const pool = ThinPool.formatStorage(
+    { metadata: keepOpen(meta), data, catalog: new MemoryCatalogStore() },
+    { size: 4 * big, blockSize: big },
+  );
+  const v = pool.createThinSync('v', { size: big });
+  v.writeSync(fill(G, 1), 0);
+  pool.snapshotSync('v', 's');
+  v.writeSync(fill(G, 2), G);
+  expect(copied, 'the whole block, at the write').toBe(big);
+  pool.closeSync();
+});
+
+test('held bytes are bounded: past the bound every entry is made real first (PendingCopies on its own)', () => {
+  const calls: string[] = [];
+  const io = {
+    copy: (src: number, dst: number, n: number) => calls.push(`copy ${src / BS}->${dst / BS} ${n / G}`),
+    write: (b: Uint8Array, o: number) => calls.push(`write ${Math.floor(o / BS)}+${(o % BS) / G} ${b.length / G}:${b[0]}`),
+  };
+  const p = new PendingCopies(BS, io, 3 * G);
+  expect(p.canDefer(G, G) && !p.canDefer(1, G) && !p.canDefer(0, 100) && !p.canDefer(0, BS) && !p.canDefer(0, 0)).toBe(true);
+  p.add(10, 1, 0, new Uint8Array(G).fill(7));
+  p.add(11, 1, G, new Uint8Array(2 * G).fill(8)); // 3 granules held: at the bound
+  expect([p.size, calls]).toEqual([2, []]);
+  p.add(12, 2, 0, new Uint8Array(G).fill(9)); // past it: the two before are made real first
+  expect(calls).toEqual(['copy 1->10 16', 'write 10+0 1:7', 'copy 1->11 16', 'write 11+1 2:8']);
+  expect(p.size).toBe(1);
+  calls.length = 0;
+  expect(p.takeWrite(12, 2 * G, new Uint8Array(3 * G).fill(5)), 'held, past the bound: made real at once').toBe(true);
+  expect(calls).toEqual(['copy 2->12 16', 'write 12+0 1:9', 'write 12+2 3:5']);
+  expect(p.size).toBe(0);
+  expect(p.takeWrite(12, 0, new Uint8Array(G)), 'no entry: the caller writes').toBe(false);
+  p.add(13, 3, 0, new Uint8Array(G));
+  expect(() => p.add(13, 4, G, new Uint8Array(G))).toThrow(expect.objectContaining({ code: 'ECORRUPT' }));
+});
+
+test('a block freed in the transaction that made it may be allocated again: what it held, or what was to be copied from it, is settled or dropped first', () => {
+  // Target freed and reused: v's new block (holding a granule) is freed with v, and w's write may get it.
+  const a = shared(1);
+  a.v.writeSync(fill(G, 20), 0);
+  a.pool.deleteSync('v');
+  const free = a.pool.status().dataBlocks.free; // every free block, the one v's write took among them
+  const w = a.pool.createThinSync('w', { size: free * BS });
+  w.writeSync(fill(free * BS, 21), 0);
+  expect(a.pool.status().dataBlocks.free).toBe(0);
+  a.pool.commitSync();
+  expect(same(read(w, 0, free * BS), fill(free * BS, 21))).toBe(true);
+  const after = a.crashCopy();
+  expect(same(read(after.volume('w'), 0, free * BS), fill(free * BS, 21))).toBe(true);
+  expect(same(read(after.volume('s'), 0, BS), a.before)).toBe(true);
+  after.closeSync();
+  a.pool.closeSync();
+
+  // Source freed and reused: x is made, snapshotted and written in this transaction; then x's and its
+  // snapshot's hold on the old block go, and the block may be allocated for y before x's copy is made.
+  const b = newPool(16);
+  b.pool.commitSync();
+  const x = b.pool.createThinSync('x', { size: BS });
+  x.writeSync(fill(BS, 22), 0); // block allocated in this transaction
+  b.pool.snapshotSync('x', 'xs');
+  x.writeSync(fill(G, 23), 5 * G); // deferred: x's new block is to be copied from the old one
+  b.pool.deleteSync('xs'); // the old block is free again (its count went 1 -> 0 in this transaction)
+  const room = b.pool.status().dataBlocks.free; // the old block among them
+  const y = b.pool.createThinSync('y', { size: room * BS });
+  y.writeSync(fill(room * BS, 24), 0);
+  expect(b.pool.status().dataBlocks.free).toBe(0);
+  const want = fill(BS, 22);
+  want.set(fill(G, 23), 5 * G);
+  expect(same(read(x, 0, BS), want), "x has the old block's bytes from before y was written").toBe(true);
+  expect(same(read(y, 0, room * BS), fill(room * BS, 24))).toBe(true);
+  b.pool.commitSync();
+  const again = b.crashCopy();
+  expect(same(read(again.volume('x'), 0, BS), want)).toBe(true);
+  expect(same(read(again.volume('y'), 0, room * BS), fill(room * BS, 24))).toBe(true);
+  again.closeSync();
+  b.pool.closeSync();
 });
