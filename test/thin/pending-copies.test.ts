@@ -118,7 +118,7 @@ test('a shared block filled by whole-granule writes is never copied: it is writt
   const { pool, v, before, copies, writes, crashCopy } = shared(2);
   const want = before.slice();
   // Block 1 written in 16 pieces, out of order; block 0 gets two pieces, then a 3-granule write across the rest.
-  for (const g of [5, 0, 15, 9, 1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14]) {
+  for (const g of [5, 0, 15, 9, 1, 5, 2, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14]) {
     const piece = fill(G, 10 + g);
     v.writeSync(piece, BS + g * G);
     want.set(piece, BS + g * G);
@@ -159,9 +159,9 @@ test('the commit copies what is owed before the mapping lands; a crash before it
   pool.closeSync();
 });
 
-test('writing the old block in place first copies what the new block owes from it', () => {
-  // Two devices map data block 0; by the kernel's time rule device 1 sees it shared and device 2 does not (its
-  // mapping is as new as its snapshot time), so device 2 writes it in place, as dm-thin would.
+test('writing the old block in place first makes every block to be copied from it', () => {
+  // Three devices map data block 0; by the kernel's time rule devices 1 and 3 see it shared and device 2 does
+  // not (its mapping is as new as its snapshot time), so device 2 writes it in place, as dm-thin would.
   const meta = keepOpen(new MemoryDevice(1 << 20));
   const dev = new MemoryDevice(8 * BS);
   const before = fill(BS, 1);
@@ -175,19 +175,26 @@ test('writing the old block in place first copies what the new block owes from i
   <device dev_id="2" mapped_blocks="1" transaction="0" creation_time="1" snap_time="1">
     <single_mapping origin_block="0" data_block="0" time="1"/>
   </device>
+  <device dev_id="3" mapped_blocks="1" transaction="0" creation_time="0" snap_time="1">
+    <single_mapping origin_block="0" data_block="0" time="0"/>
+  </device>
 </superblock>`),
   );
   const pool = ThinPool.openStorage({ metadata: meta, data: keepOpen(dev), catalog: new MemoryCatalogStore() });
-  const [one, two] = [pool.volume(1), pool.volume(2)];
+  const [one, two, three] = [pool.volume(1), pool.volume(2), pool.volume(3)];
   const piece = fill(G, 5);
-  one.writeSync(piece, 0); // device 1 owes granules 1-15 of data block 0
+  one.writeSync(piece, 0); // device 1's new block is to be copied from data block 0
+  three.writeSync(piece, 4 * G); // and device 3's
   const newer = fill(BS, 6);
   two.writeSync(newer, 0); // in place into data block 0
-  expect(two.map()[0]!.dblock, 'device 2 wrote in place').toBe(0);
   const want = before.slice();
   want.set(piece, 0);
   expect(same(read(one, 0, BS), want), "device 1 keeps block 0's bytes from before device 2 wrote").toBe(true);
+  const want3 = before.slice();
+  want3.set(piece, 4 * G);
+  expect(same(read(three, 0, BS), want3), 'and device 3').toBe(true);
   expect(same(read(two, 0, BS), newer)).toBe(true);
+  expect(two.map()[0]!.dblock, 'device 2 wrote in place').toBe(0);
   pool.closeSync();
 });
 
@@ -430,4 +437,57 @@ test('a block freed in the transaction that made it may be allocated again: what
   expect(same(read(again.volume('y'), 0, room * BS), fill(room * BS, 24))).toBe(true);
   again.closeSync();
   b.pool.closeSync();
+});
+
+test('an in-place write over a run of blocks makes each block of the run that is still to be copied first', () => {
+  const { pool, v, before, crashCopy } = shared(3);
+  const want = before.slice();
+  const put = (data: Uint8Array, at: number) => {
+    v.writeSync(data, at);
+    want.set(data, at);
+  };
+  put(fill(BS, 30), 0); // whole blocks: new blocks, nothing to copy
+  put(fill(G, 31), BS + 7 * G); // block 1: deferred
+  put(fill(BS, 32), 2 * BS); // (extents would make block 1 real: the layout is checked after the write)
+  // One write from inside block 0 to inside block 2: a run of three mapped, unshared blocks in place.
+  put(fill(2 * BS, 39), BS / 2);
+  expect(v.map().length, 'three consecutive data blocks: the write was one run').toBe(1);
+  pool.commitSync();
+  expect(same(read(v, 0, 3 * BS), want)).toBe(true);
+  const after = crashCopy();
+  expect(same(read(after.volume('v'), 0, 3 * BS), want)).toBe(true);
+  after.closeSync();
+  pool.closeSync();
+});
+
+test('PendingCopies on its own: what counts as whole granules, the 1 MiB limit, and the error for a block allocated twice', () => {
+  const calls: string[] = [];
+  const io = { copy: () => calls.push('copy'), write: () => calls.push('write') };
+  expect(new PendingCopies(1024 * 1024, io).canDefer(0, G), '1 MiB blocks defer').toBe(true);
+  expect(new PendingCopies(2 * 1024 * 1024, io).canDefer(0, G), 'larger ones do not').toBe(false);
+  const p = new PendingCopies(BS, io);
+  p.add(1, 0, 0, new Uint8Array(G));
+  expect(p.takeWrite(1, 4 * G, new Uint8Array(10)), 'aligned offset, part of a granule').toBe(false);
+  expect(calls).toEqual(['copy', 'write']);
+  p.add(2, 0, 0, new Uint8Array(G));
+  expect(p.takeWrite(2, 4 * G + 512, new Uint8Array(G)), 'a granule off the grid').toBe(false);
+  expect(calls.length).toBe(4);
+  p.add(3, 0, 0, new Uint8Array(G));
+  let err: unknown;
+  try {
+    p.add(3, 0, G, new Uint8Array(G));
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toMatchObject({
+    code: 'ECORRUPT',
+    structure: 'data space map',
+    message: 'data block 3 was allocated twice in one transaction (it is still to be copied)',
+  });
+  // Held bytes exactly at the bound stay held.
+  const q = new PendingCopies(BS, io, 2 * G);
+  calls.length = 0;
+  q.add(5, 0, 0, new Uint8Array(G));
+  expect(q.takeWrite(5, G, new Uint8Array(G))).toBe(true);
+  expect([q.size, calls]).toEqual([1, []]);
 });
