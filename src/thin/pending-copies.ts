@@ -21,8 +21,9 @@
  * - Every data block allocated goes through `allocated` before anything is written into it: a block freed in
  *   the transaction that allocated it may be allocated again at once (a block whose committed count is not 0
  *   is reused, and released to the host, only after the commit, which settles first).
- * - Bounded: at most MAX_HELD_BYTES held in all; adding past that settles every entry first. Blocks over
- *   MAX_DEFER_BLOCK bytes are copied at once, as before.
+ * - Bounded: at most MAX_HELD_BYTES held in all; a new entry past that settles every entry first, and a held
+ *   in-place write past it makes its own block real at once. Blocks over MAX_DEFER_BLOCK bytes are copied at
+ *   once, as before.
  */
 import { ThinpoolError } from '../errors.js';
 
