@@ -95,15 +95,16 @@ async function copyAlone(dir: string): Promise<number> {
 }
 
 /**
- * A pool in dir/name with NBLK-block volumes `names` (every block holding 4 KiB, written before) and, for those in
- * `shared`, a snapshot taken and committed.
+ * A pool in dir/name with NBLK-block volumes `names`: every block of each holds 4 KiB written before, except
+ * in those named in `blank` (nothing provisioned); those in `shared` have a snapshot, taken and committed.
  */
-function poolWith(dir: string, name: string, names: string[], shared: string[]) {
+function poolWith(dir: string, name: string, names: string[], opts: { shared: string[]; blank?: string[] }) {
   const pool = ThinPool.formatSync(join(dir, name), { size: NBLK * BLOCK * (2 * names.length + 1), metadataSize: 32 * 1024 * 1024 });
   const piece = Buffer.alloc(4096, 3);
   const vols = names.map((n) => pool.createThinSync(n, { size: NBLK * BLOCK }));
-  for (let i = 0; i < NBLK; i++) for (const [k, vol] of vols.entries()) if (names[k] !== 'e') vol.writeSync(piece, i * BLOCK);
-  for (const n of shared) pool.snapshotSync(n, `${n}-snap`);
+  const written = vols.filter((_, k) => !opts.blank?.includes(names[k]));
+  for (let i = 0; i < NBLK; i++) for (const vol of written) vol.writeSync(piece, i * BLOCK);
+  for (const n of opts.shared) pool.snapshotSync(n, `${n}-snap`);
   pool.commitSync();
   return { pool, vols };
 }
@@ -117,7 +118,7 @@ async function measure(dir: string): Promise<Measured> {
     [perm[i], perm[j]] = [perm[j], perm[i]];
   }
   // The first group leaves the copies it defers owed (settled by the close's commit).
-  const a = poolWith(dir, 'pool-a', ['v', 'x', 'u', 'e'], ['v', 'x']);
+  const a = poolWith(dir, 'pool-a', ['v', 'x', 'u', 'e'], { shared: ['v', 'x'], blank: ['e'] });
   const [v, x, u, e] = a.vols;
   const first = await interleaved(
     [
@@ -152,7 +153,7 @@ async function measure(dir: string): Promise<Measured> {
   );
   a.pool.closeSync();
   // The second group, in a pool of its own, settles what it owes inside each timed round (extents settle it).
-  const b = poolWith(dir, 'pool-b', ['w', 'f', 'u'], ['w', 'f']);
+  const b = poolWith(dir, 'pool-b', ['w', 'f', 'u'], { shared: ['w', 'f'] });
   const [w, fv, u2] = b.vols;
   const second = await interleaved(
     [
@@ -183,24 +184,24 @@ async function measure(dir: string): Promise<Measured> {
   const copies = (b.pool.storage.data as FileDevice).copies;
   const path = (Object.entries(copies) as Array<[string, number]>).sort((x, y) => y[1] - x[1])[0][0];
   b.pool.closeSync();
-  const atOnce = first.pop()!;
-  const res = [...first, ...second];
+  const ns = new Map([...first, ...second].map((c) => [c.name, c.nsPerOp]));
+  const at = (name: string): number => ns.get(name)!;
   const copyNs = await copyAlone(dir);
-  const unsharedNs = res[0].nsPerOp;
+  const unsharedNs = at('unshared');
   return {
     path,
     unsharedNs,
-    sharedNs: res[1].nsPerOp,
-    unprovisionedNs: res[2].nsPerOp,
-    settledUnsharedNs: res[3].nsPerOp,
-    settledSharedNs: res[4].nsPerOp,
-    settledRatio: res[4].nsPerOp / res[3].nsPerOp,
-    fillNs: res[5].nsPerOp,
-    fillRatio: res[5].nsPerOp / unsharedNs,
+    sharedNs: at('shared'),
+    unprovisionedNs: at('unprovisioned'),
+    settledUnsharedNs: at('unshared, settled'),
+    settledSharedNs: at('shared, settled'),
+    settledRatio: at('shared, settled') / at('unshared, settled'),
+    fillNs: at('shared, filled 4 KiB at a time'),
+    fillRatio: at('shared, filled 4 KiB at a time') / unsharedNs,
     copyNs,
     floorRatio: 1 + copyNs / unsharedNs,
-    atOnceNs: atOnce.nsPerOp,
-    atOnceRatio: atOnce.nsPerOp / unsharedNs,
+    atOnceNs: at('shared, copied at once'),
+    atOnceRatio: at('shared, copied at once') / unsharedNs,
   };
 }
 

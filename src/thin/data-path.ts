@@ -313,6 +313,7 @@ export class DataPath {
   headCopy(from: number, keep: number): number {
     const s = this.s;
     const bs = s.blockSize;
+    if (s.pending.size !== 0) s.pending.settle(from); // what is copied from it must be whole
     const to = this.allocDataBlock();
     s.dataDirty = true;
     try {
@@ -368,11 +369,10 @@ export class DataPath {
     });
   }
 
-  /** Copy data block `from` (its owed bytes settled first) into `to` (not mapped yet), inside the device where it can. */
+  /** Copy data block `from` (whole: its caller settled it) into `to` (not mapped yet), inside the device where it can. */
   private copyBlock(from: number, to: number): void {
-    const s = this.s;
-    if (s.pending.size !== 0) s.pending.settle(from);
-    copyInside(s.storage.data, from * s.blockSize, to * s.blockSize, s.blockSize);
+    const bs = this.s.blockSize;
+    copyInside(this.s.storage.data, from * bs, to * bs, bs);
   }
 
   private zeroData(pos: number, len: number): void {

@@ -6,78 +6,12 @@
 // memory, through the pool's interface.
 import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
-import type { BlockDevice, CopyPath } from '../../src/io/block-device.js';
-import { MemoryDevice } from '../../src/io/memory-device.js';
-import { MemoryCatalogStore } from '../../src/thin/catalog.js';
-import { ThinPool } from '../../src/thin/pool.js';
-import { fill, keepOpen } from '../support/model.js';
+import { fill } from '../support/model.js';
+import { recordingPool, type RecordingOptions } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
 
-interface Calls {
-  reads: Array<[number, number]>;
-  writes: Array<[number, number]>;
-  copies: Array<[number, number, number]>;
-  asyncReads: Array<[number, number]>;
-  asyncWrites: Array<[number, number]>;
-}
-
-/** A memory data device recording each call as [offset, length] in bytes; optionally with copyWithin and async requests. */
-function recordingDevice(blocks: number, opts: { copy?: boolean; async?: boolean } = {}) {
-  const dev = new MemoryDevice(blocks * BS);
-  const calls: Calls = { reads: [], writes: [], copies: [], asyncReads: [], asyncWrites: [] };
-  const wrapped: BlockDevice & Record<string, unknown> = {
-    ...keepOpen(dev),
-    get sizeBytes() {
-      return dev.sizeBytes;
-    },
-    read: (b: Uint8Array, o: number) => {
-      calls.reads.push([o, b.length]);
-      dev.read(b, o);
-    },
-    write: (b: Uint8Array, o: number) => {
-      calls.writes.push([o, b.length]);
-      dev.write(b, o);
-    },
-  };
-  if (opts.copy) {
-    wrapped.copyWithin = (src: number, dst: number, len: number): CopyPath => {
-      calls.copies.push([src, dst, len]);
-      const b = new Uint8Array(len);
-      dev.read(b, src);
-      dev.write(b, dst);
-      return 'copy';
-    };
-  }
-  if (opts.async) {
-    // Applied at once (issue order), completed later: what the pool sees of a network device.
-    wrapped.readAsync = (b: Uint8Array, o: number) => {
-      calls.asyncReads.push([o, b.length]);
-      dev.read(b, o);
-      return Promise.resolve();
-    };
-    wrapped.writeAsync = (b: Uint8Array, o: number) => {
-      calls.asyncWrites.push([o, b.length]);
-      dev.write(b.slice(), o);
-      return Promise.resolve();
-    };
-  }
-  const clear = () => {
-    for (const k of Object.keys(calls) as Array<keyof Calls>) calls[k].length = 0;
-  };
-  return { dev, wrapped, calls, clear };
-}
-
-function newPool(blocks: number, opts: { copy?: boolean; async?: boolean } = {}) {
-  const meta = new MemoryDevice(1 << 20);
-  const data = recordingDevice(blocks, opts);
-  const catalog = new MemoryCatalogStore();
-  const pool = ThinPool.formatStorage({ metadata: keepOpen(meta), data: data.wrapped, catalog }, { size: blocks * BS, blockSize: BS });
-  data.clear();
-  /** A pool opened on copies of the devices as they are now (what a crash right now would leave). */
-  const crashCopy = () => ThinPool.openStorage({ metadata: meta.snapshot(), data: data.dev.snapshot(), catalog: catalog.clone() });
-  return { pool, data, crashCopy };
-}
+const newPool = (blocks: number, opts: RecordingOptions = {}) => recordingPool(blocks, BS, opts);
 
 const blocksOf = (calls: Array<[number, number]>) => calls.map(([o, l]) => [o / BS, l / BS]);
 

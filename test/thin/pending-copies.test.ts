@@ -5,8 +5,7 @@
 // then written whole). Every case checks the bytes of the volume, of its snapshot, and of a pool opened on the
 // devices as a crash would leave them.
 import { expect, test } from 'vitest';
-import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
-import type { BlockDevice, CopyPath } from '../../src/io/block-device.js';
+import { isThinpoolError } from '../../src/errors.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
@@ -15,60 +14,16 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { restoreMetadata } from '../../src/thin/restore.js';
 import { parseThinXml } from '../../src/thin/thin-xml.js';
 import { fill, keepOpen } from '../support/model.js';
+import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
 const G = 4096;
 
+/** A recording pool (test/support/recording-pool.ts) whose data device copies inside itself; its calls by name. */
 function newPool(blocks: number, opts: { async?: boolean } = {}) {
-  let failCopies = 0;
-  const meta = new MemoryDevice(1 << 20);
-  const dev = new MemoryDevice(blocks * BS);
-  const copies: Array<[number, number, number]> = [];
-  const reads: Array<[number, number]> = [];
-  const writes: Array<[number, number]> = [];
-  const data: BlockDevice & Record<string, unknown> = {
-    ...keepOpen(dev),
-    get sizeBytes() {
-      return dev.sizeBytes;
-    },
-    read: (b: Uint8Array, o: number) => {
-      reads.push([o, b.length]);
-      dev.read(b, o);
-    },
-    write: (b: Uint8Array, o: number) => {
-      writes.push([o, b.length]);
-      dev.write(b, o);
-    },
-    copyWithin: (src: number, dst: number, len: number): CopyPath => {
-      copies.push([src, dst, len]);
-      if (failCopies > 0) {
-        failCopies--;
-        throw new ThinpoolError('EIO', 'copy failed (test)');
-      }
-      const b = new Uint8Array(len);
-      dev.read(b, src);
-      dev.write(b, dst);
-      return 'copy';
-    },
-  };
-  if (opts.async) {
-    data.readAsync = (b: Uint8Array, o: number) => {
-      dev.read(b, o);
-      return Promise.resolve();
-    };
-    data.writeAsync = (b: Uint8Array, o: number) => {
-      dev.write(b.slice(), o);
-      return Promise.resolve();
-    };
-  }
-  const catalog = new MemoryCatalogStore();
-  const pool = ThinPool.formatStorage({ metadata: keepOpen(meta), data, catalog }, { size: blocks * BS, blockSize: BS });
-  /** A pool opened on copies of the devices as they are now (what a crash with nothing lost would leave). */
-  const crashCopy = () => ThinPool.openStorage({ metadata: meta.snapshot(), data: dev.snapshot(), catalog: catalog.clone() });
-  const failNextCopies = (n: number) => {
-    failCopies = n;
-  };
-  return { pool, dev, meta, data, catalog, copies, reads, writes, crashCopy, failNextCopies };
+  const { pool, meta, catalog, data, crashCopy } = recordingPool(blocks, BS, { copy: true, async: opts.async });
+  const { copies, reads, writes } = data.calls;
+  return { pool, dev: data.dev, meta, data: data.wrapped, catalog, copies, reads, writes, crashCopy, failNextCopies: data.failNextCopies };
 }
 
 function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
@@ -346,30 +301,12 @@ test('a transaction dropped by a failed metadata change owes nothing afterwards'
 
 test('blocks over 1 MiB are copied at once, as before', () => {
   const big = 2 * 1024 * 1024;
-  const meta = new MemoryDevice(1 << 20);
-  const dev = new MemoryDevice(4 * big);
-  let copied = 0;
-  const data: BlockDevice = {
-    ...keepOpen(dev),
-    get sizeBytes() {
-      return dev.sizeBytes;
-    },
-    copyWithin: (src: number, dst: number, len: number): CopyPath => {
-      copied += len;
-      const b = new Uint8Array(len);
-      dev.read(b, src);
-      dev.write(b, dst);
-      return 'copy';
-    },
-  };
-  const pool = ThinPool.formatStorage(
-    { metadata: keepOpen(meta), data, catalog: new MemoryCatalogStore() },
-    { size: 4 * big, blockSize: big },
-  );
+  const { pool, data } = recordingPool(4, big, { copy: true });
   const v = pool.createThinSync('v', { size: big });
   v.writeSync(fill(G, 1), 0);
   pool.snapshotSync('v', 's');
   v.writeSync(fill(G, 2), G);
+  const copied = data.calls.copies.reduce((sum, [, , n]) => sum + n, 0);
   expect(copied, 'the whole block, at the write').toBe(big);
   pool.closeSync();
 });
@@ -490,4 +427,21 @@ test('PendingCopies on its own: what counts as whole granules, the 1 MiB limit, 
   q.add(5, 0, 0, new Uint8Array(G));
   expect(q.takeWrite(5, G, new Uint8Array(G))).toBe(true);
   expect([q.size, calls]).toEqual([1, []]);
+});
+
+test("a rollback to a snapshot whose partial last block is still to be copied copies that block's whole bytes", () => {
+  const { pool, v, before, crashCopy } = shared(2); // v: 2 blocks; s: its snapshot
+  pool.resizeSync('s', BS + BS / 2); // s ends half-way through block 1 (v stays larger)
+  const piece = fill(G, 40);
+  pool.volume('s').writeSync(piece, BS + G); // s's block 1: deferred
+  pool.rollbackSync('v', 's'); // v takes s's blocks; the part of block 1 past s's end reads as zeros
+  const want = new Uint8Array(2 * BS);
+  want.set(before.subarray(0, BS + BS / 2));
+  want.set(piece, BS + G);
+  expect(same(read(v, 0, 2 * BS), want)).toBe(true);
+  pool.commitSync();
+  const after = crashCopy();
+  expect(same(read(after.volume('v'), 0, 2 * BS), want)).toBe(true);
+  after.closeSync();
+  pool.closeSync();
 });
