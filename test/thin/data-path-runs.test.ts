@@ -1,0 +1,92 @@
+// The data path (src/thin/data-path.ts) seen from a recording data device, where its device calls are the
+// contract: whole new blocks allocated in several runs of consecutive data blocks are written with one call per
+// run (however many runs, wherever they start); a rollback's partial last block is copied and only its tail
+// zeroed, and when that copy fails the rollback fails whole: the block it took is given back, the volume and the
+// pool are as before and still writable.
+import { expect, test } from 'vitest';
+import { fill } from '../support/model.js';
+import { recordingPool } from '../support/recording-pool.js';
+
+const BS = 64 * 1024;
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+
+function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
+  const b = new Uint8Array(length);
+  v.readSync(b, offset);
+  return b;
+}
+
+test('whole new blocks allocated in separate runs of data blocks: one device write per run', () => {
+  const { pool, data } = recordingPool(12, BS);
+  const a = pool.createThinSync('a', { size: 6 * BS });
+  a.writeSync(fill(6 * BS, 1), 0);
+  const b = pool.createThinSync('b', { size: 6 * BS });
+  b.writeSync(fill(6 * BS, 3), 0);
+  pool.commitSync(); // every block in use
+  a.discardSync(BS, BS);
+  a.discardSync(3 * BS, 2 * BS);
+  pool.commitSync(); // three free blocks: a's 1, and a's 3 and 4 (consecutive)
+  data.clear();
+  const w = pool.createThinSync('w', { size: 4 * BS });
+  w.writeSync(fill(3 * BS, 2), 0);
+  const runs = w.map();
+  expect(
+    runs.map((e) => e.lengthBytes / BS),
+    'a run of one block, then a run of two',
+  ).toEqual([1, 2]);
+  expect(data.calls.writes).toEqual(runs.map((e) => [e.dblock * BS, e.lengthBytes]));
+  expect(same(read(w, 0, 3 * BS), fill(3 * BS, 2))).toBe(true);
+  expect(same(read(b, 0, 6 * BS), fill(6 * BS, 3))).toBe(true);
+  pool.closeSync();
+});
+
+/** v of 3 blocks (seed 1) cut to 2.5 blocks, snapshot s, grown to 4 blocks and overwritten (seed 2). */
+function rollbackCase() {
+  const r = recordingPool(16, BS, { copy: true });
+  const { pool } = r;
+  const v = pool.createThinSync('v', { size: 3 * BS });
+  v.writeSync(fill(3 * BS, 1), 0);
+  pool.resizeSync('v', 2 * BS + BS / 4); // s will end a quarter into block 2
+  pool.snapshotSync('v', 's');
+  pool.resizeSync('v', 4 * BS);
+  v.writeSync(fill(4 * BS, 2), 0);
+  pool.commitSync();
+  r.data.clear();
+  return { ...r, v };
+}
+
+test('a rollback to a snapshot that ends inside a block copies that block and zeroes only the rest of it', () => {
+  const { pool, data, v } = rollbackCase();
+  pool.rollbackSync('v', 's');
+  const tail = v.map().find((e) => e.offsetBytes + e.lengthBytes > 2 * BS)!;
+  const to = tail.dblock + (2 * BS - tail.offsetBytes) / BS;
+  expect(data.calls.copies.map(([, dst, len]) => [dst, len])).toEqual([[to * BS, BS]]);
+  expect(data.calls.writes, 'the tail zeroed, nothing past the block').toEqual([[to * BS + BS / 4, BS - BS / 4]]);
+  const got = read(v, 0, 4 * BS);
+  expect(same(got.subarray(0, 2 * BS + BS / 4), fill(3 * BS, 1).subarray(0, 2 * BS + BS / 4))).toBe(true);
+  expect(got.subarray(2 * BS + BS / 4).every((x) => x === 0)).toBe(true);
+  pool.closeSync();
+});
+
+test('a rollback whose copy of the partial block fails fails whole: the block is given back, nothing changed', () => {
+  const { pool, data, v, crashCopy } = rollbackCase();
+  const used = pool.status().dataBlocks.used;
+  const map = v.map();
+  data.failNextCopies(1);
+  expect(() => pool.rollbackSync('v', 's')).toThrow(expect.objectContaining({ code: 'EIO' }));
+  expect(pool.status().dataBlocks.used, 'the block the copy was for is free again').toBe(used);
+  expect(v.map()).toEqual(map);
+  expect(v.sizeBytes).toBe(4 * BS);
+  expect(same(read(v, 0, 4 * BS), fill(4 * BS, 2))).toBe(true);
+  expect(pool.mode).toBe('write');
+  pool.commitSync();
+  const after = crashCopy();
+  expect(after.status().dataBlocks.used).toBe(used);
+  expect(same(read(after.volume('v'), 0, 4 * BS), fill(4 * BS, 2))).toBe(true);
+  after.closeSync();
+  // The same rollback works once the device does.
+  pool.rollbackSync('v', 's');
+  expect(same(read(v, 0, 2 * BS), fill(2 * BS, 1))).toBe(true);
+  pool.closeSync();
+});
