@@ -235,6 +235,25 @@ test('FIXED BUG 2: deleting volumes when metadata is full makes room again', () 
   for (const [n, b] of want) expectBytes(pool, n, b, 'after making room');
 });
 
+test('discarding blocks when metadata is full unmaps them: a freeing change, like a delete', () => {
+  const { pool, names, want, err, reopen } = fullMetadataPool();
+  expect(err).toBe('ENOSPC_METADATA');
+  pool.commitSync();
+  const used = pool.status().dataBlocks.used;
+  for (const n of names.slice(0, 8)) {
+    pool.volume(n).discardSync(0, BS); // a whole mapped block: unmapped, not refused
+    want.set(n, new Uint8Array(BS));
+    expect(pool.volume(n).map()).toEqual([]);
+  }
+  expect(pool.status().dataBlocks.used).toBe(used - 8);
+  pool.commitSync();
+  expectHealthy(pool, 'after discarding when metadata is full');
+  pool.closeSync();
+  const again = reopen();
+  for (const [n, b] of want) expectBytes(again, n, b, 'after discarding, reopened');
+  again.closeSync();
+});
+
 // ---- low-water mark: thresholds, events, status().lowWater, auto-extend ----
 let lowWaterCases = 0;
 

@@ -2,9 +2,10 @@
 // contract: whole new blocks allocated in several runs of consecutive data blocks are written with one call per
 // run (however many runs, wherever they start); a rollback's partial last block is copied and only its tail
 // zeroed, and when that copy fails the rollback fails whole: the block it took is given back, the volume and the
-// pool are as before and still writable.
+// pool are as before and still writable; a discard in a read-only pool is refused only where something is mapped.
 import { expect, test } from 'vitest';
-import { fill } from '../support/model.js';
+import { ThinPool } from '../../src/thin/pool.js';
+import { fill, keepOpen } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
@@ -89,4 +90,20 @@ test('a rollback whose copy of the partial block fails fails whole: the block is
   pool.rollbackSync('v', 's');
   expect(same(read(v, 0, 2 * BS), fill(2 * BS, 1))).toBe(true);
   pool.closeSync();
+});
+
+test('discard in a read-only pool: a range with nothing mapped is no change and is not refused; a mapped block is', () => {
+  const { pool, meta, catalog, data } = recordingPool(8, BS);
+  const v = pool.createThinSync('v', { size: 4 * BS });
+  v.writeSync(fill(2 * BS, 1), 2 * BS);
+  pool.commitSync();
+  pool.closeSync();
+  const ro = ThinPool.openStorage({ metadata: keepOpen(meta), data: data.wrapped, catalog }, { readOnly: true });
+  const rv = ro.volume('v');
+  rv.discardSync(0, 2 * BS); // unmapped blocks only (as many as are mapped: each looked up)
+  rv.discardSync(0, 2 * BS - 100); // and a partial one
+  expect(() => rv.discardSync(BS, 2 * BS)).toThrow(expect.objectContaining({ code: 'EROFS' }));
+  expect(rv.map()).toEqual([expect.objectContaining({ offsetBytes: 2 * BS, lengthBytes: 2 * BS })]);
+  expect(same(read(rv, 2 * BS, 2 * BS), fill(2 * BS, 1))).toBe(true);
+  ro.closeSync();
 });
