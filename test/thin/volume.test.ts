@@ -6,6 +6,7 @@ import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
 
@@ -134,4 +135,27 @@ test('extents coalesce consecutive virtual blocks on consecutive data blocks onl
   expect(a.extents(3 * BS, 3 * BS)).toEqual([{ offsetBytes: 3 * BS, lengthBytes: BS, dblock: d0 + 4 }]);
   expect(a.extents(4 * BS, 2 * BS)).toEqual([]);
   expect(a.extents(4 * BS, 2 * BS + 1)).toEqual([{ offsetBytes: 6 * BS, lengthBytes: BS, dblock: d0 + 5 }]);
+});
+
+test('edges of the handle: an empty range is fine, a negative length is named; a deleted volume has no name nor flag; EROFS on an asynchronous device too', async () => {
+  const { pool } = memoryPool();
+  const v = pool.createThinSync('v', { size: BS });
+  expect(code(() => v.discardSync(0, 0))).toBe('ok');
+  expect(code(() => v.discardSync(BS, 0))).toBe('ok');
+  expect(() => v.discardSync(0, -1)).toThrow(expect.objectContaining({ code: 'EINVAL', message: 'bad range: offset 0, length -1' }));
+  const id = v.id;
+  pool.deleteSync('v');
+  expect(v.name).toBeUndefined();
+  expect(v.readOnly).toBe(false);
+  expect(v.label).toBe(`#${id}`);
+  pool.closeSync();
+
+  const { pool: p2, data } = recordingPool(8, BS, { async: true });
+  const w = p2.createThinSync('w', { size: BS });
+  w.writeSync(fill(BS, 1), 0);
+  const r = p2.snapshotSync('w', 'r', { readOnly: true });
+  data.clear();
+  await expect(r.write(fill(4096, 2), 0)).rejects.toMatchObject({ code: 'EROFS', message: 'volume r is read-only' });
+  expect([data.calls.asyncWrites, data.calls.writes]).toEqual([[], []]);
+  p2.closeSync();
 });
