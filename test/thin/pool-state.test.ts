@@ -159,6 +159,8 @@ test('a pool nobody changed writes nothing when it commits or closes: no catalog
   // A change of the catalog alone is staged and published once.
   const again = ThinPool.openStorage({ metadata: m.d, data: d.d, catalog: cat.store });
   again.renameSync('a', 'b');
+  again.commitSync();
+  again.commitSync(); // nothing changed since the last commit: nothing staged
   again.closeSync();
   expect(cat.c).toEqual({ staged: 1, published: 1 });
 });
