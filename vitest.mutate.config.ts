@@ -35,6 +35,7 @@ export default defineConfig({
           'test/thin/data-path-edges.test.ts',
           'test/thin/data-path-corrupt.test.ts',
           'test/thin/data-path-runs.test.ts',
+          'test/thin/data-path-writes.test.ts',
           'test/thin/pending-copies.test.ts',
           'test/thin/pending-copies-ranges.test.ts',
           'test/thin/space.test.ts',

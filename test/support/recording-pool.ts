@@ -4,6 +4,7 @@ import { ThinpoolError } from '../../src/errors.js';
 import type { BlockDevice, CopyPath } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
+import { MemoryHighWaterStore } from '../../src/thin/high-water.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { keepOpen } from './model.js';
 
@@ -13,6 +14,8 @@ export interface DeviceCalls {
   copies: Array<[number, number, number]>;
   asyncReads: Array<[number, number]>;
   asyncWrites: Array<[number, number]>;
+  /** One entry per flush: the number of (synchronous) writes recorded before it. */
+  flushes: number[];
 }
 
 export interface RecordingOptions {
@@ -20,12 +23,14 @@ export interface RecordingOptions {
   copy?: boolean;
   /** Give the device readAsync/writeAsync, applied at once and completed later: a network device as the pool sees it. */
   async?: boolean;
+  /** recordingPool: give the pool a high-water mark at 0 (every block above it pristine, never zeroed). */
+  highWater?: boolean;
 }
 
 /** A memory data device of `sizeBytes` recording each call as [offset, length] in bytes. */
 export function recordingDevice(sizeBytes: number, opts: RecordingOptions = {}) {
   const dev = new MemoryDevice(sizeBytes);
-  const calls: DeviceCalls = { reads: [], writes: [], copies: [], asyncReads: [], asyncWrites: [] };
+  const calls: DeviceCalls = { reads: [], writes: [], copies: [], asyncReads: [], asyncWrites: [], flushes: [] };
   let failCopies = 0;
   const wrapped: BlockDevice & Record<string, unknown> = {
     ...keepOpen(dev),
@@ -39,6 +44,10 @@ export function recordingDevice(sizeBytes: number, opts: RecordingOptions = {}) 
     write: (b: Uint8Array, o: number) => {
       calls.writes.push([o, b.length]);
       dev.write(b, o);
+    },
+    flush: () => {
+      calls.flushes.push(calls.writes.length);
+      dev.flush();
     },
   };
   if (opts.copy) {
@@ -86,7 +95,11 @@ export function recordingPool(blocks: number, blockSize: number, opts: Recording
   const meta = new MemoryDevice(1 << 20);
   const data = recordingDevice(blocks * blockSize, opts);
   const catalog = new MemoryCatalogStore();
-  const pool = ThinPool.formatStorage({ metadata: keepOpen(meta), data: data.wrapped, catalog }, { size: blocks * blockSize, blockSize });
+  const highWater = opts.highWater ? new MemoryHighWaterStore(0) : undefined;
+  const pool = ThinPool.formatStorage(
+    { metadata: keepOpen(meta), data: data.wrapped, catalog, highWater },
+    { size: blocks * blockSize, blockSize },
+  );
   data.clear();
   const crashCopy = () => ThinPool.openStorage({ metadata: meta.snapshot(), data: data.dev.snapshot(), catalog: catalog.clone() });
   return { pool, meta, catalog, data, crashCopy };
