@@ -6,8 +6,11 @@ import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
-import { MAX_DEVICE_ID, ThinMetadata } from '../../src/thin/metadata.js';
+import { checkMetadataDevice } from '../../src/thin/check.js';
+import { MAX_DEVICE_ID, MAX_TIME, ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
+import { restoreMetadata } from '../../src/thin/restore.js';
+import { parseThinXml } from '../../src/thin/thin-xml.js';
 import { fill, keepOpen } from '../support/model.js';
 
 const BS = 64 * 1024;
@@ -420,5 +423,35 @@ test('list while a metadata snapshot is held: a volume with nothing mapped shows
     ['v', BS, BS, 0],
     ['empty', 0, 0, 0],
   ]);
+  pool.closeSync();
+});
+
+test("a rollback refused after its tail block was copied gives that block back (the pool's time exhausted)", () => {
+  // The pool's time one below its maximum: one more snapshot may be made, then no rollback (which needs a new time).
+  const d = devices(16);
+  restoreMetadata(
+    d.meta,
+    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
+  <device dev_id="1" mapped_blocks="3" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="0" length="3" time="0"/>
+  </device>
+</superblock>`),
+  );
+  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  pool.resizeSync(1, 2 * BS + BS / 2); // the snapshot will end inside block 2
+  pool.snapshotSync(1, 's');
+  pool.resizeSync(1, 4 * BS);
+  pool.commitSync();
+  const used = pool.status().dataBlocks.used;
+  expect(() => pool.rollbackSync(1, 's')).toThrow(
+    expect.objectContaining({ code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' }),
+  );
+  expect(pool.status().dataBlocks.used, 'the copy of the tail block was given back').toBe(used);
+  expect(pool.mode).toBe('write');
+  pool.commitSync();
+  const again = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  expect(again.status().dataBlocks.used).toBe(used);
+  expect(checkMetadataDevice(keepOpen(d.meta)).errors).toEqual([]);
+  again.closeSync();
   pool.closeSync();
 });
