@@ -9,6 +9,9 @@
  *   needs_check and leaves the pool read-only (spec 7.9); a clean error leaves the transaction as it was.
  * - `freeing` changes (delete, discard, shrink) skip the headroom check and may use the metadata reserve, so
  *   deleting volumes always makes room again.
+ * - `continueChange(fn)` is the second change of an operation whose first change made sure of the headroom (a
+ *   data block allocated, then mapped or given back): no headroom check, so no commit can come between the two
+ *   (such a commit would find a block allocated and not mapped: a leak after a crash there).
  * - `commit()`: settle the deferred copy-on-write copies (pending-copies.ts: no committed mapping may point at a
  *   block that still owes copied bytes; a failed copy fails the commit only, with the transaction intact), flush
  *   the data device (when data was written or it grew since the last commit), commit the
@@ -36,6 +39,15 @@ export function superblockFingerprint(dev: BlockDevice): string {
 
 /** Run a metadata change; on any failure except a clean out-of-space, abort and go read-only (spec 7.9). */
 export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
+  return runChange(s, fn, !freeing, freeing);
+}
+
+/** The second change of an operation (see the contract): the first one's headroom check covers it. */
+export function continueChange<T>(s: PoolState, fn: () => T): T {
+  return runChange(s, fn, false, false);
+}
+
+function runChange<T>(s: PoolState, fn: () => T, headroom: boolean, reserve: boolean): T {
   s.alive();
   if (s.md.mode !== 'write') {
     throw new ThinpoolError(
@@ -45,7 +57,7 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
         : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`,
     );
   }
-  if (!freeing) ensureMetadataHeadroom(s);
+  if (headroom) ensureMetadataHeadroom(s);
   const run = (): T => {
     try {
       const result = fn();
@@ -63,7 +75,7 @@ export function change<T>(s: PoolState, fn: () => T, freeing = false): T {
       throw e;
     }
   };
-  return freeing ? s.md.usingMetadataReserve(run) : run();
+  return reserve ? s.md.usingMetadataReserve(run) : run();
 }
 
 /** Abort to the last commit (metadata and catalog) and set needs_check. */

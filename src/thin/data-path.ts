@@ -13,7 +13,8 @@
  *   block is mapped and the bytes held in memory until the block is copied (before anything reads or copies
  *   it, before its old block is written in place, at the latest by the commit); a block whose every granule
  *   gets written is written whole and never copied.
- *   The mapping is inserted only after the data is written; a failed data write returns the block.
+ *   The mapping is inserted only after the data is written; a failed data write returns the block. Between
+ *   an allocation and its mapping (or its return) no commit can run (continueChange: no headroom commit).
  * - Unshared mapped blocks are written in place even in read-only mode (not in failed mode); anything that
  *   needs metadata refuses with the mode's error.
  * - Allocation: auto-extend is asked before the allocation; when the pool is full but this transaction freed
@@ -24,7 +25,7 @@
  */
 import { ThinpoolError, isThinpoolError } from '../errors.js';
 import { allParts, copyInside, isAsyncDevice, started } from '../io/block-device.js';
-import { change, commit } from './commit.js';
+import { change, commit, continueChange } from './commit.js';
 import { autoExtend } from './extend.js';
 import type { Mapping } from './metadata.js';
 import { OP_METADATA_MARGIN } from './pool-state.js';
@@ -249,10 +250,10 @@ export class DataPath {
       }
       if (!defer) data.write(part, dblock * bs + within);
     } catch (e) {
-      change(s, () => md.releaseDataBlock(dblock));
+      continueChange(s, () => md.releaseDataBlock(dblock));
       throw e;
     }
-    change(s, () => md.insertMapping(id, vblock, dblock));
+    continueChange(s, () => md.insertMapping(id, vblock, dblock));
     if (defer) s.pending.add(dblock, m!.dblock, within, part);
   }
 
@@ -295,12 +296,12 @@ export class DataPath {
         i = j;
       }
     } catch (e) {
-      change(s, () => {
+      continueChange(s, () => {
         for (const d of dblocks) md.releaseDataBlock(d);
       });
       throw e;
     }
-    change(s, () => {
+    continueChange(s, () => {
       for (let i = 0; i < k; i++) md.insertMapping(id, vblock + i, dblocks[i]);
     });
     return k * bs;
@@ -321,7 +322,7 @@ export class DataPath {
       this.copyBlock(from, to);
       this.zeroData(to * bs + keep, bs - keep);
     } catch (e) {
-      change(s, () => s.md.releaseDataBlock(to));
+      continueChange(s, () => s.md.releaseDataBlock(to));
       throw e;
     }
     return to;

@@ -299,6 +299,9 @@ test('a run mapped up to the end of the data device is one device read', () => {
   reads.length = 0;
   expect(Buffer.compare(read(v, 0, 4 * BS), fill(4 * BS, 2))).toBe(0);
   expect(reads).toEqual([[4, 4]]);
+  reads.length = 0;
+  expect(Buffer.compare(read(v, BS, 3 * BS), fill(4 * BS, 2).subarray(BS))).toBe(0); // from the second block on
+  expect(reads).toEqual([[5, 3]]);
   pool.closeSync();
 });
 

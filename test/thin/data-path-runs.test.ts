@@ -107,3 +107,23 @@ test('discard in a read-only pool: a range with nothing mapped is no change and 
   expect(same(read(rv, 2 * BS, 2 * BS), fill(2 * BS, 1))).toBe(true);
   ro.closeSync();
 });
+
+test('a read-only pool at its auto-extend threshold refuses a write to a new block as read-only, and does not grow', () => {
+  const { pool, meta, catalog, data } = recordingPool(8, BS);
+  pool.configureSpace({ autoExtend: { enabled: true, atPercent: 60, percent: 100, maxBytes: 16 * BS } });
+  const v = pool.createThinSync('v', { size: 8 * BS });
+  v.writeSync(fill(4 * BS, 1), 0); // 4 of 8 blocks used: the next allocation (5 of 8, past 60 %) would grow the pool
+  pool.commitSync();
+  expect(pool.status().dataBlocks.total).toBe(8);
+  pool.closeSync();
+  const ro = ThinPool.openStorage({ metadata: keepOpen(meta), data: data.wrapped, catalog }, { readOnly: true });
+  expect(() => ro.volume('v').writeSync(fill(10, 2), 5 * BS)).toThrow(
+    expect.objectContaining({ code: 'EROFS', message: 'pool is read-only' }),
+  );
+  expect(() => ro.volume('v').writeSync(fill(2 * BS, 2), 4 * BS)).toThrow(
+    expect.objectContaining({ code: 'EROFS', message: 'pool is read-only' }),
+  );
+  expect(ro.status().dataBlocks.total).toBe(8);
+  expect(data.dev.sizeBytes).toBe(8 * BS);
+  ro.closeSync();
+});
