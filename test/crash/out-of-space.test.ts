@@ -440,7 +440,12 @@ test('out-of-space summary', () => {
   );
 });
 
-test('metadata short: whole new blocks are provisioned one by one, so no commit ever finds a block allocated and not yet mapped', () => {
+/**
+ * FIXED BUG 8 (engine, src/thin/data-path.ts / commit.ts continueChange). Was: with 64 metadata blocks free, a
+ * new block's allocation passed the headroom check, used a metadata block, and the change mapping it committed
+ * to reclaim room: a committed data block no mapping referenced. Fixed: the mapping is the same operation.
+ */
+test('FIXED BUG 8: metadata short: no commit ever finds a block allocated and not yet mapped', () => {
   // Every metadata flush is a commit's: the device as it is then must pass the checker (no block counted in
   // the data space map that no mapping references).
   const meta = new MemoryDevice(200 * 4096);
