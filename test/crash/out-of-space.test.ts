@@ -236,6 +236,28 @@ test('FIXED BUG 2: deleting volumes when metadata is full makes room again', () 
   for (const [n, b] of want) expectBytes(pool, n, b, 'after making room');
 });
 
+test('a rollback when metadata is full works: it frees the blocks the volume wrote since its snapshot', () => {
+  const { pool, meta, reopen } = newPool(64, 160 * 4096);
+  const r = pool.createThinSync('r', { size: 2 * BS });
+  r.writeSync(fill(2 * BS, 1), 0);
+  pool.snapshotSync('r', 'rs');
+  r.writeSync(fill(2 * BS, 2), 0); // both blocks copied: r's own now
+  pool.commitSync();
+  let err = 'ok';
+  for (let i = 0; err === 'ok'; i++) err = code(() => pool.createThinSync(`f${i}`, { size: BS }));
+  expect(err).toBe('ENOSPC_METADATA');
+  pool.commitSync();
+  const used = pool.status().dataBlocks.used;
+  pool.rollbackSync('r', 'rs');
+  expect(pool.status().dataBlocks.used).toBe(used - 2);
+  expectBytes(pool, 'r', fill(2 * BS, 1), 'after the rollback');
+  pool.closeSync();
+  const again = reopen();
+  expectBytes(again, 'r', fill(2 * BS, 1), 'after the rollback, reopened');
+  again.closeSync();
+  verifyMetadataDevice(meta);
+});
+
 test('discarding blocks when metadata is full unmaps them: a freeing change, like a delete', () => {
   const { pool, names, want, err, reopen } = fullMetadataPool();
   expect(err).toBe('ENOSPC_METADATA');

@@ -455,3 +455,26 @@ test("a rollback refused after its tail block was copied gives that block back (
   again.closeSync();
   pool.closeSync();
 });
+
+test("a rollback whose tail block's copy lands on data block 0 maps it like any other", () => {
+  const { pool } = memoryPool(6);
+  pool.createThinSync('a', { size: BS }).writeSync(fill(BS, 1), 0); // data block 0
+  const v = pool.createThinSync('v', { size: 3 * BS });
+  v.writeSync(fill(3 * BS, 2), 0);
+  pool.commitSync();
+  pool.resizeSync('v', 2 * BS + BS / 2);
+  pool.snapshotSync('v', 's');
+  pool.resizeSync('v', 4 * BS);
+  pool.createThinSync('b', { size: BS }).writeSync(fill(BS, 3), 0); // the pool's last free block
+  pool.commitSync();
+  pool.deleteSync('a');
+  pool.commitSync(); // data block 0 is the only free block
+  expect(pool.status().dataBlocks.free).toBe(1);
+  pool.rollbackSync('v', 's');
+  expect(v.map().find((e) => e.offsetBytes === 2 * BS)?.dblock).toBe(0);
+  const want = new Uint8Array(4 * BS);
+  want.set(fill(3 * BS, 2).subarray(0, 2 * BS + BS / 2));
+  expect(Buffer.compare(read(pool, 'v', 0, 4 * BS), want)).toBe(0);
+  expect(pool.status().dataBlocks.free, "v's own copy of the tail block, from before the rollback, is free").toBe(1);
+  pool.closeSync();
+});
