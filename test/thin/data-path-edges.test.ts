@@ -361,6 +361,10 @@ test('discard zeroes the partial blocks at both ends of its range', () => {
     [0, 1],
     [2, 2],
   ]);
+  // A range shorter than a block across a block boundary: the end of one block and the start of the next.
+  v.discardSync(3 * BS - 100, 200);
+  want.fill(0, 3 * BS - 100, 3 * BS + 100);
+  expect(Buffer.compare(read(v, 0, 4 * BS), want)).toBe(0);
   pool.closeSync();
 });
 
