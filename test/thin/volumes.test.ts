@@ -478,3 +478,40 @@ test("a rollback whose tail block's copy lands on data block 0 maps it like any 
   expect(pool.status().dataBlocks.free, "v's own copy of the tail block, from before the rollback, is free").toBe(1);
   pool.closeSync();
 });
+
+test('a rollback to a larger snapshot keeps the volume its size: nothing stays mapped past its end', () => {
+  const { pool } = memoryPool();
+  const v = pool.createThinSync('v', { size: 4 * BS });
+  v.writeSync(fill(4 * BS, 1), 0);
+  pool.snapshotSync('v', 's');
+  pool.resizeSync('v', 2 * BS);
+  pool.rollbackSync('v', 's');
+  expect(v.sizeBytes).toBe(2 * BS);
+  expect(v.map()).toEqual([expect.objectContaining({ offsetBytes: 0, lengthBytes: 2 * BS })]);
+  expect(Buffer.compare(read(pool, 'v', 0, 2 * BS), fill(2 * BS, 1))).toBe(0);
+  pool.resizeSync('v', 4 * BS); // grown again: what lay past the end is gone
+  expect(read(pool, 'v', 2 * BS, 2 * BS).every((x) => x === 0)).toBe(true);
+  expect(Buffer.compare(read(pool, 's', 0, 4 * BS), fill(4 * BS, 1))).toBe(0);
+  pool.closeSync();
+});
+
+test('a rollback refused with nothing copied (the pool time exhausted) changes nothing and keeps the error', () => {
+  const d = devices(16);
+  restoreMetadata(
+    d.meta,
+    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
+  <device dev_id="1" mapped_blocks="2" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="0" length="2" time="0"/>
+  </device>
+</superblock>`),
+  );
+  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  pool.snapshotSync(1, 's'); // the last time the pool has
+  const used = pool.status().dataBlocks.used;
+  expect(() => pool.rollbackSync(1, 's')).toThrow(
+    expect.objectContaining({ code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' }),
+  );
+  expect(pool.status().dataBlocks.used).toBe(used);
+  expect(pool.mode).toBe('write');
+  pool.closeSync();
+});
