@@ -342,3 +342,23 @@ describe('structure names in errors from damaged trees', () => {
     });
   });
 });
+
+describe('mappings', () => {
+  test('mapping a block again to the same data block keeps its one reference; to another moves it', () => {
+    const { dev, md } = format();
+    md.createThin(1);
+    const a = md.allocDataBlock();
+    md.insertMapping(1, 0, a);
+    md.insertMapping(1, 0, a); // the same mapping again (its time renewed): no reference lost
+    expect(md.deviceDetails(1).mappedBlocks).toBe(1);
+    expect(md.dataUsedBlocks).toBe(1);
+    md.commit();
+    expect(checkMetadataDevice(dev).errors).toEqual([]);
+    const b = md.allocDataBlock();
+    md.insertMapping(1, 0, b); // a loses its reference, b has it
+    expect(md.dataUsedBlocks).toBe(1);
+    expect(md.lookup(1, 0)?.dblock).toBe(b);
+    md.commit();
+    expect(checkMetadataDevice(dev).errors).toEqual([]);
+  });
+});
