@@ -130,6 +130,18 @@ export function fill(len: number, seed: number): Uint8Array {
   return b;
 }
 
+/** `length` bytes of a volume (or anything with readSync) from `offset`. */
+export function readBytes(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
+  const b = new Uint8Array(length);
+  v.readSync(b, offset);
+  return b;
+}
+
+/** Whether two byte arrays hold the same bytes. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
+}
+
 let nameCounter = 0;
 
 /** A random operation that is valid for the model's current state. */

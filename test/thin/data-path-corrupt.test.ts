@@ -9,9 +9,8 @@ import { expect, test } from 'vitest';
 import { isThinpoolError, type ThinpoolError } from '../../src/errors.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import type { Volume } from '../../src/thin/volume.js';
 import { NODE_SALT, patchBlock, setU64, u32, valueOffset } from '../support/metadata-patch.js';
-import { fill, keepOpen } from '../support/model.js';
+import { fill, keepOpen, readBytes as read } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
@@ -66,8 +65,6 @@ function caught(fn: () => unknown): ThinpoolError {
   }
   throw new Error('no error');
 }
-
-const read = (v: Volume, offset: number, length: number) => v.readSync(new Uint8Array(length), offset);
 
 test('reads that meet a mapping past the data device fail as corruption and read nothing past it', () => {
   const { pool, v, root, calls, inside } = damaged();

@@ -12,7 +12,7 @@ import { FaultDevice } from '../../src/io/fault-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { fill, keepOpen } from '../support/model.js';
+import { fill, keepOpen, readBytes as read } from '../support/model.js';
 
 const BS = 64 * 1024;
 const OLD = 0xa5;
@@ -45,12 +45,6 @@ function dirtyPool(blocks: number, bs = BS, opts: { canPunch?: boolean } = {}) {
   );
   calls.writes.length = 0;
   return { pool, calls };
-}
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
 }
 
 const zeros = (b: Uint8Array) => b.every((x) => x === 0);

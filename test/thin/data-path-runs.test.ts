@@ -5,18 +5,10 @@
 // pool are as before and still writable; a discard in a read-only pool is refused only where something is mapped.
 import { expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
-import { fill, keepOpen } from '../support/model.js';
+import { fill, keepOpen, readBytes as read, sameBytes as same } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
-}
 
 test('whole new blocks allocated in separate runs of data blocks: one device write per run', () => {
   const { pool, data } = recordingPool(12, BS);

@@ -3,19 +3,11 @@
 // larger blocks), a pristine block above the high-water mark gets the part alone; the next commit flushes the
 // data device after a new block and after a rollback's copied tail.
 import { expect, test } from 'vitest';
-import { fill } from '../support/model.js';
+import { fill, readBytes as read, sameBytes as same } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
 const MiB = 1024 * 1024;
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
-}
 
 /** The data block (in bytes) of the block of v holding offset `at`. */
 function blockAt(v: { map(): Array<{ offsetBytes: number; lengthBytes: number; dblock: number }> }, at: number, bs: number): number {

@@ -6,7 +6,7 @@
 // memory, through the pool's interface.
 import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
-import { fill } from '../support/model.js';
+import { fill, readBytes as read } from '../support/model.js';
 import { recordingPool, type RecordingOptions } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
@@ -14,12 +14,6 @@ const BS = 64 * 1024;
 const newPool = (blocks: number, opts: RecordingOptions = {}) => recordingPool(blocks, BS, opts);
 
 const blocksOf = (calls: Array<[number, number]>) => calls.map(([o, l]) => [o / BS, l / BS]);
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
-}
 
 test('a run of virtual blocks on consecutive data blocks is one device read, and one in-place write while unshared', () => {
   const { pool, data } = newPool(16);

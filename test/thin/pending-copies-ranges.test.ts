@@ -4,19 +4,11 @@
 // a block still to be copied (a write of less than a granule into it, once a snapshot shares it) makes it whole
 // first; a freed block allocated again by a single-block write is settled or dropped as by a run.
 import { expect, test } from 'vitest';
-import { fill } from '../support/model.js';
+import { fill, readBytes as read, sameBytes as same } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
 const G = 4096;
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
-}
 
 /**
  * Volume v of four blocks (seed 1) and its snapshot s, committed; then one granule (seeds 10..13) written into

@@ -13,7 +13,7 @@ import { PendingCopies } from '../../src/thin/pending-copies.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { restoreMetadata } from '../../src/thin/restore.js';
 import { parseThinXml } from '../../src/thin/thin-xml.js';
-import { fill, keepOpen } from '../support/model.js';
+import { fill, keepOpen, readBytes as read, sameBytes as same } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
 
 const BS = 64 * 1024;
@@ -24,12 +24,6 @@ function newPool(blocks: number, opts: { async?: boolean } = {}) {
   const { pool, meta, catalog, data, crashCopy } = recordingPool(blocks, BS, { copy: true, async: opts.async });
   const { copies, reads, writes } = data.calls;
   return { pool, dev: data.dev, meta, data: data.wrapped, catalog, copies, reads, writes, crashCopy, failNextCopies: data.failNextCopies };
-}
-
-function read(v: { readSync(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
-  const b = new Uint8Array(length);
-  v.readSync(b, offset);
-  return b;
 }
 
 /** A pool with volume v of `blocks` written blocks (seed 1), snapshot s, committed. */
@@ -44,8 +38,6 @@ function shared(blocks: number, opts: { async?: boolean } = {}) {
   p.writes.length = 0;
   return { ...p, v, before };
 }
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
 
 test('a 4 KiB write into a shared block copies and writes nothing until the block is read; the read gets the old bytes around it', () => {
   const { pool, v, before, copies, writes } = shared(1);

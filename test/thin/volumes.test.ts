@@ -43,6 +43,24 @@ function barePool(devs: Array<[id: number, blocks: number]>) {
   return ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
 }
 
+/**
+ * A pool (16 data blocks) restored from thin_dump XML whose time is one below its maximum (one more snapshot may
+ * be made, then no rollback, which needs a new time), with thin device 1 mapping its first `blocks` blocks and
+ * no catalog record.
+ */
+function lastTimePool(blocks: number) {
+  const d = devices(16);
+  restoreMetadata(
+    d.meta,
+    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
+  <device dev_id="1" mapped_blocks="${blocks}" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="0" length="${blocks}" time="0"/>
+  </device>
+</superblock>`),
+  );
+  return { d, pool: ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog }) };
+}
+
 function error(fn: () => unknown): { code: string; message: string } {
   try {
     fn();
@@ -427,17 +445,7 @@ test('list while a metadata snapshot is held: a volume with nothing mapped shows
 });
 
 test("a rollback refused after its tail block was copied gives that block back (the pool's time exhausted)", () => {
-  // The pool's time one below its maximum: one more snapshot may be made, then no rollback (which needs a new time).
-  const d = devices(16);
-  restoreMetadata(
-    d.meta,
-    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
-  <device dev_id="1" mapped_blocks="3" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="3" time="0"/>
-  </device>
-</superblock>`),
-  );
-  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  const { d, pool } = lastTimePool(3);
   pool.resizeSync(1, 2 * BS + BS / 2); // the snapshot will end inside block 2
   pool.snapshotSync(1, 's');
   pool.resizeSync(1, 4 * BS);
@@ -496,16 +504,7 @@ test('a rollback to a larger snapshot keeps the volume its size: nothing stays m
 });
 
 test('a rollback refused with nothing copied (the pool time exhausted) changes nothing and keeps the error', () => {
-  const d = devices(16);
-  restoreMetadata(
-    d.meta,
-    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
-  <device dev_id="1" mapped_blocks="2" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="2" time="0"/>
-  </device>
-</superblock>`),
-  );
-  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  const { pool } = lastTimePool(2);
   pool.snapshotSync(1, 's'); // the last time the pool has
   const used = pool.status().dataBlocks.used;
   expect(() => pool.rollbackSync(1, 's')).toThrow(
