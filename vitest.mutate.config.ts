@@ -26,6 +26,7 @@ export default defineConfig({
           'test/thin/model.test.ts',
           'test/thin/volume.test.ts',
           'test/thin/volumes.test.ts',
+          'test/thin/volumes-rollback.test.ts',
           'test/thin/lifecycle.test.ts',
           'test/thin/pool-api.test.ts',
           'test/thin/grow-release.test.ts',

@@ -1,7 +1,7 @@
 // The rados sections of the docs (docs/rados.md): bench/rados/speed.ts, depth.ts and completions.ts runs, rendered
 // from docs/figures/rados*.json. Used by render-figures.mjs.
 
-const n = (x) => x.toLocaleString('en-US');
+import { n } from './figures-format.mjs';
 /**
  * bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): one row per run and case, the runs in
  * the order recorded (a table that stays readable however many runs there are).

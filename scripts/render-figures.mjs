@@ -26,17 +26,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bulk, bulkHeadline } from './figures-bulk.mjs';
+import { list, n, pct } from './figures-format.mjs';
+import { mergeMutation, mutation } from './figures-mutation.mjs';
 import { rados, radosCompletions, radosDepth } from './figures-rados.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const figures = join(root, 'docs/figures');
 const readJson = (name) => JSON.parse(readFileSync(join(figures, name), 'utf8'));
-const n = (x) => x.toLocaleString('en-US');
-const pct = (a, b) => (b === 0 ? '-' : `${((100 * a) / b).toFixed(1)} %`);
-const list = (o) =>
-  Object.entries(o)
-    .map(([k, v]) => `${k} ${n(v)}`)
-    .join(', ');
 
 function crashPoints(f) {
   return [
@@ -93,183 +90,6 @@ function metadataFuzz(f) {
     ),
     '',
     `Mutation kinds: ${list(f.kinds)}. Error codes: ${list(f.codes)}.`,
-  ].join('\n');
-}
-
-/**
- * Merge Stryker reports into the compact form, on top of the files already in docs/figures/mutation.json (a run
- * over one file replaces that file's entry and leaves the others; later reports win for a file measured twice).
- */
-function mergeMutation(paths) {
-  const mp = join(figures, 'mutation.json');
-  const out = { files: existsSync(mp) ? JSON.parse(readFileSync(mp, 'utf8')).files : {} };
-  for (const p of paths) {
-    const r = JSON.parse(readFileSync(p, 'utf8'));
-    for (const [file, f] of Object.entries(r.files)) {
-      const current = existsSync(join(root, file)) ? readFileSync(join(root, file), 'utf8') : undefined;
-      const changed = current !== f.source;
-      if (changed) console.warn(`${p}: ${file} has changed since that run; marked so in the table (run the mutation test on it again)`);
-      const lines = f.source.split('\n');
-      const e = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, errors: 0, survivors: [], ...(changed ? { changedSince: true } : {}) };
-      for (const m of f.mutants) {
-        if (m.status === 'Killed') e.killed++;
-        else if (m.status === 'Timeout') e.timeout++;
-        else if (m.status === 'Survived' || m.status === 'NoCoverage') {
-          if (m.status === 'Survived') e.survived++;
-          else e.noCoverage++;
-          const { start, end } = m.location;
-          const original =
-            start.line === end.line
-              ? lines[start.line - 1].slice(start.column - 1, end.column - 1)
-              : `${lines[start.line - 1].slice(start.column - 1)} ...`;
-          e.survivors.push({
-            at: `${start.line}:${start.column}`,
-            mutator: m.mutatorName,
-            status: m.status,
-            original: original.trim().slice(0, 80),
-            replacement: m.replacement.trim().slice(0, 80),
-          });
-        } else e.errors++;
-      }
-      e.survivors.sort(
-        (a, b) => Number(a.at.split(':')[0]) - Number(b.at.split(':')[0]) || Number(a.at.split(':')[1]) - Number(b.at.split(':')[1]),
-      );
-      out.files[file] = e;
-    }
-  }
-  out.files = Object.fromEntries(Object.entries(out.files).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return out;
-}
-
-function mutation(f) {
-  const eqPath = join(figures, 'mutation-equivalent.json');
-  const equivalent = existsSync(eqPath) ? JSON.parse(readFileSync(eqPath, 'utf8')) : {};
-  const score = (e) => pct(e.killed + e.timeout, e.killed + e.timeout + e.survived + e.noCoverage);
-  const rows = Object.entries(f.files).map(([file, e]) => {
-    const eq = e.survivors.filter((s) => equivalent[`${file}:${s.at} ${s.mutator}`] !== undefined).length;
-    const total = e.killed + e.timeout + e.survived + e.noCoverage;
-    return `| ${file}${e.changedSince ? ' (measured on the version before its last change)' : ''} | ${n(total)} | ${n(e.killed)} | ${n(e.timeout)} | ${n(e.survived)} | ${n(e.noCoverage)} | **${score(e)}** | ${n(eq)} | ${pct(e.killed + e.timeout + eq, total)} |`;
-  });
-  const sum = Object.values(f.files).reduce(
-    (a, e) => ({
-      killed: a.killed + e.killed,
-      timeout: a.timeout + e.timeout,
-      survived: a.survived + e.survived,
-      noCoverage: a.noCoverage + e.noCoverage,
-    }),
-    { killed: 0, timeout: 0, survived: 0, noCoverage: 0 },
-  );
-  const survivors = [];
-  for (const [file, e] of Object.entries(f.files)) {
-    for (const s of e.survivors) {
-      const why = equivalent[`${file}:${s.at} ${s.mutator}`];
-      survivors.push(
-        `| ${file}:${s.at} | ${s.mutator}${s.status === 'NoCoverage' ? ' (no coverage)' : ''} | \`${s.original.replace(/\|/g, '\\|')}\` -> \`${s.replacement.replace(/\|/g, '\\|')}\` | ${why === undefined ? 'not killed' : `equivalent: ${why}`} |`,
-      );
-    }
-  }
-  return [
-    '| file | mutants | killed | timed out | survived | no coverage | score | judged equivalent | score without them |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...rows,
-    `| all measured | ${n(sum.killed + sum.timeout + sum.survived + sum.noCoverage)} | ${n(sum.killed)} | ${n(sum.timeout)} | ${n(sum.survived)} | ${n(sum.noCoverage)} | **${score(sum)}** | | |`,
-    '',
-    'Survivors (and mutants no fast test reaches):',
-    '',
-    '| where | mutator | change | verdict |',
-    '|---|---|---|---|',
-    ...survivors,
-  ].join('\n');
-}
-
-/**
- * One bulk row's ratio for a table cell: `-` when not measured, why when it failed, else the ratio (in bold when
- * asked) and, for a run that timed Node's start-up (`node -e ""`), the floor that start-up sets.
- */
-function bulkRatio(r, bold) {
-  if (r === undefined) return '-';
-  if (r.ratio === null) return r.failed ?? 'failed';
-  const x = `${r.ratio.toFixed(2)}x`;
-  return `${bold ? `**${x}**` : x}${r.floorRatio === undefined ? '' : ` (floor ${r.floorRatio.toFixed(2)}x)`}`;
-}
-
-/** The bulk tables show this many runs, the newest; the JSON keeps every run (their notes list all). */
-const BULK_SHOWN = 3;
-
-/**
- * bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the newest
- * BULK_SHOWN runs side by side.
- */
-function bulk(f) {
-  const all = Object.keys(f.runs);
-  const names = all.slice(-BULK_SHOWN);
-  const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
-  const ratio = (r) => bulkRatio(r, true);
-  const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
-  const out = [
-    all
-      .map(
-        (k) =>
-          `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`,
-      )
-      .join(' ') +
-      (all.length > names.length ? ` The tables show the newest ${names.length} runs; the others are in docs/figures/bulk.json.` : ''),
-  ];
-  // Every image size any run measured (a run may cover only some, e.g. `--gib 1`), in order of first appearance.
-  const labels = [...new Set(names.flatMap((k) => f.runs[k].sizes.map((z) => z.label)))];
-  for (const label of labels) {
-    const size = [...names]
-      .reverse()
-      .map((k) => f.runs[k].sizes.find((z) => z.label === label))
-      .find((z) => z !== undefined);
-    out.push(
-      '',
-      `${size.label}:`,
-      '',
-      `| command | reference | ${names.map((k) => `${k}: thinpool / reference | ratio | CPU ratio | thinpool peak RSS`).join(' | ')} | goal |`,
-      `|---|---|${names.map(() => '---|---|---|---|').join('')}---|`,
-    );
-    // Rows match by command and reference (runs may have measured other rows: a newer one adds some).
-    size.rows.forEach((row) => {
-      const cells = names.map((k) => {
-        const r = f.runs[k].sizes
-          .find((s) => s.label === size.label)
-          ?.rows.find((x) => x.command === row.command && x.reference === row.reference);
-        const cpu =
-          r?.cpuRatio === undefined || r.cpuRatio === null
-            ? '-'
-            : `${r.cpuRatio.toFixed(1)}x (${r.thinpoolCpuS.toFixed(2)} / ${r.referenceCpuS.toFixed(2)} s)`;
-        return `${sec(r?.thinpoolS)} / ${sec(r?.referenceS)} | ${ratio(r)} | ${cpu} | ${rss(r?.thinpoolRssMiB)}`;
-      });
-      out.push(
-        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${cells.join(' | ')} | ${row.goal}x |`,
-      );
-    });
-  }
-  return out.join('\n');
-}
-
-/** README: the newest bulk run, one row per command and reference, a column per image size. */
-function bulkHeadline(f) {
-  const name = Object.keys(f.runs).at(-1);
-  const run = f.runs[name];
-  const rows = [];
-  for (const size of run.sizes)
-    for (const r of size.rows) {
-      let row = rows.find((x) => x.command === r.command && x.reference === r.reference);
-      if (!row) rows.push((row = { command: r.command, reference: r.reference, goal: r.goal, cells: new Map() }));
-      row.cells.set(size.label, r);
-    }
-  const labels = run.sizes.map((z) => z.label);
-  return [
-    `Run "${name}" (commit ${run.commit}, ${run.date}, load average ${run.loadAverage ? run.loadAverage.join(' / ') : 'unknown'}); "floor" is Node's start-up plus the reference, over the reference.`,
-    '',
-    `| command | against | ${labels.map((l) => l.replace(/,.*$/, '')).join(' | ')} | goal |`,
-    `|---|---|${labels.map(() => '---|').join('')}---|`,
-    ...rows.map(
-      (row) =>
-        `| \`${row.command.replace(/\|/g, '\\|')}\` | \`${row.reference.replace(/\|/g, '\\|')}\` | ${labels.map((l) => bulkRatio(row.cells.get(l), false)).join(' | ')} | ${row.goal}x |`,
-    ),
   ].join('\n');
 }
 
@@ -466,7 +286,7 @@ function containerdRuns(f) {
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
-  { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: mutation },
+  { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: (f) => mutation(figures, f) },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
   { doc: 'README.md', name: 'bulk-headline', json: 'bulk.json', render: bulkHeadline },
   { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
@@ -528,7 +348,7 @@ export function renderDocs() {
 
 const args = process.argv.slice(2);
 if (args[0] === '--mutation') {
-  writeFileSync(join(figures, 'mutation.json'), `${JSON.stringify(mergeMutation(args.slice(1)), null, 2)}\n`);
+  writeFileSync(join(figures, 'mutation.json'), `${JSON.stringify(mergeMutation(root, figures, args.slice(1)), null, 2)}\n`);
 }
 const docs = renderDocs();
 if (args[0] === '--check') {

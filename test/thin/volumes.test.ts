@@ -1,35 +1,12 @@
 // Volume management (src/thin/volumes.ts) through the pool's interface: how a volume is named (name, id,
 // "#id", a decimal string), the name, size and id rules, the owner label's guard on every verb, what update,
 // delete, resize and snapshot keep in the catalog (and after a commit and reopen), devices no catalog record
-// describes, half-received volumes, snapshot ancestry, in-use claims, and the figures list() gives.
+// describes, half-received volumes, snapshot ancestry, in-use claims, and the figures list() gives. Rollback: volumes-rollback.test.ts.
 import { expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
-import { MemoryDevice } from '../../src/io/memory-device.js';
-import { MemoryCatalogStore } from '../../src/thin/catalog.js';
-import { checkMetadataDevice } from '../../src/thin/check.js';
-import { MAX_DEVICE_ID, MAX_TIME, ThinMetadata } from '../../src/thin/metadata.js';
+import { MAX_DEVICE_ID, ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { restoreMetadata } from '../../src/thin/restore.js';
-import { parseThinXml } from '../../src/thin/thin-xml.js';
+import { BS, devices, memoryPool, readVolume, thrownError } from '../support/memory-pools.js';
 import { fill, keepOpen } from '../support/model.js';
-
-const BS = 64 * 1024;
-
-function devices(blocks = 32, metaBytes = 1 << 20) {
-  return { meta: new MemoryDevice(metaBytes), data: new MemoryDevice(blocks * BS), catalog: new MemoryCatalogStore() };
-}
-
-/** A memory pool, and a function that closes it (committing) and opens its devices again. */
-function memoryPool(blocks = 32) {
-  const d = devices(blocks);
-  const storage = () => ({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
-  const pool = ThinPool.formatStorage(storage(), { size: blocks * BS, blockSize: BS });
-  const reopen = (p: ThinPool) => {
-    p.closeSync();
-    return ThinPool.openStorage(storage());
-  };
-  return { pool, reopen };
-}
 
 /** A pool whose metadata holds the given thin devices (block i of device id mapped for i < blocks) and no catalog record. */
 function barePool(devs: Array<[id: number, blocks: number]>) {
@@ -43,40 +20,6 @@ function barePool(devs: Array<[id: number, blocks: number]>) {
   return ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
 }
 
-/**
- * A pool (16 data blocks) restored from thin_dump XML whose time is one below its maximum (one more snapshot may
- * be made, then no rollback, which needs a new time), with thin device 1 mapping its first `blocks` blocks and
- * no catalog record.
- */
-function lastTimePool(blocks: number) {
-  const d = devices(16);
-  restoreMetadata(
-    d.meta,
-    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
-  <device dev_id="1" mapped_blocks="${blocks}" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="${blocks}" time="0"/>
-  </device>
-</superblock>`),
-  );
-  return { d, pool: ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog }) };
-}
-
-function error(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) return { code: 'untyped', message: String(e) };
-    return { code: e.code, message: e.message };
-  }
-  return { code: 'ok', message: '' };
-}
-
-function read(p: ThinPool, name: string, offset: number, len: number): Uint8Array {
-  const b = new Uint8Array(len);
-  p.volume(name).readSync(b, offset);
-  return b;
-}
-
 const OWNED = { 'thinpool.owner': 'images' };
 
 test('a volume is named by its name, its id, "#id" or a decimal string that names no volume; nothing else', () => {
@@ -88,28 +31,31 @@ test('a volume is named by its name, its id, "#id" or a decimal string that name
   expect(pool.volume('#7').name).toBe('v7');
   expect(pool.volume('v7').id).toBe(7);
   for (const ref of ['x12', '12x', '#x', '1 2', '']) expect(pool.has(ref), ref).toBe(false);
-  expect(error(() => pool.volume(99))).toEqual({ code: 'ENOENT', message: 'no volume with device id 99' });
-  expect(error(() => pool.volume('x12'))).toEqual({ code: 'ENOENT', message: 'no volume named "x12"' });
-  expect(error(() => pool.volume('#99'))).toEqual({ code: 'ENOENT', message: 'no volume named "#99"' });
+  expect(thrownError(() => pool.volume(99))).toEqual({ code: 'ENOENT', message: 'no volume with device id 99' });
+  expect(thrownError(() => pool.volume('x12'))).toEqual({ code: 'ENOENT', message: 'no volume named "x12"' });
+  expect(thrownError(() => pool.volume('#99'))).toEqual({ code: 'ENOENT', message: 'no volume named "#99"' });
   pool.closeSync();
 });
 
 test('names and sizes are checked before anything changes, with messages naming the fault', () => {
   const { pool } = memoryPool();
   pool.createThinSync('a', { size: BS });
-  const bad = error(() => pool.createThinSync('a/b', { size: BS }));
+  const bad = thrownError(() => pool.createThinSync('a/b', { size: BS }));
   expect(bad.code).toBe('EINVAL');
   expect(bad.message).toMatch(/^bad volume name "a\/b": .+ \(.+\)$/);
-  expect(error(() => pool.createThinSync('a', { size: BS }))).toEqual({ code: 'EEXIST', message: 'a volume named "a" already exists' });
+  expect(thrownError(() => pool.createThinSync('a', { size: BS }))).toEqual({
+    code: 'EEXIST',
+    message: 'a volume named "a" already exists',
+  });
   for (const size of [0, -512, 513, 512.5, 2 ** 53, Number.NaN]) {
     expect(
-      error(() => pool.createThinSync('b', { size })),
+      thrownError(() => pool.createThinSync('b', { size })),
       String(size),
     ).toEqual({
       code: 'EINVAL',
       message: `volume size ${size} must be a positive multiple of 512 bytes`,
     });
-    expect(error(() => pool.resizeSync('a', size)).code, `resize to ${size}`).toBe('EINVAL');
+    expect(thrownError(() => pool.resizeSync('a', size)).code, `resize to ${size}`).toBe('EINVAL');
   }
   expect(pool.list().map((v) => v.name)).toEqual(['a']);
   expect(pool.createThinSync('b', { size: 512 }).sizeBytes).toBe(512);
@@ -145,19 +91,19 @@ test('a volume labelled thinpool.owner is deleted, resized, renamed, relabelled,
     ['rollback', () => pool.rollbackSync('layer', 'snap'), 'rolled back'],
   ];
   for (const [what, fn, verb] of refusals) {
-    expect(error(fn), what).toEqual({
+    expect(thrownError(fn), what).toEqual({
       code: 'EBUSY',
       message: `volume layer belongs to images: it cannot be ${verb} directly (use the images commands, e.g. "thinpool image rm" or "thinpool container rm")`,
     });
   }
-  expect(error(() => pool.deleteSync('layer', { owner: 'someone' })).code).toBe('EBUSY');
+  expect(thrownError(() => pool.deleteSync('layer', { owner: 'someone' })).code).toBe('EBUSY');
   // What keeps the owner label is not guarded: read-only, other labels beside the same owner.
   pool.updateSync('layer', { readOnly: true });
   pool.updateSync('layer', { labels: { ...OWNED, note: 'x' } });
   expect(pool.list().find((v) => v.name === 'layer')).toMatchObject({ readOnly: true, labels: { ...OWNED, note: 'x' } });
   // An unowned volume may be given an owner.
   pool.updateSync('snap', { labels: { 'thinpool.owner': 'containers' } });
-  expect(error(() => pool.deleteSync('snap')).code).toBe('EBUSY');
+  expect(thrownError(() => pool.deleteSync('snap')).code).toBe('EBUSY');
   pool.deleteSync('snap', { owner: 'containers' });
   pool.updateSync('layer', { readOnly: false }, { owner: 'images' });
   pool.resizeSync('layer', 2 * BS, { owner: 'images' });
@@ -174,7 +120,7 @@ test('update changes only what the patch names; a rename to the same name is no 
   pool.renameSync('a', 'a');
   pool.renameSync('a', 'c');
   expect(pool.list()[0]).toMatchObject({ name: 'c', readOnly: true, labels: { env: 'x' } });
-  expect(error(() => pool.renameSync('c', 'b')).code).toBe('EEXIST');
+  expect(thrownError(() => pool.renameSync('c', 'b')).code).toBe('EEXIST');
   pool.updateSync('c', { labels: { env: 'y' } });
   expect(pool.list()[0]).toMatchObject({ name: 'c', readOnly: true, labels: { env: 'y' } });
   pool.updateSync('c', { readOnly: false });
@@ -222,7 +168,7 @@ test('delete: the name is free again, its snapshots stand alone, also after a co
   const again = reopen(pool);
   expect(again.list().map((v) => [v.name, v.origin])).toEqual([['s', undefined]]);
   expect(again.recordOf(2)).toEqual(expect.not.objectContaining({ origin: expect.anything() }));
-  expect(Buffer.compare(read(again, 's', 0, BS), fill(BS, 1))).toBe(0);
+  expect(Buffer.compare(readVolume(again, 's', 0, BS), fill(BS, 1))).toBe(0);
   again.closeSync();
 });
 
@@ -239,13 +185,13 @@ test('resize: shrinking unmaps past the end, growing over a partial block zeroes
   expect(pool.list()[0]).toMatchObject({ sizeBytes: 4 * BS, mappedBytes: 2 * BS });
   const want = new Uint8Array(4 * BS);
   want.set(fill(4 * BS, 2).subarray(0, BS + BS / 4));
-  expect(Buffer.compare(read(pool, 'v', 0, 4 * BS), want)).toBe(0);
+  expect(Buffer.compare(readVolume(pool, 'v', 0, 4 * BS), want)).toBe(0);
   pool.resizeSync('v', 8 * BS); // aligned growth: nothing to zero, the size alone changes
   pool.commitSync();
   const again = reopen(pool);
   expect(again.list()[0]).toMatchObject({ sizeBytes: 8 * BS, mappedBytes: 2 * BS });
   again.updateSync('v', { readOnly: true });
-  expect(error(() => again.resizeSync('v', BS))).toEqual({ code: 'EROFS', message: 'volume v is read-only: it cannot be resized' });
+  expect(thrownError(() => again.resizeSync('v', BS))).toEqual({ code: 'EROFS', message: 'volume v is read-only: it cannot be resized' });
   again.closeSync();
 });
 
@@ -276,7 +222,7 @@ test('devices without a catalog record: resized, renamed, deleted and listed und
     [3, 2],
     [4, 1],
   ]);
-  expect(error(() => bare.rollbackSync(3, 4))).toEqual({
+  expect(thrownError(() => bare.rollbackSync(3, 4))).toEqual({
     code: 'EINVAL',
     message: '#4 is not a snapshot of #3: a volume rolls back only to its own snapshots (see "thinpool ls POOL --tree")',
   });
@@ -305,7 +251,7 @@ test('claims: every holder is listed until it releases; releasing twice is harml
   const a = pool.claim('v', 'nbd');
   const b = pool.claim('v', 'backup');
   expect(pool.usersOf('v')).toEqual(['nbd', 'backup']);
-  expect(error(() => pool.rollbackSync('v', 's'))).toEqual({
+  expect(thrownError(() => pool.rollbackSync('v', 's'))).toEqual({
     code: 'EBUSY',
     message: 'volume v is in use by nbd, backup: stop that first, then roll back',
   });
@@ -335,57 +281,6 @@ test('list: mapped, exclusive and shared bytes per volume, in whole blocks', () 
     ['empty', 0, 0, 0],
   ]);
   pool.closeSync();
-});
-
-test('rollback: refusals name the volume; equal sizes ending inside a block share every block afterwards', () => {
-  const { pool } = memoryPool();
-  const v = pool.createThinSync('v', { size: 2 * BS + BS / 2 });
-  v.writeSync(fill(2 * BS + BS / 2, 1), 0);
-  pool.snapshotSync('v', 's');
-  v.writeSync(fill(BS, 2), 0);
-  expect(error(() => pool.rollbackSync('v', 'v'))).toEqual({ code: 'EINVAL', message: 'volume v cannot be rolled back to itself' });
-  pool.updateSync('v', { readOnly: true });
-  expect(error(() => pool.rollbackSync('v', 's'))).toEqual({
-    code: 'EROFS',
-    message: 'volume v is read-only: it cannot be rolled back (make it writable first: "thinpool set POOL v --writable")',
-  });
-  pool.updateSync('v', { readOnly: false });
-  const used = pool.status().dataBlocks.used;
-  pool.rollbackSync('v', 's');
-  expect(pool.list().map((x) => [x.name, x.mappedBytes, x.exclusiveBytes, x.sharedBytes])).toEqual([
-    ['v', 3 * BS, 0, 3 * BS],
-    ['s', 3 * BS, 0, 3 * BS],
-  ]);
-  pool.commitSync();
-  expect(pool.status().dataBlocks.used).toBe(used - 1);
-  expect(Buffer.compare(read(pool, 'v', 0, 2 * BS + BS / 2), fill(2 * BS + BS / 2, 1))).toBe(0);
-  pool.closeSync();
-});
-
-/** v written with seed 1, snapshot s, committed; then v rewritten with seed 2 (not committed) and rolled back to s. */
-function rollbackUncommitted(metadataBlocks?: number): ThinPool {
-  const d = devices(32, (metadataBlocks ?? 256) * 4096);
-  const storage = () => ({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
-  const pool = ThinPool.formatStorage(storage(), { size: 32 * BS, blockSize: BS });
-  const v = pool.createThinSync('v', { size: 2 * BS });
-  v.writeSync(fill(2 * BS, 1), 0);
-  pool.snapshotSync('v', 's');
-  pool.commitSync();
-  v.writeSync(fill(2 * BS, 2), 0);
-  pool.rollbackSync('v', 's');
-  pool.closeSync({ commit: false });
-  return ThinPool.openStorage(storage());
-}
-
-test('rollback commits first only when metadata space is short: otherwise an uncommitted write before it stays uncommitted', () => {
-  const roomy = rollbackUncommitted();
-  expect(Buffer.compare(read(roomy, 'v', 0, 2 * BS), fill(2 * BS, 1))).toBe(0);
-  expect(roomy.list().map((x) => x.name)).toEqual(['v', 's']);
-  roomy.closeSync();
-  const tight = rollbackUncommitted(100);
-  expect(tight.status().metadataBlocks.total).toBe(100);
-  expect(Buffer.compare(read(tight, 'v', 0, 2 * BS), fill(2 * BS, 2))).toBe(0);
-  tight.closeSync();
 });
 
 test("deleting a volume drops only its own snapshots' origin; an origin without a record is named by nothing", () => {
@@ -441,76 +336,5 @@ test('list while a metadata snapshot is held: a volume with nothing mapped shows
     ['v', BS, BS, 0],
     ['empty', 0, 0, 0],
   ]);
-  pool.closeSync();
-});
-
-test("a rollback refused after its tail block was copied gives that block back (the pool's time exhausted)", () => {
-  const { d, pool } = lastTimePool(3);
-  pool.resizeSync(1, 2 * BS + BS / 2); // the snapshot will end inside block 2
-  pool.snapshotSync(1, 's');
-  pool.resizeSync(1, 4 * BS);
-  pool.commitSync();
-  const used = pool.status().dataBlocks.used;
-  expect(() => pool.rollbackSync(1, 's')).toThrow(
-    expect.objectContaining({ code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' }),
-  );
-  expect(pool.status().dataBlocks.used, 'the copy of the tail block was given back').toBe(used);
-  expect(pool.mode).toBe('write');
-  pool.commitSync();
-  const again = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
-  expect(again.status().dataBlocks.used).toBe(used);
-  expect(checkMetadataDevice(keepOpen(d.meta)).errors).toEqual([]);
-  again.closeSync();
-  pool.closeSync();
-});
-
-test("a rollback whose tail block's copy lands on data block 0 maps it like any other", () => {
-  const { pool } = memoryPool(6);
-  pool.createThinSync('a', { size: BS }).writeSync(fill(BS, 1), 0); // data block 0
-  const v = pool.createThinSync('v', { size: 3 * BS });
-  v.writeSync(fill(3 * BS, 2), 0);
-  pool.commitSync();
-  pool.resizeSync('v', 2 * BS + BS / 2);
-  pool.snapshotSync('v', 's');
-  pool.resizeSync('v', 4 * BS);
-  pool.createThinSync('b', { size: BS }).writeSync(fill(BS, 3), 0); // the pool's last free block
-  pool.commitSync();
-  pool.deleteSync('a');
-  pool.commitSync(); // data block 0 is the only free block
-  expect(pool.status().dataBlocks.free).toBe(1);
-  pool.rollbackSync('v', 's');
-  expect(v.map().find((e) => e.offsetBytes === 2 * BS)?.dblock).toBe(0);
-  const want = new Uint8Array(4 * BS);
-  want.set(fill(3 * BS, 2).subarray(0, 2 * BS + BS / 2));
-  expect(Buffer.compare(read(pool, 'v', 0, 4 * BS), want)).toBe(0);
-  expect(pool.status().dataBlocks.free, "v's own copy of the tail block, from before the rollback, is free").toBe(1);
-  pool.closeSync();
-});
-
-test('a rollback to a larger snapshot keeps the volume its size: nothing stays mapped past its end', () => {
-  const { pool } = memoryPool();
-  const v = pool.createThinSync('v', { size: 4 * BS });
-  v.writeSync(fill(4 * BS, 1), 0);
-  pool.snapshotSync('v', 's');
-  pool.resizeSync('v', 2 * BS);
-  pool.rollbackSync('v', 's');
-  expect(v.sizeBytes).toBe(2 * BS);
-  expect(v.map()).toEqual([expect.objectContaining({ offsetBytes: 0, lengthBytes: 2 * BS })]);
-  expect(Buffer.compare(read(pool, 'v', 0, 2 * BS), fill(2 * BS, 1))).toBe(0);
-  pool.resizeSync('v', 4 * BS); // grown again: what lay past the end is gone
-  expect(read(pool, 'v', 2 * BS, 2 * BS).every((x) => x === 0)).toBe(true);
-  expect(Buffer.compare(read(pool, 's', 0, 4 * BS), fill(4 * BS, 1))).toBe(0);
-  pool.closeSync();
-});
-
-test('a rollback refused with nothing copied (the pool time exhausted) changes nothing and keeps the error', () => {
-  const { pool } = lastTimePool(2);
-  pool.snapshotSync(1, 's'); // the last time the pool has
-  const used = pool.status().dataBlocks.used;
-  expect(() => pool.rollbackSync(1, 's')).toThrow(
-    expect.objectContaining({ code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' }),
-  );
-  expect(pool.status().dataBlocks.used).toBe(used);
-  expect(pool.mode).toBe('write');
   pool.closeSync();
 });
