@@ -15,6 +15,7 @@
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
 // docs/figures/bulk.json (the bulk table in docs/cli.md) by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
+// docs/figures/images.json (docs/images.md) by `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
 // docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`
@@ -28,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bulk, bulkHeadline } from './figures-bulk.mjs';
 import { list, n, pct } from './figures-format.mjs';
+import { images } from './figures-images.mjs';
 import { mergeMutation, mutation } from './figures-mutation.mjs';
 import { rados, radosCompletions, radosDepth } from './figures-rados.mjs';
 
@@ -312,6 +314,13 @@ const SECTIONS = [
   { doc: 'docs/benchmarks-engine.md', name: 'startup', json: 'startup.json', render: startup },
   { doc: 'docs/benchmarks-engine.md', name: 'cow', json: 'cow.json', render: cow },
   { doc: 'docs/nbd.md', name: 'nbd-tls', json: 'nbd-tls.json', render: nbdTls },
+  {
+    doc: 'docs/images.md',
+    name: 'images',
+    json: 'images.json',
+    render: images,
+    missing: 'No run recorded yet: `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME` records one.',
+  },
   { doc: 'docs/benchmarks.md', name: 'containerd', json: 'containerd.json', render: containerdRuns, optional: true },
   { doc: 'README.md', name: 'overheads', json: ['read-path.json', 'startup.json', 'cow.json'], render: overheadsHeadline },
 ];

@@ -32,21 +32,11 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-  ftruncateSync,
-} from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, ftruncateSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { recordRun } from '../figures-run.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -379,22 +369,7 @@ try {
     `\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy), load average ${loadAverage[0]} before, ${loadAverage[1]} after`,
   );
   if (FIGURES !== undefined && AS !== undefined) {
-    const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim() || 'unknown';
-    const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '';
-    const doc = existsSync(FIGURES) ? (JSON.parse(readFileSync(FIGURES, 'utf8')) as { runs?: Record<string, unknown> }) : {};
-    doc.runs = {
-      ...(doc.runs ?? {}),
-      [AS]: {
-        commit: dirty ? `${commit}+changes` : commit,
-        date: new Date().toISOString().slice(0, 10),
-        cpus: cpus().length,
-        loadAverage,
-        reps: REPS,
-        quick: QUICK,
-        sizes: results,
-      },
-    };
-    writeFileSync(FIGURES, `${JSON.stringify(doc, null, 2)}\n`);
+    recordRun(FIGURES, AS, { cpus: cpus().length, loadAverage, reps: REPS, quick: QUICK, sizes: results });
     console.log(`merged into ${FIGURES} as "${AS}"`);
   }
 } finally {

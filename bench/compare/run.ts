@@ -14,12 +14,12 @@
  * per scenario; writes DIR/benchmark-results.json, DIR/benchmark-tables.md and DIR/plots/*.svg.
  * Default scale keeps the run under ~10 minutes (1 GiB cases need --full); --quick takes well under a minute.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { recordRun } from '../figures-run.js';
 import { cleanupAll, installCleanupHandlers, trackDir } from './lib/cleanup.js';
 import { canCountWrites } from './lib/disk.js';
 import { machine } from './lib/machine.js';
@@ -207,32 +207,19 @@ function parse(args: string[]) {
  * (docs/plots for docs/figures/...). Returns the files written.
  */
 function mergeFigures(file: string, as: string, mode: Mode, load0: number, results: ScenarioResult[]): string[] {
-  const git = (args: string[]) => {
-    const r = spawnSync('git', args, { cwd: dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
-    return r.status === 0 ? r.stdout.trim() : '';
-  };
-  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
-  const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
-  const doc = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { runs?: Record<string, unknown> }) : {};
-  doc.runs = {
-    ...(doc.runs ?? {}),
-    [as]: {
-      commit: dirty ? `${commit}+changes` : commit,
-      date: new Date().toISOString().slice(0, 10),
-      mode,
-      cpus: availableParallelism(),
-      loadAverage: [Number(load0.toFixed(1)), Number(loadavg()[0].toFixed(1))],
-      scenarios: results.map((r) => ({
-        name: r.name,
-        title: r.title,
-        ms: Math.round(r.ms),
-        notes: r.notes,
-        figures: r.figures.map(({ runs: _runs, ...f }) => f),
-      })),
-    },
-  };
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify(doc, null, 1)}\n`);
+  recordRun(file, as, {
+    mode,
+    cpus: availableParallelism(),
+    loadAverage: [Number(load0.toFixed(1)), Number(loadavg()[0].toFixed(1))],
+    scenarios: results.map((r) => ({
+      name: r.name,
+      title: r.title,
+      ms: Math.round(r.ms),
+      notes: r.notes,
+      figures: r.figures.map(({ runs: _runs, ...f }) => f),
+    })),
+  });
   const plots = join(dirname(file), '..', 'plots');
   mkdirSync(plots, { recursive: true });
   const written = [file];

@@ -9,16 +9,22 @@
  * 3. Reading a file through an image (mount in a worker + read, and read in an open session) against reading it
  *    from the extracted directory.
  *
- * `--quick`: a 20 MiB image and no 1 GiB image. `--import-only`: step 1 only.
+ * Step 1 also times, as a command, an import of the same image again under another name (every layer reused:
+ * what an import costs beyond applying layers) and `thinpool ls` of the pool (Node's and the CLI's start-up).
+ *
+ * `--quick`: a 20 MiB image and no 1 GiB image. `--import-only`: step 1 only. `--figures FILE --as NAME`: also
+ * merge the run into FILE (docs/figures/images.json) under NAME; scripts/render-figures.mjs renders it into
+ * docs/images.md.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { median } from '../compare/lib/stats.js';
+import { recordRun } from '../figures-run.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
@@ -28,6 +34,13 @@ const QUICK = process.argv.includes('--quick');
 const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
 const IMPORT_ONLY = process.argv.includes('--import-only');
 const MiB = 1024 * 1024;
+const opt = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+};
+const FIGURES = opt('--figures');
+const AS = opt('--as');
+if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
 
 interface E {
   name: string;
@@ -81,6 +94,7 @@ async function timeAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 async function main(): Promise<void> {
+  const loadBefore = loadavg()[0];
   const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-images-'));
   try {
     const k = QUICK ? 5 : 1;
@@ -111,6 +125,8 @@ async function main(): Promise<void> {
     const txs: number[] = [];
     const imp: number[] = [];
     const cmd: number[] = [];
+    const again: number[] = [];
+    const ls: number[] = [];
     let poolDir = '';
     for (let r = 0; r < 3; r++) {
       for (const withSync of [false, true]) {
@@ -147,6 +163,11 @@ async function main(): Promise<void> {
       spawnSync('sync');
       const [, cms] = time(() => tp('image', 'import', cliPool, 'app', ...files));
       cmd.push(cms);
+      // The same image again under another name: every layer is reused, so this is what a command costs beyond
+      // applying layers (start-up, the worker, reading and hashing the layers, the commit); and `thinpool ls`.
+      spawnSync('sync');
+      again.push(time(() => tp('image', 'import', cliPool, 'app2', ...files))[1]);
+      ls.push(time(() => tp('ls', cliPool))[1]);
       rmSync(cliPool, { recursive: true, force: true });
     }
     const extracted = join(work, 'x-2-false');
@@ -158,9 +179,11 @@ async function main(): Promise<void> {
       ['tar -x + sync', txs],
       ['thinpool image import (commit included)', imp],
       ['`thinpool image import` as a command (fresh process)', cmd],
+      ['the same image again as a command (every layer reused)', again],
+      ['`thinpool ls` of the pool', ls],
     ] as const) {
       console.log(
-        `| ${name} | ${best(xs).toFixed(0)} ms | ${(total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`,
+        `| ${name} | ${best(xs).toFixed(0)} ms | ${xs === ls ? '-' : (total / MiB / (best(xs) / 1000)).toFixed(1)} | ${(best(xs) / best(tx)).toFixed(1)}x |`,
       );
     }
     const ratios = (a: number[], b: number[]): string => a.map((x, i) => (x / b[i]).toFixed(2)).join(', ');
@@ -170,7 +193,21 @@ async function main(): Promise<void> {
         `command / tar -x ${ratios(cmd, tx)} (median ${median(cmd.map((x, i) => x / tx[i])).toFixed(2)}x)`,
     );
 
-    if (IMPORT_ONLY) return;
+    const figures: Record<string, unknown> = {
+      cpus: cpus().length,
+      quick: QUICK,
+      image: { layers: layers.length, tarMiB: Number((total / MiB).toFixed(1)), entries: layers.reduce((n, l) => n + l.length, 0) },
+      // Per round, in ms: the rounds' steps ran back to back, so ratios within a round see the same load.
+      rounds: { tarX: tx, tarXSync: txs, importInProcess: imp, importCommand: cmd, importAgainCommand: again, lsCommand: ls },
+    };
+    const record = () => {
+      if (FIGURES === undefined || AS === undefined) return;
+      const round = (xs: unknown) => (Array.isArray(xs) ? xs.map((x) => Math.round(x)) : xs);
+      figures.rounds = Object.fromEntries(Object.entries(figures.rounds as object).map(([k, v]) => [k, round(v)]));
+      recordRun(FIGURES, AS, { ...figures, loadAverage: [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))] });
+      console.log(`merged into ${FIGURES} as "${AS}"`);
+    };
+    if (IMPORT_ONLY) return record();
     // Container creation at ~100 MiB and ~1 GiB.
     const pool = ThinPool.openSync(poolDir);
     const store = new ImageStore(pool, { size: 2 * 1024 * MiB });
@@ -185,8 +222,11 @@ async function main(): Promise<void> {
       const [, ms] = await timeAsync(() => store.import('big', [...files, ...bigFiles]));
       const mib = Number(store.image('big').chainIds.length) && store.history('big').reduce((n, r) => n + r.size, 0) / MiB;
       console.log(`\n1 GiB image: imported ${mib.toFixed(0)} MiB of layers in ${(ms / 1000).toFixed(1)} s`);
+      figures.bigImport = { layers: files.length + bigFiles.length, mib: Math.round(mib), ms: Math.round(ms) };
       sizes.push(['big', `${mib.toFixed(0)} MiB`]);
     }
+    const creates: Array<{ image: string; medianMs: number }> = [];
+    figures.containerCreate = creates;
     console.log('\n| image | container create (median of 9, commit included) |');
     console.log('|---|---:|');
     for (const [im, label] of sizes) {
@@ -196,10 +236,13 @@ async function main(): Promise<void> {
         xs.push(ms);
       }
       console.log(`| ${label} | ${median(xs).toFixed(2)} ms |`);
+      creates.push({ image: label, medianMs: Number(median(xs).toFixed(2)) });
       for (let i = 0; i < 9; i++) await store.removeContainer(`c-${im}-${i}`);
     }
 
     // Reading a file through an image vs from the extracted directory.
+    const reads: Array<Record<string, unknown>> = [];
+    figures.readFile = reads;
     const top = store.snapshotter.volume(store.image('app').chainIds[3]);
     console.log('\n| read | image (mount + read + unmount) | image (open session) | extracted directory (page cache) |');
     console.log('|---|---:|---:|---:|');
@@ -223,8 +266,15 @@ async function main(): Promise<void> {
       await s.close();
       for (let i = 0; i < 5; i++) dir.push(time(() => readFileSync(join(extracted, path)))[1]);
       console.log(`| ${label} | ${median(cold).toFixed(1)} ms | ${median(warm).toFixed(2)} ms | ${median(dir).toFixed(3)} ms |`);
+      reads.push({
+        file: label,
+        mountReadMs: Number(median(cold).toFixed(1)),
+        sessionReadMs: Number(median(warm).toFixed(2)),
+        directoryMs: Number(median(dir).toFixed(3)),
+      });
     }
     pool.closeSync();
+    record();
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

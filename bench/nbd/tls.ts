@@ -20,13 +20,14 @@
  *   each server TLS / plain (the cost of TLS). Both exports are 256 MiB, prefilled with the same random data.
  * Needs fio, nbdkit, nbdcopy, psktool and certtool (skips with a message naming the Debian packages otherwise).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
+import { recordRun } from '../figures-run.js';
 
 import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
 
@@ -251,11 +252,7 @@ async function main(): Promise<number> {
     const as = args.find((x) => x.startsWith('--as='))?.slice('--as='.length);
     if (figures !== undefined) {
       if (!as) throw new Error('--figures=FILE needs --as=NAME');
-      const old = existsSync(figures) ? (JSON.parse(readFileSync(figures, 'utf8')) as { runs: Record<string, unknown> }) : { runs: {} };
-      const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
-      old.runs[as] = {
-        commit,
-        date: new Date().toISOString().slice(0, 10),
+      recordRun(figures, as, {
         cpus: cpus().length,
         rounds: ROUNDS,
         runtimeS: RUNTIME,
@@ -276,8 +273,7 @@ async function main(): Promise<number> {
             cpuNbdkitTls: median(r['nbdkit TLS'].cpu),
           };
         }),
-      };
-      writeFileSync(figures, `${JSON.stringify(old, null, 2)}\n`);
+      });
     }
     return 0;
   } finally {

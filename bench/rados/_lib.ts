@@ -7,18 +7,17 @@
  *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port,
  *     with its pid (`processCpuSeconds` reads what it has used);
  *   - `qemuNbdRbd`: `qemu-nbd` serving an RBD image through librbd (the same NBD hop as `thinpool serve`);
- *   - `recordRun`: merge one run into a figures JSON under `runs[NAME]`, with the commit measured.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+export { recordRun } from '../figures-run.js';
 
 export const execFileP = promisify(execFile);
 export const MiB = 1024 * 1024;
 export const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export type Kind = 'read' | 'write';
 
@@ -182,19 +181,6 @@ export async function qemuNbdRbd(
       await exited;
     },
   };
-}
-
-/** Merge `run` into the JSON at `file` as `runs[as]`, adding the commit measured (`+changes` when the tree is dirty). */
-export function recordRun(file: string, as: string, run: Record<string, unknown>): void {
-  const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
-  const commit = git(['rev-parse', '--short', 'HEAD']);
-  const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
-  const doc = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  doc.runs = {
-    ...(doc.runs ?? {}),
-    [as]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), ...run },
-  };
-  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
 }
 
 /** Print rows as a table: the first column left-aligned, the others right-aligned. */
