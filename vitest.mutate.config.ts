@@ -44,6 +44,7 @@ export default defineConfig({
           'test/thin/dump-pieces.test.ts',
           'test/thin/usage.test.ts',
           'test/crash/out-of-space.test.ts',
+          'test/crash/metadata-full.test.ts',
           'test/fuzz/fuzz-regressions.test.ts',
           'test/crash/regressions.test.ts',
         ],

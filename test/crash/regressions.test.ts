@@ -1,7 +1,7 @@
 // Minimal reproductions of engine bugs found by the crash, I/O-error, fuzz and out-of-space suites. FIXED BUG n:
 // a regression test of the fix. OPEN BUG n: `test.fails` documenting a bug still open — when the engine is
-// fixed it starts "failing" (it passes), and the mark must be removed so it guards the fix. FIXED BUGS 2 and 8 live
-// in out-of-space.test.ts, FIXED BUGS 3-4 in test/fuzz/fuzz-regressions.test.ts; docs/crash-safety.md lists
+// fixed it starts "failing" (it passes), and the mark must be removed so it guards the fix. FIXED BUGS 2, 7 and 8
+// live in metadata-full.test.ts, FIXED BUGS 3-4 in test/fuzz/fuzz-regressions.test.ts; docs/crash-safety.md lists
 // them all.
 import { expect, test } from 'vitest';
 import { CrashClock, CrashDevice } from '../../src/io/crash-device.js';
