@@ -1,92 +1,38 @@
-// The protocol byte by byte with a raw client: handshake options, every command and its errors, holes in reads,
-// block status, read-only exports, abrupt disconnects, several clients, shutdown.
+// The protocol byte by byte with a raw client, transmission: every command and its errors, holes in reads, block
+// status with and without REQ_ONE, read-only exports, DISC, pipelining, large writes dribbled in pieces (and
+// discarded ones), and a client that stops reading its replies. Every test runs on both socket I/O paths. The
+// server and helpers: test/nbd/protocol-fixture.ts.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ThinPool } from '../../src/thin/pool.js';
-import { NbdServer } from '../../src/nbd/server.js';
-import { FAST_IO_AVAILABLE } from '../../src/nbd/connection.js';
-import { verifyMetadataDevice } from '../support/pool-check.js';
+import {
+  BS,
+  CACHE,
+  connect,
+  DF,
+  DISC,
+  EINVAL,
+  ENOSPC,
+  ENOTSUP,
+  EPERM,
+  FAST_ZERO,
+  FLUSH,
+  FUA,
+  NO_HOLE,
+  pool,
+  READ,
+  REQ_ONE,
+  roundTrip,
+  SIZE,
+  STATUS,
+  session,
+  start,
+  stop,
+  TRIM,
+  WRITE,
+  ZERO,
+} from './protocol-fixture.js';
 import { assembleRead, RawClient } from './raw-client.js';
 import { MiB } from './support.js';
-
-const READ = 0,
-  WRITE = 1,
-  DISC = 2,
-  FLUSH = 3,
-  TRIM = 4,
-  CACHE = 5,
-  ZERO = 6,
-  STATUS = 7;
-const FUA = 1,
-  NO_HOLE = 2,
-  DF = 4,
-  REQ_ONE = 8,
-  FAST_ZERO = 0x10;
-const EPERM = 1,
-  EINVAL = 22,
-  ENOSPC = 28,
-  ENOTSUP = 95;
-const ACK = 1,
-  REP_SERVER = 2,
-  REP_META = 4,
-  ERR_UNSUP = 0x80000001,
-  ERR_POLICY = 0x80000002,
-  ERR_INVALID = 0x80000003,
-  ERR_UNKNOWN = 0x80000006;
-const SIZE = 16 * MiB;
-const BS = 64 * 1024;
-
-let pool: ThinPool;
-let server: NbdServer;
-let port: number;
-const logs: string[] = [];
-
-/**
- * A fresh pool and server for each socket I/O path: the fast one (user-buffer input, replies written on the
- * descriptor) and the portable one ('data' events, socket.write). Every test below runs against both.
- */
-async function start(portableIO: boolean): Promise<void> {
-  pool = ThinPool.memory({ size: 256 * MiB });
-  pool.createThinSync('v', { size: SIZE });
-  pool.createThinSync('w', { size: SIZE });
-  pool.createThinSync('ro', { size: SIZE, readOnly: true });
-  pool.commitSync();
-  server = new NbdServer(pool, { log: (m) => logs.push(m), portableIO });
-  port = (await server.listen({ port: 0 })).port!;
-}
-
-async function stop(): Promise<void> {
-  await server.close();
-  expect(pool.status().mode).toBe('write');
-  verifyMetadataDevice(pool.storage.metadata);
-  pool.closeSync();
-}
-
-async function connect(): Promise<RawClient> {
-  return RawClient.connect({ port });
-}
-
-async function session(
-  name = 'v',
-  opts: { structured?: boolean; meta?: boolean } = {},
-): Promise<RawClient & { size: number; flags: number }> {
-  const c = await connect();
-  const r = await c.negotiate(name, opts);
-  return Object.assign(c, r);
-}
-
-async function roundTrip(c: RawClient, type: number, flags: number, offset: number, length: number, payload?: Uint8Array) {
-  const cookie = BigInt(Math.floor(Math.random() * 2 ** 48));
-  c.send(type, flags, cookie, offset, length, payload);
-  const r = await c.reply(type === READ ? length : 0);
-  if (!r) throw new Error('connection closed');
-  expect(r.cookie).toBe(cookie);
-  return r;
-}
-
-test('this Node offers the hooks of the fast I/O path (else the server silently uses the portable one)', () => {
-  expect(FAST_IO_AVAILABLE).toBe(true);
-});
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,104 +42,6 @@ describe.each([
 ] as const)('%s', (_label, portable) => {
   beforeAll(() => start(portable));
   afterAll(() => stop());
-
-  describe('handshake', () => {
-    test('greeting offers fixed newstyle and no-zeroes; bad client flags close the connection', async () => {
-      const c = await connect();
-      expect(await c.greeting(0x7)).toBe(3);
-      expect(await c.waitClosed()).toBe(true);
-    });
-
-    test('option errors keep the negotiation going, then GO succeeds', async () => {
-      const c = await connect();
-      await c.greeting();
-      const probe = async (code: number, data?: Buffer) => {
-        c.sendOption(code, data);
-        const rs = (await c.optionReplies())!;
-        for (const r of rs) expect(r.code).toBe(code);
-        return rs;
-      };
-      expect((await probe(99))[0].type).toBe(ERR_UNSUP);
-      expect((await probe(3, Buffer.from('x')))[0].type).toBe(ERR_INVALID);
-      expect((await probe(5))[0].type).toBe(ERR_POLICY);
-      expect((await probe(11))[0].type).toBe(ERR_UNSUP);
-      expect((await probe(4))[0].type).toBe(ERR_UNSUP);
-      expect((await probe(10, RawClient.metaData('v', ['base:allocation'])))[0].type).toBe(ERR_INVALID); // before SR
-      expect((await probe(8, Buffer.from('x')))[0].type).toBe(ERR_INVALID);
-      expect((await probe(8))[0].type).toBe(ACK);
-      expect((await probe(8))[0].type).toBe(ERR_INVALID); // twice
-      const bad = RawClient.metaData('v', ['base:allocation']);
-      bad.writeUInt32BE(1000, bad.length - 19);
-      expect((await probe(10, bad))[0].type).toBe(ERR_INVALID);
-      expect((await probe(10, RawClient.metaData('v', ['foo:bar', 'base:', 'base:foo']))).map((r) => r.type)).toEqual([ACK]);
-      const list = await probe(9, RawClient.metaData('v', []));
-      expect(list.map((r) => r.type)).toEqual([REP_META, ACK]);
-      expect(list[0].data.subarray(4).toString()).toBe('base:allocation');
-      expect((await probe(9, RawClient.metaData('v', ['base:']))).map((r) => r.type)).toEqual([REP_META, ACK]);
-      expect((await probe(6, RawClient.goData('nosuch')))[0].type).toBe(ERR_UNKNOWN);
-      expect((await probe(7, RawClient.goData('')))[0].type).toBe(ERR_UNKNOWN); // several exports: no default
-      const short = RawClient.goData('v');
-      expect((await probe(7, short.subarray(0, 5)))[0].type).toBe(ERR_INVALID);
-      const names = (await probe(3)).filter((r) => r.type === REP_SERVER).map((r) => r.data.subarray(4).toString());
-      expect(names.sort()).toEqual(['ro', 'v', 'w']);
-      const info = await probe(6, RawClient.goData('v', [0, 1, 2, 3]));
-      expect(info[info.length - 1].type).toBe(ACK);
-      const bsz = info.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 3)!;
-      expect([bsz.data.readUInt32BE(2), bsz.data.readUInt32BE(6), bsz.data.readUInt32BE(10)]).toEqual([1, 4096, 32 * MiB]);
-      const name = info.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 1)!;
-      expect(name.data.subarray(2).toString()).toBe('v');
-      const go = await probe(7, RawClient.goData('v'));
-      const exp = go.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 0)!;
-      expect(Number(exp.data.readBigUInt64BE(2))).toBe(SIZE);
-      expect(exp.data.readUInt16BE(10)).toBe(0x0ded);
-      // Transmission works on the same connection.
-      const r = await roundTrip(c, READ, 0, 0, 512);
-      expect(r.error).toBe(0);
-      c.close();
-    });
-
-    test('oversized option data closes; bad option magic closes', async () => {
-      const c = await connect();
-      await c.greeting();
-      const h = Buffer.alloc(16);
-      h.writeBigUInt64BE(0x49484156454f5054n, 0);
-      h.writeUInt32BE(7, 8);
-      h.writeUInt32BE(0x7fffffff, 12);
-      c.write(h);
-      expect(await c.waitClosed()).toBe(true);
-      const d = await connect();
-      await d.greeting();
-      d.write(Buffer.alloc(16, 0x41));
-      expect(await d.waitClosed()).toBe(true);
-    });
-
-    test('EXPORT_NAME with and without zero padding; unknown name closes', async () => {
-      for (const flags of [1, 3]) {
-        const c = await connect();
-        await c.greeting(flags);
-        c.sendOption(1, Buffer.from('w'));
-        const rep = (await c.read(flags === 3 ? 10 : 134))!;
-        expect(Number(rep.readBigUInt64BE(0))).toBe(SIZE);
-        expect(rep.readUInt16BE(8)).toBe(0x0d6d);
-        const r = await roundTrip(c, READ, 0, 0, 4096);
-        expect(r.simple).toBe(true);
-        expect(r.data!.length).toBe(4096);
-        c.close();
-      }
-      const c = await connect();
-      await c.greeting();
-      c.sendOption(1, Buffer.from('nosuch'));
-      expect(await c.waitClosed()).toBe(true);
-    });
-
-    test('ABORT is acknowledged', async () => {
-      const c = await connect();
-      await c.greeting();
-      c.sendOption(2);
-      expect((await c.optionReply())!.type).toBe(ACK);
-      expect(await c.waitClosed()).toBe(true);
-    });
-  });
 
   describe('transmission', () => {
     test('reads: unaligned, holes as OFFSET_HOLE, DF gives one chunk, zero length, errors as chunks', async () => {
@@ -427,79 +275,6 @@ describe.each([
       // The connection still works afterwards.
       expect((await roundTrip(c, FLUSH, 0, 0, 0)).error).toBe(0);
       c.close();
-    });
-  });
-
-  describe('robustness', () => {
-    test('abrupt disconnects mid-header, mid-payload and with requests in flight; partial writes are not applied', async () => {
-      const before = assembleRead(
-        await (async () => {
-          const c = await session('v');
-          const r = await roundTrip(c, READ, 0, 0, 2 * BS);
-          c.close();
-          return r;
-        })(),
-        0,
-        2 * BS,
-      );
-      const a = await session('v');
-      a.write(RawClient.request(READ, 0, 1n, 0, 512).subarray(0, 13));
-      a.close();
-      const b = await session('v');
-      b.write(RawClient.request(WRITE, 0, 1n, 0, 2 * BS, Buffer.alloc(2 * BS, 0xee)).subarray(0, 28 + BS + 5));
-      await new Promise((r) => setTimeout(r, 50));
-      b.close();
-      const d = await session('v');
-      const many = [];
-      for (let i = 0; i < 16; i++) many.push(RawClient.request(READ, 0, BigInt(i), 0, 1 * MiB));
-      d.write(Buffer.concat(many));
-      d.close();
-      await new Promise((r) => setTimeout(r, 100));
-      const e = await session('v');
-      const after = assembleRead(await roundTrip(e, READ, 0, 0, 2 * BS), 0, 2 * BS);
-      expect(after.equals(before)).toBe(true);
-      e.close();
-      expect(logs.filter((l) => l.includes('internal error'))).toEqual([]);
-    });
-
-    test('32 clients at once on two volumes, data verified', async () => {
-      const clients = await Promise.all(Array.from({ length: 32 }, (_, i) => session(i % 2 ? 'v' : 'w')));
-      const datas = clients.map(() => randomBytes(3 * 4096 + 17));
-      await Promise.all(
-        clients.map(async (c, i) => {
-          const off = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
-          expect((await roundTrip(c, WRITE, 0, off, datas[i].length, datas[i])).error).toBe(0);
-        }),
-      );
-      await Promise.all(
-        clients.map(async (c, i) => {
-          const own = 1 * MiB + Math.floor(i / 2) * 20000 + 3;
-          const r = await roundTrip(c, READ, 0, own, datas[i].length);
-          expect(assembleRead(r, own, datas[i].length).equals(datas[i])).toBe(true);
-          c.close();
-        }),
-      );
-    });
-
-    test('close() lets connections finish what they sent, then commits', async () => {
-      const p = ThinPool.memory({ size: 64 * MiB });
-      p.createThinSync('x', { size: 4 * MiB });
-      const s = new NbdServer(p, { portableIO: portable });
-      const where = await s.listen({ port: 0 });
-      const c = await RawClient.connect({ port: where.port! });
-      await c.negotiate('x');
-      c.write(Buffer.concat([RawClient.request(WRITE, 0, 1n, 0, 4096, Buffer.alloc(4096, 9)), RawClient.request(READ, 0, 2n, 0, 4096)]));
-      const r1 = await c.reply();
-      expect(r1!.error).toBe(0);
-      const closing = s.close();
-      const r2 = await c.reply();
-      expect(r2!.cookie).toBe(2n);
-      expect(await c.waitClosed()).toBe(true);
-      await closing;
-      expect(p.metadata.dirty).toBe(false);
-      await expect(RawClient.connect({ port: where.port! })).rejects.toThrow();
-      verifyMetadataDevice(p.storage.metadata);
-      p.closeSync();
     });
   });
 });
