@@ -26,6 +26,7 @@ import { Worker } from 'node:worker_threads';
 import { ThinpoolError } from '../errors.js';
 import type { Volume } from '../thin/volume.js';
 import { FsBatch, RING_BYTES } from './fs-batch.js';
+import { workerExecArgv } from './worker-exec-argv.js';
 import {
   CHUNK,
   type FromWorker,
@@ -60,25 +61,10 @@ const ZERO_SPAN = 64 * 1024 * 1024;
 /** Data rings of closed sessions (fs-batch.ts), reused by the next: memory already touched. */
 const idleRings: Uint8Array[] = [];
 
-/**
- * This process's Node options, less those that only make sense for a main script given as a string
- * (`node --input-type=module -e CODE`): a worker started from a file refuses --input-type.
- */
-function inheritedExecArgv(): string[] {
-  const out: string[] = [];
-  const args = process.execArgv;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (['--input-type', '-e', '--eval', '-p', '--print'].includes(a)) i++;
-    else if (!/^--(input-type|eval|print)=/.test(a)) out.push(a);
-  }
-  return out;
-}
-
 /** Where the worker's code is, and how to run it (see the module comment). */
 function workerEntry(): { url: URL; execArgv: string[] } {
   const js = new URL('./fs-thread.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: inheritedExecArgv() };
+  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: workerExecArgv() };
   const ts = new URL('./fs-thread.ts', import.meta.url);
   const loader = fileURLToPath(new URL('../../test/support/ts-register.mjs', import.meta.url));
   if (!existsSync(fileURLToPath(ts)) || !existsSync(loader)) {
@@ -87,7 +73,7 @@ function workerEntry(): { url: URL; execArgv: string[] } {
       `the ext2fs worker ${fileURLToPath(js)} is missing: rebuild thinpool (npm run build) or reinstall the package`,
     );
   }
-  return { url: ts, execArgv: [...inheritedExecArgv(), '--enable-source-maps', '--import', pathToFileURL(loader).href] };
+  return { url: ts, execArgv: [...workerExecArgv(), '--enable-source-maps', '--import', pathToFileURL(loader).href] };
 }
 
 /** Workers this process has started (tests: a prestarted worker is the one the next session uses). */
