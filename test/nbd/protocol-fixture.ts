@@ -7,7 +7,7 @@
  * Each test file calls start(portableIO) in beforeAll and stop() in afterAll, once per socket I/O path. `pool`
  * is a live binding: it always names the pool of the latest start(); `logs` collects the server's log lines.
  */
-import { expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { NbdServer } from '../../src/nbd/server.js';
 import { RawClient } from './raw-client.js';
@@ -88,4 +88,19 @@ export async function roundTrip(c: RawClient, type: number, flags: number, offse
   if (!r) throw new Error('connection closed');
   expect(r.cookie).toBe(cookie);
   return r;
+}
+
+/**
+ * The tests of `body` once per socket I/O path, each under its own describe ("fast I/O", "portable I/O") with a
+ * fresh pool and server started before them and stopped after; body is given the path (true: portable).
+ */
+export function onBothIoPaths(body: (portableIO: boolean) => void): void {
+  describe.each([
+    ['fast I/O', false],
+    ['portable I/O', true],
+  ] as const)('%s', (_label, portable) => {
+    beforeAll(() => start(portable));
+    afterAll(() => stop());
+    body(portable);
+  });
 }

@@ -2,7 +2,7 @@
 // (negotiation goes on after them), INFO and GO, EXPORT_NAME, ABORT, oversized options and bad option magic.
 // Every test runs on both socket I/O paths, and this Node must offer the fast one. The server and helpers:
 // test/nbd/protocol-fixture.ts.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { FAST_IO_AVAILABLE } from '../../src/nbd/connection.js';
 import {
   ACK,
@@ -16,8 +16,7 @@ import {
   REP_SERVER,
   roundTrip,
   SIZE,
-  start,
-  stop,
+  onBothIoPaths,
 } from './protocol-fixture.js';
 import { RawClient } from './raw-client.js';
 import { MiB } from './support.js';
@@ -26,13 +25,7 @@ test('this Node offers the hooks of the fast I/O path (else the server silently 
   expect(FAST_IO_AVAILABLE).toBe(true);
 });
 
-describe.each([
-  ['fast I/O', false],
-  ['portable I/O', true],
-] as const)('%s', (_label, portable) => {
-  beforeAll(() => start(portable));
-  afterAll(() => stop());
-
+onBothIoPaths(() => {
   describe('handshake', () => {
     test('greeting offers fixed newstyle and no-zeroes; bad client flags close the connection', async () => {
       const c = await connect();

@@ -2,21 +2,15 @@
 // requests in flight: nothing partial applied), 32 clients at once, and close() finishing in-flight requests and
 // committing. Every test runs on both socket I/O paths. The server and helpers: test/nbd/protocol-fixture.ts.
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { NbdServer } from '../../src/nbd/server.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { BS, logs, READ, roundTrip, session, start, stop, WRITE } from './protocol-fixture.js';
+import { BS, logs, READ, roundTrip, session, WRITE, onBothIoPaths } from './protocol-fixture.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { assembleRead, RawClient } from './raw-client.js';
 import { MiB } from './support.js';
 
-describe.each([
-  ['fast I/O', false],
-  ['portable I/O', true],
-] as const)('%s', (_label, portable) => {
-  beforeAll(() => start(portable));
-  afterAll(() => stop());
-
+onBothIoPaths((portable) => {
   describe('robustness', () => {
     test('abrupt disconnects mid-header, mid-payload and with requests in flight; partial writes are not applied', async () => {
       const before = assembleRead(

@@ -3,7 +3,7 @@
 // discarded ones), and a client that stops reading its replies. Every test runs on both socket I/O paths. The
 // server and helpers: test/nbd/protocol-fixture.ts.
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import {
   BS,
   CACHE,
@@ -25,24 +25,17 @@ import {
   SIZE,
   STATUS,
   session,
-  start,
-  stop,
   TRIM,
   WRITE,
   ZERO,
+  onBothIoPaths,
 } from './protocol-fixture.js';
 import { assembleRead, RawClient } from './raw-client.js';
 import { MiB } from './support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe.each([
-  ['fast I/O', false],
-  ['portable I/O', true],
-] as const)('%s', (_label, portable) => {
-  beforeAll(() => start(portable));
-  afterAll(() => stop());
-
+onBothIoPaths(() => {
   describe('transmission', () => {
     test('reads: unaligned, holes as OFFSET_HOLE, DF gives one chunk, zero length, errors as chunks', async () => {
       const c = await session('v');
