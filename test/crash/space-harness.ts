@@ -3,12 +3,12 @@
 // case makes (bytes of a volume, pool still writable with needs_check clear and a clean checker), and a pool whose
 // metadata device is filled with 1-block volumes until ENOSPC_METADATA.
 import { expect } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { checkMetadata } from '../../src/thin/check.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { codeOf } from '../support/thrown.js';
 
 export const BS = 64 * 1024;
 
@@ -22,15 +22,8 @@ export function newPool(dataBlocks: number, metaBytes = 1024 * 1024) {
   return { pool, meta, reopen };
 }
 
-export function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return e.code;
-  }
-  return 'ok';
-}
+/** The code of the ThinpoolError fn throws, 'ok' when it returns (anything else is rethrown): codeOf of support/thrown.ts. */
+export { codeOf as code } from '../support/thrown.js';
 
 export function read(p: ThinPool, name: string): Uint8Array {
   const v = p.volume(name);
@@ -65,7 +58,7 @@ export function fullMetadataPool() {
   let err = 'ok';
   for (let i = 0; i < 400 && err === 'ok'; i++) {
     const name = `v${i}`;
-    err = code(() => pool.createThinSync(name, { size: BS }));
+    err = codeOf(() => pool.createThinSync(name, { size: BS }));
     if (err === 'ok') {
       names.push(name);
       const b = new Uint8Array(BS);

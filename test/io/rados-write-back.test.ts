@@ -2,13 +2,13 @@
 // bounded, visible to later reads, waited for by flush, and a failure among them sticky. On a real single-node
 // cluster started for this file; skipped (a failure under CI=true) without Ceph.
 import { describe, expect, it } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { RadosCluster, type RadosIoctx } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
 import { seededRng } from '../support/rng.js';
+import { codeOf } from '../support/thrown.js';
 
 const KiB = 1024;
 
@@ -17,16 +17,6 @@ function pattern(length: number, seed: number): Uint8Array {
   const b = new Uint8Array(length);
   for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
   return b;
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(isThinpoolError(e), String(e)).toBe(true);
-    return (e as { code: string }).code;
-  }
-  return 'no error';
 }
 
 describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-common)', () => {

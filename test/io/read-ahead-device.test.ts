@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { ReadAheadDevice } from '../../src/io/read-ahead-device.js';
 import { seededRng } from '../support/rng.js';
+import { codeOf } from '../support/thrown.js';
 
 const KiB = 1024;
 
@@ -26,16 +26,6 @@ function expected(bytes: Uint8Array, offset: number, length: number): Uint8Array
   const out = new Uint8Array(length);
   if (offset < bytes.length) out.set(bytes.subarray(offset, Math.min(bytes.length, offset + length)));
   return out;
-}
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (isThinpoolError(e)) return e.code;
-    throw e;
-  }
-  return undefined;
 }
 
 describe('ReadAheadDevice', () => {
@@ -76,17 +66,17 @@ describe('ReadAheadDevice', () => {
 
   it('is read-only, rejects a bad window and bad ranges, and closes the wrapped device', () => {
     const { dev } = patterned(64 * KiB, 5);
-    expect(code(() => new ReadAheadDevice(dev, 0))).toBe('EINVAL');
+    expect(codeOf(() => new ReadAheadDevice(dev, 0))).toBe('EINVAL');
     const ra = new ReadAheadDevice(dev);
-    expect(code(() => ra.write(new Uint8Array(16), 0))).toBe('EROFS');
-    expect(code(() => ra.resize(128 * KiB))).toBe('EROFS');
-    expect(code(() => ra.discard(0, 4 * KiB))).toBe('EROFS');
-    expect(code(() => readAt(ra, -1, 16))).toBe('EINVAL');
+    expect(codeOf(() => ra.write(new Uint8Array(16), 0))).toBe('EROFS');
+    expect(codeOf(() => ra.resize(128 * KiB))).toBe('EROFS');
+    expect(codeOf(() => ra.discard(0, 4 * KiB))).toBe('EROFS');
+    expect(codeOf(() => readAt(ra, -1, 16))).toBe('EINVAL');
     ra.flush();
     ra.close();
-    expect(code(() => readAt(ra, 0, 16))).toBe('ECLOSED');
-    expect(code(() => ra.close())).toBe('ECLOSED');
-    expect(code(() => dev.read(new Uint8Array(16), 0))).toBe('ECLOSED');
+    expect(codeOf(() => readAt(ra, 0, 16))).toBe('ECLOSED');
+    expect(codeOf(() => ra.close())).toBe('ECLOSED');
+    expect(codeOf(() => dev.read(new Uint8Array(16), 0))).toBe('ECLOSED');
   });
 
   it('keeps no window after a failed read (a failed refill may have left part of the window overwritten)', () => {
@@ -96,9 +86,9 @@ describe('ReadAheadDevice', () => {
     readAt(ra, 8 * KiB, 4 * KiB);
     expect(ra.reads).toBe(1);
     dev.close(); // the wrapped device fails from now on
-    expect(code(() => readAt(ra, 40 * KiB, 4 * KiB))).toBe('ECLOSED');
+    expect(codeOf(() => readAt(ra, 40 * KiB, 4 * KiB))).toBe('ECLOSED');
     // Inside the window held before the failure: asked of the device again, not served from the window.
-    expect(code(() => readAt(ra, 4 * KiB, 4 * KiB))).toBe('ECLOSED');
+    expect(codeOf(() => readAt(ra, 4 * KiB, 4 * KiB))).toBe('ECLOSED');
     expect(ra.reads).toBe(3);
   });
 });

@@ -9,6 +9,7 @@ import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { BlockCache } from '../../src/pd/block-cache.js';
 import { BlockKind } from '../../src/pd/block-kinds.js';
+import { thrown } from '../support/thrown.js';
 
 const NR_META = 512;
 
@@ -27,15 +28,6 @@ function stamp(core: Core, addr: number, b: number, seed: number): void {
 function stamped(core: Core, addr: number, b: number, seed: number): boolean {
   for (let i = 16; i < 4096; i += 4) if (core.dv.getUint32(addr + i, true) !== (b * 2654435761 + i * seed) >>> 0) return false;
   return core.dv.getUint32(addr + 8, true) === b;
-}
-
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
 }
 
 describe('BlockCache', () => {

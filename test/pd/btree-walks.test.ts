@@ -7,7 +7,6 @@
 // Corrupt trees are made by changing a resident node in place, as a bad write on disk would after validation.
 import { describe, expect, test } from 'vitest';
 import { Core } from '../../src/core/wasm.js';
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { BlockCache } from '../../src/pd/block-cache.js';
 import { BlockKind } from '../../src/pd/block-kinds.js';
@@ -15,6 +14,7 @@ import { BTree, MAX_DEPTH } from '../../src/pd/btree.js';
 import { MetadataSpaceMap } from '../../src/pd/space-map-metadata.js';
 import { TransactionManager } from '../../src/pd/transaction-manager.js';
 import { U64 } from '../../src/pd/value-types.js';
+import { refusal } from '../support/thrown.js';
 
 const TWO32 = 2 ** 32;
 
@@ -52,16 +52,6 @@ function twoLevels(s: ReturnType<typeof stack>, leaves = 90, first = 0) {
   return { root, keys };
 }
 
-function thrown(fn: () => unknown): { code: string; message: string; structure?: string; mblock?: number } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return { code: e.code, message: e.message, structure: e.structure, mblock: e.mblock };
-  }
-  return { code: 'ok', message: '' };
-}
-
 describe('btree walks', () => {
   test('every walk of cyclic metadata stops with ECYCLE at depth MAX_DEPTH, naming the block met there', () => {
     const s = stack();
@@ -78,12 +68,12 @@ describe('btree walks', () => {
       mblock: at,
     };
     const nodes: number[] = [];
-    expect(thrown(() => s.tree.walk(a, null, (_b, d) => nodes.push(d)))).toEqual(want);
+    expect(refusal(() => s.tree.walk(a, null, (_b, d) => nodes.push(d)))).toEqual(want);
     expect(nodes, 'one node per level above MAX_DEPTH').toEqual(Array.from({ length: MAX_DEPTH }, (_, d) => d));
-    expect(thrown(() => s.tree.entries(a))).toEqual(want);
+    expect(refusal(() => s.tree.entries(a))).toEqual(want);
     const entered: number[] = [];
     expect(
-      thrown(() =>
+      refusal(() =>
         s.tree.walkWhere(
           a,
           (blk) => entered.push(blk) > 0,
@@ -92,8 +82,8 @@ describe('btree walks', () => {
       ),
     ).toEqual(want);
     expect(entered.length).toBe(MAX_DEPTH + 1);
-    expect(thrown(() => [...s.tree.leaves(a)])).toEqual(want);
-    expect(thrown(() => s.tree.walkRange(a, 0, 1, () => undefined))).toEqual(want);
+    expect(refusal(() => [...s.tree.leaves(a)])).toEqual(want);
+    expect(refusal(() => s.tree.walkRange(a, 0, 1, () => undefined))).toEqual(want);
   });
 
   test('a node with too few entries, or a first key below its parent key, is EBADNODE for walk and leaves', () => {
@@ -106,7 +96,7 @@ describe('btree walks', () => {
       else s.node(leaf).setKey(0, r.key(5) - 1);
       const message = fault === 'few' ? 'too few entries (3)' : 'parent key mismatch';
       for (const walk of [() => s.tree.entries(root), () => [...s.tree.leaves(root)]]) {
-        const e = thrown(walk);
+        const e = refusal(walk);
         expect([e.code, e.structure, e.mblock], fault).toEqual(['EBADNODE', 'test tree', leaf]);
         expect(e.message, fault).toContain(message);
       }
@@ -193,7 +183,7 @@ describe('btree walks', () => {
     s.node(a).setChild(89, b);
     s.node(b).setChild(89, a);
     const at = MAX_DEPTH % 2 === 0 ? a : b;
-    expect(thrown(() => s.tree.lastKey(a))).toEqual({
+    expect(refusal(() => s.tree.lastKey(a))).toEqual({
       code: 'ECYCLE',
       message: `test tree deeper than ${MAX_DEPTH} levels at block ${at} (cycle?)`,
       structure: 'test tree',
@@ -203,7 +193,7 @@ describe('btree walks', () => {
     const c = twoLevels(s).root;
     const last = s.node(c).child(89);
     s.node(last).setNr(0);
-    expect(thrown(() => s.tree.lastKey(c))).toMatchObject({ code: 'EBADNODE', structure: 'test tree', mblock: last });
+    expect(refusal(() => s.tree.lastKey(c))).toMatchObject({ code: 'EBADNODE', structure: 'test tree', mblock: last });
   });
 
   test('leaves hand out the values with the keys', () => {
@@ -244,7 +234,7 @@ describe('btree walks', () => {
     let err = { code: 'ok', message: '' };
     let k = 0;
     for (; k < 100000 && err.code === 'ok'; k++) {
-      err = thrown(() => {
+      err = refusal(() => {
         root = s.tree.insert(root, k * 11, k).root;
       });
     }

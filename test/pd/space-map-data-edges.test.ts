@@ -6,19 +6,11 @@ import { describe, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
+import { thrown } from '../support/thrown.js';
 
 const MiB = 1024 * 1024;
 const TWO32 = 2 ** 32;
 const NODE_SALT = 121107;
-
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 function expectCode(fn: () => unknown, code: string, message?: RegExp): unknown {
   const e = thrown(fn);

@@ -1,7 +1,6 @@
 // Memory pools for tests of volume management through the pool's interface (test/thin/volumes*.test.ts): 64 KiB
 // data blocks on memory devices, a pool that can be closed and opened again on the same devices, and the two
 // probes those tests assert with (the typed error an action throws, the bytes of a range of a volume).
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -28,15 +27,7 @@ export function memoryPool(blocks = 32) {
 }
 
 /** What fn throws: a typed error's code and message, `untyped` for anything else, `ok` when it returns. */
-export function thrownError(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) return { code: 'untyped', message: String(e) };
-    return { code: e.code, message: e.message };
-  }
-  return { code: 'ok', message: '' };
-}
+export { thrownError } from './thrown.js';
 
 /** len bytes of volume `name` from offset, read synchronously. */
 export function readVolume(p: ThinPool, name: string, offset: number, len: number): Uint8Array {

@@ -3,7 +3,6 @@
 // plus a commit as the pool makes it (prepare, write the dirty blocks, afterCommit) and readers for the counts
 // and the index block's entries.
 import { Core } from '../../src/core/wasm.js';
-import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { BlockCache } from '../../src/pd/block-cache.js';
@@ -80,15 +79,8 @@ export function indexEntries(s: Stack, root: SpaceMapRoot, n: number): IndexEntr
   return out;
 }
 
-/** The code of the ThinpoolError f throws (or its text), undefined when it returns. */
-export function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return isThinpoolError(e) ? e.code : String(e);
-  }
-  return undefined;
-}
+/** The code of the ThinpoolError f throws, 'ok' when it returns, `untyped: <text>` for anything else: codeOrUntyped of thrown.ts. */
+export { codeOrUntyped as code } from './thrown.js';
 
 /** A MemoryDevice that records the block numbers written to it since the last `written.clear()`. */
 export function watchedDevice(sizeBytes: number): { dev: BlockDevice; mem: MemoryDevice; written: Set<number> } {

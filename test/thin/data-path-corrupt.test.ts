@@ -6,12 +6,12 @@
 // followed: the data device gets no call at or past its end. A failed pool takes no asynchronous in-place write
 // either. The damage is made as thin_check would meet it: a leaf value rewritten with a valid checksum.
 import { expect, test } from 'vitest';
-import { isThinpoolError, type ThinpoolError } from '../../src/errors.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { NODE_SALT, patchBlock, setU64, u32, valueOffset } from '../support/metadata-patch.js';
 import { fill, keepOpen, readBytes as read } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
+import { caught } from '../support/thrown.js';
 
 const BS = 64 * 1024;
 const NR = 8;
@@ -54,16 +54,6 @@ function corruption(root: number, vblock: number) {
     mblock: root,
     message: `mapping tree of thin device 1 maps block ${vblock} to data block ${NR}, beyond the data device (${NR} blocks) (root block ${root})`,
   });
-}
-
-function caught(fn: () => unknown): ThinpoolError {
-  try {
-    fn();
-  } catch (e) {
-    if (isThinpoolError(e)) return e;
-    throw e;
-  }
-  throw new Error('no error');
 }
 
 test('reads that meet a mapping past the data device fail as corruption and read nothing past it', () => {

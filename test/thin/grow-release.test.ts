@@ -4,13 +4,13 @@
 // holds them; a device that cannot punch holes is reported once; trim reports progress; blocks written but
 // never committed are released below the high-water mark only. All in memory, through the pool's interface.
 import { expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { MemoryHighWaterStore } from '../../src/thin/high-water.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { typedError } from '../support/thrown.js';
 
 const BS = 64 * 1024;
 
@@ -43,16 +43,6 @@ function newPool(dataBlocks: number, opts: { canPunch?: boolean; metaBytes?: num
   return { pool, meta, data, reopen };
 }
 
-function thrown(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return { code: e.code, message: e.message };
-  }
-  return { code: 'ok', message: '' };
-}
-
 test('extend: the same size changes nothing, a smaller one is EINVAL naming both sizes, a larger one grows and says so', () => {
   const { pool, reopen } = newPool(16);
   const events: unknown[] = [];
@@ -62,11 +52,11 @@ test('extend: the same size changes nothing, a smaller one is EINVAL naming both
   expect(events).toEqual([]);
   expect(pool.status()).toEqual(txBefore);
 
-  expect(thrown(() => pool.extendSync({ size: 15 * BS }))).toEqual({
+  expect(typedError(() => pool.extendSync({ size: 15 * BS }))).toEqual({
     code: 'EINVAL',
     message: 'shrinking the data device (16 -> 15 blocks) is not supported',
   });
-  expect(thrown(() => pool.extendSync({ metadataSize: 1024 * 1024 - 4096 }))).toEqual({
+  expect(typedError(() => pool.extendSync({ metadataSize: 1024 * 1024 - 4096 }))).toEqual({
     code: 'EINVAL',
     message: 'shrinking the metadata device (256 -> 255 blocks) is not supported',
   });
@@ -95,7 +85,7 @@ test('extend: a read-only pool cannot grow (EROFS), and nothing changes', () => 
   const { pool, reopen } = newPool(8);
   pool.closeSync();
   const p = reopen({}, true);
-  const r = thrown(() => p.extendSync({ size: 16 * BS }));
+  const r = typedError(() => p.extendSync({ size: 16 * BS }));
   expect(r.code).toBe('EROFS');
   expect(r.message).toMatch(/cannot grow/);
   expect(p.status().dataBlocks.total).toBe(8);
@@ -111,7 +101,7 @@ test('auto-extend grows by its percentage, at least one block, and stops at its 
   const v = pool.createThinSync('v', { size: 16 * BS });
   let written = 0;
   for (; written < 16; written++) {
-    const r = thrown(() => v.writeSync(fill(10, written), written * BS));
+    const r = typedError(() => v.writeSync(fill(10, written), written * BS));
     if (r.code !== 'ok') {
       expect(r.code).toBe('ENOSPC_DATA');
       expect(r.message).toBe(`pool is full: all 6 data blocks (${6 * BS} bytes) are in use; delete volumes or extend the pool`);
@@ -251,6 +241,6 @@ test('after an unclean stop, blocks free in the committed state are released up 
   expect(got.every((x) => x === 0)).toBe(true);
   // Refused with uncommitted changes.
   p.volume('a').writeSync(fill(10, 99), 20 * BS);
-  expect(thrown(() => p.releaseUncommittedSync()).code).toBe('EBUSY');
+  expect(typedError(() => p.releaseUncommittedSync()).code).toBe('EBUSY');
   p.closeSync();
 });

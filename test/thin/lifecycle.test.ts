@@ -7,7 +7,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { ReadAheadDevice } from '../../src/io/read-ahead-device.js';
@@ -16,6 +15,7 @@ import { type CatalogData, MemoryCatalogStore } from '../../src/thin/catalog.js'
 import { defaultMetadataSize, isPoolDir, UNCLEAN_MARKER } from '../../src/thin/lifecycle.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { thrownError } from '../support/thrown.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -31,16 +31,6 @@ function tmp(): string {
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function error(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) return { code: 'untyped', message: String(e) };
-    return { code: e.code, message: e.message };
-  }
-  return { code: 'ok', message: '' };
-}
 
 /** A lock file left by a process that is not running (pid far above any pid_max). */
 function staleLock(dir: string): void {
@@ -62,16 +52,16 @@ test('metadata size by the dm-thin rule: 48 bytes per data block, clamped to [2 
 test('block sizes: multiples of 64 KiB from 64 KiB to 1 GiB, else EINVAL before anything is made', () => {
   for (const bs of [32 * KiB, 96 * KiB, 1024 * MiB + 64 * KiB, 64 * KiB + 0.5, Number.NaN, 0]) {
     expect(
-      error(() => ThinPool.memory({ size: 64 * MiB, blockSize: bs })),
+      thrownError(() => ThinPool.memory({ size: 64 * MiB, blockSize: bs })),
       String(bs),
     ).toEqual({
       code: 'EINVAL',
       message: `block size ${bs} must be a multiple of 64 KiB between 64 KiB and 1 GiB`,
     });
     const storage = { metadata: new MemoryDevice(MiB), data: new MemoryDevice(0), catalog: new MemoryCatalogStore() };
-    expect(error(() => ThinPool.formatStorage(storage, { size: 64 * MiB, blockSize: bs })).code).toBe('EINVAL');
+    expect(thrownError(() => ThinPool.formatStorage(storage, { size: 64 * MiB, blockSize: bs })).code).toBe('EINVAL');
     const dir = join(tmp(), 'p');
-    expect(error(() => ThinPool.formatSync(dir, { size: 64 * MiB, blockSize: bs })).code).toBe('EINVAL');
+    expect(thrownError(() => ThinPool.formatSync(dir, { size: 64 * MiB, blockSize: bs })).code).toBe('EINVAL');
     expect(existsSync(dir)).toBe(false);
   }
   const big = ThinPool.memory({ size: 1024 * MiB, blockSize: 1024 * MiB });
@@ -84,11 +74,11 @@ test('block sizes: multiples of 64 KiB from 64 KiB to 1 GiB, else EINVAL before 
 
 test('a file pool: its files, sizes rounded to whole blocks, the size and metadata limits, and a directory that holds one', () => {
   const dir = join(tmp(), 'p');
-  expect(error(() => ThinPool.formatSync(dir, { size: BS - 1 }))).toEqual({
+  expect(thrownError(() => ThinPool.formatSync(dir, { size: BS - 1 }))).toEqual({
     code: 'EINVAL',
     message: `pool size ${BS - 1} is smaller than one block (65536 bytes)`,
   });
-  expect(error(() => ThinPool.formatSync(dir, { size: 4 * BS, metadataSize: 64 * KiB - 4096 }))).toEqual({
+  expect(thrownError(() => ThinPool.formatSync(dir, { size: 4 * BS, metadataSize: 64 * KiB - 4096 }))).toEqual({
     code: 'EINVAL',
     message: `metadata size ${64 * KiB - 4096} is below 64 KiB`,
   });
@@ -111,7 +101,7 @@ test('a file pool: its files, sizes rounded to whole blocks, the size and metada
     p.closeSync();
     for (const g of ['metadata', 'data', 'catalog.json']) if (g !== f) rmSync(join(other, g), { force: true });
     expect(
-      error(() => ThinPool.formatSync(other, { size: 4 * BS })),
+      thrownError(() => ThinPool.formatSync(other, { size: 4 * BS })),
       f,
     ).toEqual({
       code: 'EEXIST',
@@ -123,7 +113,7 @@ test('a file pool: its files, sizes rounded to whole blocks, the size and metada
 test('a failed format releases the lock: the directory can be opened again in this process', () => {
   const dir = join(tmp(), 'p');
   // A 64 KiB metadata device cannot hold the space maps of a million data blocks.
-  expect(error(() => ThinPool.formatSync(dir, { size: 1_000_000 * BS, metadataSize: 64 * KiB }))).toEqual({
+  expect(thrownError(() => ThinPool.formatSync(dir, { size: 1_000_000 * BS, metadataSize: 64 * KiB }))).toEqual({
     code: 'EINVAL',
     message: 'a data device of 1000000 blocks needs more space-map bitmaps than the metadata device has blocks (16)',
   });
@@ -134,22 +124,25 @@ test('a failed format releases the lock: the directory can be opened again in th
 
 test('open: ENOENT without a metadata file; a missing data file or a short one fails and releases the lock', () => {
   const root = tmp();
-  expect(error(() => ThinPool.openSync(root))).toEqual({ code: 'ENOENT', message: `${root} is not a thinpool pool (no metadata file)` });
+  expect(thrownError(() => ThinPool.openSync(root))).toEqual({
+    code: 'ENOENT',
+    message: `${root} is not a thinpool pool (no metadata file)`,
+  });
   const dir = join(root, 'p');
   const pool = ThinPool.formatSync(dir, { size: 8 * BS });
   pool.createThinSync('v', { size: 2 * BS }).writeSync(fill(BS, 1), 0);
   pool.closeSync();
   const data = readFileSync(join(dir, 'data'));
   rmSync(join(dir, 'data'));
-  expect(error(() => ThinPool.openSync(dir)).code).toBe('ENOENT');
+  expect(thrownError(() => ThinPool.openSync(dir)).code).toBe('ENOENT');
   expect(existsSync(join(dir, 'lock'))).toBe(false);
   writeFileSync(join(dir, 'data'), data);
   truncateSync(join(dir, 'data'), 8 * BS - 512);
-  expect(error(() => ThinPool.openSync(dir))).toEqual({
+  expect(thrownError(() => ThinPool.openSync(dir))).toEqual({
     code: 'EBADSUPER',
     message: `data device is ${8 * BS - 512} bytes but the superblock (block 0) describes 8 blocks of ${BS} bytes`,
   });
-  expect(error(() => ThinPool.openSync(dir, { readOnly: true })).code).toBe('EBADSUPER');
+  expect(thrownError(() => ThinPool.openSync(dir, { readOnly: true })).code).toBe('EBADSUPER');
   expect(() => ThinPool.openSync(dir)).toThrow(expect.objectContaining({ structure: 'superblock', mblock: 0 }));
   truncateSync(join(dir, 'data'), 8 * BS);
   const again = ThinPool.openSync(dir);
@@ -318,7 +311,7 @@ test('close closes both devices and releases the storage once, even when a devic
   const ok = ThinPool.memory({ size: 16 * BS });
   ok.closeSync();
   expect(ok.isClosed).toBe(true);
-  expect(error(() => ok.list()).code).toBe('ECLOSED');
+  expect(thrownError(() => ok.list()).code).toBe('ECLOSED');
 });
 
 test('formatting onto a data device smaller than the pool grows it, durably, before the superblock is written', () => {
@@ -371,7 +364,7 @@ test('readAheadBytes: a read-only open of a file pool reads its metadata ahead; 
   const ahead = ThinPool.openSync(dir, { readOnly: true, readAheadBytes: 8 * 4096, cacheBlocks: 64 });
   expect(ahead.storage.metadata).toBeInstanceOf(ReadAheadDevice);
   expect(ahead.list()).toEqual(want);
-  expect(error(() => ahead.storage.metadata.write(new Uint8Array(4096), 0)).code).toBe('EROFS');
+  expect(thrownError(() => ahead.storage.metadata.write(new Uint8Array(4096), 0)).code).toBe('EROFS');
   ahead.closeSync();
   // Writable: the option is ignored and the pool writes as ever.
   const writer = ThinPool.openSync(dir, { readAheadBytes: 8 * 4096 });

@@ -8,13 +8,13 @@
  * last commit, or failed when that reload fails).
  */
 import { describe, expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { checkMetadataDevice } from '../../src/thin/check.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { readSuperblock } from '../../src/thin/superblock.js';
 import { NODE_SALT, patchBlock, readBlock } from '../support/metadata-patch.js';
+import { refusal } from '../support/thrown.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,17 +22,6 @@ function format(): { dev: FaultDevice; md: ThinMetadata } {
   const dev = new FaultDevice(new MemoryDevice(MiB));
   const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 256 });
   return { dev, md };
-}
-
-/** The code, message and place of the ThinpoolError fn throws ('ok' when it returns). */
-function refusal(fn: () => unknown): { code: string; message: string; structure?: string; mblock?: number } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return { code: e.code, message: e.message, structure: e.structure, mblock: e.mblock };
-  }
-  return { code: 'ok', message: '' };
 }
 
 /** Lower nr_entries (offset 16) of the root leaf at b by one: its last entry is gone. */

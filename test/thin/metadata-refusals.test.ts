@@ -9,7 +9,6 @@
 // changes nothing (the commit after it writes no block). The last tests meet the pool-level refusals as a
 // ThinPool user does: the pool stays writable and keeps its data.
 import { expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { RecordingDevice } from '../../src/io/recording-device.js';
 import { MAX_METADATA_BLOCKS } from '../../src/pd/space-map-metadata.js';
@@ -19,6 +18,7 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { NEEDS_CHECK, SUPERBLOCK_SALT } from '../../src/thin/superblock.js';
 import { patchBlock, setU64 } from '../support/metadata-patch.js';
 import { fill, keepOpen } from '../support/model.js';
+import { refusalOrUntyped } from '../support/thrown.js';
 
 const MiB = 1024 * 1024;
 const OPTS = { nrDataBlocks: 64, dataBlockSectors: 128 };
@@ -26,23 +26,6 @@ const OPTS = { nrDataBlocks: 64, dataBlockSectors: 128 };
 function formatted(metaBytes = MiB) {
   const dev = new MemoryDevice(metaBytes);
   return { dev, md: ThinMetadata.format(dev, OPTS) };
-}
-
-interface Refusal {
-  code: string;
-  message: string;
-  structure?: string;
-  mblock?: number;
-}
-
-function refusal(fn: () => unknown): Refusal {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) return { code: 'untyped', message: String(e) };
-    return { code: e.code, message: e.message, structure: e.structure, mblock: e.mblock };
-  }
-  return { code: 'ok', message: '' };
 }
 
 /** Writes of block 0 recorded so far. */
@@ -56,7 +39,7 @@ function sbFields(md: ThinMetadata) {
 }
 
 test('format refuses a metadata device under 64 KiB (16 blocks) and takes one of exactly 16', () => {
-  expect(refusal(() => ThinMetadata.format(new MemoryDevice(16 * 4096 - 1), OPTS))).toEqual({
+  expect(refusalOrUntyped(() => ThinMetadata.format(new MemoryDevice(16 * 4096 - 1), OPTS))).toEqual({
     code: 'EINVAL',
     message: 'metadata device too small (65535 bytes; at least 64 KiB)',
   });
@@ -68,7 +51,7 @@ test('open refuses a superblock whose metadata space map is larger than the devi
   for (const size of [MiB / 2, MiB - 1]) {
     const shrunk = dev.snapshot();
     shrunk.resize(size);
-    expect(refusal(() => ThinMetadata.open(shrunk))).toEqual({
+    expect(refusalOrUntyped(() => ThinMetadata.open(shrunk))).toEqual({
       code: 'EBADSUPER',
       message: `metadata space map claims 256 blocks but the device has ${Math.floor(size / 4096)} in superblock (block 0)`,
       structure: 'superblock',
@@ -82,7 +65,7 @@ test('open refuses a superblock claiming more metadata blocks than the format ho
   const { dev, md } = formatted(MiB);
   patchBlock(md, dev, 0, SUPERBLOCK_SALT, (buf) => setU64(buf, 192, MAX_METADATA_BLOCKS + 1));
   dev.resize((MAX_METADATA_BLOCKS + 1) * 4096);
-  expect(refusal(() => ThinMetadata.open(dev))).toEqual({
+  expect(refusalOrUntyped(() => ThinMetadata.open(dev))).toEqual({
     code: 'EBADSUPER',
     message: `metadata space map claims ${MAX_METADATA_BLOCKS + 1} blocks but the device has ${MAX_METADATA_BLOCKS + 1} in superblock (block 0)`,
     structure: 'superblock',
@@ -96,12 +79,12 @@ test('metadata growth: never a shrink, never past the device, up to the size of 
     code: 'EINVAL',
     message: `cannot grow the metadata space map from 256 to ${to} blocks (device holds ${holds}, limit ${MAX_METADATA_BLOCKS})`,
   });
-  expect(refusal(() => ThinMetadata.open(dev, { growTo: 255 }))).toEqual(cannot(255, 256));
-  expect(refusal(() => ThinMetadata.open(dev, { growTo: 257 }))).toEqual(cannot(257, 256));
+  expect(refusalOrUntyped(() => ThinMetadata.open(dev, { growTo: 255 }))).toEqual(cannot(255, 256));
+  expect(refusalOrUntyped(() => ThinMetadata.open(dev, { growTo: 257 }))).toEqual(cannot(257, 256));
   // The same size is no growth: nothing to commit.
   expect(ThinMetadata.open(dev, { growTo: 256 }).dirty).toBe(false);
   dev.resize(2 * MiB - 1);
-  expect(refusal(() => ThinMetadata.open(dev, { growTo: 512 }))).toEqual(cannot(512, 511));
+  expect(refusalOrUntyped(() => ThinMetadata.open(dev, { growTo: 512 }))).toEqual(cannot(512, 511));
   const grown = ThinMetadata.open(dev, { growTo: 511 });
   expect(grown.metadataNrBlocks).toBe(511);
   expect(grown.superblock.metadataNrBlocks).toBe(511);
@@ -128,7 +111,7 @@ test('metadata grows to exactly MAX_METADATA_BLOCKS and opens at that size; one 
   const md = ThinMetadata.open(dev, { growTo: MAX_METADATA_BLOCKS });
   md.commit();
   expect(ThinMetadata.open(dev).metadataNrBlocks).toBe(MAX_METADATA_BLOCKS);
-  expect(refusal(() => ThinMetadata.open(dev, { growTo: MAX_METADATA_BLOCKS + 1 }))).toEqual({
+  expect(refusalOrUntyped(() => ThinMetadata.open(dev, { growTo: MAX_METADATA_BLOCKS + 1 }))).toEqual({
     code: 'EINVAL',
     message: `cannot grow the metadata space map from ${MAX_METADATA_BLOCKS} to ${MAX_METADATA_BLOCKS + 1} blocks (device holds ${MAX_METADATA_BLOCKS + 1}, limit ${MAX_METADATA_BLOCKS})`,
   });
@@ -140,13 +123,13 @@ test('device ids: integers 0..MAX_DEVICE_ID only, each once; a refusal changes n
   md.commit();
   for (const id of [-1, 1.5, Number.NaN, MAX_DEVICE_ID + 1, 2 ** 32]) {
     const outOfRange = { code: 'EINVAL', message: `thin device id ${id} out of range 0..${MAX_DEVICE_ID}` };
-    expect(refusal(() => md.createThin(id))).toEqual(outOfRange);
-    expect(refusal(() => md.createSnapshot(id, 0))).toEqual(outOfRange);
+    expect(refusalOrUntyped(() => md.createThin(id))).toEqual(outOfRange);
+    expect(refusalOrUntyped(() => md.createSnapshot(id, 0))).toEqual(outOfRange);
   }
   expect(md.dirty).toBe(false);
   md.createThin(MAX_DEVICE_ID);
-  expect(refusal(() => md.createThin(0))).toEqual({ code: 'EEXIST', message: 'thin device 0 already exists' });
-  expect(refusal(() => md.createSnapshot(MAX_DEVICE_ID, 0))).toEqual({
+  expect(refusalOrUntyped(() => md.createThin(0))).toEqual({ code: 'EEXIST', message: 'thin device 0 already exists' });
+  expect(refusalOrUntyped(() => md.createSnapshot(MAX_DEVICE_ID, 0))).toEqual({
     code: 'EEXIST',
     message: `thin device ${MAX_DEVICE_ID} already exists`,
   });
@@ -180,8 +163,8 @@ test('pool time: the last snapshot takes MAX_TIME, then snapshots and rollbacks 
   expect(md.deviceDetails(1)).toMatchObject({ creationTime: MAX_TIME, snapshottedTime: MAX_TIME });
   md.commit();
   const exhausted = { code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' };
-  expect(refusal(() => md.createSnapshot(2, 0))).toEqual(exhausted);
-  expect(refusal(() => md.rollbackDevice(0, 1))).toEqual(exhausted);
+  expect(refusalOrUntyped(() => md.createSnapshot(2, 0))).toEqual(exhausted);
+  expect(refusalOrUntyped(() => md.rollbackDevice(0, 1))).toEqual(exhausted);
   expect(md.dirty).toBe(false);
   expect(md.time).toBe(MAX_TIME);
   expect(md.deviceIds()).toEqual([0, 1]);
@@ -193,7 +176,7 @@ test('a device cannot be rolled back to itself, whether or not it exists', () =>
   const { md } = formatted();
   md.createThin(5);
   for (const id of [5, 6]) {
-    expect(refusal(() => md.rollbackDevice(id, id))).toEqual({
+    expect(refusalOrUntyped(() => md.rollbackDevice(id, id))).toEqual({
       code: 'EINVAL',
       message: `thin device ${id} cannot be rolled back to itself`,
     });
@@ -243,18 +226,24 @@ test('restore mappings: data blocks inside the data device, times 0..MAX_TIME; a
   md.createThin(1);
   md.commit();
   for (const dblock of [-1, 64, 65, Number.NaN]) {
-    expect(refusal(() => md.insertMappingRaw(1, 0, dblock, 0))).toEqual({
+    expect(refusalOrUntyped(() => md.insertMappingRaw(1, 0, dblock, 0))).toEqual({
       code: 'EINVAL',
       message: `mapping beyond end of data device (${dblock} >= 64)`,
     });
   }
   for (const time of [-1, MAX_TIME + 1, Number.NaN]) {
-    expect(refusal(() => md.insertMappingRaw(1, 0, 0, time))).toEqual({ code: 'EINVAL', message: `mapping time ${time} out of range` });
+    expect(refusalOrUntyped(() => md.insertMappingRaw(1, 0, 0, time))).toEqual({
+      code: 'EINVAL',
+      message: `mapping time ${time} out of range`,
+    });
   }
-  expect(refusal(() => md.insertMappingRaw(1, 0, 1.5, 0))).toEqual({ code: 'EINVAL', message: 'data block 1.5 is not a whole number' });
-  expect(refusal(() => md.insertMappingRaw(1, 0, 0, 0.5))).toEqual({ code: 'EINVAL', message: 'mapping time 0.5 out of range' });
+  expect(refusalOrUntyped(() => md.insertMappingRaw(1, 0, 1.5, 0))).toEqual({
+    code: 'EINVAL',
+    message: 'data block 1.5 is not a whole number',
+  });
+  expect(refusalOrUntyped(() => md.insertMappingRaw(1, 0, 0, 0.5))).toEqual({ code: 'EINVAL', message: 'mapping time 0.5 out of range' });
   for (const vblock of [-1, 0.5, 2 ** 53, Number.NaN]) {
-    expect(refusal(() => md.insertMappingRaw(1, vblock, 0, 0))).toEqual({
+    expect(refusalOrUntyped(() => md.insertMappingRaw(1, vblock, 0, 0))).toEqual({
       code: 'EINVAL',
       message: `virtual block ${vblock} out of range`,
     });
@@ -304,7 +293,7 @@ test('restore refuses superblock fields out of range, and a refusal changes noth
     [{ version: -1 }, `superblock version -1 out of range (0 to ${0xffffffff})`],
     [{ time: 3, version: Number.NaN }, `superblock version NaN out of range (0 to ${0xffffffff})`],
   ] as const) {
-    expect(refusal(() => md.setSuperblockFields(patch))).toEqual({ code: 'EINVAL', message });
+    expect(refusalOrUntyped(() => md.setSuperblockFields(patch))).toEqual({ code: 'EINVAL', message });
     expect(sbFields(md)).toEqual(before);
   }
   expect(md.dirty).toBe(false);
@@ -318,9 +307,9 @@ test('set_transaction_id: the old id must match, the new one be a safe integer >
   const { dev, md } = formatted();
   md.setTransactionId(0, 5);
   for (const bad of [-1, 1.5, Number.NaN, 2 ** 53, Number.POSITIVE_INFINITY]) {
-    expect(refusal(() => md.setTransactionId(5, bad))).toEqual({ code: 'EINVAL', message: `bad transaction id ${bad}` });
+    expect(refusalOrUntyped(() => md.setTransactionId(5, bad))).toEqual({ code: 'EINVAL', message: `bad transaction id ${bad}` });
   }
-  expect(refusal(() => md.setTransactionId(4, 6))).toEqual({ code: 'EINVAL', message: 'transaction id is 5, not 4' });
+  expect(refusalOrUntyped(() => md.setTransactionId(4, 6))).toEqual({ code: 'EINVAL', message: 'transaction id is 5, not 4' });
   expect(md.transactionId).toBe(5);
   md.setTransactionId(5, 0);
   expect(md.transactionId).toBe(0);
@@ -334,13 +323,13 @@ test('one held metadata snapshot at a time, and no release without one, with mes
   md.createThin(1);
   const held = md.reserveMetadataSnap();
   expect(held).toBeGreaterThan(0);
-  expect(refusal(() => md.reserveMetadataSnap())).toEqual({
+  expect(refusalOrUntyped(() => md.reserveMetadataSnap())).toEqual({
     code: 'EBUSY',
     message: `a metadata snapshot is already held (block ${held})`,
   });
   md.releaseMetadataSnap();
   expect(md.heldRoot).toBe(0);
-  expect(refusal(() => md.releaseMetadataSnap())).toEqual({ code: 'EINVAL', message: 'no metadata snapshot is held' });
+  expect(refusalOrUntyped(() => md.releaseMetadataSnap())).toEqual({ code: 'EINVAL', message: 'no metadata snapshot is held' });
   md.commit();
   expect(ThinMetadata.open(dev).heldRoot).toBe(0);
 });

@@ -4,24 +4,14 @@
 // a pool whose catalog nobody changed writes nothing to its catalog store, to its metadata or to its data when
 // it commits or closes.
 import { expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { type CatalogData, type CatalogStore, MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { typedError } from '../support/thrown.js';
 
 const BS = 64 * 1024;
-
-function error(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return { code: e.code, message: e.message };
-  }
-  return { code: 'ok', message: '' };
-}
 
 /** Counts what reaches a device: writes and flushes. */
 function countingDevice(dev: BlockDevice) {
@@ -85,7 +75,7 @@ test('a closed pool refuses every call with ECLOSED, though its devices are stil
     ['write', () => a.writeSync(fill(100, 2), BS)],
   ];
   for (const [name, call] of calls) {
-    expect(error(call), name).toEqual({ code: 'ECLOSED', message: 'pool is closed' });
+    expect(typedError(call), name).toEqual({ code: 'ECLOSED', message: 'pool is closed' });
   }
   pool.closeSync(); // closing twice is no error
   const again = ThinPool.openStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog });
@@ -129,9 +119,9 @@ test('a device no catalog record describes is as large as its last mapped block;
   const back = new Uint8Array(100);
   va.readSync(back, 5 * BS + 7);
   expect(Buffer.compare(back, fill(100, 1))).toBe(0);
-  expect(error(() => va.readSync(new Uint8Array(1), 6 * BS)).code, 'past the last mapped block').toBe('EINVAL');
+  expect(typedError(() => va.readSync(new Uint8Array(1), 6 * BS)).code, 'past the last mapped block').toBe('EINVAL');
   const unknown = Math.max(ids.a, ids.b, ids.c) + 1;
-  expect(error(() => bare.sizeOf(unknown))).toEqual({ code: 'ENOENT', message: `no volume with device id ${unknown}` });
+  expect(typedError(() => bare.sizeOf(unknown))).toEqual({ code: 'ENOENT', message: `no volume with device id ${unknown}` });
   bare.closeSync();
 });
 

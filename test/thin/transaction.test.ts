@@ -18,6 +18,7 @@ import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { OWNER_LABEL, ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
+import { codeOf } from '../support/thrown.js';
 
 const BS = 64 * 1024;
 
@@ -45,16 +46,6 @@ function newPool(dataBlocks = 32) {
   const pool = ThinPool.formatStorage({ metadata: fault, data: flushes.d, catalog }, { size: dataBlocks * BS, blockSize: BS });
   const reopen = (readOnly = false) => ThinPool.openStorage({ metadata: keepOpen(meta), data: flushes.d, catalog }, { readOnly });
   return { pool, fault, flushes: flushes.c, reopen };
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (!isThinpoolError(e)) throw e;
-    return e.code;
-  }
-  return 'ok';
 }
 
 function bytes(p: ThinPool, name: string, off: number, n: number): Uint8Array {

@@ -1,12 +1,12 @@
 // The Volume handle (src/thin/volume.ts) through the pool: range checks at both ends, read-only volumes, flush
 // as a commit that a reopened copy sees, and extents coalesced over consecutive data blocks only.
 import { expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
 import { recordingPool } from '../support/recording-pool.js';
+import { codeOrUntyped } from '../support/thrown.js';
 
 const BS = 64 * 1024;
 
@@ -20,15 +20,6 @@ function memoryPool(blocks = 16) {
   return { pool, reopenCopy };
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return isThinpoolError(e) ? e.code : `untyped: ${String(e)}`;
-  }
-  return 'ok';
-}
-
 test('ranges: up to the last byte is fine, one past it, negative, fractional or unsafe offsets and lengths are EINVAL', () => {
   const { pool } = memoryPool();
   const v = pool.createThinSync('v', { size: 2 * BS + 512 });
@@ -37,10 +28,10 @@ test('ranges: up to the last byte is fine, one past it, negative, fractional or 
   expect(v.blockSize).toBe(BS);
   expect(v.name).toBe('v');
   expect(v.label).toBe('v');
-  expect(code(() => v.writeSync(fill(512, 1), size - 512))).toBe('ok');
-  expect(code(() => v.readSync(new Uint8Array(512), size - 512))).toBe('ok');
-  expect(code(() => v.discardSync(size - 512, 512))).toBe('ok');
-  expect(code(() => v.readSync(new Uint8Array(0), size))).toBe('ok');
+  expect(codeOrUntyped(() => v.writeSync(fill(512, 1), size - 512))).toBe('ok');
+  expect(codeOrUntyped(() => v.readSync(new Uint8Array(512), size - 512))).toBe('ok');
+  expect(codeOrUntyped(() => v.discardSync(size - 512, 512))).toBe('ok');
+  expect(codeOrUntyped(() => v.readSync(new Uint8Array(0), size))).toBe('ok');
   for (const [off, len] of [
     [size - 511, 512],
     [size, 1],
@@ -50,21 +41,21 @@ test('ranges: up to the last byte is fine, one past it, negative, fractional or 
     [Number.NaN, 1],
   ] as const) {
     expect(
-      code(() => v.readSync(new Uint8Array(len), off)),
+      codeOrUntyped(() => v.readSync(new Uint8Array(len), off)),
       `read ${off}+${len}`,
     ).toBe('EINVAL');
     expect(
-      code(() => v.writeSync(new Uint8Array(len), off)),
+      codeOrUntyped(() => v.writeSync(new Uint8Array(len), off)),
       `write ${off}+${len}`,
     ).toBe('EINVAL');
     expect(
-      code(() => v.discardSync(off, len)),
+      codeOrUntyped(() => v.discardSync(off, len)),
       `discard ${off}+${len}`,
     ).toBe('EINVAL');
   }
   for (const len of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1])
     expect(
-      code(() => v.discardSync(0, len)),
+      codeOrUntyped(() => v.discardSync(0, len)),
       `discard length ${len}`,
     ).toBe('EINVAL');
   let msg = '';
@@ -86,8 +77,8 @@ test('a read-only volume reads, and refuses writes and discards with EROFS namin
   const got = new Uint8Array(100);
   await r.read(got, 0);
   expect(Buffer.compare(got, fill(100, 3))).toBe(0);
-  expect(code(() => r.writeSync(fill(1, 1), 0))).toBe('EROFS');
-  expect(code(() => r.discardSync(0, BS))).toBe('EROFS');
+  expect(codeOrUntyped(() => r.writeSync(fill(1, 1), 0))).toBe('EROFS');
+  expect(codeOrUntyped(() => r.discardSync(0, BS))).toBe('EROFS');
   await expect(r.write(fill(1, 1), 0)).rejects.toMatchObject({ code: 'EROFS', message: 'volume r is read-only' });
   await expect(r.discard(0, 1)).rejects.toMatchObject({ code: 'EROFS', message: 'volume r is read-only' });
   await w.discard(0, BS);
@@ -140,8 +131,8 @@ test('extents coalesce consecutive virtual blocks on consecutive data blocks onl
 test('edges of the handle: an empty range is fine, a negative length is named; a deleted volume has no name nor flag; EROFS on an asynchronous device too', async () => {
   const { pool } = memoryPool();
   const v = pool.createThinSync('v', { size: BS });
-  expect(code(() => v.discardSync(0, 0))).toBe('ok');
-  expect(code(() => v.discardSync(BS, 0))).toBe('ok');
+  expect(codeOrUntyped(() => v.discardSync(0, 0))).toBe('ok');
+  expect(codeOrUntyped(() => v.discardSync(BS, 0))).toBe('ok');
   expect(() => v.discardSync(0, -1)).toThrow(expect.objectContaining({ code: 'EINVAL', message: 'bad range: offset 0, length -1' }));
   const id = v.id;
   pool.deleteSync('v');
