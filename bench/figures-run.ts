@@ -2,7 +2,8 @@
  * Recording a benchmark run for the docs: a bench given `--figures FILE --as NAME` merges its run into FILE (a
  * JSON under docs/figures/) as `runs[NAME]`, with the commit it measured (`+changes` when tracked files differ
  * from it) and the date; scripts/render-figures.mjs turns the file into the tables of the docs. Runs under other
- * names are kept; a run under the same name replaces the old one.
+ * names are kept; a run under the same name replaces the old one. `commitMeasured` and `dateMeasured` are the same
+ * stamps for other records of a run (bench/run.ts --record, the engine benches' THINPOOL_FIGURES_DIR files).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,15 +12,22 @@ import { fileURLToPath } from 'node:url';
 /** A directory inside the repository (git finds the repository from there, whether this runs from dist/ or not). */
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
-/** Merge `run` into the JSON at `file` as `runs[as]`, adding the commit measured and the date. */
-export function recordRun(file: string, as: string, run: Record<string, unknown>): void {
+/** The commit measured: HEAD's short hash, with `+changes` when tracked files differ from it. */
+export function commitMeasured(): string {
   const git = (args: string[]) => execFileSync('git', args, { cwd: HERE, encoding: 'utf8' }).trim();
   const commit = git(['rev-parse', '--short', 'HEAD']);
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+  return dirty ? `${commit}+changes` : commit;
+}
+
+/** Today's date as the runs record it (YYYY-MM-DD, UTC). */
+export function dateMeasured(): string {
+  return new Date().toISOString().slice(0, 10);
+}
+
+/** Merge `run` into the JSON at `file` as `runs[as]`, adding the commit measured and the date. */
+export function recordRun(file: string, as: string, run: Record<string, unknown>): void {
   const doc = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  doc.runs = {
-    ...(doc.runs ?? {}),
-    [as]: { commit: dirty ? `${commit}+changes` : commit, date: new Date().toISOString().slice(0, 10), ...run },
-  };
+  doc.runs = { ...(doc.runs ?? {}), [as]: { commit: commitMeasured(), date: dateMeasured(), ...run } };
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
 }

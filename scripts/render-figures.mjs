@@ -16,7 +16,11 @@
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
 // docs/figures/bulk.json (the bulk table in docs/cli.md) by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
 // docs/figures/images.json (docs/images.md) by `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME`;
+// docs/figures/{snapshot,depth,scale,core}.json (issue 2's goals in docs/benchmarks-engine.md, with read-path and cow) and docs/runs/engine.md (a `text` section: the file as it is) by figures-engine.mjs's ENGINE_RECORD;
+// docs/figures/stream.json (docs/cli.md) by `node dist/bench/stream/send.js --start-ceph --figures docs/figures/stream.json --as NAME`;
+// docs/figures/fork-vs-copy.json (docs/testing.md) by `node dist/bench/testing/fork-vs-copy.js --figures docs/figures/fork-vs-copy.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
+// docs/figures/nbd-speed.json (docs/nbd.md) by `node dist/bench/nbd/speed.js --figures=docs/figures/nbd-speed.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
 // docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`
 // (a section whose SECTIONS entry has `missing` shows that text while its JSON does not exist yet);
@@ -28,10 +32,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bulk, bulkHeadline } from './figures-bulk.mjs';
+import { ENGINE_RECORD, engineGoals, engineRun } from './figures-engine.mjs';
+import { forkVsCopy } from './figures-fork.mjs';
 import { list, n, pct } from './figures-format.mjs';
 import { images } from './figures-images.mjs';
 import { mergeMutation, mutation } from './figures-mutation.mjs';
+import { nbdSpeed } from './figures-nbd.mjs';
 import { rados, radosCompletions, radosDepth } from './figures-rados.mjs';
+import { stream } from './figures-stream.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const figures = join(root, 'docs/figures');
@@ -313,7 +321,43 @@ const SECTIONS = [
   { doc: 'docs/benchmarks-engine.md', name: 'read-path', json: 'read-path.json', render: readPath },
   { doc: 'docs/benchmarks-engine.md', name: 'startup', json: 'startup.json', render: startup },
   { doc: 'docs/benchmarks-engine.md', name: 'cow', json: 'cow.json', render: cow },
+  {
+    doc: 'docs/benchmarks-engine.md',
+    name: 'engine-goals',
+    json: ['snapshot.json', 'read-path.json', 'depth.json', 'scale.json', 'core.json', 'cow.json'],
+    render: engineGoals,
+    missing: `No run recorded yet: \`${ENGINE_RECORD}\` records one.`,
+  },
+  {
+    doc: 'docs/benchmarks-engine.md',
+    name: 'engine-run',
+    text: 'docs/runs/engine.md',
+    render: engineRun,
+    missing: `No run recorded yet: \`${ENGINE_RECORD}\` records one.`,
+  },
   { doc: 'docs/nbd.md', name: 'nbd-tls', json: 'nbd-tls.json', render: nbdTls },
+  {
+    doc: 'docs/nbd.md',
+    name: 'nbd-speed',
+    json: 'nbd-speed.json',
+    render: nbdSpeed,
+    missing: 'No run recorded yet: `node dist/bench/nbd/speed.js --figures=docs/figures/nbd-speed.json --as=NAME` records one.',
+  },
+  {
+    doc: 'docs/cli.md',
+    name: 'stream',
+    json: 'stream.json',
+    render: stream,
+    missing: 'No run recorded yet: `node dist/bench/stream/send.js --start-ceph --figures docs/figures/stream.json --as NAME` records one.',
+  },
+  {
+    doc: 'docs/testing.md',
+    name: 'fork-vs-copy',
+    json: 'fork-vs-copy.json',
+    render: forkVsCopy,
+    missing:
+      'No run recorded yet: `node dist/bench/testing/fork-vs-copy.js --figures docs/figures/fork-vs-copy.json --as NAME` records one.',
+  },
   {
     doc: 'docs/images.md',
     name: 'images',
@@ -338,16 +382,19 @@ export function renderDocs() {
     const i = d.after.indexOf(open);
     const j = d.after.indexOf(close);
     if (i < 0 || j < i) throw new Error(`${s.doc}: no section ${open} ... ${close}`);
-    // A section with `missing` shows that text while its JSON does not exist yet; an optional one renders
-    // without its JSON (saying no run is recorded yet).
-    const absent = s.missing !== undefined && !existsSync(join(figures, s.json));
+    // A section with `missing` shows that text while its JSON (any of a list) does not exist yet; an optional one
+    // renders without its JSON (saying no run is recorded yet). A `text` section renders a file of the repository.
+    const src = s.text !== undefined ? [join(root, s.text)] : [s.json].flat().map((f) => join(figures, f));
+    const absent = s.missing !== undefined && !src.every((f) => existsSync(f));
     const json = absent
       ? undefined
-      : Array.isArray(s.json)
-        ? s.json.map(readJson)
-        : s.optional && !existsSync(join(figures, s.json))
-          ? undefined
-          : readJson(s.json);
+      : s.text !== undefined
+        ? readFileSync(src[0], 'utf8')
+        : Array.isArray(s.json)
+          ? s.json.map(readJson)
+          : s.optional && !existsSync(join(figures, s.json))
+            ? undefined
+            : readJson(s.json);
     const text = absent ? s.missing : s.render(json);
     d.after = `${d.after.slice(0, i + open.length)}\n${text}\n${d.after.slice(j)}`;
     d.names.push(s.name);

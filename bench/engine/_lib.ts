@@ -6,10 +6,14 @@
  *   the figure is the median round. Ratios come from medians measured in the same run.
  * - `bennyRun`: a benny suite without its ANSI progress output; returns ops/s per case.
  * - `table`: a plain Markdown table (what the docs copy).
+ * - `recordFigures`: with THINPOOL_FIGURES_DIR set, a bench's raw figures appended to a JSON there (every run kept),
+ *   which scripts/render-figures.mjs renders into the docs (scripts/figures-engine.mjs: the goals of issue 2).
  */
 import { add, configure, suite } from 'benny';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { commitMeasured, dateMeasured } from '../figures-run.js';
 
 export const args = process.argv.slice(2);
 export const FULL = args.includes('--full');
@@ -174,6 +178,31 @@ export function scratchDir(name: string): string {
   mkdirSync(dir, { recursive: true });
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** The 1-minute load average when the bench started (this module is loaded first). */
+export const LOAD_AT_START = loadavg()[0];
+
+/**
+ * With THINPOOL_FIGURES_DIR set, append this run to $THINPOOL_FIGURES_DIR/`file` as the last of its `runs` (the
+ * earlier runs are kept), stamped with the bench, the commit measured, the date, the CPU count, the load average
+ * when the bench started and now, and its flags (a `--quick` run says so). Nothing without THINPOOL_FIGURES_DIR.
+ */
+export function recordFigures(file: string, bench: string, run: Record<string, unknown>): void {
+  const dir = process.env.THINPOOL_FIGURES_DIR;
+  if (dir === undefined || dir === '') return;
+  const path = join(dir, file);
+  const doc = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : { bench, runs: [] };
+  doc.runs.push({
+    commit: commitMeasured(),
+    date: dateMeasured(),
+    cpus: cpus().length,
+    loadAverage: [Number(LOAD_AT_START.toFixed(2)), Number(loadavg()[0].toFixed(2))],
+    flags: args.filter((a) => a.startsWith('--')),
+    ...run,
+  });
+  writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
+  note(`figures appended to ${path}`);
 }
 
 /** Header every bench prints: what ran, on what. */

@@ -3,12 +3,15 @@
  * against a plain-JS table crc32c (slice-by-8), and the node lower-bound search in WASM against a JS binary
  * search over the same node (documents the WASM/TS split). benny for the per-call micro benchmarks, plain
  * timed loops for inserts (they change the tree).
+ *
+ * With THINPOOL_FIGURES_DIR set, the run (benny's ops/s and margin per case, the insert counts and times) is
+ * appended to $THINPOOL_FIGURES_DIR/core.json (_lib.recordFigures) for scripts/figures-engine.mjs.
  */
 import { ThinPool } from '../../src/index.js';
 import { Core } from '../../src/core/wasm.js';
 import { LEAF } from '../../src/pd/transaction-manager.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
-import { BLOCK, QUICK, bennyRun, fmtMs, fmtOps, header, median, note, provisionMeta, rng, table } from './_lib.js';
+import { BLOCK, QUICK, bennyRun, fmtMs, fmtOps, header, median, note, provisionMeta, recordFigures, rng, table } from './_lib.js';
 
 const N = QUICK ? 100_000 : 1_000_000;
 const RAND_INSERTS = QUICK ? 20_000 : 200_000;
@@ -115,8 +118,13 @@ async function main(): Promise<void> {
   // Same lookups once the pool's metadata (seq + rnd + raw trees) exceeds the default cache: misses re-read
   // and re-validate (checksum + node checks) blocks from the metadata device.
   const look2 = await bennyRun('lookups under cache pressure', lookCase().slice(1, 2));
+  const cacheAfter = {
+    metadataBlocksUsed: md.metadataUsedBlocks,
+    cacheSlots: ThinMetadata.internals(md).cache.slots,
+    cacheReads: ThinMetadata.internals(md).cache.reads,
+  };
   note(
-    `metadata blocks used ${md.metadataUsedBlocks}, cache ${ThinMetadata.internals(md).cache.slots} blocks; cache reads so far ${ThinMetadata.internals(md).cache.reads}`,
+    `metadata blocks used ${cacheAfter.metadataBlocksUsed}, cache ${cacheAfter.cacheSlots} blocks; cache reads so far ${cacheAfter.cacheReads}`,
   );
 
   table(
@@ -205,6 +213,25 @@ async function main(): Promise<void> {
     lb.map((l) => [l.name, fmtOps(l.ops), (1e9 / l.ops).toFixed(1)]),
   );
   if (sink === -1) note(String(median([sink])));
+  const benny = (l: { name: string; ops: number; rme: number }) => ({
+    name: l.name,
+    ops: Math.round(l.ops),
+    rme: Number(l.rme.toFixed(2)),
+  });
+  const r3 = (x: number) => Number(x.toFixed(3));
+  recordFigures('core.json', 'bench/engine/core.bench.ts', {
+    mappings: N,
+    lookups: look.map(benny),
+    lookupsOverCache: look2.map(benny),
+    ...cacheAfter,
+    inserts: [
+      { what: 'insertMapping, sequential keys (alloc + insert)', key: 'sequential', count: N, ms: r3(tSeq) },
+      { what: 'insertMapping, random keys', key: 'random', count: RAND_INSERTS, ms: r3(tRnd) },
+      { what: 'BTree.insert raw, sequential keys', key: 'raw', count: RAND_INSERTS, ms: r3(tRaw) },
+    ],
+    crc32c: crc.map((c, i) => ({ ...benny(c), bytes: len[i] })),
+    lowerBound: lb.map(benny),
+  });
   pool.closeSync();
 }
 

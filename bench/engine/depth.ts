@@ -12,6 +12,10 @@
  * the depth figure. The goal is therefore measured against `flat`: a volume with no origin whose own tree maps
  * exactly s100's data blocks, so the two read the same data-file offsets and differ only in snapshot history.
  * fs.readSync of the data file at v's and at s100's offsets is measured too, to show each volume's engine time.
+ *
+ * With THINPOOL_FIGURES_DIR set, the run (each case's median and per-round ns, keyed: v, s50, s100, s100-async,
+ * v-async, flat, fs-v, fs-s100) is appended to $THINPOOL_FIGURES_DIR/depth.json (_lib.recordFigures);
+ * scripts/figures-engine.mjs computes the ratios and the verdict.
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +29,7 @@ import {
   header,
   interleaved,
   note,
+  recordFigures,
   rng,
   scratchDir,
   spread,
@@ -60,7 +65,9 @@ async function main(): Promise<void> {
     pool.commitSync();
     cur = `s${s}`;
   }
-  note(`built the chain in ${fmtMs(performance.now() - t0)}; metadata blocks used ${pool.status().metadataBlocks.used}`);
+  const chainMs = performance.now() - t0;
+  const chainMetadataBlocks = pool.status().metadataBlocks.used;
+  note(`built the chain in ${fmtMs(chainMs)}; metadata blocks used ${chainMetadataBlocks}`);
   // A depth-0 volume mapping exactly s100's data blocks (no origin, its own freshly built tree): reads of it
   // and of s100 land on the same data-file offsets, so the two differ only in snapshot history.
   const flat = pool.createThinSync('flat', { size: NBLK * BLOCK });
@@ -198,6 +205,23 @@ async function main(): Promise<void> {
     ['case', 'ops/s', 'ns/op', 'spread'],
     lr.map((x) => [x.name, fmtOps(x.opsPerSec), x.nsPerOp.toFixed(0), spread(x)]),
   );
+  const KEYS = ['v', 's50', 's100', 's100-async', 'v-async', 'flat', 'fs-v', 'fs-s100'];
+  const raw = (x: { name: string; nsPerOp: number; rounds: number[] }) => ({
+    name: x.name,
+    nsPerOp: Math.round(x.nsPerOp),
+    roundsNs: x.rounds.map((n) => Math.round(n)),
+  });
+  recordFigures('depth.json', 'bench/engine/depth.ts', {
+    blocks: NBLK,
+    depth: DEPTH,
+    rounds: ROUNDS,
+    perRound: PER_ROUND,
+    chainMs: Math.round(chainMs),
+    metadataBlocksUsed: chainMetadataBlocks,
+    movedFraction: Number((moved / M).toFixed(3)),
+    cases: res.map((x, i) => ({ key: KEYS[i], ...raw(x) })),
+    lookups: lr.map(raw),
+  });
   fs.closeSync(dataFd);
   pool.closeSync();
 }

@@ -15,17 +15,21 @@
  *
  * Clock: rounds are timed by this process's CPU time (user + system), not the wall clock: page-cache I/O never
  * waits on a device, and on a shared machine the wall clock also counts time spent waiting for a core.
- * `--wall` times by the wall clock instead. With THINPOOL_FIGURES_DIR set (and not --quick), the read table goes to
- * $THINPOOL_FIGURES_DIR/read-path.json for scripts/render-figures.mjs.
+ * `--wall` times by the wall clock instead. With THINPOOL_FIGURES_DIR set (and not --quick), the read and write
+ * cases (medians and per-round ns), the commit, date and load average go to $THINPOOL_FIGURES_DIR/read-path.json
+ * (one run, replaced) for scripts/render-figures.mjs (the read-path section, the README headline, the goals of
+ * issue 2 in scripts/figures-engine.mjs).
  */
 import * as fs from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
 import { nativeHelpers } from '../../src/io/native.js';
+import { commitMeasured, dateMeasured } from '../figures-run.js';
 import {
   BLOCK,
   FULL,
+  LOAD_AT_START,
   QUICK,
   args,
   fmtBytes,
@@ -40,6 +44,7 @@ import {
   table,
   verdict,
   type Case,
+  type CaseResult,
 } from './_lib.js';
 
 const NBLK = FULL ? 32768 : QUICK ? 1024 : 8192;
@@ -187,29 +192,6 @@ async function main(): Promise<void> {
     ]),
   );
 
-  const figDir = process.env.THINPOOL_FIGURES_DIR;
-  if (figDir !== undefined && !QUICK) {
-    const path = join(figDir, 'read-path.json');
-    fs.writeFileSync(
-      path,
-      `${JSON.stringify(
-        {
-          bench: 'bench/engine/io.ts',
-          machine: '2 cores shared with other jobs',
-          clock: CLOCK,
-          blocks: NBLK,
-          rounds: ROUNDS,
-          perRound: PER_ROUND,
-          loadAverage: Number(loadavg()[0].toFixed(1)),
-          rows: rr.map((x) => ({ name: x.name, nsPerOp: Math.round(x.nsPerOp) })),
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    note(`figures written to ${path}`);
-  }
-
   // Writes to provisioned, unshared blocks (no snapshot exists: nothing is shared, no metadata changes).
   const wbuf = Buffer.alloc(PIECE, 0x5a);
   const pw = fs.openSync(plainPath, 'r+');
@@ -248,6 +230,35 @@ async function main(): Promise<void> {
     ]),
   );
   note(`dirty data is not flushed during the write rounds (no commit); metadata unchanged: ${pool.metadata.dirty ? 'no' : 'yes'}`);
+  const figDir = process.env.THINPOOL_FIGURES_DIR;
+  if (figDir !== undefined && !QUICK) {
+    const path = join(figDir, 'read-path.json');
+    const raw = (x: CaseResult) => ({ name: x.name, nsPerOp: Math.round(x.nsPerOp), roundsNs: x.rounds.map((n) => Math.round(n)) });
+    fs.writeFileSync(
+      path,
+      `${JSON.stringify(
+        {
+          bench: 'bench/engine/io.ts',
+          machine: '2 cores shared with other jobs',
+          commit: commitMeasured(),
+          date: dateMeasured(),
+          cpus: cpus().length,
+          clock: CLOCK,
+          blocks: NBLK,
+          rounds: ROUNDS,
+          perRound: PER_ROUND,
+          loadAverage: Number(loadavg()[0].toFixed(1)),
+          loadAverages: [Number(LOAD_AT_START.toFixed(2)), Number(loadavg()[0].toFixed(2))],
+          rows: rr.map(raw),
+          writes: wr.map(raw),
+          writesPerRound: PER_ROUND / 2,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    note(`figures written to ${path}`);
+  }
   await fh.close();
   fs.closeSync(pw);
   fs.closeSync(dataFd);

@@ -9,12 +9,31 @@
  * volume.writeSync (needs ~65 GiB free on /tmp and several minutes). The 100 snapshots form a chain (each a
  * snapshot of the previous one) and after each one 100 random blocks of the newest volume are overwritten
  * through volume.writeSync (each copies a shared 64 KiB block), so the snapshots really diverge.
+ *
+ * With THINPOOL_FIGURES_DIR set, the run (each step's time, every snapshot's and copy-on-write round's time, the
+ * sizes, cache figures and peak RSS) is appended to $THINPOOL_FIGURES_DIR/scale.json (_lib.recordFigures);
+ * scripts/figures-engine.mjs renders the goal (1M blocks + 100 snapshots within the default metadata cache).
  */
 import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
 import { DEFAULT_CACHE_BLOCKS, ThinMetadata } from '../../src/thin/metadata.js';
-import { BLOCK, FULL, QUICK, fmtBytes, fmtMs, header, median, note, peakRss, provisionMeta, rng, scratchDir, table } from './_lib.js';
+import {
+  BLOCK,
+  FULL,
+  QUICK,
+  fmtBytes,
+  fmtMs,
+  header,
+  median,
+  note,
+  peakRss,
+  provisionMeta,
+  recordFigures,
+  rng,
+  scratchDir,
+  table,
+} from './_lib.js';
 
 const N = QUICK ? 100_000 : 1_000_000;
 const SNAPS = QUICK ? 20 : 100;
@@ -32,12 +51,15 @@ function main(): void {
   if (FULL && !full) note(`--full needs ${fmtBytes(N * BLOCK * 1.1)} free on ${dir}, only ${fmtBytes(free)}: metadata-only`);
   const extra = SAMPLE + SNAPS * DIVERGE + 4096;
   const rows: Array<[string, string]> = [];
+  /** Times of the steps, ms, for the JSON (the table shows them formatted). */
+  const ms: Record<string, number> = {};
   let t = performance.now();
   // The default metadata size (48 bytes per data block, the dm-thin rule: ~46 MiB here) runs out of space
   // during the divergent snapshots (each diverged leaf is a copy): use 128 MiB and report what is used.
   const metadataSize = 128 * 1024 * 1024;
   const pool = ThinPool.formatSync(join(dir, 'pool'), { size: (N + extra) * BLOCK, metadataSize });
-  rows.push(['format pool', fmtMs(performance.now() - t)]);
+  ms.format = performance.now() - t;
+  rows.push(['format pool', fmtMs(ms.format)]);
   const vol = pool.createThinSync('v0', { size: (N + SAMPLE) * BLOCK });
   const md = pool.metadata;
   const piece = Buffer.alloc(4096, 0xab);
@@ -49,18 +71,21 @@ function main(): void {
     provisionMeta(md, vol.id, 0, N);
   }
   const tProv = performance.now() - t;
+  ms.provision = tProv;
   rows.push([
     `provision ${N} blocks (${full ? 'writeSync' : 'metadata-only'})`,
     `${fmtMs(tProv)} (${((tProv * 1000) / N).toFixed(2)} µs/block)`,
   ]);
   t = performance.now();
   pool.commitSync();
-  rows.push(['commit', fmtMs(performance.now() - t)]);
+  ms.commit = performance.now() - t;
+  rows.push(['commit', fmtMs(ms.commit)]);
   // Real first writes (data path) on a sample of further blocks.
   t = performance.now();
   for (let i = N; i < N + SAMPLE; i++) vol.writeSync(piece, i * BLOCK);
   pool.commitSync();
   const tSample = performance.now() - t;
+  ms.sampleWrites = tSample;
   rows.push([
     `first 4 KiB write into ${SAMPLE} new blocks (writeSync) + commit`,
     `${fmtMs(tSample)} (${((tSample * 1000) / SAMPLE).toFixed(1)} µs/block)`,
@@ -91,16 +116,20 @@ function main(): void {
   ]);
   const st = pool.status();
   const cache = ThinMetadata.internals(md).cache;
-  const cacheStats = `${cache.reads} reads, ${cache.writes} writes`;
+  const building = { reads: cache.reads, writes: cache.writes };
+  const cacheStats = `${building.reads} reads, ${building.writes} writes`;
 
   // Random reads of the newest (depth 100) and the origin, metadata partly cold after reopen.
   t = performance.now();
   pool.closeSync();
-  rows.push(['close (commit)', fmtMs(performance.now() - t)]);
+  ms.close = performance.now() - t;
+  rows.push(['close (commit)', fmtMs(ms.close)]);
   t = performance.now();
   const p2 = ThinPool.openSync(join(dir, 'pool'));
-  rows.push(['open', fmtMs(performance.now() - t)]);
+  ms.open = performance.now() - t;
+  rows.push(['open', fmtMs(ms.open)]);
   const buf = Buffer.alloc(4096);
+  const reads: Array<{ volume: string; reads: number; ms: number }> = [];
   for (const name of ['v0', cur]) {
     const v = p2.volume(name);
     const rr = rng(3);
@@ -108,6 +137,7 @@ function main(): void {
     t = performance.now();
     for (let i = 0; i < n; i++) v.readSync(buf, Math.floor(rr() * N) * BLOCK);
     const dt = performance.now() - t;
+    reads.push({ volume: name, reads: n, ms: Number(dt.toFixed(3)) });
     rows.push([
       `${n} random 4 KiB reads of ${name} after open (cold metadata cache)`,
       `${fmtMs(dt)} (${((dt * 1000) / n).toFixed(2)} µs/read)`,
@@ -134,6 +164,30 @@ function main(): void {
       ['process peak RSS (maxRSS)', fmtBytes(peakRss())],
     ],
   );
+  const r3 = (x: number) => Number(x.toFixed(3));
+  recordFigures('scale.json', 'bench/engine/scale.ts', {
+    blocks: N,
+    snapshots: SNAPS,
+    divergingWritesPerSnapshot: DIVERGE,
+    sampleBlocks: SAMPLE,
+    provisioning: full ? 'writeSync' : 'metadata-only',
+    ms: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, r3(v)])),
+    snapshotCommitMs: snapT.map(r3),
+    cowWriteMs: cowT.map(r3),
+    reads,
+    mappedBlocks: p2.metadata.deviceDetails(p2.volume('v0').id).mappedBlocks,
+    volumes: st.volumes,
+    dataBlocks: { used: st.dataBlocks.used, total: st.dataBlocks.total },
+    metadataBlockBytes: 4096,
+    metadataBlocksAfterProvisioning: afterProv,
+    metadataBlocks: { used: st.metadataBlocks.used, total: st.metadataBlocks.total },
+    defaultCacheBlocks: DEFAULT_CACHE_BLOCKS,
+    cacheSlots: c2.slots,
+    cacheWhileBuilding: building,
+    cacheReadsAfterReopen: c2.reads,
+    wasmMemoryBytes: ThinMetadata.internals(p2.metadata).core.memory.buffer.byteLength,
+    peakRssBytes: peakRss(),
+  });
   p2.closeSync();
 }
 

@@ -5,10 +5,28 @@
  * matters for a snapshot; see _lib.provisionMeta) and committed. Then, in interleaved rounds, a snapshot of
  * the origin is taken in each pool: `snapshotSync` is timed alone, and the commit that follows is timed
  * separately (a snapshot becomes durable only with it). Every snapshot starts a fresh transaction.
+ *
+ * With THINPOOL_FIGURES_DIR set, the run (every round's times per pool, their medians) is appended to
+ * $THINPOOL_FIGURES_DIR/snapshot.json (_lib.recordFigures); scripts/figures-engine.mjs computes the ratio and verdict.
  */
 import { join } from 'node:path';
 import { ThinPool } from '../../src/index.js';
-import { BLOCK, FULL, QUICK, fmtMs, header, median, note, peakRss, fmtBytes, provisionMeta, scratchDir, table, verdict } from './_lib.js';
+import {
+  BLOCK,
+  FULL,
+  QUICK,
+  fmtBytes,
+  fmtMs,
+  header,
+  median,
+  note,
+  peakRss,
+  provisionMeta,
+  recordFigures,
+  scratchDir,
+  table,
+  verdict,
+} from './_lib.js';
 
 const SMALL = 1000;
 const BIG = QUICK ? 100_000 : 1_000_000;
@@ -84,6 +102,23 @@ function main(): void {
     ],
   );
   note(`commit includes two fdatasync calls (metadata blocks, then superblock) on /tmp; peak RSS ${fmtBytes(peakRss())}`);
+  const r3 = (x: number) => Number(x.toFixed(3));
+  recordFigures('snapshot.json', 'bench/engine/snapshot.ts', {
+    rounds: ROUNDS,
+    warmup: warm,
+    setupMs: [r3(tA), r3(tB)],
+    pools: pools.map(([, p], k) => ({
+      mappedBlocks: k === 0 ? SMALL : BIG,
+      snapshotMs: snap[k].map(r3),
+      commitMs: commit[k].map(r3),
+      medianSnapshotMs: r3(median(snap[k])),
+      medianCommitMs: r3(median(commit[k])),
+      medianSnapshotCommitMs: r3(median(snap[k].map((x, i) => x + commit[k][i]))),
+      metadataBlocksUsed: p.status().metadataBlocks.used,
+      volumes: p.status().volumes,
+    })),
+    peakRssBytes: peakRss(),
+  });
   a.closeSync();
   b.closeSync();
 }

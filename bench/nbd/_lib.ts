@@ -1,7 +1,7 @@
 /**
- * What the NBD benches (speed.ts, tls.ts) share: their command-line settings and child processes; medians and CPU
- * time come from bench/compare/lib/stats.ts, commands run through test/nbd/support.ts (not a bench itself: `_`
- * files are helpers).
+ * What the NBD benches (speed.ts, tls.ts) share: their command-line settings (`--NAME=VALUE`) and child
+ * processes; medians and CPU time come from bench/compare/lib/stats.ts, commands run through
+ * test/nbd/support.ts (not a bench itself: `_` files are helpers).
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { runOk } from '../../test/nbd/support.js';
@@ -15,6 +15,8 @@ export const arg = (name: string, def: number): number => {
   const a = args.find((x) => x.startsWith(`--${name}=`));
   return a ? Number(a.split('=')[1]) : def;
 };
+/** `--NAME=TEXT`, or undefined. */
+export const flag = (name: string): string | undefined => args.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
 export const ROUNDS = arg('rounds', QUICK ? 1 : 3);
 export const RUNTIME = arg('runtime', QUICK ? 1 : 4);
 export const MiB = 1024 * 1024;

@@ -1,8 +1,13 @@
 /**
  * NBD speed: the thinpool server (own process, file pool) against `nbdkit memory`, same machine, interleaved.
  *
- *   node dist/bench/nbd/speed.js [--quick] [--rounds=N] [--runtime=S] [--cases=TEXT]
+ *   node dist/bench/nbd/speed.js [--quick] [--rounds=N] [--runtime=S] [--cases=TEXT] [--figures=FILE --as=NAME]
  *   (--cases: only the cases whose name contains TEXT, e.g. --cases=qd1)
+ *
+ * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/nbd-speed.json) under NAME, with the
+ * commit, every round's figure and server CPU per request for both servers, the busy-poll window
+ * (NBD_BUSY_POLL_US), NBD_PORTABLE_IO, the load average before and after; scripts/figures-nbd.mjs renders it
+ * into docs/nbd.md (medians, ratios and the goal computed there).
  *
  * - fio --ioengine=nbd, 4 KiB random reads and writes at queue depth 1 and 16, over TCP and a Unix socket.
  * - nbdcopy, 1 MiB requests, sequential write (file -> export) and read (export -> null:), over TCP.
@@ -12,13 +17,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ThinPool } from '../../src/thin/pool.js';
+import { recordRun } from '../figures-run.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
+import { MiB, QUICK, ROUNDS, RUNTIME, SIZE, flag, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
+
+const FIGURES = flag('figures');
+const AS = flag('as');
+if (FIGURES !== undefined && !AS) throw new Error('--figures=FILE needs --as=NAME');
+const ONLY = flag('cases');
 
 /** fio IOPS, and the server's CPU microseconds per request (less sensitive to a busy machine than IOPS). */
 async function fio(uri: string, rw: string, qd: number, out: string, pid: number): Promise<[number, number]> {
@@ -61,6 +72,8 @@ async function main(): Promise<number> {
       return 0;
     }
   }
+  // The machine is shared: the 1-minute load average before and after the run goes with the figures.
+  const loadBefore = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'tp-nbd-bench-'));
   const children: ChildProcess[] = [];
   const kitPids: number[] = [];
@@ -134,8 +147,7 @@ async function main(): Promise<number> {
       run: (s) => nbdcopy(uris[s].tcp, 'null:', pids[s].tcp),
     });
 
-    const only = args.find((x) => x.startsWith('--cases='))?.slice('--cases='.length);
-    const chosen = only ? cases.filter((c) => c.name.includes(only)) : cases;
+    const chosen = ONLY ? cases.filter((c) => c.name.includes(ONLY)) : cases;
     const res = new Map<string, Record<Sys, { v: number[]; cpu: number[] }>>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of chosen) {
@@ -165,6 +177,32 @@ async function main(): Promise<number> {
       console.log(
         `| ${c.name} | ${f(a)} ${c.unit} | ${f(b)} ${c.unit} | ${(a / b).toFixed(2)} | ${r.thinpool.v.map(f).join(', ')} | ${r.nbdkit.v.map(f).join(', ')} | ${ca.toFixed(1)} / ${cb.toFixed(1)} ${c.cpuUnit} |`,
       );
+    }
+    if (FIGURES !== undefined) {
+      // Raw per-round values (in round order); the renderer takes the medians and ratios.
+      const round = (xs: number[], d: number) => xs.map((x) => Number(x.toFixed(d)));
+      recordRun(FIGURES, AS!, {
+        cpus: cpus().length,
+        quick: QUICK,
+        rounds: ROUNDS,
+        runtimeS: RUNTIME,
+        cases: ONLY ?? null,
+        busyPollUs: process.env.NBD_BUSY_POLL_US || 'default',
+        portableIO: process.env.NBD_PORTABLE_IO === '1',
+        loadAverage: [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))],
+        rows: chosen.map((c) => {
+          const r = res.get(c.name)!;
+          return {
+            case: c.name,
+            unit: c.unit,
+            cpuUnit: c.cpuUnit,
+            thinpool: round(r.thinpool.v, 1),
+            nbdkit: round(r.nbdkit.v, 1),
+            cpuThinpool: round(r.thinpool.cpu, 2),
+            cpuNbdkit: round(r.nbdkit.cpu, 2),
+          };
+        }),
+      });
     }
     return 0;
   } finally {

@@ -3,6 +3,7 @@
  * with `cp --sparse=always` (what a test suite does without it), for a 64 MiB and a 1 GiB image.
  *
  *   node dist/bench/run.js testing/fork-vs-copy [--quick]
+ *   node dist/bench/testing/fork-vs-copy.js [--quick] [--figures FILE --as NAME]
  *
  * The images are half data, half zeros (1 MiB of random bytes every 2 MiB), so cp has real data to copy and
  * holes to detect, and the pool has 50% of the blocks provisioned. The image file is in the page cache (it was
@@ -10,16 +11,39 @@
  * a fork is timed with its dispose (snapshot + delete), with and without a 4 KiB write in between (one
  * copy-on-write of a block). Figures are medians; the ratio is cp / (fork + dispose).
  * `--quick`: 64 MiB only, fewer repetitions.
+ * `--figures FILE --as NAME` (or `--figures=FILE --as=NAME`, the form the runner `dist/bench/run.js` passes on):
+ * also merge this run into FILE (docs/figures/fork-vs-copy.json) under NAME: per image the cp times, per store the
+ * load time and the per-batch fork times (medians and every batch), the load average before and after;
+ * scripts/figures-fork.mjs renders it into docs/testing.md.
  */
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GoldenStore } from '../../src/testing/index.js';
+import { recordRun } from '../figures-run.js';
 
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
+
+/** `--name=value` or `--name value` (through the runner only the first form: it passes only arguments starting with --). */
+function argValue(name: string): string | undefined {
+  const a = process.argv.find((x) => x.startsWith(`${name}=`));
+  if (a !== undefined) return a.slice(name.length + 1);
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+const FIGURES = argValue('--figures');
+const AS = argValue('--as');
+if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+
+/** Repetitions: cp runs per image, and batches (of forks) per median. */
+const CP_REPS = (size: number): number => (quick ? 3 : size >= 1024 * MiB ? 5 : 9);
+const BATCHES = quick ? 5 : 11;
+const PER_BATCH = 500;
+const PER_BATCH_WRITE = 200;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -41,7 +65,8 @@ function makeImage(path: string, size: number): void {
   }
 }
 
-function timeCp(src: string, dst: string, reps: number): number {
+/** Every cp's ms (spawn + copy). */
+function timeCp(src: string, dst: string, reps: number): number[] {
   const ts: number[] = [];
   for (let i = 0; i < reps; i++) {
     rmSync(dst, { force: true });
@@ -52,11 +77,11 @@ function timeCp(src: string, dst: string, reps: number): number {
     ts.push(Number(t1 - t0) / 1e6);
   }
   rmSync(dst, { force: true });
-  return median(ts);
+  return ts;
 }
 
-/** Median ms per fork+dispose, over batches. */
-function timeFork(store: GoldenStore, golden: string, write: boolean, batches: number, perBatch: number): number {
+/** Ms per fork+dispose, one figure per batch. */
+function timeFork(store: GoldenStore, golden: string, write: boolean, batches: number, perBatch: number): number[] {
   const page = Buffer.alloc(4096, 1);
   const ts: number[] = [];
   for (let b = 0; b < batches; b++) {
@@ -70,22 +95,44 @@ function timeFork(store: GoldenStore, golden: string, write: boolean, batches: n
     ts.push(Number(t1 - t0) / 1e6 / perBatch);
     store.commitSync(); // between batches, as a test run would now and then; not timed
   }
-  return median(ts);
+  return ts;
 }
 
 function fmt(ms: number): string {
   return ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`;
 }
 
+/** One store's figures for one image (ms; the medians, and every batch's figure). */
+interface StoreRun {
+  store: 'memory' | 'temp';
+  loadMs: number;
+  forkMs: number;
+  forkBatchesMs: number[];
+  forkWriteMs: number;
+  forkWriteBatchesMs: number[];
+}
+
+interface SizeRun {
+  sizeBytes: number;
+  cpMs: number;
+  cpRunsMs: number[];
+  stores: StoreRun[];
+}
+
 function main(): void {
+  const loadBefore = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'tp-bench-fork-'));
   const sizes = quick ? [64 * MiB] : [64 * MiB, 1024 * MiB];
   const rows: Record<string, unknown>[] = [];
+  const results: SizeRun[] = [];
   try {
     for (const size of sizes) {
       const img = join(dir, `golden-${size / MiB}M.img`);
       makeImage(img, size);
-      const cpMs = timeCp(img, join(dir, 'copy.img'), quick ? 3 : size >= 1024 * MiB ? 5 : 9);
+      const cpRunsMs = timeCp(img, join(dir, 'copy.img'), CP_REPS(size));
+      const cpMs = median(cpRunsMs);
+      const result: SizeRun = { sizeBytes: size, cpMs, cpRunsMs, stores: [] };
+      results.push(result);
       for (const kind of ['memory', 'temp'] as const) {
         const store = kind === 'memory' ? GoldenStore.memory({ size: 4 * size }) : GoldenStore.tempSync({ size: 4 * size, parent: dir });
         try {
@@ -93,9 +140,12 @@ function main(): void {
           store.loadImageSync('golden', img);
           const loadMs = performance.now() - t0;
           timeFork(store, 'golden', false, 2, 200); // warm up
-          const forkMs = timeFork(store, 'golden', false, quick ? 5 : 11, 500);
-          const forkWriteMs = timeFork(store, 'golden', true, quick ? 5 : 11, 200);
-          const row = {
+          const forkBatchesMs = timeFork(store, 'golden', false, BATCHES, PER_BATCH);
+          const forkWriteBatchesMs = timeFork(store, 'golden', true, BATCHES, PER_BATCH_WRITE);
+          const forkMs = median(forkBatchesMs);
+          const forkWriteMs = median(forkWriteBatchesMs);
+          result.stores.push({ store: kind, loadMs, forkMs, forkBatchesMs, forkWriteMs, forkWriteBatchesMs });
+          rows.push({
             image: `${size / MiB} MiB`,
             store: kind,
             cp: fmt(cpMs),
@@ -104,8 +154,7 @@ function main(): void {
             'fork+4K write+dispose': fmt(forkWriteMs),
             'ratio (write)': Math.round(cpMs / forkWriteMs),
             'load once': fmt(loadMs),
-          };
-          rows.push(row);
+          });
           console.log(
             JSON.stringify({
               bench: 'testing/fork-vs-copy',
@@ -128,6 +177,20 @@ function main(): void {
     rmSync(dir, { recursive: true, force: true });
   }
   console.table(rows);
+  const loadAverage = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
+  console.log(`${cpus().length} CPUs, load average ${loadAverage[0]} before, ${loadAverage[1]} after`);
+  if (FIGURES !== undefined && AS !== undefined) {
+    recordRun(FIGURES, AS, {
+      cpus: cpus().length,
+      loadAverage,
+      quick,
+      batches: BATCHES,
+      forksPerBatch: PER_BATCH,
+      forksPerBatchWrite: PER_BATCH_WRITE,
+      sizes: results,
+    });
+    console.log(`merged into ${FIGURES} as "${AS}"`);
+  }
 }
 
 main();

@@ -1,12 +1,13 @@
 // bench/run.ts picks the benches to run by the rule in its opening comment: `_` helpers, a folder with its own
 // run.js is one bench (its other modules are not run), the runner itself is not a bench. Checked on a made-up
 // tree and on the built bench folder (the compare suite's library modules, among them the ext4 worker that
-// crashes when started on its own, must not be run). Nothing is run: benchList only lists.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// crashes when started on its own, must not be run). Nothing is run: benchList only lists. `--record` is checked
+// with runBenches on two planted scripts (no real bench runs): the Markdown it writes.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { benchList } from '../../bench/run.js';
+import { benchList, runBenches } from '../../bench/run.js';
 import { requireFreshBuild } from '../support/dist.js';
 import { projectRoot } from '../support/oracle.js';
 
@@ -63,4 +64,35 @@ test('the built bench folder: compare is one bench, its modules and the helpers 
   expect(all.filter((f) => f.startsWith('compare/'))).toEqual(['compare/run.js']);
   expect(all.filter((f) => f === 'run.js' || f.split('/').some((p) => p.startsWith('_')))).toEqual([]);
   expect(benchList(['compare'], join(projectRoot, 'dist/bench'))).toEqual(['compare/run.js']);
+});
+
+test("--record: each bench's output, exit status and seconds in a text block, under a header line", async () => {
+  const dir = join(tree, 'rec');
+  mkdirSync(dir);
+  // Output with a fence of its own, on stdout, then (later, so the order is sure) on stderr; the second bench fails.
+  writeFileSync(
+    join(dir, 'say.js'),
+    "console.log('\\n## say ' + process.argv.slice(2).join(' ')); console.log('```'); setTimeout(() => console.error('on stderr'), 200);",
+  );
+  writeFileSync(join(dir, 'fail.js'), "console.log('failing'); process.exit(3);");
+  const record = join(dir, 'run.md');
+  const runs = await runBenches(['say.js', 'fail.js'], ['--quick'], {
+    root: dir,
+    record,
+    command: 'node dist/bench/run.js rec --quick --record run.md',
+    echo: false,
+  });
+  expect(runs.map((r) => [r.name, r.status])).toEqual([
+    ['say.js', 0],
+    ['fail.js', 3],
+  ]);
+  const md = readFileSync(record, 'utf8');
+  const [head, ...rest] = md.split('\n');
+  expect(head).toMatch(
+    /^Recorded by `node dist\/bench\/run.js rec --quick --record run.md`: commit [0-9a-f]+(\+changes)?, \d{4}-\d\d-\d\d, \d+ CPUs, load average [\d.]+ before and [\d.]+ after, flags: --quick\.$/,
+  );
+  const body = rest.join('\n');
+  expect(body).toMatch(/\*\*say\.js\*\*: exit status 0, [\d.]+ s\n\n````text\n## say --quick\n```\non stderr\n````\n/);
+  expect(body).toMatch(/\*\*fail\.js\*\*: exit status 3, [\d.]+ s\n\n```text\nfailing\n```\n/);
+  expect(body).toMatch(/\n2 benches, 1 passed, [\d.]+ s in all\.\n$/);
 });
