@@ -170,3 +170,13 @@ export function nbdSpeed(f) {
   out.push('**Portable I/O path against the fast one** (`NBD_PORTABLE_IO=1`, see "Socket I/O" above):', '', ...portableAB(entries));
   return out.join('\n');
 }
+
+/** README: the newest run with the default settings, as the goal's verdict and the ratio ranges in one paragraph. */
+export function nbdSpeedHeadline(f) {
+  const last = Object.entries(f.runs)
+    .filter(([, r]) => isDefault(r))
+    .at(-1);
+  if (last === undefined) return `no run with the default settings recorded yet (\`${BENCH} --figures=${JSON_FILE} --as=NAME\`)`;
+  const [name, r] = last;
+  return `run "${name}" (${r.commit}, ${r.date}, load ${r.loadAverage.join(' / ')}): ${verdict(r.rows.map(stats))}`;
+}

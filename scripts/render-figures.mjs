@@ -20,6 +20,7 @@
 // docs/figures/stream.json (docs/cli.md) by `node dist/bench/stream/send.js --start-ceph --figures docs/figures/stream.json --as NAME`;
 // docs/figures/fork-vs-copy.json (docs/testing.md) by `node dist/bench/testing/fork-vs-copy.js --figures docs/figures/fork-vs-copy.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
+// README.md's summary table: figures-summary.mjs, from the files above and docs/benchmark-results.json;
 // docs/figures/nbd-speed.json (docs/nbd.md) by `node dist/bench/nbd/speed.js --figures=docs/figures/nbd-speed.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
 // docs/figures/rados-depth.json by `node dist/bench/rados/depth.js --figures=docs/figures/rados-depth.json --as=NAME`
@@ -40,6 +41,7 @@ import { mergeMutation, mutation } from './figures-mutation.mjs';
 import { nbdSpeed } from './figures-nbd.mjs';
 import { rados, radosCompletions, radosDepth } from './figures-rados.mjs';
 import { stream } from './figures-stream.mjs';
+import { summary } from './figures-summary.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const figures = join(root, 'docs/figures');
@@ -328,6 +330,14 @@ const SECTIONS = [
     render: engineGoals,
     missing: `No run recorded yet: \`${ENGINE_RECORD}\` records one.`,
   },
+  // The tables bench/compare/run.ts writes (`--out docs`) beside its JSON, as they are, less their first line
+  // (a comment naming the run's command and time, which the doc's text around the section gives).
+  {
+    doc: 'docs/benchmarks.md',
+    name: 'compare-tables',
+    text: 'docs/benchmark-tables.md',
+    render: (t) => t.replace(/^<!--[^\n]*-->\n/, '').trim(),
+  },
   {
     doc: 'docs/benchmarks-engine.md',
     name: 'engine-run',
@@ -366,6 +376,15 @@ const SECTIONS = [
     missing: 'No run recorded yet: `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME` records one.',
   },
   { doc: 'docs/benchmarks.md', name: 'containerd', json: 'containerd.json', render: containerdRuns, optional: true },
+  // README's headline table reads the files it needs itself (each row says how to record what is missing).
+  { doc: 'README.md', name: 'summary', json: [], render: () => summary((f) => (existsSync(join(figures, f)) ? readJson(f) : undefined)) },
+  {
+    doc: 'README.md',
+    name: 'engine-goals-headline',
+    json: ['snapshot.json', 'read-path.json', 'depth.json', 'scale.json', 'core.json', 'cow.json'],
+    render: engineGoals,
+    missing: `Not recorded yet: \`${ENGINE_RECORD}\` records the runs.`,
+  },
   { doc: 'README.md', name: 'overheads', json: ['read-path.json', 'startup.json', 'cow.json'], render: overheadsHeadline },
 ];
 
