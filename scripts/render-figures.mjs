@@ -14,6 +14,7 @@
 // THINPOOL_FIGURES_DIR names a directory (`THINPOOL_FIGURES_DIR=docs/figures npx vitest run
 // test/crash/crash-points.test.ts test/fuzz/metadata-fuzz.test.ts`); docs/figures/mutation.json by --mutation from
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
+// docs/figures/crash-suites.json (docs/crash-safety.md's "Other suites") by the suites under THINPOOL_FIGURES_DIR, each merging its own key (figures-crash-suites.mjs's CRASH_SUITES_COMMAND);
 // docs/figures/bulk.json (the bulk table in docs/cli.md) by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
 // docs/figures/images.json (docs/images.md) by `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME`;
 // docs/figures/{snapshot,depth,scale,core}.json (issue 2's goals in docs/benchmarks-engine.md, with read-path and cow) and docs/runs/engine.md (a `text` section: the file as it is) by figures-engine.mjs's ENGINE_RECORD;
@@ -33,6 +34,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bulk, bulkHeadline } from './figures-bulk.mjs';
+import { CRASH_SUITES_COMMAND, crashSuites } from './figures-crash-suites.mjs';
 import { ENGINE_RECORD, engineGoals, engineRun } from './figures-engine.mjs';
 import { forkVsCopy } from './figures-fork.mjs';
 import { list, n, pct } from './figures-format.mjs';
@@ -298,6 +300,13 @@ function containerdRuns(f) {
 const SECTIONS = [
   { doc: 'docs/crash-safety.md', name: 'crash-points', json: 'crash-points.json', render: crashPoints },
   { doc: 'docs/crash-safety.md', name: 'metadata-fuzz', json: 'metadata-fuzz.json', render: metadataFuzz },
+  {
+    doc: 'docs/crash-safety.md',
+    name: 'crash-suites',
+    json: 'crash-suites.json',
+    render: crashSuites,
+    missing: `No run recorded yet: \`${CRASH_SUITES_COMMAND}\` records one.`,
+  },
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: (f) => mutation(figures, f) },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
   { doc: 'README.md', name: 'bulk-headline', json: 'bulk.json', render: bulkHeadline },

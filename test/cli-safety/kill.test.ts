@@ -8,12 +8,15 @@
 // A full pool through the CLI: write and import fail with the documented "is full ... nothing was written"
 // message and exit status 1 (in process, and as a real process), and the pool is unchanged byte for byte.
 //
-// Runs the built CLI (dist/): run `npm run build` first when src/ is newer. Env: THINPOOL_SOAK=1 for more kills.
+// Runs the built CLI (dist/): run `npm run build` first when src/ is newer. Env: THINPOOL_SOAK=1 for more kills;
+// THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'cli-kill' (recordSuite of
+// scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { requireFreshBuild } from '../support/dist.js';
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { cleanup, cli, hashPool, tempDir } from '../cli/helpers.js';
 import { fill, mulberry32 } from '../support/model.js';
 
@@ -24,6 +27,25 @@ const MiB = 1024 * 1024;
 const VOL = 24 * MiB;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(cleanup));
+
+const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
+const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
+/** What the tests did: the kill rounds and how each ended, and the full-pool refusals checked. */
+const did = {
+  soak: SOAK,
+  write: { runs: 0, killed: 0, completed: 0, sawNew: 0, sawOld: 0, sawMix: 0, fullRunMs: 0 },
+  import: { runs: 0, killed: 0, completed: 0, absent: 0, whole: 0, fullRunMs: 0 },
+  fullPool: [] as string[],
+};
+beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
+afterEach(({ task }) => {
+  run.tests++;
+  if (task.result?.state === 'fail') run.failures++;
+});
+afterAll(async () => {
+  const { started, ...r } = run;
+  (await import(FIGURES)).recordSuite('cli-kill', { ...r, ms: Math.round(performance.now() - started), ...did });
+});
 
 function built(): void {
   requireFreshBuild();
@@ -145,11 +167,13 @@ test('kill -9 of `thinpool write` at random moments: check passes, committed dat
   // Put the old bytes back, committed, for the kill rounds.
   writeFileSync(join(s.dir, 'old-full.bin'), s.target);
   await ok(['write', s.pool, 'target', join(s.dir, 'old-full.bin')]);
-  const tally = { killed: 0, completed: 0, sawNew: 0, sawOld: 0, sawMix: 0 };
+  const tally = did.write;
+  tally.fullRunMs = Math.round(full.ms);
   for (let n = 0; n < KILLS.write; n++) {
     const killAt = killMoment(rng, full.ms, s.pool);
     const what = `write kill #${n} ${JSON.stringify(killAt)} (full run ${full.ms.toFixed(0)} ms)`;
     const res = await runBin(['write', s.pool, 'target', s.input, '--offset', '512'], killAt);
+    tally.runs++;
     if (res.signal === 'SIGKILL') tally.killed++;
     else {
       expect(res.code, `${what}: ${res.stderr}`).toBe(0);
@@ -178,7 +202,7 @@ test('kill -9 of `thinpool write` at random moments: check passes, committed dat
     await ok(['write', s.pool, 'target', join(s.dir, 'old-full.bin')]);
   }
   console.log(
-    `cli kill -9 (write): ${KILLS.write} runs of a ${(s.inputBytes.length / MiB).toFixed(1)} MiB write (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, committed data intact; target showed the new bytes ${tally.sawNew}, the old ${tally.sawOld}, old and new per sector ${tally.sawMix}; 0 failures`,
+    `cli kill -9 (write): ${tally.runs} runs of a ${(s.inputBytes.length / MiB).toFixed(1)} MiB write (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, committed data intact; target showed the new bytes ${tally.sawNew}, the old ${tally.sawOld}, old and new per sector ${tally.sawMix}; 0 failures`,
   );
   expect(tally.killed).toBeGreaterThan(0);
 }, 240_000);
@@ -192,11 +216,13 @@ test('kill -9 of `thinpool import` at random moments: check passes, the volume i
   expect(full.code, `a full run: ${full.stderr}`).toBe(0);
   expect(firstDiff(await readVol(s.pool, 'probe'), image)).toBe(-1);
   await ok(['delete', s.pool, 'probe']);
-  const tally = { killed: 0, completed: 0, absent: 0, whole: 0 };
+  const tally = did.import;
+  tally.fullRunMs = Math.round(full.ms);
   for (let n = 0; n < KILLS.import; n++) {
     const killAt = killMoment(rng, full.ms, s.pool);
     const what = `import kill #${n} ${JSON.stringify(killAt)} (full run ${full.ms.toFixed(0)} ms)`;
     const res = await runBin(['import', s.pool, 'img', s.image], killAt);
+    tally.runs++;
     if (res.signal === 'SIGKILL') tally.killed++;
     else {
       expect(res.code, `${what}: ${res.stderr}`).toBe(0);
@@ -216,7 +242,7 @@ test('kill -9 of `thinpool import` at random moments: check passes, the volume i
     }
   }
   console.log(
-    `cli kill -9 (import): ${KILLS.import} runs of a 20 MiB image import (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, other volumes intact; volume absent ${tally.absent}, whole image ${tally.whole}; 0 failures`,
+    `cli kill -9 (import): ${tally.runs} runs of a 20 MiB image import (full run ${full.ms.toFixed(0)} ms), ${tally.killed} killed, ${tally.completed} completed; after each: check passed, other volumes intact; volume absent ${tally.absent}, whole image ${tally.whole}; 0 failures`,
   );
   expect(tally.killed).toBeGreaterThan(0);
 }, 240_000);
@@ -238,20 +264,24 @@ test('a full pool through the CLI: "is full ... nothing was written", exit statu
   expect(w.code, w.stderr).toBe(1);
   expect(w.stderr).toMatch(/is full: this needs 8 free data blocks .* but 6 are free .*nothing was written: delete volumes/);
   expect(hashPool(pool), 'the pool is unchanged').toEqual(before);
+  did.fullPool.push('write (file)');
   const imp = await cli(['import', pool, 'b', big]);
   expect(imp.code, imp.stderr).toBe(1);
   expect(imp.stderr).toMatch(/is full: .*nothing was written/);
   expect(hashPool(pool), 'the pool is unchanged').toEqual(before);
+  did.fullPool.push('import');
   // Standard input too (the size is known only after reading it).
   const si = await cli(['write', pool, 'a', '-', '--offset', '1M'], { stdin: readFileSync(big) });
   expect(si.code, si.stderr).toBe(1);
   expect(si.stderr).toMatch(/is full/);
   expect(hashPool(pool)).toEqual(before);
+  did.fullPool.push('write (stdin)');
   // The real process: exit status 1 and the same message.
   const real = spawnSync(process.execPath, [BIN, 'write', pool, 'a', big, '--offset', '1M'], { encoding: 'utf8' });
   expect(real.status, real.stderr).toBe(1);
   expect(real.stderr).toMatch(/^thinpool( write)?: .*is full: .*nothing was written/);
   expect(hashPool(pool)).toEqual(before);
+  did.fullPool.push('write (a real process)');
   // Deleting makes room, and the write goes through.
   await ok(['delete', pool, 'a']);
   await ok(['create', pool, 'a', '--size', '4M']);

@@ -8,7 +8,10 @@
 // (formatStorage over reused storage; formatSync refuses a directory holding a pool). Over an old pool a third
 // outcome is seen and accepted, counted apart: the old pool, intact (the format had not reached the superblock;
 // as dm-thin, which formats only a zeroed superblock, would open the old pool). Never a mix of the two.
-import { expect, test } from 'vitest';
+// THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'format-crash' (recordSuite of
+// scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
+import { loadavg } from 'node:os';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { CrashClock, CrashDevice } from '../../src/io/crash-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
@@ -17,12 +20,30 @@ import { checkMetadata } from '../../src/thin/check.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { mulberry32 } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
+import { needTool } from '../support/tools.js';
 import { BS, TickingCatalog } from './harness.js';
 
 const SOAK = process.env.THINPOOL_SOAK === '1';
 const SEEDS_PER_CUT = SOAK ? 40 : 8;
 const DATA_BLOCKS = 32;
 const META_BYTES = 1024 * 1024;
+const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
+
+const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
+/** Per starting device: the format's I/O calls, the cut points run, and their outcomes. */
+const starts: Record<string, { ioCalls: number; cutPoints: number; outcomes: Record<string, number> }> = {};
+let externalChecks = 0;
+beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
+afterEach(({ task }) => {
+  run.tests++;
+  if (task.result?.state === 'fail') run.failures++;
+});
+afterAll(async () => {
+  const { started, ...r } = run;
+  const cutPoints = Object.values(starts).reduce((a, x) => a + x.cutPoints, 0);
+  const counts = { soak: SOAK, seedsPerCut: SEEDS_PER_CUT, cutPoints, externalChecks, starts };
+  (await import(FIGURES)).recordSuite('format-crash', { ...r, ms: Math.round(performance.now() - started), ...counts });
+});
 
 type Start = 'zeros' | 'random' | 'old pool';
 
@@ -104,7 +125,10 @@ function formatCut(start: Start, k: number | undefined, seed: number, external: 
   expect(st.transactionId, `${where}: transaction id`).toBe(0);
   expect(st.heldMetadataRoot, `${where}: metadata snapshot`).toBe(null);
   expect([st.mode, st.needsCheck], `${where}: mode, needs_check`).toEqual(['write', false]);
-  if (external) verifyMetadataDevice(m2);
+  if (external) {
+    verifyMetadataDevice(m2);
+    if (needTool('thin_check', 'thin-provisioning-tools')) externalChecks++; // it ran thin_check and thin_dump
+  }
   const v = pool.createThinSync('after', { size: 2 * BS });
   v.writeSync(new Uint8Array(3000).fill(7), BS - 1000);
   pool.commitSync();
@@ -129,14 +153,18 @@ test('a crash during format: the pool is refused naming the superblock, or is a 
     );
     const calls = clock.ops;
     const tally = new Map<string, number>();
+    const here = { ioCalls: calls, cutPoints: 0, outcomes: {} };
+    starts[start] = here;
     for (let k = 0; k <= calls; k++) {
       for (let s = 0; s < SEEDS_PER_CUT; s++) {
         const o = formatCut(start, k === calls ? undefined : k, 1000 * k + s, s === 0 && k % 4 === 0);
         const key = `${o.kind}${o.kind === 'refused' ? ` (${o.what})` : ''}`;
         tally.set(key, (tally.get(key) ?? 0) + 1);
         total++;
+        here.cutPoints++;
       }
     }
+    here.outcomes = Object.fromEntries(tally);
     lines.push(
       `  over ${start}: ${calls} I/O calls cut (+ the acknowledged format) x ${SEEDS_PER_CUT} crash seeds: ${[...tally].map(([kk, n]) => `${kk} ${n}`).join(', ')}`,
     );

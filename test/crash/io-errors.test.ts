@@ -4,7 +4,10 @@
 // metadata_operation_failed does), after a data read or write failure it stays writable (dm-thin errors the
 // bio only); and after reopening, the pool passes our checker and shows the last acknowledged commit (plus, per
 // 512-byte sector, in-place writes issued since), or the state the pool committed after the error.
-import { expect, test } from 'vitest';
+// THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'io-errors' (recordSuite of
+// scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
+import { loadavg } from 'node:os';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
 import { checkMetadata } from '../../src/thin/check.js';
@@ -27,6 +30,20 @@ import {
   type Trace,
   type WOp,
 } from './harness.js';
+
+const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
+const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
+/** What the test did: faults injected, workloads run, and per device and call kind the faults and what followed. */
+const did = { injectedFaults: 0, workloads: 0, faults: {} as Record<string, { faults: number; needsCheck: number; writable: number }> };
+beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
+afterEach(({ task }) => {
+  run.tests++;
+  if (task.result?.state === 'fail') run.failures++;
+});
+afterAll(async () => {
+  const { started, ...r } = run;
+  (await import(FIGURES)).recordSuite('io-errors', { ...r, ms: Math.round(performance.now() - started), ...did });
+});
 
 type Dev = 'meta' | 'data';
 type Kind = 'read' | 'write' | 'flush';
@@ -170,6 +187,7 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
   let cases = 0;
   const tally = new Map<string, { cases: number; needsCheck: number; writable: number }>();
   for (const w of workloads) {
+    did.workloads++;
     const t = trace(w.ops);
     const io = countIo(tpl, t);
     const last = io[io.length - 1]!;
@@ -181,12 +199,14 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
           const where = `${w.name}: ${dev} ${kind} #${n} fails (in op ${op} ${op >= 0 ? describeOp(t.ops[op]!) : 'open'})`;
           const o = failOne(tpl, t, dev, kind, n, where);
           cases++;
+          did.injectedFaults++;
           const key = `${dev} ${kind}`;
           const e = tally.get(key) ?? { cases: 0, needsCheck: 0, writable: 0 };
           e.cases++;
           if (o.needsCheck) e.needsCheck++;
           if (o.mode === 'write') e.writable++;
           tally.set(key, e);
+          did.faults[key] = { faults: e.cases, needsCheck: e.needsCheck, writable: e.writable };
         }
       }
     }
@@ -203,7 +223,8 @@ test('I/O errors: every read, write and flush of scripted workloads fails once',
   );
   // The workloads are fixed (scripted + seeds 11..20) and the engine's I/O is deterministic, so the number of
   // injected faults is exact: a change means the engine now does different I/O (or a fault point went
-  // missing). Update this, README.md and docs/crash-safety.md together, from the line printed above.
+  // missing). Update this and README.md together, from the line printed above; docs/crash-safety.md's table is
+  // rendered from the run (THINPOOL_FIGURES_DIR, see the top of this file).
   expect(Object.fromEntries([...tally].map(([k, v]) => [k, v.cases]))).toEqual({
     'meta read': 101,
     'meta write': 375,

@@ -2,7 +2,10 @@
 // full and make room again, a metadata threshold is reported however the use grew, and a metadata device running
 // short never lets a commit find a block allocated and not yet mapped (FIXED BUGS 2, 7, 8). The out-of-space
 // situations themselves (ENOSPC_DATA / ENOSPC_METADATA, low-water mark, auto-extend) are in out-of-space.test.ts.
-import { expect, test } from 'vitest';
+// THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'metadata-full' (recordSuite of
+// scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
+import { loadavg } from 'node:os';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
@@ -11,6 +14,29 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool, read } from './space-harness.js';
+
+const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
+const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
+/** What the tests did with the metadata device full (or short), counted as they did it. */
+const did = {
+  deletes: 0,
+  rollbacks: 0,
+  rollbackBlocksFreed: 0,
+  discards: 0,
+  discardBlocksFreed: 0,
+  creates: 0,
+  thresholdEventsFromCreates: 0,
+  commitsChecked: 0,
+};
+beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
+afterEach(({ task }) => {
+  run.tests++;
+  if (task.result?.state === 'fail') run.failures++;
+});
+afterAll(async () => {
+  const { started, ...r } = run;
+  (await import(FIGURES)).recordSuite('metadata-full', { ...r, ms: Math.round(performance.now() - started), ...did });
+});
 
 /**
  * FIXED BUG 2 (engine, src/thin/pool.ts change() / ensureMetadataHeadroom). Was: once fewer than
@@ -25,6 +51,7 @@ test('FIXED BUG 2: deleting volumes when metadata is full makes room again', () 
   pool.commitSync();
   for (const n of names.splice(names.length - Math.ceil(names.length / 3))) {
     pool.deleteSync(n); // threw ENOSPC_METADATA before the fix
+    did.deletes++;
     want.delete(n);
   }
   pool.commitSync();
@@ -52,6 +79,8 @@ test('a rollback when metadata is full works: it frees the blocks the volume wro
   pool.commitSync();
   const used = pool.status().dataBlocks.used;
   pool.rollbackSync('r', 'rs');
+  did.rollbacks++;
+  did.rollbackBlocksFreed += used - pool.status().dataBlocks.used;
   expect(pool.status().dataBlocks.used).toBe(used - 2);
   expectBytes(pool, 'r', fill(2 * BS, 1), 'after the rollback');
   pool.closeSync();
@@ -68,9 +97,11 @@ test('discarding blocks when metadata is full unmaps them: a freeing change, lik
   const used = pool.status().dataBlocks.used;
   for (const n of names.slice(0, 8)) {
     pool.volume(n).discardSync(0, BS); // a whole mapped block: unmapped, not refused
+    did.discards++;
     want.set(n, new Uint8Array(BS));
     expect(pool.volume(n).map()).toEqual([]);
   }
+  did.discardBlocksFreed += used - pool.status().dataBlocks.used;
   expect(pool.status().dataBlocks.used).toBe(used - 8);
   pool.commitSync();
   expectHealthy(pool, 'after discarding when metadata is full');
@@ -92,9 +123,13 @@ test('FIXED BUG 7: a metadata threshold crossed by creates alone is reported', (
   pool.configureSpace({ thresholds: { data: [99], metadata: [20, 40] } });
   const ev: Ev[] = [];
   pool.on('threshold', (e) => ev.push(e));
-  for (let i = 0; i < 400 && code(() => pool.createThinSync(`v${i}`, { size: BS })) === 'ok'; i++) if (i % 10 === 9) pool.commitSync();
+  for (let i = 0; i < 400 && code(() => pool.createThinSync(`v${i}`, { size: BS })) === 'ok'; i++) {
+    did.creates++;
+    if (i % 10 === 9) pool.commitSync();
+  }
   expect(pool.status().lowWater.metadata, 'status shows the level').toBe(40);
   expect(ev.map((e) => `${e.resource} ${e.threshold}`)).toEqual(['metadata 20', 'metadata 40']);
+  did.thresholdEventsFromCreates += ev.length;
 });
 
 /**
@@ -118,7 +153,10 @@ test('FIXED BUG 8: metadata short: no commit ever finds a block allocated and no
     flush: () => {
       meta.flush();
       flushes++;
-      if (checking) for (const e of checkMetadataDevice(meta.snapshot()).errors) found.push(e.message);
+      if (checking) {
+        for (const e of checkMetadataDevice(meta.snapshot()).errors) found.push(e.message);
+        did.commitsChecked++;
+      }
     },
   };
   const pool = ThinPool.formatStorage(

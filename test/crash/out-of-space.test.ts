@@ -6,12 +6,35 @@
 // when data or metadata use crosses them, and auto-extend growing a pool that would be full.
 // Freeing changes when metadata is full (delete, rollback, discard) and the fixed bugs of a metadata device
 // running short (FIXED BUGS 2, 7, 8) are in metadata-full.test.ts; the helpers in space-harness.ts.
-import { expect, test } from 'vitest';
+// THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'out-of-space' (recordSuite of
+// scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
+import { loadavg } from 'node:os';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { fill } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool } from './space-harness.js';
 
-let cases = 0;
+const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
+const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
+/** The out-of-space situations and the low-water cases checked, by kind: counted when their checks passed. */
+const situations: Record<string, number> = {};
+const lowWater: Record<string, number> = {};
+const checked = (what: string, k = 1) => (situations[what] = (situations[what] ?? 0) + k);
+const lowWaterChecked = (what: string) => (lowWater[what] = (lowWater[what] ?? 0) + 1);
+const total = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+const listed = (o: Record<string, number>) =>
+  Object.entries(o)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
+afterEach(({ task }) => {
+  run.tests++;
+  if (task.result?.state === 'fail') run.failures++;
+});
+afterAll(async () => {
+  const { started, ...r } = run;
+  (await import(FIGURES)).recordSuite('out-of-space', { ...r, ms: Math.round(performance.now() - started), situations, lowWater });
+});
 
 test('data full in the middle of writes: ENOSPC_DATA, committed data kept, deleting makes room', () => {
   const { pool, meta, reopen } = newPool(16);
@@ -31,12 +54,12 @@ test('data full in the middle of writes: ENOSPC_DATA, committed data kept, delet
     code(() => b.writeSync(fill(100, 9), 8 * BS + 7)),
     'a write to a new block when the data device is full',
   ).toBe('ENOSPC_DATA');
-  cases++;
+  checked('data full in writes');
   // A write spanning a provisioned and a new block: the first part lands, the second is refused.
   const span = fill(2000, 10);
   expect(code(() => b.writeSync(span, 8 * BS - 1000))).toBe('ENOSPC_DATA');
   bBytes.set(span.subarray(0, 1000), 8 * BS - 1000);
-  cases++;
+  checked('data full in writes');
   // In-place writes to provisioned blocks still work.
   const inPlace = fill(300, 11);
   b.writeSync(inPlace, 3 * BS + 5);
@@ -58,7 +81,7 @@ test('data full in the middle of writes: ENOSPC_DATA, committed data kept, delet
   expectBytes(p2, 'b', bBytes, 'after delete + write');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  cases++;
+  checked('data full in writes');
 });
 
 test('data full while breaking sharing with a snapshot: ENOSPC_DATA, snapshot and origin intact', () => {
@@ -90,7 +113,7 @@ test('data full while breaking sharing with a snapshot: ENOSPC_DATA, snapshot an
   expectBytes(pool, 's', orig, 'snapshot after ENOSPC');
   expectBytes(pool, 'a', aBytes, 'origin after ENOSPC');
   expectBytes(pool, 's2', aBytes, 'snapshot taken while full');
-  cases += 3;
+  checked('data full in copy-on-write', 3);
   pool.closeSync();
   const p2 = reopen();
   expectBytes(p2, 's', orig, 'snapshot after reopen');
@@ -104,24 +127,24 @@ test('data full while breaking sharing with a snapshot: ENOSPC_DATA, snapshot an
   expectBytes(p2, 'a', aBytes, 'origin after making room');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  cases++;
+  checked('data full in copy-on-write');
 });
 
 test('metadata full: ENOSPC_METADATA for creates, snapshots and writes; pool consistent, nothing lost', () => {
   const { pool, meta, reopen, names, want, err } = fullMetadataPool();
   expect(err, `creating volumes until the metadata device is full (${names.length} made)`).toBe('ENOSPC_METADATA');
   expect(names.length).toBeGreaterThan(10);
-  cases++;
+  checked('metadata full in create / snapshot / write');
   expect(
     code(() => pool.snapshotSync('v0', 'snap')),
     'a snapshot when metadata is full',
   ).toBe('ENOSPC_METADATA');
-  cases++;
+  checked('metadata full in create / snapshot / write');
   expect(
     code(() => pool.volume('v9').writeSync(fill(10, 1), 0)),
     'a write to a new block when metadata is full',
   ).toBe('ENOSPC_METADATA');
-  cases++;
+  checked('metadata full in create / snapshot / write');
   // Reads and in-place writes need no metadata block.
   const inPlace = fill(100, 2);
   pool.volume('v0').writeSync(inPlace, 1000);
@@ -133,11 +156,10 @@ test('metadata full: ENOSPC_METADATA for creates, snapshots and writes; pool con
   for (const n of names) expectBytes(p2, n, want.get(n)!, 'after reopen');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  cases++;
+  checked('metadata full in create / snapshot / write');
 });
 
 // ---- low-water mark: thresholds, events, status().lowWater, auto-extend ----
-let lowWaterCases = 0;
 
 test('low-water mark, data: each threshold reported once when crossed, in status, again after falling below', () => {
   const { pool, meta, reopen } = newPool(20);
@@ -166,8 +188,8 @@ test('low-water mark, data: each threshold reported once when crossed, in status
     'in place when full',
   ).toBe('ok');
   want.set(fill(10, 1), 0);
-  cases++;
-  lowWaterCases++;
+  checked('low-water mark on data');
+  lowWaterChecked('data thresholds and status().lowWater');
   // The thresholds are committed with the catalog: they survive a reopen.
   pool.closeSync();
   const p2 = reopen();
@@ -189,7 +211,7 @@ test('low-water mark, data: each threshold reported once when crossed, in status
   expectHealthy(p2, 'after the low-water rounds');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  lowWaterCases++;
+  lowWaterChecked('thresholds again after falling below');
 });
 
 test('low-water mark, metadata: thresholds reported while writes fill the metadata device', () => {
@@ -232,8 +254,8 @@ test('low-water mark, metadata: thresholds reported while writes fill the metada
   for (const [n, b] of want) expectBytes(p2, n, b, 'after reopen');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  cases++;
-  lowWaterCases++;
+  checked('low-water mark on metadata');
+  lowWaterChecked('metadata thresholds');
 });
 
 test('auto-extend: the pool grows at the low-water mark, up to its maximum, then ENOSPC_DATA; nothing lost', () => {
@@ -272,8 +294,8 @@ test('auto-extend: the pool grows at the low-water mark, up to its maximum, then
   expectBytes(p2, 'a', want, 'after reopen');
   p2.closeSync();
   verifyMetadataDevice(meta);
-  cases++;
-  lowWaterCases++;
+  checked('auto-extend to its maximum');
+  lowWaterChecked('auto-extend');
 });
 
 test("whenFull 'wait': a write waits for space freed by other work, or times out with ENOSPC_DATA", async () => {
@@ -292,12 +314,12 @@ test("whenFull 'wait': a write waits for space freed by other work, or times out
   b.readSync(got, 0);
   expect(Buffer.compare(got, fill(10, 9))).toBe(0);
   expectHealthy(pool, 'after waiting for space');
-  cases++;
-  lowWaterCases++;
+  checked('whenFull wait');
+  lowWaterChecked('whenFull wait');
 });
 
 test('out-of-space summary', () => {
   console.log(
-    `out of space: ${cases} out-of-space situations checked (data full in writes and copy-on-write, metadata full in creates, snapshots and writes, auto-extend to its maximum, whenFull wait), 0 failures; low-water mark: ${lowWaterCases} cases (data and metadata thresholds, status().lowWater, auto-extend, whenFull wait)`,
+    `out of space: ${total(situations)} out-of-space situations checked (${listed(situations)}), 0 failures; low-water mark: ${total(lowWater)} cases (${listed(lowWater)})`,
   );
 });
