@@ -20,6 +20,7 @@ export default defineConfig({
           'test/thin/check-metadata-space-map.test.ts',
           'test/thin/check-state-edges.test.ts',
           'test/thin/check-state-shared.test.ts',
+          'test/thin/check-state-errors.test.ts',
           'test/thin/metadata-inspect.test.ts',
           'test/thin/metadata-engine.test.ts',
           'test/thin/metadata-devices.test.ts',
