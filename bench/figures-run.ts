@@ -1,7 +1,6 @@
 /**
  * Recording a benchmark run for the docs: a bench given `--figures FILE --as NAME` merges its run into FILE (a
- * JSON under docs/figures/) as `runs[NAME]`, with the commit it measured (`+changes` when tracked files differ
- * from it) and the date; scripts/render-figures.mjs turns the file into the tables of the docs. Runs under other
+ * JSON under docs/figures/) as `runs[NAME]`, with the commit it measured and the date; scripts/render-figures.mjs turns the file into the tables of the docs. Runs under other
  * names are kept; a run under the same name replaces the old one. `commitMeasured` and `dateMeasured` are the same
  * stamps for other records of a run (bench/run.ts --record, the engine benches' THINPOOL_FIGURES_DIR files).
  */
@@ -12,8 +11,18 @@ import { fileURLToPath } from 'node:url';
 /** A directory inside the repository (git finds the repository from there, whether this runs from dist/ or not). */
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
-/** The commit measured: HEAD's short hash, with `+changes` when tracked files differ from it. */
+/** dist/build-stamp.json (scripts/build-stamp.mjs), beside dist/bench where this runs built; absent from source. */
+const STAMP = fileURLToPath(new URL('../build-stamp.json', import.meta.url));
+
+/**
+ * The commit measured: the one the build was made from (dist/build-stamp.json), with `+changes` when files that
+ * make the code differed from it then; run from source (no stamp), HEAD with `+changes` when tracked files differ.
+ */
 export function commitMeasured(): string {
+  if (existsSync(STAMP)) {
+    const stamp = JSON.parse(readFileSync(STAMP, 'utf8')) as { commit: string; changed: string[] };
+    return stamp.changed.length === 0 ? stamp.commit : `${stamp.commit}+changes`;
+  }
   const git = (args: string[]) => execFileSync('git', args, { cwd: HERE, encoding: 'utf8' }).trim();
   const commit = git(['rev-parse', '--short', 'HEAD']);
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
