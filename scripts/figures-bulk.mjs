@@ -1,5 +1,6 @@
 // Issue 21's sections: the bulk tables of docs/cli.md and README.md (bench/bulk/speed.ts runs, from
-// docs/figures/bulk.json). Used by render-figures.mjs.
+// docs/figures/bulk.json), each run listed with its note. Used by render-figures.mjs. The probes of the same
+// commands (buffer sizes, floors) are figures-bulk-probes.mjs's.
 
 /**
  * One bulk row's ratio for a table cell: `-` when not measured, why when it failed, else the ratio (in bold when
@@ -16,8 +17,8 @@ function bulkRatio(r, bold) {
 const BULK_SHOWN = 3;
 
 /**
- * bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME`): one table per image, the newest
- * BULK_SHOWN runs side by side.
+ * bench/bulk/speed.ts runs (`--figures docs/figures/bulk.json --as NAME [--note TEXT]`): a list of every run (its
+ * stamp and its note: what changed in it), then one table per image, the newest BULK_SHOWN runs side by side.
  */
 export function bulk(f) {
   const all = Object.keys(f.runs);
@@ -25,14 +26,16 @@ export function bulk(f) {
   const sec = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)} s`);
   const ratio = (r) => bulkRatio(r, true);
   const rss = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(0)} MiB`);
+  // One line per run: its stamp, then what changed in it (the run's `note`, recorded with `--note`).
   const out = [
-    all
-      .map(
-        (k) =>
-          `Run "${k}": commit ${f.runs[k].commit}, ${f.runs[k].date}, ${f.runs[k].cpus} CPUs (shared${f.runs[k].loadAverage ? `, load average ${f.runs[k].loadAverage[0]} before and ${f.runs[k].loadAverage[1]} after` : ', loaded'}), median of ${f.runs[k].reps} runs${f.runs[k].quick ? ' (--quick)' : ''}.`,
-      )
-      .join(' ') +
-      (all.length > names.length ? ` The tables show the newest ${names.length} runs; the others are in docs/figures/bulk.json.` : ''),
+    ...all.map((k) => {
+      const r = f.runs[k];
+      const load = r.loadAverage ? `, load average ${r.loadAverage[0]} before and ${r.loadAverage[1]} after` : ', loaded';
+      return `- Run "${k}": commit ${r.commit}, ${r.date}, ${r.cpus} CPUs (shared${load}), median of ${r.reps} runs${r.quick ? ' (--quick)' : ''}.${r.note === undefined ? '' : ` ${r.note}`}`;
+    }),
+    ...(all.length > names.length
+      ? ['', `The tables show the newest ${names.length} runs; the others are in docs/figures/bulk.json.`]
+      : []),
   ];
   // Every image size any run measured (a run may cover only some, e.g. `--gib 1`), in order of first appearance.
   const labels = [...new Set(names.flatMap((k) => f.runs[k].sizes.map((z) => z.label)))];

@@ -16,6 +16,7 @@
 // `npm run mutate`'s report, with the survivors judged equivalent (and why) in docs/figures/mutation-equivalent.json;
 // docs/figures/crash-suites.json (docs/crash-safety.md's "Other suites") by the suites under THINPOOL_FIGURES_DIR, each merging its own key (figures-crash-suites.mjs's CRASH_SUITES_COMMAND);
 // docs/figures/bulk.json (the bulk table in docs/cli.md) by `node dist/bench/bulk/speed.js --figures docs/figures/bulk.json --as NAME`;
+// docs/figures/bulk-buffer.json and bulk-floors.json (docs/cli.md's bulk probes) by `node dist/bench/bulk/buffer-size.js` and `node dist/bench/bulk/floors.js`, each with `--figures docs/figures/<that file> --as NAME`;
 // docs/figures/images.json (docs/images.md) by `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME`;
 // docs/figures/{snapshot,depth,scale,core}.json (issue 2's goals in docs/benchmarks-engine.md, with read-path and cow) and docs/runs/engine.md (a `text` section: the file as it is) by figures-engine.mjs's ENGINE_RECORD;
 // docs/figures/stream.json (docs/cli.md) by `node dist/bench/stream/send.js --start-ceph --figures docs/figures/stream.json --as NAME`;
@@ -34,6 +35,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bulk, bulkHeadline } from './figures-bulk.mjs';
+import { bulkBuffer, bulkFloors } from './figures-bulk-probes.mjs';
 import { CRASH_SUITES_COMMAND, crashSuites } from './figures-crash-suites.mjs';
 import { ENGINE_RECORD, engineGoals, engineRun } from './figures-engine.mjs';
 import { forkVsCopy } from './figures-fork.mjs';
@@ -310,6 +312,20 @@ const SECTIONS = [
   { doc: 'docs/testing-the-engine.md', name: 'mutation', json: 'mutation.json', render: (f) => mutation(figures, f) },
   { doc: 'docs/cli.md', name: 'bulk', json: 'bulk.json', render: bulk },
   { doc: 'README.md', name: 'bulk-headline', json: 'bulk.json', render: bulkHeadline },
+  {
+    doc: 'docs/cli.md',
+    name: 'bulk-buffer',
+    json: 'bulk-buffer.json',
+    render: bulkBuffer,
+    missing: 'No run recorded yet: `node dist/bench/bulk/buffer-size.js --figures docs/figures/bulk-buffer.json --as NAME` records one.',
+  },
+  {
+    doc: 'docs/cli.md',
+    name: 'bulk-floors',
+    json: 'bulk-floors.json',
+    render: bulkFloors,
+    missing: 'No run recorded yet: `node dist/bench/bulk/floors.js --figures docs/figures/bulk-floors.json --as NAME` records one.',
+  },
   { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
   {
     doc: 'docs/rados.md',

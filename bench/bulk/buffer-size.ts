@@ -1,6 +1,8 @@
 /**
  * Why the bulk commands copy through a 128 KiB buffer (COPY_BUFFER in src/cli/bulk.ts, WRITE_PIECE in
- * src/io/sparse.ts): `node dist/bench/bulk/buffer-size.js [--reps N] [--mib N]`.
+ * src/io/sparse.ts):
+ *
+ *   node dist/bench/bulk/buffer-size.js [--quick] [--reps N] [--mib N] [--figures FILE --as NAME]
  *
  * The loop every bulk copy runs between the page cache and a file (export, import, write): read a batch from a
  * warm file, write it to a fresh file. It is timed here alone, in one process (no start-up, no engine), with
@@ -10,25 +12,34 @@
  * includes its own start-up (about a millisecond).
  *
  * Prints MiB/s per setting and the ratio of its time to cp's (below 1: faster than cp). Each loop runs in a fresh
- * child process, as a command line does. What was found on the 2-core VMs this runs on (L2 512 KiB per core):
- * there a 128 KiB batch read and written in one call copies about 1.65x as fast as a 1 MiB batch written in
- * 256 KiB pieces, and 256 KiB or more is as slow as the latter; in one long-lived process that reuses recycled
- * memory for the buffer, 256-512 KiB batches were as fast as 128 KiB, and only a 1 MiB write in one call was
- * slow. Why a fresh mapping copies slower from 256 KiB on was not found; the figures decide.
+ * child process, as a command line does: in one long-lived process that reuses recycled memory for the buffer,
+ * large batches measured differently (only a 1 MiB write in one call was slow there), and why a fresh mapping
+ * copies slower from 256 KiB on was not found; the figures decide. The recorded runs are in
+ * docs/figures/bulk-buffer.json, rendered into docs/cli.md (section `bulk-buffer`, scripts/figures-bulk-probes.mjs).
+ *
+ * `--quick`: 64 MiB copied, 2 rounds (a smoke run of the bench itself); default 256 MiB, 5 rounds.
+ * `--figures FILE --as NAME`: also merge this run (every round's seconds per setting and cp's) into FILE
+ * (docs/figures/bulk-buffer.json) under NAME, with the commit measured. Set THINPOOL_BENCH_DIR to put the files
+ * elsewhere than the temporary directory.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median } from '../compare/lib/stats.js';
+import { recordRun } from '../figures-run.js';
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: number): number => {
+const opt = (name: string): string | undefined => {
   const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
+  return i >= 0 ? argv[i + 1] : undefined;
 };
-const REPS = opt('--reps', argv.includes('--quick') ? 2 : 5);
-const MIB = opt('--mib', argv.includes('--quick') ? 64 : 256);
+const QUICK = argv.includes('--quick');
+const REPS = Number(opt('--reps') ?? (QUICK ? 2 : 5));
+const MIB = Number(opt('--mib') ?? (QUICK ? 64 : 256));
+const FIGURES = opt('--figures');
+const AS = opt('--as');
+if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME');
 const KiB = 1024;
 
 const work = argv.includes('--child') ? '' : mkdtempSync(join(process.env.THINPOOL_BENCH_DIR ?? tmpdir(), 'thinpool-bufsize-'));
@@ -90,6 +101,7 @@ function cp(): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
+/** The settings timed; `name` is how the docs' table names a row (the recorded run keeps it). */
 const settings: Array<{ name: string; batch: number; piece: number }> = [];
 for (const k of [32, 64, 128, 256, 512, 1024]) settings.push({ name: `${k} KiB batch, one write`, batch: k * KiB, piece: k * KiB });
 settings.push({ name: '1 MiB batch, 256 KiB writes (before)', batch: 1024 * KiB, piece: 256 * KiB });
@@ -102,6 +114,8 @@ if (childAt >= 0) {
 }
 
 try {
+  // The machine is shared: the 1-minute load average before and after the run goes with the figures.
+  const loadBefore = loadavg()[0];
   makeSource();
   const times = new Map<string, number[]>(settings.map((s) => [s.name, []]));
   const cpTimes: number[] = [];
@@ -109,15 +123,36 @@ try {
     cpTimes.push(cp());
     for (const s of settings) times.get(s.name)?.push(copyLoop(s.batch, s.piece));
   }
+  const loadAverage = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
   const cpS = median(cpTimes);
   console.log(`# bench bulk/buffer-size.js: copy of ${MIB} MiB from a warm file to a fresh one, median of ${REPS} rounds`);
-  console.log(`node ${process.version}, load average ${(await import('node:os')).loadavg()[0].toFixed(2)}\n`);
+  console.log(`node ${process.version}, ${cpus().length} CPUs, load average ${loadAverage[0]} before, ${loadAverage[1]} after\n`);
   console.log('| loop | MiB/s | time vs `cp --sparse=always` |');
   console.log('|---|---|---|');
   console.log(`| \`cp --sparse=always\` (process) | ${(MIB / cpS).toFixed(0)} | 1.00 |`);
   for (const s of settings) {
     const t = median(times.get(s.name) ?? []);
     console.log(`| ${s.name} | ${(MIB / t).toFixed(0)} | ${(t / cpS).toFixed(2)} |`);
+  }
+  if (FIGURES !== undefined && AS !== undefined) {
+    recordRun(FIGURES, AS, {
+      cpus: cpus().length,
+      loadAverage,
+      node: process.version,
+      quick: QUICK,
+      rounds: REPS,
+      mib: MIB,
+      cpS: cpTimes,
+      cpMedianS: cpS,
+      settings: settings.map((s) => ({
+        name: s.name,
+        batchKiB: s.batch / KiB,
+        pieceKiB: s.piece / KiB,
+        s: times.get(s.name) ?? [],
+        medianS: median(times.get(s.name) ?? []),
+      })),
+    });
+    console.log(`merged into ${FIGURES} as "${AS}"`);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -20,7 +20,7 @@
  * thinpool's commit does: without it each side would pay for the other's writeback). Checks once per size that the export equals the image byte for
  * byte and that `read` and `write` round-trip.
  *
- *   node dist/bench/bulk/speed.js [--quick] [--reps N] [--figures FILE --as NAME]
+ *   node dist/bench/bulk/speed.js [--quick] [--reps N] [--figures FILE --as NAME [--note TEXT]]
  *
  * `--quick`: a 64 MiB image (16 MiB of data in 2 MiB runs) and one repetition (a smoke run of the bench itself).
  * `--skip VERB:GiB` (repeatable): do not run thinpool's VERB (import, export, read, write) at that size, e.g. `--skip
@@ -28,15 +28,16 @@
  * `--gib N` (repeatable): only the image of N GiB (1 or 8), e.g. `--gib 1`.
  * `--figures FILE --as NAME`: also merge this run into FILE (docs/figures/bulk.json) under NAME (e.g. `before`,
  * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/cli.md.
+ * `--note TEXT` (with `--figures`): what changed since the run before (code, method, what shared the machine),
+ * recorded as the run's `note` and printed with its stamp line in docs/cli.md. Words only: the figures are the run's.
  * Set BENCH_DIR to put the images elsewhere than the temporary directory.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, ftruncateSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { recordRun } from '../figures-run.js';
+import { findRoot, makeImage, sh } from './_image.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -51,17 +52,10 @@ const FIGURES = opt('--figures');
 const AS = opt('--as');
 const GIBS = argv.flatMap((a, i) => (argv[i - 1] === '--gib' ? [Number(a)] : []));
 const SKIP = new Set(argv.flatMap((a, i) => (argv[i - 1] === '--skip' ? [a] : [])));
+const NOTE = opt('--note');
 if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
-
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found');
-    dir = up;
-  }
-  return dir;
-}
+if (NOTE !== undefined && FIGURES === undefined)
+  throw new Error('--note TEXT goes with --figures FILE --as NAME (it is recorded with the run)');
 
 const root = findRoot();
 const bin = resolve(root, 'bin/thinpool.js');
@@ -73,7 +67,6 @@ for (const tool of ['qemu-img', 'cp', 'cat', 'cmp']) {
 const TIME = '/usr/bin/time';
 if (!existsSync(TIME)) throw new Error('/usr/bin/time is missing (Debian package time): it measures peak memory');
 
-const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 const tp = (args: string): string => `${sh(process.execPath)} ${sh(bin)} ${args}`;
 
 interface Timed {
@@ -98,24 +91,6 @@ function run(line: string, rssFile: string): Timed {
 /** Write every dirty page out (untimed, between commands). */
 function settle(): void {
   execFileSync('sync');
-}
-
-/** A sparse raw image: `runs` runs of random data of `runLen` bytes spread evenly over `size` bytes. */
-function makeImage(path: string, size: number, runs: number, runLen: number): void {
-  const fd = openSync(path, 'w');
-  try {
-    ftruncateSync(fd, size);
-    const buf = Buffer.alloc(runLen);
-    const stride = Math.floor(size / runs);
-    for (let i = 0; i < runs; i++) {
-      randomFillSync(buf);
-      // The last run ends at the image's end: data at both edges.
-      const at = i === runs - 1 ? size - runLen : i * stride;
-      writeSync(fd, buf, 0, runLen, at);
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function median(xs: number[]): number {
@@ -369,7 +344,14 @@ try {
     `\nmedian of ${REPS} runs each, thinpool and reference alternating; ${cpus().length} CPUs (a shared machine: figures are noisy), load average ${loadAverage[0]} before, ${loadAverage[1]} after`,
   );
   if (FIGURES !== undefined && AS !== undefined) {
-    recordRun(FIGURES, AS, { cpus: cpus().length, loadAverage, reps: REPS, quick: QUICK, sizes: results });
+    recordRun(FIGURES, AS, {
+      ...(NOTE === undefined ? {} : { note: NOTE }),
+      cpus: cpus().length,
+      loadAverage,
+      reps: REPS,
+      quick: QUICK,
+      sizes: results,
+    });
     console.log(`merged into ${FIGURES} as "${AS}"`);
   }
 } finally {
