@@ -34,8 +34,8 @@ const range = (xs, d = 2) => {
   return lo === hi ? lo : `${lo}-${hi}`;
 };
 const pollWindow = (r) => (r.busyPollUs === 'default' ? 'default' : `${r.busyPollUs} µs`);
-/** A run of the default settings: what the section shows in full. */
-const isDefault = (r) => r.cases === null && r.busyPollUs === 'default' && !r.portableIO;
+/** A full run of the default settings (not --quick): what the section shows in full. */
+const isDefault = (r) => r.cases === null && r.busyPollUs === 'default' && !r.portableIO && !r.quick;
 
 /** One sentence on how a run was made: commit, machine, settings. */
 function describe(name, r) {
