@@ -11,8 +11,9 @@
  *   they are in the container, a whiteout `.wh.NAME` for each deletion), streamed, never held whole.
  */
 import { createHash } from 'node:crypto';
-import tar, { type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 import type { FsSession, FsStat } from './fs-worker.js';
+import { tarStream } from './tar-stream-lazy.js';
 
 export interface Change {
   kind: 'A' | 'C' | 'D';
@@ -64,7 +65,7 @@ async function differs(a: FsSession, b: FsSession, sa: FsStat, sb: FsStat, since
 
 /** sha256 of the layer tar made of the changes (files, links, dirs; whiteouts for deletions): the diff id. */
 export async function changesDigest(b: FsSession, changes: Change[]): Promise<string> {
-  const pack = tar.pack();
+  const pack = tarStream().pack();
   const hash = createHash('sha256');
   pack.on('data', (c: unknown) => hash.update(c as Buffer));
   const done = new Promise<void>((resolve, reject) => {

@@ -11,9 +11,10 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { ThinpoolError } from '../errors.js';
+import { tarStream } from './tar-stream-lazy.js';
 import { cleanPath, digestStream, emptyLayer, fileChunks, layerChunks, openLayer } from './layer.js';
+import { readTar } from './tar-reader.js';
 
 export interface HistoryEntry {
   created?: string;
@@ -163,11 +164,11 @@ async function fromDockerSave(root: string): Promise<Omit<ImageSource, 'cleanup'
   return { layers, config, configDigest: await fileDigest(cfgPath), refName: m.RepoTags?.[0] };
 }
 
-type TarEntry = ReturnType<typeof tar.extract> extends AsyncIterable<infer E> ? E : never;
+type TarEntry = ReturnType<ReturnType<typeof tarStream>['extract']> extends AsyncIterable<infer E> ? E : never;
 
 /** The entries of a (possibly gzipped) tar archive; a truncated or corrupt archive raises EINVAL naming it. */
 async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
-  const ex = tar.extract();
+  const ex = tarStream().extract();
   const input = await openLayer(path);
   input.on('error', (e) => ex.destroy(e));
   input.pipe(ex);
@@ -181,17 +182,25 @@ async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
   }
 }
 
-/** The top-level names of a tar archive (reads it through). */
+/**
+ * The top-level names of a tar archive (reads it through, or until it clearly is a layer tarball), with the
+ * project's own reader (tar-reader.ts): telling a lone layer tarball from an image archive loads no tar-stream
+ * and copies no body. A truncated or corrupt archive raises EINVAL naming it.
+ */
 async function tarNames(path: string): Promise<Set<string>> {
   const names = new Set<string>();
-  for await (const e of tarEntries(path)) {
-    names.add(cleanPath(e.header.name));
-    e.resume();
-    if (names.size > 64 && !names.has('/manifest.json') && !names.has('/oci-layout')) {
-      // A layer tarball with many entries: image archives hold few names at the top (blobs/, manifest.json).
-      const top = [...names].filter((n) => n.split('/').length === 2);
-      if (top.length > 16) break;
+  try {
+    for await (const e of readTar(await layerChunks(path))) {
+      names.add(cleanPath(e.header.name));
+      if (names.size > 64 && !names.has('/manifest.json') && !names.has('/oci-layout')) {
+        // A layer tarball with many entries: image archives hold few names at the top (blobs/, manifest.json).
+        const top = [...names].filter((n) => n.split('/').length === 2);
+        if (top.length > 16) break;
+      }
     }
+  } catch (e) {
+    if (e instanceof ThinpoolError) throw e;
+    throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
   }
   return names;
 }
