@@ -13,12 +13,12 @@
 // scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { requireFreshBuild } from '../support/dist.js';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { afterAll, expect, test } from 'vitest';
 import { cleanup, cli, hashPool, tempDir } from '../cli/helpers.js';
 import { fill, mulberry32 } from '../support/model.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
 const SOAK = process.env.THINPOOL_SOAK === '1';
 const KILLS = { write: SOAK ? 60 : 12, import: SOAK ? 40 : 8 };
@@ -28,8 +28,6 @@ const VOL = 24 * MiB;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(cleanup));
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
 /** What the tests did: the kill rounds and how each ended, and the full-pool refusals checked. */
 const did = {
   soak: SOAK,
@@ -37,15 +35,7 @@ const did = {
   import: { runs: 0, killed: 0, completed: 0, absent: 0, whole: 0, fullRunMs: 0 },
   fullPool: [] as string[],
 };
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('cli-kill', { ...r, ms: Math.round(performance.now() - started), ...did });
-});
+recordSuiteFigures('cli-kill', () => did);
 
 function built(): void {
   requireFreshBuild();

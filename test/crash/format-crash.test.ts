@@ -10,8 +10,7 @@
 // as dm-thin, which formats only a zeroed superblock, would open the old pool). Never a mix of the two.
 // THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'format-crash' (recordSuite of
 // scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { CrashClock, CrashDevice } from '../../src/io/crash-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
@@ -22,28 +21,22 @@ import { mulberry32 } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { needTool } from '../support/tools.js';
 import { BS, TickingCatalog } from './harness.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
 const SOAK = process.env.THINPOOL_SOAK === '1';
 const SEEDS_PER_CUT = SOAK ? 40 : 8;
 const DATA_BLOCKS = 32;
 const META_BYTES = 1024 * 1024;
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
 /** Per starting device: the format's I/O calls, the cut points run, and their outcomes. */
 const starts: Record<string, { ioCalls: number; cutPoints: number; outcomes: Record<string, number> }> = {};
 let externalChecks = 0;
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  const cutPoints = Object.values(starts).reduce((a, x) => a + x.cutPoints, 0);
-  const counts = { soak: SOAK, seedsPerCut: SEEDS_PER_CUT, cutPoints, externalChecks, starts };
-  (await import(FIGURES)).recordSuite('format-crash', { ...r, ms: Math.round(performance.now() - started), ...counts });
-});
+recordSuiteFigures('format-crash', () => ({
+  soak: SOAK,
+  seedsPerCut: SEEDS_PER_CUT,
+  cutPoints: Object.values(starts).reduce((a, x) => a + x.cutPoints, 0),
+  externalChecks,
+  starts,
+}));
 
 type Start = 'zeros' | 'random' | 'old pool';
 

@@ -6,8 +6,7 @@
 // 512-byte sector, in-place writes issued since), or the state the pool committed after the error.
 // THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'io-errors' (recordSuite of
 // scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
 import { checkMetadata } from '../../src/thin/check.js';
@@ -30,20 +29,11 @@ import {
   type Trace,
   type WOp,
 } from './harness.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
 /** What the test did: faults injected, workloads run, and per device and call kind the faults and what followed. */
 const did = { injectedFaults: 0, workloads: 0, faults: {} as Record<string, { faults: number; needsCheck: number; writable: number }> };
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('io-errors', { ...r, ms: Math.round(performance.now() - started), ...did });
-});
+recordSuiteFigures('io-errors', () => did);
 
 type Dev = 'meta' | 'data';
 type Kind = 'read' | 'write' | 'flush';

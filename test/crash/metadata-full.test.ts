@@ -4,8 +4,7 @@
 // situations themselves (ENOSPC_DATA / ENOSPC_METADATA, low-water mark, auto-extend) are in out-of-space.test.ts.
 // THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'metadata-full' (recordSuite of
 // scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
@@ -14,9 +13,8 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool, read } from './space-harness.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
 /** What the tests did with the metadata device full (or short), counted as they did it. */
 const did = {
   deletes: 0,
@@ -28,15 +26,7 @@ const did = {
   thresholdEventsFromCreates: 0,
   commitsChecked: 0,
 };
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('metadata-full', { ...r, ms: Math.round(performance.now() - started), ...did });
-});
+recordSuiteFigures('metadata-full', () => did);
 
 /**
  * FIXED BUG 2 (engine, src/thin/pool.ts change() / ensureMetadataHeadroom). Was: once fewer than

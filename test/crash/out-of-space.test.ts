@@ -8,14 +8,12 @@
 // running short (FIXED BUGS 2, 7, 8) are in metadata-full.test.ts; the helpers in space-harness.ts.
 // THINPOOL_FIGURES_DIR=<dir>: the counts go to <dir>/crash-suites.json as 'out-of-space' (recordSuite of
 // scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { fill } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
 import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool } from './space-harness.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0 };
 /** The out-of-space situations and the low-water cases checked, by kind: counted when their checks passed. */
 const situations: Record<string, number> = {};
 const lowWater: Record<string, number> = {};
@@ -26,15 +24,7 @@ const listed = (o: Record<string, number>) =>
   Object.entries(o)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('out-of-space', { ...r, ms: Math.round(performance.now() - started), situations, lowWater });
-});
+recordSuiteFigures('out-of-space', () => ({ situations, lowWater }));
 
 test('data full in the middle of writes: ENOSPC_DATA, committed data kept, deleting makes room', () => {
   const { pool, meta, reopen } = newPool(16);

@@ -4,26 +4,15 @@
 // live in metadata-full.test.ts, FIXED BUGS 3-4 in test/fuzz/fuzz-regressions.test.ts; docs/crash-safety.md lists
 // them all. THINPOOL_FIGURES_DIR=<dir>: the tests that passed go to <dir>/crash-suites.json as 'regressions'
 // (recordSuite of scripts/figures-crash-suites.mjs), rendered into docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { CrashClock, CrashDevice } from '../../src/io/crash-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
 const BS = 64 * 1024;
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0, passed: [] as string[] };
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-  if (task.result?.state === 'pass') run.passed.push(task.name);
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('regressions', { ...r, ms: Math.round(performance.now() - started) });
-});
+recordSuiteFigures('regressions', undefined, { passedNames: true });
 
 /**
  * FIXED BUG 1 — found by crash-points (workload seed 20240605, cut at I/O call 31).

@@ -3,31 +3,20 @@
 // naming the structure and the metadata block. THINPOOL_FIGURES_DIR=<dir>: the tests that passed go to
 // <dir>/crash-suites.json as 'fuzz-regressions' (recordSuite of scripts/figures-crash-suites.mjs), rendered into
 // docs/crash-safety.md by scripts/render-figures.mjs.
-import { loadavg } from 'node:os';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { Core } from '../../src/core/wasm.js';
 import { isThinpoolError } from '../../src/errors.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool, type PoolStorage } from '../../src/thin/pool.js';
 import { keepOpen } from '../support/model.js';
+import { recordSuiteFigures } from '../support/suite-figures.js';
 
 const BS = 64 * 1024;
 const SUPERBLOCK_SALT = 160774;
 const NODE_SALT = 121107;
 
-const FIGURES = new URL('../../scripts/figures-crash-suites.mjs', import.meta.url).href;
-const run = { started: 0, loadAtStart: 0, tests: 0, failures: 0, passed: [] as string[] };
-beforeAll(() => Object.assign(run, { started: performance.now(), loadAtStart: loadavg()[0] }));
-afterEach(({ task }) => {
-  run.tests++;
-  if (task.result?.state === 'fail') run.failures++;
-  if (task.result?.state === 'pass') run.passed.push(task.name);
-});
-afterAll(async () => {
-  const { started, ...r } = run;
-  (await import(FIGURES)).recordSuite('fuzz-regressions', { ...r, ms: Math.round(performance.now() - started) });
-});
+recordSuiteFigures('fuzz-regressions', undefined, { passedNames: true });
 
 function smallPool() {
   const meta = new MemoryDevice(1024 * 1024);
