@@ -13,55 +13,15 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ThinpoolError } from '../../src/errors.js';
-import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { CHECK_CACHE_BLOCKS, checkMetadata, checkMetadataDevice } from '../../src/thin/check.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { SUPERBLOCK_SALT } from '../../src/thin/superblock.js';
 import { pool } from '../support/check-pool.js';
 import { patchBlock, setU64 } from '../support/metadata-patch.js';
+import { BlockReadsDevice } from '../support/block-reads.js';
 
 const MiB = 1024 * 1024;
-
-/** A view of a memory device that counts the reads of each 4 KiB block and can fail one read of one block. */
-class CountingDevice implements BlockDevice {
-  readonly reads = new Map<number, number>();
-  /** When set: the read of `block` numbered `at` (0: the next) throws `error`. */
-  failing: { block: number; at: number; error: unknown } | null = null;
-  constructor(readonly inner: MemoryDevice) {}
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  read(buf: Uint8Array, offsetBytes: number): void {
-    const b = offsetBytes / 4096;
-    const n = this.reads.get(b) ?? 0;
-    this.reads.set(b, n + 1);
-    const f = this.failing;
-    if (f !== null && f.block === b && f.at-- === 0) throw f.error;
-    this.inner.read(buf, offsetBytes);
-  }
-  write(buf: Uint8Array, offsetBytes: number): void {
-    this.inner.write(buf, offsetBytes);
-  }
-  flush(): void {
-    this.inner.flush();
-  }
-  resize(sizeBytes: number): void {
-    this.inner.resize(sizeBytes);
-  }
-  discard(offsetBytes: number, lengthBytes: number): boolean {
-    return this.inner.discard(offsetBytes, lengthBytes);
-  }
-  close(): void {
-    this.inner.close();
-  }
-  /** Reads so far, per block, and forget them. */
-  take(): Map<number, number> {
-    const r = new Map(this.reads);
-    this.reads.clear();
-    return r;
-  }
-}
 
 /** Devices 1 (mappings 0..9) and 2 (mappings 0..4) with a held metadata snapshot whose details tree is its own. */
 function heldSnapshot(): { dev: MemoryDevice; md: ThinMetadata; held: NonNullable<ReturnType<ThinMetadata['heldSuperblock']>> } {
@@ -128,7 +88,7 @@ describe('the held snapshot: details and level 0 are compared only when both wer
 describe('checkMetadata', () => {
   test('an error that is not a ThinpoolError, thrown by a read during the check, propagates', () => {
     const { dev, leaves } = pool(1500);
-    const counting = new CountingDevice(dev);
+    const counting = new BlockReadsDevice(dev);
     const md = ThinMetadata.open(counting, { readOnly: true, cacheBlocks: 64 });
     const bug = new TypeError('device bug');
     counting.failing = { block: leaves[1], at: 0, error: bug };
@@ -148,7 +108,7 @@ describe('checkMetadataDevice', () => {
     // 40,000 mappings: about 320 level-1 leaves, more than CHECK_CACHE_BLOCKS; two windows of data blocks, so the
     // second window reads the counted leaves again (through the cache when it still holds them).
     const { dev } = pool(40000);
-    const counting = new CountingDevice(dev);
+    const counting = new BlockReadsDevice(dev);
     const windowBlocks = 20050;
     const clean = (r: { errors: unknown[] }) => expect(r.errors).toEqual([]);
     clean(checkMetadataDevice(counting, { windowBlocks }));
@@ -168,7 +128,7 @@ describe('checkMetadataDevice', () => {
 
   test('an error the open throws with no structure or block is the only error, under "metadata", without a block', () => {
     const { dev } = pool(1500);
-    const counting = new CountingDevice(dev);
+    const counting = new BlockReadsDevice(dev);
     counting.failing = { block: 0, at: 0, error: new ThinpoolError('EIO', 'read failed') };
     expect(checkMetadataDevice(counting)).toStrictEqual({
       ok: false,

@@ -9,57 +9,23 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ThinpoolError } from '../../src/errors.js';
-import type { BlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { BLOCK_TIME } from '../../src/thin/block-time.js';
 import { checkMetadata, checkMetadataDevice } from '../../src/thin/check.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
+import { BlockReadsDevice } from '../support/block-reads.js';
 import { pool } from '../support/check-pool.js';
 import { NODE_SALT, patchBlock, readBlock, setU64, u64, valueOffset } from '../support/metadata-patch.js';
 
 const MiB = 1024 * 1024;
 const L1 = 'mapping tree (level 1)';
 
-/** A device whose read number `failing` (0: the first) of metadata block `block` throws `error`; others pass. */
-class FailingBlock implements BlockDevice {
-  /** Reads of `block` so far, the failed one included. */
-  reads = 0;
-  constructor(
-    readonly inner: MemoryDevice,
-    readonly block: number,
-    readonly error: unknown,
-    readonly failing = 0,
-  ) {}
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  read(buf: Uint8Array, offsetBytes: number): void {
-    if (offsetBytes === this.block * 4096 && this.reads++ === this.failing) throw this.error;
-    this.inner.read(buf, offsetBytes);
-  }
-  write(buf: Uint8Array, offsetBytes: number): void {
-    this.inner.write(buf, offsetBytes);
-  }
-  flush(): void {
-    this.inner.flush();
-  }
-  resize(sizeBytes: number): void {
-    this.inner.resize(sizeBytes);
-  }
-  discard(offsetBytes: number, lengthBytes: number): boolean {
-    return this.inner.discard(offsetBytes, lengthBytes);
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
-
 describe('reads that fail during a check', () => {
   test('a typed error naming no structure is reported under "metadata", prefixed by the tree being walked', () => {
     const { dev, leaves } = pool(1500);
-    const failing = new FailingBlock(dev, leaves[1], new ThinpoolError('EIO', 'read failed'));
+    const failing = new BlockReadsDevice(dev).failReadOf(leaves[1], new ThinpoolError('EIO', 'read failed'));
     const r = checkMetadataDevice(failing);
-    expect(failing.reads).toBe(1);
+    expect(failing.reads.get(leaves[1])).toBe(1);
     expect(r.errors.filter((e) => e.code === 'EIO')).toStrictEqual([
       { code: 'EIO', structure: 'metadata', message: `${L1} of thin device 1: read failed` },
     ]);
@@ -70,23 +36,23 @@ describe('reads that fail during a check', () => {
   test('an error that is not a ThinpoolError is a bug: it propagates out of the check, not reported', () => {
     const { dev, leaves } = pool(1500);
     const bug = new TypeError('device bug');
-    const failing = new FailingBlock(dev, leaves[1], bug);
+    const failing = new BlockReadsDevice(dev).failReadOf(leaves[1], bug);
     let thrown: unknown;
     try {
       checkMetadataDevice(failing);
     } catch (e) {
       thrown = e;
     }
-    expect(failing.reads).toBe(1);
+    expect(failing.reads.get(leaves[1])).toBe(1);
     expect(thrown).toBe(bug);
   });
 
   test('a level-1 leaf that fails when read again for a later window is reported with its block; the rest is checked', () => {
     // 160 leaves: a 64-block cache no longer holds the first when the second window reads the counted leaves again.
     const { dev, leaves } = pool(20000);
-    const failing = new FailingBlock(dev, leaves[0], new ThinpoolError('EIO', 'read failed'), 1);
+    const failing = new BlockReadsDevice(dev).failReadOf(leaves[0], new ThinpoolError('EIO', 'read failed'), 1);
     const r = checkMetadataDevice(failing, { cacheBlocks: 64, windowBlocks: 10050 });
-    expect(failing.reads).toBe(2);
+    expect(failing.reads.get(leaves[0])).toBe(2);
     // Its data blocks (0..125) lie in the first window, counted during the walk: no count differs.
     expect(r.errors).toStrictEqual([{ code: 'EIO', structure: 'metadata', message: `${L1} leaf ${leaves[0]}: read failed` }]);
     expect(r.stats.mappings).toBe(20000);
@@ -109,9 +75,9 @@ describe('reads that fail during a check', () => {
     expect(blocks.at(-1)).toBeLessThan(20100);
     const l0 = md.superblock.dataMappingRoot;
     patchBlock(md, dev, l0, NODE_SALT, (buf) => setU64(buf, valueOffset(buf, 1, 8), root));
-    const failing = new FailingBlock(dev, leaf, new ThinpoolError('EIO', 'read failed'), 1);
+    const failing = new BlockReadsDevice(dev).failReadOf(leaf, new ThinpoolError('EIO', 'read failed'), 1);
     const r = checkMetadataDevice(failing, { cacheBlocks: 64, windowBlocks: 10050 });
-    expect(failing.reads).toBeGreaterThanOrEqual(3);
+    expect(failing.reads.get(leaf)).toBeGreaterThanOrEqual(3);
     expect(r.errors.filter((e) => e.code === 'EIO')).toStrictEqual([
       { code: 'EIO', structure: 'metadata', message: `${L1} of thin device 2: read failed` },
     ]);
