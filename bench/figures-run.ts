@@ -40,3 +40,22 @@ export function recordRun(file: string, as: string, run: Record<string, unknown>
   doc.runs = { ...(doc.runs ?? {}), [as]: { commit: commitMeasured(), date: dateMeasured(), ...run } };
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
 }
+
+/** `--NAME=VALUE` or `--NAME VALUE` from argv (the runner, dist/bench/run.js, passes on only the first form). */
+export function argValue(name: string, argv: readonly string[] = process.argv): string | undefined {
+  const a = argv.find((x) => x.startsWith(`${name}=`));
+  if (a !== undefined) return a.slice(name.length + 1);
+  const i = argv.indexOf(name);
+  return i < 0 ? undefined : argv[i + 1];
+}
+
+/**
+ * Where a bench records its run: `--figures FILE --as NAME` (either form), as { file, as }; an empty object when
+ * not asked. --figures without --as is refused before anything runs.
+ */
+export function figuresTarget(argv: readonly string[] = process.argv): { file?: string; as?: string } {
+  const file = argValue('--figures', argv);
+  const as = argValue('--as', argv);
+  if (file !== undefined && (as === undefined || as === '')) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+  return file === undefined ? {} : { file, as };
+}

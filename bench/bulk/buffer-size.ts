@@ -27,19 +27,13 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median } from '../compare/lib/stats.js';
-import { recordRun } from '../figures-run.js';
+import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 
 const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 const QUICK = argv.includes('--quick');
-const REPS = Number(opt('--reps') ?? (QUICK ? 2 : 5));
-const MIB = Number(opt('--mib') ?? (QUICK ? 64 : 256));
-const FIGURES = opt('--figures');
-const AS = opt('--as');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME');
+const REPS = Number(argValue('--reps') ?? (QUICK ? 2 : 5));
+const MIB = Number(argValue('--mib') ?? (QUICK ? 64 : 256));
+const { file: FIGURES, as: AS } = figuresTarget();
 const KiB = 1024;
 
 const work = argv.includes('--child') ? '' : mkdtempSync(join(process.env.THINPOOL_BENCH_DIR ?? tmpdir(), 'thinpool-bufsize-'));

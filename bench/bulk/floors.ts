@@ -37,7 +37,7 @@ import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readSync, 
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { median } from '../compare/lib/stats.js';
-import { recordRun } from '../figures-run.js';
+import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 import { COPY_BUFFER } from '../../src/cli/bulk.js';
 import { nativeHelpers } from '../../src/io/native.js';
 import { isZero } from '../../src/io/sparse.js';
@@ -48,10 +48,6 @@ const MiB = 1024 * KiB;
 /** The pool's block size (the default of `thinpool init`): export tests zeros block by block. */
 const BLOCK = 64 * KiB;
 const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 
 /** Throw on a helper's -errno. */
 const ok = (n: number, what: string): number => {
@@ -154,10 +150,8 @@ if (childAt >= 0) {
 }
 
 const QUICK = argv.includes('--quick');
-const ROUNDS = Number(opt('--rounds') ?? (QUICK ? 2 : 5));
-const FIGURES = opt('--figures');
-const AS = opt('--as');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME');
+const ROUNDS = Number(argValue('--rounds') ?? (QUICK ? 2 : 5));
+const { file: FIGURES, as: AS } = figuresTarget();
 const DATA = (QUICK ? 32 : 256) * MiB;
 const PIPED = 4 * DATA;
 /** Runs of data in the piped image (speed.ts: 32 runs of 8 MiB in 1 GiB). */

@@ -36,24 +36,18 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { recordRun } from '../figures-run.js';
+import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 import { findRoot, makeImage, sh } from './_image.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const REPS = Number(opt('--reps') ?? (QUICK ? 1 : 3));
-const FIGURES = opt('--figures');
-const AS = opt('--as');
+const REPS = Number(argValue('--reps') ?? (QUICK ? 1 : 3));
+const { file: FIGURES, as: AS } = figuresTarget();
 const GIBS = argv.flatMap((a, i) => (argv[i - 1] === '--gib' ? [Number(a)] : []));
 const SKIP = new Set(argv.flatMap((a, i) => (argv[i - 1] === '--skip' ? [a] : [])));
-const NOTE = opt('--note');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+const NOTE = argValue('--note');
 if (NOTE !== undefined && FIGURES === undefined)
   throw new Error('--note TEXT goes with --figures FILE --as NAME (it is recorded with the run)');
 

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { median } from '../compare/lib/stats.js';
-import { recordRun } from '../figures-run.js';
+import { figuresTarget, recordRun } from '../figures-run.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
@@ -34,13 +34,7 @@ const QUICK = process.argv.includes('--quick');
 const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
 const IMPORT_ONLY = process.argv.includes('--import-only');
 const MiB = 1024 * 1024;
-const opt = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i < 0 ? undefined : process.argv[i + 1];
-};
-const FIGURES = opt('--figures');
-const AS = opt('--as');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+const { file: FIGURES, as: AS } = figuresTarget();
 
 interface E {
   name: string;

@@ -29,7 +29,7 @@ import { main as cli } from '../../src/cli/main.js';
 import { sendStream } from '../../src/stream/send.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
-import { recordRun } from '../figures-run.js';
+import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 
 const execFileP = promisify(execFile);
 
@@ -53,17 +53,7 @@ async function sendTo(pool: ThinPool, snap: string, from: string | undefined, fi
   return n;
 }
 
-/** `--name=value` or `--name value` (through the runner only the first form: it passes only arguments starting with --). */
-function argValue(name: string): string | undefined {
-  const a = process.argv.find((x) => x.startsWith(`${name}=`));
-  if (a !== undefined) return a.slice(name.length + 1);
-  const i = process.argv.indexOf(name);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
-
-const FIGURES = argValue('--figures');
-const AS = argValue('--as');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+const { file: FIGURES, as: AS } = figuresTarget();
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t = performance.now();

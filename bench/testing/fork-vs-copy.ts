@@ -22,22 +22,12 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GoldenStore } from '../../src/testing/index.js';
-import { recordRun } from '../figures-run.js';
+import { figuresTarget, recordRun } from '../figures-run.js';
 
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
 
-/** `--name=value` or `--name value` (through the runner only the first form: it passes only arguments starting with --). */
-function argValue(name: string): string | undefined {
-  const a = process.argv.find((x) => x.startsWith(`${name}=`));
-  if (a !== undefined) return a.slice(name.length + 1);
-  const i = process.argv.indexOf(name);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
-
-const FIGURES = argValue('--figures');
-const AS = argValue('--as');
-if (FIGURES !== undefined && AS === undefined) throw new Error('--figures FILE needs --as NAME (e.g. --as after)');
+const { file: FIGURES, as: AS } = figuresTarget();
 
 /** Repetitions: cp runs per image, and batches (of forks) per median. */
 const CP_REPS = (size: number): number => (quick ? 3 : size >= 1024 * MiB ? 5 : 9);

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { recordRun } from '../../bench/figures-run.js';
+import { argValue, figuresTarget, recordRun } from '../../bench/figures-run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tp-figures-run-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,4 +32,14 @@ test('a file that does not exist yet is created with the one run', () => {
   const file = join(dir, 'new.json');
   recordRun(file, 'first', { y: 1 });
   expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')).runs)).toEqual(['first']);
+});
+
+test('--figures and --as in either form; --figures without --as is refused', () => {
+  expect(figuresTarget(['node', 'b.js'])).toEqual({});
+  expect(figuresTarget(['node', 'b.js', '--figures', 'f.json', '--as', 'x'])).toEqual({ file: 'f.json', as: 'x' });
+  expect(figuresTarget(['node', 'b.js', '--figures=f.json', '--as=x'])).toEqual({ file: 'f.json', as: 'x' });
+  expect(() => figuresTarget(['node', 'b.js', '--figures=f.json'])).toThrow('--figures FILE needs --as NAME');
+  expect(argValue('--reps', ['--reps', '3'])).toBe('3');
+  expect(argValue('--reps', ['--reps=4'])).toBe('4');
+  expect(argValue('--reps', ['--quick'])).toBeUndefined();
 });
