@@ -22,6 +22,8 @@
 // docs/figures/stream.json (docs/cli.md) by `node dist/bench/stream/send.js --start-ceph --figures docs/figures/stream.json --as NAME`;
 // docs/figures/fork-vs-copy.json (docs/testing.md) by `node dist/bench/testing/fork-vs-copy.js --figures docs/figures/fork-vs-copy.json --as NAME`;
 // docs/figures/nbd-tls.json by `node dist/bench/nbd/tls.js --figures=docs/figures/nbd-tls.json --as=NAME`;
+// docs/figures/ab.json (A/B runs of two builds, sections filtered by run name) by `node dist/bench/_ab.js --old REV
+// --figures docs/figures/ab.json --as NAME -- CMD`;
 // README.md's summary table: figures-summary.mjs, from the files above and docs/benchmark-results.json;
 // docs/figures/nbd-speed.json (docs/nbd.md) by `node dist/bench/nbd/speed.js --figures=docs/figures/nbd-speed.json --as=NAME`;
 // docs/figures/rados.json by `node dist/bench/rados/speed.js --quick --figures=docs/figures/rados.json --as=NAME`;
@@ -34,6 +36,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { abRuns } from './figures-ab.mjs';
 import { bulk, bulkHeadline } from './figures-bulk.mjs';
 import { bulkBuffer, bulkFloors } from './figures-bulk-probes.mjs';
 import { CRASH_SUITES_COMMAND, crashSuites } from './figures-crash-suites.mjs';
@@ -399,6 +402,14 @@ const SECTIONS = [
     json: 'images.json',
     render: images,
     missing: 'No run recorded yet: `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME` records one.',
+  },
+  {
+    doc: 'docs/images.md',
+    name: 'images-ab',
+    json: 'ab.json',
+    render: (f) => abRuns(f, 'images-'),
+    missing:
+      'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as images-NAME -- CMD` records one.',
   },
   { doc: 'docs/benchmarks.md', name: 'containerd', json: 'containerd.json', render: containerdRuns, optional: true },
   // README's headline table reads the files it needs itself (each row says how to record what is missing).
