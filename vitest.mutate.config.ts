@@ -42,6 +42,7 @@ export default defineConfig({
           'test/thin/data-path-writes.test.ts',
           'test/thin/pending-copies.test.ts',
           'test/thin/pending-copies-ranges.test.ts',
+          'test/thin/data-flush.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/thin/dump-pieces.test.ts',

@@ -43,14 +43,14 @@ async function rejection(p: Promise<unknown>): Promise<string> {
 }
 
 /** A data device over `dev` that also takes asynchronous requests (as a RADOS device), counting them. */
-function asyncDevice(dev: MemoryDevice) {
+function asyncDevice(dev: MemoryDevice, writeBackBytes = 0) {
   const calls = { reads: 0, writes: 0 };
   const data = {
     ...keepOpen(dev),
     get sizeBytes() {
       return dev.sizeBytes;
     },
-    writeBackBytes: 0,
+    writeBackBytes,
     readAsync: async (b: Uint8Array, o: number) => {
       calls.reads++;
       dev.read(b, o);
@@ -214,18 +214,19 @@ test('an unclean stop: a writable open releases the uncommitted blocks, a read-o
   );
   w.commitSync();
   expect(w.releaseUncommittedSync()).toBe(30);
-  expect(w.asyncData).toBe(false);
+  expect([w.asyncData, w.writeBackBytes], 'a plain data device: no asynchronous path, no write-back').toEqual([false, 0]);
   w.closeSync();
   const plain = ThinPool.openStorage(d.storage());
   expect(plain.releasedOnOpen).toBe(0);
   plain.closeSync();
 });
 
-test('a data device that takes asynchronous requests: volumes read and write through the asynchronous path', async () => {
+test('a data device that takes asynchronous requests: volumes read and write through the asynchronous path; its write-back size', async () => {
   const d = devices();
-  const { data, calls } = asyncDevice(d.data);
+  const { data, calls } = asyncDevice(d.data, 8 << 20);
   const pool = ThinPool.formatStorage({ ...d.storage(), data }, { size: 32 * BS, blockSize: BS });
   expect(pool.asyncData).toBe(true);
+  expect(pool.writeBackBytes, 'what the device may answer before it has it').toBe(8 << 20);
   const v = pool.createThinSync('v', { size: 4 * BS });
   await v.write(fill(2 * BS, 1), BS);
   await v.write(fill(100, 2), BS + 10); // in place, in a mapped block
