@@ -57,25 +57,31 @@ function runChange<T>(s: PoolState, fn: () => T, headroom: boolean, reserve: boo
         : `pool is ${s.md.mode === 'fail' ? 'failed' : 'read-only'}`,
     );
   }
-  if (headroom) ensureMetadataHeadroom(s);
-  const run = (): T => {
-    try {
-      const result = fn();
-      checkSpace(s);
-      return result;
-    } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) {
-        // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
-        s.md.mode = 'fail';
-        throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
-      }
-      if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
-        abortToNeedsCheck(s);
-      }
-      throw e;
+  // One operation for the event gate (event-gate.ts): a threshold this change crosses reaches listeners when the
+  // outermost operation ends, never between the steps of one (a data block allocated and not yet mapped).
+  return s.gate.operation(() => {
+    if (headroom) ensureMetadataHeadroom(s);
+    return reserve ? s.md.usingMetadataReserve(() => runFn(s, fn)) : runFn(s, fn);
+  });
+}
+
+/** fn, then the threshold check; a failure fails, aborts or leaves the transaction as the contract says. */
+function runFn<T>(s: PoolState, fn: () => T): T {
+  try {
+    const result = fn();
+    checkSpace(s);
+    return result;
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      // A trap leaves the core's state unknown: refuse all further work until the pool is reopened.
+      s.md.mode = 'fail';
+      throw new ThinpoolError('EFAILED', `the WASM core trapped (${e.message}); the pool has failed: close and reopen it`, { cause: e });
     }
-  };
-  return reserve ? s.md.usingMetadataReserve(run) : run();
+    if (!(isThinpoolError(e) && CLEAN_ERRORS.has(e.code))) {
+      abortToNeedsCheck(s);
+    }
+    throw e;
+  }
 }
 
 /** Abort to the last commit (metadata and catalog) and set needs_check. */

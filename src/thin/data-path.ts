@@ -138,6 +138,11 @@ export class DataPath {
   }
 
   private writeLoop(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
+    // One operation (event-gate.ts): listeners hear of thresholds and growth once every block is mapped.
+    this.s.gate.operation(() => this.writeBlocks(id, buf, offset, io));
+  }
+
+  private writeBlocks(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
     const s = this.s;
     s.alive();
     const bs = s.blockSize;
@@ -175,6 +180,10 @@ export class DataPath {
   }
 
   discardData(id: number, offset: number, length: number): void {
+    this.s.gate.operation(() => this.discardBlocks(id, offset, length));
+  }
+
+  private discardBlocks(id: number, offset: number, length: number): void {
     const bs = this.s.blockSize;
     const firstFull = Math.ceil(offset / bs);
     const endFull = Math.floor((offset + length) / bs);
@@ -199,6 +208,10 @@ export class DataPath {
 
   /** Zero a byte range of a volume through the write path (only mapped blocks need it). */
   zeroRange(id: number, offset: number, length: number): void {
+    this.s.gate.operation(() => this.zeroBlocks(id, offset, length));
+  }
+
+  private zeroBlocks(id: number, offset: number, length: number): void {
     const bs = this.s.blockSize;
     let done = 0;
     while (done < length) {

@@ -38,7 +38,7 @@ export function grow(s: PoolState, opts: ExtendOptions, auto: boolean): void {
       s.dataDirty = true; // the commit's data flush makes the new size durable before the metadata claims it
       change(s, () => s.md.extendData(nr));
       commit(s);
-      s.events.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr, auto });
+      s.gate.emit('extended', { resource: 'data', fromBlocks: old, toBlocks: nr, auto });
     }
   }
   if (opts.metadataSize !== undefined) {
@@ -51,7 +51,7 @@ export function grow(s: PoolState, opts: ExtendOptions, auto: boolean): void {
       s.storage.metadata.resize(nr * 4096);
       s.md = ThinMetadata.open(s.storage.metadata, { cacheBlocks, mappingCacheEntries, growTo: nr });
       commit(s);
-      s.events.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr, auto });
+      s.gate.emit('extended', { resource: 'metadata', fromBlocks: old, toBlocks: nr, auto });
     }
   }
 }

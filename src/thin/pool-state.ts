@@ -19,6 +19,7 @@ import { HighWater, type HighWaterStore } from './high-water.js';
 import type { ThinMetadata } from './metadata.js';
 import { PendingCopies } from './pending-copies.js';
 import { mergeSpaceSettings, ThresholdTracker, type SpaceSettings, type ThresholdEvent } from './space-policy.js';
+import { EventGate } from './event-gate.js';
 
 export interface PoolStorage {
   metadata: BlockDevice;
@@ -55,6 +56,8 @@ export class PoolState {
   readonly storage: PoolStorage;
   /** The pool object: events are emitted on it. */
   readonly events: EventEmitter<PoolEvents>;
+  /** Events go through the gate: delivered when the operation that raised them ends (event-gate.ts). */
+  readonly gate: EventGate<PoolEvents>;
   md: ThinMetadata;
   readonly blockSize: number;
   catalog: CatalogData;
@@ -79,6 +82,7 @@ export class PoolState {
     this.blockSize = md.dataBlockSectors * 512;
     this.catalog = catalog;
     this.events = events;
+    this.gate = new EventGate(events);
     this.highWater = new HighWater(storage.highWater);
     this.pending = new PendingCopies(this.blockSize, {
       copy: (src, dst, length) => {

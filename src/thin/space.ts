@@ -31,10 +31,10 @@ export function checkSpace(s: PoolState): void {
   const dataUsed = md.dataUsedBlocks;
   const dataTotal = md.nrDataBlocks;
   const t = s.thresholds.update('data', set.thresholds.data, dataUsed, dataTotal);
-  if (t !== null) s.events.emit('threshold', { resource: 'data', threshold: t, usedBlocks: dataUsed, totalBlocks: dataTotal });
+  if (t !== null) s.gate.emit('threshold', { resource: 'data', threshold: t, usedBlocks: dataUsed, totalBlocks: dataTotal });
   const meta = metadataUse(s);
   const tm = s.thresholds.update('metadata', set.thresholds.metadata, meta.used, meta.usable);
-  if (tm !== null) s.events.emit('threshold', { resource: 'metadata', threshold: tm, usedBlocks: meta.used, totalBlocks: meta.usable });
+  if (tm !== null) s.gate.emit('threshold', { resource: 'metadata', threshold: tm, usedBlocks: meta.used, totalBlocks: meta.usable });
 }
 
 /** Discard passdown: release data blocks freed by the commit that just landed (never before it). */
@@ -63,7 +63,7 @@ function releaseRuns(s: PoolState, sorted: number[], onProgress?: (done: number,
     if (s.storage.data.discard(sorted[i] * bs, (j - i) * bs)) released += j - i;
     else if (!s.warnedNoPunch) {
       s.warnedNoPunch = true;
-      s.events.emit('warning', {
+      s.gate.emit('warning', {
         code: 'NO_PUNCH_HOLE',
         message: 'the data device cannot release space (no hole punching here): freed blocks stay allocated in the data file',
       });

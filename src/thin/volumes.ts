@@ -320,29 +320,32 @@ export class Volumes {
     const tail = volSize > snapSize && snapSize % bs !== 0 ? s.md.lookup(sid, tailBlock) : null;
     // Room for the whole change now (a commit here is still before it).
     if (s.md.mode === 'write' && s.md.metadataFreeBlocks < 2 * OP_METADATA_MARGIN && s.md.dirty) commit(s);
-    const fresh = tail !== null ? this.data.headCopy(tail.dblock, snapSize - tailBlock * bs) : -1;
-    try {
-      change(
-        s,
-        () => {
-          s.md.rollbackDevice(id, sid);
-          if (fresh >= 0) s.md.insertMapping(id, tailBlock, fresh);
-          if (volSize < snapSize) {
-            const doomed: number[] = [];
-            s.md.forEachMappingIn(id, Math.ceil(volSize / bs), Number.MAX_SAFE_INTEGER, (v) => {
-              doomed.push(v);
-            });
-            for (const v of doomed) s.md.removeMapping(id, v);
-          }
-          s.catalogDirty = true;
-        },
-        true,
-      );
-    } catch (e) {
-      // A clean refusal leaves the transaction as it was: give the copy's block back.
-      if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.releaseDataBlock(fresh), true);
-      throw e;
-    }
+    // One operation (event-gate.ts): the tail's copy and the change that maps it, with no listener between.
+    s.gate.operation(() => {
+      const fresh = tail !== null ? this.data.headCopy(tail.dblock, snapSize - tailBlock * bs) : -1;
+      try {
+        change(
+          s,
+          () => {
+            s.md.rollbackDevice(id, sid);
+            if (fresh >= 0) s.md.insertMapping(id, tailBlock, fresh);
+            if (volSize < snapSize) {
+              const doomed: number[] = [];
+              s.md.forEachMappingIn(id, Math.ceil(volSize / bs), Number.MAX_SAFE_INTEGER, (v) => {
+                doomed.push(v);
+              });
+              for (const v of doomed) s.md.removeMapping(id, v);
+            }
+            s.catalogDirty = true;
+          },
+          true,
+        );
+      } catch (e) {
+        // A clean refusal leaves the transaction as it was: give the copy's block back.
+        if (fresh >= 0 && s.md.mode === 'write') change(s, () => s.md.releaseDataBlock(fresh), true);
+        throw e;
+      }
+    });
   }
 
   list(): VolumeInfo[] {

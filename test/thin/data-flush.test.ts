@@ -1,13 +1,12 @@
 // Every byte written to the data device since its last flush is flushed by the next commit (in read-only mode
 // too), in the corners of the deferred copy-on-write (src/thin/pending-copies.ts), where a block's bytes reach the
-// device after the write that made it: a commit made by a 'threshold' listener in the middle of a write (pool
-// events are emitted synchronously, inside the operation), after a write of whole granules into a shared block
-// maps its new block and before the pool records what that block still owes, so that the copy and the held
-// granules, or the block written whole by later writes, come after that commit's flush; and an owed copy that
-// fails, the transaction then aborted (the copy dropped), with in-place writes still unflushed. Each case
-// crashes the devices after the commit, losing every unflushed write, and reopens them. A crash between the
-// listener's commit and the next one is not tested: the listener's commit has landed the new block's mapping while
-// its bytes are still held, and the block reads back as the data device had it (docs/testing-the-engine.md, pool-state.ts).
+// device after the write that made it: a commit made by a 'threshold' listener right after a write of whole
+// granules into a shared block (events reach listeners when the operation that raised them ends:
+// src/thin/event-gate.ts; before FIXED BUG 9 they came in its middle, between the mapping of the new block and the
+// record of what it owes), so that the copy and the held granules, or the block written whole by later writes,
+// must be flushed by a later commit; and an owed copy that fails, the transaction then aborted (the copy dropped),
+// with in-place writes still unflushed. Each case crashes the devices after the commit, losing every unflushed
+// write, and reopens them. A crash right after the listener's own commit: test/thin/event-gate.test.ts.
 import { expect, test } from 'vitest';
 import { CrashClock, CrashDevice } from '../../src/io/crash-device.js';
 import { FaultDevice } from '../../src/io/fault-device.js';
