@@ -138,11 +138,6 @@ export class DataPath {
   }
 
   private writeLoop(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
-    // One operation (event-gate.ts): listeners hear of thresholds and growth once every block is mapped.
-    this.s.gate.operation(() => this.writeBlocks(id, buf, offset, io));
-  }
-
-  private writeBlocks(id: number, buf: Uint8Array, offset: number, io: ((part: Uint8Array, pos: number) => void) | null): void {
     const s = this.s;
     s.alive();
     const bs = s.blockSize;
@@ -171,7 +166,13 @@ export class DataPath {
         s.dataDirty = true;
         s.storage.data.write(buf.subarray(done, done + n), m.dblock * bs + within);
       } else if (io === null && m === null && within === 0 && buf.length - done >= 2 * bs && md.mode === 'write') {
-        n = this.provisionRun(id, vblock, buf.subarray(done, done + Math.floor((buf.length - done) / bs) * bs));
+        // One operation (event-gate.ts): listeners hear of thresholds and growth once the run is mapped.
+        s.gate.enter();
+        try {
+          n = this.provisionRun(id, vblock, buf.subarray(done, done + Math.floor((buf.length - done) / bs) * bs));
+        } finally {
+          s.gate.leave();
+        }
       } else {
         this.writeBlock(id, vblock, within, buf.subarray(done, done + n), m);
       }
@@ -245,6 +246,22 @@ export class DataPath {
       return;
     }
     if (md.mode !== 'write') change(s, () => undefined); // refuses with the mode's error
+    // One operation (event-gate.ts): listeners hear of thresholds and growth once the block is mapped and what it
+    // owes is recorded.
+    s.gate.enter();
+    try {
+      this.provisionBlock(id, vblock, within, part, m);
+    } finally {
+      s.gate.leave();
+    }
+  }
+
+  /** writeBlock into a new data block: allocated, written (or its copy deferred), mapped. */
+  private provisionBlock(id: number, vblock: number, within: number, part: Uint8Array, m: (Mapping & { shared: boolean }) | null): void {
+    const s = this.s;
+    const md = s.md;
+    const bs = s.blockSize;
+    const data = s.storage.data;
     // Copy-on-write of whole granules is deferred: the bytes are held until the block is copied (pending-copies.ts).
     const defer = m !== null && s.pending.canDefer(within, part.length);
     if (m && s.pending.size !== 0) s.pending.settle(m.dblock); // what is copied from it must be whole

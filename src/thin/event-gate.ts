@@ -37,13 +37,25 @@ export class EventGate<E extends Record<keyof E, unknown[]>> {
 
   /** Run fn as an operation; the outermost one delivers what was queued when it ends. */
   operation<T>(fn: () => T): T {
-    this.#depth++;
+    this.enter();
     try {
       return fn();
     } finally {
-      this.#depth--;
-      if (this.#depth === 0) this.#flush();
+      this.leave();
     }
+  }
+
+  /**
+   * The same as operation() without a closure, for the write path: `enter()` then, in a `finally`, `leave()`
+   * (every enter must be left once).
+   */
+  enter(): void {
+    this.#depth++;
+  }
+
+  leave(): void {
+    this.#depth--;
+    if (this.#depth === 0 && this.#queued.length !== 0) this.#flush();
   }
 
   #flush(): void {
