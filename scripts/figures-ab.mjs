@@ -19,7 +19,7 @@ export function abRuns(f, prefix) {
     '|---|---|---|---|---:|---:|---:|---|',
     ...rows.map(
       ([k, r]) =>
-        `| ${k} (${r.date}) | \`${r.command.replace(/\|/g, '\\|')}\` | ${r.old} | ${r.new === 'tree' ? `${r.commit} (tree)` : r.new} | ${ms(median(r.oldMs))} | ${ms(median(r.newMs))} | **${(median(r.newMs) / median(r.oldMs)).toFixed(2)}** | ${r.runs}, ${r.loadAverage.join(' -> ')} |`,
+        `| ${k} (${r.date}) | \`${r.command.replace(/\|/g, '\\|')}\`${r.setup ? ` (before each, untimed: \`${r.setup.replace(/\|/g, '\\|')}\`)` : ''} | ${r.old} | ${r.new === 'tree' ? `${r.commit} (tree)` : r.new} | ${ms(median(r.oldMs))} | ${ms(median(r.newMs))} | **${(median(r.newMs) / median(r.oldMs)).toFixed(2)}** | ${r.runs}, ${r.loadAverage.join(' -> ')} |`,
     ),
   ].join('\n');
 }

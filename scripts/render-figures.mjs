@@ -404,6 +404,13 @@ const SECTIONS = [
     missing: 'No run recorded yet: `node dist/bench/images/import.js --figures docs/figures/images.json --as NAME` records one.',
   },
   {
+    doc: 'docs/benchmarks-engine.md',
+    name: 'engine-ab',
+    json: 'ab.json',
+    render: (f) => abRuns(f, 'engine-'),
+    missing: 'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as engine-NAME -- CMD` records one.',
+  },
+  {
     doc: 'docs/images.md',
     name: 'images-ab',
     json: 'ab.json',
