@@ -408,7 +408,8 @@ const SECTIONS = [
     name: 'engine-ab',
     json: 'ab.json',
     render: (f) => abRuns(f, 'engine-'),
-    missing: 'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as engine-NAME -- CMD` records one.',
+    missing:
+      'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as engine-NAME -- CMD` records one.',
   },
   {
     doc: 'docs/images.md',

@@ -11,7 +11,6 @@ import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { checkMetadataDevice } from '../../src/thin/check.js';
 import { fill, keepOpen, readBytes, sameBytes } from '../support/model.js';
-import { typedError } from '../support/thrown.js';
 
 const BS = 64 * 1024;
 
