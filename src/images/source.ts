@@ -189,8 +189,11 @@ async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
  */
 async function tarNames(path: string): Promise<Set<string>> {
   const names = new Set<string>();
+  // readTar leaves its input where the archive ends: closed here, with the file handle it holds (else Node closes
+  // it on garbage collection, with a warning on stderr).
+  const chunks = (await layerChunks(path))[Symbol.asyncIterator]();
   try {
-    for await (const e of readTar(await layerChunks(path))) {
+    for await (const e of readTar({ [Symbol.asyncIterator]: () => chunks })) {
       names.add(cleanPath(e.header.name));
       if (names.size > 64 && !names.has('/manifest.json') && !names.has('/oci-layout')) {
         // A layer tarball with many entries: image archives hold few names at the top (blobs/, manifest.json).
@@ -201,6 +204,8 @@ async function tarNames(path: string): Promise<Set<string>> {
   } catch (e) {
     if (e instanceof ThinpoolError) throw e;
     throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
+  } finally {
+    await chunks.return?.(undefined).catch(() => undefined);
   }
   return names;
 }
