@@ -181,10 +181,6 @@ export class DataPath {
   }
 
   discardData(id: number, offset: number, length: number): void {
-    this.s.gate.operation(() => this.discardBlocks(id, offset, length));
-  }
-
-  private discardBlocks(id: number, offset: number, length: number): void {
     const bs = this.s.blockSize;
     const firstFull = Math.ceil(offset / bs);
     const endFull = Math.floor((offset + length) / bs);
@@ -209,10 +205,6 @@ export class DataPath {
 
   /** Zero a byte range of a volume through the write path (only mapped blocks need it). */
   zeroRange(id: number, offset: number, length: number): void {
-    this.s.gate.operation(() => this.zeroBlocks(id, offset, length));
-  }
-
-  private zeroBlocks(id: number, offset: number, length: number): void {
     const bs = this.s.blockSize;
     let done = 0;
     while (done < length) {

@@ -12,6 +12,9 @@
  *   the queued events are delivered in the order raised. A listener that itself runs an operation has its events
  *   delivered at that operation's end, after those queued before them. An error thrown by a listener reaches the
  *   caller of the operation, after the operation's work is done (it cannot abort a transaction half-way).
+ * - The operations: every metadata change (commit.ts), a write's provisioning of a block or of a run of blocks
+ *   from its allocation to its mapping (data-path.ts), a rollback from its tail's copy to its change
+ *   (volumes.ts). Between two operations the pool is whole, so a listener may act there.
  * - Only synchronous sections are operations: an asynchronous write provisions synchronously (data-path.ts), so
  *   an operation never spans an await and events are never held back by I/O in flight.
  */
