@@ -63,22 +63,22 @@ export function bulkBuffer(f) {
 /** A time: ms under a second. */
 const time = (s) => (s === null || s === undefined ? '-' : s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`);
 
-/** The probes' rows: label and how a run's cell is made from its medians `m` (seconds per probe key). */
+/** The probes' rows: the probe's key in a run's medians (seconds), its label, and whether its cell adds the MB/s. */
 const PROBE_ROWS = [
-  ['`node -e ""`: Node\'s start-up, which any Node command line pays', (m) => time(m.nodeStartup)],
-  ["`thinpool ls POOL`: a whole command on the pool (start-up, the CLI's modules, the pool's open)", (m) => time(m.thinpoolLs)],
-  ["the pool's open alone in a fresh process (read-only open, the volume's map, close)", (m) => time(m.poolOpen)],
-  ['`cp --sparse=always` of the data file', (m) => time(m.cp)],
-  ['Node, pread + pwrite in batches (native helper)', (m) => time(m.loopReadWrite)],
-  ["Node, pread + zero test per block + pwrite of the non-zero runs (export's loop)", (m) => time(m.loopReadZeroWrite)],
-  ['Node, `copy_file_range` in batches (nothing read into the process)', (m) => time(m.loopCopyRange)],
-  ['Node, pread + zero test per block + `copy_file_range` of the non-zero runs', (m) => time(m.loopReadZeroCopyRange)],
-  ['`cat raw.img > /dev/null`', (m) => time(m.catToNull)],
-  ['`cat raw.img \\| cat > /dev/null`', (m) => time(m.catPipeCat)],
-  ["`cat raw.img > file` (write's reference)", (m) => time(m.catToFile)],
-  ["`cat raw.img \\| dd bs=64K iflag=fullblock conv=sparse,fdatasync` (write's like-for-like reference)", (m) => time(m.ddSparseFdatasync)],
-  ["`dd oflag=direct bs=8M` of the data file (the disk's direct write rate)", (m, r) => rate(m.ddDirect, r)],
-  ['`dd conv=fdatasync bs=128K` of the data file (page-cache writes, then a flush)', (m, r) => rate(m.ddFdatasync, r)],
+  ['nodeStartup', '`node -e ""`: Node\'s start-up, which any Node command line pays'],
+  ['thinpoolLs', "`thinpool ls POOL`: a whole command on the pool (start-up, the CLI's modules, the pool's open)"],
+  ['poolOpen', "the pool's open alone in a fresh process (read-only open, the volume's map, close)"],
+  ['cp', '`cp --sparse=always` of the data file'],
+  ['loopReadWrite', 'Node, pread + pwrite in batches (native helper)'],
+  ['loopReadZeroWrite', "Node, pread + zero test per block + pwrite of the non-zero runs (export's loop)"],
+  ['loopCopyRange', 'Node, `copy_file_range` in batches (nothing read into the process)'],
+  ['loopReadZeroCopyRange', 'Node, pread + zero test per block + `copy_file_range` of the non-zero runs'],
+  ['catToNull', '`cat raw.img > /dev/null`'],
+  ['catPipeCat', '`cat raw.img \\| cat > /dev/null`'],
+  ['catToFile', "`cat raw.img > file` (write's reference)"],
+  ['ddSparseFdatasync', "`cat raw.img \\| dd bs=64K iflag=fullblock conv=sparse,fdatasync` (write's like-for-like reference)"],
+  ['ddDirect', "`dd oflag=direct bs=8M` of the data file (the disk's direct write rate)", true],
+  ['ddFdatasync', '`dd conv=fdatasync bs=128K` of the data file (page-cache writes, then a flush)', true],
 ];
 const rate = (s, r) => (s === null || s === undefined ? '-' : `${time(s)} (${((r.dataMiB * 1048576) / s / 1e6).toFixed(0)} MB/s)`);
 
@@ -161,7 +161,9 @@ export function bulkFloors(f) {
     '',
     `| probe | ${names.join(' | ')} |`,
     `|---|${names.map(() => '---:|').join('')}`,
-    ...PROBE_ROWS.map(([label, cell]) => `| ${label} | ${names.map((k) => cell(ms[k], f.runs[k])).join(' | ')} |`),
+    ...PROBE_ROWS.map(
+      ([key, label, mbs]) => `| ${label} | ${names.map((k) => (mbs ? rate(ms[k][key], f.runs[k]) : time(ms[k][key]))).join(' | ')} |`,
+    ),
   ];
   // The pipe reads: one row per setting of the newest run (the line's time, and the child's read loop alone).
   for (const p of f.runs[names.at(-1)].pipeReads) {

@@ -1,13 +1,10 @@
 /**
  * Shared by the bulk benches (bench/bulk/speed.ts, bench/bulk/floors.ts); a helper, never run by the runner (its
  * name starts with `_`). Owns: the raw image they copy (`makeImage`: random data in evenly spread runs, the rest
- * holes; dense when the runs fill it), the repository root (`findRoot`, to reach bin/thinpool.js and dist/), and
- * the shell quoting of the command lines they time (`sh`).
+ * holes; dense when the runs fill it) and the shell quoting of the command lines they time (`sh`).
  */
 import { randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 
 /**
  * A sparse raw image: `runs` runs of random data of `runLen` bytes spread evenly over `size` bytes (the last run
@@ -27,17 +24,6 @@ export function makeImage(path: string, size: number, runs: number, runLen: numb
   } finally {
     closeSync(fd);
   }
-}
-
-/** The repository root: the nearest directory above this module holding package.json. */
-export function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found');
-    dir = up;
-  }
-  return dir;
 }
 
 /** `s` quoted for sh. */

@@ -41,7 +41,8 @@ import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 import { COPY_BUFFER } from '../../src/cli/bulk.js';
 import { nativeHelpers } from '../../src/io/native.js';
 import { isZero } from '../../src/io/sparse.js';
-import { findRoot, makeImage, sh } from './_image.js';
+import { findRoot } from '../_root.js';
+import { makeImage, sh } from './_image.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -37,7 +37,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { argValue, figuresTarget, recordRun } from '../figures-run.js';
-import { findRoot, makeImage, sh } from './_image.js';
+import { findRoot } from '../_root.js';
+import { makeImage, sh } from './_image.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -12,7 +12,8 @@ import { checkMetadataDevice } from '../../src/thin/check.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { fill, keepOpen } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
-import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool, read } from './space-harness.js';
+import { BS, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool, read } from './space-harness.js';
+import { codeOf } from '../support/thrown.js';
 import { recordSuiteFigures } from '../support/suite-figures.js';
 
 /** What the tests did with the metadata device full (or short), counted as they did it. */
@@ -64,7 +65,7 @@ test('a rollback when metadata is full works: it frees the blocks the volume wro
   r.writeSync(fill(2 * BS, 2), 0); // both blocks copied: r's own now
   pool.commitSync();
   let err = 'ok';
-  for (let i = 0; err === 'ok'; i++) err = code(() => pool.createThinSync(`f${i}`, { size: BS }));
+  for (let i = 0; err === 'ok'; i++) err = codeOf(() => pool.createThinSync(`f${i}`, { size: BS }));
   expect(err).toBe('ENOSPC_METADATA');
   pool.commitSync();
   const used = pool.status().dataBlocks.used;
@@ -113,7 +114,7 @@ test('FIXED BUG 7: a metadata threshold crossed by creates alone is reported', (
   pool.configureSpace({ thresholds: { data: [99], metadata: [20, 40] } });
   const ev: Ev[] = [];
   pool.on('threshold', (e) => ev.push(e));
-  for (let i = 0; i < 400 && code(() => pool.createThinSync(`v${i}`, { size: BS })) === 'ok'; i++) {
+  for (let i = 0; i < 400 && codeOf(() => pool.createThinSync(`v${i}`, { size: BS })) === 'ok'; i++) {
     did.creates++;
     if (i % 10 === 9) pool.commitSync();
   }

@@ -11,7 +11,8 @@
 import { expect, test } from 'vitest';
 import { fill } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
-import { BS, code, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool } from './space-harness.js';
+import { BS, type Ev, expectBytes, expectHealthy, fullMetadataPool, newPool } from './space-harness.js';
+import { codeOf } from '../support/thrown.js';
 import { recordSuiteFigures } from '../support/suite-figures.js';
 
 /** The out-of-space situations and the low-water cases checked, by kind: counted when their checks passed. */
@@ -41,13 +42,13 @@ test('data full in the middle of writes: ENOSPC_DATA, committed data kept, delet
     bBytes.set(d, blk * BS);
   }
   expect(
-    code(() => b.writeSync(fill(100, 9), 8 * BS + 7)),
+    codeOf(() => b.writeSync(fill(100, 9), 8 * BS + 7)),
     'a write to a new block when the data device is full',
   ).toBe('ENOSPC_DATA');
   checked('data full in writes');
   // A write spanning a provisioned and a new block: the first part lands, the second is refused.
   const span = fill(2000, 10);
-  expect(code(() => b.writeSync(span, 8 * BS - 1000))).toBe('ENOSPC_DATA');
+  expect(codeOf(() => b.writeSync(span, 8 * BS - 1000))).toBe('ENOSPC_DATA');
   bBytes.set(span.subarray(0, 1000), 8 * BS - 1000);
   checked('data full in writes');
   // In-place writes to provisioned blocks still work.
@@ -90,11 +91,11 @@ test('data full while breaking sharing with a snapshot: ENOSPC_DATA, snapshot an
     aBytes.set(d, blk * BS + 10);
   }
   expect(
-    code(() => a.writeSync(fill(500, 300), 6 * BS + 10)),
+    codeOf(() => a.writeSync(fill(500, 300), 6 * BS + 10)),
     'copy-on-write with no free block',
   ).toBe('ENOSPC_DATA');
   expect(
-    code(() => pool.volume('s').writeSync(fill(10, 301), 9 * BS)),
+    codeOf(() => pool.volume('s').writeSync(fill(10, 301), 9 * BS)),
     'a write to the snapshot',
   ).toBe('ENOSPC_DATA');
   // A snapshot needs no data block: it still succeeds when the data device is full.
@@ -126,12 +127,12 @@ test('metadata full: ENOSPC_METADATA for creates, snapshots and writes; pool con
   expect(names.length).toBeGreaterThan(10);
   checked('metadata full in create / snapshot / write');
   expect(
-    code(() => pool.snapshotSync('v0', 'snap')),
+    codeOf(() => pool.snapshotSync('v0', 'snap')),
     'a snapshot when metadata is full',
   ).toBe('ENOSPC_METADATA');
   checked('metadata full in create / snapshot / write');
   expect(
-    code(() => pool.volume('v9').writeSync(fill(10, 1), 0)),
+    codeOf(() => pool.volume('v9').writeSync(fill(10, 1), 0)),
     'a write to a new block when metadata is full',
   ).toBe('ENOSPC_METADATA');
   checked('metadata full in create / snapshot / write');
@@ -174,7 +175,7 @@ test('low-water mark, data: each threshold reported once when crossed, in status
   // status().lowWater.data after each block written (block n+1 in use).
   expect(levels).toEqual([0, 0, 0, 0, 25, 25, 25, 25, 25, 50, 50, 50, 50, 50, 75, 75, 75, 75, 75, 75]);
   expect(
-    code(() => a.writeSync(fill(10, 1), 0)),
+    codeOf(() => a.writeSync(fill(10, 1), 0)),
     'in place when full',
   ).toBe('ok');
   want.set(fill(10, 1), 0);
@@ -213,10 +214,10 @@ test('low-water mark, metadata: thresholds reported while writes fill the metada
   let err = 'ok';
   // One volume with a block written each: metadata grows through creates and the mappings of the writes.
   for (let i = 0; i < 400 && err === 'ok'; i++) {
-    err = code(() => pool.createThinSync(`v${i}`, { size: BS }));
+    err = codeOf(() => pool.createThinSync(`v${i}`, { size: BS }));
     if (err === 'ok') {
       const d = fill(64, i);
-      err = code(() => pool.volume(`v${i}`).writeSync(d, 0));
+      err = codeOf(() => pool.volume(`v${i}`).writeSync(d, 0));
       const b = new Uint8Array(BS);
       if (err === 'ok') b.set(d, 0);
       want.set(`v${i}`, b);
@@ -265,7 +266,7 @@ test('auto-extend: the pool grows at the low-water mark, up to its maximum, then
   let blk = 0;
   for (; blk < 32 && err === 'ok'; blk++) {
     const d = fill(300, 500 + blk);
-    err = code(() => a.writeSync(d, blk * BS + 7));
+    err = codeOf(() => a.writeSync(d, blk * BS + 7));
     if (err === 'ok') want.set(d, blk * BS + 7);
   }
   expect(err, 'full once grown to the maximum').toBe('ENOSPC_DATA');

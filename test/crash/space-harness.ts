@@ -1,5 +1,5 @@
 // Out of space and metadata full, shared by out-of-space.test.ts and metadata-full.test.ts: a small pool on memory
-// devices (with a reopen over the same images), the error code an operation ends with, the expectations every
+// devices (with a reopen over the same images), the expectations every
 // case makes (bytes of a volume, pool still writable with needs_check clear and a clean checker), and a pool whose
 // metadata device is filled with 1-block volumes until ENOSPC_METADATA.
 import { expect } from 'vitest';
@@ -21,9 +21,6 @@ export function newPool(dataBlocks: number, metaBytes = 1024 * 1024) {
   const reopen = () => ThinPool.openStorage({ metadata: keepOpen(meta), data: keepOpen(data), catalog });
   return { pool, meta, reopen };
 }
-
-/** The code of the ThinpoolError fn throws, 'ok' when it returns (anything else is rethrown): codeOf of support/thrown.ts. */
-export { codeOf as code } from '../support/thrown.js';
 
 export function read(p: ThinPool, name: string): Uint8Array {
   const v = p.volume(name);

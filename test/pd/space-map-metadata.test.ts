@@ -7,7 +7,8 @@ import { Core } from '../../src/core/wasm.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { BlockKind } from '../../src/pd/block-kinds.js';
 import { ENTRIES_PER_BITMAP, MetadataSpaceMap } from '../../src/pd/space-map-metadata.js';
-import { NR, code, commit, counts, stack, watchedDevice } from '../support/space-map-stack.js';
+import { NR, commit, counts, stack, watchedDevice } from '../support/space-map-stack.js';
+import { codeOrUntyped } from '../support/thrown.js';
 
 test('three bitmaps: counts (1, 2, 3 and past 3) load back, and each index entry holds its bitmap, nr_free and first free', () => {
   const dev = new MemoryDevice(NR * 4096);
@@ -89,7 +90,7 @@ test('blocks freed in a transaction are handed out only after its commit; alloca
   const free = s.sm.freeBlocks();
   const got = new Set<number>();
   expect(
-    code(() => {
+    codeOrUntyped(() => {
       for (;;) got.add(s.sm.alloc());
     }),
   ).toBe('ENOSPC_METADATA');
@@ -100,15 +101,15 @@ test('blocks freed in a transaction are handed out only after its commit; alloca
   s.sm.useReserve++;
   const more = new Set<number>();
   expect(
-    code(() => {
+    codeOrUntyped(() => {
       for (;;) more.add(s.sm.alloc());
     }),
   ).toBe('ENOSPC_METADATA');
   s.sm.useReserve--;
   expect(more.has(a)).toBe(true); // freed before the last commit: now free to hand out
   expect(s.sm.dec(a)).toBe(0);
-  expect(code(() => s.sm.dec(a))).toBe('ECORRUPT');
-  expect(code(() => s.sm.inc(5000))).toBe('EBADBLOCKNR');
+  expect(codeOrUntyped(() => s.sm.dec(a))).toBe('ECORRUPT');
+  expect(codeOrUntyped(() => s.sm.inc(5000))).toBe('EBADBLOCKNR');
 });
 
 test('growing keeps every count and adds bitmaps at the commit; shrinking or growing past the core arrays is refused, as is a map larger than them', () => {
@@ -118,8 +119,8 @@ test('growing keeps every count and adds bitmaps at the commit; shrinking or gro
   s.sm.inc(0);
   for (let i = 0; i < 50; i++) s.sm.alloc();
   commit(s);
-  expect(code(() => s.sm.extend(ENTRIES_PER_BITMAP))).toBe('EINVAL');
-  expect(code(() => s.sm.extend(NR + 1))).toBe('EINVAL');
+  expect(codeOrUntyped(() => s.sm.extend(ENTRIES_PER_BITMAP))).toBe('EINVAL');
+  expect(codeOrUntyped(() => s.sm.extend(NR + 1))).toBe('EINVAL');
   s.sm.extend(NR);
   expect([s.sm.nrBlocks, s.sm.nrBitmaps]).toEqual([NR, 3]);
   const root = commit(s);
@@ -133,7 +134,7 @@ test('growing keeps every count and adds bitmaps at the commit; shrinking or gro
     const mine = all.slice(j * ENTRIES_PER_BITMAP, Math.min(NR, (j + 1) * ENTRIES_PER_BITMAP));
     expect(t.core.u32[(idx + 16 + 16 * j + 8) >>> 2], `nr_free of bitmap ${j}`).toBe(mine.filter((c) => c === 0).length);
   }
-  expect(code(() => new MetadataSpaceMap(new Core(64, 100), 101))).toBe('EINVAL');
+  expect(codeOrUntyped(() => new MetadataSpaceMap(new Core(64, 100), 101))).toBe('EINVAL');
   const u = stack(new MemoryDevice(NR * 4096), 100, 100);
-  expect(code(() => u.sm.load({ ...root, nrBlocks: 101 }, u.cache, u.codec))).toBe('EINVAL');
+  expect(codeOrUntyped(() => u.sm.load({ ...root, nrBlocks: 101 }, u.cache, u.codec))).toBe('EINVAL');
 });

@@ -1,6 +1,6 @@
 // Memory pools for tests of volume management through the pool's interface (test/thin/volumes*.test.ts): 64 KiB
-// data blocks on memory devices, a pool that can be closed and opened again on the same devices, and the two
-// probes those tests assert with (the typed error an action throws, the bytes of a range of a volume).
+// data blocks on memory devices, a pool that can be closed and opened again on the same devices, and the bytes of
+// a range of a volume (what an action threw: test/support/thrown.ts).
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { MemoryCatalogStore } from '../../src/thin/catalog.js';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -27,7 +27,6 @@ export function memoryPool(blocks = 32) {
 }
 
 /** What fn throws: a typed error's code and message, `untyped` for anything else, `ok` when it returns. */
-export { thrownError } from './thrown.js';
 
 /** len bytes of volume `name` from offset, read synchronously. */
 export function readVolume(p: ThinPool, name: string, offset: number, len: number): Uint8Array {

@@ -79,9 +79,6 @@ export function indexEntries(s: Stack, root: SpaceMapRoot, n: number): IndexEntr
   return out;
 }
 
-/** The code of the ThinpoolError f throws, 'ok' when it returns, `untyped: <text>` for anything else: codeOrUntyped of thrown.ts. */
-export { codeOrUntyped as code } from './thrown.js';
-
 /** A MemoryDevice that records the block numbers written to it since the last `written.clear()`. */
 export function watchedDevice(sizeBytes: number): { dev: BlockDevice; mem: MemoryDevice; written: Set<number> } {
   const mem = new MemoryDevice(sizeBytes);

@@ -17,30 +17,11 @@ import { MemoryDevice } from '../../src/io/memory-device.js';
 import { CHECK_CACHE_BLOCKS, checkMetadata, checkMetadataDevice } from '../../src/thin/check.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
 import { SUPERBLOCK_SALT } from '../../src/thin/superblock.js';
-import { pool } from '../support/check-pool.js';
+import { heldSnapshot, pool } from '../support/check-pool.js';
 import { patchBlock, setU64 } from '../support/metadata-patch.js';
 import { BlockReadsDevice } from '../support/block-reads.js';
 
 const MiB = 1024 * 1024;
-
-/** Devices 1 (mappings 0..9) and 2 (mappings 0..4) with a held metadata snapshot whose details tree is its own. */
-function heldSnapshot(): { dev: MemoryDevice; md: ThinMetadata; held: NonNullable<ReturnType<ThinMetadata['heldSuperblock']>> } {
-  const dev = new MemoryDevice(4 * MiB);
-  const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
-  md.createThin(1);
-  md.createThin(2);
-  for (let v = 0; v < 10; v++) md.insertMapping(1, v, md.allocDataBlock());
-  for (let v = 0; v < 5; v++) md.insertMapping(2, v, md.allocDataBlock());
-  md.commit();
-  md.reserveMetadataSnap();
-  md.commit();
-  const held = md.heldSuperblock()!;
-  md.setDeviceDetails(1, { transactionId: 7, creationTime: 0, snapshottedTime: 0 }); // the live details tree is copied
-  md.commit();
-  expect(md.superblock.deviceDetailsRoot).not.toBe(held.deviceDetailsRoot);
-  expect(checkMetadata(md).errors).toEqual([]);
-  return { dev, md, held };
-}
 
 describe('the live superblock', () => {
   // The open reads the other roots (device details, level 0, the data space map index, the metadata space map's

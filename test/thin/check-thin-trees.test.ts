@@ -11,6 +11,7 @@ import { ThinMetadata } from '../../src/thin/metadata.js';
 import { isThinpoolError } from '../../src/errors.js';
 import { SUPERBLOCK_SALT } from '../../src/thin/superblock.js';
 import { NODE_SALT, patchBlock, readBlock, setU64, u32, u64, valueOffset } from '../support/metadata-patch.js';
+import { heldSnapshot, twoDevices } from '../support/check-pool.js';
 
 const MiB = 1024 * 1024;
 const NR_DATA = 1000;
@@ -19,17 +20,6 @@ const DETAILS_VS = 24;
 const MAPPING_VS = 8;
 
 /** Devices 1 (mappings 0..9) and 2 (mappings 0..4), committed; both level-1 trees are single leaves. */
-function twoDevices(): { dev: MemoryDevice; md: ThinMetadata } {
-  const dev = new MemoryDevice(4 * MiB);
-  const md = ThinMetadata.format(dev, { nrDataBlocks: NR_DATA, dataBlockSectors: 128 });
-  md.createThin(1);
-  md.createThin(2);
-  for (let v = 0; v < 10; v++) md.insertMapping(1, v, md.allocDataBlock());
-  for (let v = 0; v < 5; v++) md.insertMapping(2, v, md.allocDataBlock());
-  md.commit();
-  expect(checkMetadata(md).errors).toEqual([]);
-  return { dev, md };
-}
 
 function messages(r: { errors: { message: string }[] }): string[] {
   return r.errors.map((e) => e.message);
@@ -39,13 +29,7 @@ describe('device details against the mapping trees', () => {
   // The live trees are compared when the metadata is opened (which refuses such a mismatch); the held
   // snapshot's only by the checker.
   test('in the held snapshot, a details entry whose id has no mapping tree, and a mapping tree whose id has no details, are both named', () => {
-    const { dev, md } = twoDevices();
-    md.reserveMetadataSnap();
-    md.commit();
-    const held = md.heldSuperblock()!;
-    md.setDeviceDetails(1, { transactionId: 7, creationTime: 0, snapshottedTime: 0 }); // the live details tree is copied
-    md.commit();
-    expect(md.superblock.deviceDetailsRoot).not.toBe(held.deviceDetailsRoot);
+    const { dev, md, held } = heldSnapshot(NR_DATA);
     const leaf = readBlock(dev, held.deviceDetailsRoot);
     expect([u32(leaf, 4), u32(leaf, 16)]).toEqual([2, 2]); // a leaf with two entries
     expect(u64(leaf, 32 + 8)).toBe(2);
@@ -71,7 +55,7 @@ describe('device details against the mapping trees', () => {
   });
 
   test('mapped_blocks that differs from the level-1 entries is an error naming both counts', () => {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     const sb = md.superblock;
     patchBlock(md, dev, sb.deviceDetailsRoot, NODE_SALT, (buf) => setU64(buf, valueOffset(buf, 0, DETAILS_VS), 11));
     const r = checkMetadataDevice(dev);
@@ -86,7 +70,7 @@ describe('device details against the mapping trees', () => {
   });
 
   test('device times out of order are warnings, not errors', () => {
-    const { md } = twoDevices();
+    const { md } = twoDevices(NR_DATA);
     md.setSuperblockFields({ time: 4 });
     md.setDeviceDetails(1, { transactionId: 0, creationTime: 3, snapshottedTime: 2 });
     md.setDeviceDetails(2, { transactionId: 0, creationTime: 1, snapshottedTime: 5 });
@@ -116,7 +100,7 @@ describe('device details against the mapping trees', () => {
 
 describe('mapping values', () => {
   test('mappings at or past the end of the data device are one error with their count and the first one', () => {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     const root = md.rootOf(1);
     const d9 = md.lookup(1, 9)!.dblock;
     patchBlock(md, dev, root, NODE_SALT, (buf) => {
@@ -142,7 +126,7 @@ describe('mapping values', () => {
   });
 
   test('mappings with a time above the superblock time are one error with their count and the first one', () => {
-    const { md } = twoDevices();
+    const { md } = twoDevices(NR_DATA);
     md.setSuperblockFields({ time: 4 });
     md.insertMappingRaw(2, 20, 500, 4); // the superblock time itself: in order
     md.insertMappingRaw(2, 30, 501, 5);
@@ -162,7 +146,7 @@ describe('mapping values', () => {
 
 describe('the held metadata snapshot', () => {
   test('its trees are checked with their own superblock time, worded as the snapshot, and left out of the stats', () => {
-    const { md } = twoDevices();
+    const { md } = twoDevices(NR_DATA);
     md.insertMappingRaw(1, 0, md.lookup(1, 0)!.dblock, 9); // time 9 above the superblock time 0
     md.setDeviceDetails(1, { transactionId: 0, creationTime: 0, snapshottedTime: 5 });
     md.reserveMetadataSnap();
@@ -194,7 +178,7 @@ describe('the held metadata snapshot', () => {
   });
 
   test('a live and a held error of the same kind are counted apart', () => {
-    const { md } = twoDevices();
+    const { md } = twoDevices(NR_DATA);
     md.insertMappingRaw(1, 0, md.lookup(1, 0)!.dblock, 9);
     md.reserveMetadataSnap();
     md.commit();
@@ -210,7 +194,7 @@ describe('the held metadata snapshot', () => {
   });
 
   test('an unreadable snapshot superblock is reported as the snapshot', () => {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     const held = md.reserveMetadataSnap();
     md.commit();
     const b = readBlock(dev, held);
@@ -227,7 +211,7 @@ describe('the held metadata snapshot', () => {
 describe('the held snapshot superblock and its trees', () => {
   /** A held snapshot whose device 1 no longer shares its trees with the live one; returns the held block. */
   function heldApart(): { dev: MemoryDevice; md: ThinMetadata; held: number } {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     const held = md.reserveMetadataSnap();
     md.commit();
     md.insertMapping(1, 50, md.allocDataBlock()); // live trees copied
@@ -274,7 +258,7 @@ describe('the held snapshot superblock and its trees', () => {
   });
 
   test('a held_root past the metadata device', () => {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     const nrMeta = md.inspect().nrMetadataBlocks;
     patchBlock(md, dev, 0, SUPERBLOCK_SALT, (buf) => setU64(buf, 56, nrMeta + 4));
     const r = checkMetadataDevice(dev);
@@ -287,7 +271,7 @@ describe('the held snapshot superblock and its trees', () => {
 
 describe('checkMetadata and checkMetadataDevice', () => {
   test('an uncommitted state is refused with EBUSY', () => {
-    const { md } = twoDevices();
+    const { md } = twoDevices(NR_DATA);
     md.createThin(3);
     let err: unknown;
     try {
@@ -309,7 +293,7 @@ describe('checkMetadata and checkMetadataDevice', () => {
   });
 
   test('the clean report of a committed pool', () => {
-    const { dev } = twoDevices();
+    const { dev } = twoDevices(NR_DATA);
     const r = checkMetadataDevice(dev, { cacheBlocks: 64 });
     expect(r.ok).toBe(true);
     expect(r.errors).toEqual([]);
@@ -322,7 +306,7 @@ describe('engine regression found by these tests', () => {
   // setDeviceDetails marked the device's details for the next commit but not the metadata dirty, so a commit
   // with nothing else to write returned at once and the change was lost.
   test('a details change on its own is committed', () => {
-    const { dev, md } = twoDevices();
+    const { dev, md } = twoDevices(NR_DATA);
     md.setDeviceDetails(2, { transactionId: 6, creationTime: 0, snapshottedTime: 0 });
     expect(md.dirty).toBe(true);
     md.commit();

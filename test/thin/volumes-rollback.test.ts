@@ -7,7 +7,8 @@ import { MAX_TIME } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { restoreMetadata } from '../../src/thin/restore.js';
 import { parseThinXml } from '../../src/thin/thin-xml.js';
-import { BS, devices, memoryPool, readVolume, thrownError } from '../support/memory-pools.js';
+import { BS, devices, memoryPool, readVolume } from '../support/memory-pools.js';
+import { thrownError } from '../support/thrown.js';
 import { fill, keepOpen } from '../support/model.js';
 
 /**

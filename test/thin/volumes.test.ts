@@ -5,7 +5,8 @@
 import { expect, test } from 'vitest';
 import { MAX_DEVICE_ID, ThinMetadata } from '../../src/thin/metadata.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { BS, devices, memoryPool, readVolume, thrownError } from '../support/memory-pools.js';
+import { BS, devices, memoryPool, readVolume } from '../support/memory-pools.js';
+import { thrownError } from '../support/thrown.js';
 import { fill, keepOpen } from '../support/model.js';
 
 /** A pool whose metadata holds the given thin devices (block i of device id mapped for i < blocks) and no catalog record. */
