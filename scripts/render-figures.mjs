@@ -173,6 +173,14 @@ const SECTIONS = [
     missing:
       'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as images-NAME -- CMD` records one.',
   },
+  {
+    doc: 'docs/cli.md',
+    name: 'bulk-ab',
+    json: 'ab.json',
+    render: (f) => abRuns(f, 'bulk-'),
+    missing:
+      'No A/B run recorded yet: `node dist/bench/_ab.js --old REV --figures docs/figures/ab.json --as bulk-NAME -- CMD` records one.',
+  },
   { doc: 'docs/benchmarks.md', name: 'containerd', json: 'containerd.json', render: containerdRuns, optional: true },
   // README's headline table reads the files it needs itself (each row says how to record what is missing).
   { doc: 'README.md', name: 'summary', json: [], render: () => summary((f) => (existsSync(join(figures, f)) ? readJson(f) : undefined)) },

@@ -41,8 +41,9 @@ export interface BlockDevice {
   sendTo?(outFd: number, offsetBytes: number, lengthBytes: number): number | null;
   /**
    * Optional hint for bulk writers: once `bytes` have been written since the last time, start writing them back
-   * to stable storage without waiting (0: off). Durability is unchanged: only `flush` promises it. Returns the
-   * threshold it replaces.
+   * to stable storage without waiting (0: off). Durability is unchanged: only `flush` promises it. A device may
+   * also flush behind the writer (FileDevice: an fdatasync on a thread every few starts); an error met there is
+   * thrown by its next `flush`. Returns the threshold it replaces.
    */
   writeBehind?(bytes: number): number;
   close(): void;
