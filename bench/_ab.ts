@@ -11,7 +11,8 @@
  *   number. --setup runs before every timed run, untimed (e.g. make a fresh pool); a failing setup or command
  *   stops the bench with its output.
  * - A side given as a commit is checked out with `git worktree add --detach` under $TMPDIR/thinpool-ab/COMMIT,
- *   this tree's node_modules linked into it, and built (`npm run build`) once: later runs reuse it. Without
+ *   this tree's node_modules linked into it, and built (`npm run build`, and `npm run install` for the native
+ *   helper when this tree has one) once: later runs reuse it. Without
  *   --new, B is this tree as it is (build it first).
  * - Runs alternate A, B, A, B, ... (`--runs`, default 10, each side); printed and recorded: each side's times in
  *   ms, their medians and the ratio new / old (below 1: B is faster).
@@ -48,19 +49,36 @@ export function summary(old: number[], now: number[]): { oldMs: number; newMs: n
 
 const git = (args: string[], cwd = ROOT): string => execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
 
-/** A tree built from `rev`: made and built the first time, reused after. */
+/** The native helper a build loads when it was built (scripts/build-native.mjs, `npm run install`). */
+export const NATIVE_HELPER = join('native', 'build', 'Release', 'thinpool_native.node');
+
+/**
+ * A tree built from `rev`: made and built the first time, reused after. Its native helper is built too when this
+ * tree has one: the file device, the bulk commands and the NBD server take other paths without it, so an A/B of
+ * a tree with the helper against one without measures the helper, not the change (the A/B runs recorded before
+ * this check compared two trees without it).
+ */
 function builtTree(rev: string): string {
   const commit = git(['rev-parse', '--short', `${rev}^{commit}`]);
   const dir = join(tmpdir(), 'thinpool-ab', commit);
-  if (existsSync(join(dir, 'dist', 'build-stamp.json'))) return dir;
-  if (!existsSync(dir)) {
-    mkdirSync(join(tmpdir(), 'thinpool-ab'), { recursive: true });
-    git(['worktree', 'add', '--detach', dir, commit]);
+  if (!existsSync(join(dir, 'dist', 'build-stamp.json'))) {
+    if (!existsSync(dir)) {
+      mkdirSync(join(tmpdir(), 'thinpool-ab'), { recursive: true });
+      git(['worktree', 'add', '--detach', dir, commit]);
+    }
+    if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    console.log(`building ${commit} in ${dir} ...`);
+    const b = spawnSync('npm', ['run', 'build'], { cwd: dir, encoding: 'utf8' });
+    if (b.status !== 0) throw new Error(`npm run build of ${commit} failed:\n${b.stdout}\n${b.stderr}`);
   }
-  if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  console.log(`building ${commit} in ${dir} ...`);
-  const b = spawnSync('npm', ['run', 'build'], { cwd: dir, encoding: 'utf8' });
-  if (b.status !== 0) throw new Error(`npm run build of ${commit} failed:\n${b.stdout}\n${b.stderr}`);
+  if (existsSync(join(ROOT, NATIVE_HELPER)) && !existsSync(join(dir, NATIVE_HELPER))) {
+    console.log(`building the native helper of ${commit} ...`);
+    spawnSync('npm', ['run', 'install'], { cwd: dir, encoding: 'utf8' });
+    if (!existsSync(join(dir, NATIVE_HELPER)))
+      throw new Error(
+        `the native helper of ${commit} did not build in ${dir} (\`npm run install\` there says why): this tree has one, so the A/B would measure the helper, not the change`,
+      );
+  }
   return dir;
 }
 
