@@ -43,6 +43,8 @@ export default defineConfig({
           'test/thin/pending-copies.test.ts',
           'test/thin/pending-copies-ranges.test.ts',
           'test/thin/data-flush.test.ts',
+          'test/thin/event-gate.test.ts',
+          'test/thin/core-trap.test.ts',
           'test/thin/space.test.ts',
           'test/thin/bounded-walks.test.ts',
           'test/thin/dump-pieces.test.ts',

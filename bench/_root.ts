@@ -1,9 +1,10 @@
 /**
- * The repository root for benches that run the built command line or read dist/ (a helper: its `_` keeps the
- * runner from running it): the nearest directory above this module holding package.json, whether it runs from
- * dist/bench or from source.
+ * What benches share about where they run (a helper: its `_` keeps the runner from running it): the repository
+ * root for benches that run the built command line or read dist/ (the nearest directory above this module
+ * holding package.json, whether it runs from dist/bench or from source), and their scratch directory.
  */
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,4 +16,12 @@ export function findRoot(): string {
     dir = up;
   }
   return dir;
+}
+
+/**
+ * Where benches put their scratch files: $THINPOOL_BENCH_DIR when set (a disk other than the temporary
+ * directory's), else the temporary directory. One variable for every bench.
+ */
+export function benchScratch(): string {
+  return process.env.THINPOOL_BENCH_DIR ?? tmpdir();
 }

@@ -24,10 +24,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { median } from '../compare/lib/stats.js';
 import { argValue, figuresTarget, recordRun } from '../figures-run.js';
+import { benchScratch } from '../_root.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -36,7 +37,7 @@ const MIB = Number(argValue('--mib') ?? (QUICK ? 64 : 256));
 const { file: FIGURES, as: AS } = figuresTarget();
 const KiB = 1024;
 
-const work = argv.includes('--child') ? '' : mkdtempSync(join(process.env.THINPOOL_BENCH_DIR ?? tmpdir(), 'thinpool-bufsize-'));
+const work = argv.includes('--child') ? '' : mkdtempSync(join(benchScratch(), 'thinpool-bufsize-'));
 const src = join(work, 'src.img');
 const dst = join(work, 'dst.img');
 

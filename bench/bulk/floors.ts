@@ -30,18 +30,18 @@
  * `--figures FILE --as NAME`: also merge this run (every round's seconds per probe, their medians, the load
  * average before and after) into FILE (docs/figures/bulk-floors.json) under NAME, with the commit measured;
  * scripts/render-figures.mjs renders it into docs/cli.md (section `bulk-floors`, scripts/figures-bulk-probes.mjs),
- * with what each floor implies. Set BENCH_DIR to put the files elsewhere than the temporary directory.
+ * with what each floor implies. Set THINPOOL_BENCH_DIR to put the files elsewhere than the temporary directory.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { median } from '../compare/lib/stats.js';
 import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 import { COPY_BUFFER } from '../../src/cli/bulk.js';
 import { nativeHelpers } from '../../src/io/native.js';
 import { isZero } from '../../src/io/sparse.js';
-import { findRoot } from '../_root.js';
+import { benchScratch, findRoot } from '../_root.js';
 import { makeImage, sh } from './_image.js';
 
 const KiB = 1024;
@@ -240,7 +240,7 @@ interface PipeRead {
   loopS: number[];
 }
 
-const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-floors-'));
+const work = mkdtempSync(join(benchScratch(), 'tp-bench-floors-'));
 try {
   const files: Files = { data: join(work, 'data.img'), piped: join(work, 'raw.img'), pool: join(work, 'pool'), out: join(work, 'out') };
   makeImage(files.data, DATA, RUNS, DATA / RUNS); // dense: the runs fill it

@@ -30,14 +30,14 @@
  * `after`), with the commit measured; scripts/render-figures.mjs turns it into the table in docs/cli.md.
  * `--note TEXT` (with `--figures`): what changed since the run before (code, method, what shared the machine),
  * recorded as the run's `note` and printed with its stamp line in docs/cli.md. Words only: the figures are the run's.
- * Set BENCH_DIR to put the images elsewhere than the temporary directory.
+ * Set THINPOOL_BENCH_DIR to put the images elsewhere than the temporary directory.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { argValue, figuresTarget, recordRun } from '../figures-run.js';
-import { findRoot } from '../_root.js';
+import { benchScratch, findRoot } from '../_root.js';
 import { makeImage, sh } from './_image.js';
 
 const MiB = 1024 * 1024;
@@ -318,7 +318,7 @@ function table(label: string, rows: Row[]): string {
   ].join('\n');
 }
 
-const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-bulk-'));
+const work = mkdtempSync(join(benchScratch(), 'tp-bench-bulk-'));
 try {
   const sizes = QUICK
     ? [{ label: '64 MiB image, 16 MiB of data', size: 64 * MiB, runs: 8, runLen: 2 * MiB }]

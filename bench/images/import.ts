@@ -19,7 +19,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
@@ -28,6 +28,7 @@ import { figuresTarget, recordRun } from '../figures-run.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
+import { benchScratch } from '../_root.js';
 
 const QUICK = process.argv.includes('--quick');
 /** The command users run: bin/thinpool.js of this package (this file runs as dist/bench/images/import.js). */
@@ -89,7 +90,7 @@ async function timeAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
 
 async function main(): Promise<void> {
   const loadBefore = loadavg()[0];
-  const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'tp-bench-images-'));
+  const work = mkdtempSync(join(benchScratch(), 'tp-bench-images-'));
   try {
     const k = QUICK ? 5 : 1;
     const layers: E[][] = [
