@@ -49,6 +49,23 @@ export function images(f) {
     });
     out.push(`| ${label} | ${cells.join(' | ')} | ${GOALS[key] === undefined ? '' : `${GOALS[key]}x`} |`);
   }
+  // What the goal leaves, from the newest run's rounds: a command that applies no layer (the same image again)
+  // already costs `again` x tar -x, so an import within the goal has (goal - again) x tar -x to apply them.
+  const newest = f.runs[names[names.length - 1]].rounds;
+  if (newest.importAgainCommand !== undefined && newest.importCommand !== undefined && newest.tarXSync !== undefined) {
+    const per = (xs, ys) => median(xs.map((x, i) => x / ys[i]));
+    const again = per(newest.importAgainCommand, newest.tarX);
+    const left = GOALS.importCommand - again;
+    const tarMs = median(newest.tarX);
+    out.push(
+      '',
+      `What the goal leaves (run "${names[names.length - 1]}", medians over its rounds): the same image again as a command reads and hashes every layer, starts the worker and commits, and applies nothing; it alone is ${again.toFixed(2)}x \`tar -x\`. ` +
+        (left <= 0
+          ? 'A command within 1.5x would have no time left to apply the layers: the goal is out of reach for a command on this machine.'
+          : `A command within 1.5x would have ${left.toFixed(2)}x \`tar -x\` (${Math.round(left * tarMs)} ms) to apply layers that \`tar -x\` itself takes ${Math.round(tarMs)} ms to write into the page cache.`) +
+        ` Against \`tar -x\` + \`sync\` (the import's commit makes the layers durable; \`tar -x\` alone leaves them in the page cache) the command is ${per(newest.importCommand, newest.tarXSync).toFixed(2)}x.`,
+    );
+  }
   // The other tables come from the newest run that measured them (an --import-only run does not).
   const latest = (field) => [...names].reverse().find((k) => f.runs[k][field] !== undefined);
   const big = latest('bigImport');
