@@ -146,6 +146,62 @@ export type SharedCond =
   | 'truncated metadata'
   | 'read-only directory';
 
+/** The shared conditions, in the order the suites try them. */
+export const SHARED_CONDS: readonly SharedCond[] = [
+  'no such directory',
+  'not a pool',
+  'locked',
+  'corrupt superblock',
+  'truncated metadata',
+  'read-only directory',
+];
+
+export function isSharedCond(cond: string): cond is SharedCond {
+  return (SHARED_CONDS as readonly string[]).includes(cond);
+}
+
+/**
+ * What a command does on a pool in a shared condition: it fails with that condition's one-line error, checked by
+ * `fails` (the suite's own check, which also finds the pool unchanged), except that a command that only reads
+ * works in a read-only directory and leaves the pool as it was. `damaged`: the error expected for corrupt or
+ * truncated metadata.
+ */
+export async function expectUnderCondition(
+  cond: SharedCond,
+  pool: string,
+  argv: string[],
+  writes: boolean,
+  fails: (pattern: RegExp) => Promise<unknown>,
+  damaged: RegExp = /damaged|superblock/,
+): Promise<void> {
+  switch (cond) {
+    case 'no such directory':
+      await fails(/no pool at .*(no such (file or )?directory)/);
+      return;
+    case 'not a pool':
+      await fails(/is not a thinpool pool \(no metadata file\)/);
+      return;
+    case 'locked':
+      await fails(/is open in process \d+: wait for it to finish \(or stop it\) and retry/);
+      return;
+    case 'corrupt superblock':
+    case 'truncated metadata':
+      await fails(damaged);
+      return;
+    case 'read-only directory': {
+      if (writes) {
+        await fails(/is not writable .*: this command changes the pool/);
+        return;
+      }
+      const before = hashPool(pool);
+      const r = await cli(argv);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(hashPool(pool)).toEqual(before);
+    }
+  }
+}
+
 /**
  * Pools in the conditions every command is tried against, made from copies of master: a missing directory, a
  * directory that is no pool, a pool locked by a live process (added to children), a corrupt superblock, a
