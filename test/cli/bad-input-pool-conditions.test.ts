@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type Cmd, expectFails, ok, useBadInputPools } from './bad-input-fixture.js';
 import { needTool } from '../support/tools.js';
-import { cli, conditionPools, expectUnderCondition, isSharedCond } from './helpers.js';
+import { SHARED_CONDS, type SharedCond, cli, conditionPools, expectUnderCondition, isSharedCond } from './helpers.js';
 
 const haveTools = needTool('mkfs.ext4', 'e2fsprogs') && needTool('e2fsck', 'e2fsprogs');
 const { root, small, layer0, layer1, children, CMDS, copyPool } = useBadInputPools(haveTools);
@@ -27,23 +27,8 @@ describe.skipIf(!haveTools)('bad input for the newer commands', () => {
 
   // ---- pool conditions, for every command ----
   describe('pool conditions, for every command', () => {
-    type Cond =
-      | 'no such directory'
-      | 'not a pool'
-      | 'locked'
-      | 'corrupt superblock'
-      | 'truncated metadata'
-      | 'corrupt catalog'
-      | 'read-only directory';
-    const conds: Cond[] = [
-      'no such directory',
-      'not a pool',
-      'locked',
-      'corrupt superblock',
-      'truncated metadata',
-      'corrupt catalog',
-      'read-only directory',
-    ];
+    type Cond = SharedCond | 'corrupt catalog';
+    const conds: Cond[] = [...SHARED_CONDS, 'corrupt catalog'];
     let pools = new Map<string, string>();
     let undo: (() => void) | null = null;
 

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ThinPool } from '../../src/thin/pool.js';
 import { verifyMetadataFile } from '../support/pool-check.js';
 import {
+  SHARED_CONDS,
+  type SharedCond,
   cleanup,
   cli,
   conditionPools,
@@ -261,23 +263,8 @@ describe('unknown volumes: exit 1', () => {
 });
 
 describe('pool conditions, for every command', () => {
-  type Cond =
-    | 'no such directory'
-    | 'not a pool'
-    | 'locked'
-    | 'corrupt superblock'
-    | 'truncated metadata'
-    | 'corrupt mapping leaf'
-    | 'read-only directory';
-  const conds: Cond[] = [
-    'no such directory',
-    'not a pool',
-    'locked',
-    'corrupt superblock',
-    'truncated metadata',
-    'corrupt mapping leaf',
-    'read-only directory',
-  ];
+  type Cond = SharedCond | 'corrupt mapping leaf';
+  const conds: Cond[] = [...SHARED_CONDS, 'corrupt mapping leaf'];
   let pools = new Map<string, string>();
   let undo: (() => void) | null = null;
 
