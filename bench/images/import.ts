@@ -17,18 +17,17 @@
  * docs/images.md.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import tar from 'tar-stream';
 import { median } from '../compare/lib/stats.js';
 import { figuresTarget, recordRun } from '../figures-run.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { ImageStore } from '../../src/images/images.js';
 import { FsSession } from '../../src/images/fs-worker.js';
 import { benchScratch } from '../_root.js';
+import { benchLayers, layer, makeTar } from './_layers.js';
 
 const QUICK = process.argv.includes('--quick');
 /** The command users run: bin/thinpool.js of this package (this file runs as dist/bench/images/import.js). */
@@ -36,45 +35,6 @@ const BIN = fileURLToPath(new URL('../../../bin/thinpool.js', import.meta.url));
 const IMPORT_ONLY = process.argv.includes('--import-only');
 const MiB = 1024 * 1024;
 const { file: FIGURES, as: AS } = figuresTarget();
-
-interface E {
-  name: string;
-  body?: Buffer;
-  type?: 'file' | 'directory';
-}
-
-async function makeTar(entries: E[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const end = new Promise<void>((r) => pack.on('end', () => r()));
-  for (const e of entries) {
-    await new Promise<void>((res, rej) =>
-      pack.entry(
-        {
-          name: e.name,
-          type: e.type ?? 'file',
-          mode: e.type === 'directory' ? 0o755 : 0o644,
-          size: e.body?.length ?? 0,
-          mtime: new Date(1700000000000),
-        },
-        e.body ?? Buffer.alloc(0),
-        (err) => (err ? rej(err) : res()),
-      ),
-    );
-  }
-  pack.finalize();
-  await end;
-  return Buffer.concat(chunks);
-}
-
-/** A layer: `small` files of 4-64 KiB and `mib` files of 1 MiB under dir, plus extra entries. */
-function layer(dir: string, small: number, mib: number, extra: E[] = []): E[] {
-  const out: E[] = [{ name: `${dir}/`, type: 'directory' }];
-  for (let i = 0; i < small; i++) out.push({ name: `${dir}/s${i}.dat`, body: randomBytes(4096 * (1 + (i % 16))) });
-  for (let i = 0; i < mib; i++) out.push({ name: `${dir}/m${i}.bin`, body: randomBytes(MiB) });
-  return [...out, ...extra];
-}
 
 function time<T>(fn: () => T): [T, number] {
   const t = performance.now();
@@ -93,15 +53,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(benchScratch(), 'tp-bench-images-'));
   try {
     const k = QUICK ? 5 : 1;
-    const layers: E[][] = [
-      layer('usr/lib', Math.round(300 / k), Math.round(30 / k)),
-      layer('usr/share', Math.round(300 / k), Math.round(20 / k)),
-      layer('opt', Math.round(300 / k), Math.round(10 / k), [{ name: 'usr/lib/.wh.s1.dat' }, { name: 'usr/lib/.wh.m1.bin' }]),
-      [
-        { name: 'srv/', type: 'directory' },
-        { name: 'srv/big.bin', body: randomBytes(Math.round(10 / k) * MiB) },
-      ],
-    ];
+    const layers = benchLayers(k);
     const files: string[] = [];
     let total = 0;
     for (const [i, l] of layers.entries()) {
