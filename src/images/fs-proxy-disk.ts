@@ -23,17 +23,13 @@
  *
  * `readNow` and `writeNow` are the same read and write when they need no wait (every window at hand; whole
  * pages with room in the arena): libext2fs's block I/O then completes without Asyncify (ext2fs-sync-io.ts).
- * They answer undefined, having changed nothing, when the async path must do it. A page of zeros written by
- * writeNow over a page that is not dirty and is known unprovisioned (as reads see it) changes nothing and is
- * dropped: libext2fs zero-fills every block it allocates before it writes the block's data (a quarter of the
- * writes of an image import, counted in `counts.zeroDropped`).
+ * They answer undefined, having changed nothing, when the async path must do it.
  *
  * Invariants: a read sees every write made before it (dirty pages are laid over fetched windows, writes update
  * cached windows, and the owning thread serves requests in the order they were posted). Once a posted write
  * failed, every later read, write, flush and discard fails with its error.
  */
 import type { IoReply, IoReq } from './fs-protocol.js';
-import { isZero } from '../io/sparse.js';
 
 const PAGE = 4096;
 const WIN = 256 * 1024;
@@ -79,7 +75,7 @@ export class ProxyDisk {
   /** Whether readNow/writeNow answer (false: always undefined, every I/O goes the async way). */
   private readonly answerNow: boolean;
   /** Block I/O answered by readNow/writeNow, and by the async read/write. */
-  readonly counts = { now: 0, waited: 0, zeroDropped: 0 };
+  readonly counts = { now: 0, waited: 0 };
 
   constructor(readOnly: boolean, capacity: number, io: IoChannel, answerNow = true) {
     this.readOnly = readOnly;
@@ -247,16 +243,6 @@ export class ProxyDisk {
     }
     const length = buffer.length;
     if (fileOffset % PAGE !== 0 || length % PAGE !== 0) return undefined;
-    if (
-      length === PAGE &&
-      !this.dirty.has(fileOffset / PAGE) &&
-      isZero(buffer) &&
-      this.knownZero(Math.floor(fileOffset / WIN), fileOffset, fileOffset + PAGE)
-    ) {
-      this.counts.now++;
-      this.counts.zeroDropped++;
-      return 0;
-    }
     let fresh = 0;
     for (let pos = fileOffset; pos < fileOffset + length; pos += PAGE) if (!this.dirty.has(pos / PAGE)) fresh++;
     if ((this.dirty.size + fresh) * PAGE > MAXDIRTY) return undefined;

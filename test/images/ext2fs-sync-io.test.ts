@@ -131,10 +131,7 @@ describe.runIf(haveMkfs)('block I/O answered at once', () => {
 });
 
 /** A disk over `backing`, served by a fake owning thread: reads fill windows, writes copy runs back. */
-function fakeDisk(
-  backing: Uint8Array,
-  opts: { readOnly?: boolean; answerNow?: boolean; failWrites?: boolean; unprovisionedFrom?: number } = {},
-) {
+function fakeDisk(backing: Uint8Array, opts: { readOnly?: boolean; answerNow?: boolean; failWrites?: boolean } = {}) {
   let shared: Uint8Array | null = null;
   const log: string[] = [];
   const io = async (m: Omit<IoReq, 't' | 'id'>): Promise<IoReply> => {
@@ -146,11 +143,6 @@ function fakeDisk(
       const r = m.runs!;
       for (let i = 0; i < r.length; i += 3) backing.set(shared!.subarray(r[i + 1], r[i + 1] + r[i + 2]), r[i]);
     }
-    // A read that ends at or past unprovisionedFrom says the rest of the backing is unprovisioned (as the pool's
-    // owning thread says how far the unprovisioned space after a read goes).
-    const end = (m.offset ?? 0) + (m.length ?? 0);
-    if (m.op === 'read' && opts.unprovisionedFrom !== undefined && end >= opts.unprovisionedFrom)
-      return { t: 'io-reply', id: 0, n: m.length, zeros: backing.length - end };
     return { t: 'io-reply', id: 0, n: m.length };
   };
   const disk = new ProxyDisk(opts.readOnly === true, backing.length, io, opts.answerNow !== false);
@@ -186,45 +178,7 @@ describe('the disk: readNow and writeNow', () => {
     expect(across.every((x) => x === 0)).toBe(true);
     await disk.writeBack();
     expect(backing.subarray(0, 3 * PAGE)).toEqual(new Uint8Array([...page(4), ...page(2), ...page(3)]));
-    expect(disk.counts).toEqual({ now: 4, waited: 1, zeroDropped: 0 });
-  });
-
-  test('a page of zeros over a clean page known unprovisioned is dropped; over a dirty or provisioned page it is written', async () => {
-    const W = 256 * 1024; // a read window
-    const backing = new Uint8Array(4 * MiB).fill(9);
-    backing.fill(0, W); // everything after window 0 is unprovisioned (reads as zeros)
-    const { disk, log } = fakeDisk(backing, { unprovisionedFrom: W });
-    const zero = new Uint8Array(PAGE);
-    // Nothing known yet: the zero page over window 1 is kept (and written back).
-    expect(disk.writeNow(zero, W)).toBe(0);
-    expect(disk.counts.zeroDropped).toBe(0);
-    await disk.read(new Uint8Array(PAGE), 0, PAGE, 0); // window 0's answer: [W, end) is unprovisioned
-    // Clean and known unprovisioned: dropped, and it reads as zeros.
-    expect(disk.writeNow(zero, W + 4 * PAGE)).toBe(0);
-    expect(disk.counts.zeroDropped).toBe(1);
-    const out = new Uint8Array(PAGE).fill(7);
-    expect(disk.readNow(out, W + 4 * PAGE)).toBe(0);
-    expect(out.every((x) => x === 0)).toBe(true);
-    // A dirty page: zeros written over data must land.
-    expect(disk.writeNow(page(5), W + 8 * PAGE)).toBe(0);
-    expect(disk.writeNow(zero, W + 8 * PAGE)).toBe(0);
-    expect(disk.counts.zeroDropped).toBe(1);
-    expect(disk.readNow(out, W + 8 * PAGE)).toBe(0);
-    expect(out.every((x) => x === 0)).toBe(true);
-    // Window 0 holds data (provisioned): zeros over it are written.
-    expect(disk.writeNow(zero, 2 * PAGE)).toBe(0);
-    expect(disk.counts.zeroDropped).toBe(1);
-    // A page with one byte set is data.
-    const almost = new Uint8Array(PAGE);
-    almost[PAGE - 1] = 1;
-    expect(disk.writeNow(almost, W + 12 * PAGE)).toBe(0);
-    await disk.writeBack();
-    expect(log.filter((op) => op === 'write')).toHaveLength(1);
-    expect(backing.subarray(2 * PAGE, 3 * PAGE).every((x) => x === 0)).toBe(true);
-    expect(backing[W + 13 * PAGE - 1]).toBe(1);
-    // After that write-back posted pages of window 1, what was known of it is stale: zeros are written again.
-    expect(disk.writeNow(zero, W + 16 * PAGE)).toBe(0);
-    expect(disk.counts.zeroDropped).toBe(1);
+    expect(disk.counts).toEqual({ now: 4, waited: 1 });
   });
 
   test('a full arena declines a new page (a page already dirty is still taken); the async write posts it', async () => {
