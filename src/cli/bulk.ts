@@ -32,11 +32,10 @@ export const CHUNK = 8 * 1024 * 1024;
 
 /**
  * The batch of a copy between a file or a pipe and a volume (import, export, write): read into a buffer this
- * size, tested for zeros, written out, one batch at a time. bench/bulk/buffer-size.ts, in a fresh process as a
- * command runs: a 128 KiB batch copies 256 MiB about 1.65x as fast as a 1 MiB batch written in 256 KiB pieces
- * (1.10x against 1.82x `cp --sparse=always`, which also copies 128 KiB at a time); from 256 KiB on it is as
- * slow as 1 MiB. Export of 256 MiB of data: 0.28 -> 0.22 s. Fresh memory also costs 13-44 µs per 4 KiB page the
- * first time it is touched on the VMs measured, a reason for a small buffer by itself.
+ * size, tested for zeros, written out, one batch at a time. Chosen by bench/bulk/buffer-size.ts, which times the
+ * copy loop in a fresh process (as a command runs) at each batch size against `cp --sparse=always`; its recorded
+ * runs are rendered in docs/cli.md (section bulk-buffer): 128 KiB was the fastest, every larger batch slower.
+ * Fresh memory costs most the first time it is touched, a reason for a small, reused buffer by itself.
  */
 export const COPY_BUFFER = 128 * 1024;
 

@@ -41,9 +41,9 @@ import type { BlockDevice, CopyPath } from './block-device.js';
 import { checkRange, checkSize } from './memory-device.js';
 
 /**
- * Write-back starts (writeBehind) per flush-behind. bench/bulk probe (`cat raw.img | node`, 1 GiB with 256 MiB of
- * data, 8 MiB write-back starts, 3 interleaved runs): the final fdatasync took 81-265 ms with write-back starts
- * alone and 35-38 ms with an fdatasync behind every 32 MiB; the whole copy 613-701 ms against 490-618 ms.
+ * Write-back starts (writeBehind) per flush-behind: with the bulk writers' 8 MiB threshold, an fdatasync behind
+ * every 32 MiB. What it bought is the A/B recorded in docs/cli.md (section bulk-ab: `write` from a pipe and
+ * `import` of the bulk benches' 1 GiB image, builds before and after it).
  */
 export const FLUSH_BEHIND_STARTS = 4;
 
