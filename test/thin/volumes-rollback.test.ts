@@ -100,6 +100,40 @@ test("a rollback refused after its tail block was copied gives that block back (
   pool.closeSync();
 });
 
+test('a refused rollback gives its tail copy back when the copy landed on data block 0', () => {
+  // As lastTimePool, with data block 0 held by device 2 and blocks 5-15 by device 3: volume 1 maps blocks 1-3,
+  // and block 4 is left for the copy-on-write of the grow below.
+  const d = devices(16);
+  restoreMetadata(
+    d.meta,
+    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
+  <device dev_id="1" mapped_blocks="3" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="1" length="3" time="0"/>
+  </device>
+  <device dev_id="2" mapped_blocks="1" transaction="0" creation_time="0" snap_time="0">
+    <single_mapping origin_block="0" data_block="0" time="0"/>
+  </device>
+  <device dev_id="3" mapped_blocks="11" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="5" length="11" time="0"/>
+  </device>
+</superblock>`),
+  );
+  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  pool.resizeSync(1, 2 * BS + BS / 2);
+  pool.snapshotSync(1, 's');
+  pool.resizeSync(1, 4 * BS);
+  pool.deleteSync(2);
+  pool.commitSync();
+  expect(pool.status().dataBlocks.free, 'data block 0 is the only free block').toBe(1);
+  expect(() => pool.rollbackSync(1, 's')).toThrow(
+    expect.objectContaining({ code: 'EINVAL', message: 'pool time exhausted (2^24 snapshots)' }),
+  );
+  expect(pool.status().dataBlocks.free, 'the copy on data block 0 was given back').toBe(1);
+  pool.commitSync();
+  expect(checkMetadataDevice(keepOpen(d.meta)).errors).toEqual([]);
+  pool.closeSync();
+});
+
 test("a rollback whose tail block's copy lands on data block 0 maps it like any other", () => {
   const { pool } = memoryPool(6);
   pool.createThinSync('a', { size: BS }).writeSync(fill(BS, 1), 0); // data block 0
