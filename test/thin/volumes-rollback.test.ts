@@ -1,6 +1,7 @@
 // Rollback through the pool's interface (src/thin/volumes.ts): the refusals and what each names, what a rollback
 // shares with its snapshot afterwards (also when the sizes differ or end inside a block), when it commits first
-// (metadata space short), and what a rollback refused part-way (the pool's time exhausted) gives back.
+// (metadata space short), what a rollback refused part-way (the pool's time exhausted) gives back, also when its
+// copy landed on data block 0, and that a failure inside its change that is no clean refusal reaches the caller.
 import { expect, test } from 'vitest';
 import { checkMetadataDevice } from '../../src/thin/check.js';
 import { MAX_TIME } from '../../src/thin/metadata.js';
@@ -8,7 +9,7 @@ import { ThinPool } from '../../src/thin/pool.js';
 import { restoreMetadata } from '../../src/thin/restore.js';
 import { parseThinXml } from '../../src/thin/thin-xml.js';
 import { BS, devices, memoryPool, readVolume } from '../support/memory-pools.js';
-import { thrownError } from '../support/thrown.js';
+import { thrown, thrownError } from '../support/thrown.js';
 import { fill, keepOpen } from '../support/model.js';
 
 /**
@@ -132,6 +133,25 @@ test('a refused rollback gives its tail copy back when the copy landed on data b
   pool.commitSync();
   expect(checkMetadataDevice(keepOpen(d.meta)).errors).toEqual([]);
   pool.closeSync();
+});
+
+test('a rollback whose change fails after the tail copy reports that failure, not the give-back the failed pool refuses', () => {
+  const { pool } = memoryPool();
+  pool.createThinSync('v', { size: 3 * BS }).writeSync(fill(3 * BS, 1), 0);
+  pool.resizeSync('v', 2 * BS + BS / 2); // the snapshot ends inside block 2: the rollback copies that block
+  pool.snapshotSync('v', 's');
+  pool.resizeSync('v', 4 * BS);
+  pool.commitSync();
+  // A failure inside the change that is no clean refusal (as an I/O error would be): the change aborts to the last
+  // commit and the pool goes read-only, so the copy's block needs no giving back (and could not be given).
+  const failure = new Error('injected failure inside the rollback');
+  (pool.metadata as unknown as { rollbackDevice(id: number, sid: number): void }).rollbackDevice = () => {
+    throw failure;
+  };
+  expect(thrown(() => pool.rollbackSync('v', 's'))).toBe(failure);
+  expect(pool.mode).toBe('read-only');
+  expect(pool.status().needsCheck).toBe(true);
+  pool.closeSync({ commit: false });
 });
 
 test("a rollback whose tail block's copy lands on data block 0 maps it like any other", () => {
