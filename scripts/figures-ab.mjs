@@ -1,12 +1,8 @@
 // A/B runs of two builds (bench/_ab.ts `--figures docs/figures/ab.json --as NAME`): one row per recorded run, the
 // medians of each side and new / old computed here from the per-run times. Used by render-figures.mjs for the
 // docs sections that quote what a change bought (`ab` + a filter on the run names).
+import { median } from './figures-stats.mjs';
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ms = (x) => `${x.toFixed(x < 100 ? 1 : 0)} ms`;
 
 /** The A/B runs whose names start with `prefix`, as a table (newest last). */

@@ -3,15 +3,11 @@
 // (bench/bulk/floors.ts runs, from docs/figures/bulk-floors.json: what the bulk commands cannot go below on the
 // machine, and what that implies for their goals). Every ratio is computed here from the runs' per-round
 // seconds. Used by render-figures.mjs; the commands' own tables are figures-bulk.mjs's.
+import { median } from './figures-stats.mjs';
 
 /** Each section shows this many runs, the newest; the JSON keeps every run. */
 const SHOWN = 3;
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? null : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const load = (r) => `load average ${r.loadAverage[0]} before and ${r.loadAverage[1]} after`;
 const older = (all, names, file) =>
   all.length > names.length ? [`The tables show the newest ${names.length} runs; the others are in docs/figures/${file}.`] : [];

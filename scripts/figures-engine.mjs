@@ -3,7 +3,7 @@
 // bench/engine/_lib.ts recordFigures appends runs, io.ts and cow.ts write one run), with each verdict computed here
 // against its goal; and `engine-run`, the run of the engine benches recorded by `bench/run.js --record`
 // (docs/runs/engine.md), put in as it is. Used by render-figures.mjs.
-
+import { median } from './figures-stats.mjs';
 import { n } from './figures-format.mjs';
 
 /** The command that records both: the goals' JSON and docs/runs/engine.md (cow.json: see the Overheads section). */
@@ -19,11 +19,6 @@ const ops = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} M/s` : `${(x / 1e3).toFi
 const r2 = (x) => x.toFixed(2);
 const verdict = (ok) => (ok ? 'met' : '**not met**');
 const quick = (r) => (r.flags ?? []).includes('--quick');
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** Where a run comes from: commit, date, load average (before and after when recorded), --quick. */
 function stamp(r) {

@@ -1,5 +1,6 @@
 // The figures section of docs/images.md: bench/images/import.ts runs (`--figures docs/figures/images.json --as
 // NAME`), rendered from docs/figures/images.json. Used by render-figures.mjs.
+import { median } from './figures-stats.mjs';
 
 /** The section shows this many runs, the newest; the JSON keeps every run. */
 const SHOWN = 3;
@@ -14,12 +15,6 @@ const STEPS = [
 ];
 /** Issue 21's goal for the command, as a ratio to `tar -x`. */
 const GOALS = { importCommand: 1.5 };
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 export function images(f) {
   const all = Object.keys(f.runs);

@@ -3,6 +3,7 @@
 // computed here from the per-round values), and the comparisons the same bench makes with its environment
 // switches (busy-poll window off against on, the portable I/O path against the fast one). Used by
 // render-figures.mjs.
+import { median } from './figures-stats.mjs';
 
 /**
  * The section shows this many runs in full, the newest made with the default settings (every case, the default
@@ -14,11 +15,6 @@ const GOAL = 0.8;
 const JSON_FILE = 'docs/figures/nbd-speed.json';
 const BENCH = 'node dist/bench/nbd/speed.js';
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 /** A figure in its unit's format: IOPS in thousands, MiB/s whole. */
 const fmt = (x, unit) => (unit === 'IOPS' ? `${(x / 1000).toFixed(1)} k` : x.toFixed(0));
 /** One case of a run with its medians and the ratio thinpool / nbdkit (higher is better for thinpool). */

@@ -166,6 +166,12 @@ async function fromDockerSave(root: string): Promise<Omit<ImageSource, 'cleanup'
 
 type TarEntry = ReturnType<ReturnType<typeof tarStream>['extract']> extends AsyncIterable<infer E> ? E : never;
 
+/** What reading the archive at path threw, as the EINVAL that names it (a ThinpoolError passes as it is). */
+function notATar(path: string, e: unknown): ThinpoolError {
+  if (e instanceof ThinpoolError) return e;
+  return new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
+}
+
 /** The entries of a (possibly gzipped) tar archive; a truncated or corrupt archive raises EINVAL naming it. */
 async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
   const ex = tarStream().extract();
@@ -175,8 +181,7 @@ async function* tarEntries(path: string): AsyncGenerator<TarEntry> {
   try {
     for await (const e of ex) yield e;
   } catch (e) {
-    if (e instanceof ThinpoolError) throw e;
-    throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
+    throw notATar(path, e);
   } finally {
     input.destroy();
   }
@@ -202,8 +207,7 @@ async function tarNames(path: string): Promise<Set<string>> {
       }
     }
   } catch (e) {
-    if (e instanceof ThinpoolError) throw e;
-    throw new ThinpoolError('EINVAL', `${path} is not a valid tar archive (truncated or corrupt): ${(e as Error).message}`, { cause: e });
+    throw notATar(path, e);
   } finally {
     await chunks.return?.(undefined).catch(() => undefined);
   }

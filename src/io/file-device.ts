@@ -140,7 +140,6 @@ export class FileDevice implements BlockDevice {
   /** Flush-behind: whether one runs, the first error one met (thrown by every later flush), how many started. */
   #flushBehindRunning = false;
   #flushBehindError: ThinpoolError | null = null;
-  #closeWhenFlushed = false;
   flushesBehindStarted = 0;
   /** How many `copyWithin` calls took each path on this device. */
   readonly copies: Record<CopyPath, number> = { clone: 0, copy: 0, 'read-write': 0 };
@@ -268,8 +267,8 @@ export class FileDevice implements BlockDevice {
     fs.fdatasync(fd, (e) => {
       this.#flushBehindRunning = false;
       if (e && this.#flushBehindError === null) this.#flushBehindError = fsError(e, 'fdatasync (flush-behind)', this.path);
-      if (this.#closeWhenFlushed) {
-        this.#closeWhenFlushed = false;
+      // Closed while this ran: close() left the descriptor to this callback (nothing can start one after close).
+      if (this.#closed) {
         try {
           fs.closeSync(fd);
         } catch {
@@ -400,10 +399,7 @@ export class FileDevice implements BlockDevice {
   close(): void {
     this.#checkOpen();
     this.#closed = true;
-    if (this.#flushBehindRunning) {
-      this.#closeWhenFlushed = true;
-      return;
-    }
+    if (this.#flushBehindRunning) return; // the flush-behind's callback closes the descriptor
     try {
       fs.closeSync(this.#fd);
     } catch (e) {

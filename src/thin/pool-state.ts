@@ -54,9 +54,10 @@ export const OP_METADATA_MARGIN = 64;
 
 export class PoolState {
   readonly storage: PoolStorage;
-  /** The pool object: events are emitted on it. */
-  readonly events: EventEmitter<PoolEvents>;
-  /** Events go through the gate: delivered when the operation that raised them ends (event-gate.ts). */
+  /**
+   * The pool's events (emitted on the pool object) go only through the gate: delivered when the operation that
+   * raised them ends (event-gate.ts).
+   */
   readonly gate: EventGate<PoolEvents>;
   md: ThinMetadata;
   readonly blockSize: number;
@@ -81,7 +82,6 @@ export class PoolState {
     this.md = md;
     this.blockSize = md.dataBlockSectors * 512;
     this.catalog = catalog;
-    this.events = events;
     this.gate = new EventGate(events);
     this.highWater = new HighWater(storage.highWater);
     this.pending = new PendingCopies(this.blockSize, {

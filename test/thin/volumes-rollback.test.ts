@@ -12,19 +12,21 @@ import { BS, devices, memoryPool, readVolume } from '../support/memory-pools.js'
 import { thrown, thrownError } from '../support/thrown.js';
 import { fill, keepOpen } from '../support/model.js';
 
+/** A thin device of `thin_dump` XML mapping `length` blocks from `dataBegin`, one range. */
+const device = (id: number, length: number, dataBegin = 0): string => `
+  <device dev_id="${id}" mapped_blocks="${length}" transaction="0" creation_time="0" snap_time="0">
+    <range_mapping origin_begin="0" data_begin="${dataBegin}" length="${length}" time="0"/>
+  </device>`;
+
 /**
  * A pool (16 data blocks) restored from thin_dump XML whose time is one below its maximum (one more snapshot may
- * be made, then no rollback, which needs a new time), with thin device 1 mapping its first `blocks` blocks and
- * no catalog record.
+ * be made, then no rollback, which needs a new time), holding the devices given (no catalog records).
  */
-function lastTimePool(blocks: number) {
+function lastTimePool(devicesXml: string) {
   const d = devices(16);
   restoreMetadata(
     d.meta,
-    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
-  <device dev_id="1" mapped_blocks="${blocks}" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="${blocks}" time="0"/>
-  </device>
+    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">${devicesXml}
 </superblock>`),
   );
   return { d, pool: ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog }) };
@@ -82,7 +84,7 @@ test('rollback commits first only when metadata space is short: otherwise an unc
 });
 
 test("a rollback refused after its tail block was copied gives that block back (the pool's time exhausted)", () => {
-  const { d, pool } = lastTimePool(3);
+  const { d, pool } = lastTimePool(device(1, 3));
   pool.resizeSync(1, 2 * BS + BS / 2); // the snapshot will end inside block 2
   pool.snapshotSync(1, 's');
   pool.resizeSync(1, 4 * BS);
@@ -102,24 +104,9 @@ test("a rollback refused after its tail block was copied gives that block back (
 });
 
 test('a refused rollback gives its tail copy back when the copy landed on data block 0', () => {
-  // As lastTimePool, with data block 0 held by device 2 and blocks 5-15 by device 3: volume 1 maps blocks 1-3,
-  // and block 4 is left for the copy-on-write of the grow below.
-  const d = devices(16);
-  restoreMetadata(
-    d.meta,
-    parseThinXml(`<superblock uuid="" time="${MAX_TIME - 1}" transaction="1" flags="0" version="2" data_block_size="${BS / 512}" nr_data_blocks="16">
-  <device dev_id="1" mapped_blocks="3" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="1" length="3" time="0"/>
-  </device>
-  <device dev_id="2" mapped_blocks="1" transaction="0" creation_time="0" snap_time="0">
-    <single_mapping origin_block="0" data_block="0" time="0"/>
-  </device>
-  <device dev_id="3" mapped_blocks="11" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="5" length="11" time="0"/>
-  </device>
-</superblock>`),
-  );
-  const pool = ThinPool.openStorage({ metadata: keepOpen(d.meta), data: keepOpen(d.data), catalog: d.catalog });
+  // Data block 0 held by device 2 and blocks 5-15 by device 3: volume 1 maps blocks 1-3, and block 4 is left for
+  // the copy-on-write of the grow below.
+  const { d, pool } = lastTimePool(device(1, 3, 1) + device(2, 1, 0) + device(3, 11, 5));
   pool.resizeSync(1, 2 * BS + BS / 2);
   pool.snapshotSync(1, 's');
   pool.resizeSync(1, 4 * BS);
@@ -194,7 +181,7 @@ test('a rollback to a larger snapshot keeps the volume its size: nothing stays m
 });
 
 test('a rollback refused with nothing copied (the pool time exhausted) changes nothing and keeps the error', () => {
-  const { pool } = lastTimePool(2);
+  const { pool } = lastTimePool(device(1, 2));
   pool.snapshotSync(1, 's'); // the last time the pool has
   const used = pool.status().dataBlocks.used;
   expect(() => pool.rollbackSync(1, 's')).toThrow(
