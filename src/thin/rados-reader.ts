@@ -32,7 +32,7 @@
 import { sha256Hex } from '../sha256.js';
 import { Core } from '../core/wasm.js';
 import { ThinpoolError } from '../errors.js';
-import type { AsyncBlockDevice, BlockDevice } from '../io/block-device.js';
+import type { AsyncBlockDevice } from '../io/block-device.js';
 import type { RadosIoctx } from '../io/librados.js';
 import { catalogAt, type CatalogData, type CatalogStore, type Envelope, parseEnvelope } from './catalog.js';
 import { readSuperblock, sealSuperblockAt, type Superblock } from './superblock.js';
@@ -132,8 +132,8 @@ class CheckedDevice implements AsyncBlockDevice {
 }
 
 export interface ReaderView {
-  metadata: BlockDevice;
-  data: BlockDevice;
+  metadata: AsyncBlockDevice;
+  data: AsyncBlockDevice;
   catalog: CatalogStore;
   /** The held root the view reads (0: the last commit). */
   heldRoot: number;

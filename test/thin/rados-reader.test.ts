@@ -75,7 +75,7 @@ describe('asynchronous reads of a read-only rados: view', () => {
   test('sixteen reads completing together are checked by one superblock read started after they completed', async () => {
     const { v, metadata, data } = view();
     const bufs = Array.from({ length: 16 }, () => new Uint8Array(BLOCK));
-    const done = bufs.map((b) => v.data.readAsync!(b, 3 * BLOCK));
+    const done = bufs.map((b) => v.data.readAsync(b, 3 * BLOCK));
     expect(await data.release()).toBe(16);
     expect(metadata.pending.length).toBe(1); // one check for the batch
     expect(await metadata.release()).toBe(1);
@@ -86,14 +86,14 @@ describe('asynchronous reads of a read-only rados: view', () => {
 
   test('a read completing while a check is in flight waits for the next check: the one in flight started before it', async () => {
     const { v, metadata, data } = view();
-    const first = v.data.readAsync!(new Uint8Array(BLOCK), 0);
+    const first = v.data.readAsync(new Uint8Array(BLOCK), 0);
     await data.release();
     expect(metadata.pending.length).toBe(1);
     let secondDone = false;
-    const second = v.data.readAsync!(new Uint8Array(BLOCK), BLOCK).then(() => {
+    const second = v.data.readAsync(new Uint8Array(BLOCK), BLOCK).then(() => {
       secondDone = true;
     });
-    const third = v.data.readAsync!(new Uint8Array(BLOCK), 2 * BLOCK);
+    const third = v.data.readAsync(new Uint8Array(BLOCK), 2 * BLOCK);
     await data.release(); // both complete while the first check is in flight
     expect(metadata.pending.length).toBe(1);
     await metadata.release(); // the first check ends: the next starts, shared by the second and third reads
@@ -107,11 +107,11 @@ describe('asynchronous reads of a read-only rados: view', () => {
 
   test('a commit between a read and its check fails that read with ESTALE; reads checked before it stand', async () => {
     const { md, v, metadata, data } = view();
-    const early = v.data.readAsync!(new Uint8Array(BLOCK), 0);
+    const early = v.data.readAsync(new Uint8Array(BLOCK), 0);
     await data.release();
     await metadata.release();
     await early;
-    const late = v.data.readAsync!(new Uint8Array(BLOCK), 0);
+    const late = v.data.readAsync(new Uint8Array(BLOCK), 0);
     await data.release();
     // The writer commits after the read took its bytes and before the check reads the superblock.
     md.createThin(2);
