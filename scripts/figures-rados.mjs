@@ -13,7 +13,8 @@ export function rados(f) {
     names
       .map((k) => {
         const r = f.runs[k];
-        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`;
+        const hop = r.hop === undefined ? 'TCP on 127.0.0.1' : r.hop;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${hop}, load average ${r.loadAverage} on 2 shared cores.`;
       })
       .join(' '),
     '',
@@ -25,6 +26,7 @@ export function rados(f) {
           `| ${k} | 4K rand ${r.kind} QD${r.depth} | ${ops(r.rbd)} | ${ops(r.rados)} | **${(r.rados / r.rbd).toFixed(2)}** | ${ops(r.file)} | ${(r.rados / r.file).toFixed(2)} |`,
       ),
     ),
+    ...radosInProcess(f, ops),
     ...radosModes(f, ops),
     ...radosHop(f, ops),
     ...radosCpu(f),
@@ -32,72 +34,70 @@ export function rados(f) {
 }
 
 /**
- * Runs that measured librbd behind qemu-nbd (fio through it): the same NBD hop on both sides, one row per run and
- * case, with each server process's CPU per request.
+ * A table of the rows (of every run) that `keep` selects, one line each by `line(run name, row)`, after an
+ * introducing sentence; nothing when no run has such rows (a measurement older runs did not make).
  */
-function radosHop(f, ops) {
-  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
-    r.rows
-      .filter((x) => x.qemuNbd !== undefined)
-      .map(
-        (x) =>
-          `| ${k} | 4K rand ${x.kind} QD${x.depth} | ${ops(x.qemuNbd)} | ${ops(x.rados)} | **${(x.rados / x.qemuNbd).toFixed(2)}** | ${Math.round(x.qemuCpuUs)} | ${Math.round(x.radosCpuUs)} |`,
-      ),
-  );
+function section(f, keep, line, intro, head) {
+  const rows = Object.entries(f.runs).flatMap(([k, r]) => r.rows.filter(keep).map((x) => line(k, x)));
   if (rows.length === 0) return [];
-  return [
-    '',
-    "Through the same hop: fio's nbd engine against `qemu-nbd` serving the RBD image with librbd (`--cache=none`: its cache off, every write acknowledged by the cluster) and against `thinpool serve` (its default), with each server process's CPU per request:",
-    '',
-    '| run | case | qemu-nbd + librbd op/s | thinpool serve op/s | **ratio** | qemu-nbd CPU µs/op | thinpool serve CPU µs/op |',
-    '|---|---|---:|---:|---:|---:|---:|',
-    ...rows,
-  ];
+  const cells = head.split(' | ');
+  return ['', intro, '', `| ${cells.join(' | ')} |`, `|---|---|${cells.slice(2).map(() => '---:|').join('')}`, ...rows];
 }
 
-/** Runs that measured CPU per request (each side's whole process): one row per run and case. */
-function radosCpu(f) {
-  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
-    r.rows
-      .filter((x) => x.rbdCpuUs !== undefined && x.radosCpuUs !== undefined)
-      .map(
-        (x) =>
-          `| ${k} | 4K rand ${x.kind} QD${x.depth} | ${Math.round(x.rbdCpuUs)} | ${Math.round(x.radosCpuUs)} | ${(x.radosCpuUs / x.rbdCpuUs).toFixed(2)} |`,
-      ),
+const caseOf = (x) => `4K rand ${x.kind} QD${x.depth}`;
+
+/**
+ * Runs that measured the library in the bench's own process (no NBD hop, as `rbd bench` has none), with the share
+ * of the library's rate that fio through `thinpool serve` keeps.
+ */
+function radosInProcess(f, ops) {
+  return section(
+    f,
+    (x) => x.inProcess !== undefined,
+    (k, x) =>
+      `| ${k} | ${caseOf(x)} | ${ops(x.rbd)} | ${ops(x.inProcess)} | **${(x.inProcess / x.rbd).toFixed(2)}** | ${Math.round(x.inProcessCpuUs)} | ${Math.round(x.rbdCpuUs)} | ${(x.rados / x.inProcess).toFixed(2)} |`,
+    "Without a hop on either side: `rbd bench` is librbd in its own process; the same requests from the bench's process through thinpool's library (`volume.read`/`volume.write`, as many in flight as the queue depth, on a third rados: pool written in full), with each process's CPU per request, and what fio through `thinpool serve` keeps of the library's rate:",
+    'run | case | librbd op/s | thinpool library op/s | **library / librbd** | library CPU µs/op | librbd CPU µs/op | serve via fio / library',
   );
-  if (rows.length === 0) return [];
-  return [
-    '',
+}
+
+/** Runs that measured librbd behind qemu-nbd (fio through it): the same NBD hop on both sides. */
+function radosHop(f, ops) {
+  return section(
+    f,
+    (x) => x.qemuNbd !== undefined,
+    (k, x) =>
+      `| ${k} | ${caseOf(x)} | ${ops(x.qemuNbd)} | ${ops(x.rados)} | **${(x.rados / x.qemuNbd).toFixed(2)}** | ${Math.round(x.qemuCpuUs)} | ${Math.round(x.radosCpuUs)} |`,
+    "Through the same hop: fio's nbd engine against `qemu-nbd` serving the RBD image with librbd (`--cache=none`: its cache off, every write acknowledged by the cluster) and against `thinpool serve` (its default), with each server process's CPU per request:",
+    'run | case | qemu-nbd + librbd op/s | thinpool serve op/s | **ratio** | qemu-nbd CPU µs/op | thinpool serve CPU µs/op',
+  );
+}
+
+/** Runs that measured CPU per request (each side's whole process). */
+function radosCpu(f) {
+  return section(
+    f,
+    (x) => x.rbdCpuUs !== undefined && x.radosCpuUs !== undefined,
+    (k, x) =>
+      `| ${k} | ${caseOf(x)} | ${Math.round(x.rbdCpuUs)} | ${Math.round(x.radosCpuUs)} | ${(x.radosCpuUs / x.rbdCpuUs).toFixed(2)} |`,
     "CPU per request, each side's whole process with all its threads (librados's included): `rbd bench` (less a run of one request per thread: its start-up) and `thinpool serve` (around fio's run; the NBD hop is on its side). The OSD, the client and the server share the same two cores, so what one request costs weighs on the rate, most at queue depth 16:",
-    '',
-    '| run | case | librbd CPU µs/op | thinpool serve CPU µs/op | serve / librbd |',
-    '|---|---|---:|---:|---:|',
-    ...rows,
-  ];
+    'run | case | librbd CPU µs/op | thinpool serve CPU µs/op | serve / librbd',
+  );
 }
 
 /**
  * Runs that measured writes in both acknowledgement modes (librbd's cache off, thinpool serve --write-back): like
- * against like, one row per run and write case.
+ * against like.
  */
 function radosModes(f, ops) {
-  const rows = Object.entries(f.runs).flatMap(([k, r]) =>
-    r.rows
-      .filter((x) => x.rbdNoCache !== undefined && x.radosWriteBack !== undefined)
-      .map(
-        (x) =>
-          `| ${k} | 4K rand write QD${x.depth} | ${ops(x.rbdNoCache)} | ${ops(x.rados)} | **${(x.rados / x.rbdNoCache).toFixed(2)}** | ${ops(x.rbd)} | ${ops(x.radosWriteBack)} | **${(x.radosWriteBack / x.rbd).toFixed(2)}** |`,
-      ),
-  );
-  if (rows.length === 0) return [];
-  return [
-    '',
+  return section(
+    f,
+    (x) => x.rbdNoCache !== undefined && x.radosWriteBack !== undefined,
+    (k, x) =>
+      `| ${k} | 4K rand write QD${x.depth} | ${ops(x.rbdNoCache)} | ${ops(x.rados)} | **${(x.rados / x.rbdNoCache).toFixed(2)}** | ${ops(x.rbd)} | ${ops(x.radosWriteBack)} | **${(x.radosWriteBack / x.rbd).toFixed(2)}** |`,
     "Writes, like against like: acknowledged by the cluster (librbd `--rbd_cache=false`, thinpool by default), and written behind (librbd's default cache, `thinpool serve --write-back 24M`):",
-    '',
-    '| run | case | librbd, cache off op/s | thinpool op/s | **ratio** | librbd, cache on op/s | thinpool --write-back op/s | **ratio** |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
-    ...rows,
-  ];
+    'run | case | librbd, cache off op/s | thinpool op/s | **ratio** | librbd, cache on op/s | thinpool --write-back op/s | **ratio**',
+  );
 }
 
 /** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */

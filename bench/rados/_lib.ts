@@ -4,8 +4,8 @@
  *     the tool's start-up), with librbd's cache as configured (on by default) or off (`--rbd_cache=false`);
  *   - `fio`: fio's nbd engine against an NBD URI, at the rate fio reports (without connecting);
  *   - `rbdBenchCpu`: the same, with the CPU time the `rbd` process used;
- *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a free loopback port,
- *     with its pid (`processCpuSeconds` reads what it has used);
+ *   - `serve`: `thinpool serve POOL [NAMES...]` in its own process (as users run it) on a Unix socket, with its
+ *     pid (`processCpuSeconds` reads what it has used);
  *   - `qemuNbdRbd`: `qemu-nbd` serving an RBD image through librbd (the same NBD hop as `thinpool serve`);
  */
 import { execFile, spawn } from 'node:child_process';
@@ -98,33 +98,35 @@ export async function fio(uri: string, kind: Kind, depth: number, size: number, 
 }
 
 /**
- * `thinpool serve POOL [NAMES...]` in its own process; resolves the server's NBD URI (`nbd://HOST:PORT`, append
- * `/NAME` for an export) and a stop function (SIGTERM, then waits for the exit).
+ * `thinpool serve POOL [NAMES...]` in its own process, listening on a Unix socket in `dir` (as `qemuNbdRbd` does:
+ * the same hop on both sides, and what a client on the same machine would use); resolves the URI of each export
+ * (`exportUri(NAME)`), the server's pid and a stop function (SIGTERM, then waits for the exit).
  */
 export async function serve(
   pool: string,
   conf: string | undefined,
   names: string[],
+  dir: string,
   extra: string[] = [],
-): Promise<{ uri: string; pid: number; stop(): Promise<void> }> {
-  const args = [BIN, 'serve', pool, ...names, '--listen', '127.0.0.1:0', ...(conf ? ['--ceph-conf', conf] : []), ...extra];
+): Promise<{ exportUri(name: string): string; pid: number; stop(): Promise<void> }> {
+  const sock = join(dir, `serve-${++served}.sock`);
+  const args = [BIN, 'serve', pool, ...names, '--socket', sock, ...(conf ? ['--ceph-conf', conf] : []), ...extra];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
   let out = '';
-  const uri = await new Promise<string>((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 60_000);
     child.stdout!.on('data', (d) => {
       out += d;
-      const m = /(nbd:\/\/[^\s:]+:\d+)/.exec(out);
-      if (m) {
+      if (/nbd\+unix:/.test(out)) {
         clearTimeout(t);
-        resolve(m[1]);
+        resolve();
       }
     });
     child.on('exit', () => reject(new Error(`serve exited: ${out}`)));
   });
   return {
-    uri,
+    exportUri: (name) => `nbd+unix:///${name}?socket=${sock}`,
     pid: child.pid!,
     stop: async () => {
       child.kill('SIGTERM');
@@ -132,6 +134,7 @@ export async function serve(
     },
   };
 }
+let served = 0;
 
 /**
  * `qemu-nbd` serving the RBD image `image` (POOL/NAME) through librbd (qemu's rbd driver, Debian package
@@ -173,6 +176,14 @@ export async function qemuNbdRbd(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  // qemu-nbd makes its socket before it opens the image: one that cannot open rbd: images exits just after.
+  await new Promise((r) => setTimeout(r, 500));
+  if (child.exitCode !== null)
+    return {
+      unavailable: /rbd/.test(err)
+        ? `qemu-nbd cannot open rbd: images (Debian package qemu-block-extra): ${err.trim()}`
+        : `qemu-nbd exited: ${err.trim()}`,
+    };
   return {
     uri: `nbd+unix:///?socket=${sock}`,
     pid: child.pid!,

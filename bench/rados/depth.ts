@@ -24,7 +24,9 @@
  * `--figures=FILE --as=NAME`: also merge this run into FILE (docs/figures/rados-depth.json) under NAME;
  * scripts/render-figures.mjs renders it into docs/rados.md.
  */
-import { loadavg } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
 import { destroyRadosPool } from '../../src/thin/rados-pool.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
@@ -96,26 +98,28 @@ async function run(): Promise<void> {
       if (d % 8 === 0) console.log(`chains at depth ${d} of ${levels}`);
     }
 
-    const server = await serve(address, conf, DEPTHS.map(tpName));
+    const sockets = mkdtempSync(join(tmpdir(), 'tp-bench-depth-'));
+    const server = await serve(address, conf, DEPTHS.map(tpName), sockets);
     try {
       const cases = DEPTHS.flatMap((depth) => QDS.map((qd) => ({ depth, qd, rbd: [] as number[], thinpool: [] as number[] })));
       // Not recorded: one pass over every depth first, so that neither the server's start (JIT, metadata
       // cache) nor the cluster's counts against whichever depth comes first.
       for (const depth of DEPTHS) {
-        await fio(`${server.uri}/${tpName(depth)}`, 'read', 16, SIZE, OPS / 4);
+        await fio(server.exportUri(tpName(depth)), 'read', 16, SIZE, OPS / 4);
         await rbdBench(conf, rbdName(depth), 'read', 16, OPS / 4);
       }
       for (let rep = 0; rep < REPS; rep++) {
         for (const c of cases) {
           const rbdFirst = rep % 2 === 0;
           if (rbdFirst) c.rbd.push(await rbdBench(conf, rbdName(c.depth), 'read', c.qd, OPS));
-          c.thinpool.push(await fio(`${server.uri}/${tpName(c.depth)}`, 'read', c.qd, SIZE, OPS));
+          c.thinpool.push(await fio(server.exportUri(tpName(c.depth)), 'read', c.qd, SIZE, OPS));
           if (!rbdFirst) c.rbd.push(await rbdBench(conf, rbdName(c.depth), 'read', c.qd, OPS));
         }
       }
       for (const c of cases) rows.push({ depth: c.depth, qd: c.qd, rbd: median(c.rbd), thinpool: median(c.thinpool) });
     } finally {
       await server.stop();
+      rmSync(sockets, { recursive: true, force: true });
     }
   } finally {
     if (cluster === null) {

@@ -5,12 +5,17 @@
  *   - `rbd bench --io-type read|write --io-size 4K --io-threads 1|16 --io-pattern rand` on an RBD image of the
  *     same size in the same Ceph pool;
  *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs);
+ *   - the same I/O from this process through the library (`volume.read`/`volume.write` with `depth` requests in
+ *     flight) on a third rados: pool: thinpool without the NBD hop, as `rbd bench` is librbd without one (like
+ *     against like: both in-process libraries), with this process's CPU per request;
  *   - for writes, each side's other mode: librbd with its cache off (`--rbd_cache=false`: every write acknowledged
  *     by the cluster, as thinpool's default) and `thinpool serve --write-back 24M` of a second rados: pool (writes
  *     answered once sent, as librbd's default cache): like against like, both ways;
  *   - the same fio jobs through `qemu-nbd` serving the RBD image with librbd (its cache off): what users run to
  *     reach an RBD image over NBD, the same hop as `thinpool serve` (a column left out, with the reason, where
  *     qemu's rbd driver is missing: Debian package qemu-block-extra).
+ * Every `thinpool serve` listens on a Unix socket, as `qemu-nbd` does here (runs before "unix-hop" used TCP on
+ * 127.0.0.1 for thinpool serve: fio's client spent 11-13 µs per request over TCP against 7-9 over the socket).
  * CPU per request, each side's whole process (all its threads, librados's included): `thinpool serve` from
  * /proc around fio's run; `rbd bench` from the shell's `times`, less a run of one request per thread (its
  * start-up). On a machine with few cores, where the OSD, the client and the server share them, this is what
@@ -31,6 +36,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
+import type { Volume } from '../../src/thin/volume.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
 import {
   argValue,
@@ -73,6 +79,31 @@ async function makePool(address: string, conf: string | undefined): Promise<void
   await pool.close();
 }
 
+/**
+ * `ops` 4 KiB random reads or writes on `vol` from this process, `depth` in flight: requests per second and this
+ * process's CPU microseconds per request.
+ */
+async function inProcess(vol: Volume, kind: Kind, depth: number): Promise<{ rate: number; cpuUs: number }> {
+  const blocks = SIZE / 4096;
+  let left = OPS;
+  let x = 0x9e3779b9;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: depth }, async (_, i) => {
+      const b = new Uint8Array(4096).fill(i + 1);
+      while (left-- > 0) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        const off = (x % blocks) * 4096;
+        await (kind === 'read' ? vol.read(b, off) : vol.write(b, off));
+      }
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  return { rate: OPS / seconds, cpuUs: (cpu.user + cpu.system) / OPS };
+}
+
 async function run(): Promise<void> {
   let conf = argValue('--ceph-conf');
   const cephPool = argValue('--ceph-pool') ?? (conf ? 'rbd' : 'tp');
@@ -101,6 +132,9 @@ async function run(): Promise<void> {
     /** librbd behind qemu-nbd, fio through it (the same NBD hop as thinpool serve), and that process's CPU. */
     qemuNbd?: number;
     qemuCpuUs?: number;
+    /** The library in this process (no NBD hop), and this process's CPU per request. */
+    inProcess: number;
+    inProcessCpuUs: number;
   }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
@@ -109,11 +143,14 @@ async function run(): Promise<void> {
     const addressWb = `rados://${cephPool}/${tag}wb`;
     await makePool(address, conf);
     await makePool(addressWb, conf);
+    const addressIn = `rados://${cephPool}/${tag}in`;
+    await makePool(addressIn, conf);
     await makePool(join(dir, 'pool'), undefined);
-    const rados = await serve(address, conf, ['v']);
+    const rados = await serve(address, conf, ['v'], dir);
     // The same, with writes written behind as librbd's cache does (serve --write-back, librbd's default 32 MiB cache).
-    const radosWb = await serve(addressWb, conf, ['v'], ['--write-back', '24M']);
-    const file = await serve(join(dir, 'pool'), undefined, ['v']);
+    const radosWb = await serve(addressWb, conf, ['v'], dir, ['--write-back', '24M']);
+    const file = await serve(join(dir, 'pool'), undefined, ['v'], dir);
+    const inPool = await ThinPool.open(addressIn, conf ? { ceph: { conf } } : {});
     const qemu = await qemuNbdRbd(conf, image, dir);
     if ('unavailable' in qemu) console.warn(`no qemu-nbd column: ${qemu.unavailable}`);
     try {
@@ -127,6 +164,8 @@ async function run(): Promise<void> {
         radosCpuUs: [] as number[],
         qemuNbd: [] as number[],
         qemuCpuUs: [] as number[],
+        inProcess: [] as number[],
+        inProcessCpuUs: [] as number[],
       }));
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
@@ -136,9 +175,12 @@ async function run(): Promise<void> {
           samples[i].rbd.push(lib.rate);
           samples[i].rbdCpuUs.push(((lib.cpuSeconds - idle.cpuSeconds) * 1e6) / (OPS - depth));
           const cpu0 = processCpuSeconds(rados.pid);
-          samples[i].rados.push(await fio(`${rados.uri}/v`, kind, depth, SIZE, OPS));
+          samples[i].rados.push(await fio(rados.exportUri('v'), kind, depth, SIZE, OPS));
           samples[i].radosCpuUs.push(((processCpuSeconds(rados.pid) - cpu0) * 1e6) / OPS);
-          samples[i].file.push(await fio(`${file.uri}/v`, kind, depth, SIZE, OPS));
+          const own = await inProcess(inPool.volume('v'), kind, depth);
+          samples[i].inProcess.push(own.rate);
+          samples[i].inProcessCpuUs.push(own.cpuUs);
+          samples[i].file.push(await fio(file.exportUri('v'), kind, depth, SIZE, OPS));
           if (!('unavailable' in qemu)) {
             const q0 = processCpuSeconds(qemu.pid);
             samples[i].qemuNbd.push(await fio(qemu.uri, kind, depth, SIZE, OPS));
@@ -146,7 +188,7 @@ async function run(): Promise<void> {
           }
           if (kind === 'write') {
             samples[i].rbdNoCache.push(await rbdBench(conf, image, kind, depth, OPS, false));
-            samples[i].radosWriteBack.push(await fio(`${radosWb.uri}/v`, kind, depth, SIZE, OPS));
+            samples[i].radosWriteBack.push(await fio(radosWb.exportUri('v'), kind, depth, SIZE, OPS));
           }
         }
       }
@@ -160,11 +202,14 @@ async function run(): Promise<void> {
           file: median(m.file),
           rbdCpuUs: median(m.rbdCpuUs),
           radosCpuUs: median(m.radosCpuUs),
+          inProcess: median(m.inProcess),
+          inProcessCpuUs: median(m.inProcessCpuUs),
           ...(kind === 'write' ? { rbdNoCache: median(m.rbdNoCache), radosWriteBack: median(m.radosWriteBack) } : {}),
           ...(m.qemuNbd.length > 0 ? { qemuNbd: median(m.qemuNbd), qemuCpuUs: median(m.qemuCpuUs) } : {}),
         });
       }
     } finally {
+      await inPool.close();
       await rados.stop();
       await radosWb.stop();
       await file.stop();
@@ -193,6 +238,9 @@ async function run(): Promise<void> {
     opt(r.qemuNbd),
     ratio(r.rados, r.qemuNbd),
     opt(r.qemuCpuUs),
+    r.inProcess.toFixed(0),
+    (r.inProcess / r.rbd).toFixed(2),
+    r.inProcessCpuUs.toFixed(0),
   ]);
   const head = [
     'case',
@@ -210,6 +258,9 @@ async function run(): Promise<void> {
     'qemu-nbd+librbd op/s',
     'thinpool / qemu-nbd',
     'qemu-nbd CPU us/op',
+    'thinpool in process op/s',
+    'in process / librbd',
+    'in process CPU us/op',
   ];
   console.log(
     `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore with pages, 1 OSD, started for this run' : conf})`,
@@ -223,6 +274,7 @@ async function run(): Promise<void> {
       reps: REPS,
       cluster: cluster ? 'memstore (page set), 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
       loadAverage: Number(loadavg()[0].toFixed(1)),
+      hop: 'unix socket',
       rows: results,
     });
   }
