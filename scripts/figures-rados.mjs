@@ -27,6 +27,7 @@ export function rados(f) {
       ),
     ),
     ...radosInProcess(f, ops),
+    ...radosReadOnly(f, ops),
     ...radosModes(f, ops),
     ...radosHop(f, ops),
     ...radosCpu(f),
@@ -60,6 +61,18 @@ function radosInProcess(f, ops) {
       `| ${k} | ${caseOf(x)} | ${ops(lib(x))} | ${ops(x.inProcess)} | **${(x.inProcess / lib(x)).toFixed(2)}** | ${Math.round(x.inProcessCpuUs)} | ${(x.rados / x.inProcess).toFixed(2)} |`,
     "Without a hop on either side: `rbd bench` is librbd in its own process; the same requests from the bench's process through thinpool's library (`volume.read`/`volume.write`, as many in flight as the queue depth, on a third rados: pool written in full; writes against librbd with its cache off, since the library's are acknowledged by the cluster), with the library's CPU per request (its whole process) and what fio through `thinpool serve` keeps of the library's rate:",
     'run | case | librbd op/s (writes: cache off) | thinpool library op/s | **library / librbd** | library CPU µs/op | serve via fio / library',
+  );
+}
+
+/** Runs that measured `thinpool serve --read-only` (reads of a read-only view) beside the writer's serve. */
+function radosReadOnly(f, ops) {
+  return section(
+    f,
+    (x) => x.radosReadOnly !== undefined,
+    (k, x) =>
+      `| ${k} | ${caseOf(x)} | ${ops(x.rbd)} | ${ops(x.rados)} | ${ops(x.radosReadOnly)} | **${(x.radosReadOnly / x.rbd).toFixed(2)}** | ${(x.radosReadOnly / x.rados).toFixed(2)} |`,
+    "Read-only: `thinpool serve --read-only` of a pool nothing writes during the run (a read-only view takes no lock and checks its reads against the superblock, asynchronous reads sharing one check per batch of completions; see \"Reading beside the writer\"):",
+    'run | case | librbd op/s | thinpool serve op/s | serve --read-only op/s | **read-only / librbd** | read-only / serve',
   );
 }
 
@@ -100,6 +113,29 @@ function radosModes(f, ops) {
     "Writes, like against like: acknowledged by the cluster (librbd `--rbd_cache=false`, thinpool by default), and written behind (librbd's default cache, `thinpool serve --write-back 24M`):",
     'run | case | librbd, cache off op/s | thinpool op/s | **ratio** | librbd, cache on op/s | thinpool --write-back op/s | **ratio**',
   );
+}
+
+/**
+ * What the runs with the library row say about the goal (0.8 of librbd), one sentence per run: through `thinpool
+ * serve` against `rbd bench`, the library alone against it, and what fio through serve keeps of the library's rate.
+ */
+export function radosHopSummary(f) {
+  const r2 = (x) => x.toFixed(2);
+  const at = (r, kind, depth) => r.rows.find((x) => x.kind === kind && x.depth === depth);
+  const pair = (r, kind, fn) => `${r2(fn(at(r, kind, 1)))} (QD1), ${r2(fn(at(r, kind, 16)))} (QD16)`;
+  const runs = Object.entries(f.runs).filter(([, r]) => r.rows.some((x) => x.inProcess !== undefined));
+  if (runs.length === 0) return 'No run with the library row recorded yet.';
+  return runs
+    .map(([k, r]) => {
+      const keep = r.rows.map((x) => x.rados / x.inProcess);
+      return (
+        `Run "${k}", against \`rbd bench\`: through \`thinpool serve\`, reads ${pair(r, 'read', (x) => x.rados / x.rbd)}, ` +
+        `cache-off writes ${pair(r, 'write', (x) => x.rados / x.rbdNoCache)}, written behind ${pair(r, 'write', (x) => x.radosWriteBack / x.rbd)}; ` +
+        `the library alone, reads ${pair(r, 'read', (x) => x.inProcess / x.rbd)}, writes against librbd's cache off ${pair(r, 'write', (x) => x.inProcess / x.rbdNoCache)}; ` +
+        `fio through serve keeps ${r2(Math.min(...keep))}-${r2(Math.max(...keep))} of the library's rate.`
+      );
+    })
+    .join(' ');
 }
 
 /** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */

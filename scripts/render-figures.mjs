@@ -46,7 +46,7 @@ import { images } from './figures-images.mjs';
 import { mergeMutation, mutation } from './figures-mutation.mjs';
 import { nbdSpeed } from './figures-nbd.mjs';
 import { cow, metadataTools, metadataToolsHeadline, overheadsHeadline, readPath, startup } from './figures-overheads.mjs';
-import { rados, radosCompletions, radosDepth } from './figures-rados.mjs';
+import { rados, radosCompletions, radosDepth, radosHopSummary } from './figures-rados.mjs';
 import { containerdRuns, nbdTls } from './figures-services.mjs';
 import { stream } from './figures-stream.mjs';
 import { summary } from './figures-summary.mjs';
@@ -84,6 +84,7 @@ const SECTIONS = [
     missing: 'No run recorded yet: `node dist/bench/bulk/floors.js --figures docs/figures/bulk-floors.json --as NAME` records one.',
   },
   { doc: 'docs/rados.md', name: 'rados', json: 'rados.json', render: rados },
+  { doc: 'docs/rados.md', name: 'rados-hop', json: 'rados.json', render: radosHopSummary },
   {
     doc: 'docs/rados.md',
     name: 'rados-depth',

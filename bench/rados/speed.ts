@@ -5,6 +5,8 @@
  *   - `rbd bench --io-type read|write --io-size 4K --io-threads 1|16 --io-pattern rand` on an RBD image of the
  *     same size in the same Ceph pool;
  *   - the same fio jobs against `thinpool serve` of a file pool on this machine (what the network costs);
+ *   - for reads, `thinpool serve --read-only` of a fourth pool, written in full and then left alone (a read-only
+ *     view takes no lock and checks its reads against the superblock: src/thin/rados-reader.ts);
  *   - the same I/O from this process through the library (`volume.read`/`volume.write` with `depth` requests in
  *     flight) on a third rados: pool: thinpool without the NBD hop, as `rbd bench` is librbd without one (like
  *     against like: both in-process libraries), with this process's CPU per request;
@@ -36,6 +38,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
+import { destroyRadosPool } from '../../src/thin/rados-pool.js';
 import type { Volume } from '../../src/thin/volume.js';
 import { startCephCluster } from '../../test/support/ceph-cluster.js';
 import {
@@ -126,6 +129,8 @@ async function run(): Promise<void> {
     /** Writes only: librbd with its cache off, and thinpool serve --write-back. */
     rbdNoCache?: number;
     radosWriteBack?: number;
+    /** Reads only: thinpool serve --read-only (of a pool nothing writes during the run). */
+    radosReadOnly?: number;
     /** CPU microseconds per request: the `rbd bench` process (less its start-up), the `thinpool serve` process. */
     rbdCpuUs: number;
     radosCpuUs: number;
@@ -145,10 +150,13 @@ async function run(): Promise<void> {
     await makePool(addressWb, conf);
     const addressIn = `rados://${cephPool}/${tag}in`;
     await makePool(addressIn, conf);
+    const addressRo = `rados://${cephPool}/${tag}ro`;
+    await makePool(addressRo, conf);
     await makePool(join(dir, 'pool'), undefined);
     const rados = await serve(address, conf, ['v'], dir);
     // The same, with writes written behind as librbd's cache does (serve --write-back, librbd's default 32 MiB cache).
     const radosWb = await serve(addressWb, conf, ['v'], dir, ['--write-back', '24M']);
+    const radosRo = await serve(addressRo, conf, ['v'], dir, ['--read-only']);
     const file = await serve(join(dir, 'pool'), undefined, ['v'], dir);
     const inPool = await ThinPool.open(addressIn, conf ? { ceph: { conf } } : {});
     const qemu = await qemuNbdRbd(conf, image, dir);
@@ -157,6 +165,7 @@ async function run(): Promise<void> {
       const samples = CASES.map(() => ({
         rbd: [] as number[],
         rbdNoCache: [] as number[],
+        radosReadOnly: [] as number[],
         rados: [] as number[],
         radosWriteBack: [] as number[],
         file: [] as number[],
@@ -186,6 +195,7 @@ async function run(): Promise<void> {
             samples[i].qemuNbd.push(await fio(qemu.uri, kind, depth, SIZE, OPS));
             samples[i].qemuCpuUs.push(((processCpuSeconds(qemu.pid) - q0) * 1e6) / OPS);
           }
+          if (kind === 'read') samples[i].radosReadOnly.push(await fio(radosRo.exportUri('v'), kind, depth, SIZE, OPS));
           if (kind === 'write') {
             samples[i].rbdNoCache.push(await rbdBench(conf, image, kind, depth, OPS, false));
             samples[i].radosWriteBack.push(await fio(radosWb.exportUri('v'), kind, depth, SIZE, OPS));
@@ -204,6 +214,7 @@ async function run(): Promise<void> {
           radosCpuUs: median(m.radosCpuUs),
           inProcess: median(m.inProcess),
           inProcessCpuUs: median(m.inProcessCpuUs),
+          ...(kind === 'read' ? { radosReadOnly: median(m.radosReadOnly) } : {}),
           ...(kind === 'write' ? { rbdNoCache: median(m.rbdNoCache), radosWriteBack: median(m.radosWriteBack) } : {}),
           ...(m.qemuNbd.length > 0 ? { qemuNbd: median(m.qemuNbd), qemuCpuUs: median(m.qemuCpuUs) } : {}),
         });
@@ -212,11 +223,22 @@ async function run(): Promise<void> {
       await inPool.close();
       await rados.stop();
       await radosWb.stop();
+      await radosRo.stop();
       await file.stop();
       if (!('unavailable' in qemu)) await qemu.stop();
     }
   } finally {
     await execFileP('rbd', ['-c', conf, 'rm', image]).catch(() => undefined);
+    if (cluster === null) {
+      // A cluster of the user's: remove the thin pools this run made (a started cluster goes whole).
+      for (const suffix of ['', 'wb', 'in', 'ro']) {
+        try {
+          destroyRadosPool(`rados://${cephPool}/${tag}${suffix}`, { conf });
+        } catch {
+          /* not made */
+        }
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
     await cluster?.stop();
   }
@@ -238,6 +260,7 @@ async function run(): Promise<void> {
     opt(r.qemuNbd),
     ratio(r.rados, r.qemuNbd),
     opt(r.qemuCpuUs),
+    opt(r.radosReadOnly),
     r.inProcess.toFixed(0),
     (r.inProcess / r.rbd).toFixed(2),
     r.inProcessCpuUs.toFixed(0),
@@ -258,6 +281,7 @@ async function run(): Promise<void> {
     'qemu-nbd+librbd op/s',
     'thinpool / qemu-nbd',
     'qemu-nbd CPU us/op',
+    'serve --read-only op/s',
     'thinpool in process op/s',
     'in process / librbd',
     'in process CPU us/op',
