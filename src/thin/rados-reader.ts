@@ -231,20 +231,16 @@ export function openReaderView(
  * it), else when the run going ends (that one started before the call, so it cannot vouch for the read).
  */
 export function sharedCheck(run: () => Promise<void>): () => Promise<void> {
-  let running: Promise<void> | null = null;
+  // The last run started (settled or not): a run waiting to start starts after it, at once when it has ended.
+  let last: Promise<void> = Promise.resolve();
   let waiting: Promise<void> | null = null;
   const begin = (): Promise<void> => {
     waiting = null;
-    const p = run();
-    running = p;
-    const clear = (): void => {
-      if (running === p) running = null;
-    };
-    p.then(clear, clear);
-    return p;
+    last = run();
+    return last;
   };
   return () => {
-    waiting ??= running === null ? Promise.resolve().then(begin) : running.then(begin, begin);
+    waiting ??= last.then(begin, begin);
     return waiting;
   };
 }

@@ -5,8 +5,11 @@
 import { describe, expect, test } from 'vitest';
 import type { AsyncBlockDevice } from '../../src/io/block-device.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
+import { sha256Hex } from '../../src/sha256.js';
+import { type CatalogData, emptyCatalog, type Envelope } from '../../src/thin/catalog.js';
 import { ThinMetadata } from '../../src/thin/metadata.js';
-import { openReaderView, sharedCheck } from '../../src/thin/rados-reader.js';
+import { heldTag, OPEN_ATTEMPTS, openReaderView, sharedCheck } from '../../src/thin/rados-reader.js';
+import { readSuperblock } from '../../src/thin/superblock.js';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
@@ -66,9 +69,30 @@ function view() {
   data.inner.write(new Uint8Array(BLOCK).fill(7), 3 * BLOCK);
   const catalog = { readStaged: () => null, readPublished: () => null };
   const v = openReaderView({ readAll: () => null }, 'p', metadata, data, catalog);
+  expect(metadata.log).toEqual([0, 0]); // the superblock before and after (no held root to read)
   v.settle();
   metadata.log.length = 0;
   return { md, v, metadata, data };
+}
+
+/** A catalog naming one volume (what the tests tell catalogs apart by). */
+function catalogNaming(name: string): CatalogData {
+  return { ...emptyCatalog(), volumes: { [name]: { id: 1 } } } as unknown as CatalogData;
+}
+
+/** A device whose reads of block 0 run `onBlock0` first (a writer committing between the open's reads). */
+class Block0Hook extends HeldReads {
+  constructor(
+    inner: MemoryDevice,
+    readonly onBlock0: (nth: number) => void,
+  ) {
+    super(inner);
+  }
+  #n = 0;
+  override read(buf: Uint8Array, off: number): void {
+    if (off === 0) this.onBlock0(this.#n++);
+    super.read(buf, off);
+  }
 }
 
 describe('asynchronous reads of a read-only rados: view', () => {
@@ -156,5 +180,148 @@ describe('sharedCheck', () => {
     expect(started.length).toBe(3);
     started[2].resolve();
     await d;
+  });
+});
+
+describe('opening a read-only rados: view', () => {
+  function formatted() {
+    const dev = new MemoryDevice(4 * MiB);
+    const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
+    md.commit();
+    return { dev, md };
+  }
+  const noCatalog = { readStaged: () => null, readPublished: () => null };
+  const data = () => new HeldReads(new MemoryDevice(MiB));
+
+  test('a commit between the two superblock reads starts the open over; one on every read fails it after the attempts', () => {
+    const { dev, md } = formatted();
+    const once = new Block0Hook(dev, (n) => {
+      if (n === 1) {
+        md.createThin(1);
+        md.commit();
+      }
+    });
+    const v = openReaderView({ readAll: () => null }, 'p', once, data(), noCatalog);
+    expect(once.log).toEqual([0, 0, 0, 0]);
+    expect(v.heldRoot).toBe(0);
+    let id = 10;
+    const always = new Block0Hook(dev, () => {
+      md.createThin(id++);
+      md.commit();
+    });
+    expect(() => openReaderView({ readAll: () => null }, 'p', always, data(), noCatalog)).toThrow(
+      `during each of ${OPEN_ATTEMPTS} attempts`,
+    );
+    expect(always.log.length).toBe(2 * OPEN_ATTEMPTS);
+  });
+
+  test('the catalog is the staged one when its fingerprint is the superblock, else the published one', () => {
+    const { dev } = formatted();
+    const sb = new Uint8Array(BLOCK);
+    dev.read(sb, 0);
+    const staged = (fingerprint: string): Envelope => ({ fingerprint, catalog: catalogNaming('staged') });
+    const store = (fingerprint: string) => ({ readStaged: () => staged(fingerprint), readPublished: () => catalogNaming('published') });
+    const md = new HeldReads(dev);
+    const ours = openReaderView({ readAll: () => null }, 'p', md, data(), store(sha256Hex(sb.subarray(0, 512))));
+    expect(ours.catalog.readPublished()).toEqual(catalogNaming('staged'));
+    const other = openReaderView({ readAll: () => null }, 'p', md, data(), store('another commit'));
+    expect(other.catalog.readPublished()).toEqual(catalogNaming('published'));
+    expect(() => other.catalog.stage(catalogNaming('x'), 'f')).toThrow(/changes nothing/);
+    expect(() => other.catalog.publish()).toThrow(/changes nothing/);
+    expect(() => other.catalog.discardStaged()).toThrow(/changes nothing/);
+    expect(other.catalog.readStaged()).toBeNull();
+  });
+
+  test('before the pool is settled any commit fails a read as one that came while opening', () => {
+    const { dev, md } = formatted();
+    const v = openReaderView({ readAll: () => null }, 'p', new HeldReads(dev), data(), noCatalog);
+    md.createThin(1);
+    md.commit();
+    expect(() => v.data.read(new Uint8Array(BLOCK), 0)).toThrow(/while the pool was being opened/);
+    expect(() => v.data.write(new Uint8Array(BLOCK), 0)).toThrow(/writes nothing/);
+    expect(() => v.metadata.discard(0, BLOCK)).toThrow(/writes nothing/);
+  });
+});
+
+describe('a read-only rados: view of a held metadata root', () => {
+  /** A pool whose held root is taken with device 1 and whose live state then gained device 2 (committed). */
+  function held(recorded: (heldSb: ReturnType<typeof readSuperblock>) => Envelope | null) {
+    const dev = new MemoryDevice(4 * MiB);
+    const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
+    md.createThin(1);
+    const root = md.reserveMetadataSnap();
+    md.commit();
+    md.createThin(2);
+    md.commit();
+    const raw = new Uint8Array(BLOCK);
+    dev.read(raw, root * BLOCK);
+    const heldSb = readSuperblock(raw, root);
+    const env = recorded(heldSb);
+    const io = { readAll: (oid: string) => (oid === 'p.catalog.held' && env ? new TextEncoder().encode(JSON.stringify(env)) : null) };
+    const metadata = new HeldReads(dev);
+    const store = { readStaged: () => null, readPublished: () => catalogNaming('published') };
+    const v = openReaderView(io, 'p', metadata, new HeldReads(new MemoryDevice(MiB)), store);
+    return { dev, md, root, heldSb, v, metadata };
+  }
+
+  test("block 0 reads as the held state's superblock, from the view itself; the catalog is the one recorded with that root", () => {
+    const { dev, root, heldSb, v, metadata } = held((sb) => ({ fingerprint: heldTag(sb), catalog: catalogNaming('held') }));
+    expect(v.heldRoot).toBe(root);
+    expect(v.catalog.readPublished()).toEqual(catalogNaming('held'));
+    const live = new Uint8Array(BLOCK);
+    dev.read(live, 0);
+    expect(readSuperblock(live).dataMappingRoot).not.toBe(heldSb.dataMappingRoot);
+    metadata.log.length = 0;
+    const b = new Uint8Array(BLOCK);
+    v.metadata.read(b, 0);
+    expect(metadata.log).toEqual([]); // nothing of the cluster's read
+    const seen = readSuperblock(b);
+    expect([seen.dataMappingRoot, seen.deviceDetailsRoot, seen.heldRoot]).toEqual([heldSb.dataMappingRoot, heldSb.deviceDetailsRoot, root]);
+    // A read that starts in block 0 and goes past it: block 0's part from the view, the rest from the device.
+    const two = new Uint8Array(2 * BLOCK);
+    v.metadata.read(two, 0);
+    expect(two.subarray(0, BLOCK)).toEqual(b);
+    const block1 = new Uint8Array(BLOCK);
+    dev.read(block1, BLOCK);
+    expect(two.subarray(BLOCK)).toEqual(block1);
+    const off = new Uint8Array(BLOCK);
+    v.metadata.read(off, 100);
+    expect(off.subarray(0, BLOCK - 100)).toEqual(b.subarray(100));
+    expect(off.subarray(BLOCK - 100)).toEqual(block1.subarray(0, 100));
+  });
+
+  test('a catalog recorded with another root is not used: the published one is', () => {
+    const { v } = held(() => ({ fingerprint: 'roots 1 2', catalog: catalogNaming('held') }));
+    expect(v.catalog.readPublished()).toEqual(catalogNaming('published'));
+    expect(held(() => null).v.catalog.readPublished()).toEqual(catalogNaming('published'));
+  });
+
+  test('once settled, reads hold while the root is held and the writer commits; they fail once it is released or replaced', async () => {
+    const { dev, md, root, v, metadata } = held(() => null);
+    v.settle();
+    md.createThin(3);
+    md.commit();
+    metadata.log.length = 0;
+    v.data.read(new Uint8Array(BLOCK), 0);
+    expect(metadata.log).toEqual([0, root * BLOCK]);
+    const r = v.data.readAsync(new Uint8Array(BLOCK), 0);
+    await (v.data as unknown as { inner: HeldReads }).inner.release();
+    await metadata.release(); // the superblock
+    await metadata.release(); // the held root
+    await r;
+    // Another root's bytes where the held one was: replaced.
+    const saved = new Uint8Array(BLOCK);
+    dev.read(saved, root * BLOCK);
+    dev.write(new Uint8Array(BLOCK).fill(9), root * BLOCK);
+    expect(() => v.data.read(new Uint8Array(BLOCK), 0)).toThrow(/replaced the metadata snapshot/);
+    const a = v.data.readAsync(new Uint8Array(BLOCK), 0);
+    await (v.data as unknown as { inner: HeldReads }).inner.release();
+    await metadata.release();
+    await metadata.release();
+    await expect(a).rejects.toThrow(/replaced the metadata snapshot/);
+    dev.write(saved, root * BLOCK);
+    md.releaseMetadataSnap();
+    md.commit();
+    expect(() => v.data.read(new Uint8Array(BLOCK), 0)).toThrow(/released the metadata snapshot/);
   });
 });
