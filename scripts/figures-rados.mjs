@@ -42,7 +42,8 @@ function section(f, keep, line, intro, head) {
   const rows = Object.entries(f.runs).flatMap(([k, r]) => r.rows.filter(keep).map((x) => line(k, x)));
   if (rows.length === 0) return [];
   const cells = head.split(' | ');
-  return ['', intro, '', `| ${cells.join(' | ')} |`, `|---|---|${cells.slice(2).map(() => '---:|').join('')}`, ...rows];
+  const align = `|---|---|${'---:|'.repeat(cells.length - 2)}`;
+  return ['', intro, '', `| ${cells.join(' | ')} |`, align, ...rows];
 }
 
 const caseOf = (x) => `4K rand ${x.kind} QD${x.depth}`;
@@ -71,7 +72,7 @@ function radosReadOnly(f, ops) {
     (x) => x.radosReadOnly !== undefined,
     (k, x) =>
       `| ${k} | ${caseOf(x)} | ${ops(x.rbd)} | ${ops(x.rados)} | ${ops(x.radosReadOnly)} | **${(x.radosReadOnly / x.rbd).toFixed(2)}** | ${(x.radosReadOnly / x.rados).toFixed(2)} |`,
-    "Read-only: `thinpool serve --read-only` of a pool nothing writes during the run (a read-only view takes no lock and checks its reads against the superblock, asynchronous reads sharing one check per batch of completions; see \"Reading beside the writer\"):",
+    'Read-only: `thinpool serve --read-only` of a pool nothing writes during the run (a read-only view takes no lock and checks its reads against the superblock, asynchronous reads sharing one check per batch of completions; see "Reading beside the writer"):',
     'run | case | librbd op/s | thinpool serve op/s | serve --read-only op/s | **read-only / librbd** | read-only / serve',
   );
 }
