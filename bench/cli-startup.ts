@@ -18,6 +18,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ThinPool } from '../src/thin/pool.js';
 import { findRoot } from './_root.js';
+import { median } from './compare/lib/stats.js';
 
 let hook = '';
 
@@ -30,11 +31,6 @@ function time(cmd: string, args: string[]): { wall: number; cpu: number } {
   const m = /TPCPU (\d+)/.exec(r.stderr);
   if (!m) throw new Error(`no CPU figure from ${args.join(' ')}: ${r.stderr}`);
   return { wall, cpu: Number(m[1]) / 1000 };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** The run count from the command line (see the opening comment); exits 2 with a message when it is not one. */

@@ -39,6 +39,7 @@ import { join, resolve } from 'node:path';
 import { argValue, figuresTarget, recordRun } from '../figures-run.js';
 import { benchScratch, findRoot } from '../_root.js';
 import { makeImage, sh } from './_image.js';
+import { median } from '../compare/lib/stats.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -86,12 +87,6 @@ function run(line: string, rssFile: string): Timed {
 /** Write every dirty page out (untimed, between commands). */
 function settle(): void {
   execFileSync('sync');
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 interface Row {

@@ -23,6 +23,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GoldenStore } from '../../src/testing/index.js';
 import { figuresTarget, recordRun } from '../figures-run.js';
+import { median } from '../compare/lib/stats.js';
 
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
@@ -34,11 +35,6 @@ const CP_REPS = (size: number): number => (quick ? 3 : size >= 1024 * MiB ? 5 : 
 const BATCHES = quick ? 5 : 11;
 const PER_BATCH = 500;
 const PER_BATCH_WRITE = 200;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function makeImage(path: string, size: number): void {
   const fd = openSync(path, 'w');
