@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
 import { isThinpoolError } from '../../src/errors.js';
 import { verifyMetadataDevice, verifyMetadataFile } from '../support/pool-check.js';
+import { pattern, snapshotDepthStory } from '../support/pool-stories.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -19,16 +20,6 @@ function tmp(): string {
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 describe('file pool', () => {
   test('format creates a dm-thin metadata file and a sparse data file, sized by the dm-thin rule', async () => {
@@ -82,32 +73,7 @@ describe('file pool', () => {
   test('snapshots at depth share blocks; a write copies one block; reads are right at every depth', async () => {
     const dir = join(tmp(), 'pool');
     const pool = await ThinPool.format(dir, { size: 256 * MiB });
-    const base = await pool.createThin('base', { size: 16 * MiB });
-    const full = pattern(16 * MiB, 7);
-    await base.write(full, 0);
-    let name = 'base';
-    for (let d = 1; d <= 30; d++) {
-      await pool.snapshot(name, `s${d}`);
-      name = `s${d}`;
-    }
-    const top = pool.volume('s30');
-    const used = pool.status().dataBlocks.used;
-    await top.write(new Uint8Array(4096).fill(0xab), 5 * MiB + 100);
-    expect(pool.status().dataBlocks.used).toBe(used + 1);
-    const b = new Uint8Array(8192);
-    await top.read(b, 5 * MiB);
-    expect(b.subarray(100, 4196).every((x) => x === 0xab)).toBe(true);
-    expect(b.subarray(0, 100)).toEqual(full.subarray(5 * MiB, 5 * MiB + 100));
-    await base.read(b, 5 * MiB);
-    expect(b).toEqual(full.subarray(5 * MiB, 5 * MiB + 8192));
-    const mid = pool.volume('s15');
-    await mid.read(b, 5 * MiB);
-    expect(b).toEqual(full.subarray(5 * MiB, 5 * MiB + 8192));
-    const info = pool.list().find((x) => x.name === 's30')!;
-    expect(info.mappedBytes).toBe(16 * MiB);
-    expect(info.exclusiveBytes).toBe(64 * KiB);
-    expect(info.originName).toBe('s29');
-    expect(pool.diff('s29', 's30')).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'different', begin: 80, length: 1 })]));
+    await snapshotDepthStory(pool);
     await pool.close();
     verifyMetadataFile(join(dir, 'metadata'));
   });

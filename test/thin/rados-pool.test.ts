@@ -13,19 +13,10 @@ import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
 import { PoolModel, applyToModel, applyToPool, expectPoolEquals, mulberry32, randomOp } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
+import { pattern, snapshotDepthStory } from '../support/pool-stories.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 describe.skipIf(!haveCeph())('rados: pools', () => {
   const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
@@ -47,24 +38,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     const a = addr();
     const pool = await ThinPool.format(a, { size: 256 * MiB, ...opts(), ceph: { conf: cluster.ceph.conf, objectSize: 1 * MiB } });
     expect(pool.storage.rados?.address).toBe(a);
-    const base = await pool.createThin('base', { size: 16 * MiB });
-    const full = pattern(16 * MiB, 7);
-    await base.write(full, 0);
-    let name = 'base';
-    for (let d = 1; d <= 30; d++) {
-      await pool.snapshot(name, `s${d}`);
-      name = `s${d}`;
-    }
-    const top = pool.volume('s30');
-    const used = pool.status().dataBlocks.used;
-    await top.write(new Uint8Array(4096).fill(0xab), 5 * MiB + 100);
-    expect(pool.status().dataBlocks.used).toBe(used + 1);
-    const b = new Uint8Array(8192);
-    await top.read(b, 5 * MiB);
-    expect(b.subarray(100, 4196).every((x) => x === 0xab)).toBe(true);
-    expect(b.subarray(0, 100)).toEqual(full.subarray(5 * MiB, 5 * MiB + 100));
-    await pool.volume('s15').read(b, 5 * MiB);
-    expect(b).toEqual(full.subarray(5 * MiB, 5 * MiB + 8192));
+    const full = await snapshotDepthStory(pool);
     await pool.close();
     verify(a);
 
@@ -73,6 +47,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     const back = new Uint8Array(16 * MiB);
     await again.volume('base').read(back, 0);
     expect(Buffer.compare(back, full)).toBe(0);
+    const b = new Uint8Array(8192);
     await again.volume('s30').read(b, 5 * MiB);
     expect(b.subarray(100, 4196).every((x) => x === 0xab)).toBe(true);
     // Discard releases data objects: blocks read as zeros afterwards.
