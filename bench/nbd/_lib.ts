@@ -46,3 +46,40 @@ export async function stopAll(children: ChildProcess[], pids: number[]): Promise
     }
   }
 }
+
+/** One measurement of a case on a system: its rate and the server's CPU per unit of work. */
+export interface BenchCase<S extends string> {
+  name: string;
+  run(system: S): Promise<[number, number]>;
+}
+
+/** Each case's rates and CPU figures, per system, one entry per round. */
+export type RoundResults<S extends string> = Map<string, Record<S, { v: number[]; cpu: number[] }>>;
+
+/**
+ * `rounds` rounds of every case on every system, the systems taking turns at going first (rotated each round, so
+ * none is always measured on a cooler or warmer machine); a dot on stderr after each case.
+ */
+export async function runRounds<S extends string>(cases: BenchCase<S>[], systems: S[], rounds: number): Promise<RoundResults<S>> {
+  const res: RoundResults<S> = new Map();
+  for (let round = 0; round < rounds; round++) {
+    for (const c of cases) {
+      const order = systems.map((_, i) => systems[(i + round) % systems.length]);
+      const r =
+        res.get(c.name) ??
+        (Object.fromEntries(systems.map((s) => [s, { v: [] as number[], cpu: [] as number[] }])) as unknown as Record<
+          S,
+          { v: number[]; cpu: number[] }
+        >);
+      for (const s of order) {
+        const [v, cpu] = await c.run(s);
+        r[s].v.push(v);
+        r[s].cpu.push(cpu);
+      }
+      res.set(c.name, r);
+      process.stderr.write('.');
+    }
+  }
+  process.stderr.write('\n');
+  return res;
+}

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { ThinPool } from '../../src/thin/pool.js';
 import { recordRun } from '../figures-run.js';
 
-import { MiB, QUICK, ROUNDS, RUNTIME, SIZE, flag, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
+import { MiB, QUICK, ROUNDS, RUNTIME, SIZE, flag, processCpuSeconds, have, median, must, runRounds, stopAll } from './_lib.js';
 
 const FIGURES = flag('figures');
 const AS = flag('as');
@@ -148,21 +148,7 @@ async function main(): Promise<number> {
     });
 
     const chosen = ONLY ? cases.filter((c) => c.name.includes(ONLY)) : cases;
-    const res = new Map<string, Record<Sys, { v: number[]; cpu: number[] }>>();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const c of chosen) {
-        const order: Sys[] = round % 2 === 0 ? ['thinpool', 'nbdkit'] : ['nbdkit', 'thinpool'];
-        const r = res.get(c.name) ?? { thinpool: { v: [], cpu: [] }, nbdkit: { v: [], cpu: [] } };
-        for (const s of order) {
-          const [v, cpu] = await c.run(s);
-          r[s].v.push(v);
-          r[s].cpu.push(cpu);
-        }
-        res.set(c.name, r);
-        process.stderr.write('.');
-      }
-    }
-    process.stderr.write('\n');
+    const res = await runRounds(chosen, ['thinpool', 'nbdkit'] as Sys[], ROUNDS);
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(`NBD speed, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load}):\n`);
     console.log('| case | thinpool | nbdkit memory | ratio | thinpool runs | nbdkit runs | server CPU thinpool / nbdkit |');

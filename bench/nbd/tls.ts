@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { ThinPool } from '../../src/thin/pool.js';
 import { recordRun } from '../figures-run.js';
 
-import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, stopAll } from './_lib.js';
+import { MiB, ROUNDS, RUNTIME, SIZE, args, processCpuSeconds, have, median, must, runRounds, stopAll } from './_lib.js';
 
 async function pidOf(f: string): Promise<number> {
   for (let i = 0; i < 100; i++) {
@@ -205,26 +205,7 @@ async function main(): Promise<number> {
 
     const only = args.find((x) => x.startsWith('--cases='))?.slice('--cases='.length);
     const chosen = only ? cases.filter((c) => c.name.includes(only)) : cases;
-    const res = new Map<string, Record<Sys, { v: number[]; cpu: number[] }>>();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const c of chosen) {
-        const order = systems.map((_, i) => systems[(i + round) % systems.length]);
-        const r =
-          res.get(c.name) ??
-          (Object.fromEntries(systems.map((s) => [s, { v: [] as number[], cpu: [] as number[] }])) as unknown as Record<
-            Sys,
-            { v: number[]; cpu: number[] }
-          >);
-        for (const s of order) {
-          const [v, cpu] = await c.run(s);
-          r[s].v.push(v);
-          r[s].cpu.push(cpu);
-        }
-        res.set(c.name, r);
-        process.stderr.write('.');
-      }
-    }
-    process.stderr.write('\n');
+    const res = await runRounds(chosen, systems, ROUNDS);
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
       `NBD over TLS, ${ROUNDS} round(s), fio runtime ${RUNTIME} s, medians (load average at the end: ${load});` +
