@@ -153,7 +153,7 @@ export function radosDepth(f) {
           r.create === null
             ? ''
             : ` Snapshot creation (whole commands, median over the levels): thinpool snapshot ${n(r.create.thinpoolMs)} ms, rbd snap create + protect + clone ${n(r.create.rbdMs)} ms (**${(r.create.thinpoolMs / r.create.rbdMs).toFixed(2)}**).`;
-        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.${create}`;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${r.hop ?? 'TCP on 127.0.0.1'}, load average ${r.loadAverage} on 2 shared cores.${create}`;
       })
       .join(' '),
     '',

@@ -13,7 +13,7 @@
  *
  * Reads: 4 KiB random reads over the whole volume/image at depths 0, 1, 4, 16 and 64 (`--quick`: up to 16;
  * `--depths=0,1,8` to choose), queue depth 1 and 16: fio (nbd engine) through `thinpool serve` of the pool (a
- * separate process, one server exporting every depth measured) against `rbd bench --io-type read --io-pattern
+ * separate process on a Unix socket, one server exporting every depth measured; runs before "unix-hop" used TCP) against `rbd bench --io-type read --io-pattern
  * rand --io-threads 1|16` on the clone at that depth. Each figure is the median of `--reps N` rounds (default 3),
  * after one unrecorded pass over every depth (warm-up), the two systems taking turns within a round. Printed:
  * operations per second, thinpool/librbd at each depth, and each system's rate at depth d against its own rate
@@ -169,8 +169,9 @@ async function run(): Promise<void> {
       ops: OPS,
       reps: REPS,
       levels,
-      cluster: cluster ? 'memstore, 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
+      cluster: cluster ? 'memstore (page set), 1 OSD, no manager, started for the run' : 'given by --ceph-conf',
       loadAverage: Number(loadavg()[0].toFixed(1)),
+      hop: 'unix socket',
       create: levels > 0 ? { thinpoolMs: Math.round(tp), rbdMs: Math.round(rb) } : null,
       rows,
     });
