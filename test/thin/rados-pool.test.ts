@@ -4,7 +4,9 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { isThinpoolError } from '../../src/errors.js';
+import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
+import { openFileStorage } from '../../src/thin/lifecycle.js';
+import { OPEN_ATTEMPTS } from '../../src/thin/rados-reader.js';
 import { MemoryDevice } from '../../src/io/memory-device.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
@@ -120,6 +122,37 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     expect(Buffer.compare(after, model)).toBe(0);
     await again.close();
     verify(a);
+  });
+
+  test('an open that fails lets go of the pool; one overtaken by a commit (ESTALE) is tried again, a bounded number of times', async () => {
+    const a = addr();
+    await (await ThinPool.format(a, { size: 64 * MiB, ...opts() })).close();
+    // A failure other than ESTALE passes at once, and the lock the open took is released.
+    let calls = 0;
+    expect(() =>
+      openFileStorage(a, opts(), () => {
+        calls++;
+        throw new ThinpoolError('EIO', 'injected');
+      }),
+    ).toThrow('injected');
+    expect(calls).toBe(1);
+    await (await ThinPool.open(a, opts())).close(); // the writer's lock is free
+    // ESTALE: read the next commit, up to OPEN_ATTEMPTS opens, each letting go of the one before.
+    calls = 0;
+    const got = openFileStorage(a, { ...opts(), readOnly: true }, () => {
+      if (++calls < 3) throw new ThinpoolError('ESTALE', 'overtaken');
+      return 'opened';
+    });
+    expect([got, calls]).toEqual(['opened', 3]);
+    calls = 0;
+    expect(() =>
+      openFileStorage(a, opts(), () => {
+        calls++;
+        throw new ThinpoolError('ESTALE', 'overtaken every time');
+      }),
+    ).toThrow('overtaken every time');
+    expect(calls).toBe(OPEN_ATTEMPTS);
+    await (await ThinPool.open(a, opts())).close();
   });
 
   test('one writer: a second opener gets EBUSY naming the holder; read-only opens need no lock', async () => {
