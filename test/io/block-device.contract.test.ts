@@ -17,18 +17,11 @@ import {
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
-import { seededRng } from '../support/rng.js';
+import { seededRng, seededBytes } from '../support/rng.js';
 
 const KiB = 1024;
 
 const seeded = seededRng;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const rng = seeded(seed);
-  const b = new Uint8Array(length);
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
-  return b;
-}
 
 function readAt(dev: BlockDevice, offset: number, length: number): Uint8Array {
   const b = new Uint8Array(length);
@@ -85,7 +78,7 @@ function blockDeviceContract(name: string, make: (sizeBytes: number) => BlockDev
         [100_001, 200_003],
       ];
       cases.forEach(([off, len], i) => {
-        const data = pattern(len, i + 1);
+        const data = seededBytes(len, i + 1);
         dev.write(data, off);
         expectBytes(readAt(dev, off, len), data);
       });
@@ -93,7 +86,7 @@ function blockDeviceContract(name: string, make: (sizeBytes: number) => BlockDev
       dev.write(new Uint8Array([0xaa, 0xbb]), 700_000);
       expectBytes(readAt(dev, 699_999, 4), new Uint8Array([0, 0xaa, 0xbb, 0]));
       // Overwrite in the middle of an earlier write.
-      const base = pattern(10_000, 42);
+      const base = seededBytes(10_000, 42);
       dev.write(base, 800_000);
       dev.write(new Uint8Array(3).fill(9), 805_000);
       const expected = base.slice();
@@ -106,7 +99,7 @@ function blockDeviceContract(name: string, make: (sizeBytes: number) => BlockDev
 
     it('grows on a write past the end', () => {
       const dev = make(64 * KiB);
-      const data = pattern(1000, 7);
+      const data = seededBytes(1000, 7);
       dev.write(data, 200 * KiB + 5);
       expect(dev.sizeBytes).toBe(200 * KiB + 5 + 1000);
       expectBytes(readAt(dev, 200 * KiB + 5, 1000), data);
@@ -116,21 +109,21 @@ function blockDeviceContract(name: string, make: (sizeBytes: number) => BlockDev
 
     it('resizes: growing exposes zeros, shrinking drops the tail', () => {
       const dev = make(256 * KiB);
-      dev.write(pattern(256 * KiB, 3), 0);
+      dev.write(seededBytes(256 * KiB, 3), 0);
       dev.resize(100 * KiB + 3);
       expect(dev.sizeBytes).toBe(100 * KiB + 3);
-      expectBytes(readAt(dev, 0, 100 * KiB + 3), pattern(256 * KiB, 3).subarray(0, 100 * KiB + 3));
+      expectBytes(readAt(dev, 0, 100 * KiB + 3), seededBytes(256 * KiB, 3).subarray(0, 100 * KiB + 3));
       expect(isZero(readAt(dev, 100 * KiB + 3, 10))).toBe(true);
       dev.resize(300 * KiB);
       expect(dev.sizeBytes).toBe(300 * KiB);
       expect(isZero(readAt(dev, 100 * KiB + 3, 200 * KiB - 3))).toBe(true);
-      expectBytes(readAt(dev, 0, 4), pattern(256 * KiB, 3).subarray(0, 4));
+      expectBytes(readAt(dev, 0, 4), seededBytes(256 * KiB, 3).subarray(0, 4));
       dev.close();
     });
 
     it('discard: a range reported released reads as zeros, otherwise it is unchanged', () => {
       const dev = make(1024 * KiB);
-      const data = pattern(1024 * KiB, 11);
+      const data = seededBytes(1024 * KiB, 11);
       dev.write(data, 0);
       for (const [off, len] of [
         [128 * KiB, 256 * KiB],
@@ -193,7 +186,7 @@ describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
       const pending: Array<Promise<void>> = [];
       for (let i = 0; i < 300; i++) {
         const off = Math.floor(rng() * 1000 * KiB);
-        const data = pattern(1 + Math.floor(rng() * 20 * KiB), i);
+        const data = seededBytes(1 + Math.floor(rng() * 20 * KiB), i);
         model.set(data, off);
         if (i % 10 === 9)
           dev.write(data, off); // a synchronous write lands after the async ones before it
@@ -216,16 +209,16 @@ describe.skipIf(!haveCeph())('on a Ceph cluster', () => {
     it('keeps size and contents across open; removes whole objects on discard and shrink', () => {
       const dev = RadosDevice.create(cluster.io, 'persist', 256 * KiB, { objectSize: 64 * KiB });
       expectCode(() => RadosDevice.create(cluster.io, 'persist', 4096), 'EEXIST');
-      dev.write(pattern(256 * KiB, 4), 0);
+      dev.write(seededBytes(256 * KiB, 4), 0);
       expect(dev.objectCount()).toBe(4);
-      dev.write(pattern(10, 5), 300 * KiB); // grows: recorded by flush
+      dev.write(seededBytes(10, 5), 300 * KiB); // grows: recorded by flush
       dev.flush();
       dev.close();
       const again = RadosDevice.open(cluster.io, 'persist');
       expect(again.sizeBytes).toBe(300 * KiB + 10);
       expect(again.objectSize).toBe(64 * KiB);
-      expectBytes(readAt(again, 0, 256 * KiB), pattern(256 * KiB, 4));
-      expectBytes(readAt(again, 300 * KiB, 10), pattern(10, 5));
+      expectBytes(readAt(again, 0, 256 * KiB), seededBytes(256 * KiB, 4));
+      expectBytes(readAt(again, 300 * KiB, 10), seededBytes(10, 5));
       expect(again.discard(64 * KiB, 128 * KiB)).toBe(true);
       expect(again.objectCount()).toBe(3);
       again.resize(32 * KiB);
@@ -256,12 +249,12 @@ describe('FileDevice', () => {
   it('open sees the file size and contents; read-only rejects writes', () => {
     const p = path.join(tmpDir, `open-${fileSeq++}.img`);
     const dev = FileDevice.create(p, 8 * KiB);
-    dev.write(pattern(100, 5), 4000);
+    dev.write(seededBytes(100, 5), 4000);
     dev.flush();
     dev.close();
     const ro = FileDevice.open(p, { readOnly: true });
     expect(ro.sizeBytes).toBe(8 * KiB);
-    expectBytes(readAt(ro, 4000, 100), pattern(100, 5));
+    expectBytes(readAt(ro, 4000, 100), seededBytes(100, 5));
     expectCode(() => ro.write(new Uint8Array(1), 0), 'EROFS');
     expect(ro.discard(0, 8 * KiB)).toBe(false);
     ro.close();
@@ -271,7 +264,7 @@ describe('FileDevice', () => {
   it('discard punches a hole for large ranges and declines small ones', () => {
     const p = path.join(tmpDir, `punch-${fileSeq++}.img`);
     const dev = FileDevice.create(p, 1024 * KiB);
-    dev.write(pattern(1024 * KiB, 9), 0);
+    dev.write(seededBytes(1024 * KiB, 9), 0);
     dev.flush();
     expect(dev.discard(0, 4 * KiB)).toBe(false);
     const before = allocatedBytes(p);
@@ -305,13 +298,13 @@ describe('CrashDevice', () => {
   it('loses unflushed writes and keeps flushed ones', () => {
     const clock = new CrashClock();
     const dev = new CrashDevice(clock, 64 * KiB);
-    dev.write(pattern(1000, 1), 0);
+    dev.write(seededBytes(1000, 1), 0);
     dev.flush();
-    dev.write(pattern(1000, 2), 2000);
-    expectBytes(readAt(dev, 2000, 1000), pattern(1000, 2)); // visible before the crash
+    dev.write(seededBytes(1000, 2), 2000);
+    expectBytes(readAt(dev, 2000, 1000), seededBytes(1000, 2)); // visible before the crash
     clock.crash(never);
     const img = dev.afterCrash();
-    expectBytes(readAt(img, 0, 1000), pattern(1000, 1));
+    expectBytes(readAt(img, 0, 1000), seededBytes(1000, 1));
     expect(isZero(readAt(img, 2000, 1000))).toBe(true);
     expectCode(() => dev.read(new Uint8Array(1), 0), 'EIO');
   });
@@ -319,31 +312,31 @@ describe('CrashDevice', () => {
   it('may keep unflushed writes', () => {
     const clock = new CrashClock();
     const dev = new CrashDevice(clock, 64 * KiB);
-    dev.write(pattern(1000, 1), 0);
-    dev.write(pattern(1000, 2), 2000);
+    dev.write(seededBytes(1000, 1), 0);
+    dev.write(seededBytes(1000, 2), 2000);
     clock.crash(always);
     const img = dev.afterCrash();
-    expectBytes(readAt(img, 0, 1000), pattern(1000, 1));
-    expectBytes(readAt(img, 2000, 1000), pattern(1000, 2));
+    expectBytes(readAt(img, 0, 1000), seededBytes(1000, 1));
+    expectBytes(readAt(img, 2000, 1000), seededBytes(1000, 2));
   });
 
   it('crashes all devices of a clock together and continues from the image', () => {
     const clock = new CrashClock();
     const meta = new CrashDevice(clock, 64 * KiB);
     const data = new CrashDevice(clock, 64 * KiB);
-    meta.write(pattern(10, 1), 0);
-    data.write(pattern(10, 2), 0);
+    meta.write(seededBytes(10, 1), 0);
+    data.write(seededBytes(10, 2), 0);
     data.flush();
     clock.crash(never);
     expect(isZero(readAt(meta.afterCrash(), 0, 10))).toBe(true);
-    expectBytes(readAt(data.afterCrash(), 0, 10), pattern(10, 2));
+    expectBytes(readAt(data.afterCrash(), 0, 10), seededBytes(10, 2));
     const next = new CrashDevice(new CrashClock(), data.afterCrash());
-    expectBytes(readAt(next, 0, 10), pattern(10, 2));
+    expectBytes(readAt(next, 0, 10), seededBytes(10, 2));
   });
 
   it('tears the last kept write at 512-byte sector granularity', () => {
-    const old = pattern(8 * KiB, 100);
-    const neu = pattern(8 * KiB, 200);
+    const old = seededBytes(8 * KiB, 100);
+    const neu = seededBytes(8 * KiB, 200);
     const off = 1000; // unaligned: touches partial sectors at both ends
     const len = 5000;
     let torn = 0;
@@ -383,8 +376,8 @@ describe('CrashDevice', () => {
     const workload = (clock: CrashClock) => {
       const a = new CrashDevice(clock, 64 * KiB);
       const b = new CrashDevice(clock, 64 * KiB);
-      a.write(pattern(10, 1), 0); // op 0
-      b.write(pattern(10, 2), 0); // op 1
+      a.write(seededBytes(10, 1), 0); // op 0
+      b.write(seededBytes(10, 2), 0); // op 1
       a.flush(); // op 2
       b.read(new Uint8Array(10), 0); // op 3
       b.flush(); // op 4
@@ -413,16 +406,16 @@ describe('CrashDevice', () => {
   it('after an armed crash every later call throws EIO', () => {
     const clock = new CrashClock();
     const dev = new CrashDevice(clock, 64 * KiB);
-    dev.write(pattern(10, 1), 0); // op 0
+    dev.write(seededBytes(10, 1), 0); // op 0
     dev.flush(); // op 1
     clock.armAt(3);
-    dev.write(pattern(10, 2), 0); // op 2
+    dev.write(seededBytes(10, 2), 0); // op 2
     expectCode(() => dev.flush(), 'EIO');
     expectCode(() => dev.read(new Uint8Array(1), 0), 'EIO');
     expectCode(() => dev.write(new Uint8Array(1), 0), 'EIO');
     expectCode(() => dev.resize(0), 'EIO');
     clock.crash(never);
-    expectBytes(readAt(dev.afterCrash(), 0, 10), pattern(10, 1));
+    expectBytes(readAt(dev.afterCrash(), 0, 10), seededBytes(10, 1));
   });
 });
 
@@ -436,11 +429,11 @@ describe('FaultDevice', () => {
     dev.read(b, 0);
     expect(dev.reads).toBe(3);
 
-    dev.write(pattern(4, 1), 0);
-    dev.write(pattern(4, 2), 0);
-    expectCode(() => dev.write(pattern(4, 3), 0), 'EIO');
-    expectBytes(readAt(dev, 0, 4), pattern(4, 2)); // the failed write did not land
-    dev.write(pattern(4, 4), 0);
+    dev.write(seededBytes(4, 1), 0);
+    dev.write(seededBytes(4, 2), 0);
+    expectCode(() => dev.write(seededBytes(4, 3), 0), 'EIO');
+    expectBytes(readAt(dev, 0, 4), seededBytes(4, 2)); // the failed write did not land
+    dev.write(seededBytes(4, 4), 0);
     expect(dev.writes).toBe(4);
 
     expectCode(() => dev.flush(), 'EIO');
@@ -457,11 +450,11 @@ describe('RecordingDevice', () => {
     const rec = new RecordingDevice(new MemoryDevice(256 * KiB));
     const states: Uint8Array[] = [readAt(rec, 0, 256 * KiB)];
     const ops: Array<() => void> = [
-      () => rec.write(pattern(5000, 1), 100),
+      () => rec.write(seededBytes(5000, 1), 100),
       () => rec.flush(),
-      () => rec.write(pattern(300, 2), 4000),
+      () => rec.write(seededBytes(300, 2), 4000),
       () => rec.discard(0, 64 * KiB),
-      () => rec.write(pattern(10, 3), 200 * KiB),
+      () => rec.write(seededBytes(10, 3), 200 * KiB),
       () => rec.resize(128 * KiB),
       () => rec.flush(),
     ];

@@ -13,18 +13,11 @@ import { afterAll, describe, expect, test, vi } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { FileDevice } from '../../src/io/index.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { seededRng } from '../support/rng.js';
+import { seededRng, seededBytes } from '../support/rng.js';
 import { needPrerequisite, needTool } from '../support/tools.js';
 
 const KiB = 1024;
 const BS = 64 * KiB;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const rng = seededRng(seed);
-  const b = new Uint8Array(length);
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
-  return b;
-}
 
 function readAt(dev: { read(b: Uint8Array, o: number): void }, offset: number, length: number): Uint8Array {
   const b = new Uint8Array(length);
@@ -43,7 +36,7 @@ describe('FileDevice.copyWithin on the temp directory', () => {
   test('copies the bytes, holes included; refuses overlapping ranges and read-only devices', () => {
     const path = join(tmp, 'plain');
     const dev = FileDevice.create(path, 8 * BS);
-    const src = pattern(BS, 1);
+    const src = seededBytes(BS, 1);
     dev.write(src, BS);
     const how = dev.copyWithin(BS, 4 * BS, BS);
     expect(['clone', 'copy', 'read-write']).toContain(how);
@@ -75,7 +68,7 @@ describe('FileDevice.copyWithin on the temp directory', () => {
     try {
       const { FileDevice: Fresh } = await import('../../src/io/file-device.js');
       const dev = Fresh.create(join(tmp, 'no-native'), 4 * BS);
-      const src = pattern(BS, 2);
+      const src = seededBytes(BS, 2);
       dev.write(src, 0);
       expect(dev.copyWithin(0, 2 * BS, BS)).toBe('read-write');
       expect(readAt(dev, 2 * BS, BS)).toEqual(src);
@@ -146,9 +139,9 @@ for (const [kind, mkfs, pkg] of [
       const mnt = mountLoopFs(kind);
       // The device level: the path taken is the clone.
       const dev = FileDevice.create(join(mnt, 'dev'), 4 * BS);
-      dev.write(pattern(BS, 3), 0);
+      dev.write(seededBytes(BS, 3), 0);
       expect(dev.copyWithin(0, 2 * BS, BS)).toBe('clone');
-      expect(readAt(dev, 2 * BS, BS)).toEqual(pattern(BS, 3));
+      expect(readAt(dev, 2 * BS, BS)).toEqual(seededBytes(BS, 3));
       dev.close();
 
       // Through a pool: a snapshot shares 32 blocks; a 4 KiB write into each breaks the sharing.
@@ -156,7 +149,7 @@ for (const [kind, mkfs, pkg] of [
       const pool = ThinPool.formatSync(join(mnt, 'pool'), { size: 4 * N * BS });
       try {
         const v = pool.createThinSync('v', { size: N * BS });
-        for (let i = 0; i < N; i++) v.writeSync(pattern(BS, 100 + i), i * BS);
+        for (let i = 0; i < N; i++) v.writeSync(seededBytes(BS, 100 + i), i * BS);
         pool.snapshotSync('v', 's');
         pool.commitSync();
         const dataFile = join(mnt, 'pool', 'data');
@@ -173,7 +166,7 @@ for (const [kind, mkfs, pkg] of [
         expect(sharedBytes(dataFile)).toBeGreaterThanOrEqual(N * (BS - 4 * KiB));
         const s = pool.volume('s');
         for (let i = 0; i < N; i++) {
-          const want = pattern(BS, 100 + i);
+          const want = seededBytes(BS, 100 + i);
           expect(readAt({ read: (b, o) => s.readSync(b, o) }, i * BS, BS)).toEqual(want);
           want.set(piece, 8 * KiB);
           expect(readAt({ read: (b, o) => v.readSync(b, o) }, i * BS, BS)).toEqual(want);
@@ -185,7 +178,7 @@ for (const [kind, mkfs, pkg] of [
       const again = ThinPool.openSync(join(mnt, 'pool'));
       try {
         const piece = new Uint8Array(4 * KiB).fill(0xee);
-        const want = pattern(BS, 100 + 7);
+        const want = seededBytes(BS, 100 + 7);
         want.set(piece, 8 * KiB);
         expect(readAt({ read: (b, o) => again.volume('v').readSync(b, o) }, 7 * BS, BS)).toEqual(want);
       } finally {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeHelpers } from '../../src/io/native.js';
 import type { FileDevice as FileDeviceClass } from '../../src/io/file-device.js';
-import { seededRng } from '../support/rng.js';
+import { seededRng, seededBytes } from '../support/rng.js';
 
 let tmp: string;
 let seq = 0;
@@ -17,13 +17,6 @@ beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'tp-file-io-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function pattern(length: number, seed: number): Uint8Array {
-  const rng = seededRng(seed);
-  const b = new Uint8Array(length);
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
-  return b;
-}
 
 /** A FileDevice class from a fresh module graph in which the native helper is disabled (node:fs paths). */
 async function fsOnlyFileDevice(): Promise<typeof FileDeviceClass> {
@@ -54,7 +47,7 @@ describe('FileDevice request paths', () => {
     it(`${path}: unaligned reads and writes, pieces larger than one write call, reads past the end as zeros`, async () => {
       const Dev = path === 'native' ? (await import('../../src/io/file-device.js')).FileDevice : await fsOnlyFileDevice();
       const dev = Dev.create(join(tmp, `dev-${seq++}`), 2 * 1024 * 1024);
-      const big = pattern(700 * 1024 + 3, 1); // more than one 256 KiB write call, odd length
+      const big = seededBytes(700 * 1024 + 3, 1); // more than one 256 KiB write call, odd length
       dev.write(big, 12345);
       const back = new Uint8Array(big.length);
       dev.read(back, 12345);

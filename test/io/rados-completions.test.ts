@@ -9,16 +9,9 @@ import { isThinpoolError } from '../../src/errors.js';
 import { RadosIoctx } from '../../src/io/librados.js';
 import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
-import { seededRng } from '../support/rng.js';
+import { seededRng, seededBytes } from '../support/rng.js';
 
 const KiB = 1024;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const rng = seededRng(seed);
-  const b = new Uint8Array(length);
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
-  return b;
-}
 
 describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ceph-common)', () => {
   const cluster = useCephCluster({ pools: ['tp'], ioctx: 'tp' });
@@ -47,7 +40,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
           const oid = `${path}-obj-${i % 8}`;
           writes.push(
             cluster.io
-              .aioWrite(oid, pattern(4 * KiB, i), Math.floor(i / 8) * 4 * KiB, (e) => order.push(`settle ${i} ${e === null}`))
+              .aioWrite(oid, seededBytes(4 * KiB, i), Math.floor(i / 8) * 4 * KiB, (e) => order.push(`settle ${i} ${e === null}`))
               .then(() => {
                 order.push(`resolve ${i}`);
               }),
@@ -65,13 +58,13 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         expect(RadosIoctx.inFlight).toBe(0);
         for (let i = 0; i < 64; i++) {
           expect(got[i]).toBe(4 * KiB);
-          expect(Buffer.from(bufs[i]).equals(Buffer.from(pattern(4 * KiB, i))), `read ${i}`).toBe(true);
+          expect(Buffer.from(bufs[i]).equals(Buffer.from(seededBytes(4 * KiB, i))), `read ${i}`).toBe(true);
         }
         // A read into part of a larger buffer fills exactly that part.
         const big = new Uint8Array(12 * KiB).fill(7);
         expect(await cluster.io.aioRead(`${path}-obj-3`, big.subarray(4 * KiB, 8 * KiB), 0)).toBe(4 * KiB);
         expect(big.subarray(0, 4 * KiB).every((x) => x === 7)).toBe(true);
-        expect(Buffer.from(big.subarray(4 * KiB, 8 * KiB)).equals(Buffer.from(pattern(4 * KiB, 3)))).toBe(true);
+        expect(Buffer.from(big.subarray(4 * KiB, 8 * KiB)).equals(Buffer.from(seededBytes(4 * KiB, 3)))).toBe(true);
         expect(big.subarray(8 * KiB).every((x) => x === 7)).toBe(true);
       });
 
@@ -79,7 +72,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         if (!use()) return;
         const settled = new Set<number>();
         const writes = Array.from({ length: 32 }, (_, i) =>
-          cluster.io.aioWrite(`${path}-wait`, pattern(4 * KiB, 100 + i), i * 4 * KiB, (e) => {
+          cluster.io.aioWrite(`${path}-wait`, seededBytes(4 * KiB, 100 + i), i * 4 * KiB, (e) => {
             expect(e).toBeNull();
             settled.add(i);
           }),
@@ -98,7 +91,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         const all = new Uint8Array(128 * KiB);
         expect(cluster.io.read(`${path}-wait`, all, 0)).toBe(128 * KiB);
         for (let i = 0; i < 32; i++)
-          expect(Buffer.from(all.subarray(i * 4 * KiB, (i + 1) * 4 * KiB)).equals(Buffer.from(pattern(4 * KiB, 100 + i)))).toBe(true);
+          expect(Buffer.from(all.subarray(i * 4 * KiB, (i + 1) * 4 * KiB)).equals(Buffer.from(seededBytes(4 * KiB, 100 + i)))).toBe(true);
       });
 
       it('a missing object reads 0 bytes; a refused request fails typed and leaves nothing in flight', async () => {

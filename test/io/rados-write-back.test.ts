@@ -7,17 +7,10 @@ import { RadosDevice } from '../../src/io/rados-device.js';
 import { ThinPool } from '../../src/thin/pool.js';
 import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
-import { seededRng } from '../support/rng.js';
+import { seededRng, seededBytes } from '../support/rng.js';
 import { codeOf } from '../support/thrown.js';
 
 const KiB = 1024;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const rng = seededRng(seed);
-  const b = new Uint8Array(length);
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
-  return b;
-}
 
 describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-common)', () => {
   // `cluster.io`: another client's view, to check what one client's device made visible.
@@ -37,7 +30,7 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       let most = 0;
       for (let i = 0; i < 200; i++) {
         const off = Math.floor(rng() * 250) * 4 * KiB;
-        const data = pattern(4 * KiB, i);
+        const data = seededBytes(4 * KiB, i);
         model.set(data, off);
         await dev.writeAsync(data, off);
         // Resolved: at most `bound` bytes are still on their way.
@@ -72,9 +65,9 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       const io = client.ioctx('tp');
       const name = `wbq-${seq++}`;
       const dev = RadosDevice.create(io, name, 256 * KiB, { objectSize: 64 * KiB, writeBackBytes: 1024 * KiB });
-      const a = pattern(4 * KiB, 1);
-      const b = pattern(4 * KiB, 2);
-      const c = pattern(4 * KiB, 3);
+      const a = seededBytes(4 * KiB, 1);
+      const b = seededBytes(4 * KiB, 2);
+      const c = seededBytes(4 * KiB, 3);
       const keep = Buffer.from(a);
       await dev.writeAsync(a, 0);
       a.fill(0); // the caller reuses its buffer at once: the device kept its own copy
@@ -114,7 +107,7 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       const dev = RadosDevice.create(client.ioctx('tp'), `wt-${seq++}`, 256 * KiB);
       expect(dev.writeBackBytes).toBe(0);
       for (let i = 0; i < 20; i++) {
-        await dev.writeAsync(pattern(4 * KiB, i), i * 4 * KiB);
+        await dev.writeAsync(seededBytes(4 * KiB, i), i * 4 * KiB);
         expect(dev.unacknowledgedBytes).toBe(0);
       }
       dev.close();
@@ -129,20 +122,20 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
       const io = client.ioctx('tp');
       const name = `fenced-${seq++}`;
       const dev = RadosDevice.create(io, name, 256 * KiB, { writeBackBytes: 1024 * KiB });
-      dev.write(pattern(4 * KiB, 1), 0);
+      dev.write(seededBytes(4 * KiB, 1), 0);
       dev.flush();
       // Fence this client as `lock break` does: its address (from a lock it holds) blocklisted by another.
       io.lockExclusive(`${name}.probe`, 'probe', 'c', 'test');
       const [holder] = cluster.io.lockers(`${name}.probe`, 'probe');
       cluster.client.blocklist(holder.addr);
-      await dev.writeAsync(pattern(4 * KiB, 2), 0); // reported done: the failure comes back later
+      await dev.writeAsync(seededBytes(4 * KiB, 2), 0); // reported done: the failure comes back later
       expect(codeOf(() => dev.flush())).toBe('EFENCED');
       expect(codeOf(() => dev.flush())).toBe('EFENCED'); // sticky
       expect(codeOf(() => dev.write(new Uint8Array(1), 0))).toBe('EFENCED');
       await expect(dev.writeAsync(new Uint8Array(1), 0)).rejects.toMatchObject({ code: 'EFENCED' });
       const back = new Uint8Array(4 * KiB);
       RadosDevice.open(cluster.io, name, { readOnly: true }).read(back, 0);
-      expect(Buffer.from(back).equals(Buffer.from(pattern(4 * KiB, 1)))).toBe(true); // the flushed bytes, not the fenced write
+      expect(Buffer.from(back).equals(Buffer.from(seededBytes(4 * KiB, 1)))).toBe(true); // the flushed bytes, not the fenced write
       RadosDevice.destroy(cluster.io, name);
       cluster.io.remove(`${name}.probe`);
     } finally {
@@ -163,7 +156,7 @@ describe.skipIf(!haveCeph())('RADOS write-back (needs ceph-mon, ceph-osd, ceph-c
     let most = 0;
     for (let i = 0; i < 100; i++) {
       const off = Math.floor(rng() * 1000) * KiB;
-      const data = pattern(KiB + (i % 7), i);
+      const data = seededBytes(KiB + (i % 7), i);
       model.set(data, off);
       pending.push(v.write(data, off));
       most = Math.max(most, (pool.storage.data as RadosDevice).unacknowledgedBytes);

@@ -12,3 +12,11 @@ export function seededRng(seed: number): Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** `length` reproducible random bytes: each a whole value of seededRng(seed) scaled to 0-255. */
+export function seededBytes(length: number, seed: number): Uint8Array {
+  const rng = seededRng(seed);
+  const b = new Uint8Array(length);
+  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256);
+  return b;
+}
