@@ -13,7 +13,7 @@ import { afterAll, describe, expect, test, vi } from 'vitest';
 import { isThinpoolError } from '../../src/errors.js';
 import { FileDevice } from '../../src/io/index.js';
 import { ThinPool } from '../../src/thin/pool.js';
-import { seededRng, seededBytes } from '../support/rng.js';
+import { seededBytes } from '../support/rng.js';
 import { needPrerequisite, needTool } from '../support/tools.js';
 
 const KiB = 1024;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeHelpers } from '../../src/io/native.js';
 import type { FileDevice as FileDeviceClass } from '../../src/io/file-device.js';
-import { seededRng, seededBytes } from '../support/rng.js';
+import { seededBytes } from '../support/rng.js';
 
 let tmp: string;
 let seq = 0;

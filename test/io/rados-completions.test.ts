@@ -9,7 +9,7 @@ import { isThinpoolError } from '../../src/errors.js';
 import { RadosIoctx } from '../../src/io/librados.js';
 import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
-import { seededRng, seededBytes } from '../support/rng.js';
+import { seededBytes } from '../support/rng.js';
 
 const KiB = 1024;
 
