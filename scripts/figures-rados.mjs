@@ -2,6 +2,9 @@
 // from docs/figures/rados*.json. Used by render-figures.mjs.
 
 import { n } from './figures-format.mjs';
+
+/** How fio reached `thinpool serve` in a run: recorded since the benches moved to a Unix socket, TCP before. */
+const hopOf = (r) => r.hop ?? 'TCP on 127.0.0.1';
 /**
  * bench/rados/speed.ts runs (`--figures=docs/figures/rados.json --as=NAME`): one row per run and case, the runs in
  * the order recorded (a table that stays readable however many runs there are).
@@ -13,8 +16,7 @@ export function rados(f) {
     names
       .map((k) => {
         const r = f.runs[k];
-        const hop = r.hop === undefined ? 'TCP on 127.0.0.1' : r.hop;
-        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${hop}, load average ${r.loadAverage} on 2 shared cores.`;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, ${n(r.ops)} operations per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${hopOf(r)}, load average ${r.loadAverage} on 2 shared cores.`;
       })
       .join(' '),
     '',
@@ -153,7 +155,7 @@ export function radosDepth(f) {
           r.create === null
             ? ''
             : ` Snapshot creation (whole commands, median over the levels): thinpool snapshot ${n(r.create.thinpoolMs)} ms, rbd snap create + protect + clone ${n(r.create.rbdMs)} ms (**${(r.create.thinpoolMs / r.create.rbdMs).toFixed(2)}**).`;
-        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${r.hop ?? 'TCP on 127.0.0.1'}, load average ${r.loadAverage} on 2 shared cores.${create}`;
+        return `Run "${k}": commit ${r.commit}, ${r.date}, ${r.sizeMiB} MiB volume and image, chains of ${r.levels} levels (4 KiB written into each), ${n(r.ops)} reads per case, median of ${r.reps} rounds, ${r.cluster}, fio to thinpool serve over ${hopOf(r)}, load average ${r.loadAverage} on 2 shared cores.${create}`;
       })
       .join(' '),
     '',

@@ -3,20 +3,10 @@
 // pool lives, how its metadata is checked afterwards) stays in those files.
 import { expect } from 'vitest';
 import type { ThinPool } from '../../src/thin/pool.js';
+import { seededBytes } from './rng.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** `len` bytes that differ from any other seed's and from zeros (a linear congruential sequence). */
-export function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /**
  * Snapshots at depth on a fresh pool of 64 KiB blocks: a 16 MiB volume written in full, a chain of 30 snapshots
@@ -27,7 +17,7 @@ export function pattern(len: number, seed: number): Uint8Array {
  */
 export async function snapshotDepthStory(pool: ThinPool): Promise<Uint8Array> {
   const base = await pool.createThin('base', { size: 16 * MiB });
-  const full = pattern(16 * MiB, 7);
+  const full = seededBytes(16 * MiB, 7);
   await base.write(full, 0);
   let name = 'base';
   for (let d = 1; d <= 30; d++) {

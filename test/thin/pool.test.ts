@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { ThinPool } from '../../src/thin/pool.js';
 import { isThinpoolError } from '../../src/errors.js';
 import { verifyMetadataDevice, verifyMetadataFile } from '../support/pool-check.js';
-import { pattern, snapshotDepthStory } from '../support/pool-stories.js';
+import { snapshotDepthStory } from '../support/pool-stories.js';
+import { seededBytes } from '../support/rng.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -45,7 +46,7 @@ describe('file pool', () => {
     const dir = join(tmp(), 'pool');
     const pool = await ThinPool.format(dir, { size: 256 * MiB });
     const v = await pool.createThin('base', { size: 64 * MiB });
-    const data = pattern(100_000, 1);
+    const data = seededBytes(100_000, 1);
     await v.write(data, 12_345);
     const back = new Uint8Array(100_000);
     await v.read(back, 12_345);
@@ -82,12 +83,12 @@ describe('file pool', () => {
     const dir = join(tmp(), 'pool');
     const pool = await ThinPool.format(dir, { size: 64 * MiB });
     const v = await pool.createThin('v', { size: 8 * MiB });
-    await v.write(pattern(8 * MiB, 3), 0);
+    await v.write(seededBytes(8 * MiB, 3), 0);
     expect(pool.status().dataBlocks.used).toBe(128);
     await v.discard(100, 3 * 64 * KiB);
     const b = new Uint8Array(4 * 64 * KiB);
     await v.read(b, 0);
-    const p = pattern(8 * MiB, 3);
+    const p = seededBytes(8 * MiB, 3);
     expect(b.subarray(0, 100)).toEqual(p.subarray(0, 100));
     expect(b.subarray(100, 100 + 3 * 64 * KiB).every((x) => x === 0)).toBe(true);
     expect(b.subarray(100 + 3 * 64 * KiB)).toEqual(p.subarray(100 + 3 * 64 * KiB, 4 * 64 * KiB));
@@ -103,14 +104,14 @@ describe('file pool', () => {
     const dir = join(tmp(), 'pool');
     const pool = await ThinPool.format(dir, { size: 64 * MiB });
     const v = await pool.createThin('v', { size: 4 * MiB });
-    await v.write(pattern(4 * MiB, 5), 0);
+    await v.write(seededBytes(4 * MiB, 5), 0);
     await pool.resize('v', 1 * MiB + 512);
     expect(v.sizeBytes).toBe(MiB + 512);
     expect(pool.status().dataBlocks.used).toBe(17);
     await pool.resize('v', 4 * MiB);
     const b = new Uint8Array(1024);
     await v.read(b, MiB);
-    expect(b.subarray(0, 512)).toEqual(pattern(4 * MiB, 5).subarray(MiB, MiB + 512));
+    expect(b.subarray(0, 512)).toEqual(seededBytes(4 * MiB, 5).subarray(MiB, MiB + 512));
     expect(b.subarray(512).every((x) => x === 0)).toBe(true);
     await pool.close();
     verifyMetadataFile(join(dir, 'metadata'));
@@ -142,21 +143,21 @@ describe('file pool', () => {
     const pool = await ThinPool.format(dir, { size: 16 * 64 * KiB });
     const a = await pool.createThin('a', { size: 2 * MiB });
     const b = await pool.createThin('b', { size: 2 * MiB });
-    await a.write(pattern(12 * 64 * KiB, 1), 0);
+    await a.write(seededBytes(12 * 64 * KiB, 1), 0);
     await pool.commit();
     let err: unknown;
     try {
-      await b.write(pattern(8 * 64 * KiB, 2), 0);
+      await b.write(seededBytes(8 * 64 * KiB, 2), 0);
     } catch (e) {
       err = e;
     }
     expect(isThinpoolError(err, 'ENOSPC_DATA')).toBe(true);
     expect(pool.status().mode).toBe('write');
     await pool.delete('a');
-    await b.write(pattern(8 * 64 * KiB, 2), 0);
+    await b.write(seededBytes(8 * 64 * KiB, 2), 0);
     const back = new Uint8Array(8 * 64 * KiB);
     await b.read(back, 0);
-    expect(back).toEqual(pattern(8 * 64 * KiB, 2));
+    expect(back).toEqual(seededBytes(8 * 64 * KiB, 2));
     await pool.close();
     verifyMetadataFile(join(dir, 'metadata'));
   });
@@ -165,11 +166,11 @@ describe('file pool', () => {
     const dir = join(tmp(), 'pool');
     const pool = await ThinPool.format(dir, { size: 64 * MiB });
     const v = await pool.createThin('v', { size: 8 * MiB });
-    await v.write(pattern(2 * MiB, 1), 0);
+    await v.write(seededBytes(2 * MiB, 1), 0);
     const held = await pool.reserveMetadataSnap();
     expect(pool.status().heldMetadataRoot).toBe(held);
     await pool.snapshot('v', 'snap');
-    await v.write(pattern(MiB, 2), MiB);
+    await v.write(seededBytes(MiB, 2), MiB);
     await pool.delete('snap');
     await pool.commit();
     verifyMetadataFile(join(dir, 'metadata'));

@@ -15,7 +15,8 @@ import { haveCeph } from '../support/ceph-cluster.js';
 import { useCephCluster } from '../support/ceph-suite.js';
 import { PoolModel, applyToModel, applyToPool, expectPoolEquals, mulberry32, randomOp } from '../support/model.js';
 import { verifyMetadataDevice } from '../support/pool-check.js';
-import { pattern, snapshotDepthStory } from '../support/pool-stories.js';
+import { snapshotDepthStory } from '../support/pool-stories.js';
+import { seededBytes } from '../support/rng.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -207,7 +208,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     const a = addr();
     // 64 data blocks: once v is deleted, writing w in full must reuse v's blocks.
     const writer = await ThinPool.format(a, { size: 4 * MiB, ...opts() });
-    const p1 = pattern(2 * MiB, 1);
+    const p1 = seededBytes(2 * MiB, 1);
     await (await writer.createThin('v', { size: 2 * MiB })).write(p1, 0);
     await writer.commit();
     const reader = await ThinPool.open(a, { ...opts(), readOnly: true });
@@ -219,7 +220,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
 
     await writer.delete('v');
     await writer.commit();
-    const p2 = pattern(4 * MiB, 2);
+    const p2 = seededBytes(4 * MiB, 2);
     await (await writer.createThin('w', { size: 4 * MiB })).write(p2, 0);
     await writer.commit();
     expect(writer.status().dataBlocks.used).toBe(64);
@@ -241,15 +242,15 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
   test('with a held metadata root, read-only opens read the held state while the writer goes on, until it is released', async () => {
     const a = addr();
     const writer = await ThinPool.format(a, { size: 16 * MiB, ...opts() });
-    const p1 = pattern(2 * MiB, 3);
+    const p1 = seededBytes(2 * MiB, 3);
     await (await writer.createThin('v', { size: 2 * MiB })).write(p1, 0);
     await writer.snapshot('v', 'snap');
     await writer.reserveMetadataSnap();
     // After the reservation: v deleted, its snapshot overwritten, a new volume written in full, renamed, committed.
     await writer.delete('v');
-    await writer.volume('snap').write(pattern(2 * MiB, 4), 0);
+    await writer.volume('snap').write(seededBytes(2 * MiB, 4), 0);
     await writer.commit();
-    await (await writer.createThin('w', { size: 4 * MiB })).write(pattern(4 * MiB, 5), 0);
+    await (await writer.createThin('w', { size: 4 * MiB })).write(seededBytes(4 * MiB, 5), 0);
     await writer.rename('w', 'w2');
     await writer.commit();
 
@@ -266,7 +267,7 @@ describe.skipIf(!haveCeph())('rados: pools', () => {
     expect(b).toEqual(p1.subarray(0, 64 * KiB));
     // The writer goes on committing: the held trees and the data they map are not reused, so the view holds.
     for (let i = 0; i < 3; i++) {
-      await writer.volume('w2').write(pattern(64 * KiB, 10 + i), i * 64 * KiB);
+      await writer.volume('w2').write(seededBytes(64 * KiB, 10 + i), i * 64 * KiB);
       await writer.createThin(`x${i}`, { size: 1 * MiB });
       await writer.commit();
       for (const name of ['v', 'snap']) {

@@ -59,9 +59,16 @@ class HeldReads implements AsyncBlockDevice {
   close(): void {}
 }
 
+/** Metadata formatted (committed) on a memory device, the writer's ThinMetadata beside it. */
+function formatted() {
+  const dev = new MemoryDevice(4 * MiB);
+  const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
+  md.commit();
+  return { dev, md };
+}
+
 function view() {
-  const mdDev = new MemoryDevice(4 * MiB);
-  const md = ThinMetadata.format(mdDev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
+  const { dev: mdDev, md } = formatted();
   md.createThin(1);
   md.commit();
   const metadata = new HeldReads(mdDev);
@@ -184,12 +191,6 @@ describe('sharedCheck', () => {
 });
 
 describe('opening a read-only rados: view', () => {
-  function formatted() {
-    const dev = new MemoryDevice(4 * MiB);
-    const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
-    md.commit();
-    return { dev, md };
-  }
   const noCatalog = { readStaged: () => null, readPublished: () => null };
   const data = () => new HeldReads(new MemoryDevice(MiB));
 
@@ -253,8 +254,7 @@ describe('opening a read-only rados: view', () => {
 describe('a read-only rados: view of a held metadata root', () => {
   /** A pool whose held root is taken with device 1 and whose live state then gained device 2 (committed). */
   function held(recorded: (heldSb: ReturnType<typeof readSuperblock>) => Envelope | null) {
-    const dev = new MemoryDevice(4 * MiB);
-    const md = ThinMetadata.format(dev, { nrDataBlocks: 1000, dataBlockSectors: 128 });
+    const { dev, md } = formatted();
     md.createThin(1);
     const root = md.reserveMetadataSnap();
     md.commit();
@@ -267,8 +267,9 @@ describe('a read-only rados: view of a held metadata root', () => {
     const io = { readAll: (oid: string) => (oid === 'p.catalog.held' && env ? new TextEncoder().encode(JSON.stringify(env)) : null) };
     const metadata = new HeldReads(dev);
     const store = { readStaged: () => null, readPublished: () => catalogNaming('published') };
-    const v = openReaderView(io, 'p', metadata, new HeldReads(new MemoryDevice(MiB)), store);
-    return { dev, md, root, heldSb, v, metadata };
+    const data = new HeldReads(new MemoryDevice(MiB));
+    const v = openReaderView(io, 'p', metadata, data, store);
+    return { dev, md, root, heldSb, v, metadata, data };
   }
 
   test("block 0 reads as the held state's superblock, from the view itself; the catalog is the one recorded with that root", () => {
@@ -325,7 +326,7 @@ describe('a read-only rados: view of a held metadata root', () => {
   });
 
   test('once settled, reads hold while the root is held and the writer commits; they fail once it is released or replaced', async () => {
-    const { dev, md, root, v, metadata } = held(() => null);
+    const { dev, md, root, v, metadata, data } = held(() => null);
     v.settle();
     md.createThin(3);
     md.commit();
@@ -333,7 +334,7 @@ describe('a read-only rados: view of a held metadata root', () => {
     v.data.read(new Uint8Array(BLOCK), 0);
     expect(metadata.log).toEqual([0, root * BLOCK]);
     const r = v.data.readAsync(new Uint8Array(BLOCK), 0);
-    await (v.data as unknown as { inner: HeldReads }).inner.release();
+    await data.release();
     await metadata.release(); // the superblock
     await metadata.release(); // the held root
     await r;
@@ -343,7 +344,7 @@ describe('a read-only rados: view of a held metadata root', () => {
     dev.write(new Uint8Array(BLOCK).fill(9), root * BLOCK);
     expect(() => v.data.read(new Uint8Array(BLOCK), 0)).toThrow(/replaced the metadata snapshot/);
     const a = v.data.readAsync(new Uint8Array(BLOCK), 0);
-    await (v.data as unknown as { inner: HeldReads }).inner.release();
+    await data.release();
     await metadata.release();
     await metadata.release();
     await expect(a).rejects.toThrow(/replaced the metadata snapshot/);
