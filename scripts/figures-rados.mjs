@@ -33,6 +33,7 @@ export function rados(f) {
     ...radosModes(f, ops),
     ...radosHop(f, ops),
     ...radosCpu(f),
+    ...radosBudget(f),
   ].join('\n');
 }
 
@@ -103,6 +104,34 @@ function radosCpu(f) {
   );
 }
 
+/** A row's CPU per request on the whole machine: librbd's side (rbd bench + OSD) and thinpool's (fio + serve + OSD). */
+function machineCpu(x) {
+  const rbd = x.rbdCpuUs + x.osdCpuUsRbd;
+  const tp = x.fioCpuUs + x.radosCpuUs + x.osdCpuUsRados;
+  // The rate the goal asks for, 0.8 of librbd's, at the same CPU per second as librbd's run: the machine's CPU per
+  // request may be at most librbd's / 0.8, so fio and serve together may use that less the OSD's.
+  return { rbd, tp, budget: rbd / 0.8 - x.osdCpuUsRados, hop: x.fioCpuUs + x.fileCpuUs };
+}
+
+/**
+ * Runs that measured the whole machine's CPU per request (a started cluster: the OSD's, fio's, and the file pool's
+ * serve as the cost of the hop itself).
+ */
+function radosBudget(f) {
+  const us = (v) => v.toFixed(1);
+  return section(
+    f,
+    // QD16 reads: the case bound by CPU (at QD1 a request waits for the last; writes' librbd CPU is its cached mode's).
+    (x) => x.kind === 'read' && x.depth === 16 && x.osdCpuUsRbd !== undefined && x.fioCpuUs !== undefined && x.fileCpuUs !== undefined,
+    (k, x) => {
+      const m = machineCpu(x);
+      return `| ${k} | ${caseOf(x)} | ${us(x.rbdCpuUs)} + ${us(x.osdCpuUsRbd)} = ${us(m.rbd)} | ${us(x.fioCpuUs)} + ${us(x.radosCpuUs)} + ${us(x.osdCpuUsRados)} = ${us(m.tp)} | ${(m.rbd / m.tp).toFixed(2)} | ${(x.rados / x.rbd).toFixed(2)} | ${us(m.budget)} | ${us(x.fioCpuUs + x.radosCpuUs)} | ${us(m.hop)} |`;
+    },
+    "Reads at queue depth 16, the whole machine's CPU per request (a started cluster): on librbd's side `rbd bench` and the OSD during its run; on thinpool's fio (its job's CPU as fio reports it: the NBD client), `thinpool serve` and the OSD during fio's run. On two cores shared by all of them, a rate follows the CPU each request costs: where the two columns of ratios agree, the run was bound by CPU. The last three columns: what fio and serve together may use per request for 0.8 of librbd's rate at librbd's CPU per second (librbd's total / 0.8, less the OSD's), what they used, and what the hop alone costs (fio and `thinpool serve` of a file pool, whose storage costs next to nothing):",
+    'run | case | librbd: rbd bench + OSD µs/op | thinpool: fio + serve + OSD µs/op | CPU: librbd / thinpool | rate: thinpool / librbd | for 0.8: fio + serve at most | fio + serve | the hop alone: fio + file serve',
+  );
+}
+
 /**
  * Runs that measured writes in both acknowledgement modes (librbd's cache off, thinpool serve --write-back): like
  * against like.
@@ -135,10 +164,23 @@ export function radosHopSummary(f) {
         `Run "${k}", against \`rbd bench\`: through \`thinpool serve\`, reads ${pair(r, 'read', (x) => x.rados / x.rbd)}, ` +
         `cache-off writes ${pair(r, 'write', (x) => x.rados / x.rbdNoCache)}, written behind ${pair(r, 'write', (x) => x.radosWriteBack / x.rbd)}; ` +
         `the library alone, reads ${pair(r, 'read', (x) => x.inProcess / x.rbd)}, writes against librbd's cache off ${pair(r, 'write', (x) => x.inProcess / x.rbdNoCache)}; ` +
-        `fio through serve keeps ${r2(Math.min(...keep))}-${r2(Math.max(...keep))} of the library's rate.`
+        `fio through serve keeps ${r2(Math.min(...keep))}-${r2(Math.max(...keep))} of the library's rate.` +
+        budgetSentence(at(r, 'read', 16))
       );
     })
     .join(' ');
+}
+
+/** For a run that measured the whole machine's CPU: what 0.8 of librbd's QD16 read rate leaves fio and serve. */
+function budgetSentence(x) {
+  if (x?.osdCpuUsRbd === undefined || x.fioCpuUs === undefined || x.fileCpuUs === undefined) return '';
+  const m = machineCpu(x);
+  const us = (v) => v.toFixed(1);
+  return (
+    ` QD16 reads cost the machine ${us(m.rbd)} µs each through librbd and ${us(m.tp)} through serve (CPU ratio ${(m.rbd / m.tp).toFixed(2)}, rate ratio ${(x.rados / x.rbd).toFixed(2)}): ` +
+    `0.8 of librbd's rate at librbd's CPU per second leaves fio and serve ${us(m.budget)} µs per read together, ` +
+    `against ${us(m.hop)} for the hop alone (fio and serve of a file pool) and ${us(x.rbdCpuUs)} for librbd's whole client.`
+  );
 }
 
 /** bench/rados/depth.ts runs (`--figures=docs/figures/rados-depth.json --as=NAME`): the runs side by side. */
@@ -181,14 +223,18 @@ export function radosCompletions(f) {
   for (const [k, r] of Object.entries(f.runs)) {
     const q = (x) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(2));
     const ops = (x) => (x === null ? '-' : n(Math.round(x)));
+    // The process's CPU per request by path (all its threads, librados's included): runs since "cpu" record it.
+    const cpu = r.rows.every((x) => x.cpuUs !== undefined);
+    const us = (x) => (x === null ? '-' : x.toFixed(1));
     out.push(
       `Run "${k}": commit ${r.commit}, ${r.date}, ${n(r.ops)} operations of 4 KiB per case, median of ${r.reps} rounds (paths alternating), ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`,
       '',
-      '| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync |',
-      '|---|---:|---:|---:|---:|---:|---:|',
+      `| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync |${cpu ? ' CPU µs/op: sync | koffi | native |' : ''}`,
+      `|---|---:|---:|---:|---:|---:|---:|${cpu ? '---:|---:|---:|' : ''}`,
       ...r.rows.map(
         (x) =>
-          `| ${x.kind} | ${x.depth} | ${ops(x.rates.sync)} | ${ops(x.rates.koffi)} | ${ops(x.rates.native)} | ${q(x.rates.native / x.rates.koffi)} | ${x.rates.sync === null ? '-' : q(x.rates.native / x.rates.sync)} |`,
+          `| ${x.kind} | ${x.depth} | ${ops(x.rates.sync)} | ${ops(x.rates.koffi)} | ${ops(x.rates.native)} | ${q(x.rates.native / x.rates.koffi)} | ${x.rates.sync === null ? '-' : q(x.rates.native / x.rates.sync)} |` +
+          (cpu ? ` ${us(x.cpuUs.sync)} | ${us(x.cpuUs.koffi)} | ${us(x.cpuUs.native)} |` : ''),
       ),
       '',
     );

@@ -77,6 +77,13 @@ export async function rbdFill(conf: string, image: string, size: number): Promis
 
 /** fio (nbd engine) 4 KiB random I/O over the whole export of `size` bytes. */
 export async function fio(uri: string, kind: Kind, depth: number, size: number, ops: number): Promise<number> {
+  return (await fioCpu(uri, kind, depth, size, ops)).rate;
+}
+/**
+ * fio's rate and its own CPU per request (its job's user + system time, as fio reports it: the NBD client's
+ * side of the hop, which `rbd bench` does not have).
+ */
+export async function fioCpu(uri: string, kind: Kind, depth: number, size: number, ops: number): Promise<{ rate: number; cpuUs: number }> {
   const { stdout } = await execFileP(
     'fio',
     [
@@ -94,7 +101,10 @@ export async function fio(uri: string, kind: Kind, depth: number, size: number, 
     { maxBuffer: 16 * MiB },
   );
   const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
-  return job[kind].iops as number;
+  const done = job[kind].total_ios as number;
+  // usr_cpu and sys_cpu are percentages of the job's run time (ms).
+  const cpuUs = (((job.usr_cpu as number) + (job.sys_cpu as number)) / 100) * (job.job_runtime as number) * 1000;
+  return { rate: job[kind].iops as number, cpuUs: cpuUs / done };
 }
 
 /**

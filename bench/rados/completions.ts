@@ -24,9 +24,11 @@ const KiB = 1024;
 
 type Path = 'sync' | 'koffi' | 'native';
 
-async function run(io: RadosIoctx, path: Path, kind: 'read' | 'write', depth: number): Promise<number> {
+/** One path's run: requests per second and this process's CPU microseconds per request (all its threads). */
+async function run(io: RadosIoctx, path: Path, kind: 'read' | 'write', depth: number): Promise<{ rate: number; cpuUs: number }> {
   const bufs = Array.from({ length: depth }, () => new Uint8Array(4 * KiB).fill(path.length));
   let next = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   if (path === 'sync') {
     for (let i = 0; i < OPS; i++) {
@@ -47,7 +49,9 @@ async function run(io: RadosIoctx, path: Path, kind: 'read' | 'write', depth: nu
     };
     await Promise.all(Array.from({ length: depth }, (_, w) => worker(w)));
   }
-  return OPS / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const rate = OPS / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const cpu = process.cpuUsage(cpu0);
+  return { rate, cpuUs: (cpu.user + cpu.system) / OPS };
 }
 
 async function main(): Promise<void> {
@@ -60,29 +64,37 @@ async function main(): Promise<void> {
     const fill = new Uint8Array(1024 * KiB).fill(1);
     for (let o = 0; o < OBJECTS; o++) io.write(`c-${o}`, fill, 0);
     const paths: Path[] = ['sync', 'koffi', 'native'];
-    const rows: { kind: string; depth: number; rates: Record<Path, number> }[] = [];
+    const rows: { kind: string; depth: number; rates: Record<Path, number>; cpuUs: Record<Path, number> }[] = [];
     for (const kind of ['read', 'write'] as const) {
       for (const depth of [1, 16]) {
         const got: Record<Path, number[]> = { sync: [], koffi: [], native: [] };
+        const cpu: Record<Path, number[]> = { sync: [], koffi: [], native: [] };
         for (let r = 0; r < REPS; r++) {
           for (const p of paths) {
             if (p === 'sync' && depth > 1) continue;
-            got[p].push(await run(io, p, kind, depth));
+            const one = await run(io, p, kind, depth);
+            got[p].push(one.rate);
+            cpu[p].push(one.cpuUs);
           }
         }
-        const rates = { sync: got.sync.length ? median(got.sync) : NaN, koffi: median(got.koffi), native: median(got.native) };
-        rows.push({ kind, depth, rates });
+        const med = (xs: number[]) => (xs.length ? median(xs) : NaN);
+        const rates = { sync: med(got.sync), koffi: med(got.koffi), native: med(got.native) };
+        const cpuUs = { sync: med(cpu.sync), koffi: med(cpu.koffi), native: med(cpu.native) };
+        rows.push({ kind, depth, rates, cpuUs });
       }
     }
     const f = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(0));
     const q = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(2));
     const load = Number(loadavg()[0].toFixed(1));
     console.log(`librados completions, 4 KiB, ${OPS} ops per run, medians of ${REPS} rounds, load ${load}`);
-    console.log('| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync |');
-    console.log('|---|---:|---:|---:|---:|---:|---:|');
+    console.log('| I/O | depth | sync op/s | koffi op/s | native op/s | native / koffi | native / sync | CPU µs/op sync, koffi, native |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---|');
     for (const r of rows) {
       const { sync, koffi, native } = r.rates;
-      console.log(`| ${r.kind} | ${r.depth} | ${f(sync)} | ${f(koffi)} | ${f(native)} | ${q(native / koffi)} | ${q(native / sync)} |`);
+      const c = r.cpuUs;
+      console.log(
+        `| ${r.kind} | ${r.depth} | ${f(sync)} | ${f(koffi)} | ${f(native)} | ${q(native / koffi)} | ${q(native / sync)} | ${f(c.sync)}, ${f(c.koffi)}, ${f(c.native)} |`,
+      );
     }
     const figures = argValue('--figures');
     if (figures) {

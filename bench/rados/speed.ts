@@ -45,6 +45,7 @@ import {
   argValue,
   execFileP,
   fio,
+  fioCpu,
   type Kind,
   MiB,
   median,
@@ -144,6 +145,15 @@ async function run(): Promise<void> {
     /** The library in this process (no NBD hop), and this process's CPU per request. */
     inProcess: number;
     inProcessCpuUs: number;
+    /**
+     * The rest of the machine's CPU per request (a started cluster only, whose OSD is known): fio's own (the NBD
+     * client) and the file pool's `thinpool serve` (the hop with storage that costs next to nothing), and the
+     * OSD's during `rbd bench` and during fio through `thinpool serve` of the rados: pool.
+     */
+    fioCpuUs?: number;
+    fileCpuUs?: number;
+    osdCpuUsRbd?: number;
+    osdCpuUsRados?: number;
   }> = [];
   try {
     await execFileP('rbd', ['-c', conf, 'create', image, '--size', `${SIZE / MiB}M`]);
@@ -179,21 +189,38 @@ async function run(): Promise<void> {
         qemuCpuUs: [] as number[],
         inProcess: [] as number[],
         inProcessCpuUs: [] as number[],
+        fioCpuUs: [] as number[],
+        fileCpuUs: [] as number[],
+        osdCpuUsRbd: [] as number[],
+        osdCpuUsRados: [] as number[],
       }));
+      /** The OSD's CPU microseconds per request over `run` (NaN with a cluster of the user's). */
+      const osdPerOp = async <T>(run: () => Promise<T>): Promise<[T, number]> => {
+        const pid = cluster?.osdPid() ?? 0;
+        const c0 = pid > 0 ? processCpuSeconds(pid) : Number.NaN;
+        const r = await run();
+        return [r, pid > 0 ? ((processCpuSeconds(pid) - c0) * 1e6) / OPS : Number.NaN];
+      };
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
           // librbd's CPU per request: the run's CPU less that of a run of one request per thread (start-up).
           const idle = await rbdBenchCpu(conf, image, kind, depth, depth);
-          const lib = await rbdBenchCpu(conf, image, kind, depth, OPS);
+          const [lib, osdRbd] = await osdPerOp(() => rbdBenchCpu(conf, image, kind, depth, OPS));
+          samples[i].osdCpuUsRbd.push(osdRbd);
           samples[i].rbd.push(lib.rate);
           samples[i].rbdCpuUs.push(((lib.cpuSeconds - idle.cpuSeconds) * 1e6) / (OPS - depth));
           const cpu0 = processCpuSeconds(rados.pid);
-          samples[i].rados.push(await fio(rados.exportUri('v'), kind, depth, SIZE, OPS));
+          const [viaServe, osdRados] = await osdPerOp(() => fioCpu(rados.exportUri('v'), kind, depth, SIZE, OPS));
+          samples[i].rados.push(viaServe.rate);
           samples[i].radosCpuUs.push(((processCpuSeconds(rados.pid) - cpu0) * 1e6) / OPS);
+          samples[i].fioCpuUs.push(viaServe.cpuUs);
+          samples[i].osdCpuUsRados.push(osdRados);
           const own = await inProcess(inPool.volume('v'), kind, depth);
           samples[i].inProcess.push(own.rate);
           samples[i].inProcessCpuUs.push(own.cpuUs);
+          const fileCpu0 = processCpuSeconds(file.pid);
           samples[i].file.push(await fio(file.exportUri('v'), kind, depth, SIZE, OPS));
+          samples[i].fileCpuUs.push(((processCpuSeconds(file.pid) - fileCpu0) * 1e6) / OPS);
           if (!('unavailable' in qemu)) {
             const q0 = processCpuSeconds(qemu.pid);
             samples[i].qemuNbd.push(await fio(qemu.uri, kind, depth, SIZE, OPS));
@@ -221,6 +248,9 @@ async function run(): Promise<void> {
           ...(kind === 'read' ? { radosReadOnly: median(m.radosReadOnly) } : {}),
           ...(kind === 'write' ? { rbdNoCache: median(m.rbdNoCache), radosWriteBack: median(m.radosWriteBack) } : {}),
           ...(m.qemuNbd.length > 0 ? { qemuNbd: median(m.qemuNbd), qemuCpuUs: median(m.qemuCpuUs) } : {}),
+          fioCpuUs: median(m.fioCpuUs),
+          fileCpuUs: median(m.fileCpuUs),
+          ...(cluster ? { osdCpuUsRbd: median(m.osdCpuUsRbd), osdCpuUsRados: median(m.osdCpuUsRados) } : {}),
         });
       }
     } finally {
@@ -269,6 +299,10 @@ async function run(): Promise<void> {
     // Writes against librbd with its cache off, as docs/rados.md compares them (the library's are acknowledged).
     (r.inProcess / (r.kind === 'write' ? r.rbdNoCache! : r.rbd)).toFixed(2),
     r.inProcessCpuUs.toFixed(0),
+    opt(r.fioCpuUs),
+    opt(r.fileCpuUs),
+    opt(r.osdCpuUsRbd),
+    opt(r.osdCpuUsRados),
   ]);
   const head = [
     'case',
@@ -290,6 +324,10 @@ async function run(): Promise<void> {
     'thinpool in process op/s',
     'in process / librbd (writes: cache off)',
     'in process CPU us/op',
+    'fio CPU us/op',
+    'file serve CPU us/op',
+    'OSD CPU us/op (rbd bench)',
+    'OSD CPU us/op (serve)',
   ];
   console.log(
     `rados: volume of ${SIZE / MiB} MiB through thinpool serve (fio nbd) vs rbd bench on the same cluster (${cluster ? 'memstore with pages, 1 OSD, started for this run' : conf})`,
