@@ -3,37 +3,19 @@
 // failed acknowledgement would: the next flush and write report it, nothing stays counted in flight, and
 // nothing throws out of the event loop's turn that sent it.
 import { expect, test } from 'vitest';
-import { isThinpoolError, ThinpoolError } from '../../src/errors.js';
+import { isThinpoolError, type ThinpoolError } from '../../src/errors.js';
 import type { RadosIoctx } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
+import { FakeRadosIo } from '../support/fake-rados-io.js';
 
-type Mode = 'throws' | 'rejects' | 'ok';
-
-/** Just what create, writeAsync and flush use; aioWrite as `mode` says. */
-function fakeIo(mode: Mode): { io: RadosIoctx; sent: number } {
-  const objects = new Map<string, Uint8Array>();
-  const state = { sent: 0 };
-  const io = {
-    size: (oid: string) => objects.get(oid)?.length ?? null,
-    writeFull: (oid: string, b: Uint8Array) => void objects.set(oid, b.slice()),
-    waitAll: () => undefined,
-    aioWrite: (oid: string, buf: Uint8Array, off: number, settle?: (e: ThinpoolError | null) => void): Promise<void> => {
-      state.sent++;
-      if (mode === 'throws') throw new TypeError('the cluster handle is gone');
-      if (mode === 'rejects') return Promise.reject(new ThinpoolError('EIO', `cannot create an aio completion for ${oid}`));
-      const o = objects.get(oid) ?? new Uint8Array(0);
-      const grown = new Uint8Array(Math.max(o.length, off + buf.length));
-      grown.set(o);
-      grown.set(buf, off);
-      objects.set(oid, grown);
-      settle?.(null);
-      return Promise.resolve();
-    },
-  };
+/** The device on an in-memory I/O context whose asynchronous writes start as `mode` says. */
+function fakeIo(mode: 'throws' | 'rejects' | 'ok'): { io: RadosIoctx; sent: number } {
+  const f = new FakeRadosIo();
+  f.startFailure = mode === 'ok' ? null : mode;
   return {
-    io: io as unknown as RadosIoctx,
+    io: f.io,
     get sent() {
-      return state.sent;
+      return f.callsOf('aioWrite').length;
     },
   };
 }
