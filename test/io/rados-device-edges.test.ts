@@ -116,6 +116,10 @@ describe('RadosDevice: objects, sizes and what is asked of the cluster', () => {
       await dev.writeAsync(new Uint8Array(0), 300 * KiB);
       expect(dev.sizeBytes).toBe(64 * KiB);
       expect(f.calls.filter((c) => !c.startsWith('writeFull'))).toEqual([]);
+      await dev.writeAsync(new Uint8Array(10).fill(1), 64 * KiB - 5); // across the end: grows by 5
+      expect(dev.sizeBytes).toBe(64 * KiB + 5);
+      dev.write(new Uint8Array(10).fill(1), 64 * KiB); // the same, synchronously
+      expect(dev.sizeBytes).toBe(64 * KiB + 10);
       await dev.writeAsync(new Uint8Array(10).fill(1), 100 * KiB);
       expect(dev.sizeBytes).toBe(100 * KiB + 10);
       dev.write(new Uint8Array(5).fill(2), 64 * KiB);
@@ -159,6 +163,24 @@ describe('RadosDevice: objects, sizes and what is asked of the cluster', () => {
       expect(Buffer.compare(b, want)).toBe(0);
     }
     expect(f.calls.filter((c) => c.includes(objectName('d', 2)))).toEqual([]);
+    expect(dev.objectCount()).toBe(1); // object 0; object 2 lies past the size: not the device's
+  });
+
+  it('shrinking removes the objects past the new end and truncates the one across it; discard zeroes in place', () => {
+    const f = new FakeRadosIo();
+    const dev = RadosDevice.create(f.io, 'd', 256 * KiB, { objectSize: 64 * KiB });
+    dev.write(new Uint8Array(256 * KiB).fill(4), 0);
+    dev.discard(16 * KiB, 32 * KiB); // inside object 0: zeroed, its length kept
+    expect(f.objects.get(objectName('d', 0))?.length).toBe(64 * KiB);
+    dev.resize(96 * KiB);
+    expect(f.objects.get(objectName('d', 1))?.length).toBe(32 * KiB); // nothing stored past the end
+    expect([...f.objects.keys()].sort()).toEqual(['d', objectName('d', 0), objectName('d', 1)]);
+    dev.resize(256 * KiB); // growing again exposes zeros
+    const b = new Uint8Array(256 * KiB).fill(1);
+    dev.read(b, 0);
+    const want = new Uint8Array(256 * KiB).fill(4, 0, 96 * KiB);
+    want.fill(0, 16 * KiB, 48 * KiB);
+    expect(Buffer.compare(b, want)).toBe(0);
   });
 });
 
@@ -176,6 +198,12 @@ describe('RadosDevice: asynchronous writes', () => {
     const failing = dev.writeAsync(new Uint8Array(10), 0);
     f.release();
     await expect(failing).rejects.toMatchObject({ code: 'EFENCED' });
+    // Reported to that write's caller alone: the device is not failed (the pool above decides what follows).
+    f.failWrites = null;
+    f.hold = false;
+    await dev.writeAsync(new Uint8Array(10).fill(8), 0);
+    dev.flush();
+    expect(f.objects.get(objectName('d', 0))?.[0]).toBe(8);
   });
 
   it('written behind: each write is sent at the turn after it was made, turn after turn', async () => {
@@ -188,6 +216,13 @@ describe('RadosDevice: asynchronous writes', () => {
       expect(f.callsOf('aioWrite')).toHaveLength(i + 1); // sent with no other request of the device
       expect(f.objects.get(objectName('d', 0))?.[i * 4 * KiB]).toBe(i + 1);
     }
+    // Exactly at the bound is within it: still sent at the next turn, not at once.
+    const atBound = RadosDevice.create(f.io, 'b', MiB, { objectSize: 64 * KiB, writeBackBytes: 4 * KiB });
+    await atBound.writeAsync(new Uint8Array(4 * KiB).fill(1), 0);
+    const sentB = () => f.calls.filter((c) => c === `aioWrite ${objectName('b', 0)}`).length;
+    expect(sentB()).toBe(0);
+    await turn();
+    expect(sentB()).toBe(1);
   });
 
   it('written behind: a write that waits past the bound fails with the error of an older write that failed', async () => {
@@ -202,7 +237,11 @@ describe('RadosDevice: asynchronous writes', () => {
     expect(await settled(past)).toBe(false);
     f.release();
     await expect(past).rejects.toMatchObject({ code: 'EIO', message: 'osd timed out' });
+    // Sticky until reopened: every later flush and write, synchronous or not, reports it.
     expect(() => dev.flush()).toThrow('osd timed out');
+    expect(() => dev.write(new Uint8Array(1), 0)).toThrow('osd timed out');
+    expect(() => dev.resize(MiB)).toThrow('osd timed out');
+    await expect(dev.writeAsync(new Uint8Array(1), 0)).rejects.toMatchObject({ code: 'EIO' });
   });
 
   it('written behind: a write that cannot start fails the device with an error naming its object', async () => {
