@@ -81,6 +81,8 @@ type NativeRados = Required<Pick<NativeHelpers, 'radosAioInit' | 'radosAioStart'
 let nativeReady: NativeRados | null | undefined;
 /** The path this process uses, fixed at the first request (or by useCompletionPath). */
 let chosen: 'native' | 'koffi' | undefined;
+/** Requests started on each path since the process began (refused ones included): which path serves them. */
+const startedOn = { native: 0, koffi: 0 };
 /** Native requests in flight by token. */
 const byToken = new Map<number, Pending>();
 let nextToken = 0;
@@ -143,10 +145,16 @@ export function inFlightCount(): number {
   return inFlight.size + byToken.size;
 }
 
+/** Requests started on each completion path so far in this process (a copy). */
+export function requestsStarted(): { native: number; koffi: number } {
+  return { ...startedOn };
+}
+
 /** Start one asynchronous read or write; resolves to librados's return value. */
 export function submit(l: Lib, req: AioRequest, settle?: (rc: number) => void): Promise<number> {
   const n = nativePath();
   if (n !== null) {
+    startedOn.native++;
     nextToken = nextToken >= 0x7fffffff ? 1 : nextToken + 1;
     const token = nextToken;
     return new Promise<number>((resolve) => {
@@ -157,6 +165,7 @@ export function submit(l: Lib, req: AioRequest, settle?: (rc: number) => void): 
       } else byToken.set(token, { resolve, settle, buf: req.buf });
     });
   }
+  startedOn.koffi++;
   const out: unknown[] = [null];
   let rc = l.aioCreate(null, null, out) as number;
   if (rc < 0) return Promise.reject(radosError(rc, 'cannot create an aio completion'));

@@ -17,7 +17,14 @@
  *   writes never land.
  */
 import { ThinpoolError } from '../errors.js';
-import { completionPath, inFlightCount, submit, useCompletionPath, waitAll as waitForAllRequests } from './librados-aio.js';
+import {
+  completionPath,
+  inFlightCount,
+  requestsStarted,
+  submit,
+  useCompletionPath,
+  waitAll as waitForAllRequests,
+} from './librados-aio.js';
 import { EBUSY, EEXIST, ENOENT, ERANGE, type Lib, load, radosError } from './librados-ffi.js';
 
 export interface RadosConnectOptions {
@@ -284,6 +291,11 @@ export class RadosIoctx {
    */
   static get completionPath(): 'native' | 'koffi' {
     return completionPath();
+  }
+
+  /** Asynchronous requests this process has started on each completion path (refused ones included). */
+  static get requestsStarted(): { native: number; koffi: number } {
+    return requestsStarted();
   }
 
   /** Choose the completion path (false: the native one is not built); EBUSY while requests are in flight. */

@@ -34,6 +34,7 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
 
       it('64 writes and 64 reads in flight at once land and read back; hooks run before promises settle', async () => {
         if (!use()) return;
+        const before = RadosIoctx.requestsStarted;
         const order: string[] = [];
         const writes: Promise<void>[] = [];
         for (let i = 0; i < 64; i++) {
@@ -66,6 +67,11 @@ describe.skipIf(!haveCeph())('librados completions (needs ceph-mon, ceph-osd, ce
         expect(big.subarray(0, 4 * KiB).every((x) => x === 7)).toBe(true);
         expect(Buffer.from(big.subarray(4 * KiB, 8 * KiB)).equals(Buffer.from(seededBytes(4 * KiB, 3)))).toBe(true);
         expect(big.subarray(8 * KiB).every((x) => x === 7)).toBe(true);
+        // Every request above went the chosen way, none the other.
+        const after = RadosIoctx.requestsStarted;
+        const other = path === 'native' ? 'koffi' : 'native';
+        expect(after[path] - before[path]).toBe(129);
+        expect(after[other]).toBe(before[other]);
       });
 
       it('waitAll settles every hook before it returns; the path cannot change while requests are in flight', async () => {
