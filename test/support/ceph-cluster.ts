@@ -11,6 +11,9 @@
  *   tail of the daemon's log, and what was started is stopped.
  * - Only the daemons this module spawned are signalled, by pid. A stopped daemon is gone when /proc/PID/stat
  *   is absent or shows a zombie (Z/X): PID 1 may reap slowly here, so `kill -0` is not a test.
+ * - The daemons die with the process that started them (util-linux `setpriv --pdeathsig KILL`), so a test
+ *   process killed before its `stop()` (a mutation run's timeout, a crash) leaves no daemon running; the next
+ *   start removes the temp dirs such a process left (each names its owner's pid).
  * - `objectStore: 'memstore'` (default) is fastest and loses everything when the OSD stops; 'bluestore' keeps
  *   its data in a sparse file under the temp dir, so `killOsd()` + `startOsd()` models an OSD crash and restart.
  * - Clients (librados, `ceph`, `rados`, `rbd`) use `conf`: it names the admin keyring and gives each client
@@ -18,7 +21,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +101,9 @@ export function processRunning(pid: number): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** util-linux setpriv (Debian's util-linux, essential), or null where it is missing: daemons then start bare. */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) ?? null;
+
 async function waitGone(pid: number, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (processRunning(pid)) {
@@ -173,9 +179,29 @@ export async function startCephCluster(opts: CephClusterOptions = {}): Promise<C
   throw lastError;
 }
 
+/**
+ * Remove the directories of clusters whose starting process is gone (killed before it could stop them: its
+ * daemons died with it, see `daemon`). Each directory names its owner in `owner`; one without it, or whose owner
+ * runs, is left alone.
+ */
+function sweepOrphans(): void {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith('thinpool-ceph-')) continue;
+    const dir = join(tmpdir(), name);
+    try {
+      const owner = Number(readFileSync(join(dir, 'owner'), 'utf8'));
+      if (Number.isSafeInteger(owner) && owner > 0 && !processRunning(owner)) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* no owner recorded, or removed meanwhile: not ours to judge */
+    }
+  }
+}
+
 async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
+  sweepOrphans();
   const dir = mkdtempSync(join(tmpdir(), 'thinpool-ceph-'));
+  writeFileSync(join(dir, 'owner'), String(process.pid));
   const conf = join(dir, 'ceph.conf');
   const children: ChildProcess[] = [];
   let osdPid = 0;
@@ -190,7 +216,13 @@ async function startOnce(opts: CephClusterOptions): Promise<CephCluster> {
   const tool = (cmd: string, args: string[]) => exec(cmd, ['-c', conf, ...args], timeoutMs);
 
   const daemon = (cmd: string, args: string[]): ChildProcess => {
-    const child = spawn(cmd, ['-c', conf, '-f', ...args], { stdio: 'ignore' });
+    // Through util-linux setpriv (it execs the daemon: the pid is the daemon's): the daemon gets SIGKILL when
+    // the process that started it dies, so a test process killed before its afterAll (a mutation run's
+    // timeout, a crash) leaves no cluster behind.
+    const line = [cmd, '-c', conf, '-f', ...args];
+    const child = SETPRIV
+      ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', ...line], { stdio: 'ignore' })
+      : spawn(cmd, line.slice(1), { stdio: 'ignore' });
     child.on('error', () => {
       /* reported through the wait's timeout and the log */
     });
