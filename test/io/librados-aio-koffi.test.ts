@@ -141,6 +141,8 @@ describe('librados aio, koffi path (a librados of the test)', () => {
     expect(await submit(f.lib, req(true), (rc) => (hook = rc))).toBe(-22);
     expect(hook).toBe(-22);
     expect(f.comps[0].released).toBe(1);
+    expect(await submit(f.lib, req(false))).toBe(-22); // no hook: the promise alone
+    expect(f.comps[1].released).toBe(1);
     expect(f.waitedOn).toEqual([]);
   });
 

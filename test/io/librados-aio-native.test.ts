@@ -95,6 +95,17 @@ describe('choosing the completion path', () => {
     }
   });
 
+  it('decided on first use: a first use before the helper can register (librados not loaded) keeps koffi', async () => {
+    fake = new FakeNative();
+    fake.initRc = -2;
+    const aio = await fresh();
+    expect(aio.completionPath()).toBe('koffi');
+    fake.initRc = 0;
+    expect(aio.completionPath()).toBe('koffi'); // fixed for the process, unless chosen again
+    expect(aio.useCompletionPath('native')).toBe(true);
+    expect(aio.completionPath()).toBe('native');
+  });
+
   it('THINPOOL_RADOS_AIO=koffi takes koffi although native is there; without it native is the default', async () => {
     fake = new FakeNative();
     process.env.THINPOOL_RADOS_AIO = 'koffi';
@@ -160,6 +171,7 @@ describe('the native path', () => {
     let hook = 0;
     expect(await aio.submit(noLib, req, (rc) => (hook = rc))).toBe(-36);
     expect([hook, aio.inFlightCount()]).toEqual([-36, 0]);
+    expect(await aio.submit(noLib, req)).toBe(-36); // no hook: the promise alone
     fake.startRc = 0;
     const settled: number[] = [];
     const ps = [1, 2].map((i) => aio.submit(noLib, req, () => settled.push(i)));
