@@ -104,6 +104,12 @@ function radosCpu(f) {
   );
 }
 
+/** Microseconds with one decimal. */
+const us = (v) => v.toFixed(1);
+
+/** Whether a row measured the whole machine's CPU (runs since "cpu-budget", with a started cluster). */
+const hasMachineCpu = (x) => x?.osdCpuUsRbd !== undefined && x.fioCpuUs !== undefined && x.fileCpuUs !== undefined;
+
 /** A row's CPU per request on the whole machine: librbd's side (rbd bench + OSD) and thinpool's (fio + serve + OSD). */
 function machineCpu(x) {
   const rbd = x.rbdCpuUs + x.osdCpuUsRbd;
@@ -118,11 +124,10 @@ function machineCpu(x) {
  * serve as the cost of the hop itself).
  */
 function radosBudget(f) {
-  const us = (v) => v.toFixed(1);
   return section(
     f,
     // QD16 reads: the case bound by CPU (at QD1 a request waits for the last; writes' librbd CPU is its cached mode's).
-    (x) => x.kind === 'read' && x.depth === 16 && x.osdCpuUsRbd !== undefined && x.fioCpuUs !== undefined && x.fileCpuUs !== undefined,
+    (x) => x.kind === 'read' && x.depth === 16 && hasMachineCpu(x),
     (k, x) => {
       const m = machineCpu(x);
       return `| ${k} | ${caseOf(x)} | ${us(x.rbdCpuUs)} + ${us(x.osdCpuUsRbd)} = ${us(m.rbd)} | ${us(x.fioCpuUs)} + ${us(x.radosCpuUs)} + ${us(x.osdCpuUsRados)} = ${us(m.tp)} | ${(m.rbd / m.tp).toFixed(2)} | ${(x.rados / x.rbd).toFixed(2)} | ${us(m.budget)} | ${us(x.fioCpuUs + x.radosCpuUs)} | ${us(m.hop)} |`;
@@ -173,9 +178,8 @@ export function radosHopSummary(f) {
 
 /** For a run that measured the whole machine's CPU: what 0.8 of librbd's QD16 read rate leaves fio and serve. */
 function budgetSentence(x) {
-  if (x?.osdCpuUsRbd === undefined || x.fioCpuUs === undefined || x.fileCpuUs === undefined) return '';
+  if (!hasMachineCpu(x)) return '';
   const m = machineCpu(x);
-  const us = (v) => v.toFixed(1);
   return (
     ` QD16 reads cost the machine ${us(m.rbd)} µs each through librbd and ${us(m.tp)} through serve (CPU ratio ${(m.rbd / m.tp).toFixed(2)}, rate ratio ${(x.rados / x.rbd).toFixed(2)}): ` +
     `0.8 of librbd's rate at librbd's CPU per second leaves fio and serve ${us(m.budget)} µs per read together, ` +
@@ -225,7 +229,7 @@ export function radosCompletions(f) {
     const ops = (x) => (x === null ? '-' : n(Math.round(x)));
     // The process's CPU per request by path (all its threads, librados's included): runs since "cpu" record it.
     const cpu = r.rows.every((x) => x.cpuUs !== undefined);
-    const us = (x) => (x === null ? '-' : x.toFixed(1));
+    const cpuUs = (x) => (x === null ? '-' : us(x)); // null: a path the row does not run (sync at depth 16)
     out.push(
       `Run "${k}": commit ${r.commit}, ${r.date}, ${n(r.ops)} operations of 4 KiB per case, median of ${r.reps} rounds (paths alternating), ${r.cluster}, load average ${r.loadAverage} on 2 shared cores.`,
       '',
@@ -234,7 +238,7 @@ export function radosCompletions(f) {
       ...r.rows.map(
         (x) =>
           `| ${x.kind} | ${x.depth} | ${ops(x.rates.sync)} | ${ops(x.rates.koffi)} | ${ops(x.rates.native)} | ${q(x.rates.native / x.rates.koffi)} | ${x.rates.sync === null ? '-' : q(x.rates.native / x.rates.sync)} |` +
-          (cpu ? ` ${us(x.cpuUs.sync)} | ${us(x.cpuUs.koffi)} | ${us(x.cpuUs.native)} |` : ''),
+          (cpu ? ` ${cpuUs(x.cpuUs.sync)} | ${cpuUs(x.cpuUs.koffi)} | ${cpuUs(x.cpuUs.native)} |` : ''),
       ),
       '',
     );

@@ -112,6 +112,17 @@ async function inProcess(vol: Volume, kind: Kind, depth: number): Promise<{ rate
   return { rate: OPS / seconds, cpuUs: (cpu.user + cpu.system) / OPS };
 }
 
+/**
+ * `run`, and the CPU each process of `pids` used over it, in microseconds per request (of OPS): all its threads,
+ * from /proc. NaN for pid 0 (a process not ours to read).
+ */
+async function cpuPerOp<T>(pids: number[], run: () => Promise<T>): Promise<[T, number[]]> {
+  const seconds = (pid: number): number => (pid > 0 ? processCpuSeconds(pid) : Number.NaN);
+  const before = pids.map(seconds);
+  const r = await run();
+  return [r, pids.map((pid, k) => ((seconds(pid) - before[k]) * 1e6) / OPS)];
+}
+
 async function run(): Promise<void> {
   let conf = argValue('--ceph-conf');
   const cephPool = argValue('--ceph-pool') ?? (conf ? 'rbd' : 'tp');
@@ -194,37 +205,32 @@ async function run(): Promise<void> {
         osdCpuUsRbd: [] as number[],
         osdCpuUsRados: [] as number[],
       }));
-      /** The OSD's CPU microseconds per request over `run` (NaN with a cluster of the user's). */
-      const osdPerOp = async <T>(run: () => Promise<T>): Promise<[T, number]> => {
-        const pid = cluster?.osdPid() ?? 0;
-        const c0 = pid > 0 ? processCpuSeconds(pid) : Number.NaN;
-        const r = await run();
-        return [r, pid > 0 ? ((processCpuSeconds(pid) - c0) * 1e6) / OPS : Number.NaN];
-      };
+      const osd = cluster?.osdPid() ?? 0; // a cluster of the user's: its OSD is not ours to read
       for (let rep = 0; rep < REPS; rep++) {
         for (const [i, [kind, depth]] of CASES.entries()) {
           // librbd's CPU per request: the run's CPU less that of a run of one request per thread (start-up).
           const idle = await rbdBenchCpu(conf, image, kind, depth, depth);
-          const [lib, osdRbd] = await osdPerOp(() => rbdBenchCpu(conf, image, kind, depth, OPS));
+          const [lib, [osdRbd]] = await cpuPerOp([osd], () => rbdBenchCpu(conf, image, kind, depth, OPS));
           samples[i].osdCpuUsRbd.push(osdRbd);
           samples[i].rbd.push(lib.rate);
           samples[i].rbdCpuUs.push(((lib.cpuSeconds - idle.cpuSeconds) * 1e6) / (OPS - depth));
-          const cpu0 = processCpuSeconds(rados.pid);
-          const [viaServe, osdRados] = await osdPerOp(() => fioCpu(rados.exportUri('v'), kind, depth, SIZE, OPS));
+          const [viaServe, [serveUs, osdRados]] = await cpuPerOp([rados.pid, osd], () =>
+            fioCpu(rados.exportUri('v'), kind, depth, SIZE, OPS),
+          );
           samples[i].rados.push(viaServe.rate);
-          samples[i].radosCpuUs.push(((processCpuSeconds(rados.pid) - cpu0) * 1e6) / OPS);
+          samples[i].radosCpuUs.push(serveUs);
           samples[i].fioCpuUs.push(viaServe.cpuUs);
           samples[i].osdCpuUsRados.push(osdRados);
           const own = await inProcess(inPool.volume('v'), kind, depth);
           samples[i].inProcess.push(own.rate);
           samples[i].inProcessCpuUs.push(own.cpuUs);
-          const fileCpu0 = processCpuSeconds(file.pid);
-          samples[i].file.push(await fio(file.exportUri('v'), kind, depth, SIZE, OPS));
-          samples[i].fileCpuUs.push(((processCpuSeconds(file.pid) - fileCpu0) * 1e6) / OPS);
+          const [viaFile, [fileUs]] = await cpuPerOp([file.pid], () => fio(file.exportUri('v'), kind, depth, SIZE, OPS));
+          samples[i].file.push(viaFile);
+          samples[i].fileCpuUs.push(fileUs);
           if (!('unavailable' in qemu)) {
-            const q0 = processCpuSeconds(qemu.pid);
-            samples[i].qemuNbd.push(await fio(qemu.uri, kind, depth, SIZE, OPS));
-            samples[i].qemuCpuUs.push(((processCpuSeconds(qemu.pid) - q0) * 1e6) / OPS);
+            const [viaQemu, [qemuUs]] = await cpuPerOp([qemu.pid], () => fio(qemu.uri, kind, depth, SIZE, OPS));
+            samples[i].qemuNbd.push(viaQemu);
+            samples[i].qemuCpuUs.push(qemuUs);
           }
           if (kind === 'read') samples[i].radosReadOnly.push(await fio(radosRo.exportUri('v'), kind, depth, SIZE, OPS));
           if (kind === 'write') {

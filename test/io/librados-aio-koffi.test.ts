@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Lib } from '../../src/io/librados-ffi.js';
 import { type AioRequest, inFlightCount, requestsStarted, submit, useCompletionPath, waitAll } from '../../src/io/librados-aio.js';
+import { turns } from '../support/turns.js';
 
 interface Comp {
   id: number;
@@ -72,9 +73,6 @@ class FakeLib {
 }
 
 const req = (write: boolean): AioRequest => ({ write, io: null, ioAddress: 0n, oid: 'o', buf: new Uint8Array(8), off: 0 });
-const turns = async (n = 3): Promise<void> => {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-};
 
 describe('librados aio, koffi path (a librados of the test)', () => {
   afterEach(() => expect(inFlightCount()).toBe(0));
@@ -100,10 +98,10 @@ describe('librados aio, koffi path (a librados of the test)', () => {
     expect(inFlightCount()).toBe(3);
     expect(f.waitedOn).toEqual([0]); // one waiter, on the oldest
     f.finish(1, -5); // a younger one first: nothing settles until the oldest returns
-    await turns();
+    await turns(3);
     expect(log).toEqual([]);
     f.finish(0, 8);
-    await turns();
+    await turns(3);
     expect(log.slice(0, 2)).toEqual(['settle 0 8', 'settle 1 -5']);
     expect(log).toContain('resolve 0 8');
     expect(log).toContain('resolve 1 -5');
@@ -112,7 +110,7 @@ describe('librados aio, koffi path (a librados of the test)', () => {
     f.finish(2, 0);
     await Promise.all(ps);
     expect(log.indexOf('settle 2 0')).toBeLessThan(log.indexOf('resolve 2 0'));
-    await turns();
+    await turns(3);
     expect(f.comps.map((c) => c.released)).toEqual([1, 1, 1]);
   });
 
@@ -128,7 +126,7 @@ describe('librados aio, koffi path (a librados of the test)', () => {
     // Request 0 is still the waiter's: released once its wait returns, not before, not twice.
     expect(f.comps.map((c) => c.released)).toEqual([0, 1, 1, 1]);
     await Promise.all(ps);
-    await turns();
+    await turns(3);
     expect(f.comps.map((c) => c.released)).toEqual([1, 1, 1, 1]);
     expect(f.waitedOn).toEqual([0]); // nothing left to wait on
   });

@@ -4,6 +4,7 @@
 // override, batches of completions (tokens unknown or repeated, a hook that throws), refused starts and drain.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { NativeHelpers } from '../../src/io/native.js';
+import { turns } from '../support/turns.js';
 
 type Aio = typeof import('../../src/io/librados-aio.js');
 
@@ -152,7 +153,7 @@ describe('the native path', () => {
     try {
       const [t0, t1, t2] = fake.pending.splice(0);
       fake.done!(Int32Array.from([t1, -5, 999_999, 0, t0, 7, t1, 3, t2, 0]));
-      await new Promise((r) => setImmediate(r));
+      await turns();
     } finally {
       process.off('uncaughtException', onUncaught);
     }

@@ -7,20 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { ThinpoolError } from '../../src/errors.js';
 import { objectName, RadosDevice } from '../../src/io/rados-device.js';
 import { FakeRadosIo } from '../support/fake-rados-io.js';
+import { caught } from '../support/thrown.js';
+import { turns } from '../support/turns.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-function thrown(fn: () => unknown): ThinpoolError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ThinpoolError);
-    return e as ThinpoolError;
-  }
-  throw new Error('expected a ThinpoolError, nothing was thrown');
-}
 
 /** Whether a promise has settled after the microtasks queued so far have run. */
 async function settled(p: Promise<unknown>): Promise<boolean> {
@@ -38,7 +29,7 @@ describe('RadosDevice: what it refuses, and how the errors read', () => {
   it('takes object sizes that are powers of two from 4 KiB to 64 MiB, and nothing else', () => {
     const f = new FakeRadosIo();
     for (const bad of [2 * KiB, 4 * KiB - 1, 12 * KiB, 128 * MiB, 4096.5, Number.NaN]) {
-      const e = thrown(() => RadosDevice.create(f.io, `bad-${bad}`, MiB, { objectSize: bad }));
+      const e = caught(() => RadosDevice.create(f.io, `bad-${bad}`, MiB, { objectSize: bad }));
       expect(e.code).toBe('EINVAL');
       expect(e.message).toBe(`RADOS object size ${bad} must be a power of two from 4 KiB to 64 MiB`);
     }
@@ -60,7 +51,7 @@ describe('RadosDevice: what it refuses, and how the errors read', () => {
     ];
     for (const [prefix, raw, why] of cases) {
       f.objects.set(prefix, raw);
-      const e = thrown(() => RadosDevice.open(f.io, prefix));
+      const e = caught(() => RadosDevice.open(f.io, prefix));
       expect(e.code).toBe('ECORRUPT');
       expect(e.message).toMatch(new RegExp(`^RADOS object ${prefix} is not a thinpool device descriptor: `));
       expect(e.message).toMatch(why);
@@ -75,17 +66,17 @@ describe('RadosDevice: what it refuses, and how the errors read', () => {
   it('names the object or device in EEXIST, ENOENT, ECLOSED, EROFS and a bad write-back size', () => {
     const f = new FakeRadosIo();
     RadosDevice.create(f.io, 'd', MiB).close();
-    expect(thrown(() => RadosDevice.create(f.io, 'd', MiB)).message).toBe('RADOS object d exists: a device is already there');
-    const missing = thrown(() => RadosDevice.open(f.io, 'nope'));
+    expect(caught(() => RadosDevice.create(f.io, 'd', MiB)).message).toBe('RADOS object d exists: a device is already there');
+    const missing = caught(() => RadosDevice.open(f.io, 'nope'));
     expect([missing.code, missing.message]).toEqual(['ENOENT', 'no RADOS device nope (its descriptor object is missing)']);
     const ro = RadosDevice.open(f.io, 'd', { readOnly: true });
-    const rofs = thrown(() => ro.write(new Uint8Array(1), 0));
+    const rofs = caught(() => ro.write(new Uint8Array(1), 0));
     expect([rofs.code, rofs.message]).toEqual(['EROFS', 'RADOS device d is open read-only']);
     ro.close();
-    const closed = thrown(() => ro.read(new Uint8Array(1), 0));
+    const closed = caught(() => ro.read(new Uint8Array(1), 0));
     expect([closed.code, closed.message]).toEqual(['ECLOSED', 'RADOS device d is closed']);
     for (const bad of [-1, 0.5]) {
-      const e = thrown(() => RadosDevice.open(f.io, 'd', { writeBackBytes: bad }));
+      const e = caught(() => RadosDevice.open(f.io, 'd', { writeBackBytes: bad }));
       expect([e.code, e.message]).toEqual(['EINVAL', `write-back size ${bad} must be a whole number of bytes, 0 or more`]);
     }
   });
@@ -212,7 +203,7 @@ describe('RadosDevice: asynchronous writes', () => {
     for (let i = 0; i < 3; i++) {
       await dev.writeAsync(new Uint8Array(4 * KiB).fill(i + 1), i * 4 * KiB);
       expect(f.callsOf('aioWrite')).toHaveLength(i); // reported done, not sent yet
-      await turn();
+      await turns();
       expect(f.callsOf('aioWrite')).toHaveLength(i + 1); // sent with no other request of the device
       expect(f.objects.get(objectName('d', 0))?.[i * 4 * KiB]).toBe(i + 1);
     }
@@ -221,7 +212,7 @@ describe('RadosDevice: asynchronous writes', () => {
     await atBound.writeAsync(new Uint8Array(4 * KiB).fill(1), 0);
     const sentB = () => f.calls.filter((c) => c === `aioWrite ${objectName('b', 0)}`).length;
     expect(sentB()).toBe(0);
-    await turn();
+    await turns();
     expect(sentB()).toBe(1);
   });
 
@@ -231,7 +222,7 @@ describe('RadosDevice: asynchronous writes', () => {
     f.hold = true;
     f.failWrites = new ThinpoolError('EIO', 'osd timed out');
     await dev.writeAsync(new Uint8Array(8 * KiB), 0); // within the bound: reported done
-    await turn(); // sent (and to fail) at this turn
+    await turns(); // sent (and to fail) at this turn
     f.failWrites = null;
     const past = dev.writeAsync(new Uint8Array(4 * KiB), 16 * KiB); // past it: sends, waits for the oldest
     expect(await settled(past)).toBe(false);
@@ -249,8 +240,8 @@ describe('RadosDevice: asynchronous writes', () => {
     const dev = RadosDevice.create(f.io, 'd', MiB, { objectSize: 64 * KiB, writeBackBytes: MiB });
     f.startFailure = 'throws';
     await dev.writeAsync(new Uint8Array(10), 64 * KiB);
-    await turn();
-    const e = thrown(() => dev.flush());
+    await turns();
+    const e = caught(() => dev.flush());
     expect(e.code).toBe('EIO');
     expect(e.message).toBe(`write to RADOS object ${objectName('d', 1)} could not start: TypeError: the cluster handle is gone`);
   });

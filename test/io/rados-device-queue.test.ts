@@ -4,23 +4,19 @@
 // nothing throws out of the event loop's turn that sent it.
 import { expect, test } from 'vitest';
 import { isThinpoolError, type ThinpoolError } from '../../src/errors.js';
-import type { RadosIoctx } from '../../src/io/librados.js';
 import { RadosDevice } from '../../src/io/rados-device.js';
 import { FakeRadosIo } from '../support/fake-rados-io.js';
+import { turns } from '../support/turns.js';
 
-/** The device on an in-memory I/O context whose asynchronous writes start as `mode` says. */
-function fakeIo(mode: 'throws' | 'rejects' | 'ok'): { io: RadosIoctx; sent: number } {
+/** An in-memory I/O context whose asynchronous writes start as `mode` says. */
+function fakeIo(mode: 'throws' | 'rejects' | 'ok'): FakeRadosIo {
   const f = new FakeRadosIo();
   f.startFailure = mode === 'ok' ? null : mode;
-  return {
-    io: f.io,
-    get sent() {
-      return f.callsOf('aioWrite').length;
-    },
-  };
+  return f;
 }
 
-const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+/** Asynchronous writes asked of the I/O context so far. */
+const sent = (f: FakeRadosIo): number => f.callsOf('aioWrite').length;
 
 test.each(['throws', 'rejects'] as const)(
   'a queued write whose request %s fails the device, and nothing is left in flight',
@@ -28,11 +24,11 @@ test.each(['throws', 'rejects'] as const)(
     const f = fakeIo(mode);
     const dev = RadosDevice.create(f.io, 'q', 1 << 20, { objectSize: 64 * 1024, writeBackBytes: 1 << 20 });
     await dev.writeAsync(new Uint8Array(4096).fill(1), 0); // reported done: queued, not sent
-    expect(f.sent).toBe(0);
+    expect(sent(f)).toBe(0);
     expect(dev.unacknowledgedBytes).toBe(4096);
-    await turn(); // sent now: the failure must not escape this turn
-    await turn();
-    expect(f.sent).toBe(1);
+    await turns(); // sent now: the failure must not escape this turn
+    await turns();
+    expect(sent(f)).toBe(1);
     expect(dev.unacknowledgedBytes).toBe(0);
     let code = 'no error';
     try {
@@ -50,13 +46,13 @@ test('queued writes go out at the next turn, in order, once each; flush sends wh
   const f = fakeIo('ok');
   const dev = RadosDevice.create(f.io, 'q', 1 << 20, { objectSize: 64 * 1024, writeBackBytes: 1 << 20 });
   for (let i = 0; i < 3; i++) await dev.writeAsync(new Uint8Array(4096).fill(i + 1), i * 4096);
-  expect(f.sent).toBe(0);
-  await turn();
-  expect(f.sent).toBe(3);
+  expect(sent(f)).toBe(0);
+  await turns();
+  expect(sent(f)).toBe(3);
   expect(dev.unacknowledgedBytes).toBe(0);
   await dev.writeAsync(new Uint8Array(4096), 0);
   dev.flush(); // in the same turn: flush sends it first
-  expect(f.sent).toBe(4);
-  await turn();
-  expect(f.sent).toBe(4); // the scheduled send found nothing left
+  expect(sent(f)).toBe(4);
+  await turns();
+  expect(sent(f)).toBe(4); // the scheduled send found nothing left
 });

@@ -38,11 +38,7 @@ export class FakeRadosIo {
 
   read(oid: string, buf: Uint8Array, off: number): number {
     this.calls.push(`read ${oid}`);
-    const o = this.objects.get(oid);
-    if (o === undefined || off >= o.length) return 0;
-    const n = Math.min(buf.length, o.length - off);
-    buf.set(o.subarray(off, off + n));
-    return n;
+    return this.#copyOut(oid, buf, off);
   }
 
   write(oid: string, buf: Uint8Array, off: number): void {
@@ -84,8 +80,8 @@ export class FakeRadosIo {
   }
 
   aioRead(oid: string, buf: Uint8Array, off: number): Promise<number> {
-    const n = this.read(oid, buf, off);
-    this.calls[this.calls.length - 1] = `aioRead ${oid}`;
+    this.calls.push(`aioRead ${oid}`);
+    const n = this.#copyOut(oid, buf, off);
     return this.#ack(() => n);
   }
 
@@ -118,6 +114,15 @@ export class FakeRadosIo {
       if (this.hold) this.#held.push(ack);
       else ack();
     });
+  }
+
+  /** The object's bytes at `off` into buf: how many it had there (the rest of buf untouched). */
+  #copyOut(oid: string, buf: Uint8Array, off: number): number {
+    const o = this.objects.get(oid);
+    if (o === undefined || off >= o.length) return 0;
+    const n = Math.min(buf.length, o.length - off);
+    buf.set(o.subarray(off, off + n));
+    return n;
   }
 
   #apply(oid: string, buf: Uint8Array, off: number): void {
